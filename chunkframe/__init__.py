@@ -1,0 +1,63 @@
+"""chunkframe: large tables in chunked, checksummed Arrow storage, read back from pandas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from . import accessor as _accessor  # noqa: F401 - registers df.chunk and series.chunk
+from .client import Client, connect, default_client
+from .dataset import Dataset
+from .errors import (
+    ChunkCorruptionError,
+    ChunkFrameError,
+    DatasetExistsError,
+    DatasetLockedError,
+    DatasetNotFoundError,
+    InvalidDatasetIdError,
+    LockLostError,
+    SchemaMismatchError,
+)
+
+__all__ = [
+    "Client", "Dataset", "connect", "ingest", "open", "datasets", "context", "contexts",
+    "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
+    "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
+]
+__version__ = "0.1.0"
+
+
+def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: str | None = None,
+           device_column: str | None = None, mode: str = "create", **kwargs: Any) -> Dataset:
+    """Ingest ``source`` as dataset ``dataset_id`` with the default client.
+
+    ``source``: a DataFrame, an iterable of DataFrames, or a path/URL/glob of CSV, Parquet or
+    Arrow files (local or ``s3://``). ``mode``: ``"create"`` (error if it exists),
+    ``"overwrite"`` (replace it once the new one is complete), ``"append"``, ``"resume"``
+    (continue an interrupted ingest of the same source). Other keywords: ``compression``
+    (``"zstd"``/``"lz4"``), ``progress``, ``wait`` (for the lock), ``workers``.
+    """
+    return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
+                                   time_column=time_column, device_column=device_column,
+                                   mode=mode, **kwargs)
+
+
+def open(dataset_id: str) -> Dataset:  # noqa: A001 - the public name of the design
+    """Open a complete dataset with the default client."""
+    return default_client().open(dataset_id)
+
+
+def datasets() -> pd.DataFrame:
+    """Complete datasets of the default client: id, state, rows, chunks, bytes, ..."""
+    return default_client().datasets()
+
+
+def context(context_id: str) -> Any:
+    """The context (tags, keyword index) of any id, with the default client."""
+    return default_client().context(context_id)
+
+
+def contexts() -> pd.DataFrame:
+    """Contexts in memory: id, entries, memory bytes, accesses, last access."""
+    return default_client().contexts()

@@ -1,0 +1,1 @@
+"""pandas accessors ``df.chunk`` and ``series.chunk`` (filled in by the accessor issue)."""

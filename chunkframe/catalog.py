@@ -1,0 +1,169 @@
+"""The catalog: the durable record (SQLite) of complete datasets and their chunk tables."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import BackendUnavailableError
+from .model import ChunkMeta, DatasetMeta, Tombstone
+
+__all__ = ["Catalog"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL,
+    schema TEXT NOT NULL,
+    chunk_rows INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    time_column TEXT,
+    device_column TEXT,
+    version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    tombstones TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    dataset TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    nbytes INTEGER NOT NULL,
+    stats TEXT NOT NULL,
+    PRIMARY KEY (dataset, generation, chunk)
+);
+CREATE TABLE IF NOT EXISTS generations (
+    dataset TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
+"""
+
+_COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
+            "time_column", "device_column", "version", "created", "updated", "tombstones")
+
+
+class Catalog:
+    """SQLite catalog; a dataset is visible only once its chunk table is committed with it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise BackendUnavailableError(
+                f"cannot open the catalog {str(self.path)!r}: {exc}; check the path and its "
+                "permissions, or set CHUNKFRAME_CATALOG"
+            ) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def reserve_generation(self, dataset_id: str) -> int:
+        """A generation number never used before for this dataset (survives deletes)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT last FROM generations WHERE dataset=?", (dataset_id,)).fetchone()
+            gen = (row[0] if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)", (dataset_id, gen))
+        return gen
+
+    def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
+        """Write the dataset row and its whole chunk table in one transaction: now complete.
+
+        Chunks of other generations are dropped from the record in the same transaction.
+        """
+        with self._transaction() as db:
+            db.execute("DELETE FROM chunks WHERE dataset=? AND generation<>?", (meta.id, meta.generation))
+            db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
+                [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
+                  json.dumps(c.stats)) for c in chunks],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (meta.id, meta.generation, "complete", meta.rows, meta.chunks, meta.nbytes,
+                 meta.schema, meta.chunk_rows, meta.fingerprint, meta.time_column,
+                 meta.device_column, meta.version, meta.created, meta.updated,
+                 json.dumps([t.to_dict() for t in meta.tombstones])),
+            )
+
+    def set_tombstones(self, dataset_id: str, tombstones: tuple[Tombstone, ...], version: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE datasets SET tombstones=?, version=?, updated=? WHERE id=?",
+                (json.dumps([t.to_dict() for t in tombstones]), version, time.time(), dataset_id),
+            )
+
+    def get(self, dataset_id: str) -> DatasetMeta | None:
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE id=? AND state='complete'",
+                (dataset_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        d = dict(zip(_COLUMNS, row, strict=True))
+        d["tombstones"] = tuple(Tombstone.from_dict(t) for t in json.loads(d["tombstones"]))
+        return DatasetMeta(**d)
+
+    def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT chunk,start,rows,key,checksum,nbytes,stats FROM chunks "
+                "WHERE dataset=? AND generation=? ORDER BY chunk",
+                (dataset_id, generation),
+            ).fetchall()
+        return [ChunkMeta(c, s, r, k, cs, n, json.loads(st)) for c, s, r, k, cs, n, st in rows]
+
+    def ids(self) -> list[str]:
+        with self._connect() as db:
+            return [r[0] for r in db.execute(
+                "SELECT id FROM datasets WHERE state='complete' ORDER BY id")]
+
+    def table(self) -> pd.DataFrame:
+        """All complete datasets, one row each (what ``cf.datasets()`` shows)."""
+        with self._connect() as db:
+            df = pd.read_sql_query(
+                "SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
+                "time_column, device_column, created, updated FROM datasets ORDER BY id", db)
+        for col in ("created", "updated"):
+            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+        return df
+
+    def delete(self, dataset_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM chunks WHERE dataset=?", (dataset_id,))
+            db.execute("DELETE FROM datasets WHERE id=?", (dataset_id,))

@@ -1,0 +1,144 @@
+"""`Client`: one configured set of parts (Redis, store, catalog, caches); the default one too."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .catalog import Catalog
+from .config import Settings, resolve
+from .dataset import Dataset
+from .ingest import CommitHook, ingest
+from .keys import validate_id
+from .reader import Reader
+from .state import State, connect_redis
+from .store import ChunkStore
+
+if TYPE_CHECKING:
+    from .context import Context, ContextCache
+    from .lastvalues import LastValues
+
+__all__ = ["Client", "connect", "default_client", "client_for_token"]
+
+_CLIENTS: weakref.WeakValueDictionary[str, Client] = weakref.WeakValueDictionary()
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+class Client:
+    """Everything chunkframe talks to, configured once; datasets and contexts hang off it."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.token = uuid.uuid4().hex
+        self.redis = connect_redis(settings.redis_url, settings.home)
+        self.state = State(self.redis, settings.prefix, settings.lock_ttl)
+        self.store = ChunkStore(settings.store_url, settings.storage_options)
+        self.catalog = Catalog(settings.catalog_path)
+        self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes)
+        self.commit_hooks: list[CommitHook] = []
+        self._last_values: LastValues | None = None
+        self._contexts: ContextCache | None = None
+        self._lazy = threading.Lock()
+        _CLIENTS[self.token] = self
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"<chunkframe.Client store={s.store_url!r} redis={s.redis_url or 'embedded'!r} "
+                f"catalog={str(s.catalog_path)!r}>")
+
+    # -- datasets -------------------------------------------------------------------------
+    def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Dataset:
+        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`."""
+        self.last_values  # noqa: B018 - make sure its commit hook is registered
+        ingest(self, source, dataset_id, **kwargs)
+        self.reader.snapshot(dataset_id, refresh=True)
+        return Dataset(self, dataset_id)
+
+    def open(self, dataset_id: str) -> Dataset:
+        """A complete dataset; :class:`DatasetNotFoundError` names similar ids if there is none."""
+        validate_id(dataset_id)
+        self._reconcile(dataset_id)
+        return Dataset(self, dataset_id)
+
+    def _reconcile(self, dataset_id: str) -> None:
+        """If a crash left Redis behind the catalog (the record), re-warm Redis from it."""
+        hot = self.state.meta(dataset_id)
+        record = self.catalog.get(dataset_id)
+        if record is not None and (hot is None or (hot.generation, hot.version)
+                                   < (record.generation, record.version)):
+            self.state.warm(record, self.catalog.chunks(dataset_id, record.generation))
+            self.reader.snapshot(dataset_id, refresh=True)
+
+    def datasets(self) -> pd.DataFrame:
+        """One row per complete dataset: id, state, rows, chunks, bytes, ..."""
+        return self.catalog.table()
+
+    # -- parts built on first use ---------------------------------------------------------
+    @property
+    def last_values(self) -> LastValues:
+        if self._last_values is None:
+            with self._lazy:
+                if self._last_values is None:
+                    from .lastvalues import LastValues
+
+                    self._last_values = LastValues(self)
+        return self._last_values
+
+    @property
+    def contexts_cache(self) -> ContextCache:
+        if self._contexts is None:
+            with self._lazy:
+                if self._contexts is None:
+                    from .context import ContextCache
+
+                    self._contexts = ContextCache(self.redis, prefix=self.settings.prefix)
+        return self._contexts
+
+    def context(self, context_id: str) -> Context:
+        """The :class:`~chunkframe.context.Context` of any id (a dataset's or an analysis')."""
+        return self.contexts_cache.context(context_id)
+
+    def contexts(self) -> pd.DataFrame:
+        return self.contexts_cache.contexts()
+
+
+def connect(
+    store: str | os.PathLike[str] | None = None,
+    redis: str | None = None,
+    catalog: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Client:
+    """Configure chunkframe and make the result the default client.
+
+    ``None`` arguments fall back to ``CHUNKFRAME_STORE``, ``CHUNKFRAME_REDIS_URL``,
+    ``CHUNKFRAME_CATALOG`` and ``CHUNKFRAME_HOME`` (default ``~/.chunkframe``); with no Redis
+    URL anywhere, an embedded redis-server is started under the home directory. Options:
+    ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``, ``lock_ttl``,
+    ``prefix``.
+    """
+    global _default
+    client = Client(resolve(store, redis, catalog, home, **options))
+    with _default_lock:
+        _default = client
+    return client
+
+
+def default_client() -> Client:
+    """The client of the last :func:`connect`, or one configured from the environment."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client(resolve())
+        return _default
+
+
+def client_for_token(token: str) -> Client:
+    """The live client a bound DataFrame came from, else the default client."""
+    return _CLIENTS.get(token) or default_client()

@@ -1,0 +1,67 @@
+"""Chunk bytes: pandas/Arrow tables as Arrow IPC files, and their CRC32C checksums."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import google_crc32c
+import pandas as pd
+import pyarrow as pa
+
+__all__ = [
+    "CHECKSUM_ALGORITHM",
+    "checksum",
+    "checksum_matches",
+    "encode",
+    "decode",
+    "to_arrow",
+    "to_pandas",
+    "Compression",
+]
+
+CHECKSUM_ALGORITHM = "crc32c"
+Compression = Literal["zstd", "lz4"] | None
+
+
+def checksum(data: bytes | memoryview) -> str:
+    """CRC32C of ``data`` (hardware-accelerated) tagged with its algorithm: ``crc32c:1a2b3c4d``."""
+    return f"{CHECKSUM_ALGORITHM}:{google_crc32c.value(data):08x}"
+
+
+def checksum_matches(data: bytes | memoryview, recorded: str) -> tuple[bool, str]:
+    """Compare ``data`` against a recorded checksum; returns (ok, computed)."""
+    algorithm, _, _ = recorded.partition(":")
+    if algorithm != CHECKSUM_ALGORITHM:
+        raise ValueError(
+            f"checksum {recorded!r} uses algorithm {algorithm!r}; this version of chunkframe "
+            f"reads {CHECKSUM_ALGORITHM!r} only"
+        )
+    computed = checksum(data)
+    return computed == recorded, computed
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """pandas → Arrow, keeping pandas dtypes in the schema metadata for an exact round trip.
+
+    The index is dropped: a row's identity is its serial number.
+    """
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow → pandas using the stored pandas metadata (categoricals, nullable dtypes, tz)."""
+    return table.to_pandas()
+
+
+def encode(table: pa.Table, compression: Compression = None) -> bytes:
+    """One Arrow IPC *file* holding ``table``: any Arrow reader can open it alone."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+    return sink.getvalue().to_pybytes()
+
+
+def decode(data: bytes | memoryview | pa.Buffer) -> pa.Table:
+    """Inverse of :func:`encode`; zero-copy over ``data`` for uncompressed chunks."""
+    return pa.ipc.open_file(pa.py_buffer(data) if not isinstance(data, pa.Buffer) else data).read_all()

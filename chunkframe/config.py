@@ -1,0 +1,67 @@
+"""Resolve settings from arguments, then environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "resolve"]
+
+DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
+DEFAULT_META_CACHE_SIZE = 1024
+DEFAULT_LOCK_TTL = 15.0
+DEFAULT_PREFIX = "cf"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where chunkframe keeps things. ``redis_url=None`` means the embedded server."""
+
+    home: Path
+    store_url: str
+    redis_url: str | None
+    catalog_path: Path
+    prefix: str = DEFAULT_PREFIX
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES
+    lock_ttl: float = DEFAULT_LOCK_TTL
+
+
+def resolve(
+    store: str | os.PathLike[str] | None = None,
+    redis: str | None = None,
+    catalog: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Settings:
+    """Arguments win, then ``CHUNKFRAME_*`` environment variables, then ``~/.chunkframe``."""
+    home_path = Path(home or os.environ.get("CHUNKFRAME_HOME") or "~/.chunkframe").expanduser()
+    store_url = str(store or os.environ.get("CHUNKFRAME_STORE") or home_path / "store")
+    redis_url = redis or os.environ.get("CHUNKFRAME_REDIS_URL") or None
+    catalog_path = Path(
+        catalog or os.environ.get("CHUNKFRAME_CATALOG") or home_path / "catalog.db"
+    ).expanduser()
+    prefix = options.pop("prefix", None) or os.environ.get("CHUNKFRAME_PREFIX") or DEFAULT_PREFIX
+    cache = options.pop("chunk_cache_bytes", None)
+    if cache is None:
+        cache = int(os.environ.get("CHUNKFRAME_CHUNK_CACHE_BYTES", DEFAULT_CHUNK_CACHE_BYTES))
+    if cache < 0:
+        raise ValueError(f"chunk_cache_bytes must be >= 0, got {cache}")
+    lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
+    if lock_ttl <= 0:
+        raise ValueError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
+    storage_options = options.pop("storage_options", None) or {}
+    if options:
+        raise TypeError(f"unknown connect() options: {sorted(options)}")
+    return Settings(
+        home=home_path,
+        store_url=store_url,
+        redis_url=redis_url,
+        catalog_path=catalog_path,
+        prefix=prefix,
+        storage_options=dict(storage_options),
+        chunk_cache_bytes=int(cache),
+        lock_ttl=lock_ttl,
+    )

@@ -1,0 +1,285 @@
+"""`Dataset`: the handle users hold — reads by serial number, last values, tags, export."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .model import DatasetMeta
+from .progress import progress_bar
+from .reader import Snapshot, chunk_slices, positions
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .context import Context
+
+__all__ = ["Dataset", "BINDING_ATTR"]
+
+BINDING_ATTR = "chunkframe"
+"""Key in ``DataFrame.attrs`` that binds a frame to its dataset (read by ``df.chunk``)."""
+
+
+class Dataset:
+    """A complete dataset. Cheap to create: state lives in the client's caches.
+
+    Examples
+    --------
+    >>> ds = cf.open("sensors")                     # doctest: +SKIP
+    >>> ds.get(12_345)                               # doctest: +SKIP
+    """
+
+    def __init__(self, client: Client, dataset_id: str):
+        self._client = client
+        self.id = dataset_id
+        self._snap()  # fail now, with DatasetNotFoundError, if it does not exist
+
+    # -- metadata -------------------------------------------------------------------------
+    def _snap(self) -> Snapshot:
+        return self._client.reader.snapshot(self.id)
+
+    @property
+    def meta(self) -> DatasetMeta:
+        """The committed metadata (generation, rows, chunks, schema, ...)."""
+        return self._snap().meta
+
+    def __len__(self) -> int:
+        return self._snap().meta.rows
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._snap().schema.names)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._snap().schema
+
+    @property
+    def chunks(self) -> pd.DataFrame:
+        """One row per chunk: number, first sn, rows, key, checksum, bytes."""
+        snap = self._snap()
+        return pd.DataFrame(
+            [(c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes) for c in snap.chunks],
+            columns=["chunk", "start", "rows", "key", "checksum", "bytes"],
+        )
+
+    def _bind(self, df: pd.DataFrame) -> pd.DataFrame:
+        df.attrs[BINDING_ATTR] = {"dataset": self.id, "client": self._client.token}
+        return df
+
+    def _column_index(self, snap: Snapshot, column: str) -> int:
+        i = snap.schema.get_field_index(column) if isinstance(column, str) else -1
+        if i < 0:
+            raise KeyError(
+                f"dataset {self.id!r} has no column {column!r}; columns are {snap.schema.names!r}"
+            )
+        return i
+
+    def _columns(self, snap: Snapshot, columns: Sequence[str] | str | None) -> list[str] | None:
+        if columns is None:
+            return None
+        cols = [columns] if isinstance(columns, str) else list(columns)
+        for c in cols:
+            self._column_index(snap, c)
+        return cols
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, sn: int, column: str | None = None) -> Any:
+        """Row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``.
+
+        Negative ``sn`` counts from the end, as with ``iloc``; out of range is an IndexError.
+        """
+        reader = self._client.reader
+        snap = reader.snapshot(self.id)
+        if not isinstance(sn, (int, np.integer)) or isinstance(sn, (bool, np.bool_)):
+            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
+        n = snap.meta.rows
+        pos = int(sn) + n if sn < 0 else int(sn)
+        if not 0 <= pos < n:
+            raise IndexError(
+                f"serial number {sn} is out of range for dataset {self.id!r}: valid serial "
+                f"numbers are 0 to {n - 1} (or -{n} to -1)"
+            )
+        i = snap.locate(pos)
+        local = pos - snap.starts[i]
+        if column is not None:
+            j = self._column_index(snap, column)
+            return reader.getters(snap, i)[1][j](local)
+        entry, getters = reader.getters(snap, i)
+        template = reader.template(snap, entry)
+        if template.fast:
+            return template.series([g(local) for g in getters], pos)
+        row = entry.table.slice(local, 1).to_pandas().iloc[0]
+        row.name = pos
+        return row
+
+    def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
+                 ) -> pd.DataFrame:
+        """Rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn."""
+        reader = self._client.reader
+        snap = reader.snapshot(self.id)
+        cols = self._columns(snap, columns)
+        arr = positions(snap, sns)
+        if arr.size == 0:
+            table = snap.schema.empty_table()
+            return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
+        idx = np.searchsorted(snap.starts_np, arr, side="right") - 1
+        used = np.unique(idx)
+        tables, offsets, total = [], np.zeros(len(snap.chunks), dtype=np.int64), 0
+        for c in used:
+            t = reader.chunk(snap, int(c)).table
+            tables.append(t if cols is None else t.select(cols))
+            offsets[c] = total
+            total += t.num_rows
+        combined = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        take = offsets[idx] + (arr - snap.starts_np[idx])
+        return self._bind(self._frame(combined.take(take), None, pd.Index(arr, name="sn")))
+
+    @staticmethod
+    def _frame(table: pa.Table, cols: list[str] | None, index: pd.Index) -> pd.DataFrame:
+        if cols is not None:
+            table = table.select(cols)
+        df = table.to_pandas()
+        df.index = index
+        return df
+
+    def slice(self, start: int | None = None, stop: int | None = None,
+              columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows ``[start, stop)`` like ``df.iloc[start:stop]`` (negative and open bounds too)."""
+        snap = self._snap()
+        cols = self._columns(snap, columns)
+        lo, hi, _ = slice(start, stop).indices(snap.meta.rows)
+        hi = max(hi, lo)
+        parts = [self._client.reader.chunk(snap, i).table.slice(off, count)
+                 for i, off, count in chunk_slices(snap, lo, hi)]
+        table = pa.concat_tables(parts) if parts else snap.schema.empty_table()
+        return self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn")))
+
+    def iter_chunks(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Each chunk as a DataFrame indexed by sn; chunks not cached are not added to the
+        cache, so a full scan does not evict hot chunks."""
+        snap = self._snap()
+        cols = self._columns(snap, columns)
+        for i, cm in enumerate(snap.chunks):
+            table = self._client.reader.chunk(snap, i, cache=False).table
+            yield self._bind(self._frame(table, cols, pd.RangeIndex(cm.start, cm.start + cm.rows,
+                                                                     name="sn")))
+
+    def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The whole dataset in memory, equal to the ingested frame."""
+        snap = self._snap()
+        cols = self._columns(snap, columns)
+        tables = [self._client.reader.chunk(snap, i, cache=False).table
+                  for i in range(len(snap.chunks))]
+        table = pa.concat_tables(tables) if tables else snap.schema.empty_table()
+        df = self._frame(table, cols, pd.RangeIndex(snap.meta.rows))
+        return self._bind(df)
+
+    def verify(self, progress: bool | None = None) -> pd.DataFrame:
+        """Check every chunk's checksum in the store; one row per bad chunk (empty if intact)."""
+        snap = self._snap()
+        bar = progress_bar(len(snap.chunks), f"verify {self.id}", progress, unit="chunks")
+        bad = []
+        try:
+            for i, cm in enumerate(snap.chunks):
+                problem = self._client.reader.verify_chunk(snap, i)
+                if problem is not None:
+                    bad.append((cm.chunk, cm.key, problem))
+                bar.update(1)
+        finally:
+            bar.close()
+        return pd.DataFrame(bad, columns=["chunk", "key", "problem"])
+
+    def cache_info(self) -> dict[str, Any]:
+        """Chunk-cache counters (hits, misses, bytes, chunks cached) for this client."""
+        return self._client.reader.cache_info(self.id)
+
+    # -- writes ---------------------------------------------------------------------------
+    def append(self, df: pd.DataFrame, **kwargs: Any) -> Dataset:
+        """Append rows (same columns and types); serial numbers continue from ``len(self)``."""
+        self._client.ingest(df, self.id, mode="append", **kwargs)
+        return self
+
+    # -- last values (lastvalues.py) -------------------------------------------------------
+    def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:
+        """Latest non-null (time, value) of each series: columns device, measurement, time, value."""
+        return self._client.last_values.last(self, device, columns)
+
+    def delete(self, device: Any = None, columns: Sequence[str] | str | None = None,
+               start: Any = None, end: Any = None) -> int:
+        """Delete values of the series in the time range ``[start, end]`` (inclusive)."""
+        return self._client.last_values.delete(self, device, columns, start, end)
+
+    def reset_last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> None:
+        """Drop cached last values; the next :meth:`last` recomputes them from the data."""
+        self._client.last_values.reset(self, device, columns)
+
+    # -- context (context.py) --------------------------------------------------------------
+    @property
+    def context(self) -> Context:
+        return self._client.context(self.id)
+
+    def tag(self, key: str, value: Any, type: str = "METADATA",
+            keywords: Sequence[str] | None = None) -> None:
+        """Attach ``key → value`` to the dataset's context, searchable by keyword."""
+        self.context.put(key, value, type=type, keywords=keywords)
+
+    def tags(self, type: str | None = None) -> pd.DataFrame:
+        return self.context.items(type)
+
+    def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
+        return self.context.search(keyword, type)
+
+    # -- export and browse ----------------------------------------------------------------
+    def export(self, dest: str, format: str | None = None, **kwargs: Any) -> str:
+        """Stream the dataset chunk by chunk to ``dest``; see :func:`chunkframe.export.export`."""
+        from .export import export
+
+        return export(self, dest, format=format, **kwargs)
+
+    def browse(self) -> Any:
+        """An ipywidgets panel to step through rows, chunks, last values and tags."""
+        from .widgets import browse  # front end: imported only when asked for
+
+        return browse(self)
+
+    # -- display --------------------------------------------------------------------------
+    def _summary(self) -> dict[str, Any]:
+        snap = self._snap()
+        info = self.cache_info()
+        return {
+            "rows": snap.meta.rows, "chunks": len(snap.chunks), "bytes": snap.meta.nbytes,
+            "columns": snap.schema.names, "generation": snap.meta.generation,
+            "time_column": snap.meta.time_column, "device_column": snap.meta.device_column,
+            "hit_rate": info["hit_rate"], "cached_chunks": info["chunks"],
+        }
+
+    def __repr__(self) -> str:
+        s = self._summary()
+        cols = ", ".join(s["columns"][:8]) + (", ..." if len(s["columns"]) > 8 else "")
+        return (f"<chunkframe.Dataset {self.id!r}: {s['rows']:,} rows in {s['chunks']} chunks, "
+                f"{_size(s['bytes'])}; columns: {cols}>")
+
+    def _repr_html_(self) -> str:
+        s = self._summary()
+        rows = [("rows", f"{s['rows']:,}"), ("chunks", s["chunks"]), ("stored", _size(s["bytes"])),
+                ("columns", ", ".join(s["columns"][:20]) + (" …" if len(s["columns"]) > 20 else "")),
+                ("time / device", f"{s['time_column']} / {s['device_column']}"),
+                ("cache", f"{s['cached_chunks']} chunks, hit rate {s['hit_rate']:.0%}")]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+                       f"{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return (f"<div><b>chunkframe.Dataset</b> <code>{html.escape(self.id)}</code>"
+                f"<table>{body}</table></div>")
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"

@@ -1,0 +1,336 @@
+"""The ingest flow: lock, find the break point, split, persist in parallel, checkpoint, commit."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .codec import Compression, checksum, encode
+from .errors import (
+    ChunkFrameError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    SchemaMismatchError,
+    SourceError,
+)
+from .keys import chunk_key, generation_prefix, validate_id
+from .model import ChunkMeta, DatasetMeta, schema_to_text
+from .progress import progress_bar
+from .source import conform, open_source
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .state import DatasetLock
+
+__all__ = ["ingest", "MODES", "CommitHook", "resolve_columns"]
+
+MODES = ("create", "overwrite", "append", "resume")
+CommitHook = Callable[[DatasetMeta, str, list[ChunkMeta]], None]
+"""Called after a commit with (new metadata, op, the chunks this ingest added)."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    op: str  # create | overwrite | append
+    generation: int
+    base_chunk: int
+    base_rows: int
+    chunk_rows: int
+    fingerprint: str
+    time_column: str | None
+    device_column: str | None
+    resumed: bool
+    previous: int | None = None  # generation this ingest replaces (overwrite)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "op": self.op, "generation": self.generation, "base_chunk": self.base_chunk,
+            "base_rows": self.base_rows, "chunk_rows": self.chunk_rows,
+            "fingerprint": self.fingerprint, "time_column": self.time_column or "",
+            "device_column": self.device_column or "", "started": time.time(),
+            "previous": "" if self.previous is None else self.previous,
+        }
+
+
+def resolve_columns(
+    schema: pa.Schema, time_column: str | None, device_column: str | None, dataset_id: str
+) -> tuple[str | None, str | None]:
+    """Check the time and device columns; auto-detect the time column if there is one datetime."""
+    names = schema.names
+    for what, col in (("time_column", time_column), ("device_column", device_column)):
+        if col is not None and col not in names:
+            raise SchemaMismatchError(
+                f"{what}={col!r} is not a column of dataset {dataset_id!r}; columns are {names!r}"
+            )
+    if time_column is None:
+        stamps = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.name != device_column]
+        time_column = stamps[0] if len(stamps) == 1 else None
+    elif not (pa.types.is_timestamp(schema.field(time_column).type)
+              or pa.types.is_integer(schema.field(time_column).type)):
+        raise SchemaMismatchError(
+            f"time_column={time_column!r} of dataset {dataset_id!r} is "
+            f"{schema.field(time_column).type}; it must hold datetimes or integers"
+        )
+    if time_column is not None and time_column == device_column:
+        raise SchemaMismatchError(f"time_column and device_column are both {time_column!r}")
+    return time_column, device_column
+
+
+def time_stats(table: pa.Table, time_column: str | None, device_column: str | None) -> dict[str, list[int]]:
+    """Per device (as text; ``""`` when there is no device column): [min, max] time in ns."""
+    if time_column is None:
+        return {}
+    t = table.column(time_column)
+    if pa.types.is_timestamp(t.type):
+        t = t.cast(pa.timestamp("ns", t.type.tz)).cast(pa.int64())
+    else:
+        t = t.cast(pa.int64())
+    if device_column is None:
+        lo, hi = pc.min(t).as_py(), pc.max(t).as_py()
+        return {} if lo is None else {"": [lo, hi]}
+    dev = table.column(device_column)
+    if pa.types.is_dictionary(dev.type):
+        dev = dev.cast(dev.type.value_type)
+    grouped = pa.table({"d": dev, "t": t}).group_by("d").aggregate([("t", "min"), ("t", "max")])
+    out: dict[str, list[int]] = {}
+    for d, lo, hi in zip(grouped["d"].to_pylist(), grouped["t_min"].to_pylist(),
+                         grouped["t_max"].to_pylist(), strict=True):
+        if d is not None and lo is not None:
+            out[str(d)] = [lo, hi]
+    return out
+
+
+def _plan(
+    client: Client, dataset_id: str, mode: str, fingerprint: str, chunk_rows: int,
+    time_column: str | None, device_column: str | None,
+    existing: DatasetMeta | None, status: dict[str, str],
+) -> _Plan:
+    if mode == "resume" and status:
+        if status["fingerprint"] != fingerprint:
+            raise SourceError(
+                f"cannot resume dataset {dataset_id!r}: the interrupted ingest read a different "
+                "source (its fingerprint differs). Pass the same source, or use mode='overwrite' "
+                "to start again from this one"
+            )
+        return _Plan(status["op"], int(status["generation"]), int(status["base_chunk"]),
+                     int(status["base_rows"]), int(status["chunk_rows"]), fingerprint,
+                     status["time_column"] or None, status["device_column"] or None, True,
+                     int(status["previous"]) if status.get("previous") else None)
+    if mode == "resume":
+        mode = "create"
+    if mode == "create" and existing is not None:
+        raise DatasetExistsError(
+            f"dataset {dataset_id!r} already exists ({existing.rows} rows); use "
+            "mode='overwrite' to replace it, mode='append' to add rows, or another id"
+        )
+    if mode == "append":
+        if existing is None:
+            raise DatasetNotFoundError(
+                f"cannot append to dataset {dataset_id!r}: it does not exist; ingest it first "
+                "with mode='create'"
+            )
+        return _Plan("append", existing.generation, existing.chunks, existing.rows,
+                     existing.chunk_rows, fingerprint, existing.time_column,
+                     existing.device_column, False)
+    generation = client.catalog.reserve_generation(dataset_id)
+    return _Plan(mode, generation, 0, 0, chunk_rows, fingerprint, time_column, device_column, False,
+                 existing.generation if existing is not None else None)
+
+
+def _discard_stale(client: Client, dataset_id: str, status: dict[str, str],
+                   existing: DatasetMeta | None) -> None:
+    """Remove the leftovers of an interrupted ingest that is not being resumed."""
+    if not status:
+        return
+    gen = int(status["generation"])
+    if existing is not None and gen == existing.generation:
+        # an interrupted append: drop only the chunks past the committed ones
+        stale = [n for n in client.state.chunk_metas(dataset_id, gen) if n >= existing.chunks]
+        for n in stale:
+            client.store.delete(chunk_key(dataset_id, gen, n))
+        if stale:
+            client.state.client.hdel(client.state.keys(dataset_id).chunks(gen), *stale)
+        return
+    client.store.delete_prefix(generation_prefix(dataset_id, gen))
+    client.state.discard_chunks(dataset_id, gen)
+
+
+class _Persister:
+    """A bounded pool: at most ``max_pending`` chunks in memory, persisted in parallel."""
+
+    def __init__(self, workers: int, max_pending: int):
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cf-persist")
+        self.slots = threading.BoundedSemaphore(max_pending)
+        self.futures: set[Future[None]] = set()
+        self.error: BaseException | None = None
+        self._mutex = threading.Lock()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self.slots.acquire()  # back-pressure: wait for a free slot
+        self.raise_error()
+        fut = self.pool.submit(fn)
+        with self._mutex:
+            self.futures.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut: Future[None]) -> None:
+        with self._mutex:
+            self.futures.discard(fut)
+            if fut.exception() is not None and self.error is None:
+                self.error = fut.exception()
+        self.slots.release()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def drain(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.raise_error()
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ingest(
+    client: Client,
+    source: Any,
+    dataset_id: str,
+    *,
+    chunk_rows: int = 65_536,
+    time_column: str | None = None,
+    device_column: str | None = None,
+    mode: str = "create",
+    compression: Compression = None,
+    progress: bool | None = True,
+    wait: bool | float = False,
+    workers: int = 4,
+    max_pending: int | None = None,
+) -> DatasetMeta:
+    """Ingest ``source`` as dataset ``dataset_id``; returns the committed metadata.
+
+    See ``chunkframe.ingest`` for the user-facing documentation.
+    """
+    validate_id(dataset_id)
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of {MODES}")
+    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows <= 0:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    src = open_source(source, client.settings.storage_options)
+    state, store, catalog = client.state, client.store, client.catalog
+
+    lock = state.lock(dataset_id).acquire(wait)
+    try:
+        existing = catalog.get(dataset_id)
+        status = state.ingest_status(dataset_id)
+        plan = _plan(client, dataset_id, mode, src.fingerprint, chunk_rows, time_column,
+                     device_column, existing, status)
+        if not plan.resumed:
+            _discard_stale(client, dataset_id, status, existing)
+        chunks = src.chunks(plan.chunk_rows)
+        try:
+            first = next(chunks)
+        except StopIteration:  # pragma: no cover - chunks() raises SourceError on empty
+            raise SourceError(f"source {src.description} has no rows") from None
+        target_schema = existing.arrow_schema if plan.op == "append" and existing else first.schema
+        if plan.op == "append":
+            first = conform(first, target_schema, "the appended data")
+        tcol, dcol = resolve_columns(target_schema, plan.time_column, plan.device_column,
+                                     dataset_id)
+        plan = replace(plan, time_column=tcol, device_column=dcol)
+        if not plan.resumed:
+            state.begin_ingest(lock, plan.status())
+        done = {n: m for n, m in state.chunk_metas(dataset_id, plan.generation).items()
+                if n >= plan.base_chunk}
+        meta = _run(client, lock, dataset_id, plan, src.description,
+                    itertools.chain([first], chunks), target_schema, done,
+                    compression, progress, workers, max_pending or 2 * workers, existing)
+    finally:
+        lock.release()
+    return meta
+
+
+def _run(
+    client: Client, lock: DatasetLock, dataset_id: str, plan: _Plan, description: str,
+    chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
+    compression: Compression, progress: bool | None, workers: int, max_pending: int,
+    existing: DatasetMeta | None,
+) -> DatasetMeta:
+    state, store = client.state, client.store
+
+    def persist(n: int, start: int, table: pa.Table) -> None:
+        lock.check()
+        data = encode(table, compression)
+        key = chunk_key(dataset_id, plan.generation, n)
+        meta = ChunkMeta(n, start, table.num_rows, key, checksum(data), len(data),
+                         time_stats(table, plan.time_column, plan.device_column))
+        store.put(key, data)
+        state.checkpoint(lock, plan.generation, meta)
+
+    bar = progress_bar(None, f"ingest {dataset_id}", progress)
+    persister = _Persister(workers, max_pending)
+    count = 0
+    try:
+        for i, table in enumerate(chunks):
+            if plan.op == "append" and i:
+                table = conform(table, schema, "the appended data")
+            n, start = plan.base_chunk + i, plan.base_rows + i * plan.chunk_rows
+            count = i + 1
+            if n in done:
+                if i == 0 and done[n].checksum != checksum(encode(table, compression)):
+                    raise SourceError(
+                        f"cannot resume dataset {dataset_id!r}: chunk {n} of {description} "
+                        "differs from the chunk already written; use mode='overwrite'"
+                    )
+                bar.update(table.num_rows)
+                continue
+            lock.check()
+            persister.submit(lambda n=n, s=start, t=table: persist(n, s, t))
+            bar.update(table.num_rows)
+        persister.drain()
+    except BaseException:
+        persister.abort()
+        raise
+    finally:
+        bar.close()
+
+    lock.check()
+    metas = state.chunk_metas(dataset_id, plan.generation)
+    new = [metas[n] for n in range(plan.base_chunk, plan.base_chunk + count) if n in metas]
+    if len(new) != count:
+        raise ChunkFrameError(
+            f"ingest of {dataset_id!r} finished splitting but {count - len(new)} chunk "
+            "checkpoints are missing in Redis (was Redis flushed mid-ingest?); run it again "
+            "with mode='resume'"
+        )
+    prior = client.catalog.chunks(dataset_id, plan.generation) if plan.op == "append" else []
+    prior = [c for c in prior if c.chunk < plan.base_chunk]
+    all_chunks = prior + new
+    now = time.time()
+    meta = DatasetMeta(
+        id=dataset_id, generation=plan.generation, rows=plan.base_rows + sum(c.rows for c in new),
+        chunks=len(all_chunks), nbytes=sum(c.nbytes for c in all_chunks),
+        schema=schema_to_text(schema), chunk_rows=plan.chunk_rows, fingerprint=plan.fingerprint,
+        time_column=plan.time_column, device_column=plan.device_column,
+        version=(existing.version + 1) if existing else 1,
+        created=existing.created if existing and plan.op == "append" else now, updated=now,
+        tombstones=existing.tombstones if existing and plan.op == "append" else (),
+    )
+    client.catalog.commit(meta, all_chunks)
+    old_gen = plan.previous if plan.previous != plan.generation else None
+    state.publish(lock, meta, old_gen)
+    if old_gen is not None:
+        store.delete_prefix(generation_prefix(dataset_id, old_gen))
+    for hook in client.commit_hooks:
+        hook(meta, plan.op, new)
+    return meta

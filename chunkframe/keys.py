@@ -1,0 +1,92 @@
+"""Dataset id validation and the one place that turns ids into Redis keys and chunk keys."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidDatasetIdError
+
+__all__ = ["validate_id", "RedisKeys", "chunk_key", "generation_prefix", "MAX_ID_LENGTH"]
+
+MAX_ID_LENGTH = 200
+_FORBIDDEN = re.compile(r"[/\\{}\x00-\x1f\x7f]")
+
+
+def validate_id(dataset_id: object, what: str = "dataset id") -> str:
+    """Return ``dataset_id`` if it is safe as a path segment and a Redis hash tag, else raise."""
+    if not isinstance(dataset_id, str):
+        raise InvalidDatasetIdError(
+            f"{what} must be a string, got {type(dataset_id).__name__} {dataset_id!r}"
+        )
+    if not dataset_id or not dataset_id.strip():
+        raise InvalidDatasetIdError(f"{what} is empty; give a name such as 'flights'")
+    if len(dataset_id) > MAX_ID_LENGTH:
+        raise InvalidDatasetIdError(
+            f"{what} {dataset_id[:40]!r}... is {len(dataset_id)} characters; "
+            f"the limit is {MAX_ID_LENGTH}"
+        )
+    bad = _FORBIDDEN.search(dataset_id)
+    if bad:
+        raise InvalidDatasetIdError(
+            f"{what} {dataset_id!r} contains {bad.group()!r}; path separators, braces and "
+            "control characters are not allowed (use letters, digits, '-', '_', '.')"
+        )
+    if dataset_id in (".", "..") or dataset_id.startswith("."):
+        raise InvalidDatasetIdError(
+            f"{what} {dataset_id!r} starts with '.'; that could name a hidden or parent "
+            "directory, so start it with a letter or digit"
+        )
+    if dataset_id != dataset_id.strip():
+        raise InvalidDatasetIdError(f"{what} {dataset_id!r} has leading or trailing spaces")
+    return dataset_id
+
+
+class RedisKeys:
+    """Key names for one dataset; the id sits in a hash tag so all keys share a cluster slot."""
+
+    def __init__(self, prefix: str, dataset_id: str) -> None:
+        self.base = f"{prefix}:{{{validate_id(dataset_id)}}}"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.base}:lock"
+
+    @property
+    def fence(self) -> str:
+        return f"{self.base}:fence"
+
+    @property
+    def ingest(self) -> str:
+        """Hash: the status of the ingest under way (generation, fingerprint, ...)."""
+        return f"{self.base}:ingest"
+
+    @property
+    def meta(self) -> str:
+        """Hash: hot metadata of the complete dataset (generation, rows, schema, version)."""
+        return f"{self.base}:meta"
+
+    def chunks(self, generation: int) -> str:
+        """Hash: chunk number -> chunk metadata JSON, for one generation."""
+        return f"{self.base}:g{generation}:chunks"
+
+    @property
+    def tombstones(self) -> str:
+        return f"{self.base}:tombstones"
+
+    @property
+    def last(self) -> str:
+        return f"{self.base}:last"
+
+    @property
+    def flushed(self) -> str:
+        return f"{self.base}:flushed"
+
+
+def generation_prefix(dataset_id: str, generation: int) -> str:
+    """Store prefix holding every chunk of one generation of a dataset."""
+    return f"{validate_id(dataset_id)}/g{generation:06d}"
+
+
+def chunk_key(dataset_id: str, generation: int, chunk_no: int) -> str:
+    """Deterministic store key of a chunk: rewriting a chunk after a crash hits the same key."""
+    return f"{generation_prefix(dataset_id, generation)}/c{chunk_no:08d}.arrow"

@@ -1,0 +1,110 @@
+"""Value objects shared by every part: chunk and dataset metadata, and their JSON forms."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["ChunkMeta", "DatasetMeta", "Tombstone", "schema_to_text", "schema_from_text"]
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """An Arrow schema (with its pandas metadata) as base64 text, for Redis and SQLite."""
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+@dataclass(frozen=True)
+class ChunkMeta:
+    """One persisted chunk: where it is, which rows it holds, how to check it.
+
+    ``stats`` maps a device (as text; ``""`` for the implicit device) to the
+    ``[min_time, max_time]`` of its rows in this chunk, in integer nanoseconds; the last
+    cache uses it to read as few chunks as possible.
+    """
+
+    chunk: int
+    start: int
+    rows: int
+    key: str
+    checksum: str
+    nbytes: int
+    stats: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChunkMeta:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A time-range delete: values of ``columns`` (all measurements if None) of ``device``
+    (all devices if None) with time in ``[start, end]`` (ns, inclusive; None = open) read as
+    missing."""
+
+    device: str | None
+    columns: tuple[str, ...] | None
+    start: int | None
+    end: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["columns"] = list(self.columns) if self.columns is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tombstone:
+        cols = d.get("columns")
+        return cls(d.get("device"), tuple(cols) if cols is not None else None,
+                   d.get("start"), d.get("end"))
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """A complete dataset as readers see it: one generation, its size and its schema."""
+
+    id: str
+    generation: int
+    rows: int
+    chunks: int
+    nbytes: int
+    schema: str  # schema_to_text
+    chunk_rows: int
+    fingerprint: str
+    time_column: str | None = None
+    device_column: str | None = None
+    version: int = 0
+    created: float = 0.0
+    updated: float = 0.0
+    tombstones: tuple[Tombstone, ...] = ()
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return schema_from_text(self.schema)
+
+    def to_mapping(self) -> dict[str, str]:
+        """Flat str → str mapping for a Redis hash."""
+        d = asdict(self)
+        d["tombstones"] = json.dumps([t.to_dict() for t in self.tombstones])
+        return {k: json.dumps(v) if k != "tombstones" else v for k, v in d.items()}
+
+    @classmethod
+    def from_mapping(cls, m: dict[Any, Any]) -> DatasetMeta:
+        d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in m.items()}
+        tombs = tuple(Tombstone.from_dict(t) for t in json.loads(d.pop("tombstones", "[]")))
+        known = {f for f in cls.__dataclass_fields__} - {"tombstones"}
+        return cls(**{k: json.loads(v) for k, v in d.items() if k in known}, tombstones=tombs)
+
+    def evolve(self, **changes: Any) -> DatasetMeta:
+        return replace(self, **changes)

@@ -1,0 +1,316 @@
+"""The query flow: metadata cache → binary search → byte-bounded chunk cache → checked fetch."""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cachetools
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .codec import checksum_matches, decode
+from .errors import ChunkCorruptionError, DatasetNotFoundError
+from .keys import validate_id
+from .model import ChunkMeta, DatasetMeta, Tombstone
+from .rows import Getter, RowTemplate, column_getters
+
+if TYPE_CHECKING:
+    from .state import State
+    from .store import ChunkStore
+    from .catalog import Catalog
+
+__all__ = ["Reader", "Snapshot", "STALENESS_SECONDS"]
+
+STALENESS_SECONDS = 0.5
+"""Open handles re-check a dataset's version at most this long after the last check, so a
+change made elsewhere (append, overwrite, delete) is seen within 0.5 s."""
+
+
+@dataclass
+class Snapshot:
+    """One generation and version of a dataset, parsed once for binary search."""
+
+    meta: DatasetMeta
+    chunks: list[ChunkMeta]
+    starts: list[int]
+    starts_np: np.ndarray
+    schema: pa.Schema
+    checked: float
+    template: RowTemplate | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def stamp(self) -> tuple[int, int]:
+        return (self.meta.generation, self.meta.version)
+
+    def locate(self, sn: int) -> int:
+        """Index of the chunk holding ``sn`` (callers check the range first)."""
+        return bisect.bisect_right(self.starts, sn) - 1
+
+
+class _Chunk:
+    """A decoded chunk in the cache: the Arrow table plus per-column row getters."""
+
+    __slots__ = ("table", "nbytes", "getters")
+
+    def __init__(self, table: pa.Table, nbytes: int):
+        self.table = table
+        self.nbytes = nbytes
+        self.getters: list[Getter] | None = None
+
+
+class Reader:
+    """Shared by every :class:`~chunkframe.dataset.Dataset` of a client: the caches live here."""
+
+    def __init__(self, state: State, store: ChunkStore, catalog: Catalog,
+                 chunk_cache_bytes: int, meta_cache_size: int = 1024):
+        self.state, self.store, self.catalog = state, store, catalog
+        self._snapshots: cachetools.LRUCache[str, Snapshot] = cachetools.LRUCache(meta_cache_size)
+        self._chunks: cachetools.LRUCache[tuple[Any, ...], _Chunk] = cachetools.LRUCache(
+            maxsize=chunk_cache_bytes, getsizeof=lambda c: c.nbytes
+        )
+        self._lock = threading.RLock()
+        self._inflight: dict[tuple[Any, ...], Future[_Chunk]] = {}
+        self.hits = self.misses = self.fetches = 0
+
+    # -- metadata -------------------------------------------------------------------------
+    def snapshot(self, dataset_id: str, refresh: bool = False) -> Snapshot:
+        """The current snapshot, re-validated against Redis at most every STALENESS_SECONDS."""
+        snap = self._snapshots.get(dataset_id)
+        now = time.monotonic()
+        if snap is not None and not refresh and now - snap.checked < STALENESS_SECONDS:
+            return snap
+        validate_id(dataset_id)
+        keys = self.state.keys(dataset_id)
+        gen, ver = self.state.client.hmget(keys.meta, "generation", "version")
+        if snap is not None and gen is not None and (int(gen), int(ver)) == snap.stamp:
+            snap.checked = now
+            return snap
+        new = self._load(dataset_id, now)
+        with self._lock:
+            self._snapshots[dataset_id] = new
+        return new
+
+    def _load(self, dataset_id: str, now: float) -> Snapshot:
+        meta = self.state.meta(dataset_id)
+        chunks: list[ChunkMeta] | None = None
+        if meta is not None:
+            found = self.state.chunk_metas(dataset_id, meta.generation)
+            if all(n in found for n in range(meta.chunks)):
+                chunks = [found[n] for n in range(meta.chunks)]
+        if meta is None or chunks is None:
+            # Redis lost the dataset (flush, failover): the catalog is the record; re-warm
+            meta = self.catalog.get(dataset_id)
+            if meta is None:
+                raise self._not_found(dataset_id)
+            chunks = self.catalog.chunks(dataset_id, meta.generation)
+            self.state.warm(meta, chunks)
+        starts = [c.start for c in chunks]
+        return Snapshot(meta, chunks, starts, np.asarray(starts, dtype=np.int64),
+                        meta.arrow_schema, now)
+
+    def _not_found(self, dataset_id: str) -> DatasetNotFoundError:
+        ids = self.catalog.ids()
+        close = difflib.get_close_matches(dataset_id, ids, n=3, cutoff=0.5)
+        hint = f"; did you mean {close!r}?" if close else (
+            f"; known datasets: {ids[:10]!r}" if ids else "; no datasets exist yet")
+        return DatasetNotFoundError(
+            f"no complete dataset {dataset_id!r}{hint} Ingest it with cf.ingest(source, "
+            f"{dataset_id!r}) or list them with cf.datasets()"
+        )
+
+    @staticmethod
+    def template(snap: Snapshot, entry: _Chunk | None = None) -> RowTemplate:
+        """The pandas row rules of ``snap``'s schema, learnt from one row of a chunk in hand."""
+        if snap.template is None:
+            if entry is None:
+                raise RuntimeError("template() needs a chunk the first time")
+            with snap._lock:
+                if snap.template is None:
+                    snap.template = RowTemplate(entry.table.slice(0, 1).to_pandas())
+        return snap.template
+
+    # -- chunks ---------------------------------------------------------------------------
+    def chunk(self, snap: Snapshot, index: int, cache: bool = True) -> _Chunk:
+        """The decoded chunk ``index`` of ``snap``: from the cache, else fetched once, checked.
+
+        ``cache=False`` (scans) serves a miss without inserting it, so scans keep hot chunks.
+        """
+        key = (snap.meta.id, snap.meta.generation, index, snap.meta.version)
+        entry = self._chunks.get(key)
+        if entry is not None:
+            self.hits += 1
+            return entry
+        if not cache:
+            self.misses += 1
+            return self._fetch(snap, index)
+        with self._lock:
+            entry = self._chunks.get(key)
+            if entry is not None:
+                self.hits += 1
+                return entry
+            fut = self._inflight.get(key)
+            owner = fut is None
+            if owner:
+                fut = self._inflight[key] = Future()
+                self.misses += 1
+        assert fut is not None
+        if not owner:
+            return fut.result()  # single flight: another thread is fetching this chunk
+        try:
+            entry = self._fetch(snap, index)
+            with self._lock:
+                try:
+                    self._chunks[key] = entry
+                except ValueError:
+                    pass  # larger than the whole cache: served, not kept
+            fut.set_result(entry)
+            return entry
+        except BaseException as exc:
+            fut.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+
+    def _fetch(self, snap: Snapshot, index: int) -> _Chunk:
+        cm = snap.chunks[index]
+        self.fetches += 1
+        data = self.store.get(cm.key)
+        ds = snap.meta.id
+        if data is None:
+            raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason="the chunk object is missing")
+        ok, computed = checksum_matches(data, cm.checksum)
+        if not ok:
+            reason = ("truncated" if len(data) != cm.nbytes else "checksum mismatch")
+            raise ChunkCorruptionError(ds, cm.chunk, cm.key, cm.checksum, computed, reason)
+        table = decode(data)
+        if table.num_rows != cm.rows:
+            raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
+                f"holds {table.num_rows} rows, its metadata says {cm.rows}"))
+        if snap.meta.tombstones:
+            table = apply_tombstones(table, snap.meta, cm)
+        return _Chunk(table, max(len(data), table.nbytes))
+
+    def getters(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[Getter]]:
+        entry = self.chunk(snap, index)
+        getters = entry.getters
+        if getters is None:
+            getters = entry.getters = column_getters(entry.table, self.template(snap, entry))
+        return entry, getters
+
+    def verify_chunk(self, snap: Snapshot, index: int) -> str | None:
+        """None if chunk ``index`` is intact in the store, else what is wrong (no caching)."""
+        try:
+            self._fetch(snap, index)
+        except ChunkCorruptionError as exc:
+            return str(exc)
+        except pa.ArrowInvalid as exc:
+            return f"not a readable Arrow IPC file: {exc}"
+        return None
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def cache_info(self, dataset_id: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            keys = [k for k in self._chunks if dataset_id is None or k[0] == dataset_id]
+            nbytes = sum(self._chunks[k].nbytes for k in keys) if keys else 0
+        total = self.hits + self.misses
+        return {
+            "hits": self.hits, "misses": self.misses, "fetches": self.fetches,
+            "hit_rate": self.hits / total if total else 0.0,
+            "chunks": len(keys), "bytes": nbytes,
+            "max_bytes": int(self._chunks.maxsize), "total_bytes": int(self._chunks.currsize),
+        }
+
+    def clear(self) -> None:
+        with self._lock:
+            self._chunks.clear()
+            self._snapshots.clear()
+
+
+def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Table:
+    """Null out the values that time-range deletes removed (serial numbers stay stable)."""
+    tcol, dcol = meta.time_column, meta.device_column
+    if tcol is None:
+        return table
+    measurements = [n for n in table.schema.names if n not in (tcol, dcol)]
+    times: pa.ChunkedArray | None = None
+    for tomb in meta.tombstones:
+        if not _may_touch(tomb, cm):
+            continue
+        if times is None:
+            t = table.column(tcol)
+            times = (t.cast(pa.timestamp("ns", t.type.tz)) if pa.types.is_timestamp(t.type) else t)
+            times = times.cast(pa.int64())
+        mask = pc.is_valid(times)
+        if tomb.start is not None:
+            mask = pc.and_(mask, pc.greater_equal(times, tomb.start))
+        if tomb.end is not None:
+            mask = pc.and_(mask, pc.less_equal(times, tomb.end))
+        if tomb.device is not None and dcol is not None:
+            dev = table.column(dcol)
+            if pa.types.is_dictionary(dev.type):
+                dev = dev.cast(dev.type.value_type)
+            mask = pc.and_(mask, pc.equal(pc.cast(dev, pa.string()), tomb.device))
+        mask = pc.fill_null(mask, False)
+        if not pc.any(mask).as_py():
+            continue
+        for name in tomb.columns if tomb.columns is not None else measurements:
+            if name not in measurements:
+                continue
+            i = table.schema.get_field_index(name)
+            col = table.column(i)
+            nulled = pc.if_else(mask, pa.scalar(None, col.type), col)
+            table = table.set_column(i, table.schema.field(i), nulled)
+    return table.combine_chunks() if any(c.num_chunks > 1 for c in table.columns) else table
+
+
+def _may_touch(tomb: Tombstone, cm: ChunkMeta) -> bool:
+    if not cm.stats:
+        return True
+    spans = [cm.stats.get(tomb.device)] if tomb.device is not None else list(cm.stats.values())
+    for span in spans:
+        if span is None:
+            continue
+        lo, hi = span
+        if (tomb.start is None or hi >= tomb.start) and (tomb.end is None or lo <= tomb.end):
+            return True
+    return False
+
+
+def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Validate serial numbers against ``snap`` and return them as an int64 array."""
+    arr = np.asarray(sns)
+    if arr.dtype == bool or (arr.size and arr.dtype.kind not in "iu"):
+        raise TypeError(f"serial numbers must be integers, got an array of {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False).ravel()
+    n = snap.meta.rows
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        bad = int(arr[(arr < 0) | (arr >= n)][0])
+        raise IndexError(
+            f"serial number {bad} is out of range for dataset {snap.meta.id!r}: valid serial "
+            f"numbers are 0 to {n - 1}"
+        )
+    return arr
+
+
+def chunk_slices(snap: Snapshot, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+    """(chunk index, first row in chunk, row count) covering rows [start, stop)."""
+    if start >= stop:
+        return
+    i = snap.locate(start)
+    while i < len(snap.chunks) and snap.chunks[i].start < stop:
+        cm = snap.chunks[i]
+        lo = max(start, cm.start) - cm.start
+        hi = min(stop, cm.start + cm.rows) - cm.start
+        yield i, lo, hi - lo
+        i += 1

@@ -1,0 +1,97 @@
+"""Single rows straight from Arrow chunks, as pandas would give them, without converting chunks.
+
+``df.iloc[sn]`` on a mixed frame returns an object Series whose values are numpy scalars,
+``Timestamp``s, ``str``s and missing markers that depend on each column's dtype. A
+:class:`RowTemplate` learns those rules once per dataset schema from a one-row sample, and
+:func:`column_getters` turns each decoded chunk's columns into ``i -> value`` functions
+(zero-copy numpy views where Arrow allows) so a warm ``get(sn)`` costs microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = ["RowTemplate", "column_getters", "Getter"]
+
+Getter = Callable[[int], Any]
+
+
+class RowTemplate:
+    """The pandas view of one schema: column index, dtypes, and the dtype of a row."""
+
+    def __init__(self, sample: pd.DataFrame):
+        self.columns = sample.columns
+        self.dtypes = list(sample.dtypes)
+        self.row_dtype = sample.iloc[0].dtype if len(sample) else np.dtype(object)
+        # a row of one shared numpy dtype (all floats, ...) or of objects takes the fast path
+        self.fast = self.row_dtype == np.dtype(object) or (
+            isinstance(self.row_dtype, np.dtype) and self.row_dtype.kind in "fiub"
+        )
+
+    def series(self, values: list[Any], name: int) -> pd.Series:
+        return pd.Series(values, index=self.columns, dtype=self.row_dtype, name=name)
+
+
+def _missing_for(dtype: Any) -> Any:
+    if isinstance(dtype, pd.CategoricalDtype):
+        return np.nan
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.na_value
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and not isinstance(
+        dtype, pd.DatetimeTZDtype
+    ):
+        return pd.NA
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind in "mM"):
+        return pd.NaT
+    if isinstance(dtype, np.dtype) and dtype.kind == "O":
+        return None
+    return np.nan
+
+
+def _getter(arr: pa.Array, dtype: Any) -> Getter:
+    missing = _missing_for(dtype)
+    has_nulls = arr.null_count > 0
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        cats = arr.dictionary.to_pylist()
+        return lambda i: cats[codes[i]] if codes[i] >= 0 else missing
+    if pa.types.is_timestamp(t) or pa.types.is_duration(t):
+        ints = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        valid = arr.is_valid().to_numpy(zero_copy_only=False) if has_nulls else None
+        unit = t.unit
+        if pa.types.is_duration(t):
+            make: Callable[[int], Any] = lambda v: pd.Timedelta(int(v), unit=unit)  # noqa: E731
+        else:
+            tz = t.tz
+            make = lambda v: pd.Timestamp(int(v), unit=unit, tz=tz)  # noqa: E731
+        if valid is None:
+            return lambda i: make(ints[i])
+        return lambda i: make(ints[i]) if valid[i] else missing
+    numeric = pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
+    if numeric and isinstance(dtype, np.dtype) and not has_nulls:
+        values = arr.to_numpy(zero_copy_only=False)
+        return values.__getitem__
+    if pa.types.is_floating(t) and isinstance(dtype, np.dtype):
+        values = arr.to_numpy(zero_copy_only=False)  # nulls become NaN, as pandas has them
+        return values.__getitem__
+
+    def scalar(i: int) -> Any:
+        v = arr[i].as_py()
+        return missing if v is None else v
+
+    return scalar
+
+
+def column_getters(table: pa.Table, template: RowTemplate) -> list[Getter]:
+    """One ``i -> value`` function per column of a single-batch chunk table."""
+    out = []
+    for col, dtype in zip(table.columns, template.dtypes, strict=True):
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        out.append(_getter(arr, dtype))
+    return out

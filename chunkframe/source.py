@@ -1,0 +1,304 @@
+"""Ingest sources: turn a DataFrame, frames, or CSV/Parquet/Arrow files into fixed-size chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as paipc
+import pyarrow.parquet as pq
+
+from .codec import to_arrow
+from .errors import SchemaMismatchError, SourceError
+
+__all__ = ["Source", "open_source", "check_columns", "conform"]
+
+_FORMATS = {
+    ".csv": "csv", ".tsv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow",
+}
+_CSV_BLOCK = 8 * 2**20
+
+
+@dataclass
+class Source:
+    """A readable source: its fingerprint and a factory of record-batch streams."""
+
+    description: str
+    fingerprint: str
+    batches: Any  # () -> Iterator[pa.RecordBatch | pa.Table]
+
+    def chunks(self, chunk_rows: int) -> Iterator[pa.Table]:
+        """Cut the source into tables of exactly ``chunk_rows`` rows (the last may be shorter).
+
+        Boundaries depend only on the rows and ``chunk_rows``, never on how the reader
+        batched them, so a resumed ingest cuts the same chunks.
+        """
+        pending: list[pa.Table] = []
+        have = 0
+        schema: pa.Schema | None = None
+        for part in self.batches():
+            table = part if isinstance(part, pa.Table) else pa.Table.from_batches([part])
+            if schema is None:
+                schema = table.schema
+            if table.num_rows == 0:
+                continue
+            pending.append(table)
+            have += table.num_rows
+            while have >= chunk_rows:
+                whole = _concat(pending)
+                yield _single_batch(whole.slice(0, chunk_rows))
+                rest = whole.slice(chunk_rows)
+                pending, have = ([rest] if rest.num_rows else []), rest.num_rows
+        if have:
+            yield _single_batch(_concat(pending))
+        elif schema is None:
+            raise SourceError(f"source {self.description} is empty: it has no rows to ingest")
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _single_batch(table: pa.Table) -> pa.Table:
+    """One record batch per column, dictionaries unified: encoding is then deterministic."""
+    if any(c.num_chunks > 1 for c in table.columns):
+        table = table.unify_dictionaries().combine_chunks()
+    return table
+
+
+def check_columns(columns: Iterable[Any], where: str) -> None:
+    """Column names must be unique strings: they become Arrow field names and CLI arguments."""
+    names = list(columns)
+    bad = [c for c in names if not isinstance(c, str)]
+    if bad:
+        raise SourceError(
+            f"{where} has non-string column names {bad[:5]!r}; rename them, e.g. "
+            "df.columns = df.columns.map(str)"
+        )
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise SourceError(f"{where} has duplicate column names {dupes!r}; make them unique first")
+
+
+def _frame_to_arrow(df: pd.DataFrame, where: str) -> pa.Table:
+    check_columns(df.columns, where)
+    named = [n for n in df.index.names if n is not None]
+    if named:
+        df = df.reset_index()  # named index levels are data: keep them as columns
+        check_columns(df.columns, where)
+    try:
+        return to_arrow(df)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        for col in df.columns:
+            try:
+                to_arrow(df[[col]])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as col_exc:
+                raise SourceError(
+                    f"column {col!r} of {where} cannot be stored as Arrow ({col_exc}); convert "
+                    f"it first, e.g. df[{col!r}] = df[{col!r}].astype(str)"
+                ) from exc
+        raise SourceError(f"{where} cannot be stored as Arrow: {exc}") from exc
+
+
+def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+    """Cast ``table`` to ``schema`` where that is lossless; else name the column and the fix."""
+    if table.schema.equals(schema):
+        return table
+    names = table.schema.names
+    if names != schema.names:
+        missing = [n for n in schema.names if n not in names]
+        extra = [n for n in names if n not in schema.names]
+        if sorted(names) == sorted(schema.names):
+            table = table.select(schema.names)
+        else:
+            raise SchemaMismatchError(
+                f"{where} has columns {names!r} but the dataset has {schema.names!r} "
+                f"(missing {missing!r}, unexpected {extra!r}); select or rename the columns to match"
+            )
+    arrays = []
+    for field in schema:
+        col = table.column(field.name)
+        if col.type.equals(field.type):
+            arrays.append(col)
+            continue
+        try:
+            arrays.append(col.cast(field.type, safe=True))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise SchemaMismatchError(
+                f"column {field.name!r} of {where} is {col.type} but the dataset stores "
+                f"{field.type}, and it cannot be converted safely ({exc}); convert the column "
+                "first, or use mode='overwrite' to replace the dataset with the new schema"
+            ) from exc
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _frame_fingerprint(df: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(repr((df.shape, list(map(str, df.columns)), list(map(str, df.dtypes)))).encode())
+    if len(df):
+        step = max(1, len(df) // 4096)  # a sample of rows: cheap, and catches changed data
+        sample = df.iloc[::step]
+        h.update(pd.util.hash_pandas_object(sample, index=False).to_numpy().tobytes())
+        h.update(pd.util.hash_pandas_object(df.iloc[-1:], index=False).to_numpy().tobytes())
+    return "frame:" + h.hexdigest()[:32]
+
+
+def _frames(frames: Iterable[pd.DataFrame]) -> Iterator[pa.Table]:
+    schema: pa.Schema | None = None
+    for i, df in enumerate(frames):
+        if not isinstance(df, pd.DataFrame):
+            raise SourceError(
+                f"item {i} of the frame iterable is a {type(df).__name__}, not a DataFrame"
+            )
+        where = f"frame {i} of the source"
+        table = _frame_to_arrow(df, where)
+        if schema is None:
+            schema = table.schema
+        else:
+            table = conform(table, schema, where)
+        yield table
+
+
+def _format_of(path: str) -> str:
+    lower = path.lower()
+    for ext in sorted(_FORMATS, key=len, reverse=True):
+        if lower.endswith(ext):
+            return _FORMATS[ext]
+    raise SourceError(
+        f"cannot tell the format of {path!r} from its name; use a .csv, .parquet or .arrow file"
+    )
+
+
+def _read_file(fs: Any, path: str, fmt: str) -> Iterator[pa.Table | pa.RecordBatch]:
+    with fs.open(path, "rb", compression="infer" if fmt == "csv" else None) as f:
+        if fmt == "csv":
+            read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
+            parse = pacsv.ParseOptions(delimiter="\t" if path.lower().endswith(".tsv") else ",")
+            convert = pacsv.ConvertOptions(strings_can_be_null=True)
+            try:
+                reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
+                                        convert_options=convert)
+                yield from reader
+            except pa.ArrowInvalid as exc:
+                raise SchemaMismatchError(
+                    f"cannot read {path!r} as CSV: {exc}. If a column's type changes part way "
+                    "through the file (e.g. an integer column gains a decimal), convert the file "
+                    "to Parquet with explicit types, or ingest it with pandas.read_csv(dtype=...)"
+                ) from exc
+        elif fmt == "parquet":
+            yield from pq.ParquetFile(f).iter_batches(batch_size=65_536)
+        else:
+            data = f.read()
+            buf = pa.py_buffer(data)
+            try:
+                reader = paipc.open_file(buf)
+                for i in range(reader.num_record_batches):
+                    yield reader.get_batch(i)
+            except pa.ArrowInvalid:
+                yield from paipc.open_stream(buf)
+
+
+def _files(url: str, storage_options: dict[str, Any]) -> tuple[Any, list[str]]:
+    fs, path = fsspec.url_to_fs(url, **storage_options)
+    if any(ch in path for ch in "*?["):
+        paths = sorted(fs.glob(path))
+    elif fs.isdir(path):
+        paths = sorted(p for p in fs.find(path) if _known(p))
+    else:
+        paths = [path] if fs.exists(path) else []
+    paths = [p for p in paths if fs.isfile(p)]
+    if not paths:
+        raise SourceError(f"no files match {url!r}; check the path (and the glob pattern)")
+    return fs, paths
+
+
+def _known(path: str) -> bool:
+    try:
+        _format_of(path)
+        return True
+    except SourceError:
+        return False
+
+
+def _file_source(url: str, storage_options: dict[str, Any]) -> Source:
+    fs, paths = _files(url, storage_options)
+    h = hashlib.sha256()
+    for p in paths:
+        info = fs.info(p)
+        h.update(repr((p, info.get("size"), info.get("mtime") or info.get("LastModified")
+                       or info.get("ETag"))).encode())
+    fmts = {p: _format_of(p) for p in paths}
+
+    def batches() -> Iterator[pa.Table | pa.RecordBatch]:
+        schema: pa.Schema | None = None
+        for p in paths:
+            where = f"file {p!r}"
+            for part in _read_file(fs, p, fmts[p]):
+                table = part if isinstance(part, pa.Table) else pa.Table.from_batches([part])
+                check_columns(table.schema.names, where)
+                if schema is None:
+                    schema = table.schema
+                else:
+                    table = conform(table, schema, where)
+                yield table
+
+    return Source(f"{url!r} ({len(paths)} file{'s' * (len(paths) != 1)})",
+                  "files:" + h.hexdigest()[:32], batches)
+
+
+def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> Source:
+    """Wrap any supported source; raises :class:`SourceError` naming what is wrong."""
+    if isinstance(source, pd.DataFrame):
+        df = source
+        check_columns(df.columns, "the DataFrame")
+        if len(df) == 0:
+            raise SourceError("the DataFrame is empty: it has no rows to ingest")
+
+        def frame_batches() -> Iterator[pa.Table]:
+            step = 65_536
+            schema: pa.Schema | None = None
+            for start in range(0, len(df), step):
+                table = _frame_to_arrow(df.iloc[start:start + step], "the DataFrame")
+                schema = schema or table.schema
+                yield table if table.schema.equals(schema) else conform(table, schema, "the DataFrame")
+
+        return Source("a DataFrame", _frame_fingerprint(df), frame_batches)
+    if isinstance(source, (str, os.PathLike)):
+        return _file_source(os.fspath(source), storage_options or {})
+    if isinstance(source, pd.Series):
+        raise SourceError("a Series is not a table; ingest series.to_frame() instead")
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
+        check_columns(table.schema.names, "the Arrow table")
+        digest = hashlib.sha256(repr((table.schema.to_string(), table.num_rows,
+                                      table.slice(0, 1).to_pylist(),
+                                      table.slice(table.num_rows - 1).to_pylist())).encode())
+        return Source("an Arrow table", "arrow:" + digest.hexdigest()[:32], lambda: iter([table]))
+    if isinstance(source, Iterable) and not isinstance(source, (bytes, dict)):
+        items = source
+        if iter(items) is items:  # a one-shot iterator: it can be read once only
+
+            def once() -> Iterator[pa.Table]:
+                return _frames(items)
+
+            return Source("an iterator of DataFrames", "frames:iterator", once)
+        frames = list(items)
+        h = hashlib.sha256()
+        for df in frames:
+            if isinstance(df, pd.DataFrame):
+                h.update(_frame_fingerprint(df).encode())
+        return Source(f"{len(frames)} DataFrames", "frames:" + h.hexdigest()[:32],
+                      lambda: _frames(frames))
+    raise SourceError(
+        f"cannot ingest a {type(source).__name__}; give a DataFrame, an iterable of "
+        "DataFrames, or a path/URL/glob of CSV, Parquet or Arrow files"
+    )
+

@@ -1,0 +1,285 @@
+"""Redis state: the self-renewing, fenced ingest lock, checkpoints, and hot dataset metadata."""
+
+from __future__ import annotations
+
+import threading
+import time as mod_time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .errors import BackendUnavailableError, DatasetLockedError, LockLostError
+from .keys import RedisKeys
+from .model import ChunkMeta, DatasetMeta
+
+__all__ = ["connect_redis", "DatasetLock", "State"]
+
+
+def connect_redis(url: str | None, home: Path) -> redis.Redis:
+    """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None."""
+    if url is None:
+        from .server import ensure_server
+
+        url = ensure_server(home)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
+        raise BackendUnavailableError(
+            f"cannot reach Redis at {url!r}: {exc}. Start that server, fix "
+            "CHUNKFRAME_REDIS_URL, or unset it to use the embedded default"
+        ) from exc
+    return client
+
+
+class DatasetLock:
+    """A dataset's ingest lock: SET NX PX with a random token, renewed in the background.
+
+    Taking it also takes a fencing token from a counter that only grows; every checkpoint
+    script checks both, so a worker whose lock expired can never write again. Shaped after
+    redis-py's ``Lock``: Lua scripts as class constants, ``do_*`` methods talk to Redis.
+    """
+
+    # KEYS[1] lock, KEYS[2] fence counter; ARGV[1] token, ARGV[2] ttl ms
+    # returns the new fencing token, or 0 if the lock is held by someone else
+    LUA_ACQUIRE = """
+    if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+        return redis.call('incr', KEYS[2])
+    end
+    return 0
+    """
+    # KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms; returns 1 if extended, 0 if not ours
+    LUA_EXTEND = """
+    if redis.call('get', KEYS[1]) == ARGV[1] then
+        return redis.call('pexpire', KEYS[1], ARGV[2])
+    end
+    return 0
+    """
+    # KEYS[1] lock; ARGV[1] token; returns 1 if released, 0 if not ours
+    LUA_RELEASE = """
+    if redis.call('get', KEYS[1]) == ARGV[1] then
+        return redis.call('del', KEYS[1])
+    end
+    return 0
+    """
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, dataset_id: str, ttl: float):
+        self.client, self.keys, self.dataset_id, self.ttl = client, keys, dataset_id, ttl
+        self.token = uuid.uuid4().hex
+        self.fence = 0
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._acquire = client.register_script(self.LUA_ACQUIRE)
+        self._extend = client.register_script(self.LUA_EXTEND)
+        self._release = client.register_script(self.LUA_RELEASE)
+
+    # -- public API: local state first, then Redis -------------------------------------
+    def acquire(self, wait: bool | float = False) -> DatasetLock:
+        """Take the lock or raise :class:`DatasetLockedError`; ``wait`` (seconds or True) polls."""
+        deadline = None if wait is True else mod_time.monotonic() + float(wait or 0)
+        while True:
+            fence = self.do_acquire()
+            if fence:
+                self.fence = fence
+                self._lost.clear()
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._renew_loop, name=f"cf-lock-{self.dataset_id}", daemon=True
+                )
+                self._thread.start()
+                return self
+            if deadline is not None and mod_time.monotonic() >= deadline:
+                pttl = self.client.pttl(self.keys.lock)
+                raise DatasetLockedError(
+                    f"dataset {self.dataset_id!r} is being ingested by another worker "
+                    f"(its lock expires in {max(pttl, 0) / 1000:.1f}s unless renewed). Wait for "
+                    "it to finish, pass wait=True, or run mode='resume' after it stops"
+                )
+            mod_time.sleep(min(0.1, self.ttl / 10))
+
+    def check(self) -> None:
+        """Raise :class:`LockLostError` if renewal found the lock gone or stolen."""
+        if self._lost.is_set():
+            raise LockLostError(
+                f"lost the ingest lock of dataset {self.dataset_id!r} (it expired or another "
+                "worker took it); this worker stopped writing. Run the ingest again with "
+                "mode='resume' to continue from the last checkpoint"
+            )
+
+    def release(self) -> None:
+        """Stop renewing and delete the lock if it is still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.ttl)
+            self._thread = None
+        try:
+            self._release(keys=[self.keys.lock], args=[self.token])
+        except redis.RedisError:
+            pass  # the lock frees itself within its TTL
+
+    def __enter__(self) -> DatasetLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    # -- Redis ----------------------------------------------------------------------------
+    def do_acquire(self) -> int:
+        try:
+            return int(self._acquire(
+                keys=[self.keys.lock, self.keys.fence], args=[self.token, int(self.ttl * 1000)]
+            ))
+        except redis.RedisError as exc:
+            raise BackendUnavailableError(f"cannot take the lock of {self.dataset_id!r}: {exc}") from exc
+
+    def do_extend(self) -> bool:
+        return bool(self._extend(keys=[self.keys.lock], args=[self.token, int(self.ttl * 1000)]))
+
+    def _renew_loop(self) -> None:
+        interval = self.ttl / 3
+        last_ok = mod_time.monotonic()
+        while not self._stop.wait(interval):
+            try:
+                if not self.do_extend():
+                    self._lost.set()
+                    return
+                last_ok = mod_time.monotonic()
+            except redis.RedisError:
+                if mod_time.monotonic() - last_ok >= self.ttl:
+                    self._lost.set()  # cannot prove we still hold it: assume not
+                    return
+
+
+class State:
+    """Checkpoints and hot metadata of datasets in Redis; every ingest write is fenced."""
+
+    # KEYS[1] lock, KEYS[2] ingest status, KEYS[3] chunks of the generation
+    # ARGV[1] token, ARGV[2] fence, ARGV[3] chunk number, ARGV[4] chunk metadata JSON
+    # returns 1, or an error reply 'LOCKLOST' if the caller no longer owns the lock
+    LUA_CHECKPOINT = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then
+        return redis.error_reply('LOCKLOST')
+    end
+    local fence = tonumber(redis.call('hget', KEYS[2], 'fence') or '0')
+    if fence > tonumber(ARGV[2]) then
+        return redis.error_reply('LOCKLOST')
+    end
+    redis.call('hset', KEYS[3], ARGV[3], ARGV[4])
+    redis.call('hset', KEYS[2], 'fence', ARGV[2], 'done', redis.call('hlen', KEYS[3]))
+    return 1
+    """
+    # KEYS[1] lock, KEYS[2] a hash to replace whole; ARGV[1] token, ARGV[2..] field, value...
+    LUA_FENCED_HSET = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then
+        return redis.error_reply('LOCKLOST')
+    end
+    redis.call('del', KEYS[2])
+    if #ARGV > 1 then
+        redis.call('hset', KEYS[2], unpack(ARGV, 2))
+    end
+    return 1
+    """
+    # KEYS[1] lock, KEYS[2] ingest status, KEYS[3] meta, KEYS[4] old chunks (or the same as 5)
+    # KEYS[5] new chunks; ARGV[1] token, ARGV[2..] meta field, value...
+    LUA_PUBLISH = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then
+        return redis.error_reply('LOCKLOST')
+    end
+    redis.call('del', KEYS[3])
+    redis.call('hset', KEYS[3], unpack(ARGV, 2))
+    redis.call('del', KEYS[2])
+    if KEYS[4] ~= KEYS[5] then redis.call('del', KEYS[4]) end
+    return 1
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, lock_ttl: float):
+        self.client, self.prefix, self.lock_ttl = client, prefix, lock_ttl
+        self._checkpoint = client.register_script(self.LUA_CHECKPOINT)
+        self._fenced_hset = client.register_script(self.LUA_FENCED_HSET)
+        self._publish = client.register_script(self.LUA_PUBLISH)
+
+    def keys(self, dataset_id: str) -> RedisKeys:
+        return RedisKeys(self.prefix, dataset_id)
+
+    def lock(self, dataset_id: str) -> DatasetLock:
+        return DatasetLock(self.client, self.keys(dataset_id), dataset_id, self.lock_ttl)
+
+    @staticmethod
+    def _fenced(lock: DatasetLock, call: Any) -> None:
+        lock.check()
+        try:
+            call()
+        except redis.ResponseError as exc:
+            if "LOCKLOST" in str(exc):
+                lock._lost.set()
+                lock.check()
+            raise
+
+    # -- ingest status --------------------------------------------------------------------
+    def ingest_status(self, dataset_id: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.keys(dataset_id).ingest)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def begin_ingest(self, lock: DatasetLock, status: dict[str, Any]) -> None:
+        """Record a new ingest (replacing any stale one) under the lock."""
+        keys = lock.keys
+        args: list[Any] = [lock.token]
+        for k, v in status.items():
+            args += [k, str(v)]
+        self._fenced(lock, lambda: self._fenced_hset(keys=[keys.lock, keys.ingest], args=args))
+
+    def checkpoint(self, lock: DatasetLock, generation: int, meta: ChunkMeta) -> None:
+        """Atomically record one persisted chunk, if this worker still owns the lock."""
+        keys = lock.keys
+        self._fenced(lock, lambda: self._checkpoint(
+            keys=[keys.lock, keys.ingest, keys.chunks(generation)],
+            args=[lock.token, lock.fence, meta.chunk, meta.to_json()],
+        ))
+
+    def chunk_metas(self, dataset_id: str, generation: int) -> dict[int, ChunkMeta]:
+        raw = self.client.hgetall(self.keys(dataset_id).chunks(generation))
+        return {int(k): ChunkMeta.from_json(v) for k, v in raw.items()}
+
+    def discard_chunks(self, dataset_id: str, generation: int) -> None:
+        self.client.delete(self.keys(dataset_id).chunks(generation))
+
+    def publish(self, lock: DatasetLock, meta: DatasetMeta, old_generation: int | None) -> None:
+        """Make ``meta`` the hot metadata and drop the ingest status (and an old generation)."""
+        keys = lock.keys
+        args: list[Any] = [lock.token]
+        for k, v in meta.to_mapping().items():
+            args += [k, v]
+        old = keys.chunks(old_generation if old_generation is not None else meta.generation)
+        self._fenced(lock, lambda: self._publish(
+            keys=[keys.lock, keys.ingest, keys.meta, old, keys.chunks(meta.generation)], args=args
+        ))
+
+    # -- readers --------------------------------------------------------------------------
+    def meta(self, dataset_id: str) -> DatasetMeta | None:
+        raw = self.client.hgetall(self.keys(dataset_id).meta)
+        return DatasetMeta.from_mapping(raw) if raw else None
+
+    def warm(self, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
+        """Re-create a dataset's hot keys from the catalog after Redis lost them."""
+        keys = self.keys(meta.id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.chunks(meta.generation), keys.meta)
+        if chunks:
+            pipe.hset(keys.chunks(meta.generation), mapping={c.chunk: c.to_json() for c in chunks})
+        pipe.hset(keys.meta, mapping=meta.to_mapping())
+        pipe.execute()
+
+    def set_meta(self, meta: DatasetMeta) -> None:
+        """Replace the hot metadata (not fenced: used for tombstones under the catalog's lock)."""
+        keys = self.keys(meta.id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.meta)
+        pipe.hset(keys.meta, mapping=meta.to_mapping())
+        pipe.execute()
+
+    def drop(self, dataset_id: str, generations: list[int]) -> None:
+        keys = self.keys(dataset_id)
+        self.client.delete(keys.meta, keys.ingest, *(keys.chunks(g) for g in generations))

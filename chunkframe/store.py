@@ -1,0 +1,138 @@
+"""Chunk store: put/get/delete bytes by key over fsspec (local directory, s3://, memory://)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from .errors import BackendUnavailableError
+
+__all__ = ["ChunkStore"]
+
+_INSTALL_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
+
+
+class ChunkStore:
+    """Bytes by key under one root URL; ``get`` of a missing key returns ``None``.
+
+    Local writes are atomic: a temp file in the same directory, fsync, then ``os.replace``,
+    so a crash never leaves a torn chunk under its final key. Object stores (S3) replace
+    whole objects on PUT, which is atomic by itself.
+    """
+
+    def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
+        url = str(url)
+        self.url = url
+        self.protocol = url.split("://", 1)[0] if "://" in url else "file"
+        try:
+            self.fs, root = fsspec.url_to_fs(url, **(storage_options or {}))
+        except ImportError as exc:
+            pkg = _INSTALL_HINTS.get(self.protocol, self.protocol)
+            raise BackendUnavailableError(
+                f"store {url!r} needs the {pkg!r} package: pip install {pkg}"
+            ) from exc
+        self.root = root.rstrip("/")
+        self.local = self.protocol in ("file", "local")
+        if self.local:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"ChunkStore({self.url!r})"
+
+    def path(self, key: str) -> str:
+        """Full path of a key inside the store (what a plain Arrow reader would open)."""
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"invalid store key {key!r}")
+        return f"{self.root}/{key}"
+
+    def url_of(self, key: str) -> str:
+        """A URL for ``key`` that fsspec (or, for local stores, any program) can open."""
+        p = self.path(key)
+        return p if self.local else f"{self.protocol}://{p}"
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` atomically, replacing any previous value."""
+        path = self.path(key)
+        try:
+            if self.local:
+                self._put_local(path, data)
+            else:
+                self.fs.pipe_file(path, data)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"could not write chunk {key!r} to store {self.url!r}: {exc}"
+            ) from exc
+
+    @staticmethod
+    def _put_local(path: str, data: bytes) -> None:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or ``None`` if there is no such key."""
+        path = self.path(key)
+        try:
+            if self.local:
+                with open(path, "rb") as f:
+                    return f.read()
+            return bytes(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"could not read chunk {key!r} from store {self.url!r}: {exc}"
+            ) from exc
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        try:
+            self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix`` (a directory-like prefix), sorted."""
+        base = self.path(prefix.rstrip("/")) if prefix else self.root
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return iter(())
+        start = len(self.root) + 1
+        return iter(sorted(p[start:] for p in found if not p.endswith(".partial")))
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under ``prefix`` (a whole generation of a dataset)."""
+        base = self.path(prefix.rstrip("/"))
+        try:
+            self.fs.rm(base, recursive=True)
+        except FileNotFoundError:
+            pass
+        if self.local:
+            parent = os.path.dirname(base)
+            try:
+                os.rmdir(parent)  # leave no empty dataset directory behind
+            except OSError:
+                pass
+
