@@ -47,3 +47,40 @@ def s3_server() -> Iterator[MotoProcess]:
     server = MotoProcess().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def client(tmp_path, redis_server: RedisProcess, prefix: str):
+    """A chunkframe client on a temp local store and catalog, against the session Redis."""
+    import chunkframe as cf
+
+    return cf.connect(store=tmp_path / "store", redis=redis_server.url,
+                      catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix)
+
+
+@pytest.fixture
+def s3_options(s3_server: MotoProcess) -> dict:
+    """fsspec storage options for the moto S3 endpoint (no region: see s3fs bucket creation)."""
+    return {"endpoint_url": s3_server.endpoint, "key": "testing", "secret": "testing"}
+
+
+@pytest.fixture
+def s3_bucket(s3_options: dict) -> str:
+    """A fresh bucket on the moto endpoint; returns its name."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_options)
+    name = f"cf-{uuid.uuid4().hex[:12]}"
+    fs.mkdir(name)
+    fs.invalidate_cache()
+    return name
+
+
+@pytest.fixture
+def s3_client(tmp_path, redis_server: RedisProcess, prefix: str, s3_bucket: str, s3_options: dict):
+    """A chunkframe client whose chunk store is an S3 bucket, talked to over HTTP."""
+    import chunkframe as cf
+
+    return cf.connect(store=f"s3://{s3_bucket}/chunks", redis=redis_server.url,
+                      catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix,
+                      storage_options=s3_options)
