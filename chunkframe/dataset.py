@@ -125,7 +125,7 @@ class Dataset:
         cols = self._columns(snap, columns)
         arr = positions(snap, sns)
         if arr.size == 0:
-            table = snap.schema.empty_table()
+            table = self._empty(snap)
             return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
         idx = np.searchsorted(snap.starts_np, arr, side="right") - 1
         used = np.unique(idx)
@@ -156,8 +156,12 @@ class Dataset:
         hi = max(hi, lo)
         parts = [self._client.reader.chunk(snap, i).table.slice(off, count)
                  for i, off, count in chunk_slices(snap, lo, hi)]
-        table = pa.concat_tables(parts) if parts else snap.schema.empty_table()
+        table = pa.concat_tables(parts) if parts else self._empty(snap)
         return self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn")))
+
+    def _empty(self, snap: Snapshot) -> pa.Table:
+        """Zero rows with the dataset's exact pandas dtypes (categories come from a chunk)."""
+        return self._client.reader.chunk(snap, 0).table.slice(0, 0)
 
     def iter_chunks(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """Each chunk as a DataFrame indexed by sn; chunks not cached are not added to the
@@ -175,7 +179,7 @@ class Dataset:
         cols = self._columns(snap, columns)
         tables = [self._client.reader.chunk(snap, i, cache=False).table
                   for i in range(len(snap.chunks))]
-        table = pa.concat_tables(tables) if tables else snap.schema.empty_table()
+        table = pa.concat_tables(tables)
         df = self._frame(table, cols, pd.RangeIndex(snap.meta.rows))
         return self._bind(df)
 

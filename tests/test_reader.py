@@ -1,0 +1,255 @@
+"""The read path: values by serial number, caches, integrity, fallbacks, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import chunkframe as cf
+from chunkframe.errors import ChunkCorruptionError, DatasetNotFoundError
+from chunkframe.reader import STALENESS_SECONDS
+from frames import all_dtypes, sensors
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    return all_dtypes(5_000)
+
+
+@pytest.fixture
+def ds(client, df):
+    return client.ingest(df, "mixed", chunk_rows=700, progress=False)
+
+
+def expected_rows(df: pd.DataFrame, sns) -> pd.DataFrame:
+    out = df.iloc[list(sns)]
+    out.index = pd.Index(list(sns), name="sn")
+    return out
+
+
+def test_get_equals_iloc_for_random_sns_and_boundaries(ds, df):
+    rng = np.random.default_rng(3)
+    boundaries = [b + d for b in range(0, len(df), 700) for d in (-1, 0, 1) if 0 <= b + d < len(df)]
+    for sn in list(rng.integers(0, len(df), 2_000)) + boundaries + [len(df) - 1]:
+        pd.testing.assert_series_equal(ds.get(int(sn)), df.iloc[int(sn)])
+
+
+def test_get_single_value_and_negative_sn(ds, df):
+    for sn in (0, 699, 700, 4_999):
+        for col in df.columns:
+            got, want = ds.get(sn, col), df[col].iloc[sn]
+            assert (pd.isna(got) and pd.isna(want)) or got == want, (sn, col, got, want)
+    pd.testing.assert_series_equal(ds.get(-1), df.iloc[-1].rename(len(df) - 1))
+    assert ds.get(np.int64(5), "i") == df["i"].iloc[5]
+
+
+def test_get_all_float_frame_keeps_numeric_row_dtype(client):
+    df = pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10.0) * 2})
+    ds = client.ingest(df, "floats", chunk_rows=3, progress=False)
+    pd.testing.assert_series_equal(ds.get(4), df.iloc[4])
+
+
+def test_get_errors_name_the_range_and_column(ds):
+    with pytest.raises(IndexError, match=r"valid serial numbers are 0 to 4999"):
+        ds.get(5_000)
+    with pytest.raises(IndexError):
+        ds.get(-5_001)
+    with pytest.raises(TypeError, match="integer"):
+        ds.get(1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ds.get(True)  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        ds.get(1, "nope")
+
+
+def test_get_many_in_order_with_duplicates(ds, df):
+    rng = np.random.default_rng(4)
+    sns = list(rng.integers(0, len(df), 3_000)) + [7, 7, 0, 4_999]
+    pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(df, sns))
+    got = ds.get_many([10, 3], columns=["f", "s"])
+    pd.testing.assert_frame_equal(got, expected_rows(df, [10, 3])[["f", "s"]])
+    assert len(ds.get_many([])) == 0 and list(ds.get_many([]).columns) == list(df.columns)
+
+
+def test_get_many_errors(ds):
+    with pytest.raises(IndexError, match="out of range"):
+        ds.get_many([1, 5_000])
+    with pytest.raises(IndexError):
+        ds.get_many([-1])
+    with pytest.raises(TypeError):
+        ds.get_many([1.5, 2.0])
+    with pytest.raises(KeyError):
+        ds.get_many([1], columns=["i", "missing"])
+
+
+def test_slice_like_iloc(ds, df):
+    for start, stop in [(0, 10), (690, 1_410), (4_990, None), (None, 5), (-20, -3), (10, 5),
+                        (0, 10_000)]:
+        want = df.iloc[start:stop]
+        got = ds.slice(start, stop)
+        assert got.index.equals(pd.RangeIndex(*slice(start, stop).indices(len(df))[:2]))
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    pd.testing.assert_frame_equal(ds.slice(0, 3, columns=["c"]).reset_index(drop=True),
+                                  df.iloc[0:3][["c"]].reset_index(drop=True))
+
+
+def test_iter_chunks_and_to_pandas(ds, df):
+    parts = list(ds.iter_chunks())
+    assert [len(p) for p in parts] == [700] * 7 + [100]
+    pd.testing.assert_frame_equal(pd.concat(parts).reset_index(drop=True), df)
+    assert parts[1].index[0] == 700
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+    pd.testing.assert_frame_equal(ds.to_pandas(columns=["t", "tz"]), df[["t", "tz"]])
+
+
+def test_scans_do_not_evict_hot_chunks(client):
+    ds = client.ingest(sensors(4_000), "scan", chunk_rows=500, progress=False)
+    ds.get(0)
+    before = ds.cache_info()["chunks"]
+    list(ds.iter_chunks())
+    ds.to_pandas()
+    assert ds.cache_info()["chunks"] == before == 1
+
+
+def test_metadata_properties(ds, df):
+    assert len(ds) == len(df)
+    assert ds.columns == list(df.columns)
+    assert isinstance(ds.schema, pa.Schema)
+    chunks = ds.chunks
+    assert list(chunks["start"]) == list(range(0, 5_000, 700))
+    assert chunks["rows"].sum() == len(df)
+    assert chunks["checksum"].str.match(r"^crc32c:[0-9a-f]{8}$").all()
+
+
+def test_not_found_lists_similar_ids(client, ds):
+    with pytest.raises(DatasetNotFoundError, match="did you mean.*mixed"):
+        client.open("mixd")
+    with pytest.raises(KeyError):  # DatasetNotFoundError is a KeyError too
+        client.open("nothing-like-it")
+
+
+def _corrupt_cases(store, key: str, how: str) -> None:
+    data = store.get(key)
+    if how == "flip":
+        pos = len(data) // 2
+        store.put(key, data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1:])
+    elif how == "truncate":
+        store.put(key, data[: len(data) // 3])
+    else:
+        store.delete(key)
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_corruption_is_detected_never_returned(request, backend, how, df):
+    client = request.getfixturevalue("client" if backend == "local" else "s3_client")
+    ds = client.ingest(df, "bad", chunk_rows=1_000, progress=False)
+    key = ds.chunks["key"][2]
+    _corrupt_cases(client.store, key, how)
+    with pytest.raises(ChunkCorruptionError) as err:
+        ds.get(2_500)
+    e = err.value
+    assert (e.dataset, e.chunk, e.key) == ("bad", 2, key)
+    assert "'bad'" in str(e) and key in str(e)
+    if how == "flip":
+        assert e.stored and e.computed and e.stored != e.computed
+    with pytest.raises(ChunkCorruptionError):
+        ds.get_many([1, 2_001])
+    pd.testing.assert_series_equal(ds.get(10), df.iloc[10])  # other chunks still read
+    report = ds.verify(progress=False)
+    assert list(report["chunk"]) == [2] and list(report["key"]) == [key]
+
+
+def test_checksum_checked_on_every_fetch_not_on_hits(client, df):
+    small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
+                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       chunk_cache_bytes=0)  # nothing fits: every read is a fetch
+    client.ingest(df, "nocache", chunk_rows=1_000, progress=False)
+    ds = small.open("nocache")
+    ds.get(5)
+    _corrupt_cases(small.store, ds.chunks["key"][0], "flip")
+    with pytest.raises(ChunkCorruptionError):
+        ds.get(5)
+
+
+def test_reads_survive_redis_losing_the_dataset(client, ds, df, redis_client, prefix):
+    for key in redis_client.scan_iter(f"{prefix}:*"):
+        redis_client.delete(key)
+    client.reader.clear()
+    fresh = client.open("mixed")
+    pd.testing.assert_series_equal(fresh.get(1_234), df.iloc[1_234])
+    assert redis_client.exists(client.state.keys("mixed").meta)  # re-warmed from the catalog
+
+
+def test_open_handles_see_appends_and_overwrites_within_staleness(client):
+    base = sensors(1_000)
+    ds = client.ingest(base, "live", chunk_rows=300, progress=False)
+    other = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
+                       catalog=client.settings.catalog_path, prefix=client.settings.prefix)
+    other.open("live").append(sensors(200, seed=9))
+    deadline = time.monotonic() + STALENESS_SECONDS + 0.5
+    while len(ds) != 1_200:
+        assert time.monotonic() < deadline, "append not seen within the staleness bound"
+        time.sleep(0.05)
+    replaced = sensors(50, seed=11)
+    other.ingest(replaced, "live", mode="overwrite", chunk_rows=300, progress=False)
+    time.sleep(STALENESS_SECONDS + 0.05)
+    pd.testing.assert_frame_equal(ds.to_pandas(), replaced)
+
+
+def test_concurrent_readers_single_flight(client):
+    df = sensors(20_000)
+    ds = client.ingest(df, "hammer", chunk_rows=2_000, progress=False)
+    client.reader.clear()
+    fetches0 = client.reader.fetches
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        barrier.wait()
+        try:
+            for sn in rng.integers(0, len(df), 400):
+                pd.testing.assert_series_equal(ds.get(int(sn)), df.iloc[int(sn)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert client.reader.fetches - fetches0 == 10  # each chunk fetched once
+
+
+def test_chunk_cache_stays_within_its_byte_bound(client):
+    df = sensors(20_000)
+    client.ingest(df, "bounded", chunk_rows=1_000, progress=False)
+    one = client.store.get(client.open("bounded").chunks["key"][0])
+    limit = int(len(one) * 3.5)
+    small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
+                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       chunk_cache_bytes=limit)
+    ds = small.open("bounded")
+    for sn in range(0, 20_000, 500):
+        ds.get(sn)
+        info = ds.cache_info()
+        assert info["total_bytes"] <= limit
+    assert 1 <= info["chunks"] <= 3
+    pd.testing.assert_series_equal(ds.get(19_999), df.iloc[19_999])
+
+
+def test_repr_is_cheap_and_small(client):
+    ds = client.ingest(sensors(5_000), "shown", chunk_rows=500, progress=False)
+    client.reader.clear()
+    before = client.reader.fetches
+    text, page = repr(ds), ds._repr_html_()
+    assert client.reader.fetches == before
+    assert "5,000 rows" in text and "10 chunks" in text
+    assert len(page) < 2_000 and "<table>" in page
