@@ -127,17 +127,23 @@ class Dataset:
         if arr.size == 0:
             table = self._empty(snap)
             return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
+        # group by chunk: a take on one contiguous chunk is cheap, while a take over a
+        # multi-chunk table first concatenates whole columns
         idx = np.searchsorted(snap.starts_np, arr, side="right") - 1
-        used = np.unique(idx)
-        tables, offsets, total = [], np.zeros(len(snap.chunks), dtype=np.int64), 0
-        for c in used:
-            t = reader.chunk(snap, int(c)).table
-            tables.append(t if cols is None else t.select(cols))
-            offsets[c] = total
-            total += t.num_rows
-        combined = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        take = offsets[idx] + (arr - snap.starts_np[idx])
-        return self._bind(self._frame(combined.take(take), None, pd.Index(arr, name="sn")))
+        order = np.argsort(idx, kind="stable")
+        sidx = idx[order]
+        local = (arr - snap.starts_np[idx])[order]
+        cuts = np.flatnonzero(np.diff(sidx)) + 1
+        parts = []
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sidx)], strict=True):
+            t = reader.chunk(snap, int(sidx[lo])).table
+            parts.append((t if cols is None else t.select(cols)).take(local[lo:hi]))
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
+        if not (order[1:] > order[:-1]).all():
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            table = table.take(inverse)
+        return self._bind(self._frame(table, None, pd.Index(arr, name="sn")))
 
     @staticmethod
     def _frame(table: pa.Table, cols: list[str] | None, index: pd.Index) -> pd.DataFrame:

@@ -199,7 +199,8 @@ class Reader:
                 f"holds {table.num_rows} rows, its metadata says {cm.rows}"))
         if snap.meta.tombstones:
             table = apply_tombstones(table, snap.meta, cm)
-        return _Chunk(table, max(len(data), table.nbytes))
+        # decoded chunks are zero-copy views of ``data``; tombstones add new buffers
+        return _Chunk(table, len(data) if not snap.meta.tombstones else max(len(data), table.nbytes))
 
     def getters(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[Getter]]:
         entry = self.chunk(snap, index)
@@ -231,10 +232,12 @@ class Reader:
             "max_bytes": int(self._chunks.maxsize), "total_bytes": int(self._chunks.currsize),
         }
 
-    def clear(self) -> None:
+    def clear(self, metadata: bool = True) -> None:
+        """Empty the chunk cache (and, unless ``metadata=False``, the metadata cache)."""
         with self._lock:
             self._chunks.clear()
-            self._snapshots.clear()
+            if metadata:
+                self._snapshots.clear()
 
 
 def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Table:

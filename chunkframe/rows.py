@@ -58,11 +58,15 @@ def _getter(arr: pa.Array, dtype: Any) -> Getter:
     has_nulls = arr.null_count > 0
     t = arr.type
     if pa.types.is_dictionary(t):
-        codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         cats = arr.dictionary.to_pylist()
+        if not has_nulls:
+            codes = arr.indices.to_numpy()
+            return lambda i: cats[codes[i]]
+        codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         return lambda i: cats[codes[i]] if codes[i] >= 0 else missing
     if pa.types.is_timestamp(t) or pa.types.is_duration(t):
-        ints = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        storage = arr.view(pa.int64())  # zero-copy: the values as integers of ``unit``
+        ints = storage.to_numpy() if not has_nulls else storage.fill_null(0).to_numpy()
         valid = arr.is_valid().to_numpy(zero_copy_only=False) if has_nulls else None
         unit = t.unit
         if pa.types.is_duration(t):

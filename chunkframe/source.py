@@ -263,7 +263,9 @@ def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> S
             raise SourceError("the DataFrame is empty: it has no rows to ingest")
 
         def frame_batches() -> Iterator[pa.Table]:
-            step = 65_536
+            # Large blocks: from_pandas costs ~1 ms per call per column whatever the size,
+            # and numeric columns convert zero-copy, so blocks cost little extra memory.
+            step = 1 << 20
             schema: pa.Schema | None = None
             for start in range(0, len(df), step):
                 table = _frame_to_arrow(df.iloc[start:start + step], "the DataFrame")

@@ -1,0 +1,70 @@
+"""Shared set-up of the benchmarks: the 2M × 7 frame, real servers, timing helpers."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers import RedisProcess  # noqa: E402
+
+CHUNK_ROWS = 65_536
+
+
+def frame(rows: int = 2_000_000, devices: int = 100, seed: int = 42) -> pd.DataFrame:
+    """time, categorical device, 3 floats, an int and short strings — the issues' frame."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "time": pd.date_range("2026-01-01", periods=rows, freq="100ms"),
+        "device": pd.Categorical.from_codes(rng.integers(0, devices, rows),
+                                            [f"dev-{i:03d}" for i in range(devices)]),
+        "a": rng.normal(size=rows),
+        "b": rng.normal(size=rows),
+        "c": rng.normal(size=rows),
+        "n": rng.integers(0, 1_000_000, rows),
+        "s": pd.Series(rng.choice(["ok", "warn", "fail", "idle"], rows), dtype="str"),
+    })
+
+
+def workdir(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"cfb-{name}-"))
+
+
+def redis() -> RedisProcess:
+    """A private redis-server (same binary as the embedded default)."""
+    return RedisProcess().start()
+
+
+def best(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Best wall time of ``repeat`` runs, in seconds."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def per_call(fn: Callable[[int], object], args: list[int]) -> float:
+    """Median seconds per call of ``fn(a)`` over ``args`` (timed one by one)."""
+    out = []
+    for a in args:
+        t = time.perf_counter()
+        fn(a)
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def table(rows: list[tuple[str, str, str, str]]) -> str:
+    """Markdown table: measure | chunkframe | baseline | ratio."""
+    head = "| measure | chunkframe | baseline | ratio (target) |\n| --- | --- | --- | --- |\n"
+    return head + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n"
