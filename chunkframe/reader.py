@@ -21,7 +21,7 @@ from .codec import checksum_matches, decode
 from .errors import ChunkCorruptionError, DatasetNotFoundError
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
-from .rows import Getter, RowTemplate, column_getters
+from .rows import Getter, RowTemplate, column_getters, column_vectors
 
 if TYPE_CHECKING:
     from .state import State
@@ -46,6 +46,7 @@ class Snapshot:
     schema: pa.Schema
     checked: float
     template: RowTemplate | None = None
+    uniform: bool | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -56,16 +57,27 @@ class Snapshot:
         """Index of the chunk holding ``sn`` (callers check the range first)."""
         return bisect.bisect_right(self.starts, sn) - 1
 
+    def locate_many(self, sns: np.ndarray) -> np.ndarray:
+        """Chunk index of each serial number: a division when every chunk but the last is
+        full (one ingest, no appends), else a binary search."""
+        if self.uniform is None:
+            rows = self.meta.chunk_rows
+            self.uniform = all(c.start == i * rows for i, c in enumerate(self.chunks))
+        if self.uniform:
+            return sns // self.meta.chunk_rows
+        return np.searchsorted(self.starts_np, sns, side="right") - 1
+
 
 class _Chunk:
     """A decoded chunk in the cache: the Arrow table plus per-column row getters."""
 
-    __slots__ = ("table", "nbytes", "getters")
+    __slots__ = ("table", "nbytes", "getters", "vectors")
 
     def __init__(self, table: pa.Table, nbytes: int):
         self.table = table
         self.nbytes = nbytes
         self.getters: list[Getter] | None = None
+        self.vectors: list[np.ndarray | None] | None = None
 
 
 class Reader:
@@ -208,6 +220,13 @@ class Reader:
         if getters is None:
             getters = entry.getters = column_getters(entry.table, self.template(snap, entry))
         return entry, getters
+
+    def vectors(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[np.ndarray | None]]:
+        entry = self.chunk(snap, index)
+        vectors = entry.vectors
+        if vectors is None:
+            vectors = entry.vectors = column_vectors(entry.table, self.template(snap, entry))
+        return entry, vectors
 
     def verify_chunk(self, snap: Snapshot, index: int) -> str | None:
         """None if chunk ``index`` is intact in the store, else what is wrong (no caching)."""

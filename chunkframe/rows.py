@@ -99,3 +99,43 @@ def column_getters(table: pa.Table, template: RowTemplate) -> list[Getter]:
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         out.append(_getter(arr, dtype))
     return out
+
+
+def column_vectors(table: pa.Table, template: RowTemplate) -> list[np.ndarray | None]:
+    """Zero-copy numpy views of the columns a batch read can gather with numpy, else None.
+
+    Numeric columns without nulls, datetimes and durations (as integers), and categoricals
+    whose dictionary is the dataset's categories (as codes). Others go through Arrow.
+    """
+    out: list[np.ndarray | None] = []
+    for col, dtype in zip(table.columns, template.dtypes, strict=True):
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        t = arr.type
+        vec: np.ndarray | None = None
+        if arr.null_count:
+            pass
+        elif pa.types.is_dictionary(t) and isinstance(dtype, pd.CategoricalDtype):
+            if arr.dictionary.to_pylist() == list(dtype.categories):
+                vec = arr.indices.to_numpy()
+        elif pa.types.is_timestamp(t) or pa.types.is_duration(t):
+            unit = np.datetime_data(dtype)[0] if isinstance(dtype, np.dtype) else getattr(
+                dtype, "unit", None)
+            if unit == t.unit:
+                vec = arr.view(pa.int64()).to_numpy()
+        elif (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)) \
+                and isinstance(dtype, np.dtype):
+            vec = arr.to_numpy(zero_copy_only=False)
+        out.append(vec)
+    return out
+
+
+def wrap_vector(values: np.ndarray, dtype: Any) -> Any:
+    """Turn gathered raw values (from :func:`column_vectors`) into a pandas array of ``dtype``."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return pd.Categorical.from_codes(values, dtype=dtype)
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return pd.DatetimeIndex(values.view(f"M8[{dtype.unit}]")).tz_localize("UTC").tz_convert(
+            dtype.tz).array
+    if isinstance(dtype, np.dtype) and dtype.kind in "mM":
+        return values.view(dtype)
+    return values
