@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-
 from common import CHUNK_ROWS, ROOT, best, frame, table, workdir
 
 import chunkframe as cf

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from common import CHUNK_ROWS, ROOT, frame, per_call, redis, table, workdir
 
 import chunkframe as cf

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import cachetools
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,9 +23,9 @@ from .model import ChunkMeta, DatasetMeta, Tombstone
 from .rows import Getter, RowTemplate, column_getters, column_vectors
 
 if TYPE_CHECKING:
+    from .catalog import Catalog
     from .state import State
     from .store import ChunkStore
-    from .catalog import Catalog
 
 __all__ = ["Reader", "Snapshot", "STALENESS_SECONDS"]
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-
 from servers import MotoProcess, RedisProcess
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from frames import all_dtypes, sensors
 
 import chunkframe as cf
 from chunkframe.errors import ChunkCorruptionError, DatasetNotFoundError
 from chunkframe.reader import STALENESS_SECONDS
-from frames import all_dtypes, sensors
 
 
 @pytest.fixture

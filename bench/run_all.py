@@ -1,0 +1,49 @@
+"""Run every benchmark and write bench/RESULTS.md: python bench/run_all.py"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = [
+    ("Ingest (issue 2)", "bench_ingest.py", "results_ingest.md"),
+    ("Reads by serial number (issue 3)", "bench_read.py", "results_read.md"),
+    ("Last values (issue 4)", "bench_last.py", "results_last.md"),
+    ("Context cache (issue 5)", "bench_context.py", "results_context.md"),
+    ("Export (issue 7)", "bench_export.py", "results_export.md"),
+]
+
+
+def main() -> None:
+    only = set(sys.argv[1:])
+    for title, script, _ in BENCHES:
+        if only and script not in only:
+            continue
+        print(f"== {title}: {script}", flush=True)
+        subprocess.run([sys.executable, script], cwd=HERE, check=True)
+    import pandas
+    import pyarrow
+
+    parts = [
+        "# Benchmark results\n",
+        f"Made by `python bench/run_all.py` on {datetime.date.today()}, on this project's "
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, pandas "
+        f"{pandas.__version__}, pyarrow {pyarrow.__version__}. Each table compares chunkframe "
+        "with the other tools on the same data in one run; ratios are chunkframe ÷ baseline "
+        "(lower is better), targets from the issues in brackets.\n",
+    ]
+    for title, script, result in BENCHES:
+        path = HERE / result
+        body = path.read_text() if path.exists() else "_not run_\n"
+        parts.append(f"## {title}\n\n`python bench/{script}`\n\n{body}")
+    (HERE / "RESULTS.md").write_text("\n".join(parts))
+    print((HERE / "RESULTS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
