@@ -15,6 +15,7 @@ import cachetools
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import redis
 
 from .codec import checksum_matches, decode
 from .errors import ChunkCorruptionError, DatasetNotFoundError
@@ -102,7 +103,18 @@ class Reader:
             return snap
         validate_id(dataset_id)
         keys = self.state.keys(dataset_id)
-        gen, ver = self.state.client.hmget(keys.meta, "generation", "version")
+        try:
+            gen, ver = self.state.client.hmget(keys.meta, "generation", "version")
+        except redis.RedisError:
+            # Redis is the hot store, not the record: while it is down, keep serving what we
+            # know, or read the catalog
+            if snap is not None:
+                snap.checked = now
+                return snap
+            new = self._load(dataset_id, now, use_redis=False)
+            with self._lock:
+                self._snapshots[dataset_id] = new
+            return new
         if snap is not None and gen is not None and (int(gen), int(ver)) == snap.stamp:
             snap.checked = now
             return snap
@@ -111,8 +123,8 @@ class Reader:
             self._snapshots[dataset_id] = new
         return new
 
-    def _load(self, dataset_id: str, now: float) -> Snapshot:
-        meta = self.state.meta(dataset_id)
+    def _load(self, dataset_id: str, now: float, use_redis: bool = True) -> Snapshot:
+        meta = self.state.meta(dataset_id) if use_redis else None
         chunks: list[ChunkMeta] | None = None
         if meta is not None:
             found = self.state.chunk_metas(dataset_id, meta.generation)
@@ -124,7 +136,8 @@ class Reader:
             if meta is None:
                 raise self._not_found(dataset_id)
             chunks = self.catalog.chunks(dataset_id, meta.generation)
-            self.state.warm(meta, chunks)
+            if use_redis:
+                self.state.warm(meta, chunks)
         starts = [c.start for c in chunks]
         return Snapshot(meta, chunks, starts, np.asarray(starts, dtype=np.int64),
                         meta.arrow_schema, now)

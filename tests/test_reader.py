@@ -253,3 +253,17 @@ def test_repr_is_cheap_and_small(client):
     assert client.reader.fetches == before
     assert "5,000 rows" in text and "10 chunks" in text
     assert len(page) < 2_000 and "<table>" in page
+
+
+def test_reads_continue_while_redis_is_down(tmp_path, own_redis, df):
+    client = cf.connect(store=tmp_path / "store", redis=own_redis.url,
+                        catalog=tmp_path / "catalog.db", home=tmp_path)
+    ds = client.ingest(df, "resilient", chunk_rows=1_000, progress=False)
+    ds.get(1)
+    own_redis.stop()
+    time.sleep(STALENESS_SECONDS + 0.05)
+    pd.testing.assert_series_equal(ds.get(3_333), df.iloc[3_333])  # handle already open
+    client.reader.clear()
+    pd.testing.assert_frame_equal(ds.slice(10, 20).reset_index(drop=True),
+                                  df.iloc[10:20].reset_index(drop=True))  # from the catalog
+    own_redis.start()
