@@ -7,13 +7,14 @@ import html
 import inspect
 import json
 import re
+import sys
 import threading
 import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
 import pandas as pd
@@ -40,7 +41,7 @@ _FIELD_SEP = "\x1f"  # between the ContextType and the key in a Redis hash field
 _DEFAULT_SPLIT = re.compile(r"[\s,]+")
 
 
-class ContextType(str, Enum):
+class ContextType(StrEnum):
     """The kinds of context entry, as in Linkis' ContextService."""
 
     METADATA = "METADATA"
@@ -51,9 +52,6 @@ class ContextType(str, Enum):
     COST = "COST"
     UDF = "UDF"
     VARIABLE = "VARIABLE"
-
-    def __str__(self) -> str:
-        return self.value
 
     @classmethod
     def parse(cls, value: object) -> ContextType:
@@ -164,6 +162,8 @@ def keyword(
     ...         return self.name
     """
 
+    rule = None if separator is None and regex is None else _KeywordRule(separator, regex)
+
     def mark(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if not callable(f):
             raise ContextError(f"@keyword decorates methods, got {f!r}")
@@ -177,7 +177,6 @@ def keyword(
                 f"@keyword method {getattr(f, '__qualname__', f)!r} must take no argument "
                 "besides self"
             )
-        rule = None if separator is None and regex is None else _KeywordRule(separator, regex)
         f.__cf_keyword__ = _KeywordSpec(rule)  # type: ignore[attr-defined]
         return f
 
@@ -268,7 +267,7 @@ def _encode(obj: Any, where: str) -> Any:
         return out
     if isinstance(obj, (list, tuple)):  # tuples are stored, and come back, as lists
         return [_encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    cls = obj.__class__
+    cls: type = obj.__class__
     if dataclasses.is_dataclass(obj) and _REGISTRY.get(_tag(cls)) is cls:
         return {TYPE_TAG: _tag(cls), "fields": {
             f.name: _encode(getattr(obj, f.name), f"{where}.{f.name}")
@@ -319,10 +318,19 @@ class _Entry(NamedTuple):
     nbytes: int  # field + record + index postings, UTF-8 bytes
 
 
-def _entry_bytes(field: str, record: str, key: str, keywords: Iterable[str]) -> int:
-    klen = len(key.encode())
-    return (len(field.encode()) + len(record.encode())
-            + sum(len(w.encode()) + klen for w in keywords))
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _entry_bytes(stored_bytes: int, key: str, keywords: tuple[str, ...]) -> int:
+    """``stored_bytes`` (hash field + record) plus one keyword → key posting per keyword."""
+    return stored_bytes + _utf8_len("".join(keywords)) + len(keywords) * _utf8_len(key)
+
+
+def _keywords(key: str, words: Iterable[str]) -> tuple[str, ...]:
+    """Distinct keywords with the key's own; interned, as many entries share them."""
+    low = key.lower()
+    return tuple({sys.intern(w) for w in words} | {key if low == key else low})
 
 
 class ContextIDValue:
@@ -341,7 +349,9 @@ class ContextIDValue:
     def __init__(self, context_id: str, base_bytes: int, version: int) -> None:
         self.context_id = context_id
         self.maps: dict[ContextType, dict[str, _Entry]] = {t: {} for t in ContextType}
-        self.index: dict[ContextType, dict[str, set[str]]] = {t: {} for t in ContextType}
+        # keyword -> key, or -> set of keys once a second key has it: most keywords (the
+        # key's own, ids) belong to one entry, and a str costs nothing where a set is 216 B
+        self.index: dict[ContextType, dict[str, str | set[str]]] = {t: {} for t in ContextType}
         self.entries = 0
         self.memory_bytes = base_bytes
         self.accesses = 0
@@ -362,9 +372,12 @@ class ContextIDValue:
         for w in entry.keywords:
             keys = index.get(w)
             if keys is None:
-                index[w] = {key}
+                index[w] = key
+            elif keys.__class__ is str:
+                if keys != key:
+                    index[w] = {keys, key}
             else:
-                keys.add(key)
+                keys.add(key)  # type: ignore[union-attr]
         self.memory_bytes += delta
         return delta
 
@@ -382,10 +395,22 @@ class ContextIDValue:
         index = self.index[ctype]
         for w in keywords:
             keys = index.get(w)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
+            if keys is None:
+                continue
+            if keys.__class__ is str:
+                if keys == key:
                     del index[w]
+            else:
+                keys.discard(key)  # type: ignore[union-attr]
+                if len(keys) == 1:
+                    index[w] = next(iter(keys))
+
+    def lookup(self, ctype: ContextType, word: str) -> list[str]:
+        """Sorted keys of ``ctype`` having the keyword ``word``."""
+        keys = self.index[ctype].get(word)
+        if keys is None:
+            return []
+        return [keys] if keys.__class__ is str else sorted(keys)  # type: ignore[list-item]
 
     def touch(self) -> None:
         self.accesses += 1
@@ -521,7 +546,7 @@ class ContextCache:
         loaded.
         """
         with self._lock:
-            rows = [
+            rows: list[tuple[Any, ...]] = [
                 (cid, v.entries, v.memory_bytes, v.accesses, v.last_access, True)
                 for cid, v in self._lru.items()
             ]
@@ -539,7 +564,8 @@ class ContextCache:
                 for cid in ids:
                     pipe.hlen(self._keys(cid)[0])
                 counts = pipe.execute() if ids else []
-            rows += [(cid, int(n), None, 0, None, False) for cid, n in zip(ids, counts)]
+            rows += [(cid, int(n), None, 0, None, False)
+                     for cid, n in zip(ids, counts, strict=True)]
         df = pd.DataFrame(
             rows, columns=["context_id", "entries", "memory_bytes", "accesses",
                            "last_access", "in_memory"],
@@ -607,6 +633,9 @@ class ContextCache:
         value = ContextIDValue(cid, len(entries_key.encode()) + len(version_key.encode()),
                                int(version or 0))
         for f, rec in raw.items():
+            size = len(f) + len(rec)
+            if isinstance(f, str):  # a client with decode_responses=True
+                size = _utf8_len(f) + _utf8_len(rec)
             field, record = _s(f), _s(rec)
             tname, sep, key = field.partition(_FIELD_SEP)
             try:
@@ -622,8 +651,8 @@ class ContextCache:
                     f"Delete it with HDEL or put the key again", stacklevel=4,
                 )
                 continue
-            words = tuple(sorted({key.lower(), *map(str, stored)}))
-            value.set(ctype, key, _Entry(record, words, _entry_bytes(field, record, key, words)))
+            words = _keywords(key, map(str, stored))
+            value.set(ctype, key, _Entry(record, words, _entry_bytes(size, key, words)))
         return value
 
     def _acquire(self, cid: str, fresh: bool) -> ContextIDValue:
@@ -717,9 +746,9 @@ class Context:
                     f"put_many() items must be (key, value) or (key, value, keywords) tuples "
                     f"or a mapping; got {item!r} for context {self.context_id!r}"
                 )
-            key, val = item[0], item[1]
+            key, val = self._check_key(item[0]), item[1]
             own = self._explicit(item[2]) if len(item) == 3 else ()
-            prepared[self._check_key(key)] = self._prepare(ctype, key, val, (*common, *own))
+            prepared[key] = self._prepare(ctype, key, val, (*common, *own))
         if not prepared:
             return 0
         cache = self.cache
@@ -826,7 +855,7 @@ class Context:
             value.touch()
             rows = [
                 (t.value, k, value.maps[t][k].record)
-                for t in types for k in sorted(value.index[t].get(word, ()))
+                for t in types for k in value.lookup(t, word)
             ]
             self.cache._evict()
         return self._frame(rows)
@@ -940,10 +969,10 @@ class Context:
     def _explicit(self, keywords: object) -> tuple[str, ...]:
         if keywords is None:
             return ()
-        words = [keywords] if isinstance(keywords, str) else keywords
+        words: Any = [keywords] if isinstance(keywords, str) else keywords
         try:
             out = []
-            for w in words:  # type: ignore[union-attr]
+            for w in words:
                 if not isinstance(w, str) or not w.strip():
                     raise ContextError(
                         f"keywords must be non-empty strings; got {w!r} in {keywords!r} "
@@ -1005,10 +1034,9 @@ class Context:
         record = json.dumps({"v": data, "k": stored}, ensure_ascii=False,
                             separators=(",", ":"))
         field = f"{ctype.value}{_FIELD_SEP}{key}"
-        words.add(own)
-        keywords = tuple(sorted(words))
-        nbytes = _entry_bytes(field, record, key, keywords)
-        size = len(field.encode()) + len(record.encode())
+        keywords = _keywords(key, words)
+        size = _utf8_len(field) + _utf8_len(record)
+        nbytes = _entry_bytes(size, key, keywords)
         if size > self.cache.max_value_bytes:
             raise ContextError(
                 f"key {key!r} ({where}) serialises to {size} bytes with its keywords, over "
