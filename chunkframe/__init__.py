@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from . import accessor as _accessor  # noqa: F401 - registers df.chunk and series.chunk
+from . import context as _context_module  # noqa: F401 - loaded first so `context()` below wins
 from .client import Client, connect, default_client
 from .dataset import Dataset
 from .errors import (

@@ -1,0 +1,174 @@
+"""The notebook side: Browser widgets driven without a browser, and cheap HTML reprs."""
+
+from __future__ import annotations
+
+import ipywidgets
+import numpy as np
+import pandas as pd
+import pytest
+from frames import sensors
+
+import chunkframe.widgets as cfw
+from chunkframe.widgets import Browser, browse
+
+N, CHUNK = 3_000, 400
+VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return sensors(N)
+
+
+@pytest.fixture
+def ds(client, frame):
+    return client.ingest(frame, "w", chunk_rows=CHUNK, time_column="time", device_column="dev",
+                         progress=False)
+
+
+@pytest.fixture
+def plain(client):
+    """No time column: last values cannot exist."""
+    return client.ingest(pd.DataFrame({"a": np.arange(1_000), "tag": ["x"] * 1_000}), "plain",
+                         chunk_rows=100, progress=False)
+
+
+def test_browse_returns_a_widget_panel(ds):
+    b = ds.browse()
+    assert isinstance(b, Browser) and isinstance(b, ipywidgets.Widget)
+    assert b.sn.value == 0 and b.sn.max == N - 1 and b.sn_box.max == N - 1
+    assert isinstance(b.chunk, ipywidgets.Dropdown) and len(b.chunk.options) == 8
+    assert b.chunk.value == 0
+    assert all(isinstance(w, ipywidgets.Widget) for w in b.children)
+    assert "3,000 rows in 8 chunks" in b.title.value
+
+
+def test_moving_the_slider_shows_that_row_and_its_chunk(ds, frame):
+    b = browse(ds)
+    before = b.row.value
+    b.sn.value = 1_234
+    assert b.row.value != before and "sn 1,234" in b.row.value
+    assert f"{frame['x'].iloc[1_234]:.6f}"[:6] in b.row.value
+    assert b.sn_box.value == 1_234  # linked
+    assert b.chunk.value == 1_234 // CHUNK
+    assert ds.chunks["key"].iloc[3] in b.chunk_info.value
+    b.sn_box.value = 5
+    assert b.sn.value == 5 and "sn 5" in b.row.value and b.chunk.value == 0
+
+
+def test_jumping_to_a_chunk_moves_to_its_first_row(ds):
+    b = browse(ds, sn=10)
+    b.chunk.value = 5
+    assert b.sn.value == 5 * CHUNK and f"sn {5 * CHUNK:,}" in b.row.value
+    assert b.chunk.value == 5
+    b.jump(99)  # no such chunk: nothing moves
+    assert b.sn.value == 5 * CHUNK
+
+
+def test_step_buttons_are_clamped(ds):
+    b = browse(ds)
+    b.prev_button.click()
+    assert b.sn.value == 0
+    b.next_button.click()
+    b.next_button.click()
+    assert b.sn.value == 2
+    b.sn.value = N - 1
+    b.next_button.click()
+    assert b.sn.value == N - 1
+
+
+def test_start_row_is_clamped(ds):
+    assert browse(ds, sn=10**9).sn.value == N - 1
+    assert browse(ds, sn=-5).sn.value == 0
+
+
+def test_many_chunks_get_a_number_box(ds, monkeypatch):
+    monkeypatch.setattr(cfw, "DROPDOWN_MAX_CHUNKS", 3)
+    b = browse(ds)
+    assert isinstance(b.chunk, ipywidgets.BoundedIntText) and b.chunk.max == 7
+    b.chunk.value = 2
+    assert b.sn.value == 2 * CHUNK
+    b.sn.value = 7 * CHUNK + 1
+    assert b.chunk.value == 7
+
+
+def test_search_box_finds_tags(ds):
+    ds.tag("owner", "ana, data team", keywords=["q3"])
+    ds.tag("units", {"x": "celsius"}, type="DATA", keywords=["physics"])
+    b = browse(ds)
+    b.search.value = "q3"
+    assert "owner" in b.results.value and "units" not in b.results.value
+    b.search.value = "physics"
+    assert "units" in b.results.value
+    b.search.value = "nothing-here"
+    assert "no tag" in b.results.value and "nothing-here" in b.results.value
+    b.search.value = "   "
+    assert b.results.value == ""
+
+
+def test_last_values_failing_leave_the_panel_working(plain):
+    b = browse(plain)
+    assert "no last values" in b.last.value
+    b.sn.value = 512
+    assert "sn 512" in b.row.value and b.chunk.value == 5
+
+
+def test_last_values_are_shown(ds):
+    b = browse(ds)
+    assert "<table" in b.last.value and "measurement" in b.last.value
+
+
+def test_a_corrupt_chunk_is_shown_not_raised(client, ds):
+    key = ds.chunks["key"].iloc[2]
+    client.store.put(key, b"not an arrow file")
+    client.reader.clear()
+    b = browse(ds)
+    b.sn.value = 2 * CHUNK + 3
+    assert "ChunkCorruptionError" in b.row.value and key in b.row.value
+    b.sn.value = 1  # other chunks still browse
+    assert "sn 1" in b.row.value and "Error" not in b.row.value
+
+
+def test_refresh_sees_appended_rows(ds, frame):
+    b = browse(ds)
+    more = frame.head(500).assign(time=frame["time"] + pd.Timedelta(days=1))
+    ds.append(more, progress=False)
+    b.refresh()
+    assert b.sn.max == N + 499 and "3,500 rows" in b.title.value
+    b.sn.value = N + 10
+    assert f"sn {N + 10:,}" in b.row.value
+
+
+def test_text_outside_a_kernel(ds, frame):
+    b = browse(ds)
+    b.sn.value = 777
+    text = str(b)
+    assert "row 777 of 3,000" in text and "chunk 1 (sn 400–799)" in text
+    assert str(frame["k"].iloc[777]) in text and len(text) < 2_000
+    bundle = b._repr_mimebundle_()
+    assert VIEW not in bundle  # not in a kernel: no widget view to show
+    assert bundle["text/plain"] == text and "sn 777" in bundle["text/html"]
+
+
+def test_mimebundle_in_a_kernel_carries_the_widget_view(ds, monkeypatch):
+    monkeypatch.setattr(cfw, "_in_kernel", lambda: True)
+    bundle = browse(ds)._repr_mimebundle_()
+    assert bundle[VIEW]["model_id"] and "row 0" in bundle["text/plain"]
+
+
+# -- HTML reprs: small, and cheap whatever the dataset's size ----------------------------------
+
+def test_dataset_and_context_reprs_fetch_no_chunk(client):
+    n = 200_000
+    big = client.ingest(pd.DataFrame({"a": np.arange(n), "b": np.arange(n) % 7}), "big",
+                        chunk_rows=500, progress=False)
+    for i in range(60):
+        big.tag(f"key{i}", f"value number {i} " * 20, keywords=["bulk"])
+    client.reader.clear()
+    fetches = client.reader.fetches
+    html, text = big._repr_html_(), repr(big)
+    ctx_html, ctx_text = big.context._repr_html_(), repr(big.context)
+    assert client.reader.fetches == fetches
+    assert "400 chunks" in text and "200,000" in html
+    assert len(html) < 2_000 and len(text) < 300
+    assert len(ctx_html) < 4_000 and len(ctx_text) < 300
