@@ -275,11 +275,11 @@ class Dataset:
 
         return export(self, dest, format=format, **kwargs)
 
-    def browse(self) -> Any:
+    def browse(self, sn: int = 0) -> Any:
         """An ipywidgets panel to step through rows, chunks, last values and tags."""
         from .widgets import browse  # front end: imported only when asked for
 
-        return browse(self)
+        return browse(self, sn)
 
     # -- display --------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:
