@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 
 from . import accessor as _accessor  # noqa: F401 - registers df.chunk and series.chunk
-from . import context as _context_module  # noqa: F401 - loaded first so `context()` below wins
 from .client import Client, connect, default_client
+from .contextcache import ContextType, keyword, register_value_type
 from .dataset import Dataset
 from .errors import (
     ChunkCorruptionError,
@@ -23,6 +23,7 @@ from .errors import (
 
 __all__ = [
     "Client", "Dataset", "connect", "ingest", "open", "datasets", "context", "contexts",
+    "ContextType", "keyword", "register_value_type",
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
 ]

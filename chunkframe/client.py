@@ -20,7 +20,7 @@ from .state import State, connect_redis
 from .store import ChunkStore
 
 if TYPE_CHECKING:
-    from .context import Context, ContextCache
+    from .contextcache import Context, ContextCache
     from .lastvalues import LastValues
 
 __all__ = ["Client", "connect", "default_client", "client_for_token"]
@@ -95,13 +95,13 @@ class Client:
         if self._contexts is None:
             with self._lazy:
                 if self._contexts is None:
-                    from .context import ContextCache
+                    from .contextcache import ContextCache
 
                     self._contexts = ContextCache(self.redis, prefix=self.settings.prefix)
         return self._contexts
 
     def context(self, context_id: str) -> Context:
-        """The :class:`~chunkframe.context.Context` of any id (a dataset's or an analysis')."""
+        """The :class:`~chunkframe.contextcache.Context` of any id (a dataset's or an analysis')."""
         return self.contexts_cache.context(context_id)
 
     def contexts(self) -> pd.DataFrame:

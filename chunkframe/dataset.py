@@ -17,7 +17,7 @@ from .rows import wrap_vector
 
 if TYPE_CHECKING:
     from .client import Client
-    from .context import Context
+    from .contextcache import Context
 
 __all__ = ["Dataset", "BINDING_ATTR"]
 

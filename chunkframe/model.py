@@ -50,12 +50,14 @@ class ChunkMeta:
 class Tombstone:
     """A time-range delete: values of ``columns`` (all measurements if None) of ``device``
     (all devices if None) with time in ``[start, end]`` (ns, inclusive; None = open) read as
-    missing."""
+    missing. ``rows`` is the dataset's size when the delete was made: like a delete in
+    IoTDB, it removes data that existed then, never rows appended later."""
 
     device: str | None
     columns: tuple[str, ...] | None
     start: int | None
     end: int | None
+    rows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -66,7 +68,7 @@ class Tombstone:
     def from_dict(cls, d: dict[str, Any]) -> Tombstone:
         cols = d.get("columns")
         return cls(d.get("device"), tuple(cols) if cols is not None else None,
-                   d.get("start"), d.get("end"))
+                   d.get("start"), d.get("end"), d.get("rows"))
 
 
 @dataclass(frozen=True)

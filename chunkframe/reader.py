@@ -286,6 +286,8 @@ def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Ta
             times = (t.cast(pa.timestamp("ns", t.type.tz)) if pa.types.is_timestamp(t.type) else t)
             times = times.cast(pa.int64())
         mask = pc.is_valid(times)
+        if tomb.rows is not None and cm.start + cm.rows > tomb.rows:  # rows appended later
+            mask = pc.and_(mask, pa.array(np.arange(cm.start, cm.start + cm.rows) < tomb.rows))
         if tomb.start is not None:
             mask = pc.and_(mask, pc.greater_equal(times, tomb.start))
         if tomb.end is not None:
@@ -309,6 +311,8 @@ def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Ta
 
 
 def _may_touch(tomb: Tombstone, cm: ChunkMeta) -> bool:
+    if tomb.rows is not None and cm.start >= tomb.rows:
+        return False
     if not cm.stats:
         return True
     spans = [cm.stats.get(tomb.device)] if tomb.device is not None else list(cm.stats.values())

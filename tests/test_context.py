@@ -18,8 +18,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import chunkframe.context as context_module
-from chunkframe.context import (
+import chunkframe.contextcache as context_module
+from chunkframe.contextcache import (
     Context,
     ContextCache,
     ContextKeyError,
@@ -829,7 +829,7 @@ def test_own_write_after_foreign_write_forces_reload(redis_client: redis.Redis,
 CHILD = r"""
 import sys, time
 import redis
-from chunkframe.context import ContextCache
+from chunkframe.contextcache import ContextCache
 sock, prefix = sys.argv[1], sys.argv[2]
 ctx = ContextCache(redis.Redis(unix_socket_path=sock), prefix=prefix).context("shared")
 ctx.put("from_child", "hello from child")

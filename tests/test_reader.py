@@ -267,3 +267,24 @@ def test_reads_continue_while_redis_is_down(tmp_path, own_redis, df):
     pd.testing.assert_frame_equal(ds.slice(10, 20).reset_index(drop=True),
                                   df.iloc[10:20].reset_index(drop=True))  # from the catalog
     own_redis.start()
+
+
+def test_deletes_mask_old_values_but_never_rows_appended_later(client):
+    base = sensors(1_000)
+    ds = client.ingest(base, "tomb", chunk_rows=300, time_column="time", device_column="dev",
+                       progress=False)
+    ds.delete(device="d1", columns=["x"], start=base["time"].iloc[500])
+    got = ds.to_pandas()
+    hit = (base["dev"] == "d1") & (base.index >= 500)
+    assert hit.sum() > 0
+    assert got.loc[hit, "x"].isna().all()
+    pd.testing.assert_series_equal(got.loc[~hit, "x"], base.loc[~hit, "x"])
+    assert got["k"].equals(base["k"])  # other measurements untouched
+    later = sensors(200, seed=5)
+    later["time"] = later["time"] + pd.Timedelta(days=1)
+    later["dev"] = pd.Categorical(["d1"] * 200, categories=base["dev"].cat.categories)
+    ds.append(later, progress=False)
+    tail = ds.slice(1_000, 1_200)
+    assert tail["x"].notna().all()
+    pd.testing.assert_series_equal(tail["x"].reset_index(drop=True), later["x"])
+    assert ds.get(1_100, "x") == later["x"].iloc[100]

@@ -70,7 +70,7 @@ class ContextType(StrEnum):
         valid = ", ".join(t.value for t in cls)
         raise ContextError(
             f"unknown context type {value!r}; use one of {valid} (any case) "
-            "or a chunkframe.context.ContextType member"
+            "or a chunkframe.contextcache.ContextType member"
         )
 
 
@@ -240,7 +240,7 @@ def _hint(obj: object) -> str:
     if cls.__module__.startswith("pandas"):
         return "convert it with .to_dict() / .tolist(), or ingest it as a dataset"
     if dataclasses.is_dataclass(obj):
-        return (f"register its class first: chunkframe.context.register_value_type("
+        return (f"register its class first: chunkframe.contextcache.register_value_type("
                 f"{cls.__qualname__})")
     return "convert it to JSON data or to a dataclass registered with register_value_type()"
 
