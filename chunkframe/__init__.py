@@ -38,7 +38,8 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: 
     Arrow files (local or ``s3://``). ``mode``: ``"create"`` (error if it exists),
     ``"overwrite"`` (replace it once the new one is complete), ``"append"``, ``"resume"``
     (continue an interrupted ingest of the same source). Other keywords: ``compression``
-    (``"zstd"``/``"lz4"``), ``progress``, ``wait`` (for the lock), ``workers``.
+    (``"zstd"``/``"lz4"``), ``progress`` (a bar; default: only in notebooks and terminals),
+    ``wait`` (for the lock), ``workers``.
     """
     return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
                                    time_column=time_column, device_column=device_column,
