@@ -145,10 +145,10 @@ class Reader:
     def _not_found(self, dataset_id: str) -> DatasetNotFoundError:
         ids = self.catalog.ids()
         close = difflib.get_close_matches(dataset_id, ids, n=3, cutoff=0.5)
-        hint = f"; did you mean {close!r}?" if close else (
+        hint = f"; did you mean {close!r}" if close else (
             f"; known datasets: {ids[:10]!r}" if ids else "; no datasets exist yet")
         return DatasetNotFoundError(
-            f"no complete dataset {dataset_id!r}{hint} Ingest it with cf.ingest(source, "
+            f"no complete dataset {dataset_id!r}{hint}. Ingest it with cf.ingest(source, "
             f"{dataset_id!r}) or list them with cf.datasets()"
         )
 

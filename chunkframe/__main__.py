@@ -1,0 +1,10 @@
+"""``python -m chunkframe``: the command line (see :mod:`chunkframe.cli`)."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

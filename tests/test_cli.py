@@ -1,0 +1,490 @@
+"""cli.py: every command in-process (exit status, one-line errors, --json), and real
+``python -m chunkframe`` subprocesses (exit codes, stderr, an export killed part-way)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chunkframe.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples"
+
+
+@pytest.fixture
+def where(tmp_path, redis_server, prefix) -> list[str]:
+    """Global options naming the same store, catalog and key prefix as the ``client`` fixture."""
+    return ["--store", str(tmp_path / "store"), "--redis", redis_server.url,
+            "--catalog", str(tmp_path / "catalog.db"), "--home", str(tmp_path),
+            "--prefix", prefix]
+
+
+@pytest.fixture
+def cli(where, capsys):
+    """Run the CLI in-process: returns (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([*args, *where])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def sensors(client):
+    return client.ingest(str(SAMPLES / "sensors.parquet"), "sensors", chunk_rows=8_192,
+                         time_column="time", device_column="sensor", progress=False)
+
+
+def one_error_line(err: str, *needles: str) -> None:
+    """stderr is exactly one line `chunkframe: error: ...` mentioning each needle."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("chunkframe: error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, err)
+
+
+def subprocess_cli(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "chunkframe", *args], capture_output=True,
+                          text=True, env=env, timeout=120, **kw)
+
+
+# -- ingest, ls, info -------------------------------------------------------------------------
+
+def test_ingest_then_ls_and_info(cli, tmp_path):
+    code, out, err = cli("ingest", str(SAMPLES / "sensors.csv"), "s", "--chunk-rows", "10000",
+                         "--device-column", "sensor", "--no-progress")
+    assert code == 0, err
+    assert "ingested 's'" in out and "50,000 rows in 5 chunks" in out
+    code, out, _ = cli("ls")
+    assert code == 0 and "50,000" in out and "sensor" in out
+    code, out, _ = cli("info", "s")
+    assert code == 0 and "50,000 in 5 chunks" in out and "temperature" in out
+    code, out, _ = cli("info", "s", "--chunks", "--json")
+    doc = json.loads(out)
+    assert doc["rows"] == 50_000 and doc["time_column"] == "time"
+    assert doc["device_column"] == "sensor" and len(doc["chunk_table"]) == 5
+    assert [c["name"] for c in doc["columns"]][:2] == ["time", "sensor"]
+
+
+def test_ingest_json_and_modes(cli):
+    src = str(SAMPLES / "sensors.parquet")
+    code, out, _ = cli("--json", "ingest", src, "p", "--compression", "zstd", "--no-progress")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["rows"] == 50_000 and doc["chunks"] == 1 and doc["mode"] == "create"
+    code, _, err = cli("ingest", src, "p", "--no-progress")
+    assert code == 1
+    one_error_line(err, "already exists", "overwrite")
+    code, out, _ = cli("ingest", src, "p", "--mode", "append", "--json", "--no-progress")
+    assert code == 0 and json.loads(out)["rows"] == 100_000
+
+
+def test_ingest_failures(cli, tmp_path):
+    code, _, err = cli("ingest", str(tmp_path / "missing.csv"), "x", "--no-progress")
+    assert code == 1
+    one_error_line(err, "missing.csv")
+    code, _, err = cli("ingest", str(SAMPLES / "sensors.csv"), "bad/id", "--no-progress")
+    assert code == 1
+    one_error_line(err, "bad/id")
+    code, _, err = cli("ingest", str(SAMPLES / "sensors.csv"), "x", "--mode", "upsert")
+    assert code == 2 and "invalid choice" in err
+    code, _, err = cli("ingest", str(SAMPLES / "sensors.csv"), "x", "--chunk-rows", "0")
+    assert code == 2
+
+
+def test_ls_empty_and_json(cli, sensors):
+    code, out, _ = cli("ls", "--json")
+    doc = json.loads(out)
+    assert code == 0 and [d["id"] for d in doc] == ["sensors"]
+    assert doc[0]["rows"] == 50_000 and pd.Timestamp(doc[0]["updated"]).tzinfo is not None
+
+
+def test_ls_with_no_datasets(cli):
+    code, out, _ = cli("ls")
+    assert code == 0 and "no datasets yet" in out
+    code, out, _ = cli("ls", "--json")
+    assert json.loads(out) == []
+
+
+def test_unknown_dataset_is_one_line_exit_1(cli, sensors):
+    for command in (["info", "sensorz"], ["get", "sensorz", "1"], ["verify", "sensorz"],
+                    ["export", "sensorz", "x.parquet"], ["tags", "sensorz"]):
+        code, out, err = cli(*command)
+        assert code == 1, command
+        one_error_line(err, "'sensorz'", "sensors")  # names the similar id
+        assert out == ""
+
+
+def test_global_options_before_or_after_the_command(where, sensors, capsys):
+    assert main([*where, "--json", "ls"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "sensors"
+    assert main(["ls", *where, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "sensors"
+
+
+def test_usage_errors_exit_2(cli, capsys):
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["--help"]) == 0
+    capsys.readouterr()
+    code, _, err = cli("get", "sensors", "one")
+    assert code == 2 and "not an integer" in err
+
+
+# -- get --------------------------------------------------------------------------------------
+
+def test_get(cli, sensors):
+    df = sensors.to_pandas()
+    code, out, _ = cli("get", "sensors", "0", "25000", "-1", "--columns", "sensor", "battery")
+    assert code == 0
+    assert df["sensor"][25_000] in out and "49999" in out
+    code, out, _ = cli("--json", "get", "sensors", "3", "-1", "--columns", "time,temperature")
+    rows = json.loads(out)
+    assert [r["sn"] for r in rows] == [3, 49_999]
+    assert set(rows[0]) == {"sn", "time", "temperature"}
+    assert pd.Timestamp(rows[0]["time"]) == df["time"][3]
+    assert rows[0]["temperature"] == df["temperature"][3]
+    nan_sn = int(df.index[df["temperature"].isna()][0])
+    code, out, _ = cli("--json", "get", "sensors", str(nan_sn), "--columns", "temperature")
+    assert json.loads(out) == [{"sn": nan_sn, "temperature": None}]  # NaN is null, valid JSON
+
+
+def test_get_bad_serial_numbers_and_columns(cli, sensors):
+    code, _, err = cli("get", "sensors", "50000")
+    assert code == 1
+    one_error_line(err, "50000", "0 to 49999")
+    code, _, err = cli("get", "sensors", "-50001")
+    assert code == 1
+    one_error_line(err, "out of range")
+    code, _, err = cli("get", "sensors", "1", "--columns", "nope")
+    assert code == 1
+    one_error_line(err, "no column 'nope'")
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+def test_verify_ok_then_damaged(cli, sensors, tmp_path):
+    code, out, _ = cli("verify", "sensors")
+    assert code == 0 and "all 7 chunks" in out
+    code, out, _ = cli("--json", "verify", "sensors")
+    assert json.loads(out) == {"dataset": "sensors", "chunks": 7, "ok": True, "bad": []}
+    key = sensors.chunks["key"][3]
+    path = tmp_path / "store" / key
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, out, err = cli("verify", "sensors")
+    assert code == 1
+    assert key in out
+    one_error_line(err, "1 of 7 chunks", "'sensors'")
+    code, out, _ = cli("verify", "sensors", "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["ok"] is False and doc["bad"][0]["chunk"] == 3
+
+
+# -- export -----------------------------------------------------------------------------------
+
+def test_export_commands(cli, sensors, tmp_path):
+    df = sensors.to_pandas().reset_index(drop=True)
+    dest = tmp_path / "out" / "s.parquet"
+    code, out, err = cli("export", "sensors", str(dest))
+    assert code == 0, err
+    assert "exported 50,000 rows" in out
+    pd.testing.assert_frame_equal(pd.read_parquet(dest), df)
+
+    code, out, _ = cli("--json", "export", "sensors", str(tmp_path / "f.csv"), "--device",
+                       "sensor-01", "--device", "sensor-02", "--since", "2026-01-03",
+                       "--until", "2026-01-04T00:00:00Z", "--columns", "time,sensor,battery")
+    doc = json.loads(out)
+    day = pd.Timestamp("2026-01-03", tz="UTC")
+    want = df[df["sensor"].isin(["sensor-01", "sensor-02"]) & (df["time"] >= day)
+              & (df["time"] <= day + pd.Timedelta("1D"))]
+    assert code == 0 and doc["rows"] == len(want) and doc["format"] == "csv"
+    assert doc["dest"] == str(tmp_path / "f.csv")
+    got = pd.read_csv(tmp_path / "f.csv")
+    assert list(got.columns) == ["time", "sensor", "battery"]
+    assert got["battery"].tolist() == want["battery"].tolist()
+
+    code, _, _ = cli("export", "sensors", str(tmp_path / "r.jsonl"), "--start", "10",
+                     "--stop", "20")
+    assert code == 0 and len((tmp_path / "r.jsonl").read_text().splitlines()) == 10
+    code, _, _ = cli("export", "sensors", str(tmp_path / "x.bin"), "--format", "arrow")
+    assert code == 0 and (tmp_path / "x.bin").stat().st_size > 0
+
+
+def test_export_failures(cli, sensors, tmp_path):
+    code, _, err = cli("export", "sensors", str(tmp_path / "s.txt"))
+    assert code == 1
+    one_error_line(err, "s.txt", "parquet", "jsonl")
+    code, _, err = cli("export", "sensors", str(tmp_path / "s.parquet"), "--format", "xlsx")
+    assert code == 2 and "invalid choice" in err
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    code, _, err = cli("export", "sensors", str(blocker / "s.parquet"))
+    assert code == 1
+    one_error_line(err, "cannot export 'sensors'", str(blocker))
+    code, _, err = cli("export", "sensors", str(tmp_path / "s.parquet"), "--since", "soon")
+    assert code == 1
+    one_error_line(err, "'soon' is not a time")
+    code, _, err = cli("export", "sensors", str(tmp_path / "s.parquet"), "--columns", "nope")
+    assert code == 1
+    one_error_line(err, "no column 'nope'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "catalog.db", "store"]
+
+
+def test_export_to_s3_from_an_s3_store(s3_client, s3_bucket, s3_options, redis_server, prefix,
+                                       tmp_path, capsys):
+    import s3fs
+
+    ds = s3_client.ingest(str(SAMPLES / "sensors.parquet"), "sensors", chunk_rows=8_192,
+                          progress=False)
+    where = ["--store", f"s3://{s3_bucket}/chunks", "--redis", redis_server.url,
+             "--catalog", str(tmp_path / "catalog.db"), "--home", str(tmp_path),
+             "--prefix", prefix, "--storage-options", json.dumps(s3_options)]
+    url = f"s3://{s3_bucket}/out/s.parquet"
+    assert main(["--json", "export", "sensors", url, *where]) == 0
+    assert json.loads(capsys.readouterr().out)["dest"] == url
+    with s3fs.S3FileSystem(**s3_options).open(url, "rb") as f:
+        pd.testing.assert_frame_equal(pd.read_parquet(f), ds.to_pandas().reset_index(drop=True))
+    assert main(["ls", *where[:-1], "{not json"]) == 1
+    one_error_line(capsys.readouterr().err, "--storage-options is not JSON")
+
+
+# -- last, tag, tags, find, delete (lastvalues.py and context.py) -----------------------------
+
+def test_last(cli, sensors):
+    df = sensors.to_pandas()
+    code, out, err = cli("last", "sensors", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert {r["device"] for r in rows} == set(df["sensor"])
+    code, out, err = cli("--json", "last", "sensors", "--device", "sensor-05", "--columns",
+                         "battery")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    want = df[df["sensor"] == "sensor-05"].iloc[-1]
+    assert row["measurement"] == "battery" and row["value"] == want["battery"]
+    assert pd.Timestamp(row["time"]) == want["time"]
+    code, out, _ = cli("last", "sensors")
+    assert code == 0 and "sensor-05" in out
+    code, _, err = cli("last", "nope")
+    assert code == 1
+    one_error_line(err, "'nope'")
+
+
+def test_tag_tags_find(cli, sensors):
+    code, out, err = cli("tag", "sensors", "owner", "ana, data team", "--keyword", "q3")
+    assert code == 0, err
+    assert "owner" in out
+    code, _, err = cli("tag", "sensors", "limits", '{"max": 40}', "--value-json", "--type", "data")
+    assert code == 0, err
+    code, out, _ = cli("--json", "tags", "sensors")
+    tags = {(r["type"], r["key"]) for r in json.loads(out)}
+    assert tags == {("METADATA", "owner"), ("DATA", "limits")}
+    code, out, _ = cli("--json", "tags", "sensors", "--type", "DATA")
+    assert [r["key"] for r in json.loads(out)] == ["limits"]
+    code, out, _ = cli("--json", "find", "sensors", "q3")
+    assert [r["key"] for r in json.loads(out)] == ["owner"]
+    code, out, _ = cli("find", "sensors", "nothing-like-this")
+    assert code == 0 and "no tag" in out
+    code, _, err = cli("tags", "sensors", "--type", "bogus")
+    assert code == 1
+    one_error_line(err, "bogus")
+    code, _, err = cli("tag", "sensors", "k", "{not json", "--value-json")
+    assert code == 1
+    one_error_line(err, "not JSON")
+
+
+def test_delete(cli, sensors):
+    code, _, err = cli("delete", "sensors")
+    assert code == 2 and "--all" in err
+    assert cli("last", "sensors")[0] == 0  # fills the last-value cache
+    code, out, err = cli("--json", "delete", "sensors", "--device", "sensor-05", "--columns",
+                         "battery", "--start", "2026-01-10", "--end", "2026-01-20")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["last_values_dropped"] == 1  # sensor-05's last battery reading was in range
+    assert pd.Timestamp(doc["start"]) == pd.Timestamp("2026-01-10", tz="UTC")
+    sensors._client.reader.snapshot("sensors", refresh=True)  # the CLI was another client
+    df = sensors.to_pandas()
+    gone = df[(df["sensor"] == "sensor-05") & (df["time"] >= pd.Timestamp("2026-01-10", tz="UTC"))]
+    assert len(gone) and gone["battery"].isna().all() and gone["temperature"].notna().any()
+    code, out, _ = cli("delete", "sensors", "--all")
+    assert code == 0 and "all devices, all measurements" in out
+    sensors._client.reader.snapshot("sensors", refresh=True)
+    assert sensors.to_pandas()["battery"].isna().all()
+    code, _, err = cli("delete", "sensors", "--start", "someday")
+    assert code == 1
+    one_error_line(err, "someday")
+
+
+def test_demo(cli, where, capsys):
+    code, out, err = cli("demo", "--no-progress")
+    assert code == 0, err
+    for text in ("summary:", "ingest sensors.parquet", "compare parquet vs csv", "equal",
+                 "last values", "tag and search", "verify checksums"):
+        assert text in out
+    code, out, err = cli("--json", "demo", "--no-progress")  # repeatable (overwrite)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["equal"] is True and doc["rows"] == 50_000
+    assert [s["step"] for s in doc["steps"]][0] == "ingest sensors.parquet"
+
+
+def test_demo_missing_samples(cli, tmp_path):
+    code, _, err = cli("demo", "--samples", str(tmp_path / "nowhere"))
+    assert code == 1
+    one_error_line(err, "sample data not found", "--samples")
+
+
+def test_run_demo_in_python(client):
+    from chunkframe.cli import run_demo
+
+    lines: list[str] = []
+    summary = run_demo(client, SAMPLES, out=lines.append)
+    assert summary["equal"] and summary["datasets"] == ["sensors", "sensors_csv"]
+    assert len(client.open("sensors")) == len(client.open("sensors_csv")) == 50_000
+    assert any("rows [0, 25000, 49999]" in line for line in lines)
+    assert not client.open("sensors").find("demo").empty
+
+
+# -- server -----------------------------------------------------------------------------------
+
+def test_server_status_and_stop(tmp_path, capsys):
+    from chunkframe.server import ensure_server
+
+    home = tmp_path / "h"
+    assert main(["server", "status", "--home", str(home)]) == 0
+    assert "not running" in capsys.readouterr().out
+    ensure_server(home)
+    try:
+        assert main(["--json", "server", "status", "--home", str(home)]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["running"] is True and doc["pid"] > 0
+    finally:
+        assert main(["server", "stop", "--home", str(home)]) == 0
+    assert "stopped" in capsys.readouterr().out
+    assert main(["--json", "server", "status", "--home", str(home)]) == 0
+    assert json.loads(capsys.readouterr().out)["running"] is False
+    assert main(["server", "stop", "--home", str(home)]) == 0
+    assert "was not running" in capsys.readouterr().out
+
+
+# -- real subprocesses ------------------------------------------------------------------------
+
+def test_python_m_chunkframe(where, sensors, tmp_path):
+    proc = subprocess_cli("info", "nope", *where)
+    assert proc.returncode == 1 and proc.stdout == ""
+    one_error_line(proc.stderr, "'nope'")
+    proc = subprocess_cli("get", "sensors", "7", "--json", *where)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["sn"] == 7
+    proc = subprocess_cli("get", *where)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+    proc = subprocess_cli("export", "sensors", str(tmp_path / "s.parquet"), *where)
+    assert proc.returncode == 0 and "exported 50,000 rows" in proc.stdout
+    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+    proc = subprocess_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("chunkframe ")
+
+
+@pytest.fixture
+def big(client):
+    """A dataset whose JSON-lines export takes a few seconds: long enough to kill part-way."""
+    n = 1_500_000
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"time": pd.date_range("2026-01-01", periods=n, freq="s"),
+                       "device": rng.choice(["a", "b", "c"], n),
+                       "x": rng.normal(size=n), "y": rng.normal(size=n)})
+    return client.ingest(df, "big", chunk_rows=50_000, progress=False)
+
+
+def _start_export_and_wait_for_partial(where, dest: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "chunkframe", "export", "big", str(dest),
+                             *where], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not list(dest.parent.glob(dest.name + ".*.partial")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.005)
+    time.sleep(0.2)
+    assert proc.poll() is None, "the export finished before it could be interrupted"
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_subprocess_export_leaves_nothing(where, big, tmp_path, sig):
+    dest = tmp_path / "out" / "big.jsonl"
+    dest.parent.mkdir()
+    proc = _start_export_and_wait_for_partial(where, dest)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130)
+    one_error_line(err, "terminated" if sig == signal.SIGTERM else "interrupted")
+    assert list(dest.parent.iterdir()) == []  # no file, no partial
+
+
+def test_killed_subprocess_export_is_cleaned_up_by_the_next(where, big, tmp_path):
+    dest = tmp_path / "out" / "big.jsonl"
+    dest.parent.mkdir()
+    proc = _start_export_and_wait_for_partial(where, dest)
+    proc.kill()  # kill -9: no cleanup can run in the process itself
+    proc.communicate(timeout=60)
+    assert not dest.exists()  # never a torn file under the destination's name
+    big.export(str(dest), start=0, stop=10)  # the next export sweeps the dead one's temporary
+    assert [p.name for p in dest.parent.iterdir()] == ["big.jsonl"]
+    assert len(dest.read_text().splitlines()) == 10
+
+
+# -- the example batch script -----------------------------------------------------------------
+
+def test_export_changed_example(where, client, tmp_path):
+    script = ROOT / "examples" / "export_changed.py"
+    out = tmp_path / "exports"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, str(script), str(out), *where, *extra],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    a = client.ingest(pd.DataFrame({"v": range(100)}), "a", progress=False)
+    b = client.ingest(str(SAMPLES / "sensors.csv"), "b", progress=False)
+    run("--date", "2026-02-01")
+    day = out / "2026-02-01"
+    assert sorted(p.name for p in day.iterdir()) == ["a.parquet", "b.parquet"]
+    pd.testing.assert_frame_equal(pd.read_parquet(day / "a.parquet"), a.to_pandas())
+    assert len(pd.read_parquet(day / "b.parquet")) == len(b)
+    stamps = {p: p.stat().st_mtime_ns for p in day.iterdir()}
+
+    second = run("--date", "2026-02-01")  # nothing changed: nothing written
+    assert "nothing changed" in second.stdout and "0 dataset(s) exported" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in day.iterdir()} == stamps
+    assert sorted(p.name for p in out.iterdir()) == [".export_changed.json", "2026-02-01"]
+
+    a.append(pd.DataFrame({"v": range(100, 150)}))
+    third = run("--date", "2026-02-02")
+    assert "1 dataset(s) exported" in third.stdout
+    assert [p.name for p in (out / "2026-02-02").iterdir()] == ["a.parquet"]
+    assert len(pd.read_parquet(out / "2026-02-02" / "a.parquet")) == 150
+    assert "nothing changed" in run("--date", "2026-02-02").stdout
+    state = json.loads((out / ".export_changed.json").read_text())
+    assert set(state["exported"]) == {"a", "b"} and state["last_run"]
