@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import google_crc32c
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -23,8 +24,10 @@ CHECKSUM_ALGORITHM = "crc32c"
 Compression = Literal["zstd", "lz4"] | None
 
 
-def checksum(data: bytes | memoryview) -> str:
+def checksum(data: bytes | memoryview | pa.Buffer) -> str:
     """CRC32C of ``data`` (hardware-accelerated) tagged with its algorithm: ``crc32c:1a2b3c4d``."""
+    if not isinstance(data, bytes):  # the C extension takes only bytes or read-only buffers
+        data = pa.py_buffer(data)  # zero-copy
     return f"{CHECKSUM_ALGORITHM}:{google_crc32c.value(data):08x}"
 
 
@@ -55,6 +58,10 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
 def encode(table: pa.Table, compression: Compression = None) -> bytes:
     """One Arrow IPC *file* holding ``table``: any Arrow reader can open it alone."""
+    # The IPC writer copies some buffers as they are in memory, so the same rows sliced from
+    # a larger table or concatenated from pieces would encode differently: compact first,
+    # so a chunk's bytes (and checksum) depend only on its rows, not on the input batching.
+    table = table.take(pa.array(np.arange(table.num_rows, dtype=np.int64)))
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_file(sink, table.schema, options=options) as writer:

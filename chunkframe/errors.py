@@ -14,6 +14,7 @@ __all__ = [
     "SourceError",
     "BackendUnavailableError",
     "ContextError",
+    "InvalidArgumentError",
 ]
 
 
@@ -80,3 +81,7 @@ class BackendUnavailableError(ChunkFrameError, ConnectionError):
 
 class ContextError(ChunkFrameError, ValueError):
     """Bad input to the context cache (unknown type, empty key, unserialisable value)."""
+
+
+class InvalidArgumentError(ChunkFrameError, ValueError):
+    """An argument out of its range (``mode``, ``chunk_rows``, ...); nothing was touched."""

@@ -12,19 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import redis
 
 from .codec import Compression, checksum, encode
 from .errors import (
+    BackendUnavailableError,
     ChunkFrameError,
     DatasetExistsError,
     DatasetNotFoundError,
+    InvalidArgumentError,
+    LockLostError,
     SchemaMismatchError,
     SourceError,
 )
 from .keys import chunk_key, generation_prefix, validate_id
 from .model import ChunkMeta, DatasetMeta, schema_to_text
 from .progress import progress_bar
-from .source import conform, open_source
+from .source import Source, conform, open_source
 
 if TYPE_CHECKING:
     from .client import Client
@@ -154,8 +158,7 @@ def _discard_stale(client: Client, dataset_id: str, status: dict[str, str],
     if existing is not None and gen == existing.generation:
         # an interrupted append: drop only the chunks past the committed ones
         stale = [n for n in client.state.chunk_metas(dataset_id, gen) if n >= existing.chunks]
-        for n in stale:
-            client.store.delete(chunk_key(dataset_id, gen, n))
+        _drop_chunk_files(client, dataset_id, gen, existing.chunks)  # checkpointed or not
         if stale:
             client.state.client.hdel(client.state.keys(dataset_id).chunks(gen), *stale)
         return
@@ -210,7 +213,7 @@ def ingest(
     device_column: str | None = None,
     mode: str = "create",
     compression: Compression = None,
-    progress: bool | None = True,
+    progress: bool | None = None,
     wait: bool | float = False,
     workers: int = 4,
     max_pending: int | None = None,
@@ -221,22 +224,47 @@ def ingest(
     """
     validate_id(dataset_id)
     if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not one of {MODES}")
+        raise InvalidArgumentError(f"mode={mode!r} is not one of {MODES}")
     if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows <= 0:
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise InvalidArgumentError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise InvalidArgumentError(f"workers must be an integer >= 1, got {workers!r}")
+    if max_pending is not None and (not isinstance(max_pending, int) or max_pending < 1):
+        raise InvalidArgumentError(f"max_pending must be an integer >= 1, got {max_pending!r}")
     src = open_source(source, client.settings.storage_options)
-    state, store, catalog = client.state, client.store, client.catalog
+    try:
+        return _ingest_locked(client, src, dataset_id, mode, chunk_rows, time_column,
+                              device_column, compression, progress, wait, workers,
+                              max_pending or 2 * workers)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BackendUnavailableError(
+            f"lost the connection to Redis at {client.state.url!r} while ingesting "
+            f"{dataset_id!r}: {exc}. Chunks checkpointed so far are kept: once Redis is back, "
+            "run the ingest again with mode='resume'"
+        ) from exc
 
+
+def _ingest_locked(
+    client: Client, src: Source, dataset_id: str, mode: str, chunk_rows: int,
+    time_column: str | None, device_column: str | None, compression: Compression,
+    progress: bool | None, wait: bool | float, workers: int, max_pending: int,
+) -> DatasetMeta:
+    state, store, catalog = client.state, client.store, client.catalog
     lock = state.lock(dataset_id).acquire(wait)
+    plan: _Plan | None = None
+    fresh = False  # no dataset and no interrupted ingest: a failure must leave nothing
     try:
         existing = catalog.get(dataset_id)
         status = state.ingest_status(dataset_id)
+        fresh = existing is None and not status
+        if (mode == "resume" and not status and existing is not None
+                and existing.fingerprint == src.fingerprint):
+            return existing  # a run of this source completed (killed after its commit?)
         plan = _plan(client, dataset_id, mode, src.fingerprint, chunk_rows, time_column,
                      device_column, existing, status)
         if not plan.resumed:
             _discard_stale(client, dataset_id, status, existing)
+        store.sweep_partials(generation_prefix(dataset_id, plan.generation))
         chunks = src.chunks(plan.chunk_rows)
         try:
             first = next(chunks)
@@ -252,12 +280,58 @@ def ingest(
             state.begin_ingest(lock, plan.status())
         done = {n: m for n, m in state.chunk_metas(dataset_id, plan.generation).items()
                 if n >= plan.base_chunk}
-        meta = _run(client, lock, dataset_id, plan, src.description,
+        return _run(client, lock, dataset_id, plan, src.description,
                     itertools.chain([first], chunks), target_schema, done,
-                    compression, progress, workers, max_pending or 2 * workers, existing)
+                    compression, progress, workers, max_pending, existing)
+    except BaseException as exc:
+        _clean_up_failure(client, lock, dataset_id, plan, fresh, exc)
+        raise
     finally:
         lock.release()
-    return meta
+
+
+def _clean_up_failure(client: Client, lock: DatasetLock, dataset_id: str, plan: _Plan | None,
+                      fresh: bool, exc: BaseException) -> None:
+    """After a failed ingest, drop what it wrote unless a resume can use it.
+
+    Bad input (the source or its schema) is dropped: running the same source again fails the
+    same way. Other failures keep their checkpoints for ``mode='resume'`` if they made any.
+    A lost lock or an unreachable Redis leaves everything to the next owner.
+    """
+    if isinstance(exc, LockLostError | redis.ConnectionError | redis.TimeoutError):
+        return
+    try:
+        if plan is None or plan.resumed:
+            if plan is None and fresh:
+                client.state.abandon(lock, None)  # only the fence counter was written
+            return
+        record = client.catalog.get(dataset_id)
+        if record is not None and record.generation == plan.generation and (
+                plan.op != "append" or record.chunks > plan.base_chunk):
+            return  # it failed after its commit (a commit hook): the data is the record's
+        bad_input = isinstance(exc, SourceError | SchemaMismatchError)
+        made = [n for n in client.state.chunk_metas(dataset_id, plan.generation)
+                if n >= plan.base_chunk]
+        if made and not bad_input:
+            return  # resumable
+        client.state.abandon(lock, plan.generation, plan.base_chunk)
+        _drop_chunk_files(client, dataset_id, plan.generation,
+                          None if plan.op != "append" else plan.base_chunk)
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        pass
+
+
+def _drop_chunk_files(client: Client, dataset_id: str, generation: int, first: int | None) -> None:
+    """Delete a generation's chunk files (``first=None``: all of it) from chunk ``first`` on."""
+    prefix = generation_prefix(dataset_id, generation)
+    if first is None:
+        client.store.delete_prefix(prefix)
+        return
+    for key in client.store.list(prefix):
+        name = key.rsplit("/", 1)[-1]
+        if name.startswith("c") and name.endswith(".arrow") and int(name[1:-6]) >= first:
+            client.store.delete(key)
+    client.store.sweep_partials(prefix)
 
 
 def _run(

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import BackendUnavailableError
 
@@ -48,11 +50,17 @@ def _url(sock: Path) -> str:
     return f"unix://{sock}"
 
 
+def _client(sock: Path) -> redis.Redis:
+    """A client that fails at once: redis-py's default retries (~3 s) would make every probe
+    of a stopped server, and every poll while one starts or stops, that slow."""
+    return redis.Redis(unix_socket_path=str(sock), socket_timeout=1, retry=Retry(NoBackoff(), 0))
+
+
 def _ping(sock: Path) -> bool:
     if not sock.exists():
         return False
     try:
-        return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping())
+        return bool(_client(sock).ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
 
@@ -126,7 +134,7 @@ def server_status(home: Path) -> ServerStatus:
     pid = int(pidfile.read_text().strip()) if pidfile.exists() else None
     if not _ping(sock):
         return ServerStatus(False, _url(sock), None, str(rdir))
-    r = redis.Redis(unix_socket_path=str(sock))
+    r = _client(sock)
     info = r.info()
     return ServerStatus(
         True, _url(sock), int(info.get("process_id", pid or 0)) or pid, str(rdir),
@@ -140,7 +148,7 @@ def stop_server(home: Path, timeout: float = 10.0) -> bool:
     if not _ping(sock):
         return False
     try:
-        redis.Redis(unix_socket_path=str(sock)).shutdown(save=False)
+        _client(sock).shutdown(save=False)
     except (redis.ConnectionError, redis.ResponseError):
         pass  # the server closes the connection as it exits
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 
-from .codec import to_arrow
+from .codec import encode, to_arrow
 from .errors import SchemaMismatchError, SourceError
 
 __all__ = ["Source", "open_source", "check_columns", "conform"]
@@ -146,8 +146,11 @@ def _frame_fingerprint(df: pd.DataFrame) -> str:
     if len(df):
         step = max(1, len(df) // 4096)  # a sample of rows: cheap, and catches changed data
         sample = df.iloc[::step]
-        h.update(pd.util.hash_pandas_object(sample, index=False).to_numpy().tobytes())
-        h.update(pd.util.hash_pandas_object(df.iloc[-1:], index=False).to_numpy().tobytes())
+        for part in (sample, df.iloc[-1:]):
+            try:
+                h.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+            except TypeError:  # unhashable cells (lists, dicts): hash their Arrow form
+                h.update(encode(to_arrow(part)))
     return "frame:" + h.hexdigest()[:32]
 
 
@@ -188,22 +191,35 @@ def _read_file(fs: Any, path: str, fmt: str) -> Iterator[pa.Table | pa.RecordBat
                                         convert_options=convert)
                 yield from reader
             except pa.ArrowInvalid as exc:
+                if "Empty CSV file" in str(exc):
+                    raise SourceError(f"{path!r} is empty: it has no header and no rows") from exc
+                if "conversion error" not in str(exc):
+                    raise SourceError(f"cannot read {path!r} as CSV: {exc}") from exc
                 raise SchemaMismatchError(
                     f"cannot read {path!r} as CSV: {exc}. If a column's type changes part way "
                     "through the file (e.g. an integer column gains a decimal), convert the file "
                     "to Parquet with explicit types, or ingest it with pandas.read_csv(dtype=...)"
                 ) from exc
         elif fmt == "parquet":
-            yield from pq.ParquetFile(f).iter_batches(batch_size=65_536)
+            try:
+                parquet = pq.ParquetFile(f)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise SourceError(f"cannot read {path!r} as Parquet: {exc}") from exc
+            yield from parquet.iter_batches(batch_size=65_536)
         else:
-            data = f.read()
-            buf = pa.py_buffer(data)
+            buf = pa.py_buffer(f.read())
             try:
                 reader = paipc.open_file(buf)
-                for i in range(reader.num_record_batches):
-                    yield reader.get_batch(i)
+                batches: Iterator[pa.RecordBatch] = (
+                    reader.get_batch(i) for i in range(reader.num_record_batches))
             except pa.ArrowInvalid:
-                yield from paipc.open_stream(buf)
+                try:
+                    batches = paipc.open_stream(buf)
+                except pa.ArrowInvalid as exc:
+                    raise SourceError(
+                        f"cannot read {path!r} as an Arrow IPC file or stream: {exc}"
+                    ) from exc
+            yield from batches
 
 
 def _files(url: str, storage_options: dict[str, Any]) -> tuple[Any, list[str]]:

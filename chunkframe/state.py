@@ -14,7 +14,15 @@ from .errors import BackendUnavailableError, DatasetLockedError, LockLostError
 from .keys import RedisKeys
 from .model import ChunkMeta, DatasetMeta
 
-__all__ = ["connect_redis", "DatasetLock", "State"]
+__all__ = ["connect_redis", "redis_url_of", "DatasetLock", "State"]
+
+
+def redis_url_of(client: redis.Redis) -> str:
+    """The URL ``client`` talks to (no password), for error messages."""
+    kw = client.connection_pool.connection_kwargs
+    if kw.get("path"):
+        return f"unix://{kw['path']}"
+    return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 def connect_redis(url: str | None, home: Path) -> redis.Redis:
@@ -133,7 +141,10 @@ class DatasetLock:
                 keys=[self.keys.lock, self.keys.fence], args=[self.token, int(self.ttl * 1000)]
             ))
         except redis.RedisError as exc:
-            raise BackendUnavailableError(f"cannot take the lock of {self.dataset_id!r}: {exc}") from exc
+            raise BackendUnavailableError(
+                f"cannot take the lock of {self.dataset_id!r} in Redis at "
+                f"{redis_url_of(self.client)!r}: {exc}"
+            ) from exc
 
     def do_extend(self) -> bool:
         return bool(self._extend(keys=[self.keys.lock], args=[self.token, int(self.ttl * 1000)]))
@@ -195,8 +206,31 @@ class State:
     return 1
     """
 
+    # KEYS[1] lock, KEYS[2] ingest status, KEYS[3] chunks of the generation, KEYS[4] fence
+    # counter, KEYS[5] meta; ARGV[1] token, ARGV[2] first chunk number to drop (-1: none)
+    # Drops what a failed ingest checkpointed (chunks >= ARGV[2] and the ingest status), and
+    # the fence counter once no state of the dataset is left for it to guard.
+    LUA_ABANDON = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then
+        return redis.error_reply('LOCKLOST')
+    end
+    local first = tonumber(ARGV[2])
+    if first >= 0 then
+        for _, n in ipairs(redis.call('hkeys', KEYS[3])) do
+            if tonumber(n) >= first then redis.call('hdel', KEYS[3], n) end
+        end
+        redis.call('del', KEYS[2])
+    end
+    if redis.call('exists', KEYS[2]) == 0 and redis.call('exists', KEYS[5]) == 0 then
+        redis.call('del', KEYS[4])
+    end
+    return 1
+    """
+
     def __init__(self, client: redis.Redis, prefix: str, lock_ttl: float):
         self.client, self.prefix, self.lock_ttl = client, prefix, lock_ttl
+        self.url = redis_url_of(client)
+        self._abandon = client.register_script(self.LUA_ABANDON)
         self._checkpoint = client.register_script(self.LUA_CHECKPOINT)
         self._fenced_hset = client.register_script(self.LUA_FENCED_HSET)
         self._publish = client.register_script(self.LUA_PUBLISH)
@@ -237,6 +271,15 @@ class State:
         self._fenced(lock, lambda: self._checkpoint(
             keys=[keys.lock, keys.ingest, keys.chunks(generation)],
             args=[lock.token, lock.fence, meta.chunk, meta.to_json()],
+        ))
+
+    def abandon(self, lock: DatasetLock, generation: int | None, first_chunk: int = 0) -> None:
+        """Forget a failed ingest: its checkpoints from ``first_chunk`` on and its status
+        (``generation=None``: none were written), and the fence counter if nothing is left."""
+        keys = lock.keys
+        self._fenced(lock, lambda: self._abandon(
+            keys=[keys.lock, keys.ingest, keys.chunks(generation or 0), keys.fence, keys.meta],
+            args=[lock.token, -1 if generation is None else first_chunk],
         ))
 
     def chunk_metas(self, dataset_id: str, generation: int) -> dict[int, ChunkMeta]:

@@ -39,7 +39,13 @@ class ChunkStore:
         self.root = root.rstrip("/")
         self.local = self.protocol in ("file", "local")
         if self.local:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendUnavailableError(
+                    f"cannot use {url!r} as the chunk store: {exc}; give a writable directory "
+                    "(or set CHUNKFRAME_STORE)"
+                ) from exc
 
     def __repr__(self) -> str:
         return f"ChunkStore({self.url!r})"
@@ -63,7 +69,7 @@ class ChunkStore:
                 self._put_local(path, data)
             else:
                 self.fs.pipe_file(path, data)
-        except OSError as exc:
+        except Exception as exc:  # OSError, or a backend's own (botocore's connection errors)
             raise BackendUnavailableError(
                 f"could not write chunk {key!r} to store {self.url!r}: {exc}"
             ) from exc
@@ -97,7 +103,7 @@ class ChunkStore:
             return bytes(self.fs.cat_file(path))
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except Exception as exc:  # OSError, or a backend's own (botocore's connection errors)
             raise BackendUnavailableError(
                 f"could not read chunk {key!r} from store {self.url!r}: {exc}"
             ) from exc
@@ -107,10 +113,15 @@ class ChunkStore:
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
+        path = self.path(key)
         try:
-            self.fs.rm_file(self.path(key))
+            self.fs.rm_file(path)
         except FileNotFoundError:
             pass
+        except Exception as exc:
+            raise BackendUnavailableError(
+                f"could not delete chunk {key!r} from store {self.url!r}: {exc}"
+            ) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix`` (a directory-like prefix), sorted."""
@@ -119,8 +130,32 @@ class ChunkStore:
             found = self.fs.find(base)
         except FileNotFoundError:
             return iter(())
+        except Exception as exc:
+            raise BackendUnavailableError(
+                f"could not list {prefix!r} in store {self.url!r}: {exc}"
+            ) from exc
         start = len(self.root) + 1
         return iter(sorted(p[start:] for p in found if not p.endswith(".partial")))
+
+    def sweep_partials(self, prefix: str = "") -> int:
+        """Remove temp files a killed local writer left under ``prefix``; returns how many.
+
+        Only the holder of a dataset's ingest lock may call this for that dataset's keys:
+        a ``.partial`` file of a live writer would be removed under it.
+        """
+        if not self.local:
+            return 0  # object stores never expose a half-written object
+        base = self.path(prefix.rstrip("/")) if prefix else self.root
+        removed = 0
+        for dirpath, _, names in os.walk(base):
+            for name in names:
+                if name.endswith(".partial"):
+                    try:
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every key under ``prefix`` (a whole generation of a dataset)."""
@@ -129,6 +164,10 @@ class ChunkStore:
             self.fs.rm(base, recursive=True)
         except FileNotFoundError:
             pass
+        except Exception as exc:
+            raise BackendUnavailableError(
+                f"could not delete {prefix!r} from store {self.url!r}: {exc}"
+            ) from exc
         if self.local:
             parent = os.path.dirname(base)
             try:

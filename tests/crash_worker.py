@@ -1,0 +1,201 @@
+"""Subprocess the crash tests kill with SIGKILL; each mode prints progress lines to stdout.
+
+Modes (first argument):
+
+``store-loop ROOT KEY SIZE [PAUSE_AT]``
+    Rewrite KEY of a local ChunkStore forever with two alternating payloads of SIZE bytes.
+    Prints ``ready``, then ``fsync N`` as the N-th temp file is synced (sleeping there if N
+    equals PAUSE_AT, so a kill lands between the write and the rename), ``put N`` after.
+``ingest ID``
+    Ingest the deterministic source frame (see :func:`source_frame`) with ``mode="resume"``.
+    Configured by environment: CF_REDIS (URL; unset = embedded server), CF_HOME, CF_STORE,
+    CF_CATALOG, CF_PREFIX, CF_ROWS, CF_CHUNK_ROWS, CF_WORKERS, CF_LOCK_TTL, CF_PAUSE. Prints ``start``,
+    then a line per step (``locked FENCE``, ``put-start``, ``fsync``, ``put-done``, ``ckpt-start``,
+    ``ckpt-done N``, ``commit-start``, ``commit-tx``, ``commit-done``, ``publish-done``)
+    and ``done ROWS`` at the end. CF_PAUSE=STEP:K sleeps after the K-th STEP line of this
+    run, so the test's kill lands exactly there.
+``hold-lock ID``
+    Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
+``server-info [ID...]``
+    Connect (CF_HOME only: the embedded server), print ``pid PID`` of the Redis server and
+    ``rows ID N`` for each dataset ID.
+
+The hooks wrap chunkframe functions inside this process only; the library is unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+
+_print_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def source_frame(rows: int, seed: int = 20240601) -> pd.DataFrame:
+    """The source of the crash tests: the same rows for the same (rows, seed), every time."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "id": np.arange(rows, dtype=np.int64),
+        "time": pd.date_range("2024-01-01", periods=rows, freq="s", unit="ns"),
+        "device": pd.Categorical.from_codes(rng.integers(0, 8, rows),
+                                            categories=[f"dev{i}" for i in range(8)]),
+        "value": rng.normal(size=rows),
+        "count": pd.Series(rng.integers(0, 1000, rows), dtype="Int64").mask(
+            rng.random(rows) < 0.1),
+        "label": pd.array([f"r{i % 997}" for i in range(rows)], dtype="str"),
+    })
+
+
+class Steps:
+    """Counts step lines; pauses (so the parent can kill us there) at the chosen one."""
+
+    def __init__(self, spec: str) -> None:
+        step, _, k = spec.partition(":")
+        self.pause_step, self.pause_k = step, int(k or 0)
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, step: str, detail: str = "") -> None:
+        with self.lock:
+            n = self.counts[step] = self.counts.get(step, 0) + 1
+            say(f"{step} {detail}".rstrip())
+            pause = step == self.pause_step and n == self.pause_k
+        if pause:
+            time.sleep(120)  # the parent kills us here
+
+
+def install_hooks(step: Steps) -> None:
+    import chunkframe.catalog as catalog_mod
+    import chunkframe.state as state_mod
+    import chunkframe.store as store_mod
+
+    orig_put, orig_fsync = store_mod.ChunkStore.put, os.fsync
+
+    def put(self, key, data):
+        step("put-start", key)
+        orig_put(self, key, data)
+        step("put-done", key)
+
+    def fsync(fd):
+        orig_fsync(fd)
+        step("fsync")
+
+    orig_ckpt = state_mod.State.checkpoint
+
+    def checkpoint(self, lock, generation, meta):
+        step("ckpt-start", str(meta.chunk))
+        orig_ckpt(self, lock, generation, meta)
+        step("ckpt-done", str(meta.chunk))
+
+    orig_tx, orig_commit = catalog_mod.Catalog._transaction, catalog_mod.Catalog.commit
+    in_commit = threading.local()
+
+    @contextmanager
+    def transaction(self):
+        with orig_tx(self) as db:
+            yield db
+            if getattr(in_commit, "on", False):
+                step("commit-tx")  # statements done, COMMIT not yet run
+
+    def commit(self, meta, chunks):
+        step("commit-start")
+        in_commit.on = True
+        try:
+            orig_commit(self, meta, chunks)
+        finally:
+            in_commit.on = False
+        step("commit-done")
+
+    orig_publish = state_mod.State.publish
+
+    def publish(self, lock, meta, old):
+        orig_publish(self, lock, meta, old)
+        step("publish-done")
+
+    orig_acquire = state_mod.DatasetLock.acquire
+
+    def acquire(self, wait=False):
+        got = orig_acquire(self, wait)
+        step("locked", str(self.fence))
+        return got
+
+    state_mod.DatasetLock.acquire = acquire
+    store_mod.ChunkStore.put = put
+    os.fsync = fsync
+    state_mod.State.checkpoint = checkpoint
+    catalog_mod.Catalog._transaction = transaction
+    catalog_mod.Catalog.commit = commit
+    state_mod.State.publish = publish
+
+
+def connect():
+    import chunkframe as cf
+
+    env = os.environ
+    return cf.connect(store=env.get("CF_STORE"), redis=env.get("CF_REDIS") or None,
+                      catalog=env.get("CF_CATALOG"), home=env.get("CF_HOME"),
+                      prefix=env.get("CF_PREFIX"), lock_ttl=float(env.get("CF_LOCK_TTL", "15")))
+
+
+def main(argv: list[str]) -> int:
+    mode = argv[1]
+    if mode == "store-loop":
+        from chunkframe.store import ChunkStore
+
+        root, key, size = argv[2], argv[3], int(argv[4])
+        step = Steps(f"fsync:{argv[5]}" if len(argv) > 5 else "")
+        orig_fsync = os.fsync
+
+        def fsync(fd):
+            orig_fsync(fd)
+            step("fsync")
+
+        os.fsync = fsync
+        store = ChunkStore(root)
+        payloads = [bytes([1]) * size, bytes([2]) * size]
+        say("ready")
+        n = 0
+        while True:
+            store.put(key, payloads[n % 2])
+            n += 1
+            say(f"put {n}")
+    if mode == "ingest":
+        dataset_id = argv[2]
+        df = source_frame(int(os.environ.get("CF_ROWS", "200000")))
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.ingest(df, dataset_id, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
+                           mode="resume", wait=True, progress=False,
+                           workers=int(os.environ.get("CF_WORKERS", "2")))
+        say(f"done {len(ds)}")
+        return 0
+    if mode == "hold-lock":
+        client = connect()
+        lock = client.state.lock(argv[2]).acquire()
+        say(f"locked {lock.fence}")
+        time.sleep(600)
+        return 0
+    if mode == "server-info":
+        client = connect()
+        say(f"pid {client.redis.info()['process_id']}")
+        for dataset_id in argv[2:]:
+            say(f"rows {dataset_id} {len(client.open(dataset_id))}")
+        return 0
+    raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,634 @@
+"""Ingest: modes, every kind of source, deterministic chunks, bounded memory, and bad input
+that fails clearly and leaves nothing behind — against real Redis, SQLite, files and moto S3."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather
+import pyarrow.ipc
+import pytest
+
+import chunkframe as cf
+from chunkframe.errors import (
+    BackendUnavailableError,
+    ChunkFrameError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    InvalidArgumentError,
+    InvalidDatasetIdError,
+    SchemaMismatchError,
+    SourceError,
+)
+from chunkframe.keys import RedisKeys
+
+
+def sample(n: int = 1000, start: int = 0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    idx = np.arange(start, start + n)
+    return pd.DataFrame({
+        "id": idx.astype(np.int64),
+        "time": pd.Timestamp("2024-01-01") + pd.to_timedelta(idx, unit="s"),
+        "device": pd.Categorical.from_codes(idx % 3, categories=["a", "b", "c"]),
+        "value": rng.normal(size=n),
+        "note": pd.array([None if i % 10 == 0 else f"n{i}" for i in idx], dtype="str"),
+    })
+
+
+@pytest.fixture
+def make_client(tmp_path, redis_server, prefix) -> Callable[..., cf.Client]:
+    """Another client on the same store, catalog, Redis and prefix (another process, in effect)."""
+
+    def make(**options) -> cf.Client:
+        return cf.connect(store=tmp_path / "store", redis=redis_server.url,
+                          catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix,
+                          **options)
+
+    return make
+
+
+def files_under(client: cf.Client, dataset_id: str = "") -> list[str]:
+    """Every file of the local store under a dataset, temp files included."""
+    root = Path(client.store.root) / dataset_id
+    return sorted(str(p.relative_to(client.store.root)) for p in root.rglob("*") if p.is_file())
+
+
+def redis_keys(client: cf.Client, pattern: str = "*") -> list[str]:
+    return sorted(k.decode() for k in client.redis.scan_iter(
+        match=f"{client.settings.prefix}:{pattern}"))
+
+
+def assert_nothing_left(client: cf.Client, dataset_id: str | None = None) -> None:
+    """No catalog row, no chunk file (nor temp file), no Redis key of the client's prefix."""
+    assert client.datasets().empty
+    if dataset_id is not None:
+        assert client.catalog.get(dataset_id) is None
+    assert files_under(client) == []
+    assert redis_keys(client) == []
+
+
+def chunk_checksums(ds: cf.Dataset) -> list[tuple[int, int, str]]:
+    return list(ds.chunks[["start", "rows", "checksum"]].itertuples(index=False, name=None))
+
+
+# ================================================================ modes
+
+
+def test_create_refuses_an_existing_dataset(client):
+    ds = client.ingest(sample(300), "taken", chunk_rows=100, progress=False)
+    version = ds.meta.version
+    with pytest.raises(DatasetExistsError, match="'taken' already exists.*mode='overwrite'"):
+        client.ingest(sample(50, seed=1), "taken", progress=False)
+    ds = client.open("taken")
+    assert ds.meta.version == version
+    pd.testing.assert_frame_equal(ds.to_pandas(), sample(300))
+    assert redis_keys(client, "{taken}:ingest") == []
+
+
+def test_overwrite_replaces_only_once_the_new_generation_is_complete(client, make_client):
+    old_df, new_df = sample(1000), sample(1500, seed=9)
+    ds = client.ingest(old_df, "ow", chunk_rows=100, progress=False)
+    g1 = ds.meta.generation
+    old_files = files_under(client, "ow")
+    assert old_files == sorted(f"ow/g{g1:06d}/c{i:08d}.arrow" for i in range(10))
+    reached, proceed = threading.Event(), threading.Event()
+
+    def new_frames():
+        for i in range(15):
+            yield new_df.iloc[i * 100:(i + 1) * 100]
+            if i == 7:
+                reached.set()
+                assert proceed.wait(30)
+
+    result: dict[str, object] = {}
+
+    def run():
+        try:
+            result["ds"] = make_client().ingest(new_frames(), "ow", chunk_rows=100,
+                                                mode="overwrite", progress=False)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            result["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        assert reached.wait(30)
+        # half-way: the new generation is being written next to the old one ...
+        during = files_under(client, "ow")
+        assert set(old_files) <= set(during)
+        assert any(f"/g{g1:06d}/" not in f for f in during)
+        # ... and readers, old handles and new ones, still see the old dataset
+        client.reader.clear()
+        pd.testing.assert_frame_equal(ds.to_pandas(), old_df)
+        reader = make_client()
+        pd.testing.assert_frame_equal(reader.open("ow").to_pandas(), old_df)
+        assert reader.datasets().set_index("id").loc["ow", "rows"] == 1000
+    finally:
+        proceed.set()
+        t.join()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    new = make_client().open("ow")  # this client may serve its snapshot for 0.5 s
+    g2 = new.meta.generation
+    assert g2 > g1
+    pd.testing.assert_frame_equal(new.to_pandas(), new_df)
+    deadline = time.monotonic() + 5  # open handles re-check the version every 0.5 s at most
+    while ds.meta.generation != g2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pd.testing.assert_frame_equal(ds.to_pandas(), new_df)
+    assert files_under(client, "ow") == sorted(f"ow/g{g2:06d}/c{i:08d}.arrow" for i in range(15))
+    keys = RedisKeys(client.settings.prefix, "ow")
+    assert not client.redis.exists(keys.chunks(g1)) and not client.redis.exists(keys.ingest)
+    assert [c.chunk for c in client.catalog.chunks("ow", g1)] == []
+    assert len(client.catalog.chunks("ow", g2)) == 15
+
+
+def test_overwrite_of_a_missing_dataset_creates_it(client):
+    ds = client.ingest(sample(10), "new-ow", mode="overwrite", progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), sample(10))
+
+
+def test_append_continues_serial_numbers(client):
+    ds = client.ingest(sample(250), "app", chunk_rows=100, time_column="time",
+                       device_column="device", progress=False)
+    extra = sample(120, start=250, seed=3)
+    ds.append(extra, progress=False)
+    ds = client.open("app")
+    assert len(ds) == 370
+    assert ds.chunks["start"].tolist() == [0, 100, 200, 250, 350]
+    assert ds.chunks["rows"].tolist() == [100, 100, 50, 100, 20]
+    assert ds.get(250, "id") == 250
+    pd.testing.assert_series_equal(ds.get(300), extra.iloc[50].rename(300))
+    both = pd.concat([sample(250), extra], ignore_index=True)
+    pd.testing.assert_frame_equal(ds.to_pandas(), both)
+    assert (ds.meta.time_column, ds.meta.device_column) == ("time", "device")
+    # columns in another order and a lossless int -> float change are conformed
+    more = sample(30, start=370).astype({"value": "float32"})[
+        ["note", "value", "device", "time", "id"]]
+    ds.append(more, progress=False)
+    out = client.open("app").to_pandas()
+    assert len(out) == 400 and out["id"].tolist() == list(range(400))
+    assert out["value"].dtype == np.float64
+
+
+def test_append_with_a_mismatched_schema_is_refused_and_changes_nothing(client):
+    ds = client.ingest(sample(250), "app-bad", chunk_rows=100, progress=False)
+    before_files, before_meta = files_under(client, "app-bad"), ds.meta
+    bad = sample(10).assign(value=["x"] * 10)
+    with pytest.raises(SchemaMismatchError, match="column 'value'"):
+        ds.append(bad, progress=False)
+    with pytest.raises(SchemaMismatchError, match=r"missing \['note'\]"):
+        ds.append(sample(10).drop(columns="note"), progress=False)
+    ds = client.open("app-bad")
+    assert ds.meta == before_meta
+    assert files_under(client, "app-bad") == before_files
+    assert redis_keys(client, "{app-bad}:ingest") == []
+    pd.testing.assert_frame_equal(ds.to_pandas(), sample(250))
+
+
+def test_append_mismatch_in_a_later_chunk_removes_the_chunks_it_wrote(client):
+    ds = client.ingest(sample(250), "app-late", chunk_rows=100, progress=False)
+    before = files_under(client, "app-late")
+    frames = [sample(300, start=250), sample(10).assign(id=np.arange(10) + 0.5)]
+    with pytest.raises(SchemaMismatchError, match="column 'id'"):
+        ds.append(frames, progress=False)
+    assert files_under(client, "app-late") == before
+    assert len(client.open("app-late")) == 250
+    ds.append(sample(20, start=250), progress=False)
+    assert client.open("app-late").to_pandas()["id"].tolist() == list(range(270))
+
+
+def test_append_to_a_missing_dataset(client):
+    with pytest.raises(DatasetNotFoundError, match="'ghost'.*does not exist"):
+        client.ingest(sample(10), "ghost", mode="append", progress=False)
+    assert_nothing_left(client, "ghost")
+
+
+def _interrupt_after(client: cf.Client, puts: int) -> Callable[[], None]:
+    """Make the client's store fail after ``puts`` writes; returns the undo."""
+    real = client.store.put
+    count = [0]
+
+    def put(key: str, data: bytes) -> None:
+        count[0] += 1
+        if count[0] > puts:
+            raise BackendUnavailableError("the store went away (simulated)")
+        real(key, data)
+
+    client.store.put = put
+    return lambda: setattr(client.store, "put", real)
+
+
+def _count_puts(client: cf.Client) -> list[str]:
+    written: list[str] = []
+    real = client.store.put
+    client.store.put = lambda key, data: (written.append(key), real(key, data))[1]
+    return written
+
+
+def test_resume_continues_the_same_source_and_refuses_another(client):
+    df = sample(2000)
+    undo = _interrupt_after(client, 7)
+    with pytest.raises(BackendUnavailableError, match="simulated"):
+        client.ingest(df, "res", chunk_rows=100, workers=1, progress=False)
+    undo()
+    keys = RedisKeys(client.settings.prefix, "res")
+    status = client.state.ingest_status("res")
+    gen = int(status["generation"])
+    assert client.redis.hlen(keys.chunks(gen)) == 7
+    assert client.catalog.get("res") is None
+    with pytest.raises(DatasetNotFoundError):
+        client.open("res")
+    # another source: refused, and the interrupted ingest is kept for the right one
+    with pytest.raises(SourceError, match="fingerprint differs"):
+        client.ingest(sample(2000, seed=5), "res", chunk_rows=100, mode="resume",
+                      progress=False)
+    assert client.state.ingest_status("res") == status
+    written = _count_puts(client)
+    ds = client.ingest(df, "res", chunk_rows=100, mode="resume", progress=False)
+    assert len(written) == 13  # the 7 checkpointed chunks were not written again
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+    assert ds.chunks["start"].tolist() == list(range(0, 2000, 100))
+    assert files_under(client, "res") == sorted(f"res/g{gen:06d}/c{i:08d}.arrow"
+                                                for i in range(20))
+    assert redis_keys(client, "{res}:ingest") == []
+
+
+def test_resume_with_nothing_interrupted_acts_as_create(client):
+    df = sample(500)
+    ds = client.ingest(df, "res-new", chunk_rows=100, mode="resume", progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+    # once more with the same source: it is complete already, nothing is rewritten
+    written = _count_puts(client)
+    again = client.ingest(df, "res-new", chunk_rows=100, mode="resume", progress=False)
+    assert written == [] and again.meta == ds.meta
+    with pytest.raises(DatasetExistsError):
+        client.ingest(sample(500, seed=2), "res-new", mode="resume", progress=False)
+
+
+def test_create_after_an_interrupted_ingest_starts_clean(client):
+    undo = _interrupt_after(client, 3)
+    with pytest.raises(BackendUnavailableError):
+        client.ingest(sample(1000), "restart", chunk_rows=100, workers=1, progress=False)
+    undo()
+    stale_gen = int(client.state.ingest_status("restart")["generation"])
+    assert len(files_under(client, "restart")) == 3
+    ds = client.ingest(sample(400, seed=4), "restart", chunk_rows=100, progress=False)
+    assert ds.meta.generation != stale_gen
+    pd.testing.assert_frame_equal(ds.to_pandas(), sample(400, seed=4))
+    gen = ds.meta.generation
+    assert files_under(client, "restart") == [f"restart/g{gen:06d}/c{i:08d}.arrow"
+                                              for i in range(4)]
+    assert not client.redis.exists(RedisKeys(client.settings.prefix, "restart").chunks(stale_gen))
+
+
+def test_failure_before_any_checkpoint_leaves_nothing(client):
+    undo = _interrupt_after(client, 0)
+    with pytest.raises(BackendUnavailableError):
+        client.ingest(sample(300), "nothing", chunk_rows=100, progress=False)
+    undo()
+    assert_nothing_left(client, "nothing")
+
+
+# ================================================================ sources
+
+
+def test_list_and_generator_of_frames(client):
+    parts = [sample(130), sample(70, start=130), sample(300, start=200)]
+    whole = pd.concat(parts, ignore_index=True)
+    ds = client.ingest(parts, "listed", chunk_rows=128, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), whole)
+    ds = client.ingest((p for p in parts), "generated", chunk_rows=128, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), whole)
+    assert ds.chunks["rows"].tolist() == [128, 128, 128, 116]
+
+
+def test_arrow_table_source(client):
+    table = pa.Table.from_pandas(sample(300), preserve_index=False)
+    ds = client.ingest(table, "tbl", chunk_rows=128, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), sample(300))
+
+
+def test_chunk_boundaries_do_not_depend_on_input_batching(client):
+    df = sample(2000)
+    reference = chunk_checksums(client.ingest(df, "one", chunk_rows=128, progress=False))
+    assert len(reference) == 16 and len({c for _, _, c in reference}) == 16
+    cuts_a = [0, 1, 129, 130, 700, 1999, 2000]
+    cuts_b = [0, 1000, 1001, 1500, 2000]
+    split_a = [df.iloc[a:b] for a, b in zip(cuts_a, cuts_a[1:], strict=False)]
+    split_b = (df.iloc[a:b] for a, b in zip(cuts_b, cuts_b[1:], strict=False))
+    assert chunk_checksums(client.ingest(split_a, "a", chunk_rows=128, progress=False)) == reference
+    assert chunk_checksums(client.ingest(split_b, "b", chunk_rows=128, progress=False)) == reference
+    # another chunk size cuts other chunks
+    assert chunk_checksums(client.ingest(df, "c", chunk_rows=100, progress=False)) != reference
+
+
+def test_csv_source(client, tmp_path):
+    df = pd.DataFrame({
+        "i": np.arange(1000, dtype=np.int64),
+        "f": np.where(np.arange(1000) % 7 == 0, np.nan, np.arange(1000) / 4),
+        "s": pd.array([None if i % 5 == 0 else f"s{i}" for i in range(1000)], dtype="str"),
+    })
+    path = tmp_path / "data.csv"
+    df.to_csv(path, index=False)
+    ds = client.ingest(path, "csv", chunk_rows=300, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+    assert ds.chunks["rows"].tolist() == [300, 300, 300, 100]
+    gz = tmp_path / "data.csv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    pd.testing.assert_frame_equal(
+        client.ingest(str(gz), "csvgz", chunk_rows=300, progress=False).to_pandas(), df)
+
+
+def test_parquet_and_arrow_file_sources(client, tmp_path):
+    df = sample(1000)
+    df.to_parquet(tmp_path / "d.parquet", row_group_size=300)
+    pyarrow.feather.write_feather(df, tmp_path / "d.arrow", chunksize=333)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    with pa.OSFile(str(tmp_path / "d.arrows"), "wb") as sink, \
+            pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=250)
+    for name in ("d.parquet", "d.arrow", "d.arrows"):
+        ds = client.ingest(tmp_path / name, name.replace(".", "-"), chunk_rows=128,
+                           progress=False)
+        pd.testing.assert_frame_equal(ds.to_pandas(), df, obj=name)
+
+
+def test_glob_and_directory_sources(client, tmp_path):
+    d = tmp_path / "parts"
+    d.mkdir()
+    parts = [sample(200, start=i * 200, seed=i) for i in range(4)]
+    for i, part in enumerate(parts):
+        part.to_parquet(d / f"part-{i}.parquet")
+    (d / "README.txt").write_text("not data")
+    (d / "sub").mkdir()
+    parts[0].iloc[:0].to_parquet(d / "sub" / "empty.parquet")  # an empty file adds no rows
+    whole = pd.concat(parts, ignore_index=True)
+    ds = client.ingest(str(d / "part-*.parquet"), "glob", chunk_rows=150, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), whole)
+    ds = client.ingest(d, "dir", chunk_rows=150, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), whole)
+    assert chunk_checksums(ds) == chunk_checksums(client.open("glob"))
+
+
+def test_s3_sources_use_the_clients_storage_options(tmp_path, redis_server, prefix, s3_bucket,
+                                                     s3_options):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_options)
+    parts = [sample(300, start=i * 300, seed=i) for i in range(3)]
+    for i, part in enumerate(parts):
+        with fs.open(f"{s3_bucket}/data/part-{i}.parquet", "wb") as f:
+            part.to_parquet(f)
+    with fs.open(f"{s3_bucket}/csv/one.csv", "wb") as f:
+        f.write(parts[0][["id", "value"]].to_csv(index=False).encode())
+    client = cf.connect(store=tmp_path / "store", redis=redis_server.url,
+                        catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix,
+                        storage_options=s3_options)
+    whole = pd.concat(parts, ignore_index=True)
+    ds = client.ingest(f"s3://{s3_bucket}/data/*.parquet", "s3glob", chunk_rows=256,
+                       progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), whole)
+    ds = client.ingest(f"s3://{s3_bucket}/data/", "s3dir", chunk_rows=256, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), whole)
+    ds = client.ingest(f"s3://{s3_bucket}/csv/one.csv", "s3csv", chunk_rows=256, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), parts[0][["id", "value"]])
+    with pytest.raises(SourceError, match="no files match"):
+        client.ingest(f"s3://{s3_bucket}/nothing/*.parquet", "s3none", progress=False)
+
+
+def test_s3_chunk_store(s3_client):
+    ds = s3_client.ingest(sample(1000), "on-s3", chunk_rows=300, progress=False)
+    assert ds.chunks["key"].tolist() == [f"on-s3/g000001/c{i:08d}.arrow" for i in range(4)]
+    assert list(s3_client.store.list("on-s3")) == ds.chunks["key"].tolist()
+    s3_client.reader.clear()
+    pd.testing.assert_frame_equal(ds.to_pandas(), sample(1000))
+    ds2 = s3_client.ingest(sample(200, seed=1), "on-s3", chunk_rows=300, mode="overwrite",
+                           progress=False)
+    assert list(s3_client.store.list("on-s3")) == ["on-s3/g000002/c00000000.arrow"]
+    pd.testing.assert_frame_equal(ds2.to_pandas(), sample(200, seed=1))
+
+
+def test_progress_on_and_off(client, capsys):
+    client.ingest(sample(500), "quiet", chunk_rows=100, progress=False)
+    assert capsys.readouterr().err == ""
+    client.ingest(sample(500), "loud", chunk_rows=100, progress=True)
+    err = capsys.readouterr().err
+    assert "ingest loud" in err and "rows" in err
+
+
+def test_persister_keeps_at_most_max_pending_chunks_in_memory(client):
+    """A fast source and a slow store: the splitter must wait for the persister."""
+    workers, max_pending, n = 2, 3, 40
+    lock = threading.Lock()
+    counts = {"yielded": 0, "persisted": 0, "worst": 0}
+    real = client.store.put
+
+    def slow_put(key: str, data: bytes) -> None:
+        time.sleep(0.01)  # a slow object store
+        real(key, data)
+        with lock:
+            counts["persisted"] += 1
+
+    client.store.put = slow_put
+
+    def fast_source():
+        for i in range(n):
+            with lock:
+                alive = counts["yielded"] - counts["persisted"]
+                counts["worst"] = max(counts["worst"], alive)
+                counts["yielded"] += 1
+            yield sample(100, start=i * 100)
+
+    ds = client.ingest(fast_source(), "bounded", chunk_rows=100, workers=workers,
+                       max_pending=max_pending, progress=False)
+    assert len(ds) == n * 100
+    assert counts["worst"] <= max_pending + 1, counts
+    assert counts["worst"] >= max_pending - 1, counts  # the bound was reached: back-pressure
+
+
+# ================================================================ bad input
+
+
+@pytest.mark.parametrize(("dataset_id", "message"), [
+    ("../x", "'/'"), ("a/b", "'/'"), ("a\\b", "'\\\\\\\\'"), ("", "empty"), ("   ", "empty"),
+    ("a\x00b", "control characters"), ("a\nb", "control characters"),
+    ("a\x7fb", "control characters"), ("x" * 201, "201 characters"), (".hidden", "starts with '.'"),
+    ("..", "starts with '.'"), ("a{b}", "braces"), (" a", "spaces"), (42, "must be a string"),
+])
+def test_invalid_dataset_ids(client, dataset_id, message):
+    with pytest.raises(InvalidDatasetIdError, match=message):
+        client.ingest(sample(10), dataset_id, progress=False)
+    assert_nothing_left(client)
+
+
+def test_longest_valid_id_is_accepted(client):
+    ds = client.ingest(sample(10), "x" * 200, progress=False)
+    assert len(ds) == 10
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "upsert"}, "mode='upsert' is not one of"),
+    ({"mode": None}, "mode=None"),
+    ({"chunk_rows": 0}, "chunk_rows must be a positive integer, got 0"),
+    ({"chunk_rows": -5}, "got -5"),
+    ({"chunk_rows": 1.5}, "got 1.5"),
+    ({"chunk_rows": True}, "got True"),
+    ({"chunk_rows": "100"}, "got '100'"),
+    ({"workers": 0}, "workers"),
+    ({"max_pending": 0}, "max_pending"),
+])
+def test_bad_arguments(client, kwargs, message):
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        client.ingest(sample(10), "args", progress=False, **kwargs)
+    assert isinstance(info.value, ValueError)
+    assert_nothing_left(client, "args")
+
+
+def _object_frame() -> pd.DataFrame:
+    return pd.DataFrame({"ok": np.arange(4), "bad": [1, "two", 3.0, None]})
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize(("make_source", "error", "message"), [
+    (lambda tmp: pd.DataFrame({"a": pd.Series([], dtype="int64")}), SourceError, "empty"),
+    (lambda tmp: pd.DataFrame(), SourceError, "empty"),
+    (lambda tmp: pd.DataFrame([[1, 2]], columns=["a", "a"]), SourceError,
+     r"duplicate column names \['a'\]"),
+    (lambda tmp: pd.DataFrame({0: [1], "b": [2]}), SourceError, r"non-string column names \[0\]"),
+    (lambda tmp: _object_frame(), SourceError, "column 'bad'"),
+    (lambda tmp: pd.DataFrame({"o": [Opaque(), Opaque()]}), SourceError, "column 'o'"),
+    (lambda tmp: [sample(5), {"not": "a frame"}], SourceError, "item 1"),
+    (lambda tmp: [sample(5), sample(5).rename(columns={"value": "v"})], SchemaMismatchError,
+     "frame 1"),
+    (lambda tmp: pd.Series([1, 2]), SourceError, "Series"),
+    (lambda tmp: 42, SourceError, "cannot ingest a int"),
+    (lambda tmp: tmp / "missing.csv", SourceError, "no files match"),
+    (lambda tmp: str(tmp / "none-*.parquet"), SourceError, "no files match"),
+    (lambda tmp: _write(tmp / "data.xlsx", b"x"), SourceError, "cannot tell the format"),
+    (lambda tmp: _write(tmp / "empty.csv", b""), SourceError, r"empty\.csv' is empty"),
+    (lambda tmp: _write(tmp / "header.csv", b"a,b\n"), SourceError, "no rows"),
+    (lambda tmp: _write(tmp / "garbage.parquet", b"not parquet at all"), SourceError,
+     r"garbage\.parquet' as Parquet"),
+    (lambda tmp: _write(tmp / "garbage.arrow", b"not arrow at all"), SourceError,
+     r"garbage\.arrow' as an Arrow IPC"),
+    (lambda tmp: _write(tmp / "ragged.csv", b"a,b\n1,2\n3,4,5\n"), SourceError,
+     r"ragged\.csv' as CSV.*Expected 2 columns"),
+])
+def test_bad_sources_fail_clearly_and_leave_nothing(client, tmp_path, make_source, error,
+                                                    message):
+    source = make_source(tmp_path)
+    with pytest.raises(error, match=message):
+        client.ingest(source, "bad", chunk_rows=2, progress=False)
+    assert_nothing_left(client, "bad")
+    # the lock was released and nothing stale is in the way
+    assert len(client.ingest(sample(5), "bad", progress=False)) == 5
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_object_column_message_names_the_column_and_the_fix(client):
+    with pytest.raises(SourceError) as info:
+        client.ingest(_object_frame(), "obj", progress=False)
+    text = str(info.value)
+    assert "column 'bad'" in text and "astype(str)" in text and "'ok'" not in text
+
+
+@pytest.mark.parametrize(("column", "kwargs"), [
+    ("time_column='nope'", {"time_column": "nope"}),
+    ("device_column='nope'", {"device_column": "nope"}),
+    ("time_column='note'", {"time_column": "note"}),  # strings are not times
+    ("both 'time'", {"time_column": "time", "device_column": "time"}),
+])
+def test_bad_time_or_device_column(client, column, kwargs):
+    with pytest.raises(SchemaMismatchError, match=column):
+        client.ingest(sample(300), "cols", chunk_rows=100, progress=False, **kwargs)
+    assert_nothing_left(client, "cols")
+
+
+def test_time_column_is_detected_and_integer_time_allowed(client):
+    assert client.ingest(sample(10), "auto", progress=False).meta.time_column == "time"
+    ds = client.ingest(sample(10), "int-time", time_column="id", progress=False)
+    assert ds.meta.time_column == "id"
+
+
+def test_multi_file_drift_is_conformed_when_lossless(client, tmp_path):
+    d = tmp_path / "drift"
+    d.mkdir()
+    pd.DataFrame({"x": [0.5, 1.5], "s": ["a", "b"]}).to_csv(d / "a.csv", index=False)
+    pd.DataFrame({"x": [2, 3], "s": ["c", "d"]}).to_csv(d / "b.csv", index=False)  # int -> float
+    pd.DataFrame({"s": ["e"], "x": [4.5]}).to_csv(d / "c.csv", index=False)  # column order
+    ds = client.ingest(d, "drift", chunk_rows=2, progress=False)
+    out = ds.to_pandas()
+    assert out["x"].tolist() == [0.5, 1.5, 2.0, 3.0, 4.5]
+    assert out["s"].tolist() == list("abcde")
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    (pd.DataFrame({"x": [2.5, 3.5], "s": ["c", "d"]}), r"column 'x' of file .*b\.parquet"),
+    (pd.DataFrame({"x": ["two", "three"], "s": ["c", "d"]}), r"column 'x' of file .*b\.parquet"),
+    (pd.DataFrame({"x": [2, 3], "t": ["c", "d"]}), r"file .*b\.parquet.*unexpected \['t'\]"),
+])
+def test_multi_file_drift_that_would_lose_data_names_file_and_column(client, tmp_path, second,
+                                                                      message):
+    d = tmp_path / "drift"
+    d.mkdir()
+    pd.DataFrame({"x": np.arange(10), "s": list("abcdefghij")}).to_parquet(d / "a.parquet")
+    second.to_parquet(d / "b.parquet")
+    with pytest.raises(SchemaMismatchError, match=message):
+        client.ingest(d, "drift", chunk_rows=2, workers=1, progress=False)
+    assert_nothing_left(client, "drift")  # a.parquet's five chunks were removed again
+
+
+def test_csv_whose_type_changes_inside_the_file(client, tmp_path):
+    path = tmp_path / "late.csv"  # > 8 MiB: types are inferred from the first block only
+    pad = "p" * 120
+    lines = ["x,pad"] + [f"{i},{pad}" for i in range(70_000)] + [f"1.5,{pad}"]
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 8 * 2**20
+    with pytest.raises(SchemaMismatchError, match=r"late\.csv"):
+        client.ingest(path, "late", chunk_rows=50_000, progress=False)
+    assert_nothing_left(client, "late")
+
+
+def test_unwritable_store(tmp_path, redis_server, prefix):
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    with pytest.raises(BackendUnavailableError, match="chunk store"):
+        cf.connect(store=blocker / "store", redis=redis_server.url,
+                   catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix)
+
+
+def test_unreachable_store(tmp_path, redis_server, prefix):
+    client = cf.connect(store="s3://nowhere/chunks", redis=redis_server.url,
+                        catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix,
+                        storage_options={"endpoint_url": "http://127.0.0.1:1", "key": "k",
+                                         "secret": "s", "config_kwargs": {
+                                             "retries": {"max_attempts": 1},
+                                             "connect_timeout": 1}})
+    with pytest.raises(BackendUnavailableError, match="s3://nowhere/chunks") as info:
+        client.ingest(sample(10), "unstored", progress=False)
+    assert isinstance(info.value, ChunkFrameError)
+    assert client.datasets().empty
+    assert redis_keys(client) == []
+
+
+def test_unwritable_catalog(tmp_path, redis_server, prefix):
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    with pytest.raises(BackendUnavailableError, match="catalog"):
+        cf.connect(store=tmp_path / "store", redis=redis_server.url,
+                   catalog=blocker / "catalog.db", home=tmp_path, prefix=prefix)

@@ -1,0 +1,301 @@
+"""The ingest lock (refusal, waiting, renewal, theft, expiry after kill -9), fencing, and
+checkpoints that survive a Redis restart — against real redis-server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+import chunkframe as cf
+from chunkframe.errors import BackendUnavailableError, DatasetLockedError, LockLostError
+from chunkframe.keys import RedisKeys
+from chunkframe.model import ChunkMeta
+
+HERE = Path(__file__).parent
+
+
+def frames(n: int, rows: int = 100, delay: float = 0.0, after: int | None = None,
+           reached: threading.Event | None = None, start: int = 0) -> Iterator[pd.DataFrame]:
+    """``n`` frames of ``rows`` rows, sleeping ``delay`` before each (a slow source); sets
+    ``reached`` once ``after`` frames were handed out."""
+    for i in range(n):
+        if delay:
+            time.sleep(delay)
+        base = start + i * rows
+        yield pd.DataFrame({"x": np.arange(base, base + rows), "y": np.arange(rows) * 0.5})
+        if reached is not None and i + 1 == after:
+            reached.set()
+
+
+def expected(n: int, rows: int = 100) -> pd.DataFrame:
+    return pd.concat(list(frames(n, rows)), ignore_index=True)
+
+
+@pytest.fixture
+def make_client(tmp_path, redis_server, prefix) -> Callable[..., cf.Client]:
+    """More clients on the same store, catalog, Redis and prefix (other workers, in effect)."""
+
+    def make(**options) -> cf.Client:
+        options.setdefault("redis", redis_server.url)
+        return cf.connect(store=tmp_path / "store", catalog=tmp_path / "catalog.db",
+                          home=tmp_path, prefix=prefix, **options)
+
+    return make
+
+
+def dataset_keys(r: redis.Redis, prefix: str, dataset_id: str) -> list[str]:
+    return sorted(k.decode() for k in r.scan_iter(match=f"{prefix}:{{{dataset_id}}}:*"))
+
+
+# ---------------------------------------------------------------- refusal and waiting
+
+
+def test_concurrent_ingest_refused_at_once_touching_nothing(make_client, redis_client, prefix):
+    holder, other = make_client(), make_client()
+    lock = holder.state.lock("busy").acquire()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DatasetLockedError, match="'busy' is being ingested by another"):
+            other.ingest(expected(3), "busy", chunk_rows=50, progress=False)
+        assert time.monotonic() - t0 < 1.0
+        # the refused worker wrote nothing: only the holder's lock and fence counter exist
+        keys = RedisKeys(prefix, "busy")
+        assert dataset_keys(redis_client, prefix, "busy") == sorted([keys.lock, keys.fence])
+        assert redis_client.get(keys.lock).decode() == lock.token
+        assert list(other.store.list()) == []
+        assert "busy" not in other.datasets()["id"].tolist()
+    finally:
+        lock.release()
+    ds = other.ingest(expected(3), "busy", chunk_rows=50, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), expected(3))
+
+
+def test_lock_is_exclusive_and_release_only_frees_own_lock(client, redis_client):
+    a = client.state.lock("ex").acquire()
+    b = client.state.lock("ex")
+    with pytest.raises(DatasetLockedError):
+        b.acquire()
+    b.release()  # not b's lock: must not free it
+    assert redis_client.get(a.keys.lock).decode() == a.token
+    a.release()
+    assert redis_client.get(a.keys.lock) is None
+    assert b.acquire().fence == a.fence + 1  # fencing tokens only grow
+    b.release()
+
+
+def test_wait_blocks_until_the_lock_is_released(make_client):
+    holder, waiter = make_client(), make_client()
+    lock = holder.state.lock("queued").acquire()
+    released = threading.Event()
+
+    def release_later():
+        time.sleep(0.6)  # the holder works for a while
+        released.set()
+        lock.release()
+
+    threading.Thread(target=release_later, daemon=True).start()
+    ds = waiter.ingest(expected(2), "queued", chunk_rows=64, wait=10, progress=False)
+    assert released.is_set(), "ingest ran while another worker held the lock"
+    pd.testing.assert_frame_equal(ds.to_pandas(), expected(2))
+
+
+def test_wait_with_a_deadline_gives_up(make_client):
+    holder, waiter = make_client(), make_client()
+    lock = holder.state.lock("stuck").acquire()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DatasetLockedError, match="stuck"):
+            waiter.ingest(expected(1), "stuck", wait=0.4, progress=False)
+        assert 0.4 <= time.monotonic() - t0 < 2.0
+    finally:
+        lock.release()
+
+
+# ---------------------------------------------------------------- renewal, theft, expiry
+
+
+def test_ingest_longer_than_three_ttls_keeps_its_lock(make_client, redis_client, prefix):
+    client = make_client(lock_ttl=0.5)
+    t0 = time.monotonic()
+    ds = client.ingest(frames(12, delay=0.15), "long", chunk_rows=100, progress=False)
+    assert time.monotonic() - t0 > 3 * 0.5
+    pd.testing.assert_frame_equal(ds.to_pandas(), expected(12))
+    keys = RedisKeys(prefix, "long")
+    assert int(redis_client.get(keys.fence)) == 1  # taken once, never lost and retaken
+    assert redis_client.get(keys.lock) is None  # released at the end
+
+
+@pytest.mark.parametrize("theft", ["overwrite", "delete"])
+def test_stolen_lock_stops_the_worker_and_its_writes(make_client, redis_client, prefix, theft):
+    client = make_client(lock_ttl=0.6)
+    keys = RedisKeys(prefix, "stolen")
+    reached = threading.Event()
+    at_theft: dict[str, int] = {}
+
+    def thief():
+        assert reached.wait(20)
+        gen = int(redis_client.hget(keys.ingest, "generation"))
+        deadline = time.monotonic() + 10  # let a few checkpoints land first
+        while redis_client.hlen(keys.chunks(gen)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pipe = redis_client.pipeline(transaction=True)  # steal and count in one atomic step
+        if theft == "overwrite":
+            pipe.set(keys.lock, "thief", px=60_000)
+        else:
+            pipe.delete(keys.lock)
+        pipe.hlen(keys.chunks(gen))
+        pipe.hget(keys.ingest, "done")
+        _, at_theft["chunks"], done = pipe.execute()
+        at_theft["done"], at_theft["gen"] = int(done), gen
+
+    t = threading.Thread(target=thief)
+    t.start()
+    with pytest.raises(LockLostError, match="lost the ingest lock of dataset 'stolen'"):
+        client.ingest(frames(200, delay=0.02, after=5, reached=reached), "stolen",
+                      chunk_rows=100, progress=False)
+    t.join()
+    assert at_theft["chunks"] >= 2
+    # nothing was checkpointed after the theft, and the status was not touched
+    assert redis_client.hlen(keys.chunks(at_theft["gen"])) == at_theft["chunks"]
+    assert int(redis_client.hget(keys.ingest, "done")) == at_theft["done"]
+    # the loser did not release (delete) a lock that is not its own
+    if theft == "overwrite":
+        assert redis_client.get(keys.lock) == b"thief"
+    assert "stolen" not in client.datasets()["id"].tolist()
+
+
+def test_renewal_loss_is_reported_by_check(client, redis_client):
+    client.state.lock_ttl = 0.3
+    lock = client.state.lock("renew").acquire()
+    try:
+        redis_client.set(lock.keys.lock, "someone-else")
+        deadline = time.monotonic() + 5
+        while not lock._lost.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(LockLostError):
+            lock.check()
+    finally:
+        lock.release()
+    assert redis_client.get(lock.keys.lock) == b"someone-else"
+
+
+def test_lock_of_a_killed_worker_frees_itself_within_its_ttl(tmp_path, redis_server,
+                                                              redis_client, prefix):
+    ttl = 1.0
+    env = dict(os.environ, CF_REDIS=redis_server.url, CF_PREFIX=prefix, CF_LOCK_TTL=str(ttl),
+               CF_STORE=str(tmp_path / "store"), CF_CATALOG=str(tmp_path / "catalog.db"),
+               CF_HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, str(HERE / "crash_worker.py"), "hold-lock", "dead"],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().startswith("locked ")
+        client = cf.connect(store=tmp_path / "store", redis=redis_server.url,
+                            catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix)
+        # alive, it renews: still held well past its TTL
+        time.sleep(ttl * 1.5)
+        with pytest.raises(DatasetLockedError):
+            client.state.lock("dead").acquire()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    killed = time.monotonic()
+    assert redis_client.pttl(RedisKeys(prefix, "dead").lock) > 0  # nobody released it
+    lock = client.state.lock("dead").acquire(wait=ttl + 2)
+    assert time.monotonic() - killed <= ttl + 0.5
+    lock.release()
+
+
+# ---------------------------------------------------------------- fencing
+
+
+def test_checkpoint_script_rejects_stale_token_and_stale_fence(client, redis_client):
+    state = client.state
+    keys = state.keys("fenced")
+    meta = ChunkMeta(0, 0, 10, "fenced/g000001/c00000000.arrow", "crc32c:00000000", 10)
+
+    old = state.lock("fenced").acquire()
+    state.begin_ingest(old, {"generation": 1})
+    state.checkpoint(old, 1, meta)
+    assert redis_client.hget(keys.ingest, "fence") == str(old.fence).encode()
+    old._stop.set()  # the old worker stalls (a GC pause): its lock expires
+    redis_client.delete(keys.lock)
+
+    new = state.lock("fenced").acquire()
+    assert new.fence == old.fence + 1
+    state.checkpoint(new, 1, ChunkMeta(1, 10, 10, "k1", "crc32c:00000001", 10))
+
+    # the old worker wakes up: its token is rejected by the script itself
+    with pytest.raises(LockLostError):
+        state.checkpoint(old, 1, ChunkMeta(2, 20, 10, "k2", "crc32c:00000002", 10))
+    # a writer holding the current token but a stale fencing token is rejected too
+    with pytest.raises(redis.ResponseError, match="LOCKLOST"):
+        state._checkpoint(keys=[keys.lock, keys.ingest, keys.chunks(1)],
+                          args=[new.token, old.fence, 3, "{}"])
+    assert sorted(int(k) for k in redis_client.hkeys(keys.chunks(1))) == [0, 1]
+    assert redis_client.hget(keys.ingest, "fence") == str(new.fence).encode()
+    with pytest.raises(LockLostError):  # the other fenced writes check the token too
+        state.begin_ingest(old, {"generation": 2})
+    assert redis_client.hget(keys.ingest, "generation") == b"1"
+    new.release()
+    old.release()
+
+
+# ---------------------------------------------------------------- Redis stopped mid-ingest
+
+
+def test_redis_stopped_mid_ingest_then_resumed(tmp_path, own_redis):
+    def connect():
+        return cf.connect(store=tmp_path / "store", redis=own_redis.url,
+                          catalog=tmp_path / "catalog.db", home=tmp_path, prefix="own",
+                          lock_ttl=2)
+
+    client = connect()
+    reached = threading.Event()
+
+    def stop_redis():
+        assert reached.wait(20)
+        own_redis.stop()
+
+    t = threading.Thread(target=stop_redis)
+    t.start()
+    with pytest.raises(BackendUnavailableError) as info:
+        client.ingest(frames(60, delay=0.01, after=20, reached=reached), "outage",
+                      chunk_rows=100, progress=False)
+    t.join()
+    assert own_redis.url in str(info.value) and "mode='resume'" in str(info.value)
+    assert isinstance(info.value.__cause__, redis.RedisError)
+
+    own_redis.start()  # same directory: the AOF brings the checkpoints back
+    keys = RedisKeys("own", "outage")
+    r = own_redis.client()
+    gen = int(r.hget(keys.ingest, "generation"))
+    kept = r.hlen(keys.chunks(gen))
+    assert kept >= 10
+    client = connect()
+    written: list[str] = []
+    put = client.store.put
+    client.store.put = lambda key, data: (written.append(key), put(key, data))[1]
+    # the dead run's lock lingers until its TTL: wait for it
+    ds = client.ingest(frames(60), "outage", chunk_rows=100, mode="resume", wait=10,
+                       progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), expected(60))
+    assert len(written) == 60 - kept  # checkpointed chunks were not written again
+    assert ds.chunks["start"].tolist() == list(range(0, 6000, 100))
+
+
+def test_unreachable_redis_is_named(tmp_path):
+    with pytest.raises(BackendUnavailableError, match=r"redis://127\.0\.0\.1:1"):
+        cf.connect(store=tmp_path / "s", redis="redis://127.0.0.1:1",
+                   catalog=tmp_path / "c.db", home=tmp_path)

@@ -1,0 +1,219 @@
+"""Chunk store: one conformance suite for every backend (local dir, memory://, s3:// on moto),
+then what only the local store promises: atomic writes that a kill -9 cannot tear."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from chunkframe.errors import BackendUnavailableError
+from chunkframe.store import ChunkStore
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def store(request, tmp_path) -> ChunkStore:
+    if request.param == "local":
+        return ChunkStore(tmp_path / "store")
+    if request.param == "memory":
+        return ChunkStore(f"memory://cf-{uuid.uuid4().hex[:12]}")
+    bucket = request.getfixturevalue("s3_bucket")
+    return ChunkStore(f"s3://{bucket}/chunks", request.getfixturevalue("s3_options"))
+
+
+class TestConformance:
+    """What every chunk store does the same way; the ingest and reader rely on nothing else."""
+
+    def test_get_missing_is_none(self, store):
+        assert store.get("nope/c00000000.arrow") is None
+        assert store.get("nope") is None
+        assert not store.exists("nope")
+
+    def test_put_get(self, store):
+        store.put("ds/g000001/c00000000.arrow", b"\x00\x01binary\xff")
+        assert store.get("ds/g000001/c00000000.arrow") == b"\x00\x01binary\xff"
+        assert store.exists("ds/g000001/c00000000.arrow")
+
+    def test_put_empty_and_large(self, store):
+        big = os.urandom(3 * 2**20)
+        store.put("a/empty", b"")
+        store.put("a/big", big)
+        assert store.get("a/empty") == b""
+        assert store.get("a/big") == big
+
+    def test_overwrite_replaces_whole_value(self, store):
+        store.put("k/v", b"long original value")
+        store.put("k/v", b"short")
+        assert store.get("k/v") == b"short"
+        assert list(store.list("k")) == ["k/v"]
+
+    def test_delete_and_delete_missing(self, store):
+        store.put("d/x", b"1")
+        store.put("d/y", b"2")
+        store.delete("d/x")
+        assert store.get("d/x") is None
+        assert store.get("d/y") == b"2"
+        store.delete("d/x")  # already gone: not an error
+        store.delete("never/was/here")
+
+    def test_list_with_prefix(self, store):
+        for key in ("ds/g000001/c00000001.arrow", "ds/g000001/c00000000.arrow",
+                    "ds/g000002/c00000000.arrow", "dsx/g000001/c00000000.arrow", "other"):
+            store.put(key, key.encode())
+        assert list(store.list("ds/g000001")) == ["ds/g000001/c00000000.arrow",
+                                                  "ds/g000001/c00000001.arrow"]
+        assert list(store.list("ds/g000001/")) == list(store.list("ds/g000001"))
+        # a prefix is a directory: "ds" does not match "dsx"
+        assert list(store.list("ds")) == ["ds/g000001/c00000000.arrow",
+                                          "ds/g000001/c00000001.arrow",
+                                          "ds/g000002/c00000000.arrow"]
+        assert list(store.list("missing")) == []
+        assert list(store.list()) == sorted(["ds/g000001/c00000000.arrow",
+                                             "ds/g000001/c00000001.arrow",
+                                             "ds/g000002/c00000000.arrow",
+                                             "dsx/g000001/c00000000.arrow", "other"])
+
+    def test_delete_prefix(self, store):
+        for key in ("ds/g000001/c0", "ds/g000001/c1", "ds/g000002/c0", "dsx/g000001/c0"):
+            store.put(key, b"v")
+        store.delete_prefix("ds/g000001")
+        assert list(store.list("ds")) == ["ds/g000002/c0"]
+        assert store.get("ds/g000001/c0") is None
+        assert store.get("dsx/g000001/c0") == b"v"  # a sibling with a longer name survives
+        store.delete_prefix("ds/g000009")  # missing: not an error
+        store.delete_prefix("ds/g000002")
+        assert list(store.list("ds")) == []
+        assert list(store.list()) == ["dsx/g000001/c0"]
+
+    @pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "", "a/../b"])
+    def test_invalid_keys_rejected(self, store, key):
+        calls = [lambda: store.put(key, b"x"), lambda: store.get(key), lambda: store.delete(key),
+                 lambda: store.exists(key), lambda: store.url_of(key)]
+        if key:  # an empty prefix means the whole store
+            calls += [lambda: store.list(key), lambda: store.delete_prefix(key)]
+        for call in calls:
+            with pytest.raises(ValueError, match="invalid store key"):
+                call()
+        assert list(store.list()) == []
+
+    def test_url_of_opens_with_fsspec(self, store):
+        import fsspec
+
+        store.put("u/v", b"payload")
+        url = store.url_of("u/v")
+        opts = store.fs.storage_options if store.protocol == "s3" else {}
+        with fsspec.open(url, "rb", **opts) as f:
+            assert f.read() == b"payload"
+
+
+def test_unreachable_object_store_is_a_clear_error():
+    store = ChunkStore("s3://nowhere/chunks", {
+        "endpoint_url": "http://127.0.0.1:1", "key": "k", "secret": "s",
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}})
+    for call, doing in ((lambda: store.put("a/b", b"x"), "write"), (lambda: store.get("a/b"), "read"),
+                        (lambda: list(store.list("a")), "list")):
+        with pytest.raises(BackendUnavailableError, match=f"could not {doing}.*s3://nowhere"):
+            call()
+    assert store.sweep_partials() == 0  # object stores have no temp files
+
+
+def test_memory_stores_with_different_names_are_separate():
+    a = ChunkStore(f"memory://cf-{uuid.uuid4().hex[:12]}")
+    b = ChunkStore(f"memory://cf-{uuid.uuid4().hex[:12]}")
+    a.put("k", b"a")
+    assert b.get("k") is None
+    assert list(b.list()) == []
+
+
+# ---------------------------------------------------------------- local store: atomicity
+
+
+def _all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_local_put_leaves_no_partial_files(tmp_path):
+    store = ChunkStore(tmp_path / "s")
+    for i in range(20):
+        store.put(f"ds/g000001/c{i:08d}.arrow", os.urandom(1000 + i))
+    store.put("ds/g000001/c00000000.arrow", b"rewritten")
+    files = _all_files(tmp_path / "s")
+    assert files == [f"ds/g000001/c{i:08d}.arrow" for i in range(20)]
+
+
+def test_local_put_failure_cleans_its_temp_file(tmp_path):
+    store = ChunkStore(tmp_path / "s")
+    (tmp_path / "s" / "k").mkdir(parents=True)  # the final name is a directory: replace fails
+    with pytest.raises(BackendUnavailableError, match="could not write chunk 'k'"):
+        store.put("k", b"data")
+    assert _all_files(tmp_path / "s") == []
+
+
+def test_unwritable_local_store_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BackendUnavailableError, match="file/store"):
+        ChunkStore(blocker / "store")
+
+
+def test_local_write_killed_mid_write_is_absent_or_whole(tmp_path):
+    """A process rewriting one big chunk in a loop is killed at random moments and, on
+    alternate rounds, exactly between writing its temp file and renaming it: the key is
+    always absent (before any put completed) or one of the two whole values, never torn;
+    the temp files kills leave are invisible to list() and removed by sweep_partials()."""
+    root = tmp_path / "s"
+    key = "ds/g000001/c00000000.arrow"
+    rng = random.Random(1234)
+    size = 4 * 2**20
+    expected = {bytes([n]) * size for n in (1, 2)}
+    completed = False  # has any put ever completed?
+    for round_ in range(8):
+        pause_at = rng.randint(1, 3) if round_ % 2 else 0
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "crash_worker.py"), "store-loop", str(root), key,
+             str(size), str(pause_at)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert proc.stdout is not None
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            if pause_at:  # kill while the pause_at-th temp file is written but not renamed
+                syncs = 0
+                for line in proc.stdout:
+                    completed |= line.startswith("put ")
+                    syncs += line.strip() == "fsync"
+                    if syncs == pause_at:
+                        break
+            else:  # kill at a random moment after a few complete puts
+                for _ in range(rng.randint(0, 3)):
+                    completed |= proc.stdout.readline().startswith("put ")
+                time.sleep(rng.uniform(0, 0.03))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+        store = ChunkStore(root)
+        data = store.get(key)
+        if completed:
+            assert data in expected, f"round {round_}: torn chunk ({len(data or b'')} bytes)"
+        else:
+            assert data is None or data in expected
+        completed |= data is not None
+        if pause_at:
+            assert any(f.endswith(".partial") for f in _all_files(root)), round_
+        assert list(store.list()) in ([key], []) and list(store.list()) == (
+            [key] if data is not None else [])
+    store = ChunkStore(root)
+    assert store.sweep_partials("ds") >= 4
+    assert _all_files(root) == [key]
+    assert store.get(key) in expected
+    assert store.sweep_partials() == 0
