@@ -11,14 +11,19 @@ from .client import Client, connect, default_client
 from .contextcache import ContextType, keyword, register_value_type
 from .dataset import Dataset
 from .errors import (
+    BackendUnavailableError,
     ChunkCorruptionError,
     ChunkFrameError,
+    ContextError,
     DatasetExistsError,
     DatasetLockedError,
     DatasetNotFoundError,
+    InvalidArgumentError,
     InvalidDatasetIdError,
     LockLostError,
     SchemaMismatchError,
+    SnapshotSupersededError,
+    SourceError,
 )
 
 __all__ = [
@@ -26,6 +31,8 @@ __all__ = [
     "ContextType", "keyword", "register_value_type",
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
+    "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
+    "SnapshotSupersededError",
 ]
 __version__ = "0.1.0"
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import html
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .errors import SnapshotSupersededError
 from .model import DatasetMeta
 from .progress import progress_bar
 from .reader import Snapshot, chunk_slices, positions
@@ -21,8 +23,23 @@ if TYPE_CHECKING:
 
 __all__ = ["Dataset", "BINDING_ATTR"]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 BINDING_ATTR = "chunkframe"
 """Key in ``DataFrame.attrs`` that binds a frame to its dataset (read by ``df.chunk``)."""
+
+
+def _retry_superseded(method: F) -> F:
+    """Run a read again, once, if an overwrite replaced the generation it started on."""
+
+    @functools.wraps(method)
+    def wrapper(self: Dataset, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except SnapshotSupersededError:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Dataset:
@@ -89,6 +106,7 @@ class Dataset:
         return cols
 
     # -- reads ----------------------------------------------------------------------------
+    @_retry_superseded
     def get(self, sn: int, column: str | None = None) -> Any:
         """Row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``.
 
@@ -118,6 +136,7 @@ class Dataset:
         row.name = pos
         return row
 
+    @_retry_superseded
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
         """Rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn."""
@@ -177,6 +196,7 @@ class Dataset:
         df.index = index
         return df
 
+    @_retry_superseded
     def slice(self, start: int | None = None, stop: int | None = None,
               columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows ``[start, stop)`` like ``df.iloc[start:stop]`` (negative and open bounds too)."""
@@ -203,6 +223,7 @@ class Dataset:
             yield self._bind(self._frame(table, cols, pd.RangeIndex(cm.start, cm.start + cm.rows,
                                                                      name="sn")))
 
+    @_retry_superseded
     def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole dataset in memory, equal to the ingested frame."""
         snap = self._snap()

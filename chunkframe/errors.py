@@ -85,3 +85,18 @@ class ContextError(ChunkFrameError, ValueError):
 
 class InvalidArgumentError(ChunkFrameError, ValueError):
     """An argument out of its range (``mode``, ``chunk_rows``, ...); nothing was touched."""
+
+
+class SnapshotSupersededError(ChunkFrameError):
+    """A read began on a generation that an overwrite replaced (and removed) meanwhile.
+
+    Dataset methods retry once on the new generation; only a long-running iteration
+    (``iter_chunks``, ``export``) can see it.
+    """
+
+    def __init__(self, dataset: str, old: int, new: int | None) -> None:
+        self.dataset, self.old, self.new = dataset, old, new
+        super().__init__(
+            f"dataset {dataset!r} was replaced (generation {old} -> {new}) while this read was "
+            "running, and the old chunks are gone; run the read again to see the new data"
+        )

@@ -264,6 +264,8 @@ def _ingest_locked(
                      device_column, existing, status)
         if not plan.resumed:
             _discard_stale(client, dataset_id, status, existing)
+        _sweep_orphans(client, dataset_id,
+                       {plan.generation} | ({existing.generation} if existing else set()))
         store.sweep_partials(generation_prefix(dataset_id, plan.generation))
         chunks = src.chunks(plan.chunk_rows)
         try:
@@ -288,6 +290,17 @@ def _ingest_locked(
         raise
     finally:
         lock.release()
+
+
+def _sweep_orphans(client: Client, dataset_id: str, keep: set[int]) -> None:
+    """Delete chunk files of generations nobody can reach (an overwrite killed after its
+    commit but before it removed the generation it replaced)."""
+    prefix = f"{dataset_id}/g"
+    found = {key.split("/", 2)[1] for key in client.store.list(dataset_id)
+             if key.startswith(prefix) and key.count("/") >= 2}
+    for name in found:
+        if name[1:].isdigit() and int(name[1:]) not in keep:
+            client.store.delete_prefix(generation_prefix(dataset_id, int(name[1:])))
 
 
 def _clean_up_failure(client: Client, lock: DatasetLock, dataset_id: str, plan: _Plan | None,

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import redis
 
 from .codec import checksum_matches, decode
-from .errors import ChunkCorruptionError, DatasetNotFoundError
+from .errors import ChunkCorruptionError, DatasetNotFoundError, SnapshotSupersededError
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
 from .rows import Getter, RowTemplate, column_getters, column_vectors
@@ -212,6 +212,11 @@ class Reader:
         data = self.store.get(cm.key)
         ds = snap.meta.id
         if data is None:
+            current = self._current_generation(ds)
+            if current != snap.meta.generation:
+                with self._lock:
+                    self._snapshots.pop(ds, None)
+                raise SnapshotSupersededError(ds, snap.meta.generation, current)
             raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason="the chunk object is missing")
         ok, computed = checksum_matches(data, cm.checksum)
         if not ok:
@@ -225,6 +230,16 @@ class Reader:
             table = apply_tombstones(table, snap.meta, cm)
         # decoded chunks are zero-copy views of ``data``; tombstones add new buffers
         return _Chunk(table, len(data) if not snap.meta.tombstones else max(len(data), table.nbytes))
+
+    def _current_generation(self, dataset_id: str) -> int | None:
+        try:
+            gen = self.state.client.hget(self.state.keys(dataset_id).meta, "generation")
+            if gen is not None:
+                return int(gen)
+        except redis.RedisError:
+            pass
+        record = self.catalog.get(dataset_id)
+        return record.generation if record is not None else None
 
     def getters(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[Getter]]:
         entry = self.chunk(snap, index)

@@ -288,3 +288,28 @@ def test_deletes_mask_old_values_but_never_rows_appended_later(client):
     assert tail["x"].notna().all()
     pd.testing.assert_series_equal(tail["x"].reset_index(drop=True), later["x"])
     assert ds.get(1_100, "x") == later["x"].iloc[100]
+
+
+def test_a_read_racing_an_overwrite_retries_on_the_new_generation(client):
+    old = sensors(3_000)
+    ds = client.ingest(old, "race", chunk_rows=500, progress=False)
+    ds.get(0)  # snapshot of generation 1, chunk 0 cached
+    other = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
+                       catalog=client.settings.catalog_path, prefix=client.settings.prefix)
+    new = sensors(3_000, seed=8)
+    other.ingest(new, "race", mode="overwrite", chunk_rows=500, progress=False)
+    # within the staleness window the handle still holds generation 1, whose files are gone
+    pd.testing.assert_series_equal(ds.get(2_222), new.iloc[2_222])
+    pd.testing.assert_frame_equal(ds.slice(0, 10).reset_index(drop=True), new.iloc[:10])
+
+
+def test_overwrite_sweeps_generations_orphaned_by_a_crash(client):
+    ds = client.ingest(sensors(1_000), "orphans", chunk_rows=400, progress=False)
+    gen = ds.meta.generation
+    orphan = f"orphans/g{gen + 50:06d}/c00000000.arrow"
+    client.store.put(orphan, b"left by an overwrite killed before its clean-up")
+    client.ingest(sensors(500, seed=3), "orphans", mode="overwrite", chunk_rows=400,
+                  progress=False)
+    keys = list(client.store.list("orphans"))
+    assert orphan not in keys
+    assert {k.split("/")[1] for k in keys} == {f"g{client.open('orphans').meta.generation:06d}"}
