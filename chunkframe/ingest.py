@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -382,7 +383,7 @@ def _run(
                 bar.update(table.num_rows)
                 continue
             lock.check()
-            persister.submit(lambda n=n, s=start, t=table: persist(n, s, t))
+            persister.submit(functools.partial(persist, n, start, table))
             bar.update(table.num_rows)
         persister.drain()
     except BaseException:

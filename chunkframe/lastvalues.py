@@ -42,7 +42,6 @@ for the current epoch. Values are msgpack, never pickle.
 
 from __future__ import annotations
 
-
 import datetime as _dt
 import decimal
 import difflib

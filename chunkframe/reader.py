@@ -115,7 +115,7 @@ class Reader:
             with self._lock:
                 self._snapshots[dataset_id] = new
             return new
-        if snap is not None and gen is not None and (int(gen), int(ver)) == snap.stamp:
+        if snap is not None and gen is not None and (int(gen), int(ver or 0)) == snap.stamp:
             snap.checked = now
             return snap
         new = self._load(dataset_id, now)

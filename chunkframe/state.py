@@ -254,7 +254,7 @@ class State:
 
     # -- ingest status --------------------------------------------------------------------
     def ingest_status(self, dataset_id: str) -> dict[str, str]:
-        raw = self.client.hgetall(self.keys(dataset_id).ingest)
+        raw: dict[bytes, bytes] = self.client.hgetall(self.keys(dataset_id).ingest)  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def begin_ingest(self, lock: DatasetLock, status: dict[str, Any]) -> None:
@@ -312,7 +312,7 @@ class State:
         pipe.delete(keys.chunks(meta.generation), keys.meta)
         if chunks:
             pipe.hset(keys.chunks(meta.generation), mapping={c.chunk: c.to_json() for c in chunks})
-        pipe.hset(keys.meta, mapping=meta.to_mapping())
+        pipe.hset(keys.meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
         pipe.execute()
 
     def set_meta(self, meta: DatasetMeta) -> None:
@@ -320,7 +320,7 @@ class State:
         keys = self.keys(meta.id)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(keys.meta)
-        pipe.hset(keys.meta, mapping=meta.to_mapping())
+        pipe.hset(keys.meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
         pipe.execute()
 
     def drop(self, dataset_id: str, generations: list[int]) -> None:
