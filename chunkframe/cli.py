@@ -691,8 +691,14 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised so that cleanup (temporary export files, locks) runs."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated()
+_SIGNALLED: list[int] = []
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # remembered too: a library may wrap the exception (pyarrow turns an exception raised
+    # by a signal handler during its calls into ArrowCancelled)
+    _SIGNALLED.append(signum)
+    raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -703,9 +709,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out = _Out(args.json)
-    previous = None
+    previous: dict[int, Any] = {}
+    _SIGNALLED.clear()
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _on_signal)
     except ValueError:
         pass  # not the main thread: leave signals alone
     try:
@@ -727,13 +735,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - every failure is one line, never a traceback
+        if _SIGNALLED:
+            _error("terminated" if _SIGNALLED[0] == signal.SIGTERM else "interrupted")
+            return 128 + signal.SIGTERM if _SIGNALLED[0] == signal.SIGTERM else 130
         if not _expected(exc) and os.environ.get("CHUNKFRAME_DEBUG"):
             raise
         _error(_message(exc))
         return EXIT_ERROR
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _expected(exc: BaseException) -> bool:

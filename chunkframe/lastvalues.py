@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from .reader import Snapshot
 
 __all__ = [
-    "LastValues", "last_of_series", "series_last", "time_key", "encode_record", "decode_record",
+    "LastValues", "last_of_series", "time_key", "encode_record", "decode_record",
     "SEP", "NO_VALUE",
 ]
 
@@ -198,10 +198,6 @@ def last_of_series(series: pd.Series) -> tuple[Any, Any]:
     times = index.asi8[pos]
     best = int(pos[np.flatnonzero(times == times.max())[-1]])
     return index[best], series.iloc[best]
-
-
-series_last = last_of_series
-"""Alias used by ``series.chunk.last()``."""
 
 
 # ---------------------------------------------------------------------------- arrow helpers
