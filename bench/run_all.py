@@ -20,9 +20,11 @@ BENCHES = [
 
 
 def main() -> None:
+    """``run_all.py`` runs them all; ``run_all.py bench_read.py ...`` only those;
+    ``run_all.py --collect`` only rebuilds RESULTS.md from the latest results files."""
     only = set(sys.argv[1:])
     for title, script, _ in BENCHES:
-        if only and script not in only:
+        if "--collect" in only or (only and script not in only):
             continue
         print(f"== {title}: {script}", flush=True)
         subprocess.run([sys.executable, script], cwd=HERE, check=True)
@@ -40,7 +42,8 @@ def main() -> None:
     for title, script, result in BENCHES:
         path = HERE / result
         body = path.read_text() if path.exists() else "_not run_\n"
-        parts.append(f"## {title}\n\n`python bench/{script}`\n\n{body}")
+        body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")).strip()
+        parts.append(f"## {title}\n\n`python bench/{script}`\n\n{body}\n")
     (HERE / "RESULTS.md").write_text("\n".join(parts))
     print((HERE / "RESULTS.md").read_text())
 
