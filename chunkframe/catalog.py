@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, LockLostError
 from .model import ChunkMeta, DatasetMeta, Tombstone
 
 __all__ = ["Catalog"]
@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE TABLE IF NOT EXISTS generations (
     dataset TEXT PRIMARY KEY,
     last INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fences (
+    dataset TEXT PRIMARY KEY,
+    fence INTEGER NOT NULL
 );
 """
 
@@ -100,12 +104,40 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)", (dataset_id, gen))
         return gen
 
-    def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
+    def claim(self, dataset_id: str, fence: int) -> None:
+        """Record that the holder of fencing token ``fence`` now owns the dataset's writes.
+
+        Called right after taking the Redis lock; from then on a writer whose lock expired
+        (an older token) can no longer commit, however late it wakes up.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
+            if row is not None and row[0] > fence:
+                raise self._lost(dataset_id, fence, row[0])
+            db.execute("INSERT OR REPLACE INTO fences VALUES (?, ?)", (dataset_id, fence))
+
+    @staticmethod
+    def _check_fence(db: sqlite3.Connection, dataset_id: str, fence: int) -> None:
+        row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
+        if row is None or row[0] != fence:
+            raise Catalog._lost(dataset_id, fence, row[0] if row else None)
+
+    @staticmethod
+    def _lost(dataset_id: str, fence: int, current: int | None) -> LockLostError:
+        return LockLostError(
+            f"the catalog refused a write to dataset {dataset_id!r}: this worker's lock "
+            f"(fencing token {fence}) was superseded (token {current}), so another worker owns "
+            "the dataset now; nothing was written. Check cf.datasets() before running again"
+        )
+
+    def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta], fence: int) -> None:
         """Write the dataset row and its whole chunk table in one transaction: now complete.
 
         Chunks of other generations are dropped from the record in the same transaction.
+        Refused (:class:`LockLostError`) unless ``fence`` is the latest claimed token.
         """
         with self._transaction() as db:
+            self._check_fence(db, meta.id, fence)
             db.execute("DELETE FROM chunks WHERE dataset=? AND generation<>?", (meta.id, meta.generation))
             db.executemany(
                 "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
@@ -120,8 +152,11 @@ class Catalog:
                  json.dumps([t.to_dict() for t in meta.tombstones])),
             )
 
-    def set_tombstones(self, dataset_id: str, tombstones: tuple[Tombstone, ...], version: int) -> None:
+    def set_tombstones(self, dataset_id: str, tombstones: tuple[Tombstone, ...], version: int,
+                       fence: int) -> None:
+        """Record the dataset's deletes (fenced like :meth:`commit`)."""
         with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
             db.execute(
                 "UPDATE datasets SET tombstones=?, version=?, updated=? WHERE id=?",
                 (json.dumps([t.to_dict() for t in tombstones]), version, time.time(), dataset_id),

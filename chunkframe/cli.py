@@ -743,8 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(_message(exc))
         return EXIT_ERROR
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _expected(exc: BaseException) -> bool:

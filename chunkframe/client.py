@@ -16,7 +16,7 @@ from .dataset import Dataset
 from .ingest import CommitHook, ingest
 from .keys import validate_id
 from .reader import Reader
-from .state import State, connect_redis
+from .state import DatasetLock, State, connect_redis
 from .store import ChunkStore
 
 if TYPE_CHECKING:
@@ -59,6 +59,17 @@ class Client:
         ingest(self, source, dataset_id, **kwargs)
         self.reader.snapshot(dataset_id, refresh=True)
         return Dataset(self, dataset_id)
+
+    def lock(self, dataset_id: str, wait: bool | float = False) -> DatasetLock:
+        """Take a dataset's write lock: in Redis (renewed, fenced), then claimed in the
+        catalog so a writer whose lock expired can never commit there again."""
+        lock = self.state.lock(dataset_id).acquire(wait)
+        try:
+            self.catalog.claim(dataset_id, lock.fence)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
 
     def open(self, dataset_id: str) -> Dataset:
         """A complete dataset; :class:`DatasetNotFoundError` names similar ids if there is none."""

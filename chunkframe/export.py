@@ -22,6 +22,7 @@ import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from .devices import device_key, device_text
 from .progress import progress_bar
 from .reader import Snapshot, chunk_slices
 
@@ -116,14 +117,6 @@ def _as_int_times(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array
     return col.cast(pa.int64())
 
 
-def _as_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col
-    return pc.cast(col, pa.string())
-
-
 @dataclass(frozen=True)
 class _Filter:
     """Row filters of one export: devices (as text) and an inclusive time range."""
@@ -154,7 +147,7 @@ class _Filter:
             return table
         mask = None
         if self.devices is not None:
-            dev = _as_text(table.column(self.device_column))
+            dev = device_text(table.column(self.device_column))
             mask = pc.is_in(dev, value_set=pa.array(self.devices, pa.string()))
         if self.since is not None or self.until is not None:
             t = _as_int_times(table.column(self.time_column))
@@ -175,7 +168,7 @@ def _make_filter(ds: Dataset, snap: Snapshot, device: Any, since: Any, until: An
                 "re-ingest it with device_column=... or drop the device filter"
             )
         values = device if isinstance(device, (list, tuple, set, frozenset)) else [device]
-        devices = tuple(str(v) for v in values)
+        devices = tuple(device_key(v) for v in values)
     if (since is not None or until is not None) and meta.time_column is None:
         raise ValueError(
             f"dataset {ds.id!r} has no time column, so it cannot be filtered by time "

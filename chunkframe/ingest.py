@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import redis
 
 from .codec import Compression, checksum, encode
+from .devices import device_text
 from .errors import (
     BackendUnavailableError,
     ChunkFrameError,
@@ -101,15 +102,13 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
     if device_column is None:
         lo, hi = pc.min(t).as_py(), pc.max(t).as_py()
         return {} if lo is None else {"": [lo, hi]}
-    dev = table.column(device_column)
-    if pa.types.is_dictionary(dev.type):
-        dev = dev.cast(dev.type.value_type)
+    dev = device_text(table.column(device_column))
     grouped = pa.table({"d": dev, "t": t}).group_by("d").aggregate([("t", "min"), ("t", "max")])
     out: dict[str, list[int]] = {}
     for d, lo, hi in zip(grouped["d"].to_pylist(), grouped["t_min"].to_pylist(),
                          grouped["t_max"].to_pylist(), strict=True):
         if d is not None and lo is not None:
-            out[str(d)] = [lo, hi]
+            out[d] = [lo, hi]
     return out
 
 
@@ -159,7 +158,7 @@ def _discard_stale(client: Client, dataset_id: str, status: dict[str, str],
     if existing is not None and gen == existing.generation:
         # an interrupted append: drop only the chunks past the committed ones
         stale = [n for n in client.state.chunk_metas(dataset_id, gen) if n >= existing.chunks]
-        _drop_chunk_files(client, dataset_id, gen, existing.chunks)  # checkpointed or not
+        _sweep_generation(client, dataset_id, gen, set())  # checkpointed or not
         if stale:
             client.state.client.hdel(client.state.keys(dataset_id).chunks(gen), *stale)
         return
@@ -250,8 +249,8 @@ def _ingest_locked(
     time_column: str | None, device_column: str | None, compression: Compression,
     progress: bool | None, wait: bool | float, workers: int, max_pending: int,
 ) -> DatasetMeta:
-    state, store, catalog = client.state, client.store, client.catalog
-    lock = state.lock(dataset_id).acquire(wait)
+    state, catalog = client.state, client.catalog
+    lock = client.lock(dataset_id, wait)
     plan: _Plan | None = None
     fresh = False  # no dataset and no interrupted ingest: a failure must leave nothing
     try:
@@ -267,7 +266,8 @@ def _ingest_locked(
             _discard_stale(client, dataset_id, status, existing)
         _sweep_orphans(client, dataset_id,
                        {plan.generation} | ({existing.generation} if existing else set()))
-        store.sweep_partials(generation_prefix(dataset_id, plan.generation))
+        _sweep_generation(client, dataset_id, plan.generation,
+                          {m.key for m in state.chunk_metas(dataset_id, plan.generation).values()})
         chunks = src.chunks(plan.chunk_rows)
         try:
             first = next(chunks)
@@ -329,21 +329,21 @@ def _clean_up_failure(client: Client, lock: DatasetLock, dataset_id: str, plan: 
         if made and not bad_input:
             return  # resumable
         client.state.abandon(lock, plan.generation, plan.base_chunk)
-        _drop_chunk_files(client, dataset_id, plan.generation,
-                          None if plan.op != "append" else plan.base_chunk)
+        if plan.op == "append":  # keep the committed chunks of the generation
+            _sweep_generation(client, dataset_id, plan.generation, set())
+        else:
+            client.store.delete_prefix(generation_prefix(dataset_id, plan.generation))
     except Exception:  # noqa: BLE001 - the original error is the one to report
         pass
 
 
-def _drop_chunk_files(client: Client, dataset_id: str, generation: int, first: int | None) -> None:
-    """Delete a generation's chunk files (``first=None``: all of it) from chunk ``first`` on."""
+def _sweep_generation(client: Client, dataset_id: str, generation: int, keep: set[str]) -> None:
+    """Delete the generation's files that neither the catalog's chunk table nor ``keep``
+    (checkpointed chunks) refers to: leftovers of killed or fenced-off workers."""
     prefix = generation_prefix(dataset_id, generation)
-    if first is None:
-        client.store.delete_prefix(prefix)
-        return
+    keep = keep | {c.key for c in client.catalog.chunks(dataset_id, generation)}
     for key in client.store.list(prefix):
-        name = key.rsplit("/", 1)[-1]
-        if name.startswith("c") and name.endswith(".arrow") and int(name[1:-6]) >= first:
+        if key not in keep:
             client.store.delete(key)
     client.store.sweep_partials(prefix)
 
@@ -359,7 +359,7 @@ def _run(
     def persist(n: int, start: int, table: pa.Table) -> None:
         lock.check()
         data = encode(table, compression)
-        key = chunk_key(dataset_id, plan.generation, n)
+        key = chunk_key(dataset_id, plan.generation, n, lock.fence)
         meta = ChunkMeta(n, start, table.num_rows, key, checksum(data), len(data),
                          time_stats(table, plan.time_column, plan.device_column))
         store.put(key, data)
@@ -414,7 +414,8 @@ def _run(
         created=existing.created if existing and plan.op == "append" else now, updated=now,
         tombstones=existing.tombstones if existing and plan.op == "append" else (),
     )
-    client.catalog.commit(meta, all_chunks)
+    lock.check()
+    client.catalog.commit(meta, all_chunks, lock.fence)
     old_gen = plan.previous if plan.previous != plan.generation else None
     state.publish(lock, meta, old_gen)
     if old_gen is not None:

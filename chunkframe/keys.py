@@ -87,6 +87,11 @@ def generation_prefix(dataset_id: str, generation: int) -> str:
     return f"{validate_id(dataset_id)}/g{generation:06d}"
 
 
-def chunk_key(dataset_id: str, generation: int, chunk_no: int) -> str:
-    """Deterministic store key of a chunk: rewriting a chunk after a crash hits the same key."""
-    return f"{generation_prefix(dataset_id, generation)}/c{chunk_no:08d}.arrow"
+def chunk_key(dataset_id: str, generation: int, chunk_no: int, fence: int) -> str:
+    """Store key of a chunk written under lock fencing token ``fence``.
+
+    Deterministic for a lock holder; the fence in the name means a worker that lost its
+    lock (paused, then woken) can never overwrite a chunk that a later owner committed.
+    Files no checkpoint refers to are swept by the next ingest under the lock.
+    """
+    return f"{generation_prefix(dataset_id, generation)}/c{chunk_no:08d}-f{fence}.arrow"

@@ -61,6 +61,7 @@ import pandas as pd
 import pyarrow as pa
 import redis
 
+from .devices import device_key, typed_device
 from .errors import ChunkFrameError, DatasetNotFoundError, SchemaMismatchError
 from .model import ChunkMeta, DatasetMeta, Tombstone
 
@@ -278,35 +279,6 @@ def _max_stats(chunks: Iterable[ChunkMeta]) -> dict[str, int]:
             if dev not in out or hi > out[dev]:
                 out[dev] = hi
     return out
-
-
-def _typed_device(key: str, typ: pa.DataType | None) -> Any:
-    """A device key (text) back in the device column's type."""
-    if typ is None:
-        return None
-    if pa.types.is_dictionary(typ):
-        typ = typ.value_type
-    try:
-        if pa.types.is_integer(typ):
-            return int(key)
-        if pa.types.is_floating(typ):
-            return float(key)
-        if pa.types.is_boolean(typ):
-            return key == "True"
-    except ValueError:
-        pass
-    return key
-
-
-def _device_key(value: Any) -> str:
-    """The text form of a device value, as the chunk statistics key it."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(float(value))
-    return str(value)
 
 
 def _listlike(value: Any) -> bool:
@@ -633,7 +605,7 @@ class LastValues:
                          None if columns is None else tuple(measurements), lo, hi)
 
         client = self.client
-        lock = client.state.lock(ds.id).acquire(wait=wait)
+        lock = client.lock(ds.id, wait=wait)
         try:
             record = client.catalog.get(ds.id)
             if record is None:
@@ -643,7 +615,8 @@ class LastValues:
             tomb = replace(tomb, rows=record.rows)  # never hides later appends
             new = record.evolve(version=record.version + 1, updated=mod_time.time(),
                                 tombstones=(*record.tombstones, tomb))
-            client.catalog.set_tombstones(ds.id, new.tombstones, new.version)
+            lock.check()
+            client.catalog.set_tombstones(ds.id, new.tombstones, new.version, lock.fence)
             client.state.set_meta(new)
             devices = dkeys if device is not None else list(self._devices_of(snap))
             fields = [_field(d, m) for d in devices for m in measurements]
@@ -935,7 +908,7 @@ class LastValues:
         dcol = snap.meta.device_column
         typ = snap.schema.field(dcol).type if dcol is not None else None
         keys = {k for cm in snap.chunks for k in cm.stats}
-        typed = {k: _typed_device(k, typ) for k in keys}
+        typed = {k: typed_device(k, typ) for k in keys}
         try:
             order = sorted(keys, key=lambda k: typed[k])
         except TypeError:
@@ -957,11 +930,11 @@ class LastValues:
         if device is None:
             return list(known)
         items = list(device) if _listlike(device) else [device]
-        keys = [_device_key(d) for d in items]
+        keys = [device_key(d) for d in items]
         unknown = [d for d, k in zip(items, keys, strict=True) if k not in known]
         if unknown:
             names = list(known)
-            close = difflib.get_close_matches(_device_key(unknown[0]), names, n=3, cutoff=0.5)
+            close = difflib.get_close_matches(device_key(unknown[0]), names, n=3, cutoff=0.5)
             hint = f"; did you mean {[known[k] for k in close]!r}?" if close else ""
             shown = [known[k] for k in names[:10]]
             more = f" (and {len(names) - 10} more)" if len(names) > 10 else ""

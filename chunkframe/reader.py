@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import redis
 
 from .codec import checksum_matches, decode
+from .devices import device_text
 from .errors import ChunkCorruptionError, DatasetNotFoundError, SnapshotSupersededError
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
@@ -308,10 +309,7 @@ def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Ta
         if tomb.end is not None:
             mask = pc.and_(mask, pc.less_equal(times, tomb.end))
         if tomb.device is not None and dcol is not None:
-            dev = table.column(dcol)
-            if pa.types.is_dictionary(dev.type):
-                dev = dev.cast(dev.type.value_type)
-            mask = pc.and_(mask, pc.equal(pc.cast(dev, pa.string()), tomb.device))
+            mask = pc.and_(mask, pc.equal(device_text(table.column(dcol)), tomb.device))
         mask = pc.fill_null(mask, False)
         if not pc.any(mask).as_py():
             continue

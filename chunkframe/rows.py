@@ -34,6 +34,9 @@ class RowTemplate:
         )
 
     def series(self, values: list[Any], name: int) -> pd.Series:
+        if self.row_dtype.kind in "iub" and any(v is np.nan or v is None for v in values):
+            # a deleted value in an integer row: pandas would give floats (or objects)
+            return pd.Series(values, index=self.columns, name=name)
         return pd.Series(values, index=self.columns, dtype=self.row_dtype, name=name)
 
 

@@ -829,3 +829,19 @@ def test_no_warning_on_a_plain_append(client, sensors):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         append(ds, frame([3000], ["d0"]))
+
+
+@pytest.mark.parametrize("devices", [[1.0, 2.0], [True, False],
+                                     list(pd.to_datetime(["2020-01-01", "2020-06-01"]))])
+def test_delete_and_export_by_device_work_for_float_bool_and_datetime_devices(client, tmp_path,
+                                                                             devices):
+    df = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=4, freq="h"),
+                       "dev": devices * 2, "v": [1.0, 2.0, 3.0, 4.0]})
+    ds = client.ingest(df, "typed_dev", time_column="t", device_column="dev", chunk_rows=2,
+                       progress=False)
+    out = ds.export(str(tmp_path / "one.csv"), device=devices[0], progress=False)
+    assert len(pd.read_csv(out)) == 2
+    ds.delete(device=devices[0])
+    assert ds.to_pandas()["v"].tolist()[1::2] == [2.0, 4.0]
+    assert ds.to_pandas()["v"].isna().tolist() == [True, False, True, False]
+    assert as_dict(ds.last(device=devices[0])) == {}

@@ -313,3 +313,14 @@ def test_overwrite_sweeps_generations_orphaned_by_a_crash(client):
     keys = list(client.store.list("orphans"))
     assert orphan not in keys
     assert {k.split("/")[1] for k in keys} == {f"g{client.open('orphans').meta.generation:06d}"}
+
+
+def test_get_of_a_deleted_value_in_an_integer_row(client):
+    df = pd.DataFrame({"t": np.arange(20), "v": np.arange(20) * 10})
+    ds = client.ingest(df, "ints", chunk_rows=5, time_column="t", progress=False)
+    ds.delete(start=12, end=13)
+    assert ds.get(0).tolist() == [0, 0]
+    row = ds.get(12)
+    assert row["t"] == 12 and np.isnan(row["v"])
+    assert np.isnan(ds.get(13, "v"))
+    pd.testing.assert_series_equal(ds.get(12), ds.slice(12, 13).iloc[0])

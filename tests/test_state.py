@@ -299,3 +299,31 @@ def test_unreachable_redis_is_named(tmp_path):
     with pytest.raises(BackendUnavailableError, match=r"redis://127\.0\.0\.1:1"):
         cf.connect(store=tmp_path / "s", redis="redis://127.0.0.1:1",
                    catalog=tmp_path / "c.db", home=tmp_path)
+
+
+def test_catalog_refuses_writes_from_a_superseded_lock(client):
+    """A worker whose lock expired and was taken over cannot commit, however late it wakes."""
+    ds = client.ingest(pd.DataFrame({"x": range(10)}), "late", chunk_rows=4, progress=False)
+    meta = client.catalog.get("late")
+    chunks = client.catalog.chunks("late", meta.generation)
+    stale = client.lock("late")
+    client.redis.delete(client.state.keys("late").lock)  # its lock expired...
+    fresh = client.lock("late")  # ...and another worker took it
+    with pytest.raises(LockLostError, match="superseded"):
+        client.catalog.commit(meta.evolve(rows=999), chunks, stale.fence)
+    with pytest.raises(LockLostError):
+        client.catalog.set_tombstones("late", (), meta.version + 1, stale.fence)
+    assert client.catalog.get("late").rows == 10
+    client.catalog.commit(meta.evolve(version=meta.version + 1), chunks, fresh.fence)  # the owner can
+    with pytest.raises(LockLostError):  # and the stale worker cannot claim its way back
+        client.catalog.claim("late", stale.fence)
+    fresh.release()
+    stale.release()
+    assert len(ds) == 10
+
+
+def test_chunk_keys_carry_the_fencing_token(client):
+    from chunkframe.keys import chunk_key
+
+    assert chunk_key("d", 3, 7, 12) == "d/g000003/c00000007-f12.arrow"
+    assert chunk_key("d", 3, 7, 12) != chunk_key("d", 3, 7, 13)  # a late writer writes elsewhere

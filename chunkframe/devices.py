@@ -1,0 +1,58 @@
+"""Device keys: the one text form of a device value, from Python and from Arrow columns.
+
+Chunk statistics, tombstones, last values and export filters all name a device by this
+text, so a float, bool or datetime device column matches the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["device_key", "device_text", "typed_device"]
+
+
+def device_key(value: Any) -> str:
+    """The text form of one device value (numpy scalars as their Python equivalents)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(float(value))
+    return str(value)
+
+
+def device_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """:func:`device_key` of every value of an Arrow column (nulls stay null).
+
+    Works on the distinct values only (dictionary-encoded), so it costs little per row.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    names = pa.array([None if v is None else device_key(v)
+                      for v in column.dictionary.to_pylist()], pa.string())
+    return pc.take(names, column.indices)
+
+
+def typed_device(key: str, typ: pa.DataType | None) -> Any:
+    """A device key (text) back in the device column's type, where it parses."""
+    if typ is None:
+        return None
+    if pa.types.is_dictionary(typ):
+        typ = typ.value_type
+    try:
+        if pa.types.is_integer(typ):
+            return int(key)
+        if pa.types.is_floating(typ):
+            return float(key)
+        if pa.types.is_boolean(typ):
+            return key == "True"
+    except ValueError:
+        pass
+    return key
