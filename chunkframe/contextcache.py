@@ -689,6 +689,18 @@ class ContextCache:
             value.version = -1
             value.checked_at = float("-inf")
 
+    @contextmanager
+    def _using(self, cid: str, fresh: bool, touch: bool = True) -> Iterator[ContextIDValue]:
+        """Hold the cache lock with ``cid`` loaded; evict back under budget however it ends."""
+        with self._lock:
+            value = self._acquire(cid, fresh=fresh)
+            try:
+                if touch:
+                    value.touch()
+                yield value
+            finally:
+                self._evict()
+
     def _evict(self) -> None:
         while self._total > self.max_bytes and self._lru:
             _, value = self._lru.popitem(last=False)
@@ -753,8 +765,7 @@ class Context:
             return 0
         cache = self.cache
         entries_key, version_key = cache._keys(self.context_id)
-        with cache._lock:
-            value = cache._acquire(self.context_id, fresh=False)
+        with cache._using(self.context_id, fresh=False) as value:
             with cache._redis_errors(f"write to context {self.context_id!r}"):
                 pipe = cache.redis.pipeline(transaction=True)
                 fields = [(f, rec) for f, rec, _ in prepared.values()]
@@ -763,9 +774,7 @@ class Context:
                 pipe.incr(version_key)
                 new_version = pipe.execute()[-1]
             delta = sum(value.set(ctype, k, e) for k, (_, _, e) in prepared.items())
-            value.touch()
             cache._wrote(value, new_version, delta)
-            cache._evict()
         return len(prepared)
 
     def remove(self, key: str, type: ContextType | str | None = None) -> None:
@@ -777,8 +786,7 @@ class Context:
         key = self._check_key(key)
         cache = self.cache
         entries_key, version_key = cache._keys(self.context_id)
-        with cache._lock:
-            value = cache._acquire(self.context_id, fresh=True)
+        with cache._using(self.context_id, fresh=True) as value:
             ctype = self._resolve(value, key, type)
             with cache._redis_errors(f"remove {key!r} from context {self.context_id!r}"):
                 pipe = cache.redis.pipeline(transaction=True)
@@ -786,9 +794,7 @@ class Context:
                 pipe.incr(version_key)
                 _, new_version = pipe.execute()
             delta = value.delete(ctype, key)
-            value.touch()
             cache._wrote(value, new_version, delta)
-            cache._evict()
 
     def clear(self, type: ContextType | str | None = None) -> int:
         """Delete every entry (of ``type``, if given) from Redis and memory; return how many
@@ -796,8 +802,7 @@ class Context:
         ctype = None if type is None else ContextType.parse(type)
         cache = self.cache
         entries_key, version_key = cache._keys(self.context_id)
-        with cache._lock:
-            value = cache._acquire(self.context_id, fresh=False)
+        with cache._using(self.context_id, fresh=False) as value:
             with cache._redis_errors(f"clear context {self.context_id!r}"):
                 if ctype is None:
                     pipe = cache.redis.pipeline(transaction=True)
@@ -813,9 +818,7 @@ class Context:
                 keys = list(value.maps[t])
                 n += len(keys)
                 delta += sum(value.delete(t, k) for k in keys)
-            value.touch()
             cache._wrote(value, int(new_version), delta)
-            cache._evict()
         return n
 
     # -- reading -----------------------------------------------------------------------
@@ -828,14 +831,8 @@ class Context:
         types hold the key.
         """
         key = self._check_key(key)
-        with self.cache._lock:
-            value = self.cache._acquire(self.context_id, fresh=True)
-            value.touch()
-            try:
-                ctype = self._resolve(value, key, type)
-                record = value.maps[ctype][key].record
-            finally:
-                self.cache._evict()
+        with self.cache._using(self.context_id, fresh=True) as value:
+            record = value.maps[self._resolve(value, key, type)][key].record
         return _value_of(record)
 
     def search(self, keyword: str, type: ContextType | str | None = None) -> pd.DataFrame:
@@ -850,60 +847,39 @@ class Context:
             )
         word = _normalise_keyword(keyword)
         types = list(ContextType) if type is None else [ContextType.parse(type)]
-        with self.cache._lock:
-            value = self.cache._acquire(self.context_id, fresh=True)
-            value.touch()
-            rows = [
-                (t.value, k, value.maps[t][k].record)
-                for t in types for k in value.lookup(t, word)
-            ]
-            self.cache._evict()
+        with self.cache._using(self.context_id, fresh=True) as value:
+            rows = [(t.value, k, value.maps[t][k].record)
+                    for t in types for k in value.lookup(t, word)]
         return self._frame(rows)
 
     def items(self, type: ContextType | str | None = None) -> pd.DataFrame:
         """All entries (of ``type``, if given): DataFrame ``type, key, value`` ordered by
         type then key."""
         types = list(ContextType) if type is None else [ContextType.parse(type)]
-        with self.cache._lock:
-            value = self.cache._acquire(self.context_id, fresh=True)
-            value.touch()
+        with self.cache._using(self.context_id, fresh=True) as value:
             rows = [(t.value, k, e.record) for t in types
                     for k, e in sorted(value.maps[t].items())]
-            self.cache._evict()
         return self._frame(rows)
 
     def keys(self, type: ContextType | str | None = None) -> list[str]:
         """Sorted distinct keys (of ``type``, if given)."""
         types = list(ContextType) if type is None else [ContextType.parse(type)]
-        with self.cache._lock:
-            value = self.cache._acquire(self.context_id, fresh=True)
-            value.touch()
-            out = sorted({k for t in types for k in value.maps[t]})
-            self.cache._evict()
-        return out
+        with self.cache._using(self.context_id, fresh=True) as value:
+            return sorted({k for t in types for k in value.maps[t]})
 
     def __len__(self) -> int:
-        with self.cache._lock:
-            value = self.cache._acquire(self.context_id, fresh=True)
-            value.touch()
-            n = value.entries
-            self.cache._evict()
-        return n
+        with self.cache._using(self.context_id, fresh=True) as value:
+            return value.entries
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str) or not key:
             return False
-        with self.cache._lock:
-            value = self.cache._acquire(self.context_id, fresh=True)
-            value.touch()
-            found = any(key in m for m in value.maps.values())
-            self.cache._evict()
-        return found
+        with self.cache._using(self.context_id, fresh=True) as value:
+            return any(key in m for m in value.maps.values())
 
     def info(self) -> dict[str, Any]:
         """Metrics of this context (loading it if needed; not counted as an access)."""
-        with self.cache._lock:
-            value = self.cache._acquire(self.context_id, fresh=True)
+        with self.cache._using(self.context_id, fresh=True, touch=False) as value:
             out = {
                 "context_id": self.context_id,
                 "entries": value.entries,
@@ -912,7 +888,7 @@ class Context:
                 "accesses": value.accesses,
                 "last_access": value.last_access,
             }
-            self.cache._evict()
+        with self.cache._lock:
             out["in_memory"] = self.context_id in self.cache._lru
         return out
 

@@ -187,7 +187,7 @@ class _Persister:
     def _done(self, fut: Future[None]) -> None:
         with self._mutex:
             self.futures.discard(fut)
-            if fut.exception() is not None and self.error is None:
+            if not fut.cancelled() and fut.exception() is not None and self.error is None:
                 self.error = fut.exception()
         self.slots.release()
 

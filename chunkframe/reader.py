@@ -171,7 +171,8 @@ class Reader:
         ``cache=False`` (scans) serves a miss without inserting it, so scans keep hot chunks.
         """
         key = (snap.meta.id, snap.meta.generation, index, snap.meta.version)
-        entry = self._chunks.get(key)
+        with self._lock:  # an LRU hit reorders the cache: not safe beside another's eviction
+            entry = self._chunks.get(key)
         if entry is not None:
             self.hits += 1
             return entry
@@ -264,6 +265,8 @@ class Reader:
             return str(exc)
         except pa.ArrowInvalid as exc:
             return f"not a readable Arrow IPC file: {exc}"
+        except ValueError as exc:  # a checksum of an algorithm this version does not know
+            return str(exc)
         return None
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -345,12 +348,14 @@ def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
         raise TypeError(f"serial numbers must be integers, got an array of {arr.dtype}")
     arr = arr.astype(np.int64, copy=False).ravel()
     n = snap.meta.rows
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        bad = int(arr[(arr < 0) | (arr >= n)][0])
+    if arr.size and (arr.min() < -n or arr.max() >= n):
+        bad = int(arr[(arr < -n) | (arr >= n)][0])
         raise IndexError(
             f"serial number {bad} is out of range for dataset {snap.meta.id!r}: valid serial "
-            f"numbers are 0 to {n - 1}"
+            f"numbers are 0 to {n - 1} (or -{n} to -1, counting from the end)"
         )
+    if arr.size and arr.min() < 0:  # negative counts from the end, as with iloc
+        arr = np.where(arr < 0, arr + n, arr)
     return arr
 
 

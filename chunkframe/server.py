@@ -57,12 +57,31 @@ def _client(sock: Path) -> redis.Redis:
 
 
 def _ping(sock: Path) -> bool:
+    return _state(sock) == "up"
+
+
+def _state(sock: Path) -> str:
+    """"up", "loading" (alive, still reading its append-only file) or "down"."""
     if not sock.exists():
-        return False
+        return "down"
     try:
-        return bool(_client(sock).ping())
+        return "up" if _client(sock).ping() else "down"
+    except redis.BusyLoadingError:  # a ConnectionError too: test it first
+        return "loading"
     except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
+        return "down"
+
+
+def _wait_up(sock: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _state(sock)
+        if state == "up":
+            return True
+        if state == "down":
+            return False
+        time.sleep(0.02)
+    return False
 
 
 def ensure_server(home: Path, timeout: float = 10.0) -> str:
@@ -73,7 +92,7 @@ def ensure_server(home: Path, timeout: float = 10.0) -> str:
     client loses no acknowledged write and the next process finds the same server.
     """
     rdir, sock = _paths(home)
-    if _ping(sock):
+    if _wait_up(sock, timeout):  # up, or alive and loading its data: never start a second
         return _url(sock)
     if len(str(sock)) > _MAX_SOCKET_PATH:
         raise BackendUnavailableError(
@@ -83,7 +102,7 @@ def ensure_server(home: Path, timeout: float = 10.0) -> str:
     rdir.mkdir(parents=True, exist_ok=True)
     with open(rdir / "start.lock", "w") as lockfile:
         fcntl.flock(lockfile, fcntl.LOCK_EX)
-        if _ping(sock):
+        if _wait_up(sock, timeout):
             return _url(sock)
         cmd = [
             redis_server_binary(),

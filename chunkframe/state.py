@@ -32,7 +32,9 @@ def connect_redis(url: str | None, home: Path) -> redis.Redis:
 
         url = ensure_server(home)
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        # a socket timeout: a hung server becomes an error, never a reader blocked forever
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
+                                      health_check_interval=30)
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
         raise BackendUnavailableError(
@@ -309,8 +311,8 @@ class State:
         """Re-create a dataset's hot keys from the catalog after Redis lost them."""
         keys = self.keys(meta.id)
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(keys.chunks(meta.generation), keys.meta)
-        if chunks:
+        pipe.delete(keys.meta)  # the chunk hash is merged, not replaced: an append under way
+        if chunks:               # keeps its checkpoints of chunks past the committed ones
             pipe.hset(keys.chunks(meta.generation), mapping={c.chunk: c.to_json() for c in chunks})
         pipe.hset(keys.meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
         pipe.execute()

@@ -1022,3 +1022,21 @@ def test_handles_compare_by_cache_and_id(cache: ContextCache, redis_client: redi
     assert cache.context("a") != cache.context("b")
     assert cache.context("a") != ContextCache(redis_client, prefix=prefix).context("a")
     assert len({cache.context("a"), cache.context("a")}) == 1
+
+
+def test_failed_operations_still_evict_back_under_the_budget(redis_client: redis.Redis,
+                                                             prefix: str) -> None:
+    writer = ContextCache(redis_client, prefix=prefix)
+    for i in range(3):
+        writer.context(f"c{i}").put_many({f"k{j}": "x" * 200 for j in range(50)})
+    size = writer.context("c0").info()["memory_bytes"]
+    cache = ContextCache(redis_client, prefix=prefix, max_bytes=int(size * 1.5),
+                         max_value_bytes=1_000)
+    cache.context("c0").get("k0")
+    for cid in ("c1", "c2"):
+        with pytest.raises(KeyError):
+            cache.context(cid).remove("missing")
+        assert cache.memory_bytes <= cache.max_bytes
+    with pytest.raises(ContextError):
+        cache.context("c1").put_many([("ok", 1), ("bad", {1, 2})])
+    assert cache.memory_bytes <= cache.max_bytes

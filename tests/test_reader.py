@@ -74,13 +74,15 @@ def test_get_many_in_order_with_duplicates(ds, df):
     got = ds.get_many([10, 3], columns=["f", "s"])
     pd.testing.assert_frame_equal(got, expected_rows(df, [10, 3])[["f", "s"]])
     assert len(ds.get_many([])) == 0 and list(ds.get_many([]).columns) == list(df.columns)
+    pd.testing.assert_frame_equal(ds.get_many([-1, 0, -5_000]),  # negative: from the end
+                                  expected_rows(df, [4_999, 0, 0]))
 
 
 def test_get_many_errors(ds):
     with pytest.raises(IndexError, match="out of range"):
         ds.get_many([1, 5_000])
     with pytest.raises(IndexError):
-        ds.get_many([-1])
+        ds.get_many([-5_001])
     with pytest.raises(TypeError):
         ds.get_many([1.5, 2.0])
     with pytest.raises(KeyError):
