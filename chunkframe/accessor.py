@@ -183,8 +183,9 @@ class ChunkSeriesAccessor(_Bound):
 
         - A Series with a DatetimeIndex: its own latest value (ties: the later row).
         - A column of a frame bound to a dataset with a time column, still indexed by serial
-          number: the whole column (``to_pandas()``) is answered from the dataset's last-value
-          cache (``ds.last``); a filtered part from its own values and the dataset's times.
+          number (the whole ``to_pandas()`` column, or a part of it): its own values — changed
+          or filtered as they may be — with the dataset's times. For the dataset's stored
+          latest values use ``ds.last()``, which its last-value cache answers.
           ``device`` restricts it to one device of the dataset's device column; across
           devices the latest wins.
         """
@@ -223,16 +224,8 @@ class ChunkSeriesAccessor(_Bound):
             raise ValueError(f"dataset {ds.id!r} has no device column; call last() "
                              f"without device=")
         n = len(ds)
-        whole = len(s) == n and isinstance(s.index, pd.RangeIndex) and s.index.equals(
-            pd.RangeIndex(n))
-        if whole:
-            table = ds.last(device=device, columns=name)
-            table = table[table["time"].notna()] if len(table) else table
-            if not len(table):
-                return None, None
-            row = table.loc[table["time"].idxmax()]
-            return row["time"], row["value"]
-        if s.index.name != "sn" or s.index.dtype.kind not in "iu":
+        whole = isinstance(s.index, pd.RangeIndex) and s.index.equals(pd.RangeIndex(n))
+        if not whole and (s.index.name != "sn" or s.index.dtype.kind not in "iu"):
             raise ChunkFrameError(
                 f"series {s.name!r} is bound to dataset {ds.id!r}, but its index "
                 f"({s.index.name!r}, {s.index.dtype}, {len(s)} rows) is not the dataset's serial "

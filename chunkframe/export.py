@@ -88,6 +88,9 @@ def _time_bound(value: Any, field: pa.Field, what: str, dataset_id: str) -> int 
         return None
     if pa.types.is_integer(field.type):
         try:
+            if isinstance(value, bool) or (not isinstance(value, (int, np.integer))
+                                           and not str(value).strip().lstrip("-").isdigit()):
+                raise ValueError(value)  # 1.5 would be cut to 1: refuse rather than guess
             return int(value)
         except (TypeError, ValueError):
             raise ValueError(

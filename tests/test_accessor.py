@@ -328,11 +328,19 @@ def test_series_last_of_a_bound_column_skips_nulls_and_picks_a_device(ds, frame)
     assert s.chunk.last(device="no-such-device") == (None, None)
 
 
-def test_series_last_of_a_whole_column_uses_the_last_value_cache(ds, frame):
+def test_series_last_of_a_whole_column(ds, frame):
     s = ds.to_pandas()["x"]
     assert s.chunk.last() == expected_last(frame["time"], frame["x"])
     d3 = frame[frame["dev"] == "d3"]
     assert s.chunk.last(device="d3") == expected_last(d3["time"], d3["x"])
+
+
+def test_series_last_answers_from_the_series_not_the_stored_data(ds, frame):
+    s = ds.to_pandas()["x"]
+    assert (s * 10).chunk.last() == expected_last(frame["time"], frame["x"] * 10)
+    only = s.where(frame["dev"] == "d3")  # same length and index, other values
+    d3 = frame[frame["dev"] == "d3"]
+    assert only.chunk.last() == expected_last(d3["time"], d3["x"])
 
 
 def test_series_last_of_an_unbound_series_without_times():

@@ -363,3 +363,15 @@ def test_s3_export_against_moto(s3_client, s3_bucket, s3_options, monkeypatch):
     fs.invalidate_cache()
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.find(f"{s3_bucket}/exports"))
     assert names == ["a.csv", "rich.parquet"]
+
+
+def test_fractional_bounds_on_an_integer_time_column_are_refused(client, tmp_path):
+    ds = client.ingest(pd.DataFrame({"t": [1, 2, 3], "v": [10, 20, 30]}), "int_time",
+                       time_column="t", progress=False)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(ValueError, match="not an integer"):
+        ds.export(str(out_dir / "e.csv"), since=1.5)
+    assert not list(out_dir.iterdir())
+    out = ds.export(str(out_dir / "e.csv"), since=2)
+    assert pd.read_csv(out)["t"].tolist() == [2, 3]
