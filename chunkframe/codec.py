@@ -43,12 +43,13 @@ def checksum_matches(data: bytes | memoryview, recorded: str) -> tuple[bool, str
     return computed == recorded, computed
 
 
-def to_arrow(df: pd.DataFrame) -> pa.Table:
+def to_arrow(df: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
     """pandas → Arrow, keeping pandas dtypes in the schema metadata for an exact round trip.
 
-    The index is dropped: a row's identity is its serial number.
+    The index is dropped: a row's identity is its serial number. ``schema`` fixes the types
+    (those of the whole source when ``df`` is one block of it).
     """
-    return pa.Table.from_pandas(df, preserve_index=False)
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:

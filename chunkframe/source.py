@@ -88,14 +88,11 @@ def check_columns(columns: Iterable[Any], where: str) -> None:
         raise SourceError(f"{where} has duplicate column names {dupes!r}; make them unique first")
 
 
-def _frame_to_arrow(df: pd.DataFrame, where: str) -> pa.Table:
-    check_columns(df.columns, where)
-    named = [n for n in df.index.names if n is not None]
-    if named:
-        df = df.reset_index()  # named index levels are data: keep them as columns
-        check_columns(df.columns, where)
+def _frame_to_arrow(df: pd.DataFrame, where: str, schema: pa.Schema | None = None) -> pa.Table:
+    """``df`` as Arrow (``schema``: the whole source's, so every block gets the same types)."""
+    df = _with_named_index(df, where)
     try:
-        return to_arrow(df)
+        return to_arrow(df, schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         for col in df.columns:
             try:
@@ -106,6 +103,24 @@ def _frame_to_arrow(df: pd.DataFrame, where: str) -> pa.Table:
                     f"it first, e.g. df[{col!r}] = df[{col!r}].astype(str)"
                 ) from exc
         raise SourceError(f"{where} cannot be stored as Arrow: {exc}") from exc
+
+
+def _with_named_index(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    check_columns(df.columns, where)
+    if any(n is not None for n in df.index.names):
+        df = df.reset_index()  # named index levels are data: keep them as columns
+        check_columns(df.columns, where)
+    return df
+
+
+def _frame_schema(df: pd.DataFrame, where: str) -> pa.Schema:
+    """The Arrow schema of a whole frame: types inferred from all rows, not the first block
+    (an object column that is empty for a million rows is still a string column)."""
+    df = _with_named_index(df, where)
+    try:
+        return pa.Schema.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return _frame_to_arrow(df, where).schema  # raises the error naming the column
 
 
 def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
@@ -282,11 +297,9 @@ def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> S
             # Large blocks: from_pandas costs ~1 ms per call per column whatever the size,
             # and numeric columns convert zero-copy, so blocks cost little extra memory.
             step = 1 << 20
-            schema: pa.Schema | None = None
+            schema = _frame_schema(df, "the DataFrame")
             for start in range(0, len(df), step):
-                table = _frame_to_arrow(df.iloc[start:start + step], "the DataFrame")
-                schema = schema or table.schema
-                yield table if table.schema.equals(schema) else conform(table, schema, "the DataFrame")
+                yield _frame_to_arrow(df.iloc[start:start + step], "the DataFrame", schema)
 
         return Source("a DataFrame", _frame_fingerprint(df), frame_batches)
     if isinstance(source, (str, os.PathLike)):

@@ -109,11 +109,11 @@ def install_hooks(step: Steps) -> None:
             if getattr(in_commit, "on", False):
                 step("commit-tx")  # statements done, COMMIT not yet run
 
-    def commit(self, meta, chunks):
+    def commit(self, meta, chunks, fence):
         step("commit-start")
         in_commit.on = True
         try:
-            orig_commit(self, meta, chunks)
+            orig_commit(self, meta, chunks, fence)
         finally:
             in_commit.on = False
         step("commit-done")

@@ -641,3 +641,12 @@ def test_unwritable_catalog(tmp_path, redis_server, prefix):
     with pytest.raises(BackendUnavailableError, match="catalog"):
         cf.connect(store=tmp_path / "store", redis=redis_server.url,
                    catalog=blocker / "catalog.db", home=tmp_path, prefix=prefix)
+
+
+def test_types_come_from_the_whole_frame_not_its_first_block(client):
+    n = (1 << 20) + 10  # the first conversion block is all missing in "note"
+    df = pd.DataFrame({"i": np.arange(n), "note": [None] * (n - 3) + ["a", "b", "c"]})
+    ds = client.ingest(df, "late_type", chunk_rows=1 << 18, progress=False)
+    assert ds.schema.field("note").type in (pa.string(), pa.large_string())
+    assert ds.slice(n - 3, n)["note"].tolist() == ["a", "b", "c"]
+    assert pd.isna(ds.get(0, "note"))
