@@ -46,7 +46,8 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: 
     ``"overwrite"`` (replace it once the new one is complete), ``"append"``, ``"resume"``
     (continue an interrupted ingest of the same source). Other keywords: ``compression``
     (``"zstd"``/``"lz4"``), ``progress`` (a bar; default: only in notebooks and terminals),
-    ``wait`` (for the lock), ``workers``.
+    ``wait`` (for the lock), ``workers``, ``fingerprint`` (names a source that cannot be
+    recognised from its rows, such as a generator, so that ``mode="resume"`` accepts it).
     """
     return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
                                    time_column=time_column, device_column=device_column,

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS datasets (
     version INTEGER NOT NULL,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    tombstones TEXT NOT NULL DEFAULT '[]'
+    tombstones TEXT NOT NULL DEFAULT '[]',
+    compression TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     dataset TEXT NOT NULL,
@@ -57,7 +58,8 @@ CREATE TABLE IF NOT EXISTS fences (
 """
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
-            "time_column", "device_column", "version", "created", "updated", "tombstones")
+            "time_column", "device_column", "version", "created", "updated", "tombstones",
+            "compression")
 
 
 class Catalog:
@@ -145,11 +147,11 @@ class Catalog:
                   json.dumps(c.stats)) for c in chunks],
             )
             db.execute(
-                "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (meta.id, meta.generation, "complete", meta.rows, meta.chunks, meta.nbytes,
                  meta.schema, meta.chunk_rows, meta.fingerprint, meta.time_column,
                  meta.device_column, meta.version, meta.created, meta.updated,
-                 json.dumps([t.to_dict() for t in meta.tombstones])),
+                 json.dumps([t.to_dict() for t in meta.tombstones]), meta.compression),
             )
 
     def set_tombstones(self, dataset_id: str, tombstones: tuple[Tombstone, ...], version: int,

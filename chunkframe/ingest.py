@@ -30,7 +30,7 @@ from .errors import (
 from .keys import chunk_key, generation_prefix, validate_id
 from .model import ChunkMeta, DatasetMeta, schema_to_text
 from .progress import progress_bar
-from .source import Source, conform, open_source
+from .source import ITERATOR_FINGERPRINT, Source, conform, open_source
 
 if TYPE_CHECKING:
     from .client import Client
@@ -55,6 +55,7 @@ class _Plan:
     device_column: str | None
     resumed: bool
     previous: int | None = None  # generation this ingest replaces (overwrite)
+    compression: str | None = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class _Plan:
             "fingerprint": self.fingerprint, "time_column": self.time_column or "",
             "device_column": self.device_column or "", "started": time.time(),
             "previous": "" if self.previous is None else self.previous,
+            "compression": self.compression or "",
         }
 
 
@@ -114,20 +116,24 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
 
 def _plan(
     client: Client, dataset_id: str, mode: str, fingerprint: str, chunk_rows: int,
-    time_column: str | None, device_column: str | None,
+    time_column: str | None, device_column: str | None, compression: str | None,
     existing: DatasetMeta | None, status: dict[str, str],
 ) -> _Plan:
     if mode == "resume" and status:
         if status["fingerprint"] != fingerprint:
+            hint = ("an iterator of frames cannot be recognised from its rows, so pass the "
+                    "same fingerprint='...' to both runs" if fingerprint.startswith(
+                        ITERATOR_FINGERPRINT) else "pass the same source")
             raise SourceError(
                 f"cannot resume dataset {dataset_id!r}: the interrupted ingest read a different "
-                "source (its fingerprint differs). Pass the same source, or use mode='overwrite' "
-                "to start again from this one"
+                f"source (its fingerprint differs); {hint}, or use mode='overwrite' to start "
+                "again from this one"
             )
         return _Plan(status["op"], int(status["generation"]), int(status["base_chunk"]),
                      int(status["base_rows"]), int(status["chunk_rows"]), fingerprint,
                      status["time_column"] or None, status["device_column"] or None, True,
-                     int(status["previous"]) if status.get("previous") else None)
+                     int(status["previous"]) if status.get("previous") else None,
+                     status.get("compression") or None)
     if mode == "resume":
         mode = "create"
     if mode == "create" and existing is not None:
@@ -143,10 +149,10 @@ def _plan(
             )
         return _Plan("append", existing.generation, existing.chunks, existing.rows,
                      existing.chunk_rows, fingerprint, existing.time_column,
-                     existing.device_column, False)
+                     existing.device_column, False, None, compression)
     generation = client.catalog.reserve_generation(dataset_id)
     return _Plan(mode, generation, 0, 0, chunk_rows, fingerprint, time_column, device_column, False,
-                 existing.generation if existing is not None else None)
+                 existing.generation if existing is not None else None, compression)
 
 
 def _discard_stale(client: Client, dataset_id: str, status: dict[str, str],
@@ -217,6 +223,7 @@ def ingest(
     wait: bool | float = False,
     workers: int = 4,
     max_pending: int | None = None,
+    fingerprint: str | None = None,
 ) -> DatasetMeta:
     """Ingest ``source`` as dataset ``dataset_id``; returns the committed metadata.
 
@@ -232,10 +239,13 @@ def ingest(
     if max_pending is not None and (not isinstance(max_pending, int) or max_pending < 1):
         raise InvalidArgumentError(f"max_pending must be an integer >= 1, got {max_pending!r}")
     src = open_source(source, client.settings.storage_options)
+    if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
+        raise InvalidArgumentError(f"fingerprint must be a non-empty string, got {fingerprint!r}")
     try:
         return _ingest_locked(client, src, dataset_id, mode, chunk_rows, time_column,
                               device_column, compression, progress, wait, workers,
-                              max_pending or 2 * workers)
+                              max_pending or 2 * workers,
+                              f"user:{fingerprint}" if fingerprint else src.fingerprint)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BackendUnavailableError(
             f"lost the connection to Redis at {client.state.url!r} while ingesting "
@@ -248,6 +258,7 @@ def _ingest_locked(
     client: Client, src: Source, dataset_id: str, mode: str, chunk_rows: int,
     time_column: str | None, device_column: str | None, compression: Compression,
     progress: bool | None, wait: bool | float, workers: int, max_pending: int,
+    fingerprint: str,
 ) -> DatasetMeta:
     state, catalog = client.state, client.catalog
     lock = client.lock(dataset_id, wait)
@@ -258,10 +269,10 @@ def _ingest_locked(
         status = state.ingest_status(dataset_id)
         fresh = existing is None and not status
         if (mode == "resume" and not status and existing is not None
-                and existing.fingerprint == src.fingerprint):
+                and existing.fingerprint == fingerprint):
             return existing  # a run of this source completed (killed after its commit?)
-        plan = _plan(client, dataset_id, mode, src.fingerprint, chunk_rows, time_column,
-                     device_column, existing, status)
+        plan = _plan(client, dataset_id, mode, fingerprint, chunk_rows, time_column,
+                     device_column, compression, existing, status)
         if not plan.resumed:
             _discard_stale(client, dataset_id, status, existing)
         _sweep_orphans(client, dataset_id,
@@ -285,7 +296,7 @@ def _ingest_locked(
                 if n >= plan.base_chunk}
         return _run(client, lock, dataset_id, plan, src.description,
                     itertools.chain([first], chunks), target_schema, done,
-                    compression, progress, workers, max_pending, existing)
+                    progress, workers, max_pending, existing)
     except BaseException as exc:
         _clean_up_failure(client, lock, dataset_id, plan, fresh, exc)
         raise
@@ -351,9 +362,9 @@ def _sweep_generation(client: Client, dataset_id: str, generation: int, keep: se
 def _run(
     client: Client, lock: DatasetLock, dataset_id: str, plan: _Plan, description: str,
     chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
-    compression: Compression, progress: bool | None, workers: int, max_pending: int,
-    existing: DatasetMeta | None,
+    progress: bool | None, workers: int, max_pending: int, existing: DatasetMeta | None,
 ) -> DatasetMeta:
+    compression: Compression = plan.compression  # type: ignore[assignment]
     state, store = client.state, client.store
 
     def persist(n: int, start: int, table: pa.Table) -> None:
@@ -368,6 +379,7 @@ def _run(
     bar = progress_bar(None, f"ingest {dataset_id}", progress)
     persister = _Persister(workers, max_pending)
     count = 0
+    checked = False
     try:
         for i, table in enumerate(chunks):
             if plan.op == "append" and i:
@@ -375,11 +387,12 @@ def _run(
             n, start = plan.base_chunk + i, plan.base_rows + i * plan.chunk_rows
             count = i + 1
             if n in done:
-                if i == 0 and done[n].checksum != checksum(encode(table, compression)):
+                if not checked and done[n].checksum != checksum(encode(table, compression)):
                     raise SourceError(
                         f"cannot resume dataset {dataset_id!r}: chunk {n} of {description} "
                         "differs from the chunk already written; use mode='overwrite'"
                     )
+                checked = True  # one re-cut chunk compared with its checkpoint is enough
                 bar.update(table.num_rows)
                 continue
             lock.check()
@@ -413,6 +426,8 @@ def _run(
         version=(existing.version + 1) if existing else 1,
         created=existing.created if existing and plan.op == "append" else now, updated=now,
         tombstones=existing.tombstones if existing and plan.op == "append" else (),
+        compression=plan.compression or (existing.compression if existing and plan.op == "append"
+                                         else None),
     )
     lock.check()
     client.catalog.commit(meta, all_chunks, lock.fence)

@@ -89,6 +89,7 @@ class DatasetMeta:
     created: float = 0.0
     updated: float = 0.0
     tombstones: tuple[Tombstone, ...] = ()
+    compression: str | None = None  # of the chunks' buffers: "zstd", "lz4" or None
 
     @property
     def arrow_schema(self) -> pa.Schema:

@@ -230,8 +230,10 @@ class Reader:
                 f"holds {table.num_rows} rows, its metadata says {cm.rows}"))
         if snap.meta.tombstones:
             table = apply_tombstones(table, snap.meta, cm)
-        # decoded chunks are zero-copy views of ``data``; tombstones add new buffers
-        return _Chunk(table, len(data) if not snap.meta.tombstones else max(len(data), table.nbytes))
+        # uncompressed chunks decode to zero-copy views of ``data``; decompression and
+        # tombstones make new buffers, which the cache's byte bound must count
+        plain = not snap.meta.tombstones and not snap.meta.compression
+        return _Chunk(table, len(data) if plain else len(data) + table.nbytes)
 
     def _current_generation(self, dataset_id: str) -> int | None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,9 @@ import pyarrow.parquet as pq
 from .codec import encode, to_arrow
 from .errors import SchemaMismatchError, SourceError
 
-__all__ = ["Source", "open_source", "check_columns", "conform"]
+__all__ = ["Source", "open_source", "check_columns", "conform", "ITERATOR_FINGERPRINT"]
+
+ITERATOR_FINGERPRINT = "frames:iterator:"
 
 _FORMATS = {
     ".csv": "csv", ".tsv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -320,7 +323,10 @@ def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> S
             def once() -> Iterator[pa.Table]:
                 return _frames(items)
 
-            return Source("an iterator of DataFrames", "frames:iterator", once)
+            # nothing identifies an iterator's rows before reading them: unique, so that
+            # resume refuses it unless the caller names the source (ingest(fingerprint=...))
+            return Source("an iterator of DataFrames", f"{ITERATOR_FINGERPRINT}{uuid.uuid4().hex}",
+                          once)
         frames = list(items)
         h = hashlib.sha256()
         for df in frames:

@@ -650,3 +650,47 @@ def test_types_come_from_the_whole_frame_not_its_first_block(client):
     assert ds.schema.field("note").type in (pa.string(), pa.large_string())
     assert ds.slice(n - 3, n)["note"].tolist() == ["a", "b", "c"]
     assert pd.isna(ds.get(0, "note"))
+
+
+def test_resume_refuses_an_unnamed_iterator_and_accepts_a_named_one(client):
+    def gen(seed):
+        for i in range(3):
+            yield sample(100, seed=seed + i)
+
+    def broken(seed):
+        yield from list(gen(seed))[:2]
+        raise RuntimeError("the producer died")
+
+    client.ingest(gen(0), "it", chunk_rows=50, progress=False)
+    with pytest.raises(DatasetExistsError):  # complete, and nothing says it is the same source
+        client.ingest(gen(0), "it", chunk_rows=50, mode="resume", progress=False)
+    with pytest.raises(RuntimeError):
+        client.ingest(broken(0), "cut", chunk_rows=50, workers=1, progress=False)
+    with pytest.raises(SourceError, match="fingerprint="):  # another iterator: cannot tell
+        client.ingest(gen(7), "cut", chunk_rows=50, mode="resume", progress=False)
+    first = client.ingest(gen(0), "named", chunk_rows=50, progress=False, fingerprint="batch-1")
+    again = client.ingest(gen(0), "named", chunk_rows=50, progress=False, fingerprint="batch-1",
+                          mode="resume")  # completed: the same dataset comes back
+    assert again.meta.version == first.meta.version
+    with pytest.raises(InvalidArgumentError):
+        client.ingest(gen(0), "bad-fp", fingerprint="")
+
+
+def test_resume_keeps_the_interrupted_ingest_compression(client, monkeypatch):
+    df = sample(1_000)
+    calls = {"n": 0}
+    put = client.store.put
+
+    def failing_put(key, data):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError("disk full")
+        put(key, data)
+
+    monkeypatch.setattr(client.store, "put", failing_put)
+    with pytest.raises(Exception):
+        client.ingest(df, "zres", chunk_rows=100, compression="zstd", workers=1, progress=False)
+    monkeypatch.setattr(client.store, "put", put)
+    ds = client.ingest(df, "zres", chunk_rows=100, mode="resume", progress=False)  # no zstd given
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+    assert ds.meta.compression == "zstd"

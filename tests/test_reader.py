@@ -326,3 +326,18 @@ def test_get_of_a_deleted_value_in_an_integer_row(client):
     assert row["t"] == 12 and np.isnan(row["v"])
     assert np.isnan(ds.get(13, "v"))
     pd.testing.assert_series_equal(ds.get(12), ds.slice(12, 13).iloc[0])
+
+
+def test_byte_bound_counts_decompressed_chunks(client):
+    df = sensors(20_000)
+    ds = client.ingest(df, "zipped", chunk_rows=5_000, compression="zstd", progress=False)
+    decoded = client.reader.chunk(client.reader.snapshot("zipped"), 0).table.nbytes
+    small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
+                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       chunk_cache_bytes=int(decoded * 1.5))
+    zds = small.open("zipped")
+    for sn in range(0, 20_000, 5_000):
+        pd.testing.assert_series_equal(zds.get(sn), df.iloc[sn])
+        held = sum(entry.table.nbytes for entry in small.reader._chunks.values())
+        assert held <= small.reader._chunks.maxsize
+    assert ds.meta.compression == "zstd"

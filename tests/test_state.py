@@ -272,7 +272,7 @@ def test_redis_stopped_mid_ingest_then_resumed(tmp_path, own_redis):
     t.start()
     with pytest.raises(BackendUnavailableError) as info:
         client.ingest(frames(60, delay=0.01, after=20, reached=reached), "outage",
-                      chunk_rows=100, progress=False)
+                      chunk_rows=100, progress=False, fingerprint="frames-60")
     t.join()
     assert own_redis.url in str(info.value) and "mode='resume'" in str(info.value)
     assert isinstance(info.value.__cause__, redis.RedisError)
@@ -289,7 +289,7 @@ def test_redis_stopped_mid_ingest_then_resumed(tmp_path, own_redis):
     client.store.put = lambda key, data: (written.append(key), put(key, data))[1]
     # the dead run's lock lingers until its TTL: wait for it
     ds = client.ingest(frames(60), "outage", chunk_rows=100, mode="resume", wait=10,
-                       progress=False)
+                       progress=False, fingerprint="frames-60")  # a generator: named
     pd.testing.assert_frame_equal(ds.to_pandas(), expected(60))
     assert len(written) == 60 - kept  # checkpointed chunks were not written again
     assert ds.chunks["start"].tolist() == list(range(0, 6000, 100))
