@@ -74,17 +74,8 @@ class Client:
     def open(self, dataset_id: str) -> Dataset:
         """A complete dataset; :class:`DatasetNotFoundError` names similar ids if there is none."""
         validate_id(dataset_id)
-        self._reconcile(dataset_id)
+        self.reader.snapshot(dataset_id, refresh=True)  # re-warms Redis if it lags the catalog
         return Dataset(self, dataset_id)
-
-    def _reconcile(self, dataset_id: str) -> None:
-        """If a crash left Redis behind the catalog (the record), re-warm Redis from it."""
-        hot = self.state.meta(dataset_id)
-        record = self.catalog.get(dataset_id)
-        if record is not None and (hot is None or (hot.generation, hot.version)
-                                   < (record.generation, record.version)):
-            self.state.warm(record, self.catalog.chunks(dataset_id, record.generation))
-            self.reader.snapshot(dataset_id, refresh=True)
 
     def datasets(self) -> pd.DataFrame:
         """One row per complete dataset: id, state, rows, chunks, bytes, ..."""

@@ -610,7 +610,6 @@ class LastValues:
             record = client.catalog.get(ds.id)
             if record is None:
                 raise DatasetNotFoundError(f"dataset {ds.id!r} was removed while deleting from it")
-            client._reconcile(ds.id)
             snap = client.reader.snapshot(ds.id, refresh=True)
             tomb = replace(tomb, rows=record.rows)  # never hides later appends
             new = record.evolve(version=record.version + 1, updated=mod_time.time(),

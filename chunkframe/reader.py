@@ -97,7 +97,10 @@ class Reader:
 
     # -- metadata -------------------------------------------------------------------------
     def snapshot(self, dataset_id: str, refresh: bool = False) -> Snapshot:
-        """The current snapshot, re-validated against Redis at most every STALENESS_SECONDS."""
+        """The current snapshot, re-validated against Redis at most every STALENESS_SECONDS.
+
+        ``refresh``: load it again now, from Redis and the catalog (which wins if Redis lags).
+        """
         snap = self._snapshots.get(dataset_id)
         now = time.monotonic()
         if snap is not None and not refresh and now - snap.checked < STALENESS_SECONDS:
@@ -116,7 +119,8 @@ class Reader:
             with self._lock:
                 self._snapshots[dataset_id] = new
             return new
-        if snap is not None and gen is not None and (int(gen), int(ver or 0)) == snap.stamp:
+        if (snap is not None and not refresh and gen is not None
+                and (int(gen), int(ver or 0)) == snap.stamp):
             snap.checked = now
             return snap
         new = self._load(dataset_id, now)
@@ -126,14 +130,19 @@ class Reader:
 
     def _load(self, dataset_id: str, now: float, use_redis: bool = True) -> Snapshot:
         meta = self.state.meta(dataset_id) if use_redis else None
+        record = self.catalog.get(dataset_id)
+        if meta is not None and (record is None or (record.generation, record.version)
+                                 > (meta.generation, meta.version)):
+            meta = None  # Redis is behind the record (a crash between commit and publish)
         chunks: list[ChunkMeta] | None = None
         if meta is not None:
             found = self.state.chunk_metas(dataset_id, meta.generation)
             if all(n in found for n in range(meta.chunks)):
                 chunks = [found[n] for n in range(meta.chunks)]
         if meta is None or chunks is None:
-            # Redis lost the dataset (flush, failover): the catalog is the record; re-warm
-            meta = self.catalog.get(dataset_id)
+            # Redis lost the dataset (flush, failover) or fell behind: the catalog is the
+            # record; re-warm Redis from it
+            meta = record
             if meta is None:
                 raise self._not_found(dataset_id)
             chunks = self.catalog.chunks(dataset_id, meta.generation)
@@ -236,13 +245,7 @@ class Reader:
         return _Chunk(table, len(data) if plain else len(data) + table.nbytes)
 
     def _current_generation(self, dataset_id: str) -> int | None:
-        try:
-            gen = self.state.client.hget(self.state.keys(dataset_id).meta, "generation")
-            if gen is not None:
-                return int(gen)
-        except redis.RedisError:
-            pass
-        record = self.catalog.get(dataset_id)
+        record = self.catalog.get(dataset_id)  # the record, not Redis, which may lag it
         return record.generation if record is not None else None
 
     def getters(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[Getter]]:

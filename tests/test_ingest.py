@@ -3,9 +3,8 @@ that fails clearly and leaves nothing behind — against real Redis, SQLite, fil
 
 from __future__ import annotations
 
-import re
-
 import gzip
+import re
 import threading
 import time
 from collections.abc import Callable
