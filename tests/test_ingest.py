@@ -687,7 +687,7 @@ def test_resume_keeps_the_interrupted_ingest_compression(client, monkeypatch):
         put(key, data)
 
     monkeypatch.setattr(client.store, "put", failing_put)
-    with pytest.raises(Exception):
+    with pytest.raises(OSError, match="disk full"):
         client.ingest(df, "zres", chunk_rows=100, compression="zstd", workers=1, progress=False)
     monkeypatch.setattr(client.store, "put", put)
     ds = client.ingest(df, "zres", chunk_rows=100, mode="resume", progress=False)  # no zstd given
