@@ -480,19 +480,8 @@ def _resolve_dest(dest: str | os.PathLike[str], fmt: str | None, dataset_id: str
 
 # -- the export -------------------------------------------------------------------------------
 
-def export(
-    ds: Dataset,
-    dest: str | os.PathLike[str],
-    format: str | None = None,
-    columns: Sequence[str] | str | None = None,
-    start: int | None = None,
-    stop: int | None = None,
-    device: Any = None,
-    since: Any = None,
-    until: Any = None,
-    progress: bool | None = None,
-    storage_options: dict[str, Any] | None = None,
-) -> str:
+def export(ds: Dataset, dest: str | os.PathLike[str], format: str | None = None,
+           **options: Any) -> str:
     """Stream ``ds`` chunk by chunk to ``dest``; returns the destination written (an absolute
     path for local files, else the URL).
 
@@ -522,9 +511,7 @@ def export(
     >>> ds.export("out/sensors.parquet", since="2026-01-02", device="sensor-03")  # doctest: +SKIP
     '/home/ana/out/sensors.parquet'
     """
-    return export_dataset(ds, dest, format=format, columns=columns, start=start, stop=stop,
-                          device=device, since=since, until=until, progress=progress,
-                          storage_options=storage_options).dest
+    return export_dataset(ds, dest, format=format, **options).dest
 
 
 def export_dataset(
@@ -540,7 +527,8 @@ def export_dataset(
     progress: bool | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """:func:`export`, returning an :class:`ExportResult` (rows written, chunks read, time)."""
+    """:func:`export` (which documents the options), returning an :class:`ExportResult`
+    (rows written, chunks read, time)."""
     began = time.perf_counter()
     snap = ds._snap()
     cols = ds._columns(snap, columns)
