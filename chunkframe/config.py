@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InvalidArgumentError
+
 __all__ = ["Settings", "resolve"]
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
@@ -48,10 +50,10 @@ def resolve(
     if cache is None:
         cache = int(os.environ.get("CHUNKFRAME_CHUNK_CACHE_BYTES", DEFAULT_CHUNK_CACHE_BYTES))
     if cache < 0:
-        raise ValueError(f"chunk_cache_bytes must be >= 0, got {cache}")
+        raise InvalidArgumentError(f"chunk_cache_bytes must be >= 0, got {cache}")
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
-        raise ValueError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
+        raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
     storage_options = options.pop("storage_options", None) or {}
     if options:
         raise TypeError(f"unknown connect() options: {sorted(options)}")

@@ -349,6 +349,9 @@ def _may_touch(tomb: Tombstone, cm: ChunkMeta) -> bool:
 def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
     """Validate serial numbers against ``snap`` and return them as an int64 array."""
     arr = np.asarray(sns)
+    if arr.ndim > 1:
+        raise ValueError(f"serial numbers must be a flat sequence, got an array of shape "
+                         f"{arr.shape}")
     if arr.dtype == bool or (arr.size and arr.dtype.kind not in "iu"):
         raise TypeError(f"serial numbers must be integers, got an array of {arr.dtype}")
     arr = arr.astype(np.int64, copy=False).ravel()

@@ -1,0 +1,64 @@
+"""Configuration, connect() and the module-level API: happy paths and failure modes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import chunkframe as cf
+from chunkframe.config import resolve
+from chunkframe.errors import InvalidArgumentError, InvalidDatasetIdError, SchemaMismatchError
+
+
+def test_settings_come_from_arguments_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHUNKFRAME_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("CHUNKFRAME_STORE", "memory://cf-env")
+    monkeypatch.setenv("CHUNKFRAME_PREFIX", "envp")
+    s = resolve()
+    assert s.home == tmp_path / "h" and s.store_url == "memory://cf-env" and s.prefix == "envp"
+    assert s.catalog_path == tmp_path / "h" / "catalog.db" and s.redis_url is None
+    s = resolve(store=tmp_path / "st", redis="redis://x:1", prefix="argp")
+    assert s.store_url == str(tmp_path / "st") and s.redis_url == "redis://x:1"
+    assert s.prefix == "argp"
+
+
+@pytest.mark.parametrize("options, error, match", [
+    ({"chunk_cache_bytes": -1}, InvalidArgumentError, "chunk_cache_bytes"),
+    ({"lock_ttl": 0}, InvalidArgumentError, "lock_ttl"),
+    ({"bogus": 1}, TypeError, "bogus"),
+])
+def test_bad_connect_options(tmp_path, redis_server, options, error, match):
+    with pytest.raises(error, match=match):
+        cf.connect(store=tmp_path / "s", redis=redis_server.url, catalog=tmp_path / "c.db",
+                   home=tmp_path, **options)
+
+
+def test_module_level_api_uses_the_last_connect(client):
+    ds = cf.ingest(pd.DataFrame({"a": [1, 2, 3]}), "mod", progress=False)
+    assert cf.open("mod").get(2, "a") == 3 == ds.get(-1, "a")
+    assert "mod" in set(cf.datasets()["id"])
+    cf.context("mod-notes").put("k", "v")
+    assert cf.context("mod-notes").get("k") == "v"
+    assert "mod-notes" in set(cf.contexts()["context_id"])
+    with pytest.raises(InvalidDatasetIdError):
+        cf.open("../mod")
+    with pytest.raises(cf.DatasetNotFoundError):
+        cf.open("nope")
+
+
+def test_dataset_failure_modes(client):
+    ds = client.ingest(pd.DataFrame({"a": range(10)}), "fm", chunk_rows=4, progress=False)
+    with pytest.raises(KeyError, match="no column 'zz'"):
+        list(ds.iter_chunks(["zz"]))
+    with pytest.raises(KeyError, match="no column 'zz'"):
+        ds.to_pandas(["zz"])
+    with pytest.raises(ValueError, match="flat"):
+        ds.get_many([[1, 2]])
+    with pytest.raises(TypeError):
+        ds.slice("a", 3)  # type: ignore[arg-type]
+    with pytest.raises(SchemaMismatchError, match="missing"):
+        ds.append(pd.DataFrame({"b": [1]}))
+    with pytest.raises(SchemaMismatchError, match="'a'"):
+        ds.append(pd.DataFrame({"a": ["x"]}))
+    assert len(ds) == 10 and ds.verify(progress=False).empty
+    assert ds.append(pd.DataFrame({"a": [10]})).get(10, "a") == 10
