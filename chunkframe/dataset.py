@@ -165,27 +165,41 @@ class Dataset:
         names = snap.schema.names
         wanted = [names.index(c) for c in cols] if cols is not None else range(len(names))
         data: dict[str, Any] = dict.fromkeys(names[j] for j in wanted)
+        inverse = None  # from chunk order back to the order asked
+        if not (order[1:] > order[:-1]).all():
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
         rest: list[int] = []
         for j in wanted:
             vecs = [v[j] for _, v in entries]
             if any(v is None for v in vecs):
                 rest.append(j)
                 continue
-            out = np.empty(arr.size, dtype=vecs[0].dtype)  # type: ignore[union-attr]
-            for vec, (_, pos, loc) in zip(vecs, groups, strict=True):
-                out[pos] = vec[loc]  # type: ignore[index]
-            data[names[j]] = wrap_vector(out, template.dtypes[j])
+            out = np.concatenate([vec[loc] for vec, (_, _, loc)  # type: ignore[index]
+                                  in zip(vecs, groups, strict=True)])
+            data[names[j]] = wrap_vector(out if inverse is None else out[inverse],
+                                         template.dtypes[j])
         if rest:
-            sel = [names[j] for j in rest]
-            parts = [e.table.select(sel).take(loc) for (e, _), (_, _, loc) in zip(entries, groups,
-                                                                                  strict=True)]
-            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
-            if not (order[1:] > order[:-1]).all():
-                inverse = np.empty_like(order)
-                inverse[order] = np.arange(len(order))
-                table = table.take(inverse)
-            for name, series in table.to_pandas().items():
-                data[name] = series.array
+            # text columns as plain arrays (pandas' str dtype is Arrow: no metadata needed);
+            # the others through a table, whose pandas metadata restores their dtypes
+            text = [j for j in rest if isinstance(template.dtypes[j], pd.StringDtype)
+                    and (pa.types.is_string(snap.schema.field(j).type)
+                         or pa.types.is_large_string(snap.schema.field(j).type))]
+            for j in text:
+                pieces = [e.table.column(j).chunk(0).take(loc)
+                          for (e, _), (_, _, loc) in zip(entries, groups, strict=True)]
+                joined = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
+                data[names[j]] = (joined if inverse is None else joined.take(inverse)).to_pandas(
+                    ).astype(template.dtypes[j]).array
+            sel = [names[j] for j in rest if j not in text]
+            if sel:
+                parts = [e.table.select(sel).take(loc)
+                         for (e, _), (_, _, loc) in zip(entries, groups, strict=True)]
+                table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
+                if inverse is not None:
+                    table = table.take(inverse)
+                for name, series in table.to_pandas().items():
+                    data[name] = series.array
         return self._bind(pd.DataFrame(data, index=pd.Index(arr, name="sn"), copy=False))
 
     @staticmethod
