@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .dataset import format_bytes
 from .errors import ChunkFrameError
 
 if TYPE_CHECKING:
@@ -105,15 +106,6 @@ def _cell(v: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _size(n: float | None) -> str:
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"  # pragma: no cover
 
 
 class _Out:
@@ -246,7 +238,7 @@ def cmd_ingest(args: argparse.Namespace, out: _Out) -> int:
     seconds = time.perf_counter() - began
     meta = ds.meta
     out.line(f"ingested {ds.id!r} ({args.mode}): {meta.rows:,} rows in {meta.chunks} chunks, "
-             f"{_size(meta.nbytes)} stored, in {seconds:.2f} s")
+             f"{format_bytes(meta.nbytes)} stored, in {seconds:.2f} s")
     out.doc({"dataset": ds.id, "mode": args.mode, "rows": meta.rows, "chunks": meta.chunks,
              "bytes": meta.nbytes, "generation": meta.generation, "version": meta.version,
              "time_column": meta.time_column, "device_column": meta.device_column,
@@ -262,7 +254,7 @@ def cmd_ls(args: argparse.Namespace, out: _Out) -> int:
         return EXIT_OK
     view = pd.DataFrame({
         "id": df["id"], "rows": df["rows"].map("{:,}".format), "chunks": df["chunks"],
-        "size": df["bytes"].map(_size), "time": df["time_column"].fillna("-"),
+        "size": df["bytes"].map(format_bytes), "time": df["time_column"].fillna("-"),
         "device": df["device_column"].fillna("-"),
         "updated": df["updated"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
     })
@@ -288,7 +280,7 @@ def cmd_info(args: argparse.Namespace, out: _Out) -> int:
     out.doc(doc)
     out.line(f"dataset      {ds.id}")
     out.line(f"rows         {meta.rows:,} in {meta.chunks} chunks of up to {meta.chunk_rows:,}")
-    out.line(f"stored       {_size(meta.nbytes)}")
+    out.line(f"stored       {format_bytes(meta.nbytes)}")
     out.line(f"generation   {meta.generation} (version {meta.version})")
     out.line(f"time column  {meta.time_column or '-'}")
     out.line(f"device col.  {meta.device_column or '-'}")
@@ -423,7 +415,7 @@ def cmd_server(args: argparse.Namespace, out: _Out) -> int:
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
-                     f"{_size(st.used_memory)} used, {st.keys} keys")
+                     f"{format_bytes(st.used_memory)} used, {st.keys} keys")
         else:
             out.line(f"embedded redis-server of {home}: not running ({st.url})")
         if args.redis or os.environ.get("CHUNKFRAME_REDIS_URL"):

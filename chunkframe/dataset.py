@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .contextcache import Context
 
-__all__ = ["Dataset", "BINDING_ATTR"]
+__all__ = ["Dataset", "BINDING_ATTR", "format_bytes"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -331,11 +331,11 @@ class Dataset:
         s = self._summary()
         cols = ", ".join(s["columns"][:8]) + (", ..." if len(s["columns"]) > 8 else "")
         return (f"<chunkframe.Dataset {self.id!r}: {s['rows']:,} rows in {s['chunks']} chunks, "
-                f"{_size(s['bytes'])}; columns: {cols}>")
+                f"{format_bytes(s['bytes'])}; columns: {cols}>")
 
     def _repr_html_(self) -> str:
         s = self._summary()
-        rows = [("rows", f"{s['rows']:,}"), ("chunks", s["chunks"]), ("stored", _size(s["bytes"])),
+        rows = [("rows", f"{s['rows']:,}"), ("chunks", s["chunks"]), ("stored", format_bytes(s["bytes"])),
                 ("columns", ", ".join(s["columns"][:20]) + (" …" if len(s["columns"]) > 20 else "")),
                 ("time / device", f"{s['time_column']} / {s['device_column']}"),
                 ("cache", f"{s['cached_chunks']} chunks, hit rate {s['hit_rate']:.0%}")]
@@ -345,10 +345,13 @@ class Dataset:
                 f"<table>{body}</table></div>")
 
 
-def _size(n: int) -> str:
+def format_bytes(n: float | None) -> str:
+    """``1.5 MB``-style sizes for reprs and the command line; ``-`` when unknown."""
+    if n is None or n != n:  # None or NaN
+        return "-"
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+        if size < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TB"
