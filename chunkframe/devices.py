@@ -15,8 +15,20 @@ import pyarrow.compute as pc
 __all__ = ["device_key", "device_text", "typed_device"]
 
 
-def device_key(value: Any) -> str:
-    """The text form of one device value (numpy scalars as their Python equivalents)."""
+def device_key(value: Any, typ: pa.DataType | None = None) -> str:
+    """The text form of one device value (numpy scalars as their Python equivalents).
+
+    With the device column's ``typ``, a number is first read as that column's type, so that
+    ``1`` names the device ``1.0`` of a float column and ``2.0`` the device ``2`` of an int one.
+    """
+    if typ is not None and not isinstance(value, (bool, np.bool_)):
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        if pa.types.is_floating(typ) and isinstance(value, (int, np.integer)):
+            value = float(value)
+        elif (pa.types.is_integer(typ) and isinstance(value, (float, np.floating))
+              and float(value).is_integer()):
+            value = int(value)
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):

@@ -171,7 +171,8 @@ def _make_filter(ds: Dataset, snap: Snapshot, device: Any, since: Any, until: An
                 "re-ingest it with device_column=... or drop the device filter"
             )
         values = device if isinstance(device, (list, tuple, set, frozenset)) else [device]
-        devices = tuple(device_key(v) for v in values)
+        dtype = snap.schema.field(meta.device_column).type
+        devices = tuple(device_key(v, dtype) for v in values)
     if (since is not None or until is not None) and meta.time_column is None:
         raise ValueError(
             f"dataset {ds.id!r} has no time column, so it cannot be filtered by time "

@@ -929,17 +929,18 @@ class LastValues:
         if device is None:
             return list(known)
         items = list(device) if _listlike(device) else [device]
-        keys = [device_key(d) for d in items]
+        dtype = snap.schema.field(meta.device_column).type
+        keys = [device_key(d, dtype) for d in items]
         unknown = [d for d, k in zip(items, keys, strict=True) if k not in known]
         if unknown:
             names = list(known)
             close = difflib.get_close_matches(device_key(unknown[0]), names, n=3, cutoff=0.5)
-            hint = f"; did you mean {[known[k] for k in close]!r}?" if close else ""
+            hint = f"; did you mean {[known[k] for k in close]!r}" if close else ""
             shown = [known[k] for k in names[:10]]
             more = f" (and {len(names) - 10} more)" if len(names) > 10 else ""
             raise KeyError(
                 f"dataset {meta.id!r} has no device {unknown[0]!r} in its device column "
-                f"{meta.device_column!r}{hint} Known devices: {shown!r}{more}")
+                f"{meta.device_column!r}{hint}. Known devices: {shown!r}{more}")
         return _dedupe(keys)
 
     @staticmethod

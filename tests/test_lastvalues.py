@@ -845,3 +845,13 @@ def test_delete_and_export_by_device_work_for_float_bool_and_datetime_devices(cl
     assert ds.to_pandas()["v"].tolist()[1::2] == [2.0, 4.0]
     assert ds.to_pandas()["v"].isna().tolist() == [True, False, True, False]
     assert as_dict(ds.last(device=devices[0])) == {}
+
+
+def test_a_number_names_a_device_in_the_device_columns_type(client):
+    df = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=4, freq="h"),
+                       "dev": [1.0, 2.0] * 2, "v": [1.0, 2.0, 3.0, 4.0]})
+    ds = client.ingest(df, "float_dev", time_column="t", device_column="dev", progress=False)
+    assert as_dict(ds.last(device=1)) == as_dict(ds.last(device=1.0))
+    assert as_dict(ds.last(device=np.int64(2)))[(2.0, "v")][1] == 4.0
+    with pytest.raises(KeyError, match=r"no device 3 .*\. Known devices"):
+        ds.last(device=3)
