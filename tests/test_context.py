@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from threads import run_threads
 
 import chunkframe.contextcache as context_module
 from chunkframe.contextcache import (
@@ -913,27 +913,16 @@ def test_redis_down_changes_nothing_locally(own_redis) -> None:  # noqa: ANN001
 def test_eight_threads_on_one_context(redis_client: redis.Redis, prefix: str) -> None:
     cache = ContextCache(redis_client, prefix=prefix)
     ctx = cache.context("shared")
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
     def work(t: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(40):
-                ctx.put(f"t{t}-{i}", f"thread{t} item{i}", type=ALL_TYPES[t])
-                assert ctx.get(f"t{t}-{i}") == f"thread{t} item{i}"
-                assert len(ctx.search(f"thread{t}")) == i + 1 - i // 4
-                if i % 4 == 3:
-                    ctx.remove(f"t{t}-{i}", type=ALL_TYPES[t])
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        for i in range(40):
+            ctx.put(f"t{t}-{i}", f"thread{t} item{i}", type=ALL_TYPES[t])
+            assert ctx.get(f"t{t}-{i}") == f"thread{t} item{i}"
+            assert len(ctx.search(f"thread{t}")) == i + 1 - i // 4
+            if i % 4 == 3:
+                ctx.remove(f"t{t}-{i}", type=ALL_TYPES[t])
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    assert run_threads(work) == []
     info = ctx.info()
     assert info["entries"] == 8 * 30
     assert info["accesses"] == 8 * (40 * 3 + 10)
@@ -945,24 +934,15 @@ def test_eight_threads_on_one_context(redis_client: redis.Redis, prefix: str) ->
 
 def test_eight_threads_with_eviction(redis_client: redis.Redis, prefix: str) -> None:
     cache = ContextCache(redis_client, prefix=prefix, max_bytes=6_000, max_value_bytes=1_000)
-    errors: list[BaseException] = []
 
     def work(t: int) -> None:
-        try:
-            for i in range(60):
-                ctx = cache.context(f"c{(t + i) % 16}")
-                ctx.put(f"t{t}-{i}", f"w{t} {i}")
-                assert ctx.get(f"t{t}-{i}") == f"w{t} {i}"
-                assert cache.memory_bytes <= cache.max_bytes
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        for i in range(60):
+            ctx = cache.context(f"c{(t + i) % 16}")
+            ctx.put(f"t{t}-{i}", f"w{t} {i}")
+            assert ctx.get(f"t{t}-{i}") == f"w{t} {i}"
+            assert cache.memory_bytes <= cache.max_bytes
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    assert run_threads(work) == []
     frame = cache.contexts(include_stored=False)
     assert int(frame["memory_bytes"].sum()) == cache.memory_bytes <= cache.max_bytes
     fresh = ContextCache(redis_client, prefix=prefix)

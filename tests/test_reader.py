@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from frames import all_dtypes, sensors
+from threads import run_threads
 
 import chunkframe as cf
 from chunkframe.errors import ChunkCorruptionError, DatasetNotFoundError
@@ -209,23 +209,13 @@ def test_concurrent_readers_single_flight(client):
     ds = client.ingest(df, "hammer", chunk_rows=2_000, progress=False)
     client.reader.clear()
     fetches0 = client.reader.fetches
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
     def work(seed: int) -> None:
         rng = np.random.default_rng(seed)
-        barrier.wait()
-        try:
-            for sn in rng.integers(0, len(df), 400):
-                pd.testing.assert_series_equal(ds.get(int(sn)), df.iloc[int(sn)])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for sn in rng.integers(0, len(df), 400):
+            pd.testing.assert_series_equal(ds.get(int(sn)), df.iloc[int(sn)])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_threads(work)
     assert not errors, errors[0]
     assert client.reader.fetches - fetches0 == 10  # each chunk fetched once
 
