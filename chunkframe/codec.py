@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import google_crc32c
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -14,6 +13,7 @@ __all__ = [
     "checksum",
     "checksum_matches",
     "encode",
+    "write",
     "decode",
     "to_arrow",
     "to_pandas",
@@ -57,16 +57,18 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def encode(table: pa.Table, compression: Compression = None) -> bytes:
-    """One Arrow IPC *file* holding ``table``: any Arrow reader can open it alone."""
-    # The IPC writer copies some buffers as they are in memory, so the same rows sliced from
-    # a larger table or concatenated from pieces would encode differently: compact first,
-    # so a chunk's bytes (and checksum) depend only on its rows, not on the input batching.
-    table = table.take(pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    sink = pa.BufferOutputStream()
+def write(table: pa.Table, sink: pa.NativeFile, compression: Compression = None) -> None:
+    """Write ``table`` to ``sink`` as one Arrow IPC *file* of one record batch: any Arrow
+    reader can open it alone. Sliced tables are written without copying them first."""
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+
+
+def encode(table: pa.Table, compression: Compression = None) -> bytes:
+    """The bytes :func:`write` would store for ``table``."""
+    sink = pa.BufferOutputStream()
+    write(table, sink, compression)
     return sink.getvalue().to_pybytes()
 
 

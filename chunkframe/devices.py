@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["device_key", "device_text", "typed_device"]
+__all__ = ["device_codes", "device_key", "device_text", "typed_device"]
 
 
 def device_key(value: Any, typ: pa.DataType | None = None) -> str:
@@ -38,18 +38,21 @@ def device_key(value: Any, typ: pa.DataType | None = None) -> str:
     return str(value)
 
 
-def device_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """:func:`device_key` of every value of an Arrow column (nulls stay null).
-
-    Works on the distinct values only (dictionary-encoded), so it costs little per row.
-    """
+def device_codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, list[str | None]]:
+    """A device column as dictionary indices (nulls stay null) and the :func:`device_key`
+    of each dictionary entry: per-row work stays in Arrow, Python sees distinct values only."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
-    names = pa.array([None if v is None else device_key(v)
-                      for v in column.dictionary.to_pylist()], pa.string())
-    return pc.take(names, column.indices)
+    names = [None if v is None else device_key(v) for v in column.dictionary.to_pylist()]
+    return column.indices, names
+
+
+def device_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """:func:`device_key` of every value of an Arrow column (nulls stay null)."""
+    indices, names = device_codes(column)
+    return pc.take(pa.array(names, pa.string()), indices)
 
 
 def typed_device(key: str, typ: pa.DataType | None) -> Any:

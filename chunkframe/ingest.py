@@ -11,12 +11,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import redis
 
-from .codec import Compression, checksum, encode
-from .devices import device_text
+from .codec import Compression, checksum_matches, decode, write
+from .devices import device_codes
 from .errors import (
     BackendUnavailableError,
     ChunkFrameError,
@@ -35,6 +35,7 @@ from .source import ITERATOR_FINGERPRINT, Source, conform, open_source
 if TYPE_CHECKING:
     from .client import Client
     from .state import DatasetLock
+    from .store import ChunkStore
 
 __all__ = ["ingest", "MODES", "CommitHook", "resolve_columns"]
 
@@ -93,24 +94,39 @@ def resolve_columns(
 
 
 def time_stats(table: pa.Table, time_column: str | None, device_column: str | None) -> dict[str, list[int]]:
-    """Per device (as text; ``""`` when there is no device column): [min, max] time in ns."""
+    """Per device (as text; ``""`` when there is no device column): [min, max] time in ns.
+
+    Computed with numpy over dictionary codes (~0.5 ms per 65k-row chunk; Arrow's group_by
+    took ~3 ms, a third of the time it takes to write the chunk).
+    """
     if time_column is None:
         return {}
     t = table.column(time_column)
     if pa.types.is_timestamp(t.type):
-        t = t.cast(pa.timestamp("ns", t.type.tz)).cast(pa.int64())
-    else:
-        t = t.cast(pa.int64())
+        t = t.cast(pa.timestamp("ns", t.type.tz))
+    t = t.cast(pa.int64()).combine_chunks()
+    keep = t.is_valid().to_numpy(zero_copy_only=False) if t.null_count else None
+    times = t.fill_null(0).to_numpy()
     if device_column is None:
-        lo, hi = pc.min(t).as_py(), pc.max(t).as_py()
-        return {} if lo is None else {"": [lo, hi]}
-    dev = device_text(table.column(device_column))
-    grouped = pa.table({"d": dev, "t": t}).group_by("d").aggregate([("t", "min"), ("t", "max")])
+        times = times if keep is None else times[keep]
+        return {"": [int(times.min()), int(times.max())]} if len(times) else {}
+    indices, names = device_codes(table.column(device_column))
+    if indices.null_count:
+        valid = indices.is_valid().to_numpy(zero_copy_only=False)
+        keep = valid if keep is None else keep & valid
+    codes = indices.fill_null(0).to_numpy()
+    if keep is not None:
+        codes, times = codes[keep], times[keep]
+    lo = np.full(len(names), np.iinfo(np.int64).max)
+    hi = np.full(len(names), np.iinfo(np.int64).min)
+    np.minimum.at(lo, codes, times)
+    np.maximum.at(hi, codes, times)
     out: dict[str, list[int]] = {}
-    for d, lo, hi in zip(grouped["d"].to_pylist(), grouped["t_min"].to_pylist(),
-                         grouped["t_max"].to_pylist(), strict=True):
-        if d is not None and lo is not None:
-            out[d] = [lo, hi]
+    for code in np.flatnonzero(np.bincount(codes, minlength=len(names))):
+        name = names[code]
+        if name is not None:  # two values with one text form (0.0 and -0.0) share a device
+            old = out.get(name, [int(lo[code]), int(hi[code])])
+            out[name] = [min(old[0], int(lo[code])), max(old[1], int(hi[code]))]
     return out
 
 
@@ -359,6 +375,13 @@ def _sweep_generation(client: Client, dataset_id: str, generation: int, keep: se
     client.store.sweep_partials(prefix)
 
 
+def _holds(store: ChunkStore, meta: ChunkMeta, table: pa.Table) -> bool:
+    """Whether the stored chunk ``meta`` is intact and holds exactly the rows of ``table``."""
+    data = store.get(meta.key)
+    return (data is not None and checksum_matches(data, meta.checksum)[0]
+            and decode(data).equals(table))
+
+
 def _run(
     client: Client, lock: DatasetLock, dataset_id: str, plan: _Plan, description: str,
     chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
@@ -369,11 +392,10 @@ def _run(
 
     def persist(n: int, start: int, table: pa.Table) -> None:
         lock.check()
-        data = encode(table, compression)
         key = chunk_key(dataset_id, plan.generation, n, lock.fence)
-        meta = ChunkMeta(n, start, table.num_rows, key, checksum(data), len(data),
+        digest, size = store.write(key, lambda f: write(table, f, compression))
+        meta = ChunkMeta(n, start, table.num_rows, key, digest, size,
                          time_stats(table, plan.time_column, plan.device_column))
-        store.put(key, data)
         state.checkpoint(lock, plan.generation, meta)
 
     bar = progress_bar(None, f"ingest {dataset_id}", progress)
@@ -387,10 +409,11 @@ def _run(
             n, start = plan.base_chunk + i, plan.base_rows + i * plan.chunk_rows
             count = i + 1
             if n in done:
-                if not checked and done[n].checksum != checksum(encode(table, compression)):
+                if not checked and not _holds(store, done[n], table):
                     raise SourceError(
                         f"cannot resume dataset {dataset_id!r}: chunk {n} of {description} "
-                        "differs from the chunk already written; use mode='overwrite'"
+                        "differs from the chunk already written (or that chunk's file is gone "
+                        "or damaged); use mode='overwrite'"
                     )
                 checked = True  # one re-cut chunk compared with its checkpoint is enough
                 bar.update(table.num_rows)

@@ -71,7 +71,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 
 def _single_batch(table: pa.Table) -> pa.Table:
-    """One record batch per column, dictionaries unified: encoding is then deterministic."""
+    """One array per column, dictionaries unified: a chunk is stored as one record batch."""
     if any(c.num_chunks > 1 for c in table.columns):
         table = table.unify_dictionaries().combine_chunks()
     return table

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import pyarrow as pa
 
+from .codec import checksum
 from .errors import BackendUnavailableError
 
 __all__ = ["ChunkStore"]
@@ -61,29 +64,52 @@ class ChunkStore:
         p = self.path(key)
         return p if self.local else f"{self.protocol}://{p}"
 
-    def put(self, key: str, data: bytes) -> None:
-        """Write ``data`` under ``key`` atomically, replacing any previous value."""
+    def put(self, key: str, data: bytes) -> str:
+        """Write ``data`` under ``key`` atomically, replacing any previous value; returns its
+        checksum."""
+        return self.write(key, lambda f: f.write(data))[0]
+
+    def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
+        """Stream an object into ``key`` with ``fill(file)``, atomically; returns the checksum
+        and size of the bytes that landed.
+
+        Local files are written in place (no copy of the object in memory) and checksummed
+        through a memory map of the written file. Errors raised by ``fill`` itself pass
+        through; failures of the store become :class:`BackendUnavailableError`.
+        """
         path = self.path(key)
+        if self.local:
+            try:
+                return self._write_local(path, fill)
+            except OSError as exc:
+                raise BackendUnavailableError(
+                    f"could not write chunk {key!r} to store {self.url!r}: {exc}"
+                ) from exc
+        sink = pa.BufferOutputStream()
+        fill(sink)
+        data = sink.getvalue()
         try:
-            if self.local:
-                self._put_local(path, data)
-            else:
-                self.fs.pipe_file(path, data)
-        except Exception as exc:  # OSError, or a backend's own (botocore's connection errors)
+            self.fs.pipe_file(path, data.to_pybytes())  # one PUT: atomic on object stores
+        except Exception as exc:  # botocore's and aiohttp's errors are not OSErrors
             raise BackendUnavailableError(
                 f"could not write chunk {key!r} to store {self.url!r}: {exc}"
             ) from exc
+        return checksum(data), data.size
 
     @staticmethod
-    def _put_local(path: str, data: bytes) -> None:
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
+    def _write_local(path: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
+            with pa.OSFile(tmp, "wb") as f:
+                fill(f)
+            with open(tmp, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size:
+                    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                        digest = checksum(view)
+                else:
+                    digest = checksum(b"")
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
@@ -92,6 +118,7 @@ class ChunkStore:
             except FileNotFoundError:
                 pass
             raise
+        return digest, size
 
     def get(self, key: str) -> bytes | None:
         """The bytes under ``key``, or ``None`` if there is no such key."""

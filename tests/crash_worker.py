@@ -81,12 +81,13 @@ def install_hooks(step: Steps) -> None:
     import chunkframe.state as state_mod
     import chunkframe.store as store_mod
 
-    orig_put, orig_fsync = store_mod.ChunkStore.put, os.fsync
+    orig_write, orig_fsync = store_mod.ChunkStore.write, os.fsync
 
-    def put(self, key, data):
+    def write(self, key, fill):
         step("put-start", key)
-        orig_put(self, key, data)
+        out = orig_write(self, key, fill)
         step("put-done", key)
+        return out
 
     def fsync(fd):
         orig_fsync(fd)
@@ -132,7 +133,7 @@ def install_hooks(step: Steps) -> None:
         return got
 
     state_mod.DatasetLock.acquire = acquire
-    store_mod.ChunkStore.put = put
+    store_mod.ChunkStore.write = write
     os.fsync = fsync
     state_mod.State.checkpoint = checkpoint
     catalog_mod.Catalog._transaction = transaction

@@ -18,6 +18,7 @@ import pyarrow.ipc
 import pytest
 
 import chunkframe as cf
+from chunkframe.devices import device_key
 from chunkframe.errors import (
     BackendUnavailableError,
     ChunkFrameError,
@@ -28,6 +29,7 @@ from chunkframe.errors import (
     SchemaMismatchError,
     SourceError,
 )
+from chunkframe.ingest import time_stats
 from chunkframe.keys import RedisKeys
 
 
@@ -81,8 +83,16 @@ def assert_nothing_left(client: cf.Client, dataset_id: str | None = None) -> Non
     assert redis_keys(client) == []
 
 
-def chunk_checksums(ds: cf.Dataset) -> list[tuple[int, int, str]]:
-    return list(ds.chunks[["start", "rows", "checksum"]].itertuples(index=False, name=None))
+def chunk_contents(ds: cf.Dataset) -> list[tuple[int, int, pd.DataFrame]]:
+    """Each chunk's first sn, row count and rows: what a chunk is, whatever its bytes."""
+    return [(int(c.index[0]), len(c), c) for c in ds.iter_chunks()]
+
+
+def assert_same_chunks(a: cf.Dataset, b: cf.Dataset) -> None:
+    left, right = chunk_contents(a), chunk_contents(b)
+    assert [x[:2] for x in left] == [x[:2] for x in right]
+    for (_, _, x), (_, _, y) in zip(left, right, strict=True):
+        pd.testing.assert_frame_equal(x, y)
 
 
 # ================================================================ modes
@@ -220,23 +230,23 @@ def test_append_to_a_missing_dataset(client):
 
 def _interrupt_after(client: cf.Client, puts: int) -> Callable[[], None]:
     """Make the client's store fail after ``puts`` writes; returns the undo."""
-    real = client.store.put
+    real = client.store.write
     count = [0]
 
-    def put(key: str, data: bytes) -> None:
+    def write(key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         count[0] += 1
         if count[0] > puts:
             raise BackendUnavailableError("the store went away (simulated)")
-        real(key, data)
+        return real(key, fill)
 
-    client.store.put = put
-    return lambda: setattr(client.store, "put", real)
+    client.store.write = write
+    return lambda: setattr(client.store, "write", real)
 
 
 def _count_puts(client: cf.Client) -> list[str]:
     written: list[str] = []
-    real = client.store.put
-    client.store.put = lambda key, data: (written.append(key), real(key, data))[1]
+    real = client.store.write
+    client.store.write = lambda key, fill: (written.append(key), real(key, fill))[1]
     return written
 
 
@@ -266,6 +276,26 @@ def test_resume_continues_the_same_source_and_refuses_another(client):
     assert files_under(client, "res") == sorted(f"res/g{gen:06d}/c{i:08d}.arrow"
                                                 for i in range(20))
     assert redis_keys(client, "{res}:ingest") == []
+
+
+def test_resume_refuses_when_a_checkpointed_chunk_is_gone_or_damaged(client):
+    df = sample(1000)
+    undo = _interrupt_after(client, 3)
+    with pytest.raises(BackendUnavailableError, match="simulated"):
+        client.ingest(df, "dmg", chunk_rows=100, workers=1, progress=False)
+    undo()
+    gen = int(client.state.ingest_status("dmg")["generation"])
+    first = client.state.chunk_metas("dmg", gen)[0]
+    path = Path(client.store.path(first.key))
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one flipped bit in the checkpointed chunk
+    with pytest.raises(SourceError, match="chunk 0 .* gone or damaged.*mode='overwrite'"):
+        client.ingest(df, "dmg", chunk_rows=100, mode="resume", progress=False)
+    path.unlink()
+    with pytest.raises(SourceError, match="gone or damaged"):
+        client.ingest(df, "dmg", chunk_rows=100, mode="resume", progress=False)
+    ds = client.ingest(df, "dmg", chunk_rows=100, mode="overwrite", progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
 
 
 def test_resume_with_nothing_interrupted_acts_as_create(client):
@@ -325,16 +355,17 @@ def test_arrow_table_source(client):
 
 def test_chunk_boundaries_do_not_depend_on_input_batching(client):
     df = sample(2000)
-    reference = chunk_checksums(client.ingest(df, "one", chunk_rows=128, progress=False))
-    assert len(reference) == 16 and len({c for _, _, c in reference}) == 16
+    reference = client.ingest(df, "one", chunk_rows=128, progress=False)
+    assert len(reference.chunks) == 16 and reference.chunks["checksum"].nunique() == 16
     cuts_a = [0, 1, 129, 130, 700, 1999, 2000]
     cuts_b = [0, 1000, 1001, 1500, 2000]
     split_a = [df.iloc[a:b] for a, b in zip(cuts_a, cuts_a[1:], strict=False)]
     split_b = (df.iloc[a:b] for a, b in zip(cuts_b, cuts_b[1:], strict=False))
-    assert chunk_checksums(client.ingest(split_a, "a", chunk_rows=128, progress=False)) == reference
-    assert chunk_checksums(client.ingest(split_b, "b", chunk_rows=128, progress=False)) == reference
+    assert_same_chunks(client.ingest(split_a, "a", chunk_rows=128, progress=False), reference)
+    assert_same_chunks(client.ingest(split_b, "b", chunk_rows=128, progress=False), reference)
     # another chunk size cuts other chunks
-    assert chunk_checksums(client.ingest(df, "c", chunk_rows=100, progress=False)) != reference
+    other = client.ingest(df, "c", chunk_rows=100, progress=False)
+    assert other.chunks["rows"].tolist() != reference.chunks["rows"].tolist()
 
 
 def test_csv_source(client, tmp_path):
@@ -382,7 +413,7 @@ def test_glob_and_directory_sources(client, tmp_path):
     pd.testing.assert_frame_equal(ds.to_pandas(), whole)
     ds = client.ingest(d, "dir", chunk_rows=150, progress=False)
     pd.testing.assert_frame_equal(ds.to_pandas(), whole)
-    assert chunk_checksums(ds) == chunk_checksums(client.open("glob"))
+    assert_same_chunks(ds, client.open("glob"))
 
 
 def test_s3_sources_use_the_clients_storage_options(tmp_path, redis_server, prefix, s3_bucket,
@@ -437,15 +468,16 @@ def test_persister_keeps_at_most_max_pending_chunks_in_memory(client):
     workers, max_pending, n = 2, 3, 40
     lock = threading.Lock()
     counts = {"yielded": 0, "persisted": 0, "worst": 0}
-    real = client.store.put
+    real = client.store.write
 
-    def slow_put(key: str, data: bytes) -> None:
+    def slow_write(key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         time.sleep(0.01)  # a slow object store
-        real(key, data)
+        out = real(key, fill)
         with lock:
             counts["persisted"] += 1
+        return out
 
-    client.store.put = slow_put
+    client.store.write = slow_write
 
     def fast_source():
         for i in range(n):
@@ -678,18 +710,45 @@ def test_resume_refuses_an_unnamed_iterator_and_accepts_a_named_one(client):
 def test_resume_keeps_the_interrupted_ingest_compression(client, monkeypatch):
     df = sample(1_000)
     calls = {"n": 0}
-    put = client.store.put
+    write = client.store.write
 
-    def failing_put(key, data):
+    def failing_write(key, fill):
         calls["n"] += 1
         if calls["n"] == 4:
             raise OSError("disk full")
-        put(key, data)
+        return write(key, fill)
 
-    monkeypatch.setattr(client.store, "put", failing_put)
+    monkeypatch.setattr(client.store, "write", failing_write)
     with pytest.raises(OSError, match="disk full"):
         client.ingest(df, "zres", chunk_rows=100, compression="zstd", workers=1, progress=False)
-    monkeypatch.setattr(client.store, "put", put)
+    monkeypatch.setattr(client.store, "write", write)
     ds = client.ingest(df, "zres", chunk_rows=100, mode="resume", progress=False)  # no zstd given
     pd.testing.assert_frame_equal(ds.to_pandas(), df)
     assert ds.meta.compression == "zstd"
+
+
+@pytest.mark.parametrize("devices", [
+    pd.Categorical(["a", "b", None, "a", "c", "b"] * 50, categories=["c", "b", "a", "unused"]),
+    pd.array(["x", None, "y", "x", "y", "z"] * 50, dtype="str"),
+    pd.array([3, 1, None, 2, 1, 3] * 50, dtype="Int64"),
+    np.array([0.5, -0.0, 0.0, 2.0, 0.5, 2.0] * 50),
+])
+def test_time_stats_match_a_pandas_groupby(devices):
+    """Per-device [min, max] time in ns, nulls in either column ignored, as the chunk
+    statistics that deletes and last values rely on."""
+    rng = np.random.default_rng(3)
+    times = pd.Series(pd.to_datetime(rng.integers(0, 10**12, 300), unit="ms", utc=True))
+    times[rng.random(300) < 0.1] = pd.NaT
+    df = pd.DataFrame({"t": times, "d": devices})
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    ns = df["t"].dt.tz_localize(None).dt.as_unit("ns").astype("int64")
+    valid = df["t"].notna() & pd.Series(devices).notna()
+    keys = [device_key(v) for v in table.column("d").to_pylist()]
+    expected = (pd.DataFrame({"k": keys, "ns": ns})[valid.to_numpy()]
+                .groupby("k")["ns"].agg(["min", "max"]))
+    got = time_stats(table, "t", "d")
+    assert got == {k: [int(r["min"]), int(r["max"])] for k, r in expected.iterrows()}
+    assert time_stats(table, "t", None) == {"": [int(ns[df["t"].notna()].min()),
+                                                 int(ns[df["t"].notna()].max())]}
+    assert time_stats(table, None, "d") == {}
+    assert time_stats(table.slice(0, 0), "t", "d") == {} and time_stats(table.slice(0, 0), "t", None) == {}

@@ -131,8 +131,8 @@ def test_kill_9_of_a_client_loses_no_acknowledged_checkpoint(home):
 
     client = cf.connect(home=home)
     written: list[str] = []
-    put = client.store.put
-    client.store.put = lambda key, data: (written.append(key), put(key, data))[1]
+    write = client.store.write
+    client.store.write = lambda key, fill: (written.append(key), write(key, fill))[1]
     ds = client.ingest(source_frame(100_000), "killed", chunk_rows=5000, mode="resume",
                        wait=10, progress=False)
     pd.testing.assert_frame_equal(ds.to_pandas(), source_frame(100_000))

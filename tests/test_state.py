@@ -285,8 +285,8 @@ def test_redis_stopped_mid_ingest_then_resumed(tmp_path, own_redis):
     assert kept >= 10
     client = connect()
     written: list[str] = []
-    put = client.store.put
-    client.store.put = lambda key, data: (written.append(key), put(key, data))[1]
+    write = client.store.write
+    client.store.write = lambda key, fill: (written.append(key), write(key, fill))[1]
     # the dead run's lock lingers until its TTL: wait for it
     ds = client.ingest(frames(60), "outage", chunk_rows=100, mode="resume", wait=10,
                        progress=False, fingerprint="frames-60")  # a generator: named

@@ -12,8 +12,10 @@ import time
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from chunkframe import codec
 from chunkframe.errors import BackendUnavailableError
 from chunkframe.store import ChunkStore
 
@@ -49,6 +51,24 @@ class TestConformance:
         store.put("a/big", big)
         assert store.get("a/empty") == b""
         assert store.get("a/big") == big
+
+    def test_write_streams_an_object_and_returns_what_landed(self, store):
+        table = pa.table({"x": list(range(1000)), "s": [f"v{i}" for i in range(1000)]})
+        digest, size = store.write("w/c.arrow", lambda f: codec.write(table, f))
+        data = store.get("w/c.arrow")
+        assert size == len(data) and digest == codec.checksum(data)
+        assert codec.decode(data).equals(table)
+        assert store.write("w/empty", lambda f: None) == ("crc32c:00000000", 0)
+
+    def test_write_whose_fill_fails_leaves_nothing_and_passes_the_error_on(self, store):
+        def fill(f):
+            f.write(b"half an object")
+            raise pa.ArrowInvalid("the table could not be encoded")
+
+        with pytest.raises(pa.ArrowInvalid, match="could not be encoded"):
+            store.write("w/bad.arrow", fill)
+        assert store.get("w/bad.arrow") is None
+        assert list(store.list()) == []
 
     def test_overwrite_replaces_whole_value(self, store):
         store.put("k/v", b"long original value")
