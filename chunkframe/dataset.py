@@ -5,17 +5,18 @@ from __future__ import annotations
 import functools
 import html
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import SnapshotSupersededError
 from .model import DatasetMeta
 from .progress import progress_bar
 from .reader import Snapshot, chunk_slices, positions
-from .rows import wrap_vector
+from .rows import RowTemplate, TextCodes, wrap_vector
 
 if TYPE_CHECKING:
     from .client import Client
@@ -40,6 +41,21 @@ def _retry_superseded(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _gather_text(vecs: list[TextCodes], locs: list[np.ndarray], inverse: np.ndarray | None,
+                 dtype: Any) -> Any:
+    """Rows ``locs`` of each chunk's dictionary-encoded text, in the order asked."""
+    codes = np.concatenate([v.codes[loc] for v, loc in zip(vecs, locs, strict=True)]
+                           ).astype(np.int64)
+    if len(vecs) > 1:  # each chunk's codes point into its own part of the joined dictionaries
+        first = np.cumsum([0] + [len(v.dictionary) for v in vecs[:-1]])
+        codes += np.repeat(first, [len(loc) for loc in locs])
+    dictionary = vecs[0].dictionary if len(vecs) == 1 else pa.concat_arrays(
+        [v.dictionary for v in vecs])
+    if inverse is not None:
+        codes = codes[inverse]
+    return pd.array(pc.take(dictionary, pa.array(codes)), dtype=dtype)
 
 
 class Dataset:
@@ -149,18 +165,19 @@ class Dataset:
             return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
         # Group by chunk: a take on one contiguous chunk is cheap, while a take over a
         # multi-chunk Arrow table first concatenates whole columns. Numeric, datetime and
-        # categorical columns are gathered with numpy straight into place; the rest take
-        # per chunk in Arrow and are put back in the order asked.
+        # categorical columns are gathered with numpy, the rest take per chunk in Arrow;
+        # both in chunk order, then put back in the order asked.
         idx = snap.locate_many(arr)
         # chunk numbers fit 16 bits for any realistic dataset: numpy then radix-sorts in O(n)
         order = np.argsort(idx.astype(np.uint16) if len(snap.chunks) < 65_536 else idx,
                            kind="stable")
-        sidx = idx[order]
         local = (arr - snap.starts_np[idx])[order]
-        cuts = np.flatnonzero(np.diff(sidx)) + 1
-        groups = [(int(sidx[lo]), order[lo:hi], local[lo:hi])
-                  for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(sidx)], strict=True)]
-        entries = [reader.vectors(snap, g[0]) for g in groups]
+        counts = np.bincount(idx, minlength=len(snap.chunks))
+        touched = np.flatnonzero(counts)
+        bounds = np.zeros(len(touched) + 1, dtype=np.int64)
+        np.cumsum(counts[touched], out=bounds[1:])
+        spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+        entries = [reader.vectors(snap, i) for i in touched.tolist()]
         template = reader.template(snap, entries[0][0])
         names = snap.schema.names
         wanted = [names.index(c) for c in cols] if cols is not None else range(len(names))
@@ -169,38 +186,55 @@ class Dataset:
         if not (order[1:] > order[:-1]).all():
             inverse = np.empty_like(order)
             inverse[order] = np.arange(len(order))
+        locs = [local[lo:hi] for lo, hi in spans]
         rest: list[int] = []
         for j in wanted:
             vecs = [v[j] for _, v in entries]
-            if any(v is None for v in vecs):
+            if all(isinstance(v, TextCodes) for v in vecs):
+                texts = cast(list[TextCodes], vecs)
+                data[names[j]] = _gather_text(texts, locs, inverse, template.dtypes[j])
+                continue
+            if not all(isinstance(v, np.ndarray) for v in vecs):
                 rest.append(j)
                 continue
-            out = np.concatenate([vec[loc] for vec, (_, _, loc)  # type: ignore[index]
-                                  in zip(vecs, groups, strict=True)])
+            arrays = cast(list[np.ndarray], vecs)
+            out = np.concatenate([vec[loc] for vec, loc in zip(arrays, locs, strict=True)])
             data[names[j]] = wrap_vector(out if inverse is None else out[inverse],
                                          template.dtypes[j])
         if rest:
-            # text columns as plain arrays (pandas' str dtype is Arrow: no metadata needed);
-            # the others through a table, whose pandas metadata restores their dtypes
-            text = [j for j in rest if isinstance(template.dtypes[j], pd.StringDtype)
-                    and (pa.types.is_string(snap.schema.field(j).type)
-                         or pa.types.is_large_string(snap.schema.field(j).type))]
-            for j in text:
-                pieces = [e.table.column(j).chunk(0).take(loc)
-                          for (e, _), (_, _, loc) in zip(entries, groups, strict=True)]
-                joined = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
-                data[names[j]] = (joined if inverse is None else joined.take(inverse)).to_pandas(
-                    ).astype(template.dtypes[j]).array
-            sel = [names[j] for j in rest if j not in text]
-            if sel:
-                parts = [e.table.select(sel).take(loc)
-                         for (e, _), (_, _, loc) in zip(entries, groups, strict=True)]
-                table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
-                if inverse is not None:
-                    table = table.take(inverse)
-                for name, series in table.to_pandas().items():
-                    data[name] = series.array
+            taken = self._take_rest(snap, template, [e for e, _ in entries], rest, spans,
+                                    pa.array(local), None if inverse is None else pa.array(inverse))
+            data.update(taken)
         return self._bind(pd.DataFrame(data, index=pd.Index(arr, name="sn"), copy=False))
+
+    @staticmethod
+    def _take_rest(snap: Snapshot, template: RowTemplate, entries: list[Any], rest: list[int],
+                   spans: list[tuple[int, int]], local: pa.Array, inverse: pa.Array | None
+                   ) -> dict[str, Any]:
+        """Columns numpy cannot gather, by one Arrow take per chunk (indices made Arrow once:
+        converting numpy indices inside each take cost more than the take itself)."""
+        names, out = snap.schema.names, {}
+        # text columns as plain arrays (pandas' str dtype is Arrow: no metadata needed);
+        # the others through a table, whose pandas metadata restores their dtypes
+        text = [j for j in rest if isinstance(template.dtypes[j], pd.StringDtype)
+                and (pa.types.is_string(snap.schema.field(j).type)
+                     or pa.types.is_large_string(snap.schema.field(j).type))]
+        for j in text:
+            pieces = [pc.array_take(e.table.column(j).chunk(0), local.slice(lo, hi - lo))
+                      for e, (lo, hi) in zip(entries, spans, strict=True)]
+            joined = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
+            out[names[j]] = pd.array(joined if inverse is None else pc.array_take(joined, inverse),
+                                     dtype=template.dtypes[j])
+        sel = [names[j] for j in rest if j not in text]
+        if sel:
+            parts = [e.table.select(sel).take(local.slice(lo, hi - lo))
+                     for e, (lo, hi) in zip(entries, spans, strict=True)]
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
+            if inverse is not None:
+                table = table.take(inverse)
+            for name, series in table.to_pandas().items():
+                out[name] = series.array
+        return out
 
     @staticmethod
     def _frame(table: pa.Table, cols: list[str] | None, index: pd.Index) -> pd.DataFrame:

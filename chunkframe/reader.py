@@ -22,7 +22,7 @@ from .devices import device_text
 from .errors import ChunkCorruptionError, DatasetNotFoundError, SnapshotSupersededError
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
-from .rows import Getter, RowTemplate, column_getters, column_vectors
+from .rows import Getter, RowTemplate, TextCodes, Vector, column_getters, column_vectors
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -69,6 +69,10 @@ class Snapshot:
         return np.searchsorted(self.starts_np, sns, side="right") - 1
 
 
+def _cache_key(snap: Snapshot, index: int) -> tuple[Any, ...]:
+    return (snap.meta.id, snap.meta.generation, index, snap.meta.version)
+
+
 class _Chunk:
     """A decoded chunk in the cache: the Arrow table plus per-column row getters."""
 
@@ -78,7 +82,7 @@ class _Chunk:
         self.table = table
         self.nbytes = nbytes
         self.getters: list[Getter] | None = None
-        self.vectors: list[np.ndarray | None] | None = None
+        self.vectors: list[Vector] | None = None
 
 
 class Reader:
@@ -179,7 +183,7 @@ class Reader:
 
         ``cache=False`` (scans) serves a miss without inserting it, so scans keep hot chunks.
         """
-        key = (snap.meta.id, snap.meta.generation, index, snap.meta.version)
+        key = _cache_key(snap, index)
         with self._lock:  # an LRU hit reorders the cache: not safe beside another's eviction
             entry = self._chunks.get(key)
         if entry is not None:
@@ -255,12 +259,24 @@ class Reader:
             getters = entry.getters = column_getters(entry.table, self.template(snap, entry))
         return entry, getters
 
-    def vectors(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[np.ndarray | None]]:
+    def vectors(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[Vector]]:
+        """Chunk ``index`` and its columns as batch reads gather them (made once, cached)."""
         entry = self.chunk(snap, index)
-        vectors = entry.vectors
-        if vectors is None:
-            vectors = entry.vectors = column_vectors(entry.table, self.template(snap, entry))
-        return entry, vectors
+        if entry.vectors is not None:
+            return entry, entry.vectors
+        vectors = column_vectors(entry.table, self.template(snap, entry))
+        extra = sum(v.nbytes for v in vectors if isinstance(v, TextCodes))
+        key = _cache_key(snap, index)
+        with self._lock:
+            if entry.vectors is None:  # not made meanwhile by another thread
+                entry.vectors = vectors
+                if extra and self._chunks.get(key) is entry:
+                    entry.nbytes += extra
+                    try:
+                        self._chunks[key] = entry  # re-insert: the byte bound sees the codes
+                    except ValueError:
+                        self._chunks.pop(key, None)  # now larger than the whole cache
+        return entry, entry.vectors
 
     def verify_chunk(self, snap: Snapshot, index: int) -> str | None:
         """None if chunk ``index`` is intact in the store, else what is wrong (no caching)."""

@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["RowTemplate", "column_getters", "Getter"]
+__all__ = ["RowTemplate", "TextCodes", "Vector", "column_getters", "column_vectors", "Getter"]
 
 Getter = Callable[[int], Any]
 
@@ -104,18 +105,42 @@ def column_getters(table: pa.Table, template: RowTemplate) -> list[Getter]:
     return out
 
 
-def column_vectors(table: pa.Table, template: RowTemplate) -> list[np.ndarray | None]:
-    """Zero-copy numpy views of the columns a batch read can gather with numpy, else None.
+class TextCodes(NamedTuple):
+    """A low-cardinality text column, dictionary-encoded for batch reads: gathering int
+    codes with numpy, then one Arrow take from the dictionary, beats a string take per chunk."""
 
-    Numeric columns without nulls, datetimes and durations (as integers), and categoricals
-    whose dictionary is the dataset's categories (as codes). Others go through Arrow.
+    codes: np.ndarray  # int32 positions in ``dictionary``; a missing value is an entry too
+    dictionary: pa.Array
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.codes.nbytes + self.dictionary.nbytes)
+
+
+# encode a text column only when it has at most one distinct value per this many rows
+TEXT_CODES_MIN_REPEAT = 8
+
+Vector = np.ndarray | TextCodes | None
+
+
+def column_vectors(table: pa.Table, template: RowTemplate) -> list[Vector]:
+    """What a batch read gathers with numpy, per column; None where Arrow must take.
+
+    Zero-copy views of numeric columns without nulls, datetimes and durations (as integers)
+    and categoricals whose dictionary is the dataset's categories (as codes); low-cardinality
+    text columns as :class:`TextCodes` (new memory: the cache counts it).
     """
-    out: list[np.ndarray | None] = []
+    out: list[Vector] = []
     for col, dtype in zip(table.columns, template.dtypes, strict=True):
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         t = arr.type
-        vec: np.ndarray | None = None
-        if arr.null_count:
+        vec: Vector = None
+        if isinstance(dtype, pd.StringDtype) and (pa.types.is_string(t)
+                                                  or pa.types.is_large_string(t)):
+            encoded = pc.dictionary_encode(arr, null_encoding="encode")
+            if len(encoded.dictionary) * TEXT_CODES_MIN_REPEAT <= len(arr):
+                vec = TextCodes(encoded.indices.to_numpy(), encoded.dictionary)
+        elif arr.null_count:
             pass
         elif pa.types.is_dictionary(t) and isinstance(dtype, pd.CategoricalDtype):
             if arr.dictionary.to_pylist() == list(dtype.categories):

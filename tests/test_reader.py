@@ -14,6 +14,7 @@ from threads import run_threads
 import chunkframe as cf
 from chunkframe.errors import ChunkCorruptionError, DatasetNotFoundError
 from chunkframe.reader import STALENESS_SECONDS
+from chunkframe.rows import TextCodes
 
 
 @pytest.fixture
@@ -349,3 +350,52 @@ def test_redis_lagging_the_catalog_after_a_crash_is_caught_up(client, monkeypatc
     client.ingest(sensors(10), "other", progress=False)
     client.ingest(new, "lag", mode="resume", chunk_rows=500, progress=False)
     pd.testing.assert_series_equal(ds.get(1_999), new.iloc[1_999])
+
+
+def test_get_many_text_columns_low_and_high_cardinality(client):
+    """Low-cardinality text is gathered as dictionary codes, unique text by Arrow takes, a
+    column that is one in some chunks and the other elsewhere by Arrow takes: same values."""
+    n = 4_000
+    rng = np.random.default_rng(9)
+    labels = np.array(["ok", "warn", "fail", "idle"], dtype=object)[rng.integers(0, 4, n)]
+    labels[rng.random(n) < 0.05] = None
+    unique = np.array([f"id-{i}" for i in range(n)], dtype=object)
+    unique[::17] = None
+    mixed = np.where(np.arange(n) < n // 2, labels, unique)
+    df = pd.DataFrame({
+        "lo": pd.array(labels, dtype="str"),
+        "lo_na": pd.array(labels, dtype="string"),  # missing as pd.NA
+        "hi": pd.array(unique, dtype="str"),
+        "mixed": pd.array(mixed, dtype="str"),
+        "x": np.arange(n, dtype=np.int64),
+    })
+    ds = client.ingest(df, "texts", chunk_rows=500, progress=False)
+    sns = list(rng.integers(0, n, 3_000)) + [0, n - 1, 0]
+    pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(df, sns))
+    pd.testing.assert_frame_equal(ds.get_many(sorted(sns)), expected_rows(df, sorted(sns)))
+    snap = client.reader.snapshot("texts")
+    first = client.reader.vectors(snap, 0)[1]
+    last = client.reader.vectors(snap, len(snap.chunks) - 1)[1]
+    assert isinstance(first[0], TextCodes) and isinstance(first[1], TextCodes)
+    assert first[2] is None and last[3] is None and isinstance(first[3], TextCodes)
+
+
+def test_text_codes_count_against_the_chunk_cache_bound(client):
+    df = sensors(20_000)
+    df["status"] = pd.array(np.array(["ok", "warn"], dtype=object)[np.arange(20_000) % 2],
+                            dtype="str")
+    client.ingest(df, "coded", chunk_rows=1_000, progress=False)
+    one = client.store.get(client.open("coded").chunks["key"][0])
+    limit = int(len(one) * 3.5)
+    small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
+                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       chunk_cache_bytes=limit)
+    ds = small.open("coded")
+    ds.get(0)
+    plain = ds.cache_info()["total_bytes"]
+    ds.get_many([0, 1, 2])  # the first chunk's status column gets its codes
+    assert ds.cache_info()["total_bytes"] >= plain + 1_000 * 4
+    for start in range(0, 20_000, 700):
+        got = ds.get_many(range(start, min(start + 1_500, 20_000), 7))
+        assert ds.cache_info()["total_bytes"] <= limit
+    pd.testing.assert_frame_equal(got, expected_rows(df, range(start, 20_000, 7)))
