@@ -26,12 +26,12 @@ Compression = Literal["zstd", "lz4"] | None
 
 def checksum(data: bytes | memoryview | pa.Buffer) -> str:
     """CRC32C of ``data`` (hardware-accelerated) tagged with its algorithm: ``crc32c:1a2b3c4d``."""
-    if not isinstance(data, bytes):  # the C extension takes only bytes or read-only buffers
-        data = pa.py_buffer(data)  # zero-copy
+    if not isinstance(data, bytes | pa.Buffer):  # the C extension takes bytes or read-only
+        data = pa.py_buffer(data)  # buffers: zero-copy
     return f"{CHECKSUM_ALGORITHM}:{google_crc32c.value(data):08x}"
 
 
-def checksum_matches(data: bytes | memoryview, recorded: str) -> tuple[bool, str]:
+def checksum_matches(data: bytes | memoryview | pa.Buffer, recorded: str) -> tuple[bool, str]:
     """Compare ``data`` against a recorded checksum; returns (ok, computed)."""
     algorithm, _, _ = recorded.partition(":")
     if algorithm != CHECKSUM_ALGORITHM:

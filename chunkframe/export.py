@@ -191,6 +191,11 @@ class _Writer(Protocol):
     def close(self) -> None: ...
 
 
+# The writers' buffers come from the system allocator: Arrow's default pool (mimalloc) keeps
+# the pages an encoder freed for reuse, which tripled an export's peak RSS (bench_export.py).
+WRITER_POOL = pa.system_memory_pool()
+
+
 class _ParquetWriter:
     """One row group per chunk (bounded memory). Dictionary encoding only for the columns it
     suits: categoricals, and columns with few distinct values in the first chunk written.
@@ -209,7 +214,7 @@ class _ParquetWriter:
                    or _few_distinct(sample.column(f.name))]
         # the schema carries the pandas metadata, so pd.read_parquet restores the dtypes
         return pq.ParquetWriter(self._sink, self._schema, compression="snappy",
-                                use_dictionary=use)
+                                use_dictionary=use, memory_pool=WRITER_POOL)
 
     def write(self, table: pa.Table) -> None:
         if self._w is None:
@@ -237,7 +242,7 @@ def _few_distinct(col: pa.ChunkedArray, sample: int = 4_096) -> bool:
 
 class _CsvWriter:
     def __init__(self, sink: pa.NativeFile, schema: pa.Schema):
-        self._w = pacsv.CSVWriter(sink, schema)
+        self._w = pacsv.CSVWriter(sink, schema, memory_pool=WRITER_POOL)
 
     def write(self, table: pa.Table) -> None:
         self._w.write_table(table)

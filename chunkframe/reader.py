@@ -224,7 +224,7 @@ class Reader:
     def _fetch(self, snap: Snapshot, index: int) -> _Chunk:
         cm = snap.chunks[index]
         self.fetches += 1
-        data = self.store.get(cm.key)
+        data = self.store.read(cm.key)
         ds = snap.meta.id
         if data is None:
             current = self._current_generation(ds)

@@ -70,6 +70,15 @@ class TestConformance:
         assert store.get("w/bad.arrow") is None
         assert list(store.list()) == []
 
+    def test_read_gives_the_bytes_as_an_arrow_buffer(self, store):
+        small, big = b"tiny", os.urandom(1_000_003)  # big: read into pages of its own
+        store.put("r/small", small)
+        store.put("r/big", big)
+        for key, data in (("r/small", small), ("r/big", big)):
+            buf = store.read(key)
+            assert isinstance(buf, pa.Buffer) and buf.to_pybytes() == data
+        assert store.read("r/missing") is None
+
     def test_overwrite_replaces_whole_value(self, store):
         store.put("k/v", b"long original value")
         store.put("k/v", b"short")
@@ -176,6 +185,13 @@ def test_local_put_failure_cleans_its_temp_file(tmp_path):
     with pytest.raises(BackendUnavailableError, match="could not write chunk 'k'"):
         store.put("k", b"data")
     assert _all_files(tmp_path / "s") == []
+
+
+def test_local_read_failure_is_a_backend_error(tmp_path):
+    store = ChunkStore(tmp_path / "s")
+    (tmp_path / "s" / "k").mkdir(parents=True)  # a directory where a chunk should be
+    with pytest.raises(BackendUnavailableError, match="could not read chunk 'k'"):
+        store.read("k")
 
 
 def test_unwritable_local_store_is_a_clear_error(tmp_path):
