@@ -96,7 +96,7 @@ def resolve_columns(
 def time_stats(table: pa.Table, time_column: str | None, device_column: str | None) -> dict[str, list[int]]:
     """Per device (as text; ``""`` when there is no device column): [min, max] time in ns.
 
-    Computed with numpy over dictionary codes (~0.5 ms per 65k-row chunk; Arrow's group_by
+    Computed with numpy over dictionary codes (~0.4 ms per 65k-row chunk; Arrow's group_by
     took ~3 ms, a third of the time it takes to write the chunk).
     """
     if time_column is None:
@@ -106,7 +106,7 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
         t = t.cast(pa.timestamp("ns", t.type.tz))
     t = t.cast(pa.int64()).combine_chunks()
     keep = t.is_valid().to_numpy(zero_copy_only=False) if t.null_count else None
-    times = t.fill_null(0).to_numpy()
+    times = (t if keep is None else t.fill_null(0)).to_numpy()
     if device_column is None:
         times = times if keep is None else times[keep]
         return {"": [int(times.min()), int(times.max())]} if len(times) else {}
@@ -114,19 +114,22 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
     if indices.null_count:
         valid = indices.is_valid().to_numpy(zero_copy_only=False)
         keep = valid if keep is None else keep & valid
-    codes = indices.fill_null(0).to_numpy()
+    codes = (indices.fill_null(0) if indices.null_count else indices).to_numpy().astype(np.intp)
     if keep is not None:
         codes, times = codes[keep], times[keep]
     lo = np.full(len(names), np.iinfo(np.int64).max)
     hi = np.full(len(names), np.iinfo(np.int64).min)
     np.minimum.at(lo, codes, times)
     np.maximum.at(hi, codes, times)
+    seen = np.flatnonzero(lo <= hi).tolist()  # a device in the chunk has lo <= hi
+    spans = zip([names[c] for c in seen], lo[seen].tolist(), hi[seen].tolist(), strict=True)
+    if len(set(names)) == len(names):
+        return {name: [a, b] for name, a, b in spans if name is not None}
     out: dict[str, list[int]] = {}
-    for code in np.flatnonzero(np.bincount(codes, minlength=len(names))):
-        name = names[code]
-        if name is not None:  # two values with one text form (0.0 and -0.0) share a device
-            old = out.get(name, [int(lo[code]), int(hi[code])])
-            out[name] = [min(old[0], int(lo[code])), max(old[1], int(hi[code]))]
+    for name, a, b in spans:  # a dictionary may repeat a value (Arrow allows it): one device
+        if name is not None:
+            old = out.get(name, [a, b])
+            out[name] = [min(old[0], a), max(old[1], b)]
     return out
 
 

@@ -752,3 +752,10 @@ def test_time_stats_match_a_pandas_groupby(devices):
                                                  int(ns[df["t"].notna()].max())]}
     assert time_stats(table, None, "d") == {}
     assert time_stats(table.slice(0, 0), "t", "d") == {} and time_stats(table.slice(0, 0), "t", None) == {}
+
+
+def test_time_stats_merge_a_dictionary_that_repeats_a_value():
+    devices = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 2, None], pa.int8()),
+                                             pa.array(["a", "b", "a"]))
+    table = pa.table({"t": pa.array([5, 1, 9, 2, 0], pa.int64()), "d": devices})
+    assert time_stats(table, "t", "d") == {"a": [2, 9], "b": [1, 1]}
