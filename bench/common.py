@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,7 +38,10 @@ def frame(rows: int = 2_000_000, devices: int = 100, seed: int = 42) -> pd.DataF
 
 
 def workdir(name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"cfb-{name}-"))
+    """A scratch directory, removed when the benchmark exits (they hold GBs of chunks)."""
+    path = Path(tempfile.mkdtemp(prefix=f"cfb-{name}-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def redis() -> RedisProcess:
