@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 
 from .codec import checksum
 from .errors import BackendUnavailableError
 
 __all__ = ["ChunkStore"]
-
-# local objects at least this large are read into pages of their own (see ChunkStore.read)
-_OWN_PAGES_MIN = 256 * 1024
 
 _INSTALL_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
 
@@ -139,15 +139,8 @@ class ChunkStore:
             ) from exc
 
     def read(self, key: str) -> pa.Buffer | None:
-        """Like :meth:`get`, as an Arrow buffer; large local objects are read into pages of
-        their own (an anonymous memory map), which go back to the OS the moment the last
-        view of them is dropped.
-
-        Chunks read through the heap instead leave it grown: glibc raises its mmap threshold
-        after each freed chunk and keeps later ones in arenas (an export of 2M rows held
-        ~10 chunks of RSS that way). Anonymous pages, unlike a map of the file itself, cannot
-        fault if the file is truncated while its rows are in use.
-        """
+        """Like :meth:`get`, as an Arrow buffer. Large local objects are read into pages
+        from a small pool (see :class:`PagePool`) instead of the heap."""
         if not self.local:
             data = self.get(key)
             return None if data is None else pa.py_buffer(data)
@@ -157,14 +150,7 @@ class ChunkStore:
                 size = os.fstat(f.fileno()).st_size
                 if size < _OWN_PAGES_MIN:
                     return pa.py_buffer(f.read())
-                pages = mmap.mmap(-1, size)
-                got = f.readinto(pages)  # type: ignore[attr-defined]
-                while got < size:
-                    more = f.readinto(memoryview(pages)[got:])  # type: ignore[attr-defined]
-                    if not more:  # shrank since fstat: the checksum will say so
-                        break
-                    got += more
-            return pa.py_buffer(pages)[:got]
+                return PAGES.read_into(f, size)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -239,3 +225,62 @@ class ChunkStore:
             except OSError:
                 pass
 
+
+class PagePool:
+    """Anonymous memory maps for large reads, reused once no view of a read is left.
+
+    Reads through the heap leave it grown (glibc raises its mmap threshold after each large
+    free and keeps later ones): an export of 2M rows ended holding ~10 chunks of RSS that
+    way. Fresh maps instead cost ~1 ms of page faults per 3 MB chunk. So a read lands in a
+    pooled map; the map comes back when the last Arrow view of the read is gone (a weakref
+    on the numpy view Arrow holds), and at most ``keep_bytes`` of maps wait for reuse.
+    Unlike a map of the file itself, these pages never change or fault under a reader if the
+    file is rewritten or truncated in place.
+    """
+
+    def __init__(self, keep_bytes: int):
+        self.keep_bytes = keep_bytes
+        self._free: list[mmap.mmap] = []
+        # re-entrant: a garbage collection inside the lock may return a map through _give
+        self._lock = threading.RLock()
+
+    def _take(self, size: int) -> mmap.mmap:
+        with self._lock:  # the most recently used fitting map: its pages are still in cache
+            for i in range(len(self._free) - 1, -1, -1):
+                if size <= len(self._free[i]) <= 2 * size:
+                    return self._free.pop(i)
+        return mmap.mmap(-1, -(-size // _PAGE_ROUND) * _PAGE_ROUND)
+
+    def _give(self, pages: mmap.mmap) -> None:
+        with self._lock:
+            if sum(len(p) for p in self._free) + len(pages) <= self.keep_bytes:
+                self._free.append(pages)
+        # else dropped: unmapped as soon as the dying view lets go of it
+
+    def free_bytes(self) -> int:
+        with self._lock:
+            return sum(len(p) for p in self._free)
+
+    def read_into(self, f: Any, size: int) -> pa.Buffer:
+        """``size`` bytes (fewer if the file shrank meanwhile) of binary file ``f``."""
+        pages = self._take(size)
+        try:
+            got = f.readinto(pages)
+            while got < size:  # a short read: go on until the end of the file
+                with memoryview(pages) as target:
+                    more = f.readinto(target[got:])
+                if not more:  # shrank since it was measured: the checksum will say so
+                    break
+                got += more
+        except BaseException:
+            self._give(pages)
+            raise
+        view = np.frombuffer(pages, dtype=np.uint8, count=got)
+        weakref.finalize(view, self._give, pages)
+        return pa.py_buffer(view)
+
+
+# local objects at least this large are read through the page pool
+_OWN_PAGES_MIN = 256 * 1024
+_PAGE_ROUND = 64 * 1024
+PAGES = PagePool(keep_bytes=32 * 2**20)

@@ -17,7 +17,7 @@ import pytest
 
 from chunkframe import codec
 from chunkframe.errors import BackendUnavailableError
-from chunkframe.store import ChunkStore
+from chunkframe.store import ChunkStore, PagePool
 
 HERE = Path(__file__).parent
 
@@ -253,3 +253,38 @@ def test_local_write_killed_mid_write_is_absent_or_whole(tmp_path):
     assert _all_files(root) == [key]
     assert store.get(key) in expected
     assert store.sweep_partials() == 0
+
+
+def test_page_pool_reuses_a_map_only_when_no_view_of_it_is_left(tmp_path):
+    a, b = os.urandom(600_000), os.urandom(600_000)
+    (tmp_path / "a").write_bytes(a)
+    (tmp_path / "b").write_bytes(b)
+    pool = PagePool(keep_bytes=8 * 2**20)
+    with open(tmp_path / "a", "rb", buffering=0) as f:
+        first = pool.read_into(f, len(a))
+    held = pa.py_buffer(first).slice(1000, 5000)  # a view derived from the read, kept
+    del first
+    assert pool.free_bytes() == 0  # still viewed: not reusable
+    with open(tmp_path / "b", "rb", buffering=0) as f:
+        second = pool.read_into(f, len(b))
+    assert held.to_pybytes() == a[1000:6000] and second.to_pybytes() == b
+    del held
+    assert pool.free_bytes() > 0  # the first map is back
+    again = pool.free_bytes()
+    with open(tmp_path / "a", "rb", buffering=0) as f:
+        third = pool.read_into(f, len(a))  # reuses it
+    assert third.to_pybytes() == a and pool.free_bytes() == again - len(a) - (-len(a) % 65536)
+
+
+def test_page_pool_keeps_at_most_its_byte_bound_and_reads_short_files(tmp_path):
+    data = os.urandom(300_000)
+    (tmp_path / "x").write_bytes(data)
+    pool = PagePool(keep_bytes=400_000)  # room for one map of 320 KiB, not two
+    with open(tmp_path / "x", "rb", buffering=0) as f, \
+            open(tmp_path / "x", "rb", buffering=0) as g:
+        one, two = pool.read_into(f, len(data)), pool.read_into(g, len(data))
+    del one, two
+    assert pool.free_bytes() <= 400_000
+    with open(tmp_path / "x", "rb", buffering=0) as f:  # the file is shorter than announced
+        short = pool.read_into(f, len(data) + 5_000)
+    assert short.to_pybytes() == data
