@@ -74,6 +74,8 @@ def test_get_many_in_order_with_duplicates(ds, df):
     pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(df, sns))
     got = ds.get_many([10, 3], columns=["f", "s"])
     pd.testing.assert_frame_equal(got, expected_rows(df, [10, 3])[["f", "s"]])
+    got = ds.get_many(sns, columns=["s", "f", "s"])  # any order, a column twice
+    pd.testing.assert_frame_equal(got, expected_rows(df, sns)[["s", "f", "s"]])
     assert len(ds.get_many([])) == 0 and list(ds.get_many([]).columns) == list(df.columns)
     pd.testing.assert_frame_equal(ds.get_many([-1, 0, -5_000]),  # negative: from the end
                                   expected_rows(df, [4_999, 0, 0]))
