@@ -243,6 +243,16 @@ def _interrupt_after(client: cf.Client, puts: int) -> Callable[[], None]:
     return lambda: setattr(client.store, "write", real)
 
 
+def _interrupted_ingest(client: cf.Client, df: pd.DataFrame, dataset_id: str, after: int) -> int:
+    """Ingest ``df`` in 100-row chunks with the store failing after ``after`` chunks; returns
+    the interrupted ingest's generation."""
+    undo = _interrupt_after(client, after)
+    with pytest.raises(BackendUnavailableError, match="simulated"):
+        client.ingest(df, dataset_id, chunk_rows=100, workers=1, progress=False)
+    undo()
+    return int(client.state.ingest_status(dataset_id)["generation"])
+
+
 def _count_puts(client: cf.Client) -> list[str]:
     written: list[str] = []
     real = client.store.write
@@ -252,13 +262,9 @@ def _count_puts(client: cf.Client) -> list[str]:
 
 def test_resume_continues_the_same_source_and_refuses_another(client):
     df = sample(2000)
-    undo = _interrupt_after(client, 7)
-    with pytest.raises(BackendUnavailableError, match="simulated"):
-        client.ingest(df, "res", chunk_rows=100, workers=1, progress=False)
-    undo()
+    gen = _interrupted_ingest(client, df, "res", after=7)
     keys = RedisKeys(client.settings.prefix, "res")
     status = client.state.ingest_status("res")
-    gen = int(status["generation"])
     assert client.redis.hlen(keys.chunks(gen)) == 7
     assert client.catalog.get("res") is None
     with pytest.raises(DatasetNotFoundError):
@@ -280,11 +286,7 @@ def test_resume_continues_the_same_source_and_refuses_another(client):
 
 def test_resume_refuses_when_a_checkpointed_chunk_is_gone_or_damaged(client):
     df = sample(1000)
-    undo = _interrupt_after(client, 3)
-    with pytest.raises(BackendUnavailableError, match="simulated"):
-        client.ingest(df, "dmg", chunk_rows=100, workers=1, progress=False)
-    undo()
-    gen = int(client.state.ingest_status("dmg")["generation"])
+    gen = _interrupted_ingest(client, df, "dmg", after=3)
     first = client.state.chunk_metas("dmg", gen)[0]
     path = Path(client.store.path(first.key))
     data = path.read_bytes()

@@ -223,15 +223,20 @@ def test_concurrent_readers_single_flight(client):
     assert client.reader.fetches - fetches0 == 10  # each chunk fetched once
 
 
-def test_chunk_cache_stays_within_its_byte_bound(client):
-    df = sensors(20_000)
-    client.ingest(df, "bounded", chunk_rows=1_000, progress=False)
-    one = client.store.get(client.open("bounded").chunks["key"][0])
+def open_with_small_cache(client: cf.Client, dataset_id: str) -> tuple[cf.Dataset, int]:
+    """The dataset through a second client whose chunk cache holds 3.5 stored chunks."""
+    one = client.store.get(client.open(dataset_id).chunks["key"][0])
     limit = int(len(one) * 3.5)
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
                        catalog=client.settings.catalog_path, prefix=client.settings.prefix,
                        chunk_cache_bytes=limit)
-    ds = small.open("bounded")
+    return small.open(dataset_id), limit
+
+
+def test_chunk_cache_stays_within_its_byte_bound(client):
+    df = sensors(20_000)
+    client.ingest(df, "bounded", chunk_rows=1_000, progress=False)
+    ds, limit = open_with_small_cache(client, "bounded")
     for sn in range(0, 20_000, 500):
         ds.get(sn)
         info = ds.cache_info()
@@ -387,12 +392,7 @@ def test_text_codes_count_against_the_chunk_cache_bound(client):
     df["status"] = pd.array(np.array(["ok", "warn"], dtype=object)[np.arange(20_000) % 2],
                             dtype="str")
     client.ingest(df, "coded", chunk_rows=1_000, progress=False)
-    one = client.store.get(client.open("coded").chunks["key"][0])
-    limit = int(len(one) * 3.5)
-    small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
-                       chunk_cache_bytes=limit)
-    ds = small.open("coded")
+    ds, limit = open_with_small_cache(client, "coded")
     ds.get(0)
     plain = ds.cache_info()["total_bytes"]
     ds.get_many([0, 1, 2])  # the first chunk's status column gets its codes
