@@ -276,7 +276,7 @@ class PagePool:
             self._give(pages)
             raise
         view = np.frombuffer(pages, dtype=np.uint8, count=got)
-        weakref.finalize(view, self._give, pages)
+        weakref.finalize(view, self._give, pages).atexit = False  # nothing to return at exit
         return pa.py_buffer(view)
 
 
