@@ -62,7 +62,17 @@ def _assemble(columns: pd.Index, values: list[Any], index: pd.Index) -> pd.DataF
     return create_dataframe_from_blocks(blocks, index=index, columns=columns)
 
 
-def _gather_text(vecs: list[TextCodes], locs: list[np.ndarray], inverse: np.ndarray | None,
+def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """``values`` gathered in ``order`` (of the positions asked) put back in the order asked:
+    one scatter, no inverse permutation to build."""
+    if order is None:
+        return values
+    out = np.empty_like(values)
+    out[order] = values
+    return out
+
+
+def _gather_text(vecs: list[TextCodes], locs: list[np.ndarray], order: np.ndarray | None,
                  dtype: Any) -> Any:
     """Rows ``locs`` of each chunk's dictionary-encoded text, in the order asked."""
     codes = np.concatenate([v.codes[loc] for v, loc in zip(vecs, locs, strict=True)]
@@ -72,9 +82,7 @@ def _gather_text(vecs: list[TextCodes], locs: list[np.ndarray], inverse: np.ndar
         codes += np.repeat(first, [len(loc) for loc in locs])
     dictionary = vecs[0].dictionary if len(vecs) == 1 else pa.concat_arrays(
         [v.dictionary for v in vecs])
-    if inverse is not None:
-        codes = codes[inverse]
-    return pd.array(pc.take(dictionary, pa.array(codes)), dtype=dtype)
+    return pd.array(pc.take(dictionary, pa.array(_unsort(codes, order))), dtype=dtype)
 
 
 class Dataset:
@@ -187,8 +195,9 @@ class Dataset:
         # categorical columns are gathered with numpy, the rest take per chunk in Arrow;
         # both in chunk order, then put back in the order asked.
         idx = snap.locate_many(arr)
-        # chunk numbers fit 16 bits for any realistic dataset: numpy then radix-sorts in O(n)
-        order = np.argsort(idx.astype(np.uint16) if len(snap.chunks) < 65_536 else idx,
+        # chunk numbers as small unsigned ints: numpy then radix-sorts in O(n), one pass per byte
+        narrow = np.uint8 if len(snap.chunks) <= 256 else np.uint16
+        order = np.argsort(idx.astype(narrow) if len(snap.chunks) <= 65_536 else idx,
                            kind="stable")
         local = (arr - snap.starts_np[idx])[order]
         counts = np.bincount(idx, minlength=len(snap.chunks))
@@ -196,33 +205,31 @@ class Dataset:
         bounds = np.zeros(len(touched) + 1, dtype=np.int64)
         np.cumsum(counts[touched], out=bounds[1:])
         spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
-        entries = [reader.vectors(snap, i) for i in touched.tolist()]
+        entries = reader.vectors_many(snap, touched.tolist())
         template = reader.template(snap, entries[0][0])
         names = snap.schema.names
         wanted = [names.index(c) for c in cols] if cols is not None else range(len(names))
         data: dict[str, Any] = dict.fromkeys(names[j] for j in wanted)
-        inverse = None  # from chunk order back to the order asked
-        if not (order[1:] > order[:-1]).all():
-            inverse = np.empty_like(order)
-            inverse[order] = np.arange(len(order))
+        # chunk order back to the order asked: None when the sns came sorted
+        back = None if (order[1:] > order[:-1]).all() else order
         locs = [local[lo:hi] for lo, hi in spans]
         rest: list[int] = []
         for j in wanted:
             vecs = [v[j] for _, v in entries]
             if all(isinstance(v, TextCodes) for v in vecs):
                 texts = cast(list[TextCodes], vecs)
-                data[names[j]] = _gather_text(texts, locs, inverse, template.dtypes[j])
+                data[names[j]] = _gather_text(texts, locs, back, template.dtypes[j])
                 continue
             if not all(isinstance(v, np.ndarray) for v in vecs):
                 rest.append(j)
                 continue
             arrays = cast(list[np.ndarray], vecs)
             out = np.concatenate([vec[loc] for vec, loc in zip(arrays, locs, strict=True)])
-            data[names[j]] = wrap_vector(out if inverse is None else out[inverse],
-                                         template.dtypes[j])
+            data[names[j]] = wrap_vector(_unsort(out, back), template.dtypes[j])
         if rest:
+            inverse = None if back is None else pa.array(_unsort(np.arange(len(back)), back))
             taken = self._take_rest(snap, template, [e for e, _ in entries], rest, spans,
-                                    pa.array(local), None if inverse is None else pa.array(inverse))
+                                    pa.array(local), inverse)
             data.update(taken)
         columns = template.columns if cols is None else template.columns[list(wanted)]
         values = [data[names[j]] for j in wanted]  # a column asked twice comes twice

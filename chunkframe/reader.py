@@ -278,6 +278,15 @@ class Reader:
                         self._chunks.pop(key, None)  # now larger than the whole cache
         return entry, entry.vectors
 
+    def vectors_many(self, snap: Snapshot, indices: list[int]) -> list[tuple[_Chunk, list[Vector]]]:
+        """:meth:`vectors` of several chunks; cached ones looked up under one lock."""
+        with self._lock:
+            found = [self._chunks.get(_cache_key(snap, i)) for i in indices]
+        ready = [e for e in found if e is not None and e.vectors is not None]
+        self.hits += len(ready)
+        return [(e, e.vectors) if e is not None and e.vectors is not None
+                else self.vectors(snap, i) for e, i in zip(found, indices, strict=True)]
+
     def verify_chunk(self, snap: Snapshot, index: int) -> str | None:
         """None if chunk ``index`` is intact in the store, else what is wrong (no caching)."""
         try:
