@@ -16,7 +16,7 @@ from pandas.api.internals import create_dataframe_from_blocks
 from .errors import SnapshotSupersededError
 from .model import DatasetMeta
 from .progress import progress_bar
-from .reader import Snapshot, chunk_slices, positions
+from .reader import Snapshot, chunk_slices, group_by_chunk, positions
 from .rows import RowTemplate, TextCodes, wrap_vector
 
 if TYPE_CHECKING:
@@ -191,28 +191,17 @@ class Dataset:
             table = self._empty(snap)
             return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
         # Group by chunk: a take on one contiguous chunk is cheap, while a take over a
-        # multi-chunk Arrow table first concatenates whole columns. Numeric, datetime and
-        # categorical columns are gathered with numpy, the rest take per chunk in Arrow;
-        # both in chunk order, then put back in the order asked.
-        idx = snap.locate_many(arr)
-        # chunk numbers as small unsigned ints: numpy then radix-sorts in O(n), one pass per byte
-        narrow = np.uint8 if len(snap.chunks) <= 256 else np.uint16
-        order = np.argsort(idx.astype(narrow) if len(snap.chunks) <= 65_536 else idx,
-                           kind="stable")
-        local = (arr - snap.starts_np[idx])[order]
-        counts = np.bincount(idx, minlength=len(snap.chunks))
-        touched = np.flatnonzero(counts)
-        bounds = np.zeros(len(touched) + 1, dtype=np.int64)
-        np.cumsum(counts[touched], out=bounds[1:])
-        spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
-        entries = reader.vectors_many(snap, touched.tolist())
+        # multi-chunk Arrow table first concatenates whole columns. Numeric, datetime,
+        # categorical and low-cardinality text columns are gathered with numpy, the rest
+        # take per chunk in Arrow; both in chunk order, then put back in the order asked.
+        groups = group_by_chunk(snap, arr)
+        back, spans = groups.back, groups.spans
+        entries = reader.vectors_many(snap, groups.chunks)
         template = reader.template(snap, entries[0][0])
         names = snap.schema.names
         wanted = [names.index(c) for c in cols] if cols is not None else range(len(names))
         data: dict[str, Any] = dict.fromkeys(names[j] for j in wanted)
-        # chunk order back to the order asked: None when the sns came sorted
-        back = None if (order[1:] > order[:-1]).all() else order
-        locs = [local[lo:hi] for lo, hi in spans]
+        locs = [groups.local[lo:hi] for lo, hi in spans]
         rest: list[int] = []
         for j in wanted:
             vecs = [v[j] for _, v in entries]
@@ -229,7 +218,7 @@ class Dataset:
         if rest:
             inverse = None if back is None else pa.array(_unsort(np.arange(len(back)), back))
             taken = self._take_rest(snap, template, [e for e, _ in entries], rest, spans,
-                                    pa.array(local), inverse)
+                                    pa.array(groups.local), inverse)
             data.update(taken)
         columns = template.columns if cols is None else template.columns[list(wanted)]
         values = [data[names[j]] for j in wanted]  # a column asked twice comes twice

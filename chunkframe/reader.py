@@ -392,6 +392,35 @@ def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
     return arr
 
 
+@dataclass
+class ChunkGroups:
+    """Serial numbers of a batch read grouped by chunk, so each chunk is gathered once."""
+
+    chunks: list[int]  # the chunks touched, ascending
+    spans: list[tuple[int, int]]  # each touched chunk's [lo, hi) in ``local``
+    local: np.ndarray  # the rows asked, in chunk order, as rows of their chunk
+    back: np.ndarray | None  # the position asked of each row in chunk order; None if sorted
+
+
+def group_by_chunk(snap: Snapshot, sns: np.ndarray) -> ChunkGroups:
+    """Group validated serial numbers (:func:`positions`) by the chunk holding them."""
+    idx = snap.locate_many(sns)
+    # chunk numbers as small unsigned ints: numpy then radix-sorts in O(n), one pass per byte
+    n = len(snap.chunks)
+    order = np.argsort(idx.astype(np.uint8 if n <= 256 else np.uint16) if n <= 65_536 else idx,
+                       kind="stable")
+    counts = np.bincount(idx, minlength=n)
+    touched = np.flatnonzero(counts)
+    bounds = np.zeros(len(touched) + 1, dtype=np.int64)
+    np.cumsum(counts[touched], out=bounds[1:])
+    return ChunkGroups(
+        chunks=touched.tolist(),
+        spans=list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)),
+        local=(sns - snap.starts_np[idx])[order],
+        back=None if (order[1:] > order[:-1]).all() else order,
+    )
+
+
 def chunk_slices(snap: Snapshot, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
     """(chunk index, first row in chunk, row count) covering rows [start, stop)."""
     if start >= stop:

@@ -13,7 +13,7 @@ from threads import run_threads
 
 import chunkframe as cf
 from chunkframe.errors import ChunkCorruptionError, DatasetNotFoundError
-from chunkframe.reader import STALENESS_SECONDS
+from chunkframe.reader import STALENESS_SECONDS, group_by_chunk
 from chunkframe.rows import TextCodes
 
 
@@ -401,3 +401,19 @@ def test_text_codes_count_against_the_chunk_cache_bound(client):
         got = ds.get_many(range(start, min(start + 1_500, 20_000), 7))
         assert ds.cache_info()["total_bytes"] <= limit
     pd.testing.assert_frame_equal(got, expected_rows(df, range(start, 20_000, 7)))
+
+
+def test_group_by_chunk_on_chunks_of_unequal_size(client):
+    df = sensors(1_000)
+    client.ingest(df.iloc[:250], "uneven", chunk_rows=100, progress=False)   # 100, 100, 50
+    client.ingest(df.iloc[250:], "uneven", chunk_rows=100, mode="append", progress=False)
+    snap = client.reader.snapshot("uneven")
+    assert [c.rows for c in snap.chunks][:4] == [100, 100, 50, 100]
+    sns = np.array([260, 5, 249, 199, 5, 250])
+    groups = group_by_chunk(snap, sns)
+    assert groups.chunks == [0, 1, 2, 3]
+    assert groups.spans == [(0, 2), (2, 3), (3, 4), (4, 6)]
+    assert groups.local.tolist() == [5, 5, 99, 49, 10, 0]
+    assert sns[groups.back].tolist() == [5, 5, 199, 249, 260, 250]
+    assert group_by_chunk(snap, np.array([1, 2, 300])).back is None  # asked in order
+    pd.testing.assert_frame_equal(client.open("uneven").get_many(sns), expected_rows(df, sns))
