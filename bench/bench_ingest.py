@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from common import CHUNK_ROWS, ROOT, best, frame, table, workdir
+from common import CHUNK_ROWS, ROOT, alternating, frame, table, timed, workdir
 
 import chunkframe as cf
 from chunkframe.codec import checksum, encode, to_arrow, write
@@ -60,9 +60,15 @@ def main() -> None:
             n[0] += 1
             client.ingest(df, f"b{n[0]}", chunk_rows=CHUNK_ROWS, progress=False)
 
-        t_cf = best(run_cf, 5)  # best of 5: the disk's write-back makes single runs noisy
-        t_bare = best(lambda: bare_loop(df, home / "bare"), 5)
-        t_pq = best(lambda: df.to_parquet(home / "x.parquet"), 5)
+        # best of 5 each, taken in turn, each run starting with no dirty pages left by the
+        # one before (to_parquet does not fsync: its write-back would slow the next fsyncs)
+        def settled(fn, *args):  # type: ignore[no-untyped-def]
+            os.sync()
+            return timed(fn, *args)
+
+        runs = alternating([lambda _: settled(run_cf), lambda _: settled(bare_loop, df, home / "bare"),
+                            lambda _: settled(df.to_parquet, home / "x.parquet")], range(5))
+        t_cf, t_bare, t_pq = (min(r) for r in runs)
         # a 10x larger CSV, ingested in a fresh process: peak RSS vs the persister bound
         big = home / "big.csv"
         tbl = pa.Table.from_pandas(df, preserve_index=False)

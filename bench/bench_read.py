@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import CHUNK_ROWS, ROOT, frame, per_call, redis, table, workdir
+from common import CHUNK_ROWS, ROOT, alternating, frame, per_call, redis, table, timed, workdir
 
 import chunkframe as cf
 
@@ -36,8 +36,9 @@ def main() -> None:
         # warm single-row reads
         for sn in sns:
             ds.get(sn)
-        t_get = per_call(ds.get, sns)
-        t_iloc = per_call(lambda s: df.iloc[s], sns)
+        gets, ilocs = alternating([lambda s: timed(ds.get, s), lambda s: timed(df.iloc.__getitem__, s)],
+                                  sns)
+        t_get, t_iloc = float(np.median(gets)), float(np.median(ilocs))
         rows.append(("warm `ds.get(sn)` (median of 3,000)", f"{t_get * 1e6:.1f} µs",
                      f"`df.iloc[sn]` {t_iloc * 1e6:.1f} µs", f"{t_get / t_iloc:.2f} (≤ 1.0)"))
 
@@ -64,8 +65,8 @@ def main() -> None:
 
         for sn in touch[:20]:  # warm the OS page cache of the files
             raw_floor(sn)
-        t_first = float(np.median([cold_get(s) for s in touch]))
-        t_floor = float(np.median([raw_floor(s) for s in touch]))
+        firsts, floors = alternating([cold_get, raw_floor], touch)
+        t_first, t_floor = float(np.median(firsts)), float(np.median(floors))
         rows.append(("first touch of a chunk (cache cold, page cache warm)",
                      f"{t_first * 1e3:.2f} ms",
                      f"read + CRC32C + `ipc.open_file().read_all()` + row {t_floor * 1e3:.2f} ms",
@@ -74,21 +75,20 @@ def main() -> None:
         # batch reads
         many = rng.integers(0, len(df), 10_000)
         ds.get_many(many)
-        t_many = min(_timed(lambda: ds.get_many(many)) for _ in range(5))
-        t_iloc_many = min(_timed(lambda: df.iloc[many]) for _ in range(5))
+        t_many, t_iloc_many = best_pair(lambda: ds.get_many(many), lambda: df.iloc[many])
         rows.append(("warm `get_many` of 10,000 random sns", f"{t_many * 1e3:.2f} ms",
                      f"`df.iloc[list]` {t_iloc_many * 1e3:.2f} ms",
                      f"{t_many / t_iloc_many:.2f} (≤ 1.5)"))
         gathered = ["time", "device", "a", "b", "c", "n"]  # all but the string column
-        t_num = min(_timed(lambda: ds.get_many(many, columns=gathered)) for _ in range(5))
         positions = [df.columns.get_loc(c) for c in gathered]
-        t_iloc_num = min(_timed(lambda: df.iloc[many, positions]) for _ in range(5))
+        t_num, t_iloc_num = best_pair(lambda: ds.get_many(many, columns=gathered),
+                                      lambda: df.iloc[many, positions])
         rows.append(("  the same without the text column",
                      f"{t_num * 1e3:.2f} ms", f"`df.iloc[list, cols]` {t_iloc_num * 1e3:.2f} ms",
                      f"{t_num / t_iloc_num:.2f}"))
-        t_text = min(_timed(lambda: ds.get_many(many, columns=["s"])) for _ in range(5))
-        t_iloc_text = min(_timed(lambda: df.iloc[many, [df.columns.get_loc("s")]])
-                          for _ in range(5))
+        text_at = [df.columns.get_loc("s")]
+        t_text, t_iloc_text = best_pair(lambda: ds.get_many(many, columns=["s"]),
+                                        lambda: df.iloc[many, text_at])
         rows.append(("  only the text column (4 distinct values: gathered as codes)",
                      f"{t_text * 1e3:.2f} ms", f"`df.iloc[list, [s]]` {t_iloc_text * 1e3:.2f} ms",
                      f"{t_text / t_iloc_text:.2f}"))
@@ -115,7 +115,7 @@ def main() -> None:
             lds.take([0])
             t_lance_one = per_call(lambda s: lance.dataset(str(lpath)).take([s]), touch)
             t_lance_warm = per_call(lambda s: lds.take([s]), sns[:1_000])
-            t_lance_many = min(_timed(lambda: lds.take(many)) for _ in range(5))
+            t_lance_many = min(timed(lds.take, many) for _ in range(5))
             rows.append(("cold single row: chunkframe first touch vs Lance `take([sn])` "
                          "(dataset opened per call)", f"{t_first * 1e3:.2f} ms",
                          f"{t_lance_one * 1e3:.2f} ms", f"{t_first / t_lance_one:.2f} (< 1)"))
@@ -128,8 +128,8 @@ def main() -> None:
         except ImportError:
             rows.append(("Lance", "-", "pylance not installed (pip install '.[bench]')", "-"))
 
-        t_scan = min(_timed(lambda: [None for _ in ds.iter_chunks()]) for _ in range(3))
-        t_read_pq = min(_timed(lambda: pd.read_parquet(pq_path)) for _ in range(3))
+        t_scan, t_read_pq = best_pair(lambda: [None for _ in ds.iter_chunks()],
+                                      lambda: pd.read_parquet(pq_path), repeat=3)
         rows.append(("full scan: `iter_chunks()` vs `pd.read_parquet` of the whole file",
                      f"{t_scan:.3f} s", f"{t_read_pq:.3f} s", f"{t_scan / t_read_pq:.2f}"))
     finally:
@@ -139,10 +139,10 @@ def main() -> None:
     (ROOT / "bench" / "results_read.md").write_text(md)
 
 
-def _timed(fn) -> float:  # type: ignore[no-untyped-def]
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def best_pair(ours, theirs, repeat: int = 7) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Best of ``repeat`` runs each, taken in turn (see common.alternating)."""
+    a, b = alternating([lambda _: timed(ours), lambda _: timed(theirs)], range(repeat))
+    return min(a), min(b)
 
 
 if __name__ == "__main__":

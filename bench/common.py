@@ -8,8 +8,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,14 +50,25 @@ def redis() -> RedisProcess:
     return RedisProcess().start()
 
 
-def best(fn: Callable[[], object], repeat: int = 3) -> float:
-    """Best wall time of ``repeat`` runs, in seconds."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def timed(fn: Callable[..., object], *args: Any) -> float:
+    """Seconds one call of ``fn(*args)`` takes."""
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def alternating(fns: Sequence[Callable[[Any], float]], args: Iterable[Any]) -> list[list[float]]:
+    """Durations of each ``fn(x)`` (each returns its own), run in turn on every ``x``.
+
+    A tool and its baseline are measured side by side rather than one after the other:
+    this 2-core VM's speed drifts by up to 1.5x for seconds at a time, and the disk's
+    write-back by more, so back-to-back blocks of runs compare different machines.
+    """
+    out: list[list[float]] = [[] for _ in fns]
+    for x in args:
+        for durations, fn in zip(out, fns, strict=True):
+            durations.append(fn(x))
+    return out
 
 
 def per_call(fn: Callable[[int], object], args: list[int]) -> float:
