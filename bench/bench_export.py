@@ -246,7 +246,7 @@ def main() -> None:
                  "during the export", f"{mb(exp['arrow_peak']['default'])} / "
                  f"{mb(exp['arrow_peak']['system'])}",
                  f"{mb(base['arrow_peak']['default'])} / {mb(base['arrow_peak']['system'])}", ""),
-                ("tracemalloc peak (Python heap; chunks are read into pages of their own)",
+                ("tracemalloc peak (Python heap; chunks are read into pooled pages outside it)",
                  mb(exp["py_peak"]), mb(base["py_peak"]), f"{exp['py_peak'] / chunk:.2f} chunks"),
                 ("output file", mb((work / "export.parquet").stat().st_size),
                  mb((work / "y.parquet").stat().st_size),
