@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pandas.api.internals import create_dataframe_from_blocks
 
 from .errors import SnapshotSupersededError
 from .model import DatasetMeta
@@ -45,21 +44,11 @@ def _retry_superseded(method: F) -> F:
 
 
 def _assemble(columns: pd.Index, values: list[Any], index: pd.Index) -> pd.DataFrame:
-    """A DataFrame of gathered columns, built as pyarrow's ``to_pandas`` builds one: numpy
-    columns of one dtype as one 2-D block, other arrays as blocks of their own (half the
-    cost of ``pd.DataFrame(dict)``, which infers and consolidates)."""
-    by_dtype: dict[np.dtype, list[int]] = {}
-    blocks: list[tuple[Any, np.ndarray]] = []
-    for i, v in enumerate(values):
-        if isinstance(v, np.ndarray):
-            by_dtype.setdefault(v.dtype, []).append(i)
-        else:
-            blocks.append((v, np.array([i])))
-    for where in by_dtype.values():
-        block = (values[where[0]].reshape(1, -1) if len(where) == 1
-                 else np.vstack([values[i] for i in where]))
-        blocks.append((block, np.array(where)))
-    return create_dataframe_from_blocks(blocks, index=index, columns=columns)
+    """A DataFrame of gathered columns under the dataset's own column index (a column asked
+    twice comes twice, as with ``df[[c, c]]``)."""
+    df = pd.DataFrame(dict(enumerate(values)), index=index, copy=False)
+    df.columns = columns
+    return df
 
 
 def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
