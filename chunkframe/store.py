@@ -245,9 +245,11 @@ class PagePool:
         self._lock = threading.RLock()
 
     def _take(self, size: int) -> mmap.mmap:
-        with self._lock:  # the most recently used fitting map: its pages are still in cache
+        # the most recently used map that fits without much to spare (its pages beyond
+        # ``size`` stay resident, uncounted by the chunk cache): still in the CPU's caches
+        with self._lock:
             for i in range(len(self._free) - 1, -1, -1):
-                if size <= len(self._free[i]) <= 2 * size:
+                if size <= len(self._free[i]) <= size + size // 4 + _PAGE_ROUND:
                     return self._free.pop(i)
         return mmap.mmap(-1, -(-size // _PAGE_ROUND) * _PAGE_ROUND)
 
