@@ -16,7 +16,7 @@ from .errors import SnapshotSupersededError
 from .model import DatasetMeta
 from .progress import progress_bar
 from .reader import Snapshot, chunk_slices, group_by_chunk, positions
-from .rows import RowTemplate, TextCodes, wrap_vector
+from .rows import RowTemplate, TextCodes, Vector, wrap_vector
 
 if TYPE_CHECKING:
     from .client import Client
@@ -179,47 +179,71 @@ class Dataset:
         if arr.size == 0:
             table = self._empty(snap)
             return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
-        # Group by chunk: a take on one contiguous chunk is cheap, while a take over a
-        # multi-chunk Arrow table first concatenates whole columns. Numeric, datetime,
-        # categorical and low-cardinality text columns are gathered with numpy, the rest
-        # take per chunk in Arrow; both in chunk order, then put back in the order asked.
-        groups = group_by_chunk(snap, arr)
-        back, spans = groups.back, groups.spans
-        entries = reader.vectors_many(snap, groups.chunks)
-        template = reader.template(snap, entries[0][0])
         names = snap.schema.names
-        wanted = [names.index(c) for c in cols] if cols is not None else range(len(names))
-        data: dict[str, Any] = dict.fromkeys(names[j] for j in wanted)
+        wanted = [names.index(c) for c in cols] if cols is not None else list(range(len(names)))
+        # numeric, datetime, categorical and low-cardinality text columns: one gather from
+        # the column's plane (planes.py), as iloc does on its blocks
+        chunk_of = snap.locate_many(arr)
+        touched = np.flatnonzero(np.bincount(chunk_of, minlength=len(snap.chunks)))
+        planes, fetched = reader.pinned_planes(snap, touched)
+        data: dict[int, Any] = {}
+        try:
+            for j in wanted:
+                if j not in data and planes.covers(j, touched):
+                    data[j] = planes.gather(j, arr)
+        finally:
+            planes.unpin()
+        rest = [j for j in dict.fromkeys(wanted) if j not in data]
+        if rest:
+            data.update(self._gather_by_chunk(snap, arr, chunk_of, rest, fetched))
+        template = reader.template(snap)
+        columns = template.columns if cols is None else template.columns[wanted]
+        values = [data[j] for j in wanted]  # a column asked twice comes twice
+        return self._bind(_assemble(columns, values, pd.Index(arr, name="sn")))
+
+    def _gather_by_chunk(self, snap: Snapshot, arr: np.ndarray, chunk_of: np.ndarray,
+                         wanted: list[int], fetched: dict[int, tuple[Any, list[Vector]]]
+                         ) -> dict[int, Any]:
+        """Columns the planes do not hold (nulls, high-cardinality text, nested types, a cache
+        too small to hold the chunks), gathered chunk by chunk and put back in order."""
+        reader = self._client.reader
+        # Group by chunk: a take on one contiguous chunk is cheap, while a take over a
+        # multi-chunk Arrow table first concatenates whole columns. Columns numpy can gather
+        # are gathered with numpy, the rest take per chunk in Arrow; both in chunk order, then
+        # put back in the order asked.
+        groups = group_by_chunk(snap, arr, chunk_of)
+        back, spans = groups.back, groups.spans
+        missing = [i for i in groups.chunks if i not in fetched]
+        known = {**fetched, **dict(zip(missing, reader.vectors_many(snap, missing), strict=True))}
+        entries = [known[i] for i in groups.chunks]
+        template = reader.template(snap)
         locs = [groups.local[lo:hi] for lo, hi in spans]
+        data: dict[int, Any] = {}
         rest: list[int] = []
         for j in wanted:
             vecs = [v[j] for _, v in entries]
             if all(isinstance(v, TextCodes) for v in vecs):
                 texts = cast(list[TextCodes], vecs)
-                data[names[j]] = _gather_text(texts, locs, back, template.dtypes[j])
-                continue
-            if not all(isinstance(v, np.ndarray) for v in vecs):
+                data[j] = _gather_text(texts, locs, back, template.dtypes[j])
+            elif all(isinstance(v, np.ndarray) for v in vecs):
+                arrays = cast(list[np.ndarray], vecs)
+                out = np.concatenate([vec[loc] for vec, loc in zip(arrays, locs, strict=True)])
+                data[j] = wrap_vector(_unsort(out, back), template.dtypes[j])
+            else:
                 rest.append(j)
-                continue
-            arrays = cast(list[np.ndarray], vecs)
-            out = np.concatenate([vec[loc] for vec, loc in zip(arrays, locs, strict=True)])
-            data[names[j]] = wrap_vector(_unsort(out, back), template.dtypes[j])
         if rest:
             inverse = None if back is None else pa.array(_unsort(np.arange(len(back)), back))
-            taken = self._take_rest(snap, template, [e for e, _ in entries], rest, spans,
-                                    pa.array(groups.local), inverse)
-            data.update(taken)
-        columns = template.columns if cols is None else template.columns[list(wanted)]
-        values = [data[names[j]] for j in wanted]  # a column asked twice comes twice
-        return self._bind(_assemble(columns, values, pd.Index(arr, name="sn")))
+            data.update(self._take_rest(snap, template, [e for e, _ in entries], rest, spans,
+                                        pa.array(groups.local), inverse))
+        return data
 
     @staticmethod
     def _take_rest(snap: Snapshot, template: RowTemplate, entries: list[Any], rest: list[int],
                    spans: list[tuple[int, int]], local: pa.Array, inverse: pa.Array | None
-                   ) -> dict[str, Any]:
+                   ) -> dict[int, Any]:
         """Columns numpy cannot gather, by one Arrow take per chunk (indices made Arrow once:
         converting numpy indices inside each take cost more than the take itself)."""
-        names, out = snap.schema.names, {}
+        out = {}
         # text columns as plain arrays (pandas' str dtype is Arrow: no metadata needed);
         # the others through a table, whose pandas metadata restores their dtypes
         text = [j for j in rest if isinstance(template.dtypes[j], pd.StringDtype)
@@ -229,19 +253,19 @@ class Dataset:
             pieces = [pc.array_take(e.table.column(j).chunk(0), local.slice(lo, hi - lo))
                       for e, (lo, hi) in zip(entries, spans, strict=True)]
             joined = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
-            out[names[j]] = pd.array(joined if inverse is None else pc.array_take(joined, inverse),
-                                     dtype=template.dtypes[j])
-        sel = [names[j] for j in rest if j not in text]
+            out[j] = pd.array(joined if inverse is None else pc.array_take(joined, inverse),
+                              dtype=template.dtypes[j])
+        sel = [j for j in rest if j not in text]
         if sel:
             parts = [e.table.select(sel).take(local.slice(lo, hi - lo))
                      for e, (lo, hi) in zip(entries, spans, strict=True)]
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
             if inverse is not None:
                 table = table.take(inverse)
-            for name, series in table.to_pandas().items():
-                out[name] = series.array
-                if isinstance(out[name], pd.arrays.NumpyExtensionArray):
-                    out[name] = out[name].to_numpy()
+            for j, (_, series) in zip(sel, table.to_pandas().items(), strict=True):
+                out[j] = series.array
+                if isinstance(out[j], pd.arrays.NumpyExtensionArray):
+                    out[j] = out[j].to_numpy()
         return out
 
     @staticmethod

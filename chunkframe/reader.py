@@ -22,6 +22,7 @@ from .devices import device_text
 from .errors import ChunkCorruptionError, DatasetNotFoundError, SnapshotSupersededError
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
+from .planes import Planes, plane_for
 from .rows import Getter, RowTemplate, TextCodes, Vector, column_getters, column_vectors
 
 if TYPE_CHECKING:
@@ -73,6 +74,26 @@ def _cache_key(snap: Snapshot, index: int) -> tuple[Any, ...]:
     return (snap.meta.id, snap.meta.generation, index, snap.meta.version)
 
 
+def _planes_key(snap: Snapshot) -> tuple[Any, ...]:
+    return (snap.meta.id, snap.meta.generation, snap.meta.version)
+
+
+class _ChunkLRU(cachetools.LRUCache):  # type: ignore[type-arg]
+    """The byte-bounded LRU of decoded chunks, telling ``evicted(key)`` of every removal."""
+
+    def __init__(self, maxsize: int, evicted: Any):
+        super().__init__(maxsize=maxsize, getsizeof=lambda c: c.nbytes)
+        self._evicted = evicted
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self._evicted(key)
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+
 class _Chunk:
     """A decoded chunk in the cache: the Arrow table plus per-column row getters."""
 
@@ -92,9 +113,8 @@ class Reader:
                  chunk_cache_bytes: int, meta_cache_size: int = 1024):
         self.state, self.store, self.catalog = state, store, catalog
         self._snapshots: cachetools.LRUCache[str, Snapshot] = cachetools.LRUCache(meta_cache_size)
-        self._chunks: cachetools.LRUCache[tuple[Any, ...], _Chunk] = cachetools.LRUCache(
-            maxsize=chunk_cache_bytes, getsizeof=lambda c: c.nbytes
-        )
+        self._chunks = _ChunkLRU(chunk_cache_bytes, self._evicted)
+        self._planes: dict[tuple[Any, ...], Planes] = {}
         self._lock = threading.RLock()
         self._inflight: dict[tuple[Any, ...], Future[_Chunk]] = {}
         self.hits = self.misses = self.fetches = 0
@@ -272,11 +292,15 @@ class Reader:
                 entry.vectors = vectors
                 if extra and self._chunks.get(key) is entry:
                     entry.nbytes += extra
-                    try:
-                        self._chunks[key] = entry  # re-insert: the byte bound sees the codes
-                    except ValueError:
-                        self._chunks.pop(key, None)  # now larger than the whole cache
+                    self._reinsert(key, entry)
         return entry, entry.vectors
+
+    def _reinsert(self, key: tuple[Any, ...], entry: _Chunk) -> None:
+        """Insert a grown entry again, so the byte bound sees its new size (under the lock)."""
+        try:
+            self._chunks[key] = entry
+        except ValueError:
+            self._chunks.pop(key, None)  # now larger than the whole cache
 
     def vectors_many(self, snap: Snapshot, indices: list[int]) -> list[tuple[_Chunk, list[Vector]]]:
         """:meth:`vectors` of several chunks; cached ones looked up under one lock."""
@@ -286,6 +310,56 @@ class Reader:
         self.hits += len(ready)
         return [(e, e.vectors) if e is not None and e.vectors is not None
                 else self.vectors(snap, i) for e, i in zip(found, indices, strict=True)]
+
+    # -- gather planes (planes.py) --------------------------------------------------------
+    def pinned_planes(self, snap: Snapshot, chunks: np.ndarray
+                      ) -> tuple[Planes, dict[int, tuple[_Chunk, list[Vector]]]]:
+        """``snap``'s gather planes, pinned (the caller unpins them), with ``chunks`` copied
+        in as far as the cache holds them (their bytes count against its bound).
+
+        Also returns the chunks this call had to fetch, for gathers the planes cannot serve.
+        """
+        if snap.template is None:
+            self.template(snap, self.chunk(snap, int(chunks[0])))
+        key = _planes_key(snap)
+        with self._lock:
+            planes = self._planes.get(key)
+            if planes is None:
+                planes = self._planes[key] = self._new_planes(snap)
+            planes.pin()
+            todo = planes.untried(chunks)
+            for i in chunks.tolist():  # a read through the planes keeps its chunks recent
+                if self._chunks.get(_cache_key(snap, i)) is not None and planes.tried[i]:
+                    self.hits += 1
+        fetched = {}
+        try:
+            for i in todo:
+                entry, vectors = fetched[i] = self.vectors(snap, i)
+                columns = planes.fill(i, entry.table, vectors)
+                ckey = _cache_key(snap, i)
+                with self._lock:
+                    if (self._planes.get(key) is planes and self._chunks.get(ckey) is entry
+                            and not planes.tried[i]):
+                        entry.nbytes += planes.mark(i, columns)
+                        self._reinsert(ckey, entry)
+        except BaseException:
+            planes.unpin()
+            raise
+        return planes, fetched
+
+    def _new_planes(self, snap: Snapshot) -> Planes:
+        template, rows = self.template(snap), snap.meta.rows
+        return Planes(snap.starts, rows, [plane_for(rows, snap.schema.field(j), dtype)
+                                          for j, dtype in enumerate(template.dtypes)])
+
+    def _evicted(self, key: tuple[Any, ...]) -> None:
+        """A chunk left the cache: its rows leave the planes (called under the lock)."""
+        pkey = (key[0], key[1], key[3])
+        planes = self._planes.get(pkey)
+        if planes is not None:
+            planes.drop(key[2])
+            if planes.empty():
+                del self._planes[pkey]
 
     def verify_chunk(self, snap: Snapshot, index: int) -> str | None:
         """None if chunk ``index`` is intact in the store, else what is wrong (no caching)."""
@@ -402,9 +476,12 @@ class ChunkGroups:
     back: np.ndarray | None  # the position asked of each row in chunk order; None if sorted
 
 
-def group_by_chunk(snap: Snapshot, sns: np.ndarray) -> ChunkGroups:
-    """Group validated serial numbers (:func:`positions`) by the chunk holding them."""
-    idx = snap.locate_many(sns)
+def group_by_chunk(snap: Snapshot, sns: np.ndarray, idx: np.ndarray | None = None
+                   ) -> ChunkGroups:
+    """Group validated serial numbers (:func:`positions`) by the chunk holding them
+    (``idx``: their chunks, if known)."""
+    if idx is None:
+        idx = snap.locate_many(sns)
     # chunk numbers as small unsigned ints: numpy then radix-sorts in O(n), one pass per byte
     n = len(snap.chunks)
     order = np.argsort(idx.astype(np.uint8 if n <= 256 else np.uint16) if n <= 65_536 else idx,

@@ -223,10 +223,11 @@ def test_concurrent_readers_single_flight(client):
     assert client.reader.fetches - fetches0 == 10  # each chunk fetched once
 
 
-def open_with_small_cache(client: cf.Client, dataset_id: str) -> tuple[cf.Dataset, int]:
-    """The dataset through a second client whose chunk cache holds 3.5 stored chunks."""
+def open_with_small_cache(client: cf.Client, dataset_id: str, chunks: float = 3.5
+                          ) -> tuple[cf.Dataset, int]:
+    """The dataset through a second client whose chunk cache holds ``chunks`` stored chunks."""
     one = client.store.get(client.open(dataset_id).chunks["key"][0])
-    limit = int(len(one) * 3.5)
+    limit = int(len(one) * chunks)
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
                        catalog=client.settings.catalog_path, prefix=client.settings.prefix,
                        chunk_cache_bytes=limit)

@@ -1,0 +1,207 @@
+"""Gather planes: each column of a snapshot as one array, filled chunk by chunk.
+
+A batch read by serial number then costs one numpy gather per column, as ``df.iloc[list]``
+costs pandas, instead of a gather per chunk and a scatter back into the order asked. A
+plane is anonymous memory mapped for every row of the snapshot: pages of chunks never read
+are never touched, and the pages of a chunk the cache evicts go back to the OS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .rows import TextCodes, Vector, wrap_vector
+
+__all__ = ["Plane", "TextPlane", "Planes", "plane_for"]
+
+
+class Plane:
+    """One column over every row of a snapshot, as the raw values batch reads gather."""
+
+    def __init__(self, rows: int, dtype: Any, pandas_dtype: Any):
+        self.dtype = np.dtype(dtype)
+        self.pandas_dtype = pandas_dtype
+        # private and anonymous: untouched pages cost nothing, released ones are freed.
+        # Huge pages, as numpy asks for its large arrays: random gathers miss the TLB less
+        # (measured 27 against 34 us for 10k rows of 2M floats)
+        self._map = mmap.mmap(-1, max(rows * self.dtype.itemsize, 1), flags=mmap.MAP_PRIVATE)
+        with contextlib.suppress(AttributeError, OSError):  # no huge pages here: plain pages
+            self._map.madvise(mmap.MADV_HUGEPAGE)
+        self.values = np.frombuffer(self._map, self.dtype, count=rows)
+
+    def put(self, start: int, vec: Vector, column: pa.ChunkedArray) -> bool:
+        """Copy one chunk's vector (or ``column`` itself) in at row ``start``; False if it
+        is of neither this plane's kind nor floats (whose nulls pandas holds as NaN)."""
+        if isinstance(vec, np.ndarray) and vec.dtype == self.dtype:
+            self.values[start:start + len(vec)] = vec
+        elif self.dtype.kind == "f" and column.type == pa.from_numpy_dtype(self.dtype):
+            self.values[start:start + len(column)] = column.to_numpy()
+        else:
+            return False
+        return True
+
+    def gather(self, sns: np.ndarray) -> Any:
+        """Rows ``sns`` as a pandas array of the column's dtype."""
+        return wrap_vector(self.values[sns], self.pandas_dtype)
+
+    def release(self, lo: int, hi: int) -> None:
+        """Give the pages that lie wholly within rows ``[lo, hi)`` back to the OS (they read
+        as zeros until filled again)."""
+        size = self.dtype.itemsize
+        first = -(-lo * size // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = hi * size // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+class TextPlane(Plane):
+    """Low-cardinality text as int32 codes into one dictionary, which grows as chunks bring
+    values it has not seen (codes already written stay valid)."""
+
+    def __init__(self, rows: int, arrow_type: pa.DataType, pandas_dtype: Any):
+        super().__init__(rows, np.int32, pandas_dtype)
+        self._type = arrow_type
+        self._codes: dict[Any, int] = {}
+        self._lock = threading.Lock()
+        self._dictionary = pa.array([], type=arrow_type)
+
+    def put(self, start: int, vec: Vector, column: pa.ChunkedArray) -> bool:
+        if not isinstance(vec, TextCodes):
+            return False
+        with self._lock:
+            codes, values = self._codes, vec.dictionary.to_pylist()
+            if any(v not in codes for v in values):
+                for v in values:
+                    codes.setdefault(v, len(codes))
+                self._dictionary = pa.array(list(codes), type=self._type)
+            mapping = np.fromiter((codes[v] for v in values), np.int32, count=len(values))
+        self.values[start:start + len(vec.codes)] = mapping[vec.codes]
+        return True
+
+    def gather(self, sns: np.ndarray) -> Any:
+        dictionary = self._dictionary  # grown only by appending: older codes stay valid
+        return pd.array(pc.take(dictionary, pa.array(self.values[sns])), dtype=self.pandas_dtype)
+
+
+def plane_for(rows: int, field: pa.Field, dtype: Any) -> Plane | None:
+    """The plane that holds column ``field`` (pandas ``dtype``) as batch reads gather it
+    (see :func:`chunkframe.rows.column_vectors`), or None for columns Arrow must take and
+    where the address space for one cannot be had (reads then gather chunk by chunk)."""
+    try:
+        return _plane_for(rows, field, dtype)
+    except OSError:  # ENOMEM: too many rows to map at once under this machine's limits
+        return None
+
+
+def _plane_for(rows: int, field: pa.Field, dtype: Any) -> Plane | None:
+    t = field.type
+    if isinstance(dtype, pd.StringDtype) and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return TextPlane(rows, t, dtype)
+    if isinstance(dtype, pd.CategoricalDtype) and pa.types.is_dictionary(t):
+        return Plane(rows, t.index_type.to_pandas_dtype(), dtype)
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype)
+                                                 and dtype.kind in "mM"):
+        return Plane(rows, np.int64, dtype)
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+        return Plane(rows, dtype, dtype)
+    return None
+
+
+class Planes:
+    """The gather planes of one snapshot: which chunks each column holds, and who reads.
+
+    A read pins the planes before it checks what they hold and unpins them after its
+    gathers. The pages of a chunk dropped meanwhile (evicted from the cache) are released
+    only when no read is pinned, so a gather never sees pages taken from under it; rows of
+    a chunk are only ever rewritten with the same values.
+    """
+
+    def __init__(self, starts: Sequence[int], rows: int, planes: list[Plane | None]):
+        self.starts = np.append(np.asarray(starts, dtype=np.int64), rows)
+        self.planes = planes
+        self.filled = np.zeros((len(planes), len(starts)), dtype=bool)
+        self.tried = np.zeros(len(starts), dtype=bool)  # filled as far as the chunk allows
+        self._readers = 0
+        self._dropped: set[int] = set()
+        self._lock = threading.Lock()
+
+    def pin(self) -> None:
+        with self._lock:
+            self._readers += 1
+
+    def unpin(self) -> None:
+        with self._lock:
+            self._readers -= 1
+            if self._readers == 0 and self._dropped:
+                for k in self._dropped:
+                    if not self.tried[k]:  # not filled again since it was dropped
+                        self._release(k)
+                self._dropped.clear()
+
+    def untried(self, chunks: np.ndarray) -> list[int]:
+        """Chunks of ``chunks`` not yet copied in."""
+        return chunks[~self.tried[chunks]].tolist()
+
+    def covers(self, column: int, chunks: np.ndarray) -> bool:
+        """Whether ``column`` holds every chunk of ``chunks`` (a read may gather from it)."""
+        return self.planes[column] is not None and bool(self.filled[column, chunks].all())
+
+    def gather(self, column: int, sns: np.ndarray) -> Any:
+        """Rows ``sns`` of ``column`` (which :meth:`covers` their chunks; caller pinned)."""
+        return self.planes[column].gather(sns)  # type: ignore[union-attr]
+
+    def fill(self, chunk: int, table: pa.Table, vectors: list[Vector]) -> list[int]:
+        """Copy chunk ``chunk`` in (the caller is pinned): its batch-read ``vectors`` where
+        it has them, else its ``table``'s columns; the columns written."""
+        start = int(self.starts[chunk])
+        return [j for j, (plane, vec) in enumerate(zip(self.planes, vectors, strict=True))
+                if plane is not None and plane.put(start, vec, table.column(j))]
+
+    def mark(self, chunk: int, columns: list[int]) -> int:
+        """Record that :meth:`fill` wrote ``columns`` of ``chunk``; the bytes they take."""
+        with self._lock:
+            self.filled[columns, chunk] = True
+            self.tried[chunk] = True
+        rows = int(self.starts[chunk + 1] - self.starts[chunk])
+        return sum(rows * self.planes[j].dtype.itemsize for j in columns)  # type: ignore[union-attr]
+
+    def drop(self, chunk: int) -> None:
+        """Chunk ``chunk`` left the cache: forget it, and free its pages once nobody reads."""
+        with self._lock:
+            self.filled[:, chunk] = False
+            self.tried[chunk] = False
+            if self._readers:
+                self._dropped.add(chunk)
+            else:
+                self._release(chunk)
+
+    def empty(self) -> bool:
+        return not self.tried.any()
+
+    def _release(self, chunk: int) -> None:
+        start, stop = int(self.starts[chunk]), int(self.starts[chunk + 1])
+        for j, plane in enumerate(self.planes):
+            if plane is None:
+                continue
+            # a page shared with a neighbouring chunk goes too when no chunk on it is filled
+            per_page = max(mmap.PAGESIZE // plane.dtype.itemsize, 1)
+            lo, hi = start - start % per_page, min(-(-stop // per_page) * per_page, len(plane.values))
+            plane.release(start if self._filled_rows(j, lo, start) else lo,
+                          stop if self._filled_rows(j, stop, hi) else hi)
+
+    def _filled_rows(self, column: int, lo: int, hi: int) -> bool:
+        """Whether any row in ``[lo, hi)`` belongs to a chunk filled in ``column``."""
+        if hi <= lo:
+            return False
+        first = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        last = int(np.searchsorted(self.starts, hi - 1, side="right")) - 1
+        return bool(self.filled[column, first:last + 1].any())
