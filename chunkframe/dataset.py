@@ -188,8 +188,9 @@ class Dataset:
         planes, fetched = reader.pinned_planes(snap, touched)
         data: dict[int, Any] = {}
         try:
+            covered = planes.covering(touched)
             for j in wanted:
-                if j not in data and planes.covers(j, touched):
+                if covered[j] and j not in data:
                     data[j] = planes.gather(j, arr)
         finally:
             planes.unpin()

@@ -8,7 +8,6 @@ are never touched, and the pages of a chunk the cache evicts go back to the OS.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import threading
 from collections.abc import Sequence
@@ -30,12 +29,10 @@ class Plane:
     def __init__(self, rows: int, dtype: Any, pandas_dtype: Any):
         self.dtype = np.dtype(dtype)
         self.pandas_dtype = pandas_dtype
-        # private and anonymous: untouched pages cost nothing, released ones are freed.
-        # Huge pages, as numpy asks for its large arrays: random gathers miss the TLB less
-        # (measured 27 against 34 us for 10k rows of 2M floats)
+        # private and anonymous: untouched pages cost nothing, released ones are freed. Not
+        # huge pages: gathers were 20% faster on them, but faulting one in stalled a fill
+        # for 6-12 ms (the kernel compacting memory) where 4 KB pages cost ~0.5 ms a chunk
         self._map = mmap.mmap(-1, max(rows * self.dtype.itemsize, 1), flags=mmap.MAP_PRIVATE)
-        with contextlib.suppress(AttributeError, OSError):  # no huge pages here: plain pages
-            self._map.madvise(mmap.MADV_HUGEPAGE)
         self.values = np.frombuffer(self._map, self.dtype, count=rows)
 
     def put(self, start: int, vec: Vector, column: pa.ChunkedArray) -> bool:
@@ -128,7 +125,7 @@ class Planes:
     def __init__(self, starts: Sequence[int], rows: int, planes: list[Plane | None]):
         self.starts = np.append(np.asarray(starts, dtype=np.int64), rows)
         self.planes = planes
-        self.filled = np.zeros((len(planes), len(starts)), dtype=bool)
+        self.filled = np.zeros((len(planes), len(starts)), dtype=bool)  # never for None
         self.tried = np.zeros(len(starts), dtype=bool)  # filled as far as the chunk allows
         self._readers = 0
         self._dropped: set[int] = set()
@@ -151,12 +148,13 @@ class Planes:
         """Chunks of ``chunks`` not yet copied in."""
         return chunks[~self.tried[chunks]].tolist()
 
-    def covers(self, column: int, chunks: np.ndarray) -> bool:
-        """Whether ``column`` holds every chunk of ``chunks`` (a read may gather from it)."""
-        return self.planes[column] is not None and bool(self.filled[column, chunks].all())
+    def covering(self, chunks: np.ndarray) -> np.ndarray:
+        """For each column, whether it holds every chunk of ``chunks`` (and a read may
+        gather from it)."""
+        return self.filled[:, chunks].all(axis=1)
 
     def gather(self, column: int, sns: np.ndarray) -> Any:
-        """Rows ``sns`` of ``column`` (which :meth:`covers` their chunks; caller pinned)."""
+        """Rows ``sns`` of ``column`` (:meth:`covering` their chunks; caller pinned)."""
         return self.planes[column].gather(sns)  # type: ignore[union-attr]
 
     def fill(self, chunk: int, table: pa.Table, vectors: list[Vector]) -> list[int]:
