@@ -151,7 +151,7 @@ class Planes:
     def covering(self, chunks: np.ndarray) -> np.ndarray:
         """For each column, whether it holds every chunk of ``chunks`` (and a read may
         gather from it)."""
-        return self.filled[:, chunks].all(axis=1)
+        return np.asarray(self.filled[:, chunks].all(axis=1))
 
     def gather(self, column: int, sns: np.ndarray) -> Any:
         """Rows ``sns`` of ``column`` (:meth:`covering` their chunks; caller pinned)."""
