@@ -164,7 +164,7 @@ def test_without_address_space_for_planes_reads_gather_chunk_by_chunk(client, mo
     def no_memory(*args, **kwargs):
         raise OSError(12, "Cannot allocate memory")
 
-    monkeypatch.setattr("chunkframe.planes.mmap.mmap", no_memory)
+    monkeypatch.setattr(Plane, "__init__", no_memory)  # as mmap fails: ENOMEM
     sns = np.random.default_rng(5).integers(0, 3_000, 1_000)
     pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(df, sns))
     planes = next(iter(client.reader._planes.values()))
