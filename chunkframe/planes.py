@@ -69,7 +69,7 @@ class TextPlane(Plane):
         self._type = arrow_type
         self._codes: dict[Any, int] = {}
         self._lock = threading.Lock()
-        self._dictionary = pa.array([], type=arrow_type)
+        self._dictionary: pa.Array | None = None  # made again on the first gather after growth
 
     def put(self, start: int, vec: Vector, column: pa.ChunkedArray) -> bool:
         if not isinstance(vec, TextCodes):
@@ -79,13 +79,18 @@ class TextPlane(Plane):
             if any(v not in codes for v in values):
                 for v in values:
                     codes.setdefault(v, len(codes))
-                self._dictionary = pa.array(list(codes), type=self._type)
+                self._dictionary = None
             mapping = np.fromiter((codes[v] for v in values), np.int32, count=len(values))
         self.values[start:start + len(vec.codes)] = mapping[vec.codes]
         return True
 
     def gather(self, sns: np.ndarray) -> Any:
-        dictionary = self._dictionary  # grown only by appending: older codes stay valid
+        dictionary = self._dictionary
+        if dictionary is None:
+            with self._lock:  # grown only by appending: codes gathered stay valid in it
+                if self._dictionary is None:
+                    self._dictionary = pa.array(list(self._codes), type=self._type)
+                dictionary = self._dictionary
         return pd.array(pc.take(dictionary, pa.array(self.values[sns])), dtype=self.pandas_dtype)
 
 

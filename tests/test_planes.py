@@ -169,3 +169,23 @@ def test_without_address_space_for_planes_reads_gather_chunk_by_chunk(client, mo
     pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(df, sns))
     planes = next(iter(client.reader._planes.values()))
     assert all(p is None for p in planes.planes)
+
+
+def test_batch_reads_see_deletes_and_appends_made_after_their_planes_filled(client):
+    base = sensors(1_000)
+    ds = client.ingest(base, "moving", chunk_rows=300, time_column="time", device_column="dev",
+                       progress=False)
+    sns = np.arange(0, 1_000, 3)[::-1]
+    pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(base, sns))  # planes filled
+    ds.delete(device="d1", start=base["time"].iloc[500])
+    whole = ds.to_pandas()
+    assert whole["x"].isna().sum() > 0 and whole["k"].dtype == np.float64  # ints with NaN now
+    pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(whole, sns))
+    later = sensors(200, seed=5)
+    later["time"] = later["time"] + pd.Timedelta(days=1)
+    ds.append(later, progress=False)
+    whole = ds.to_pandas()
+    sns = np.arange(1_200)[::-7]
+    pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(whole, sns))
+    client.reader.clear()
+    assert client.reader._planes == {}
