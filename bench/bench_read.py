@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from common import CHUNK_ROWS, ROOT, alternating, frame, per_call, redis, table, timed, workdir
+from frames import all_dtypes  # tests/frames.py: on the path through common
 
 import chunkframe as cf
 
@@ -100,6 +101,14 @@ def main() -> None:
         rows.append(("  only the text column (4 distinct values: gathered as codes)",
                      f"{t_text * 1e3:.2f} ms", f"`df.iloc[list, [s]]` {t_iloc_text * 1e3:.2f} ms",
                      f"{t_text / t_iloc_text:.2f}"))
+        mixed = all_dtypes(len(df))
+        mds = client.ingest(mixed, "every-dtype", chunk_rows=CHUNK_ROWS, progress=False)
+        mds.get_many(many)
+        t_mixed, t_iloc_mixed = best_pair(lambda: mds.get_many(many), lambda: mixed.iloc[many])
+        rows.append(("  the same on a frame of every dtype of the core issue (Int64 and boolean "
+                     "with NA, float with NaN, tz datetimes, timedeltas, ...)",
+                     f"{t_mixed * 1e3:.2f} ms", f"`df.iloc[list]` {t_iloc_mixed * 1e3:.2f} ms",
+                     f"{t_mixed / t_iloc_mixed:.2f}"))
 
         # other formats on the same data
         pq_path = work / "bench.parquet"

@@ -205,8 +205,8 @@ class Dataset:
     def _gather_by_chunk(self, snap: Snapshot, arr: np.ndarray, chunk_of: np.ndarray,
                          wanted: list[int], fetched: dict[int, tuple[Any, list[Vector]]]
                          ) -> dict[int, Any]:
-        """Columns the planes do not hold (nulls, high-cardinality text, nested types, a cache
-        too small to hold the chunks), gathered chunk by chunk and put back in order."""
+        """Columns the planes do not hold (high-cardinality text, nested types, integers made
+        null by a delete, a cache too small for the chunks asked), gathered chunk by chunk."""
         reader = self._client.reader
         # Group by chunk: a take on one contiguous chunk is cheap, while a take over a
         # multi-chunk Arrow table first concatenates whole columns. Columns numpy can gather

@@ -8,9 +8,10 @@ are never touched, and the pages of a chunk the cache evicts go back to the OS.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,30 @@ import pyarrow.compute as pc
 
 from .rows import TextCodes, Vector, wrap_vector
 
-__all__ = ["Plane", "TextPlane", "Planes", "plane_for"]
+__all__ = ["Plane", "MaskedPlane", "TextPlane", "Planes", "plane_for"]
+
+
+def _mapped(rows: int, dtype: np.dtype) -> tuple[mmap.mmap, np.ndarray]:
+    """``rows`` values of ``dtype`` in private anonymous memory: untouched pages cost
+    nothing and released ones are freed. Not huge pages: gathers were 20% faster on them,
+    but faulting one in stalled a fill 6-12 ms (the kernel compacting memory), where 4 KB
+    pages cost ~0.5 ms a chunk."""
+    pages = mmap.mmap(-1, max(rows * dtype.itemsize, 1), flags=mmap.MAP_PRIVATE)
+    return pages, np.frombuffer(pages, dtype, count=rows)
+
+
+def _release_rows(pages: mmap.mmap, values: np.ndarray, start: int, stop: int,
+                  in_use: Callable[[int, int], bool]) -> None:
+    """Give the pages of rows ``[start, stop)`` of ``values`` back to the OS (they read as
+    zeros until filled again), with the pages shared with rows outside that no one uses."""
+    size = values.itemsize
+    per_page = max(mmap.PAGESIZE // size, 1)
+    lo, hi = start - start % per_page, min(-(-stop // per_page) * per_page, len(values))
+    lo, hi = (start if in_use(lo, start) else lo), (stop if in_use(stop, hi) else hi)
+    first = -(-lo * size // mmap.PAGESIZE) * mmap.PAGESIZE
+    last = hi * size // mmap.PAGESIZE * mmap.PAGESIZE
+    if last > first:
+        pages.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 class Plane:
@@ -29,11 +53,11 @@ class Plane:
     def __init__(self, rows: int, dtype: Any, pandas_dtype: Any):
         self.dtype = np.dtype(dtype)
         self.pandas_dtype = pandas_dtype
-        # private and anonymous: untouched pages cost nothing, released ones are freed. Not
-        # huge pages: gathers were 20% faster on them, but faulting one in stalled a fill
-        # for 6-12 ms (the kernel compacting memory) where 4 KB pages cost ~0.5 ms a chunk
-        self._map = mmap.mmap(-1, max(rows * self.dtype.itemsize, 1), flags=mmap.MAP_PRIVATE)
-        self.values = np.frombuffer(self._map, self.dtype, count=rows)
+        self._map, self.values = _mapped(rows, self.dtype)
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dtype.itemsize
 
     def put(self, start: int, vec: Vector, column: pa.ChunkedArray) -> bool:
         """Copy one chunk's vector (or ``column`` itself) in at row ``start``; False if it
@@ -50,14 +74,41 @@ class Plane:
         """Rows ``sns`` as a pandas array of the column's dtype."""
         return wrap_vector(self.values[sns], self.pandas_dtype)
 
-    def release(self, lo: int, hi: int) -> None:
-        """Give the pages that lie wholly within rows ``[lo, hi)`` back to the OS (they read
-        as zeros until filled again)."""
-        size = self.dtype.itemsize
-        first = -(-lo * size // mmap.PAGESIZE) * mmap.PAGESIZE
-        last = hi * size // mmap.PAGESIZE * mmap.PAGESIZE
-        if last > first:
-            self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
+    def release(self, start: int, stop: int, in_use: Callable[[int, int], bool]) -> None:
+        """Free rows ``[start, stop)``; ``in_use(lo, hi)`` says if rows there are filled."""
+        _release_rows(self._map, self.values, start, stop, in_use)
+
+
+class MaskedPlane(Plane):
+    """A nullable integer, float or boolean column (``Int64``, ``boolean``, ...): its
+    values and its mask of missing ones, the two arrays pandas holds."""
+
+    def __init__(self, rows: int, dtype: Any, pandas_dtype: Any):
+        super().__init__(rows, dtype, pandas_dtype)
+        self._mask_map, self.mask = _mapped(rows, np.dtype(bool))
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dtype.itemsize + 1
+
+    def put(self, start: int, vec: Vector, column: pa.ChunkedArray) -> bool:
+        if column.type != pa.from_numpy_dtype(self.dtype):
+            return False
+        stop = start + len(column)
+        if column.null_count:
+            self.mask[start:stop] = column.is_null().to_numpy()
+            column = column.fill_null(False if self.dtype.kind == "b" else 0)
+        else:
+            self.mask[start:stop] = False
+        self.values[start:stop] = column.to_numpy()
+        return True
+
+    def gather(self, sns: np.ndarray) -> Any:
+        return self.pandas_dtype.construct_array_type()(self.values[sns], self.mask[sns])
+
+    def release(self, start: int, stop: int, in_use: Callable[[int, int], bool]) -> None:
+        super().release(start, stop, in_use)
+        _release_rows(self._mask_map, self.mask, start, stop, in_use)
 
 
 class TextPlane(Plane):
@@ -115,7 +166,13 @@ def _plane_for(rows: int, field: pa.Field, dtype: Any) -> Plane | None:
         return Plane(rows, np.int64, dtype)
     if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
         return Plane(rows, dtype, dtype)
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and issubclass(
+            dtype.construct_array_type(), _MASKED_ARRAYS):
+        return MaskedPlane(rows, dtype.numpy_dtype, dtype)  # type: ignore[attr-defined]
     return None
+
+
+_MASKED_ARRAYS = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
 
 
 class Planes:
@@ -175,7 +232,7 @@ class Planes:
             self.filled[columns, chunk] = True
             self.tried[chunk] = True
         rows = int(self.starts[chunk + 1] - self.starts[chunk])
-        return sum(rows * self.planes[j].dtype.itemsize for j in columns)  # type: ignore[union-attr]
+        return rows * sum(p.row_bytes for p in (self.planes[j] for j in columns) if p is not None)
 
     def drop(self, chunk: int) -> None:
         """Chunk ``chunk`` left the cache: forget it, and free its pages once nobody reads."""
@@ -193,13 +250,8 @@ class Planes:
     def _release(self, chunk: int) -> None:
         start, stop = int(self.starts[chunk]), int(self.starts[chunk + 1])
         for j, plane in enumerate(self.planes):
-            if plane is None:
-                continue
-            # a page shared with a neighbouring chunk goes too when no chunk on it is filled
-            per_page = max(mmap.PAGESIZE // plane.dtype.itemsize, 1)
-            lo, hi = start - start % per_page, min(-(-stop // per_page) * per_page, len(plane.values))
-            plane.release(start if self._filled_rows(j, lo, start) else lo,
-                          stop if self._filled_rows(j, stop, hi) else hi)
+            if plane is not None:  # pages shared with a neighbour go if it is not filled
+                plane.release(start, stop, functools.partial(self._filled_rows, j))
 
     def _filled_rows(self, column: int, lo: int, hi: int) -> bool:
         """Whether any row in ``[lo, hi)`` belongs to a chunk filled in ``column``."""

@@ -12,7 +12,7 @@ from frames import all_dtypes, sensors
 from test_reader import expected_rows, open_with_small_cache
 from threads import run_threads
 
-from chunkframe.planes import Plane, Planes, TextPlane, plane_for
+from chunkframe.planes import MaskedPlane, Plane, Planes, TextPlane, plane_for
 from chunkframe.rows import TextCodes
 
 CHUNK = 1_000  # 8,000 bytes of floats: chunk edges fall inside pages
@@ -75,6 +75,22 @@ def test_shared_pages_go_once_no_chunk_on_them_is_filled():
     assert planes.empty()
 
 
+def test_a_masked_plane_releases_its_mask_too():
+    n = 20_000  # rows a chunk: its edges fall inside pages of both arrays
+    planes = Planes([0, n, 2 * n], 3 * n, [MaskedPlane(3 * n, np.int64, pd.Int64Dtype())])
+    for k in range(3):
+        column = pa.chunked_array([pa.array([7, None] * (n // 2), type=pa.int64())])
+        assert planes.fill(k, pa.table({"n": column}), [None]) == [0]
+        assert planes.mark(k, [0]) == n * 9
+    planes.drop(1)
+    plane = planes.planes[0]
+    assert isinstance(plane, MaskedPlane)
+    freed = slice(20_480, 36_864)  # the mask's whole pages within chunk 1
+    assert not plane.mask[freed].any() and not plane.values[freed].any()
+    got = plane.gather(np.r_[0:n, 2 * n:3 * n])
+    pd.testing.assert_extension_array_equal(got, pd.array([7, None] * n, dtype="Int64"))
+
+
 def test_vectors_of_another_kind_are_refused():
     plane = Plane(10, np.int64, np.dtype(np.int64))
     ints = pa.chunked_array([pa.array(range(10), type=pa.int64())])
@@ -101,12 +117,29 @@ def test_text_plane_grows_one_dictionary_across_chunks():
 
 def test_plane_for_knows_which_columns_numpy_can_gather():
     df = all_dtypes(10)
+    df["tags"] = [["a"], []] * 5  # nested: only Arrow takes it
+    df["arrow_ints"] = pd.array(range(10), dtype="int64[pyarrow]")  # not a masked array
     table = pa.Table.from_pandas(df, preserve_index=False)
     kinds = {name: plane_for(10, table.schema.field(name), df[name].dtype)
              for name in df.columns}
-    assert {n for n, p in kinds.items() if p is None} == {"ni", "nb"}  # nullable extensions
+    assert {n for n, p in kinds.items() if p is None} == {"tags", "arrow_ints"}
     assert isinstance(kinds["s"], TextPlane)
+    assert isinstance(kinds["ni"], MaskedPlane) and isinstance(kinds["nb"], MaskedPlane)
     assert kinds["c"].dtype == np.int8 and kinds["tz"].dtype == np.int64
+
+
+def test_masked_plane_holds_values_and_their_mask():
+    plane = MaskedPlane(6, np.int64, pd.Int64Dtype())
+    assert plane.put(0, None, pa.chunked_array([pa.array([1, None, 3])]))
+    assert plane.put(3, None, pa.chunked_array([pa.array([4, 5, 6])]))
+    assert not plane.put(0, None, pa.chunked_array([pa.array([1.5, 2.5, 3.5])]))
+    pd.testing.assert_extension_array_equal(plane.gather(np.array([5, 1, 0, 1])),
+                                            pd.array([6, None, 1, None], dtype="Int64"))
+    flags = MaskedPlane(3, np.bool_, pd.BooleanDtype())
+    assert flags.put(0, None, pa.chunked_array([pa.array([True, None, False])]))
+    pd.testing.assert_extension_array_equal(flags.gather(np.array([2, 1, 0])),
+                                            pd.array([False, None, True], dtype="boolean"))
+    assert plane.row_bytes == 9 and flags.row_bytes == 2
 
 
 def test_batch_reads_count_plane_bytes_and_release_them_with_their_chunks(client):
@@ -116,8 +149,9 @@ def test_batch_reads_count_plane_bytes_and_release_them_with_their_chunks(client
     ds.get(0)
     before = ds.cache_info()["bytes"]
     pd.testing.assert_frame_equal(ds.get_many([3, 2, 1]), expected_rows(df, [3, 2, 1]))
-    # the planes of i, f, t, tz, td: 8 bytes a row; s: 4 (codes); b and c: 1
-    assert ds.cache_info()["bytes"] >= before + 1_000 * (5 * 8 + 4 + 1 + 1)
+    # the planes of i, f, t, tz, td: 8 bytes a row; ni: 8 + 1 (mask); s: 4 (codes);
+    # nb: 1 + 1; b and c: 1
+    assert ds.cache_info()["bytes"] >= before + 1_000 * (5 * 8 + 9 + 4 + 2 + 1 + 1)
     assert len(reader._planes) == 1
     reader.clear()
     assert reader._planes == {}
@@ -136,6 +170,9 @@ def test_a_cache_too_small_for_the_chunks_asked_still_answers(client):
 
 
 @pytest.mark.slow
+# pandas' own assert_frame_equal, called from 8 threads at once, sometimes warns about a
+# keyword it passes itself
+@pytest.mark.filterwarnings("ignore:the 'check_datetimelike_compat' keyword")
 def test_batch_reads_stay_right_while_other_threads_evict_their_chunks(client):
     df = sensors(20_000)
     client.ingest(df, "churn", chunk_rows=1_000, progress=False)
