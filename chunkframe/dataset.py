@@ -16,7 +16,7 @@ from .errors import SnapshotSupersededError
 from .model import DatasetMeta
 from .progress import progress_bar
 from .reader import Snapshot, chunk_slices, group_by_chunk, positions
-from .rows import RowTemplate, TextCodes, Vector, wrap_vector
+from .rows import RowTemplate, TextCodes, Vector, is_text, wrap_vector
 
 if TYPE_CHECKING:
     from .client import Client
@@ -247,9 +247,7 @@ class Dataset:
         out = {}
         # text columns as plain arrays (pandas' str dtype is Arrow: no metadata needed);
         # the others through a table, whose pandas metadata restores their dtypes
-        text = [j for j in rest if isinstance(template.dtypes[j], pd.StringDtype)
-                and (pa.types.is_string(snap.schema.field(j).type)
-                     or pa.types.is_large_string(snap.schema.field(j).type))]
+        text = [j for j in rest if is_text(template.dtypes[j], snap.schema.field(j).type)]
         for j in text:
             pieces = [pc.array_take(e.table.column(j).chunk(0), local.slice(lo, hi - lo))
                       for e, (lo, hi) in zip(entries, spans, strict=True)]

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .rows import TextCodes, Vector, wrap_vector
+from .rows import TextCodes, Vector, is_text, wrap_vector
 
 __all__ = ["Plane", "MaskedPlane", "TextPlane", "Planes", "plane_for"]
 
@@ -157,7 +157,7 @@ def plane_for(rows: int, field: pa.Field, dtype: Any) -> Plane | None:
 
 def _plane_for(rows: int, field: pa.Field, dtype: Any) -> Plane | None:
     t = field.type
-    if isinstance(dtype, pd.StringDtype) and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+    if is_text(dtype, t):
         return TextPlane(rows, t, dtype)
     if isinstance(dtype, pd.CategoricalDtype) and pa.types.is_dictionary(t):
         return Plane(rows, t.index_type.to_pandas_dtype(), dtype)

@@ -17,7 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["RowTemplate", "TextCodes", "Vector", "column_getters", "column_vectors", "Getter"]
+__all__ = ["RowTemplate", "TextCodes", "Vector", "column_getters", "column_vectors", "Getter",
+           "is_text"]
 
 Getter = Callable[[int], Any]
 
@@ -117,6 +118,13 @@ class TextCodes(NamedTuple):
         return int(self.codes.nbytes + self.dictionary.nbytes)
 
 
+def is_text(dtype: Any, arrow_type: pa.DataType) -> bool:
+    """Whether a column is pandas ``str`` text stored as an Arrow string: the columns batch
+    reads dictionary-encode, and take as plain Arrow arrays when they cannot."""
+    return isinstance(dtype, pd.StringDtype) and (pa.types.is_string(arrow_type)
+                                                  or pa.types.is_large_string(arrow_type))
+
+
 # encode a text column only when it has at most one distinct value per this many rows
 TEXT_CODES_MIN_REPEAT = 8
 
@@ -135,8 +143,7 @@ def column_vectors(table: pa.Table, template: RowTemplate) -> list[Vector]:
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         t = arr.type
         vec: Vector = None
-        if isinstance(dtype, pd.StringDtype) and (pa.types.is_string(t)
-                                                  or pa.types.is_large_string(t)):
+        if is_text(dtype, t):
             encoded = pc.dictionary_encode(arr, null_encoding="encode")
             if len(encoded.dictionary) * TEXT_CODES_MIN_REPEAT <= len(arr):
                 vec = TextCodes(encoded.indices.to_numpy(), encoded.dictionary)
