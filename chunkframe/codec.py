@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import google_crc32c
@@ -72,6 +73,12 @@ def encode(table: pa.Table, compression: Compression = None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def decode(data: bytes | memoryview | pa.Buffer) -> pa.Table:
-    """Inverse of :func:`encode`; zero-copy over ``data`` for uncompressed chunks."""
-    return pa.ipc.open_file(pa.py_buffer(data) if not isinstance(data, pa.Buffer) else data).read_all()
+def decode(data: bytes | memoryview | pa.Buffer, columns: Sequence[int] | None = None) -> pa.Table:
+    """Inverse of :func:`encode`; zero-copy over ``data`` for uncompressed chunks.
+
+    ``columns``: positions of the only fields to read (their buffers alone are decoded,
+    and decompressed); the table then holds just those, in schema order.
+    """
+    buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+    options = None if columns is None else pa.ipc.IpcReadOptions(included_fields=sorted(columns))
+    return pa.ipc.open_file(buf, options=options).read_all()

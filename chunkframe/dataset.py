@@ -5,18 +5,17 @@ from __future__ import annotations
 import functools
 import html
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import SnapshotSupersededError
 from .model import DatasetMeta
 from .progress import progress_bar
-from .reader import Snapshot, chunk_slices, group_by_chunk, positions
-from .rows import RowTemplate, TextCodes, Vector, is_text, wrap_vector
+from .reader import READ_AHEAD, Snapshot, chunk_slices, group_by_chunk, positions
+from .rows import RowTemplate, is_text
 
 if TYPE_CHECKING:
     from .client import Client
@@ -49,29 +48,6 @@ def _assemble(columns: pd.Index, values: list[Any], index: pd.Index) -> pd.DataF
     df = pd.DataFrame(dict(enumerate(values)), index=index, copy=False)
     df.columns = columns
     return df
-
-
-def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-    """``values`` gathered in ``order`` (of the positions asked) put back in the order asked:
-    one scatter, no inverse permutation to build."""
-    if order is None:
-        return values
-    out = np.empty_like(values)
-    out[order] = values
-    return out
-
-
-def _gather_text(vecs: list[TextCodes], locs: list[np.ndarray], order: np.ndarray | None,
-                 dtype: Any) -> Any:
-    """Rows ``locs`` of each chunk's dictionary-encoded text, in the order asked."""
-    codes = np.concatenate([v.codes[loc] for v, loc in zip(vecs, locs, strict=True)]
-                           ).astype(np.int64)
-    if len(vecs) > 1:  # each chunk's codes point into its own part of the joined dictionaries
-        first = np.cumsum([0] + [len(v.dictionary) for v in vecs[:-1]])
-        codes += np.repeat(first, [len(loc) for loc in locs])
-    dictionary = vecs[0].dictionary if len(vecs) == 1 else pa.concat_arrays(
-        [v.dictionary for v in vecs])
-    return pd.array(pc.take(dictionary, pa.array(_unsort(codes, order))), dtype=dtype)
 
 
 class Dataset:
@@ -171,7 +147,14 @@ class Dataset:
     @_retry_superseded
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
-        """Rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn."""
+        """Rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn.
+
+        Chunks the cache holds and batch reads come back to are gathered through their
+        planes (one numpy gather per column, as ``iloc``); the others are fetched in
+        parallel and gathered from as they arrive, kept in the cache only when all the
+        chunks asked fit in it, so a batch larger than the cache streams instead of
+        thrashing it.
+        """
         reader = self._client.reader
         snap = reader.snapshot(self.id)
         cols = self._columns(snap, columns)
@@ -181,90 +164,60 @@ class Dataset:
             return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
         names = snap.schema.names
         wanted = [names.index(c) for c in cols] if cols is not None else list(range(len(names)))
-        # numeric, datetime, categorical and low-cardinality text columns: one gather from
-        # the column's plane (planes.py), as iloc does on its blocks
         chunk_of = snap.locate_many(arr)
         touched = np.flatnonzero(np.bincount(chunk_of, minlength=len(snap.chunks)))
-        planes, fetched = reader.pinned_planes(snap, touched)
+        template = reader.template(snap) if snap.template is not None else reader.template(
+            snap, reader.chunk(snap, int(touched[0])))
         data: dict[int, Any] = {}
-        try:
-            covered = planes.covering(touched)
-            for j in wanted:
-                if covered[j] and j not in data:
-                    data[j] = planes.gather(j, arr)
-        finally:
-            planes.unpin()
+        planes = reader.planes(snap, touched)
+        if planes is not None:
+            try:
+                covered = planes.covering(touched)
+                for j in wanted:
+                    if covered[j] and j not in data:
+                        data[j] = planes.gather(j, arr)
+            finally:
+                planes.unpin()
         rest = [j for j in dict.fromkeys(wanted) if j not in data]
         if rest:
-            data.update(self._gather_by_chunk(snap, arr, chunk_of, rest, fetched))
-        template = reader.template(snap)
+            data.update(self._take_by_chunk(snap, template, arr, chunk_of, rest))
         columns = template.columns if cols is None else template.columns[wanted]
         values = [data[j] for j in wanted]  # a column asked twice comes twice
         return self._bind(_assemble(columns, values, pd.Index(arr, name="sn")))
 
-    def _gather_by_chunk(self, snap: Snapshot, arr: np.ndarray, chunk_of: np.ndarray,
-                         wanted: list[int], fetched: dict[int, tuple[Any, list[Vector]]]
-                         ) -> dict[int, Any]:
-        """Columns the planes do not hold (high-cardinality text, nested types, integers made
-        null by a delete, a cache too small for the chunks asked), gathered chunk by chunk."""
+    def _take_by_chunk(self, snap: Snapshot, template: RowTemplate, arr: np.ndarray,
+                       chunk_of: np.ndarray, wanted: list[int]) -> dict[int, Any]:
+        """Columns ``wanted`` of rows ``arr``: one Arrow take per chunk as each chunk
+        arrives (only the rows asked are kept), then one take back into the order asked."""
         reader = self._client.reader
-        # Group by chunk: a take on one contiguous chunk is cheap, while a take over a
-        # multi-chunk Arrow table first concatenates whole columns. Columns numpy can gather
-        # are gathered with numpy, the rest take per chunk in Arrow; both in chunk order, then
-        # put back in the order asked.
         groups = group_by_chunk(snap, arr, chunk_of)
-        back, spans = groups.back, groups.spans
-        missing = [i for i in groups.chunks if i not in fetched]
-        known = {**fetched, **dict(zip(missing, reader.vectors_many(snap, missing), strict=True))}
-        entries = [known[i] for i in groups.chunks]
-        template = reader.template(snap)
-        locs = [groups.local[lo:hi] for lo, hi in spans]
-        data: dict[int, Any] = {}
-        rest: list[int] = []
-        for j in wanted:
-            vecs = [v[j] for _, v in entries]
-            if all(isinstance(v, TextCodes) for v in vecs):
-                texts = cast(list[TextCodes], vecs)
-                data[j] = _gather_text(texts, locs, back, template.dtypes[j])
-            elif all(isinstance(v, np.ndarray) for v in vecs):
-                arrays = cast(list[np.ndarray], vecs)
-                out = np.concatenate([vec[loc] for vec, loc in zip(arrays, locs, strict=True)])
-                data[j] = wrap_vector(_unsort(out, back), template.dtypes[j])
-            else:
-                rest.append(j)
-        if rest:
-            inverse = None if back is None else pa.array(_unsort(np.arange(len(back)), back))
-            data.update(self._take_rest(snap, template, [e for e, _ in entries], rest, spans,
-                                        pa.array(groups.local), inverse))
-        return data
-
-    @staticmethod
-    def _take_rest(snap: Snapshot, template: RowTemplate, entries: list[Any], rest: list[int],
-                   spans: list[tuple[int, int]], local: pa.Array, inverse: pa.Array | None
-                   ) -> dict[int, Any]:
-        """Columns numpy cannot gather, by one Arrow take per chunk (indices made Arrow once:
-        converting numpy indices inside each take cost more than the take itself)."""
-        out = {}
-        # text columns as plain arrays (pandas' str dtype is Arrow: no metadata needed);
-        # the others through a table, whose pandas metadata restores their dtypes
-        text = [j for j in rest if is_text(template.dtypes[j], snap.schema.field(j).type)]
-        for j in text:
-            pieces = [pc.array_take(e.table.column(j).chunk(0), local.slice(lo, hi - lo))
-                      for e, (lo, hi) in zip(entries, spans, strict=True)]
-            joined = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
-            out[j] = pd.array(joined if inverse is None else pc.array_take(joined, inverse),
+        local = pa.array(groups.local)
+        names = [snap.schema.names[j] for j in wanted]
+        cache = reader.fits(snap, np.asarray(groups.chunks))
+        parts = [entry.table.select(names).take(local.slice(lo, hi - lo))
+                 for (_, entry), (lo, hi) in zip(reader.stream(snap, groups.chunks, wanted, cache),
+                                                 groups.spans, strict=True)]
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        if groups.back is not None:  # back from chunk order to the order asked
+            inverse = np.empty(len(groups.back), dtype=np.int64)
+            inverse[groups.back] = np.arange(len(groups.back))
+            table = table.take(pa.array(inverse))
+        out: dict[int, Any] = {}
+        text = [j for j in wanted if is_text(template.dtypes[j], snap.schema.field(j).type)]
+        for j in text:  # pandas' str dtype is Arrow: no metadata needed
+            out[j] = pd.array(table.column(snap.schema.names[j]).combine_chunks(),
                               dtype=template.dtypes[j])
-        sel = [j for j in rest if j not in text]
-        if sel:
-            parts = [e.table.select(sel).take(local.slice(lo, hi - lo))
-                     for e, (lo, hi) in zip(entries, spans, strict=True)]
-            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
-            if inverse is not None:
-                table = table.take(inverse)
-            for j, (_, series) in zip(sel, table.to_pandas().items(), strict=True):
-                out[j] = series.array
-                if isinstance(out[j], pd.arrays.NumpyExtensionArray):
-                    out[j] = out[j].to_numpy()
+        others = [snap.schema.names[j] for j in wanted if j not in out]
+        if others:  # through pandas' metadata, which restores their dtypes
+            frame = table.select(others).to_pandas()
+            for j, (_, series) in zip([j for j in wanted if j not in out], frame.items(),
+                                      strict=True):
+                dtype = template.dtypes[j]
+                if isinstance(dtype, pd.CategoricalDtype) and series.dtype != dtype:
+                    series = series.astype(dtype)  # dictionaries unified across chunks
+                values = series.array
+                out[j] = (values.to_numpy() if isinstance(values, pd.arrays.NumpyExtensionArray)
+                          else values)
         return out
 
     @staticmethod
@@ -279,36 +232,51 @@ class Dataset:
     def slice(self, start: int | None = None, stop: int | None = None,
               columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows ``[start, stop)`` like ``df.iloc[start:stop]`` (negative and open bounds too)."""
+        reader = self._client.reader
         snap = self._snap()
         cols = self._columns(snap, columns)
         lo, hi, _ = slice(start, stop).indices(snap.meta.rows)
         hi = max(hi, lo)
-        parts = [self._client.reader.chunk(snap, i).table.slice(off, count)
-                 for i, off, count in chunk_slices(snap, lo, hi)]
+        plan = {i: (off, count) for i, off, count in chunk_slices(snap, lo, hi)}
+        cache = reader.fits(snap, np.fromiter(plan, dtype=np.int64, count=len(plan)))
+        parts = [entry.table.slice(*plan[i])
+                 for i, entry in reader.stream(snap, list(plan), self._positions(snap, cols), cache)]
         table = pa.concat_tables(parts) if parts else self._empty(snap)
         return self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn")))
+
+    @staticmethod
+    def _positions(snap: Snapshot, cols: list[str] | None) -> list[int] | None:
+        names = snap.schema.names
+        return None if cols is None else sorted({names.index(c) for c in cols})
 
     def _empty(self, snap: Snapshot) -> pa.Table:
         """Zero rows with the dataset's exact pandas dtypes (categories come from a chunk)."""
         return self._client.reader.chunk(snap, 0).table.slice(0, 0)
 
     def iter_chunks(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
-        """Each chunk as a DataFrame indexed by sn; chunks not cached are not added to the
-        cache, so a full scan does not evict hot chunks."""
+        """Each chunk as a DataFrame indexed by sn, the next ones fetched while one is used.
+
+        Chunks not cached are not added to the cache (a full scan does not evict hot
+        chunks), and of them only ``columns`` are decoded.
+        """
         snap = self._snap()
         cols = self._columns(snap, columns)
-        for i, cm in enumerate(snap.chunks):
-            table = self._client.reader.chunk(snap, i, cache=False).table
-            yield self._bind(self._frame(table, cols, pd.RangeIndex(cm.start, cm.start + cm.rows,
-                                                                     name="sn")))
+        reader = self._client.reader
+        for i, entry in reader.stream(snap, range(len(snap.chunks)), self._positions(snap, cols),
+                                      ahead=READ_AHEAD):
+            cm = snap.chunks[i]
+            yield self._bind(self._frame(entry.table, cols,
+                                         pd.RangeIndex(cm.start, cm.start + cm.rows, name="sn")))
 
     @_retry_superseded
     def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The whole dataset in memory, equal to the ingested frame."""
+        """The whole dataset in memory, equal to the ingested frame (chunks fetched in
+        parallel, uncached, only ``columns`` decoded)."""
         snap = self._snap()
         cols = self._columns(snap, columns)
-        tables = [self._client.reader.chunk(snap, i, cache=False).table
-                  for i in range(len(snap.chunks))]
+        reader = self._client.reader
+        tables = [entry.table for _, entry in reader.stream(
+            snap, range(len(snap.chunks)), self._positions(snap, cols))]
         table = pa.concat_tables(tables)
         df = self._frame(table, cols, pd.RangeIndex(snap.meta.rows))
         return self._bind(df)

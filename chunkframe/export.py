@@ -8,7 +8,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -569,7 +568,7 @@ def export_dataset(
         target_rows = max(snap.meta.chunk_rows, 1)
         pending: list[pa.Table] = []
         pending_rows = 0
-        for table in _tables(ds, snap, plan, flt, bar):
+        for table in _tables(ds, snap, plan, flt, bar, cols):
             read += 1
             table = flt.apply(table)
             if cols is not None:
@@ -612,32 +611,25 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 
 def _tables(ds: Dataset, snap: Snapshot, plan: list[tuple[int, int, int]], flt: _Filter,
-            bar: Any) -> Iterator[pa.Table]:
+            bar: Any, cols: list[str] | None) -> Iterator[pa.Table]:
     """The planned chunk slices, fetched uncached one ahead of the writer (I/O overlaps the
-    encoding; at most two decoded chunks are held)."""
-    reader = ds._client.reader
+    encoding; at most two decoded chunks are held), only the columns written and filtered
+    on decoded."""
     wanted = []
     for i, off, n in plan:
         if flt.may_match(snap.chunks[i].stats):
             wanted.append((i, off, n))
         else:
             bar.update(n)  # ruled out by the chunk's time statistics: never fetched
-
-    def fetch(i: int, off: int, n: int) -> pa.Table:
-        table = reader.chunk(snap, i, cache=False).table
-        return table if off == 0 and n == table.num_rows else table.slice(off, n)
-
-    if not wanted:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cf-export") as pool:
-        pending: Future[pa.Table] = pool.submit(fetch, *wanted[0])
-        try:
-            for k, (_, _, n) in enumerate(wanted):
-                table = pending.result()
-                if k + 1 < len(wanted):
-                    pending = pool.submit(fetch, *wanted[k + 1])
-                yield table
-                del table
-                bar.update(n)
-        finally:
-            pending.cancel()
+    names = snap.schema.names
+    read = None
+    if cols is not None:
+        needed = set(cols) | ({c for c in (flt.time_column, flt.device_column) if c}
+                              if flt.active else set())
+        read = sorted(names.index(c) for c in needed)
+    chunks = ds._client.reader.stream(snap, [i for i, _, _ in wanted], read, ahead=1)
+    for (_, entry), (_, off, n) in zip(chunks, wanted, strict=True):
+        table = entry.table
+        yield table if off == 0 and n == table.num_rows else table.slice(off, n)
+        del table, entry
+        bar.update(n)

@@ -121,15 +121,25 @@ class TextPlane(Plane):
         self._codes: dict[Any, int] = {}
         self._lock = threading.Lock()
         self._dictionary: pa.Array | None = None  # made again on the first gather after growth
+        self.grown = 0  # dictionary bytes added since the last Planes.mark
+
+    def take_grown(self) -> int:
+        """Dictionary bytes added since the last call."""
+        with self._lock:
+            grown, self.grown = self.grown, 0
+        return grown
 
     def put(self, start: int, vec: Vector, column: pa.ChunkedArray) -> bool:
         if not isinstance(vec, TextCodes):
             return False
         with self._lock:
             codes, values = self._codes, vec.dictionary.to_pylist()
-            if any(v not in codes for v in values):
-                for v in values:
-                    codes.setdefault(v, len(codes))
+            new = [v for v in values if v not in codes]
+            if new:
+                for v in new:
+                    codes[v] = len(codes)
+                # the dictionary's Python and Arrow copies: charged to the chunk that grew it
+                self.grown += sum(_TEXT_ENTRY_BYTES + (len(v) if v else 0) for v in new)
                 self._dictionary = None
             mapping = np.fromiter((codes[v] for v in values), np.int32, count=len(values))
         self.values[start:start + len(vec.codes)] = mapping[vec.codes]
@@ -171,6 +181,9 @@ def _plane_for(rows: int, field: pa.Field, dtype: Any) -> Plane | None:
         return MaskedPlane(rows, dtype.numpy_dtype, dtype)  # type: ignore[attr-defined]
     return None
 
+
+# a dictionary entry's cost beyond its text: the dict slot, the Python str, the Arrow offset
+_TEXT_ENTRY_BYTES = 120
 
 _MASKED_ARRAYS = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
 
@@ -227,12 +240,20 @@ class Planes:
                 if plane is not None and plane.put(start, vec, table.column(j))]
 
     def mark(self, chunk: int, columns: list[int]) -> int:
-        """Record that :meth:`fill` wrote ``columns`` of ``chunk``; the bytes they take."""
+        """Record that :meth:`fill` wrote ``columns`` of ``chunk``; the bytes they take
+        (with what the text dictionaries grew by)."""
         with self._lock:
             self.filled[columns, chunk] = True
             self.tried[chunk] = True
         rows = int(self.starts[chunk + 1] - self.starts[chunk])
-        return rows * sum(p.row_bytes for p in (self.planes[j] for j in columns) if p is not None)
+        planes = [p for p in (self.planes[j] for j in columns) if p is not None]
+        return rows * sum(p.row_bytes for p in planes) + sum(
+            p.take_grown() for p in planes if isinstance(p, TextPlane))
+
+    def chunk_bytes(self, chunk: int) -> int:
+        """The bytes filling every plane with ``chunk`` would take (dictionaries aside)."""
+        rows = int(self.starts[chunk + 1] - self.starts[chunk])
+        return rows * sum(p.row_bytes for p in self.planes if p is not None)
 
     def drop(self, chunk: int) -> None:
         """Chunk ``chunk`` left the cache: forget it, and free its pages once nobody reads."""

@@ -6,8 +6,9 @@ import bisect
 import difflib
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,14 +24,21 @@ from .errors import ChunkCorruptionError, DatasetNotFoundError, SnapshotSupersed
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
 from .planes import Planes, plane_for
-from .rows import Getter, RowTemplate, TextCodes, Vector, column_getters, column_vectors
+from .rows import Getter, RowTemplate, column_getters, column_vectors
 
 if TYPE_CHECKING:
     from .catalog import Catalog
     from .state import State
     from .store import ChunkStore
 
-__all__ = ["Reader", "Snapshot", "STALENESS_SECONDS"]
+__all__ = ["Reader", "Snapshot", "STALENESS_SECONDS", "FETCH_THREADS", "READ_AHEAD"]
+
+FETCH_THREADS = 4
+"""Chunks a batch read or a scan fetches at once: reads of mapped files and of S3 objects
+overlap, and Arrow decodes without the GIL."""
+
+READ_AHEAD = 2
+"""Chunks a scan fetches ahead of the one being consumed (memory: at most this many more)."""
 
 STALENESS_SECONDS = 0.5
 """Open handles re-check a dataset's version at most this long after the last check, so a
@@ -95,28 +103,32 @@ class _ChunkLRU(cachetools.LRUCache):  # type: ignore[type-arg]
 
 
 class _Chunk:
-    """A decoded chunk in the cache: the Arrow table plus per-column row getters."""
+    """A decoded chunk in the cache: the Arrow table, its row getters, how often batch reads
+    found it cached (their planes are filled for chunks seen twice: see :meth:`Reader.planes`)."""
 
-    __slots__ = ("table", "nbytes", "getters", "vectors")
+    __slots__ = ("table", "nbytes", "getters", "batches")
 
-    def __init__(self, table: pa.Table, nbytes: int):
+    def __init__(self, table: pa.Table, nbytes: int, batches: int = 0):
         self.table = table
         self.nbytes = nbytes
         self.getters: list[Getter] | None = None
-        self.vectors: list[Vector] | None = None
+        self.batches = batches
 
 
 class Reader:
     """Shared by every :class:`~chunkframe.dataset.Dataset` of a client: the caches live here."""
 
     def __init__(self, state: State, store: ChunkStore, catalog: Catalog,
-                 chunk_cache_bytes: int, meta_cache_size: int = 1024):
+                 chunk_cache_bytes: int, meta_cache_size: int = 1024,
+                 fetch_threads: int = FETCH_THREADS):
         self.state, self.store, self.catalog = state, store, catalog
         self._snapshots: cachetools.LRUCache[str, Snapshot] = cachetools.LRUCache(meta_cache_size)
         self._chunks = _ChunkLRU(chunk_cache_bytes, self._evicted)
         self._planes: dict[tuple[Any, ...], Planes] = {}
         self._lock = threading.RLock()
         self._inflight: dict[tuple[Any, ...], Future[_Chunk]] = {}
+        self._fetch_threads = fetch_threads
+        self._pool: ThreadPoolExecutor | None = None
         self.hits = self.misses = self.fetches = 0
 
     # -- metadata -------------------------------------------------------------------------
@@ -241,7 +253,9 @@ class Reader:
             with self._lock:
                 self._inflight.pop(key, None)
 
-    def _fetch(self, snap: Snapshot, index: int) -> _Chunk:
+    def _fetch(self, snap: Snapshot, index: int, columns: Sequence[int] | None = None) -> _Chunk:
+        """Chunk ``index`` from the store, its checksum verified over all its bytes; decoded
+        whole, or only ``columns`` (positions: served, never cached)."""
         cm = snap.chunks[index]
         self.fetches += 1
         data = self.store.read(cm.key)
@@ -257,14 +271,18 @@ class Reader:
         if not ok:
             reason = ("truncated" if len(data) != cm.nbytes else "checksum mismatch")
             raise ChunkCorruptionError(ds, cm.chunk, cm.key, cm.checksum, computed, reason)
-        table = decode(data)
+        names = snap.schema.names
+        read = None if columns is None else _with_tombstone_columns(snap.meta, names, columns)
+        table = decode(data, read)
         if table.num_rows != cm.rows:
             raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
                 f"holds {table.num_rows} rows, its metadata says {cm.rows}"))
         if snap.meta.tombstones:
             table = apply_tombstones(table, snap.meta, cm)
-        # uncompressed chunks decode to zero-copy views of ``data``; decompression and
-        # tombstones make new buffers, which the cache's byte bound must count
+        if columns is not None and read is not None and len(read) != len(set(columns)):
+            table = table.select([names[j] for j in sorted(set(columns))])  # deletes' columns
+        # uncompressed chunks decode to zero-copy views of ``data`` (a map of a local file);
+        # decompression and tombstones make new buffers, which the byte bound must count
         plain = not snap.meta.tombstones and not snap.meta.compression
         return _Chunk(table, len(data) if plain else len(data) + table.nbytes)
 
@@ -279,22 +297,6 @@ class Reader:
             getters = entry.getters = column_getters(entry.table, self.template(snap, entry))
         return entry, getters
 
-    def vectors(self, snap: Snapshot, index: int) -> tuple[_Chunk, list[Vector]]:
-        """Chunk ``index`` and its columns as batch reads gather them (made once, cached)."""
-        entry = self.chunk(snap, index)
-        if entry.vectors is not None:
-            return entry, entry.vectors
-        vectors = column_vectors(entry.table, self.template(snap, entry))
-        extra = sum(v.nbytes for v in vectors if isinstance(v, TextCodes))
-        key = _cache_key(snap, index)
-        with self._lock:
-            if entry.vectors is None:  # not made meanwhile by another thread
-                entry.vectors = vectors
-                if extra and self._chunks.get(key) is entry:
-                    entry.nbytes += extra
-                    self._reinsert(key, entry)
-        return entry, entry.vectors
-
     def _reinsert(self, key: tuple[Any, ...], entry: _Chunk) -> None:
         """Insert a grown entry again, so the byte bound sees its new size (under the lock)."""
         try:
@@ -302,50 +304,132 @@ class Reader:
         except ValueError:
             self._chunks.pop(key, None)  # now larger than the whole cache
 
-    def vectors_many(self, snap: Snapshot, indices: list[int]) -> list[tuple[_Chunk, list[Vector]]]:
-        """:meth:`vectors` of several chunks; cached ones looked up under one lock."""
+    # -- many chunks: batch reads and scans -----------------------------------------------
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._fetch_threads,
+                                                    thread_name_prefix="cf-fetch")
+        return self._pool
+
+    def stream(self, snap: Snapshot, indices: Sequence[int], columns: Sequence[int] | None = None,
+               cache: bool = False, ahead: int = FETCH_THREADS) -> Iterator[tuple[int, _Chunk]]:
+        """Chunks ``indices`` of ``snap`` in that order, each fetched (checked) in a small
+        thread pool while earlier ones are consumed, at most ``ahead`` beyond the one
+        yielded: memory stays bounded however many chunks a read needs.
+
+        Cached chunks are served from the cache. ``cache=True`` keeps the fetched ones
+        (for reads whose chunks the cache can hold); otherwise they are dropped once
+        consumed, and only ``columns`` (positions) of them are decoded.
+        """
+        pending: deque[tuple[int, Future[_Chunk]]] = deque()
+        todo = iter(indices)
+
+        def submit() -> None:
+            i = next(todo, None)
+            if i is None:
+                return
+            found = self.cached(snap, i)
+            if found is not None:
+                fut: Future[_Chunk] = Future()
+                fut.set_result(found)
+            elif cache:
+                fut = self._executor().submit(self._batch_chunk, snap, i)
+            else:
+                self.misses += 1
+                fut = self._executor().submit(self._fetch, snap, i, columns)
+            pending.append((i, fut))
+
+        for _ in range(max(ahead, 0) + 1):
+            submit()
+        try:
+            while pending:
+                i, fut = pending.popleft()
+                entry = fut.result()
+                yield i, entry
+                del entry
+                submit()
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+
+    def _batch_chunk(self, snap: Snapshot, index: int) -> _Chunk:
+        """:meth:`chunk`, counted as read by a batch (see :meth:`planes`)."""
+        entry = self.chunk(snap, index)
+        entry.batches += 1
+        return entry
+
+    def cached(self, snap: Snapshot, index: int) -> _Chunk | None:
+        """Chunk ``index`` if the cache holds it (counted as a hit), else None."""
         with self._lock:
-            found = [self._chunks.get(_cache_key(snap, i)) for i in indices]
-        ready = [e for e in found if e is not None and e.vectors is not None]
-        self.hits += len(ready)
-        return [(e, e.vectors) if e is not None and e.vectors is not None
-                else self.vectors(snap, i) for e, i in zip(found, indices, strict=True)]
+            entry = self._chunks.get(_cache_key(snap, index))
+        if entry is not None:
+            self.hits += 1
+        return entry
+
+    def fits(self, snap: Snapshot, indices: np.ndarray) -> bool:
+        """Whether the cache can hold chunks ``indices`` of ``snap`` all at once."""
+        return sum(snap.chunks[i].nbytes for i in indices.tolist()) <= self._chunks.maxsize
 
     # -- gather planes (planes.py) --------------------------------------------------------
-    def pinned_planes(self, snap: Snapshot, chunks: np.ndarray
-                      ) -> tuple[Planes, dict[int, tuple[_Chunk, list[Vector]]]]:
-        """``snap``'s gather planes, pinned (the caller unpins them), with ``chunks`` copied
-        in as far as the cache holds them (their bytes count against its bound).
+    def planes(self, snap: Snapshot, chunks: np.ndarray) -> Planes | None:
+        """``snap``'s gather planes, pinned (the caller unpins them), if they hold every
+        chunk of ``chunks`` once this call has filled what it may; else None.
 
-        Also returns the chunks this call had to fetch, for gathers the planes cannot serve.
+        Planes are filled only for chunks the cache holds (their bytes count against its
+        bound, and leave with them) and which an earlier batch read found cached too: a
+        chunk read once by a batch is gathered from directly, which costs a few times
+        ``iloc``, where filling its planes costs a copy of every row, worth it only for
+        chunks read again. Nothing is filled when the chunks asked do not all fit.
         """
-        if snap.template is None:
-            self.template(snap, self.chunk(snap, int(chunks[0])))
         key = _planes_key(snap)
         with self._lock:
+            entries: list[_Chunk | None] = [self._chunks.get(_cache_key(snap, i))
+                                            for i in chunks.tolist()]
+            seen = [0 if e is None else e.batches for e in entries]
+            for e in entries:
+                if e is not None:
+                    e.batches += 1
+            if any(e is None for e in entries) or snap.template is None:
+                return None
             planes = self._planes.get(key)
+            if planes is not None and planes.tried[chunks].all():
+                self.hits += len(entries)
+                planes.pin()
+                return planes
             if planes is None:
+                if not all(seen):
+                    return None
                 planes = self._planes[key] = self._new_planes(snap)
+            todo = [(i, e) for i, e, n in zip(chunks.tolist(), entries, seen, strict=True)
+                    if e is not None and n and not planes.tried[i]]
+            grow = sum(planes.chunk_bytes(i) for i, _ in todo)
+            held = sum(e.nbytes for e in entries if e is not None)
+            if not todo or held + grow > self._chunks.maxsize:
+                if planes.empty():
+                    del self._planes[key]
+                return None
             planes.pin()
-            todo = planes.untried(chunks)
-            for i in chunks.tolist():  # a read through the planes keeps its chunks recent
-                if self._chunks.get(_cache_key(snap, i)) is not None and planes.tried[i]:
-                    self.hits += 1
-        fetched = {}
         try:
-            for i in todo:
-                entry, vectors = fetched[i] = self.vectors(snap, i)
-                columns = planes.fill(i, entry.table, vectors)
+            template = self.template(snap)
+            for i, entry in todo:
+                columns = planes.fill(i, entry.table, column_vectors(entry.table, template))
                 ckey = _cache_key(snap, i)
                 with self._lock:
                     if (self._planes.get(key) is planes and self._chunks.get(ckey) is entry
                             and not planes.tried[i]):
                         entry.nbytes += planes.mark(i, columns)
                         self._reinsert(ckey, entry)
+            with self._lock:
+                covered = bool(planes.tried[chunks].all())
         except BaseException:
             planes.unpin()
             raise
-        return planes, fetched
+        if not covered:
+            planes.unpin()
+            return None
+        return planes
 
     def _new_planes(self, snap: Snapshot) -> Planes:
         template, rows = self.template(snap), snap.meta.rows
@@ -428,6 +512,16 @@ def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Ta
             nulled = pc.if_else(mask, pa.scalar(None, col.type), col)
             table = table.set_column(i, table.schema.field(i), nulled)
     return table.combine_chunks() if any(c.num_chunks > 1 for c in table.columns) else table
+
+
+def _with_tombstone_columns(meta: DatasetMeta, names: list[str], columns: Sequence[int]
+                            ) -> list[int]:
+    """``columns`` plus the time and device columns deletes are applied by, if any."""
+    read = set(columns)
+    if meta.tombstones:
+        read.update(names.index(c) for c in (meta.time_column, meta.device_column)
+                    if c is not None)
+    return sorted(read)
 
 
 def _may_touch(tomb: Tombstone, cm: ChunkMeta) -> bool:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 
 from .codec import checksum
@@ -29,6 +26,11 @@ class ChunkStore:
     Local writes are atomic: a temp file in the same directory, fsync, then ``os.replace``,
     so a crash never leaves a torn chunk under its final key. Object stores (S3) replace
     whole objects on PUT, which is atomic by itself.
+
+    Contract: a committed object is immutable. Nothing rewrites, appends to or truncates a
+    file in place; a key is only ever replaced whole (a new file renamed over it) or
+    deleted. Local reads map files (:meth:`read`), and both of those leave a live map
+    reading the old bytes, where truncating a mapped file in place would fault its readers.
     """
 
     def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
@@ -139,24 +141,30 @@ class ChunkStore:
             ) from exc
 
     def read(self, key: str) -> pa.Buffer | None:
-        """Like :meth:`get`, as an Arrow buffer. Large local objects are read into pages
-        from a small pool (see :class:`PagePool`) instead of the heap."""
+        """Like :meth:`get`, as an Arrow buffer: zero-copy for local files.
+
+        A local chunk is a read-only shared memory map of the file itself (pages prefaulted
+        from the OS page cache in one call): no copy, no fresh anonymous pages, and every
+        process reading the dataset shares the same cached pages. This relies on the store's
+        contract that a committed file is never changed in place (see the class docstring):
+        the map lives as long as any Arrow view of it. Object stores download into memory.
+        """
         if not self.local:
             data = self.get(key)
             return None if data is None else pa.py_buffer(data)
         path = self.path(key)
         try:
             with open(path, "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < _OWN_PAGES_MIN:
-                    return pa.py_buffer(f.read())
-                return PAGES.read_into(f, size)
+                if os.fstat(f.fileno()).st_size == 0:
+                    return pa.py_buffer(b"")
+                pages = mmap.mmap(f.fileno(), 0, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise BackendUnavailableError(
                 f"could not read chunk {key!r} from store {self.url!r}: {exc}"
             ) from exc
+        return pa.py_buffer(pages)  # the map is unmapped when the last view of it goes
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
@@ -226,63 +234,5 @@ class ChunkStore:
                 pass
 
 
-class PagePool:
-    """Anonymous memory maps for large reads, reused once no view of a read is left.
-
-    Reads through the heap leave it grown (glibc raises its mmap threshold after each large
-    free and keeps later ones): an export of 2M rows ended holding ~10 chunks of RSS that
-    way. Fresh maps instead cost ~1 ms of page faults per 3 MB chunk. So a read lands in a
-    pooled map; the map comes back when the last Arrow view of the read is gone (a weakref
-    on the numpy view Arrow holds), and at most ``keep_bytes`` of maps wait for reuse.
-    Unlike a map of the file itself, these pages never change or fault under a reader if the
-    file is rewritten or truncated in place.
-    """
-
-    def __init__(self, keep_bytes: int):
-        self.keep_bytes = keep_bytes
-        self._free: list[mmap.mmap] = []
-        # re-entrant: a garbage collection inside the lock may return a map through _give
-        self._lock = threading.RLock()
-
-    def _take(self, size: int) -> mmap.mmap:
-        # the most recently used map that fits without much to spare (its pages beyond
-        # ``size`` stay resident, uncounted by the chunk cache): still in the CPU's caches
-        with self._lock:
-            for i in range(len(self._free) - 1, -1, -1):
-                if size <= len(self._free[i]) <= size + size // 4 + _PAGE_ROUND:
-                    return self._free.pop(i)
-        return mmap.mmap(-1, -(-size // _PAGE_ROUND) * _PAGE_ROUND)
-
-    def _give(self, pages: mmap.mmap) -> None:
-        with self._lock:
-            if sum(len(p) for p in self._free) + len(pages) <= self.keep_bytes:
-                self._free.append(pages)
-        # else dropped: unmapped as soon as the dying view lets go of it
-
-    def free_bytes(self) -> int:
-        with self._lock:
-            return sum(len(p) for p in self._free)
-
-    def read_into(self, f: Any, size: int) -> pa.Buffer:
-        """``size`` bytes (fewer if the file shrank meanwhile) of binary file ``f``."""
-        pages = self._take(size)
-        try:
-            got = f.readinto(pages)
-            while got < size:  # a short read: go on until the end of the file
-                with memoryview(pages) as target:
-                    more = f.readinto(target[got:])
-                if not more:  # shrank since it was measured: the checksum will say so
-                    break
-                got += more
-        except BaseException:
-            self._give(pages)
-            raise
-        view = np.frombuffer(pages, dtype=np.uint8, count=got)
-        weakref.finalize(view, self._give, pages).atexit = False  # nothing to return at exit
-        return pa.py_buffer(view)
-
-
-# local objects at least this large are read through the page pool
-_OWN_PAGES_MIN = 256 * 1024
-_PAGE_ROUND = 64 * 1024
-PAGES = PagePool(keep_bytes=32 * 2**20)
+# shared, read-only, prefaulted from the page cache (MAP_POPULATE is Linux only)
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)

@@ -17,7 +17,7 @@ import pytest
 
 from chunkframe import codec
 from chunkframe.errors import BackendUnavailableError
-from chunkframe.store import ChunkStore, PagePool
+from chunkframe.store import ChunkStore
 
 HERE = Path(__file__).parent
 
@@ -71,7 +71,7 @@ class TestConformance:
         assert list(store.list()) == []
 
     def test_read_gives_the_bytes_as_an_arrow_buffer(self, store):
-        small, big = b"tiny", os.urandom(1_000_003)  # big: read into pages of its own
+        small, big = b"tiny", os.urandom(1_000_003)
         store.put("r/small", small)
         store.put("r/big", big)
         for key, data in (("r/small", small), ("r/big", big)):
@@ -255,36 +255,39 @@ def test_local_write_killed_mid_write_is_absent_or_whole(tmp_path):
     assert store.sweep_partials() == 0
 
 
-def test_page_pool_reuses_a_map_only_when_no_view_of_it_is_left(tmp_path):
-    a, b = os.urandom(600_000), os.urandom(600_000)
-    (tmp_path / "a").write_bytes(a)
-    (tmp_path / "b").write_bytes(b)
-    pool = PagePool(keep_bytes=8 * 2**20)
-    with open(tmp_path / "a", "rb", buffering=0) as f:
-        first = pool.read_into(f, len(a))
-    held = pa.py_buffer(first).slice(1000, 5000)  # a view derived from the read, kept
-    del first
-    assert pool.free_bytes() == 0  # still viewed: not reusable
-    with open(tmp_path / "b", "rb", buffering=0) as f:
-        second = pool.read_into(f, len(b))
-    assert held.to_pybytes() == a[1000:6000] and second.to_pybytes() == b
-    del held
-    assert pool.free_bytes() > 0  # the first map is back
-    again = pool.free_bytes()
-    with open(tmp_path / "a", "rb", buffering=0) as f:
-        third = pool.read_into(f, len(a))  # reuses it
-    assert third.to_pybytes() == a and pool.free_bytes() == again - len(a) - (-len(a) % 65536)
+def test_local_reads_are_maps_of_the_file_that_outlive_its_replacement(tmp_path):
+    store = ChunkStore(tmp_path / "s")
+    old, new = os.urandom(1_000_003), os.urandom(999_999)
+    store.put("m/k", old)
+    buf = store.read("m/k")
+    view = pa.py_buffer(buf).slice(1_000, 5_000)  # a view derived from the read, kept
+    assert not buf.is_mutable  # read-only: nothing can write through a chunk's map
+    store.put("m/k", new)  # a key is only ever replaced whole (a new file renamed over it)
+    assert buf.to_pybytes() == old and view.to_pybytes() == old[1_000:6_000]
+    assert store.read("m/k").to_pybytes() == new
+    store.delete("m/k")  # deleted while mapped: the map still reads the old bytes
+    assert view.to_pybytes() == old[1_000:6_000]
+    del buf
+    assert view.to_pybytes() == old[1_000:6_000]  # the map lives as long as any view
+    store.put("m/empty", b"")
+    assert store.read("m/empty").size == 0  # an empty file cannot be mapped: no error
 
 
-def test_page_pool_keeps_at_most_its_byte_bound_and_reads_short_files(tmp_path):
-    data = os.urandom(300_000)
-    (tmp_path / "x").write_bytes(data)
-    pool = PagePool(keep_bytes=400_000)  # room for one map of 320 KiB, not two
-    with open(tmp_path / "x", "rb", buffering=0) as f, \
-            open(tmp_path / "x", "rb", buffering=0) as g:
-        one, two = pool.read_into(f, len(data)), pool.read_into(g, len(data))
-    del one, two
-    assert pool.free_bytes() <= 400_000
-    with open(tmp_path / "x", "rb", buffering=0) as f:  # the file is shorter than announced
-        short = pool.read_into(f, len(data) + 5_000)
-    assert short.to_pybytes() == data
+def _rss_kb(kind: str) -> int:
+    """This process's resident ``RssAnon`` or ``RssFile`` in kB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(kind + ":"):
+            return int(line.split()[1])
+    pytest.skip("no /proc/self/status on this platform")
+
+
+def test_a_mapped_read_uses_the_page_cache_not_anonymous_memory(tmp_path):
+    store = ChunkStore(tmp_path / "s")
+    store.put("big", os.urandom(64 * 2**20))
+    anon, files = _rss_kb("RssAnon"), _rss_kb("RssFile")
+    buf = store.read("big")
+    # the file's own pages (shared with every process mapping it), prefaulted; no copy
+    assert _rss_kb("RssFile") - files > 60 * 1024
+    assert _rss_kb("RssAnon") - anon < 8 * 1024
+    del buf
+    assert _rss_kb("RssFile") - files < 8 * 1024  # unmapped with its last view
