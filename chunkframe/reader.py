@@ -345,8 +345,9 @@ class Reader:
             submit()
         try:
             while pending:
-                i, fut = pending.popleft()
-                entry = fut.result()
+                i, done = pending.popleft()
+                entry = done.result()
+                del done  # holds the entry too
                 yield i, entry
                 del entry
                 submit()
