@@ -1,14 +1,33 @@
-"""Read speed (issue 3) against pandas, raw pyarrow, Parquet and Lance on the same data.
+"""Reads by serial number (issues 3 and 12) against pandas, raw pyarrow, Parquet and Lance.
 
 python bench/bench_read.py [--rows N]
+
+Two tables, each in two regimes:
+* ``synthetic``: the issues' 2M x 7 frame (time, categorical, 3 floats, an int, 4 strings);
+* ``flights``: a wide, real-looking 336,776 x 19 table (data/samples/make_samples.py
+  ``flights``: text with missing values and thousands of distinct values, nullable ints,
+  floats with NaN, tz-aware timestamps);
+* ``fits``: the default 256 MB chunk cache holds the whole table;
+* ``3x``: a cache a third of the table's stored size, as when the table is larger than
+  memory (the reason chunkframe exists).
+
+Memory is measured in child processes (``--child``): peak RSS growth while reading a table
+3x the cache, and the summed PSS of 4 processes reading one dataset.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import google_crc32c
+import crc32c
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,135 +37,42 @@ from frames import all_dtypes  # tests/frames.py: on the path through common
 
 import chunkframe as cf
 
+sys.path.insert(0, str(ROOT / "data" / "samples"))
+from make_samples import flights  # noqa: E402
+
+BATCH = 10_000
+Row = tuple[str, str, str, str]
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
-    df = frame(args.rows)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
     work = workdir("read")
     server = redis()
+    rows: list[Row] = []
     try:
-        client = cf.connect(store=work / "store", redis=server.url, catalog=work / "cat.db",
-                            home=work)
-        ds = client.ingest(df, "bench", chunk_rows=CHUNK_ROWS, progress=False)
+        settings = dict(store=work / "store", redis=server.url, catalog=work / "cat.db",
+                        home=work)
+        client = cf.connect(**settings)
+        for name, df in (("synthetic", frame(args.rows)), ("flights", flights())):
+            measure(name, df, client, settings, work, rows)
+            del df
+        # last: a second dataset of every dtype in the cache would disturb the rows above
+        df = frame(args.rows)
         rng = np.random.default_rng(1)
-        sns = [int(s) for s in rng.integers(0, len(df), 3_000)]
-        rows: list[tuple[str, str, str, str]] = []
-
-        # warm single-row reads
-        for sn in sns:
-            ds.get(sn)
-        gets, ilocs = alternating([lambda s: timed(ds.get, s), lambda s: timed(df.iloc.__getitem__, s)],
-                                  sns)
-        t_get, t_iloc = float(np.median(gets)), float(np.median(ilocs))
-        rows.append(("warm `ds.get(sn)` (median of 3,000)", f"{t_get * 1e6:.1f} µs",
-                     f"`df.iloc[sn]` {t_iloc * 1e6:.1f} µs", f"{t_get / t_iloc:.2f} (≤ 1.0)"))
-
-        # first touch: not in chunkframe's cache, OS page cache warm
-        keys = list(ds.chunks["key"])
-        starts = list(ds.chunks["start"])
-        touch = [int(s) for s in rng.integers(0, len(df), 300)]
-
-        def cold_get(sn: int) -> object:
-            client.reader.clear(metadata=False)
-            t = time.perf_counter()
-            ds.get(sn)
-            return time.perf_counter() - t
-
-        def raw_floor(sn: int) -> object:
-            i = int(np.searchsorted(starts, sn, side="right") - 1)
-            t = time.perf_counter()
-            with open(client.store.path(keys[i]), "rb") as f:
-                data = f.read()
-            google_crc32c.value(data)
-            tbl = pa.ipc.open_file(pa.py_buffer(data)).read_all()
-            tbl.slice(sn - starts[i], 1).to_pylist()
-            return time.perf_counter() - t
-
-        for sn in touch[:20]:  # warm the OS page cache of the files
-            raw_floor(sn)
-        firsts, floors = alternating([cold_get, raw_floor], touch)
-        t_first, t_floor = float(np.median(firsts)), float(np.median(floors))
-        rows.append(("first touch of a chunk (cache cold, page cache warm)",
-                     f"{t_first * 1e3:.2f} ms",
-                     f"read + CRC32C + `ipc.open_file().read_all()` + row {t_floor * 1e3:.2f} ms",
-                     f"{t_first / t_floor:.2f} (≤ 1.3)"))
-
-        # batch reads
-        many = rng.integers(0, len(df), 10_000)
-        for i in range(len(ds.chunks)):
-            ds.get(int(ds.chunks["start"][i]))  # every chunk cached before its planes fill
-        cached = ds.cache_info()["bytes"]
-        t_fill = timed(ds.get_many, many)
-        planes = ds.cache_info()["bytes"] - cached
-        t_many, t_iloc_many = best_pair(lambda: ds.get_many(many), lambda: df.iloc[many])
-        rows.append(("warm `get_many` of 10,000 random sns", f"{t_many * 1e3:.2f} ms",
-                     f"`df.iloc[list]` {t_iloc_many * 1e3:.2f} ms",
-                     f"{t_many / t_iloc_many:.2f} (≤ 1.5)"))
-        rows.append(("  its first call, filling the gather planes of all "
-                     f"{len(ds.chunks)} chunks", f"{t_fill * 1e3:.1f} ms",
-                     f"the planes and text codes: {planes / 2**20:.0f} MB more in the cache "
-                     f"(chunks: {cached / 2**20:.0f} MB)", ""))
-        gathered = ["time", "device", "a", "b", "c", "n"]  # all but the string column
-        positions = [df.columns.get_loc(c) for c in gathered]
-        t_num, t_iloc_num = best_pair(lambda: ds.get_many(many, columns=gathered),
-                                      lambda: df.iloc[many, positions])
-        rows.append(("  the same without the text column",
-                     f"{t_num * 1e3:.2f} ms", f"`df.iloc[list, cols]` {t_iloc_num * 1e3:.2f} ms",
-                     f"{t_num / t_iloc_num:.2f}"))
-        text_at = [df.columns.get_loc("s")]
-        t_text, t_iloc_text = best_pair(lambda: ds.get_many(many, columns=["s"]),
-                                        lambda: df.iloc[many, text_at])
-        rows.append(("  only the text column (4 distinct values: gathered as codes)",
-                     f"{t_text * 1e3:.2f} ms", f"`df.iloc[list, [s]]` {t_iloc_text * 1e3:.2f} ms",
-                     f"{t_text / t_iloc_text:.2f}"))
-        # other formats on the same data
-        pq_path = work / "bench.parquet"
-        df.to_parquet(pq_path, row_group_size=CHUNK_ROWS)
-        pf = pq.ParquetFile(pq_path)
-
-        def parquet_row(sn: int) -> object:
-            g = sn // CHUNK_ROWS
-            return pf.read_row_group(g).slice(sn - g * CHUNK_ROWS, 1).to_pylist()
-
-        t_pq_row = per_call(parquet_row, touch)
-        rows.append(("cold single row: chunkframe first touch vs Parquet `read_row_group`",
-                     f"{t_first * 1e3:.2f} ms", f"{t_pq_row * 1e3:.2f} ms",
-                     f"{t_first / t_pq_row:.2f}"))
-        try:
-            import lance
-
-            lpath = work / "bench.lance"
-            lance.write_dataset(pa.Table.from_pandas(df, preserve_index=False), str(lpath))
-            lds = lance.dataset(str(lpath))
-            lds.take([0])
-            t_lance_one = per_call(lambda s: lance.dataset(str(lpath)).take([s]), touch)
-            t_lance_warm = per_call(lambda s: lds.take([s]), sns[:1_000])
-            t_lance_many = min(timed(lds.take, many) for _ in range(5))
-            rows.append(("cold single row: chunkframe first touch vs Lance `take([sn])` "
-                         "(dataset opened per call)", f"{t_first * 1e3:.2f} ms",
-                         f"{t_lance_one * 1e3:.2f} ms", f"{t_first / t_lance_one:.2f} (< 1)"))
-            rows.append(("warm single row: `ds.get` vs Lance `take([sn])` (open dataset)",
-                         f"{t_get * 1e6:.1f} µs", f"{t_lance_warm * 1e6:.1f} µs",
-                         f"{t_get / t_lance_warm:.2f}"))
-            rows.append(("10,000 random rows: `get_many` vs Lance `take`",
-                         f"{t_many * 1e3:.2f} ms", f"{t_lance_many * 1e3:.2f} ms",
-                         f"{t_many / t_lance_many:.2f}"))
-        except ImportError:
-            rows.append(("Lance", "-", "pylance not installed (pip install '.[bench]')", "-"))
-
-        t_scan, t_read_pq = best_pair(lambda: [None for _ in ds.iter_chunks()],
-                                      lambda: pd.read_parquet(pq_path), repeat=3)
-        rows.append(("full scan: `iter_chunks()` vs `pd.read_parquet` of the whole file",
-                     f"{t_scan:.3f} s", f"{t_read_pq:.3f} s", f"{t_scan / t_read_pq:.2f}"))
-        # last: a second dataset in the cache (and in memory) would disturb the rows above
+        many = rng.integers(0, len(df), BATCH)
         mixed = all_dtypes(len(df))
         mds = client.ingest(mixed, "every-dtype", chunk_rows=CHUNK_ROWS, progress=False)
         mds.get_many(many)
+        mds.get_many(many)
         t_mixed, t_iloc_mixed = best_pair(lambda: mds.get_many(many), lambda: mixed.iloc[many])
-        rows.append(("warm `get_many` of the same sns on a frame of every dtype of the core "
-                     "issue (Int64 and boolean with NA, float with NaN, tz datetimes, ...)",
+        rows.append(("warm `get_many` 10k, a 2M frame of every dtype of the core issue "
+                     "(Int64 and boolean with NA, float with NaN, tz datetimes, ...)",
                      f"{t_mixed * 1e3:.2f} ms", f"`df.iloc[list]` {t_iloc_mixed * 1e3:.2f} ms",
                      f"{t_mixed / t_iloc_mixed:.2f}"))
     finally:
@@ -156,7 +82,244 @@ def main() -> None:
     (ROOT / "bench" / "results_read.md").write_text(md)
 
 
-def best_pair(ours, theirs, repeat: int = 7) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def measure(name: str, df: pd.DataFrame, client: cf.Client, settings: dict[str, Any],
+            work: Path, rows: list[Row]) -> None:
+    ds = client.ingest(df, name, chunk_rows=CHUNK_ROWS, progress=False)
+    stored = int(ds.chunks["bytes"].sum())
+    shape = f"{name} {len(df):,} x {len(df.columns)}"
+    rows.append((f"**{shape}**: {len(ds.chunks)} chunks, {stored / 2**20:.0f} MB stored",
+                 "", "", ""))
+    rng = np.random.default_rng(1)
+    keys, starts = list(ds.chunks["key"]), np.asarray(ds.chunks["start"])
+
+    def chunk_of(sn: int) -> int:
+        return int(np.searchsorted(starts, sn, side="right") - 1)
+
+    def floor_chunk(i: int) -> pa.Table:
+        """What any reader must do for a chunk: read the file, check it, decode it."""
+        with open(client.store.path(keys[i]), "rb") as f:
+            data = f.read()
+        crc32c.crc32c(data)
+        return pa.ipc.open_file(pa.py_buffer(data)).read_all()
+
+    # -- fits: the default cache holds everything ----------------------------------------
+    sns = [int(s) for s in rng.integers(0, len(df), 3_000)]
+    for sn in sns:
+        ds.get(sn)
+    gets, ilocs = alternating([lambda s: timed(ds.get, s),
+                               lambda s: timed(df.iloc.__getitem__, s)], sns)
+    t_get, t_iloc = float(np.median(gets)), float(np.median(ilocs))
+    rows.append(("warm `ds.get(sn)` (median of 3,000)", f"{t_get * 1e6:.1f} µs",
+                 f"`df.iloc[sn]` {t_iloc * 1e6:.1f} µs", f"{t_get / t_iloc:.2f} (≤ 1.0)"))
+
+    touch = [int(s) for s in rng.integers(0, len(df), 200)]
+
+    def cold_get(sn: int) -> float:
+        client.reader.clear(metadata=False)
+        t = time.perf_counter()
+        ds.get(sn)
+        return time.perf_counter() - t
+
+    def raw_floor(sn: int) -> float:
+        t = time.perf_counter()
+        i = chunk_of(sn)
+        floor_chunk(i).slice(sn - int(starts[i]), 1).to_pylist()
+        return time.perf_counter() - t
+
+    for sn in touch[:20]:  # the OS page cache holds the files: what a first touch reads
+        raw_floor(sn)
+        cold_get(sn)
+    firsts, floors = alternating([cold_get, raw_floor], touch)
+    t_first, t_floor = float(np.median(firsts)), float(np.median(floors))
+    rows.append(("first touch of a chunk (not cached; OS page cache warm)",
+                 f"{t_first * 1e3:.2f} ms",
+                 f"read + CRC32C + IPC decode + row {t_floor * 1e3:.2f} ms",
+                 f"{t_first / t_floor:.2f} (≤ 1.3)"))
+
+    many = rng.integers(0, len(df), BATCH)
+    firsts_many, ilocs_many = [], []
+    for rep in range(3):  # first call on cached chunks: every chunk cached, no planes yet
+        client.reader.clear(metadata=False)
+        for s in starts:
+            ds.get(int(s))
+        batch = np.random.default_rng(100 + rep).integers(0, len(df), BATCH)
+        firsts_many.append(timed(ds.get_many, batch))
+        ilocs_many.append(timed(df.iloc.__getitem__, batch))
+    t_fm, t_fi = min(firsts_many), min(ilocs_many)
+    rows.append((f"first `get_many` of {BATCH:,} random sns on cached chunks",
+                 f"{t_fm * 1e3:.2f} ms", f"`df.iloc[list]` {t_fi * 1e3:.2f} ms",
+                 f"{t_fm / t_fi:.2f} (≤ 3)"))
+    t_fill = timed(ds.get_many, many)  # read again by a batch: the planes fill
+    t_many, t_iloc_many = best_pair(lambda: ds.get_many(many), lambda: df.iloc[many])
+    rows.append((f"warm `get_many` of {BATCH:,} random sns", f"{t_many * 1e3:.2f} ms",
+                 f"`df.iloc[list]` {t_iloc_many * 1e3:.2f} ms",
+                 f"{t_many / t_iloc_many:.2f} (≤ 1.5)"))
+    rows.append(("  its second call, filling the gather planes", f"{t_fill * 1e3:.1f} ms",
+                 f"cache now {ds.cache_info()['bytes'] / 2**20:.0f} MB "
+                 f"(chunks: {stored / 2**20:.0f} MB)", ""))
+
+    pq_path = work / f"{name}.parquet"
+    df.to_parquet(pq_path, row_group_size=CHUNK_ROWS)
+    t_scan, t_read_pq = best_pair(lambda: [None for _ in ds.iter_chunks()],
+                                  lambda: pd.read_parquet(pq_path), repeat=3)
+    rows.append(("full scan: `iter_chunks()` vs `pd.read_parquet` of the whole file",
+                 f"{t_scan:.3f} s", f"{t_read_pq:.3f} s", f"{t_scan / t_read_pq:.2f}"))
+    pf = pq.ParquetFile(pq_path)
+    t_pq_row = per_call(lambda sn: pf.read_row_group(sn // CHUNK_ROWS).slice(
+        sn % CHUNK_ROWS, 1).to_pylist(), touch)
+    rows.append(("cold single row: first touch vs Parquet `read_row_group`",
+                 f"{t_first * 1e3:.2f} ms", f"{t_pq_row * 1e3:.2f} ms",
+                 f"{t_first / t_pq_row:.2f}"))
+
+    # -- 3x: a cache a third of the table --------------------------------------------------
+    cache = stored // 3
+    small = cf.connect(**settings, chunk_cache_bytes=cache)
+    sds = small.open(name)
+    rows.append((f"*cache {cache / 2**20:.0f} MB: the table is 3x the cache*", "", "", ""))
+    lds = lance_dataset(df, work / f"{name}.lance")
+    batches = [np.random.default_rng(200 + k).integers(0, len(df), BATCH) for k in range(7)]
+    sds.get_many(batches[-1])
+    if lds is not None:
+        lds.take(batches[-1].tolist())
+    ours, floor, lance = [], [], []
+    for batch in batches:
+        ours.append(timed(sds.get_many, batch))
+        touched = np.unique(np.searchsorted(starts, batch, side="right") - 1)
+        t = time.perf_counter()
+        for i in touched.tolist():
+            floor_chunk(i)
+        floor.append(time.perf_counter() - t)
+        if lds is not None:
+            lance.append(timed(lds.take, batch.tolist()))
+    t_ours, t_floor_many = float(np.median(ours)), float(np.median(floor))
+    info = sds.cache_info()
+    rows.append((f"`get_many` of {BATCH:,} random sns (median of 7 batches)",
+                 f"{t_ours * 1e3:.1f} ms",
+                 f"read + CRC32C + decode of the chunks touched {t_floor_many * 1e3:.1f} ms",
+                 f"{t_ours / t_floor_many:.2f} (≤ 1.5)"))
+    if lance:
+        t_lance = float(np.median(lance))
+        rows.append(("  the same rows: Lance `take` (open dataset)", f"{t_ours * 1e3:.1f} ms",
+                     f"{t_lance * 1e3:.1f} ms", f"{t_ours / t_lance:.2f} (≤ 1.0)"))
+    else:
+        rows.append(("  Lance", "-", "pylance not installed (pip install '.[bench]')", "-"))
+    before = dict(sds.cache_info())
+    singles = [int(s) for s in rng.integers(0, len(df), 3_000)]
+    t_single = per_call(sds.get, singles)
+    after = sds.cache_info()
+    hits = (after["hits"] - before["hits"]) / max(
+        after["hits"] + after["misses"] - before["hits"] - before["misses"], 1)
+    rows.append(("3,000 random `ds.get` (median)", f"{t_single * 1e3:.3f} ms",
+                 f"{hits:.0%} cache hits; first touch floor {t_floor * 1e3:.2f} ms", ""))
+    assert info["total_bytes"] <= cache
+
+    # -- memory, in child processes --------------------------------------------------------
+    client.reader.clear()  # this process's maps of the files would share their pages too
+    small.reader.clear()
+    config = {"settings": {k: str(v) for k, v in settings.items()}, "dataset": name,
+              "cache": cache, "rows": len(df), "mode": "rss"}
+    rss = run_child(config)
+    rows.append(("peak RSS growth while reading the table 3x the cache (20 `get_many` of "
+                 "10k, 2,000 `get`, a scan)", f"{rss['growth'] / 2**20:.0f} MB",
+                 f"cache {cache / 2**20:.0f} MB + 96 MB",
+                 f"{(rss['growth'] - cache) / 2**20:+.0f} MB over the cache (≤ +96)"))
+    one = run_children(dict(config, mode="pss", cache=2**30), 1)
+    four = run_children(dict(config, mode="pss", cache=2**30), 4)
+    g1, g4 = one[0]["pss_growth"], sum(c["pss_growth"] for c in four)
+    rows.append(("4 processes holding the whole table in their caches: summed PSS growth",
+                 f"{g4 / 2**20:.0f} MB", f"one process {g1 / 2**20:.0f} MB",
+                 f"{g4 / g1:.2f} (≤ 1.5)"))
+    t1, t4 = one[0]["pss"], sum(c["pss"] for c in four)
+    rows.append(("  whole-process PSS (interpreter, pandas, pyarrow included)",
+                 f"{t4 / 2**20:.0f} MB", f"{t1 / 2**20:.0f} MB", f"{t4 / t1:.2f}"))
+
+
+def lance_dataset(df: pd.DataFrame, path: Path) -> Any:
+    try:
+        import lance
+    except ImportError:
+        return None
+    lance.write_dataset(pa.Table.from_pandas(df, preserve_index=False), str(path))
+    return lance.dataset(str(path))
+
+
+def run_child(config: dict[str, Any]) -> dict[str, Any]:
+    return run_children(config, 1)[0]
+
+
+def run_children(config: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """``n`` child processes reading at once; each waits for all to be ready before it
+    measures (a barrier file per child), so their shared pages are counted together."""
+    barrier = Path(workdir("barrier"))
+    procs = [subprocess.Popen([sys.executable, __file__, "--child",
+                               json.dumps(dict(config, barrier=str(barrier), n=n, me=k))],
+                              stdout=subprocess.PIPE, text=True) for k in range(n)]
+    out = []
+    for proc in procs:
+        stdout, _ = proc.communicate(timeout=600)
+        if proc.returncode:
+            raise RuntimeError(f"child failed: {stdout}")
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def child(config: dict[str, Any]) -> dict[str, Any]:
+    import psutil
+
+    s = config["settings"]
+    client = cf.connect(store=s["store"], redis=s["redis"], catalog=s["catalog"], home=s["home"],
+                        chunk_cache_bytes=config["cache"])
+    ds = client.open(config["dataset"])
+    ds.get(0)  # imports and first-use set-up done before the baseline
+    client.reader.clear(metadata=False)
+    proc = psutil.Process()
+    if config["mode"] == "rss":
+        # sampled every millisecond by a thread (ru_maxrss would carry the parent's peak:
+        # Linux keeps it across exec)
+        base = proc.memory_info().rss
+        peak = [base]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        rng = np.random.default_rng(7)
+        try:
+            for _ in range(20):
+                ds.get_many(rng.integers(0, config["rows"], BATCH))
+            for sn in rng.integers(0, config["rows"], 2_000).tolist():
+                ds.get(sn)
+            for _ in ds.iter_chunks():
+                pass
+        finally:
+            done.set()
+            sampler.join()
+        return {"growth": peak[0] - base}
+    base = proc.memory_full_info().pss
+    starts = ds.chunks["start"].tolist()
+    for sn in starts:
+        ds.get(sn)  # every chunk in this process's cache: mapped from the shared page cache
+    barrier = Path(config["barrier"])
+    (barrier / str(config["me"])).touch()
+    deadline = time.monotonic() + 120
+    while len(list(barrier.iterdir())) < config["n"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # all are mapped now
+    info = proc.memory_full_info()
+    result = {"pss": info.pss, "pss_growth": info.pss - base}
+    (barrier / f"done-{config['me']}").touch()
+    while (len([p for p in barrier.iterdir() if p.name.startswith("done")]) < config["n"]
+           and time.monotonic() < deadline):
+        time.sleep(0.05)  # stay mapped until every process has measured
+    return result
+
+
+def best_pair(ours: Callable[[], object], theirs: Callable[[], object], repeat: int = 7
+              ) -> tuple[float, float]:
     """Best of ``repeat`` runs each, taken in turn (see common.alternating)."""
     a, b = alternating([lambda _: timed(ours), lambda _: timed(theirs)], range(repeat))
     return min(a), min(b)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import html
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -14,8 +14,8 @@ import pyarrow as pa
 from .errors import SnapshotSupersededError
 from .model import DatasetMeta
 from .progress import progress_bar
-from .reader import READ_AHEAD, Snapshot, chunk_slices, group_by_chunk, positions
-from .rows import RowTemplate, is_text
+from .reader import READ_AHEAD, ChunkGroups, Snapshot, chunk_slices, group_by_chunk, positions
+from .rows import RowTemplate, is_text, wrap_vector
 
 if TYPE_CHECKING:
     from .client import Client
@@ -48,6 +48,46 @@ def _assemble(columns: pd.Index, values: list[Any], index: pd.Index) -> pd.DataF
     df = pd.DataFrame(dict(enumerate(values)), index=index, copy=False)
     df.columns = columns
     return df
+
+
+def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """``values`` gathered in ``order`` (of the positions asked) put back in the order asked:
+    one scatter, no inverse permutation to build."""
+    if order is None:
+        return values
+    out = np.empty_like(values)
+    out[order] = values
+    return out
+
+
+def _take(snap: Snapshot, template: RowTemplate, entries: Iterable[Any], wanted: list[int],
+          groups: ChunkGroups) -> dict[int, Any]:
+    """Columns ``wanted`` of the rows ``groups`` asks: one Arrow take per chunk of
+    ``entries`` (consumed one by one: only the rows asked are kept), then one take back into
+    the order asked, and pandas dtypes from the schema's pandas metadata."""
+    local = pa.array(groups.local)
+    names = [snap.schema.names[j] for j in wanted]
+    parts = [entry.table.select(names).take(local.slice(lo, hi - lo))
+             for entry, (lo, hi) in zip(entries, groups.spans, strict=True)]
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    if groups.back is not None:
+        table = table.take(pa.array(_unsort(np.arange(len(groups.back)), groups.back)))
+    out: dict[int, Any] = {}
+    for j in wanted:  # pandas' str dtype is Arrow: no metadata needed
+        if is_text(template.dtypes[j], snap.schema.field(j).type):
+            out[j] = pd.array(table.column(snap.schema.names[j]).combine_chunks(),
+                              dtype=template.dtypes[j])
+    others = [j for j in wanted if j not in out]
+    if others:  # through pandas' metadata, which restores their dtypes
+        frame = table.select([snap.schema.names[j] for j in others]).to_pandas()
+        for j, (_, series) in zip(others, frame.items(), strict=True):
+            dtype = template.dtypes[j]
+            if isinstance(dtype, pd.CategoricalDtype) and series.dtype != dtype:
+                series = series.astype(dtype)  # dictionaries unified across chunks
+            values = series.array
+            out[j] = (values.to_numpy() if isinstance(values, pd.arrays.NumpyExtensionArray)
+                      else values)
+    return out
 
 
 class Dataset:
@@ -180,44 +220,37 @@ class Dataset:
                 planes.unpin()
         rest = [j for j in dict.fromkeys(wanted) if j not in data]
         if rest:
-            data.update(self._take_by_chunk(snap, template, arr, chunk_of, rest))
+            data.update(self._gather_by_chunk(snap, template, arr, chunk_of, rest))
         columns = template.columns if cols is None else template.columns[wanted]
         values = [data[j] for j in wanted]  # a column asked twice comes twice
         return self._bind(_assemble(columns, values, pd.Index(arr, name="sn")))
 
-    def _take_by_chunk(self, snap: Snapshot, template: RowTemplate, arr: np.ndarray,
-                       chunk_of: np.ndarray, wanted: list[int]) -> dict[int, Any]:
-        """Columns ``wanted`` of rows ``arr``: one Arrow take per chunk as each chunk
-        arrives (only the rows asked are kept), then one take back into the order asked."""
+    def _gather_by_chunk(self, snap: Snapshot, template: RowTemplate, arr: np.ndarray,
+                         chunk_of: np.ndarray, wanted: list[int]) -> dict[int, Any]:
+        """Columns ``wanted`` of rows ``arr``, chunk by chunk.
+
+        When the cache can hold the chunks asked, they are cached and numpy gathers from
+        views of them (Arrow takes what numpy cannot); otherwise each chunk is fetched in
+        parallel, only its rows asked are taken as it arrives, and it is dropped.
+        """
         reader = self._client.reader
         groups = group_by_chunk(snap, arr, chunk_of)
-        local = pa.array(groups.local)
-        names = [snap.schema.names[j] for j in wanted]
-        cache = reader.fits(snap, np.asarray(groups.chunks))
-        parts = [entry.table.select(names).take(local.slice(lo, hi - lo))
-                 for (_, entry), (lo, hi) in zip(reader.stream(snap, groups.chunks, wanted, cache),
-                                                 groups.spans, strict=True)]
-        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        if groups.back is not None:  # back from chunk order to the order asked
-            inverse = np.empty(len(groups.back), dtype=np.int64)
-            inverse[groups.back] = np.arange(len(groups.back))
-            table = table.take(pa.array(inverse))
+        if not reader.fits(snap, np.asarray(groups.chunks)):
+            streamed = (entry for _, entry in reader.stream(snap, groups.chunks, wanted))
+            return _take(snap, template, streamed, wanted, groups)
+        entries = [entry for _, entry in reader.stream(snap, groups.chunks, cache=True)]
+        vectors = [reader.vectors(snap, i, e) for i, e in zip(groups.chunks, entries, strict=True)]
+        locs = [groups.local[lo:hi] for lo, hi in groups.spans]
         out: dict[int, Any] = {}
-        text = [j for j in wanted if is_text(template.dtypes[j], snap.schema.field(j).type)]
-        for j in text:  # pandas' str dtype is Arrow: no metadata needed
-            out[j] = pd.array(table.column(snap.schema.names[j]).combine_chunks(),
-                              dtype=template.dtypes[j])
-        others = [snap.schema.names[j] for j in wanted if j not in out]
-        if others:  # through pandas' metadata, which restores their dtypes
-            frame = table.select(others).to_pandas()
-            for j, (_, series) in zip([j for j in wanted if j not in out], frame.items(),
-                                      strict=True):
-                dtype = template.dtypes[j]
-                if isinstance(dtype, pd.CategoricalDtype) and series.dtype != dtype:
-                    series = series.astype(dtype)  # dictionaries unified across chunks
-                values = series.array
-                out[j] = (values.to_numpy() if isinstance(values, pd.arrays.NumpyExtensionArray)
-                          else values)
+        for j in wanted:
+            vecs = [v[j] for v in vectors]
+            if all(isinstance(v, np.ndarray) for v in vecs):
+                arrays = cast(list[np.ndarray], vecs)
+                gathered = np.concatenate([v[loc] for v, loc in zip(arrays, locs, strict=True)])
+                out[j] = wrap_vector(_unsort(gathered, groups.back), template.dtypes[j])
+        rest = [j for j in wanted if j not in out]
+        if rest:
+            out.update(_take(snap, template, entries, rest, groups))
         return out
 
     @staticmethod

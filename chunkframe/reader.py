@@ -24,7 +24,7 @@ from .errors import ChunkCorruptionError, DatasetNotFoundError, SnapshotSupersed
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
 from .planes import Planes, plane_for
-from .rows import Getter, RowTemplate, column_getters, column_vectors
+from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -103,15 +103,16 @@ class _ChunkLRU(cachetools.LRUCache):  # type: ignore[type-arg]
 
 
 class _Chunk:
-    """A decoded chunk in the cache: the Arrow table, its row getters, how often batch reads
-    found it cached (their planes are filled for chunks seen twice: see :meth:`Reader.planes`)."""
+    """A decoded chunk in the cache: the Arrow table, its row getters and numpy views, how
+    often batch reads found it cached (planes fill for chunks seen twice: :meth:`Reader.planes`)."""
 
-    __slots__ = ("table", "nbytes", "getters", "batches")
+    __slots__ = ("table", "nbytes", "getters", "vectors", "batches")
 
     def __init__(self, table: pa.Table, nbytes: int, batches: int = 0):
         self.table = table
         self.nbytes = nbytes
         self.getters: list[Getter] | None = None
+        self.vectors: list[Vector] | None = None
         self.batches = batches
 
 
@@ -296,6 +297,21 @@ class Reader:
         if getters is None:
             getters = entry.getters = column_getters(entry.table, self.template(snap, entry))
         return entry, getters
+
+    def vectors(self, snap: Snapshot, index: int, entry: _Chunk) -> list[Vector]:
+        """Cached chunk ``index``'s columns as numpy gathers them (views, no text codes),
+        made once; what they copy (unpacked booleans) counts in the byte bound."""
+        if entry.vectors is None:
+            vectors = column_vectors(entry.table, self.template(snap, entry), text_codes=False)
+            extra = sum(v.nbytes for v in vectors if isinstance(v, np.ndarray) and v.flags.owndata)
+            key = _cache_key(snap, index)
+            with self._lock:
+                if entry.vectors is None:
+                    entry.vectors = vectors
+                    if extra and self._chunks.get(key) is entry:
+                        entry.nbytes += extra
+                        self._reinsert(key, entry)
+        return entry.vectors
 
     def _reinsert(self, key: tuple[Any, ...], entry: _Chunk) -> None:
         """Insert a grown entry again, so the byte bound sees its new size (under the lock)."""

@@ -30,6 +30,9 @@ class RowTemplate:
         self.columns = sample.columns
         self.dtypes = list(sample.dtypes)
         self.row_dtype = sample.iloc[0].dtype if len(sample) else np.dtype(object)
+        # each categorical's categories as a list, to compare chunks' dictionaries with
+        self.categories = [list(d.categories) if isinstance(d, pd.CategoricalDtype) else None
+                           for d in self.dtypes]
         # a row of one shared numpy dtype (all floats, ...) or of objects takes the fast path
         self.fast = self.row_dtype == np.dtype(object) or (
             isinstance(self.row_dtype, np.dtype) and self.row_dtype.kind in "fiub"
@@ -131,26 +134,32 @@ TEXT_CODES_MIN_REPEAT = 8
 Vector = np.ndarray | TextCodes | None
 
 
-def column_vectors(table: pa.Table, template: RowTemplate) -> list[Vector]:
+def column_vectors(table: pa.Table, template: RowTemplate, text_codes: bool = True
+                   ) -> list[Vector]:
     """What a batch read gathers with numpy, per column; None where Arrow must take.
 
     Zero-copy views of numeric columns without nulls, datetimes and durations (as integers)
-    and categoricals whose dictionary is the dataset's categories (as codes); low-cardinality
-    text columns as :class:`TextCodes` (new memory: the cache counts it).
+    and categoricals whose dictionary is the dataset's categories (as codes); booleans are
+    unpacked (a copy). With ``text_codes``, low-cardinality text columns as
+    :class:`TextCodes` (new memory, and a pass over the column: for the gather planes).
     """
     out: list[Vector] = []
-    for col, dtype in zip(table.columns, template.dtypes, strict=True):
+    for col, dtype, categories in zip(table.columns, template.dtypes, template.categories,
+                                      strict=True):
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         t = arr.type
         vec: Vector = None
         if is_text(dtype, t):
+            if not text_codes:
+                out.append(None)
+                continue
             encoded = pc.dictionary_encode(arr, null_encoding="encode")
             if len(encoded.dictionary) * TEXT_CODES_MIN_REPEAT <= len(arr):
                 vec = TextCodes(encoded.indices.to_numpy(), encoded.dictionary)
         elif arr.null_count:
             pass
         elif pa.types.is_dictionary(t) and isinstance(dtype, pd.CategoricalDtype):
-            if arr.dictionary.to_pylist() == list(dtype.categories):
+            if arr.dictionary.to_pylist() == categories:
                 vec = arr.indices.to_numpy()
         elif pa.types.is_timestamp(t) or pa.types.is_duration(t):
             unit = np.datetime_data(dtype)[0] if isinstance(dtype, np.dtype) else getattr(
