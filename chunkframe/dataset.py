@@ -62,25 +62,39 @@ def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
 
 def _take(snap: Snapshot, template: RowTemplate, entries: Iterable[Any], wanted: list[int],
           groups: ChunkGroups) -> dict[int, Any]:
-    """Columns ``wanted`` of the rows ``groups`` asks: one Arrow take per chunk of
-    ``entries`` (consumed one by one: only the rows asked are kept), then one take back into
-    the order asked, and pandas dtypes from the schema's pandas metadata."""
+    """Columns ``wanted`` of the rows ``groups`` asks: one Arrow take per column of each chunk
+    of ``entries`` (consumed one by one: only the rows asked are kept), joined and taken
+    back into the order asked; pandas dtypes from the schema's pandas metadata.
+
+    Column by column: ``Table.take`` cost 2.5x the sum of its columns' takes.
+    """
     local = pa.array(groups.local)
     names = [snap.schema.names[j] for j in wanted]
-    parts = [entry.table.select(names).take(local.slice(lo, hi - lo))
-             for entry, (lo, hi) in zip(entries, groups.spans, strict=True)]
-    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-    if groups.back is not None:
-        table = table.take(pa.array(_unsort(np.arange(len(groups.back)), groups.back)))
+    pieces: list[list[pa.Array]] = [[] for _ in wanted]
+    for entry, (lo, hi) in zip(entries, groups.spans, strict=True):
+        rows = local.slice(lo, hi - lo)
+        for k, name in enumerate(names):
+            column = entry.table.column(name)
+            values = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+            pieces[k].append(values.take(rows))
+    inverse = None if groups.back is None else pa.array(
+        _unsort(np.arange(len(groups.back)), groups.back))
+    arrays = []
+    for parts in pieces:
+        joined = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)  # unifies dictionaries
+        arrays.append(joined if inverse is None else joined.take(inverse))
     out: dict[int, Any] = {}
-    for j in wanted:  # pandas' str dtype is Arrow: no metadata needed
-        if is_text(template.dtypes[j], snap.schema.field(j).type):
-            out[j] = pd.array(table.column(snap.schema.names[j]).combine_chunks(),
-                              dtype=template.dtypes[j])
-    others = [j for j in wanted if j not in out]
+    others = []
+    for j, values in zip(wanted, arrays, strict=True):
+        if is_text(template.dtypes[j], values.type):  # pandas' str dtype is Arrow
+            out[j] = pd.array(values, dtype=template.dtypes[j])
+        else:
+            others.append((j, values))
     if others:  # through pandas' metadata, which restores their dtypes
-        frame = table.select([snap.schema.names[j] for j in others]).to_pandas()
-        for j, (_, series) in zip(others, frame.items(), strict=True):
+        fields = [snap.schema.field(j) for j, _ in others]
+        table = pa.Table.from_arrays([v for _, v in others],
+                                     schema=pa.schema(fields, metadata=snap.schema.metadata))
+        for (j, _), (_, series) in zip(others, table.to_pandas().items(), strict=True):
             dtype = template.dtypes[j]
             if isinstance(dtype, pd.CategoricalDtype) and series.dtype != dtype:
                 series = series.astype(dtype)  # dictionaries unified across chunks
