@@ -649,13 +649,6 @@ class LastValues:
         keys = self.client.state.keys(ds.id)
         return int(self._reset(keys=[keys.last], args=[self._token(), *fields]))
 
-    def info(self, ds: Dataset) -> dict[str, Any]:
-        """Counters of this client, plus the cache's size and the dataset state it describes."""
-        keys = self.client.state.keys(ds.id)
-        gen, ver = self.redis.hmget(keys.last, "gen", "ver")
-        entries = sum(1 for f in self.redis.hkeys(keys.last) if SEP.encode() in f)
-        return {**self.counters, "entries": entries, "generation": _int(gen), "version": _int(ver)}
-
     # ------------------------------------------------------------------ the commit hook
     def _after_commit(self, meta: DatasetMeta, op: str, new: list[ChunkMeta]) -> None:
         """Keep last values current after an ingest commit (called under the ingest lock)."""
