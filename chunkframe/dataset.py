@@ -363,7 +363,7 @@ class Dataset:
         self.context.put(key, value, type=type, keywords=keywords)
 
     def tags(self, type: str | None = None) -> pd.DataFrame:
-        return self.context.items(type)
+        return self.context.to_frame(type)
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
         return self.context.search(keyword, type)
