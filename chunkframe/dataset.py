@@ -21,6 +21,7 @@ from .rows import RowTemplate, TextCodes, Vector, is_text, wrap_vector
 if TYPE_CHECKING:
     from .client import Client
     from .contextcache import Context
+    from .lastvalues import DeleteResult
 
 __all__ = ["Dataset", "BINDING_ATTR", "format_bytes"]
 
@@ -344,7 +345,7 @@ class Dataset:
         return self._client.last_values.last(self, device, columns)
 
     def delete(self, device: Any = None, columns: Sequence[str] | str | None = None,
-               start: Any = None, end: Any = None) -> int:
+               start: Any = None, end: Any = None) -> DeleteResult:
         """Delete values of the series in the time range ``[start, end]`` (inclusive)."""
         return self._client.last_values.delete(self, device, columns, start, end)
 
