@@ -756,6 +756,31 @@ class Context(Mapping[str, Any]):
         top-level list) and from @keyword method results by this handle's rule, and
         ``keywords`` (one string, or an iterable of them, taken whole). All lower-cased.
         Redis is written first (atomically with the version bump), then this process' copy.
+
+        Parameters
+        ----------
+        key : str
+            A non-empty string.
+        value : Any
+            JSON data (dict with str keys, list, str, int, float, bool, None) or a dataclass
+            registered with :func:`register_value_type`; nothing is pickled.
+        type : ContextType or str, default "METADATA"
+            The entry's type (a member or its name, any case).
+        keywords : str or iterable of str, optional
+            Extra keywords, each taken whole.
+
+        Raises
+        ------
+        ContextError
+            A bad key, type or keyword, a value that cannot be stored, or one larger than
+            the cache's ``max_value_bytes``; nothing is written.
+        BackendUnavailableError
+            Redis cannot be reached.
+
+        Examples
+        --------
+        >>> ctx.put("owner", "ana, data team", keywords=["q3"])   # doctest: +SKIP
+        >>> ctx.put("threshold", 0.8, type="variable")           # doctest: +SKIP
         """
         self.put_many([(key, value)], type=type, keywords=keywords)
 
@@ -764,9 +789,33 @@ class Context(Mapping[str, Any]):
                  keywords: str | Iterable[str] | None = None) -> int:
         """Store many entries of one type in one atomic Redis transaction; return how many.
 
-        ``items`` is a mapping key → value or an iterable of ``(key, value)`` or
-        ``(key, value, keywords)``; ``keywords`` is added to every entry. Every entry is
-        checked before anything is written: one bad entry writes none.
+        Every entry is checked before anything is written: one bad entry writes none.
+
+        Parameters
+        ----------
+        items : mapping or iterable of tuples
+            key → value, or ``(key, value)`` / ``(key, value, keywords)`` tuples.
+        type : ContextType or str, default "METADATA"
+            The type of every entry.
+        keywords : str or iterable of str, optional
+            Keywords added to every entry.
+
+        Returns
+        -------
+        int
+            The number of distinct keys written.
+
+        Raises
+        ------
+        ContextError
+            A malformed item, or any reason :meth:`put` gives; nothing is written.
+        BackendUnavailableError
+            Redis cannot be reached.
+
+        Examples
+        --------
+        >>> ctx.put_many({"a": 1, "b": 2}, type="VARIABLE")     # doctest: +SKIP
+        2
         """
         ctype = ContextType.parse(type)
         common = self._explicit(keywords)
@@ -800,8 +849,23 @@ class Context(Mapping[str, Any]):
     def remove(self, key: str, type: ContextType | str | None = None) -> None:
         """Delete ``key`` (of ``type``; of the only type holding it if None).
 
-        Raises ContextKeyError if the key is not there, ContextError if ``type`` is None
-        and several types hold it.
+        Parameters
+        ----------
+        key : str
+            The entry's key.
+        type : ContextType or str, optional
+            The entry's type; needed when several types hold ``key``.
+
+        Raises
+        ------
+        ContextKeyError
+            The key is not there (under ``type``); a KeyError, as ``del d[key]`` raises.
+        ContextError
+            ``type`` is None and several types hold ``key``, or ``type`` is not a type.
+
+        Examples
+        --------
+        >>> ctx.remove("threshold")                              # doctest: +SKIP
         """
         key = self._check_key(key)
         cache = self.cache
@@ -817,8 +881,30 @@ class Context(Mapping[str, Any]):
             cache._wrote(value, new_version, delta)
 
     def clear(self, type: ContextType | str | None = None) -> int:
-        """Delete every entry (of ``type``, if given) from Redis and memory; return how many
-        this process knew of."""
+        """Delete every entry (of ``type``, if given) from Redis and from memory.
+
+        Parameters
+        ----------
+        type : ContextType or str, optional
+            Only entries of this type (None: all).
+
+        Returns
+        -------
+        int
+            How many entries this process knew of.
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType.
+        BackendUnavailableError
+            Redis cannot be reached.
+
+        Examples
+        --------
+        >>> ctx.clear(type="VARIABLE")                           # doctest: +SKIP
+        1
+        """
         ctype = None if type is None else ContextType.parse(type)
         cache = self.cache
         entries_key, version_key = cache._keys(self.context_id)
@@ -1008,6 +1094,11 @@ class Context(Mapping[str, Any]):
         ------
         ContextError
             ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> cf.context("analysis-42").values(type="VARIABLE")    # doctest: +SKIP
+        [0.8]
         """
         return [v for _, v in self.items(type=type)]
 
@@ -1065,7 +1156,25 @@ class Context(Mapping[str, Any]):
         return rows
 
     def info(self) -> dict[str, Any]:
-        """Metrics of this context (loading it if needed; not counted as an access)."""
+        """Return the metrics of this context (loading it if needed; not an access).
+
+        Returns
+        -------
+        dict
+            ``context_id``, ``entries`` (one per key and type), ``per_type``,
+            ``memory_bytes``, ``accesses``, ``last_access`` (epoch seconds or None) and
+            ``in_memory``.
+
+        Raises
+        ------
+        BackendUnavailableError
+            Redis cannot be reached to load it.
+
+        Examples
+        --------
+        >>> ctx.info()["entries"]                                # doctest: +SKIP
+        3
+        """
         with self.cache._using(self.context_id, fresh=True, touch=False) as value:
             out = {
                 "context_id": self.context_id,
