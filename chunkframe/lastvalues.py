@@ -693,25 +693,33 @@ class LastValues:
     def _hidden(self, snap: Snapshot, tomb: Tombstone, measurements: list[str]) -> pd.DataFrame:
         """Per series, the values ``tomb`` hides that read as present in ``snap``."""
         meta = snap.meta
-        dcol = meta.device_column
-        alone = replace(meta, tombstones=(tomb,))
+        tcol, dcol = meta.time_column, meta.device_column
+        assert tcol is not None
+        # the rows tomb hides, found by the reader's own apply_tombstones on a probe table:
+        # the time and device columns and one all-true measurement
+        probe_meta = replace(meta, tombstones=(replace(tomb, columns=None),))
+        keep = [tcol] if dcol is None else [tcol, dcol]
         counts: dict[tuple[str, str], int] = {}
         for i, cm in enumerate(snap.chunks):
             if not _may_hide(tomb, cm):
                 continue
-            before = self.client.reader.chunk(snap, i, cache=False).table  # earlier deletes applied
-            after = apply_tombstones(before, alone, cm)
-            devices = None if dcol is None else device_text(before.column(dcol))
+            table = self.client.reader.chunk(snap, i, cache=False).table  # earlier deletes applied
+            probe = table.select(keep).append_column("\x00probe", pa.repeat(True, table.num_rows))
+            rows = pc.is_null(apply_tombstones(probe, probe_meta, cm).column("\x00probe"))
+            if not pc.any(rows).as_py():
+                continue
+            devices = None if dcol is None or tomb.device is not None else device_text(
+                table.column(dcol))
             for m in measurements:
-                gone = pc.and_(pc.is_valid(before.column(m)), pc.is_null(after.column(m)))
-                if not pc.any(gone).as_py():
-                    continue
+                gone = pc.and_(pc.is_valid(table.column(m)), rows)
                 if devices is None:
-                    counts[("", m)] = counts.get(("", m), 0) + int(pc.sum(gone).as_py())
+                    key = ("" if dcol is None else tomb.device or "", m)
+                    counts[key] = counts.get(key, 0) + int(pc.sum(gone).as_py() or 0)
                     continue
                 for vc in pc.value_counts(pc.filter(devices, gone)).to_pylist():
                     key = (vc["values"], m)
                     counts[key] = counts.get(key, 0) + int(vc["counts"])
+        counts = {k: n for k, n in counts.items() if n}
         known = self._devices_of(snap)
         order = {d: i for i, d in enumerate(known)}
         rank = {m: i for i, m in enumerate(measurements)}
