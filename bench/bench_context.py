@@ -135,7 +135,7 @@ def run(client: redis.Redis, prefix: str, rng: random.Random,
     t0 = time.perf_counter()
     parts = []
     for c in range(n_ctx):
-        items = cache.context(f"ctx-{c:04d}").items()
+        items = cache.context(f"ctx-{c:04d}").to_frame()
         items.insert(0, "context_id", f"ctx-{c:04d}")
         parts.append(items)
     df = pd.concat(parts, ignore_index=True)
@@ -209,7 +209,7 @@ def run(client: redis.Redis, prefix: str, rng: random.Random,
         f"cold load of a {args.cold_entries:,}-entry context (fresh cache, first `len()`)":
             f"median {fmt_us(median_seconds(cold))}, min {fmt_us(min(cold))} "
             f"of {len(cold)}",
-        "pandas baseline frame build (via `items()`)": f"{build:.1f} s",
+        "pandas baseline frame build (via `to_frame()`)": f"{build:.1f} s",
         "wait for Redis' background AOF rewrite before timing": f"{waited:.1f} s",
     }
 

@@ -101,7 +101,7 @@ def main() -> None:
         dev = "dev042"
         tmax = df["time"].iloc[-1]
         start = tmax - pd.Timedelta(seconds=60)  # ~60 of this device's rows
-        dropped = ds.delete(dev, start=start)
+        dropped = ds.delete(dev, start=start).last_values_dropped
         client.reader.clear(metadata=False)
         reads0, fetch0 = lv.counters["chunk_reads"], client.reader.fetches
         t0 = time.perf_counter()

@@ -34,7 +34,27 @@ __all__ = [
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
     "SnapshotSupersededError",
 ]
-__version__ = "0.1.0"
+
+
+def _read_version() -> str:
+    """The installed distribution's version (pyproject.toml is the one place it is written);
+    in a source tree without install metadata, pyproject.toml's own line."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("chunkframe")
+    except metadata.PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        try:
+            with (Path(__file__).resolve().parent.parent / "pyproject.toml").open("rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "0+unknown"
+
+
+__version__ = _read_version()
 
 
 def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: str | None = None,

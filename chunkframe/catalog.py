@@ -199,8 +199,3 @@ class Catalog:
         for col in ("created", "updated"):
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
         return df
-
-    def delete(self, dataset_id: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM chunks WHERE dataset=?", (dataset_id,))
-            db.execute("DELETE FROM datasets WHERE id=?", (dataset_id,))

@@ -384,7 +384,7 @@ def cmd_delete(args: argparse.Namespace, out: _Out) -> int:
     start = _time_value(ds, args.start, "--start")
     end = _time_value(ds, args.end, "--end")
     columns = _columns(args.columns)
-    dropped = ds.delete(device=args.device, columns=columns, start=start, end=end)
+    dropped = ds.delete(device=args.device, columns=columns, start=start, end=end).last_values_dropped
     what = ", ".join(x for x in (
         f"device {args.device}" if args.device is not None else "all devices",
         f"columns {', '.join(columns)}" if columns else "all measurements",

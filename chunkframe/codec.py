@@ -17,7 +17,6 @@ __all__ = [
     "write",
     "decode",
     "to_arrow",
-    "to_pandas",
     "Compression",
 ]
 
@@ -53,11 +52,6 @@ def to_arrow(df: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
     (those of the whole source when ``df`` is one block of it).
     """
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-
-
-def to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Arrow → pandas using the stored pandas metadata (categoricals, nullable dtypes, tz)."""
-    return table.to_pandas()
 
 
 def write(table: pa.Table, sink: pa.NativeFile, compression: Compression = None) -> None:

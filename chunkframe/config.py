@@ -12,7 +12,6 @@ from .errors import InvalidArgumentError
 __all__ = ["Settings", "resolve"]
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
-DEFAULT_META_CACHE_SIZE = 1024
 DEFAULT_LOCK_TTL = 15.0
 DEFAULT_PREFIX = "cf"
 

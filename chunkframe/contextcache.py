@@ -707,13 +707,33 @@ class ContextCache:
             self._total -= value.memory_bytes
 
 
-class Context:
+class Context(Mapping[str, Any]):
     """Handle on one ContextID of a ContextCache; cheap to make, holds no data itself.
+
+    A read-only mapping of key → value, as ``dict`` and cachetools' caches are: ``ctx[key]``
+    raises ``KeyError`` (a :class:`ContextKeyError`) for a missing key, ``ctx.get(key,
+    default)`` returns ``default``, ``key in ctx``, ``len(ctx)`` and iteration count and
+    list the distinct keys, sorted. Writes go through :meth:`put`, :meth:`put_many`,
+    :meth:`remove` and :meth:`clear`. Tables: :meth:`to_frame` and :meth:`search`.
+
+    Deviations from ``collections.abc.Mapping``, because one key may exist under several
+    ContextTypes (Linkis keys are per type):
+
+    - ``ctx[key]`` and ``ctx.get(key)`` raise :class:`~chunkframe.errors.ContextError`
+      (not a ``KeyError``) when several types hold ``key`` and no ``type=`` says which;
+    - ``keys()``, ``values()`` and ``items()`` take a ``type=`` filter and return lists;
+      ``items()`` and ``values()`` have one element per entry, so a key held under two
+      types comes twice there (once in ``keys()``, ``len()`` and iteration);
+    - ``==`` compares which context two handles name (cache and id), not their contents.
 
     Every method but ``__repr__``, ``_repr_html_`` and ``info`` counts one access.
 
+    Examples
+    --------
     >>> ctx = cache.context("analysis-42")                           # doctest: +SKIP
     >>> ctx.put("owner", "ana, data team", keywords=["q3"])          # doctest: +SKIP
+    >>> ctx["owner"], ctx.get("missing", "n/a"), "owner" in ctx      # doctest: +SKIP
+    ('ana, data team', 'n/a', True)
     >>> ctx.search("data")                                          # doctest: +SKIP
            type    key           value
     0  METADATA  owner  ana, data team
@@ -736,6 +756,31 @@ class Context:
         top-level list) and from @keyword method results by this handle's rule, and
         ``keywords`` (one string, or an iterable of them, taken whole). All lower-cased.
         Redis is written first (atomically with the version bump), then this process' copy.
+
+        Parameters
+        ----------
+        key : str
+            A non-empty string.
+        value : Any
+            JSON data (dict with str keys, list, str, int, float, bool, None) or a dataclass
+            registered with :func:`register_value_type`; nothing is pickled.
+        type : ContextType or str, default "METADATA"
+            The entry's type (a member or its name, any case).
+        keywords : str or iterable of str, optional
+            Extra keywords, each taken whole.
+
+        Raises
+        ------
+        ContextError
+            A bad key, type or keyword, a value that cannot be stored, or one larger than
+            the cache's ``max_value_bytes``; nothing is written.
+        BackendUnavailableError
+            Redis cannot be reached.
+
+        Examples
+        --------
+        >>> ctx.put("owner", "ana, data team", keywords=["q3"])   # doctest: +SKIP
+        >>> ctx.put("threshold", 0.8, type="variable")           # doctest: +SKIP
         """
         self.put_many([(key, value)], type=type, keywords=keywords)
 
@@ -744,9 +789,33 @@ class Context:
                  keywords: str | Iterable[str] | None = None) -> int:
         """Store many entries of one type in one atomic Redis transaction; return how many.
 
-        ``items`` is a mapping key → value or an iterable of ``(key, value)`` or
-        ``(key, value, keywords)``; ``keywords`` is added to every entry. Every entry is
-        checked before anything is written: one bad entry writes none.
+        Every entry is checked before anything is written: one bad entry writes none.
+
+        Parameters
+        ----------
+        items : mapping or iterable of tuples
+            key → value, or ``(key, value)`` / ``(key, value, keywords)`` tuples.
+        type : ContextType or str, default "METADATA"
+            The type of every entry.
+        keywords : str or iterable of str, optional
+            Keywords added to every entry.
+
+        Returns
+        -------
+        int
+            The number of distinct keys written.
+
+        Raises
+        ------
+        ContextError
+            A malformed item, or any reason :meth:`put` gives; nothing is written.
+        BackendUnavailableError
+            Redis cannot be reached.
+
+        Examples
+        --------
+        >>> ctx.put_many({"a": 1, "b": 2}, type="VARIABLE")     # doctest: +SKIP
+        2
         """
         ctype = ContextType.parse(type)
         common = self._explicit(keywords)
@@ -780,8 +849,23 @@ class Context:
     def remove(self, key: str, type: ContextType | str | None = None) -> None:
         """Delete ``key`` (of ``type``; of the only type holding it if None).
 
-        Raises ContextKeyError if the key is not there, ContextError if ``type`` is None
-        and several types hold it.
+        Parameters
+        ----------
+        key : str
+            The entry's key.
+        type : ContextType or str, optional
+            The entry's type; needed when several types hold ``key``.
+
+        Raises
+        ------
+        ContextKeyError
+            The key is not there (under ``type``); a KeyError, as ``del d[key]`` raises.
+        ContextError
+            ``type`` is None and several types hold ``key``, or ``type`` is not a type.
+
+        Examples
+        --------
+        >>> ctx.remove("threshold")                              # doctest: +SKIP
         """
         key = self._check_key(key)
         cache = self.cache
@@ -797,8 +881,30 @@ class Context:
             cache._wrote(value, new_version, delta)
 
     def clear(self, type: ContextType | str | None = None) -> int:
-        """Delete every entry (of ``type``, if given) from Redis and memory; return how many
-        this process knew of."""
+        """Delete every entry (of ``type``, if given) from Redis and from memory.
+
+        Parameters
+        ----------
+        type : ContextType or str, optional
+            Only entries of this type (None: all).
+
+        Returns
+        -------
+        int
+            How many entries this process knew of.
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType.
+        BackendUnavailableError
+            Redis cannot be reached.
+
+        Examples
+        --------
+        >>> ctx.clear(type="VARIABLE")                           # doctest: +SKIP
+        1
+        """
         ctype = None if type is None else ContextType.parse(type)
         cache = self.cache
         entries_key, version_key = cache._keys(self.context_id)
@@ -823,22 +929,87 @@ class Context:
 
     # -- reading -----------------------------------------------------------------------
 
-    def get(self, key: str, type: ContextType | str | None = None) -> Any:
-        """The value of ``key`` (of ``type``; of the only type holding it if None).
+    def __getitem__(self, key: str) -> Any:
+        """The value of ``key``, held under one type; see :meth:`get` for ``type=``.
 
-        A new object each call (decoded from the stored JSON): change it, then put it.
-        Raises ContextKeyError if missing, ContextError if ``type`` is None and several
-        types hold the key.
+        Raises ContextKeyError (a KeyError) if missing, ContextError if several types
+        hold ``key``.
         """
+        return self._value(key, None)
+
+    def get(self, key: str, default: Any = None, *,  # type: ignore[override]
+            type: ContextType | str | None = None) -> Any:
+        """Return the value of ``key``, or ``default`` if the context does not hold it.
+
+        Parameters
+        ----------
+        key : str
+            The entry's key.
+        default : Any, optional
+            Returned when ``key`` is missing (under ``type``, if given). None by default.
+        type : ContextType or str, optional
+            Look under this type only (a member or its name, any case). None: under the
+            only type holding ``key``.
+
+        Returns
+        -------
+        Any
+            A new object each call, decoded from the stored JSON (or a registered
+            dataclass): change it, then :meth:`put` it back.
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType, ``key`` is not a non-empty string, or
+            ``type`` is None and several types hold ``key`` (pass ``type=``).
+
+        Examples
+        --------
+        >>> ctx = cf.context("analysis-42")                          # doctest: +SKIP
+        >>> ctx.put("threshold", 0.8, type="VARIABLE")              # doctest: +SKIP
+        >>> ctx.get("threshold"), ctx.get("nope"), ctx.get("nope", 0)  # doctest: +SKIP
+        (0.8, None, 0)
+        >>> ctx.get("threshold", type="DATA") is None               # doctest: +SKIP
+        True
+        """
+        try:
+            return self._value(key, type)
+        except ContextKeyError:
+            return default
+
+    def _value(self, key: str, type: ContextType | str | None) -> Any:
         key = self._check_key(key)
+        ctype = None if type is None else ContextType.parse(type)
         with self.cache._using(self.context_id, fresh=True) as value:
-            record = value.maps[self._resolve(value, key, type)][key].record
+            record = value.maps[self._resolve(value, key, ctype)][key].record
         return _value_of(record)
 
     def search(self, keyword: str, type: ContextType | str | None = None) -> pd.DataFrame:
-        """Entries having exactly ``keyword`` (any case), through the inverted index.
+        """Return the entries having exactly ``keyword`` (any case), from the inverted index.
 
-        Returns a DataFrame with columns ``type, key, value``, ordered by type then key.
+        Parameters
+        ----------
+        keyword : str
+            One keyword: a key, a word cut from a value, or an explicit keyword.
+        type : ContextType or str, optional
+            Search this type only. None: every type.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``type, key, value``, ordered by type then key; empty if none match.
+
+        Raises
+        ------
+        ContextError
+            ``keyword`` is not a non-empty string, or ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> ctx.put("owner", "ana, data team")                      # doctest: +SKIP
+        >>> ctx.search("DATA")                                      # doctest: +SKIP
+               type    key           value
+        0  METADATA  owner  ana, data team
         """
         if not isinstance(keyword, str) or not keyword.strip():
             raise ContextError(
@@ -852,24 +1023,120 @@ class Context:
                     for t in types for k in value.lookup(t, word)]
         return self._frame(rows)
 
-    def items(self, type: ContextType | str | None = None) -> pd.DataFrame:
-        """All entries (of ``type``, if given): DataFrame ``type, key, value`` ordered by
-        type then key."""
-        types = list(ContextType) if type is None else [ContextType.parse(type)]
-        with self.cache._using(self.context_id, fresh=True) as value:
-            rows = [(t.value, k, e.record) for t in types
-                    for k, e in sorted(value.maps[t].items())]
-        return self._frame(rows)
+    def to_frame(self, type: ContextType | str | None = None) -> pd.DataFrame:
+        """Return every entry (of ``type``, if given) as a table.
 
-    def keys(self, type: ContextType | str | None = None) -> list[str]:
-        """Sorted distinct keys (of ``type``, if given)."""
+        Parameters
+        ----------
+        type : ContextType or str, optional
+            Only entries of this type. None: every type.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``type, key, value``, ordered by type then key.
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> cf.context("analysis-42").to_frame()                    # doctest: +SKIP
+               type       key                                 value
+        0  METADATA  question  does humidity drive sensor failures?
+        """
+        return self._frame(self._records(type, by_key=False))
+
+    def items(self, *, type: ContextType | str | None = None  # type: ignore[override]
+              ) -> list[tuple[str, Any]]:
+        """Return ``(key, value)`` pairs, one per entry, ordered by key (then type).
+
+        Parameters
+        ----------
+        type : ContextType or str, optional
+            Only entries of this type. None: every type, so a key held under two types
+            gives two pairs (use :meth:`to_frame` to see their types).
+
+        Returns
+        -------
+        list of (str, Any)
+            A snapshot: later writes do not change it.
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> dict(cf.context("analysis-42").items(type="VARIABLE"))  # doctest: +SKIP
+        {'threshold': 0.8}
+        """
+        return [(k, _value_of(rec)) for _, k, rec in self._records(type, by_key=True)]
+
+    def values(self, *, type: ContextType | str | None = None  # type: ignore[override]
+               ) -> list[Any]:
+        """Return the values, one per entry, in the order of :meth:`items`.
+
+        Parameters
+        ----------
+        type : ContextType or str, optional
+            Only entries of this type. None: every type.
+
+        Returns
+        -------
+        list
+            Decoded values (new objects each call).
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> cf.context("analysis-42").values(type="VARIABLE")    # doctest: +SKIP
+        [0.8]
+        """
+        return [v for _, v in self.items(type=type)]
+
+    def keys(self, type: ContextType | str | None = None) -> list[str]:  # type: ignore[override]
+        """Return the sorted distinct keys (of ``type``, if given).
+
+        Parameters
+        ----------
+        type : ContextType or str, optional
+            Only keys held under this type. None: every type.
+
+        Returns
+        -------
+        list of str
+            Sorted; a key held under several types comes once.
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> cf.context("analysis-42").keys()                        # doctest: +SKIP
+        ['inputs', 'question', 'threshold']
+        """
         types = list(ContextType) if type is None else [ContextType.parse(type)]
         with self.cache._using(self.context_id, fresh=True) as value:
             return sorted({k for t in types for k in value.maps[t]})
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
     def __len__(self) -> int:
+        """The number of distinct keys (a key held under several types counts once)."""
         with self.cache._using(self.context_id, fresh=True) as value:
-            return value.entries
+            held = [m for m in value.maps.values() if m]
+            return len(held[0]) if len(held) == 1 else len(set().union(*held))
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str) or not key:
@@ -877,8 +1144,37 @@ class Context:
         with self.cache._using(self.context_id, fresh=True) as value:
             return any(key in m for m in value.maps.values())
 
+    def _records(self, type: ContextType | str | None, by_key: bool
+                 ) -> list[tuple[str, str, str]]:
+        """(type, key, JSON record) of every entry (of ``type``), by type then key, or by
+        key then type."""
+        types = list(ContextType) if type is None else [ContextType.parse(type)]
+        with self.cache._using(self.context_id, fresh=True) as value:
+            rows = [(t.value, k, e.record) for t in types for k, e in value.maps[t].items()]
+        order = {t.value: i for i, t in enumerate(ContextType)}
+        rows.sort(key=(lambda r: (r[1], order[r[0]])) if by_key else (lambda r: (order[r[0]], r[1])))
+        return rows
+
     def info(self) -> dict[str, Any]:
-        """Metrics of this context (loading it if needed; not counted as an access)."""
+        """Return the metrics of this context (loading it if needed; not an access).
+
+        Returns
+        -------
+        dict
+            ``context_id``, ``entries`` (one per key and type), ``per_type``,
+            ``memory_bytes``, ``accesses``, ``last_access`` (epoch seconds or None) and
+            ``in_memory``.
+
+        Raises
+        ------
+        BackendUnavailableError
+            Redis cannot be reached to load it.
+
+        Examples
+        --------
+        >>> ctx.info()["entries"]                                # doctest: +SKIP
+        3
+        """
         with self.cache._using(self.context_id, fresh=True, touch=False) as value:
             out = {
                 "context_id": self.context_id,
@@ -924,7 +1220,7 @@ class Context:
             f"<table><tr><th>type</th><th>entries</th></tr>{rows}</table>"
             + (f"<table><tr><th>type</th><th>key</th><th>value</th></tr>{shown}</table>"
                if shown else "")
-            + (f"<p>… {more} more: use .items() or .search(keyword)</p>" if more > 0 else "")
+            + (f"<p>… {more} more: use .to_frame() or .search(keyword)</p>" if more > 0 else "")
             + "</div>"
         )
 

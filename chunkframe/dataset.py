@@ -20,6 +20,7 @@ from .rows import RowTemplate, is_text, wrap_vector
 if TYPE_CHECKING:
     from .client import Client
     from .contextcache import Context
+    from .lastvalues import DeleteResult
 
 __all__ = ["Dataset", "BINDING_ATTR", "format_bytes"]
 
@@ -124,7 +125,24 @@ class Dataset:
 
     @property
     def meta(self) -> DatasetMeta:
-        """The committed metadata (generation, rows, chunks, schema, ...)."""
+        """The committed metadata of the dataset's current version.
+
+        Returns
+        -------
+        DatasetMeta
+            Frozen: id, generation, version, rows, chunks, nbytes, schema, time and device
+            columns, time-range deletes (``tombstones``), compression.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            The dataset was removed since this handle was made.
+
+        Examples
+        --------
+        >>> ds.meta.rows, ds.meta.version                 # doctest: +SKIP
+        (50000, 1)
+        """
         return self._snap().meta
 
     def __len__(self) -> int:
@@ -132,15 +150,50 @@ class Dataset:
 
     @property
     def columns(self) -> list[str]:
+        """The column names, in the order of the ingested frame.
+
+        Returns
+        -------
+        list of str
+
+        Examples
+        --------
+        >>> ds.columns                                    # doctest: +SKIP
+        ['time', 'sensor', 'temperature', 'humidity', 'pressure', 'battery', 'status']
+        """
         return list(self._snap().schema.names)
 
     @property
     def schema(self) -> pa.Schema:
+        """The Arrow schema every chunk has, with the pandas metadata of the ingested frame.
+
+        Returns
+        -------
+        pyarrow.Schema
+
+        Examples
+        --------
+        >>> ds.schema.field("temperature").type           # doctest: +SKIP
+        DataType(double)
+        """
         return self._snap().schema
 
     @property
     def chunks(self) -> pd.DataFrame:
-        """One row per chunk: number, first sn, rows, key, checksum, bytes."""
+        """Return the chunk table: one row per chunk of the current version.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``chunk`` (number), ``start`` (serial number of its first row), ``rows``,
+            ``key`` (in the chunk store), ``checksum`` (``crc32c:...``) and ``bytes``.
+
+        Examples
+        --------
+        >>> ds.chunks.head(2)                             # doctest: +SKIP
+           chunk  start   rows                  key          checksum    bytes
+        0      0      0  65536  sensors/g1/c0-f1.arrow  crc32c:1a2b3c4d  2202344
+        """
         snap = self._snap()
         return pd.DataFrame(
             [(c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes) for c in snap.chunks],
@@ -349,49 +402,291 @@ class Dataset:
 
     # -- writes ---------------------------------------------------------------------------
     def append(self, df: pd.DataFrame, **kwargs: Any) -> Dataset:
-        """Append rows (same columns and types); serial numbers continue from ``len(self)``."""
+        """Append the rows of ``df``; their serial numbers continue from ``len(self)``.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            The same columns, in the same order and of the same types, as the dataset.
+        **kwargs
+            Ingest options: ``chunk_rows``, ``progress``, ``wait`` (for the dataset's lock),
+            ``compression``, ``workers``.
+
+        Returns
+        -------
+        Dataset
+            ``self``, now one version further. Last values are kept current.
+
+        Raises
+        ------
+        SchemaMismatchError
+            ``df``'s columns or types differ from the dataset's.
+        DatasetLockedError
+            Another ingest, append or delete holds the dataset (pass ``wait=``).
+
+        Examples
+        --------
+        >>> ds.append(new_readings).meta.rows             # doctest: +SKIP
+        50100
+        """
         self._client.ingest(df, self.id, mode="append", **kwargs)
         return self
 
     # -- last values (lastvalues.py) -------------------------------------------------------
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:
-        """Latest non-null (time, value) of each series: columns device, measurement, time, value."""
+        """Return the latest non-null (time, value) of each series.
+
+        A series is (device, measurement); answers come from the last-value cache, and a
+        miss reads as few chunks as their time statistics allow, then fills the cache.
+
+        Parameters
+        ----------
+        device : Any, optional
+            One device value or a list of them (None: every device). A dataset without a
+            device column has one implicit device: leave it None.
+        columns : str or sequence of str, optional
+            Measurements (None: every column but the time and device columns).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``device, measurement, time, value``; a series without any value is
+            left out.
+
+        Raises
+        ------
+        SchemaMismatchError
+            The dataset has no time column.
+        KeyError
+            An unknown device (the message lists near and known ones) or measurement.
+
+        Examples
+        --------
+        >>> ds.last(device="sensor-03", columns="temperature")  # doctest: +SKIP
+              device  measurement                      time  value
+        0  sensor-03  temperature 2026-01-18 08:36:02+00:00   21.4
+        """
         return self._client.last_values.last(self, device, columns)
 
     def delete(self, device: Any = None, columns: Sequence[str] | str | None = None,
-               start: Any = None, end: Any = None) -> int:
-        """Delete values of the series in the time range ``[start, end]`` (inclusive)."""
+               start: Any = None, end: Any = None) -> DeleteResult:
+        """Delete the values of the matching series whose time lies in ``[start, end]``.
+
+        Deleted values read back as missing; serial numbers stay as they are, and rows
+        appended later are never hidden. Cached last values in the range are dropped.
+
+        Parameters
+        ----------
+        device : Any, optional
+            One device (None: every device).
+        columns : str or sequence of str, optional
+            Measurements (None: every measurement).
+        start, end : Timestamp, datetime, str or int, optional
+            Inclusive time bounds (None: open); a naive time is read in the time column's
+            time zone, an int is the column's integer time (nanoseconds for datetimes).
+
+        Returns
+        -------
+        DeleteResult
+            ``series`` (DataFrame ``device, measurement, rows``: values hidden per series),
+            ``total``, ``last_values_dropped`` and the new ``version``.
+
+        Raises
+        ------
+        SchemaMismatchError
+            The dataset has no time column.
+        KeyError
+            An unknown device or measurement; nothing is deleted.
+        ValueError
+            A bound that is not a time, or ``start`` after ``end``.
+        TypeError
+            A list of devices (call once per device).
+        DatasetLockedError
+            An ingest holds the dataset for longer than the delete waits.
+
+        Examples
+        --------
+        >>> done = ds.delete(device="sensor-03", start="2026-01-10", end="2026-01-11")  # doctest: +SKIP
+        >>> done.total, done.series                        # doctest: +SKIP
+        (791,       device  measurement  rows
+         0  sensor-03  temperature   160
+         ...)
+        """
         return self._client.last_values.delete(self, device, columns, start, end)
 
     def reset_last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> None:
-        """Drop cached last values; the next :meth:`last` recomputes them from the data."""
+        """Drop cached last values; the next :meth:`last` recomputes them from the data.
+
+        Parameters
+        ----------
+        device : Any, optional
+            One device or a list (None: every device).
+        columns : str or sequence of str, optional
+            Measurements (None: every measurement).
+
+        Raises
+        ------
+        SchemaMismatchError
+            The dataset has no time column.
+        KeyError
+            An unknown device or measurement.
+
+        Examples
+        --------
+        >>> ds.reset_last(device="sensor-03")             # doctest: +SKIP
+        """
         self._client.last_values.reset(self, device, columns)
 
     # -- context (context.py) --------------------------------------------------------------
     @property
     def context(self) -> Context:
+        """The dataset's context: a mapping of tags, shared through Redis.
+
+        Returns
+        -------
+        Context
+            ``ds.context[key]``, ``ds.context.get(key, default)``, ``put``, ``search``...;
+            :meth:`tag`, :meth:`tags` and :meth:`find` are shortcuts to it.
+
+        Examples
+        --------
+        >>> ds.context.get("owner", "nobody")             # doctest: +SKIP
+        'ops team'
+        """
         return self._client.context(self.id)
 
     def tag(self, key: str, value: Any, type: str = "METADATA",
             keywords: Sequence[str] | None = None) -> None:
-        """Attach ``key → value`` to the dataset's context, searchable by keyword."""
+        """Attach ``key → value`` to the dataset's context, searchable by keyword.
+
+        Parameters
+        ----------
+        key : str
+            The tag's name; replaces a tag of the same key and type.
+        value : Any
+            JSON data or a dataclass registered with ``cf.register_value_type``.
+        type : str, default "METADATA"
+            A ContextType name (any case).
+        keywords : str or sequence of str, optional
+            Keywords besides those cut from the key and from string values.
+
+        Raises
+        ------
+        ContextError
+            A bad key, type or keyword, or a value that cannot be stored.
+
+        Examples
+        --------
+        >>> ds.tag("owner", "ops team", keywords=["facilities"])  # doctest: +SKIP
+        """
         self.context.put(key, value, type=type, keywords=keywords)
 
     def tags(self, type: str | None = None) -> pd.DataFrame:
-        return self.context.items(type)
+        """Return the dataset's tags as a table.
+
+        Parameters
+        ----------
+        type : str, optional
+            Only tags of this ContextType (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``type, key, value``, ordered by type then key.
+
+        Raises
+        ------
+        ContextError
+            ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> ds.tags()                                     # doctest: +SKIP
+               type    key     value
+        0  METADATA  owner  ops team
+        """
+        return self.context.to_frame(type)
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
+        """Return the dataset's tags having ``keyword`` (any case).
+
+        Parameters
+        ----------
+        keyword : str
+            One keyword: a tag's key, a word of a string value, or an explicit keyword.
+        type : str, optional
+            Only tags of this ContextType (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``type, key, value``; empty when nothing matches.
+
+        Raises
+        ------
+        ContextError
+            An empty keyword, or ``type`` is not a ContextType.
+
+        Examples
+        --------
+        >>> ds.find("facilities")                         # doctest: +SKIP
+               type    key     value
+        0  METADATA  owner  ops team
+        """
         return self.context.search(keyword, type)
 
     # -- export and browse ----------------------------------------------------------------
     def export(self, dest: str, format: str | None = None, **kwargs: Any) -> str:
-        """Stream the dataset chunk by chunk to ``dest``; see :func:`chunkframe.export.export`."""
+        """Stream the dataset chunk by chunk to a file, written atomically.
+
+        Parameters
+        ----------
+        dest : str
+            A local path or a URL (``s3://...``); a directory receives ``<id>.<ext>``.
+        format : str, optional
+            ``parquet``, ``csv``, ``arrow`` or ``jsonl`` (None: from the extension).
+        **kwargs
+            ``columns``, ``start``/``stop`` (serial numbers), ``device``, ``since``/``until``
+            (times), ``progress``, ``storage_options``: see :func:`chunkframe.export.export`.
+
+        Returns
+        -------
+        str
+            The file written (an absolute path, or the URL).
+
+        Raises
+        ------
+        ValueError
+            An unknown format or a bad filter.
+        OSError
+            The destination cannot be written; no partial file is left.
+
+        Examples
+        --------
+        >>> ds.export("sensors.parquet")                  # doctest: +SKIP
+        '/home/ana/sensors.parquet'
+        """
         from .export import export
 
         return export(self, dest, format=format, **kwargs)
 
     def browse(self, sn: int = 0) -> Any:
-        """An ipywidgets panel to step through rows, chunks, last values and tags."""
+        """Return an ipywidgets panel to step through rows, chunks, last values and tags.
+
+        Parameters
+        ----------
+        sn : int, default 0
+            The serial number of the row shown first.
+
+        Returns
+        -------
+        chunkframe.widgets.Browser
+            Displays itself in a notebook; as text elsewhere.
+
+        Examples
+        --------
+        >>> ds.browse(12_345)                             # doctest: +SKIP
+        """
         from .widgets import browse  # front end: imported only when asked for
 
         return browse(self, sn)

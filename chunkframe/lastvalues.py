@@ -59,11 +59,13 @@ import msgpack
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
-from .devices import device_key, typed_device
+from .devices import device_key, device_text, typed_device
 from .errors import ChunkFrameError, DatasetNotFoundError, SchemaMismatchError
 from .model import ChunkMeta, DatasetMeta, Tombstone
+from .reader import apply_tombstones
 
 if TYPE_CHECKING:
     from .client import Client
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
     from .reader import Snapshot
 
 __all__ = [
-    "LastValues", "last_of_series", "time_key", "encode_record", "decode_record",
+    "LastValues", "DeleteResult", "last_of_series", "time_key", "encode_record", "decode_record",
     "SEP", "NO_VALUE",
 ]
 
@@ -169,6 +171,56 @@ def decode_record(raw: bytes) -> tuple[int, Any] | None:
 
 def _field(device: str, measurement: str) -> str:
     return f"{device}{SEP}{measurement}"
+
+
+@dataclass(frozen=True, eq=False)
+class DeleteResult:
+    """What a time-range delete did: the values it hid, per series.
+
+    Attributes
+    ----------
+    dataset : str
+        The dataset's id.
+    series : pandas.DataFrame
+        Columns ``device, measurement, rows``: how many values of each series read as
+        missing because of this delete (values already missing or already deleted are not
+        counted); only series that lost values, in device then measurement order.
+    last_values_dropped : int
+        Cached last values the delete invalidated (the next ``last()`` recomputes them).
+    version : int
+        The dataset version the delete made (see ``ds.versions()``).
+    """
+
+    dataset: str
+    series: pd.DataFrame
+    last_values_dropped: int
+    version: int
+
+    @property
+    def total(self) -> int:
+        """Values hidden, over all series."""
+        return int(self.series["rows"].sum())
+
+    def __repr__(self) -> str:
+        return (f"<DeleteResult {self.dataset!r}: {self.total:,} values hidden in "
+                f"{len(self.series)} series, version {self.version}; "
+                f"{self.last_values_dropped} cached last values dropped>")
+
+    def _repr_html_(self) -> str:
+        return (f"<div><b>DeleteResult</b> {self.dataset!r}: {self.total:,} values hidden, "
+                f"version {self.version}{self.series.to_html(index=False)}</div>")
+
+
+def _may_hide(tomb: Tombstone, cm: ChunkMeta) -> bool:
+    """Whether the chunk's time statistics allow ``tomb`` to hide any of its values (the
+    reader's test before it applies a tombstone)."""
+    if tomb.rows is not None and cm.start >= tomb.rows:
+        return False
+    if not cm.stats:
+        return True
+    spans = [cm.stats.get(tomb.device)] if tomb.device is not None else list(cm.stats.values())
+    return any(span is not None and (tomb.start is None or span[1] >= tomb.start)
+               and (tomb.end is None or span[0] <= tomb.end) for span in spans)
 
 
 # ---------------------------------------------------------------------------- Series helper
@@ -575,7 +627,8 @@ class LastValues:
         return frame
 
     def delete(self, ds: Dataset, device: Any = None, columns: Sequence[str] | str | None = None,
-               start: Any = None, end: Any = None, wait: float = DEFAULT_DELETE_WAIT) -> int:
+               start: Any = None, end: Any = None, wait: float = DEFAULT_DELETE_WAIT
+               ) -> DeleteResult:
         """Delete the values of the matching series with time in ``[start, end]`` (inclusive).
 
         ``device`` one device (None: all), ``columns`` one measurement or a list (None: all),
@@ -585,7 +638,9 @@ class LastValues:
         pattern, start, end)``, the cached last values of the matching series whose time lies
         in ``[start, end]`` are dropped (the next :meth:`last` recomputes them).
 
-        Returns the number of cached last values dropped.
+        Returns a :class:`DeleteResult`: the values hidden per series (counted from the
+        chunks the time statistics say the delete can touch, before it is committed) and
+        the number of cached last values dropped.
         """
         snap = self.client.reader.snapshot(ds.id, refresh=True)
         meta = snap.meta
@@ -612,6 +667,7 @@ class LastValues:
                 raise DatasetNotFoundError(f"dataset {ds.id!r} was removed while deleting from it")
             snap = client.reader.snapshot(ds.id, refresh=True)
             tomb = replace(tomb, rows=record.rows)  # never hides later appends
+            hidden = self._hidden(snap, tomb, measurements)
             new = record.evolve(version=record.version + 1, updated=mod_time.time(),
                                 tombstones=(*record.tombstones, tomb))
             lock.check()
@@ -632,7 +688,49 @@ class LastValues:
         finally:
             lock.release()
         client.reader.snapshot(ds.id, refresh=True)
-        return dropped
+        return DeleteResult(ds.id, hidden, dropped, new.version)
+
+    def _hidden(self, snap: Snapshot, tomb: Tombstone, measurements: list[str]) -> pd.DataFrame:
+        """Per series, the values ``tomb`` hides that read as present in ``snap``."""
+        meta = snap.meta
+        tcol, dcol = meta.time_column, meta.device_column
+        assert tcol is not None
+        # the rows tomb hides, found by the reader's own apply_tombstones on a probe table:
+        # the time and device columns and one all-true measurement
+        probe_meta = replace(meta, tombstones=(replace(tomb, columns=None),))
+        keep = [tcol] if dcol is None else [tcol, dcol]
+        counts: dict[tuple[str, str], int] = {}
+        for i, cm in enumerate(snap.chunks):
+            if not _may_hide(tomb, cm):
+                continue
+            table = self.client.reader.chunk(snap, i, cache=False).table  # earlier deletes applied
+            probe = table.select(keep).append_column("\x00probe", pa.repeat(True, table.num_rows))
+            rows = pc.is_null(apply_tombstones(probe, probe_meta, cm).column("\x00probe"))
+            if not pc.any(rows).as_py():
+                continue
+            devices = None if dcol is None or tomb.device is not None else device_text(
+                table.column(dcol))
+            for m in measurements:
+                gone = pc.and_(pc.is_valid(table.column(m)), rows)
+                if devices is None:
+                    key = ("" if dcol is None else tomb.device or "", m)
+                    counts[key] = counts.get(key, 0) + int(pc.sum(gone).as_py() or 0)
+                    continue
+                for vc in pc.value_counts(pc.filter(devices, gone)).to_pylist():
+                    key = (vc["values"], m)
+                    counts[key] = counts.get(key, 0) + int(vc["counts"])
+        counts = {k: n for k, n in counts.items() if n}
+        known = self._devices_of(snap)
+        order = {d: i for i, d in enumerate(known)}
+        rank = {m: i for i, m in enumerate(measurements)}
+        keys = sorted(counts, key=lambda k: (order.get(k[0], len(order)), rank[k[1]]))
+        device: Any = pd.Series([None] * len(keys), dtype=object)  # no device column, as last()
+        if dcol is not None and keys:
+            device = pd.array([known.get(d, d) for d, _ in keys])
+        return pd.DataFrame({
+            "device": device,
+            "measurement": pd.array([m for _, m in keys], dtype="str"),
+            "rows": np.array([counts[k] for k in keys], dtype=np.int64)})
 
     def reset(self, ds: Dataset, device: Any = None,
               columns: Sequence[str] | str | None = None) -> int:
@@ -648,13 +746,6 @@ class LastValues:
                   else [_field(d, m) for d in devices for m in measurements])
         keys = self.client.state.keys(ds.id)
         return int(self._reset(keys=[keys.last], args=[self._token(), *fields]))
-
-    def info(self, ds: Dataset) -> dict[str, Any]:
-        """Counters of this client, plus the cache's size and the dataset state it describes."""
-        keys = self.client.state.keys(ds.id)
-        gen, ver = self.redis.hmget(keys.last, "gen", "ver")
-        entries = sum(1 for f in self.redis.hkeys(keys.last) if SEP.encode() in f)
-        return {**self.counters, "entries": entries, "generation": _int(gen), "version": _int(ver)}
 
     # ------------------------------------------------------------------ the commit hook
     def _after_commit(self, meta: DatasetMeta, op: str, new: list[ChunkMeta]) -> None:

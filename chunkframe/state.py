@@ -324,7 +324,3 @@ class State:
         pipe.delete(keys.meta)
         pipe.hset(keys.meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
         pipe.execute()
-
-    def drop(self, dataset_id: str, generations: list[int]) -> None:
-        keys = self.keys(dataset_id)
-        self.client.delete(keys.meta, keys.ingest, *(keys.chunks(g) for g in generations))

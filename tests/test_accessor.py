@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -281,7 +282,9 @@ def test_bound_last_errors_are_the_datasets(ds):
 
 def test_the_dataset_deleted_under_a_bound_frame(client, ds):
     sub = ds.slice(0, 5)
-    client.catalog.delete("acc")
+    with sqlite3.connect(client.catalog.path) as db:  # gone from the record, as if never made
+        db.execute("DELETE FROM chunks WHERE dataset='acc'")
+        db.execute("DELETE FROM datasets WHERE id='acc'")
     client.redis.delete(*client.redis.keys(f"{client.settings.prefix}:{{acc}}:*"))
     client.reader.clear()
     with pytest.raises(DatasetNotFoundError, match="acc"):

@@ -62,3 +62,42 @@ def test_dataset_failure_modes(client):
         ds.append(pd.DataFrame({"a": ["x"]}))
     assert len(ds) == 10 and ds.verify(progress=False).empty
     assert ds.append(pd.DataFrame({"a": [10]})).get(10, "a") == 10
+
+
+# -- cf.open of a missing id --------------------------------------------------------------------
+
+def test_open_of_a_missing_id_when_none_exist(client):
+    with pytest.raises(cf.DatasetNotFoundError, match="no datasets exist yet") as err:
+        cf.open("sensors")
+    assert isinstance(err.value, KeyError) and isinstance(err.value, cf.ChunkFrameError)
+    message = str(err.value)
+    assert "'sensors'" in message and "cf.ingest(source, 'sensors')" in message
+    assert "cf.datasets()" in message
+
+
+def test_open_of_a_missing_id_suggests_near_names(client):
+    for name in ("sensors", "sensors-2025", "flights", "stocks"):
+        cf.ingest(pd.DataFrame({"a": [1]}), name, progress=False)
+    with pytest.raises(cf.DatasetNotFoundError) as err:
+        cf.open("sensor")
+    message = str(err.value)
+    assert "did you mean ['sensors', 'sensors-2025']" in message
+    assert "flights" not in message and "stocks" not in message
+    with pytest.raises(cf.DatasetNotFoundError, match=r"did you mean \['flights'\]"):
+        cf.open("Flights")  # ids are case-sensitive; the hint shows the right spelling
+
+
+def test_open_of_a_missing_id_lists_known_ones_when_none_is_near(client):
+    for i in range(12):
+        cf.ingest(pd.DataFrame({"a": [i]}), f"table-{i:02d}", progress=False)
+    with pytest.raises(cf.DatasetNotFoundError) as err:
+        cf.open("zzz")
+    message = str(err.value)
+    assert "did you mean" not in message
+    assert "known datasets: ['table-00', 'table-01'" in message
+    assert "table-09'" in message and "table-10" not in message  # the first ten only
+
+
+def test_open_of_an_invalid_id_is_not_a_miss(client):
+    with pytest.raises(InvalidDatasetIdError):
+        cf.open("../etc")

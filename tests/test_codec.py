@@ -124,7 +124,7 @@ def test_encode_decode_are_deterministic_inverses(compression):
     assert data[:6] == b"ARROW1" and data[-6:] == b"ARROW1"
     back = codec.decode(data)
     assert back.equals(table)
-    pd.testing.assert_frame_equal(codec.to_pandas(back), typed_frame())
+    pd.testing.assert_frame_equal(back.to_pandas(), typed_frame())
     assert codec.decode(memoryview(data)).equals(table)
     assert codec.decode(pa.py_buffer(data)).equals(table)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import json
 import os
@@ -150,6 +151,8 @@ def test_unknown_type_in_every_method(ctx: Context) -> None:
         lambda: ctx.clear(type="bogus"),
         lambda: ctx.search("k", type="bogus"),
         lambda: ctx.items(type="bogus"),
+        lambda: ctx.values(type="bogus"),
+        lambda: ctx.to_frame(type="bogus"),
         lambda: ctx.keys(type="bogus"),
     ):
         with pytest.raises(ContextError, match="unknown context type 'bogus'"):
@@ -168,16 +171,19 @@ def test_put_get_remove_per_type(ctx: Context, ctype: str) -> None:
     assert len(ctx) == 1 and "k" in ctx and ctx.keys() == ["k"] and ctx.keys(ctype) == ["k"]
     others = [t for t in ALL_TYPES if t != ctype]
     assert ctx.keys(others[0]) == []
-    frame = ctx.items(type=ctype)
+    frame = ctx.to_frame(type=ctype)
     assert frame.to_dict("records") == [{"type": ctype, "key": "k",
                                          "value": {"a": [1, 2.5, None, True, "x"]}}]
-    assert ctx.items(type=others[0]).empty
-    with pytest.raises(ContextKeyError, match=f"has no key 'k' of type {others[0]}"):
-        ctx.get("k", type=others[0])
+    assert ctx.to_frame(type=others[0]).empty
+    assert ctx.items(type=ctype) == [("k", {"a": [1, 2.5, None, True, "x"]})]
+    assert ctx.items(type=others[0]) == [] and ctx.values(type=others[0]) == []
+    assert ctx.get("k", type=others[0]) is None
+    assert ctx.get("k", "fallback", type=others[0]) == "fallback"
     ctx.remove("k", type=ctype)
     assert len(ctx) == 0 and "k" not in ctx
+    assert ctx.get("k") is None
     with pytest.raises(ContextKeyError):
-        ctx.get("k")
+        ctx["k"]
 
 
 def test_put_replaces_value(ctx: Context) -> None:
@@ -191,16 +197,61 @@ def test_put_replaces_value(ctx: Context) -> None:
 
 def test_missing_key_is_a_key_error_naming_context_and_key(ctx: Context) -> None:
     with pytest.raises(KeyError) as err:
-        ctx.get("ghost")
+        ctx["ghost"]
     assert isinstance(err.value, ChunkFrameError)
     assert "'analysis-42'" in str(err.value) and "'ghost'" in str(err.value)
     with pytest.raises(ContextKeyError, match="'ghost'"):
         ctx.remove("ghost")
     ctx.put("ghost", 1, type="ENV")
-    with pytest.raises(ContextKeyError, match="it exists under ENV"):
-        ctx.get("ghost", type="DATA")
+    assert ctx.get("ghost", type="DATA") is None
     with pytest.raises(ContextKeyError, match="it exists under ENV"):
         ctx.remove("ghost", type="DATA")
+
+
+def test_get_never_raises_for_a_missing_key(ctx: Context) -> None:
+    assert ctx.get("ghost") is None
+    assert ctx.get("ghost", 0) == 0 and ctx.get("ghost", default=[]) == []
+    assert ctx.get("ghost", "x", type="udf") == "x"
+    ctx.put("k", None)  # a stored None is a value, told apart from a missing key by `in`
+    assert ctx.get("k", "default") is None and "k" in ctx
+    with pytest.raises(ContextError, match="unknown context type 'bogus'"):
+        ctx.get("ghost", type="bogus")  # a bad type name is an error, not a miss
+    with pytest.raises(TypeError):
+        ctx.get("k", None, "DATA")  # type is keyword-only: no silent default="DATA"
+
+
+def test_context_is_a_mapping(ctx: Context) -> None:
+    assert isinstance(ctx, collections.abc.Mapping)
+    assert len(ctx) == 0 and list(ctx) == [] and dict(ctx) == {} and not ctx
+    ctx.put_many({"b": 2, "a": [1]}, type="DATA")
+    ctx.put("c", "three", type="ENV")
+    assert len(ctx) == 3 and list(ctx) == ["a", "b", "c"] and bool(ctx)
+    assert ctx["a"] == [1] and ctx["c"] == "three"
+    assert "a" in ctx and "zz" not in ctx and 1 not in ctx and None not in ctx
+    assert dict(ctx) == {"a": [1], "b": 2, "c": "three"}
+    assert ctx.items() == [("a", [1]), ("b", 2), ("c", "three")]
+    assert ctx.items(type="env") == [("c", "three")]
+    assert ctx.values() == [[1], 2, "three"] and ctx.values(type="DATA") == [[1], 2]
+    assert ctx.keys() == ["a", "b", "c"] and ctx.keys("DATA") == ["a", "b"]
+    assert list(ctx.to_frame()["key"]) == ["a", "b", "c"]
+    assert list(ctx.to_frame(type="DATA")["type"]) == ["DATA", "DATA"]
+    with pytest.raises(ContextKeyError, match="has no key 'zz'"):
+        ctx["zz"]
+    with pytest.raises(ContextError, match="keys are strings"):
+        ctx[1]  # type: ignore[index]
+    snapshot = ctx.items()
+    ctx.put("d", 4)
+    assert len(snapshot) == 3 and len(ctx) == 4  # items() is a snapshot
+
+
+def test_to_frame_orders_by_type_then_key_and_items_by_key(ctx: Context) -> None:
+    ctx.put("z", 1, type="METADATA")
+    ctx.put("a", 2, type="ENV")
+    ctx.put("m", 3, type="DATA")
+    frame = ctx.to_frame()
+    assert list(zip(frame["type"], frame["key"], strict=True)) == [
+        ("METADATA", "z"), ("DATA", "m"), ("ENV", "a")]
+    assert [k for k, _ in ctx.items()] == list(ctx) == ["a", "m", "z"]
 
 
 def test_key_under_several_types_needs_type(ctx: Context) -> None:
@@ -208,12 +259,17 @@ def test_key_under_several_types_needs_type(ctx: Context) -> None:
     ctx.put("x", 2, type="ENV")
     with pytest.raises(ContextError, match="DATA, ENV; pass type="):
         ctx.get("x")
+    with pytest.raises(ContextError, match="DATA, ENV; pass type=") as err:
+        ctx["x"]
+    assert not isinstance(err.value, KeyError)  # there, only ambiguous: not a miss
     with pytest.raises(ContextError, match="pass type="):
         ctx.remove("x")
     assert ctx.get("x", type="DATA") == 1 and ctx.get("x", type="env") == 2
-    assert ctx.keys() == ["x"] and len(ctx) == 2
+    assert ctx.keys() == ["x"] and len(ctx) == 1 and list(ctx) == ["x"]  # one key...
+    assert ctx.items() == [("x", 1), ("x", 2)]  # ...two entries, in ContextType order
+    assert ctx.info()["entries"] == 2
     ctx.remove("x", type="DATA")
-    assert ctx.get("x") == 2
+    assert ctx.get("x") == 2 and ctx["x"] == 2
 
 
 def test_clear_by_type_and_all(ctx: Context, redis_client: redis.Redis, prefix: str) -> None:
@@ -298,7 +354,7 @@ def test_unserialisable_hints(ctx: Context) -> None:
 @pytest.mark.parametrize("key", ["", 1, None, ("a",)])
 def test_bad_keys(ctx: Context, key: object) -> None:
     for call in (lambda: ctx.put(key, 1), lambda: ctx.get(key), lambda: ctx.remove(key),
-                 lambda: ctx.put_many([(key, 1)])):
+                 lambda: ctx.put_many([(key, 1)]), lambda: ctx[key]):
         with pytest.raises(ContextError, match="empty key|keys are strings"):
             call()
     assert key not in ctx
@@ -636,12 +692,13 @@ def test_access_count_per_operation(ctx: Context, cache: ContextCache) -> None:
         lambda: ctx.put("k", "v"), lambda: ctx.put_many({"a": 1}), lambda: ctx.get("k"),
         lambda: ctx.search("v"), lambda: ctx.items(), lambda: ctx.keys(), lambda: len(ctx),
         lambda: "k" in ctx, lambda: ctx.remove("a"), lambda: ctx.clear(type="ENV"),
+        lambda: ctx.to_frame(), lambda: ctx["k"], lambda: iter(ctx),  # list() adds a len()
     ]
     for n, op in enumerate(ops, start=1):
         op()
         assert ctx.info()["accesses"] == n
     with pytest.raises(ContextKeyError):
-        ctx.get("missing")
+        ctx["missing"]
     assert ctx.info()["accesses"] == len(ops) + 1
     repr(ctx), ctx._repr_html_(), ctx.info()
     assert ctx.info()["accesses"] == len(ops) + 1     # looking does not count
@@ -753,10 +810,10 @@ def test_evicted_context_reloads_intact(redis_client: redis.Redis, prefix: str) 
     ctx.put("f", Flight("AA", 1, ["JFK", "LAX"]), type="OBJECT", keywords=["Extra"])
     ctx.put_many({f"k{i}": f"word{i} common" for i in range(50)}, type="DATA")
     ctx.put("k0", "elsewhere", type="ENV")
-    before = (ctx.items(), ctx.search("common"), ctx.search("extra"), ctx.info())
+    before = (ctx.to_frame(), ctx.search("common"), ctx.search("extra"), ctx.info())
     assert cache.invalidate("c") is True and cache.invalidate("c") is False
     assert in_memory(cache) == set()
-    after = (ctx.items(), ctx.search("common"), ctx.search("extra"), ctx.info())
+    after = (ctx.to_frame(), ctx.search("common"), ctx.search("extra"), ctx.info())
     pd.testing.assert_frame_equal(before[0], after[0])
     pd.testing.assert_frame_equal(before[1], after[1])
     pd.testing.assert_frame_equal(before[2], after[2])

@@ -20,6 +20,7 @@ from chunkframe.errors import SchemaMismatchError
 from chunkframe.lastvalues import (
     NO_VALUE,
     SEP,
+    DeleteResult,
     LastValues,
     decode_record,
     encode_record,
@@ -33,6 +34,11 @@ MEASUREMENTS = ["x", "k", "s"]
 
 
 # ---------------------------------------------------------------------------- helpers
+def series_rows(done) -> dict[tuple[str, str], int]:
+    """A DeleteResult's values hidden, per (device, measurement)."""
+    return {(d, m): n for d, m, n in done.series.itertuples(index=False)}
+
+
 def frame(secs, devs, x=None, k=None, s=None) -> pd.DataFrame:
     """Rows at ``T0 + secs`` seconds; x float, k nullable int, s nullable str."""
     n = len(secs)
@@ -367,7 +373,9 @@ def test_integer_time_column(client):
     got = ds.last()
     assert got["time"].tolist() == [3, 7] and got["device"].tolist() == [1, 2]
     assert ds.last(device=2)["value"].tolist() == [0.4]
-    assert ds.delete(device=2, start=5, end=7) == 1
+    done = ds.delete(device=2, start=5, end=7)
+    assert done.last_values_dropped == 1 and done.total == 1
+    assert done.series.to_dict("records") == [{"device": 2, "measurement": "v", "rows": 1}]
     assert ds.last(device=2)["time"].tolist() == [1]
     with pytest.raises(ValueError, match="integer"):
         ds.delete(start=pd.Timestamp("2026-01-01"))
@@ -467,7 +475,11 @@ def small(client):
 
 def test_delete_invalidates_exactly_the_cached_times_in_range(client, small):
     version = small.meta.version
-    assert small.delete("a", ["x", "y"], start=9, end=20) == 1  # a.x@10 yes, a.y@8 no
+    done = small.delete("a", ["x", "y"], start=9, end=20)
+    assert done.last_values_dropped == 1  # a.x@10 yes, a.y@8 no
+    # a.x@9 and a.x@10 hidden; a.y has no value in range (nulls are not counted)
+    assert series_rows(done) == {("a", "x"): 2} and done.total == 2
+    assert done.version == version + 1 and done.dataset == "small"
     cached_now = fields(client, "small")
     assert ("a", "x") not in cached_now
     assert decode_record(cached_now[("a", "y")]) == (8, 2.0)
@@ -480,20 +492,31 @@ def test_delete_invalidates_exactly_the_cached_times_in_range(client, small):
 
 
 def test_delete_bounds_are_inclusive_and_may_be_open(client, small):
-    assert small.delete("b", "x", start=9, end=9) == 1
-    assert small.delete("a", "x", end=10) == 1
-    assert small.delete(columns="y", start=8) == 2  # a.y@8 and b.y@9
+    done = small.delete("b", "x", start=9, end=9)
+    assert (done.last_values_dropped, series_rows(done)) == (1, {("b", "x"): 1})
+    done = small.delete("a", "x", end=10)
+    assert (done.last_values_dropped, series_rows(done)) == (1, {("a", "x"): 4})
+    done = small.delete(columns="y", start=8)  # a.y@8 and b.y@9
+    assert (done.last_values_dropped, series_rows(done)) == (2, {("a", "y"): 1, ("b", "y"): 1})
     assert as_dict(small.last()) == {("a", "y"): (5, 1.0)}
 
 
 def test_delete_of_everything_of_a_device(client, small):
-    assert small.delete("a") == 2
+    done = small.delete("a")
+    assert done.last_values_dropped == 2
+    assert series_rows(done) == {("a", "x"): 4, ("a", "y"): 2} and done.total == 6
+    assert list(done.series.columns) == ["device", "measurement", "rows"]
+    again = small.delete("a")  # already hidden: nothing more to hide
+    assert again.total == 0 and again.series.empty and again.last_values_dropped == 0
+    assert "0 values hidden in 0 series" in repr(again)
     assert set(small.last()["device"]) == {"b"}
     assert fields(client, "small")[("a", "x")] == NO_VALUE  # recomputed: nothing left
 
 
 def test_delete_outside_the_cached_times_keeps_the_entries(client, small):
-    assert small.delete("a", start=0, end=6) == 0
+    done = small.delete("a", start=0, end=6)
+    assert done.last_values_dropped == 0
+    assert series_rows(done) == {("a", "x"): 1, ("a", "y"): 1}  # the rows at t=5
     assert as_dict(small.last("a")) == {("a", "x"): (10, 4.0), ("a", "y"): (8, 2.0)}
 
 
@@ -805,9 +828,41 @@ def test_tz_aware_bound_on_a_naive_time_column(client):
     ds = client.ingest(df, "naive", chunk_rows=10, progress=False)
     with pytest.raises(ValueError, match="has a time zone but time column 'time' is naive"):
         ds.delete(start=pd.Timestamp("2026-01-01", tz="UTC"))
-    assert ds.delete(start="2026-01-01 00:00:02") == 0  # nothing was cached yet
+    done = ds.delete(start="2026-01-01 00:00:02")
+    assert done.last_values_dropped == 0  # nothing was cached yet
+    assert done.series.to_dict("records") == [{"device": None, "measurement": "v", "rows": 1}]
     assert ds.last()["value"].tolist() == [2]
-    assert ds.delete(start="2026-01-01 00:00:01") == 1
+    done = ds.delete(start="2026-01-01 00:00:01")
+    assert done.last_values_dropped == 1
+    assert done.total == 1  # the value at 00:00:02 was hidden already: counted once
+
+
+def test_delete_counts_what_reads_as_missing_afterwards(client, sensors):
+    sensors.loc[::7, "x"] = np.nan  # values missing before the delete are not counted
+    ds = ingest(client, sensors)  # 10 chunks of 100 rows, devices d0..d4
+    ds.delete("d1", "x", end=T0 + pd.Timedelta(seconds=100))
+    before = ds.to_pandas()
+    done = ds.delete("d1", start=T0 + pd.Timedelta(seconds=50), end=T0 + pd.Timedelta(seconds=640))
+    after = ds.to_pandas()
+    assert isinstance(done, DeleteResult)
+    expected = {("d1", m): int(before[m].notna().sum() - after[m].notna().sum())
+                for m in MEASUREMENTS}
+    assert series_rows(done) == {k: n for k, n in expected.items() if n}
+    assert done.total == sum(expected.values()) > 0
+    assert expected[("d1", "x")] < expected[("d1", "k")]  # x lost fewer: some were missing
+    everything = ds.delete()
+    assert everything.total == int(after[MEASUREMENTS].notna().sum().sum())
+    assert list(everything.series["device"]) == sorted(everything.series["device"])
+    assert ds.to_pandas()[MEASUREMENTS].isna().all().all()
+
+
+def test_delete_of_an_unknown_device_or_column_hides_nothing(client, small):
+    version = small.meta.version
+    with pytest.raises(KeyError, match="no device 'zz'"):
+        small.delete("zz")
+    with pytest.raises(KeyError, match="no measurement 'q'"):
+        small.delete("a", "q")
+    assert small.meta.version == version and small.meta.tombstones == ()
 
 
 def test_last_of_series():

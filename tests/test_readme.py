@@ -1,0 +1,78 @@
+"""The README's short tour runs as written: on a fresh home and right after the demo."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+TOUR_TIMEOUT = 240
+
+
+def tour_block(text: str) -> str:
+    """The python block of the README's "A short tour" section."""
+    parts = re.split(r"^## ", text, flags=re.M)
+    section = next((p for p in parts if p.startswith("A short tour")), None)
+    if section is None:
+        raise AssertionError("README.md has no '## A short tour' section")
+    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+    if len(blocks) != 1:
+        raise AssertionError(f"the short tour should hold one python block, found {len(blocks)}")
+    return blocks[0]
+
+
+@pytest.fixture
+def tour(tmp_path, redis_server, prefix):
+    """Run commands as a new user would, in a fresh working directory beside the repository's
+    data/ (the tour reads data/samples/), with a fresh home on the suite's Redis."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data").symlink_to(ROOT / "data")
+    (work / "tour.py").write_text(tour_block(README.read_text()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUNKFRAME_")}
+    env.update(CHUNKFRAME_HOME=str(tmp_path / "home"), CHUNKFRAME_REDIS_URL=redis_server.url,
+               CHUNKFRAME_PREFIX=prefix,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, *args], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=TOUR_TIMEOUT)
+        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done
+
+    run.work = work  # type: ignore[attr-defined]
+    return run
+
+
+def test_the_tour_runs_on_a_fresh_home(tour):
+    tour("tour.py")
+    assert (tour.work / "sensors.csv").stat().st_size > 0  # the export step wrote its file
+    tour("tour.py")  # and again: running it twice is what a reader does
+
+
+def test_the_tour_runs_right_after_the_demo(tour):
+    tour("-m", "chunkframe", "demo", "--no-progress")
+    tour("tour.py")
+
+
+def test_the_tour_block_is_found_or_named_missing():
+    assert "cf.connect()" in tour_block(README.read_text())
+    with pytest.raises(AssertionError, match="no '## A short tour' section"):
+        tour_block("# chunkframe\n\n## Layout\n")
+    with pytest.raises(AssertionError, match="one python block, found 0"):
+        tour_block("## A short tour\n\n```bash\nls\n```\n")
+
+
+def test_readme_says_how_to_open_the_notebooks():
+    text = README.read_text()
+    assert 'python3 -m pip install -e ".[notebook]" && jupyter lab notebooks/' in text
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    assert any(req.startswith("jupyterlab") for req in extras["notebook"])
