@@ -220,7 +220,8 @@ def measure(name: str, df: pd.DataFrame, client: cf.Client, settings: dict[str, 
               "cache": cache, "rows": len(df), "mode": "rss"}
     rss = run_child(config)
     rows.append(("peak RSS growth while reading the table 3x the cache (20 `get_many` of "
-                 "10k, 2,000 `get`, a scan; after one warm-up read of each kind)", f"{rss['growth'] / 2**20:.0f} MB",
+                 "10k, 2,000 `get`, a scan; after one warm-up read of each kind)",
+                 f"{rss['growth'] / 2**20:.0f} MB",
                  f"cache {cache / 2**20:.0f} MB + 96 MB",
                  f"{(rss['growth'] - cache) / 2**20:+.0f} MB over the cache (≤ +96)"))
     one = run_children(dict(config, mode="pss", cache=2**30), 1)
