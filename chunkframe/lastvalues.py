@@ -62,7 +62,7 @@ import pyarrow as pa
 import redis
 
 from .devices import device_key, typed_device
-from .errors import ChunkFrameError, DatasetNotFoundError, SchemaMismatchError
+from .errors import Arg, ChunkFrameError, DatasetNotFoundError, Hint, SchemaMismatchError
 from .model import ChunkMeta, DatasetMeta, Tombstone
 
 if TYPE_CHECKING:
@@ -872,8 +872,9 @@ class LastValues:
         if meta.time_column is None:
             raise SchemaMismatchError(
                 f"dataset {meta.id!r} has no time column, so it {what}: a last value is the "
-                "value of the latest time. Re-ingest it with time_column='...' "
-                "(mode='overwrite') naming a datetime or integer column"
+                "value of the latest time",
+                hint=Hint("re-ingest it with {} ({}) naming a datetime or integer column",
+                          Arg("time_column"), Arg("mode", "overwrite")),
             )
         return meta.time_column
 
