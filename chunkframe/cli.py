@@ -1,25 +1,24 @@
-"""The ``chunkframe`` command line: ingest, inspect, read, tag, verify, export and delete datasets."""
+"""The ``chunkframe`` command line: argument parsing and the commands (ingest, inspect, read,
+tag, verify, export, delete, demo, server).
+
+What is printed is made by :mod:`chunkframe.cli_output`; the demo lives in :mod:`chunkframe.demo`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import decimal
 import json
-import math
 import os
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
+from .cli_output import PROG, Out, records, table
 from .dataset import format_bytes
 from .errors import ChunkFrameError
 
@@ -27,105 +26,12 @@ if TYPE_CHECKING:
     from .client import Client
     from .dataset import Dataset
 
-__all__ = ["main", "build_parser", "run_demo", "SAMPLES_DIR"]
-
-PROG = "chunkframe"
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "samples"
-"""Where ``chunkframe demo`` finds its sample files (a source checkout's ``data/samples``)."""
+__all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-# -- output -----------------------------------------------------------------------------------
-
-def _jsonable(v: Any) -> Any:
-    """A value json.dumps accepts: NaN/NaT/NA → null, times → ISO 8601, numpy → Python."""
-    if v is None or v is pd.NaT or v is pd.NA:
-        return None
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, set, np.ndarray)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, (pd.Timestamp, dt.datetime, dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, (pd.Timedelta, dt.timedelta)):
-        return pd.Timedelta(v).isoformat()
-    if isinstance(v, decimal.Decimal):
-        return str(v)
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "backslashreplace")
-    if isinstance(v, Path):
-        return str(v)
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
-def _records(df: pd.DataFrame, index: bool = False) -> list[dict[str, Any]]:
-    if index:
-        df = df.reset_index()
-    cols = [str(c) for c in df.columns]
-    return [dict(zip(cols, map(_jsonable, row), strict=True))
-            for row in df.itertuples(index=False, name=None)]
-
-
-def _table(df: pd.DataFrame, index: bool = False, limit: int = 64) -> str:
-    """A compact text table; text columns are left-aligned, numbers right-aligned."""
-    width = shutil.get_terminal_size((120, 24)).columns
-    df = df.copy()
-    formatters = {}
-    names = {}
-    for col in df.columns:
-        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col].dtype):
-            cells = [_cell(v, limit) for v in df[col]]
-            w = max([len(str(col)), *map(len, cells)])
-            names[col] = str(col).ljust(w)
-            formatters[names[col]] = _left(w, limit)
-    if names:
-        df.columns = [names.get(c, c) for c in df.columns]
-    with pd.option_context("display.width", width, "display.max_columns", None,
-                           "display.max_colwidth", limit, "display.max_rows", None):
-        return df.to_string(index=index, formatters=formatters or None)
-
-
-def _left(width: int, limit: int) -> Callable[[Any], str]:
-    return lambda v: f"{_cell(v, limit):<{width}}"
-
-
-def _cell(v: Any, limit: int) -> str:
-    text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-
-
-class _Out:
-    """Human text, or (with ``--json``) exactly one JSON document, on stdout."""
-
-    def __init__(self, as_json: bool, stream: Any = None):
-        self.json = as_json
-        self.stream = stream
-
-    def _write(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout)
-
-    def line(self, text: str = "") -> None:
-        if not self.json:
-            self._write(text)
-
-    def doc(self, data: Any) -> None:
-        if self.json:
-            self._write(json.dumps(_jsonable(data), allow_nan=False, ensure_ascii=False))
-
+# -- errors -------------------------------------------------------------------------------------
 
 def _error(message: str) -> None:
     text = " ".join(str(message).split()) or "unknown error"
@@ -139,7 +45,6 @@ def _message(exc: BaseException) -> str:
         return f"{exc.strerror}: {str(exc.filename)!r}"
     text = str(exc)
     return text if text else type(exc).__name__
-
 
 # -- parsing helpers --------------------------------------------------------------------------
 
@@ -229,7 +134,7 @@ def _progress(args: argparse.Namespace) -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def cmd_ingest(args: argparse.Namespace, out: _Out) -> int:
+def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
     client = _client(args)
     began = time.perf_counter()
     ds = client.ingest(args.src, args.id, chunk_rows=args.chunk_rows,
@@ -246,9 +151,9 @@ def cmd_ingest(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-def cmd_ls(args: argparse.Namespace, out: _Out) -> int:
+def cmd_ls(args: argparse.Namespace, out: Out) -> int:
     df = _client(args).datasets()
-    out.doc(_records(df))
+    out.doc(records(df))
     if df.empty:
         out.line("no datasets yet; ingest one with: chunkframe ingest SRC ID")
         return EXIT_OK
@@ -258,11 +163,11 @@ def cmd_ls(args: argparse.Namespace, out: _Out) -> int:
         "device": df["device_column"].fillna("-"),
         "updated": df["updated"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
     })
-    out.line(_table(view))
+    out.line(table(view))
     return EXIT_OK
 
 
-def cmd_info(args: argparse.Namespace, out: _Out) -> int:
+def cmd_info(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
     when = {k: pd.Timestamp(getattr(meta, k), unit="s", tz="UTC") for k in ("created", "updated")}
@@ -276,7 +181,7 @@ def cmd_info(args: argparse.Namespace, out: _Out) -> int:
            "updated": when["updated"], "deletes": [t.to_dict() for t in meta.tombstones],
            "columns": columns}
     if args.chunks:
-        doc["chunk_table"] = _records(ds.chunks)
+        doc["chunk_table"] = records(ds.chunks)
     out.doc(doc)
     out.line(f"dataset      {ds.id}")
     out.line(f"rows         {meta.rows:,} in {meta.chunks} chunks of up to {meta.chunk_rows:,}")
@@ -289,32 +194,32 @@ def cmd_info(args: argparse.Namespace, out: _Out) -> int:
     if meta.tombstones:
         out.line(f"deletes      {len(meta.tombstones)} time-range deletes")
     out.line("")
-    out.line(_table(pd.DataFrame(columns)))
+    out.line(table(pd.DataFrame(columns)))
     if args.chunks:
         out.line("")
-        out.line(_table(ds.chunks))
+        out.line(table(ds.chunks))
     return EXIT_OK
 
 
-def cmd_get(args: argparse.Namespace, out: _Out) -> int:
+def cmd_get(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     n = len(ds)
     sns = [s + n if -n <= s < 0 else s for s in args.sn]  # negative counts from the end
     df = ds.get_many(sns, columns=_columns(args.columns))
-    out.doc(_records(df, index=True))
-    out.line(_table(df, index=True))
+    out.doc(records(df, index=True))
+    out.line(table(df, index=True))
     return EXIT_OK
 
 
-def cmd_last(args: argparse.Namespace, out: _Out) -> int:
+def cmd_last(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     df = ds.last(device=args.device, columns=_columns(args.columns))
-    out.doc(_records(df))
-    out.line(_table(df) if len(df) else f"no values in {ds.id!r}")
+    out.doc(records(df))
+    out.line(table(df) if len(df) else f"no values in {ds.id!r}")
     return EXIT_OK
 
 
-def cmd_tag(args: argparse.Namespace, out: _Out) -> int:
+def cmd_tag(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     value: Any = args.value
     if args.value_json:
@@ -329,37 +234,37 @@ def cmd_tag(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-def cmd_tags(args: argparse.Namespace, out: _Out) -> int:
+def cmd_tags(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     df = ds.tags(args.type)
-    out.doc(_records(df))
-    out.line(_table(df) if len(df) else f"no tags on {ds.id!r}")
+    out.doc(records(df))
+    out.line(table(df) if len(df) else f"no tags on {ds.id!r}")
     return EXIT_OK
 
 
-def cmd_find(args: argparse.Namespace, out: _Out) -> int:
+def cmd_find(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     df = ds.find(args.keyword, args.type)
-    out.doc(_records(df))
-    out.line(_table(df) if len(df) else f"no tag of {ds.id!r} has keyword {args.keyword!r}")
+    out.doc(records(df))
+    out.line(table(df) if len(df) else f"no tag of {ds.id!r} has keyword {args.keyword!r}")
     return EXIT_OK
 
 
-def cmd_verify(args: argparse.Namespace, out: _Out) -> int:
+def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     total = ds.meta.chunks
     bad = ds.verify(progress=_progress(args))
-    out.doc({"dataset": ds.id, "chunks": total, "ok": bad.empty, "bad": _records(bad)})
+    out.doc({"dataset": ds.id, "chunks": total, "ok": bad.empty, "bad": records(bad)})
     if bad.empty:
         out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
         return EXIT_OK
-    out.line(_table(bad))
+    out.line(table(bad))
     _error(f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
            f"re-ingest it with --mode overwrite or restore the chunk files")
     return EXIT_ERROR
 
 
-def cmd_export(args: argparse.Namespace, out: _Out) -> int:
+def cmd_export(args: argparse.Namespace, out: Out) -> int:
     from .export import export_dataset
 
     ds = _open(args)
@@ -376,7 +281,7 @@ def cmd_export(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-def cmd_delete(args: argparse.Namespace, out: _Out) -> int:
+def cmd_delete(args: argparse.Namespace, out: Out) -> int:
     if not (args.all or args.device is not None or args.columns or args.start or args.end):
         raise _UsageError("delete needs --device, --columns, --start or --end to say what to "
                           "delete; pass --all to delete every value of the dataset")
@@ -397,15 +302,17 @@ def cmd_delete(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace, out: _Out) -> int:
+def cmd_demo(args: argparse.Namespace, out: Out) -> int:
+    from .demo import SAMPLES_DIR, run_demo
+
     client = _client(args)
-    samples = Path(args.samples) if args.samples else SAMPLES_DIR
-    summary = run_demo(client, samples, out=out.line, progress=_progress(args))
+    summary = run_demo(client, args.samples or SAMPLES_DIR, out=out.line,
+                       progress=_progress(args))
     out.doc(summary)
     return EXIT_OK
 
 
-def cmd_server(args: argparse.Namespace, out: _Out) -> int:
+def cmd_server(args: argparse.Namespace, out: Out) -> int:
     from .config import resolve
     from .server import server_status, stop_server
 
@@ -426,124 +333,6 @@ def cmd_server(args: argparse.Namespace, out: _Out) -> int:
     out.line(f"stopped the embedded redis-server of {home}" if stopped
              else f"the embedded redis-server of {home} was not running")
     return EXIT_OK
-
-
-# -- the demo ---------------------------------------------------------------------------------
-
-def _comparable(df: pd.DataFrame) -> pd.DataFrame:
-    """Datetimes at one resolution, so Parquet (us) and CSV (s) reads compare by value."""
-    df = df.copy()
-    for col in df.columns:
-        if isinstance(df[col].dtype, pd.DatetimeTZDtype) or df[col].dtype.kind == "M":
-            df[col] = df[col].dt.as_unit("ns")
-    return df
-
-
-def run_demo(client: Client, samples_dir: str | os.PathLike[str], out: Callable[[str], Any] = print,
-             progress: bool | None = False) -> dict[str, Any]:
-    """The main job on one client: ingest the samples, read, last values, tags, verify.
-
-    Ingests ``sensors.parquet`` as ``sensors`` and ``sensors.csv`` as ``sensors_csv`` (with
-    ``mode="overwrite"``, so it can run again), checks both read back equal, reads values by
-    serial number, shows the last value of every series, tags the dataset and searches a tag,
-    verifies every chunk, and prints what it did with timings. Returns that summary.
-    """
-    samples = Path(samples_dir)
-    files = {"parquet": samples / "sensors.parquet", "csv": samples / "sensors.csv"}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"demo sample data not found: {', '.join(missing)}; pass --samples DIR (a folder "
-            "holding sensors.parquet and sensors.csv) or regenerate them with "
-            "python data/samples/make_samples.py"
-        )
-    steps: list[dict[str, Any]] = []
-
-    def step(name: str, began: float, result: str) -> None:
-        steps.append({"step": name, "seconds": time.perf_counter() - began, "result": result})
-
-    options = {"time_column": "time", "device_column": "sensor", "mode": "overwrite",
-               "chunk_rows": 8_192, "progress": progress}
-    t = time.perf_counter()
-    ds = client.ingest(str(files["parquet"]), "sensors", **options)
-    step("ingest sensors.parquet", t, f"{len(ds):,} rows in {ds.meta.chunks} chunks as 'sensors'")
-    t = time.perf_counter()
-    ds_csv = client.ingest(str(files["csv"]), "sensors_csv", **options)
-    step("ingest sensors.csv", t,
-         f"{len(ds_csv):,} rows in {ds_csv.meta.chunks} chunks as 'sensors_csv'")
-
-    t = time.perf_counter()
-    a, b = _comparable(ds.to_pandas()), _comparable(ds_csv.to_pandas())
-    try:
-        pd.testing.assert_frame_equal(a, b)
-    except AssertionError as exc:
-        raise ChunkFrameError(
-            f"demo: 'sensors' (from Parquet) and 'sensors_csv' (from CSV) read back different: "
-            f"{' '.join(str(exc).split())[:300]}") from None
-    step("compare parquet vs csv", t, f"equal: {len(a):,} rows x {a.shape[1]} columns")
-
-    t = time.perf_counter()
-    n = len(ds)
-    sns = [0, n // 2, n - 1]
-    row = ds.get(n // 2)
-    value = ds.get(n // 2, "temperature")
-    picked = ds.get_many(sns)
-    step("read by serial number", t, f"get({n // 2}, 'temperature') = {value}; "
-                                     f"get_many: {len(picked)} rows")
-    out(f"row {n // 2} of 'sensors':")
-    out(row.to_string())
-    out("")
-    out(f"rows {sns}:")
-    out(_table(picked, index=True))
-    out("")
-
-    t = time.perf_counter()
-    last = ds.last()
-    step("last values", t, f"{len(last)} series")
-    out("last value of every series of 'sensors':")
-    out(_table(_last_view(last)))
-    out("")
-
-    t = time.perf_counter()
-    ds.tag("source", str(files["parquet"]), keywords=["demo", "samples"])
-    ds.tag("description", "readings of 20 sensors: temperature, humidity, pressure, battery",
-           keywords=["demo"])
-    ds_csv.tag("source", str(files["csv"]), keywords=["demo", "samples"])
-    found = ds.find("demo")
-    step("tag and search", t, f"find('demo') -> {len(found)} tags")
-    out("tags of 'sensors' with keyword 'demo':")
-    out(_table(found))
-    out("")
-
-    t = time.perf_counter()
-    bad = pd.concat([ds.verify(progress=progress), ds_csv.verify(progress=progress)])
-    chunks = ds.meta.chunks + ds_csv.meta.chunks
-    step("verify checksums", t, f"{chunks} chunks, {len(bad)} damaged")
-    if len(bad):
-        raise ChunkFrameError(f"demo: {len(bad)} chunks failed verification: "
-                              f"{bad['problem'].iloc[0]}")
-
-    total = sum(s["seconds"] for s in steps)
-    view = pd.DataFrame(steps)
-    view["seconds"] = view["seconds"].map("{:.3f}".format)
-    out("summary:")
-    out(_table(view))
-    out(f"done in {total:.2f} s; datasets 'sensors' and 'sensors_csv' are ready "
-        f"(try: chunkframe get sensors 0 1 2)")
-    return {"datasets": ["sensors", "sensors_csv"], "rows": n, "equal": True,
-            "steps": steps, "seconds": total}
-
-
-def _last_view(last: pd.DataFrame) -> pd.DataFrame:
-    """Last values as one row per device and one column per measurement, when that fits."""
-    try:
-        wide = last.pivot(index="device", columns="measurement", values="value")
-        wide = wide[list(dict.fromkeys(last["measurement"]))]  # the dataset's column order
-        wide.columns.name = None
-        return wide.reset_index()
-    except (KeyError, ValueError):
-        return last
-
 
 # -- parser -----------------------------------------------------------------------------------
 
@@ -669,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="no filter: delete every value")
 
     p = command("demo", cmd_demo, "run the main job on the sample data (repeatable)")
-    p.add_argument("--samples", metavar="DIR", help=f"sample folder (default {SAMPLES_DIR})")
+    p.add_argument("--samples", metavar="DIR",
+                   help="a folder holding sensors.parquet and sensors.csv (default: the samples "
+                        "shipped with chunkframe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
@@ -700,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    out = _Out(args.json)
+    out = Out(args.json)
     previous: dict[int, Any] = {}
     _SIGNALLED.clear()
     try:

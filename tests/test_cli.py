@@ -346,6 +346,19 @@ def test_demo(cli, where, capsys):
     assert [s["step"] for s in doc["steps"]][0] == "ingest sensors.parquet"
 
 
+def test_demo_samples_ship_with_the_package():
+    """The demo reads package data (works from a wheel): the same bytes as data/samples."""
+    from chunkframe.demo import SAMPLES_DIR
+
+    assert SAMPLES_DIR == ROOT / "chunkframe" / "samples"
+    for name in ("sensors.parquet", "sensors.csv"):
+        assert (SAMPLES_DIR / name).read_bytes() == (SAMPLES / name).read_bytes(), (
+            f"chunkframe/samples/{name} differs from data/samples/{name}: "
+            "run python data/samples/make_samples.py, which writes both")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"samples/*.csv", "samples/*.parquet"' in pyproject
+
+
 def test_demo_missing_samples(cli, tmp_path):
     code, _, err = cli("demo", "--samples", str(tmp_path / "nowhere"))
     assert code == 1
@@ -353,7 +366,7 @@ def test_demo_missing_samples(cli, tmp_path):
 
 
 def test_run_demo_in_python(client):
-    from chunkframe.cli import run_demo
+    from chunkframe.demo import run_demo
 
     lines: list[str] = []
     summary = run_demo(client, SAMPLES, out=lines.append)
