@@ -1,26 +1,27 @@
 """The ``chunkframe`` command line: argument parsing and the commands (ingest, inspect, read,
 tag, verify, export, delete, demo, server).
 
-What is printed is made by :mod:`chunkframe.cli_output`; the demo lives in :mod:`chunkframe.demo`.
+Building the parser and ``--help`` import nothing but the standard library and chunkframe's
+errors; each command imports the parts it uses when it runs. What is printed is made by
+:mod:`chunkframe.cli_output`; the demo lives in :mod:`chunkframe.demo`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .cli_output import PROG, Out, records, table
-from .dataset import format_bytes
-from .errors import ChunkFrameError
+from .errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
 
 if TYPE_CHECKING:
     from .client import Client
@@ -30,21 +31,6 @@ __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
-
-# -- errors -------------------------------------------------------------------------------------
-
-def _error(message: str) -> None:
-    text = " ".join(str(message).split()) or "unknown error"
-    print(f"{PROG}: error: {text}", file=sys.stderr)
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
-        return exc.args[0]  # str(KeyError) would repr() the message
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"{exc.strerror}: {str(exc.filename)!r}"
-    text = str(exc)
-    return text if text else type(exc).__name__
 
 # -- parsing helpers --------------------------------------------------------------------------
 
@@ -83,6 +69,7 @@ def _time_value(ds: Dataset, value: str | None, what: str) -> Any:
             f"dataset {ds.id!r} has no time column, so {what} cannot be used; "
             "re-ingest it with --time-column"
         )
+    import pandas as pd
     import pyarrow as pa
 
     field = ds.schema.field(meta.time_column)
@@ -135,11 +122,14 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
+    from .dataset import format_bytes
+
     client = _client(args)
     began = time.perf_counter()
     ds = client.ingest(args.src, args.id, chunk_rows=args.chunk_rows,
                        time_column=args.time_column, device_column=args.device_column,
-                       mode=args.mode, compression=args.compression, progress=_progress(args))
+                       mode=args.mode, compression=args.compression, progress=_progress(args),
+                       wait=args.wait)
     seconds = time.perf_counter() - began
     meta = ds.meta
     out.line(f"ingested {ds.id!r} ({args.mode}): {meta.rows:,} rows in {meta.chunks} chunks, "
@@ -152,6 +142,10 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_ls(args: argparse.Namespace, out: Out) -> int:
+    import pandas as pd
+
+    from .dataset import format_bytes
+
     df = _client(args).datasets()
     out.doc(records(df))
     if df.empty:
@@ -168,6 +162,10 @@ def cmd_ls(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_info(args: argparse.Namespace, out: Out) -> int:
+    import pandas as pd
+
+    from .dataset import format_bytes
+
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
     when = {k: pd.Timestamp(getattr(meta, k), unit="s", tz="UTC") for k in ("created", "updated")}
@@ -259,8 +257,11 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
         out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
         return EXIT_OK
     out.line(table(bad))
-    _error(f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
-           f"re-ingest it with --mode overwrite or restore the chunk files")
+    if not out.json:  # with --json, the document above ("ok": false) says it
+        out.error("ChunkCorruptionError",
+                  f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
+                  f"re-ingest it with chunkframe ingest SRC {ds.id} --mode overwrite or restore "
+                  "the chunk files")
     return EXIT_ERROR
 
 
@@ -274,7 +275,7 @@ def cmd_export(args: argparse.Namespace, out: Out) -> int:
             stop=args.stop, device=args.device, since=args.since, until=args.until,
             progress=_progress(args))
     except OSError as exc:
-        raise OSError(f"cannot export {ds.id!r} to {args.dest!r}: {_message(exc)}") from exc
+        raise _Doing(f"cannot export {ds.id!r} to {args.dest!r}", exc) from exc
     out.line(f"exported {result.rows:,} rows of {ds.id!r} to {result.dest} ({result.format}) "
              f"in {result.seconds:.2f} s")
     out.doc(asdict(result) | {"dataset": ds.id})
@@ -284,7 +285,8 @@ def cmd_export(args: argparse.Namespace, out: Out) -> int:
 def cmd_delete(args: argparse.Namespace, out: Out) -> int:
     if not (args.all or args.device is not None or args.columns or args.start or args.end):
         raise _UsageError("delete needs --device, --columns, --start or --end to say what to "
-                          "delete; pass --all to delete every value of the dataset")
+                          "delete; pass --all to delete every value of the dataset",
+                          args.subparser)
     ds = _open(args)
     start = _time_value(ds, args.start, "--start")
     end = _time_value(ds, args.end, "--end")
@@ -306,7 +308,7 @@ def cmd_demo(args: argparse.Namespace, out: Out) -> int:
     from .demo import SAMPLES_DIR, run_demo
 
     client = _client(args)
-    summary = run_demo(client, args.samples or SAMPLES_DIR, out=out.line,
+    summary = run_demo(client, args.samples_dir or SAMPLES_DIR, out=out.line,
                        progress=_progress(args))
     out.doc(summary)
     return EXIT_OK
@@ -321,6 +323,8 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
         st = server_status(home)
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
+            from .dataset import format_bytes
+
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
                      f"{format_bytes(st.used_memory)} used, {st.keys} keys")
         else:
@@ -334,10 +338,49 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
              else f"the embedded redis-server of {home} was not running")
     return EXIT_OK
 
+
 # -- parser -----------------------------------------------------------------------------------
 
 class _UsageError(Exception):
-    """A command line that parses but makes no sense: exit status 2, like argparse."""
+    """A command line that makes no sense: exit status 2, like argparse."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser):
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (so that ``--json`` can report it as JSON)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message, self)
+
+
+class _Later(Sequence[str]):
+    """Choices read from the library when first needed (a value is checked, or the command's
+    help shown), so that building the parser for every command imports none of it."""
+
+    def __init__(self, module: str, name: str):
+        self._where = (module, name)
+        self._values: tuple[str, ...] | None = None
+
+    def _load(self) -> tuple[str, ...]:
+        if self._values is None:
+            module, name = self._where
+            self._values = tuple(getattr(importlib.import_module(f"chunkframe.{module}"), name))
+        return self._values
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._load()[i]
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._load()
 
 
 def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
@@ -360,27 +403,29 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
                    help="fsspec options for s3:// stores and exports, e.g. "
                         "'{\"endpoint_url\": \"http://localhost:9000\"}'")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS if sub else False,
-                   help="machine-readable output: one JSON document on stdout")
+                   help="machine-readable output: one JSON document on stdout, errors included "
+                        "({\"error\": ..., \"message\": ...})")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; its ``commands`` map each command name to its parser."""
     from . import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _global_options(common, sub=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="Chunked, checksummed Arrow datasets, read back from pandas.",
         epilog="Exit status: 0 ok, 1 error, 2 usage. Try: chunkframe demo")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     def command(name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(handler=handler, subparser=p)
+        commands[name] = p
         return p
-
-    from .ingest import MODES
 
     p = command("ingest", cmd_ingest, "ingest a CSV/Parquet/Arrow file, directory or glob")
     p.add_argument("src", metavar="SRC", help="path, URL (s3://...) or glob of the source files")
@@ -390,9 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-column", metavar="COL", help="the time column (default: the only "
                    "datetime column, if there is exactly one)")
     p.add_argument("--device-column", metavar="COL", help="the column naming each series' device")
-    p.add_argument("--mode", choices=MODES, default="create",
-                   help="create (default), overwrite, append or resume")
+    p.add_argument("--mode", choices=_Later("ingest", "MODES"), default="create", metavar="MODE",
+                   help="%(choices)s (default: create)")
     p.add_argument("--compression", choices=["zstd", "lz4"], help="chunk buffer compression")
+    p.add_argument("--wait", action="store_true",
+                   help="wait while another worker ingests this dataset, instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     command("ls", cmd_ls, "list the complete datasets")
@@ -433,12 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="ID")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    from .export import FORMATS
-
     p = command("export", cmd_export, "write a dataset (or part of it) to one file, streamed")
     p.add_argument("id", metavar="ID")
     p.add_argument("dest", metavar="DEST", help="file path or s3:// URL; a directory gets ID.EXT")
-    p.add_argument("--format", choices=list(FORMATS), help="default: from DEST's extension")
+    p.add_argument("--format", choices=_Later("export", "FORMATS"), metavar="FORMAT",
+                   help="%(choices)s (default: from DEST's extension)")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these columns")
     p.add_argument("--start", type=_sn, metavar="SN", help="first serial number")
     p.add_argument("--stop", type=_sn, metavar="SN", help="serial number to stop before")
@@ -458,14 +504,106 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="no filter: delete every value")
 
     p = command("demo", cmd_demo, "run the main job on the sample data (repeatable)")
-    p.add_argument("--samples", metavar="DIR",
+    p.add_argument("--samples", dest="samples_dir", metavar="DIR",
                    help="a folder holding sensors.parquet and sensors.csv (default: the samples "
                         "shipped with chunkframe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
     p.add_argument("action", choices=["status", "stop"])
+
+    parser.commands = commands  # type: ignore[attr-defined]
     return parser
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+class _CliStyle:
+    """Hints in the words of the command line: a library error's ``cf.ingest(source, 'x',
+    mode='overwrite')`` becomes ``chunkframe ingest SRC x --mode overwrite``.
+
+    Keyword arguments are found as the option of the same ``dest``, first in the running
+    command, then in the others; the metavars are those of the parser, so a hint can only
+    name flags that exist. Something the command line cannot do is said in Python words.
+    """
+
+    COMMANDS = {"ingest": "ingest", "datasets": "ls", "open": "info"}
+    """Python API function -> the command doing the same."""
+
+    def __init__(self, parser: argparse.ArgumentParser, running: argparse.ArgumentParser | None):
+        commands: dict[str, argparse.ArgumentParser] = getattr(parser, "commands", {})
+        self.commands = commands
+        self.search = [p for p in (running, *commands.values()) if p is not None]
+
+    @staticmethod
+    def _option(p: argparse.ArgumentParser, name: str) -> argparse.Action | None:
+        return next((a for a in p._actions if a.dest == name and a.option_strings), None)
+
+    def _flag(self, arg: Arg, parsers: Sequence[argparse.ArgumentParser]) -> str | None:
+        for p in parsers:
+            action = self._option(p, arg.name)
+            if action is None:
+                continue
+            flag = max(action.option_strings, key=len)
+            if action.nargs == 0:  # store_true: the flag is the value
+                return flag if arg.value is ... or arg.value is True else None
+            placeholder = arg.value is ... or isinstance(arg.value, Placeholder)
+            value = ((action.metavar or arg.name.upper()) if placeholder
+                     else shlex.quote(str(arg.value)))
+            return f"{flag} {value}"
+        return None
+
+    def arg(self, arg: Arg) -> str:
+        return self._flag(arg, self.search) or PYTHON.arg(arg)
+
+    def call(self, call: Call) -> str:
+        name = self.COMMANDS.get(call.func, "")
+        p = self.commands.get(name)
+        if p is None:
+            return PYTHON.call(call)
+        positionals = [a for a in p._actions if not a.option_strings]
+        if len(call.args) > len(positionals):
+            return PYTHON.call(call)
+        words = [PROG, name]
+        for action, value in zip(positionals, call.args, strict=False):
+            words.append(str(action.metavar) if isinstance(value, Placeholder)
+                         else shlex.quote(str(value)))
+        for kw in call.kwargs:
+            flag = self._flag(kw, [p])
+            if flag is None:
+                return PYTHON.call(call)
+            words.append(flag)
+        return " ".join(words)
+
+
+class _Doing(Exception):
+    """An error with what the command was doing in front: ``cannot export 'x' to ...: ...``."""
+
+    def __init__(self, doing: str, cause: BaseException):
+        super().__init__(doing)
+        self.doing, self.cause = doing, cause
+
+
+def _describe(exc: BaseException, style: _CliStyle) -> tuple[str, str]:
+    """(error class name, message in command-line words) of a failed command."""
+    if isinstance(exc, _Doing):
+        name, message = _describe(exc.cause, style)
+        return name, f"{exc.doing}: {message}"
+    name = type(exc).__name__
+    if isinstance(exc, ChunkFrameError):
+        return name, exc.message(style)
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return name, exc.args[0]  # str(KeyError) would repr() the message
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return name, f"{exc.strerror}: {str(exc.filename)!r}"
+    return name, str(exc) or name
+
+
+def _expected(exc: BaseException) -> bool:
+    import redis
+
+    return isinstance(exc, (ChunkFrameError, LookupError, OSError, ValueError, TypeError,
+                            redis.RedisError, _Doing))
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -484,13 +622,22 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    """``--json`` anywhere before ``--``: known before parsing, so usage errors honour it."""
+    argv = list(argv)
+    return "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors
+    except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except _UsageError as exc:
+        return _usage_error(exc, Out(_wants_json(argv)))
     out = Out(args.json)
     previous: dict[int, Any] = {}
     _SIGNALLED.clear()
@@ -502,14 +649,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args, out))
     except _UsageError as exc:
-        args.subparser.print_usage(sys.stderr)
-        _error(str(exc))
-        return EXIT_USAGE
+        return _usage_error(exc, out)
     except _Terminated:
-        _error("terminated")
+        out.error("Terminated", "terminated")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        _error("interrupted")
+        out.error("KeyboardInterrupt", "interrupted")
         return 130
     except BrokenPipeError:
         try:  # the reader went away (e.g. `| head`): quiet, as other tools are
@@ -519,22 +664,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - every failure is one line, never a traceback
         if _SIGNALLED:
-            _error("terminated" if _SIGNALLED[0] == signal.SIGTERM else "interrupted")
-            return 128 + signal.SIGTERM if _SIGNALLED[0] == signal.SIGTERM else 130
-        if not _expected(exc) and os.environ.get("CHUNKFRAME_DEBUG"):
+            if _SIGNALLED[0] == signal.SIGTERM:
+                out.error("Terminated", "terminated")
+                return 128 + signal.SIGTERM
+            out.error("KeyboardInterrupt", "interrupted")
+            return 130
+        if os.environ.get("CHUNKFRAME_DEBUG") and not _expected(exc):
             raise
-        _error(_message(exc))
+        out.error(*_describe(exc, _CliStyle(parser, args.subparser)))
         return EXIT_ERROR
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def _expected(exc: BaseException) -> bool:
-    import redis
-
-    return isinstance(exc, (ChunkFrameError, LookupError, OSError, ValueError, TypeError,
-                            redis.RedisError))
+def _usage_error(exc: _UsageError, out: Out) -> int:
+    """argparse's usage line and ``PROG COMMAND: error: ...``, or the JSON document."""
+    if out.json:
+        out.error("UsageError", f"{exc.parser.prog}: {exc}; see {exc.parser.prog} --help")
+    else:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

