@@ -273,7 +273,7 @@ def cmd_export(args: argparse.Namespace, out: Out) -> int:
         result = export_dataset(
             ds, args.dest, format=args.format, columns=_columns(args.columns), start=args.start,
             stop=args.stop, device=args.device, since=args.since, until=args.until,
-            progress=_progress(args))
+            progress=_progress(args), parents=args.parents)
     except OSError as exc:
         raise _Doing(f"cannot export {ds.id!r} to {args.dest!r}", exc) from exc
     out.line(f"exported {result.rows:,} rows of {ds.id!r} to {result.dest} ({result.format}) "
@@ -485,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="file path or s3:// URL; a directory gets ID.EXT")
     p.add_argument("--format", choices=_Later("export", "FORMATS"), metavar="FORMAT",
                    help="%(choices)s (default: from DEST's extension)")
+    p.add_argument("--mkdir", dest="parents", action="store_true",
+                   help="create DEST's missing parent directories (default: refuse)")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these columns")
     p.add_argument("--start", type=_sn, metavar="SN", help="first serial number")
     p.add_argument("--stop", type=_sn, metavar="SN", help="serial number to stop before")

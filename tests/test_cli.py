@@ -239,7 +239,7 @@ def test_every_hint_term_is_a_real_flag():
     said = {
         Arg("mode", "overwrite"): "--mode overwrite", Arg("mode", "resume"): "--mode resume",
         Arg("wait", True): "--wait", Arg("time_column"): "--time-column COL",
-        Arg("samples_dir"): "--samples DIR",
+        Arg("parents", True): "--mkdir", Arg("samples_dir"): "--samples DIR",
         Call.of("ingest", Placeholder("source"), "x", mode="overwrite"):
             "chunkframe ingest SRC x --mode overwrite",
         Call.of("datasets"): "chunkframe ls",
@@ -305,7 +305,7 @@ def test_verify_ok_then_damaged(cli, sensors, tmp_path):
 def test_export_commands(cli, sensors, tmp_path):
     df = sensors.to_pandas().reset_index(drop=True)
     dest = tmp_path / "out" / "s.parquet"
-    code, out, err = cli("export", "sensors", str(dest))
+    code, out, err = cli("export", "sensors", str(dest), "--mkdir")
     assert code == 0, err
     assert "exported 50,000 rows" in out
     pd.testing.assert_frame_equal(pd.read_parquet(dest), df)
@@ -348,6 +348,22 @@ def test_export_failures(cli, sensors, tmp_path):
     assert code == 1
     one_error_line(err, "no column 'nope'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "catalog.db", "store"]
+
+
+def test_export_refuses_a_missing_directory_unless_mkdir(cli, sensors, tmp_path):
+    dest = tmp_path / "no" / "such" / "dir" / "x.csv"
+    code, out, err = cli("export", "sensors", str(dest))
+    assert code == 1 and out == ""
+    one_error_line(err, "cannot export 'sensors'", str(dest.parent), "does not exist", "--mkdir")
+    assert "parents=" not in err
+    assert not (tmp_path / "no").exists()  # nothing made, not even the first level
+    code, out, _ = cli("--json", "export", "sensors", str(dest))
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["error"] == "PathNotFoundError" and "--mkdir" in doc["message"]
+    code, out, err = cli("export", "sensors", str(dest), "--mkdir", "--stop", "5")
+    assert code == 0, err
+    assert len(pd.read_csv(dest)) == 5
 
 
 def test_export_to_s3_from_an_s3_store(s3_client, s3_bucket, s3_options, redis_server, prefix,
