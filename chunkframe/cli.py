@@ -66,8 +66,8 @@ def _time_value(ds: Dataset, value: str | None, what: str) -> Any:
     meta = ds.meta
     if meta.time_column is None:
         raise ValueError(
-            f"dataset {ds.id!r} has no time column, so {what} cannot be used; "
-            "re-ingest it with --time-column"
+            f"dataset {ds.id!r} has no time column, so {what} cannot be used; re-ingest it "
+            f"with chunkframe ingest SRC {ds.id} --time-column COL --mode overwrite"
         )
     import pandas as pd
     import pyarrow as pa
@@ -350,7 +350,12 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is raised (so that ``--json`` can report it as JSON)."""
+    """argparse, but a usage error is raised (so that ``--json`` can report it as JSON);
+    ``commands`` maps each command's name to its parser (for the hints, :class:`_CliStyle`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(message, self)
@@ -407,8 +412,8 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
                         "({\"error\": ..., \"message\": ...})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every command; its ``commands`` map each command name to its parser."""
+def build_parser() -> _Parser:
+    """The parser of every command (``commands``: each command's own parser)."""
     from . import __version__
 
     common = _Parser(add_help=False)
@@ -419,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands: dict[str, argparse.ArgumentParser] = {}
+    commands = parser.commands
 
     def command(name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
@@ -514,7 +519,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
     p.add_argument("action", choices=["status", "stop"])
 
-    parser.commands = commands  # type: ignore[attr-defined]
     return parser
 
 
@@ -532,10 +536,9 @@ class _CliStyle:
     COMMANDS = {"ingest": "ingest", "datasets": "ls", "open": "info"}
     """Python API function -> the command doing the same."""
 
-    def __init__(self, parser: argparse.ArgumentParser, running: argparse.ArgumentParser | None):
-        commands: dict[str, argparse.ArgumentParser] = getattr(parser, "commands", {})
-        self.commands = commands
-        self.search = [p for p in (running, *commands.values()) if p is not None]
+    def __init__(self, parser: _Parser, running: argparse.ArgumentParser | None):
+        self.commands = parser.commands
+        self.search = [p for p in (running, *self.commands.values()) if p is not None]
 
     @staticmethod
     def _option(p: argparse.ArgumentParser, name: str) -> argparse.Action | None:
