@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from . import accessor as _accessor  # noqa: F401 - registers df.chunk and series.chunk
-from .client import Client, connect, default_client
-from .contextcache import ContextType, keyword, register_value_type
-from .dataset import Dataset
+from ._after_import import after_import as _after_import_of
 from .errors import (
     BackendUnavailableError,
     ChunkCorruptionError,
@@ -21,10 +19,18 @@ from .errors import (
     InvalidArgumentError,
     InvalidDatasetIdError,
     LockLostError,
+    PathNotFoundError,
     SchemaMismatchError,
     SnapshotSupersededError,
     SourceError,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .client import Client, connect
+    from .contextcache import ContextType, keyword, register_value_type
+    from .dataset import Dataset
 
 __all__ = [
     "Client", "Dataset", "connect", "ingest", "open", "datasets", "context", "contexts",
@@ -32,7 +38,7 @@ __all__ = [
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
-    "SnapshotSupersededError",
+    "SnapshotSupersededError", "PathNotFoundError",
 ]
 
 
@@ -56,6 +62,46 @@ def _read_version() -> str:
 
 __version__ = _read_version()
 
+# df.chunk and series.chunk are registered as soon as pandas is imported: now if it is already,
+# else right after `import pandas` (before any frame can exist). So `import chunkframe`, and
+# the command line with it, does not import pandas; a command that needs it does.
+_after_import_of("pandas", lambda: importlib.import_module(".accessor", __name__))
+
+# The heavy parts (Redis, fsspec, the reader...) are imported on first use (PEP 562).
+_LAZY = {
+    "Client": "client", "connect": "client", "default_client": "client",
+    "Dataset": "dataset",
+    "ContextType": "contextcache", "keyword": "contextcache", "register_value_type": "contextcache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """This package, whose API functions keep their names when a submodule of the same name
+    is imported later (``import chunkframe.ingest`` binds ``chunkframe.ingest`` to the module;
+    ``cf.ingest`` stays the function, as when every submodule was imported up front)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _FUNCTIONS:
+            return  # the submodule stays reachable as sys.modules["chunkframe.<name>"]
+        super().__setattr__(name, value)
+
+
+_FUNCTIONS = frozenset({"ingest", "open", "datasets", "context", "contexts"})
+sys.modules[__name__].__class__ = _Package
+
 
 def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: str | None = None,
            device_column: str | None = None, mode: str = "create", **kwargs: Any) -> Dataset:
@@ -69,6 +115,8 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: 
     ``wait`` (for the lock), ``workers``, ``fingerprint`` (names a source that cannot be
     recognised from its rows, such as a generator, so that ``mode="resume"`` accepts it).
     """
+    from .client import default_client
+
     return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
                                    time_column=time_column, device_column=device_column,
                                    mode=mode, **kwargs)
@@ -76,19 +124,27 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: 
 
 def open(dataset_id: str) -> Dataset:  # noqa: A001 - the public name of the design
     """Open a complete dataset with the default client."""
+    from .client import default_client
+
     return default_client().open(dataset_id)
 
 
 def datasets() -> pd.DataFrame:
     """Complete datasets of the default client: id, state, rows, chunks, bytes, ..."""
+    from .client import default_client
+
     return default_client().datasets()
 
 
 def context(context_id: str) -> Any:
     """The context (tags, keyword index) of any id, with the default client."""
+    from .client import default_client
+
     return default_client().context(context_id)
 
 
 def contexts() -> pd.DataFrame:
     """Contexts in memory: id, entries, memory bytes, accesses, last access."""
+    from .client import default_client
+
     return default_client().contexts()

@@ -21,14 +21,19 @@ and CSV round trips. Bind such a result again with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .client import Client, client_for_token, default_client
-from .dataset import BINDING_ATTR, Dataset
 from .errors import ChunkFrameError, DatasetNotFoundError
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .dataset import Dataset
+
+# The client and dataset modules (Redis, fsspec, the reader) are imported on first use: `import
+# chunkframe` registers these accessors, and the command line's --help should not pay for them.
 
 __all__ = ["ChunkFrameAccessor", "ChunkSeriesAccessor"]
 
@@ -36,6 +41,8 @@ __all__ = ["ChunkFrameAccessor", "ChunkSeriesAccessor"]
 def _read_binding(obj: pd.DataFrame | pd.Series) -> tuple[str, str | None] | None:
     """``(dataset id, client token)`` of a bound frame, None if unbound; AttributeError if
     ``attrs`` holds something under our key that is not a binding."""
+    from .dataset import BINDING_ATTR
+
     raw = obj.attrs.get(BINDING_ATTR)
     if raw is None:
         return None
@@ -70,6 +77,9 @@ class _Bound:
 
         Raises ChunkFrameError if unbound, DatasetNotFoundError if the dataset is gone.
         """
+        from .client import client_for_token, default_client
+        from .dataset import Dataset
+
         dataset_id, token = self._require("dataset")
         client: Client = client_for_token(token) if token else default_client()
         try:
@@ -118,6 +128,8 @@ class ChunkFrameAccessor(_Bound):
         Uses the default client unless ``client`` is given; the other arguments are those of
         :func:`chunkframe.ingest`. On error nothing is bound.
         """
+        from .client import default_client
+
         client = client if client is not None else default_client()
         ds = client.ingest(self._obj, dataset_id, chunk_rows=chunk_rows, time_column=time_column,
                            device_column=device_column, mode=mode, **kwargs)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BackendUnavailableError, LockLostError
+from .errors import BackendUnavailableError, Call, Hint, LockLostError
 from .model import ChunkMeta, DatasetMeta, Tombstone
 
 __all__ = ["Catalog"]
@@ -129,7 +129,8 @@ class Catalog:
         return LockLostError(
             f"the catalog refused a write to dataset {dataset_id!r}: this worker's lock "
             f"(fencing token {fence}) was superseded (token {current}), so another worker owns "
-            "the dataset now; nothing was written. Check cf.datasets() before running again"
+            "the dataset now; nothing was written",
+            hint=Hint("check {} before running again", Call.of("datasets")),
         )
 
     def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta], fence: int) -> None:

@@ -1,144 +1,35 @@
-"""The ``chunkframe`` command line: ingest, inspect, read, tag, verify, export and delete datasets."""
+"""The ``chunkframe`` command line: argument parsing and the commands (ingest, inspect, read,
+tag, verify, export, delete, demo, server).
+
+Building the parser and ``--help`` import nothing but the standard library and chunkframe's
+errors; each command imports the parts it uses when it runs. What is printed is made by
+:mod:`chunkframe.cli_output`; the demo lives in :mod:`chunkframe.demo`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import decimal
+import importlib
 import json
-import math
 import os
-import shutil
+import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import numpy as np
-import pandas as pd
-
-from .dataset import format_bytes
-from .errors import ChunkFrameError
+from .cli_output import PROG, Out, records, table
+from .errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
 
 if TYPE_CHECKING:
     from .client import Client
     from .dataset import Dataset
 
-__all__ = ["main", "build_parser", "run_demo", "SAMPLES_DIR"]
-
-PROG = "chunkframe"
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "samples"
-"""Where ``chunkframe demo`` finds its sample files (a source checkout's ``data/samples``)."""
+__all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
-
-# -- output -----------------------------------------------------------------------------------
-
-def _jsonable(v: Any) -> Any:
-    """A value json.dumps accepts: NaN/NaT/NA → null, times → ISO 8601, numpy → Python."""
-    if v is None or v is pd.NaT or v is pd.NA:
-        return None
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, set, np.ndarray)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, (pd.Timestamp, dt.datetime, dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, (pd.Timedelta, dt.timedelta)):
-        return pd.Timedelta(v).isoformat()
-    if isinstance(v, decimal.Decimal):
-        return str(v)
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "backslashreplace")
-    if isinstance(v, Path):
-        return str(v)
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
-def _records(df: pd.DataFrame, index: bool = False) -> list[dict[str, Any]]:
-    if index:
-        df = df.reset_index()
-    cols = [str(c) for c in df.columns]
-    return [dict(zip(cols, map(_jsonable, row), strict=True))
-            for row in df.itertuples(index=False, name=None)]
-
-
-def _table(df: pd.DataFrame, index: bool = False, limit: int = 64) -> str:
-    """A compact text table; text columns are left-aligned, numbers right-aligned."""
-    width = shutil.get_terminal_size((120, 24)).columns
-    df = df.copy()
-    formatters = {}
-    names = {}
-    for col in df.columns:
-        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col].dtype):
-            cells = [_cell(v, limit) for v in df[col]]
-            w = max([len(str(col)), *map(len, cells)])
-            names[col] = str(col).ljust(w)
-            formatters[names[col]] = _left(w, limit)
-    if names:
-        df.columns = [names.get(c, c) for c in df.columns]
-    with pd.option_context("display.width", width, "display.max_columns", None,
-                           "display.max_colwidth", limit, "display.max_rows", None):
-        return df.to_string(index=index, formatters=formatters or None)
-
-
-def _left(width: int, limit: int) -> Callable[[Any], str]:
-    return lambda v: f"{_cell(v, limit):<{width}}"
-
-
-def _cell(v: Any, limit: int) -> str:
-    text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-
-
-class _Out:
-    """Human text, or (with ``--json``) exactly one JSON document, on stdout."""
-
-    def __init__(self, as_json: bool, stream: Any = None):
-        self.json = as_json
-        self.stream = stream
-
-    def _write(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout)
-
-    def line(self, text: str = "") -> None:
-        if not self.json:
-            self._write(text)
-
-    def doc(self, data: Any) -> None:
-        if self.json:
-            self._write(json.dumps(_jsonable(data), allow_nan=False, ensure_ascii=False))
-
-
-def _error(message: str) -> None:
-    text = " ".join(str(message).split()) or "unknown error"
-    print(f"{PROG}: error: {text}", file=sys.stderr)
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
-        return exc.args[0]  # str(KeyError) would repr() the message
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"{exc.strerror}: {str(exc.filename)!r}"
-    text = str(exc)
-    return text if text else type(exc).__name__
 
 
 # -- parsing helpers --------------------------------------------------------------------------
@@ -175,9 +66,10 @@ def _time_value(ds: Dataset, value: str | None, what: str) -> Any:
     meta = ds.meta
     if meta.time_column is None:
         raise ValueError(
-            f"dataset {ds.id!r} has no time column, so {what} cannot be used; "
-            "re-ingest it with --time-column"
+            f"dataset {ds.id!r} has no time column, so {what} cannot be used; re-ingest it "
+            f"with chunkframe ingest SRC {ds.id} --time-column COL --mode overwrite"
         )
+    import pandas as pd
     import pyarrow as pa
 
     field = ds.schema.field(meta.time_column)
@@ -229,12 +121,15 @@ def _progress(args: argparse.Namespace) -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def cmd_ingest(args: argparse.Namespace, out: _Out) -> int:
+def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
+    from .dataset import format_bytes
+
     client = _client(args)
     began = time.perf_counter()
     ds = client.ingest(args.src, args.id, chunk_rows=args.chunk_rows,
                        time_column=args.time_column, device_column=args.device_column,
-                       mode=args.mode, compression=args.compression, progress=_progress(args))
+                       mode=args.mode, compression=args.compression, progress=_progress(args),
+                       wait=args.wait)
     seconds = time.perf_counter() - began
     meta = ds.meta
     out.line(f"ingested {ds.id!r} ({args.mode}): {meta.rows:,} rows in {meta.chunks} chunks, "
@@ -246,9 +141,13 @@ def cmd_ingest(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-def cmd_ls(args: argparse.Namespace, out: _Out) -> int:
+def cmd_ls(args: argparse.Namespace, out: Out) -> int:
+    import pandas as pd
+
+    from .dataset import format_bytes
+
     df = _client(args).datasets()
-    out.doc(_records(df))
+    out.doc(records(df))
     if df.empty:
         out.line("no datasets yet; ingest one with: chunkframe ingest SRC ID")
         return EXIT_OK
@@ -258,11 +157,15 @@ def cmd_ls(args: argparse.Namespace, out: _Out) -> int:
         "device": df["device_column"].fillna("-"),
         "updated": df["updated"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
     })
-    out.line(_table(view))
+    out.line(table(view))
     return EXIT_OK
 
 
-def cmd_info(args: argparse.Namespace, out: _Out) -> int:
+def cmd_info(args: argparse.Namespace, out: Out) -> int:
+    import pandas as pd
+
+    from .dataset import format_bytes
+
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
     when = {k: pd.Timestamp(getattr(meta, k), unit="s", tz="UTC") for k in ("created", "updated")}
@@ -276,7 +179,7 @@ def cmd_info(args: argparse.Namespace, out: _Out) -> int:
            "updated": when["updated"], "deletes": [t.to_dict() for t in meta.tombstones],
            "columns": columns}
     if args.chunks:
-        doc["chunk_table"] = _records(ds.chunks)
+        doc["chunk_table"] = records(ds.chunks)
     out.doc(doc)
     out.line(f"dataset      {ds.id}")
     out.line(f"rows         {meta.rows:,} in {meta.chunks} chunks of up to {meta.chunk_rows:,}")
@@ -289,32 +192,32 @@ def cmd_info(args: argparse.Namespace, out: _Out) -> int:
     if meta.tombstones:
         out.line(f"deletes      {len(meta.tombstones)} time-range deletes")
     out.line("")
-    out.line(_table(pd.DataFrame(columns)))
+    out.line(table(pd.DataFrame(columns)))
     if args.chunks:
         out.line("")
-        out.line(_table(ds.chunks))
+        out.line(table(ds.chunks))
     return EXIT_OK
 
 
-def cmd_get(args: argparse.Namespace, out: _Out) -> int:
+def cmd_get(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     n = len(ds)
     sns = [s + n if -n <= s < 0 else s for s in args.sn]  # negative counts from the end
     df = ds.get_many(sns, columns=_columns(args.columns))
-    out.doc(_records(df, index=True))
-    out.line(_table(df, index=True))
+    out.doc(records(df, index=True))
+    out.line(table(df, index=True))
     return EXIT_OK
 
 
-def cmd_last(args: argparse.Namespace, out: _Out) -> int:
+def cmd_last(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     df = ds.last(device=args.device, columns=_columns(args.columns))
-    out.doc(_records(df))
-    out.line(_table(df) if len(df) else f"no values in {ds.id!r}")
+    out.doc(records(df))
+    out.line(table(df) if len(df) else f"no values in {ds.id!r}")
     return EXIT_OK
 
 
-def cmd_tag(args: argparse.Namespace, out: _Out) -> int:
+def cmd_tag(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     value: Any = args.value
     if args.value_json:
@@ -329,37 +232,40 @@ def cmd_tag(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-def cmd_tags(args: argparse.Namespace, out: _Out) -> int:
+def cmd_tags(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     df = ds.tags(args.type)
-    out.doc(_records(df))
-    out.line(_table(df) if len(df) else f"no tags on {ds.id!r}")
+    out.doc(records(df))
+    out.line(table(df) if len(df) else f"no tags on {ds.id!r}")
     return EXIT_OK
 
 
-def cmd_find(args: argparse.Namespace, out: _Out) -> int:
+def cmd_find(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     df = ds.find(args.keyword, args.type)
-    out.doc(_records(df))
-    out.line(_table(df) if len(df) else f"no tag of {ds.id!r} has keyword {args.keyword!r}")
+    out.doc(records(df))
+    out.line(table(df) if len(df) else f"no tag of {ds.id!r} has keyword {args.keyword!r}")
     return EXIT_OK
 
 
-def cmd_verify(args: argparse.Namespace, out: _Out) -> int:
+def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     total = ds.meta.chunks
     bad = ds.verify(progress=_progress(args))
-    out.doc({"dataset": ds.id, "chunks": total, "ok": bad.empty, "bad": _records(bad)})
+    out.doc({"dataset": ds.id, "chunks": total, "ok": bad.empty, "bad": records(bad)})
     if bad.empty:
         out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
         return EXIT_OK
-    out.line(_table(bad))
-    _error(f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
-           f"re-ingest it with --mode overwrite or restore the chunk files")
+    out.line(table(bad))
+    if not out.json:  # with --json, the document above ("ok": false) says it
+        out.error("ChunkCorruptionError",
+                  f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
+                  f"re-ingest it with chunkframe ingest SRC {ds.id} --mode overwrite or restore "
+                  "the chunk files")
     return EXIT_ERROR
 
 
-def cmd_export(args: argparse.Namespace, out: _Out) -> int:
+def cmd_export(args: argparse.Namespace, out: Out) -> int:
     from .export import export_dataset
 
     ds = _open(args)
@@ -367,19 +273,20 @@ def cmd_export(args: argparse.Namespace, out: _Out) -> int:
         result = export_dataset(
             ds, args.dest, format=args.format, columns=_columns(args.columns), start=args.start,
             stop=args.stop, device=args.device, since=args.since, until=args.until,
-            progress=_progress(args))
+            progress=_progress(args), parents=args.parents)
     except OSError as exc:
-        raise OSError(f"cannot export {ds.id!r} to {args.dest!r}: {_message(exc)}") from exc
+        raise _Doing(f"cannot export {ds.id!r} to {args.dest!r}", exc) from exc
     out.line(f"exported {result.rows:,} rows of {ds.id!r} to {result.dest} ({result.format}) "
              f"in {result.seconds:.2f} s")
     out.doc(asdict(result) | {"dataset": ds.id})
     return EXIT_OK
 
 
-def cmd_delete(args: argparse.Namespace, out: _Out) -> int:
+def cmd_delete(args: argparse.Namespace, out: Out) -> int:
     if not (args.all or args.device is not None or args.columns or args.start or args.end):
         raise _UsageError("delete needs --device, --columns, --start or --end to say what to "
-                          "delete; pass --all to delete every value of the dataset")
+                          "delete; pass --all to delete every value of the dataset",
+                          args.subparser)
     ds = _open(args)
     start = _time_value(ds, args.start, "--start")
     end = _time_value(ds, args.end, "--end")
@@ -397,15 +304,17 @@ def cmd_delete(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace, out: _Out) -> int:
+def cmd_demo(args: argparse.Namespace, out: Out) -> int:
+    from .demo import SAMPLES_DIR, run_demo
+
     client = _client(args)
-    samples = Path(args.samples) if args.samples else SAMPLES_DIR
-    summary = run_demo(client, samples, out=out.line, progress=_progress(args))
+    summary = run_demo(client, args.samples_dir or SAMPLES_DIR, out=out.line,
+                       progress=_progress(args))
     out.doc(summary)
     return EXIT_OK
 
 
-def cmd_server(args: argparse.Namespace, out: _Out) -> int:
+def cmd_server(args: argparse.Namespace, out: Out) -> int:
     from .config import resolve
     from .server import server_status, stop_server
 
@@ -414,6 +323,8 @@ def cmd_server(args: argparse.Namespace, out: _Out) -> int:
         st = server_status(home)
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
+            from .dataset import format_bytes
+
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
                      f"{format_bytes(st.used_memory)} used, {st.keys} keys")
         else:
@@ -428,127 +339,53 @@ def cmd_server(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
-# -- the demo ---------------------------------------------------------------------------------
-
-def _comparable(df: pd.DataFrame) -> pd.DataFrame:
-    """Datetimes at one resolution, so Parquet (us) and CSV (s) reads compare by value."""
-    df = df.copy()
-    for col in df.columns:
-        if isinstance(df[col].dtype, pd.DatetimeTZDtype) or df[col].dtype.kind == "M":
-            df[col] = df[col].dt.as_unit("ns")
-    return df
-
-
-def run_demo(client: Client, samples_dir: str | os.PathLike[str], out: Callable[[str], Any] = print,
-             progress: bool | None = False) -> dict[str, Any]:
-    """The main job on one client: ingest the samples, read, last values, tags, verify.
-
-    Ingests ``sensors.parquet`` as ``sensors`` and ``sensors.csv`` as ``sensors_csv`` (with
-    ``mode="overwrite"``, so it can run again), checks both read back equal, reads values by
-    serial number, shows the last value of every series, tags the dataset and searches a tag,
-    verifies every chunk, and prints what it did with timings. Returns that summary.
-    """
-    samples = Path(samples_dir)
-    files = {"parquet": samples / "sensors.parquet", "csv": samples / "sensors.csv"}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"demo sample data not found: {', '.join(missing)}; pass --samples DIR (a folder "
-            "holding sensors.parquet and sensors.csv) or regenerate them with "
-            "python data/samples/make_samples.py"
-        )
-    steps: list[dict[str, Any]] = []
-
-    def step(name: str, began: float, result: str) -> None:
-        steps.append({"step": name, "seconds": time.perf_counter() - began, "result": result})
-
-    options = {"time_column": "time", "device_column": "sensor", "mode": "overwrite",
-               "chunk_rows": 8_192, "progress": progress}
-    t = time.perf_counter()
-    ds = client.ingest(str(files["parquet"]), "sensors", **options)
-    step("ingest sensors.parquet", t, f"{len(ds):,} rows in {ds.meta.chunks} chunks as 'sensors'")
-    t = time.perf_counter()
-    ds_csv = client.ingest(str(files["csv"]), "sensors_csv", **options)
-    step("ingest sensors.csv", t,
-         f"{len(ds_csv):,} rows in {ds_csv.meta.chunks} chunks as 'sensors_csv'")
-
-    t = time.perf_counter()
-    a, b = _comparable(ds.to_pandas()), _comparable(ds_csv.to_pandas())
-    try:
-        pd.testing.assert_frame_equal(a, b)
-    except AssertionError as exc:
-        raise ChunkFrameError(
-            f"demo: 'sensors' (from Parquet) and 'sensors_csv' (from CSV) read back different: "
-            f"{' '.join(str(exc).split())[:300]}") from None
-    step("compare parquet vs csv", t, f"equal: {len(a):,} rows x {a.shape[1]} columns")
-
-    t = time.perf_counter()
-    n = len(ds)
-    sns = [0, n // 2, n - 1]
-    row = ds.get(n // 2)
-    value = ds.get(n // 2, "temperature")
-    picked = ds.get_many(sns)
-    step("read by serial number", t, f"get({n // 2}, 'temperature') = {value}; "
-                                     f"get_many: {len(picked)} rows")
-    out(f"row {n // 2} of 'sensors':")
-    out(row.to_string())
-    out("")
-    out(f"rows {sns}:")
-    out(_table(picked, index=True))
-    out("")
-
-    t = time.perf_counter()
-    last = ds.last()
-    step("last values", t, f"{len(last)} series")
-    out("last value of every series of 'sensors':")
-    out(_table(_last_view(last)))
-    out("")
-
-    t = time.perf_counter()
-    ds.tag("source", str(files["parquet"]), keywords=["demo", "samples"])
-    ds.tag("description", "readings of 20 sensors: temperature, humidity, pressure, battery",
-           keywords=["demo"])
-    ds_csv.tag("source", str(files["csv"]), keywords=["demo", "samples"])
-    found = ds.find("demo")
-    step("tag and search", t, f"find('demo') -> {len(found)} tags")
-    out("tags of 'sensors' with keyword 'demo':")
-    out(_table(found))
-    out("")
-
-    t = time.perf_counter()
-    bad = pd.concat([ds.verify(progress=progress), ds_csv.verify(progress=progress)])
-    chunks = ds.meta.chunks + ds_csv.meta.chunks
-    step("verify checksums", t, f"{chunks} chunks, {len(bad)} damaged")
-    if len(bad):
-        raise ChunkFrameError(f"demo: {len(bad)} chunks failed verification: "
-                              f"{bad['problem'].iloc[0]}")
-
-    total = sum(s["seconds"] for s in steps)
-    view = pd.DataFrame(steps)
-    view["seconds"] = view["seconds"].map("{:.3f}".format)
-    out("summary:")
-    out(_table(view))
-    out(f"done in {total:.2f} s; datasets 'sensors' and 'sensors_csv' are ready "
-        f"(try: chunkframe get sensors 0 1 2)")
-    return {"datasets": ["sensors", "sensors_csv"], "rows": n, "equal": True,
-            "steps": steps, "seconds": total}
-
-
-def _last_view(last: pd.DataFrame) -> pd.DataFrame:
-    """Last values as one row per device and one column per measurement, when that fits."""
-    try:
-        wide = last.pivot(index="device", columns="measurement", values="value")
-        wide = wide[list(dict.fromkeys(last["measurement"]))]  # the dataset's column order
-        wide.columns.name = None
-        return wide.reset_index()
-    except (KeyError, ValueError):
-        return last
-
-
 # -- parser -----------------------------------------------------------------------------------
 
 class _UsageError(Exception):
-    """A command line that parses but makes no sense: exit status 2, like argparse."""
+    """A command line that makes no sense: exit status 2, like argparse."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser):
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (so that ``--json`` can report it as JSON);
+    ``commands`` maps each command's name to its parser (for the hints, :class:`_CliStyle`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message, self)
+
+
+class _Later(Sequence[str]):
+    """Choices read from the library when first needed (a value is checked, or the command's
+    help shown), so that building the parser for every command imports none of it."""
+
+    def __init__(self, module: str, name: str):
+        self._where = (module, name)
+        self._values: tuple[str, ...] | None = None
+
+    def _load(self) -> tuple[str, ...]:
+        if self._values is None:
+            module, name = self._where
+            self._values = tuple(getattr(importlib.import_module(f"chunkframe.{module}"), name))
+        return self._values
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._load()[i]
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._load()
 
 
 def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
@@ -571,27 +408,29 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
                    help="fsspec options for s3:// stores and exports, e.g. "
                         "'{\"endpoint_url\": \"http://localhost:9000\"}'")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS if sub else False,
-                   help="machine-readable output: one JSON document on stdout")
+                   help="machine-readable output: one JSON document on stdout, errors included "
+                        "({\"error\": ..., \"message\": ...})")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
+    """The parser of every command (``commands``: each command's own parser)."""
     from . import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _global_options(common, sub=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="Chunked, checksummed Arrow datasets, read back from pandas.",
         epilog="Exit status: 0 ok, 1 error, 2 usage. Try: chunkframe demo")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.commands
 
     def command(name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(handler=handler, subparser=p)
+        commands[name] = p
         return p
-
-    from .ingest import MODES
 
     p = command("ingest", cmd_ingest, "ingest a CSV/Parquet/Arrow file, directory or glob")
     p.add_argument("src", metavar="SRC", help="path, URL (s3://...) or glob of the source files")
@@ -601,9 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-column", metavar="COL", help="the time column (default: the only "
                    "datetime column, if there is exactly one)")
     p.add_argument("--device-column", metavar="COL", help="the column naming each series' device")
-    p.add_argument("--mode", choices=MODES, default="create",
-                   help="create (default), overwrite, append or resume")
+    p.add_argument("--mode", choices=_Later("ingest", "MODES"), default="create", metavar="MODE",
+                   help="%(choices)s (default: create)")
     p.add_argument("--compression", choices=["zstd", "lz4"], help="chunk buffer compression")
+    p.add_argument("--wait", action="store_true",
+                   help="wait while another worker ingests this dataset, instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     command("ls", cmd_ls, "list the complete datasets")
@@ -644,12 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="ID")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    from .export import FORMATS
-
     p = command("export", cmd_export, "write a dataset (or part of it) to one file, streamed")
     p.add_argument("id", metavar="ID")
     p.add_argument("dest", metavar="DEST", help="file path or s3:// URL; a directory gets ID.EXT")
-    p.add_argument("--format", choices=list(FORMATS), help="default: from DEST's extension")
+    p.add_argument("--format", choices=_Later("export", "FORMATS"), metavar="FORMAT",
+                   help="%(choices)s (default: from DEST's extension)")
+    p.add_argument("--mkdir", dest="parents", action="store_true",
+                   help="create DEST's missing parent directories (default: refuse)")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these columns")
     p.add_argument("--start", type=_sn, metavar="SN", help="first serial number")
     p.add_argument("--stop", type=_sn, metavar="SN", help="serial number to stop before")
@@ -669,12 +511,104 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="no filter: delete every value")
 
     p = command("demo", cmd_demo, "run the main job on the sample data (repeatable)")
-    p.add_argument("--samples", metavar="DIR", help=f"sample folder (default {SAMPLES_DIR})")
+    p.add_argument("--samples", dest="samples_dir", metavar="DIR",
+                   help="a folder holding sensors.parquet and sensors.csv (default: the samples "
+                        "shipped with chunkframe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
     p.add_argument("action", choices=["status", "stop"])
+
     return parser
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+class _CliStyle:
+    """Hints in the words of the command line: a library error's ``cf.ingest(source, 'x',
+    mode='overwrite')`` becomes ``chunkframe ingest SRC x --mode overwrite``.
+
+    Keyword arguments are found as the option of the same ``dest``, first in the running
+    command, then in the others; the metavars are those of the parser, so a hint can only
+    name flags that exist. Something the command line cannot do is said in Python words.
+    """
+
+    COMMANDS = {"ingest": "ingest", "datasets": "ls", "open": "info"}
+    """Python API function -> the command doing the same."""
+
+    def __init__(self, parser: _Parser, running: argparse.ArgumentParser | None):
+        self.commands = parser.commands
+        self.search = [p for p in (running, *self.commands.values()) if p is not None]
+
+    @staticmethod
+    def _option(p: argparse.ArgumentParser, name: str) -> argparse.Action | None:
+        return next((a for a in p._actions if a.dest == name and a.option_strings), None)
+
+    def _flag(self, arg: Arg, parsers: Sequence[argparse.ArgumentParser]) -> str | None:
+        for p in parsers:
+            action = self._option(p, arg.name)
+            if action is None:
+                continue
+            flag = max(action.option_strings, key=len)
+            if action.nargs == 0:  # store_true: the flag is the value
+                return flag if arg.value is ... or arg.value is True else None
+            placeholder = arg.value is ... or isinstance(arg.value, Placeholder)
+            value = ((action.metavar or arg.name.upper()) if placeholder
+                     else shlex.quote(str(arg.value)))
+            return f"{flag} {value}"
+        return None
+
+    def arg(self, arg: Arg) -> str:
+        return self._flag(arg, self.search) or PYTHON.arg(arg)
+
+    def call(self, call: Call) -> str:
+        name = self.COMMANDS.get(call.func, "")
+        p = self.commands.get(name)
+        if p is None:
+            return PYTHON.call(call)
+        positionals = [a for a in p._actions if not a.option_strings]
+        if len(call.args) > len(positionals):
+            return PYTHON.call(call)
+        words = [PROG, name]
+        for action, value in zip(positionals, call.args, strict=False):
+            words.append(str(action.metavar) if isinstance(value, Placeholder)
+                         else shlex.quote(str(value)))
+        for kw in call.kwargs:
+            flag = self._flag(kw, [p])
+            if flag is None:
+                return PYTHON.call(call)
+            words.append(flag)
+        return " ".join(words)
+
+
+class _Doing(Exception):
+    """An error with what the command was doing in front: ``cannot export 'x' to ...: ...``."""
+
+    def __init__(self, doing: str, cause: BaseException):
+        super().__init__(doing)
+        self.doing, self.cause = doing, cause
+
+
+def _describe(exc: BaseException, style: _CliStyle) -> tuple[str, str]:
+    """(error class name, message in command-line words) of a failed command."""
+    if isinstance(exc, _Doing):
+        name, message = _describe(exc.cause, style)
+        return name, f"{exc.doing}: {message}"
+    name = type(exc).__name__
+    if isinstance(exc, ChunkFrameError):
+        return name, exc.message(style)
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return name, exc.args[0]  # str(KeyError) would repr() the message
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return name, f"{exc.strerror}: {str(exc.filename)!r}"
+    return name, str(exc) or name
+
+
+def _expected(exc: BaseException) -> bool:
+    import redis
+
+    return isinstance(exc, (ChunkFrameError, LookupError, OSError, ValueError, TypeError,
+                            redis.RedisError, _Doing))
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -693,14 +627,23 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    """``--json`` anywhere before ``--``: known before parsing, so usage errors honour it."""
+    argv = list(argv)
+    return "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors
+    except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    out = _Out(args.json)
+    except _UsageError as exc:
+        return _usage_error(exc, Out(_wants_json(argv)))
+    out = Out(args.json)
     previous: dict[int, Any] = {}
     _SIGNALLED.clear()
     try:
@@ -711,14 +654,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args, out))
     except _UsageError as exc:
-        args.subparser.print_usage(sys.stderr)
-        _error(str(exc))
-        return EXIT_USAGE
+        return _usage_error(exc, out)
     except _Terminated:
-        _error("terminated")
+        out.error("Terminated", "terminated")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        _error("interrupted")
+        out.error("KeyboardInterrupt", "interrupted")
         return 130
     except BrokenPipeError:
         try:  # the reader went away (e.g. `| head`): quiet, as other tools are
@@ -728,22 +669,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - every failure is one line, never a traceback
         if _SIGNALLED:
-            _error("terminated" if _SIGNALLED[0] == signal.SIGTERM else "interrupted")
-            return 128 + signal.SIGTERM if _SIGNALLED[0] == signal.SIGTERM else 130
-        if not _expected(exc) and os.environ.get("CHUNKFRAME_DEBUG"):
+            if _SIGNALLED[0] == signal.SIGTERM:
+                out.error("Terminated", "terminated")
+                return 128 + signal.SIGTERM
+            out.error("KeyboardInterrupt", "interrupted")
+            return 130
+        if os.environ.get("CHUNKFRAME_DEBUG") and not _expected(exc):
             raise
-        _error(_message(exc))
+        out.error(*_describe(exc, _CliStyle(parser, args.subparser)))
         return EXIT_ERROR
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def _expected(exc: BaseException) -> bool:
-    import redis
-
-    return isinstance(exc, (ChunkFrameError, LookupError, OSError, ValueError, TypeError,
-                            redis.RedisError))
+def _usage_error(exc: _UsageError, out: Out) -> int:
+    """argparse's usage line and ``PROG COMMAND: error: ...``, or the JSON document."""
+    if out.json:
+        out.error("UsageError", f"{exc.parser.prog}: {exc}; see {exc.parser.prog} --help")
+    else:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

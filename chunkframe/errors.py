@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Protocol
+
 __all__ = [
+    "Hint",
+    "Arg",
+    "Call",
+    "Placeholder",
+    "HintStyle",
+    "PYTHON",
     "ChunkFrameError",
     "DatasetNotFoundError",
     "DatasetExistsError",
@@ -15,11 +24,118 @@ __all__ = [
     "BackendUnavailableError",
     "ContextError",
     "InvalidArgumentError",
+    "PathNotFoundError",
 ]
 
 
+# -- hints: the "what to do next" of a message, said in Python or on the command line ---------
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A value the user fills in, such as the ``source`` of an ingest."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A keyword argument (``mode='overwrite'``) or, on the command line, its flag
+    (``--mode overwrite``). ``value=...`` stands for any value (``time_column='...'``)."""
+
+    name: str
+    value: Any = ...
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call of the public API (``cf.ingest(source, 'x', mode='overwrite')``) or, on the
+    command line, its command (``chunkframe ingest SRC x --mode overwrite``)."""
+
+    func: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[Arg, ...] = ()
+
+    @classmethod
+    def of(cls, func: str, *args: Any, **kwargs: Any) -> Call:
+        return cls(func, args, tuple(Arg(k, v) for k, v in kwargs.items()))
+
+
+class HintStyle(Protocol):
+    """How a front end names arguments and calls (:data:`PYTHON`; the CLI has its own)."""
+
+    def arg(self, arg: Arg) -> str: ...
+
+    def call(self, call: Call) -> str: ...
+
+
+class _PythonStyle:
+    """Hints in the words of the Python API."""
+
+    def value(self, v: Any) -> str:
+        if isinstance(v, Placeholder):
+            return v.name
+        return "'...'" if v is ... else repr(v)
+
+    def arg(self, arg: Arg) -> str:
+        return f"{arg.name}={self.value(arg.value)}"
+
+    def call(self, call: Call) -> str:
+        parts = [self.value(a) for a in call.args] + [self.arg(a) for a in call.kwargs]
+        return f"cf.{call.func}({', '.join(parts)})"
+
+
+PYTHON: HintStyle = _PythonStyle()
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What to do next, as a ``str.format`` template whose ``{}`` are :class:`Arg` or
+    :class:`Call` terms, so that each front end can say it in its own words.
+
+    >>> hint = Hint("use {} to replace it", Arg("mode", "overwrite"))
+    >>> hint.render(PYTHON)
+    "use mode='overwrite' to replace it"
+    """
+
+    template: str
+    terms: tuple[Arg | Call, ...] = ()
+
+    def __init__(self, template: str, *terms: Arg | Call) -> None:
+        object.__setattr__(self, "template", template)
+        object.__setattr__(self, "terms", terms)
+
+    def render(self, style: HintStyle = PYTHON) -> str:
+        return self.template.format(*(
+            style.call(t) if isinstance(t, Call) else style.arg(t) for t in self.terms))
+
+    def __str__(self) -> str:
+        return self.render(PYTHON)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
 class ChunkFrameError(Exception):
-    """Base class of every error chunkframe raises on purpose."""
+    """Base class of every error chunkframe raises on purpose.
+
+    ``hint`` (a :class:`Hint`) says what to do next; ``str(error)`` says it in Python
+    (``message; hint``), ``error.message(style)`` in the words of another front end.
+    """
+
+    hint: Hint | None = None
+
+    def __init__(self, *args: Any, hint: Hint | None = None) -> None:
+        if hint is not None:
+            self.hint, self.what = hint, str(args[0]) if args else ""
+            args = (f"{self.what}; {hint}" if self.what else str(hint), *args[1:])
+        super().__init__(*args)
+
+    def message(self, style: HintStyle = PYTHON) -> str:
+        """The message with its hint said in ``style`` (the command line passes its own)."""
+        if self.hint is None or style is PYTHON:
+            return str(self)
+        hint = self.hint.render(style)
+        return f"{self.what}; {hint}" if self.what else hint
 
 
 class DatasetNotFoundError(ChunkFrameError, KeyError):
@@ -58,8 +174,9 @@ class ChunkCorruptionError(ChunkFrameError):
         detail = f" (stored {stored}, computed {computed})" if stored or computed else ""
         super().__init__(
             f"chunk {chunk} of dataset {dataset!r} at key {key!r} is corrupt: {reason}{detail}. "
-            f"No value from it was returned. Re-ingest the dataset "
-            f"(cf.ingest(source, {dataset!r}, mode='overwrite')) or restore the chunk file."
+            f"No value from it was returned",
+            hint=Hint("re-ingest the dataset ({}) or restore the chunk file",
+                      Call.of("ingest", Placeholder("source"), dataset, mode="overwrite")),
         )
 
 
@@ -85,6 +202,10 @@ class ContextError(ChunkFrameError, ValueError):
 
 class InvalidArgumentError(ChunkFrameError, ValueError):
     """An argument out of its range (``mode``, ``chunk_rows``, ...); nothing was touched."""
+
+
+class PathNotFoundError(ChunkFrameError, FileNotFoundError):
+    """A file or directory to read, or to write into, does not exist."""
 
 
 class SnapshotSupersededError(ChunkFrameError):

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from .devices import device_key, device_text
+from .errors import Arg, Hint, PathNotFoundError
 from .progress import progress_bar
 from .reader import Snapshot, chunk_slices
 
@@ -365,8 +366,9 @@ class _Target:
     killed process (kill -9) is removed by the next export to the same local destination.
     """
 
-    def __init__(self, dest: str, storage_options: dict[str, Any]):
+    def __init__(self, dest: str, storage_options: dict[str, Any], parents: bool = False):
         self.fs, path = fsspec.url_to_fs(dest, **storage_options)
+        self.parents = parents
         self.local = isinstance(self.fs, LocalFileSystem)
         self.dest = dest
         self.path = os.path.abspath(os.path.expanduser(path)) if self.local else path
@@ -389,6 +391,10 @@ class _Target:
             if blocker and not os.path.isdir(blocker):
                 raise NotADirectoryError(
                     f"cannot write {self.path!r}: {blocker!r} is a file, not a directory")
+            if blocker != parent and not self.parents:
+                raise PathNotFoundError(
+                    f"the directory {parent!r} does not exist",
+                    hint=Hint("create it first, or pass {}", Arg("parents", True)))
             os.makedirs(parent, exist_ok=True)
             self._sweep()
             self.sink = pa.OSFile(self.tmp, "wb")
@@ -494,7 +500,7 @@ def export(ds: Dataset, dest: str | os.PathLike[str], format: str | None = None,
     Parameters
     ----------
     dest : a local path or a URL (``s3://bucket/key.parquet``); a directory (or a path ending
-        in ``/``) receives ``<dataset id>.<ext>``. Missing local parent directories are made.
+        in ``/``) receives ``<dataset id>.<ext>``.
     format : ``parquet``, ``csv``, ``arrow`` (IPC file) or ``jsonl``; None infers it from the
         extension.
     columns : columns to write (all if None), in this order.
@@ -506,6 +512,10 @@ def export(ds: Dataset, dest: str | os.PathLike[str], format: str | None = None,
         needs a time column. A naive time is read in the column's time zone.
     progress : a progress bar (None: only on an interactive terminal or notebook).
     storage_options : fsspec options for ``dest``; default: the client's storage options.
+    parents : create the missing parent directories of a local ``dest``; by default a
+        missing directory is an error (:class:`~chunkframe.errors.PathNotFoundError`, a
+        ``FileNotFoundError``), as ``open(dest, "w")`` would be. Object stores have no
+        directories to make.
 
     Only a few chunks are in memory at a time whatever the dataset size. The file is written
     under a temporary name and moved into place when complete: a failed or interrupted export
@@ -532,6 +542,7 @@ def export_dataset(
     until: Any = None,
     progress: bool | None = None,
     storage_options: dict[str, Any] | None = None,
+    parents: bool = False,
 ) -> ExportResult:
     """:func:`export` (which documents the options), returning an :class:`ExportResult`
     (rows written, chunks read, time)."""
@@ -557,7 +568,7 @@ def export_dataset(
             else dict(ds._client.settings.storage_options)
 
     plan = [(i, off, n) for i, off, n in chunk_slices(snap, lo, hi)]
-    target = _Target(dest_text, storage_options)
+    target = _Target(dest_text, storage_options, parents)
     bar = progress_bar(hi - lo, f"export {ds.id}", progress, unit="rows")
     rows = read = 0
     writer: _Writer | None = None

@@ -18,10 +18,12 @@ import redis
 from .codec import Compression, checksum_matches, decode, write
 from .devices import device_codes
 from .errors import (
+    Arg,
     BackendUnavailableError,
     ChunkFrameError,
     DatasetExistsError,
     DatasetNotFoundError,
+    Hint,
     InvalidArgumentError,
     LockLostError,
     SchemaMismatchError,
@@ -140,13 +142,14 @@ def _plan(
 ) -> _Plan:
     if mode == "resume" and status:
         if status["fingerprint"] != fingerprint:
-            hint = ("an iterator of frames cannot be recognised from its rows, so pass the "
-                    "same fingerprint='...' to both runs" if fingerprint.startswith(
-                        ITERATOR_FINGERPRINT) else "pass the same source")
+            same = (Hint("an iterator of frames cannot be recognised from its rows, so pass "
+                         "the same {} to both runs", Arg("fingerprint"))
+                    if fingerprint.startswith(ITERATOR_FINGERPRINT) else Hint("pass the same source"))
             raise SourceError(
                 f"cannot resume dataset {dataset_id!r}: the interrupted ingest read a different "
-                f"source (its fingerprint differs); {hint}, or use mode='overwrite' to start "
-                "again from this one"
+                f"source (its fingerprint differs)",
+                hint=Hint(same.template + ", or use {} to start again from this one",
+                          *same.terms, Arg("mode", "overwrite")),
             )
         return _Plan(status["op"], int(status["generation"]), int(status["base_chunk"]),
                      int(status["base_rows"]), int(status["chunk_rows"]), fingerprint,
@@ -157,14 +160,15 @@ def _plan(
         mode = "create"
     if mode == "create" and existing is not None:
         raise DatasetExistsError(
-            f"dataset {dataset_id!r} already exists ({existing.rows} rows); use "
-            "mode='overwrite' to replace it, mode='append' to add rows, or another id"
+            f"dataset {dataset_id!r} already exists ({existing.rows} rows)",
+            hint=Hint("use {} to replace it, {} to add rows, or another id",
+                      Arg("mode", "overwrite"), Arg("mode", "append")),
         )
     if mode == "append":
         if existing is None:
             raise DatasetNotFoundError(
-                f"cannot append to dataset {dataset_id!r}: it does not exist; ingest it first "
-                "with mode='create'"
+                f"cannot append to dataset {dataset_id!r}: it does not exist",
+                hint=Hint("ingest it first with {}", Arg("mode", "create")),
             )
         return _Plan("append", existing.generation, existing.chunks, existing.rows,
                      existing.chunk_rows, fingerprint, existing.time_column,
@@ -268,8 +272,8 @@ def ingest(
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BackendUnavailableError(
             f"lost the connection to Redis at {client.state.url!r} while ingesting "
-            f"{dataset_id!r}: {exc}. Chunks checkpointed so far are kept: once Redis is back, "
-            "run the ingest again with mode='resume'"
+            f"{dataset_id!r}: {exc}. Chunks checkpointed so far are kept",
+            hint=Hint("once Redis is back, run the ingest again with {}", Arg("mode", "resume")),
         ) from exc
 
 
@@ -416,7 +420,7 @@ def _run(
                     raise SourceError(
                         f"cannot resume dataset {dataset_id!r}: chunk {n} of {description} "
                         "differs from the chunk already written (or that chunk's file is gone "
-                        "or damaged); use mode='overwrite'"
+                        "or damaged)", hint=Hint("use {}", Arg("mode", "overwrite")),
                     )
                 checked = True  # one re-cut chunk compared with its checkpoint is enough
                 bar.update(table.num_rows)
@@ -437,8 +441,8 @@ def _run(
     if len(new) != count:
         raise ChunkFrameError(
             f"ingest of {dataset_id!r} finished splitting but {count - len(new)} chunk "
-            "checkpoints are missing in Redis (was Redis flushed mid-ingest?); run it again "
-            "with mode='resume'"
+            "checkpoints are missing in Redis (was Redis flushed mid-ingest?)",
+            hint=Hint("run it again with {}", Arg("mode", "resume")),
         )
     prior = client.catalog.chunks(dataset_id, plan.generation) if plan.op == "append" else []
     prior = [c for c in prior if c.chunk < plan.base_chunk]

@@ -63,7 +63,7 @@ import pyarrow.compute as pc
 import redis
 
 from .devices import device_key, device_text, typed_device
-from .errors import ChunkFrameError, DatasetNotFoundError, SchemaMismatchError
+from .errors import Arg, ChunkFrameError, DatasetNotFoundError, Hint, SchemaMismatchError
 from .model import ChunkMeta, DatasetMeta, Tombstone
 from .reader import apply_tombstones
 
@@ -963,8 +963,9 @@ class LastValues:
         if meta.time_column is None:
             raise SchemaMismatchError(
                 f"dataset {meta.id!r} has no time column, so it {what}: a last value is the "
-                "value of the latest time. Re-ingest it with time_column='...' "
-                "(mode='overwrite') naming a datetime or integer column"
+                "value of the latest time",
+                hint=Hint("re-ingest it with {} ({}) naming a datetime or integer column",
+                          Arg("time_column"), Arg("mode", "overwrite")),
             )
         return meta.time_column
 

@@ -20,7 +20,14 @@ import redis
 
 from .codec import checksum_matches, decode
 from .devices import device_text
-from .errors import ChunkCorruptionError, DatasetNotFoundError, SnapshotSupersededError
+from .errors import (
+    Call,
+    ChunkCorruptionError,
+    DatasetNotFoundError,
+    Hint,
+    Placeholder,
+    SnapshotSupersededError,
+)
 from .keys import validate_id
 from .model import ChunkMeta, DatasetMeta, Tombstone
 from .planes import Planes, plane_for
@@ -195,8 +202,9 @@ class Reader:
         hint = f"; did you mean {close!r}" if close else (
             f"; known datasets: {ids[:10]!r}" if ids else "; no datasets exist yet")
         return DatasetNotFoundError(
-            f"no complete dataset {dataset_id!r}{hint}. Ingest it with cf.ingest(source, "
-            f"{dataset_id!r}) or list them with cf.datasets()"
+            f"no complete dataset {dataset_id!r}{hint}",
+            hint=Hint("ingest it with {} or list them with {}",
+                      Call.of("ingest", Placeholder("source"), dataset_id), Call.of("datasets")),
         )
 
     @staticmethod

@@ -17,7 +17,7 @@ import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 
 from .codec import encode, to_arrow
-from .errors import SchemaMismatchError, SourceError
+from .errors import Arg, Hint, SchemaMismatchError, SourceError
 
 __all__ = ["Source", "open_source", "check_columns", "conform", "ITERATOR_FINGERPRINT"]
 
@@ -152,8 +152,9 @@ def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise SchemaMismatchError(
                 f"column {field.name!r} of {where} is {col.type} but the dataset stores "
-                f"{field.type}, and it cannot be converted safely ({exc}); convert the column "
-                "first, or use mode='overwrite' to replace the dataset with the new schema"
+                f"{field.type}, and it cannot be converted safely ({exc})",
+                hint=Hint("convert the column first, or use {} to replace the dataset with the "
+                          "new schema", Arg("mode", "overwrite")),
             ) from exc
     return pa.Table.from_arrays(arrays, schema=schema)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from .errors import BackendUnavailableError, DatasetLockedError, LockLostError
+from .errors import Arg, BackendUnavailableError, DatasetLockedError, Hint, LockLostError
 from .keys import RedisKeys
 from .model import ChunkMeta, DatasetMeta
 
@@ -105,8 +105,9 @@ class DatasetLock:
                 pttl = self.client.pttl(self.keys.lock)
                 raise DatasetLockedError(
                     f"dataset {self.dataset_id!r} is being ingested by another worker "
-                    f"(its lock expires in {max(pttl, 0) / 1000:.1f}s unless renewed). Wait for "
-                    "it to finish, pass wait=True, or run mode='resume' after it stops"
+                    f"(its lock expires in {max(pttl, 0) / 1000:.1f}s unless renewed)",
+                    hint=Hint("wait for it to finish, pass {}, or run {} after it stops",
+                              Arg("wait", True), Arg("mode", "resume")),
                 )
             mod_time.sleep(min(0.1, self.ttl / 10))
 
@@ -115,8 +116,9 @@ class DatasetLock:
         if self._lost.is_set():
             raise LockLostError(
                 f"lost the ingest lock of dataset {self.dataset_id!r} (it expired or another "
-                "worker took it); this worker stopped writing. Run the ingest again with "
-                "mode='resume' to continue from the last checkpoint"
+                "worker took it); this worker stopped writing",
+                hint=Hint("run the ingest again with {} to continue from the last checkpoint",
+                          Arg("mode", "resume")),
             )
 
     def release(self) -> None:

@@ -86,7 +86,8 @@ def run(out: str, day: str | None = None, dry_run: bool = False,
             written.append(dest)
             continue
         try:
-            cf.open(row["id"]).export(dest, progress=False, storage_options=storage_options)
+            cf.open(row["id"]).export(dest, progress=False, storage_options=storage_options,
+                                      parents=True)
         except (cf.ChunkFrameError, OSError, ValueError) as exc:
             failed.append(row["id"])
             print(f"failed to export {row['id']!r}: {exc}", file=sys.stderr)

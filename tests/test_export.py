@@ -70,7 +70,7 @@ def test_infer_format():
 
 def test_parquet_round_trip_keeps_pandas_dtypes(rich, tmp_path):
     dest = tmp_path / "out" / "rich.parquet"  # the parent is made
-    assert rich.export(str(dest)) == str(dest)
+    assert rich.export(str(dest), parents=True) == str(dest)
     back = pd.read_parquet(dest)
     pd.testing.assert_frame_equal(back, rich.to_pandas().reset_index(drop=True))
     assert back["device"].cat.categories.tolist() == list("dcbaz")  # unused category kept
@@ -306,8 +306,22 @@ def test_directory_destination_gets_the_dataset_id(sensors, tmp_path):
     folder = tmp_path / "exports"
     folder.mkdir()
     assert sensors.export(str(folder)) == str(folder / "sensors.parquet")
-    assert sensors.export(str(tmp_path / "new") + "/", format="csv") == \
+    assert sensors.export(str(tmp_path / "new") + "/", format="csv", parents=True) == \
         str(tmp_path / "new" / "sensors.csv")
+
+
+def test_missing_directory_is_refused_unless_parents(sensors, tmp_path):
+    import chunkframe as cf
+
+    dest = tmp_path / "no" / "such" / "s.parquet"
+    for where in (dest, f"{tmp_path / 'no'}/"):  # a file in it, or the folder itself
+        with pytest.raises(cf.PathNotFoundError) as info:
+            sensors.export(str(where))
+        assert isinstance(info.value, FileNotFoundError)
+        assert "does not exist" in str(info.value) and "parents=True" in str(info.value)
+    assert not (tmp_path / "no").exists()
+    assert sensors.export(str(dest), parents=True) == str(dest)
+    assert len(pd.read_parquet(dest)) == len(sensors)
 
 
 def test_unwritable_destination(sensors, tmp_path):

@@ -1,4 +1,8 @@
-"""Regenerate the sample sensor readings (deterministic): python data/samples/make_samples.py"""
+"""Regenerate the sample sensor readings (deterministic): python data/samples/make_samples.py
+
+Writes them here and to ``chunkframe/samples/``, the copy shipped in the package for
+``chunkframe demo`` (tests/test_cli.py checks the two are equal).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).parent
+PACKAGED = HERE.parents[1] / "chunkframe" / "samples"
 
 
 def sensors(rows: int = 50_000, devices: int = 20, seed: int = 7) -> pd.DataFrame:
@@ -90,6 +95,7 @@ def flights(rows: int = 336_776, seed: int = 13) -> pd.DataFrame:
 
 if __name__ == "__main__":
     df = sensors()
-    df.to_csv(HERE / "sensors.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
-    df.to_parquet(HERE / "sensors.parquet", index=False)
-    print(f"wrote {len(df)} rows to {HERE}")
+    for where in (HERE, PACKAGED):
+        df.to_csv(where / "sensors.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        df.to_parquet(where / "sensors.parquet", index=False)
+        print(f"wrote {len(df)} rows to {where}")
