@@ -430,6 +430,12 @@ def cmd_server(args: argparse.Namespace, out: _Out) -> int:
 
 # -- the demo ---------------------------------------------------------------------------------
 
+def cmd_serve(args: argparse.Namespace, out: _Out) -> int:
+    from .service.run import serve_command  # the service and its extra: see chunkframe/service
+
+    return serve_command(args)
+
+
 def _comparable(df: pd.DataFrame) -> pd.DataFrame:
     """Datetimes at one resolution, so Parquet (us) and CSV (s) reads compare by value."""
     df = df.copy()
@@ -674,6 +680,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
     p.add_argument("action", choices=["status", "stop"])
+
+    from .service.run import add_arguments as serve_arguments
+
+    p = command("serve", cmd_serve, "serve the datasets over HTTP: GetValue and friends "
+                "(needs the service extra: pip install 'chunkframe[service]')")
+    serve_arguments(p)
     return parser
 
 
