@@ -283,6 +283,11 @@ def test_corrupt_chunk_is_500_and_other_chunks_still_served(server, http, world)
     assert body["details"]["chunk"] == 2 and body["details"]["key"] == key
     assert json.loads(_get(http, server.url, "/v1/datasets/fragile/values/50").data) == {"x": 50}
     assert json.loads(_get(http, server.url, "/v1/datasets/fragile/values/450").data) == {"x": 450}
+    remote = cf.connect(server.url).open("fragile")
+    with pytest.raises(cf.ChunkCorruptionError) as err:
+        remote.get(201)
+    assert (err.value.dataset, err.value.chunk, err.value.key) == ("fragile", 2, key)
+    assert remote.get(499, "x") == 499
 
 
 # -- auth -------------------------------------------------------------------------------------
@@ -298,6 +303,11 @@ def test_auth_on(secured, http, world):
     r = http.request("POST", secured.url + "/v1/datasets/every/values", body=b'{"sns": [1]}',
                      headers={"Authorization": f"Bearer {TOKEN}x"})
     _error(r, 401, "AuthenticationError")
+    with pytest.raises(cf.service.AuthenticationError):
+        cf.connect(secured.url, token="wrong").open("every")
+    remote = cf.connect(secured.url, token=TOKEN)
+    assert TOKEN not in repr(remote) and TOKEN not in repr(remote.open("every"))
+    assert remote.open("every").get(3, "i") == world["every"]["i"][3]
     assert TOKEN not in (world["home"] / "secured.log").read_text()
     assert TOKEN not in repr(cf.service.ServiceConfig(token=TOKEN))
 
@@ -327,6 +337,123 @@ def test_serve_without_the_extra_names_it(world):
     r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 1 and "pip install 'chunkframe[service]'" in r.stderr
+
+
+# -- the remote client ------------------------------------------------------------------------
+
+def _same_value(a, b) -> None:
+    assert type(a) is type(b), (a, b)
+    assert (a is b) or (pd.isna(a) and pd.isna(b)) or a == b, (a, b)
+
+
+def test_remote_reads_equal_local_on_every_dtype(server, world):
+    local = world["local"].open("every")
+    client = cf.connect(server.url)
+    assert isinstance(client, cf.service.RemoteClient)
+    remote = cf.open("every")
+    assert len(remote) == len(local) and remote.columns == local.columns
+    for sn in (0, 5, 699, 700, 1_500, 2_999, -1, -3_000):
+        got, want = remote.get(sn), local.get(sn)
+        pd.testing.assert_series_equal(got, want)
+        for a, b in zip(got, want, strict=True):
+            _same_value(a, b)
+        for c in local.columns:
+            _same_value(remote.get(sn, c), local.get(sn, c))
+    for c in local.columns:  # a missing value of each column, whole row and alone
+        missing = np.flatnonzero(world["every"][c].isna().to_numpy())
+        for sn in missing[:1]:
+            _same_value(remote.get(int(sn), c), local.get(int(sn), c))
+            pd.testing.assert_series_equal(remote.get(int(sn)), local.get(int(sn)))
+    rng = np.random.default_rng(3)
+    sns = rng.integers(-3_000, 3_000, 2_500)  # over the server's batch bound: split
+    pd.testing.assert_frame_equal(remote.get_many(sns), local.get_many(sns))
+    pd.testing.assert_frame_equal(remote.get_many([7, 7, 1], ["tz", "c", "tz"]),
+                                  local.get_many([7, 7, 1], ["tz", "c", "tz"]))
+    pd.testing.assert_frame_equal(remote.get_many([]), local.get_many([]))
+    for a, b in ((None, None), (10, 2_500), (-50, None), (2_900, 10), (0, 3_000)):
+        pd.testing.assert_frame_equal(remote.slice(a, b), local.slice(a, b))
+    pd.testing.assert_frame_equal(remote.slice(100, 200, ["s", "ni"]),
+                                  local.slice(100, 200, ["s", "ni"]))
+    pd.testing.assert_frame_equal(remote.to_pandas(), local.to_pandas())
+    pd.testing.assert_frame_equal(remote.to_pandas(), world["every"])
+    pd.testing.assert_frame_equal(remote.to_pandas(["td", "nb"]), local.to_pandas(["td", "nb"]))
+    with pytest.raises(IndexError, match="out of range"):
+        remote.get(3_000)
+    with pytest.raises(KeyError, match="no column 'zz'"):
+        remote.get(1, "zz")
+    with pytest.raises(TypeError):
+        remote.get("1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="flat"):
+        remote.get_many([[1, 2]])
+    with pytest.raises(cf.DatasetNotFoundError, match="no complete dataset 'nope'"):
+        cf.open("nope")
+    assert "every" in remote._repr_html_() and "3,000" in remote._repr_html_()
+    assert "3,000 rows" in repr(remote)
+    pd.testing.assert_frame_equal(client.datasets(), world["local"].datasets())
+
+
+def test_remote_last_tags_find_and_context(server, world):
+    local = world["local"]
+    remote = cf.connect(server.url).open("sensors")
+    pd.testing.assert_frame_equal(remote.last(), local.open("sensors").last())
+    pd.testing.assert_frame_equal(remote.last("d2", "x"), local.open("sensors").last("d2", "x"))
+    pd.testing.assert_frame_equal(remote.last(["d4", "d1"]), local.open("sensors").last(["d4", "d1"]))
+    every = cf.connect(server.url).open("every")
+    pd.testing.assert_frame_equal(every.tags(), local.open("every").tags())
+    pd.testing.assert_frame_equal(every.find("team-a"), local.open("every").find("team-a"))
+    every.tag("checked", True, keywords=["qa"])
+    assert cf.Client(local.settings).context("every").get("checked") is True  # written through
+    assert every.context.get("checked") is True and every.context["rows"] == 3_000
+    pd.testing.assert_frame_equal(every.tags("VARIABLE"), local.open("every").tags("VARIABLE"))
+    every.context.remove("checked")
+    with pytest.raises(KeyError):
+        every.context.get("checked")
+
+
+def test_remote_writes_are_local_only(server):
+    client = cf.connect(server.url)
+    ds = client.open("every")
+    for call in (lambda: ds.append(pd.DataFrame({"i": [1]})), lambda: ds.delete(),
+                 lambda: cf.ingest(pd.DataFrame({"a": [1]}), "x")):
+        with pytest.raises(cf.service.ReadOnlyError, match="local-only"):
+            call()
+
+
+def test_remote_client_when_the_server_is_down():
+    client = cf.connect(f"http://127.0.0.1:{free_port()}", retries=1)
+    with pytest.raises(cf.BackendUnavailableError, match="cannot be reached.*chunkframe serve"):
+        client.open("every")
+    with pytest.raises(TypeError, match="drop redis"):
+        cf.connect("http://127.0.0.1:1", redis="redis://x")
+
+
+@pytest.mark.slow
+def test_server_restart_while_a_client_is_connected(world):
+    proc = ServeProcess(world["settings"], world["home"] / "restart.log").start()
+    try:
+        remote = cf.connect(proc.url).open("every")
+        assert remote.get(10, "i") == world["every"]["i"][10]
+        proc.stop()
+        with pytest.raises(cf.BackendUnavailableError):
+            remote.get(11)
+        proc.start()  # same port
+        assert remote.get(12, "i") == world["every"]["i"][12]  # the pool reconnects
+        pd.testing.assert_frame_equal(remote.get_many([1, 2]),
+                                      world["local"].open("every").get_many([1, 2]))
+    finally:
+        proc.stop()
+
+
+@pytest.mark.slow
+def test_workers_serve_the_same_data(world):
+    proc = ServeProcess(world["settings"], world["home"] / "workers.log",
+                        extra=("--workers", "2")).start()
+    try:
+        remote = cf.connect(proc.url).open("every")
+        for sn in range(0, 3_000, 300):
+            assert remote.get(sn, "i") == world["every"]["i"][sn]
+    finally:
+        proc.stop()
 
 
 # -- encodings --------------------------------------------------------------------------------
