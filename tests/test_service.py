@@ -93,6 +93,8 @@ def world(tmp_path_factory, redis_server):
                  device_column="dev", progress=False)
     local.open("every").tag("owner", "ana", keywords=["team-a"])
     local.open("every").tag("rows", 3_000, type="VARIABLE")
+    local.ingest(pd.DataFrame({"x": np.arange(10.0), "y": np.arange(10.0) / 3}), "floats",
+                 progress=False)
     return {"home": home, "settings": settings, "local": local, "every": every}
 
 
@@ -167,6 +169,10 @@ def test_get_value_json(server, http, world):
     some = int(np.flatnonzero(world["every"]["ni"].notna().to_numpy())[0])
     got = json.loads(_get(http, server.url, f"/v1/datasets/every/values/{some}?column=ni").data)
     assert type(got["value"]) is int and got["value"] == world["every"]["ni"][some]
+    r = _get(http, server.url, "/v1/datasets/every/values/-1", accept=ARROW)  # exact dtypes
+    assert r.headers["content-type"] == ARROW
+    pd.testing.assert_frame_equal(frame_from_arrow(r.data),
+                                  world["local"].open("every").get_many([2_999]))
     last = json.loads(_get(http, server.url, "/v1/datasets/every/values/-1?column=tz").data)
     assert last == {"value": world["every"]["tz"].iloc[-1].isoformat()}
 
@@ -364,6 +370,9 @@ def test_remote_reads_equal_local_on_every_dtype(server, world):
         for sn in missing[:1]:
             _same_value(remote.get(int(sn), c), local.get(int(sn), c))
             pd.testing.assert_series_equal(remote.get(int(sn)), local.get(int(sn)))
+    floats = world["local"].open("floats")  # a row of one dtype keeps it: float64, not object
+    pd.testing.assert_series_equal(cf.open("floats").get(3), floats.get(3))
+    assert cf.open("floats").get(3).dtype == np.float64
     rng = np.random.default_rng(3)
     sns = rng.integers(-3_000, 3_000, 2_500)  # over the server's batch bound: split
     pd.testing.assert_frame_equal(remote.get_many(sns), local.get_many(sns))

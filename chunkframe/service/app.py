@@ -259,6 +259,13 @@ class _Service:
         # A warm value is a few microseconds of work: answered on the event loop, as a trip
         # through the thread pool would cost more than the read (a cold chunk blocks the loop
         # for one chunk read, served from a memory map for local stores).
+        if _wants(request, TYPED_JSON):  # exact Python objects, for the remote client
+            if column is not None:
+                return _json({"value": tag(ds.get(sn, column))}, media_type=TYPED_JSON)
+            row = ds.get(sn)
+            return _json({"sn": int(row.name), "dtype": str(row.dtype),
+                          "columns": [str(c) for c in row.index],
+                          "values": [tag(v) for v in row.tolist()]}, media_type=TYPED_JSON)
         if column is not None:
             return _json({"value": jsonable(ds.get(sn, column))})
         return _json(row_object(ds.get(sn)))

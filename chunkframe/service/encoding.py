@@ -217,7 +217,8 @@ def frame_to_arrow(df: pd.DataFrame) -> bytes:
                                  index=df.index, dtype=object))
     if tagged:
         extra[_TAGGED] = json.dumps(tagged).encode()
-    table = pa.Table.from_pandas(df, preserve_index=None)
+    # nthreads=1: for a small frame, the thread pool pyarrow would start costs 8x the work
+    table = pa.Table.from_pandas(df, preserve_index=None, nthreads=1)
     if extra:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     sink = pa.BufferOutputStream()

@@ -125,15 +125,6 @@ def _segment(text: str) -> str:
     return quote(text, safe="")
 
 
-def _scalar(values: pd.Series) -> Any:
-    """The first value as ``ds.get`` returns it: numpy columns give numpy scalars (Timestamp
-    and Timedelta for times), extension columns their Python values (an Int64 value as an
-    int, a missing one as pd.NA) — not what ``df.iloc[0]`` gives, which depends on the mix."""
-    if isinstance(values.dtype, np.dtype):
-        return values.iloc[0]
-    return values.tolist()[0]
-
-
 def _size(n: float | None) -> str:
     if n is None:
         return "-"
@@ -215,12 +206,19 @@ class RemoteDataset:
         """Row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``."""
         if not isinstance(sn, (int, np.integer)) or isinstance(sn, (bool, np.bool_)):
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
+        # typed JSON, not Arrow: a row is a handful of scalars, and building a DataFrame from
+        # an Arrow stream costs ~20x decoding them (bench/results_service.md)
         query = None if column is None else {"column": column}
-        df = self._http.frame("GET", f"{self._path}/values/{int(sn)}", query=query)
-        if column is None:
-            return pd.Series([_scalar(df.iloc[:, j]) for j in range(df.shape[1])],
-                             index=df.columns, name=df.index[0], dtype=object)
-        return _scalar(df.iloc[:, 0])
+        doc = self._http.json("GET", f"{self._path}/values/{int(sn)}", query=query,
+                              accept=TYPED_JSON)
+        if column is not None:
+            return untag(doc["value"])
+        values = [untag(v) for v in doc["values"]]
+        index = pd.Index(doc["columns"])
+        try:  # the row's dtype, as ds.get gives it (float64 for an all-float table)
+            return pd.Series(values, index=index, name=doc["sn"], dtype=doc["dtype"])
+        except (TypeError, ValueError):
+            return pd.Series(values, index=index, name=doc["sn"], dtype=object)
 
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
