@@ -339,6 +339,12 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace, out: Out) -> int:
+    from .service.run import serve_command  # the service and its extra: see chunkframe/service
+
+    return serve_command(args)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 class _UsageError(Exception):
@@ -519,6 +525,11 @@ def build_parser() -> _Parser:
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
     p.add_argument("action", choices=["status", "stop"])
 
+    from .service.run import add_arguments as serve_arguments
+
+    p = command("serve", cmd_serve, "serve the datasets over HTTP: GetValue and friends "
+                "(needs the service extra: pip install 'chunkframe[service]')")
+    serve_arguments(p)
     return parser
 
 

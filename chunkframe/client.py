@@ -123,10 +123,17 @@ def connect(
     ``CHUNKFRAME_CATALOG`` and ``CHUNKFRAME_HOME`` (default ``~/.chunkframe``); with no Redis
     URL anywhere, an embedded redis-server is started under the home directory. Options:
     ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``, ``lock_ttl``,
-    ``prefix``.
+    ``prefix``. A server URL (``cf.connect("http://host:8765", token=...)``) gives a
+    remote client over ``chunkframe serve`` instead (see :mod:`chunkframe.service.remote`).
     """
     global _default
-    client = Client(resolve(store, redis, catalog, home, **options))
+    client: Any
+    if isinstance(store, str) and store.startswith(("http://", "https://")):
+        from .service.remote import connect_remote  # reads through a server
+
+        client = connect_remote(store, redis=redis, catalog=catalog, home=home, **options)
+    else:
+        client = Client(resolve(store, redis, catalog, home, **options))
     with _default_lock:
         _default = client
     return client

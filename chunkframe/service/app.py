@@ -1,0 +1,413 @@
+"""The ASGI app: GetValue and its friends over HTTP, served from one warm chunkframe client."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import (
+    BackendUnavailableError,
+    ChunkCorruptionError,
+    ChunkFrameError,
+    DatasetLockedError,
+    DatasetNotFoundError,
+    InvalidArgumentError,
+)
+from .auth import BearerAuth
+from .config import ServiceConfig
+from .encoding import (
+    ARROW,
+    JSON,
+    TYPED_JSON,
+    dumps,
+    frame_to_arrow,
+    jsonable,
+    records,
+    row_object,
+    split_frame,
+    tag,
+    untag,
+)
+from .errors import AuthenticationError, RequestTooLargeError
+
+if TYPE_CHECKING:
+    from .. import Client, Dataset
+
+__all__ = ["ServiceConfig", "create_app", "error_body", "status_of"]
+
+log = logging.getLogger("chunkframe.service")
+
+MAX_OPEN_DATASETS = 1024
+"""Dataset handles kept open (they are cheap: their state lives in the client's caches)."""
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of an exception raised while answering a request."""
+    if isinstance(exc, AuthenticationError):
+        return 401
+    if isinstance(exc, RequestTooLargeError):
+        return 413
+    if isinstance(exc, ChunkCorruptionError):
+        return 500
+    if isinstance(exc, (BackendUnavailableError, redis.ConnectionError, redis.TimeoutError)):
+        return 503
+    if isinstance(exc, DatasetLockedError):
+        return 409
+    if isinstance(exc, LookupError):  # unknown dataset, context entry, column; sn out of range
+        return 404
+    if isinstance(exc, (ValueError, TypeError)):
+        return 400
+    return 500
+
+
+_BUILTIN_NAMES = (IndexError, KeyError, TypeError, ValueError)
+
+
+def _name(exc: BaseException) -> str:
+    if isinstance(exc, ChunkFrameError):
+        return type(exc).__name__
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return "BackendUnavailableError"
+    for cls in _BUILTIN_NAMES:
+        if isinstance(exc, cls):
+            return cls.__name__
+    return "InternalError"
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]  # str(KeyError) would repr() the message
+    return str(exc) or type(exc).__name__
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """``{"error": <class name>, "message": ...}`` (plus ``details`` for a corrupt chunk)."""
+    name = _name(exc)
+    if name == "InternalError":
+        return {"error": name, "message": "internal server error; the server log has the details"}
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return {"error": name, "message": f"the server cannot reach Redis ({exc}); try again "
+                                          "once Redis is back"}
+    body: dict[str, Any] = {"error": name, "message": _message(exc)}
+    if isinstance(exc, ChunkCorruptionError):
+        body["details"] = {k: getattr(exc, k) for k in
+                           ("dataset", "chunk", "key", "stored", "computed", "reason")}
+    return body
+
+
+def _json(obj: Any, status: int = 200, media_type: str = JSON) -> Response:
+    return Response(dumps(obj), status_code=status, media_type=media_type)
+
+
+def error_response(exc: BaseException, request: Request | None = None) -> Response:
+    status = status_of(exc)
+    if status == 500 and not isinstance(exc, ChunkFrameError):
+        where = f"{request.method} {request.url.path}" if request is not None else "a request"
+        log.error("error while answering %s", where, exc_info=exc)
+    elif status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(dumps(error_body(exc)), status_code=status, media_type=JSON, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _endpoint(fn: Handler, svc: _Service) -> Handler:
+    """Every failure of a route becomes a JSON error with its status; never a stack trace."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except Exception as exc:  # noqa: BLE001 - turned into a JSON error, logged if unexpected
+            if isinstance(exc, DatasetNotFoundError):  # deleted since it was opened
+                svc.forget(request.path_params.get("id", ""))
+            return error_response(exc, request)
+
+    endpoint.__name__ = fn.__name__
+    return endpoint
+
+
+# -- request parsing --------------------------------------------------------------------------
+
+def _int(text: str | None, what: str) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgumentError(f"{what} must be an integer, got {text!r}") from None
+
+
+def _columns(request: Request) -> list[str] | None:
+    """``?columns=a&columns=b`` or ``?columns=a,b`` (a name holding a comma: repeat the param)."""
+    values = request.query_params.getlist("columns")
+    if not values:
+        return None
+    if len(values) > 1:
+        return values
+    return [c for c in values[0].split(",") if c] or None
+
+
+def _wants(request: Request, media_type: str) -> bool:
+    return media_type in request.headers.get("accept", "")
+
+
+async def _body(request: Request, limit: int) -> Any:
+    """The request's JSON body, read no further than ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(f"request body of {int(declared):,} bytes is over this "
+                                   f"server's limit of {limit:,} bytes (max_body_bytes); "
+                                   "split the request")
+    data = bytearray()
+    async for piece in request.stream():
+        data += piece
+        if len(data) > limit:
+            raise RequestTooLargeError(f"request body is over this server's limit of {limit:,} "
+                                       "bytes (max_body_bytes); split the request")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"the request body is not JSON ({exc})") from None
+
+
+# -- the service ------------------------------------------------------------------------------
+
+class _Service:
+    """The routes, over one client and its warm caches."""
+
+    def __init__(self, client: Client, config: ServiceConfig) -> None:
+        self.client = client
+        self.config = config
+        self._open: OrderedDict[str, Dataset] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # datasets are opened once (client.open checks the id and that the dataset exists)
+    def _open_dataset(self, dataset_id: str) -> Dataset:
+        ds = self.client.open(dataset_id)
+        with self._lock:
+            self._open[dataset_id] = ds
+            while len(self._open) > MAX_OPEN_DATASETS:
+                self._open.popitem(last=False)
+        return ds
+
+    async def dataset(self, dataset_id: str) -> Dataset:
+        ds = self._open.get(dataset_id)
+        if ds is None:
+            ds = await run_in_threadpool(self._open_dataset, dataset_id)
+        return ds
+
+    def forget(self, dataset_id: str) -> None:
+        with self._lock:
+            self._open.pop(dataset_id, None)
+
+    def frame(self, request: Request, df: pd.DataFrame, form: str = "split") -> Response:
+        if _wants(request, ARROW):
+            return Response(frame_to_arrow(df), media_type=ARROW)
+        return _json(split_frame(df) if form == "split" else {form: records(df)})
+
+    # -- routes -------------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    async def datasets(self, request: Request) -> Response:
+        df = await run_in_threadpool(self.client.datasets)
+        return self.frame(request, df, "datasets")
+
+    async def dataset_info(self, request: Request) -> Response:
+        ds = await self.dataset(request.path_params["id"])
+
+        def info() -> dict[str, Any]:
+            meta = ds.meta
+            return {
+                "id": ds.id, "rows": meta.rows, "chunks": meta.chunks, "bytes": meta.nbytes,
+                "chunk_rows": meta.chunk_rows, "generation": meta.generation,
+                "version": meta.version, "time_column": meta.time_column,
+                "device_column": meta.device_column, "compression": meta.compression,
+                "created": _utc(meta.created), "updated": _utc(meta.updated),
+                "columns": ds.columns,
+                "schema": [{"name": f.name, "type": str(f.type)} for f in ds.schema],
+                "cache": ds.cache_info(), "limits": self.config.limits(),
+            }
+
+        return _json(jsonable(await run_in_threadpool(info)))
+
+    async def value(self, request: Request) -> Response:
+        """GetValue: ``GET /v1/datasets/{id}/values/{sn}[?column=c]``."""
+        sn = _int(request.path_params["sn"], "the serial number")
+        column = request.query_params.get("column")
+        ds = await self.dataset(request.path_params["id"])
+        if _wants(request, ARROW):  # one row with its dtypes (what the remote client asks)
+            df = await run_in_threadpool(ds.get_many, [sn], None if column is None else [column])
+            return Response(frame_to_arrow(df), media_type=ARROW)
+        # A warm value is a few microseconds of work: answered on the event loop, as a trip
+        # through the thread pool would cost more than the read (a cold chunk blocks the loop
+        # for one chunk read, served from a memory map for local stores).
+        if _wants(request, TYPED_JSON):  # exact Python objects, for the remote client
+            if column is not None:
+                return _json({"value": tag(ds.get(sn, column))}, media_type=TYPED_JSON)
+            row = ds.get(sn)
+            return _json({"sn": int(row.name), "dtype": str(row.dtype),
+                          "columns": [str(c) for c in row.index],
+                          "values": [tag(v) for v in row.tolist()]}, media_type=TYPED_JSON)
+        if column is not None:
+            return _json({"value": jsonable(ds.get(sn, column))})
+        return _json(row_object(ds.get(sn)))
+
+    async def values(self, request: Request) -> Response:
+        """Batch GetValue: ``POST /v1/datasets/{id}/values`` with ``{"sns": [...], "columns"}``."""
+        ds = await self.dataset(request.path_params["id"])
+        doc = await _body(request, self.config.max_body_bytes)
+        if not isinstance(doc, dict) or "sns" not in doc:
+            raise InvalidArgumentError('the body must be a JSON object {"sns": [...], '
+                                       '"columns": [...] (optional)}')
+        sns, columns = doc["sns"], doc.get("columns")
+        if not isinstance(sns, list) or not all(type(s) is int for s in sns):
+            raise InvalidArgumentError('"sns" must be a list of integer serial numbers')
+        if len(sns) > self.config.max_batch:
+            raise RequestTooLargeError(
+                f"{len(sns):,} serial numbers asked in one request; this server answers at most "
+                f"{self.config.max_batch:,} (max_batch): split the batch")
+        if columns is not None and (not isinstance(columns, list)
+                                    or not all(isinstance(c, str) for c in columns)):
+            raise InvalidArgumentError('"columns" must be a list of column names')
+        df = await run_in_threadpool(ds.get_many, sns, columns)
+        return self.frame(request, df)
+
+    async def slice(self, request: Request) -> Response:
+        q = request.query_params
+        start, stop = _int(q.get("start"), "start"), _int(q.get("stop"), "stop")
+        columns = _columns(request)
+        ds = await self.dataset(request.path_params["id"])
+        lo, hi, _ = slice(start, stop).indices(len(ds))
+        if hi - lo > self.config.max_rows:
+            raise RequestTooLargeError(
+                f"slice [{lo}, {hi}) of dataset {ds.id!r} is {hi - lo:,} rows; this server "
+                f"answers at most {self.config.max_rows:,} rows per request (max_rows): "
+                "page through it with start and stop")
+        df = await run_in_threadpool(ds.slice, start, stop, columns)
+        return self.frame(request, df)
+
+    async def last(self, request: Request) -> Response:
+        devices: list[Any] = [_device(d) for d in request.query_params.getlist("device")]
+        device = None if not devices else devices[0] if len(devices) == 1 else devices
+        columns = _columns(request)
+        ds = await self.dataset(request.path_params["id"])
+        df = await run_in_threadpool(ds.last, device, columns)
+        return self.frame(request, df)
+
+    # -- contexts -----------------------------------------------------------------------------
+    async def entries(self, request: Request) -> Response:
+        ctx = self.client.context(request.path_params["id"])
+        df = await run_in_threadpool(ctx.items, request.query_params.get("type") or None)
+        return self.frame(request, df, "entries")
+
+    async def search(self, request: Request) -> Response:
+        keyword = request.query_params.get("keyword")
+        if not keyword:
+            raise InvalidArgumentError("search needs ?keyword=WORD")
+        ctx = self.client.context(request.path_params["id"])
+        df = await run_in_threadpool(ctx.search, keyword, request.query_params.get("type") or None)
+        return self.frame(request, df, "entries")
+
+    async def entry(self, request: Request) -> Response:
+        p = request.path_params
+        ctx = self.client.context(p["id"])
+        ctype = None if p["type"] == "-" else p["type"]  # "-": whichever type holds the key
+        if request.method == "GET":
+            value = await run_in_threadpool(ctx.get, p["key"], ctype)
+            if _wants(request, TYPED_JSON):
+                return _json({"value": tag(value)}, media_type=TYPED_JSON)
+            return _json({"value": jsonable(value)})
+        if request.method == "DELETE":
+            await run_in_threadpool(ctx.remove, p["key"], ctype)
+            return _json({"deleted": True, "context": p["id"], "type": p["type"], "key": p["key"]})
+        doc = await _body(request, self.config.max_body_bytes)
+        if not isinstance(doc, dict) or "value" not in doc:
+            raise InvalidArgumentError('the body must be a JSON object {"value": ..., '
+                                       '"keywords": [...] (optional)}')
+        keywords = doc.get("keywords")
+        if keywords is not None and (not isinstance(keywords, list)
+                                     or not all(isinstance(k, str) for k in keywords)):
+            raise InvalidArgumentError('"keywords" must be a list of strings')
+        typed = request.headers.get("content-type", "").startswith(TYPED_JSON)
+        value = untag(doc["value"]) if typed else doc["value"]
+        await run_in_threadpool(ctx.put, p["key"], value, ctype or "METADATA", keywords)
+        return _json({"stored": True, "context": p["id"], "type": p["type"], "key": p["key"]})
+
+
+def _utc(epoch: float) -> str | None:
+    return pd.Timestamp(epoch, unit="s", tz="UTC").isoformat() if epoch else None
+
+
+def _device(text: str) -> Any:
+    """A device from the query string: numbers as numbers (so ``1`` finds device ``1.0`` of a
+    float column), anything else as text (device names are matched by their text)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if text.strip().lower() not in ("nan", "inf", "-inf", "infinity") else text
+
+
+def create_app(client: Client, config: ServiceConfig | None = None) -> Any:
+    """The ASGI app serving ``client``'s datasets and contexts (wrapped in bearer auth when
+    ``config.token`` is set).
+
+    Examples
+    --------
+    >>> app = create_app(cf.connect(), ServiceConfig(token="s3cret"))  # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8765)                   # doctest: +SKIP
+    """
+    config = config or ServiceConfig()
+    svc = _Service(client, config)
+
+    def route(path: str, fn: Handler, methods: list[str] | None = None) -> Route:
+        return Route(path, _endpoint(fn, svc), methods=methods or ["GET"])
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        detail = {404: f"no route {request.url.path!r}; the API is under /v1 (see README)",
+                  405: f"{request.method} is not allowed on {request.url.path!r}"}
+        return _json({"error": names.get(exc.status_code, "HTTPError"),
+                      "message": detail.get(exc.status_code, str(exc.detail))},
+                     status=exc.status_code)
+
+    routes = [
+        route("/v1/health", svc.health),
+        route("/v1/datasets", svc.datasets),
+        route("/v1/datasets/{id}", svc.dataset_info),
+        route("/v1/datasets/{id}/values/{sn}", svc.value),
+        route("/v1/datasets/{id}/values", svc.values, ["POST"]),
+        route("/v1/datasets/{id}/slice", svc.slice),
+        route("/v1/datasets/{id}/last", svc.last),
+        route("/v1/contexts/{id}/entries", svc.entries),
+        route("/v1/contexts/{id}/entries/{type}/{key:path}", svc.entry, ["GET", "PUT", "DELETE"]),
+        route("/v1/contexts/{id}/search", svc.search),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.service = svc
+    if config.token is None:
+        return app
+    return BearerAuth(app, config.token, public=("/v1/health",), on_error=error_response)

@@ -1,0 +1,37 @@
+"""The service's own settings (limits, token); importable without the web framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import InvalidArgumentError
+
+__all__ = ["ServiceConfig"]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The service's own settings; the data settings are the client's (``cf.connect()``).
+
+    ``token``: bearer token every route but ``/v1/health`` requires (None: no auth; only
+    allowed on loopback, see :mod:`chunkframe.service.run`). ``max_body_bytes``: largest
+    request body. ``max_batch``: most serial numbers in one batch read. ``max_rows``: most
+    rows in one slice.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 4 * 2**20
+    max_batch: int = 100_000
+    max_rows: int = 250_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_batch", "max_rows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+        if self.token is not None and not self.token:
+            raise InvalidArgumentError("the token must not be empty (leave it unset for no auth)")
+
+    def limits(self) -> dict[str, int]:
+        return {"max_body_bytes": self.max_body_bytes, "max_batch": self.max_batch,
+                "max_rows": self.max_rows}

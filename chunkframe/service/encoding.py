@@ -1,0 +1,245 @@
+"""Wire formats of the service: JSON values, typed JSON for object columns, Arrow IPC streams."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = [
+    "JSON", "ARROW", "TYPED_JSON", "jsonable", "dumps", "row_object", "split_frame",
+    "records", "tag", "untag", "frame_to_arrow", "frame_from_arrow",
+]
+
+JSON = "application/json"
+ARROW = "application/vnd.apache.arrow.stream"
+TYPED_JSON = "application/vnd.chunkframe+json"
+"""JSON whose non-JSON values (timestamps, NA, NaN, ...) carry their type (see :func:`tag`)."""
+
+_TAGGED = b"chunkframe.tagged"    # schema metadata: positions of columns sent as typed JSON
+_COLUMNS = b"chunkframe.columns"  # schema metadata: the real column names, when repeated
+
+
+# -- plain JSON (for people and other languages) ----------------------------------------------
+
+def jsonable(v: Any) -> Any:
+    """A value ``json.dumps`` takes: NaN/NA/NaT/None → null, ints stay ints, timestamps →
+    ISO 8601 (with their offset when they have a time zone), timedeltas → ISO 8601 durations."""
+    t = type(v)
+    if t is str or t is int or t is bool or v is None:
+        return v
+    if t is float:
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(v, np.generic):
+        if isinstance(v, (np.datetime64, np.timedelta64)):
+            return jsonable(pd.Timestamp(v) if isinstance(v, np.datetime64) else pd.Timedelta(v))
+        return jsonable(v.item())
+    if v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, (pd.Timestamp, dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, (pd.Timedelta, dt.timedelta)):
+        return pd.Timedelta(v).isoformat()
+    if isinstance(v, float):
+        return jsonable(float(v))
+    if isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode("ascii")
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return jsonable(dataclasses.asdict(v))
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(v)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON; ``obj`` must already be :func:`jsonable` (no NaN is let through)."""
+    return json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def row_object(row: pd.Series) -> dict[str, Any]:
+    """A row (``ds.get(sn)``) as ``{column: value}``."""
+    return {str(k): jsonable(v) for k, v in zip(row.index, row.tolist(), strict=True)}
+
+
+def _column_values(s: pd.Series) -> list[Any]:
+    """A column's values as JSON values, converted column-wise where that is exact."""
+    kind = s.dtype.kind
+    if kind in "iub" and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+        return s.tolist()  # numpy ints/bools: Python ints/bools, no nulls possible
+    return [jsonable(v) for v in s.tolist()]
+
+
+def split_frame(df: pd.DataFrame) -> dict[str, Any]:
+    """``df`` in pandas' ``orient="split"`` form: ``{"columns", "index", "data"}``, plus the
+    index name (``"sn"``) as ``"index_name"``."""
+    cols = [_column_values(df.iloc[:, j]) for j in range(df.shape[1])]
+    return {
+        "columns": [jsonable(c) for c in df.columns],
+        "index": _column_values(df.index.to_series()),
+        "index_name": jsonable(df.index.name),
+        "data": [list(r) for r in zip(*cols, strict=True)] if cols else [[] for _ in df.index],
+    }
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """``df`` as a list of ``{column: value}`` (the index left out)."""
+    names = [str(c) for c in df.columns]
+    cols = [_column_values(df.iloc[:, j]) for j in range(df.shape[1])]
+    return [dict(zip(names, r, strict=True)) for r in zip(*cols, strict=True)]
+
+
+# -- typed JSON (for the remote client: values come back as the same Python objects) ------------
+
+def tag(v: Any) -> Any:
+    """``v`` as JSON that :func:`untag` turns back into an equal object of the same type.
+
+    JSON numbers, strings, booleans and null stand for themselves; anything else is an
+    object with one ``$``-key naming its type (``{"$ts": ..., "tz": ...}`` for a Timestamp).
+    """
+    t = type(v)
+    if v is None or t is str or t is int or t is bool:
+        return v
+    if t is float:
+        return v if math.isfinite(v) else {"$float": repr(v)}
+    if v is pd.NA:
+        return {"$na": 1}
+    if v is pd.NaT:
+        return {"$nat": 1}
+    if isinstance(v, pd.Timestamp):
+        return {"$ts": v.isoformat(), "unit": v.unit, "tz": None if v.tz is None else str(v.tz)}
+    if isinstance(v, pd.Timedelta):
+        return {"$td": v.value, "unit": v.unit}
+    if isinstance(v, np.generic) and v.dtype.kind in "biuf":
+        return {"$np": v.dtype.name, "v": tag(v.item())}
+    if isinstance(v, dt.datetime):
+        return {"$datetime": v.isoformat()}
+    if isinstance(v, dt.date):
+        return {"$date": v.isoformat()}
+    if isinstance(v, dict):
+        out = {str(k): tag(x) for k, x in v.items()}
+        return {"$map": out} if any(k.startswith("$") for k in out) else out
+    if isinstance(v, (list, tuple)):
+        return [tag(x) for x in v]
+    if isinstance(v, decimal.Decimal):
+        return {"$decimal": str(v)}
+    if isinstance(v, bytes):
+        return {"$bytes": base64.b64encode(v).decode("ascii")}
+    for base in (bool, int, float, str):  # subclasses such as enums: their plain value
+        if isinstance(v, base):
+            return tag(base(v))
+    return jsonable(v)
+
+
+def untag(v: Any) -> Any:
+    """The inverse of :func:`tag`."""
+    if isinstance(v, list):
+        return [untag(x) for x in v]
+    if not isinstance(v, dict):
+        return v
+    if "$ts" in v:
+        ts = pd.Timestamp(v["$ts"])
+        ts = ts.tz_convert(v["tz"]) if v.get("tz") else ts
+        return ts.as_unit(v["unit"]) if v.get("unit") else ts
+    if "$td" in v:
+        td = pd.Timedelta(v["$td"], unit="ns")
+        return td.as_unit(v["unit"]) if v.get("unit") else td
+    if "$na" in v:
+        return pd.NA
+    if "$nat" in v:
+        return pd.NaT
+    if "$float" in v:
+        return float(v["$float"])
+    if "$np" in v:
+        return np.dtype(v["$np"]).type(untag(v["v"]))
+    if "$datetime" in v:
+        return dt.datetime.fromisoformat(v["$datetime"])
+    if "$date" in v:
+        return dt.date.fromisoformat(v["$date"])
+    if "$decimal" in v:
+        return decimal.Decimal(v["$decimal"])
+    if "$bytes" in v:
+        return base64.b64decode(v["$bytes"])
+    if "$map" in v:
+        return {k: untag(x) for k, x in v["$map"].items()}
+    return {k: untag(x) for k, x in v.items()}
+
+
+# -- Arrow IPC streams (frames with their exact dtypes) -----------------------------------------
+
+def _needs_tags(s: pd.Series) -> bool:
+    """Whether an object column must travel as typed JSON: Arrow cannot type it (mixed
+    values), or would bring it back as another dtype (text would come back as ``str``)."""
+    if s.dtype != np.dtype(object):
+        return False
+    try:
+        typ = pa.array(s, from_pandas=True).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return True
+    return not (pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_struct(typ)
+                or pa.types.is_map(typ) or pa.types.is_binary(typ))
+
+
+def frame_to_arrow(df: pd.DataFrame) -> bytes:
+    """``df`` as an Arrow IPC stream whose pandas metadata restores its dtypes and index.
+
+    Object columns of scalars (``ds.last()``'s mixed ``value`` column, context values) travel
+    as typed JSON text (:func:`tag`); repeated column names travel in the metadata.
+    """
+    df = df.copy(deep=False)
+    df.attrs = {}
+    extra: dict[bytes, bytes] = {}
+    names = list(df.columns)
+    if len(set(names)) != len(names) or not all(isinstance(c, str) for c in names):
+        extra[_COLUMNS] = json.dumps(names).encode()
+        df.columns = [f"c{j}" for j in range(len(names))]
+    tagged = [j for j in range(df.shape[1]) if _needs_tags(df.iloc[:, j])]
+    for j in tagged:
+        df.isetitem(j, pd.Series([json.dumps(tag(v), allow_nan=False) for v in df.iloc[:, j]],
+                                 index=df.index, dtype=object))
+    if tagged:
+        extra[_TAGGED] = json.dumps(tagged).encode()
+    # nthreads=1: for a small frame, the thread pool pyarrow would start costs 8x the work
+    table = pa.Table.from_pandas(df, preserve_index=None, nthreads=1)
+    if extra:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        if table.num_rows:
+            writer.write_table(table)
+        else:  # one empty batch: it carries the dictionaries (the categories of a categorical)
+            writer.write_batch(pa.RecordBatch.from_arrays(
+                [c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in table.columns],
+                schema=table.schema))
+    return sink.getvalue().to_pybytes()
+
+
+def frame_from_arrow(data: bytes) -> pd.DataFrame:
+    """The DataFrame :func:`frame_to_arrow` sent."""
+    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    meta = table.schema.metadata or {}
+    df = table.to_pandas()
+    for j in json.loads(meta.get(_TAGGED, b"[]")):
+        df.isetitem(j, pd.Series([untag(json.loads(v)) for v in df.iloc[:, j]],
+                                 index=df.index, dtype=object))
+    if _COLUMNS in meta:
+        df.columns = json.loads(meta[_COLUMNS])
+    return df
