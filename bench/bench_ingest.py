@@ -13,8 +13,8 @@ import pyarrow.csv as pacsv
 from common import CHUNK_ROWS, ROOT, alternating, frame, table, timed, workdir
 
 import chunkframe as cf
-from chunkframe.codec import checksum, encode, to_arrow, write
-from chunkframe.server import stop_server
+from chunkframe.storage.codec import checksum, encode, to_arrow, write
+from chunkframe.storage.embedded import stop_server
 
 
 def bare_loop(df, out: Path) -> None:

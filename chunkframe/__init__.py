@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from ._after_import import after_import as _after_import_of
-from .errors import (
+from .core.errors import (
     BackendUnavailableError,
     ChunkCorruptionError,
     ChunkFrameError,
@@ -28,9 +26,9 @@ from .errors import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .client import Client, connect
-    from .contextcache import ContextType, keyword, register_value_type
+    from .contextcache.cache import ContextType, keyword, register_value_type
     from .dataset import Dataset
+    from .session import Client, connect
 
 __all__ = [
     "Client", "Dataset", "connect", "ingest", "open", "datasets", "context", "contexts",
@@ -65,13 +63,14 @@ __version__ = _read_version()
 # df.chunk and series.chunk are registered as soon as pandas is imported: now if it is already,
 # else right after `import pandas` (before any frame can exist). So `import chunkframe`, and
 # the command line with it, does not import pandas; a command that needs it does.
-_after_import_of("pandas", lambda: importlib.import_module(".accessor", __name__))
+_after_import_of("pandas", lambda: importlib.import_module(".frontends.accessor", __name__))
 
 # The heavy parts (Redis, fsspec, the reader...) are imported on first use (PEP 562).
 _LAZY = {
-    "Client": "client", "connect": "client", "default_client": "client",
+    "Client": "session", "connect": "session", "default_client": "session",
     "Dataset": "dataset",
-    "ContextType": "contextcache", "keyword": "contextcache", "register_value_type": "contextcache",
+    "ContextType": "contextcache.cache", "keyword": "contextcache.cache",
+    "register_value_type": "contextcache.cache",
 }
 
 
@@ -88,19 +87,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-class _Package(types.ModuleType):
-    """This package, whose API functions keep their names when a submodule of the same name
-    is imported later (``import chunkframe.ingest`` binds ``chunkframe.ingest`` to the module;
-    ``cf.ingest`` stays the function, as when every submodule was imported up front)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _FUNCTIONS:
-            return  # the submodule stays reachable as sys.modules["chunkframe.<name>"]
-        super().__setattr__(name, value)
-
-
-_FUNCTIONS = frozenset({"ingest", "open", "datasets", "context", "contexts"})
-sys.modules[__name__].__class__ = _Package
 
 
 def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: str | None = None,
@@ -115,7 +101,7 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: 
     ``wait`` (for the lock), ``workers``, ``fingerprint`` (names a source that cannot be
     recognised from its rows, such as a generator, so that ``mode="resume"`` accepts it).
     """
-    from .client import default_client
+    from .session import default_client
 
     return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
                                    time_column=time_column, device_column=device_column,
@@ -124,27 +110,27 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: 
 
 def open(dataset_id: str) -> Dataset:  # noqa: A001 - the public name of the design
     """Open a complete dataset with the default client."""
-    from .client import default_client
+    from .session import default_client
 
     return default_client().open(dataset_id)
 
 
 def datasets() -> pd.DataFrame:
     """Complete datasets of the default client: id, state, rows, chunks, bytes, ..."""
-    from .client import default_client
+    from .session import default_client
 
     return default_client().datasets()
 
 
 def context(context_id: str) -> Any:
     """The context (tags, keyword index) of any id, with the default client."""
-    from .client import default_client
+    from .session import default_client
 
     return default_client().context(context_id)
 
 
 def contexts() -> pd.DataFrame:
     """Contexts in memory: id, entries, memory bytes, accesses, last access."""
-    from .client import default_client
+    from .session import default_client
 
     return default_client().contexts()

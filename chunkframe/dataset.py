@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .errors import SnapshotSupersededError
-from .model import DatasetMeta
-from .progress import progress_bar
-from .reader import READ_AHEAD, ChunkGroups, Snapshot, chunk_slices, group_by_chunk, positions
-from .rows import RowTemplate, is_text, wrap_vector
+from .core.errors import SnapshotSupersededError
+from .core.model import DatasetMeta
+from .core.progress import progress_bar
+from .read.reader import READ_AHEAD, ChunkGroups, Snapshot, chunk_slices, group_by_chunk, positions
+from .read.rows import RowTemplate, is_text, wrap_vector
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .contextcache import Context
-    from .lastvalues import DeleteResult
+    from .contextcache.cache import Context
+    from .lastcache.cache import DeleteResult
+    from .session import Client
 
 __all__ = ["Dataset", "BINDING_ATTR", "format_bytes"]
 
@@ -647,7 +647,7 @@ class Dataset:
             ``parquet``, ``csv``, ``arrow`` or ``jsonl`` (None: from the extension).
         **kwargs
             ``columns``, ``start``/``stop`` (serial numbers), ``device``, ``since``/``until``
-            (times), ``progress``, ``storage_options``: see :func:`chunkframe.export.export`.
+            (times), ``progress``, ``storage_options``: see :func:`chunkframe.export.writer.export`.
 
         Returns
         -------
@@ -666,7 +666,7 @@ class Dataset:
         >>> ds.export("sensors.parquet")                  # doctest: +SKIP
         '/home/ana/sensors.parquet'
         """
-        from .export import export
+        from .export.writer import export
 
         return export(self, dest, format=format, **kwargs)
 
@@ -680,14 +680,14 @@ class Dataset:
 
         Returns
         -------
-        chunkframe.widgets.Browser
+        chunkframe.display.widgets.Browser
             Displays itself in a notebook; as text elsewhere.
 
         Examples
         --------
         >>> ds.browse(12_345)                             # doctest: +SKIP
         """
-        from .widgets import browse  # front end: imported only when asked for
+        from .display.widgets import browse  # front end: imported only when asked for
 
         return browse(self, sn)
 

@@ -77,9 +77,9 @@ class Steps:
 
 
 def install_hooks(step: Steps) -> None:
-    import chunkframe.catalog as catalog_mod
-    import chunkframe.state as state_mod
-    import chunkframe.store as store_mod
+    import chunkframe.storage.catalog as catalog_mod
+    import chunkframe.storage.state as state_mod
+    import chunkframe.storage.store as store_mod
 
     orig_write, orig_fsync = store_mod.ChunkStore.write, os.fsync
 
@@ -153,7 +153,7 @@ def connect():
 def main(argv: list[str]) -> int:
     mode = argv[1]
     if mode == "store-loop":
-        from chunkframe.store import ChunkStore
+        from chunkframe.storage.store import ChunkStore
 
         root, key, size = argv[2], argv[3], int(argv[4])
         step = Steps(f"fsync:{argv[5]}" if len(argv) > 5 else "")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from chunkframe.server import redis_server_binary
+from chunkframe.storage.embedded import redis_server_binary
 
 
 class RedisProcess:

@@ -11,16 +11,16 @@ import pytest
 from frames import sensors
 
 import chunkframe as cf
-from chunkframe.accessor import ChunkFrameAccessor, ChunkSeriesAccessor
-from chunkframe.config import resolve
-from chunkframe.dataset import BINDING_ATTR
-from chunkframe.errors import (
+from chunkframe.core.config import resolve
+from chunkframe.core.errors import (
     ChunkFrameError,
     ContextError,
     DatasetExistsError,
     DatasetNotFoundError,
     InvalidDatasetIdError,
 )
+from chunkframe.dataset import BINDING_ATTR
+from chunkframe.frontends.accessor import ChunkFrameAccessor, ChunkSeriesAccessor
 
 N, CHUNK = 2_000, 250
 

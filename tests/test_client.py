@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 import chunkframe as cf
-from chunkframe.config import resolve
-from chunkframe.errors import InvalidArgumentError, InvalidDatasetIdError, SchemaMismatchError
+from chunkframe.core.config import resolve
+from chunkframe.core.errors import InvalidArgumentError, InvalidDatasetIdError, SchemaMismatchError
 
 
 def test_settings_come_from_arguments_then_environment(tmp_path, monkeypatch):

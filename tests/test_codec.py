@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-from chunkframe import codec
+from chunkframe.storage import codec
 
 N = 23  # rows; with chunk_rows 1, 4 and 23 chunks are single rows, uneven, and the whole frame
 

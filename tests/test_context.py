@@ -19,8 +19,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from threads import run_threads
 
-import chunkframe.contextcache as context_module
-from chunkframe.contextcache import (
+import chunkframe.contextcache.cache as context_module
+from chunkframe.contextcache.cache import (
     Context,
     ContextCache,
     ContextKeyError,
@@ -28,7 +28,7 @@ from chunkframe.contextcache import (
     keyword,
     register_value_type,
 )
-from chunkframe.errors import (
+from chunkframe.core.errors import (
     BackendUnavailableError,
     ChunkFrameError,
     ContextError,
@@ -886,7 +886,7 @@ def test_own_write_after_foreign_write_forces_reload(redis_client: redis.Redis,
 CHILD = r"""
 import sys, time
 import redis
-from chunkframe.contextcache import ContextCache
+from chunkframe.contextcache.cache import ContextCache
 sock, prefix = sys.argv[1], sys.argv[2]
 ctx = ContextCache(redis.Redis(unix_socket_path=sock), prefix=prefix).context("shared")
 ctx.put("from_child", "hello from child")

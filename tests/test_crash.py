@@ -19,8 +19,8 @@ import pytest
 from crash_worker import source_frame
 
 import chunkframe as cf
-from chunkframe.catalog import Catalog
-from chunkframe.keys import RedisKeys
+from chunkframe.core.keys import RedisKeys
+from chunkframe.storage.catalog import Catalog
 
 pytestmark = pytest.mark.slow
 

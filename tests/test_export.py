@@ -13,8 +13,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-import chunkframe.export as export_mod
-from chunkframe.export import FORMATS, export, export_dataset, infer_format
+import chunkframe.export.writer as export_mod
+from chunkframe.export.writer import FORMATS, export, export_dataset, infer_format
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 

@@ -18,8 +18,8 @@ import pyarrow.ipc
 import pytest
 
 import chunkframe as cf
-from chunkframe.devices import device_key
-from chunkframe.errors import (
+from chunkframe.core.devices import device_key
+from chunkframe.core.errors import (
     BackendUnavailableError,
     ChunkFrameError,
     DatasetExistsError,
@@ -29,8 +29,8 @@ from chunkframe.errors import (
     SchemaMismatchError,
     SourceError,
 )
-from chunkframe.ingest import time_stats
-from chunkframe.keys import RedisKeys
+from chunkframe.core.keys import RedisKeys
+from chunkframe.ingestion.pipeline import time_stats
 
 
 def sample(n: int = 1000, start: int = 0, seed: int = 0) -> pd.DataFrame:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 import chunkframe as cf
-from chunkframe.errors import SchemaMismatchError
-from chunkframe.lastvalues import (
+from chunkframe.core.errors import SchemaMismatchError
+from chunkframe.lastcache.cache import (
     NO_VALUE,
     SEP,
     DeleteResult,

@@ -12,8 +12,8 @@ from frames import all_dtypes, sensors
 from test_reader import expected_rows, open_with_small_cache
 
 import chunkframe as cf
-from chunkframe import reader as reader_mod
-from chunkframe.errors import ChunkCorruptionError
+from chunkframe.core.errors import ChunkCorruptionError
+from chunkframe.read import reader as reader_mod
 
 
 @pytest.fixture

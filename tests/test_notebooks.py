@@ -110,7 +110,7 @@ def test_quickstart_on_a_fresh_machine_uses_and_stops_the_embedded_redis(kernel_
         leftover = subprocess.run(["pgrep", "-f", f"{tmp}/"], capture_output=True, text=True)
         assert not leftover.stdout.strip(), "the embedded redis-server was left running"
     finally:
-        from chunkframe.server import stop_server
+        from chunkframe.storage.embedded import stop_server
 
         for home in Path(tmp).glob("cf-*"):  # the notebook failed before its clean-up cell
             stop_server(home)

@@ -12,8 +12,8 @@ from frames import all_dtypes, sensors
 from test_reader import expected_rows, open_with_small_cache
 from threads import run_threads
 
-from chunkframe.planes import MaskedPlane, Plane, Planes, TextPlane, plane_for
-from chunkframe.rows import TextCodes
+from chunkframe.read.planes import MaskedPlane, Plane, Planes, TextPlane, plane_for
+from chunkframe.read.rows import TextCodes
 
 CHUNK = 1_000  # 8,000 bytes of floats: chunk edges fall inside pages
 

@@ -12,9 +12,9 @@ from frames import all_dtypes, sensors
 from threads import run_threads
 
 import chunkframe as cf
-from chunkframe.errors import ChunkCorruptionError, DatasetNotFoundError
-from chunkframe.reader import STALENESS_SECONDS, group_by_chunk
-from chunkframe.rows import TextCodes, column_vectors
+from chunkframe.core.errors import ChunkCorruptionError, DatasetNotFoundError
+from chunkframe.read.reader import STALENESS_SECONDS, group_by_chunk
+from chunkframe.read.rows import TextCodes, column_vectors
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import pytest
 from crash_worker import source_frame
 
 import chunkframe as cf
-from chunkframe.errors import BackendUnavailableError
-from chunkframe.keys import RedisKeys
-from chunkframe.server import ensure_server, server_status, stop_server
+from chunkframe.core.errors import BackendUnavailableError
+from chunkframe.core.keys import RedisKeys
+from chunkframe.storage.embedded import ensure_server, server_status, stop_server
 
 HERE = Path(__file__).parent
 

@@ -338,7 +338,7 @@ def test_refuses_a_public_address_without_a_token(world):
 
 
 def test_serve_without_the_extra_names_it(world):
-    code = ("import sys; sys.modules['uvicorn'] = None; from chunkframe.cli import main; "
+    code = ("import sys; sys.modules['uvicorn'] = None; from chunkframe.frontends.cli import main; "
             f"sys.exit(main(['serve', '--port', '{free_port()}'] + {world['settings']!r}))")
     r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
                        timeout=60)

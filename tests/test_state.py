@@ -18,9 +18,9 @@ import pytest
 import redis
 
 import chunkframe as cf
-from chunkframe.errors import BackendUnavailableError, DatasetLockedError, LockLostError
-from chunkframe.keys import RedisKeys
-from chunkframe.model import ChunkMeta
+from chunkframe.core.errors import BackendUnavailableError, DatasetLockedError, LockLostError
+from chunkframe.core.keys import RedisKeys
+from chunkframe.core.model import ChunkMeta
 
 HERE = Path(__file__).parent
 
@@ -323,7 +323,7 @@ def test_catalog_refuses_writes_from_a_superseded_lock(client):
 
 
 def test_chunk_keys_carry_the_fencing_token(client):
-    from chunkframe.keys import chunk_key
+    from chunkframe.core.keys import chunk_key
 
     assert chunk_key("d", 3, 7, 12) == "d/g000003/c00000007-f12.arrow"
     assert chunk_key("d", 3, 7, 12) != chunk_key("d", 3, 7, 13)  # a late writer writes elsewhere

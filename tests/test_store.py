@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from chunkframe import codec
-from chunkframe.errors import BackendUnavailableError
-from chunkframe.store import ChunkStore
+from chunkframe.core.errors import BackendUnavailableError
+from chunkframe.storage import codec
+from chunkframe.storage.store import ChunkStore
 
 HERE = Path(__file__).parent
 

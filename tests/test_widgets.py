@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from frames import sensors
 
-import chunkframe.widgets as cfw
-from chunkframe.widgets import Browser, browse
+import chunkframe.display.widgets as cfw
+from chunkframe.display.widgets import Browser, browse
 
 N, CHUNK = 3_000, 400
 VIEW = "application/vnd.jupyter.widget-view+json"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).parent
-PACKAGED = HERE.parents[1] / "chunkframe" / "samples"
+PACKAGED = HERE.parents[1] / "chunkframe" / "frontends" / "samples"
 
 
 def sensors(rows: int = 50_000, devices: int = 20, seed: int = 7) -> pd.DataFrame:

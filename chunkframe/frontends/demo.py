@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..core.errors import Arg, ChunkFrameError, Hint, PathNotFoundError
 from .cli_output import table
-from .errors import Arg, ChunkFrameError, Hint, PathNotFoundError
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ..session import Client
 
 __all__ = ["run_demo", "SAMPLES_DIR"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BackendUnavailableError, Call, Hint, LockLostError
-from .model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.errors import BackendUnavailableError, Call, Hint, LockLostError
+from ..core.model import ChunkMeta, DatasetMeta, Tombstone
 
 __all__ = ["Catalog"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .dataset import Dataset
+    from ..dataset import Dataset
 
 __all__ = ["Browser", "browse", "DROPDOWN_MAX_CHUNKS"]
 

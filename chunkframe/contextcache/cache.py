@@ -20,8 +20,8 @@ from typing import Any, NamedTuple, TypeVar
 import pandas as pd
 import redis
 
-from .errors import BackendUnavailableError, ChunkFrameError, ContextError
-from .keys import validate_id
+from ..core.errors import BackendUnavailableError, ChunkFrameError, ContextError
+from ..core.keys import validate_id
 
 __all__ = [
     "ContextType",
@@ -70,7 +70,7 @@ class ContextType(StrEnum):
         valid = ", ".join(t.value for t in cls)
         raise ContextError(
             f"unknown context type {value!r}; use one of {valid} (any case) "
-            "or a chunkframe.contextcache.ContextType member"
+            "or a chunkframe.contextcache.cache.ContextType member"
         )
 
 
@@ -240,7 +240,7 @@ def _hint(obj: object) -> str:
     if cls.__module__.startswith("pandas"):
         return "convert it with .to_dict() / .tolist(), or ingest it as a dataset"
     if dataclasses.is_dataclass(obj):
-        return (f"register its class first: chunkframe.contextcache.register_value_type("
+        return (f"register its class first: chunkframe.contextcache.cache.register_value_type("
                 f"{cls.__qualname__})")
     return "convert it to JSON data or to a dataclass registered with register_value_type()"
 
@@ -719,7 +719,7 @@ class Context(Mapping[str, Any]):
     Deviations from ``collections.abc.Mapping``, because one key may exist under several
     ContextTypes (Linkis keys are per type):
 
-    - ``ctx[key]`` and ``ctx.get(key)`` raise :class:`~chunkframe.errors.ContextError`
+    - ``ctx[key]`` and ``ctx.get(key)`` raise :class:`~chunkframe.core.errors.ContextError`
       (not a ``KeyError``) when several types hold ``key`` and no ``type=`` says which;
     - ``keys()``, ``values()`` and ``items()`` take a ``type=`` filter and return lists;
       ``items()`` and ``values()`` have one element per entry, so a key held under two

@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
-from .errors import Arg, BackendUnavailableError, DatasetLockedError, Hint, LockLostError
-from .keys import RedisKeys
-from .model import ChunkMeta, DatasetMeta
+from ..core.errors import Arg, BackendUnavailableError, DatasetLockedError, Hint, LockLostError
+from ..core.keys import RedisKeys
+from ..core.model import ChunkMeta, DatasetMeta
 
 __all__ = ["connect_redis", "redis_url_of", "DatasetLock", "State"]
 
@@ -28,7 +28,7 @@ def redis_url_of(client: redis.Redis) -> str:
 def connect_redis(url: str | None, home: Path) -> redis.Redis:
     """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None."""
     if url is None:
-        from .server import ensure_server
+        from .embedded import ensure_server
 
         url = ensure_server(home)
     try:

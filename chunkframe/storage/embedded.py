@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .errors import BackendUnavailableError
+from ..core.errors import BackendUnavailableError
 
 __all__ = ["ensure_server", "server_status", "stop_server", "redis_server_binary", "ServerStatus"]
 

@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .catalog import Catalog
-from .config import Settings, resolve
+from .core.config import Settings, resolve
+from .core.keys import validate_id
 from .dataset import Dataset
-from .ingest import CommitHook, ingest
-from .keys import validate_id
-from .reader import Reader
-from .state import DatasetLock, State, connect_redis
-from .store import ChunkStore
+from .ingestion.pipeline import CommitHook, ingest
+from .read.reader import Reader
+from .storage.catalog import Catalog
+from .storage.state import DatasetLock, State, connect_redis
+from .storage.store import ChunkStore
 
 if TYPE_CHECKING:
-    from .contextcache import Context, ContextCache
-    from .lastvalues import LastValues
+    from .contextcache.cache import Context, ContextCache
+    from .lastcache.cache import LastValues
 
 __all__ = ["Client", "connect", "default_client", "client_for_token"]
 
@@ -54,7 +54,7 @@ class Client:
 
     # -- datasets -------------------------------------------------------------------------
     def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Dataset:
-        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`."""
+        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingestion.pipeline`."""
         self.last_values  # noqa: B018 - make sure its commit hook is registered
         ingest(self, source, dataset_id, **kwargs)
         self.reader.snapshot(dataset_id, refresh=True)
@@ -87,7 +87,7 @@ class Client:
         if self._last_values is None:
             with self._lazy:
                 if self._last_values is None:
-                    from .lastvalues import LastValues
+                    from .lastcache.cache import LastValues
 
                     self._last_values = LastValues(self)
         return self._last_values
@@ -97,13 +97,13 @@ class Client:
         if self._contexts is None:
             with self._lazy:
                 if self._contexts is None:
-                    from .contextcache import ContextCache
+                    from .contextcache.cache import ContextCache
 
                     self._contexts = ContextCache(self.redis, prefix=self.settings.prefix)
         return self._contexts
 
     def context(self, context_id: str) -> Context:
-        """The :class:`~chunkframe.contextcache.Context` of any id (a dataset's or an analysis')."""
+        """The :class:`~chunkframe.contextcache.cache.Context` of any id (a dataset's or an analysis')."""
         return self.contexts_cache.context(context_id)
 
     def contexts(self) -> pd.DataFrame:

@@ -18,9 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from .codec import checksum_matches, decode
-from .devices import device_text
-from .errors import (
+from ..core.devices import device_text
+from ..core.errors import (
     Call,
     ChunkCorruptionError,
     DatasetNotFoundError,
@@ -28,15 +27,16 @@ from .errors import (
     Placeholder,
     SnapshotSupersededError,
 )
-from .keys import validate_id
-from .model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.keys import validate_id
+from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..storage.codec import checksum_matches, decode
 from .planes import Planes, plane_for
 from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
-    from .state import State
-    from .store import ChunkStore
+    from ..storage.catalog import Catalog
+    from ..storage.state import State
+    from ..storage.store import ChunkStore
 
 __all__ = ["Reader", "Snapshot", "STALENESS_SECONDS", "FETCH_THREADS", "READ_AHEAD"]
 

@@ -16,8 +16,8 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 
-from .codec import encode, to_arrow
-from .errors import Arg, Hint, SchemaMismatchError, SourceError
+from ..core.errors import Arg, Hint, SchemaMismatchError, SourceError
+from ..storage.codec import encode, to_arrow
 
 __all__ = ["Source", "open_source", "check_columns", "conform", "ITERATOR_FINGERPRINT"]
 

@@ -3,7 +3,7 @@ tag, verify, export, delete, demo, server).
 
 Building the parser and ``--help`` import nothing but the standard library and chunkframe's
 errors; each command imports the parts it uses when it runs. What is printed is made by
-:mod:`chunkframe.cli_output`; the demo lives in :mod:`chunkframe.demo`.
+:mod:`chunkframe.frontends.cli_output`; the demo lives in :mod:`chunkframe.frontends.demo`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..core.errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
 from .cli_output import PROG, Out, records, table
-from .errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .dataset import Dataset
+    from ..dataset import Dataset
+    from ..session import Client
 
 __all__ = ["main", "build_parser"]
 
@@ -95,7 +95,7 @@ def _time_value(ds: Dataset, value: str | None, what: str) -> Any:
 # -- commands ---------------------------------------------------------------------------------
 
 def _client(args: argparse.Namespace) -> Client:
-    from .client import connect
+    from ..session import connect
 
     options = None
     if args.storage_options:
@@ -122,7 +122,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
-    from .dataset import format_bytes
+    from ..dataset import format_bytes
 
     client = _client(args)
     began = time.perf_counter()
@@ -144,7 +144,7 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
 def cmd_ls(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
-    from .dataset import format_bytes
+    from ..dataset import format_bytes
 
     df = _client(args).datasets()
     out.doc(records(df))
@@ -164,7 +164,7 @@ def cmd_ls(args: argparse.Namespace, out: Out) -> int:
 def cmd_info(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
-    from .dataset import format_bytes
+    from ..dataset import format_bytes
 
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
@@ -266,7 +266,7 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_export(args: argparse.Namespace, out: Out) -> int:
-    from .export import export_dataset
+    from ..export.writer import export_dataset
 
     ds = _open(args)
     try:
@@ -315,15 +315,15 @@ def cmd_demo(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_server(args: argparse.Namespace, out: Out) -> int:
-    from .config import resolve
-    from .server import server_status, stop_server
+    from ..core.config import resolve
+    from ..storage.embedded import server_status, stop_server
 
     home = resolve(home=args.home).home
     if args.action == "status":
         st = server_status(home)
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
-            from .dataset import format_bytes
+            from ..dataset import format_bytes
 
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
                      f"{format_bytes(st.used_memory)} used, {st.keys} keys")
@@ -340,7 +340,7 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, out: Out) -> int:
-    from .service.run import serve_command  # the service and its extra: see chunkframe/service
+    from ..service.run import serve_command  # the service and its extra: see chunkframe/service
 
     return serve_command(args)
 
@@ -420,7 +420,7 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
 
 def build_parser() -> _Parser:
     """The parser of every command (``commands``: each command's own parser)."""
-    from . import __version__
+    from .. import __version__
 
     common = _Parser(add_help=False)
     _global_options(common, sub=True)
@@ -446,7 +446,7 @@ def build_parser() -> _Parser:
     p.add_argument("--time-column", metavar="COL", help="the time column (default: the only "
                    "datetime column, if there is exactly one)")
     p.add_argument("--device-column", metavar="COL", help="the column naming each series' device")
-    p.add_argument("--mode", choices=_Later("ingest", "MODES"), default="create", metavar="MODE",
+    p.add_argument("--mode", choices=_Later("ingestion.pipeline", "MODES"), default="create", metavar="MODE",
                    help="%(choices)s (default: create)")
     p.add_argument("--compression", choices=["zstd", "lz4"], help="chunk buffer compression")
     p.add_argument("--wait", action="store_true",
@@ -494,7 +494,7 @@ def build_parser() -> _Parser:
     p = command("export", cmd_export, "write a dataset (or part of it) to one file, streamed")
     p.add_argument("id", metavar="ID")
     p.add_argument("dest", metavar="DEST", help="file path or s3:// URL; a directory gets ID.EXT")
-    p.add_argument("--format", choices=_Later("export", "FORMATS"), metavar="FORMAT",
+    p.add_argument("--format", choices=_Later("export.writer", "FORMATS"), metavar="FORMAT",
                    help="%(choices)s (default: from DEST's extension)")
     p.add_argument("--mkdir", dest="parents", action="store_true",
                    help="create DEST's missing parent directories (default: refuse)")
@@ -525,7 +525,7 @@ def build_parser() -> _Parser:
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
     p.add_argument("action", choices=["status", "stop"])
 
-    from .service.run import add_arguments as serve_arguments
+    from ..service.run import add_arguments as serve_arguments
 
     p = command("serve", cmd_serve, "serve the datasets over HTTP: GetValue and friends "
                 "(needs the service extra: pip install 'chunkframe[service]')")

@@ -12,8 +12,8 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
+from ..core.errors import BackendUnavailableError
 from .codec import checksum
-from .errors import BackendUnavailableError
 
 __all__ = ["ChunkStore"]
 

@@ -21,13 +21,13 @@ import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from .devices import device_key, device_text
-from .errors import Arg, Hint, PathNotFoundError
-from .progress import progress_bar
-from .reader import Snapshot, chunk_slices
+from ..core.devices import device_key, device_text
+from ..core.errors import Arg, Hint, PathNotFoundError
+from ..core.progress import progress_bar
+from ..read.reader import Snapshot, chunk_slices
 
 if TYPE_CHECKING:
-    from .dataset import Dataset
+    from ..dataset import Dataset
 
 __all__ = ["export", "export_dataset", "ExportResult", "FORMATS", "infer_format"]
 
@@ -513,7 +513,7 @@ def export(ds: Dataset, dest: str | os.PathLike[str], format: str | None = None,
     progress : a progress bar (None: only on an interactive terminal or notebook).
     storage_options : fsspec options for ``dest``; default: the client's storage options.
     parents : create the missing parent directories of a local ``dest``; by default a
-        missing directory is an error (:class:`~chunkframe.errors.PathNotFoundError`, a
+        missing directory is an error (:class:`~chunkframe.core.errors.PathNotFoundError`, a
         ``FileNotFoundError``), as ``open(dest, "w")`` would be. Object stores have no
         directories to make.
 

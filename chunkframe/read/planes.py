@@ -157,7 +157,7 @@ class TextPlane(Plane):
 
 def plane_for(rows: int, field: pa.Field, dtype: Any) -> Plane | None:
     """The plane that holds column ``field`` (pandas ``dtype``) as batch reads gather it
-    (see :func:`chunkframe.rows.column_vectors`), or None for columns Arrow must take and
+    (see :func:`chunkframe.read.rows.column_vectors`), or None for columns Arrow must take and
     where the address space for one cannot be had (reads then gather chunk by chunk)."""
     try:
         return _plane_for(rows, field, dtype)

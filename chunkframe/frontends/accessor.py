@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import ChunkFrameError, DatasetNotFoundError
+from ..core.errors import ChunkFrameError, DatasetNotFoundError
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .dataset import Dataset
+    from ..dataset import Dataset
+    from ..session import Client
 
 # The client and dataset modules (Redis, fsspec, the reader) are imported on first use: `import
 # chunkframe` registers these accessors, and the command line's --help should not pay for them.
@@ -41,7 +41,7 @@ __all__ = ["ChunkFrameAccessor", "ChunkSeriesAccessor"]
 def _read_binding(obj: pd.DataFrame | pd.Series) -> tuple[str, str | None] | None:
     """``(dataset id, client token)`` of a bound frame, None if unbound; AttributeError if
     ``attrs`` holds something under our key that is not a binding."""
-    from .dataset import BINDING_ATTR
+    from ..dataset import BINDING_ATTR
 
     raw = obj.attrs.get(BINDING_ATTR)
     if raw is None:
@@ -77,8 +77,8 @@ class _Bound:
 
         Raises ChunkFrameError if unbound, DatasetNotFoundError if the dataset is gone.
         """
-        from .client import client_for_token, default_client
-        from .dataset import Dataset
+        from ..dataset import Dataset
+        from ..session import client_for_token, default_client
 
         dataset_id, token = self._require("dataset")
         client: Client = client_for_token(token) if token else default_client()
@@ -126,9 +126,9 @@ class ChunkFrameAccessor(_Bound):
         """Ingest this frame as ``dataset_id`` and bind the frame to it.
 
         Uses the default client unless ``client`` is given; the other arguments are those of
-        :func:`chunkframe.ingest`. On error nothing is bound.
+        :func:`chunkframe.ingestion.pipeline`. On error nothing is bound.
         """
-        from .client import default_client
+        from ..session import default_client
 
         client = client if client is not None else default_client()
         ds = client.ingest(self._obj, dataset_id, chunk_rows=chunk_rows, time_column=time_column,
@@ -268,7 +268,7 @@ class ChunkSeriesAccessor(_Bound):
 
 def _last_of_series(series: pd.Series) -> tuple[Any, Any]:
     """Latest non-null value of a time-indexed series, by the last-value cache's rules."""
-    from .lastvalues import last_of_series  # lazily: the accessor loads with the package
+    from ..lastcache.cache import last_of_series  # lazily: the accessor loads with the package
 
     return last_of_series(series)
 

@@ -62,15 +62,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from .devices import device_key, device_text, typed_device
-from .errors import Arg, ChunkFrameError, DatasetNotFoundError, Hint, SchemaMismatchError
-from .model import ChunkMeta, DatasetMeta, Tombstone
-from .reader import apply_tombstones
+from ..core.devices import device_key, device_text, typed_device
+from ..core.errors import Arg, ChunkFrameError, DatasetNotFoundError, Hint, SchemaMismatchError
+from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..read.reader import apply_tombstones
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .dataset import Dataset
-    from .reader import Snapshot
+    from ..dataset import Dataset
+    from ..read.reader import Snapshot
+    from ..session import Client
 
 __all__ = [
     "LastValues", "DeleteResult", "last_of_series", "time_key", "encode_record", "decode_record",

@@ -15,9 +15,8 @@ import numpy as np
 import pyarrow as pa
 import redis
 
-from .codec import Compression, checksum_matches, decode, write
-from .devices import device_codes
-from .errors import (
+from ..core.devices import device_codes
+from ..core.errors import (
     Arg,
     BackendUnavailableError,
     ChunkFrameError,
@@ -29,15 +28,16 @@ from .errors import (
     SchemaMismatchError,
     SourceError,
 )
-from .keys import chunk_key, generation_prefix, validate_id
-from .model import ChunkMeta, DatasetMeta, schema_to_text
-from .progress import progress_bar
-from .source import ITERATOR_FINGERPRINT, Source, conform, open_source
+from ..core.keys import chunk_key, generation_prefix, validate_id
+from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
+from ..core.progress import progress_bar
+from ..storage.codec import Compression, checksum_matches, decode, write
+from .sources import ITERATOR_FINGERPRINT, Source, conform, open_source
 
 if TYPE_CHECKING:
-    from .client import Client
-    from .state import DatasetLock
-    from .store import ChunkStore
+    from ..session import Client
+    from ..storage.state import DatasetLock
+    from ..storage.store import ChunkStore
 
 __all__ = ["ingest", "MODES", "CommitHook", "resolve_columns"]
 
@@ -250,7 +250,7 @@ def ingest(
 ) -> DatasetMeta:
     """Ingest ``source`` as dataset ``dataset_id``; returns the committed metadata.
 
-    See ``chunkframe.ingest`` for the user-facing documentation.
+    See ``chunkframe.ingestion.pipeline`` for the user-facing documentation.
     """
     validate_id(dataset_id)
     if mode not in MODES:

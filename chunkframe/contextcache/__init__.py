@@ -1,0 +1,1 @@
+"""Context entries and their keyword index, after Apache Linkis' context cache."""

@@ -1,0 +1,1 @@
+"""Notebook views of a dataset (ipywidgets, with a text fallback)."""

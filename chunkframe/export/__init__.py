@@ -1,0 +1,1 @@
+"""Datasets streamed out chunk by chunk to Parquet, CSV, Arrow or JSON lines."""

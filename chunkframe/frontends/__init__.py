@@ -1,0 +1,1 @@
+"""What users type: pandas accessors, the command line and its demo."""

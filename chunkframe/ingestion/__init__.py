@@ -1,0 +1,1 @@
+"""Writing datasets: sources cut into chunks, persisted and committed under a lock."""

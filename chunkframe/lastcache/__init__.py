@@ -1,0 +1,1 @@
+"""Last values per series, after Apache IoTDB's last cache."""

@@ -1,0 +1,1 @@
+"""The query flow: snapshots, the chunk cache, rows and batch gathers."""

@@ -1,0 +1,1 @@
+"""Where datasets live: chunk bytes (codec, store), Redis state, the catalog."""
