@@ -101,7 +101,7 @@ def main() -> None:
         dev = "dev042"
         tmax = df["time"].iloc[-1]
         start = tmax - pd.Timedelta(seconds=60)  # ~60 of this device's rows
-        dropped = ds.delete(dev, start=start).last_values_dropped
+        dropped = ds.delete(dev, date_range=(start, None)).last_values_dropped
         client.reader.clear(metadata=False)
         reads0, fetch0 = lv.counters["chunk_reads"], client.reader.fetches
         t0 = time.perf_counter()
@@ -114,7 +114,7 @@ def main() -> None:
 
         # and a deeper delete: the device's last ~12 minutes (over a whole chunk of 65,536 rows)
         start2 = tmax - pd.Timedelta(minutes=12)
-        ds.delete(dev, start=start2)
+        ds.delete(dev, date_range=(start2, None))
         client.reader.clear(metadata=False)
         reads0 = lv.counters["chunk_reads"]
         after2 = ds.last(dev)

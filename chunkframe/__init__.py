@@ -24,11 +24,10 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
-
+    from .api import connect, context, contexts, datasets, ingest, open
     from .contextcache.cache import ContextType, keyword, register_value_type
     from .dataset import Dataset
-    from .session import Client, connect
+    from .session import Client
 
 __all__ = [
     "Client", "Dataset", "connect", "ingest", "open", "datasets", "context", "contexts",
@@ -67,7 +66,9 @@ _after_import_of("pandas", lambda: importlib.import_module(".frontends.accessor"
 
 # The heavy parts (Redis, fsspec, the reader...) are imported on first use (PEP 562).
 _LAZY = {
-    "Client": "session", "connect": "session", "default_client": "session",
+    "Client": "session", "default_client": "session",
+    "connect": "api", "ingest": "api", "open": "api", "datasets": "api", "context": "api",
+    "contexts": "api",
     "Dataset": "dataset",
     "ContextType": "contextcache.cache", "keyword": "contextcache.cache",
     "register_value_type": "contextcache.cache",
@@ -85,52 +86,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-
-
-def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: str | None = None,
-           device_column: str | None = None, mode: str = "create", **kwargs: Any) -> Dataset:
-    """Ingest ``source`` as dataset ``dataset_id`` with the default client.
-
-    ``source``: a DataFrame, an iterable of DataFrames, or a path/URL/glob of CSV, Parquet or
-    Arrow files (local or ``s3://``). ``mode``: ``"create"`` (error if it exists),
-    ``"overwrite"`` (replace it once the new one is complete), ``"append"``, ``"resume"``
-    (continue an interrupted ingest of the same source). Other keywords: ``compression``
-    (``"zstd"``/``"lz4"``), ``progress`` (a bar; default: only in notebooks and terminals),
-    ``wait`` (for the lock), ``workers``, ``fingerprint`` (names a source that cannot be
-    recognised from its rows, such as a generator, so that ``mode="resume"`` accepts it).
-    """
-    from .session import default_client
-
-    return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
-                                   time_column=time_column, device_column=device_column,
-                                   mode=mode, **kwargs)
-
-
-def open(dataset_id: str) -> Dataset:  # noqa: A001 - the public name of the design
-    """Open a complete dataset with the default client."""
-    from .session import default_client
-
-    return default_client().open(dataset_id)
-
-
-def datasets() -> pd.DataFrame:
-    """Complete datasets of the default client: id, state, rows, chunks, bytes, ..."""
-    from .session import default_client
-
-    return default_client().datasets()
-
-
-def context(context_id: str) -> Any:
-    """The context (tags, keyword index) of any id, with the default client."""
-    from .session import default_client
-
-    return default_client().context(context_id)
-
-
-def contexts() -> pd.DataFrame:
-    """Contexts in memory: id, entries, memory bytes, accesses, last access."""
-    from .session import default_client
-
-    return default_client().contexts()

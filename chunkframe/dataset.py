@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import html
+import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -11,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .core.errors import SnapshotSupersededError
+from .core.errors import InvalidArgumentError, SnapshotSupersededError
 from .core.model import DatasetMeta
 from .core.progress import progress_bar
 from .read.reader import READ_AHEAD, ChunkGroups, Snapshot, chunk_slices, group_by_chunk, positions
@@ -204,22 +206,6 @@ class Dataset:
         df.attrs[BINDING_ATTR] = {"dataset": self.id, "client": self._client.token}
         return df
 
-    def _column_index(self, snap: Snapshot, column: str) -> int:
-        i = snap.schema.get_field_index(column) if isinstance(column, str) else -1
-        if i < 0:
-            raise KeyError(
-                f"dataset {self.id!r} has no column {column!r}; columns are {snap.schema.names!r}"
-            )
-        return i
-
-    def _columns(self, snap: Snapshot, columns: Sequence[str] | str | None) -> list[str] | None:
-        if columns is None:
-            return None
-        cols = [columns] if isinstance(columns, str) else list(columns)
-        for c in cols:
-            self._column_index(snap, c)
-        return cols
-
     # -- reads ----------------------------------------------------------------------------
     @_retry_superseded
     def get(self, sn: int, column: str | None = None) -> Any:
@@ -241,7 +227,7 @@ class Dataset:
         i = snap.locate(pos)
         local = pos - snap.starts[i]
         if column is not None:
-            j = self._column_index(snap, column)
+            j = snap.column_index(column)
             return reader.getters(snap, i)[1][j](local)
         entry, getters = reader.getters(snap, i)
         template = reader.template(snap, entry)
@@ -264,7 +250,7 @@ class Dataset:
         """
         reader = self._client.reader
         snap = reader.snapshot(self.id)
-        cols = self._columns(snap, columns)
+        cols = snap.columns_of(columns)
         arr = positions(snap, sns)
         if arr.size == 0:
             table = self._empty(snap)
@@ -334,7 +320,7 @@ class Dataset:
         """Rows ``[start, stop)`` like ``df.iloc[start:stop]`` (negative and open bounds too)."""
         reader = self._client.reader
         snap = self._snap()
-        cols = self._columns(snap, columns)
+        cols = snap.columns_of(columns)
         lo, hi, _ = slice(start, stop).indices(snap.meta.rows)
         hi = max(hi, lo)
         plan = {i: (off, count) for i, off, count in chunk_slices(snap, lo, hi)}
@@ -360,7 +346,7 @@ class Dataset:
         chunks), and of them only ``columns`` are decoded.
         """
         snap = self._snap()
-        cols = self._columns(snap, columns)
+        cols = snap.columns_of(columns)
         reader = self._client.reader
         for i, entry in reader.stream(snap, range(len(snap.chunks)), self._positions(snap, cols),
                                       ahead=READ_AHEAD):
@@ -373,7 +359,7 @@ class Dataset:
         """The whole dataset in memory, equal to the ingested frame (chunks fetched in
         parallel, uncached, only ``columns`` decoded)."""
         snap = self._snap()
-        cols = self._columns(snap, columns)
+        cols = snap.columns_of(columns)
         reader = self._client.reader
         tables = [entry.table for _, entry in reader.stream(
             snap, range(len(snap.chunks)), self._positions(snap, cols))]
@@ -466,11 +452,11 @@ class Dataset:
               device  measurement                      time  value
         0  sensor-03  temperature 2026-01-18 08:36:02+00:00   21.4
         """
-        return self._client.last_values.last(self, device, columns)
+        return self._client.last_values.last(self.id, device, columns)
 
-    def delete(self, device: Any = None, columns: Sequence[str] | str | None = None,
-               start: Any = None, end: Any = None) -> DeleteResult:
-        """Delete the values of the matching series whose time lies in ``[start, end]``.
+    def delete(self, device: Any = None, columns: Sequence[str] | str | None = None, *,
+               date_range: Any = None, start: Any = None, end: Any = None) -> DeleteResult:
+        """Delete the values of the matching series whose time lies in ``date_range``.
 
         Deleted values read back as missing; serial numbers stay as they are, and rows
         appended later are never hidden. Cached last values in the range are dropped.
@@ -481,9 +467,13 @@ class Dataset:
             One device (None: every device).
         columns : str or sequence of str, optional
             Measurements (None: every measurement).
-        start, end : Timestamp, datetime, str or int, optional
-            Inclusive time bounds (None: open); a naive time is read in the time column's
-            time zone, an int is the column's integer time (nanoseconds for datetimes).
+        date_range : (start, end), optional
+            Inclusive time bounds, each a Timestamp, datetime, ISO string or int (None: open);
+            a naive time is read in the time column's time zone, an aware one against a naive
+            column is converted to UTC, an int is the column's integer time (nanoseconds for
+            datetimes). None: all times.
+        start, end
+            Deprecated spellings of ``date_range=(start, end)``.
 
         Returns
         -------
@@ -506,13 +496,20 @@ class Dataset:
 
         Examples
         --------
-        >>> done = ds.delete(device="sensor-03", start="2026-01-10", end="2026-01-11")  # doctest: +SKIP
+        >>> done = ds.delete(device="sensor-03",                   # doctest: +SKIP
+        ...                  date_range=("2026-01-10", "2026-01-11"))
         >>> done.total, done.series                        # doctest: +SKIP
         (791,       device  measurement  rows
          0  sensor-03  temperature   160
          ...)
         """
-        return self._client.last_values.delete(self, device, columns, start, end)
+        if start is not None or end is not None:
+            if date_range is not None:
+                raise InvalidArgumentError("give date_range=(start, end), not start/end too")
+            warnings.warn("delete(start=, end=) is deprecated: use date_range=(start, end)",
+                          DeprecationWarning, stacklevel=2)
+            date_range = (start, end)
+        return self._client.last_values.delete(self.id, device, columns, date_range=date_range)
 
     def reset_last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> None:
         """Drop cached last values; the next :meth:`last` recomputes them from the data.
@@ -535,7 +532,7 @@ class Dataset:
         --------
         >>> ds.reset_last(device="sensor-03")             # doctest: +SKIP
         """
-        self._client.last_values.reset(self, device, columns)
+        self._client.last_values.reset(self.id, device, columns)
 
     # -- context (context.py) --------------------------------------------------------------
     @property
@@ -636,18 +633,44 @@ class Dataset:
         return self.context.search(keyword, type)
 
     # -- export and browse ----------------------------------------------------------------
-    def export(self, dest: str, format: str | None = None, **kwargs: Any) -> str:
+    def export(self, dest: str | os.PathLike[str], format: str | None = None, *,
+               columns: Sequence[str] | str | None = None, start: int | None = None,
+               stop: int | None = None, device: Any = None, date_range: Any = None,
+               progress: bool | None = None, storage_options: dict[str, Any] | None = None,
+               parents: bool = False) -> str:
         """Stream the dataset chunk by chunk to a file, written atomically.
+
+        Only a few chunks are in memory at a time, whatever the dataset's size: the next
+        chunks are read while one is written, and only the columns written (and filtered on)
+        are decoded. The file is written under a temporary name and moved into place when
+        complete: a failed or interrupted export leaves no partial file. Parquet and Arrow
+        keep the pandas metadata, so ``pd.read_parquet(dest)`` equals ``ds.to_pandas()``
+        (index aside).
 
         Parameters
         ----------
-        dest : str
-            A local path or a URL (``s3://...``); a directory receives ``<id>.<ext>``.
+        dest : str or PathLike
+            A local path or a URL (``s3://bucket/key.parquet``); a directory (or a path
+            ending in ``/``) receives ``<dataset id>.<ext>``.
         format : str, optional
-            ``parquet``, ``csv``, ``arrow`` or ``jsonl`` (None: from the extension).
-        **kwargs
-            ``columns``, ``start``/``stop`` (serial numbers), ``device``, ``since``/``until``
-            (times), ``progress``, ``storage_options``: see :func:`chunkframe.export.writer.export`.
+            ``parquet``, ``csv``, ``arrow`` (IPC file) or ``jsonl``; None: from the extension.
+        columns : str or sequence of str, optional
+            Columns to write (all if None), in this order.
+        start, stop : int, optional
+            Serial-number range ``[start, stop)``, as ``iloc`` (negative counts from the end).
+        device : Any or list, optional
+            Keep the rows of this device (or these devices), compared as text.
+        date_range : (start, end), optional
+            Keep rows whose time lies in ``[start, end]`` (inclusive, either end None); read
+            as :meth:`delete` reads it. Chunks whose time statistics rule it out are skipped.
+        progress : bool, optional
+            A progress bar (None: only on an interactive terminal or in a notebook).
+        storage_options : dict, optional
+            fsspec options for ``dest``; default: the client's storage options.
+        parents : bool
+            Create the missing parent directories of a local ``dest``; by default a missing
+            directory is a :class:`~chunkframe.core.errors.PathNotFoundError` (a
+            ``FileNotFoundError``), as ``open(dest, "w")`` would be.
 
         Returns
         -------
@@ -656,19 +679,26 @@ class Dataset:
 
         Raises
         ------
-        ValueError
-            An unknown format or a bad filter.
+        InvalidArgumentError
+            An unknown format, a bad range, or a filter the dataset has no column for.
+        PathNotFoundError
+            The destination's directory does not exist (and ``parents`` is False).
         OSError
             The destination cannot be written; no partial file is left.
 
         Examples
         --------
-        >>> ds.export("sensors.parquet")                  # doctest: +SKIP
-        '/home/ana/sensors.parquet'
+        >>> ds.export("out/sensors.parquet", device="sensor-03",        # doctest: +SKIP
+        ...           date_range=("2026-01-02", None))
+        '/home/ana/out/sensors.parquet'
         """
-        from .export.writer import export
+        from .export.writer import export_dataset
 
-        return export(self, dest, format=format, **kwargs)
+        return export_dataset(
+            self._client.reader, self.id, dest, format, columns=columns, start=start,
+            stop=stop, device=device, date_range=date_range, progress=progress,
+            storage_options=storage_options, parents=parents,
+            default_storage_options=self._client.settings.storage_options).dest
 
     def browse(self, sn: int = 0) -> Any:
         """Return an ipywidgets panel to step through rows, chunks, last values and tags.

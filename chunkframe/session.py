@@ -6,24 +6,23 @@ import os
 import threading
 import uuid
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from .contextcache.cache import Context, ContextCache
 from .core.config import Settings, resolve
 from .core.keys import validate_id
 from .dataset import Dataset
 from .ingestion.pipeline import CommitHook, ingest
+from .lastcache.cache import LastValues
 from .read.reader import Reader
+from .storage.backends import Backends
 from .storage.catalog import Catalog
 from .storage.state import DatasetLock, State, connect_redis
 from .storage.store import ChunkStore
 
-if TYPE_CHECKING:
-    from .contextcache.cache import Context, ContextCache
-    from .lastcache.cache import LastValues
-
-__all__ = ["Client", "connect", "default_client", "client_for_token"]
+__all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
 
 _CLIENTS: weakref.WeakValueDictionary[str, Client] = weakref.WeakValueDictionary()
 _default: Client | None = None
@@ -31,18 +30,25 @@ _default_lock = threading.Lock()
 
 
 class Client:
-    """Everything chunkframe talks to, configured once; datasets and contexts hang off it."""
+    """Everything chunkframe talks to, configured once; datasets and contexts hang off it.
+
+    It builds the parts and wires them: each feature is handed the parts it uses (the
+    backends, the reader, Redis), never the client, and the last-value cache's commit hook
+    is registered here, once.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.token = uuid.uuid4().hex
         self.redis = connect_redis(settings.redis_url, settings.home)
-        self.state = State(self.redis, settings.prefix, settings.lock_ttl)
-        self.store = ChunkStore(settings.store_url, settings.storage_options)
-        self.catalog = Catalog(settings.catalog_path)
+        self.backends = Backends(State(self.redis, settings.prefix, settings.lock_ttl),
+                                 ChunkStore(settings.store_url, settings.storage_options),
+                                 Catalog(settings.catalog_path), settings.storage_options)
+        self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
+                                                self.backends.catalog)
         self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes)
-        self.commit_hooks: list[CommitHook] = []
-        self._last_values: LastValues | None = None
+        self.last_values = LastValues(self.redis, self.backends, self.reader)
+        self.commit_hooks: list[CommitHook] = [self.last_values.after_commit]
         self._contexts: ContextCache | None = None
         self._lazy = threading.Lock()
         _CLIENTS[self.token] = self
@@ -54,22 +60,14 @@ class Client:
 
     # -- datasets -------------------------------------------------------------------------
     def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Dataset:
-        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingestion.pipeline`."""
-        self.last_values  # noqa: B018 - make sure its commit hook is registered
-        ingest(self, source, dataset_id, **kwargs)
+        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`."""
+        ingest(self.backends, source, dataset_id, hooks=self.commit_hooks, **kwargs)
         self.reader.snapshot(dataset_id, refresh=True)
         return Dataset(self, dataset_id)
 
     def lock(self, dataset_id: str, wait: bool | float = False) -> DatasetLock:
-        """Take a dataset's write lock: in Redis (renewed, fenced), then claimed in the
-        catalog so a writer whose lock expired can never commit there again."""
-        lock = self.state.lock(dataset_id).acquire(wait)
-        try:
-            self.catalog.claim(dataset_id, lock.fence)
-        except BaseException:
-            lock.release()
-            raise
-        return lock
+        """Take a dataset's write lock (see :meth:`Backends.lock`)."""
+        return self.backends.lock(dataset_id, wait)
 
     def open(self, dataset_id: str) -> Dataset:
         """A complete dataset; :class:`DatasetNotFoundError` names similar ids if there is none."""
@@ -81,32 +79,23 @@ class Client:
         """One row per complete dataset: id, state, rows, chunks, bytes, ..."""
         return self.catalog.table()
 
-    # -- parts built on first use ---------------------------------------------------------
-    @property
-    def last_values(self) -> LastValues:
-        if self._last_values is None:
-            with self._lazy:
-                if self._last_values is None:
-                    from .lastcache.cache import LastValues
-
-                    self._last_values = LastValues(self)
-        return self._last_values
-
+    # -- contexts -------------------------------------------------------------------------
     @property
     def contexts_cache(self) -> ContextCache:
+        """The context cache of this client's Redis (built on first use)."""
         if self._contexts is None:
             with self._lazy:
                 if self._contexts is None:
-                    from .contextcache.cache import ContextCache
-
                     self._contexts = ContextCache(self.redis, prefix=self.settings.prefix)
         return self._contexts
 
     def context(self, context_id: str) -> Context:
-        """The :class:`~chunkframe.contextcache.cache.Context` of any id (a dataset's or an analysis')."""
+        """The :class:`~chunkframe.contextcache.cache.Context` of any id (a dataset's or an
+        analysis')."""
         return self.contexts_cache.context(context_id)
 
     def contexts(self) -> pd.DataFrame:
+        """Contexts in memory: id, entries, memory bytes, accesses, last access."""
         return self.contexts_cache.contexts()
 
 
@@ -117,26 +106,18 @@ def connect(
     home: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Client:
-    """Configure chunkframe and make the result the default client.
+    """Configure a local client and make it the default one (see :func:`chunkframe.connect`,
+    which also takes a server URL)."""
+    client = Client(resolve(store, redis, catalog, home, **options))
+    set_default(client)
+    return client
 
-    ``None`` arguments fall back to ``CHUNKFRAME_STORE``, ``CHUNKFRAME_REDIS_URL``,
-    ``CHUNKFRAME_CATALOG`` and ``CHUNKFRAME_HOME`` (default ``~/.chunkframe``); with no Redis
-    URL anywhere, an embedded redis-server is started under the home directory. Options:
-    ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``, ``lock_ttl``,
-    ``prefix``. A server URL (``cf.connect("http://host:8765", token=...)``) gives a
-    remote client over ``chunkframe serve`` instead (see :mod:`chunkframe.service.remote`).
-    """
+
+def set_default(client: Any) -> None:
+    """Make ``client`` (local, or remote over ``chunkframe serve``) the default client."""
     global _default
-    client: Any
-    if isinstance(store, str) and store.startswith(("http://", "https://")):
-        from .service.remote import connect_remote  # reads through a server
-
-        client = connect_remote(store, redis=redis, catalog=catalog, home=home, **options)
-    else:
-        client = Client(resolve(store, redis, catalog, home, **options))
     with _default_lock:
         _default = client
-    return client
 
 
 def default_client() -> Client:

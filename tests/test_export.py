@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import chunkframe.export.writer as export_mod
-from chunkframe.export.writer import FORMATS, export, export_dataset, infer_format
+from chunkframe.export.writer import FORMATS, export_dataset, infer_format
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -154,22 +154,23 @@ def test_device_and_time_filters_inclusive(sensors, tmp_path):
     since, until = df["time"][10_000], df["time"][20_000]  # bounds on actual row times
     want = df[df["sensor"].isin(["sensor-03", "sensor-07"])
               & (df["time"] >= since) & (df["time"] <= until)].reset_index(drop=True)
-    result = export_dataset(sensors, str(tmp_path / "f.parquet"),
-                            device=["sensor-03", "sensor-07"], since=since, until=until)
+    result = export_dataset(sensors._client.reader, sensors.id, str(tmp_path / "f.parquet"),
+                            device=["sensor-03", "sensor-07"], date_range=(since, until))
     pd.testing.assert_frame_equal(pd.read_parquet(result.dest), want)
     assert result.rows == len(want)
     assert result.chunks < sensors.meta.chunks  # chunk time statistics skipped the rest
 
     # bounds as text; a naive time is read in the column's time zone (UTC here)
-    got = pd.read_parquet(export(sensors, str(tmp_path / "g.parquet"), device="sensor-03",
-                                 since="2026-01-05", until="2026-01-05 23:59:59"))
+    got = pd.read_parquet(sensors.export(str(tmp_path / "g.parquet"), device="sensor-03",
+                                 date_range=("2026-01-05", "2026-01-05 23:59:59")))
     want = df[(df["sensor"] == "sensor-03") & (df["time"] >= "2026-01-05")
               & (df["time"] <= "2026-01-05 23:59:59Z")].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
 
 
 def test_filtered_pieces_are_gathered_into_chunk_sized_row_groups(sensors, tmp_path):
-    result = export_dataset(sensors, str(tmp_path / "d.parquet"), device="sensor-03")
+    result = export_dataset(sensors._client.reader, sensors.id, str(tmp_path / "d.parquet"),
+                            device="sensor-03")
     assert result.chunks == sensors.meta.chunks and result.rows < 4_096
     assert pq.ParquetFile(result.dest).num_row_groups == 1
     dest = sensors.export(str(tmp_path / "r.parquet"), start=100)
@@ -197,10 +198,10 @@ def test_filters_need_their_columns(client, tmp_path):
     with pytest.raises(ValueError, match="no device column"):
         ds.export(str(tmp_path / "x.parquet"), device="a")
     with pytest.raises(ValueError, match="no time column"):
-        ds.export(str(tmp_path / "x.parquet"), since="2026-01-01")
+        ds.export(str(tmp_path / "x.parquet"), date_range=("2026-01-01", None))
     with pytest.raises(ValueError, match="not a time"):
-        export(client.ingest(rich_frame(50), "r2", time_column="time", progress=False),
-               str(tmp_path / "x.parquet"), since="not a date")
+        client.ingest(rich_frame(50), "r2", time_column="time", progress=False).export(
+            str(tmp_path / "x.parquet"), date_range=("not a date", None))
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -208,7 +209,7 @@ def test_integer_time_column(client, tmp_path):
     df = pd.DataFrame({"t": np.arange(100) * 10, "dev": ["a", "b"] * 50, "v": np.arange(100.0)})
     ds = client.ingest(df, "ticks", chunk_rows=16, time_column="t", device_column="dev",
                        progress=False)
-    got = pd.read_parquet(ds.export(str(tmp_path / "t.parquet"), since=200, until="400",
+    got = pd.read_parquet(ds.export(str(tmp_path / "t.parquet"), date_range=(200, "400"),
                                     device="a"))
     assert got["t"].tolist() == list(range(200, 401, 20))
 
@@ -386,7 +387,7 @@ def test_fractional_bounds_on_an_integer_time_column_are_refused(client, tmp_pat
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(ValueError, match="not an integer"):
-        ds.export(str(out_dir / "e.csv"), since=1.5)
+        ds.export(str(out_dir / "e.csv"), date_range=(1.5, None))
     assert not list(out_dir.iterdir())
-    out = ds.export(str(out_dir / "e.csv"), since=2)
+    out = ds.export(str(out_dir / "e.csv"), date_range=(2, None))
     assert pd.read_csv(out)["t"].tolist() == [2, 3]

@@ -150,12 +150,12 @@ def put(lv, field, t, value, *, high, dev="d", guard=None):
 
 
 def cached(lv, field):
-    raw = lv.redis.hget(lv.client.state.keys("rules").last, field)
+    raw = lv.redis.hget(lv.backends.state.keys("rules").last, field)
     return None if raw is None else raw if raw == NO_VALUE else decode_record(raw)
 
 
 def set_flushed(lv, dev, t):
-    lv.redis.hset(lv.client.state.keys("rules").flushed, dev, time_key(t))
+    lv.redis.hset(lv.backends.state.keys("rules").flushed, dev, time_key(t))
 
 
 @pytest.mark.parametrize("high", [True, False])
@@ -220,14 +220,14 @@ def test_rule_no_value_marker(lv):
 
 
 def test_rule_flushed_times_only_advance(lv):
-    keys = lv.client.state.keys("rules")
+    keys = lv.backends.state.keys("rules")
     for t in (10, 5, 20):
         lv._apply_records("rules", [], high=True, guard=None, flushed=["d", time_key(t)])
     assert time_from_key(lv.redis.hget(keys.flushed, "d")) == 20
 
 
 def test_rule_query_fill_is_fenced_by_writes(lv):
-    keys = lv.client.state.keys("rules")
+    keys = lv.backends.state.keys("rules")
     put(lv, "d\x1fa", 1, 1.0, high=True)
     wgen = lv.redis.hget(keys.last, "wgen")
     assert put(lv, "d\x1fb", 1, 1.0, high=False, guard=wgen) == 1
@@ -237,7 +237,7 @@ def test_rule_query_fill_is_fenced_by_writes(lv):
 
 
 def test_every_entry_change_moves_the_epoch(lv):
-    keys = lv.client.state.keys("rules")
+    keys = lv.backends.state.keys("rules")
     put(lv, "d\x1fa", 1, 1.0, high=False)
     e1 = lv.redis.hget(keys.last, "epoch")
     put(lv, "d\x1fa", 0, 1.0, high=False)  # no change: same epoch
@@ -299,7 +299,7 @@ def test_miss_after_a_delete_reads_only_the_chunks_it_must(client, sensors):
     ds.last()
     lv = client.last_values
     # the last 150 s of d0 span chunk 9 and part of chunk 8: its answer is in chunk 8
-    ds.delete("d0", start=T0 + pd.Timedelta(seconds=850))
+    ds.delete("d0", date_range=(T0 + pd.Timedelta(seconds=850), None))
     reads = lv.counters["chunk_reads"]
     got = ds.last("d0")
     assert lv.counters["chunk_reads"] - reads == 2
@@ -373,12 +373,12 @@ def test_integer_time_column(client):
     got = ds.last()
     assert got["time"].tolist() == [3, 7] and got["device"].tolist() == [1, 2]
     assert ds.last(device=2)["value"].tolist() == [0.4]
-    done = ds.delete(device=2, start=5, end=7)
+    done = ds.delete(device=2, date_range=(5, 7))
     assert done.last_values_dropped == 1 and done.total == 1
     assert done.series.to_dict("records") == [{"device": 2, "measurement": "v", "rows": 1}]
     assert ds.last(device=2)["time"].tolist() == [1]
     with pytest.raises(ValueError, match="integer"):
-        ds.delete(start=pd.Timestamp("2026-01-01"))
+        ds.delete(date_range=(pd.Timestamp("2026-01-01"), None))
 
 
 # ---------------------------------------------------------------------------- writes
@@ -475,7 +475,7 @@ def small(client):
 
 def test_delete_invalidates_exactly_the_cached_times_in_range(client, small):
     version = small.meta.version
-    done = small.delete("a", ["x", "y"], start=9, end=20)
+    done = small.delete("a", ["x", "y"], date_range=(9, 20))
     assert done.last_values_dropped == 1  # a.x@10 yes, a.y@8 no
     # a.x@9 and a.x@10 hidden; a.y has no value in range (nulls are not counted)
     assert series_rows(done) == {("a", "x"): 2} and done.total == 2
@@ -492,11 +492,11 @@ def test_delete_invalidates_exactly_the_cached_times_in_range(client, small):
 
 
 def test_delete_bounds_are_inclusive_and_may_be_open(client, small):
-    done = small.delete("b", "x", start=9, end=9)
+    done = small.delete("b", "x", date_range=(9, 9))
     assert (done.last_values_dropped, series_rows(done)) == (1, {("b", "x"): 1})
-    done = small.delete("a", "x", end=10)
+    done = small.delete("a", "x", date_range=(None, 10))
     assert (done.last_values_dropped, series_rows(done)) == (1, {("a", "x"): 4})
-    done = small.delete(columns="y", start=8)  # a.y@8 and b.y@9
+    done = small.delete(columns="y", date_range=(8, None))  # a.y@8 and b.y@9
     assert (done.last_values_dropped, series_rows(done)) == (2, {("a", "y"): 1, ("b", "y"): 1})
     assert as_dict(small.last()) == {("a", "y"): (5, 1.0)}
 
@@ -514,7 +514,7 @@ def test_delete_of_everything_of_a_device(client, small):
 
 
 def test_delete_outside_the_cached_times_keeps_the_entries(client, small):
-    done = small.delete("a", start=0, end=6)
+    done = small.delete("a", date_range=(0, 6))
     assert done.last_values_dropped == 0
     assert series_rows(done) == {("a", "x"): 1, ("a", "y"): 1}  # the rows at t=5
     assert as_dict(small.last("a")) == {("a", "x"): (10, 4.0), ("a", "y"): (8, 2.0)}
@@ -524,7 +524,7 @@ def test_delete_waits_for_the_dataset_lock(client, small):
     lock = client.state.lock("small").acquire()
     try:
         with pytest.raises(cf.DatasetLockedError):
-            client.last_values.delete(small, "a", wait=0.2)
+            client.last_values.delete(small.id, "a", wait=0.2)
     finally:
         lock.release()
     assert small.meta.tombstones == ()
@@ -532,13 +532,13 @@ def test_delete_waits_for_the_dataset_lock(client, small):
 
 def test_reset_one_series_a_device_or_everything(client, small):
     lv = client.last_values
-    assert lv.reset(small, "a", "x") == 1
+    assert lv.reset(small.id, "a", "x") == 1
     assert set(fields(client, "small")) == {("a", "y"), ("b", "x"), ("b", "y")}
-    assert lv.reset(small, "b") == 2
+    assert lv.reset(small.id, "b") == 2
     assert set(fields(client, "small")) == {("a", "y")}
     small.last()
     assert len(fields(client, "small")) == 4
-    assert lv.reset(small) == 4 and fields(client, "small") == {}
+    assert lv.reset(small.id) == 4 and fields(client, "small") == {}
     assert as_dict(small.last()) == {("a", "x"): (10, 4.0), ("a", "y"): (8, 2.0),
                                      ("b", "x"): (9, 5.0), ("b", "y"): (9, 6.0)}
 
@@ -584,8 +584,8 @@ def test_random_sequences_match_the_pandas_model(client, seed):
             cols = rng.choice([None, ["x"], ["k", "s"]])
             lo = rng.choice([None, rng.randint(0, hi_t)])
             hi = rng.choice([None, rng.randint(lo or 0, hi_t + 5)])
-            h.delete(dev, cols, None if lo is None else T0 + pd.Timedelta(seconds=lo),
-                     None if hi is None else T0 + pd.Timedelta(seconds=hi))
+            h.delete(dev, cols, date_range=(None if lo is None else T0 + pd.Timedelta(seconds=lo),
+                                            None if hi is None else T0 + pd.Timedelta(seconds=hi)))
             tombs.append((dev, cols, None if lo is None else ns(T0) + lo * 10**9,
                           None if hi is None else ns(T0) + hi * 10**9,
                           sum(len(f) for f in frames)))
@@ -611,7 +611,7 @@ def test_two_clients_agree_without_waiting(client, sensors):
     new = frame([5000], ["d2"], x=[42.0])
     append(b, new)
     assert a.last("d2", "x")["value"].tolist() == [42.0]  # checked against Redis every call
-    b.delete("d2", "x", start=T0 + pd.Timedelta(seconds=4000))
+    b.delete("d2", "x", date_range=(T0 + pd.Timedelta(seconds=4000), None))
     assert a.last("d2", "x")["value"].tolist() == [997 * 0.5]
 
 
@@ -717,12 +717,12 @@ def test_lost_cache_keys_are_rebuilt_without_stale_entries(client, sensors):
 def test_a_change_made_without_the_hook_is_noticed(client, sensors):
     ds = ingest(client, sensors)
     ds.last()
-    client.commit_hooks.remove(client.last_values._after_commit)
+    client.commit_hooks.remove(client.last_values.after_commit)
     try:
         new = frame([4000], ["d1"], x=[3.0])
         append(ds, new)
     finally:
-        client.commit_hooks.append(client.last_values._after_commit)
+        client.commit_hooks.append(client.last_values.after_commit)
     assert as_dict(ds.last()) == model_last([sensors, new], [])
 
 
@@ -806,33 +806,38 @@ def test_unknown_or_non_measurement_columns(client, sensors):
 
 def test_bad_bounds(client, sensors):
     ds = ingest(client, sensors)
-    with pytest.raises(ValueError, match="after end"):
-        ds.delete(start="2026-01-02", end="2026-01-01")
-    with pytest.raises(ValueError, match="cannot read start='yesterday-ish' as a time"):
-        ds.delete(start="yesterday-ish")
-    with pytest.raises(ValueError, match="cannot read end"):
-        ds.delete(end=object())
+    with pytest.raises(ValueError, match="starts after it ends"):
+        ds.delete(date_range=("2026-01-02", "2026-01-01"))
+    with pytest.raises(ValueError, match="date_range start='yesterday-ish' is not a time"):
+        ds.delete(date_range=("yesterday-ish", None))
+    with pytest.raises(ValueError, match="date_range end=<object.*is not a time"):
+        ds.delete(date_range=(None, object()))
     with pytest.raises(ValueError, match="NaT"):
-        ds.delete(end=pd.NaT)
+        ds.delete(date_range=(None, pd.NaT))
+    with pytest.raises(ValueError, match="is not a pair"):
+        ds.delete(date_range="2026-01-01")
+    with pytest.raises(ValueError, match="not start/end too"):
+        ds.delete(date_range=(None, None), start="2026-01-01")
     assert ds.meta.tombstones == ()  # nothing was recorded
+    with pytest.warns(DeprecationWarning, match="date_range"):
+        ds.delete("d2", start="2026-01-01 00:00:00", end="2026-01-01 00:00:00")
     # naive bounds are read in the column's time zone; strings, datetimes and ints work
     import datetime as dt
-    ds.delete("d0", start=dt.datetime(2026, 1, 1, 0, 16, 0), end="2026-01-01 00:16:40")
-    ds.delete("d1", start=ns(T0), end=ns(T0) + 10)
-    tomb = ds.meta.tombstones[0]
+    ds.delete("d0", date_range=(dt.datetime(2026, 1, 1, 0, 16, 0), "2026-01-01 00:16:40"))
+    ds.delete("d1", date_range=(ns(T0), ns(T0) + 10))
+    tomb = ds.meta.tombstones[1]
     assert (tomb.start, tomb.end) == (ns(T0) + 960 * 10**9, ns(T0) + 1000 * 10**9)
 
 
 def test_tz_aware_bound_on_a_naive_time_column(client):
     df = pd.DataFrame({"time": pd.date_range("2026-01-01", periods=3, freq="s"), "v": [1, 2, 3]})
     ds = client.ingest(df, "naive", chunk_rows=10, progress=False)
-    with pytest.raises(ValueError, match="has a time zone but time column 'time' is naive"):
-        ds.delete(start=pd.Timestamp("2026-01-01", tz="UTC"))
-    done = ds.delete(start="2026-01-01 00:00:02")
+    # an aware bound on a naive column is converted to UTC, the zone naive columns hold
+    done = ds.delete(date_range=(pd.Timestamp("2026-01-01 09:00:02", tz="Asia/Tokyo"), None))
     assert done.last_values_dropped == 0  # nothing was cached yet
     assert done.series.to_dict("records") == [{"device": None, "measurement": "v", "rows": 1}]
     assert ds.last()["value"].tolist() == [2]
-    done = ds.delete(start="2026-01-01 00:00:01")
+    done = ds.delete(date_range=("2026-01-01 00:00:01", None))
     assert done.last_values_dropped == 1
     assert done.total == 1  # the value at 00:00:02 was hidden already: counted once
 
@@ -840,9 +845,9 @@ def test_tz_aware_bound_on_a_naive_time_column(client):
 def test_delete_counts_what_reads_as_missing_afterwards(client, sensors):
     sensors.loc[::7, "x"] = np.nan  # values missing before the delete are not counted
     ds = ingest(client, sensors)  # 10 chunks of 100 rows, devices d0..d4
-    ds.delete("d1", "x", end=T0 + pd.Timedelta(seconds=100))
+    ds.delete("d1", "x", date_range=(None, T0 + pd.Timedelta(seconds=100)))
     before = ds.to_pandas()
-    done = ds.delete("d1", start=T0 + pd.Timedelta(seconds=50), end=T0 + pd.Timedelta(seconds=640))
+    done = ds.delete("d1", date_range=(T0 + pd.Timedelta(seconds=50), T0 + pd.Timedelta(seconds=640)))
     after = ds.to_pandas()
     assert isinstance(done, DeleteResult)
     expected = {("d1", m): int(before[m].notna().sum() - after[m].notna().sum())

@@ -155,7 +155,7 @@ def test_projected_reads_of_a_dataset_with_deletes_still_apply_them(client):
     frame = sensors(3_000)
     ds = client.ingest(frame, "holes", chunk_rows=500, time_column="time", device_column="dev",
                        progress=False)
-    ds.delete(device="d1", start=frame["time"].iloc[1_000], end=frame["time"].iloc[2_000])
+    ds.delete(device="d1", date_range=(frame["time"].iloc[1_000], frame["time"].iloc[2_000]))
     whole = ds.to_pandas()
     assert whole["x"].isna().any()
     client.reader.clear()

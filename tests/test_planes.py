@@ -236,7 +236,7 @@ def test_batch_reads_see_deletes_and_appends_made_after_their_planes_filled(clie
     for _ in range(2):  # the second read fills the planes
         pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(base, sns))
     assert client.reader._planes
-    ds.delete(device="d1", start=base["time"].iloc[500])
+    ds.delete(device="d1", date_range=(base["time"].iloc[500], None))
     whole = ds.to_pandas()
     assert whole["x"].isna().sum() > 0 and whole["k"].dtype == np.float64  # ints with NaN now
     pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(whole, sns))

@@ -274,7 +274,7 @@ def test_deletes_mask_old_values_but_never_rows_appended_later(client):
     base = sensors(1_000)
     ds = client.ingest(base, "tomb", chunk_rows=300, time_column="time", device_column="dev",
                        progress=False)
-    ds.delete(device="d1", columns=["x"], start=base["time"].iloc[500])
+    ds.delete(device="d1", columns=["x"], date_range=(base["time"].iloc[500], None))
     got = ds.to_pandas()
     hit = (base["dev"] == "d1") & (base.index >= 500)
     assert hit.sum() > 0
@@ -319,7 +319,7 @@ def test_overwrite_sweeps_generations_orphaned_by_a_crash(client):
 def test_get_of_a_deleted_value_in_an_integer_row(client):
     df = pd.DataFrame({"t": np.arange(20), "v": np.arange(20) * 10})
     ds = client.ingest(df, "ints", chunk_rows=5, time_column="t", progress=False)
-    ds.delete(start=12, end=13)
+    ds.delete(date_range=(12, 13))
     assert ds.get(0).tolist() == [0, 0]
     row = ds.get(12)
     assert row["t"] == 12 and np.isnan(row["v"])

@@ -7,13 +7,12 @@ import numbers
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import fsspec
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -24,12 +23,13 @@ from fsspec.implementations.local import LocalFileSystem
 from ..core.devices import device_key, device_text
 from ..core.errors import Arg, Hint, PathNotFoundError
 from ..core.progress import progress_bar
+from ..core.times import date_range_bounds, times_ns
 from ..read.reader import Snapshot, chunk_slices
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from ..read.reader import Reader
 
-__all__ = ["export", "export_dataset", "ExportResult", "FORMATS", "infer_format"]
+__all__ = ["export_dataset", "ExportResult", "FORMATS", "infer_format"]
 
 FORMATS: dict[str, tuple[str, ...]] = {
     "parquet": (".parquet", ".pq"),
@@ -82,44 +82,6 @@ def infer_format(dest: str, format: str | None = None) -> str:
 
 # -- filters ----------------------------------------------------------------------------------
 
-def _time_bound(value: Any, field: pa.Field, what: str, dataset_id: str) -> int | None:
-    """``value`` as the integer the time column compares in (ns for datetimes)."""
-    if value is None:
-        return None
-    if pa.types.is_integer(field.type):
-        try:
-            if isinstance(value, bool) or (not isinstance(value, (int, np.integer))
-                                           and not str(value).strip().lstrip("-").isdigit()):
-                raise ValueError(value)  # 1.5 would be cut to 1: refuse rather than guess
-            return int(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{what}={value!r} is not an integer, but the time column {field.name!r} of "
-                f"dataset {dataset_id!r} holds integers"
-            ) from None
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{what}={value!r} is not a time ({exc}); use e.g. '2026-01-31' or "
-            "'2026-01-31T12:00:00Z'"
-        ) from None
-    if ts is pd.NaT:
-        raise ValueError(f"{what} is NaT; give a time or None")
-    tz = field.type.tz
-    if tz is not None and ts.tzinfo is None:
-        ts = ts.tz_localize(tz)  # a naive bound is read in the column's time zone
-    elif tz is None and ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return int(ts.as_unit("ns").value)
-
-
-def _as_int_times(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    if pa.types.is_timestamp(col.type):
-        col = col.cast(pa.timestamp("ns", col.type.tz))
-    return col.cast(pa.int64())
-
-
 @dataclass(frozen=True)
 class _Filter:
     """Row filters of one export: devices (as text) and an inclusive time range."""
@@ -153,7 +115,7 @@ class _Filter:
             dev = device_text(table.column(self.device_column))
             mask = pc.is_in(dev, value_set=pa.array(self.devices, pa.string()))
         if self.since is not None or self.until is not None:
-            t = _as_int_times(table.column(self.time_column))
+            t = times_ns(table.column(self.time_column))
             for bound, op in ((self.since, pc.greater_equal), (self.until, pc.less_equal)):
                 if bound is not None:
                     m = op(t, pa.scalar(bound, pa.int64()))
@@ -161,26 +123,27 @@ class _Filter:
         return table.filter(mask)  # a null comparison (null device/time) drops the row
 
 
-def _make_filter(ds: Dataset, snap: Snapshot, device: Any, since: Any, until: Any) -> _Filter:
+def _make_filter(snap: Snapshot, device: Any, date_range: Any) -> _Filter:
     meta = snap.meta
+    dataset_id = meta.id
     devices: tuple[str, ...] | None = None
     if device is not None:
         if meta.device_column is None:
             raise ValueError(
-                f"dataset {ds.id!r} has no device column, so it cannot be filtered by device; "
+                f"dataset {dataset_id!r} has no device column, so it cannot be filtered by device; "
                 "re-ingest it with device_column=... or drop the device filter"
             )
         values = device if isinstance(device, (list, tuple, set, frozenset)) else [device]
         dtype = snap.schema.field(meta.device_column).type
         devices = tuple(device_key(v, dtype) for v in values)
-    if (since is not None or until is not None) and meta.time_column is None:
+    if date_range is not None and meta.time_column is None:
         raise ValueError(
-            f"dataset {ds.id!r} has no time column, so it cannot be filtered by time "
-            "(since/until); re-ingest it with time_column=... or use start/stop serial numbers"
+            f"dataset {dataset_id!r} has no time column, so it cannot be filtered by time "
+            "(date_range); re-ingest it with time_column=... or use start/stop serial numbers"
         )
     tfield = snap.schema.field(meta.time_column) if meta.time_column else None
-    lo = _time_bound(since, tfield, "since", ds.id) if tfield is not None else None
-    hi = _time_bound(until, tfield, "until", ds.id) if tfield is not None else None
+    lo, hi = (date_range_bounds(date_range, tfield, dataset_id) if tfield is not None
+              else (None, None))
     return _Filter(meta.device_column, devices, meta.time_column, lo, hi)
 
 
@@ -492,66 +455,34 @@ def _resolve_dest(dest: str | os.PathLike[str], fmt: str | None, dataset_id: str
 
 # -- the export -------------------------------------------------------------------------------
 
-def export(ds: Dataset, dest: str | os.PathLike[str], format: str | None = None,
-           **options: Any) -> str:
-    """Stream ``ds`` chunk by chunk to ``dest``; returns the destination written (an absolute
-    path for local files, else the URL).
-
-    Parameters
-    ----------
-    dest : a local path or a URL (``s3://bucket/key.parquet``); a directory (or a path ending
-        in ``/``) receives ``<dataset id>.<ext>``.
-    format : ``parquet``, ``csv``, ``arrow`` (IPC file) or ``jsonl``; None infers it from the
-        extension.
-    columns : columns to write (all if None), in this order.
-    start, stop : serial-number range ``[start, stop)``, as ``iloc`` (negative counts from
-        the end).
-    device : keep the rows of this device (or list of devices), compared as text; the
-        dataset needs a device column.
-    since, until : keep rows whose time lies in ``[since, until]`` (inclusive); the dataset
-        needs a time column. A naive time is read in the column's time zone.
-    progress : a progress bar (None: only on an interactive terminal or notebook).
-    storage_options : fsspec options for ``dest``; default: the client's storage options.
-    parents : create the missing parent directories of a local ``dest``; by default a
-        missing directory is an error (:class:`~chunkframe.core.errors.PathNotFoundError`, a
-        ``FileNotFoundError``), as ``open(dest, "w")`` would be. Object stores have no
-        directories to make.
-
-    Only a few chunks are in memory at a time whatever the dataset size. The file is written
-    under a temporary name and moved into place when complete: a failed or interrupted export
-    leaves no partial file. Parquet and Arrow keep the pandas metadata, so
-    ``pd.read_parquet(dest)`` equals ``ds.to_pandas()`` (index aside).
-
-    Examples
-    --------
-    >>> ds.export("out/sensors.parquet", since="2026-01-02", device="sensor-03")  # doctest: +SKIP
-    '/home/ana/out/sensors.parquet'
-    """
-    return export_dataset(ds, dest, format=format, **options).dest
-
-
 def export_dataset(
-    ds: Dataset,
+    reader: Reader,
+    dataset_id: str,
     dest: str | os.PathLike[str],
     format: str | None = None,
+    *,
     columns: Sequence[str] | str | None = None,
     start: int | None = None,
     stop: int | None = None,
     device: Any = None,
-    since: Any = None,
-    until: Any = None,
+    date_range: Any = None,
     progress: bool | None = None,
-    storage_options: dict[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     parents: bool = False,
+    default_storage_options: Mapping[str, Any] | None = None,
 ) -> ExportResult:
-    """:func:`export` (which documents the options), returning an :class:`ExportResult`
-    (rows written, chunks read, time)."""
+    """Stream dataset ``dataset_id`` chunk by chunk to ``dest``; :meth:`Dataset.export
+    <chunkframe.dataset.Dataset.export>` documents the options. ``default_storage_options``:
+    fsspec options for a URL ``dest`` when ``storage_options`` is None (the client's).
+
+    Returns an :class:`ExportResult` (destination, rows written, chunks read, time).
+    """
     began = time.perf_counter()
-    snap = ds._snap()
-    cols = ds._columns(snap, columns)
-    dest_text = _resolve_dest(dest, format, ds.id)
+    snap = reader.snapshot(dataset_id)
+    cols = snap.columns_of(columns)
+    dest_text = _resolve_dest(dest, format, dataset_id)
     fmt = infer_format(dest_text, format)
-    flt = _make_filter(ds, snap, device, since, until)
+    flt = _make_filter(snap, device, date_range)
     for what, bound in (("start", start), ("stop", stop)):
         if bound is not None and (not isinstance(bound, numbers.Integral)
                                   or isinstance(bound, (bool, np.bool_))):
@@ -562,14 +493,14 @@ def export_dataset(
     schema = snap.schema
     if cols is not None:
         schema = pa.schema([schema.field(c) for c in cols], metadata=schema.metadata)
-    _check_writable(fmt, schema, ds.id)
+    _check_writable(fmt, schema, dataset_id)
     if storage_options is None:
         storage_options = {} if "://" not in dest_text or dest_text.startswith("file://") \
-            else dict(ds._client.settings.storage_options)
+            else dict(default_storage_options or {})
 
     plan = [(i, off, n) for i, off, n in chunk_slices(snap, lo, hi)]
-    target = _Target(dest_text, storage_options, parents)
-    bar = progress_bar(hi - lo, f"export {ds.id}", progress, unit="rows")
+    target = _Target(dest_text, dict(storage_options), parents)
+    bar = progress_bar(hi - lo, f"export {dataset_id}", progress, unit="rows")
     rows = read = 0
     writer: _Writer | None = None
     try:
@@ -579,7 +510,7 @@ def export_dataset(
         target_rows = max(snap.meta.chunk_rows, 1)
         pending: list[pa.Table] = []
         pending_rows = 0
-        for table in _tables(ds, snap, plan, flt, bar, cols):
+        for table in _tables(reader, snap, plan, flt, bar, cols):
             read += 1
             table = flt.apply(table)
             if cols is not None:
@@ -621,7 +552,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def _tables(ds: Dataset, snap: Snapshot, plan: list[tuple[int, int, int]], flt: _Filter,
+def _tables(reader: Reader, snap: Snapshot, plan: list[tuple[int, int, int]], flt: _Filter,
             bar: Any, cols: list[str] | None) -> Iterator[pa.Table]:
     """The planned chunk slices, fetched uncached one ahead of the writer (I/O overlaps the
     encoding; at most two decoded chunks are held), only the columns written and filtered
@@ -638,7 +569,7 @@ def _tables(ds: Dataset, snap: Snapshot, plan: list[tuple[int, int, int]], flt: 
         needed = set(cols) | ({c for c in (flt.time_column, flt.device_column) if c}
                               if flt.active else set())
         read = sorted(names.index(c) for c in needed)
-    chunks = ds._client.reader.stream(snap, [i for i, _, _ in wanted], read, ahead=1)
+    chunks = reader.stream(snap, [i for i, _, _ in wanted], read, ahead=1)
     for (_, entry), (_, off, n) in zip(chunks, wanted, strict=True):
         table = entry.table
         yield table if off == 0 and n == table.num_rows else table.slice(off, n)

@@ -59,37 +59,9 @@ def _positive(text: str) -> int:
     return n
 
 
-def _time_value(ds: Dataset, value: str | None, what: str) -> Any:
-    """A time bound from the command line, typed like the dataset's time column."""
-    if value is None:
-        return None
-    meta = ds.meta
-    if meta.time_column is None:
-        raise ValueError(
-            f"dataset {ds.id!r} has no time column, so {what} cannot be used; re-ingest it "
-            f"with chunkframe ingest SRC {ds.id} --time-column COL --mode overwrite"
-        )
-    import pandas as pd
-    import pyarrow as pa
-
-    field = ds.schema.field(meta.time_column)
-    if pa.types.is_integer(field.type):
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"{what} {value!r} is not an integer, but the time column "
-                             f"{meta.time_column!r} of dataset {ds.id!r} holds integers") from None
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError as exc:
-        raise ValueError(f"{what} {value!r} is not a time ({exc}); use e.g. 2026-01-31 or "
-                         "2026-01-31T12:00:00Z") from None
-    tz = field.type.tz
-    if tz is not None and ts.tzinfo is None:
-        ts = ts.tz_localize(tz)
-    elif tz is None and ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
+def _date_range(since: str | None, until: str | None) -> tuple[str | None, str | None] | None:
+    """``--since``/``--until`` as the library's ``date_range`` (which parses the times)."""
+    return None if since is None and until is None else (since, until)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -271,9 +243,10 @@ def cmd_export(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     try:
         result = export_dataset(
-            ds, args.dest, format=args.format, columns=_columns(args.columns), start=args.start,
-            stop=args.stop, device=args.device, since=args.since, until=args.until,
-            progress=_progress(args), parents=args.parents)
+            ds._client.reader, ds.id, args.dest, args.format, columns=_columns(args.columns),
+            start=args.start, stop=args.stop, device=args.device,
+            date_range=_date_range(args.since, args.until), progress=_progress(args),
+            parents=args.parents, default_storage_options=ds._client.settings.storage_options)
     except OSError as exc:
         raise _Doing(f"cannot export {ds.id!r} to {args.dest!r}", exc) from exc
     out.line(f"exported {result.rows:,} rows of {ds.id!r} to {result.dest} ({result.format}) "
@@ -283,24 +256,25 @@ def cmd_export(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, out: Out) -> int:
-    if not (args.all or args.device is not None or args.columns or args.start or args.end):
-        raise _UsageError("delete needs --device, --columns, --start or --end to say what to "
+    if not (args.all or args.device is not None or args.columns or args.since or args.until):
+        raise _UsageError("delete needs --device, --columns, --since or --until to say what to "
                           "delete; pass --all to delete every value of the dataset",
                           args.subparser)
     ds = _open(args)
-    start = _time_value(ds, args.start, "--start")
-    end = _time_value(ds, args.end, "--end")
     columns = _columns(args.columns)
-    dropped = ds.delete(device=args.device, columns=columns, start=start, end=end).last_values_dropped
+    done = ds.delete(device=args.device, columns=columns,
+                     date_range=_date_range(args.since, args.until))
     what = ", ".join(x for x in (
         f"device {args.device}" if args.device is not None else "all devices",
         f"columns {', '.join(columns)}" if columns else "all measurements",
-        f"from {start}" if start is not None else "", f"to {end}" if end is not None else "",
+        f"from {args.since}" if args.since else "", f"to {args.until}" if args.until else "",
     ) if x)
-    out.line(f"deleted the values of {ds.id!r} ({what}); they now read as missing; "
-             f"{dropped} cached last values dropped")
+    out.line(f"deleted {done.total:,} values of {ds.id!r} ({what}); they now read as missing; "
+             f"{done.last_values_dropped} cached last values dropped")
     out.doc({"dataset": ds.id, "device": args.device, "columns": columns,
-             "start": start, "end": end, "last_values_dropped": dropped})
+             "since": args.since, "until": args.until, "values_hidden": done.total,
+             "series": records(done.series), "last_values_dropped": done.last_values_dropped,
+             "version": done.version})
     return EXIT_OK
 
 
@@ -512,8 +486,10 @@ def build_parser() -> _Parser:
     p.add_argument("id", metavar="ID")
     p.add_argument("--device", metavar="DEVICE", help="only this device")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these measurements")
-    p.add_argument("--start", metavar="TIME", help="from this time (inclusive)")
-    p.add_argument("--end", metavar="TIME", help="to this time (inclusive)")
+    p.add_argument("--since", "--start", dest="since", metavar="TIME",
+                   help="from this time (inclusive)")
+    p.add_argument("--until", "--end", dest="until", metavar="TIME",
+                   help="to this time (inclusive)")
     p.add_argument("--all", action="store_true", help="no filter: delete every value")
 
     p = command("demo", cmd_demo, "run the main job on the sample data (repeatable)")

@@ -6,7 +6,7 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -31,11 +31,12 @@ from ..core.errors import (
 from ..core.keys import chunk_key, generation_prefix, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
 from ..core.progress import progress_bar
+from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
 from .sources import ITERATOR_FINGERPRINT, Source, conform, open_source
 
 if TYPE_CHECKING:
-    from ..session import Client
+    from ..storage.backends import Backends
     from ..storage.state import DatasetLock
     from ..storage.store import ChunkStore
 
@@ -103,10 +104,7 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
     """
     if time_column is None:
         return {}
-    t = table.column(time_column)
-    if pa.types.is_timestamp(t.type):
-        t = t.cast(pa.timestamp("ns", t.type.tz))
-    t = t.cast(pa.int64()).combine_chunks()
+    t = times_ns(table.column(time_column)).combine_chunks()
     keep = t.is_valid().to_numpy(zero_copy_only=False) if t.null_count else None
     times = (t if keep is None else t.fill_null(0)).to_numpy()
     if device_column is None:
@@ -136,7 +134,7 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
 
 
 def _plan(
-    client: Client, dataset_id: str, mode: str, fingerprint: str, chunk_rows: int,
+    backends: Backends, dataset_id: str, mode: str, fingerprint: str, chunk_rows: int,
     time_column: str | None, device_column: str | None, compression: str | None,
     existing: DatasetMeta | None, status: dict[str, str],
 ) -> _Plan:
@@ -173,12 +171,12 @@ def _plan(
         return _Plan("append", existing.generation, existing.chunks, existing.rows,
                      existing.chunk_rows, fingerprint, existing.time_column,
                      existing.device_column, False, None, compression)
-    generation = client.catalog.reserve_generation(dataset_id)
+    generation = backends.catalog.reserve_generation(dataset_id)
     return _Plan(mode, generation, 0, 0, chunk_rows, fingerprint, time_column, device_column, False,
                  existing.generation if existing is not None else None, compression)
 
 
-def _discard_stale(client: Client, dataset_id: str, status: dict[str, str],
+def _discard_stale(backends: Backends, dataset_id: str, status: dict[str, str],
                    existing: DatasetMeta | None) -> None:
     """Remove the leftovers of an interrupted ingest that is not being resumed."""
     if not status:
@@ -186,13 +184,13 @@ def _discard_stale(client: Client, dataset_id: str, status: dict[str, str],
     gen = int(status["generation"])
     if existing is not None and gen == existing.generation:
         # an interrupted append: drop only the chunks past the committed ones
-        stale = [n for n in client.state.chunk_metas(dataset_id, gen) if n >= existing.chunks]
-        _sweep_generation(client, dataset_id, gen, set())  # checkpointed or not
+        stale = [n for n in backends.state.chunk_metas(dataset_id, gen) if n >= existing.chunks]
+        _sweep_generation(backends, dataset_id, gen, set())  # checkpointed or not
         if stale:
-            client.state.client.hdel(client.state.keys(dataset_id).chunks(gen), *stale)
+            backends.state.forget_chunks(dataset_id, gen, stale)
         return
-    client.store.delete_prefix(generation_prefix(dataset_id, gen))
-    client.state.discard_chunks(dataset_id, gen)
+    backends.store.delete_prefix(generation_prefix(dataset_id, gen))
+    backends.state.discard_chunks(dataset_id, gen)
 
 
 class _Persister:
@@ -233,7 +231,7 @@ class _Persister:
 
 
 def ingest(
-    client: Client,
+    backends: Backends,
     source: Any,
     dataset_id: str,
     *,
@@ -247,10 +245,12 @@ def ingest(
     workers: int = 4,
     max_pending: int | None = None,
     fingerprint: str | None = None,
+    hooks: Sequence[CommitHook] = (),
 ) -> DatasetMeta:
     """Ingest ``source`` as dataset ``dataset_id``; returns the committed metadata.
 
-    See ``chunkframe.ingestion.pipeline`` for the user-facing documentation.
+    See ``chunkframe.ingest`` for the user-facing documentation. ``hooks`` are called
+    after the commit (the last-value cache keeps itself current that way).
     """
     validate_id(dataset_id)
     if mode not in MODES:
@@ -261,30 +261,30 @@ def ingest(
         raise InvalidArgumentError(f"workers must be an integer >= 1, got {workers!r}")
     if max_pending is not None and (not isinstance(max_pending, int) or max_pending < 1):
         raise InvalidArgumentError(f"max_pending must be an integer >= 1, got {max_pending!r}")
-    src = open_source(source, client.settings.storage_options)
+    src = open_source(source, dict(backends.storage_options))
     if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
         raise InvalidArgumentError(f"fingerprint must be a non-empty string, got {fingerprint!r}")
     try:
-        return _ingest_locked(client, src, dataset_id, mode, chunk_rows, time_column,
+        return _ingest_locked(backends, src, dataset_id, mode, chunk_rows, time_column,
                               device_column, compression, progress, wait, workers,
                               max_pending or 2 * workers,
-                              f"user:{fingerprint}" if fingerprint else src.fingerprint)
+                              f"user:{fingerprint}" if fingerprint else src.fingerprint, hooks)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BackendUnavailableError(
-            f"lost the connection to Redis at {client.state.url!r} while ingesting "
+            f"lost the connection to Redis at {backends.state.url!r} while ingesting "
             f"{dataset_id!r}: {exc}. Chunks checkpointed so far are kept",
             hint=Hint("once Redis is back, run the ingest again with {}", Arg("mode", "resume")),
         ) from exc
 
 
 def _ingest_locked(
-    client: Client, src: Source, dataset_id: str, mode: str, chunk_rows: int,
+    backends: Backends, src: Source, dataset_id: str, mode: str, chunk_rows: int,
     time_column: str | None, device_column: str | None, compression: Compression,
     progress: bool | None, wait: bool | float, workers: int, max_pending: int,
-    fingerprint: str,
+    fingerprint: str, hooks: Sequence[CommitHook],
 ) -> DatasetMeta:
-    state, catalog = client.state, client.catalog
-    lock = client.lock(dataset_id, wait)
+    state, catalog = backends.state, backends.catalog
+    lock = backends.lock(dataset_id, wait)
     plan: _Plan | None = None
     fresh = False  # no dataset and no interrupted ingest: a failure must leave nothing
     try:
@@ -294,13 +294,13 @@ def _ingest_locked(
         if (mode == "resume" and not status and existing is not None
                 and existing.fingerprint == fingerprint):
             return existing  # a run of this source completed (killed after its commit?)
-        plan = _plan(client, dataset_id, mode, fingerprint, chunk_rows, time_column,
+        plan = _plan(backends, dataset_id, mode, fingerprint, chunk_rows, time_column,
                      device_column, compression, existing, status)
         if not plan.resumed:
-            _discard_stale(client, dataset_id, status, existing)
-        _sweep_orphans(client, dataset_id,
+            _discard_stale(backends, dataset_id, status, existing)
+        _sweep_orphans(backends, dataset_id,
                        {plan.generation} | ({existing.generation} if existing else set()))
-        _sweep_generation(client, dataset_id, plan.generation,
+        _sweep_generation(backends, dataset_id, plan.generation,
                           {m.key for m in state.chunk_metas(dataset_id, plan.generation).values()})
         chunks = src.chunks(plan.chunk_rows)
         try:
@@ -317,28 +317,28 @@ def _ingest_locked(
             state.begin_ingest(lock, plan.status())
         done = {n: m for n, m in state.chunk_metas(dataset_id, plan.generation).items()
                 if n >= plan.base_chunk}
-        return _run(client, lock, dataset_id, plan, src.description,
+        return _run(backends, lock, dataset_id, plan, src.description,
                     itertools.chain([first], chunks), target_schema, done,
-                    progress, workers, max_pending, existing)
+                    progress, workers, max_pending, existing, hooks)
     except BaseException as exc:
-        _clean_up_failure(client, lock, dataset_id, plan, fresh, exc)
+        _clean_up_failure(backends, lock, dataset_id, plan, fresh, exc)
         raise
     finally:
         lock.release()
 
 
-def _sweep_orphans(client: Client, dataset_id: str, keep: set[int]) -> None:
+def _sweep_orphans(backends: Backends, dataset_id: str, keep: set[int]) -> None:
     """Delete chunk files of generations nobody can reach (an overwrite killed after its
     commit but before it removed the generation it replaced)."""
     prefix = f"{dataset_id}/g"
-    found = {key.split("/", 2)[1] for key in client.store.list(dataset_id)
+    found = {key.split("/", 2)[1] for key in backends.store.list(dataset_id)
              if key.startswith(prefix) and key.count("/") >= 2}
     for name in found:
         if name[1:].isdigit() and int(name[1:]) not in keep:
-            client.store.delete_prefix(generation_prefix(dataset_id, int(name[1:])))
+            backends.store.delete_prefix(generation_prefix(dataset_id, int(name[1:])))
 
 
-def _clean_up_failure(client: Client, lock: DatasetLock, dataset_id: str, plan: _Plan | None,
+def _clean_up_failure(backends: Backends, lock: DatasetLock, dataset_id: str, plan: _Plan | None,
                       fresh: bool, exc: BaseException) -> None:
     """After a failed ingest, drop what it wrote unless a resume can use it.
 
@@ -351,35 +351,35 @@ def _clean_up_failure(client: Client, lock: DatasetLock, dataset_id: str, plan: 
     try:
         if plan is None or plan.resumed:
             if plan is None and fresh:
-                client.state.abandon(lock, None)  # only the fence counter was written
+                backends.state.abandon(lock, None)  # only the fence counter was written
             return
-        record = client.catalog.get(dataset_id)
+        record = backends.catalog.get(dataset_id)
         if record is not None and record.generation == plan.generation and (
                 plan.op != "append" or record.chunks > plan.base_chunk):
             return  # it failed after its commit (a commit hook): the data is the record's
         bad_input = isinstance(exc, SourceError | SchemaMismatchError)
-        made = [n for n in client.state.chunk_metas(dataset_id, plan.generation)
+        made = [n for n in backends.state.chunk_metas(dataset_id, plan.generation)
                 if n >= plan.base_chunk]
         if made and not bad_input:
             return  # resumable
-        client.state.abandon(lock, plan.generation, plan.base_chunk)
+        backends.state.abandon(lock, plan.generation, plan.base_chunk)
         if plan.op == "append":  # keep the committed chunks of the generation
-            _sweep_generation(client, dataset_id, plan.generation, set())
+            _sweep_generation(backends, dataset_id, plan.generation, set())
         else:
-            client.store.delete_prefix(generation_prefix(dataset_id, plan.generation))
+            backends.store.delete_prefix(generation_prefix(dataset_id, plan.generation))
     except Exception:  # noqa: BLE001 - the original error is the one to report
         pass
 
 
-def _sweep_generation(client: Client, dataset_id: str, generation: int, keep: set[str]) -> None:
+def _sweep_generation(backends: Backends, dataset_id: str, generation: int, keep: set[str]) -> None:
     """Delete the generation's files that neither the catalog's chunk table nor ``keep``
     (checkpointed chunks) refers to: leftovers of killed or fenced-off workers."""
     prefix = generation_prefix(dataset_id, generation)
-    keep = keep | {c.key for c in client.catalog.chunks(dataset_id, generation)}
-    for key in client.store.list(prefix):
+    keep = keep | {c.key for c in backends.catalog.chunks(dataset_id, generation)}
+    for key in backends.store.list(prefix):
         if key not in keep:
-            client.store.delete(key)
-    client.store.sweep_partials(prefix)
+            backends.store.delete(key)
+    backends.store.sweep_partials(prefix)
 
 
 def _holds(store: ChunkStore, meta: ChunkMeta, table: pa.Table) -> bool:
@@ -390,12 +390,13 @@ def _holds(store: ChunkStore, meta: ChunkMeta, table: pa.Table) -> bool:
 
 
 def _run(
-    client: Client, lock: DatasetLock, dataset_id: str, plan: _Plan, description: str,
+    backends: Backends, lock: DatasetLock, dataset_id: str, plan: _Plan, description: str,
     chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
     progress: bool | None, workers: int, max_pending: int, existing: DatasetMeta | None,
+    hooks: Sequence[CommitHook],
 ) -> DatasetMeta:
     compression: Compression = plan.compression  # type: ignore[assignment]
-    state, store = client.state, client.store
+    state, store = backends.state, backends.store
 
     def persist(n: int, start: int, table: pa.Table) -> None:
         lock.check()
@@ -444,7 +445,7 @@ def _run(
             "checkpoints are missing in Redis (was Redis flushed mid-ingest?)",
             hint=Hint("run it again with {}", Arg("mode", "resume")),
         )
-    prior = client.catalog.chunks(dataset_id, plan.generation) if plan.op == "append" else []
+    prior = backends.catalog.chunks(dataset_id, plan.generation) if plan.op == "append" else []
     prior = [c for c in prior if c.chunk < plan.base_chunk]
     all_chunks = prior + new
     now = time.time()
@@ -460,11 +461,11 @@ def _run(
                                          else None),
     )
     lock.check()
-    client.catalog.commit(meta, all_chunks, lock.fence)
+    backends.catalog.commit(meta, all_chunks, lock.fence)
     old_gen = plan.previous if plan.previous != plan.generation else None
     state.publish(lock, meta, old_gen)
     if old_gen is not None:
         store.delete_prefix(generation_prefix(dataset_id, old_gen))
-    for hook in client.commit_hooks:
+    for hook in hooks:
         hook(meta, plan.op, new)
     return meta

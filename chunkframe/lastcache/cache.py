@@ -65,12 +65,12 @@ import redis
 from ..core.devices import device_key, device_text, typed_device
 from ..core.errors import Arg, ChunkFrameError, DatasetNotFoundError, Hint, SchemaMismatchError
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.times import date_range_bounds, times_ns
 from ..read.reader import apply_tombstones
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
-    from ..read.reader import Snapshot
-    from ..session import Client
+    from ..read.reader import Reader, Snapshot
+    from ..storage.backends import Backends
 
 __all__ = [
     "LastValues", "DeleteResult", "last_of_series", "time_key", "encode_record", "decode_record",
@@ -256,9 +256,7 @@ def last_of_series(series: pd.Series) -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------- arrow helpers
 def _times(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
     """Times as int64 (ns for timestamps) and a validity mask (None: all valid)."""
-    if pa.types.is_timestamp(col.type):
-        col = col.cast(pa.timestamp("ns", col.type.tz))
-    ints = col.cast(pa.int64())
+    ints = times_ns(col)
     valid = None
     if ints.null_count:
         valid = np.asarray(ints.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
@@ -392,8 +390,9 @@ end
 class LastValues:
     """Last values of every dataset of one client; ``client.last_values``.
 
-    Public methods take a :class:`~chunkframe.dataset.Dataset` (``Dataset.last``,
-    ``Dataset.delete`` and ``Dataset.reset_last`` delegate here). ``counters`` counts calls,
+    Public methods take a dataset id (``Dataset.last``, ``Dataset.delete`` and
+    ``Dataset.reset_last`` delegate here); :meth:`after_commit` keeps the cache current and is
+    registered by the session as a commit hook of ingests. ``counters`` counts calls,
     local hits, chunks read to answer misses and chunks read back after appends.
     """
 
@@ -530,9 +529,11 @@ class LastValues:
     return dropped
     """
 
-    def __init__(self, client: Client, local_datasets: int = 256):
-        self.client = client
-        self.redis: redis.Redis = client.redis
+    def __init__(self, redis_client: redis.Redis, backends: Backends, reader: Reader,
+                 local_datasets: int = 256):
+        self.redis = redis_client
+        self.backends = backends
+        self.reader = reader
         self._state = self.redis.register_script(self.LUA_STATE)
         self._apply = self.redis.register_script(self.LUA_APPLY)
         self._begin = self.redis.register_script(self.LUA_BEGIN_WRITE)
@@ -545,11 +546,9 @@ class LastValues:
         self._mutex = threading.Lock()
         self.counters = {"calls": 0, "local_hits": 0, "computed": 0, "chunk_reads": 0,
                          "write_chunk_reads": 0, "bypassed": 0}
-        if self._after_commit not in client.commit_hooks:
-            client.commit_hooks.append(self._after_commit)
 
     # ------------------------------------------------------------------ public API
-    def last(self, ds: Dataset, device: Any = None,
+    def last(self, dataset_id: str, device: Any = None,
              columns: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Latest non-null (time, value) per series: DataFrame ``device, measurement, time, value``.
 
@@ -561,7 +560,7 @@ class LastValues:
         Python/pandas scalars (``float``, ``int``, ``str``, ``Timestamp``, ...).
         """
         self.counters["calls"] += 1
-        st, snap = self._synced(ds.id)
+        st, snap = self._synced(dataset_id)
         meta = snap.meta
         self._require_time(meta, "has no last values")
         measurements = self._select_measurements(snap, columns)
@@ -570,7 +569,7 @@ class LastValues:
 
         if st.stamp != snap.stamp:
             if not st.locked and self._do_reinit(snap, lock_held=False):
-                st, snap = self._synced(ds.id)
+                st, snap = self._synced(dataset_id)
             if st.stamp != snap.stamp:
                 # a write or delete is being applied right now: answer from the data alone
                 self.counters["bypassed"] += 1
@@ -579,7 +578,7 @@ class LastValues:
                 return self._frame(snap, [
                     (d, m, None if (hit := found.get((d, m))) is None else (hit[0], hit[3]))
                     for d in devices for m in measurements])
-        loc = self._local_for(ds.id, st)
+        loc = self._local_for(dataset_id, st)
         cached_full = loc.full
         if cached_full is not None and cached_full[0] == snap.stamp:
             self.counters["local_hits"] += 1
@@ -605,7 +604,7 @@ class LastValues:
                     computed[(d, m)] = hit
                     rec = NO_VALUE if hit is None else hit[2]
                     records.append((_field(d, m), d, rec))
-            self._apply_records(ds.id, records, high=False, guard=st.wgen)
+            self._apply_records(dataset_id, records, high=False, guard=st.wgen)
         else:
             self.counters["local_hits"] += 1
 
@@ -626,14 +625,14 @@ class LastValues:
             return frame.copy()
         return frame
 
-    def delete(self, ds: Dataset, device: Any = None, columns: Sequence[str] | str | None = None,
-               start: Any = None, end: Any = None, wait: float = DEFAULT_DELETE_WAIT
-               ) -> DeleteResult:
-        """Delete the values of the matching series with time in ``[start, end]`` (inclusive).
+    def delete(self, dataset_id: str, device: Any = None,
+               columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+               wait: float = DEFAULT_DELETE_WAIT) -> DeleteResult:
+        """Delete the values of the matching series with time in ``date_range`` (inclusive).
 
         ``device`` one device (None: all), ``columns`` one measurement or a list (None: all),
-        ``start``/``end`` a Timestamp, datetime, ISO string or int ns (None: open); naive times
-        are read in the time column's time zone. The data reads back as missing from then on
+        ``date_range=(start, end)`` as :func:`chunkframe.core.times.date_range_bounds` reads it
+        (None, or a None end: open). The data reads back as missing from then on
         (serial numbers are unchanged). Like IoTDB's ``deleteLastCacheByDevice(device,
         pattern, start, end)``, the cached last values of the matching series whose time lies
         in ``[start, end]`` are dropped (the next :meth:`last` recomputes them).
@@ -642,53 +641,47 @@ class LastValues:
         chunks the time statistics say the delete can touch, before it is committed) and
         the number of cached last values dropped.
         """
-        snap = self.client.reader.snapshot(ds.id, refresh=True)
+        snap = self.reader.snapshot(dataset_id, refresh=True)
         meta = snap.meta
         tcol = self._require_time(meta, "cannot delete by time")
-        ttype = snap.schema.field(tcol).type
         if device is not None and _listlike(device):
             raise TypeError(f"delete() takes one device (or None for all), got {device!r}; call "
                             "it once per device")
         measurements = self._select_measurements(snap, columns)
         dkeys = self._select_devices(snap, device)
-        lo = self._to_time(start, ttype, tcol, "start")
-        hi = self._to_time(end, ttype, tcol, "end")
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"start {start!r} is after end {end!r}; delete() takes an inclusive "
-                             "range [start, end] with start <= end")
+        lo, hi = date_range_bounds(date_range, snap.schema.field(tcol), dataset_id)
         tomb = Tombstone(None if device is None else dkeys[0],
                          None if columns is None else tuple(measurements), lo, hi)
 
-        client = self.client
-        lock = client.lock(ds.id, wait=wait)
+        lock = self.backends.lock(dataset_id, wait=wait)
         try:
-            record = client.catalog.get(ds.id)
+            record = self.backends.catalog.get(dataset_id)
             if record is None:
-                raise DatasetNotFoundError(f"dataset {ds.id!r} was removed while deleting from it")
-            snap = client.reader.snapshot(ds.id, refresh=True)
+                raise DatasetNotFoundError(f"dataset {dataset_id!r} was removed while deleting from it")
+            snap = self.reader.snapshot(dataset_id, refresh=True)
             tomb = replace(tomb, rows=record.rows)  # never hides later appends
             hidden = self._hidden(snap, tomb, measurements)
             new = record.evolve(version=record.version + 1, updated=mod_time.time(),
                                 tombstones=(*record.tombstones, tomb))
             lock.check()
-            client.catalog.set_tombstones(ds.id, new.tombstones, new.version, lock.fence)
-            client.state.set_meta(new)
+            self.backends.catalog.set_tombstones(dataset_id, new.tombstones, new.version, lock.fence)
+            self.backends.state.set_meta(new)
             devices = dkeys if device is not None else list(self._devices_of(snap))
             fields = [_field(d, m) for d in devices for m in measurements]
-            keys = client.state.keys(ds.id)
+            keys = self.backends.state.keys(dataset_id)
             dropped = int(self._invalidate(
                 keys=[keys.last],
                 args=[self._token(), record.generation, record.version, new.version,
                       "" if lo is None else time_key(lo), "" if hi is None else time_key(hi),
                       *fields]))
             if dropped < 0:  # the cache was out of step already: start it afresh
-                snap = client.reader.snapshot(ds.id, refresh=True)
+                snap = self.reader.snapshot(dataset_id, refresh=True)
                 self._do_reinit(snap, lock_held=True)
                 dropped = 0
         finally:
             lock.release()
-        client.reader.snapshot(ds.id, refresh=True)
-        return DeleteResult(ds.id, hidden, dropped, new.version)
+        self.reader.snapshot(dataset_id, refresh=True)
+        return DeleteResult(dataset_id, hidden, dropped, new.version)
 
     def _hidden(self, snap: Snapshot, tomb: Tombstone, measurements: list[str]) -> pd.DataFrame:
         """Per series, the values ``tomb`` hides that read as present in ``snap``."""
@@ -703,7 +696,7 @@ class LastValues:
         for i, cm in enumerate(snap.chunks):
             if not _may_hide(tomb, cm):
                 continue
-            table = self.client.reader.chunk(snap, i, cache=False).table  # earlier deletes applied
+            table = self.reader.chunk(snap, i, cache=False).table  # earlier deletes applied
             probe = table.select(keep).append_column("\x00probe", pa.repeat(True, table.num_rows))
             rows = pc.is_null(apply_tombstones(probe, probe_meta, cm).column("\x00probe"))
             if not pc.any(rows).as_py():
@@ -732,23 +725,23 @@ class LastValues:
             "measurement": pd.array([m for _, m in keys], dtype="str"),
             "rows": np.array([counts[k] for k in keys], dtype=np.int64)})
 
-    def reset(self, ds: Dataset, device: Any = None,
+    def reset(self, dataset_id: str, device: Any = None,
               columns: Sequence[str] | str | None = None) -> int:
         """Drop cached last values: one series, a device's, or all (``resetLastCache``).
 
         Returns the number of cache entries dropped; the next :meth:`last` recomputes them.
         """
-        snap = self.client.reader.snapshot(ds.id)
+        snap = self.reader.snapshot(dataset_id)
         self._require_time(snap.meta, "has no last values")
         measurements = self._select_measurements(snap, columns)
         devices = self._select_devices(snap, device)
         fields = ([] if device is None and columns is None
                   else [_field(d, m) for d in devices for m in measurements])
-        keys = self.client.state.keys(ds.id)
+        keys = self.backends.state.keys(dataset_id)
         return int(self._reset(keys=[keys.last], args=[self._token(), *fields]))
 
     # ------------------------------------------------------------------ the commit hook
-    def _after_commit(self, meta: DatasetMeta, op: str, new: list[ChunkMeta]) -> None:
+    def after_commit(self, meta: DatasetMeta, op: str, new: list[ChunkMeta]) -> None:
         """Keep last values current after an ingest commit (called under the ingest lock)."""
         try:
             if op == "append":
@@ -759,7 +752,7 @@ class LastValues:
                     raise ChunkFrameError("the dataset changed while its commit hook ran")
         except Exception as exc:  # the data is committed; never fail the ingest for the cache
             try:
-                self.redis.hdel(self.client.state.keys(meta.id).last, "ver")  # forces a rebuild
+                self.redis.hdel(self.backends.state.keys(meta.id).last, "ver")  # forces a rebuild
             except redis.RedisError:
                 pass
             warnings.warn(
@@ -768,14 +761,14 @@ class LastValues:
                 RuntimeWarning, stacklevel=2)
 
     def _after_append(self, meta: DatasetMeta, new: list[ChunkMeta]) -> None:
-        keys = self.client.state.keys(meta.id)
+        keys = self.backends.state.keys(meta.id)
         token = self._token()
         prev = meta.version - 1
         if meta.time_column is None:
             self._apply(keys=[keys.last, keys.flushed],
                         args=[token, "1", "", prev, meta.version, 0])
             return
-        snap = self.client.reader.snapshot(meta.id, refresh=True)
+        snap = self.reader.snapshot(meta.id, refresh=True)
         if snap.stamp != (meta.generation, meta.version):
             raise ChunkFrameError(f"dataset is at {snap.stamp}, the commit made "
                                   f"{(meta.generation, meta.version)}")
@@ -816,7 +809,7 @@ class LastValues:
             devs = {d for d, (_, hi) in cm.stats.items() if hi >= floor.get(d, np.inf)}
             if not devs:
                 continue  # stats prove nothing in this chunk can change a last value
-            table = self.client.reader.chunk(snap, cm.chunk).table
+            table = self.reader.chunk(snap, cm.chunk).table
             self.counters["write_chunk_reads"] += 1
             tables[cm.chunk] = table
             for key, (t, row) in _chunk_candidates(table, meta.time_column, meta.device_column,
@@ -840,7 +833,7 @@ class LastValues:
         return uuid.uuid4().hex
 
     def _read_state(self, ds_id: str, held: bytes | None = None) -> _State:
-        keys = self.client.state.keys(ds_id)
+        keys = self.backends.state.keys(ds_id)
         if held is None:
             with self._mutex:
                 loc = self._local.get(ds_id)
@@ -852,7 +845,7 @@ class LastValues:
 
     def _synced(self, ds_id: str) -> tuple[_State, Snapshot]:
         """Redis state and a snapshot of the same dataset version (refreshed if need be)."""
-        reader = self.client.reader
+        reader = self.reader
         for _ in range(5):
             st = self._read_state(ds_id)
             snap = reader.snapshot(ds_id)
@@ -884,7 +877,7 @@ class LastValues:
     def _apply_records(self, ds_id: str, records: list[tuple[str, str, bytes]], *, high: bool,
                        guard: bytes | None, token: str | None = None, expect_ver: int | None = None,
                        set_ver: int | None = None, flushed: list[str] | None = None) -> int:
-        keys = self.client.state.keys(ds_id)
+        keys = self.backends.state.keys(ds_id)
         args: list[Any] = [token or self._token(), "1" if high else "0",
                            b"" if guard is None else guard,
                            "" if expect_ver is None else expect_ver,
@@ -896,7 +889,7 @@ class LastValues:
 
     def _reinit_meta(self, meta: DatasetMeta, set_ver: int, flushed: dict[str, int],
                      lock_held: bool) -> bool:
-        keys = self.client.state.keys(meta.id)
+        keys = self.backends.state.keys(meta.id)
         args: list[Any] = [self._token(), meta.generation, meta.version, meta.generation, set_ver,
                            "1" if lock_held else "0"]
         for d, t in flushed.items():
@@ -940,7 +933,7 @@ class LastValues:
             if i in tables:
                 continue
             cm = snap.chunks[i]
-            table = self.client.reader.chunk(snap, i).table
+            table = self.reader.chunk(snap, i).table
             self.counters["chunk_reads"] += 1
             tables[i] = table
             devs = {x for x in cm.stats if x in wanted and x not in done}
@@ -1034,44 +1027,6 @@ class LastValues:
                 f"dataset {meta.id!r} has no device {unknown[0]!r} in its device column "
                 f"{meta.device_column!r}{hint}. Known devices: {shown!r}{more}")
         return _dedupe(keys)
-
-    @staticmethod
-    def _to_time(value: Any, ttype: pa.DataType, tcol: str, what: str) -> int | None:
-        """A delete bound in the time column's integer form (ns for datetimes)."""
-        if value is None:
-            return None
-        if pa.types.is_integer(ttype):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(
-                    value, (int, np.integer, str)):
-                raise ValueError(f"{what}={value!r}: time column {tcol!r} holds integers "
-                                 f"({ttype}), so pass an integer bound")
-            try:
-                return int(value)
-            except ValueError:
-                raise ValueError(f"{what}={value!r} is not an integer; time column {tcol!r} "
-                                 f"holds integers ({ttype})") from None
-        tz = ttype.tz
-        if isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{what}={value!r} is not a time")
-        if isinstance(value, (int, np.integer)):
-            return int(value)  # nanoseconds since the epoch, like the chunk statistics
-        try:
-            ts = pd.Timestamp(value)
-            if ts is pd.NaT:
-                raise ValueError("NaT is not a time; pass None for an open bound")
-            if tz is not None and ts.tzinfo is None:
-                ts = ts.tz_localize(tz)
-            ns = int(ts.as_unit("ns")._value)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise ValueError(
-                f"cannot read {what}={value!r} as a time for column {tcol!r} ({ttype}): {exc}. "
-                "Pass a pandas Timestamp, a datetime, an ISO string such as "
-                "'2026-01-01 12:00' or integer nanoseconds") from None
-        if tz is None and ts.tzinfo is not None:
-            raise ValueError(
-                f"{what}={value!r} has a time zone but time column {tcol!r} is naive ({ttype}); "
-                "pass a naive time (e.g. ts.tz_convert(...).tz_localize(None))")
-        return ns
 
     # ------------------------------------------------------------------ result frame
     def _frame(self, snap: Snapshot, rows: list[tuple[str, str, tuple[int, Any] | None]]

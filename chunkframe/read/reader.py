@@ -29,6 +29,7 @@ from ..core.errors import (
 )
 from ..core.keys import validate_id
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.times import times_ns
 from ..storage.codec import checksum_matches, decode
 from .planes import Planes, plane_for
 from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
@@ -69,6 +70,23 @@ class Snapshot:
     @property
     def stamp(self) -> tuple[int, int]:
         return (self.meta.generation, self.meta.version)
+
+    def column_index(self, column: str) -> int:
+        """Position of ``column``; a KeyError naming the columns there are if it is not one."""
+        i = self.schema.get_field_index(column) if isinstance(column, str) else -1
+        if i < 0:
+            raise KeyError(f"dataset {self.meta.id!r} has no column {column!r}; columns are "
+                           f"{self.schema.names!r}")
+        return i
+
+    def columns_of(self, columns: Sequence[str] | str | None) -> list[str] | None:
+        """``columns`` (one name or several) checked against the schema; None for all."""
+        if columns is None:
+            return None
+        cols = [columns] if isinstance(columns, str) else list(columns)
+        for c in cols:
+            self.column_index(c)
+        return cols
 
     def locate(self, sn: int) -> int:
         """Index of the chunk holding ``sn`` (callers check the range first)."""
@@ -514,9 +532,7 @@ def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Ta
         if not _may_touch(tomb, cm):
             continue
         if times is None:
-            t = table.column(tcol)
-            times = (t.cast(pa.timestamp("ns", t.type.tz)) if pa.types.is_timestamp(t.type) else t)
-            times = times.cast(pa.int64())
+            times = times_ns(table.column(tcol))
         mask = pc.is_valid(times)
         if tomb.rows is not None and cm.start + cm.rows > tomb.rows:  # rows appended later
             mask = pc.and_(mask, pa.array(np.arange(cm.start, cm.start + cm.rows) < tomb.rows))

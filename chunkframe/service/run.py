@@ -83,7 +83,7 @@ def serve(connect_options: dict[str, Any], config: ServiceConfig, host: str = "1
         raise InvalidArgumentError(f"--workers must be at least 1, got {workers}")
     uvicorn = _require("uvicorn")
     _require("starlette")
-    from .. import connect
+    from ..session import connect
 
     client = connect(**connect_options)  # fails now on bad settings; starts embedded Redis once
     options = dict(host=host, port=port, access_log=access_log, log_level=log_level,
@@ -103,7 +103,7 @@ def serve(connect_options: dict[str, Any], config: ServiceConfig, host: str = "1
 
 def app_from_environment() -> Any:
     """The app of one worker process of ``serve(..., workers=N)``."""
-    from .. import connect
+    from ..session import connect
     from .app import create_app
 
     doc = json.loads(os.environ[CONFIG_ENV])

@@ -290,6 +290,10 @@ class State:
         raw = self.client.hgetall(self.keys(dataset_id).chunks(generation))
         return {int(k): ChunkMeta.from_json(v) for k, v in raw.items()}
 
+    def forget_chunks(self, dataset_id: str, generation: int, chunks: list[int]) -> None:
+        """Drop the checkpoints of ``chunks`` of ``generation`` (a new ingest supersedes them)."""
+        self.client.hdel(self.keys(dataset_id).chunks(generation), *chunks)
+
     def discard_chunks(self, dataset_id: str, generation: int) -> None:
         self.client.delete(self.keys(dataset_id).chunks(generation))
 
