@@ -24,6 +24,7 @@ ARROW = "application/vnd.apache.arrow.stream"
 TYPED_JSON = "application/vnd.chunkframe+json"
 """JSON whose non-JSON values (timestamps, NA, NaN, ...) carry their type (see :func:`tag`)."""
 
+_orjson: Any
 try:
     import orjson as _orjson
 except ImportError:  # optional: the standard library's json does the same, slower
