@@ -935,7 +935,7 @@ class Context(Mapping[str, Any]):
         Raises ContextKeyError (a KeyError) if missing, ContextError if several types
         hold ``key``.
         """
-        return self._value(key, None)
+        return self.value(key)
 
     def get(self, key: str, default: Any = None, *,  # type: ignore[override]
             type: ContextType | str | None = None) -> Any:
@@ -973,11 +973,19 @@ class Context(Mapping[str, Any]):
         True
         """
         try:
-            return self._value(key, type)
+            return self.value(key, type=type)
         except ContextKeyError:
             return default
 
-    def _value(self, key: str, type: ContextType | str | None) -> Any:
+    def value(self, key: str, *, type: ContextType | str | None = None) -> Any:
+        """``ctx[key]`` under one ``type``: the value, or ContextKeyError (a KeyError) naming
+        the types that do hold ``key`` if it is missing.
+
+        Examples
+        --------
+        >>> ctx.value("threshold", type="VARIABLE")                  # doctest: +SKIP
+        0.8
+        """
         key = self._check_key(key)
         ctype = None if type is None else ContextType.parse(type)
         with self.cache._using(self.context_id, fresh=True) as value:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -334,7 +335,7 @@ class _Service:
     # -- contexts -----------------------------------------------------------------------------
     async def entries(self, request: Request) -> Response:
         ctx = self.client.context(request.path_params["id"])
-        df = await run_in_threadpool(ctx.items, request.query_params.get("type") or None)
+        df = await run_in_threadpool(ctx.to_frame, request.query_params.get("type") or None)
         return self.frame(request, df, "entries")
 
     async def search(self, request: Request) -> Response:
@@ -350,7 +351,7 @@ class _Service:
         ctx = self.client.context(p["id"])
         ctype = None if p["type"] == "-" else p["type"]  # "-": whichever type holds the key
         if request.method == "GET":
-            value = await run_in_threadpool(ctx.get, p["key"], ctype)
+            value = await run_in_threadpool(functools.partial(ctx.value, p["key"], type=ctype))
             if _wants(request, TYPED_JSON):
                 return _json({"value": tag(value)}, media_type=TYPED_JSON)
             return _json({"value": jsonable(value)})

@@ -56,7 +56,7 @@ def _error(status: int, data: bytes, url: str) -> Exception:
         except TypeError:
             pass
     try:
-        return cls(message)
+        return cls(message)  # type: ignore[call-arg]  # one whose constructor takes parts: below
     except TypeError:  # a class whose constructor takes its parts: keep the message
         exc = cls.__new__(cls)
         Exception.__init__(exc, message)
