@@ -465,6 +465,49 @@ def test_workers_serve_the_same_data(world):
         proc.stop()
 
 
+def _rss_kb(pid: int) -> dict[str, int]:
+    """A process's resident ``RssAnon`` and ``RssFile`` in kB (Linux /proc)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_workers_map_the_chunk_files_instead_of_copying_them(world):
+    """Each worker caches the chunks it reads as maps of the files: their pages are the OS
+    page cache's, shared by every worker, not a private copy per worker."""
+    psutil = pytest.importorskip("psutil")
+    big = pd.DataFrame({"x": np.random.default_rng(3).normal(size=8_000_000)})  # 64 MB
+    world["local"].ingest(big, "big", chunk_rows=400_000, progress=False, mode="overwrite")
+    proc = ServeProcess(world["settings"], world["home"] / "mapped.log",
+                        extra=("--workers", "2")).start()
+    try:
+        assert proc.proc is not None
+        workers = [c.pid for c in psutil.Process(proc.proc.pid).children(recursive=True)
+                   if "chunkframe" in " ".join(c.cmdline()) or c.name().startswith("python")]
+        assert workers, "no worker processes found"
+        before = {pid: _rss_kb(pid) for pid in workers}
+        http = urllib3.PoolManager(retries=False, maxsize=8)
+        for _ in range(6):  # new connections: requests spread over both workers
+            for sn in range(0, 8_000_000, 400_000):  # a row of every chunk (no batch planes)
+                r = http.request("GET", f"{proc.url}/v1/datasets/big/values/{sn}",
+                                 headers={"Connection": "close"})
+                assert r.status == 200, r.data[:300]
+        after = {pid: _rss_kb(pid) for pid in workers}
+        grown = {pid: {k: after[pid][k] - before[pid][k] for k in ("RssAnon", "RssFile")}
+                 for pid in workers}
+        readers = [g for g in grown.values() if g["RssFile"] > 60 * 1024]
+        assert readers, grown  # at least one worker holds the whole dataset...
+        for g in readers:  # ...as file pages; its private memory grew by first-use set-up
+            assert g["RssAnon"] < 24 * 1024, grown  # (~5-10 MB), not by a 64 MB copy
+    finally:
+        proc.stop()
+
+
 # -- encodings --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [
