@@ -16,7 +16,15 @@ import pyarrow as pa
 from .core.errors import InvalidArgumentError, SnapshotSupersededError
 from .core.model import DatasetMeta
 from .core.progress import progress_bar
-from .read.reader import READ_AHEAD, ChunkGroups, Snapshot, chunk_slices, group_by_chunk, positions
+from .read.reader import (
+    READ_AHEAD,
+    ChunkGroups,
+    Snapshot,
+    chunk_slices,
+    group_by_chunk,
+    out_of_range,
+    positions,
+)
 from .read.rows import RowTemplate, is_text, wrap_vector
 
 if TYPE_CHECKING:
@@ -220,10 +228,7 @@ class Dataset:
         n = snap.meta.rows
         pos = int(sn) + n if sn < 0 else int(sn)
         if not 0 <= pos < n:
-            raise IndexError(
-                f"serial number {sn} is out of range for dataset {self.id!r}: valid serial "
-                f"numbers are 0 to {n - 1} (or -{n} to -1)"
-            )
+            raise IndexError(out_of_range(snap, int(sn)))
         i = snap.locate(pos)
         local = pos - snap.starts[i]
         if column is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .contextcache.cache import Context, ContextCache
-from .core.config import Settings, resolve
+from .core.config import Settings, redact, resolve
 from .core.keys import validate_id
 from .dataset import Dataset
 from .ingestion.pipeline import CommitHook, ingest
@@ -55,7 +55,8 @@ class Client:
 
     def __repr__(self) -> str:
         s = self.settings
-        return (f"<chunkframe.Client store={s.store_url!r} redis={s.redis_url or 'embedded'!r} "
+        return (f"<chunkframe.Client store={redact(s.store_url)!r} "
+                f"redis={redact(s.redis_url) or 'embedded'!r} "
                 f"catalog={str(s.catalog_path)!r}>")
 
     # -- datasets -------------------------------------------------------------------------

@@ -18,24 +18,26 @@ from chunkframe.storage.embedded import redis_server_binary
 class RedisProcess:
     """A private redis-server on a unix socket; stop() and start() keep its data (AOF)."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, password: str | None = None) -> None:
         # unix socket paths are limited to ~107 bytes: keep the directory short
         self.dir = Path(directory or tempfile.mkdtemp(prefix="cfr-"))
         self.sock = self.dir / "r.sock"
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"unix://{self.sock}"
+        return f"unix://{self.sock}" + (f"?password={self.password}" if self.password else "")
 
     def client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.sock))
+        return redis.Redis(unix_socket_path=str(self.sock), password=self.password)
 
     def start(self) -> RedisProcess:
         cmd = [
             redis_server_binary(), "--port", "0", "--unixsocket", str(self.sock),
             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
             "--save", "", "--logfile", str(self.dir / "redis.log"),
+            *(["--requirepass", self.password] if self.password else []),
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from servers import RedisProcess
 
 import chunkframe as cf
 from chunkframe.core.config import resolve
@@ -101,3 +102,40 @@ def test_open_of_a_missing_id_lists_known_ones_when_none_is_near(client):
 def test_open_of_an_invalid_id_is_not_a_miss(client):
     with pytest.raises(InvalidDatasetIdError):
         cf.open("../etc")
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:s3cret@localhost:1/0", "redis://:***@localhost:1/0"),
+    ("redis://ana:s3cret@localhost:1", "redis://ana:***@localhost:1"),
+    ("rediss://localhost:1?password=s3cret&ssl_cert_reqs=none",
+     "rediss://localhost:1?password=***&ssl_cert_reqs=none"),
+])
+def test_passwords_never_shown_in_errors_or_reprs(tmp_path, url, shown):
+    from chunkframe.core.config import redact, resolve
+
+    assert redact(url) == shown
+    assert redact("unix:///tmp/r.sock") == "unix:///tmp/r.sock"  # nothing to hide: as given
+    with pytest.raises(cf.BackendUnavailableError) as err:  # nothing listens on port 1
+        cf.connect(store=tmp_path / "s", redis=url, catalog=tmp_path / "c.db", home=tmp_path)
+    assert "s3cret" not in str(err.value) and shown in str(err.value)
+    settings = resolve(tmp_path / "s", url, tmp_path / "c.db", tmp_path,
+                       storage_options={"secret": "s3cret"})
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_client_of_a_redis_with_a_password_never_shows_it(tmp_path):
+    server = RedisProcess(password="s3cret").start()
+    try:
+        client = cf.connect(store=tmp_path / "s", redis=server.url, catalog=tmp_path / "c.db",
+                            home=tmp_path)
+        ds = client.ingest(pd.DataFrame({"x": [1, 2]}), "guarded", progress=False)
+        assert ds.get(1)["x"] == 2  # the password reached Redis...
+        for text in (repr(client), repr(client.settings), repr(ds)):
+            assert "s3cret" not in text
+        assert "password=***" in repr(client)
+        with pytest.raises(cf.BackendUnavailableError) as err:  # ...and no error shows it
+            cf.connect(store=tmp_path / "s", redis=server.url.replace("s3cret", "wrong"),
+                       catalog=tmp_path / "c.db", home=tmp_path)
+        assert "wrong" not in str(err.value) and "password=***" in str(err.value)
+    finally:
+        server.stop()

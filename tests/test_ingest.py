@@ -502,7 +502,8 @@ def test_persister_keeps_at_most_max_pending_chunks_in_memory(client):
 @pytest.mark.parametrize(("dataset_id", "message"), [
     ("../x", "'/'"), ("a/b", "'/'"), ("a\\b", "'\\\\\\\\'"), ("", "empty"), ("   ", "empty"),
     ("a\x00b", "control characters"), ("a\nb", "control characters"),
-    ("a\x7fb", "control characters"), ("x" * 201, "201 characters"), (".hidden", "starts with '.'"),
+    ("a\x7fb", "control characters"), ("x" * 201, "201 bytes"),
+    ("é" * 101, "202 bytes in UTF-8"), (".hidden", "starts with '.'"),
     ("..", "starts with '.'"), ("a{b}", "braces"), (" a", "spaces"), (42, "must be a string"),
 ])
 def test_invalid_dataset_ids(client, dataset_id, message):
@@ -514,6 +515,8 @@ def test_invalid_dataset_ids(client, dataset_id, message):
 def test_longest_valid_id_is_accepted(client):
     ds = client.ingest(sample(10), "x" * 200, progress=False)
     assert len(ds) == 10
+    ds = client.ingest(sample(10), "é" * 100, progress=False)  # 200 bytes in UTF-8
+    assert len(ds) == 10 and ds.get(3).equals(sample(10).iloc[3])
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -86,6 +86,12 @@ def test_get_many_errors(ds):
         ds.get_many([1, 5_000])
     with pytest.raises(IndexError):
         ds.get_many([-5_001])
+    # never wrapped into range: uint64 and Python ints beyond int64 are out of range
+    for huge in (np.array([2**64 - 1], dtype=np.uint64), [2**64 - 1], [2**63], [-(2**63) - 1]):
+        with pytest.raises(IndexError, match="out of range"):
+            ds.get_many(huge)
+    with pytest.raises(IndexError, match="out of range"):
+        ds.get(2**64 - 1)
     with pytest.raises(TypeError):
         ds.get_many([1.5, 2.0])
     with pytest.raises(KeyError):

@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidArgumentError
 
-__all__ = ["Settings", "resolve"]
+__all__ = ["redact", "Settings", "resolve"]
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
 DEFAULT_LOCK_TTL = 15.0
 DEFAULT_PREFIX = "cf"
 
 
+def redact(url: str | None) -> str | None:
+    """``url`` with any password replaced by ``***`` (in the userinfo and in a ``password=``
+    query parameter): what reprs, errors and logs may show of a URL."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, sep, _ = userinfo.partition(":")
+        netloc = f"{user}{':***' if sep else ''}@{host}" if sep else f"***@{host}"
+    query = re.sub(r"(?i)(password|passwd|secret|token)=[^&]*", r"\1=***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing secret: as given (urlunsplit would drop an empty netloc's //)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where chunkframe keeps things. ``redis_url=None`` means the embedded server."""
+    """Where chunkframe keeps things. ``redis_url=None`` means the embedded server.
+
+    Its repr redacts passwords and leaves out the storage options (they hold credentials).
+    """
 
     home: Path
     store_url: str
@@ -28,6 +50,12 @@ class Settings:
     storage_options: dict[str, Any] = field(default_factory=dict)
     chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES
     lock_ttl: float = DEFAULT_LOCK_TTL
+
+    def __repr__(self) -> str:
+        return (f"Settings(home={str(self.home)!r}, store_url={redact(self.store_url)!r}, "
+                f"redis_url={redact(self.redis_url)!r}, catalog_path={str(self.catalog_path)!r}, "
+                f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
+                f"lock_ttl={self.lock_ttl})")
 
 
 def resolve(

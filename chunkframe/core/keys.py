@@ -20,10 +20,11 @@ def validate_id(dataset_id: object, what: str = "dataset id") -> str:
         )
     if not dataset_id or not dataset_id.strip():
         raise InvalidDatasetIdError(f"{what} is empty; give a name such as 'flights'")
-    if len(dataset_id) > MAX_ID_LENGTH:
+    size = len(dataset_id.encode("utf-8", "surrogatepass"))
+    if size > MAX_ID_LENGTH:  # bytes, as file systems count a name (255 at most on most)
         raise InvalidDatasetIdError(
-            f"{what} {dataset_id[:40]!r}... is {len(dataset_id)} characters; "
-            f"the limit is {MAX_ID_LENGTH}"
+            f"{what} {dataset_id[:40]!r}... is {size} bytes in UTF-8; the limit is "
+            f"{MAX_ID_LENGTH} bytes (a non-ASCII character takes 2 to 4)"
         )
     bad = _FORBIDDEN.search(dataset_id)
     if bad:

@@ -580,22 +580,36 @@ def _may_touch(tomb: Tombstone, cm: ChunkMeta) -> bool:
     return False
 
 
+_INT64 = np.iinfo(np.int64)
+
+
+def out_of_range(snap: Snapshot, sn: int) -> str:
+    """What to say of serial number ``sn`` outside ``snap`` (the message of the IndexError)."""
+    n = snap.meta.rows
+    return (f"serial number {sn} is out of range for dataset {snap.meta.id!r}: valid serial "
+            f"numbers are 0 to {n - 1} (or -{n} to -1, counting from the end)")
+
+
 def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
     """Validate serial numbers against ``snap`` and return them as an int64 array."""
     arr = np.asarray(sns)
     if arr.ndim > 1:
         raise ValueError(f"serial numbers must be a flat sequence, got an array of shape "
                          f"{arr.shape}")
+    n = snap.meta.rows
+    if arr.dtype == object and arr.size and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+            for v in arr.ravel()):
+        # Python ints beyond int64: out of range like any other, never wrapped
+        bad = next(int(v) for v in arr.ravel() if not _INT64.min <= int(v) <= _INT64.max)
+        raise IndexError(out_of_range(snap, bad))
     if arr.dtype == bool or (arr.size and arr.dtype.kind not in "iu"):
         raise TypeError(f"serial numbers must be integers, got an array of {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64.max:
+        raise IndexError(out_of_range(snap, int(arr.max())))  # uint64 would wrap negative
     arr = arr.astype(np.int64, copy=False).ravel()
-    n = snap.meta.rows
     if arr.size and (arr.min() < -n or arr.max() >= n):
-        bad = int(arr[(arr < -n) | (arr >= n)][0])
-        raise IndexError(
-            f"serial number {bad} is out of range for dataset {snap.meta.id!r}: valid serial "
-            f"numbers are 0 to {n - 1} (or -{n} to -1, counting from the end)"
-        )
+        raise IndexError(out_of_range(snap, int(arr[(arr < -n) | (arr >= n)][0])))
     if arr.size and arr.min() < 0:  # negative counts from the end, as with iloc
         arr = np.where(arr < 0, arr + n, arr)
     return arr

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from ..core.config import redact
 from ..core.errors import Arg, BackendUnavailableError, DatasetLockedError, Hint, LockLostError
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
@@ -38,7 +39,7 @@ def connect_redis(url: str | None, home: Path) -> redis.Redis:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
         raise BackendUnavailableError(
-            f"cannot reach Redis at {url!r}: {exc}. Start that server, fix "
+            f"cannot reach Redis at {redact(url)!r}: {exc}. Start that server, fix "
             "CHUNKFRAME_REDIS_URL, or unset it to use the embedded default"
         ) from exc
     return client
