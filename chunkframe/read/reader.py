@@ -7,7 +7,7 @@ import difflib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -356,31 +356,38 @@ class Reader:
         return self._pool
 
     def stream(self, snap: Snapshot, indices: Sequence[int], columns: Sequence[int] | None = None,
-               cache: bool = False, ahead: int = FETCH_THREADS) -> Iterator[tuple[int, _Chunk]]:
+               cache: bool = False, ahead: int = FETCH_THREADS,
+               then: Callable[[int, _Chunk], Any] | None = None) -> Iterator[tuple[int, Any]]:
         """Chunks ``indices`` of ``snap`` in that order, each fetched (checked) in a small
         thread pool while earlier ones are consumed, at most ``ahead`` beyond the one
         yielded: memory stays bounded however many chunks a read needs.
 
         Cached chunks are served from the cache. ``cache=True`` keeps the fetched ones
         (for reads whose chunks the cache can hold); otherwise they are dropped once
-        consumed, and only ``columns`` (positions) of them are decoded.
+        consumed, and only ``columns`` (positions) of them are decoded. ``then(i, chunk)``,
+        if given, runs in the pool too and is yielded instead of the chunk (the rows a batch
+        read takes from it: Arrow works without the GIL, so both cores take).
         """
-        pending: deque[tuple[int, Future[_Chunk]]] = deque()
+        pending: deque[tuple[int, Future[Any]]] = deque()
         todo = iter(indices)
+
+        def work(i: int, found: _Chunk | None) -> Any:
+            entry = found if found is not None else (
+                self._batch_chunk(snap, i) if cache else self._fetch(snap, i, columns))
+            return entry if then is None else then(i, entry)
 
         def submit() -> None:
             i = next(todo, None)
             if i is None:
                 return
             found = self.cached(snap, i)
-            if found is not None:
-                fut: Future[_Chunk] = Future()
-                fut.set_result(found)
-            elif cache:
-                fut = self._executor().submit(self._batch_chunk, snap, i)
-            else:
+            if found is None and not cache:
                 self.misses += 1
-                fut = self._executor().submit(self._fetch, snap, i, columns)
+            if found is not None and then is None:
+                fut: Future[Any] = Future()
+                fut.set_result(found)
+            else:
+                fut = self._executor().submit(work, i, found)
             pending.append((i, fut))
 
         for _ in range(max(ahead, 0) + 1):
