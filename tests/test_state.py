@@ -66,7 +66,8 @@ def test_concurrent_ingest_refused_at_once_touching_nothing(make_client, redis_c
     lock = holder.state.lock("busy").acquire()
     try:
         t0 = time.monotonic()
-        with pytest.raises(DatasetLockedError, match="'busy' is being ingested by another"):
+        with pytest.raises(DatasetLockedError,
+                           match=rf"'busy' is being ingested by process {os.getpid()} on "):
             other.ingest(expected(3), "busy", chunk_rows=50, progress=False)
         assert time.monotonic() - t0 < 1.0
         # the refused worker wrote nothing: only the holder's lock and fence counter exist
@@ -79,6 +80,47 @@ def test_concurrent_ingest_refused_at_once_touching_nothing(make_client, redis_c
         lock.release()
     ds = other.ingest(expected(3), "busy", chunk_rows=50, progress=False)
     pd.testing.assert_frame_equal(ds.to_pandas(), expected(3))
+
+
+_HOLD = """
+import sys, time
+import chunkframe as cf
+client = cf.connect(store=sys.argv[1], redis=sys.argv[2], catalog=sys.argv[3], home=sys.argv[4],
+                    prefix=sys.argv[5], lock_ttl=60)
+lock = client.state.lock("held").acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over_at_once(client, redis_client):
+    s = client.settings
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(s.store_url), s.redis_url,
+                             str(s.catalog_path), str(s.home), s.prefix],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(DatasetLockedError, match=f"process {proc.pid} on"):
+            client.state.lock("held").acquire()  # alive: refused, naming it
+    finally:
+        proc.kill()  # kill -9: no release
+        proc.wait()
+    keys = client.state.keys("held")
+    assert redis_client.pttl(keys.lock) > 50_000  # its 60 s lock is still there...
+    t0 = time.monotonic()
+    lock = client.state.lock("held").acquire()  # ...and known dead: taken over now
+    assert time.monotonic() - t0 < 1.0 and lock.fence == 2
+    lock.release()
+
+
+def test_a_lock_of_another_host_is_never_guessed_dead(client, redis_client):
+    keys = client.state.keys("far")
+    redis_client.set(keys.lock, "0" * 32 + "|another-host|1|1", px=30_000)
+    with pytest.raises(DatasetLockedError, match="process 1 on another-host"):
+        client.state.lock("far").acquire()
+    redis_client.set(keys.lock, "not a holder we know", px=30_000)  # an older writer's token
+    with pytest.raises(DatasetLockedError, match="by another worker"):
+        client.state.lock("far").acquire()
 
 
 def test_lock_is_exclusive_and_release_only_frees_own_lock(client, redis_client):

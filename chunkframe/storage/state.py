@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time as mod_time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,59 @@ def connect_redis(url: str | None, home: Path) -> redis.Redis:
     return client
 
 
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock: host, process id and the process's start time, written into the
+    lock's value, so a lock left by a process killed on this host is known dead at once."""
+
+    host: str
+    pid: int
+    started: str  # the kernel's start time of the process ("" where unknown)
+
+    @classmethod
+    def me(cls) -> Holder:
+        return cls(socket.gethostname(), os.getpid(), _process_start(os.getpid()))
+
+    def token(self) -> str:
+        return f"{uuid.uuid4().hex}|{self.host}|{self.pid}|{self.started}"
+
+    @classmethod
+    def parse(cls, value: bytes | str | None) -> Holder | None:
+        """The holder a lock value names, or None (a value without one, or unreadable)."""
+        if value is None:
+            return None
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        parts = text.split("|")
+        if len(parts) != 4 or not parts[2].isdigit():
+            return None
+        return cls(parts[1], int(parts[2]), parts[3])
+
+    def is_dead(self) -> bool:
+        """True only when provably dead: on this host, and no process of that id (or one
+        started at another time: the id was reused) exists. Elsewhere: never guessed."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # alive, another user's
+        now = _process_start(self.pid)
+        return bool(self.started and now and now != self.started)
+
+
+def _process_start(pid: int) -> str:
+    """Process ``pid``'s start time in clock ticks since boot (Linux), else ""."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    fields = stat[stat.rfind(")") + 2:].split()  # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else ""
+
+
 class DatasetLock:
     """A dataset's ingest lock: SET NX PX with a random token, renewed in the background.
 
@@ -68,7 +124,8 @@ class DatasetLock:
     end
     return 0
     """
-    # KEYS[1] lock; ARGV[1] token; returns 1 if released, 0 if not ours
+    # KEYS[1] lock; ARGV[1] token; returns 1 if released, 0 if not ours (also: breaking the
+    # lock of a holder found dead, by the value it was seen to hold)
     LUA_RELEASE = """
     if redis.call('get', KEYS[1]) == ARGV[1] then
         return redis.call('del', KEYS[1])
@@ -78,7 +135,7 @@ class DatasetLock:
 
     def __init__(self, client: redis.Redis, keys: RedisKeys, dataset_id: str, ttl: float):
         self.client, self.keys, self.dataset_id, self.ttl = client, keys, dataset_id, ttl
-        self.token = uuid.uuid4().hex
+        self.token = Holder.me().token()  # random, and says who holds the lock
         self.fence = 0
         self._lost = threading.Event()
         self._stop = threading.Event()
@@ -102,10 +159,18 @@ class DatasetLock:
                 )
                 self._thread.start()
                 return self
+            seen = self.client.get(self.keys.lock)
+            holder = Holder.parse(seen)
+            if seen is not None and holder is not None and holder.is_dead():
+                # killed without releasing it: take it over now rather than after its TTL
+                # (fencing keeps this safe even if the guess were wrong)
+                self._release(keys=[self.keys.lock], args=[seen])
+                continue
             if deadline is not None and mod_time.monotonic() >= deadline:
                 pttl = self.client.pttl(self.keys.lock)
+                who = f"process {holder.pid} on {holder.host}" if holder else "another worker"
                 raise DatasetLockedError(
-                    f"dataset {self.dataset_id!r} is being ingested by another worker "
+                    f"dataset {self.dataset_id!r} is being ingested by {who} "
                     f"(its lock expires in {max(pttl, 0) / 1000:.1f}s unless renewed)",
                     hint=Hint("wait for it to finish, pass {}, or run {} after it stops",
                               Arg("wait", True), Arg("mode", "resume")),
