@@ -21,6 +21,7 @@ import chunkframe as cf
 from chunkframe.core.errors import BackendUnavailableError, DatasetLockedError, LockLostError
 from chunkframe.core.keys import RedisKeys
 from chunkframe.core.model import ChunkMeta
+from chunkframe.storage.state import DatasetLock
 
 HERE = Path(__file__).parent
 
@@ -121,6 +122,22 @@ def test_a_lock_of_another_host_is_never_guessed_dead(client, redis_client):
     redis_client.set(keys.lock, "not a holder we know", px=30_000)  # an older writer's token
     with pytest.raises(DatasetLockedError, match="by another worker"):
         client.state.lock("far").acquire()
+
+
+def test_a_writer_paused_past_its_ttl_writes_nothing_more(make_client):
+    """Renewal cannot run while a process is stopped (SIGSTOP, a VM pause): on waking, the
+    first check asks Redis before any further write, whatever the renewal thread knows."""
+    a, b = make_client(), make_client()
+    lock = DatasetLock(a.redis, a.state.keys("paused"), "paused", ttl=0.6).acquire()
+    lock._stop.set()  # the renewal thread stops, as when the process is paused
+    lock._thread.join()
+    time.sleep(0.7)  # the lock expires in Redis...
+    taker = b.state.lock("paused").acquire()  # ...and another worker takes it
+    try:
+        with pytest.raises(LockLostError, match="'paused'"):
+            lock.check()
+    finally:
+        taker.release()
 
 
 def test_lock_is_exclusive_and_release_only_frees_own_lock(client, redis_client):

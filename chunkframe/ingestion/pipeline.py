@@ -401,7 +401,11 @@ def _run(
     def persist(n: int, start: int, table: pa.Table) -> None:
         lock.check()
         key = chunk_key(dataset_id, plan.generation, n, lock.fence)
-        digest, size = store.write(key, lambda f: write(table, f, compression))
+        try:
+            digest, size = store.write(key, lambda f: write(table, f, compression))
+        except BackendUnavailableError:
+            lock.check()  # a new holder swept this paused writer's temp file: say so
+            raise
         meta = ChunkMeta(n, start, table.num_rows, key, digest, size,
                          time_stats(table, plan.time_column, plan.device_column))
         state.checkpoint(lock, plan.generation, meta)

@@ -137,6 +137,7 @@ class DatasetLock:
         self.client, self.keys, self.dataset_id, self.ttl = client, keys, dataset_id, ttl
         self.token = Holder.me().token()  # random, and says who holds the lock
         self.fence = 0
+        self._renewed = 0.0  # monotonic time the lock was last taken or extended
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,6 +153,7 @@ class DatasetLock:
             fence = self.do_acquire()
             if fence:
                 self.fence = fence
+                self._renewed = mod_time.monotonic()
                 self._lost.clear()
                 self._stop.clear()
                 self._thread = threading.Thread(
@@ -178,7 +180,18 @@ class DatasetLock:
             mod_time.sleep(min(0.1, self.ttl / 10))
 
     def check(self) -> None:
-        """Raise :class:`LockLostError` if renewal found the lock gone or stolen."""
+        """Raise :class:`LockLostError` if the lock is gone or stolen: as renewal found it,
+        or, when renewal is overdue (this process was paused or starved), as Redis says
+        now, so a writer that slept past its TTL writes nothing more."""
+        if not self._lost.is_set() and mod_time.monotonic() - self._renewed > self.ttl / 2:
+            try:
+                if self.do_extend():
+                    self._renewed = mod_time.monotonic()
+                else:
+                    self._lost.set()
+            except redis.RedisError:
+                if mod_time.monotonic() - self._renewed >= self.ttl:
+                    self._lost.set()  # cannot prove we still hold it: assume not
         if self._lost.is_set():
             raise LockLostError(
                 f"lost the ingest lock of dataset {self.dataset_id!r} (it expired or another "
@@ -227,7 +240,7 @@ class DatasetLock:
                 if not self.do_extend():
                     self._lost.set()
                     return
-                last_ok = mod_time.monotonic()
+                last_ok = self._renewed = mod_time.monotonic()
             except redis.RedisError:
                 if mod_time.monotonic() - last_ok >= self.ttl:
                     self._lost.set()  # cannot prove we still hold it: assume not
