@@ -7,15 +7,14 @@ do not pay for them.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import json
 import math
 import shutil
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..core.jsonvalues import jsonable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,60 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["PROG", "Out", "jsonable", "records", "table"]
 
 PROG = "chunkframe"
-
-
-# -- JSON values ------------------------------------------------------------------------------
-
-def jsonable(v: Any) -> Any:
-    """A value json.dumps accepts: NaN/NaT/NA → null, times → ISO 8601, numpy → Python."""
-    if v is None:
-        return None
-    if type(v).__module__.startswith(("numpy", "pandas")):
-        return _numpy_pandas(v)
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, set)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, float):
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, (dt.datetime, dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, dt.timedelta):
-        import pandas as pd
-
-        return pd.Timedelta(v).isoformat()
-    if isinstance(v, decimal.Decimal):
-        return str(v)
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "backslashreplace")
-    if isinstance(v, Path):
-        return str(v)
-    return str(v)
-
-
-def _numpy_pandas(v: Any) -> Any:
-    """:func:`jsonable` of a numpy or pandas object (so both are imported already)."""
-    import numpy as np
-    import pandas as pd
-
-    if v is pd.NaT or v is pd.NA:
-        return None
-    if isinstance(v, np.ndarray):
-        return [jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return jsonable(v.item())
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, pd.Timedelta):
-        return v.isoformat()
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
 
 
 def records(df: pd.DataFrame, index: bool = False) -> list[dict[str, Any]]:

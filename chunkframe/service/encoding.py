@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -13,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from ..core.jsonvalues import jsonable
 
 __all__ = [
     "JSON", "ARROW", "TYPED_JSON", "jsonable", "dumps", "row_object", "split_frame",
@@ -34,47 +35,7 @@ _TAGGED = b"chunkframe.tagged"    # schema metadata: positions of columns sent a
 _COLUMNS = b"chunkframe.columns"  # schema metadata: the real column names, when repeated
 
 
-# -- plain JSON (for people and other languages) ----------------------------------------------
-
-def jsonable(v: Any) -> Any:
-    """A value ``json.dumps`` takes: NaN/NA/NaT/None → null, ints stay ints, timestamps →
-    ISO 8601 (with their offset when they have a time zone), timedeltas → ISO 8601 durations."""
-    t = type(v)
-    if t is str or t is int or t is bool or v is None:
-        return v
-    if t is float:
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(v, np.generic):
-        if isinstance(v, (np.datetime64, np.timedelta64)):
-            return jsonable(pd.Timestamp(v) if isinstance(v, np.datetime64) else pd.Timedelta(v))
-        return jsonable(v.item())
-    if v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, (pd.Timestamp, dt.datetime, dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, (pd.Timedelta, dt.timedelta)):
-        return pd.Timedelta(v).isoformat()
-    if isinstance(v, float):
-        return jsonable(float(v))
-    if isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, decimal.Decimal):
-        return str(v)
-    if isinstance(v, bytes):
-        return base64.b64encode(v).decode("ascii")
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return jsonable(dataclasses.asdict(v))
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
+# -- plain JSON (for people and other languages): core.jsonvalues.jsonable ----------------------
 
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON; ``obj`` must already be :func:`jsonable` (no NaN is let through).
