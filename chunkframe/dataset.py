@@ -21,7 +21,7 @@ from .read.rows import RowTemplate, is_text, wrap_vector
 
 if TYPE_CHECKING:
     from .contextcache.cache import Context
-    from .lastcache.cache import DeleteResult
+    from .lastcache import DeleteResult
     from .session import Client
 
 __all__ = ["Dataset", "BINDING_ATTR", "format_bytes"]

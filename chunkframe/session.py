@@ -15,7 +15,7 @@ from .core.config import Settings, resolve
 from .core.keys import validate_id
 from .dataset import Dataset
 from .ingestion.pipeline import CommitHook, ingest
-from .lastcache.cache import LastValues
+from .lastcache import LastValues
 from .read.reader import Reader
 from .storage.backends import Backends
 from .storage.catalog import Catalog

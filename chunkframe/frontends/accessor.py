@@ -268,7 +268,7 @@ class ChunkSeriesAccessor(_Bound):
 
 def _last_of_series(series: pd.Series) -> tuple[Any, Any]:
     """Latest non-null value of a time-indexed series, by the last-value cache's rules."""
-    from ..lastcache.cache import last_of_series  # lazily: the accessor loads with the package
+    from ..lastcache import last_of_series  # lazily: the accessor loads with the package
 
     return last_of_series(series)
 
