@@ -441,8 +441,8 @@ class Dataset:
 
         Raises
         ------
-        SchemaMismatchError
-            The dataset has no time column.
+        NoTimeColumnError
+            The dataset has no time column (a ``SchemaMismatchError``).
         KeyError
             An unknown device (the message lists near and known ones) or measurement.
 
@@ -483,8 +483,8 @@ class Dataset:
 
         Raises
         ------
-        SchemaMismatchError
-            The dataset has no time column.
+        NoTimeColumnError
+            The dataset has no time column (a ``SchemaMismatchError``).
         KeyError
             An unknown device or measurement; nothing is deleted.
         ValueError
@@ -523,8 +523,8 @@ class Dataset:
 
         Raises
         ------
-        SchemaMismatchError
-            The dataset has no time column.
+        NoTimeColumnError
+            The dataset has no time column (a ``SchemaMismatchError``).
         KeyError
             An unknown device or measurement.
 
@@ -681,6 +681,8 @@ class Dataset:
         ------
         InvalidArgumentError
             An unknown format, a bad range, or a filter the dataset has no column for.
+        NoTimeColumnError
+            ``date_range`` on a dataset without a time column.
         PathNotFoundError
             The destination's directory does not exist (and ``parents`` is False).
         OSError

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from ..core.devices import device_key, device_text
-from ..core.errors import Arg, Hint, PathNotFoundError
+from ..core.errors import Arg, Hint, NoTimeColumnError, PathNotFoundError
 from ..core.progress import progress_bar
 from ..core.times import date_range_bounds, times_ns
 from ..read.reader import Snapshot, chunk_slices
@@ -137,10 +137,9 @@ def _make_filter(snap: Snapshot, device: Any, date_range: Any) -> _Filter:
         dtype = snap.schema.field(meta.device_column).type
         devices = tuple(device_key(v, dtype) for v in values)
     if date_range is not None and meta.time_column is None:
-        raise ValueError(
-            f"dataset {dataset_id!r} has no time column, so it cannot be filtered by time "
-            "(date_range); re-ingest it with time_column=... or use start/stop serial numbers"
-        )
+        raise NoTimeColumnError(
+            dataset_id, "it cannot be filtered by time (date_range)",
+            Hint("export rows by serial number with {} and {}", Arg("start"), Arg("stop")))
     tfield = snap.schema.field(meta.time_column) if meta.time_column else None
     lo, hi = (date_range_bounds(date_range, tfield, dataset_id) if tfield is not None
               else (None, None))
