@@ -16,6 +16,7 @@ import pyarrow as pa
 from .core.errors import InvalidArgumentError, SnapshotSupersededError
 from .core.model import DatasetMeta
 from .core.progress import progress_bar
+from .core.units import format_bytes
 from .read.reader import READ_AHEAD, ChunkGroups, Snapshot, chunk_slices, group_by_chunk, positions
 from .read.rows import RowTemplate, is_text, wrap_vector
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from .lastcache import DeleteResult
     from .session import Client
 
-__all__ = ["Dataset", "BINDING_ATTR", "format_bytes"]
+__all__ = ["Dataset", "BINDING_ATTR"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -751,14 +752,3 @@ class Dataset:
         return (f"<div><b>chunkframe.Dataset</b> <code>{html.escape(self.id)}</code>"
                 f"<table>{body}</table></div>")
 
-
-def format_bytes(n: float | None) -> str:
-    """``1.5 MB``-style sizes for reprs and the command line; ``-`` when unknown."""
-    if n is None or n != n:  # None or NaN
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"

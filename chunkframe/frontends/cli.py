@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..core.errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
+from ..core.units import format_bytes
 from .cli_output import PROG, Out, records, table
 
 if TYPE_CHECKING:
@@ -94,7 +95,6 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
-    from ..dataset import format_bytes
 
     client = _client(args)
     began = time.perf_counter()
@@ -116,7 +116,6 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
 def cmd_ls(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
-    from ..dataset import format_bytes
 
     df = _client(args).datasets()
     out.doc(records(df))
@@ -136,7 +135,6 @@ def cmd_ls(args: argparse.Namespace, out: Out) -> int:
 def cmd_info(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
-    from ..dataset import format_bytes
 
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
@@ -297,7 +295,6 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
         st = server_status(home)
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
-            from ..dataset import format_bytes
 
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
                      f"{format_bytes(st.used_memory)} used, {st.keys} keys")
