@@ -129,7 +129,7 @@ def main() -> None:
         late = make_frame(10_000, seed=3)
         late["time"] = late["time"] + pd.Timedelta(hours=1)  # inside the old range
         hook_s: list[float] = []
-        hook = lv._after_commit
+        hook = lv.after_commit
 
         def timed_hook(*args):
             t = time.perf_counter()

@@ -17,6 +17,7 @@ from .core.errors import (
     InvalidArgumentError,
     InvalidDatasetIdError,
     LockLostError,
+    NoTimeColumnError,
     PathNotFoundError,
     SchemaMismatchError,
     SnapshotSupersededError,
@@ -35,7 +36,7 @@ __all__ = [
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
-    "SnapshotSupersededError", "PathNotFoundError",
+    "SnapshotSupersededError", "PathNotFoundError", "NoTimeColumnError",
 ]
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 from .core.errors import InvalidArgumentError, SnapshotSupersededError
 from .core.model import DatasetMeta
 from .core.progress import progress_bar
+from .core.units import format_bytes
 from .read.reader import (
     READ_AHEAD,
     ChunkGroups,
@@ -29,10 +30,10 @@ from .read.rows import RowTemplate, is_text, wrap_vector
 
 if TYPE_CHECKING:
     from .contextcache.cache import Context
-    from .lastcache.cache import DeleteResult
+    from .lastcache import DeleteResult
     from .session import Client
 
-__all__ = ["Dataset", "BINDING_ATTR", "format_bytes"]
+__all__ = ["Dataset", "BINDING_ATTR"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -462,8 +463,8 @@ class Dataset:
 
         Raises
         ------
-        SchemaMismatchError
-            The dataset has no time column.
+        NoTimeColumnError
+            The dataset has no time column (a ``SchemaMismatchError``).
         KeyError
             An unknown device (the message lists near and known ones) or measurement.
 
@@ -504,8 +505,8 @@ class Dataset:
 
         Raises
         ------
-        SchemaMismatchError
-            The dataset has no time column.
+        NoTimeColumnError
+            The dataset has no time column (a ``SchemaMismatchError``).
         KeyError
             An unknown device or measurement; nothing is deleted.
         ValueError
@@ -544,8 +545,8 @@ class Dataset:
 
         Raises
         ------
-        SchemaMismatchError
-            The dataset has no time column.
+        NoTimeColumnError
+            The dataset has no time column (a ``SchemaMismatchError``).
         KeyError
             An unknown device or measurement.
 
@@ -702,6 +703,8 @@ class Dataset:
         ------
         InvalidArgumentError
             An unknown format, a bad range, or a filter the dataset has no column for.
+        NoTimeColumnError
+            ``date_range`` on a dataset without a time column.
         PathNotFoundError
             The destination's directory does not exist (and ``parents`` is False).
         OSError
@@ -770,14 +773,3 @@ class Dataset:
         return (f"<div><b>chunkframe.Dataset</b> <code>{html.escape(self.id)}</code>"
                 f"<table>{body}</table></div>")
 
-
-def format_bytes(n: float | None) -> str:
-    """``1.5 MB``-style sizes for reprs and the command line; ``-`` when unknown."""
-    if n is None or n != n:  # None or NaN
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"

@@ -15,12 +15,12 @@ from .core.config import Settings, redact, resolve
 from .core.keys import validate_id
 from .dataset import Dataset
 from .ingestion.pipeline import CommitHook, ingest
-from .lastcache.cache import LastValues
+from .lastcache import LastValues
 from .read.reader import Reader
 from .storage.backends import Backends
 from .storage.catalog import Catalog
 from .storage.state import DatasetLock, State, connect_redis
-from .storage.store import ChunkStore
+from .storage.store import open_store
 
 __all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
 
@@ -42,7 +42,7 @@ class Client:
         self.token = uuid.uuid4().hex
         self.redis = connect_redis(settings.redis_url, settings.home)
         self.backends = Backends(State(self.redis, settings.prefix, settings.lock_ttl),
-                                 ChunkStore(settings.store_url, settings.storage_options),
+                                 open_store(settings.store_url, settings.storage_options),
                                  Catalog(settings.catalog_path), settings.storage_options)
         self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
                                                 self.backends.catalog)

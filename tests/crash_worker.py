@@ -3,7 +3,7 @@
 Modes (first argument):
 
 ``store-loop ROOT KEY SIZE [PAUSE_AT]``
-    Rewrite KEY of a local ChunkStore forever with two alternating payloads of SIZE bytes.
+    Rewrite KEY of a LocalStore forever with two alternating payloads of SIZE bytes.
     Prints ``ready``, then ``fsync N`` as the N-th temp file is synced (sleeping there if N
     equals PAUSE_AT, so a kill lands between the write and the rename), ``put N`` after.
 ``ingest ID``
@@ -81,7 +81,7 @@ def install_hooks(step: Steps) -> None:
     import chunkframe.storage.state as state_mod
     import chunkframe.storage.store as store_mod
 
-    orig_write, orig_fsync = store_mod.ChunkStore.write, os.fsync
+    orig_write, orig_fsync = store_mod.LocalStore.write, os.fsync  # the crash tests' stores are local
 
     def write(self, key, fill):
         step("put-start", key)
@@ -133,7 +133,7 @@ def install_hooks(step: Steps) -> None:
         return got
 
     state_mod.DatasetLock.acquire = acquire
-    store_mod.ChunkStore.write = write
+    store_mod.LocalStore.write = write
     os.fsync = fsync
     state_mod.State.checkpoint = checkpoint
     catalog_mod.Catalog._transaction = transaction
@@ -153,7 +153,7 @@ def connect():
 def main(argv: list[str]) -> int:
     mode = argv[1]
     if mode == "store-loop":
-        from chunkframe.storage.store import ChunkStore
+        from chunkframe.storage.store import LocalStore
 
         root, key, size = argv[2], argv[3], int(argv[4])
         step = Steps(f"fsync:{argv[5]}" if len(argv) > 5 else "")
@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
             step("fsync")
 
         os.fsync = fsync
-        store = ChunkStore(root)
+        store = LocalStore(root)
         payloads = [bytes([1]) * size, bytes([2]) * size]
         say("ready")
         n = 0

@@ -205,6 +205,32 @@ def test_filters_need_their_columns(client, tmp_path):
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_every_time_operation_without_a_time_column_raises_one_error(client, tmp_path):
+    """Last values, deletes, resets, time filters of exports and series.chunk.last() of a
+    dataset without a time column all raise NoTimeColumnError, with the same message start
+    and the same hint (re-ingest with time_column=...), plus each one's own alternative."""
+    from chunkframe import NoTimeColumnError, SchemaMismatchError
+
+    ds = client.ingest(pd.DataFrame({"v": range(10)}), "plain", progress=False)
+    calls = {
+        "last": ds.last, "reset_last": ds.reset_last,
+        "delete": lambda: ds.delete(date_range=("2026-01-01", None)),
+        "export": lambda: ds.export(str(tmp_path / "x.csv"), date_range=(None, 5)),
+        "series.chunk.last": lambda: ds.slice(0, 5)["v"].chunk.last(),
+    }
+    for name, call in calls.items():
+        with pytest.raises(NoTimeColumnError) as info:
+            call()
+        err = info.value
+        assert isinstance(err, SchemaMismatchError) and isinstance(err, ValueError), name
+        assert err.dataset == "plain", name
+        assert str(err).startswith("dataset 'plain' has no time column, so "), name
+        assert "re-ingest it with time_column='...' (mode='overwrite')" in str(err), name
+    assert "start='...' and stop='...'" in str(pytest.raises(
+        NoTimeColumnError, calls["export"]).value)  # export's other way: serial numbers
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_integer_time_column(client, tmp_path):
     df = pd.DataFrame({"t": np.arange(100) * 10, "dev": ["a", "b"] * 50, "v": np.arange(100.0)})
     ds = client.ingest(df, "ticks", chunk_rows=16, time_column="t", device_column="dev",

@@ -17,7 +17,7 @@ import pytest
 
 import chunkframe as cf
 from chunkframe.core.errors import SchemaMismatchError
-from chunkframe.lastcache.cache import (
+from chunkframe.lastcache import (
     NO_VALUE,
     SEP,
     DeleteResult,
@@ -734,7 +734,7 @@ def test_a_failing_hook_warns_and_leaves_the_cache_correct(client, sensors, monk
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(lv, "_begin", boom)
+    monkeypatch.setattr(lv.scripts, "begin_write", boom)  # the hook's first Redis step
     new = frame([4000], ["d1"], x=[3.0])
     with pytest.warns(RuntimeWarning, match="recomputed from the data"):
         append(ds, new)

@@ -14,6 +14,7 @@ from test_reader import expected_rows, open_with_small_cache
 import chunkframe as cf
 from chunkframe.core.errors import ChunkCorruptionError
 from chunkframe.read import reader as reader_mod
+from chunkframe.storage.store import LocalStore
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def _memory_twin(client: cf.Client, name: str) -> cf.Client:
 def test_reads_through_maps_equal_reads_through_memory_for_every_dtype(client, df):
     local = client.ingest(df, "mapped", chunk_rows=700, progress=False)
     memory = _memory_twin(client, "twin").ingest(df, "mapped", chunk_rows=700, progress=False)
-    assert not memory._client.store.local and local._client.store.local
+    assert not isinstance(memory._client.store, LocalStore) and isinstance(local._client.store, LocalStore)
     sns = np.random.default_rng(2).integers(-6_000, 6_000, 2_000)
     for ds in (local, memory):
         for sn in (0, 699, 700, 5_999, -1):

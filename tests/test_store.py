@@ -1,5 +1,7 @@
-"""Chunk store: one conformance suite for every backend (local dir, memory://, s3:// on moto),
-then what only the local store promises: atomic writes that a kill -9 cannot tear."""
+"""Chunk stores: one conformance suite (:class:`StoreTests`, after zarr's testing/store.py)
+that every store class passes (LocalStore; FsspecStore on memory:// and on s3:// at moto),
+then what only the local store promises: atomic writes that a kill -9 cannot tear, and
+reads through maps of the files."""
 
 from __future__ import annotations
 
@@ -17,23 +19,29 @@ import pytest
 
 from chunkframe.core.errors import BackendUnavailableError
 from chunkframe.storage import codec
-from chunkframe.storage.store import ChunkStore
+from chunkframe.storage.store import ChunkStore, FsspecStore, LocalStore, open_store
 
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
-def store(request, tmp_path) -> ChunkStore:
-    if request.param == "local":
-        return ChunkStore(tmp_path / "store")
-    if request.param == "memory":
-        return ChunkStore(f"memory://cf-{uuid.uuid4().hex[:12]}")
-    bucket = request.getfixturevalue("s3_bucket")
-    return ChunkStore(f"s3://{bucket}/chunks", request.getfixturevalue("s3_options"))
+class StoreTests:
+    """What every chunk store does the same way; the ingest and reader rely on nothing else.
 
+    A subclass per store class sets ``store_cls`` and gives a ``store`` fixture (an empty
+    store); every test here then runs against it.
+    """
 
-class TestConformance:
-    """What every chunk store does the same way; the ingest and reader rely on nothing else."""
+    store_cls: type[ChunkStore]
+
+    @pytest.fixture
+    def store(self) -> ChunkStore:
+        raise NotImplementedError("a subclass gives its store")
+
+    def test_open_store_gives_this_class_for_its_url(self, store):
+        assert type(store) is self.store_cls and isinstance(store, ChunkStore)
+        again = open_store(store.url, store.storage_options)
+        assert type(again) is self.store_cls and again.root == store.root
+        assert repr(store) == f"{self.store_cls.__name__}({store.url!r})"
 
     def test_get_missing_is_none(self, store):
         assert store.get("nope/c00000000.arrow") is None
@@ -139,13 +147,76 @@ class TestConformance:
 
         store.put("u/v", b"payload")
         url = store.url_of("u/v")
-        opts = store.fs.storage_options if store.protocol == "s3" else {}
-        with fsspec.open(url, "rb", **opts) as f:
+        with fsspec.open(url, "rb", **store.storage_options) as f:
             assert f.read() == b"payload"
 
 
+    def test_a_key_is_not_a_prefix_of_itself_but_lists_as_itself(self, store):
+        store.put("p/key", b"v")
+        assert not store.exists("p")  # a "directory" is no key
+        assert list(store.list("p/key")) == ["p/key"]
+        store.delete_prefix("p/key")  # a prefix naming one key removes that key
+        assert store.get("p/key") is None and list(store.list()) == []
+
+    def test_sweep_partials_of_a_clean_store_removes_nothing(self, store):
+        store.put("s/k", b"v")
+        assert store.sweep_partials() == 0 and store.sweep_partials("s") == 0
+        assert store.get("s/k") == b"v"
+        with pytest.raises(ValueError, match="invalid store key"):
+            store.sweep_partials("../outside")
+
+    def test_a_failing_fill_of_an_existing_key_keeps_the_old_value(self, store):
+        store.put("f/k", b"old")
+
+        def fill(f):
+            f.write(b"new but unfinished")
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            store.write("f/k", fill)
+        assert store.get("f/k") == b"old" and list(store.list()) == ["f/k"]
+
+
+class TestLocalStore(StoreTests):
+    store_cls = LocalStore
+
+    @pytest.fixture
+    def store(self, tmp_path) -> ChunkStore:
+        return LocalStore(tmp_path / "store")
+
+
+class TestMemoryStore(StoreTests):
+    store_cls = FsspecStore
+
+    @pytest.fixture
+    def store(self) -> ChunkStore:
+        return open_store(f"memory://cf-{uuid.uuid4().hex[:12]}")
+
+
+class TestS3Store(StoreTests):
+    store_cls = FsspecStore
+
+    @pytest.fixture
+    def store(self, s3_bucket, s3_options) -> ChunkStore:
+        return open_store(f"s3://{s3_bucket}/chunks", s3_options)
+
+
+def test_open_store_reads_the_url():
+    assert isinstance(open_store("relative/dir/../store-x"), LocalStore)
+    local = open_store("file:///tmp/cf-open-store-test")
+    assert isinstance(local, LocalStore) and local.root == "/tmp/cf-open-store-test"
+    assert isinstance(open_store("memory://x"), FsspecStore)
+    with pytest.raises(TypeError, match="abstract"):
+        ChunkStore()  # type: ignore[abstract]
+
+
+def test_a_store_whose_package_is_missing_names_it():
+    with pytest.raises(BackendUnavailableError, match="pip install gcsfs"):
+        open_store("gs://bucket/chunks")
+
+
 def test_unreachable_object_store_is_a_clear_error():
-    store = ChunkStore("s3://nowhere/chunks", {
+    store = open_store("s3://nowhere/chunks", {
         "endpoint_url": "http://127.0.0.1:1", "key": "k", "secret": "s",
         "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}})
     for call, doing in ((lambda: store.put("a/b", b"x"), "write"), (lambda: store.get("a/b"), "read"),
@@ -156,8 +227,8 @@ def test_unreachable_object_store_is_a_clear_error():
 
 
 def test_memory_stores_with_different_names_are_separate():
-    a = ChunkStore(f"memory://cf-{uuid.uuid4().hex[:12]}")
-    b = ChunkStore(f"memory://cf-{uuid.uuid4().hex[:12]}")
+    a = open_store(f"memory://cf-{uuid.uuid4().hex[:12]}")
+    b = open_store(f"memory://cf-{uuid.uuid4().hex[:12]}")
     a.put("k", b"a")
     assert b.get("k") is None
     assert list(b.list()) == []
@@ -171,7 +242,7 @@ def _all_files(root: Path) -> list[str]:
 
 
 def test_local_put_leaves_no_partial_files(tmp_path):
-    store = ChunkStore(tmp_path / "s")
+    store = LocalStore(tmp_path / "s")
     for i in range(20):
         store.put(f"ds/g000001/c{i:08d}.arrow", os.urandom(1000 + i))
     store.put("ds/g000001/c00000000.arrow", b"rewritten")
@@ -180,7 +251,7 @@ def test_local_put_leaves_no_partial_files(tmp_path):
 
 
 def test_local_put_failure_cleans_its_temp_file(tmp_path):
-    store = ChunkStore(tmp_path / "s")
+    store = LocalStore(tmp_path / "s")
     (tmp_path / "s" / "k").mkdir(parents=True)  # the final name is a directory: replace fails
     with pytest.raises(BackendUnavailableError, match="could not write chunk 'k'"):
         store.put("k", b"data")
@@ -188,7 +259,7 @@ def test_local_put_failure_cleans_its_temp_file(tmp_path):
 
 
 def test_local_read_failure_is_a_backend_error(tmp_path):
-    store = ChunkStore(tmp_path / "s")
+    store = LocalStore(tmp_path / "s")
     (tmp_path / "s" / "k").mkdir(parents=True)  # a directory where a chunk should be
     with pytest.raises(BackendUnavailableError, match="could not read chunk 'k'"):
         store.read("k")
@@ -198,7 +269,7 @@ def test_unwritable_local_store_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(BackendUnavailableError, match="file/store"):
-        ChunkStore(blocker / "store")
+        LocalStore(blocker / "store")
 
 
 def test_local_write_killed_mid_write_is_absent_or_whole(tmp_path):
@@ -237,7 +308,7 @@ def test_local_write_killed_mid_write_is_absent_or_whole(tmp_path):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             proc.stdout.close()
-        store = ChunkStore(root)
+        store = LocalStore(root)
         data = store.get(key)
         if completed:
             assert data in expected, f"round {round_}: torn chunk ({len(data or b'')} bytes)"
@@ -248,7 +319,7 @@ def test_local_write_killed_mid_write_is_absent_or_whole(tmp_path):
             assert any(f.endswith(".partial") for f in _all_files(root)), round_
         assert list(store.list()) in ([key], []) and list(store.list()) == (
             [key] if data is not None else [])
-    store = ChunkStore(root)
+    store = LocalStore(root)
     assert store.sweep_partials("ds") >= 4
     assert _all_files(root) == [key]
     assert store.get(key) in expected
@@ -256,7 +327,7 @@ def test_local_write_killed_mid_write_is_absent_or_whole(tmp_path):
 
 
 def test_local_reads_are_maps_of_the_file_that_outlive_its_replacement(tmp_path):
-    store = ChunkStore(tmp_path / "s")
+    store = LocalStore(tmp_path / "s")
     old, new = os.urandom(1_000_003), os.urandom(999_999)
     store.put("m/k", old)
     buf = store.read("m/k")
@@ -282,7 +353,7 @@ def _rss_kb(kind: str) -> int:
 
 
 def test_a_mapped_read_uses_the_page_cache_not_anonymous_memory(tmp_path):
-    store = ChunkStore(tmp_path / "s")
+    store = LocalStore(tmp_path / "s")
     store.put("big", os.urandom(64 * 2**20))
     anon, files = _rss_kb("RssAnon"), _rss_kb("RssFile")
     buf = store.read("big")

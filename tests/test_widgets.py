@@ -172,3 +172,23 @@ def test_dataset_and_context_reprs_fetch_no_chunk(client):
     assert "400 chunks" in text and "200,000" in html
     assert len(html) < 2_000 and len(text) < 300
     assert len(ctx_html) < 4_000 and len(ctx_text) < 300
+
+
+def test_widgets_and_the_cli_use_only_the_public_api_of_a_dataset():
+    """No ``x._client``, ``x._snap`` ... on anything but ``self`` in the notebook browser or
+    the command line: they hold a Dataset handle, not its insides."""
+    import ast
+    import inspect
+
+    import chunkframe.display.widgets as widgets_mod
+    import chunkframe.frontends.cli as cli_mod
+    from chunkframe.dataset import Dataset
+
+    private = {n for n in dir(Dataset) if n.startswith("_") and not n.startswith("__")}
+    private |= {"_client"}  # set in __init__
+    for module in (widgets_mod, cli_mod):
+        tree = ast.parse(inspect.getsource(module))
+        reached = sorted({(node.lineno, node.attr) for node in ast.walk(tree)
+                          if isinstance(node, ast.Attribute) and node.attr in private
+                          and not (isinstance(node.value, ast.Name) and node.value.id == "self")})
+        assert reached == [], f"{module.__name__} reaches into a Dataset: {reached}"

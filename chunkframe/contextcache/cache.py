@@ -22,6 +22,7 @@ import redis
 
 from ..core.errors import BackendUnavailableError, ChunkFrameError, ContextError
 from ..core.keys import validate_id
+from ..core.units import format_bytes
 
 __all__ = [
     "ContextType",
@@ -443,14 +444,6 @@ def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
 
 
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"
-
-
 class ContextCache:
     """Per-process LRU cache of contexts, written through to Redis.
 
@@ -604,7 +597,7 @@ class ContextCache:
         with self._lock:
             n, total = len(self._lru), self._total
         return (f"<ContextCache prefix={self.prefix!r}: {n} contexts in memory, "
-                f"{_fmt_bytes(total)} of {_fmt_bytes(self.max_bytes)}>")
+                f"{format_bytes(total)} of {format_bytes(self.max_bytes)}>")
 
     # -- internals (callers hold self._lock unless said otherwise) --------------------
 
@@ -1203,7 +1196,7 @@ class Context(Mapping[str, Any]):
             return f"<Context {self.context_id!r} (not loaded: {exc})>"
         types = ", ".join(f"{t} {n}" for t, n in info["per_type"].items())
         return (f"<Context {self.context_id!r}: {info['entries']} entries"
-                f"{f' ({types})' if types else ''}, {_fmt_bytes(info['memory_bytes'])}>")
+                f"{f' ({types})' if types else ''}, {format_bytes(info['memory_bytes'])}>")
 
     def _repr_html_(self) -> str:
         esc = html.escape
@@ -1224,7 +1217,7 @@ class Context(Mapping[str, Any]):
         more = info["entries"] - len(sample)
         return (
             f"<div><b>Context {esc(self.context_id)}</b>: {info['entries']} entries, "
-            f"{esc(_fmt_bytes(info['memory_bytes']))}"
+            f"{esc(format_bytes(info['memory_bytes']))}"
             f"<table><tr><th>type</th><th>entries</th></tr>{rows}</table>"
             + (f"<table><tr><th>type</th><th>key</th><th>value</th></tr>{shown}</table>"
                if shown else "")

@@ -19,6 +19,7 @@ __all__ = [
     "LockLostError",
     "ChunkCorruptionError",
     "SchemaMismatchError",
+    "NoTimeColumnError",
     "InvalidDatasetIdError",
     "SourceError",
     "BackendUnavailableError",
@@ -182,6 +183,27 @@ class ChunkCorruptionError(ChunkFrameError):
 
 class SchemaMismatchError(ChunkFrameError, ValueError):
     """Data does not fit the dataset's schema (append, multi-file source)."""
+
+
+class NoTimeColumnError(SchemaMismatchError):
+    """A time-based operation (last values, a time-range delete or filter) on a dataset
+    ingested without a time column; the one error every such operation raises.
+
+    ``consequence`` says what the missing column prevents; ``alternative`` (a :class:`Hint`)
+    another way than re-ingesting, if there is one.
+
+    >>> str(NoTimeColumnError("flights", "it has no last values")).split(";")[0]
+    "dataset 'flights' has no time column, so it has no last values"
+    """
+
+    def __init__(self, dataset: str, consequence: str, alternative: Hint | None = None) -> None:
+        self.dataset = dataset
+        template = "re-ingest it with {} ({}) naming a datetime or integer column"
+        terms: tuple[Arg | Call, ...] = (Arg("time_column"), Arg("mode", "overwrite"))
+        if alternative is not None:
+            template, terms = f"{template}, or {alternative.template}", terms + alternative.terms
+        super().__init__(f"dataset {dataset!r} has no time column, so {consequence}",
+                         hint=Hint(template, *terms))
 
 
 class InvalidDatasetIdError(ChunkFrameError, ValueError):

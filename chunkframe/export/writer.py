@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import numbers
 import os
 import time
@@ -21,10 +20,11 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from ..core.devices import device_key, device_text
-from ..core.errors import Arg, Hint, PathNotFoundError
+from ..core.errors import Arg, Hint, NoTimeColumnError, PathNotFoundError
 from ..core.progress import progress_bar
 from ..core.times import date_range_bounds, times_ns
 from ..read.reader import Snapshot, chunk_slices
+from ..storage.atomic import TEMP_SUFFIX, AtomicFile, sweep_stale
 
 if TYPE_CHECKING:
     from ..read.reader import Reader
@@ -137,10 +137,9 @@ def _make_filter(snap: Snapshot, device: Any, date_range: Any) -> _Filter:
         dtype = snap.schema.field(meta.device_column).type
         devices = tuple(device_key(v, dtype) for v in values)
     if date_range is not None and meta.time_column is None:
-        raise ValueError(
-            f"dataset {dataset_id!r} has no time column, so it cannot be filtered by time "
-            "(date_range); re-ingest it with time_column=... or use start/stop serial numbers"
-        )
+        raise NoTimeColumnError(
+            dataset_id, "it cannot be filtered by time (date_range)",
+            Hint("export rows by serial number with {} and {}", Arg("start"), Arg("stop")))
     tfield = snap.schema.field(meta.time_column) if meta.time_column else None
     lo, hi = (date_range_bounds(date_range, tfield, dataset_id) if tfield is not None
               else (None, None))
@@ -310,23 +309,14 @@ def _check_writable(fmt: str, schema: pa.Schema, dataset_id: str) -> None:
 
 # -- atomic destination -----------------------------------------------------------------------
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class _Target:
     """A destination written under a temporary name and moved into place only when complete.
 
-    Local: ``<dest>.<pid>-<hex>.partial`` in the same directory, fsync, ``os.replace``.
-    Object stores: a multipart upload (bounded buffer) to a ``.partial`` key, then a move.
-    Any failure, including KeyboardInterrupt, removes the temporary. A temporary left by a
-    killed process (kill -9) is removed by the next export to the same local destination.
+    Local: an :class:`~chunkframe.storage.atomic.AtomicFile` (``<dest>.<pid>-<hex>.partial``
+    in the same directory, fsync, ``os.replace``, then the directory synced). Object stores:
+    a multipart upload (bounded buffer) to a ``.partial`` key, then a move. Any failure,
+    including KeyboardInterrupt, removes the temporary. A temporary left by a killed process
+    (kill -9) is removed by the next export to the same local destination.
     """
 
     def __init__(self, dest: str, storage_options: dict[str, Any], parents: bool = False):
@@ -335,13 +325,14 @@ class _Target:
         self.local = isinstance(self.fs, LocalFileSystem)
         self.dest = dest
         self.path = os.path.abspath(os.path.expanduser(path)) if self.local else path
-        tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.tmp = f"{self.path}.{tag}.partial"
+        self._file = AtomicFile(self.path, sync_dir=True) if self.local else None
+        self.tmp = (self._file.tmp if self._file is not None else
+                    f"{self.path}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
         self._raw: Any = None
         self.sink: pa.NativeFile | None = None
 
     def open(self) -> pa.NativeFile:
-        if self.local:
+        if self._file is not None:
             if os.path.isdir(self.path):
                 raise IsADirectoryError(
                     f"export destination {self.path!r} is a directory; give a file name such "
@@ -359,8 +350,8 @@ class _Target:
                     f"the directory {parent!r} does not exist",
                     hint=Hint("create it first, or pass {}", Arg("parents", True)))
             os.makedirs(parent, exist_ok=True)
-            self._sweep()
-            self.sink = pa.OSFile(self.tmp, "wb")
+            sweep_stale(self.path)
+            self.sink = self._file.open()
         else:
             if self.fs.isdir(self.path):
                 raise IsADirectoryError(
@@ -371,52 +362,22 @@ class _Target:
             self.sink = pa.PythonFile(self._raw, mode="w")
         return self.sink
 
-    def _sweep(self) -> None:
-        for stale in glob.glob(f"{glob.escape(self.path)}.*-*.partial"):
-            pid = stale[len(self.path) + 1:].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                try:
-                    os.unlink(stale)
-                except OSError:
-                    pass
-
     def commit(self) -> None:
         assert self.sink is not None
+        if self._file is not None:
+            self._file.commit()
+            return
         self.sink.close()
-        if self.local:
-            fd = os.open(self.tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self.tmp, self.path)
-            try:
-                dfd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-            except OSError:
-                pass  # some filesystems cannot fsync a directory
-        else:
-            try:
-                self.fs.mv(self.tmp, self.path)
-            except BaseException:
-                self._remove_tmp()
-                raise
+        try:
+            self.fs.mv(self.tmp, self.path)
+        except BaseException:
+            self._remove_tmp()
+            raise
 
     def abort(self) -> None:
         """Throw the temporary away; never raises (the original error matters)."""
-        if self.local:
-            try:
-                if self.sink is not None:
-                    self.sink.close()
-            except Exception:  # noqa: BLE001
-                pass
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
+        if self._file is not None:
+            self._file.abort()
             return
         if self._raw is not None:
             try:

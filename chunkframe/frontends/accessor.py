@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ChunkFrameError, DatasetNotFoundError
+from ..core.errors import ChunkFrameError, DatasetNotFoundError, Hint, NoTimeColumnError
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -221,10 +221,8 @@ class ChunkSeriesAccessor(_Bound):
         meta = ds.meta
         tcol, dcol = meta.time_column, meta.device_column
         if tcol is None:
-            raise ChunkFrameError(
-                f"dataset {ds.id!r} has no time column, so the values of {s.name!r} have no "
-                f"times. Re-ingest it with time_column=..., or give the series a DatetimeIndex"
-            )
+            raise NoTimeColumnError(ds.id, f"the values of {s.name!r} have no times",
+                                    Hint("give the series a DatetimeIndex"))
         name = self._column(ds)
         if name in (tcol, dcol):
             raise ChunkFrameError(
@@ -268,7 +266,7 @@ class ChunkSeriesAccessor(_Bound):
 
 def _last_of_series(series: pd.Series) -> tuple[Any, Any]:
     """Latest non-null value of a time-indexed series, by the last-value cache's rules."""
-    from ..lastcache.cache import last_of_series  # lazily: the accessor loads with the package
+    from ..lastcache import last_of_series  # lazily: the accessor loads with the package
 
     return last_of_series(series)
 

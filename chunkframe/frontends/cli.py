@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..core.errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
+from ..core.units import format_bytes
 from .cli_output import PROG, Out, records, table
 
 if TYPE_CHECKING:
@@ -94,8 +95,6 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
-    from ..dataset import format_bytes
-
     client = _client(args)
     began = time.perf_counter()
     ds = client.ingest(args.src, args.id, chunk_rows=args.chunk_rows,
@@ -116,8 +115,6 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
 def cmd_ls(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
-    from ..dataset import format_bytes
-
     df = _client(args).datasets()
     out.doc(records(df))
     if df.empty:
@@ -135,8 +132,6 @@ def cmd_ls(args: argparse.Namespace, out: Out) -> int:
 
 def cmd_info(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
-
-    from ..dataset import format_bytes
 
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
@@ -240,13 +235,14 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
 def cmd_export(args: argparse.Namespace, out: Out) -> int:
     from ..export.writer import export_dataset
 
-    ds = _open(args)
+    client = _client(args)
+    ds = client.open(args.id)
     try:
         result = export_dataset(
-            ds._client.reader, ds.id, args.dest, args.format, columns=_columns(args.columns),
+            client.reader, ds.id, args.dest, args.format, columns=_columns(args.columns),
             start=args.start, stop=args.stop, device=args.device,
             date_range=_date_range(args.since, args.until), progress=_progress(args),
-            parents=args.parents, default_storage_options=ds._client.settings.storage_options)
+            parents=args.parents, default_storage_options=client.settings.storage_options)
     except OSError as exc:
         raise _Doing(f"cannot export {ds.id!r} to {args.dest!r}", exc) from exc
     out.line(f"exported {result.rows:,} rows of {ds.id!r} to {result.dest} ({result.format}) "
@@ -297,8 +293,6 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
         st = server_status(home)
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
-            from ..dataset import format_bytes
-
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
                      f"{format_bytes(st.used_memory)} used, {st.keys} keys")
         else:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError
+from ..core.units import format_bytes
 from . import errors as service_errors
 from .encoding import ARROW, JSON, TYPED_JSON, frame_from_arrow, tag, untag
 from .errors import MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
@@ -123,17 +124,6 @@ def _segment(text: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"ids and keys are strings, got {type(text).__name__} {text!r}")
     return quote(text, safe="")
-
-
-def _size(n: float | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 class RemoteClient:
@@ -301,13 +291,13 @@ class RemoteDataset:
         i = self.info()
         cols = ", ".join(i["columns"][:8]) + (", ..." if len(i["columns"]) > 8 else "")
         return (f"<chunkframe.RemoteDataset {self.id!r} at {self._client.url}: {i['rows']:,} rows "
-                f"in {i['chunks']} chunks, {_size(i['bytes'])}; columns: {cols}>")
+                f"in {i['chunks']} chunks, {format_bytes(i['bytes'])}; columns: {cols}>")
 
     def _repr_html_(self) -> str:
         i = self.info()
         cache = i.get("cache") or {}
         rows = [("server", self._client.url), ("rows", f"{i['rows']:,}"), ("chunks", i["chunks"]),
-                ("stored", _size(i["bytes"])),
+                ("stored", format_bytes(i["bytes"])),
                 ("columns", ", ".join(i["columns"][:20]) + (" …" if len(i["columns"]) > 20 else "")),
                 ("time / device", f"{i['time_column']} / {i['device_column']}"),
                 ("server cache", f"{cache.get('chunks', 0)} chunks, hit rate "

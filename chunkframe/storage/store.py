@@ -1,157 +1,205 @@
-"""Chunk store: put/get/delete bytes by key over fsspec (local directory, s3://, memory://)."""
+"""Chunk stores: bytes by key under one root; a local directory or any fsspec URL (s3://, memory://)."""
 
 from __future__ import annotations
 
+import abc
 import mmap
 import os
-import uuid
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 
 from ..core.errors import BackendUnavailableError
+from .atomic import AtomicFile, is_temp, sweep_temps
 from .codec import checksum
 
-__all__ = ["ChunkStore"]
+__all__ = ["ChunkStore", "LocalStore", "FsspecStore", "open_store"]
 
 _INSTALL_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
+_LOCAL_PROTOCOLS = ("file", "local")
 
 
-class ChunkStore:
-    """Bytes by key under one root URL; ``get`` of a missing key returns ``None``.
+def _protocol(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else "file"
 
-    Local writes are atomic: a temp file in the same directory, fsync, then ``os.replace``,
-    so a crash never leaves a torn chunk under its final key. Object stores (S3) replace
-    whole objects on PUT, which is atomic by itself.
 
-    Contract: a committed object is immutable. Nothing rewrites, appends to or truncates a
-    file in place; a key is only ever replaced whole (a new file renamed over it) or
-    deleted. Local reads map files (:meth:`read`), and both of those leave a live map
-    reading the old bytes, where truncating a mapped file in place would fault its readers.
+def open_store(url: str | os.PathLike[str],
+               storage_options: Mapping[str, Any] | None = None) -> ChunkStore:
+    """The chunk store for ``url``: a :class:`LocalStore` for a path or ``file://`` URL, an
+    :class:`FsspecStore` for any other fsspec URL (``s3://bucket/prefix``, ``memory://name``).
+
+    ``storage_options`` go to fsspec (credentials, ``endpoint_url``...). A URL whose fsspec
+    backend is not installed raises :class:`BackendUnavailableError` naming the package.
+
+    >>> open_store("memory://docs")
+    FsspecStore('memory://docs')
+    """
+    text = str(url)
+    if _protocol(text) in _LOCAL_PROTOCOLS:
+        return LocalStore(text.split("://", 1)[1] if "://" in text else text)
+    return FsspecStore(text, storage_options)
+
+
+class ChunkStore(abc.ABC):
+    """What every chunk store does: bytes by key under one root URL.
+
+    ``get``/``read`` of a missing key return ``None``; ``delete`` of one is not an error;
+    writes replace a key atomically (a reader sees the old bytes or the new, never a mix);
+    a failure of the store itself (unreachable, unwritable) raises
+    :class:`BackendUnavailableError` naming the key and the store. Keys are relative
+    ``/``-separated names: an empty key, an absolute one or one with a ``..`` part raises
+    ``ValueError``. ``tests/test_store.py`` holds the conformance suite every store passes.
+
+    Contract: a committed object is immutable. Nothing rewrites, appends to or truncates an
+    object in place; a key is only ever replaced whole or deleted (local reads map files,
+    and both of those leave a live map reading the old bytes).
+
+    Subclasses implement the primitives; :meth:`put` is :meth:`write` of the bytes.
     """
 
-    def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
-        url = str(url)
-        self.url = url
-        self.protocol = url.split("://", 1)[0] if "://" in url else "file"
-        try:
-            self.fs, root = fsspec.url_to_fs(url, **(storage_options or {}))
-        except ImportError as exc:
-            pkg = _INSTALL_HINTS.get(self.protocol, self.protocol)
-            raise BackendUnavailableError(
-                f"store {url!r} needs the {pkg!r} package: pip install {pkg}"
-            ) from exc
-        self.root = root.rstrip("/")
-        self.local = self.protocol in ("file", "local")
-        if self.local:
-            try:
-                Path(self.root).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise BackendUnavailableError(
-                    f"cannot use {url!r} as the chunk store: {exc}; give a writable directory "
-                    "(or set CHUNKFRAME_STORE)"
-                ) from exc
+    url: str
+    """The store's root, as given."""
+    root: str
+    """The root path inside the filesystem (a directory for a local store)."""
+    storage_options: Mapping[str, Any]
+    """The fsspec options that open :meth:`url_of` a key."""
 
     def __repr__(self) -> str:
-        return f"ChunkStore({self.url!r})"
+        return f"{type(self).__name__}({self.url!r})"
 
     def path(self, key: str) -> str:
         """Full path of a key inside the store (what a plain Arrow reader would open)."""
         if not key or key.startswith("/") or ".." in key.split("/"):
-            raise ValueError(f"invalid store key {key!r}")
+            raise ValueError(f"invalid store key {key!r}: keys are relative names without "
+                             "'..' parts, such as 'dataset/g000001/c00000000.arrow'")
         return f"{self.root}/{key}"
 
-    def url_of(self, key: str) -> str:
-        """A URL for ``key`` that fsspec (or, for local stores, any program) can open."""
-        p = self.path(key)
-        return p if self.local else f"{self.protocol}://{p}"
+    def _base(self, prefix: str) -> str:
+        """The path a directory-like ``prefix`` stands for ('' is the whole store)."""
+        return self.path(prefix.rstrip("/")) if prefix else self.root
+
+    def _failed(self, doing: str, exc: BaseException) -> BackendUnavailableError:
+        """The error of a store that failed while ``doing`` (e.g. ``"read chunk 'k'"``)."""
+        return BackendUnavailableError(
+            f"could not {doing} in store {self.url!r}: {exc}; check that the store is "
+            "reachable and writable (CHUNKFRAME_STORE, or store= of cf.connect)")
 
     def put(self, key: str, data: bytes) -> str:
         """Write ``data`` under ``key`` atomically, replacing any previous value; returns its
         checksum."""
         return self.write(key, lambda f: f.write(data))[0]
 
+    @abc.abstractmethod
+    def url_of(self, key: str) -> str:
+        """A URL for ``key`` that fsspec (with :attr:`storage_options`) can open."""
+
+    @abc.abstractmethod
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         """Stream an object into ``key`` with ``fill(file)``, atomically; returns the checksum
-        and size of the bytes that landed.
+        and size of the bytes that landed. Errors raised by ``fill`` itself pass through
+        (and nothing lands); failures of the store become :class:`BackendUnavailableError`."""
 
-        Local files are written in place (no copy of the object in memory) and checksummed
-        through a memory map of the written file. Errors raised by ``fill`` itself pass
-        through; failures of the store become :class:`BackendUnavailableError`.
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or ``None`` if there is no such key."""
+
+    @abc.abstractmethod
+    def read(self, key: str) -> pa.Buffer | None:
+        """Like :meth:`get`, as an Arrow buffer (zero-copy where the store can)."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a committed object."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix`` (a directory-like prefix: ``ds`` does not match ``dsx``),
+        sorted; temporaries of unfinished writes are never listed."""
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under ``prefix`` (a whole generation of a dataset)."""
+
+    @abc.abstractmethod
+    def sweep_partials(self, prefix: str = "") -> int:
+        """Remove what killed writers left under ``prefix``; returns how many objects.
+
+        Only the holder of a dataset's ingest lock may call this for that dataset's keys:
+        the temporary of a live writer would be removed under it.
         """
-        path = self.path(key)
-        if self.local:
-            try:
-                return self._write_local(path, fill)
-            except OSError as exc:
-                raise BackendUnavailableError(
-                    f"could not write chunk {key!r} to store {self.url!r}: {exc}"
-                ) from exc
-        sink = pa.BufferOutputStream()
-        fill(sink)
-        data = sink.getvalue()
-        try:
-            self.fs.pipe_file(path, data.to_pybytes())  # one PUT: atomic on object stores
-        except Exception as exc:  # botocore's and aiohttp's errors are not OSErrors
-            raise BackendUnavailableError(
-                f"could not write chunk {key!r} to store {self.url!r}: {exc}"
-            ) from exc
-        return checksum(data), data.size
 
-    @staticmethod
-    def _write_local(path: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+
+class LocalStore(ChunkStore):
+    """Chunks as files under a local directory (created if missing).
+
+    Writes are atomic (:class:`~chunkframe.storage.atomic.AtomicFile`: a temporary beside
+    the file, fsync, ``os.replace``), so a crash never leaves a torn chunk under its final
+    key, and stream straight into the file (checksummed through a map of what landed).
+    Reads are read-only shared memory maps of the files (:meth:`read`), which is why the
+    contract that a committed file is immutable matters here: replacing a file (a new one
+    renamed over it) or deleting it leaves live maps reading the old bytes, where truncating
+    a mapped file in place would fault its readers.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The directory.
+    """
+
+    storage_options: Mapping[str, Any] = {}
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.url = str(root)
+        self.root = os.path.abspath(os.path.expanduser(self.url)).rstrip("/") or "/"
         try:
-            with pa.OSFile(tmp, "wb") as f:
-                fill(f)
-            with open(tmp, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size:
-                    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
-                        digest = checksum(view)
-                else:
-                    digest = checksum(b"")
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"cannot use {self.url!r} as the chunk store: {exc}; give a writable directory "
+                "(or set CHUNKFRAME_STORE)"
+            ) from exc
+
+    def url_of(self, key: str) -> str:
+        """The file's path: any program can open it."""
+        return self.path(key)
+
+    def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
+        path = self.path(key)
+        target = AtomicFile(path)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fill(target.open())
+            size, digest = target.commit(checksum)
+        except OSError as exc:
+            target.abort()
+            raise self._failed(f"write chunk {key!r}", exc) from exc
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            target.abort()
             raise
+        assert digest is not None
         return digest, size
 
     def get(self, key: str) -> bytes | None:
-        """The bytes under ``key``, or ``None`` if there is no such key."""
-        path = self.path(key)
         try:
-            if self.local:
-                with open(path, "rb") as f:
-                    return f.read()
-            return bytes(self.fs.cat_file(path))
+            with open(self.path(key), "rb") as f:
+                return f.read()
         except FileNotFoundError:
             return None
-        except Exception as exc:  # OSError, or a backend's own (botocore's connection errors)
-            raise BackendUnavailableError(
-                f"could not read chunk {key!r} from store {self.url!r}: {exc}"
-            ) from exc
+        except OSError as exc:
+            raise self._failed(f"read chunk {key!r}", exc) from exc
 
     def read(self, key: str) -> pa.Buffer | None:
-        """Like :meth:`get`, as an Arrow buffer: zero-copy for local files.
-
-        A local chunk is a read-only shared memory map of the file itself (pages prefaulted
-        from the OS page cache in one call): no copy, no fresh anonymous pages, and every
-        process reading the dataset shares the same cached pages. This relies on the store's
-        contract that a committed file is never changed in place (see the class docstring):
-        the map lives as long as any Arrow view of it. Object stores download into memory.
-        """
-        if not self.local:
-            data = self.get(key)
-            return None if data is None else pa.py_buffer(data)
+        """The file as a read-only shared memory map (pages prefaulted from the OS page cache
+        in one call): no copy, no fresh anonymous pages, and every process reading the
+        dataset shares the same cached pages. The map lives as long as any Arrow view of it
+        (see the class docstring for why that is safe)."""
         path = self.path(key)
         try:
             with open(path, "rb", buffering=0) as f:
@@ -161,77 +209,146 @@ class ChunkStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise BackendUnavailableError(
-                f"could not read chunk {key!r} from store {self.url!r}: {exc}"
-            ) from exc
+            raise self._failed(f"read chunk {key!r}", exc) from exc
         return pa.py_buffer(pages)  # the map is unmapped when the last view of it goes
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.path(key)))
+        return os.path.isfile(self.path(key))
 
     def delete(self, key: str) -> None:
-        """Remove ``key``; a missing key is not an error."""
+        try:
+            os.unlink(self.path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._failed(f"delete chunk {key!r}", exc) from exc
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self._base(prefix)
+        start = len(self.root) + 1
+        if os.path.isfile(base):  # a key is listed under its own name, as fsspec's find does
+            return iter([] if is_temp(base) else [base[start:]])
+        found = [os.path.join(d, n)[start:] for d, _, names in os.walk(base)
+                 for n in names if not is_temp(n)]
+        return iter(sorted(found))
+
+    def delete_prefix(self, prefix: str) -> None:
+        base = self._base(prefix)
+        try:
+            if os.path.isdir(base):
+                shutil.rmtree(base)
+            else:
+                os.unlink(base)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._failed(f"delete {prefix!r}", exc) from exc
+        try:
+            os.rmdir(os.path.dirname(base))  # leave no empty dataset directory behind
+        except OSError:
+            pass
+
+    def sweep_partials(self, prefix: str = "") -> int:
+        return sweep_temps(self._base(prefix))
+
+
+class FsspecStore(ChunkStore):
+    """Chunks as objects of an fsspec filesystem: ``s3://bucket/prefix`` (through s3fs),
+    ``memory://name``, and any other protocol fsspec knows.
+
+    A write is one PUT of the whole object (built in memory), which object stores make
+    atomic; reads download into memory. Object stores never expose half-written objects,
+    so there is nothing to sweep.
+
+    Parameters
+    ----------
+    url : str
+        The root URL.
+    storage_options : Mapping, optional
+        fsspec options (credentials, ``endpoint_url``, ...).
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.protocol = _protocol(url)
+        self.storage_options = dict(storage_options or {})
+        import fsspec  # here: a local store (and the command line) never needs it
+
+        try:
+            self.fs, root = fsspec.url_to_fs(url, **self.storage_options)
+        except ImportError as exc:
+            pkg = _INSTALL_HINTS.get(self.protocol, self.protocol)
+            raise BackendUnavailableError(
+                f"store {url!r} needs the {pkg!r} package: pip install {pkg}"
+            ) from exc
+        self.root = root.rstrip("/")
+
+    def url_of(self, key: str) -> str:
+        return f"{self.protocol}://{self.path(key)}"
+
+    def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
+        path = self.path(key)
+        sink = pa.BufferOutputStream()
+        fill(sink)
+        data = sink.getvalue()
+        try:
+            self.fs.pipe_file(path, data.to_pybytes())  # one PUT: atomic on object stores
+        except Exception as exc:  # botocore's and aiohttp's errors are not OSErrors
+            raise self._failed(f"write chunk {key!r}", exc) from exc
+        return checksum(data), data.size
+
+    def get(self, key: str) -> bytes | None:
+        path = self.path(key)
+        try:
+            return bytes(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # OSError, or a backend's own (botocore's connection errors)
+            raise self._failed(f"read chunk {key!r}", exc) from exc
+
+    def read(self, key: str) -> pa.Buffer | None:
+        data = self.get(key)
+        return None if data is None else pa.py_buffer(data)
+
+    def exists(self, key: str) -> bool:
+        path = self.path(key)
+        try:
+            return bool(self.fs.isfile(path))
+        except Exception as exc:
+            raise self._failed(f"check chunk {key!r}", exc) from exc
+
+    def delete(self, key: str) -> None:
         path = self.path(key)
         try:
             self.fs.rm_file(path)
         except FileNotFoundError:
             pass
         except Exception as exc:
-            raise BackendUnavailableError(
-                f"could not delete chunk {key!r} from store {self.url!r}: {exc}"
-            ) from exc
+            raise self._failed(f"delete chunk {key!r}", exc) from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys under ``prefix`` (a directory-like prefix), sorted."""
-        base = self.path(prefix.rstrip("/")) if prefix else self.root
+        base = self._base(prefix)
         try:
             found = self.fs.find(base)
         except FileNotFoundError:
             return iter(())
         except Exception as exc:
-            raise BackendUnavailableError(
-                f"could not list {prefix!r} in store {self.url!r}: {exc}"
-            ) from exc
+            raise self._failed(f"list {prefix!r}", exc) from exc
         start = len(self.root) + 1
-        return iter(sorted(p[start:] for p in found if not p.endswith(".partial")))
-
-    def sweep_partials(self, prefix: str = "") -> int:
-        """Remove temp files a killed local writer left under ``prefix``; returns how many.
-
-        Only the holder of a dataset's ingest lock may call this for that dataset's keys:
-        a ``.partial`` file of a live writer would be removed under it.
-        """
-        if not self.local:
-            return 0  # object stores never expose a half-written object
-        base = self.path(prefix.rstrip("/")) if prefix else self.root
-        removed = 0
-        for dirpath, _, names in os.walk(base):
-            for name in names:
-                if name.endswith(".partial"):
-                    try:
-                        os.unlink(os.path.join(dirpath, name))
-                        removed += 1
-                    except FileNotFoundError:
-                        pass
-        return removed
+        return iter(sorted(p[start:] for p in found if not is_temp(p)))
 
     def delete_prefix(self, prefix: str) -> None:
-        """Remove every key under ``prefix`` (a whole generation of a dataset)."""
-        base = self.path(prefix.rstrip("/"))
+        base = self._base(prefix)
         try:
             self.fs.rm(base, recursive=True)
         except FileNotFoundError:
             pass
         except Exception as exc:
-            raise BackendUnavailableError(
-                f"could not delete {prefix!r} from store {self.url!r}: {exc}"
-            ) from exc
-        if self.local:
-            parent = os.path.dirname(base)
-            try:
-                os.rmdir(parent)  # leave no empty dataset directory behind
-            except OSError:
-                pass
+            raise self._failed(f"delete {prefix!r}", exc) from exc
+
+    def sweep_partials(self, prefix: str = "") -> int:
+        self._base(prefix)  # the same key check as every other call
+        return 0  # object stores never expose a half-written object
 
 
 # shared, read-only, prefaulted from the page cache (MAP_POPULATE is Linux only)
