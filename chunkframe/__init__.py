@@ -18,9 +18,11 @@ from .core.errors import (
     InvalidDatasetIdError,
     LockLostError,
     PathNotFoundError,
+    ReadOnlyVersionError,
     SchemaMismatchError,
     SnapshotSupersededError,
     SourceError,
+    VersionNotFoundError,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +37,8 @@ __all__ = [
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
-    "SnapshotSupersededError", "PathNotFoundError",
+    "SnapshotSupersededError", "PathNotFoundError", "VersionNotFoundError",
+    "ReadOnlyVersionError",
 ]
 
 
