@@ -4,6 +4,7 @@ columns, with the dtypes ``pd.concat`` would give."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,12 +12,14 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.errors import Arg, Hint, SchemaMismatchError
+from ..core.model import schema_dictionaries, with_dictionaries
 
 __all__ = ["evolve_schema"]
 
 
 def evolve_schema(schema: pa.Schema, incoming: pa.Schema, dataset_id: str,
-                  required: tuple[str | None, ...] = ()) -> pa.Schema:
+                  required: tuple[str | None, ...] = (),
+                  categories: Mapping[str, pa.Array] | None = None) -> pa.Schema:
     """``schema`` grown to hold rows of ``incoming`` as ``pd.concat`` would.
 
     Columns only one side has are kept (new ones at the end); rows without them read them
@@ -24,14 +27,17 @@ def evolve_schema(schema: pa.Schema, incoming: pa.Schema, dataset_id: str,
     column both have in different numeric types is widened to their common type (int ->
     float, int32 -> int64, int64 -> Int64...). Any other difference, or a ``required``
     column (time, device) missing from ``incoming``, is a :class:`SchemaMismatchError`
-    naming every such column.
+    naming every such column. ``categories``: the categories of categorical columns, of
+    which those only one side has are recorded in the schema (the other side's rows read
+    as missing values of that categorical dtype).
     """
-    if schema.equals(incoming):
-        return schema
     old_types, new_types = _dtypes(schema), _dtypes(incoming)
+    if schema.equals(incoming) and old_types == new_types:
+        return schema
     old_meta, new_meta = _entries(schema), _entries(incoming)
     names = schema.names + [n for n in incoming.names if n not in schema.names]
     fields, entries, problems = [], [], []
+    recorded = schema_dictionaries(schema)
     for name in names:
         if name in required and name not in incoming.names:
             problems.append(f"{name!r} (the dataset's {'time' if name == required[0] else 'device'}"
@@ -57,6 +63,8 @@ def evolve_schema(schema: pa.Schema, incoming: pa.Schema, dataset_id: str,
             dtype = (old_types if name in schema.names else new_types)[name]
             if isinstance(dtype, np.dtype) and dtype.kind in "iu":
                 field, entry = _typed(name, np.dtype("float64"))
+            if pa.types.is_dictionary(field.type) and categories and name in categories:
+                recorded.setdefault(name, categories[name])
         fields.append(field)
         entries.append(entry)
     if problems:
@@ -64,7 +72,8 @@ def evolve_schema(schema: pa.Schema, incoming: pa.Schema, dataset_id: str,
             f"cannot evolve the schema of dataset {dataset_id!r}: {'; '.join(problems)}",
             hint=Hint("convert those columns first, or use {} to replace the dataset",
                       Arg("mode", "overwrite")))
-    return pa.schema(fields, metadata=_metadata(schema, entries))
+    return with_dictionaries(pa.schema(fields, metadata=_metadata(schema, entries)),
+                             {n: d for n, d in recorded.items() if n in names})
 
 
 def _dtypes(schema: pa.Schema) -> dict[str, Any]:

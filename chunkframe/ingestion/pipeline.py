@@ -19,6 +19,7 @@ from ..core.devices import device_codes
 from ..core.errors import (
     Arg,
     BackendUnavailableError,
+    ChunkCorruptionError,
     ChunkFrameError,
     DatasetExistsError,
     DatasetNotFoundError,
@@ -320,7 +321,8 @@ def _ingest_locked(
         if evolving:
             assert existing is not None
             target_schema = evolve_schema(target_schema, first.schema, dataset_id,
-                                          (existing.time_column, existing.device_column))
+                                          (existing.time_column, existing.device_column),
+                                          _categories(backends, existing, first))
         elif plan.op == "append":
             try:
                 first = conform(first, target_schema, "the appended data")
@@ -346,6 +348,26 @@ def _ingest_locked(
         raise
     finally:
         lock.release()
+
+
+def _categories(backends: Backends, existing: DatasetMeta, first: pa.Table
+                ) -> dict[str, pa.Array]:
+    """The categories of the categorical columns of the appended data and, for those it
+    lacks, of the dataset (read from its first chunk), for :func:`evolve_schema`."""
+    out = {f.name: first.column(f.name).chunk(0).dictionary for f in first.schema
+           if pa.types.is_dictionary(f.type) and first.column(f.name).num_chunks}
+    schema = existing.arrow_schema
+    lacking = [f.name for f in schema if pa.types.is_dictionary(f.type) and f.name not in out]
+    if lacking:
+        cm = backends.catalog.chunks(existing.id, existing.generation)[0]
+        data = backends.store.read(cm.key)
+        if data is None or not checksum_matches(data, cm.checksum)[0]:
+            raise ChunkCorruptionError(existing.id, cm.chunk, cm.key,
+                                       reason="unreadable while evolving the schema")
+        table = decode(data, lacking)
+        out.update({name: table.column(name).chunk(0).dictionary
+                    for name in table.column_names if table.column(name).num_chunks})
+    return out
 
 
 def _sweep_orphans(backends: Backends, dataset_id: str, keep: set[int]) -> None:

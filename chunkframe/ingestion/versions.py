@@ -25,15 +25,15 @@ VERSION_COLUMNS = ["version", "kind", "rows", "committed_at"]
 """The columns of ``ds.versions()``."""
 
 
-def commit_time(value: Any, what: str, dataset_id: str) -> float:
-    """``value`` (a Timestamp, datetime, ISO string; naive means UTC) as seconds since the
-    epoch, to compare with versions' commit times; a ``timedelta`` counts back from now."""
+def commit_time(value: Any, what: str, dataset_id: str) -> int:
+    """``value`` (a Timestamp, datetime, ISO string; naive means UTC) as nanoseconds since
+    the epoch, as versions' commit times are kept; a ``timedelta`` counts back from now."""
     if isinstance(value, dt.timedelta | pd.Timedelta):
-        return time.time() - pd.Timedelta(value).total_seconds()
+        return time.time_ns() - pd.Timedelta(value).value
     ns = time_bound(value, COMMITTED_AT, what, dataset_id)
     if ns is None:
         raise InvalidArgumentError(f"{what}=None is not a time; give a datetime or an ISO string")
-    return ns / 1e9
+    return ns
 
 
 def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
@@ -59,7 +59,7 @@ def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
         table = backends.catalog.versions(dataset_id)
         old = table.iloc[:max(len(table) - keep_last, 0)]
         if cutoff is not None:
-            old = old[old["committed_at"] < pd.Timestamp(cutoff, unit="s", tz="UTC")]
+            old = old[old["committed_at"] < pd.Timestamp(cutoff, unit="ns", tz="UTC")]
         lock.check()
         gone = backends.catalog.prune(dataset_id, old["version"].tolist(), lock.fence)
         for generation in gone:  # after the commit: a crash here leaves orphans the next

@@ -29,7 +29,7 @@ from ..core.errors import (
     VersionNotFoundError,
 )
 from ..core.keys import validate_id
-from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.model import ChunkMeta, DatasetMeta, Tombstone, schema_dictionaries
 from ..core.times import times_ns
 from ..storage.codec import checksum_matches, decode
 from .planes import Planes, plane_for
@@ -354,8 +354,10 @@ class Reader:
         schema = snap.schema if read is None else pa.schema(
             [snap.schema.field(j) for j in read], metadata=snap.schema.metadata)
         conformed = not table.schema.equals(schema)
-        if conformed:  # a chunk written before the dataset's schema evolved
+        if conformed:  # a chunk written before the dataset's schema evolved (or after)
             table = conform_chunk(table, schema)
+        elif table.schema.metadata != schema.metadata:  # same types, evolved pandas dtypes
+            table = table.replace_schema_metadata(schema.metadata)
         if snap.meta.tombstones:
             table = apply_tombstones(table, snap.meta, cm)
         if columns is not None and read is not None and len(read) != len(set(columns)):
@@ -577,9 +579,14 @@ def conform_chunk(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A chunk read as ``schema``, the dataset's newest (``append(evolve=True)``): columns
     the chunk lacks are missing values, widened types are cast as pandas would cast them."""
     arrays = []
+    categories = schema_dictionaries(schema)
     for f in schema:
         i = table.schema.get_field_index(f.name)
-        if i < 0:
+        if i < 0 and f.name in categories:  # missing values of the same categorical dtype
+            arrays.append(pa.DictionaryArray.from_arrays(
+                pa.nulls(table.num_rows, f.type.index_type),
+                categories[f.name].cast(f.type.value_type), ordered=f.type.ordered))
+        elif i < 0:
             arrays.append(pa.nulls(table.num_rows, f.type))
         else:
             col = table.column(i)

@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS versions (
     rows INTEGER NOT NULL,
     generation INTEGER NOT NULL,
     tombstones TEXT NOT NULL,
-    committed_at REAL NOT NULL,
+    committed_at INTEGER NOT NULL, -- ns since the epoch, whole microseconds
     meta TEXT NOT NULL,
     PRIMARY KEY (dataset, version)
 );
@@ -201,7 +201,7 @@ class Catalog:
         db.execute(
             "INSERT OR REPLACE INTO versions VALUES (?,?,?,?,?,?,?,?)",
             (meta.id, meta.version, kind, meta.rows, meta.generation,
-             json.dumps([t.to_dict() for t in meta.tombstones]), at,
+             json.dumps([t.to_dict() for t in meta.tombstones]), round(at * 1e6) * 1000,
              json.dumps(meta.to_mapping())),
         )
 
@@ -251,13 +251,13 @@ class Catalog:
             df = pd.read_sql_query(
                 "SELECT version, kind, rows, generation, committed_at FROM versions "
                 "WHERE dataset=? ORDER BY version", db, params=(dataset_id,))
-        df["committed_at"] = pd.to_datetime(df["committed_at"], unit="s", utc=True)
+        df["committed_at"] = pd.to_datetime(df["committed_at"], unit="ns", utc=True)
         return df
 
-    def version(self, dataset_id: str, version: int | None = None, as_of: float | None = None
+    def version(self, dataset_id: str, version: int | None = None, as_of: int | None = None
                 ) -> DatasetMeta | None:
         """The metadata of ``version``, or of the last version committed at or before
-        ``as_of`` (seconds since the epoch); None if no such version is recorded."""
+        ``as_of`` (ns since the epoch); None if no such version is recorded."""
         with self._connect() as db:
             if version is not None:
                 row = db.execute("SELECT meta FROM versions WHERE dataset=? AND version=?",
