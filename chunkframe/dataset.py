@@ -495,13 +495,20 @@ class Dataset:
         return self._client.reader.cache_info(self.id)
 
     # -- writes ---------------------------------------------------------------------------
-    def append(self, df: pd.DataFrame, **kwargs: Any) -> Dataset:
+    def append(self, df: pd.DataFrame, evolve: bool = False, **kwargs: Any) -> Dataset:
         """Append the rows of ``df``; their serial numbers continue from ``len(self)``.
 
         Parameters
         ----------
         df : pandas.DataFrame
-            The same columns, in the same order and of the same types, as the dataset.
+            The same columns, of the same types, as the dataset (any order); with
+            ``evolve``, columns may be added, left out or widened.
+        evolve : bool, default False
+            Evolve the schema as ``pd.concat`` would: new columns are added (earlier rows
+            read them as missing: an int column as float64, a nullable one as missing
+            values of its dtype), columns ``df`` lacks read as missing in its rows, and
+            numeric types widen to their common type (int -> float, int32 -> int64,
+            int64 -> Int64, ...). Chunks keep their own schemas; reads conform older ones.
         **kwargs
             Ingest options: ``chunk_rows``, ``progress``, ``wait`` (for the dataset's lock),
             ``compression``, ``workers``.
@@ -514,7 +521,11 @@ class Dataset:
         Raises
         ------
         SchemaMismatchError
-            ``df``'s columns or types differ from the dataset's.
+            ``df``'s columns or types differ from the dataset's (without ``evolve``), or
+            differ in a way pandas would not widen (a number to text, a missing time or
+            device column); it names every such column.
+        ReadOnlyVersionError
+            This handle was opened at a version of the past.
         DatasetLockedError
             Another ingest, append or delete holds the dataset (pass ``wait=``).
 
@@ -522,9 +533,11 @@ class Dataset:
         --------
         >>> ds.append(new_readings).meta.rows             # doctest: +SKIP
         50100
+        >>> ds.append(readings_with_humidity, evolve=True).columns[-1]  # doctest: +SKIP
+        'humidity'
         """
         self._writable("append to")
-        self._client.ingest(df, self.id, mode="append", **kwargs)
+        self._client.ingest(df, self.id, mode="append", evolve=evolve, **kwargs)
         return self
 
     # -- last values (lastvalues.py) -------------------------------------------------------

@@ -231,15 +231,15 @@ class Reader:
             return snap
         validate_id(dataset_id)
         meta = self.catalog.version(dataset_id, version)
+        if snap is not None and meta is not None:  # pruning a version forgets it first
+            snap.checked = now
+            return snap
         chunks = [] if meta is None else [
             c for c in self.catalog.chunks(dataset_id, meta.generation) if c.chunk < meta.chunks]
         if meta is None or len(chunks) != meta.chunks:
             with self._lock:
                 self._snapshots.pop(key, None)
             raise self.version_not_found(dataset_id, f"version {version}")
-        if snap is not None:
-            snap.checked = now
-            return snap
         starts = [c.start for c in chunks]
         new = Snapshot(meta, chunks, starts, np.asarray(starts, dtype=np.int64),
                        meta.arrow_schema, now, pinned=True)
