@@ -13,14 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc
 import pytest
 from frames import all_dtypes, sensors
 
 import chunkframe as cf
 from chunkframe.core.errors import (
+    ChunkCorruptionError,
     DatasetLockedError,
     DatasetNotFoundError,
     InvalidArgumentError,
+    LockLostError,
     ReadOnlyVersionError,
     SchemaMismatchError,
     VersionNotFoundError,
@@ -337,3 +341,55 @@ def test_evolved_dataset_keeps_last_values_and_deletes(client):
     assert read.loc[read["dev"] == "d0", "humidity"].isna().all()
     assert read.loc[:399, "humidity"].isna().all() and read["k"].dtype == np.float64
     assert ds.versions()["kind"].tolist() == ["ingest", "append", "delete"]
+
+
+def test_catalog_refuses_unknown_kinds_and_superseded_pruners(client):
+    client.ingest(sensors(50), "fence", progress=False)
+    meta = client.catalog.get("fence")
+    chunks = client.catalog.chunks("fence", meta.generation)
+    stale = client.lock("fence")
+    stale.release()
+    fresh = client.lock("fence")
+    try:
+        with pytest.raises(ValueError, match="kind='rewrite' is not one of"):
+            client.catalog.commit(meta, chunks, fresh.fence, "rewrite")
+        with pytest.raises(LockLostError, match="superseded"):
+            client.catalog.prune("fence", [1], stale.fence)
+        assert client.catalog.prune("fence", [1], fresh.fence) == []  # the current one stays
+    finally:
+        fresh.release()
+    assert client.open("fence").versions()["version"].tolist() == [1]
+
+
+def test_a_missing_file_of_a_kept_version_is_corruption(client):
+    client.ingest(sensors(300), "gone", chunk_rows=100, progress=False)
+    client.ingest(sensors(50, seed=1), "gone", mode="overwrite", progress=False)
+    old = client.open("gone", version=1)
+    client.store.delete(old.chunks["key"][1])
+    with pytest.raises(ChunkCorruptionError, match="chunk 1 of dataset 'gone'.*missing"):
+        old.to_pandas()
+    pd.testing.assert_frame_equal(client.open("gone").to_pandas(), sensors(50, seed=1))
+
+
+def test_evolved_dataset_exports_as_concat(client, tmp_path):
+    full = all_dtypes(400, seed=7)
+    first = full.drop(columns=["i", "c"]).iloc[:250]
+    ds = client.ingest(first, "evx", chunk_rows=100, progress=False)
+    ds.append(full.iloc[250:], evolve=True, progress=False)
+    expected = _concat(first, full.iloc[250:])
+    pd.testing.assert_frame_equal(pd.read_parquet(ds.export(tmp_path / "evx.parquet")), expected)
+    out = ds.export(tmp_path / "evx.arrow", columns=["c", "i"])
+    got = pa.ipc.open_file(out).read_all().to_pandas()
+    pd.testing.assert_frame_equal(got, expected[["c", "i"]])
+
+
+def test_evolve_from_a_damaged_first_chunk_fails_clearly(client):
+    ds = client.ingest(sensors(300), "dmg", chunk_rows=100, progress=False)
+    path = client.store.path(ds.chunks["key"][0])
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    with open(path, "wb") as f:
+        f.write(data)
+    with pytest.raises(ChunkCorruptionError, match="chunk 0 of dataset 'dmg'.*evolving"):
+        ds.append(sensors(10, seed=1).drop(columns="dev"), evolve=True)  # needs dev's categories
+    assert ds.versions()["version"].tolist() == [1]
