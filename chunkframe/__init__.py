@@ -19,9 +19,11 @@ from .core.errors import (
     LockLostError,
     NoTimeColumnError,
     PathNotFoundError,
+    ReadOnlyVersionError,
     SchemaMismatchError,
     SnapshotSupersededError,
     SourceError,
+    VersionNotFoundError,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +38,8 @@ __all__ = [
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
-    "SnapshotSupersededError", "PathNotFoundError", "NoTimeColumnError",
+    "SnapshotSupersededError", "PathNotFoundError", "NoTimeColumnError", "VersionNotFoundError",
+    "ReadOnlyVersionError",
 ]
 
 

@@ -52,16 +52,23 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: 
     (continue an interrupted ingest of the same source). Other keywords: ``compression``
     (``"zstd"``/``"lz4"``), ``progress`` (a bar; default: only in notebooks and terminals),
     ``wait`` (for the lock), ``workers``, ``fingerprint`` (names a source that cannot be
-    recognised from its rows, such as a generator, so that ``mode="resume"`` accepts it).
+    recognised from its rows, such as a generator, so that ``mode="resume"`` accepts it),
+    ``evolve`` (with ``mode="append"``: new columns are added and compatible types widened,
+    as ``pd.concat`` would, instead of a :class:`SchemaMismatchError`).
     """
     return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
                                    time_column=time_column, device_column=device_column,
                                    mode=mode, **kwargs)
 
 
-def open(dataset_id: str) -> Dataset:  # noqa: A001 - the public name of the design
-    """Open a complete dataset with the default client."""
-    return default_client().open(dataset_id)
+def open(dataset_id: str, version: int | None = None,  # noqa: A001 - the design's name
+         as_of: Any = None) -> Dataset:
+    """Open a complete dataset with the default client; ``version=`` (from
+    ``ds.versions()``) or ``as_of=`` (a time) opens that version, read-only."""
+    client = default_client()
+    if version is None and as_of is None:
+        return client.open(dataset_id)  # a remote client opens current versions only
+    return client.open(dataset_id, version=version, as_of=as_of)
 
 
 def datasets() -> pd.DataFrame:

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .core.errors import InvalidArgumentError, SnapshotSupersededError
+from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
 from .core.model import DatasetMeta
 from .core.progress import progress_bar
 from .core.units import format_bytes
+from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.reader import (
     READ_AHEAD,
     ChunkGroups,
@@ -132,20 +133,127 @@ def _rows_taker(snap: Snapshot, wanted: list[int], groups: ChunkGroups
 class Dataset:
     """A complete dataset. Cheap to create: state lives in the client's caches.
 
+    Opened at a ``version`` (``cf.open(id, version=v)`` or ``as_of=``), it is that version
+    exactly as it was committed, and read-only.
+
     Examples
     --------
     >>> ds = cf.open("sensors")                     # doctest: +SKIP
     >>> ds.get(12_345)                               # doctest: +SKIP
     """
 
-    def __init__(self, client: Client, dataset_id: str):
+    def __init__(self, client: Client, dataset_id: str, version: int | None = None):
         self._client = client
         self.id = dataset_id
+        self._pinned = version
         self._snap()  # fail now, with DatasetNotFoundError, if it does not exist
 
     # -- metadata -------------------------------------------------------------------------
     def _snap(self) -> Snapshot:
+        if self._pinned is not None:
+            return self._client.reader.version_snapshot(self.id, self._pinned)
         return self._client.reader.snapshot(self.id)
+
+    def _writable(self, what: str) -> None:
+        """Refuse a write on a version of the past."""
+        if self._pinned is not None:
+            raise ReadOnlyVersionError(self.id, self._pinned, what)
+
+    @property
+    def version(self) -> int:
+        """The version this handle reads: the current one, or the one it was opened at.
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> cf.open("sensors", version=2).version        # doctest: +SKIP
+        2
+        """
+        return self._snap().meta.version
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this handle was opened at a version (``version=`` or ``as_of=``).
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> cf.open("sensors", version=2).read_only      # doctest: +SKIP
+        True
+        """
+        return self._pinned is not None
+
+    def versions(self) -> pd.DataFrame:
+        """Return every recorded version of the dataset, oldest first.
+
+        Each ingest, overwrite, append and delete committed a version. A version that
+        :meth:`prune_versions` removed is no longer listed (nor readable).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``version``, ``kind`` (``ingest``, ``overwrite``, ``append`` or
+            ``delete``), ``rows`` and ``committed_at`` (UTC).
+
+        Examples
+        --------
+        >>> ds.versions()                                 # doctest: +SKIP
+           version    kind  rows                     committed_at
+        0        1  ingest  5000 2026-12-01 22:20:01.123456+00:00
+        1        2  append  5100 2026-12-01 22:21:13.654321+00:00
+        """
+        return self._client.catalog.versions(self.id)[VERSION_COLUMNS]
+
+    def prune_versions(self, keep_last: int = 1, older_than: Any = None,
+                       wait: bool | float = False) -> pd.DataFrame:
+        """Remove old versions, and the chunk files only they read.
+
+        The last ``keep_last`` versions are kept (the current one always is); with
+        ``older_than``, only versions committed before that time are removed. Chunk files
+        of an overwritten generation are deleted once no remaining version reads them;
+        appends and deletes share their generation's files, so pruning them frees only
+        their records. Runs under the dataset's write lock.
+
+        Parameters
+        ----------
+        keep_last : int, default 1
+            How many of the latest versions to keep (>= 1).
+        older_than : datetime, str, Timestamp or timedelta, optional
+            Remove only versions committed before this time (naive times are UTC); a
+            timedelta counts back from now.
+        wait : bool or float, default False
+            Wait for the dataset's lock (True: forever; a float: that many seconds).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The versions removed: ``version, kind, rows, committed_at``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``keep_last`` is not an integer >= 1, or ``older_than`` is not a time.
+        ReadOnlyVersionError
+            This handle was opened at a version of the past.
+        DatasetLockedError
+            An ingest, append or delete holds the dataset (pass ``wait=``).
+
+        Examples
+        --------
+        >>> ds.prune_versions(keep_last=2, older_than=pd.Timedelta(days=7))  # doctest: +SKIP
+           version       kind  rows                     committed_at
+        0        1     ingest  5000 2026-11-20 09:00:00.000000+00:00
+        """
+        self._writable("prune the versions of")
+        pruned = prune_versions(self._client.backends, self.id, keep_last, older_than, wait)
+        self._client.reader.snapshot(self.id, refresh=True)
+        return pruned
 
     @property
     def meta(self) -> DatasetMeta:
@@ -236,7 +344,7 @@ class Dataset:
         Negative ``sn`` counts from the end, as with ``iloc``; out of range is an IndexError.
         """
         reader = self._client.reader
-        snap = reader.snapshot(self.id)
+        snap = self._snap()
         if not isinstance(sn, (int, np.integer)) or isinstance(sn, (bool, np.bool_)):
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
         n = snap.meta.rows
@@ -268,7 +376,7 @@ class Dataset:
         thrashing it.
         """
         reader = self._client.reader
-        snap = reader.snapshot(self.id)
+        snap = self._snap()
         cols = snap.columns_of(columns)
         arr = positions(snap, sns)
         if arr.size == 0:
@@ -409,13 +517,20 @@ class Dataset:
         return self._client.reader.cache_info(self.id)
 
     # -- writes ---------------------------------------------------------------------------
-    def append(self, df: pd.DataFrame, **kwargs: Any) -> Dataset:
+    def append(self, df: pd.DataFrame, evolve: bool = False, **kwargs: Any) -> Dataset:
         """Append the rows of ``df``; their serial numbers continue from ``len(self)``.
 
         Parameters
         ----------
         df : pandas.DataFrame
-            The same columns, in the same order and of the same types, as the dataset.
+            The same columns, of the same types, as the dataset (any order); with
+            ``evolve``, columns may be added, left out or widened.
+        evolve : bool, default False
+            Evolve the schema as ``pd.concat`` would: new columns are added (earlier rows
+            read them as missing: an int column as float64, a nullable one as missing
+            values of its dtype), columns ``df`` lacks read as missing in its rows, and
+            numeric types widen to their common type (int -> float, int32 -> int64,
+            int64 -> Int64, ...). Chunks keep their own schemas; reads conform older ones.
         **kwargs
             Ingest options: ``chunk_rows``, ``progress``, ``wait`` (for the dataset's lock),
             ``compression``, ``workers``.
@@ -428,7 +543,11 @@ class Dataset:
         Raises
         ------
         SchemaMismatchError
-            ``df``'s columns or types differ from the dataset's.
+            ``df``'s columns or types differ from the dataset's (without ``evolve``), or
+            differ in a way pandas would not widen (a number to text, a missing time or
+            device column); it names every such column.
+        ReadOnlyVersionError
+            This handle was opened at a version of the past.
         DatasetLockedError
             Another ingest, append or delete holds the dataset (pass ``wait=``).
 
@@ -436,8 +555,11 @@ class Dataset:
         --------
         >>> ds.append(new_readings).meta.rows             # doctest: +SKIP
         50100
+        >>> ds.append(readings_with_humidity, evolve=True).columns[-1]  # doctest: +SKIP
+        'humidity'
         """
-        self._client.ingest(df, self.id, mode="append", **kwargs)
+        self._writable("append to")
+        self._client.ingest(df, self.id, mode="append", evolve=evolve, **kwargs)
         return self
 
     # -- last values (lastvalues.py) -------------------------------------------------------
@@ -474,6 +596,11 @@ class Dataset:
               device  measurement                      time  value
         0  sensor-03  temperature 2026-01-18 08:36:02+00:00   21.4
         """
+        if self._pinned is not None:
+            raise InvalidArgumentError(
+                f"last values of dataset {self.id!r} are kept for its current version only, "
+                f"not for version {self._pinned}; open the current one with "
+                f"cf.open({self.id!r}), or compute them from this version's to_pandas()")
         return self._client.last_values.last(self.id, device, columns)
 
     def delete(self, device: Any = None, columns: Sequence[str] | str | None = None, *,
@@ -531,6 +658,7 @@ class Dataset:
             warnings.warn("delete(start=, end=) is deprecated: use date_range=(start, end)",
                           DeprecationWarning, stacklevel=2)
             date_range = (start, end)
+        self._writable("delete from")
         return self._client.last_values.delete(self.id, device, columns, date_range=date_range)
 
     def reset_last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> None:
@@ -554,6 +682,7 @@ class Dataset:
         --------
         >>> ds.reset_last(device="sensor-03")             # doctest: +SKIP
         """
+        self._writable("reset the last values of")
         self._client.last_values.reset(self.id, device, columns)
 
     # -- context (context.py) --------------------------------------------------------------
@@ -722,7 +851,8 @@ class Dataset:
             self._client.reader, self.id, dest, format, columns=columns, start=start,
             stop=stop, device=device, date_range=date_range, progress=progress,
             storage_options=storage_options, parents=parents,
-            default_storage_options=self._client.settings.storage_options).dest
+            default_storage_options=self._client.settings.storage_options,
+            version=self._pinned).dest
 
     def browse(self, sn: int = 0) -> Any:
         """Return an ipywidgets panel to step through rows, chunks, last values and tags.
@@ -759,7 +889,8 @@ class Dataset:
     def __repr__(self) -> str:
         s = self._summary()
         cols = ", ".join(s["columns"][:8]) + (", ..." if len(s["columns"]) > 8 else "")
-        return (f"<chunkframe.Dataset {self.id!r}: {s['rows']:,} rows in {s['chunks']} chunks, "
+        at = f" at version {self._pinned}" if self._pinned is not None else ""
+        return (f"<chunkframe.Dataset {self.id!r}{at}: {s['rows']:,} rows in {s['chunks']} chunks, "
                 f"{format_bytes(s['bytes'])}; columns: {cols}>")
 
     def _repr_html_(self) -> str:

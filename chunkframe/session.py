@@ -12,9 +12,11 @@ import pandas as pd
 
 from .contextcache.cache import Context, ContextCache
 from .core.config import Settings, redact, resolve
+from .core.errors import InvalidArgumentError
 from .core.keys import validate_id
 from .dataset import Dataset
 from .ingestion.pipeline import CommitHook, ingest
+from .ingestion.versions import commit_time
 from .lastcache import LastValues
 from .read.reader import Reader
 from .storage.backends import Backends
@@ -70,9 +72,27 @@ class Client:
         """Take a dataset's write lock (see :meth:`Backends.lock`)."""
         return self.backends.lock(dataset_id, wait)
 
-    def open(self, dataset_id: str) -> Dataset:
-        """A complete dataset; :class:`DatasetNotFoundError` names similar ids if there is none."""
+    def open(self, dataset_id: str, version: int | None = None, as_of: Any = None) -> Dataset:
+        """A complete dataset; :class:`DatasetNotFoundError` names similar ids if there is none.
+
+        ``version`` (a number from ``ds.versions()``) or ``as_of`` (a time: the version
+        current then) opens a read-only view of that version; a version that was pruned or
+        never existed is a :class:`VersionNotFoundError` naming those there are.
+        """
         validate_id(dataset_id)
+        if version is not None and as_of is not None:
+            raise InvalidArgumentError(
+                f"open dataset {dataset_id!r} at version={version!r} or as_of={as_of!r}, not both")
+        if as_of is not None:
+            meta = self.catalog.version(dataset_id, as_of=commit_time(as_of, "as_of", dataset_id))
+            if meta is None:
+                raise self.reader.version_not_found(dataset_id, f"version as of {as_of!s}")
+            version = meta.version
+        if version is not None:
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise InvalidArgumentError(
+                    f"version must be an integer from ds.versions(), got {version!r}")
+            return Dataset(self, dataset_id, version)
         self.reader.snapshot(dataset_id, refresh=True)  # re-warms Redis if it lags the catalog
         return Dataset(self, dataset_id)
 

@@ -110,11 +110,11 @@ def install_hooks(step: Steps) -> None:
             if getattr(in_commit, "on", False):
                 step("commit-tx")  # statements done, COMMIT not yet run
 
-    def commit(self, meta, chunks, fence):
+    def commit(self, meta, chunks, fence, kind="ingest"):
         step("commit-start")
         in_commit.on = True
         try:
-            orig_commit(self, meta, chunks, fence)
+            orig_commit(self, meta, chunks, fence, kind)
         finally:
             in_commit.on = False
         step("commit-done")

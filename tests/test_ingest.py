@@ -160,11 +160,17 @@ def test_overwrite_replaces_only_once_the_new_generation_is_complete(client, mak
     while ds.meta.generation != g2 and time.monotonic() < deadline:
         time.sleep(0.05)
     pd.testing.assert_frame_equal(ds.to_pandas(), new_df)
-    assert files_under(client, "ow") == sorted(f"ow/g{g2:06d}/c{i:08d}.arrow" for i in range(15))
+    new_files = sorted(f"ow/g{g2:06d}/c{i:08d}.arrow" for i in range(15))
+    # the replaced generation stays readable (version 1) until its version is pruned
+    assert files_under(client, "ow") == sorted(old_files + new_files)
     keys = RedisKeys(client.settings.prefix, "ow")
     assert not client.redis.exists(keys.chunks(g1)) and not client.redis.exists(keys.ingest)
-    assert [c.chunk for c in client.catalog.chunks("ow", g1)] == []
+    assert len(client.catalog.chunks("ow", g1)) == 10
     assert len(client.catalog.chunks("ow", g2)) == 15
+    pd.testing.assert_frame_equal(client.open("ow", version=1).to_pandas(), old_df)
+    assert new.prune_versions()["version"].tolist() == [1]
+    assert files_under(client, "ow") == new_files
+    assert [c.chunk for c in client.catalog.chunks("ow", g1)] == []
 
 
 def test_overwrite_of_a_missing_dataset_creates_it(client):
@@ -453,8 +459,11 @@ def test_s3_chunk_store(s3_client):
     pd.testing.assert_frame_equal(ds.to_pandas(), sample(1000))
     ds2 = s3_client.ingest(sample(200, seed=1), "on-s3", chunk_rows=300, mode="overwrite",
                            progress=False)
-    assert [unfenced(k) for k in s3_client.store.list("on-s3")] == ["on-s3/g000002/c00000000.arrow"]
     pd.testing.assert_frame_equal(ds2.to_pandas(), sample(200, seed=1))
+    # version 1 stays readable on S3 until it is pruned
+    pd.testing.assert_frame_equal(s3_client.open("on-s3", version=1).to_pandas(), sample(1000))
+    ds2.prune_versions()
+    assert [unfenced(k) for k in s3_client.store.list("on-s3")] == ["on-s3/g000002/c00000000.arrow"]
 
 
 def test_progress_on_and_off(client, capsys):

@@ -87,7 +87,9 @@ def test_an_overwrite_while_chunks_are_mapped_serves_the_old_snapshot_then_the_n
                        catalog=client.settings.catalog_path, prefix=client.settings.prefix)
     new_df = all_dtypes(6_000, seed=5)
     other.ingest(new_df, "moving", chunk_rows=1_000, mode="overwrite", progress=False)
-    assert not os.path.exists(old_file)  # the old generation's files are deleted
+    assert os.path.exists(old_file)  # kept for version 1 ...
+    other.open("moving").prune_versions()
+    assert not os.path.exists(old_file)  # ... until it is pruned
     snap = client.reader._snapshots["moving"]  # the old snapshot, as a handle within
     assert snap.meta.generation != other.reader.snapshot("moving").meta.generation  # staleness
     pd.testing.assert_frame_equal(ds.get_many(sns), old)  # its files are gone: maps still read

@@ -26,6 +26,8 @@ __all__ = [
     "ContextError",
     "InvalidArgumentError",
     "PathNotFoundError",
+    "VersionNotFoundError",
+    "ReadOnlyVersionError",
 ]
 
 
@@ -243,3 +245,44 @@ class SnapshotSupersededError(ChunkFrameError):
             f"dataset {dataset!r} was replaced (generation {old} -> {new}) while this read was "
             "running, and the old chunks are gone; run the read again to see the new data"
         )
+
+
+class VersionNotFoundError(ChunkFrameError, KeyError):
+    """A version of a dataset that was never made, or that ``prune_versions`` removed."""
+
+    def __init__(self, dataset: str, asked: str, versions: list[int]) -> None:
+        self.dataset, self.versions = dataset, versions
+        have = (f"the versions it has are {_spans(versions)}" if versions
+                else "it has no recorded versions")
+        super().__init__(
+            f"dataset {dataset!r} has no {asked}: {have} (older ones were pruned or never "
+            "existed)",
+            hint=Hint("open one of those with {}, or list them with ds.versions()",
+                      Call.of("open", dataset, version=Placeholder("v"))),
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ReadOnlyVersionError(ChunkFrameError, PermissionError):
+    """A write (append, delete, prune...) on a dataset opened at an earlier version."""
+
+    def __init__(self, dataset: str, version: int, what: str) -> None:
+        self.dataset, self.version = dataset, version
+        super().__init__(
+            f"cannot {what} dataset {dataset!r} opened at version {version}: a version of the "
+            "past is read-only",
+            hint=Hint("write through the current dataset, {}", Call.of("open", dataset)),
+        )
+
+
+def _spans(numbers: list[int]) -> str:
+    """``[1, 2, 3, 5]`` as ``1-3, 5``: a long version history in a short message."""
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)

@@ -9,7 +9,12 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["ChunkMeta", "DatasetMeta", "Tombstone", "schema_to_text", "schema_from_text"]
+__all__ = ["ChunkMeta", "DatasetMeta", "Tombstone", "schema_to_text", "schema_from_text",
+           "DICTIONARIES", "schema_dictionaries", "with_dictionaries"]
+
+DICTIONARIES = b"chunkframe.dictionaries"
+"""Schema metadata key: the categories of categorical columns some chunks lack (schema
+evolution), so their rows read as missing values of the same categorical dtype."""
 
 
 def schema_to_text(schema: pa.Schema) -> str:
@@ -19,6 +24,30 @@ def schema_to_text(schema: pa.Schema) -> str:
 
 def schema_from_text(text: str) -> pa.Schema:
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def schema_dictionaries(schema: pa.Schema) -> dict[str, pa.Array]:
+    """The dictionaries :func:`with_dictionaries` recorded in ``schema``, by column."""
+    raw = (schema.metadata or {}).get(DICTIONARIES)
+    if not raw:
+        return {}
+    table = pa.ipc.open_stream(pa.py_buffer(base64.b64decode(raw))).read_all()
+    return {name: table.column(name).combine_chunks().drop_null() for name in table.column_names}
+
+
+def with_dictionaries(schema: pa.Schema, dictionaries: dict[str, pa.Array]) -> pa.Schema:
+    """``schema`` recording ``dictionaries`` (column -> its categories) in its metadata."""
+    if not dictionaries:
+        return schema
+    longest = max(len(d) for d in dictionaries.values())
+    table = pa.table({name: pa.concat_arrays([d, pa.nulls(longest - len(d), d.type)])
+                      for name, d in dictionaries.items()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    meta = dict(schema.metadata or {})
+    meta[DICTIONARIES] = base64.b64encode(sink.getvalue().to_pybytes())
+    return schema.with_metadata(meta)
 
 
 @dataclass(frozen=True)

@@ -431,15 +431,18 @@ def export_dataset(
     storage_options: Mapping[str, Any] | None = None,
     parents: bool = False,
     default_storage_options: Mapping[str, Any] | None = None,
+    version: int | None = None,
 ) -> ExportResult:
     """Stream dataset ``dataset_id`` chunk by chunk to ``dest``; :meth:`Dataset.export
     <chunkframe.dataset.Dataset.export>` documents the options. ``default_storage_options``:
     fsspec options for a URL ``dest`` when ``storage_options`` is None (the client's).
+    ``version``: export that version of the dataset rather than the current one.
 
     Returns an :class:`ExportResult` (destination, rows written, chunks read, time).
     """
     began = time.perf_counter()
-    snap = reader.snapshot(dataset_id)
+    snap = (reader.snapshot(dataset_id) if version is None
+            else reader.version_snapshot(dataset_id, version))
     cols = snap.columns_of(columns)
     dest_text = _resolve_dest(dest, format, dataset_id)
     fmt = infer_format(dest_text, format)

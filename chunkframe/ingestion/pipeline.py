@@ -19,6 +19,7 @@ from ..core.devices import device_codes
 from ..core.errors import (
     Arg,
     BackendUnavailableError,
+    ChunkCorruptionError,
     ChunkFrameError,
     DatasetExistsError,
     DatasetNotFoundError,
@@ -33,6 +34,7 @@ from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
 from ..core.progress import progress_bar
 from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
+from .evolve import evolve_schema
 from .sources import ITERATOR_FINGERPRINT, Source, conform, open_source
 
 if TYPE_CHECKING:
@@ -245,12 +247,15 @@ def ingest(
     workers: int = 4,
     max_pending: int | None = None,
     fingerprint: str | None = None,
+    evolve: bool = False,
     hooks: Sequence[CommitHook] = (),
 ) -> DatasetMeta:
     """Ingest ``source`` as dataset ``dataset_id``; returns the committed metadata.
 
     See ``chunkframe.ingest`` for the user-facing documentation. ``hooks`` are called
-    after the commit (the last-value cache keeps itself current that way).
+    after the commit (the last-value cache keeps itself current that way). ``evolve``: an
+    append may add columns and widen types (:func:`~.evolve.evolve_schema`); its chunks
+    keep their own schema, and readers conform older chunks to the newest one.
     """
     validate_id(dataset_id)
     if mode not in MODES:
@@ -264,11 +269,14 @@ def ingest(
     src = open_source(source, dict(backends.storage_options))
     if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
         raise InvalidArgumentError(f"fingerprint must be a non-empty string, got {fingerprint!r}")
+    if not isinstance(evolve, bool):
+        raise InvalidArgumentError(f"evolve must be True or False, got {evolve!r}")
     try:
         return _ingest_locked(backends, src, dataset_id, mode, chunk_rows, time_column,
                               device_column, compression, progress, wait, workers,
                               max_pending or 2 * workers,
-                              f"user:{fingerprint}" if fingerprint else src.fingerprint, hooks)
+                              f"user:{fingerprint}" if fingerprint else src.fingerprint, evolve,
+                              hooks)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BackendUnavailableError(
             f"lost the connection to Redis at {backends.state.url!r} while ingesting "
@@ -281,7 +289,7 @@ def _ingest_locked(
     backends: Backends, src: Source, dataset_id: str, mode: str, chunk_rows: int,
     time_column: str | None, device_column: str | None, compression: Compression,
     progress: bool | None, wait: bool | float, workers: int, max_pending: int,
-    fingerprint: str, hooks: Sequence[CommitHook],
+    fingerprint: str, evolve: bool, hooks: Sequence[CommitHook],
 ) -> DatasetMeta:
     state, catalog = backends.state, backends.catalog
     lock = backends.lock(dataset_id, wait)
@@ -299,7 +307,8 @@ def _ingest_locked(
         if not plan.resumed:
             _discard_stale(backends, dataset_id, status, existing)
         _sweep_orphans(backends, dataset_id,
-                       {plan.generation} | ({existing.generation} if existing else set()))
+                       {plan.generation} | catalog.generations(dataset_id)
+                       | ({existing.generation} if existing else set()))
         _sweep_generation(backends, dataset_id, plan.generation,
                           {m.key for m in state.chunk_metas(dataset_id, plan.generation).values()})
         chunks = src.chunks(plan.chunk_rows)
@@ -308,8 +317,22 @@ def _ingest_locked(
         except StopIteration:  # pragma: no cover - chunks() raises SourceError on empty
             raise SourceError(f"source {src.description} has no rows") from None
         target_schema = existing.arrow_schema if plan.op == "append" and existing else first.schema
-        if plan.op == "append":
-            first = conform(first, target_schema, "the appended data")
+        evolving = evolve and plan.op == "append" and existing is not None
+        if evolving:
+            assert existing is not None
+            target_schema = evolve_schema(target_schema, first.schema, dataset_id,
+                                          (existing.time_column, existing.device_column),
+                                          _categories(backends, existing, first))
+        elif plan.op == "append":
+            try:
+                first = conform(first, target_schema, "the appended data")
+            except SchemaMismatchError as exc:
+                raise SchemaMismatchError(
+                    f"cannot append to dataset {dataset_id!r}: {getattr(exc, 'what', exc)}",
+                    hint=Hint("pass {} to add new columns and widen compatible types as "
+                              "pd.concat would, convert the columns first, or use {} to "
+                              "replace the dataset", Arg("evolve", True), Arg("mode", "overwrite")),
+                ) from exc
         tcol, dcol = resolve_columns(target_schema, plan.time_column, plan.device_column,
                                      dataset_id)
         plan = replace(plan, time_column=tcol, device_column=dcol)
@@ -319,7 +342,7 @@ def _ingest_locked(
                 if n >= plan.base_chunk}
         return _run(backends, lock, dataset_id, plan, src.description,
                     itertools.chain([first], chunks), target_schema, done,
-                    progress, workers, max_pending, existing, hooks)
+                    progress, workers, max_pending, existing, hooks, evolving)
     except BaseException as exc:
         _clean_up_failure(backends, lock, dataset_id, plan, fresh, exc)
         raise
@@ -327,9 +350,29 @@ def _ingest_locked(
         lock.release()
 
 
+def _categories(backends: Backends, existing: DatasetMeta, first: pa.Table
+                ) -> dict[str, pa.Array]:
+    """The categories of the categorical columns of the appended data and, for those it
+    lacks, of the dataset (read from its first chunk), for :func:`evolve_schema`."""
+    out = {f.name: first.column(f.name).chunk(0).dictionary for f in first.schema
+           if pa.types.is_dictionary(f.type) and first.column(f.name).num_chunks}
+    schema = existing.arrow_schema
+    lacking = [f.name for f in schema if pa.types.is_dictionary(f.type) and f.name not in out]
+    if lacking:
+        cm = backends.catalog.chunks(existing.id, existing.generation)[0]
+        data = backends.store.read(cm.key)
+        if data is None or not checksum_matches(data, cm.checksum)[0]:
+            raise ChunkCorruptionError(existing.id, cm.chunk, cm.key,
+                                       reason="unreadable while evolving the schema")
+        table = decode(data, lacking)
+        out.update({name: table.column(name).chunk(0).dictionary
+                    for name in table.column_names if table.column(name).num_chunks})
+    return out
+
+
 def _sweep_orphans(backends: Backends, dataset_id: str, keep: set[int]) -> None:
-    """Delete chunk files of generations nobody can reach (an overwrite killed after its
-    commit but before it removed the generation it replaced)."""
+    """Delete chunk files of generations nobody can reach (an abandoned ingest, or
+    ``prune_versions`` killed after its commit but before it removed the files)."""
     prefix = f"{dataset_id}/g"
     found = {key.split("/", 2)[1] for key in backends.store.list(dataset_id)
              if key.startswith(prefix) and key.count("/") >= 2}
@@ -393,7 +436,7 @@ def _run(
     backends: Backends, lock: DatasetLock, dataset_id: str, plan: _Plan, description: str,
     chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
     progress: bool | None, workers: int, max_pending: int, existing: DatasetMeta | None,
-    hooks: Sequence[CommitHook],
+    hooks: Sequence[CommitHook], evolving: bool = False,
 ) -> DatasetMeta:
     compression: Compression = plan.compression  # type: ignore[assignment]
     state, store = backends.state, backends.store
@@ -416,7 +459,7 @@ def _run(
     checked = False
     try:
         for i, table in enumerate(chunks):
-            if plan.op == "append" and i:
+            if plan.op == "append" and i and not evolving:  # evolved: chunks keep their schema
                 table = conform(table, schema, "the appended data")
             n, start = plan.base_chunk + i, plan.base_rows + i * plan.chunk_rows
             count = i + 1
@@ -465,11 +508,10 @@ def _run(
                                          else None),
     )
     lock.check()
-    backends.catalog.commit(meta, all_chunks, lock.fence)
+    kind = "ingest" if existing is None or plan.op == "create" else plan.op
+    backends.catalog.commit(meta, all_chunks, lock.fence, kind)
     old_gen = plan.previous if plan.previous != plan.generation else None
-    state.publish(lock, meta, old_gen)
-    if old_gen is not None:
-        store.delete_prefix(generation_prefix(dataset_id, old_gen))
+    state.publish(lock, meta, old_gen)  # the old generation's files stay until pruned
     for hook in hooks:
         hook(meta, plan.op, new)
     return meta

@@ -26,9 +26,10 @@ from ..core.errors import (
     Hint,
     Placeholder,
     SnapshotSupersededError,
+    VersionNotFoundError,
 )
 from ..core.keys import validate_id
-from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.model import ChunkMeta, DatasetMeta, Tombstone, schema_dictionaries
 from ..core.times import times_ns
 from ..storage.codec import checksum_matches, decode
 from .planes import Planes, plane_for
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
     from ..storage.state import State
     from ..storage.store import ChunkStore
 
-__all__ = ["Reader", "Snapshot", "STALENESS_SECONDS", "FETCH_THREADS", "READ_AHEAD"]
+__all__ = ["Reader", "Snapshot", "STALENESS_SECONDS", "FETCH_THREADS", "READ_AHEAD",
+           "conform_chunk"]
 
 FETCH_THREADS = 4
 """Chunks a batch read or a scan fetches at once: reads of mapped files and of S3 objects
@@ -63,6 +65,7 @@ class Snapshot:
     starts_np: np.ndarray
     schema: pa.Schema
     checked: float
+    pinned: bool = False  # a version opened by number or time: it never moves
     template: RowTemplate | None = None
     uniform: bool | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -148,7 +151,9 @@ class Reader:
                  chunk_cache_bytes: int, meta_cache_size: int = 1024,
                  fetch_threads: int = FETCH_THREADS):
         self.state, self.store, self.catalog = state, store, catalog
-        self._snapshots: cachetools.LRUCache[str, Snapshot] = cachetools.LRUCache(meta_cache_size)
+        # the current snapshot of a dataset under its id, a version of it under (id, version)
+        self._snapshots: cachetools.LRUCache[str | tuple[str, int], Snapshot] = (
+            cachetools.LRUCache(meta_cache_size))
         self._chunks = _ChunkLRU(chunk_cache_bytes, self._evicted)
         self._planes: dict[tuple[Any, ...], Planes] = {}
         self._lock = threading.RLock()
@@ -213,6 +218,42 @@ class Reader:
         starts = [c.start for c in chunks]
         return Snapshot(meta, chunks, starts, np.asarray(starts, dtype=np.int64),
                         meta.arrow_schema, now)
+
+    def version_snapshot(self, dataset_id: str, version: int) -> Snapshot:
+        """Version ``version`` of the dataset as it was committed: its row count, schema and
+        deletes over its generation's chunks. Cached apart from the current snapshot, and
+        checked against the catalog at most every STALENESS_SECONDS (a pruned version then
+        raises :class:`VersionNotFoundError`)."""
+        key = (dataset_id, version)
+        snap = self._snapshots.get(key)
+        now = time.monotonic()
+        if snap is not None and now - snap.checked < STALENESS_SECONDS:
+            return snap
+        validate_id(dataset_id)
+        meta = self.catalog.version(dataset_id, version)
+        if snap is not None and meta is not None:  # pruning a version forgets it first
+            snap.checked = now
+            return snap
+        chunks = [] if meta is None else [
+            c for c in self.catalog.chunks(dataset_id, meta.generation) if c.chunk < meta.chunks]
+        if meta is None or len(chunks) != meta.chunks:
+            with self._lock:
+                self._snapshots.pop(key, None)
+            raise self.version_not_found(dataset_id, f"version {version}")
+        starts = [c.start for c in chunks]
+        new = Snapshot(meta, chunks, starts, np.asarray(starts, dtype=np.int64),
+                       meta.arrow_schema, now, pinned=True)
+        with self._lock:
+            self._snapshots[key] = new
+        return new
+
+    def version_not_found(self, dataset_id: str, asked: str) -> VersionNotFoundError | DatasetNotFoundError:
+        """:class:`VersionNotFoundError` naming the versions there are, or
+        :class:`DatasetNotFoundError` when the dataset itself does not exist."""
+        versions = self.catalog.versions(dataset_id)["version"].tolist()
+        if not versions and self.catalog.get(dataset_id) is None:
+            return self._not_found(dataset_id)
+        return VersionNotFoundError(dataset_id, asked, versions)
 
     def _not_found(self, dataset_id: str) -> DatasetNotFoundError:
         ids = self.catalog.ids()
@@ -287,6 +328,12 @@ class Reader:
         self.fetches += 1
         data = self.store.read(cm.key)
         ds = snap.meta.id
+        if data is None and snap.pinned and self.catalog.version(ds, snap.meta.version) is None:
+            with self._lock:  # pruned while it was open
+                self._snapshots.pop((ds, snap.meta.version), None)
+            raise self.version_not_found(ds, f"version {snap.meta.version}")
+        if data is None and snap.pinned:
+            raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason="the chunk object is missing")
         if data is None:
             current = self._current_generation(ds)
             if current != snap.meta.generation:
@@ -300,17 +347,24 @@ class Reader:
             raise ChunkCorruptionError(ds, cm.chunk, cm.key, cm.checksum, computed, reason)
         names = snap.schema.names
         read = None if columns is None else _with_tombstone_columns(snap.meta, names, columns)
-        table = decode(data, read)
+        table = decode(data, None if read is None else [names[j] for j in read])
         if table.num_rows != cm.rows:
             raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
                 f"holds {table.num_rows} rows, its metadata says {cm.rows}"))
+        schema = snap.schema if read is None else pa.schema(
+            [snap.schema.field(j) for j in read], metadata=snap.schema.metadata)
+        conformed = not table.schema.equals(schema)
+        if conformed:  # a chunk written before the dataset's schema evolved (or after)
+            table = conform_chunk(table, schema)
+        elif table.schema.metadata != schema.metadata:  # same types, evolved pandas dtypes
+            table = table.replace_schema_metadata(schema.metadata)
         if snap.meta.tombstones:
             table = apply_tombstones(table, snap.meta, cm)
         if columns is not None and read is not None and len(read) != len(set(columns)):
             table = table.select([names[j] for j in sorted(set(columns))])  # deletes' columns
         # uncompressed chunks decode to zero-copy views of ``data`` (a map of a local file);
-        # decompression and tombstones make new buffers, which the byte bound must count
-        plain = not snap.meta.tombstones and not snap.meta.compression
+        # decompression, conforming and tombstones make new buffers, which the bound counts
+        plain = not snap.meta.tombstones and not snap.meta.compression and not conformed
         return _Chunk(table, len(data) if plain else len(data) + table.nbytes)
 
     def _current_generation(self, dataset_id: str) -> int | None:
@@ -526,6 +580,25 @@ class Reader:
             self._chunks.clear()
             if metadata:
                 self._snapshots.clear()
+
+
+def conform_chunk(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A chunk read as ``schema``, the dataset's newest (``append(evolve=True)``): columns
+    the chunk lacks are missing values, widened types are cast as pandas would cast them."""
+    arrays = []
+    categories = schema_dictionaries(schema)
+    for f in schema:
+        i = table.schema.get_field_index(f.name)
+        if i < 0 and f.name in categories:  # missing values of the same categorical dtype
+            arrays.append(pa.DictionaryArray.from_arrays(
+                pa.nulls(table.num_rows, f.type.index_type),
+                categories[f.name].cast(f.type.value_type), ordered=f.type.ordered))
+        elif i < 0:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+        else:
+            col = table.column(i)
+            arrays.append(col if col.type.equals(f.type) else col.cast(f.type, safe=False))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Table:

@@ -1,4 +1,4 @@
-"""The catalog: the durable record (SQLite) of complete datasets and their chunk tables."""
+"""The catalog: the durable record (SQLite) of complete datasets, their chunks and versions."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..core.errors import BackendUnavailableError, Call, Hint, LockLostError
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "VERSION_KINDS"]
 
-_SCHEMA = """
+VERSION_KINDS = ("ingest", "overwrite", "append", "delete")
+"""What made a version: a first ingest, an overwrite (a new generation), an append, a delete."""
+
+_TABLES = """
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY,
     generation INTEGER NOT NULL,
@@ -57,6 +61,25 @@ CREATE TABLE IF NOT EXISTS fences (
 );
 """
 
+_VERSIONS = """
+CREATE TABLE IF NOT EXISTS versions (
+    dataset TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    tombstones TEXT NOT NULL,
+    committed_at INTEGER NOT NULL, -- ns since the epoch, whole microseconds
+    meta TEXT NOT NULL,
+    PRIMARY KEY (dataset, version)
+);
+"""
+
+_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS)
+"""Every schema change, in order; ``PRAGMA user_version`` counts those applied. A catalog
+written before versions were recorded gets the versions table, with one row (kind
+``"ingest"``) for each dataset's current version, the first time a client opens it."""
+
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
             "compression")
@@ -71,7 +94,7 @@ class Catalog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
+            self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailableError(
                 f"cannot open the catalog {str(self.path)!r}: {exc}; check the path and its "
@@ -86,6 +109,19 @@ class Catalog:
             yield db
         finally:
             db.close()
+
+    def _migrate(self) -> None:
+        """Apply the schema changes this catalog has not seen, each in one transaction."""
+        with self._transaction() as db:
+            done = db.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(done, len(_MIGRATIONS)):
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if _MIGRATIONS[step] is _VERSIONS:
+                    for meta in self._all(db):
+                        self._record_version(db, meta, "ingest", meta.updated)
+            db.execute(f"PRAGMA user_version={len(_MIGRATIONS)}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -133,15 +169,19 @@ class Catalog:
             hint=Hint("check {} before running again", Call.of("datasets")),
         )
 
-    def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta], fence: int) -> None:
-        """Write the dataset row and its whole chunk table in one transaction: now complete.
+    def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta], fence: int,
+               kind: str = "ingest") -> None:
+        """Write the dataset row, its whole chunk table and the version ``kind`` made, in one
+        transaction: now complete.
 
-        Chunks of other generations are dropped from the record in the same transaction.
-        Refused (:class:`LockLostError`) unless ``fence`` is the latest claimed token.
+        Chunks of earlier generations stay recorded (their versions can still be read) until
+        :meth:`prune` removes them. Refused (:class:`LockLostError`) unless ``fence`` is the
+        latest claimed token.
         """
+        if kind not in VERSION_KINDS:
+            raise ValueError(f"kind={kind!r} is not one of {VERSION_KINDS}")
         with self._transaction() as db:
             self._check_fence(db, meta.id, fence)
-            db.execute("DELETE FROM chunks WHERE dataset=? AND generation<>?", (meta.id, meta.generation))
             db.executemany(
                 "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
                 [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
@@ -154,28 +194,105 @@ class Catalog:
                  meta.device_column, meta.version, meta.created, meta.updated,
                  json.dumps([t.to_dict() for t in meta.tombstones]), meta.compression),
             )
+            self._record_version(db, meta, kind, meta.updated)
+
+    @staticmethod
+    def _record_version(db: sqlite3.Connection, meta: DatasetMeta, kind: str, at: float) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO versions VALUES (?,?,?,?,?,?,?,?)",
+            (meta.id, meta.version, kind, meta.rows, meta.generation,
+             json.dumps([t.to_dict() for t in meta.tombstones]), round(at * 1e6) * 1000,
+             json.dumps(meta.to_mapping())),
+        )
 
     def set_tombstones(self, dataset_id: str, tombstones: tuple[Tombstone, ...], version: int,
                        fence: int) -> None:
-        """Record the dataset's deletes (fenced like :meth:`commit`)."""
+        """Record the dataset's deletes, a version of kind ``"delete"`` (fenced like
+        :meth:`commit`)."""
+        now = time.time()
         with self._transaction() as db:
             self._check_fence(db, dataset_id, fence)
             db.execute(
                 "UPDATE datasets SET tombstones=?, version=?, updated=? WHERE id=?",
-                (json.dumps([t.to_dict() for t in tombstones]), version, time.time(), dataset_id),
+                (json.dumps([t.to_dict() for t in tombstones]), version, now, dataset_id),
             )
+            meta = self._get(db, dataset_id)
+            if meta is not None:
+                self._record_version(db, meta, "delete", now)
 
     def get(self, dataset_id: str) -> DatasetMeta | None:
         with self._connect() as db:
-            row = db.execute(
-                f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE id=? AND state='complete'",
-                (dataset_id,),
-            ).fetchone()
-        if row is None:
-            return None
+            return self._get(db, dataset_id)
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, dataset_id: str) -> DatasetMeta | None:
+        row = db.execute(
+            f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE id=? AND state='complete'",
+            (dataset_id,),
+        ).fetchone()
+        return None if row is None else Catalog._meta_of(row)
+
+    @staticmethod
+    def _all(db: sqlite3.Connection) -> list[DatasetMeta]:
+        rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE state='complete'")
+        return [Catalog._meta_of(row) for row in rows.fetchall()]
+
+    @staticmethod
+    def _meta_of(row: tuple[Any, ...]) -> DatasetMeta:
         d = dict(zip(_COLUMNS, row, strict=True))
         d["tombstones"] = tuple(Tombstone.from_dict(t) for t in json.loads(d["tombstones"]))
         return DatasetMeta(**d)
+
+    # -- versions -------------------------------------------------------------------------
+    def versions(self, dataset_id: str) -> pd.DataFrame:
+        """The recorded versions of a dataset, oldest first: version, kind, rows, generation,
+        committed_at (UTC)."""
+        with self._connect() as db:
+            df = pd.read_sql_query(
+                "SELECT version, kind, rows, generation, committed_at FROM versions "
+                "WHERE dataset=? ORDER BY version", db, params=(dataset_id,))
+        df["committed_at"] = pd.to_datetime(df["committed_at"], unit="ns", utc=True)
+        return df
+
+    def version(self, dataset_id: str, version: int | None = None, as_of: int | None = None
+                ) -> DatasetMeta | None:
+        """The metadata of ``version``, or of the last version committed at or before
+        ``as_of`` (ns since the epoch); None if no such version is recorded."""
+        with self._connect() as db:
+            if version is not None:
+                row = db.execute("SELECT meta FROM versions WHERE dataset=? AND version=?",
+                                 (dataset_id, version)).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT meta FROM versions WHERE dataset=? AND committed_at<=? "
+                    "ORDER BY version DESC LIMIT 1", (dataset_id, as_of)).fetchone()
+        return None if row is None else DatasetMeta.from_mapping(json.loads(row[0]))
+
+    def generations(self, dataset_id: str) -> set[int]:
+        """The generations whose chunks the catalog still records (current and kept ones)."""
+        with self._connect() as db:
+            return {r[0] for r in db.execute(
+                "SELECT DISTINCT generation FROM chunks WHERE dataset=?", (dataset_id,))}
+
+    def prune(self, dataset_id: str, versions: list[int], fence: int) -> list[int]:
+        """Forget ``versions`` and the chunk tables of generations no remaining version
+        reads; returns those generations (their files are the caller's to delete).
+        Fenced like :meth:`commit`; the current version is never pruned."""
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            current = self._get(db, dataset_id)
+            drop = [v for v in versions if current is None or v != current.version]
+            db.executemany("DELETE FROM versions WHERE dataset=? AND version=?",
+                           [(dataset_id, v) for v in drop])
+            kept = {r[0] for r in db.execute(
+                "SELECT DISTINCT generation FROM versions WHERE dataset=?", (dataset_id,))}
+            if current is not None:
+                kept.add(current.generation)
+            gone = sorted({r[0] for r in db.execute(
+                "SELECT DISTINCT generation FROM chunks WHERE dataset=?", (dataset_id,))} - kept)
+            db.executemany("DELETE FROM chunks WHERE dataset=? AND generation=?",
+                           [(dataset_id, g) for g in gone])
+        return gone
 
     def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:
         with self._connect() as db:

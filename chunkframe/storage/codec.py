@@ -69,12 +69,16 @@ def encode(table: pa.Table, compression: Compression = None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def decode(data: bytes | memoryview | pa.Buffer, columns: Sequence[int] | None = None) -> pa.Table:
+def decode(data: bytes | memoryview | pa.Buffer, columns: Sequence[str] | None = None) -> pa.Table:
     """Inverse of :func:`encode`; zero-copy over ``data`` for uncompressed chunks.
 
-    ``columns``: positions of the only fields to read (their buffers alone are decoded,
-    and decompressed); the table then holds just those, in schema order.
+    ``columns``: names of the only fields to read (their buffers alone are decoded, and
+    decompressed); the table then holds those the chunk has, in the chunk's schema order.
     """
     buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
-    options = None if columns is None else pa.ipc.IpcReadOptions(included_fields=sorted(columns))
+    if columns is None:
+        return pa.ipc.open_file(buf).read_all()
+    names = pa.ipc.open_file(buf).schema.names  # the chunk's own schema (see schema evolution)
+    wanted = set(columns)
+    options = pa.ipc.IpcReadOptions(included_fields=[i for i, n in enumerate(names) if n in wanted])
     return pa.ipc.open_file(buf, options=options).read_all()

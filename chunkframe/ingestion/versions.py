@@ -1,0 +1,69 @@
+"""Versions of a dataset: when each was made, and pruning the old ones (files and record)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ..core.errors import Call, DatasetNotFoundError, Hint, InvalidArgumentError
+from ..core.keys import generation_prefix, validate_id
+from ..core.times import time_bound
+
+if TYPE_CHECKING:
+    from ..storage.backends import Backends
+
+__all__ = ["COMMITTED_AT", "VERSION_COLUMNS", "commit_time", "prune_versions"]
+
+COMMITTED_AT = pa.field("committed_at", pa.timestamp("ns", "UTC"))
+"""How times of versions are read: instants in UTC (a naive time is UTC)."""
+
+VERSION_COLUMNS = ["version", "kind", "rows", "committed_at"]
+"""The columns of ``ds.versions()``."""
+
+
+def commit_time(value: Any, what: str, dataset_id: str) -> int:
+    """``value`` (a Timestamp, datetime, ISO string; naive means UTC) as nanoseconds since
+    the epoch, as versions' commit times are kept; a ``timedelta`` counts back from now."""
+    if isinstance(value, dt.timedelta | pd.Timedelta):
+        return time.time_ns() - pd.Timedelta(value).value
+    ns = time_bound(value, COMMITTED_AT, what, dataset_id)
+    if ns is None:
+        raise InvalidArgumentError(f"{what}=None is not a time; give a datetime or an ISO string")
+    return ns
+
+
+def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
+                   older_than: Any = None, wait: bool | float = False) -> pd.DataFrame:
+    """Forget the dataset's versions but the last ``keep_last`` (and, with ``older_than``,
+    those committed since), and delete the chunk files of generations that no remaining
+    version reads. Under the dataset's write lock; the catalog refuses a superseded writer.
+
+    Returns the pruned versions (``version, kind, rows, committed_at``).
+    """
+    validate_id(dataset_id)
+    if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
+        raise InvalidArgumentError(
+            f"keep_last must be an integer >= 1 (the current version is always kept), got "
+            f"{keep_last!r}")
+    cutoff = None if older_than is None else commit_time(older_than, "older_than", dataset_id)
+    lock = backends.lock(dataset_id, wait)
+    try:
+        if backends.catalog.get(dataset_id) is None:
+            raise DatasetNotFoundError(
+                f"cannot prune the versions of dataset {dataset_id!r}: it does not exist",
+                hint=Hint("list the datasets with {}", Call.of("datasets")))
+        table = backends.catalog.versions(dataset_id)
+        old = table.iloc[:max(len(table) - keep_last, 0)]
+        if cutoff is not None:
+            old = old[old["committed_at"] < pd.Timestamp(cutoff, unit="ns", tz="UTC")]
+        lock.check()
+        gone = backends.catalog.prune(dataset_id, old["version"].tolist(), lock.fence)
+        for generation in gone:  # after the commit: a crash here leaves orphans the next
+            backends.store.delete_prefix(generation_prefix(dataset_id, generation))  # ingest sweeps
+    finally:
+        lock.release()
+    return old[VERSION_COLUMNS].reset_index(drop=True)
