@@ -31,6 +31,7 @@ from ..core.errors import (
 from ..core.keys import chunk_key, generation_prefix, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
 from ..core.progress import progress_bar
+from ..core.ranges import column_ranges
 from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
 from .sources import ITERATOR_FINGERPRINT, Source, conform, open_source
@@ -403,7 +404,8 @@ def _run(
         key = chunk_key(dataset_id, plan.generation, n, lock.fence)
         digest, size = store.write(key, lambda f: write(table, f, compression))
         meta = ChunkMeta(n, start, table.num_rows, key, digest, size,
-                         time_stats(table, plan.time_column, plan.device_column))
+                         time_stats(table, plan.time_column, plan.device_column),
+                         column_ranges(table))
         state.checkpoint(lock, plan.generation, meta)
 
     bar = progress_bar(None, f"ingest {dataset_id}", progress)

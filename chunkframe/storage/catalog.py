@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     checksum TEXT NOT NULL,
     nbytes INTEGER NOT NULL,
     stats TEXT NOT NULL,
+    ranges TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (dataset, generation, chunk)
 );
 CREATE TABLE IF NOT EXISTS generations (
@@ -62,6 +63,13 @@ _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_row
             "compression")
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a catalog made by an earlier version up to :data:`_SCHEMA` (columns added since)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
+    if "ranges" not in have:  # per-column [min, max]: ChunkMeta.ranges
+        db.execute("ALTER TABLE chunks ADD COLUMN ranges TEXT NOT NULL DEFAULT '{}'")
+
+
 class Catalog:
     """SQLite catalog; a dataset is visible only once its chunk table is committed with it."""
 
@@ -72,6 +80,7 @@ class Catalog:
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
+                _migrate(db)
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailableError(
                 f"cannot open the catalog {str(self.path)!r}: {exc}; check the path and its "
@@ -143,9 +152,10 @@ class Catalog:
             self._check_fence(db, meta.id, fence)
             db.execute("DELETE FROM chunks WHERE dataset=? AND generation<>?", (meta.id, meta.generation))
             db.executemany(
-                "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO chunks (dataset,generation,chunk,start,rows,key,checksum,"
+                "nbytes,stats,ranges) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
-                  json.dumps(c.stats)) for c in chunks],
+                  json.dumps(c.stats), json.dumps(c.ranges)) for c in chunks],
             )
             db.execute(
                 "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -180,11 +190,12 @@ class Catalog:
     def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:
         with self._connect() as db:
             rows = db.execute(
-                "SELECT chunk,start,rows,key,checksum,nbytes,stats FROM chunks "
+                "SELECT chunk,start,rows,key,checksum,nbytes,stats,ranges FROM chunks "
                 "WHERE dataset=? AND generation=? ORDER BY chunk",
                 (dataset_id, generation),
             ).fetchall()
-        return [ChunkMeta(c, s, r, k, cs, n, json.loads(st)) for c, s, r, k, cs, n, st in rows]
+        return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
+                for c, s, r, k, cs, n, st, rg in rows]
 
     def ids(self) -> list[str]:
         with self._connect() as db:

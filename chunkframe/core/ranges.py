@@ -1,0 +1,310 @@
+"""Which chunks and rows a date range, devices or ``where=`` can match: one statistics test, one row mask."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .devices import device_key, device_text
+from .errors import InvalidArgumentError
+from .model import ChunkMeta, DatasetMeta, Tombstone
+from .times import date_range_bounds, times_ns
+
+__all__ = ["RowFilter", "make_filter", "column_ranges", "time_may_match", "tombstone_may_touch",
+           "row_mask", "SN_COLUMN"]
+
+SN_COLUMN = "\x00sn"
+"""A column a filtered read carries through ``Table.filter`` to learn the serial numbers kept."""
+
+# comparisons a chunk's [min, max] can rule out, as (min, max, value) -> "some value may match";
+# != is left out: NaN != v is true, and NaN is not in a float column's min/max
+_MAY: dict[str, Callable[[Any, Any, Any], bool]] = {
+    ">": lambda lo, hi, v: hi > v, ">=": lambda lo, hi, v: hi >= v,
+    "<": lambda lo, hi, v: lo < v, "<=": lambda lo, hi, v: lo <= v,
+    "==": lambda lo, hi, v: lo <= v <= hi,
+}
+_BUILD: dict[str, Callable[[Any, Any], Any]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+}
+_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "=="}
+
+
+def column_ranges(table: pa.Table) -> dict[str, list[Any]]:
+    """``[min, max]`` of every numeric and timestamp column of a chunk, over its non-null
+    values (NaN aside; timestamps as int64 ns, instants in UTC), for skipping chunks a
+    ``where=`` or a date range rules out. Columns without a value are left out."""
+    out: dict[str, list[Any]] = {}
+    for f in table.schema:
+        typ = f.type
+        if pa.types.is_timestamp(typ):
+            col = times_ns(table.column(f.name))
+        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+            col = table.column(f.name)
+        else:
+            continue
+        lo, hi = (v.as_py() for v in pc.min_max(col).values())
+        if lo is None or lo != lo:  # all null, or all NaN
+            continue
+        out[f.name] = [lo, hi]
+    return out
+
+
+def time_may_match(cm: ChunkMeta, lo: int | None, hi: int | None,
+                   devices: Collection[str] | None, time_column: str | None) -> bool:
+    """False when chunk ``cm``'s statistics prove that no row of ``devices`` (any row if
+    None) has a time in ``[lo, hi]`` (inclusive, None: open); rows without a time never do.
+
+    The time column's [min, max] (chunks ingested with column statistics) decides for all
+    rows; else the per-device spans, which leave out rows without a device: they decide
+    only for ``devices`` or a dataset without a device column.
+    """
+    if lo is None and hi is None:
+        return True  # no time bound: statistics of times say nothing about devices
+    if devices is None:
+        whole = cm.ranges.get(time_column) if time_column is not None else None
+        if whole is not None:
+            spans: list[Any] = [whole]
+        elif list(cm.stats) == [""]:  # no device column: the one span covers every row
+            spans = [cm.stats[""]]
+        else:
+            return True
+    else:
+        if not cm.stats:
+            return True
+        spans = [cm.stats[d] for d in devices if d in cm.stats]
+    return any((lo is None or s[1] >= lo) and (hi is None or s[0] <= hi) for s in spans)
+
+
+def tombstone_may_touch(tomb: Tombstone, cm: ChunkMeta, time_column: str | None) -> bool:
+    """Whether time-range delete ``tomb`` may hide any value of chunk ``cm``."""
+    if tomb.rows is not None and cm.start >= tomb.rows:
+        return False  # appended after the delete
+    if not cm.stats and not cm.ranges:
+        return True
+    devices = None if tomb.device is None else (tomb.device,)
+    return time_may_match(cm, tomb.start, tomb.end, devices, time_column)
+
+
+def row_mask(table: pa.Table, time_column: str | None, lo: int | None, hi: int | None,
+             device_column: str | None = None, devices: Sequence[str] | None = None
+             ) -> pa.ChunkedArray | pa.Array | None:
+    """True for the rows of ``table`` whose time lies in ``[lo, hi]`` and whose device (as
+    text) is one of ``devices``; False elsewhere, nulls included. None: nothing restricts."""
+    mask = None
+    if devices is not None and device_column is not None:
+        mask = pc.is_in(device_text(table.column(device_column)),
+                        value_set=pa.array(list(devices), pa.string()))
+    if time_column is not None and (lo is not None or hi is not None):
+        t = times_ns(table.column(time_column))
+        for bound, op in ((lo, pc.greater_equal), (hi, pc.less_equal)):
+            if bound is not None:
+                m = op(t, pa.scalar(bound, pa.int64()))
+                mask = m if mask is None else pc.and_(mask, m)
+    return None if mask is None else pc.fill_null(mask, False)
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """The rows a read keeps: devices (as text), an inclusive time range in the time
+    column's integers, and a ``where`` expression; :func:`make_filter` builds one.
+
+    ``simple`` holds ``where``'s comparisons of one column with a scalar when ``where`` is
+    only those joined by ``&`` (else None): the chunks' min/max can rule those out.
+    """
+
+    time_column: str | None = None
+    lo: int | None = None
+    hi: int | None = None
+    device_column: str | None = None
+    devices: tuple[str, ...] | None = None
+    where: Any = None  # a pyarrow.compute.Expression
+    where_columns: tuple[str, ...] = ()
+    simple: tuple[tuple[str, str, Any], ...] | None = None
+
+    @property
+    def active(self) -> bool:
+        return (self.devices is not None or self.lo is not None or self.hi is not None
+                or self.where is not None)
+
+    @property
+    def columns(self) -> set[str]:
+        """The columns the filter reads (to decode with the columns asked)."""
+        cols = set(self.where_columns)
+        if self.lo is not None or self.hi is not None:
+            cols.add(self.time_column)  # type: ignore[arg-type]
+        if self.devices is not None:
+            cols.add(self.device_column)  # type: ignore[arg-type]
+        return cols
+
+    def may_match(self, cm: ChunkMeta) -> bool:
+        """False when chunk ``cm``'s statistics prove that it holds no row to keep."""
+        if not time_may_match(cm, self.lo, self.hi, self.devices, self.time_column):
+            return False
+        for name, op, value in self.simple or ():
+            span = cm.ranges.get(name)
+            if span is not None and value is not None and not _MAY[op](span[0], span[1], value):
+                return False
+        return True
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        """The rows of ``table`` to keep (``where`` evaluated after the deletes applied)."""
+        if not self.active or table.num_rows == 0:
+            return table
+        mask = row_mask(table, self.time_column, self.lo, self.hi, self.device_column,
+                        self.devices)
+        if mask is not None:
+            table = table.filter(mask)
+        if self.where is not None and table.num_rows:
+            table = table.filter(self.where)
+        return table
+
+
+def make_filter(meta: DatasetMeta, schema: pa.Schema, *, device: Any = None,
+                date_range: Any = None, where: Any = None) -> RowFilter:
+    """A :class:`RowFilter` for dataset ``meta``, every argument checked: devices need a
+    device column, ``date_range`` a time column (parsed by
+    :func:`~chunkframe.core.times.date_range_bounds`), ``where`` must be a boolean
+    ``pyarrow.compute`` expression over the dataset's columns."""
+    dataset_id = meta.id
+    devices: tuple[str, ...] | None = None
+    if device is not None:
+        if meta.device_column is None:
+            raise InvalidArgumentError(
+                f"dataset {dataset_id!r} has no device column, so it cannot be filtered by "
+                "device; re-ingest it with device_column=... or drop the device filter")
+        values = device if isinstance(device, (list, tuple, set, frozenset)) else [device]
+        dtype = schema.field(meta.device_column).type
+        devices = tuple(device_key(v, dtype) for v in values)
+    lo = hi = None
+    if date_range is not None:
+        if meta.time_column is None:
+            raise InvalidArgumentError(
+                f"dataset {dataset_id!r} has no time column, so it cannot be filtered by time "
+                "(date_range); re-ingest it with time_column=..., or filter on a column with "
+                "where=, or use start/stop serial numbers")
+        lo, hi = date_range_bounds(date_range, schema.field(meta.time_column), dataset_id)
+    where_columns: tuple[str, ...] = ()
+    simple = None
+    if where is not None:
+        where_columns = _check_where(where, schema, dataset_id)
+        simple = _comparisons(where, schema)
+    return RowFilter(meta.time_column, lo, hi, meta.device_column, devices, where,
+                     where_columns, simple)
+
+
+def _check_where(where: Any, schema: pa.Schema, dataset_id: str) -> tuple[str, ...]:
+    """The columns ``where`` reads; an InvalidArgumentError if it is not a boolean
+    expression over ``schema`` (tried on no rows, so nothing is fetched for a bad one)."""
+    if not isinstance(where, pc.Expression):
+        raise InvalidArgumentError(
+            f"where={where!r} is not a pyarrow.compute expression; give one such as "
+            "pc.field('temperature') > 25 (import pyarrow.compute as pc)")
+    try:
+        schema.empty_table().filter(where)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InvalidArgumentError(
+            f"where={where} cannot filter dataset {dataset_id!r}: {exc}; columns are "
+            f"{schema.names!r} (types: ds.schema)") from None
+    text = str(where)
+    named = tuple(n for n in schema.names if n in text)  # a superset; checked next
+    try:
+        pa.schema([schema.field(n) for n in named]).empty_table().filter(where)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return tuple(schema.names)  # names printed otherwise: decode every column
+    return named
+
+
+def _comparisons(where: pc.Expression, schema: pa.Schema
+                 ) -> tuple[tuple[str, str, Any], ...] | None:
+    """``where`` as ``(column, op, value)`` comparisons if it is only comparisons of one
+    column with a scalar joined by ``&``; else None.
+
+    Read from the expression's text and its literals (as pickling serialises them), then
+    proven: the comparisons rebuilt must equal ``where``, so a misreading only loses the
+    skipping, never rows. Values are in the form :func:`column_ranges` records (None:
+    not comparable with it).
+    """
+    try:
+        literals = _literals(where)
+        leaves = _split_and(str(where))
+    except Exception:  # noqa: BLE001 - an unexpected form: no skipping, still correct
+        return None
+    if leaves is None or len(leaves) != len(literals):
+        return None
+    names = sorted(schema.names, key=len, reverse=True)
+    found: list[tuple[str, str, pa.Scalar]] = []
+    for leaf, lit in zip(leaves, literals, strict=True):
+        parsed = _leaf(leaf, names)
+        if parsed is None:
+            return None
+        found.append((parsed[0], parsed[1], lit))
+    rebuilt = None
+    for name, op, lit in found:
+        part = _BUILD[op](pc.field(name), pc.scalar(lit))
+        rebuilt = part if rebuilt is None else rebuilt & part
+    if rebuilt is None or not rebuilt.equals(where):
+        return None
+    return tuple((name, op, _comparable(lit, schema.field(name).type)) for name, op, lit in found)
+
+
+def _literals(where: pc.Expression) -> list[pa.Scalar]:
+    """The scalars of ``where`` in the order they are written (one column each of the
+    Arrow IPC file that pickling the expression produces)."""
+    buf = where.__reduce__()[1][0]
+    batch = pa.ipc.open_file(pa.py_buffer(buf)).read_all()
+    return [batch.column(i)[0] for i in range(batch.num_columns)]
+
+
+def _split_and(text: str) -> list[str] | None:
+    """``((a and b) and c)`` → ``[a, b, c]`` (each leaf without its parentheses)."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return None
+    inner = text[1:-1]
+    depth, quoted = 0, False
+    for k, ch in enumerate(inner):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif not quoted and depth == 0 and inner.startswith(" and ", k):
+            left, right = _split_and(inner[:k]), _split_and(inner[k + 5:])
+            return None if left is None or right is None else left + right
+    return [inner]
+
+
+def _leaf(leaf: str, names: list[str]) -> tuple[str, str] | None:
+    """``temp > 25`` → ``("temp", ">")``; ``25 < temp`` → ``("temp", ">")`` too."""
+    for name in names:
+        if leaf.startswith(name + " "):
+            op = leaf[len(name) + 1:].split(" ", 1)[0]
+            if op in _MAY:
+                return name, op
+        if leaf.endswith(" " + name):
+            op = leaf[:-len(name) - 1].rsplit(" ", 1)[-1]
+            if op in _MAY:
+                return name, _FLIP[op]
+    return None
+
+
+def _comparable(lit: pa.Scalar, typ: pa.DataType) -> Any:
+    """``lit`` as :func:`column_ranges` records a column of type ``typ``, or None."""
+    if not lit.is_valid:
+        return None
+    if pa.types.is_timestamp(typ) and pa.types.is_timestamp(lit.type):
+        if (typ.tz is None) != (lit.type.tz is None):
+            return None  # Arrow refuses the comparison anyway
+        try:
+            return lit.cast(pa.timestamp("ns", lit.type.tz)).cast(pa.int64()).as_py()
+        except (pa.ArrowInvalid, OverflowError):
+            return None  # out of the nanosecond range: no skipping
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    if any(f(typ) for f in numeric) and any(f(lit.type) for f in numeric):
+        value = lit.as_py()
+        return None if isinstance(value, float) and np.isnan(value) else value
+    return None
