@@ -156,13 +156,15 @@ class RowFilter:
         """The rows of ``table`` to keep (``where`` evaluated after the deletes applied)."""
         if not self.active or table.num_rows == 0:
             return table
+        kept = table
         mask = row_mask(table, self.time_column, self.lo, self.hi, self.device_column,
                         self.devices)
         if mask is not None:
-            table = table.filter(mask)
-        if self.where is not None and table.num_rows:
-            table = table.filter(self.where)
-        return table
+            kept = kept.filter(mask)
+        if self.where is not None and kept.num_rows:
+            kept = kept.filter(self.where)
+        # no row left: Arrow's filter also empties the dictionaries (pandas' categories)
+        return kept if kept.num_rows else table.slice(0, 0)
 
 
 def make_filter(meta: DatasetMeta, schema: pa.Schema, *, device: Any = None,
@@ -206,18 +208,27 @@ def _check_where(where: Any, schema: pa.Schema, dataset_id: str) -> tuple[str, .
             f"where={where!r} is not a pyarrow.compute expression; give one such as "
             "pc.field('temperature') > 25 (import pyarrow.compute as pc)")
     try:
-        schema.empty_table().filter(where)
+        _null_row(schema).filter(where)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        reason = str(exc).splitlines()[0]
+        if reason.startswith("No match for FieldRef"):
+            reason = reason.split(" in ")[0] + ": no such column"
         raise InvalidArgumentError(
-            f"where={where} cannot filter dataset {dataset_id!r}: {exc}; columns are "
-            f"{schema.names!r} (types: ds.schema)") from None
+            f"where={where} cannot filter dataset {dataset_id!r}: {reason}; its columns are "
+            f"{schema.names!r} (their types: ds.schema)") from None
     text = str(where)
-    named = tuple(n for n in schema.names if n in text)  # a superset; checked next
+    named = [schema.field(n) for n in schema.names if n in text]  # a superset; checked next
     try:
-        pa.schema([schema.field(n) for n in named]).empty_table().filter(where)
+        _null_row(pa.schema(named)).filter(where)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return tuple(schema.names)  # names printed otherwise: decode every column
-    return named
+    return tuple(f.name for f in named)
+
+
+def _null_row(schema: pa.Schema) -> pa.Table:
+    """One row of nulls: ``where`` tried on it finds missing columns and type mismatches
+    (on no rows, Arrow does not look at the types of every comparison)."""
+    return pa.table([pa.nulls(1, f.type) for f in schema], schema=schema)
 
 
 def _comparisons(where: pc.Expression, schema: pa.Schema
@@ -239,14 +250,15 @@ def _comparisons(where: pc.Expression, schema: pa.Schema
         return None
     names = sorted(schema.names, key=len, reverse=True)
     found: list[tuple[str, str, pa.Scalar]] = []
+    rebuilt = None
     for leaf, lit in zip(leaves, literals, strict=True):
         parsed = _leaf(leaf, names)
         if parsed is None:
             return None
-        found.append((parsed[0], parsed[1], lit))
-    rebuilt = None
-    for name, op, lit in found:
-        part = _BUILD[op](pc.field(name), pc.scalar(lit))
+        name, op, flipped = parsed
+        found.append((name, op, lit))
+        part = (_BUILD[_FLIP[op]](pc.scalar(lit), pc.field(name)) if flipped
+                else _BUILD[op](pc.field(name), pc.scalar(lit)))
         rebuilt = part if rebuilt is None else rebuilt & part
     if rebuilt is None or not rebuilt.equals(where):
         return None
@@ -278,17 +290,18 @@ def _split_and(text: str) -> list[str] | None:
     return [inner]
 
 
-def _leaf(leaf: str, names: list[str]) -> tuple[str, str] | None:
-    """``temp > 25`` → ``("temp", ">")``; ``25 < temp`` → ``("temp", ">")`` too."""
+def _leaf(leaf: str, names: list[str]) -> tuple[str, str, bool] | None:
+    """``temp > 25`` → ``("temp", ">", False)``; ``25 < temp`` → ``("temp", ">", True)``
+    (True: the literal was written first)."""
     for name in names:
         if leaf.startswith(name + " "):
             op = leaf[len(name) + 1:].split(" ", 1)[0]
             if op in _MAY:
-                return name, op
+                return name, op, False
         if leaf.endswith(" " + name):
             op = leaf[:-len(name) - 1].rsplit(" ", 1)[-1]
             if op in _MAY:
-                return name, _FLIP[op]
+                return name, _FLIP[op], True
     return None
 
 
