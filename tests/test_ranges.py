@@ -15,7 +15,13 @@ from frames import all_dtypes, sensors
 
 from chunkframe.core.errors import ChunkCorruptionError, InvalidArgumentError
 from chunkframe.core.model import ChunkMeta
-from chunkframe.core.ranges import RowFilter, column_ranges, make_filter, time_may_match
+from chunkframe.core.ranges import (
+    Comparison,
+    RowFilter,
+    column_ranges,
+    make_filter,
+    time_may_match,
+)
 from chunkframe.storage.catalog import Catalog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "samples"))
@@ -367,7 +373,7 @@ def test_column_ranges_leave_out_empty_and_nan_columns():
 
 def test_old_chunks_without_ranges_are_never_skipped_by_them():
     old = ChunkMeta(0, 0, 10, "k", "crc32c:00000000", 10, {"": [0, 100]})
-    flt = RowFilter(where=pc.field("v") > 5, simple=(("v", ">", 5),))
+    flt = RowFilter(where=pc.field("v") > 5, simple=(Comparison("v", ">", pa.scalar(5), 5),))
     assert flt.may_match(old)
     assert not flt.may_match(ChunkMeta(0, 0, 10, "k", "c", 10, {}, {"v": [0, 5]}))
     # devices' spans decide without a device column, and for the devices asked
@@ -382,13 +388,16 @@ def test_simple_comparisons_are_recognised_exactly():
     meta = type("M", (), {"id": "x", "device_column": None, "time_column": None})()
 
     def simple(expr):
-        return make_filter(meta, schema, where=expr).simple
+        found = make_filter(meta, schema, where=expr).simple
+        return None if found is None else tuple((c.column, c.op, c.value) for c in found)
 
     assert simple((pc.field("temp") > 25) & (pc.field("a b") <= 3)) == (
         ("temp", ">", 25), ("a b", "<=", 3))
     assert simple(pc.scalar(3) > pc.field("a b")) == (("a b", "<", 3),)
     ts = simple(pc.field("t") >= pd.Timestamp("2025-01-01"))
     assert ts == (("t", ">=", pd.Timestamp("2025-01-01").value),)
+    assert make_filter(meta, schema, where=pc.field("temp") > 1).direct
+    assert not make_filter(meta, schema, where=pc.field("temp").is_valid()).direct  # Acero's
     for other in ((pc.field("temp") > 1) | (pc.field("temp") < 0), pc.field("temp") != 1,
                   pc.field("temp").is_valid(), pc.field("temp") > pc.field("a b")):
         assert simple(other) is None
