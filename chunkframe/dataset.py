@@ -55,6 +55,27 @@ def _retry_superseded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_READ_DOC = {
+    "read_parameters": """columns : str or sequence of str, optional
+            Columns to read, in this order (None: all).
+        date_range : (start, end), optional
+            Keep rows whose time lies in ``[start, end]``, inclusive (see :meth:`to_pandas`).
+        where : pyarrow.compute.Expression, optional
+            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``.""",
+    "read_raises": """KeyError
+            An unknown column.
+        InvalidArgumentError
+            A bad ``date_range`` (or a dataset without a time column), or a ``where`` that
+            is not a boolean expression over the dataset's columns.""",
+}
+
+
+def _read_doc(method: F) -> F:
+    """Fill the read keywords' shared Parameters and Raises into ``method``'s docstring."""
+    method.__doc__ = (method.__doc__ or "").format(**_READ_DOC)
+    return method
+
+
 def _assemble(columns: pd.Index, values: list[Any], index: pd.Index) -> pd.DataFrame:
     """A DataFrame of gathered columns under the dataset's own column index (a column asked
     twice comes twice, as with ``df[[c, c]]``)."""
@@ -361,6 +382,7 @@ class Dataset:
         flt = make_filter(snap.meta, snap.schema, date_range=date_range, where=where)
         return snap, cols, flt, scan(self._client.reader, snap, flt, cols, sns=sns, ahead=ahead)
 
+    @_read_doc
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                     where: Any = None) -> Iterator[pd.DataFrame]:
         """Yield the dataset chunk by chunk, as DataFrames indexed by serial number.
@@ -390,11 +412,7 @@ class Dataset:
 
         Raises
         ------
-        KeyError
-            An unknown column.
-        InvalidArgumentError
-            A bad ``date_range`` (or a dataset without a time column), or a ``where`` that
-            is not a boolean expression over the dataset's columns.
+        {read_raises}
 
         Examples
         --------
@@ -410,6 +428,7 @@ class Dataset:
                      else pd.Index(piece.sns, name="sn"))
             yield self._bind(self._frame(piece.table, None, index))
 
+    @_read_doc
     @_retry_superseded
     def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                   where: Any = None) -> pd.DataFrame:
@@ -440,11 +459,7 @@ class Dataset:
 
         Raises
         ------
-        KeyError
-            An unknown column.
-        InvalidArgumentError
-            A bad ``date_range`` (or a dataset without a time column), or a ``where`` that
-            is not a boolean expression over the dataset's columns.
+        {read_raises}
 
         Examples
         --------
@@ -465,6 +480,7 @@ class Dataset:
         sns = np.concatenate([p.sns for p in parts if p.sns is not None])
         return self._bind(self._frame(table, None, pd.Index(sns)))
 
+    @_read_doc
     @_retry_superseded
     def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                  where: Any = None) -> pa.Table:
@@ -477,12 +493,7 @@ class Dataset:
 
         Parameters
         ----------
-        columns : str or sequence of str, optional
-            Columns to read, in this order (None: all).
-        date_range : (start, end), optional
-            Keep rows whose time lies in ``[start, end]``, inclusive (see :meth:`to_pandas`).
-        where : pyarrow.compute.Expression, optional
-            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``.
+        {read_parameters}
 
         Returns
         -------
@@ -491,10 +502,7 @@ class Dataset:
 
         Raises
         ------
-        KeyError
-            An unknown column.
-        InvalidArgumentError
-            A bad ``date_range`` or ``where``.
+        {read_raises}
 
         Examples
         --------
@@ -506,6 +514,7 @@ class Dataset:
         tables = [p.table.replace_schema_metadata(schema.metadata) for p in pieces]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
+    @_read_doc
     def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                    where: Any = None) -> pa.RecordBatchReader:
         """Stream the dataset (or the rows and columns asked) as Arrow record batches.
@@ -517,12 +526,7 @@ class Dataset:
 
         Parameters
         ----------
-        columns : str or sequence of str, optional
-            Columns to read, in this order (None: all).
-        date_range : (start, end), optional
-            Keep rows whose time lies in ``[start, end]``, inclusive (see :meth:`to_pandas`).
-        where : pyarrow.compute.Expression, optional
-            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``.
+        {read_parameters}
 
         Returns
         -------
@@ -532,10 +536,7 @@ class Dataset:
 
         Raises
         ------
-        KeyError
-            An unknown column (now, before anything is read).
-        InvalidArgumentError
-            A bad ``date_range`` or ``where`` (now, before anything is read).
+        {read_raises} Both raised at once, before anything is read.
 
         Examples
         --------
