@@ -58,18 +58,22 @@ def column_ranges(table: pa.Table) -> dict[str, list[Any]]:
     ``where=`` or a date range rules out. Columns without a value are left out."""
     out: dict[str, list[Any]] = {}
     for f in table.schema:
-        typ = f.type
-        if pa.types.is_timestamp(typ):
-            col = times_ns(table.column(f.name))
-        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
-            col = table.column(f.name)
-        else:
-            continue
-        lo, hi = (v.as_py() for v in pc.min_max(col).values())
-        if lo is None or lo != lo:  # all null, or all NaN
-            continue
-        out[f.name] = [lo, hi]
+        typ, col = f.type, table.column(f.name)
+        if pa.types.is_floating(typ):  # numpy: Arrow's min_max of floats costs 30x more
+            values = col.to_numpy()  # nulls become NaN, which fmin/fmax pass over
+            lo, hi = np.fmin.reduce(values), np.fmax.reduce(values)
+            if values.size and lo == lo:  # not all NaN
+                out[f.name] = [float(lo), float(hi)]
+        elif pa.types.is_integer(typ) or pa.types.is_timestamp(typ):
+            lo, hi = (v.cast(pa.int64()).as_py() for v in pc.min_max(col).values())
+            if lo is not None:  # None: all null
+                scale = _NS[typ.unit] if pa.types.is_timestamp(typ) else 1
+                out[f.name] = [lo * scale, hi * scale]
     return out
+
+
+_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+"""Nanoseconds in one unit of each timestamp resolution (times_ns's form of a bound)."""
 
 
 def time_may_match(cm: ChunkMeta, lo: int | None, hi: int | None,
@@ -168,7 +172,7 @@ class RowFilter:
             return False
         for c in self.simple or ():
             span = cm.ranges.get(c.column)
-            if span is not None and c.value is not None and not _MAY[c.op](*span, c.value):
+            if span is not None and c.value is not None and not _MAY[c.op](span[0], span[1], c.value):
                 return False
         return True
 
