@@ -16,9 +16,11 @@ import pyarrow as pa
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
 from .core.model import DatasetMeta
 from .core.progress import progress_bar
+from .core.ranges import RowFilter, make_filter
 from .core.units import format_bytes
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.reader import (
+    FETCH_THREADS,
     READ_AHEAD,
     ChunkGroups,
     Snapshot,
@@ -28,6 +30,7 @@ from .read.reader import (
     positions,
 )
 from .read.rows import RowTemplate, is_text, wrap_vector
+from .read.scan import Piece, scan
 
 if TYPE_CHECKING:
     from .contextcache.cache import Context
@@ -53,6 +56,27 @@ def _retry_superseded(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+_READ_DOC = {
+    "read_parameters": """columns : str or sequence of str, optional
+            Columns to read, in this order (None: all).
+        date_range : (start, end), optional
+            Keep rows whose time lies in ``[start, end]``, inclusive (see :meth:`to_pandas`).
+        where : pyarrow.compute.Expression, optional
+            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``.""",
+    "read_raises": """KeyError
+            An unknown column.
+        InvalidArgumentError
+            A bad ``date_range`` (or a dataset without a time column), or a ``where`` that
+            is not a boolean expression over the dataset's columns.""",
+}
+
+
+def _read_doc(method: F) -> F:
+    """Fill the read keywords' shared Parameters and Raises into ``method``'s docstring."""
+    method.__doc__ = (method.__doc__ or "").format(**_READ_DOC)
+    return method
 
 
 def _assemble(columns: pd.Index, values: list[Any], index: pd.Index) -> pd.DataFrame:
@@ -466,36 +490,199 @@ class Dataset:
         return None if cols is None else sorted({names.index(c) for c in cols})
 
     def _empty(self, snap: Snapshot) -> pa.Table:
-        """Zero rows with the dataset's exact pandas dtypes (categories come from a chunk)."""
+        """Zero rows with the dataset's exact pandas dtypes (categories come from a chunk,
+        fetched only when there are categorical columns)."""
+        if not any(pa.types.is_dictionary(f.type) for f in snap.schema):
+            return snap.schema.empty_table()
         return self._client.reader.chunk(snap, 0).table.slice(0, 0)
 
-    def iter_chunks(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
-        """Each chunk as a DataFrame indexed by sn, the next ones fetched while one is used.
+    def _scan(self, columns: Sequence[str] | str | None, date_range: Any, where: Any,
+              sns: bool, ahead: int) -> tuple[Snapshot, list[str] | None, RowFilter, Iterator[Piece]]:
+        """A filtered scan of the current version (``ahead``: chunks fetched ahead of the
+        consumer), its arguments checked before any fetch."""
+        snap = self._snap()
+        cols = snap.columns_of(columns)
+        flt = make_filter(snap.meta, snap.schema, date_range=date_range, where=where)
+        return snap, cols, flt, scan(self._client.reader, snap, flt, cols, sns=sns, ahead=ahead)
 
-        Chunks not cached are not added to the cache (a full scan does not evict hot
-        chunks), and of them only ``columns`` are decoded.
+    @_read_doc
+    def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                    where: Any = None) -> Iterator[pd.DataFrame]:
+        """Yield the dataset chunk by chunk, as DataFrames indexed by serial number.
+
+        The next chunks are fetched (and their checksums verified) while one is used; chunks
+        not cached are not added to the cache (a scan does not evict hot chunks), and of them
+        only the columns asked and filtered on are decoded.
+
+        Parameters
+        ----------
+        columns : str or sequence of str, optional
+            Columns to read, in this order (None: all).
+        date_range : (start, end), optional
+            Keep rows whose time lies in ``[start, end]``, inclusive, either end None (open);
+            read as :meth:`delete` reads it. Chunks whose time statistics rule it out are
+            not fetched.
+        where : pyarrow.compute.Expression, optional
+            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``; evaluated
+            after deletes. Comparisons of a column with a scalar joined by ``&`` also skip
+            chunks whose min/max rule them out.
+
+        Yields
+        ------
+        pandas.DataFrame
+            One per chunk fetched, indexed by ``sn``; with a filter, only its rows kept (a
+            chunk left with none still yields an empty frame).
+
+        Raises
+        ------
+        {read_raises}
+
+        Examples
+        --------
+        >>> for part in ds.iter_chunks(["time", "temperature"],        # doctest: +SKIP
+        ...                            date_range=("2026-01-05", "2026-01-06")):
+        ...     print(part.temperature.mean())
         """
-        snap = self._snap()
-        cols = snap.columns_of(columns)
-        reader = self._client.reader
-        for i, entry in reader.stream(snap, range(len(snap.chunks)), self._positions(snap, cols),
-                                      ahead=READ_AHEAD):
-            cm = snap.chunks[i]
-            yield self._bind(self._frame(entry.table, cols,
-                                         pd.RangeIndex(cm.start, cm.start + cm.rows, name="sn")))
+        snap, cols, flt, pieces = self._scan(columns, date_range, where, True, READ_AHEAD)
+        for piece in pieces:
+            assert piece.sns is not None
+            cm = snap.chunks[piece.chunk]
+            index = (pd.RangeIndex(cm.start, cm.start + cm.rows, name="sn") if not flt.active
+                     else pd.Index(piece.sns, name="sn"))
+            yield self._bind(self._frame(piece.table, None, index))
 
+    @_read_doc
     @_retry_superseded
-    def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The whole dataset in memory, equal to the ingested frame (chunks fetched in
-        parallel, uncached, only ``columns`` decoded)."""
-        snap = self._snap()
-        cols = snap.columns_of(columns)
-        reader = self._client.reader
-        tables = [entry.table for _, entry in reader.stream(
-            snap, range(len(snap.chunks)), self._positions(snap, cols))]
-        table = pa.concat_tables(tables)
-        df = self._frame(table, cols, pd.RangeIndex(snap.meta.rows))
-        return self._bind(df)
+    def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                  where: Any = None) -> pd.DataFrame:
+        """Read the dataset (or the rows and columns asked) into one DataFrame.
+
+        Chunks are fetched in parallel, checked, uncached, and only the columns asked and
+        filtered on are decoded; chunks whose statistics rule the filter out are not fetched
+        (``cache_info()["skipped"]`` counts them). Unfiltered, the frame equals the
+        ingested one; filtered, it equals pandas' ``df[mask]`` of it.
+
+        Parameters
+        ----------
+        columns : str or sequence of str, optional
+            Columns to read, in this order (None: all).
+        date_range : (start, end), optional
+            Keep rows whose time lies in ``[start, end]``, inclusive, either end None
+            (open). Each bound a Timestamp, datetime, ISO string or int; a naive time is
+            read in the time column's zone, an aware one against a naive column is
+            converted to UTC.
+        where : pyarrow.compute.Expression, optional
+            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``; evaluated
+            after deletes (a deleted value is missing, so it matches no comparison).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by serial number (a RangeIndex when unfiltered).
+
+        Raises
+        ------
+        {read_raises}
+
+        Examples
+        --------
+        >>> import pyarrow.compute as pc
+        >>> ds.to_pandas(["time", "temperature"],                     # doctest: +SKIP
+        ...              date_range=("2026-01-05", "2026-01-05 23:59"),
+        ...              where=pc.field("temperature") > 25)
+        """
+        filtered = date_range is not None or where is not None
+        snap, cols, _, pieces = self._scan(columns, date_range, where, filtered, FETCH_THREADS)
+        parts = list(pieces)
+        if not filtered:
+            table = pa.concat_tables([p.table for p in parts])
+            return self._bind(self._frame(table, None, pd.RangeIndex(snap.meta.rows)))
+        if not parts:  # every chunk ruled out
+            return self._bind(self._frame(self._empty(snap), cols, pd.Index([], dtype="int64")))
+        table = pa.concat_tables([p.table for p in parts])
+        sns = np.concatenate([p.sns for p in parts if p.sns is not None])
+        return self._bind(self._frame(table, None, pd.Index(sns)))
+
+    @_read_doc
+    @_retry_superseded
+    def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                 where: Any = None) -> pa.Table:
+        """Read the dataset (or the rows and columns asked) into one Arrow table.
+
+        Read as :meth:`to_pandas` reads (checked, filtered, chunks ruled out not fetched),
+        without the conversion to pandas: the table's schema keeps the pandas metadata, so
+        ``ds.to_arrow().to_pandas()`` has the dataset's dtypes. Serial numbers are not a
+        column.
+
+        Parameters
+        ----------
+        {read_parameters}
+
+        Returns
+        -------
+        pyarrow.Table
+            One chunk of the table per chunk of the dataset read.
+
+        Raises
+        ------
+        {read_raises}
+
+        Examples
+        --------
+        >>> import polars as pl                                        # doctest: +SKIP
+        >>> pl.from_arrow(ds.to_arrow(date_range=("2026-01-05", None)))  # doctest: +SKIP
+        """
+        snap, cols, _, pieces = self._scan(columns, date_range, where, False, FETCH_THREADS)
+        schema = self._schema_of(snap, cols)
+        tables = [p.table.replace_schema_metadata(schema.metadata) for p in pieces]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    @_read_doc
+    def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                   where: Any = None) -> pa.RecordBatchReader:
+        """Stream the dataset (or the rows and columns asked) as Arrow record batches.
+
+        Chunks are fetched ahead while a batch is consumed, each checksum-verified before
+        its rows are handed out, so memory stays bounded by a few chunks whatever the size.
+        DuckDB (``duckdb.sql("SELECT ... FROM reader")``) and Polars
+        (``pl.from_arrow(reader)``) read the reader directly; it can be read once.
+
+        Parameters
+        ----------
+        {read_parameters}
+
+        Returns
+        -------
+        pyarrow.RecordBatchReader
+            Batches of at most one chunk's rows, with the dataset's schema (pandas metadata
+            included). A corrupt chunk raises :class:`ChunkCorruptionError` when reached.
+
+        Raises
+        ------
+        {read_raises} Both raised at once, before anything is read.
+
+        Examples
+        --------
+        >>> import duckdb                                              # doctest: +SKIP
+        >>> batches = ds.to_batches(["sensor", "temperature"])         # doctest: +SKIP
+        >>> duckdb.sql("SELECT sensor, avg(temperature) FROM batches GROUP BY sensor")  # doctest: +SKIP
+        """
+        snap, cols, _, pieces = self._scan(columns, date_range, where, False, READ_AHEAD)
+        schema = self._schema_of(snap, cols)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for piece in pieces:
+                table = piece.table.replace_schema_metadata(schema.metadata)
+                yield from table.combine_chunks().to_batches()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    @staticmethod
+    def _schema_of(snap: Snapshot, cols: list[str] | None) -> pa.Schema:
+        """The dataset's schema (with its pandas metadata), of ``cols`` only if given."""
+        if cols is None:
+            return snap.schema
+        return pa.schema([snap.schema.field(c) for c in cols], metadata=snap.schema.metadata)
 
     def verify(self, progress: bool | None = None) -> pd.DataFrame:
         """Check every chunk's checksum in the store; one row per bad chunk (empty if intact)."""
@@ -787,8 +974,8 @@ class Dataset:
     def export(self, dest: str | os.PathLike[str], format: str | None = None, *,
                columns: Sequence[str] | str | None = None, start: int | None = None,
                stop: int | None = None, device: Any = None, date_range: Any = None,
-               progress: bool | None = None, storage_options: dict[str, Any] | None = None,
-               parents: bool = False) -> str:
+               where: Any = None, progress: bool | None = None,
+               storage_options: dict[str, Any] | None = None, parents: bool = False) -> str:
         """Stream the dataset chunk by chunk to a file, written atomically.
 
         Only a few chunks are in memory at a time, whatever the dataset's size: the next
@@ -814,6 +1001,9 @@ class Dataset:
         date_range : (start, end), optional
             Keep rows whose time lies in ``[start, end]`` (inclusive, either end None); read
             as :meth:`delete` reads it. Chunks whose time statistics rule it out are skipped.
+        where : pyarrow.compute.Expression, optional
+            Keep rows where it is true, e.g. ``pc.field("temperature") > 25`` (as
+            :meth:`to_pandas`); chunks whose min/max rule out its comparisons are skipped.
         progress : bool, optional
             A progress bar (None: only on an interactive terminal or in a notebook).
         storage_options : dict, optional
@@ -831,7 +1021,8 @@ class Dataset:
         Raises
         ------
         InvalidArgumentError
-            An unknown format, a bad range, or a filter the dataset has no column for.
+            An unknown format, a bad range, a filter the dataset has no column for, or a
+            ``where`` that is not a boolean expression over the dataset's columns.
         NoTimeColumnError
             ``date_range`` on a dataset without a time column.
         PathNotFoundError
@@ -849,7 +1040,7 @@ class Dataset:
 
         return export_dataset(
             self._client.reader, self.id, dest, format, columns=columns, start=start,
-            stop=stop, device=device, date_range=date_range, progress=progress,
+            stop=stop, device=device, date_range=date_range, where=where, progress=progress,
             storage_options=storage_options, parents=parents,
             default_storage_options=self._client.settings.storage_options,
             version=self._pinned).dest

@@ -9,12 +9,13 @@ import pytest
 from chunkframe.contextcache.cache import Context
 from chunkframe.dataset import Dataset
 
-# Dataset's read methods (get, get_many, slice, iter_chunks, to_pandas, verify, cache_info)
-# are being rewritten with the read path and are documented there.
+# Dataset's other read methods (get, get_many, slice, verify, cache_info) are being
+# rewritten with the read path and are documented there.
 DOCUMENTED = [
     *((Dataset, name) for name in ("meta", "columns", "schema", "chunks", "append", "last",
                                    "delete", "reset_last", "context", "tag", "tags", "find",
-                                   "export", "browse")),
+                                   "export", "browse", "iter_chunks", "to_pandas", "to_arrow",
+                                   "to_batches")),
     *((Context, name) for name in ("put", "put_many", "remove", "clear", "get", "search",
                                    "to_frame", "items", "values", "keys", "info")),
 ]

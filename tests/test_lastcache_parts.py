@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from chunkframe.core.model import ChunkMeta, Tombstone
-from chunkframe.lastcache.deletes import may_hide
+from chunkframe.core.ranges import tombstone_may_touch
 from chunkframe.lastcache.records import NO_VALUE, decode_record, encode_record, time_key
 from chunkframe.lastcache.scan import chunk_candidates, max_stats
 from chunkframe.lastcache.scripts import Scripts, new_token
@@ -48,10 +48,10 @@ def test_max_stats_takes_each_devices_largest_time():
     (Tombstone(None, None, 7, 9), True),           # b's span
     (Tombstone(None, None, None, None, rows=10), False),  # the chunk came after the delete
 ])
-def test_may_hide_follows_the_chunk_statistics(tomb, hides):
+def test_a_delete_may_hide_values_only_where_the_chunk_statistics_allow(tomb, hides):
     cm = ChunkMeta(0, 10, 5, "k", "c", 1, {"a": [1, 5], "b": [8, 9]})
-    assert may_hide(tomb, cm) is hides
-    assert may_hide(tomb, ChunkMeta(0, 0, 5, "k", "c", 1, {})) is True  # no stats: maybe
+    assert tombstone_may_touch(tomb, cm, "t") is hides
+    assert tombstone_may_touch(tomb, ChunkMeta(0, 0, 5, "k", "c", 1, {}), "t") is True  # maybe
 
 
 def test_records_of_null_and_no_value():

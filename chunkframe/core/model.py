@@ -57,6 +57,12 @@ class ChunkMeta:
     ``stats`` maps a device (as text; ``""`` for the implicit device) to the
     ``[min_time, max_time]`` of its rows in this chunk, in integer nanoseconds; the last
     cache uses it to read as few chunks as possible.
+
+    ``ranges`` maps each numeric and timestamp column to the ``[min, max]`` of its
+    non-null values in this chunk (timestamps as int64 ns; see
+    :func:`~chunkframe.core.ranges.column_ranges`), so reads skip chunks a ``where=`` or a
+    date range rules out. Chunks ingested before it was recorded have none: never skipped
+    by it.
     """
 
     chunk: int
@@ -66,6 +72,7 @@ class ChunkMeta:
     checksum: str
     nbytes: int
     stats: dict[str, list[int]] = field(default_factory=dict)
+    ranges: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -6,7 +6,7 @@ import numbers
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,11 +19,11 @@ import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from ..core.devices import device_key, device_text
-from ..core.errors import Arg, Hint, NoTimeColumnError, PathNotFoundError
+from ..core.errors import Arg, Hint, PathNotFoundError
 from ..core.progress import progress_bar
-from ..core.times import date_range_bounds, times_ns
-from ..read.reader import Snapshot, chunk_slices
+from ..core.ranges import make_filter
+from ..read.reader import chunk_slices
+from ..read.scan import scan
 from ..storage.atomic import TEMP_SUFFIX, AtomicFile, sweep_stale
 
 if TYPE_CHECKING:
@@ -78,72 +78,6 @@ def infer_format(dest: str, format: str | None = None) -> str:
         f"cannot tell the export format of {dest!r} from its extension; give the file one of "
         f"the extensions of {_formats_text()}, or give the format (format=..., --format)"
     )
-
-
-# -- filters ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Filter:
-    """Row filters of one export: devices (as text) and an inclusive time range."""
-
-    device_column: str | None
-    devices: tuple[str, ...] | None
-    time_column: str | None
-    since: int | None
-    until: int | None
-
-    @property
-    def active(self) -> bool:
-        return self.devices is not None or self.since is not None or self.until is not None
-
-    def may_match(self, stats: dict[str, list[int]]) -> bool:
-        """False when the chunk's per-device time statistics rule out every row."""
-        if not stats or (self.since is None and self.until is None):
-            return True  # stats leave out rows without a time: only a time range may skip
-        if self.devices is not None and self.device_column is not None:
-            spans = [stats[d] for d in self.devices if d in stats]
-        else:
-            spans = list(stats.values())
-        return any((self.since is None or hi >= self.since)
-                   and (self.until is None or lo <= self.until) for lo, hi in spans)
-
-    def apply(self, table: pa.Table) -> pa.Table:
-        if not self.active or table.num_rows == 0:
-            return table
-        mask = None
-        if self.devices is not None:
-            dev = device_text(table.column(self.device_column))
-            mask = pc.is_in(dev, value_set=pa.array(self.devices, pa.string()))
-        if self.since is not None or self.until is not None:
-            t = times_ns(table.column(self.time_column))
-            for bound, op in ((self.since, pc.greater_equal), (self.until, pc.less_equal)):
-                if bound is not None:
-                    m = op(t, pa.scalar(bound, pa.int64()))
-                    mask = m if mask is None else pc.and_(mask, m)
-        return table.filter(mask)  # a null comparison (null device/time) drops the row
-
-
-def _make_filter(snap: Snapshot, device: Any, date_range: Any) -> _Filter:
-    meta = snap.meta
-    dataset_id = meta.id
-    devices: tuple[str, ...] | None = None
-    if device is not None:
-        if meta.device_column is None:
-            raise ValueError(
-                f"dataset {dataset_id!r} has no device column, so it cannot be filtered by device; "
-                "re-ingest it with device_column=... or drop the device filter"
-            )
-        values = device if isinstance(device, (list, tuple, set, frozenset)) else [device]
-        dtype = snap.schema.field(meta.device_column).type
-        devices = tuple(device_key(v, dtype) for v in values)
-    if date_range is not None and meta.time_column is None:
-        raise NoTimeColumnError(
-            dataset_id, "it cannot be filtered by time (date_range)",
-            Hint("export rows by serial number with {} and {}", Arg("start"), Arg("stop")))
-    tfield = snap.schema.field(meta.time_column) if meta.time_column else None
-    lo, hi = (date_range_bounds(date_range, tfield, dataset_id) if tfield is not None
-              else (None, None))
-    return _Filter(meta.device_column, devices, meta.time_column, lo, hi)
 
 
 # -- writers ----------------------------------------------------------------------------------
@@ -427,6 +361,7 @@ def export_dataset(
     stop: int | None = None,
     device: Any = None,
     date_range: Any = None,
+    where: Any = None,
     progress: bool | None = None,
     storage_options: Mapping[str, Any] | None = None,
     parents: bool = False,
@@ -446,7 +381,7 @@ def export_dataset(
     cols = snap.columns_of(columns)
     dest_text = _resolve_dest(dest, format, dataset_id)
     fmt = infer_format(dest_text, format)
-    flt = _make_filter(snap, device, date_range)
+    flt = make_filter(snap.meta, snap.schema, device=device, date_range=date_range, where=where)
     for what, bound in (("start", start), ("stop", stop)):
         if bound is not None and (not isinstance(bound, numbers.Integral)
                                   or isinstance(bound, (bool, np.bool_))):
@@ -474,11 +409,9 @@ def export_dataset(
         target_rows = max(snap.meta.chunk_rows, 1)
         pending: list[pa.Table] = []
         pending_rows = 0
-        for table in _tables(reader, snap, plan, flt, bar, cols):
+        for piece in scan(reader, snap, flt, cols, plan=plan, ahead=1, progress=bar.update):
             read += 1
-            table = flt.apply(table)
-            if cols is not None:
-                table = table.select(cols)
+            table = piece.table
             if not table.schema.equals(schema, check_metadata=False):
                 table = table.cast(schema)
             if not table.num_rows:
@@ -514,28 +447,3 @@ def export_dataset(
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-
-
-def _tables(reader: Reader, snap: Snapshot, plan: list[tuple[int, int, int]], flt: _Filter,
-            bar: Any, cols: list[str] | None) -> Iterator[pa.Table]:
-    """The planned chunk slices, fetched uncached one ahead of the writer (I/O overlaps the
-    encoding; at most two decoded chunks are held), only the columns written and filtered
-    on decoded."""
-    wanted = []
-    for i, off, n in plan:
-        if flt.may_match(snap.chunks[i].stats):
-            wanted.append((i, off, n))
-        else:
-            bar.update(n)  # ruled out by the chunk's time statistics: never fetched
-    names = snap.schema.names
-    read = None
-    if cols is not None:
-        needed = set(cols) | ({c for c in (flt.time_column, flt.device_column) if c}
-                              if flt.active else set())
-        read = sorted(names.index(c) for c in needed)
-    chunks = reader.stream(snap, [i for i, _, _ in wanted], read, ahead=1)
-    for (_, entry), (_, off, n) in zip(chunks, wanted, strict=True):
-        table = entry.table
-        yield table if off == 0 and n == table.num_rows else table.slice(off, n)
-        del table, entry
-        bar.update(n)

@@ -32,6 +32,7 @@ from ..core.errors import (
 from ..core.keys import chunk_key, generation_prefix, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
 from ..core.progress import progress_bar
+from ..core.ranges import column_ranges
 from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
 from .evolve import evolve_schema
@@ -450,7 +451,8 @@ def _run(
             lock.check()  # a new holder swept this paused writer's temp file: say so
             raise
         meta = ChunkMeta(n, start, table.num_rows, key, digest, size,
-                         time_stats(table, plan.time_column, plan.device_column))
+                         time_stats(table, plan.time_column, plan.device_column),
+                         column_ranges(table))
         state.checkpoint(lock, plan.generation, meta)
 
     bar = progress_bar(None, f"ingest {dataset_id}", progress)

@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 
 from ..core.devices import device_text
 from ..core.errors import DatasetNotFoundError
-from ..core.model import ChunkMeta, Tombstone
+from ..core.model import Tombstone
+from ..core.ranges import tombstone_may_touch
 from ..core.times import date_range_bounds
 from ..read.reader import apply_tombstones
 from .records import field_name
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .scripts import Scripts
     from .series import SeriesNames
 
-__all__ = ["DeleteResult", "Deleter", "may_hide", "DEFAULT_DELETE_WAIT"]
+__all__ = ["DeleteResult", "Deleter", "DEFAULT_DELETE_WAIT"]
 
 DEFAULT_DELETE_WAIT = 30.0
 """Seconds a delete waits for a running ingest to release the dataset."""
@@ -69,18 +70,6 @@ class DeleteResult:
     def _repr_html_(self) -> str:
         return (f"<div><b>DeleteResult</b> {self.dataset!r}: {self.total:,} values hidden, "
                 f"version {self.version}{self.series.to_html(index=False)}</div>")
-
-
-def may_hide(tomb: Tombstone, cm: ChunkMeta) -> bool:
-    """Whether the chunk's time statistics allow ``tomb`` to hide any of its values (the
-    reader's test before it applies a tombstone)."""
-    if tomb.rows is not None and cm.start >= tomb.rows:
-        return False
-    if not cm.stats:
-        return True
-    spans = [cm.stats.get(tomb.device)] if tomb.device is not None else list(cm.stats.values())
-    return any(span is not None and (tomb.start is None or span[1] >= tomb.start)
-               and (tomb.end is None or span[0] <= tomb.end) for span in spans)
 
 
 class Deleter:
@@ -161,7 +150,7 @@ class Deleter:
         keep = [tcol] if dcol is None else [tcol, dcol]
         counts: dict[tuple[str, str], int] = {}
         for i, cm in enumerate(snap.chunks):
-            if not may_hide(tomb, cm):
+            if not tombstone_may_touch(tomb, cm, tcol):
                 continue
             table = self.reader.chunk(snap, i, cache=False).table  # earlier deletes applied
             probe = table.select(keep).append_column("\x00probe", pa.repeat(True, table.num_rows))

@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from ..core.devices import device_text
 from ..core.errors import (
     Call,
     ChunkCorruptionError,
@@ -29,8 +28,8 @@ from ..core.errors import (
     VersionNotFoundError,
 )
 from ..core.keys import validate_id
-from ..core.model import ChunkMeta, DatasetMeta, Tombstone, schema_dictionaries
-from ..core.times import times_ns
+from ..core.model import ChunkMeta, DatasetMeta, schema_dictionaries
+from ..core.ranges import row_mask, tombstone_may_touch
 from ..storage.codec import checksum_matches, decode
 from .planes import Planes, plane_for
 from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
@@ -161,6 +160,7 @@ class Reader:
         self._fetch_threads = fetch_threads
         self._pool: ThreadPoolExecutor | None = None
         self.hits = self.misses = self.fetches = 0
+        self.skipped = 0  # chunks a filtered read left unfetched: their statistics ruled them out
 
     # -- metadata -------------------------------------------------------------------------
     def snapshot(self, dataset_id: str, refresh: bool = False) -> Snapshot:
@@ -569,6 +569,7 @@ class Reader:
         total = self.hits + self.misses
         return {
             "hits": self.hits, "misses": self.misses, "fetches": self.fetches,
+            "skipped": self.skipped,
             "hit_rate": self.hits / total if total else 0.0,
             "chunks": len(keys), "bytes": nbytes,
             "max_bytes": int(self._chunks.maxsize), "total_bytes": int(self._chunks.currsize),
@@ -607,22 +608,16 @@ def apply_tombstones(table: pa.Table, meta: DatasetMeta, cm: ChunkMeta) -> pa.Ta
     if tcol is None:
         return table
     measurements = [n for n in table.schema.names if n not in (tcol, dcol)]
-    times: pa.ChunkedArray | None = None
     for tomb in meta.tombstones:
-        if not _may_touch(tomb, cm):
+        if not tombstone_may_touch(tomb, cm, tcol):
             continue
-        if times is None:
-            times = times_ns(table.column(tcol))
-        mask = pc.is_valid(times)
+        mask = pc.is_valid(table.column(tcol))  # a value without a time lies in no range
+        within = row_mask(table, tcol, tomb.start, tomb.end, dcol,
+                          None if tomb.device is None else (tomb.device,))
+        if within is not None:
+            mask = pc.and_(mask, within)
         if tomb.rows is not None and cm.start + cm.rows > tomb.rows:  # rows appended later
             mask = pc.and_(mask, pa.array(np.arange(cm.start, cm.start + cm.rows) < tomb.rows))
-        if tomb.start is not None:
-            mask = pc.and_(mask, pc.greater_equal(times, tomb.start))
-        if tomb.end is not None:
-            mask = pc.and_(mask, pc.less_equal(times, tomb.end))
-        if tomb.device is not None and dcol is not None:
-            mask = pc.and_(mask, pc.equal(device_text(table.column(dcol)), tomb.device))
-        mask = pc.fill_null(mask, False)
         if not pc.any(mask).as_py():
             continue
         for name in tomb.columns if tomb.columns is not None else measurements:
@@ -643,21 +638,6 @@ def _with_tombstone_columns(meta: DatasetMeta, names: list[str], columns: Sequen
         read.update(names.index(c) for c in (meta.time_column, meta.device_column)
                     if c is not None)
     return sorted(read)
-
-
-def _may_touch(tomb: Tombstone, cm: ChunkMeta) -> bool:
-    if tomb.rows is not None and cm.start >= tomb.rows:
-        return False
-    if not cm.stats:
-        return True
-    spans = [cm.stats.get(tomb.device)] if tomb.device is not None else list(cm.stats.values())
-    for span in spans:
-        if span is None:
-            continue
-        lo, hi = span
-        if (tomb.start is None or hi >= tomb.start) and (tomb.end is None or lo <= tomb.end):
-            return True
-    return False
 
 
 _INT64 = np.iinfo(np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -75,14 +76,28 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 """
 
-_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS)
+_RANGES = """
+ALTER TABLE chunks ADD COLUMN ranges TEXT NOT NULL DEFAULT '{}'
+"""
+
+_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS, _RANGES)
 """Every schema change, in order; ``PRAGMA user_version`` counts those applied. A catalog
 written before versions were recorded gets the versions table, with one row (kind
-``"ingest"``) for each dataset's current version, the first time a client opens it."""
+``"ingest"``) for each dataset's current version, the first time a client opens it; one
+written before per-column statistics gets their column (chunks without them are never
+skipped by a ``where``)."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
             "compression")
+
+
+def _has_column_added_by(db: sqlite3.Connection, statement: str) -> bool:
+    """Whether ``statement`` is an ``ALTER TABLE t ADD COLUMN c`` whose column exists (a
+    catalog that got it otherwise): applying it again would fail."""
+    m = re.match(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", statement, re.IGNORECASE)
+    return m is not None and m.group(2) in {
+        row[1] for row in db.execute(f"PRAGMA table_info({m.group(1)})")}
 
 
 class Catalog:
@@ -116,7 +131,7 @@ class Catalog:
             done = db.execute("PRAGMA user_version").fetchone()[0]
             for step in range(done, len(_MIGRATIONS)):
                 for statement in _MIGRATIONS[step].split(";"):
-                    if statement.strip():
+                    if statement.strip() and not _has_column_added_by(db, statement):
                         db.execute(statement)
                 if _MIGRATIONS[step] is _VERSIONS:
                     for meta in self._all(db):
@@ -183,9 +198,10 @@ class Catalog:
         with self._transaction() as db:
             self._check_fence(db, meta.id, fence)
             db.executemany(
-                "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO chunks (dataset,generation,chunk,start,rows,key,checksum,"
+                "nbytes,stats,ranges) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
-                  json.dumps(c.stats)) for c in chunks],
+                  json.dumps(c.stats), json.dumps(c.ranges)) for c in chunks],
             )
             db.execute(
                 "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -297,11 +313,12 @@ class Catalog:
     def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:
         with self._connect() as db:
             rows = db.execute(
-                "SELECT chunk,start,rows,key,checksum,nbytes,stats FROM chunks "
+                "SELECT chunk,start,rows,key,checksum,nbytes,stats,ranges FROM chunks "
                 "WHERE dataset=? AND generation=? ORDER BY chunk",
                 (dataset_id, generation),
             ).fetchall()
-        return [ChunkMeta(c, s, r, k, cs, n, json.loads(st)) for c, s, r, k, cs, n, st in rows]
+        return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
+                for c, s, r, k, cs, n, st, rg in rows]
 
     def ids(self) -> list[str]:
         with self._connect() as db:
