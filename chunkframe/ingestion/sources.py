@@ -6,7 +6,8 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import fsspec
@@ -47,7 +48,7 @@ class Source:
     batches: Any  # () -> Iterator[pa.RecordBatch | pa.Table]
     total: int | None = None
     unit: str = "rows"
-    done: Callable[[], int] | None = field(default=None, repr=False)
+    done: Callable[[], int] | None = dataclass_field(default=None, repr=False)
 
     def chunks(self, chunk_rows: int) -> Iterator[pa.Table]:
         """Cut the source into tables of exactly ``chunk_rows`` rows (the last may be shorter).
