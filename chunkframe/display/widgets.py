@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -68,7 +68,7 @@ def browse(ds: Dataset, sn: int = 0) -> Browser:
     return Browser(ds, sn)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     """Name/value(/type) rows as a compact HTML table (escaped cells) styled by the theme,
     not pandas' heavy borders; a third cell is a muted type."""
     body = "".join(
