@@ -238,3 +238,8 @@ def test_sparkline_edges():
     assert "no values" in cfw.sparkline(np.arange(2), np.array([np.nan, np.nan]))
     many = cfw.sparkline(np.arange(100_000), np.random.default_rng(0).normal(size=100_000))
     assert many.count(",") < 1_500  # about one point a pixel
+
+
+def test_sparkline_labels_the_window_not_the_points_kept():
+    svg = cfw.sparkline(np.arange(100, 2_101), np.random.default_rng(1).normal(size=2_001))
+    assert "sn 100<" in svg and "sn 2,100<" in svg

@@ -105,7 +105,9 @@ def sparkline(x: np.ndarray, y: np.ndarray, mark: int | None = None, label: str 
     >>> svg.startswith("<svg") and "cf-mark" in svg
     True
     """
-    x, y = minmax_downsample(np.asarray(x), np.asarray(y, dtype="float64"), _SPARK_POINTS)
+    x, y = np.asarray(x), np.asarray(y, dtype="float64")
+    first, last = (float(x[0]), float(x[-1])) if len(x) else (0.0, 0.0)
+    x, y = minmax_downsample(x, y, _SPARK_POINTS)
     pad_l, pad_b, pad_t = 44, 14, 12
     inner_w, inner_h = width - pad_l - 4, height - pad_b - pad_t
     parts = [f"<svg width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
@@ -113,7 +115,7 @@ def sparkline(x: np.ndarray, y: np.ndarray, mark: int | None = None, label: str 
              f"<rect class='cf-frame' x='{pad_l}' y='{pad_t}' width='{inner_w}' "
              f"height='{inner_h}'/>"]
     if len(y):
-        x0, x1 = float(x[0]), float(x[-1])
+        x0, x1 = first, last  # the window's ends, whatever the downsampling kept
         y0, y1 = float(np.min(y)), float(np.max(y))
         sx = inner_w / (x1 - x0) if x1 > x0 else 0.0
         sy = inner_h / (y1 - y0) if y1 > y0 else 0.0
@@ -265,15 +267,15 @@ class Browser(widgets.VBox):
             self.chunk.unobserve(self._on_chunk, names="value")
         if len(self._starts) <= DROPDOWN_MAX_CHUNKS:
             self.chunk = widgets.Dropdown(
-                description="chunk", style={"description_width": "3em"},
+                description="chunk", style={"description_width": "3.6em"},
                 options=[(f"{int(r.chunk)} · sn {int(r.start):,}–{int(r.start + r.rows - 1):,}", i)
                          for i, r in enumerate(self._chunk_table.itertuples())],
-                layout=widgets.Layout(width="17em"))
+                layout=widgets.Layout(width="18em"))
         else:
             self.chunk = widgets.BoundedIntText(description="chunk", min=0,
                                                 max=len(self._starts) - 1,
                                                 layout=widgets.Layout(width="10em"),
-                                                style={"description_width": "3em"})
+                                                style={"description_width": "3.6em"})
         self.chunk.observe(self._on_chunk, names="value")
 
     def _arrange(self) -> None:
