@@ -781,7 +781,7 @@ class Dataset:
         --------
         >>> ds.plot("temperature", device="sensor-03",       # doctest: +SKIP
         ...         date_range=("2026-01-10", "2026-01-17"))
-        <Figure size 900x320 with 1 Axes>
+        <Figure size 800x280 with 1 Axes>
         """
         from .display.plot import plot  # front end: matplotlib imported only when asked for
 

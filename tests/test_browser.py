@@ -153,25 +153,17 @@ def browser(lab) -> Iterator:
 
 @pytest.fixture
 def page(browser, tmp_path, request) -> Iterator:
-    """A fresh page; a screenshot into the test's temp dir when the test fails."""
+    """A fresh page; a full-page screenshot into the test's temp dir if the test fails."""
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
+    failed_before = request.session.testsfailed  # counted after the call, before teardown
     yield page
-    report = getattr(request.node, "rep_call", None)
-    if report is None or report.failed:
-        shot = tmp_path / f"{request.node.name}.png"
+    if request.session.testsfailed > failed_before:
+        shot = tmp_path / "failure.png"
         page.screenshot(path=str(shot), full_page=True)
         print(f"screenshot of the failing page: {shot}")
     context.close()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):  # noqa: D103 - lets the page fixture see failures
-    report = yield
-    if report.when == "call":
-        item.rep_call = report
-    return report
 
 
 def open_and_run(page, lab: str, name: str) -> None:

@@ -209,7 +209,7 @@ def _draw(ds: Dataset, column: str, series: list[_Series], tcol: str | None, dat
           max_points: int) -> Figure:
     from matplotlib import pyplot as plt  # the notebook's inline display hooks in with pyplot
 
-    fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8, 2.8), layout="constrained")
     plt.close(fig)  # returned, not shown twice: the notebook displays the returned figure
     per_line = max(max_points // max(len(series), 1), 2)
     rows = drawn = 0
