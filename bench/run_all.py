@@ -17,6 +17,7 @@ BENCHES = [
     ("Context cache (issue 5)", "bench_context.py", "results_context.md"),
     ("Export (issue 7)", "bench_export.py", "results_export.md"),
     ("GetValue service (issue 13)", "bench_service.py", "results_service.md"),
+    ("Notebook: plots and browsing (issue 17)", "bench_notebook.py", "results_notebook.md"),
 ]
 
 
