@@ -14,7 +14,7 @@ from chunkframe.dataset import Dataset
 DOCUMENTED = [
     *((Dataset, name) for name in ("meta", "columns", "schema", "chunks", "append", "last",
                                    "delete", "reset_last", "context", "tag", "tags", "find",
-                                   "export", "browse")),
+                                   "export", "browse", "plot", "chunk_metas")),
     *((Context, name) for name in ("put", "put_many", "remove", "clear", "get", "search",
                                    "to_frame", "items", "values", "keys", "info")),
 ]
