@@ -232,6 +232,23 @@ def test_browse_reacts_to_clicks_typing_chunks_and_tag_search(page, lab):
                            ".innerText.includes('no tag of')")
     assert_clean(page, "browse.ipynb")
 
+    # the dark theme: the panel's text follows the theme's colours, it does not stay black
+    assert luminance(page, ".cf-browser .cf-row td") < 0.3
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Settings$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^JupyterLab Dark$")).click()
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached")
+    page.wait_for_timeout(500)  # the theme's stylesheet applies
+    assert luminance(page, ".cf-browser .cf-row td") > 0.6
+    assert luminance(page, ".cf-browser svg text", "fill") > 0.4
+
+
+def luminance(page, selector: str, prop: str = "color") -> float:
+    """Relative luminance (0 black .. 1 white) of the colour ``prop`` of ``selector``."""
+    rgb = page.eval_on_selector(selector, f"e => getComputedStyle(e).{prop}")
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+", rgb)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_shows_no_error(page, lab, path):
