@@ -722,7 +722,12 @@ class Dataset:
             default_storage_options=self._client.settings.storage_options).dest
 
     def browse(self, sn: int = 0) -> Any:
-        """Return an ipywidgets panel to step through rows, chunks, last values and tags.
+        """Return an ipywidgets panel to step through rows and chunks, with a plot and tags.
+
+        The row is shown beside a small plot of a chosen column over the 500 rows on each
+        side (read through the chunk cache); collapsible sections hold the chunk's key and
+        checksum, the last values (filtered by device) and the tags (search and add). The
+        panel uses the notebook's theme colours.
 
         Parameters
         ----------
