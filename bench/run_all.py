@@ -18,6 +18,7 @@ BENCHES = [
     ("Export (issue 7)", "bench_export.py", "results_export.md"),
     ("GetValue service (issue 13)", "bench_service.py", "results_service.md"),
     ("Range and filtered reads (issue 16)", "bench_range.py", "results_range.md"),
+    ("Notebook: plots and browsing (issue 17)", "bench_notebook.py", "results_notebook.md"),
 ]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
-from .core.model import DatasetMeta
+from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
 from .core.units import format_bytes
@@ -33,6 +33,8 @@ from .read.rows import RowTemplate, is_text, wrap_vector
 from .read.scan import Piece, scan
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .contextcache.cache import Context
     from .lastcache import DeleteResult
     from .session import Client
@@ -355,6 +357,25 @@ class Dataset:
             [(c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes) for c in snap.chunks],
             columns=["chunk", "start", "rows", "key", "checksum", "bytes"],
         )
+
+    @property
+    def chunk_metas(self) -> tuple[ChunkMeta, ...]:
+        """The chunks of the current version as frozen metadata, with their time statistics.
+
+        Returns
+        -------
+        tuple of ChunkMeta
+            In order: ``chunk``, ``start``, ``rows``, ``key``, ``checksum``, ``nbytes`` and
+            ``stats`` (per device, as text: ``[min_time, max_time]`` in integer nanoseconds;
+            empty without a time column). What :attr:`chunks` tabulates, plus the statistics
+            that tell which chunks a time range needs.
+
+        Examples
+        --------
+        >>> ds.chunk_metas[0].stats["sensor-03"]          # doctest: +SKIP
+        [1767225600000000000, 1767311940000000000]
+        """
+        return tuple(self._snap().chunks)
 
     def _bind(self, df: pd.DataFrame) -> pd.DataFrame:
         df.attrs[BINDING_ATTR] = {"dataset": self.id, "client": self._client.token}
@@ -1046,7 +1067,12 @@ class Dataset:
             version=self._pinned).dest
 
     def browse(self, sn: int = 0) -> Any:
-        """Return an ipywidgets panel to step through rows, chunks, last values and tags.
+        """Return an ipywidgets panel to step through rows and chunks, with a plot and tags.
+
+        The row is shown beside a small plot of a chosen column over the 500 rows on each
+        side (read through the chunk cache); collapsible sections hold the chunk's key and
+        checksum, the last values (filtered by device) and the tags (search and add). The
+        panel uses the notebook's theme colours.
 
         Parameters
         ----------
@@ -1065,6 +1091,51 @@ class Dataset:
         from .display.widgets import browse  # front end: imported only when asked for
 
         return browse(self, sn)
+
+    def plot(self, column: str, device: Any = None, date_range: Any = None,
+             max_points: int = 5_000) -> Figure:
+        """Plot ``column`` over time: a matplotlib figure, read from the chunks the range needs.
+
+        Only the chunks whose time statistics overlap ``date_range`` (and hold ``device``)
+        are read, through the chunk cache; each line is downsampled to the minimum and the
+        maximum of each bucket of rows, so spikes survive and a dataset of any size draws
+        at most ``max_points`` points.
+
+        Parameters
+        ----------
+        column : str
+            A numeric (or boolean) column.
+        device : Any, optional
+            One device's series; None: one line per device (at most 12), or the only series.
+        date_range : (start, end), optional
+            Inclusive, either end None; read as :meth:`delete` reads it.
+        max_points : int, default 5_000
+            Points drawn at most (shared between the lines).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Displays itself in a notebook; ``fig.savefig(path)`` elsewhere. Without a time
+            column the x axis is the serial number.
+
+        Raises
+        ------
+        KeyError
+            An unknown column or device.
+        InvalidArgumentError
+            A column that is not numeric, a bad ``date_range`` or ``max_points``, a device or
+            date range on a dataset without a device or time column, or more than 12 devices
+            to draw without ``device=``.
+
+        Examples
+        --------
+        >>> ds.plot("temperature", device="sensor-03",       # doctest: +SKIP
+        ...         date_range=("2026-01-10", "2026-01-17"))
+        <Figure size 800x280 with 1 Axes>
+        """
+        from .display.plot import plot  # front end: matplotlib imported only when asked for
+
+        return plot(self, column, device=device, date_range=date_range, max_points=max_points)
 
     # -- display --------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def test_text_outside_a_kernel(ds, frame):
 
 
 def test_mimebundle_in_a_kernel_carries_the_widget_view(ds, monkeypatch):
-    monkeypatch.setattr(cfw, "_in_kernel", lambda: True)
+    monkeypatch.setattr(cfw, "in_kernel", lambda: True)
     bundle = browse(ds)._repr_mimebundle_()
     assert bundle[VIEW]["model_id"] and "row 0" in bundle["text/plain"]
 
@@ -192,3 +192,74 @@ def test_widgets_and_the_cli_use_only_the_public_api_of_a_dataset():
                           if isinstance(node, ast.Attribute) and node.attr in private
                           and not (isinstance(node.value, ast.Name) and node.value.id == "self")})
         assert reached == [], f"{module.__name__} reaches into a Dataset: {reached}"
+
+
+# -- the redesign: plot around the row, sections, device filter, tag add ----------------------
+
+def test_plot_around_the_row_follows_it_through_the_cache(ds, frame):
+    b = browse(ds, sn=1_000)
+    assert b.column.value == "x" and list(b.column.options) == ["x", "k"]
+    assert "<svg" in b.plot.value and "sn 500–1,500" in b.plot.value
+    top = frame["x"].iloc[500:1_501].max()
+    assert f"{top:.4g}" in b.plot.value
+    fetches = ds.cache_info()["fetches"]
+    b.next_button.click()
+    assert "sn 501–1,501" in b.plot.value and "cf-mark" in b.plot.value
+    assert ds.cache_info()["fetches"] == fetches  # read through the cache
+    b.column.value = "k"
+    assert "k, sn 501" in b.plot.value
+    b.sn.value = 0
+    assert "sn 0–500" in b.plot.value
+    assert 0 < b.update_seconds < 1
+
+
+def test_sections_hold_chunk_key_and_checksum(ds):
+    b = browse(ds, sn=CHUNK + 1)
+    chunk = ds.chunks.iloc[1]
+    assert chunk["key"] in b.chunk_info.value and chunk["checksum"] in b.chunk_info.value
+    assert b.sections.get_title(0) == f"chunk 1 · {chunk['checksum']}"
+    assert b.sections.children[0] is b.chunk_info and b.sections.selected_index == 0
+    assert "cf-browser" in b._dom_classes and "--jp-layout-color1" in b.children[0].value
+
+
+def test_last_values_filter_by_device(ds):
+    b = browse(ds)
+    assert b.last_device.options[0] == cfw.ALL_DEVICES and "d3" in b.last_device.options
+    b.last_device.value = "d3"
+    assert "d3" in b.last.value and "d4" not in b.last.value
+    assert "of device 'd3'" in b.sections.get_title(1)
+    b.last_device.value = cfw.ALL_DEVICES
+    assert "d4" in b.last.value
+
+
+def test_adding_a_tag_from_the_panel(ds):
+    b = browse(ds)
+    b.search.value = "calibrated"
+    assert "no tag" in b.results.value
+    b.tag_key.value, b.tag_value.value = "note", "calibrated in March"
+    b.tag_button.click()
+    assert "tagged" in b.tag_status.value and b.tag_key.value == ""
+    assert "note" in b.results.value  # the search shows it at once
+    assert ds.context["note"] == "calibrated in March"
+    b.add_tag("  ", "x")
+    assert "give the tag a key" in b.tag_status.value
+
+
+def test_no_numeric_column_means_no_plot(client):
+    ds = client.ingest(pd.DataFrame({"s": ["a", "b", "c"]}), "txt", progress=False)
+    b = browse(ds)
+    assert b.column.disabled and "no numeric column" in b.plot.value
+    assert "row 0 of 3" in str(b)
+
+
+def test_sparkline_edges():
+    flat = cfw.sparkline(np.arange(3), np.array([2.0, 2.0, 2.0]), mark=1)
+    assert "<polyline" in flat and "nan" not in flat
+    assert "no values" in cfw.sparkline(np.arange(2), np.array([np.nan, np.nan]))
+    many = cfw.sparkline(np.arange(100_000), np.random.default_rng(0).normal(size=100_000))
+    assert many.count(",") < 1_500  # about one point a pixel
+
+
+def test_sparkline_labels_the_window_not_the_points_kept():
+    svg = cfw.sparkline(np.arange(100, 2_101), np.random.default_rng(1).normal(size=2_001))
+    assert "sn 100<" in svg and "sn 2,100<" in svg

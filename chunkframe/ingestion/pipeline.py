@@ -341,7 +341,7 @@ def _ingest_locked(
             state.begin_ingest(lock, plan.status())
         done = {n: m for n, m in state.chunk_metas(dataset_id, plan.generation).items()
                 if n >= plan.base_chunk}
-        return _run(backends, lock, dataset_id, plan, src.description,
+        return _run(backends, lock, dataset_id, plan, src,
                     itertools.chain([first], chunks), target_schema, done,
                     progress, workers, max_pending, existing, hooks, evolving)
     except BaseException as exc:
@@ -434,7 +434,7 @@ def _holds(store: ChunkStore, meta: ChunkMeta, table: pa.Table) -> bool:
 
 
 def _run(
-    backends: Backends, lock: DatasetLock, dataset_id: str, plan: _Plan, description: str,
+    backends: Backends, lock: DatasetLock, dataset_id: str, plan: _Plan, src: Source,
     chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
     progress: bool | None, workers: int, max_pending: int, existing: DatasetMeta | None,
     hooks: Sequence[CommitHook], evolving: bool = False,
@@ -455,7 +455,11 @@ def _run(
                          column_ranges(table))
         state.checkpoint(lock, plan.generation, meta)
 
-    bar = progress_bar(None, f"ingest {dataset_id}", progress)
+    bar = progress_bar(src.total, f"ingest {dataset_id}", progress, unit=src.unit)
+
+    def advance(rows: int) -> None:
+        bar.update(rows if src.done is None else src.done() - bar.n)
+
     persister = _Persister(workers, max_pending)
     count = 0
     checked = False
@@ -468,17 +472,19 @@ def _run(
             if n in done:
                 if not checked and not _holds(store, done[n], table):
                     raise SourceError(
-                        f"cannot resume dataset {dataset_id!r}: chunk {n} of {description} "
+                        f"cannot resume dataset {dataset_id!r}: chunk {n} of {src.description} "
                         "differs from the chunk already written (or that chunk's file is gone "
                         "or damaged)", hint=Hint("use {}", Arg("mode", "overwrite")),
                     )
                 checked = True  # one re-cut chunk compared with its checkpoint is enough
-                bar.update(table.num_rows)
+                advance(table.num_rows)
                 continue
             lock.check()
             persister.submit(functools.partial(persist, n, start, table))
-            bar.update(table.num_rows)
+            advance(table.num_rows)
         persister.drain()
+        if src.done is not None and src.total is not None:
+            bar.update(src.total - bar.n)  # the last bytes (a CSV's tail after its last row)
     except BaseException:
         persister.abort()
         raise

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import fsspec
+import fsspec.compression
+import fsspec.utils
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -32,11 +35,20 @@ _CSV_BLOCK = 8 * 2**20
 
 @dataclass
 class Source:
-    """A readable source: its fingerprint and a factory of record-batch streams."""
+    """A readable source: its fingerprint, a factory of record-batch streams, and its size.
+
+    ``total`` is the amount of work in ``unit`` for a progress bar: rows for frames, Arrow
+    and Parquet, bytes for CSV (None: unknown, e.g. an iterator of frames). ``done`` tells
+    how much of it the batches read so far cover (bytes read from CSV files), or None when
+    that is the rows cut.
+    """
 
     description: str
     fingerprint: str
     batches: Any  # () -> Iterator[pa.RecordBatch | pa.Table]
+    total: int | None = None
+    unit: str = "rows"
+    done: Callable[[], int] | None = dataclass_field(default=None, repr=False)
 
     def chunks(self, chunk_rows: int) -> Iterator[pa.Table]:
         """Cut the source into tables of exactly ``chunk_rows`` rows (the last may be shorter).
@@ -199,8 +211,15 @@ def _format_of(path: str) -> str:
     )
 
 
-def _read_file(fs: Any, path: str, fmt: str) -> Iterator[pa.Table | pa.RecordBatch]:
-    with fs.open(path, "rb", compression="infer" if fmt == "csv" else None) as f:
+def _read_file(fs: Any, path: str, fmt: str, opened: Callable[[Any], None] | None = None
+               ) -> Iterator[pa.Table | pa.RecordBatch]:
+    """The batches of one file; ``opened`` receives the raw (still compressed) file object,
+    whose position tells how many of the file's bytes have been read."""
+    with fs.open(path, "rb") as raw:
+        if opened is not None:
+            opened(raw)
+        codec = fsspec.utils.infer_compression(path) if fmt == "csv" else None
+        f = fsspec.compression.compr[codec](raw, mode="rb") if codec else raw
         if fmt == "csv":
             read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
             parse = pacsv.ParseOptions(delimiter="\t" if path.lower().endswith(".tsv") else ",")
@@ -271,12 +290,19 @@ def _file_source(url: str, storage_options: dict[str, Any]) -> Source:
         h.update(repr((p, info.get("size"), info.get("mtime") or info.get("LastModified")
                        or info.get("ETag"))).encode())
     fmts = {p: _format_of(p) for p in paths}
+    sizes = {p: int(fs.info(p).get("size") or 0) for p in paths}
+    reading: dict[str, Any] = {"before": 0, "raw": None}  # bytes of the files done; the open one
+
+    def done() -> int:
+        raw = reading["raw"]
+        return reading["before"] + (raw.tell() if raw is not None and not raw.closed else 0)
 
     def batches() -> Iterator[pa.Table | pa.RecordBatch]:
         schema: pa.Schema | None = None
+        reading["before"] = 0
         for p in paths:
             where = f"file {p!r}"
-            for part in _read_file(fs, p, fmts[p]):
+            for part in _read_file(fs, p, fmts[p], lambda raw: reading.update(raw=raw)):
                 table = part if isinstance(part, pa.Table) else pa.Table.from_batches([part])
                 check_columns(table.schema.names, where)
                 if schema is None:
@@ -284,9 +310,28 @@ def _file_source(url: str, storage_options: dict[str, Any]) -> Source:
                 else:
                     table = conform(table, schema, where)
                 yield table
+            reading.update(before=reading["before"] + sizes[p], raw=None)
 
-    return Source(f"{url!r} ({len(paths)} file{'s' * (len(paths) != 1)})",
-                  "files:" + h.hexdigest()[:32], batches)
+    description = f"{url!r} ({len(paths)} file{'s' * (len(paths) != 1)})"
+    fingerprint = "files:" + h.hexdigest()[:32]
+    if "csv" in fmts.values():  # rows unknown before parsing: count bytes
+        return Source(description, fingerprint, batches, sum(sizes.values()), "B", done)
+    return Source(description, fingerprint, batches, _count_rows(fs, paths, fmts))
+
+
+def _count_rows(fs: Any, paths: list[str], fmts: dict[str, str]) -> int | None:
+    """Rows of Parquet and Arrow IPC files from their footers (None if one has none)."""
+    total = 0
+    for p in paths:
+        try:
+            with fs.open(p, "rb") as f:
+                if fmts[p] == "parquet":
+                    total += pq.ParquetFile(f).metadata.num_rows
+                else:
+                    total += paipc.open_file(f).count_rows()
+        except (pa.ArrowInvalid, OSError):  # an IPC stream has no footer; errors come later
+            return None
+    return total
 
 
 def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> Source:
@@ -305,7 +350,7 @@ def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> S
             for start in range(0, len(df), step):
                 yield _frame_to_arrow(df.iloc[start:start + step], "the DataFrame", schema)
 
-        return Source("a DataFrame", _frame_fingerprint(df), frame_batches)
+        return Source("a DataFrame", _frame_fingerprint(df), frame_batches, len(df))
     if isinstance(source, (str, os.PathLike)):
         return _file_source(os.fspath(source), storage_options or {})
     if isinstance(source, pd.Series):
@@ -316,7 +361,8 @@ def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> S
         digest = hashlib.sha256(repr((table.schema.to_string(), table.num_rows,
                                       table.slice(0, 1).to_pylist(),
                                       table.slice(table.num_rows - 1).to_pylist())).encode())
-        return Source("an Arrow table", "arrow:" + digest.hexdigest()[:32], lambda: iter([table]))
+        return Source("an Arrow table", "arrow:" + digest.hexdigest()[:32], lambda: iter([table]),
+                      table.num_rows)
     if isinstance(source, Iterable) and not isinstance(source, (bytes, dict)):
         items = source
         if iter(items) is items:  # a one-shot iterator: it can be read once only
@@ -333,8 +379,9 @@ def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> S
         for df in frames:
             if isinstance(df, pd.DataFrame):
                 h.update(_frame_fingerprint(df).encode())
+        rows = sum(len(df) for df in frames if isinstance(df, pd.DataFrame))
         return Source(f"{len(frames)} DataFrames", "frames:" + h.hexdigest()[:32],
-                      lambda: _frames(frames))
+                      lambda: _frames(frames), rows)
     raise SourceError(
         f"cannot ingest a {type(source).__name__}; give a DataFrame, an iterable of "
         "DataFrames, or a path/URL/glob of CSV, Parquet or Arrow files"

@@ -1,0 +1,256 @@
+"""In a real JupyterLab, driven through headless Chromium: ds.browse() reacts, tutorials run clean.
+
+Needs Debian's ``chromium`` (``.ci/run`` installs it) and Playwright's Python package; never
+downloads a browser. Skipped, with the reason, when either is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+REPO = Path(__file__).resolve().parent.parent
+TUTORIALS = sorted((REPO / "notebooks").glob("*.ipynb"))
+RUN_TIMEOUT = 120_000  # ms for a notebook's cells to run in the page
+ERRORS = ("Traceback (most recent call last)", "Error displaying widget")
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y "
+                "chromium; .ci/run does) to run the real-browser tests", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="Playwright is missing: pip install -e '.[test]'")
+pytest.importorskip("jupyterlab", reason="JupyterLab is missing: pip install -e '.[test]'")
+
+BROWSE_CELLS = [
+    "import numpy as np\nimport pandas as pd\n\nimport chunkframe as cf\n\ncf.connect()",
+    "n = 3_000\nrng = np.random.default_rng(1)\n"
+    "frame = pd.DataFrame({'time': pd.date_range('2026-01-01', periods=n, freq='s', tz='UTC'),\n"
+    "                      'dev': [f'd{i % 4}' for i in range(n)],\n"
+    "                      'x': rng.normal(size=n), 'k': np.arange(n)})\n"
+    "ds = cf.ingest(frame, 'lab', chunk_rows=400, time_column='time', device_column='dev',\n"
+    "               mode='overwrite', progress=True)\n"
+    "ds.tag('owner', 'ana in the data team', keywords=['q3'])",
+    "b = ds.browse()\nb",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _notebook(cells: list[str]) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}},
+            "cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [],
+                       "execution_count": None, "id": f"c{i}"} for i, c in enumerate(cells)]}
+
+
+def _settings(root: Path) -> Path:
+    """Lab settings: every cell in the page (no windowing), no news or update checks."""
+    settings = root / "settings"
+    for plugin, values in {
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
+                                                        "checkForUpdates": False},
+    }.items():
+        path = settings / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    return settings
+
+
+@pytest.fixture(scope="module")
+def lab(redis_server, s3_server) -> Iterator[str]:
+    """JupyterLab on a free loopback port with a token, a temp home and copies of the
+    tutorials; yields the base URL with the token."""
+    from ipykernel.kernelspec import write_kernel_spec
+
+    root = Path(tempfile.mkdtemp(prefix="cfb-"))  # short: unix socket paths are limited
+    work = root / "work"
+    (work / "notebooks").mkdir(parents=True)
+    (work / "data").symlink_to(REPO / "data")
+    for path in TUTORIALS:
+        shutil.copy(path, work / "notebooks" / path.name)
+    (work / "notebooks" / "browse.ipynb").write_text(json.dumps(_notebook(BROWSE_CELLS)))
+    data_dir = root / "jupyter-data"
+    write_kernel_spec(data_dir / "kernels" / "python3")  # this interpreter, whatever is installed
+    import s3fs
+
+    bucket = f"cf-lab-{secrets.token_hex(4)}"
+    s3fs.S3FileSystem(endpoint_url=s3_server.endpoint, key="testing", secret="testing").mkdir(bucket)
+    (root / "home").mkdir()
+    token, port = secrets.token_hex(16), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHUNKFRAME_", "JUPYTER"))}
+    env.update(HOME=str(root / "home"), JUPYTER_DATA_DIR=str(data_dir),
+               JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTER_RUNTIME_DIR=str(root / "rt"),
+               JUPYTERLAB_SETTINGS_DIR=str(_settings(root)),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"),
+               CHUNKFRAME_HOME=str(root / "h"), CHUNKFRAME_REDIS_URL=redis_server.url,
+               CHUNKFRAME_PREFIX=f"lab{secrets.token_hex(3)}",
+               CHUNKFRAME_S3_ENDPOINT=s3_server.endpoint, CHUNKFRAME_S3_BUCKET=bucket,
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
+    log = open(root / "lab.log", "wb")  # noqa: SIM115 - closed after the server stops
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", "--port-retries=0", f"--ServerApp.root_dir={work}",
+         f"--IdentityProvider.token={token}", "--allow-root", "--LabApp.news_url="],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("JupyterLab did not start:\n"
+                                + (root / "lab.log").read_text(errors="replace")[-3_000:])
+                time.sleep(0.3)
+        yield f"{base}|{token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(lab) -> Iterator:
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path, request) -> Iterator:
+    """A fresh page; a full-page screenshot into the test's temp dir if the test fails."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    failed_before = request.session.testsfailed  # counted after the call, before teardown
+    yield page
+    if request.session.testsfailed > failed_before:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failing page: {shot}")
+    context.close()
+
+
+def open_and_run(page, lab: str, name: str) -> None:
+    """Open notebook ``name`` in JupyterLab, run all its cells, wait until they are done."""
+    base, token = lab.split("|")
+    page.goto(f"{base}/lab/tree/notebooks/{name}?token={token}&reset")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    page.wait_for_selector("#jp-main-statusbar :text('Idle')", timeout=60_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                .map(p => p.textContent.trim());
+            if (prompts.some(p => p.includes('*'))) return false;
+            const failed = document.querySelector('[data-mime-type="application/vnd.jupyter.stderr"]')
+                && document.body.innerText.includes('Traceback');
+            return failed || /\\d/.test(prompts[prompts.length - 1] || '');
+        }""", timeout=RUN_TIMEOUT)
+
+
+def assert_clean(page, name: str) -> None:
+    text = page.locator(".jp-Notebook").inner_text()
+    for marker in ERRORS:
+        assert marker not in text, f"{name} shows {marker!r}:\n{text[-3_000:]}"
+
+
+def test_browse_reacts_to_clicks_typing_chunks_and_tag_search(page, lab):
+    open_and_run(page, lab, "browse.ipynb")
+    panel = page.locator(".cf-browser")
+    panel.wait_for()
+    assert_clean(page, "browse.ipynb")
+    row = panel.locator(".cf-row")
+    assert "sn 0" in row.inner_text()
+    assert "3,000 rows in 8 chunks" in panel.inner_text()
+    box = panel.bounding_box()
+    assert box is not None and box["height"] < 700, f"the panel is {box} tall"
+
+    panel.locator("button", has_text="▶").click()
+    page.wait_for_function("() => document.querySelector('.cf-browser .cf-row')"
+                           ".innerText.includes('sn 1')")
+    assert "sn 1" in row.inner_text() and "x, sn 0–501" in panel.locator("svg").inner_html()
+
+    sn_box = panel.locator(".widget-inline-hbox:has(label:text-is('sn')) input")
+    sn_box.fill("1234")
+    sn_box.press("Enter")
+    page.wait_for_function("() => document.querySelector('.cf-browser .cf-row')"
+                           ".innerText.includes('sn 1,234')")
+    assert "1234" in row.inner_text().replace(",", "")
+
+    chunk = panel.locator(".widget-dropdown:has(label:text-is('chunk')) select")
+    chunk.select_option(index=5)
+    page.wait_for_function("() => document.querySelector('.cf-browser .cf-row')"
+                           ".innerText.includes('sn 2,000')")
+    assert sn_box.input_value() == "2000"
+
+    panel.get_by_text("tags", exact=True).click()
+    search = panel.get_by_placeholder("keyword, then Enter")
+    search.fill("q3")
+    search.press("Enter")
+    page.wait_for_function("() => document.querySelector('.cf-browser')"
+                           ".innerText.includes('ana in the data team')")
+    search.fill("nothing-here")
+    search.press("Enter")
+    page.wait_for_function("() => document.querySelector('.cf-browser')"
+                           ".innerText.includes('no tag of')")
+    assert_clean(page, "browse.ipynb")
+
+    # the dark theme: the panel's text follows the theme's colours, it does not stay black
+    assert luminance(page, ".cf-browser .cf-row td") < 0.3
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Settings$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^JupyterLab Dark$")).click()
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached")
+    page.wait_for_timeout(500)  # the theme's stylesheet applies
+    assert luminance(page, ".cf-browser .cf-row td") > 0.6
+    assert luminance(page, ".cf-browser svg text", "fill") > 0.4
+
+
+def luminance(page, selector: str, prop: str = "color") -> float:
+    """Relative luminance (0 black .. 1 white) of the colour ``prop`` of ``selector``."""
+    rgb = page.eval_on_selector(selector, f"e => getComputedStyle(e).{prop}")
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+", rgb)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_shows_no_error(page, lab, path):
+    open_and_run(page, lab, path.name)
+    assert_clean(page, path.name)

@@ -1,0 +1,127 @@
+"""ds.plot: only the chunks a date range needs, min/max downsampling, one line per device."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from frames import sensors
+from matplotlib.figure import Figure
+
+from chunkframe.core.errors import InvalidArgumentError
+from chunkframe.display.plot import MAX_LINES, chunks_overlapping, minmax_downsample
+
+matplotlib.use("Agg")
+
+N, CHUNK = 6_000, 500  # sensors(): one row a second from 2026-01-01 UTC, 10 devices
+
+
+FRAME = sensors(N)
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return FRAME.copy()
+
+
+@pytest.fixture
+def ds(client):
+    """Chunks of 500 rows (8 minutes 20 s each), with per-device time statistics."""
+    return client.ingest(FRAME, "pl", chunk_rows=CHUNK, time_column="time",
+                         device_column="dev", progress=False)
+
+
+def lines(fig: Figure) -> list:
+    return fig.axes[0].get_lines()
+
+
+def test_a_device_in_a_date_range_reads_only_its_chunks(ds, frame):
+    start = pd.Timestamp("2026-01-01 00:20", tz="UTC")
+    end = pd.Timestamp("2026-01-01 00:30", tz="UTC")
+    fig = ds.plot("x", device="d3", date_range=(start, end))
+    info = ds.cache_info()
+    assert info["misses"] == 2  # rows 1,200..1,800: chunks 2 and 3 of 12
+    want = frame[(frame.dev == "d3") & frame.time.between(start, end)]
+    (line,) = lines(fig)
+    assert np.allclose(line.get_ydata(), want["x"].to_numpy())
+    assert pd.Timestamp(line.get_xdata()[0]) == want["time"].iloc[0].tz_localize(None)
+    assert "pl · x · d3" in fig.axes[0].get_title(loc="left")
+
+
+def test_without_a_device_each_device_is_a_line(ds, frame):
+    fig = ds.plot("x", date_range=("2026-01-01 00:00", "2026-01-01 00:05"))
+    got = {line.get_label(): len(line.get_xdata()) for line in lines(fig)}
+    part = frame[frame.time <= pd.Timestamp("2026-01-01 00:05", tz="UTC")]
+    assert got == part.groupby("dev", observed=True).size().to_dict()
+
+
+def test_many_points_are_downsampled_keeping_spikes(client):
+    n = 100_000
+    y = np.sin(np.arange(n) / 1_000.0)
+    y[77_777] = 50.0
+    df = pd.DataFrame({"t": pd.date_range("2026-01-01", periods=n, freq="min"), "v": y})
+    ds = client.ingest(df, "big", chunk_rows=10_000, time_column="t", progress=False)
+    (line,) = lines(ds.plot("v", max_points=1_000))
+    ys = line.get_ydata()
+    assert len(ys) <= 1_000 and ys.max() == 50.0 and ys.min() == pytest.approx(-1, abs=1e-3)
+    assert np.all(np.diff(line.get_xdata()).astype("int64") > 0)  # still in time order
+
+
+def test_an_integer_column_without_time_is_plotted_against_sn(client):
+    ds = client.ingest(pd.DataFrame({"a": np.arange(300) % 7}), "nt", chunk_rows=100,
+                       progress=False)
+    (line,) = lines(ds.plot("a"))
+    assert list(line.get_xdata()[:3]) == [0, 1, 2] and fig_label(ds.plot("a")) == "sn"
+    with pytest.raises(InvalidArgumentError, match="'nt' has no time column, so date_range"):
+        ds.plot("a", date_range=("2026-01-01", None))
+    with pytest.raises(InvalidArgumentError, match="'nt' has no device column"):
+        ds.plot("a", device="d1")
+
+
+def fig_label(fig: Figure) -> str:
+    return fig.axes[0].get_xlabel()
+
+
+def test_an_empty_range_says_so(ds):
+    fig = ds.plot("x", date_range=("2030-01-01", None))
+    assert not lines(fig) or all(len(line.get_xdata()) == 0 for line in lines(fig))
+    assert "no rows of 'x'" in fig.axes[0].texts[0].get_text()
+
+
+def test_failure_modes_name_the_dataset_and_the_fix(ds):
+    with pytest.raises(KeyError, match="'pl' has no column 'nope'"):
+        ds.plot("nope")
+    with pytest.raises(InvalidArgumentError, match="column 's' of dataset 'pl' is .*pick a numeric"):
+        ds.plot("s")
+    with pytest.raises(KeyError, match="'pl' has no device 'zz'; devices are"):
+        ds.plot("x", device="zz")
+    with pytest.raises(InvalidArgumentError, match="not a pair"):
+        ds.plot("x", date_range="2026-01-01")
+    with pytest.raises(InvalidArgumentError, match="starts after it ends"):
+        ds.plot("x", date_range=("2026-02-01", "2026-01-01"))
+    with pytest.raises(InvalidArgumentError, match="max_points=1 .*'pl'"):
+        ds.plot("x", max_points=1)
+
+
+def test_too_many_devices_ask_for_one(client, frame, monkeypatch):
+    import chunkframe.display.plot as cfp
+
+    monkeypatch.setattr(cfp, "MAX_LINES", 3)
+    ds = client.ingest(frame, "many", chunk_rows=CHUNK, time_column="time", device_column="dev",
+                       progress=False)
+    with pytest.raises(InvalidArgumentError, match="10 devices .* pick one with device="):
+        ds.plot("x")
+    assert MAX_LINES == 12
+
+
+def test_chunks_overlapping_and_downsample_edges():
+    from chunkframe.core.model import ChunkMeta
+
+    metas = [ChunkMeta(0, 0, 1, "a", "c", 1, {}), ChunkMeta(1, 1, 1, "b", "c", 1, {"d": [5, 6]})]
+    assert chunks_overlapping(metas, 7, None) == [0]  # no statistics: it may hold anything
+    assert chunks_overlapping(metas, None, 5, "d") == [0, 1]
+    x, y = minmax_downsample(np.arange(5), np.array([1.0, np.nan, 3, 4, 5]), 10)
+    assert list(x) == [0, 2, 3, 4]  # NaN dropped, nothing else to do
+    with pytest.raises(InvalidArgumentError, match="max_points=1 is too small"):
+        minmax_downsample(x, y, 1)
