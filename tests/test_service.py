@@ -492,7 +492,7 @@ def test_workers_map_the_chunk_files_instead_of_copying_them(world):
         assert workers, "no worker processes found"
         before = {pid: _rss_kb(pid) for pid in workers}
         http = urllib3.PoolManager(retries=False, maxsize=8)
-        for _ in range(6):  # new connections: requests spread over both workers
+        for _ in range(20):  # new connections: requests spread over both workers
             for sn in range(0, 8_000_000, 400_000):  # a row of every chunk (no batch planes)
                 r = http.request("GET", f"{proc.url}/v1/datasets/big/values/{sn}",
                                  headers={"Connection": "close"})
@@ -500,7 +500,7 @@ def test_workers_map_the_chunk_files_instead_of_copying_them(world):
         after = {pid: _rss_kb(pid) for pid in workers}
         grown = {pid: {k: after[pid][k] - before[pid][k] for k in ("RssAnon", "RssFile")}
                  for pid in workers}
-        readers = [g for g in grown.values() if g["RssFile"] > 60 * 1024]
+        readers = [g for g in grown.values() if g["RssFile"] > 56 * 1024]
         assert readers, grown  # at least one worker holds the whole dataset...
         for g in readers:  # ...as file pages; its private memory grew by first-use set-up
             assert g["RssAnon"] < 24 * 1024, grown  # (~5-10 MB), not by a 64 MB copy
