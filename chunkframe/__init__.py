@@ -25,7 +25,7 @@ from .core.errors import (
 
 if TYPE_CHECKING:
     from .api import connect, context, contexts, datasets, ingest, open
-    from .contextcache.cache import ContextType, keyword, register_value_type
+    from .contextcache import ContextType, keyword, register_value_type
     from .dataset import Dataset
     from .session import Client
 
@@ -70,8 +70,8 @@ _LAZY = {
     "connect": "api", "ingest": "api", "open": "api", "datasets": "api", "context": "api",
     "contexts": "api",
     "Dataset": "dataset",
-    "ContextType": "contextcache.cache", "keyword": "contextcache.cache",
-    "register_value_type": "contextcache.cache",
+    "ContextType": "contextcache", "keyword": "contextcache",
+    "register_value_type": "contextcache",
 }
 
 

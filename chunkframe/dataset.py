@@ -20,7 +20,7 @@ from .read.reader import READ_AHEAD, ChunkGroups, Snapshot, chunk_slices, group_
 from .read.rows import RowTemplate, is_text, wrap_vector
 
 if TYPE_CHECKING:
-    from .contextcache.cache import Context
+    from .contextcache import Context
     from .lastcache.cache import DeleteResult
     from .session import Client
 

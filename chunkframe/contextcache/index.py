@@ -1,0 +1,170 @@
+"""The cross-context keyword index in Redis: one set per keyword, read by ``find``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import redis
+
+from .entries import FIELD_SEP, field_of, with_own_keyword
+from .types import ContextType, value_of
+
+__all__ = ["FIND_COLUMNS", "index_head", "index_key", "member", "PUT_LUA", "REMOVE_LUA",
+           "postings", "find", "as_str"]
+
+#: the columns of a ``find`` result, in order
+FIND_COLUMNS = ["context", "type", "key", "value"]
+
+# Layout. Keyword ``w`` (normalised: stripped, lower-cased) has the set
+# ``{prefix}:ctxkw:{<w>}`` whose members are ``"<context id>\x1f<TYPE>\x1f<key>"``, one per
+# entry having ``w`` (its key's own keyword included). The keyword is the key's hash tag, so
+# on Redis Cluster the index shards by keyword, evenly, and ``find`` reads one slot. A
+# context id has no control characters (validate_id) and a type none, so a member splits at
+# its first two \x1f whatever the key holds.
+#
+# The sets are written by the same Lua scripts (put, remove) and MULTI/EXEC transactions
+# (clear) that write the context's entries and bump its version, so the index changes
+# atomically with the entries. Those scripts compute keyword key names, which a standalone
+# Redis (the embedded default, a redis:// URL, Sentinel) runs; a multi-shard Cluster would
+# refuse them as cross-slot. ``find`` reads each hit's record back and keeps it only if the
+# record still has the keyword, so a stale member (left by an older chunkframe, or a
+# hand-edited hash) is never returned.
+
+
+def index_head(prefix: str) -> str:
+    """What every index key starts with: ``"<prefix>:ctxkw:{"`` (the scripts add the rest)."""
+    return f"{prefix}:ctxkw:{{"
+
+
+def index_key(prefix: str, word: str) -> str:
+    """The Redis key of keyword ``word``'s set (``word`` already normalised)."""
+    return f"{index_head(prefix)}{word}}}"
+
+
+def member(context_id: str, ctype: ContextType, key: str) -> str:
+    """The index member naming one entry: ``"<context id>\\x1f<TYPE>\\x1f<key>"``."""
+    return f"{context_id}{FIELD_SEP}{field_of(ctype, key)}"
+
+
+# Lua: write entries of one context and their index memberships, bump the version.
+# KEYS[1] entries hash, KEYS[2] version counter
+# ARGV[1] index key head "<prefix>:ctxkw:{", ARGV[2] member head "<context id>\x1f",
+# then per entry: field, record, own keyword (the key lower-cased, as Python does it),
+#   n, and the n keywords of the new record besides the own one
+# returns the new version
+PUT_LUA = """
+local head, mhead = ARGV[1], ARGV[2]
+local i = 3
+while i <= #ARGV do
+  local field, record, own, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local m = mhead .. field
+  local new = {[own] = true}
+  for j = i + 4, i + 3 + n do new[ARGV[j]] = true end
+  local old = redis.call('HGET', KEYS[1], field)
+  local had = {}
+  if old then
+    had[own] = true
+    local ok, rec = pcall(cjson.decode, old)
+    if ok and type(rec) == 'table' and type(rec['k']) == 'table' then
+      for _, w in ipairs(rec['k']) do
+        if type(w) == 'string' then had[w] = true end
+      end
+    end
+  end
+  for w in pairs(had) do
+    if not new[w] then redis.call('SREM', head .. w .. '}', m) end
+  end
+  for w in pairs(new) do
+    if not had[w] then redis.call('SADD', head .. w .. '}', m) end
+  end
+  redis.call('HSET', KEYS[1], field, record)
+  i = i + 4 + n
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+# Lua: delete one entry and its index memberships, bump the version.
+# KEYS[1] entries hash, KEYS[2] version counter
+# ARGV[1] index key head, ARGV[2] member, ARGV[3] field, ARGV[4] own keyword
+# returns the new version
+REMOVE_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[3])
+if old then
+  redis.call('SREM', ARGV[1] .. ARGV[4] .. '}', ARGV[2])
+  local ok, rec = pcall(cjson.decode, old)
+  if ok and type(rec) == 'table' and type(rec['k']) == 'table' then
+    for _, w in ipairs(rec['k']) do
+      if type(w) == 'string' then redis.call('SREM', ARGV[1] .. w .. '}', ARGV[2]) end
+    end
+  end
+  redis.call('HDEL', KEYS[1], ARGV[3])
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+
+def postings(context_id: str, raw: dict[Any, Any], ctype: ContextType | None
+             ) -> dict[str, list[str]]:
+    """keyword → members of the entries of ``raw`` (an HGETALL answer) of ``ctype`` (all if
+    None): what deleting those entries must take out of the index."""
+    out: dict[str, list[str]] = {}
+    for f, rec in raw.items():
+        field = as_str(f)
+        tname, sep, key = field.partition(FIELD_SEP)
+        if not sep or (ctype is not None and tname != ctype.value):
+            continue
+        try:
+            stored = json.loads(rec)["k"]
+        except (ValueError, KeyError, TypeError):
+            stored = []
+        words = stored if isinstance(stored, list) else []
+        m = f"{context_id}{FIELD_SEP}{field}"
+        for w in with_own_keyword(key, (w for w in words if isinstance(w, str))):
+            out.setdefault(w, []).append(m)
+    return out
+
+
+def find(client: redis.Redis, prefix: str, entries_key: Any, word: str,
+         ctype: ContextType | None) -> pd.DataFrame:
+    """Entries of every context having keyword ``word`` (normalised), of ``ctype`` if given.
+
+    One SMEMBERS of the keyword's set, then one pipelined HGET per hit for its record;
+    ``entries_key(context_id)`` names a context's hash. Returns :data:`FIND_COLUMNS`, ordered
+    by context, type (in ContextType order), key.
+    """
+    hits = []
+    for raw in client.smembers(index_key(prefix, word)):
+        cid, _, field = as_str(raw).partition(FIELD_SEP)
+        tname, sep, key = field.partition(FIELD_SEP)
+        if sep and tname in ContextType.__members__ and (ctype is None or tname == ctype.value):
+            hits.append((cid, ContextType[tname], key))
+    pipe = client.pipeline(transaction=False)
+    for cid, t, key in hits:
+        pipe.hget(entries_key(cid), field_of(t, key))
+    records = pipe.execute() if hits else []
+    order = {t: i for i, t in enumerate(ContextType)}
+    rows = []
+    for (cid, t, key), rec in zip(hits, records, strict=True):
+        if rec is None:
+            continue
+        record = as_str(rec)
+        try:
+            stored = json.loads(record)["k"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if word in stored or word == key.lower():
+            rows.append((cid, order[t], t.value, key, record))
+    rows.sort(key=lambda r: (r[0], r[1], r[3]))
+    return pd.DataFrame({
+        "context": pd.Series([r[0] for r in rows], dtype=object),
+        "type": pd.Series([r[2] for r in rows], dtype=object),
+        "key": pd.Series([r[3] for r in rows], dtype=object),
+        "value": pd.Series([value_of(r[4]) for r in rows], dtype=object),
+    }, columns=FIND_COLUMNS)
+
+
+def as_str(x: bytes | str) -> str:
+    """A Redis answer as str, from a client with or without ``decode_responses``."""
+    return x.decode() if isinstance(x, bytes) else x
