@@ -24,14 +24,14 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import connect, context, contexts, datasets, ingest, open
+    from .api import connect, context, contexts, datasets, find, ingest, open
     from .contextcache import ContextType, keyword, register_value_type
     from .dataset import Dataset
     from .session import Client
 
 __all__ = [
     "Client", "Dataset", "connect", "ingest", "open", "datasets", "context", "contexts",
-    "ContextType", "keyword", "register_value_type",
+    "find", "ContextType", "keyword", "register_value_type",
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
@@ -68,7 +68,7 @@ _after_import_of("pandas", lambda: importlib.import_module(".frontends.accessor"
 _LAZY = {
     "Client": "session", "default_client": "session",
     "connect": "api", "ingest": "api", "open": "api", "datasets": "api", "context": "api",
-    "contexts": "api",
+    "contexts": "api", "find": "api",
     "Dataset": "dataset",
     "ContextType": "contextcache", "keyword": "contextcache",
     "register_value_type": "contextcache",
