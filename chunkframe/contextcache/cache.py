@@ -110,6 +110,7 @@ class ContextCache:
         self._total = 0
         self._put = redis_client.register_script(index.PUT_LUA)
         self._remove = redis_client.register_script(index.REMOVE_LUA)
+        self._find = redis_client.register_script(index.FIND_LUA)
 
     # -- public ------------------------------------------------------------------------
 
@@ -213,8 +214,7 @@ class ContextCache:
         ctype = None if type is None else ContextType.parse(type)
         with self._redis_errors(f"find keyword {keyword!r} in the contexts under prefix "
                                 f"{self.prefix!r}"):
-            return index.find(self.redis, self.prefix, lambda cid: self._keys(cid)[0],
-                              normalise_keyword(keyword), ctype)
+            return index.find(self._find, self.prefix, normalise_keyword(keyword), ctype)
 
     def invalidate(self, context_id: str) -> bool:
         """Drop ``context_id`` from memory (Redis keeps it); return whether it was loaded."""

@@ -19,6 +19,7 @@ __all__ = [
     "register_value_type",
     "is_registered",
     "encode_value",
+    "decode_value",
     "value_of",
     "short",
 ]
@@ -161,13 +162,14 @@ def encode_value(obj: Any, where: str = "value") -> Any:
     raise Unserialisable(where, obj, _hint(obj))
 
 
-def _decode(obj: Any) -> Any:
+def decode_value(obj: Any) -> Any:
+    """Stored JSON data back as a value: tagged dicts of registered classes rebuilt."""
     if isinstance(obj, list):
-        return [_decode(v) for v in obj]
+        return [decode_value(v) for v in obj]
     if isinstance(obj, dict):
         if len(obj) == 2 and TYPE_TAG in obj and isinstance(obj.get("fields"), dict):
             tag = obj[TYPE_TAG]
-            fields = {k: _decode(v) for k, v in obj["fields"].items()}
+            fields = {k: decode_value(v) for k, v in obj["fields"].items()}
             cls = _REGISTRY.get(tag)
             if cls is not None:
                 try:
@@ -178,14 +180,14 @@ def _decode(obj: Any) -> Any:
                         f"({exc}); returning the stored fields as a dict", stacklevel=3,
                     )
             return {TYPE_TAG: tag, "fields": fields}
-        return {k: _decode(v) for k, v in obj.items()}
+        return {k: decode_value(v) for k, v in obj.items()}
     return obj
 
 
 def value_of(record: str) -> Any:
     """The value of a stored JSON record ``{"v": value, "k": [keywords]}``, decoded."""
     value = json.loads(record)["v"]
-    return _decode(value) if TYPE_TAG in record else value
+    return decode_value(value) if TYPE_TAG in record else value
 
 
 def short(text: str, limit: int = 60) -> str:
