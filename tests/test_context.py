@@ -956,6 +956,8 @@ def test_redis_down_changes_nothing_locally(own_redis) -> None:  # noqa: ANN001
         ctx.clear()
     with pytest.raises(BackendUnavailableError, match="could not find keyword 'k'"):
         cache.find("k")
+    with pytest.raises(BackendUnavailableError, match="could not index the contexts"):
+        cache.reindex()
     with pytest.raises(BackendUnavailableError, match="could not check the version"):
         checker.get("k")
     with pytest.raises(BackendUnavailableError, match="could not load context 'other'"):

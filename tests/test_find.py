@@ -151,6 +151,20 @@ def test_long_string_value_is_stored_once(cache: ContextCache, redis_client: red
     assert hits(cache.find("y" * 256)) == {("big", "METADATA", "word")}
 
 
+def test_reindex_finds_entries_written_without_the_index(cache: ContextCache,
+                                                          redis_client: redis.Redis) -> None:
+    cache.context("old").put_many({"owner": "ana lee", "note": "Ana"})
+    cache.context("new").put("owner", "ana", type="ENV")
+    for key in redis_client.keys(f"{cache.prefix}:ctxkw:*"):   # as an older version left it
+        redis_client.delete(key)
+    assert cache.find("ana").empty
+    assert cache.reindex() == 2
+    want = {("old", "METADATA", "owner"), ("old", "METADATA", "note"), ("new", "ENV", "owner")}
+    assert hits(cache.find("ana")) == want
+    assert cache.reindex() == 2 and hits(cache.find("ana")) == want   # idempotent
+    assert ContextCache(redis_client, prefix=cache.prefix + "x").reindex() == 0
+
+
 def test_cf_find_and_client_find(client) -> None:  # noqa: ANN001
     client.context("analysis-42").put("question", "does humidity drive failures?")
     cf.context("notes").put("humidity", "high in March", type="DATA")

@@ -147,14 +147,8 @@ class ContextCache:
             ]
         if include_stored:
             loaded = {r[0] for r in rows}
-            head, tail = f"{self.prefix}:ctx:{{", "}:entries"
-            pattern = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*" + tail
             with self._redis_errors(f"list the stored contexts under prefix {self.prefix!r}"):
-                ids = [
-                    cid for key in self.redis.scan_iter(match=pattern, count=1000)
-                    if (k := as_str(key)).startswith(head) and k.endswith(tail)
-                    and (cid := k[len(head):-len(tail)]) not in loaded
-                ]
+                ids = [cid for cid in self._stored_ids() if cid not in loaded]
                 pipe = self.redis.pipeline(transaction=False)
                 for cid in ids:
                     pipe.hlen(self._keys(cid)[0])
@@ -215,6 +209,46 @@ class ContextCache:
         with self._redis_errors(f"find keyword {keyword!r} in the contexts under prefix "
                                 f"{self.prefix!r}"):
             return index.find(self._find, self.prefix, normalise_keyword(keyword), ctype)
+
+    def reindex(self) -> int:
+        """Add every stored entry to the keyword index that :meth:`find` reads; return how
+        many contexts were indexed.
+
+        Entries written by a chunkframe without the index (before ``cf.find`` came) are
+        found only after this; entries written since are indexed as they are written, so a
+        second run changes nothing. Each context is indexed in one transaction, retried if
+        it changes meanwhile.
+
+        Returns
+        -------
+        int
+            The number of stored contexts.
+
+        Raises
+        ------
+        BackendUnavailableError
+            Redis cannot be reached; contexts indexed before stay indexed, run it again.
+
+        Examples
+        --------
+        >>> cache.reindex()                                         # doctest: +SKIP
+        1000
+        """
+        n = 0
+        with self._redis_errors(f"index the contexts under prefix {self.prefix!r}"):
+            for cid in self._stored_ids():
+                entries_key = self._keys(cid)[0]
+
+                def transaction(pipe: Any, cid: str = cid, entries_key: str = entries_key
+                                ) -> None:
+                    add = index.postings(cid, pipe.hgetall(entries_key), None)
+                    pipe.multi()
+                    for word, members in add.items():
+                        pipe.sadd(index.index_key(self.prefix, word), *members)
+
+                self.redis.transaction(transaction, entries_key)
+                n += 1
+        return n
 
     def invalidate(self, context_id: str) -> bool:
         """Drop ``context_id`` from memory (Redis keeps it); return whether it was loaded."""
@@ -335,6 +369,13 @@ class ContextCache:
                     for k, e in list(m.items())[:n]][:n]
 
     # -- internals (callers hold self._lock unless said otherwise) --------------------
+
+    def _stored_ids(self) -> list[str]:
+        """The ids of the contexts Redis holds entries of (SCAN of this prefix's keys)."""
+        head, tail = f"{self.prefix}:ctx:{{", "}:entries"
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*" + tail
+        return [k[len(head):-len(tail)] for key in self.redis.scan_iter(match=pattern, count=1000)
+                if (k := as_str(key)).startswith(head) and k.endswith(tail)]
 
     def _keys(self, cid: str) -> tuple[str, str]:
         base = f"{self.prefix}:ctx:{{{cid}}}"
