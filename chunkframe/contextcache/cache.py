@@ -170,28 +170,10 @@ class ContextCache:
     def find(self, keyword: str, type: ContextType | str | None = None) -> pd.DataFrame:
         """Return the entries of every context having exactly ``keyword`` (any case).
 
-        Read from the keyword index kept in Redis beside the entries (one set per keyword),
-        not by loading contexts: the answer reflects every process' writes at once.
-
-        Parameters
-        ----------
-        keyword : str
-            One keyword: a key, a word cut from a value, or an explicit keyword.
-        type : ContextType or str, optional
-            Only entries of this type. None: every type.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``context, type, key, value``, ordered by context, type, key; empty
-            (with those columns) if no entry has ``keyword``.
-
-        Raises
-        ------
-        ContextError
-            ``keyword`` is not a non-empty string, or ``type`` is not a ContextType.
-        BackendUnavailableError
-            Redis cannot be reached.
+        What :func:`chunkframe.find` returns (columns ``context, type, key, value``; its
+        parameters and errors), read from the keyword index kept in Redis beside the
+        entries (one set per keyword), not by loading contexts: the answer reflects every
+        process' writes at once. Entries of other prefixes are not searched.
 
         Examples
         --------
@@ -301,11 +283,13 @@ class ContextCache:
         """Store ``entries`` (key → (field, record, entry)) of ``ctype``: Redis first, with
         the keyword index and the version in one script, then ``value``."""
         cid = value.context_id
-        args: list[str] = [index.index_head(self.prefix), f"{cid}{FIELD_SEP}"]
+        words: list[list[str]] = []
+        args: list[str] = []
         for key, (field, record, entry) in entries.items():
             own = key.lower()
-            words = [w for w in entry.keywords if w != own]
-            args += [field, record, own, str(len(words)), *words]
+            words.append([own, *(w for w in entry.keywords if w != own)])
+            args += (field, record)
+        args[:0] = [index.index_head(self.prefix), f"{cid}{FIELD_SEP}", json.dumps(words)]
         with self._redis_errors(f"write to context {cid!r}"):
             new_version = int(self._put(keys=list(self._keys(cid)), args=args))
         delta = sum(value.set(ctype, k, e) for k, (_, _, e) in entries.items())

@@ -50,37 +50,62 @@ def member(context_id: str, ctype: ContextType, key: str) -> str:
 # Lua: write entries of one context and their index memberships, bump the version.
 # KEYS[1] entries hash, KEYS[2] version counter
 # ARGV[1] index key head "<prefix>:ctxkw:{", ARGV[2] member head "<context id>\x1f",
-# then per entry: field, record, own keyword (the key lower-cased, as Python does it),
-#   n, and the n keywords of the new record besides the own one
+# ARGV[3] JSON list, per entry, of its keywords: the own one (the key lower-cased, as Python
+#   does it) first, then the others of the record
+# then per entry: field, record
 # returns the new version
+# Old records come in one HMGET, entries go in one HSET, and memberships are gathered per
+# keyword into one SADD/SREM each (per 2,000-4,000 items: Lua's unpack limit), so a batch
+# costs few calls beyond one per distinct keyword.
 PUT_LUA = """
 local head, mhead = ARGV[1], ARGV[2]
-local i = 3
-while i <= #ARGV do
-  local field, record, own, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local m = mhead .. field
-  local new = {[own] = true}
-  for j = i + 4, i + 3 + n do new[ARGV[j]] = true end
-  local old = redis.call('HGET', KEYS[1], field)
-  local had = {}
+local words = cjson.decode(ARGV[3])
+local n = #words
+local olds = {}
+for i = 1, n, 2000 do
+  local fields = {}
+  for e = i, math.min(i + 1999, n) do fields[#fields + 1] = ARGV[2 + 2 * e] end
+  local got = redis.call('HMGET', KEYS[1], unpack(fields))
+  for j, v in ipairs(got) do olds[i + j - 1] = v end
+end
+local adds, removes = {}, {}
+local function note(into, w, m)
+  local t = into[w]
+  if t then t[#t + 1] = m else into[w] = {m} end
+end
+for e = 1, n do
+  local kws, m, old = words[e], mhead .. ARGV[2 + 2 * e], olds[e]
   if old then
-    had[own] = true
+    local new, had = {}, {[kws[1]] = true}
+    for _, w in ipairs(kws) do new[w] = true end
     local ok, rec = pcall(cjson.decode, old)
     if ok and type(rec) == 'table' and type(rec['k']) == 'table' then
       for _, w in ipairs(rec['k']) do
         if type(w) == 'string' then had[w] = true end
       end
     end
+    for w in pairs(had) do
+      if not new[w] then note(removes, w, m) end
+    end
+    for w in pairs(new) do
+      if not had[w] then note(adds, w, m) end
+    end
+  else
+    for _, w in ipairs(kws) do note(adds, w, m) end
   end
-  for w in pairs(had) do
-    if not new[w] then redis.call('SREM', head .. w .. '}', m) end
-  end
-  for w in pairs(new) do
-    if not had[w] then redis.call('SADD', head .. w .. '}', m) end
-  end
-  redis.call('HSET', KEYS[1], field, record)
-  i = i + 4 + n
 end
+for i = 4, #ARGV, 4000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+end
+local function apply(cmd, by)
+  for w, ms in pairs(by) do
+    for i = 1, #ms, 4000 do
+      redis.call(cmd, head .. w .. '}', unpack(ms, i, math.min(i + 3999, #ms)))
+    end
+  end
+end
+apply('SREM', removes)
+apply('SADD', adds)
 return redis.call('INCR', KEYS[2])
 """
 
