@@ -81,6 +81,18 @@ def test_find_after_replace_remove_and_clear(cache: ContextCache) -> None:
     assert not cache.redis.keys(f"{cache.prefix}:ctxkw:*")   # empty sets are gone
 
 
+def test_non_ascii_keys_and_keywords_stay_indexed(cache: ContextCache,
+                                                  redis_client: redis.Redis) -> None:
+    ctx = cache.context("ü-ctx")
+    ctx.put("Ärger", "smile 😀 naïve \x1e ctl", keywords=["🎉 Party", "a/b"])
+    for word in ("ärger", "😀", "naïve", "🎉 party", "a/b"):
+        assert hits(cache.find(word)) == {("ü-ctx", "METADATA", "Ärger")}, word
+    ctx.put("Ärger", "plain")
+    assert cache.find("😀").empty and hits(cache.find("Plain")) == {("ü-ctx", "METADATA", "Ärger")}
+    ctx.remove("Ärger")
+    assert not redis_client.keys(f"{cache.prefix}:ctxkw:*")
+
+
 def test_find_sees_another_clients_writes_at_once(redis_client: redis.Redis, prefix: str,
                                                   redis_server) -> None:  # noqa: ANN001
     mine = ContextCache(redis_client, prefix=prefix, staleness=3600)
