@@ -10,6 +10,7 @@ case) and, for reference, cold. Prints a markdown table and writes
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import shutil
@@ -74,7 +75,9 @@ def main() -> None:
            f"{pd.__version__}, redis-py {redis.__version__}, redis-server {version}")
     text = "\n".join([
         "# Search across contexts (`bench/bench_find.py`)", "",
-        f"{env}. Redis over a unix socket, AOF on. Medians of {args.repeats} runs.", "",
+        f"{env}, {os.cpu_count()} CPUs shared with other work (load average "
+        f"{os.getloadavg()[0]:.1f} at the end). Redis over a unix socket, AOF on. Both sides "
+        f"of each ratio run back to back; medians of {args.repeats} runs.", "",
         "| measure | value |", "| --- | --- |",
         *(f"| {k} | {v} |" for k, v in rows.items()), "",
     ])
