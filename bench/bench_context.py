@@ -25,7 +25,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from chunkframe.contextcache.cache import ContextCache  # noqa: E402
+from chunkframe.contextcache import ContextCache  # noqa: E402
 
 CARRIERS = ["AA", "UA", "DL", "WN", "B6", "AS", "NK", "F9", "HA", "G4",
             "SY", "MX", "XP", "QX", "OO", "YX", "9E", "MQ", "OH", "ZW"]

@@ -15,6 +15,7 @@ BENCHES = [
     ("Reads by serial number (issue 3)", "bench_read.py", "results_read.md"),
     ("Last values (issue 4)", "bench_last.py", "results_last.md"),
     ("Context cache (issue 5)", "bench_context.py", "results_context.md"),
+    ("Search across contexts (issue 16)", "bench_find.py", "results_find.md"),
     ("Export (issue 7)", "bench_export.py", "results_export.md"),
     ("GetValue service (issue 13)", "bench_service.py", "results_service.md"),
     ("Range and filtered reads (issue 16)", "bench_range.py", "results_range.md"),

@@ -27,14 +27,14 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import connect, context, contexts, datasets, ingest, open
-    from .contextcache.cache import ContextType, keyword, register_value_type
+    from .api import connect, context, contexts, datasets, find, ingest, open
+    from .contextcache import ContextType, keyword, register_value_type
     from .dataset import Dataset
     from .session import Client
 
 __all__ = [
     "Client", "Dataset", "connect", "ingest", "open", "datasets", "context", "contexts",
-    "ContextType", "keyword", "register_value_type",
+    "find", "ContextType", "keyword", "register_value_type",
     "ChunkFrameError", "DatasetNotFoundError", "DatasetExistsError", "DatasetLockedError",
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
@@ -72,10 +72,10 @@ _after_import_of("pandas", lambda: importlib.import_module(".frontends.accessor"
 _LAZY = {
     "Client": "session", "default_client": "session",
     "connect": "api", "ingest": "api", "open": "api", "datasets": "api", "context": "api",
-    "contexts": "api",
+    "contexts": "api", "find": "api",
     "Dataset": "dataset",
-    "ContextType": "contextcache.cache", "keyword": "contextcache.cache",
-    "register_value_type": "contextcache.cache",
+    "ContextType": "contextcache", "keyword": "contextcache",
+    "register_value_type": "contextcache",
 }
 
 

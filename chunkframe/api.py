@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from .dataset import Dataset
 
-__all__ = ["connect", "ingest", "open", "datasets", "context", "contexts"]
+__all__ = ["connect", "ingest", "open", "datasets", "context", "contexts", "find"]
 
 
 def connect(
@@ -84,3 +84,39 @@ def context(context_id: str) -> Any:
 def contexts() -> pd.DataFrame:
     """Contexts in memory: id, entries, memory bytes, accesses, last access."""
     return default_client().contexts()
+
+
+def find(keyword: str, type: str | None = None) -> pd.DataFrame:
+    """Return the entries of every context (datasets' and others) having ``keyword``.
+
+    Read from a keyword index kept in Redis beside the entries, not by loading every
+    context: one set per keyword, written with the entries.
+
+    Parameters
+    ----------
+    keyword : str
+        One keyword, any case: a key, a word cut from a value, or an explicit keyword.
+    type : str, optional
+        Only entries of this ContextType (a name, any case). None: every type.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``context, type, key, value``, ordered by context, type, key; empty, with
+        those columns, when no entry has ``keyword``.
+
+    Raises
+    ------
+    ContextError
+        ``keyword`` is not a non-empty string, or ``type`` is not a ContextType.
+    BackendUnavailableError
+        Redis cannot be reached.
+
+    Examples
+    --------
+    >>> cf.context("analysis-42").put("owner", "ana, data team")  # doctest: +SKIP
+    >>> cf.find("ana")                                            # doctest: +SKIP
+           context      type    key           value
+    0  analysis-42  METADATA  owner  ana, data team
+    """
+    return default_client().find(keyword, type)

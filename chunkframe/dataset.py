@@ -35,7 +35,7 @@ from .read.scan import Piece, scan
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .contextcache.cache import Context
+    from .contextcache import Context
     from .lastcache import DeleteResult
     from .session import Client
 

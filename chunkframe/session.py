@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .contextcache.cache import Context, ContextCache
+from .contextcache import Context, ContextCache
 from .core.config import Settings, redact, resolve
 from .core.errors import InvalidArgumentError
 from .core.keys import validate_id
@@ -111,13 +111,17 @@ class Client:
         return self._contexts
 
     def context(self, context_id: str) -> Context:
-        """The :class:`~chunkframe.contextcache.cache.Context` of any id (a dataset's or an
+        """The :class:`~chunkframe.contextcache.Context` of any id (a dataset's or an
         analysis')."""
         return self.contexts_cache.context(context_id)
 
     def contexts(self) -> pd.DataFrame:
         """Contexts in memory: id, entries, memory bytes, accesses, last access."""
         return self.contexts_cache.contexts()
+
+    def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
+        """Entries of every context (dataset or not) having ``keyword``: see :func:`chunkframe.find`."""
+        return self.contexts_cache.find(keyword, type)
 
 
 def connect(

@@ -429,6 +429,29 @@ def test_tag_tags_find(cli, sensors):
     one_error_line(err, "not JSON")
 
 
+def test_find_keyword_across_contexts(cli, client, sensors):
+    client.context("analysis-42").put("owner", "ana", keywords=["q3"])
+    code, out, err = cli("tag", "sensors", "owner", "ana, data team", "--keyword", "q3")
+    assert code == 0, err
+    code, out, _ = cli("--json", "find", "Q3")
+    assert [(r["context"], r["key"], r["value"]) for r in json.loads(out)] == [
+        ("analysis-42", "owner", "ana"), ("sensors", "owner", "ana, data team")]
+    code, out, _ = cli("find", "q3")
+    assert code == 0 and "analysis-42" in out and "sensors" in out
+    code, out, _ = cli("find", "sensors", "q3")           # the dataset form still works
+    assert code == 0 and "analysis-42" not in out and "owner" in out
+    code, out, _ = cli("find", "nothing-like-this")
+    assert code == 0 and "no context has an entry with keyword 'nothing-like-this'" in out
+    code, out, _ = cli("--json", "find", "nothing-like-this")
+    assert code == 0 and json.loads(out) == []
+    code, _, err = cli("find", "q3", "--type", "bogus")
+    assert code == 1
+    one_error_line(err, "bogus")
+    code, _, err = cli("find", "nope", "q3")
+    assert code == 1
+    one_error_line(err, "'nope'")
+
+
 def test_delete(cli, sensors):
     code, _, err = cli("delete", "sensors")
     assert code == 2 and "--all" in err

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from threads import run_threads
 
 import chunkframe.contextcache.cache as context_module
-from chunkframe.contextcache.cache import (
+from chunkframe.contextcache import (
     Context,
     ContextCache,
     ContextKeyError,
@@ -647,7 +647,9 @@ def test_redis_key_layout(ctx: Context, redis_client: redis.Redis, prefix: str) 
     assert int(redis_client.get(vk)) == 2
     ctx.remove("a")
     assert int(redis_client.get(vk)) == 3
-    assert {k.decode() for k in redis_client.keys(f"{prefix}*")} == {ek, vk}
+    index = {f"{prefix}:ctxkw:{{{w}}}" for w in ("owner", "ana", "lee", "q3", "b")}
+    assert {k.decode() for k in redis_client.keys(f"{prefix}*")} == {ek, vk} | index
+    assert redis_client.smembers(f"{prefix}:ctxkw:{{q3}}") == {b"analysis-42\x1fENV\x1fowner"}
 
 
 def test_decoded_responses_client(redis_server, prefix: str) -> None:  # noqa: ANN001
@@ -886,7 +888,7 @@ def test_own_write_after_foreign_write_forces_reload(redis_client: redis.Redis,
 CHILD = r"""
 import sys, time
 import redis
-from chunkframe.contextcache.cache import ContextCache
+from chunkframe.contextcache import ContextCache
 sock, prefix = sys.argv[1], sys.argv[2]
 ctx = ContextCache(redis.Redis(unix_socket_path=sock), prefix=prefix).context("shared")
 ctx.put("from_child", "hello from child")
@@ -952,6 +954,10 @@ def test_redis_down_changes_nothing_locally(own_redis) -> None:  # noqa: ANN001
         ctx.remove("k")
     with pytest.raises(BackendUnavailableError, match="could not clear context 'c'"):
         ctx.clear()
+    with pytest.raises(BackendUnavailableError, match="could not find keyword 'k'"):
+        cache.find("k")
+    with pytest.raises(BackendUnavailableError, match="could not index the contexts"):
+        cache.reindex()
     with pytest.raises(BackendUnavailableError, match="could not check the version"):
         checker.get("k")
     with pytest.raises(BackendUnavailableError, match="could not load context 'other'"):

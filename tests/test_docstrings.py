@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from chunkframe.contextcache.cache import Context
+from chunkframe.contextcache import Context
 from chunkframe.dataset import Dataset
 
 # Dataset's other read methods (get, get_many, slice, verify, cache_info) are being

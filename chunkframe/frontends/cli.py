@@ -208,10 +208,16 @@ def cmd_tags(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_find(args: argparse.Namespace, out: Out) -> int:
-    ds = _open(args)
-    df = ds.find(args.keyword, args.type)
+    if args.keyword is None:  # `find KEYWORD`: every context, from the keyword index
+        keyword = args.id
+        df = _client(args).find(keyword, args.type)
+        empty = f"no context has an entry with keyword {keyword!r}"
+    else:  # `find ID KEYWORD`: one dataset's tags
+        ds = _open(args)
+        df = ds.find(args.keyword, args.type)
+        empty = f"no tag of {ds.id!r} has keyword {args.keyword!r}"
     out.doc(records(df))
-    out.line(table(df) if len(df) else f"no tag of {ds.id!r} has keyword {args.keyword!r}")
+    out.line(table(df) if len(df) else empty)
     return EXIT_OK
 
 
@@ -450,9 +456,11 @@ def build_parser() -> _Parser:
     p.add_argument("id", metavar="ID")
     p.add_argument("--type", help="only this context type")
 
-    p = command("find", cmd_find, "a dataset's tags having KEYWORD")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("keyword", metavar="KEYWORD")
+    p = command("find", cmd_find, "the entries of every context (or of dataset ID's tags) "
+                                   "having KEYWORD")
+    p.usage = f"{PROG} find [ID] KEYWORD [--type TYPE] [options]"
+    p.add_argument("id", metavar="[ID]", help="a dataset id: search only its tags")
+    p.add_argument("keyword", metavar="KEYWORD", nargs="?", help="the keyword, any case")
     p.add_argument("--type", help="only this context type")
 
     p = command("verify", cmd_verify, "check every chunk's checksum (exit 1 if any is damaged)")
