@@ -205,6 +205,9 @@ def test_browse_reacts_to_clicks_typing_chunks_and_tag_search(page, lab):
     panel.locator("button", has_text="▶").click()
     page.wait_for_function("() => document.querySelector('.cf-browser .cf-row')"
                            ".innerText.includes('sn 1')")
+    # the plot is a widget of its own: its update may land a moment after the row's
+    page.wait_for_function("() => document.querySelector('.cf-browser svg')"
+                           ".innerHTML.includes('x, sn 0–501')")
     assert "sn 1" in row.inner_text() and "x, sn 0–501" in panel.locator("svg").inner_html()
 
     sn_box = panel.locator(".widget-inline-hbox:has(label:text-is('sn')) input")
