@@ -20,9 +20,7 @@ from .ingestion.versions import commit_time
 from .lastcache import LastValues
 from .read.reader import Reader
 from .storage.backends import Backends
-from .storage.catalog import Catalog
-from .storage.state import DatasetLock, State, connect_redis
-from .storage.store import open_store
+from .storage.state import DatasetLock
 
 __all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
 
@@ -42,10 +40,8 @@ class Client:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.token = uuid.uuid4().hex
-        self.redis = connect_redis(settings.redis_url, settings.home)
-        self.backends = Backends(State(self.redis, settings.prefix, settings.lock_ttl),
-                                 open_store(settings.store_url, settings.storage_options),
-                                 Catalog(settings.catalog_path), settings.storage_options)
+        self.backends = Backends.from_settings(settings)
+        self.redis = self.backends.state.client
         self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
                                                 self.backends.catalog)
         self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes)
