@@ -15,6 +15,7 @@ from .core.config import Settings, redact, resolve
 from .core.errors import InvalidArgumentError
 from .core.keys import validate_id
 from .dataset import Dataset
+from .ingestion.distributed import ingest_dask, is_dask_frame, read_files
 from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
 from .lastcache import LastValues
@@ -58,9 +59,24 @@ class Client:
                 f"catalog={str(s.catalog_path)!r}>")
 
     # -- datasets -------------------------------------------------------------------------
-    def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Dataset:
-        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`."""
-        ingest(self.backends, source, dataset_id, hooks=self.commit_hooks, **kwargs)
+    def ingest(self, source: Any, dataset_id: str, engine: str | None = None,
+               **kwargs: Any) -> Dataset:
+        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`.
+
+        A dask DataFrame, or files with ``engine="dask"``, are ingested on the active Dask
+        cluster (:func:`~chunkframe.ingestion.distributed.ingest_dask`).
+        """
+        if engine not in (None, "dask"):
+            raise InvalidArgumentError(
+                f"engine={engine!r} is not one of None (this process) or 'dask' (the active "
+                f"Dask cluster) for dataset {dataset_id!r}")
+        if engine == "dask" and not is_dask_frame(source):
+            source = read_files(source, dataset_id, self.settings.storage_options)
+        if is_dask_frame(source):
+            ingest_dask(self.backends, self.settings, source, dataset_id,
+                        hooks=self.commit_hooks, **kwargs)
+        else:
+            ingest(self.backends, source, dataset_id, hooks=self.commit_hooks, **kwargs)
         self.reader.snapshot(dataset_id, refresh=True)
         return Dataset(self, dataset_id)
 
