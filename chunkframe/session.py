@@ -59,13 +59,13 @@ class Client:
                 f"catalog={str(s.catalog_path)!r}>")
 
     # -- datasets -------------------------------------------------------------------------
-    def ingest(self, source: Any, dataset_id: str, engine: str | None = None,
-               **kwargs: Any) -> Dataset:
+    def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Dataset:
         """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`.
 
         A dask DataFrame, or files with ``engine="dask"``, are ingested on the active Dask
         cluster (:func:`~chunkframe.ingestion.distributed.ingest_dask`).
         """
+        engine = kwargs.pop("engine", None)
         if engine not in (None, "dask"):
             raise InvalidArgumentError(
                 f"engine={engine!r} is not one of None (this process) or 'dask' (the active "
