@@ -113,6 +113,8 @@ def test_ingest_of_csv_files_with_engine_dask(dask_client, client, tmp_path: Pat
     assert ds.chunks["start"].tolist() == [0, 500, 700, 1200, 1500, 2000, 2400, 2900]
     with pytest.raises(cf.InvalidArgumentError, match="engine='spark'.*'csvs2'"):
         cf.ingest(str(paths[0]), "csvs2", engine="spark")
+    with pytest.raises(cf.SourceError, match="no files.*'csvs3'"):
+        cf.ingest([], "csvs3", engine="dask")
 
 
 def test_to_dask_answers_equal_pandas(dask_client, client) -> None:
@@ -137,7 +139,7 @@ def test_to_dask_answers_equal_pandas(dask_client, client) -> None:
     with pytest.raises(KeyError, match="'reads' has no column 'nope'"):
         ds.to_dask(["nope"])
     # deletes (tombstones) apply, as in to_pandas
-    ds.delete(device="dev3", start=df.time[0], end=df.time[5_000])
+    ds.delete(device="dev3", date_range=(df.time[0], df.time[5_000]))
     assert_same(ds.to_dask().compute(), ds.to_pandas())
     assert ds.to_dask()["value"].count().compute() == ds.to_pandas()["value"].count()
 

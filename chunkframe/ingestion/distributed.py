@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from ..core.errors import BackendUnavailableError, SchemaMismatchError
+from ..core.errors import BackendUnavailableError, SchemaMismatchError, SourceError
 from ..core.model import DatasetMeta
 from ..core.progress import progress_bar
 from ..storage.backends import process_backends
@@ -72,7 +72,8 @@ def read_files(paths: str | Sequence[str], dataset_id: str, storage_options: dic
 
     files = [paths] if isinstance(paths, str) else [str(p) for p in paths]
     if not files:
-        raise SchemaMismatchError(f"no files given to ingest as dataset {dataset_id!r}")
+        raise SourceError(f"no files given to ingest as dataset {dataset_id!r}; pass a glob, "
+                          "a path or a list of paths of CSV or Parquet files")
     if all(f.endswith((".parquet", ".pq")) for f in files):
         return dd.read_parquet(files, storage_options=storage_options or None)
     return dd.read_csv(files, blocksize=None, storage_options=storage_options or None)
