@@ -19,6 +19,7 @@ from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
 from .core.units import format_bytes
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
+from .read.partitions import to_dask
 from .read.reader import (
     FETCH_THREADS,
     READ_AHEAD,
@@ -704,6 +705,42 @@ class Dataset:
         if cols is None:
             return snap.schema
         return pa.schema([snap.schema.field(c) for c in cols], metadata=snap.schema.metadata)
+
+    def to_dask(self, columns: Sequence[str] | str | None = None) -> Any:
+        """The dataset as a dask DataFrame: one partition per chunk, indexed by ``sn``.
+
+        Divisions are known (the chunks' first serial numbers), so ``.loc`` on serial
+        numbers reads only the chunks that hold them. Each partition is read on a Dask worker
+        by a reader of that worker's process, built from this client's settings (its chunk
+        cache is the worker's): fetched from the store, checksum-verified, deletes applied.
+        The partitions read this version, even if the dataset changes meanwhile.
+
+        Parameters
+        ----------
+        columns : str or sequence of str, optional
+            Columns to read, in this order (None: all).
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+            Computed with the active ``distributed.Client`` (or dask's default scheduler).
+
+        Raises
+        ------
+        KeyError
+            A column the dataset does not have (the message names those it has).
+        ChunkCorruptionError
+            When computed: a chunk's bytes do not match its checksum, or it is missing.
+
+        Examples
+        --------
+        >>> ddf = ds.to_dask(["airport", "delay"])                 # doctest: +SKIP
+        >>> ddf.groupby("airport").delay.mean().compute()          # doctest: +SKIP
+        """
+        snap = self._snap()
+        cols = snap.columns_of(columns)
+        meta = self._frame(self._empty(snap), cols, pd.RangeIndex(0, name="sn"))
+        return to_dask(self._client.settings, snap, meta)
 
     def verify(self, progress: bool | None = None) -> pd.DataFrame:
         """Check every chunk's checksum in the store; one row per bad chunk (empty if intact)."""

@@ -15,14 +15,13 @@ from .core.config import Settings, redact, resolve
 from .core.errors import InvalidArgumentError
 from .core.keys import validate_id
 from .dataset import Dataset
+from .ingestion.distributed import ingest_dask, is_dask_frame, read_files
 from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
 from .lastcache import LastValues
 from .read.reader import Reader
 from .storage.backends import Backends
-from .storage.catalog import Catalog
-from .storage.state import DatasetLock, State, connect_redis
-from .storage.store import open_store
+from .storage.state import DatasetLock
 
 __all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
 
@@ -42,10 +41,8 @@ class Client:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.token = uuid.uuid4().hex
-        self.redis = connect_redis(settings.redis_url, settings.home)
-        self.backends = Backends(State(self.redis, settings.prefix, settings.lock_ttl),
-                                 open_store(settings.store_url, settings.storage_options),
-                                 Catalog(settings.catalog_path), settings.storage_options)
+        self.backends = Backends.from_settings(settings)
+        self.redis = self.backends.state.client
         self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
                                                 self.backends.catalog)
         self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes)
@@ -63,8 +60,23 @@ class Client:
 
     # -- datasets -------------------------------------------------------------------------
     def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Dataset:
-        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`."""
-        ingest(self.backends, source, dataset_id, hooks=self.commit_hooks, **kwargs)
+        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`.
+
+        A dask DataFrame, or files with ``engine="dask"``, are ingested on the active Dask
+        cluster (:func:`~chunkframe.ingestion.distributed.ingest_dask`).
+        """
+        engine = kwargs.pop("engine", None)
+        if engine not in (None, "dask"):
+            raise InvalidArgumentError(
+                f"engine={engine!r} is not one of None (this process) or 'dask' (the active "
+                f"Dask cluster) for dataset {dataset_id!r}")
+        if engine == "dask" and not is_dask_frame(source):
+            source = read_files(source, dataset_id, self.settings.storage_options)
+        if is_dask_frame(source):
+            ingest_dask(self.backends, self.settings, source, dataset_id,
+                        hooks=self.commit_hooks, **kwargs)
+        else:
+            ingest(self.backends, source, dataset_id, hooks=self.commit_hooks, **kwargs)
         self.reader.snapshot(dataset_id, refresh=True)
         return Dataset(self, dataset_id)
 

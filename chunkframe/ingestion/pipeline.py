@@ -40,10 +40,11 @@ from .sources import ITERATOR_FINGERPRINT, Source, conform, open_source
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
-    from ..storage.state import DatasetLock
+    from ..storage.state import DatasetLock, State
     from ..storage.store import ChunkStore
 
-__all__ = ["ingest", "MODES", "CommitHook", "resolve_columns"]
+__all__ = ["ingest", "MODES", "CommitHook", "Plan", "resolve_columns", "check_arguments",
+           "locked_ingest", "begin", "persist_chunk", "commit", "time_stats"]
 
 MODES = ("create", "overwrite", "append", "resume")
 CommitHook = Callable[[DatasetMeta, str, list[ChunkMeta]], None]
@@ -51,7 +52,9 @@ CommitHook = Callable[[DatasetMeta, str, list[ChunkMeta]], None]
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
+    """What an ingest writes: its operation, generation, first chunk and row, and how it cuts."""
+
     op: str  # create | overwrite | append
     generation: int
     base_chunk: int
@@ -136,11 +139,11 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
     return out
 
 
-def _plan(
+def plan_ingest(
     backends: Backends, dataset_id: str, mode: str, fingerprint: str, chunk_rows: int,
     time_column: str | None, device_column: str | None, compression: str | None,
     existing: DatasetMeta | None, status: dict[str, str],
-) -> _Plan:
+) -> Plan:
     if mode == "resume" and status:
         if status["fingerprint"] != fingerprint:
             same = (Hint("an iterator of frames cannot be recognised from its rows, so pass "
@@ -152,7 +155,7 @@ def _plan(
                 hint=Hint(same.template + ", or use {} to start again from this one",
                           *same.terms, Arg("mode", "overwrite")),
             )
-        return _Plan(status["op"], int(status["generation"]), int(status["base_chunk"]),
+        return Plan(status["op"], int(status["generation"]), int(status["base_chunk"]),
                      int(status["base_rows"]), int(status["chunk_rows"]), fingerprint,
                      status["time_column"] or None, status["device_column"] or None, True,
                      int(status["previous"]) if status.get("previous") else None,
@@ -171,15 +174,15 @@ def _plan(
                 f"cannot append to dataset {dataset_id!r}: it does not exist",
                 hint=Hint("ingest it first with {}", Arg("mode", "create")),
             )
-        return _Plan("append", existing.generation, existing.chunks, existing.rows,
+        return Plan("append", existing.generation, existing.chunks, existing.rows,
                      existing.chunk_rows, fingerprint, existing.time_column,
                      existing.device_column, False, None, compression)
     generation = backends.catalog.reserve_generation(dataset_id)
-    return _Plan(mode, generation, 0, 0, chunk_rows, fingerprint, time_column, device_column, False,
+    return Plan(mode, generation, 0, 0, chunk_rows, fingerprint, time_column, device_column, False,
                  existing.generation if existing is not None else None, compression)
 
 
-def _discard_stale(backends: Backends, dataset_id: str, status: dict[str, str],
+def discard_stale(backends: Backends, dataset_id: str, status: dict[str, str],
                    existing: DatasetMeta | None) -> None:
     """Remove the leftovers of an interrupted ingest that is not being resumed."""
     if not status:
@@ -188,7 +191,7 @@ def _discard_stale(backends: Backends, dataset_id: str, status: dict[str, str],
     if existing is not None and gen == existing.generation:
         # an interrupted append: drop only the chunks past the committed ones
         stale = [n for n in backends.state.chunk_metas(dataset_id, gen) if n >= existing.chunks]
-        _sweep_generation(backends, dataset_id, gen, set())  # checkpointed or not
+        sweep_generation(backends, dataset_id, gen, set())  # checkpointed or not
         if stale:
             backends.state.forget_chunks(dataset_id, gen, stale)
         return
@@ -233,6 +236,16 @@ class _Persister:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def check_arguments(dataset_id: str, mode: str, chunk_rows: int) -> None:
+    """Raise :class:`InvalidArgumentError` (or :class:`InvalidDatasetIdError`) for a bad id,
+    ``mode`` or ``chunk_rows``, before anything is read or locked."""
+    validate_id(dataset_id)
+    if mode not in MODES:
+        raise InvalidArgumentError(f"mode={mode!r} is not one of {MODES}")
+    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows <= 0:
+        raise InvalidArgumentError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+
+
 def ingest(
     backends: Backends,
     source: Any,
@@ -258,11 +271,7 @@ def ingest(
     append may add columns and widen types (:func:`~.evolve.evolve_schema`); its chunks
     keep their own schema, and readers conform older chunks to the newest one.
     """
-    validate_id(dataset_id)
-    if mode not in MODES:
-        raise InvalidArgumentError(f"mode={mode!r} is not one of {MODES}")
-    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows <= 0:
-        raise InvalidArgumentError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    check_arguments(dataset_id, mode, chunk_rows)
     if not isinstance(workers, int) or workers < 1:
         raise InvalidArgumentError(f"workers must be an integer >= 1, got {workers!r}")
     if max_pending is not None and (not isinstance(max_pending, int) or max_pending < 1):
@@ -286,15 +295,19 @@ def ingest(
         ) from exc
 
 
-def _ingest_locked(
-    backends: Backends, src: Source, dataset_id: str, mode: str, chunk_rows: int,
-    time_column: str | None, device_column: str | None, compression: Compression,
-    progress: bool | None, wait: bool | float, workers: int, max_pending: int,
-    fingerprint: str, evolve: bool, hooks: Sequence[CommitHook],
-) -> DatasetMeta:
+Body = Callable[["DatasetLock", Plan, "DatasetMeta | None"], DatasetMeta]
+"""Writes and commits an ingest, given its lock, its plan and the dataset's current record."""
+
+
+def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | float,
+                  fingerprint: str, chunk_rows: int, time_column: str | None,
+                  device_column: str | None, compression: Compression, body: Body) -> DatasetMeta:
+    """Take the dataset's lock, plan the ingest (or its resume), clear what an interrupted
+    one left that this one cannot use, then run ``body``; on failure, drop what cannot be
+    resumed; always release the lock."""
     state, catalog = backends.state, backends.catalog
     lock = backends.lock(dataset_id, wait)
-    plan: _Plan | None = None
+    plan: Plan | None = None
     fresh = False  # no dataset and no interrupted ingest: a failure must leave nothing
     try:
         existing = catalog.get(dataset_id)
@@ -303,15 +316,43 @@ def _ingest_locked(
         if (mode == "resume" and not status and existing is not None
                 and existing.fingerprint == fingerprint):
             return existing  # a run of this source completed (killed after its commit?)
-        plan = _plan(backends, dataset_id, mode, fingerprint, chunk_rows, time_column,
-                     device_column, compression, existing, status)
+        plan = plan_ingest(backends, dataset_id, mode, fingerprint, chunk_rows, time_column,
+                           device_column, compression, existing, status)
         if not plan.resumed:
-            _discard_stale(backends, dataset_id, status, existing)
-        _sweep_orphans(backends, dataset_id,
-                       {plan.generation} | catalog.generations(dataset_id)
-                       | ({existing.generation} if existing else set()))
-        _sweep_generation(backends, dataset_id, plan.generation,
-                          {m.key for m in state.chunk_metas(dataset_id, plan.generation).values()})
+            discard_stale(backends, dataset_id, status, existing)
+        sweep_orphans(backends, dataset_id,
+                      {plan.generation} | catalog.generations(dataset_id)
+                      | ({existing.generation} if existing else set()))
+        sweep_generation(backends, dataset_id, plan.generation,
+                         {m.key for m in state.chunk_metas(dataset_id, plan.generation).values()})
+        return body(lock, plan, existing)
+    except BaseException as exc:
+        clean_up_failure(backends, lock, dataset_id, plan, fresh, exc)
+        raise
+    finally:
+        lock.release()
+
+
+def begin(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan,
+          schema: pa.Schema) -> tuple[Plan, dict[int, ChunkMeta]]:
+    """Settle the time and device columns of ``schema``, record the ingest in Redis (unless
+    resumed), and return the plan with them and the chunks already checkpointed."""
+    tcol, dcol = resolve_columns(schema, plan.time_column, plan.device_column, dataset_id)
+    plan = replace(plan, time_column=tcol, device_column=dcol)
+    if not plan.resumed:
+        backends.state.begin_ingest(lock, plan.status())
+    done = {n: m for n, m in backends.state.chunk_metas(dataset_id, plan.generation).items()
+            if n >= plan.base_chunk}
+    return plan, done
+
+
+def _ingest_locked(
+    backends: Backends, src: Source, dataset_id: str, mode: str, chunk_rows: int,
+    time_column: str | None, device_column: str | None, compression: Compression,
+    progress: bool | None, wait: bool | float, workers: int, max_pending: int,
+    fingerprint: str, evolve: bool, hooks: Sequence[CommitHook],
+) -> DatasetMeta:
+    def body(lock: DatasetLock, plan: Plan, existing: DatasetMeta | None) -> DatasetMeta:
         chunks = src.chunks(plan.chunk_rows)
         try:
             first = next(chunks)
@@ -325,30 +366,28 @@ def _ingest_locked(
                                           (existing.time_column, existing.device_column),
                                           _categories(backends, existing, first))
         elif plan.op == "append":
-            try:
-                first = conform(first, target_schema, "the appended data")
-            except SchemaMismatchError as exc:
-                raise SchemaMismatchError(
-                    f"cannot append to dataset {dataset_id!r}: {getattr(exc, 'what', exc)}",
-                    hint=Hint("pass {} to add new columns and widen compatible types as "
-                              "pd.concat would, convert the columns first, or use {} to "
-                              "replace the dataset", Arg("evolve", True), Arg("mode", "overwrite")),
-                ) from exc
-        tcol, dcol = resolve_columns(target_schema, plan.time_column, plan.device_column,
-                                     dataset_id)
-        plan = replace(plan, time_column=tcol, device_column=dcol)
-        if not plan.resumed:
-            state.begin_ingest(lock, plan.status())
-        done = {n: m for n, m in state.chunk_metas(dataset_id, plan.generation).items()
-                if n >= plan.base_chunk}
+            first = conform_appended(first, target_schema, dataset_id)
+        plan, done = begin(backends, lock, dataset_id, plan, target_schema)
         return _run(backends, lock, dataset_id, plan, src,
                     itertools.chain([first], chunks), target_schema, done,
                     progress, workers, max_pending, existing, hooks, evolving)
-    except BaseException as exc:
-        _clean_up_failure(backends, lock, dataset_id, plan, fresh, exc)
-        raise
-    finally:
-        lock.release()
+
+    return locked_ingest(backends, dataset_id, mode, wait, fingerprint, chunk_rows, time_column,
+                         device_column, compression, body)
+
+
+def conform_appended(table: pa.Table, schema: pa.Schema, dataset_id: str) -> pa.Table:
+    """``table`` cast to the dataset's ``schema`` for an append, or a
+    :class:`SchemaMismatchError` naming the column and the fixes."""
+    try:
+        return conform(table, schema, "the appended data")
+    except SchemaMismatchError as exc:
+        raise SchemaMismatchError(
+            f"cannot append to dataset {dataset_id!r}: {getattr(exc, 'what', exc)}",
+            hint=Hint("pass {} to add new columns and widen compatible types as "
+                      "pd.concat would, convert the columns first, or use {} to "
+                      "replace the dataset", Arg("evolve", True), Arg("mode", "overwrite")),
+        ) from exc
 
 
 def _categories(backends: Backends, existing: DatasetMeta, first: pa.Table
@@ -371,7 +410,7 @@ def _categories(backends: Backends, existing: DatasetMeta, first: pa.Table
     return out
 
 
-def _sweep_orphans(backends: Backends, dataset_id: str, keep: set[int]) -> None:
+def sweep_orphans(backends: Backends, dataset_id: str, keep: set[int]) -> None:
     """Delete chunk files of generations nobody can reach (an abandoned ingest, or
     ``prune_versions`` killed after its commit but before it removed the files)."""
     prefix = f"{dataset_id}/g"
@@ -382,7 +421,7 @@ def _sweep_orphans(backends: Backends, dataset_id: str, keep: set[int]) -> None:
             backends.store.delete_prefix(generation_prefix(dataset_id, int(name[1:])))
 
 
-def _clean_up_failure(backends: Backends, lock: DatasetLock, dataset_id: str, plan: _Plan | None,
+def clean_up_failure(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan | None,
                       fresh: bool, exc: BaseException) -> None:
     """After a failed ingest, drop what it wrote unless a resume can use it.
 
@@ -408,14 +447,14 @@ def _clean_up_failure(backends: Backends, lock: DatasetLock, dataset_id: str, pl
             return  # resumable
         backends.state.abandon(lock, plan.generation, plan.base_chunk)
         if plan.op == "append":  # keep the committed chunks of the generation
-            _sweep_generation(backends, dataset_id, plan.generation, set())
+            sweep_generation(backends, dataset_id, plan.generation, set())
         else:
             backends.store.delete_prefix(generation_prefix(dataset_id, plan.generation))
     except Exception:  # noqa: BLE001 - the original error is the one to report
         pass
 
 
-def _sweep_generation(backends: Backends, dataset_id: str, generation: int, keep: set[str]) -> None:
+def sweep_generation(backends: Backends, dataset_id: str, generation: int, keep: set[str]) -> None:
     """Delete the generation's files that neither the catalog's chunk table nor ``keep``
     (checkpointed chunks) refers to: leftovers of killed or fenced-off workers."""
     prefix = generation_prefix(dataset_id, generation)
@@ -433,27 +472,33 @@ def _holds(store: ChunkStore, meta: ChunkMeta, table: pa.Table) -> bool:
             and decode(data).equals(table))
 
 
+def persist_chunk(state: State, store: ChunkStore, lock: DatasetLock, dataset_id: str,
+                  plan: Plan, n: int, start: int, table: pa.Table) -> None:
+    """Write chunk ``n`` (first serial number ``start``) under the lock's fencing token and
+    checkpoint it in Redis; :class:`LockLostError` (nothing written) if the lock is lost."""
+    lock.check()
+    key = chunk_key(dataset_id, plan.generation, n, lock.fence)
+    compression: Compression = plan.compression  # type: ignore[assignment]
+    try:
+        digest, size = store.write(key, lambda f: write(table, f, compression))
+    except BackendUnavailableError:
+        lock.check()  # a new holder swept this paused writer's temp file: say so
+        raise
+    meta = ChunkMeta(n, start, table.num_rows, key, digest, size,
+                     time_stats(table, plan.time_column, plan.device_column),
+                     column_ranges(table))
+    state.checkpoint(lock, plan.generation, meta)
+
+
 def _run(
-    backends: Backends, lock: DatasetLock, dataset_id: str, plan: _Plan, src: Source,
+    backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, src: Source,
     chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
     progress: bool | None, workers: int, max_pending: int, existing: DatasetMeta | None,
     hooks: Sequence[CommitHook], evolving: bool = False,
 ) -> DatasetMeta:
-    compression: Compression = plan.compression  # type: ignore[assignment]
     state, store = backends.state, backends.store
 
-    def persist(n: int, start: int, table: pa.Table) -> None:
-        lock.check()
-        key = chunk_key(dataset_id, plan.generation, n, lock.fence)
-        try:
-            digest, size = store.write(key, lambda f: write(table, f, compression))
-        except BackendUnavailableError:
-            lock.check()  # a new holder swept this paused writer's temp file: say so
-            raise
-        meta = ChunkMeta(n, start, table.num_rows, key, digest, size,
-                         time_stats(table, plan.time_column, plan.device_column),
-                         column_ranges(table))
-        state.checkpoint(lock, plan.generation, meta)
+    persist = functools.partial(persist_chunk, state, store, lock, dataset_id, plan)
 
     bar = progress_bar(src.total, f"ingest {dataset_id}", progress, unit=src.unit)
 
@@ -491,6 +536,15 @@ def _run(
     finally:
         bar.close()
 
+    return commit(backends, lock, dataset_id, plan, count, schema, existing, hooks)
+
+
+def commit(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, count: int,
+           schema: pa.Schema, existing: DatasetMeta | None, hooks: Sequence[CommitHook]
+           ) -> DatasetMeta:
+    """Commit the ``count`` chunks this ingest checkpointed to the catalog (one transaction,
+    a new version), publish the metadata in Redis and call the commit hooks."""
+    state = backends.state
     lock.check()
     metas = state.chunk_metas(dataset_id, plan.generation)
     new = [metas[n] for n in range(plan.base_chunk, plan.base_chunk + count) if n in metas]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.config import Settings
 from .catalog import Catalog
-from .state import DatasetLock, State
-from .store import ChunkStore
+from .state import DatasetLock, State, connect_redis
+from .store import ChunkStore, open_store
 
-__all__ = ["Backends"]
+__all__ = ["Backends", "process_backends"]
+
+_PROCESS: dict[str, Backends] = {}
+_PROCESS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,14 @@ class Backends:
     catalog: Catalog
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backends:
+        """Connect to the Redis, chunk store and catalog that ``settings`` name."""
+        return cls(State(connect_redis(settings.redis_url, settings.home), settings.prefix,
+                         settings.lock_ttl),
+                   open_store(settings.store_url, settings.storage_options),
+                   Catalog(settings.catalog_path), settings.storage_options)
+
     def lock(self, dataset_id: str, wait: bool | float = False) -> DatasetLock:
         """Take a dataset's write lock: in Redis (renewed, fenced), then claimed in the
         catalog, so a writer whose lock expired can never commit there again."""
@@ -33,3 +46,15 @@ class Backends:
             lock.release()
             raise
         return lock
+
+
+def process_backends(settings: Settings) -> Backends:
+    """This process's :class:`Backends` for ``settings``, connected on first use and then
+    shared (what a Dask worker uses for every task it runs: its own connections, built
+    from the settings it was sent, never a client pickled by another process)."""
+    key = f"{settings!r} {sorted(settings.storage_options.items())!r}"
+    with _PROCESS_LOCK:
+        found = _PROCESS.get(key)
+        if found is None:
+            found = _PROCESS[key] = Backends.from_settings(settings)
+        return found

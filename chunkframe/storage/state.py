@@ -145,6 +145,17 @@ class DatasetLock:
         self._extend = client.register_script(self.LUA_EXTEND)
         self._release = client.register_script(self.LUA_RELEASE)
 
+    @classmethod
+    def borrowed(cls, client: redis.Redis, keys: RedisKeys, dataset_id: str, ttl: float,
+                 token: str, fence: int) -> DatasetLock:
+        """The lock another process (an ingest's coordinator) holds, as a Dask task writing
+        under it sees it: the same owner and fencing tokens, so every checkpoint is fenced as
+        the holder's own. Not renewed nor released here; :meth:`check` asks Redis once the
+        last answer is ``ttl / 2`` old."""
+        lock = cls(client, keys, dataset_id, ttl)
+        lock.token, lock.fence = token, fence
+        return lock
+
     # -- public API: local state first, then Redis -------------------------------------
     def acquire(self, wait: bool | float = False) -> DatasetLock:
         """Take the lock or raise :class:`DatasetLockedError`; ``wait`` (seconds or True) polls."""
@@ -323,6 +334,12 @@ class State:
 
     def lock(self, dataset_id: str) -> DatasetLock:
         return DatasetLock(self.client, self.keys(dataset_id), dataset_id, self.lock_ttl)
+
+    def borrow(self, dataset_id: str, token: str, fence: int) -> DatasetLock:
+        """A handle on the lock that ``token`` and ``fence`` were taken with, held by another
+        process (see :meth:`DatasetLock.borrowed`)."""
+        return DatasetLock.borrowed(self.client, self.keys(dataset_id), dataset_id,
+                                    self.lock_ttl, token, fence)
 
     @staticmethod
     def _fenced(lock: DatasetLock, call: Any) -> None:
