@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .dataset import Dataset
+    from .storage.codec import Compression
 
 __all__ = ["connect", "ingest", "open", "datasets", "context", "contexts", "find"]
 
@@ -42,23 +43,66 @@ def connect(
     return connect_local(store, redis, catalog, home, **options)
 
 
-def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536, time_column: str | None = None,
-           device_column: str | None = None, mode: str = "create", **kwargs: Any) -> Dataset:
+def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536,
+           time_column: str | None = None, device_column: str | None = None,
+           mode: str = "create", *, compression: Compression = None,
+           progress: bool | None = None, wait: bool | float = False, workers: int = 4,
+           max_pending: int | None = None, fingerprint: str | None = None,
+           evolve: bool = False, engine: str | None = None) -> Dataset:
     """Ingest ``source`` as dataset ``dataset_id`` with the default client.
 
-    ``source``: a DataFrame, an iterable of DataFrames, or a path/URL/glob of CSV, Parquet or
-    Arrow files (local or ``s3://``). ``mode``: ``"create"`` (error if it exists),
-    ``"overwrite"`` (replace it once the new one is complete), ``"append"``, ``"resume"``
-    (continue an interrupted ingest of the same source). Other keywords: ``compression``
-    (``"zstd"``/``"lz4"``), ``progress`` (a bar; default: only in notebooks and terminals),
-    ``wait`` (for the lock), ``workers``, ``fingerprint`` (names a source that cannot be
-    recognised from its rows, such as a generator, so that ``mode="resume"`` accepts it),
-    ``evolve`` (with ``mode="append"``: new columns are added and compatible types widened,
-    as ``pd.concat`` would, instead of a :class:`SchemaMismatchError`).
+    Parameters
+    ----------
+    source : DataFrame, iterable of DataFrames, str, dask DataFrame
+        A frame, frames, or a path/URL/glob of CSV, Parquet or Arrow files (local or
+        ``s3://``); a dask DataFrame is ingested on the active Dask cluster.
+    dataset_id : str
+        The dataset's name (no path separators, ``..`` or control characters).
+    chunk_rows : int
+        Rows per chunk; boundaries are deterministic, so a resumed run cuts the same chunks.
+    time_column, device_column : str, optional
+        The time of each row and the series it belongs to (last values, time ranges).
+    mode : {"create", "overwrite", "append", "resume"}
+        ``create`` refuses an existing id; ``overwrite`` replaces it once the new one is
+        complete (the old one stays readable as a version until pruned); ``append`` adds
+        rows; ``resume`` continues an interrupted ingest of the same source.
+    compression : {"zstd", "lz4"}, optional
+        Buffer compression of the chunks.
+    progress : bool, optional
+        A progress bar (None: only in notebooks and terminals).
+    wait : bool or float
+        Wait for another writer's lock (seconds, or True) instead of failing at once.
+    workers, max_pending : int
+        Chunks persisted in parallel, and at most how many wait for a persister.
+    fingerprint : str, optional
+        Names a source that cannot be recognised from its rows (a generator), so that
+        ``mode="resume"`` accepts it.
+    evolve : bool
+        With ``mode="append"``: add new columns and widen compatible types, as
+        ``pd.concat`` would, instead of raising :class:`SchemaMismatchError`.
+    engine : {None, "dask"}
+        ``"dask"`` ingests the files of ``source`` on the active Dask cluster.
+
+    Returns
+    -------
+    Dataset
+        The committed dataset.
+
+    Raises
+    ------
+    DatasetExistsError, DatasetLockedError, SchemaMismatchError, SourceError
+        Each names the dataset and what to do next; nothing is left half-written.
+
+    Examples
+    --------
+    >>> ds = cf.ingest("data/samples/sensors.parquet", "sensors",      # doctest: +SKIP
+    ...                time_column="time", device_column="sensor", mode="overwrite")
     """
-    return default_client().ingest(source, dataset_id, chunk_rows=chunk_rows,
-                                   time_column=time_column, device_column=device_column,
-                                   mode=mode, **kwargs)
+    return default_client().ingest(
+        source, dataset_id, chunk_rows=chunk_rows, time_column=time_column,
+        device_column=device_column, mode=mode, compression=compression, progress=progress,
+        wait=wait, workers=workers, max_pending=max_pending, fingerprint=fingerprint,
+        evolve=evolve, engine=engine)
 
 
 def open(dataset_id: str, version: int | None = None,  # noqa: A001 - the design's name

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .contextcache import Context
     from .lastcache import DeleteResult
     from .session import Client
+    from .storage.codec import Compression
 
 __all__ = ["Dataset", "BINDING_ATTR"]
 
@@ -762,7 +763,9 @@ class Dataset:
         return self._client.reader.cache_info(self.id)
 
     # -- writes ---------------------------------------------------------------------------
-    def append(self, df: pd.DataFrame, evolve: bool = False, **kwargs: Any) -> Dataset:
+    def append(self, df: pd.DataFrame, evolve: bool = False, *, chunk_rows: int = 65_536,
+               progress: bool | None = None, wait: bool | float = False,
+               compression: Compression = None, workers: int = 4) -> Dataset:
         """Append the rows of ``df``; their serial numbers continue from ``len(self)``.
 
         Parameters
@@ -776,9 +779,8 @@ class Dataset:
             values of its dtype), columns ``df`` lacks read as missing in its rows, and
             numeric types widen to their common type (int -> float, int32 -> int64,
             int64 -> Int64, ...). Chunks keep their own schemas; reads conform older ones.
-        **kwargs
-            Ingest options: ``chunk_rows``, ``progress``, ``wait`` (for the dataset's lock),
-            ``compression``, ``workers``.
+        chunk_rows, progress, wait, compression, workers
+            As :func:`chunkframe.ingest` takes them (``wait``: for the dataset's lock).
 
         Returns
         -------
@@ -804,7 +806,9 @@ class Dataset:
         'humidity'
         """
         self._writable("append to")
-        self._client.ingest(df, self.id, mode="append", evolve=evolve, **kwargs)
+        self._client.ingest(df, self.id, mode="append", evolve=evolve, chunk_rows=chunk_rows,
+                            progress=progress, wait=wait, compression=compression,
+                            workers=workers)
         return self
 
     # -- last values (lastvalues.py) -------------------------------------------------------

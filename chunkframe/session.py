@@ -21,6 +21,7 @@ from .ingestion.versions import commit_time
 from .lastcache import LastValues
 from .read.reader import Reader
 from .storage.backends import Backends
+from .storage.codec import Compression
 from .storage.state import DatasetLock
 
 __all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
@@ -59,24 +60,41 @@ class Client:
                 f"catalog={str(s.catalog_path)!r}>")
 
     # -- datasets -------------------------------------------------------------------------
-    def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Dataset:
-        """Ingest ``source`` as ``dataset_id`` and return it; see :func:`chunkframe.ingest`.
+    def ingest(self, source: Any, dataset_id: str, *, chunk_rows: int = 65_536,
+               time_column: str | None = None, device_column: str | None = None,
+               mode: str = "create", compression: Compression = None,
+               progress: bool | None = None, wait: bool | float = False, workers: int = 4,
+               max_pending: int | None = None, fingerprint: str | None = None,
+               evolve: bool = False, engine: str | None = None) -> Dataset:
+        """Ingest ``source`` as ``dataset_id`` and return it; :func:`chunkframe.ingest`
+        documents the parameters.
 
         A dask DataFrame, or files with ``engine="dask"``, are ingested on the active Dask
         cluster (:func:`~chunkframe.ingestion.distributed.ingest_dask`).
         """
-        engine = kwargs.pop("engine", None)
         if engine not in (None, "dask"):
             raise InvalidArgumentError(
                 f"engine={engine!r} is not one of None (this process) or 'dask' (the active "
                 f"Dask cluster) for dataset {dataset_id!r}")
         if engine == "dask" and not is_dask_frame(source):
             source = read_files(source, dataset_id, self.settings.storage_options)
+        common: dict[str, Any] = dict(
+            chunk_rows=chunk_rows, time_column=time_column, device_column=device_column,
+            mode=mode, compression=compression, progress=progress, wait=wait,
+            hooks=self.commit_hooks)
         if is_dask_frame(source):
-            ingest_dask(self.backends, self.settings, source, dataset_id,
-                        hooks=self.commit_hooks, **kwargs)
+            unsupported = {k: v for k, v in (("workers", workers != 4),
+                                              ("max_pending", max_pending is not None),
+                                              ("fingerprint", fingerprint is not None),
+                                              ("evolve", evolve)) if v}
+            if unsupported:
+                raise InvalidArgumentError(
+                    f"{', '.join(unsupported)} cannot be used with a Dask ingest of dataset "
+                    f"{dataset_id!r}: partitions are the unit of work there")
+            ingest_dask(self.backends, self.settings, source, dataset_id, **common)
         else:
-            ingest(self.backends, source, dataset_id, hooks=self.commit_hooks, **kwargs)
+            ingest(self.backends, source, dataset_id, workers=workers, max_pending=max_pending,
+                   fingerprint=fingerprint, evolve=evolve, **common)
         self.reader.snapshot(dataset_id, refresh=True)
         return Dataset(self, dataset_id)
 

@@ -56,7 +56,7 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
     def step(name: str, began: float, result: str) -> None:
         steps.append({"step": name, "seconds": time.perf_counter() - began, "result": result})
 
-    options = {"time_column": "time", "device_column": "sensor", "mode": "overwrite",
+    options: dict[str, Any] = {"time_column": "time", "device_column": "sensor", "mode": "overwrite",
                "chunk_rows": 8_192, "progress": progress}
     t = time.perf_counter()
     ds = client.ingest(str(files["parquet"]), "sensors", **options)
