@@ -446,7 +446,9 @@ def _run(
         lock.check()
         key = chunk_key(dataset_id, plan.generation, n, lock.fence)
         try:
-            digest, size = store.write(key, lambda f: write(table, f, compression))
+            identity = {"dataset": dataset_id, "generation": plan.generation, "chunk": n,
+                        "start": start, "rows": table.num_rows}
+            digest, size = store.write(key, lambda f: write(table, f, compression, identity))
         except BackendUnavailableError:
             lock.check()  # a new holder swept this paused writer's temp file: say so
             raise

@@ -14,7 +14,14 @@ from typing import Any
 import redis
 
 from ..core.config import redact
-from ..core.errors import Arg, BackendUnavailableError, DatasetLockedError, Hint, LockLostError
+from ..core.errors import (
+    Arg,
+    BackendUnavailableError,
+    DatasetLockedError,
+    Hint,
+    LockLostError,
+    StateCorruptionError,
+)
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
 
@@ -366,8 +373,19 @@ class State:
         ))
 
     def chunk_metas(self, dataset_id: str, generation: int) -> dict[int, ChunkMeta]:
-        raw = self.client.hgetall(self.keys(dataset_id).chunks(generation))
-        return {int(k): ChunkMeta.from_json(v) for k, v in raw.items()}
+        """The checkpointed chunks of ``generation`` by number; an unreadable entry raises
+        :class:`StateCorruptionError` naming it (never a raw decode error)."""
+        key = self.keys(dataset_id).chunks(generation)
+        raw: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
+        out = {}
+        for k, v in raw.items():
+            try:
+                out[int(k)] = ChunkMeta.from_json(v)
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                raise StateCorruptionError(
+                    dataset_id, f"Redis entry {k.decode('utf-8', 'replace')!r} of {key!r} "
+                    f"is not chunk metadata ({exc})") from exc
+        return out
 
     def forget_chunks(self, dataset_id: str, generation: int, chunks: list[int]) -> None:
         """Drop the checkpoints of ``chunks`` of ``generation`` (a new ingest supersedes them)."""
@@ -389,8 +407,17 @@ class State:
 
     # -- readers --------------------------------------------------------------------------
     def meta(self, dataset_id: str) -> DatasetMeta | None:
-        raw = self.client.hgetall(self.keys(dataset_id).meta)
-        return DatasetMeta.from_mapping(raw) if raw else None
+        """The hot metadata, None if Redis has none; an unreadable value raises
+        :class:`StateCorruptionError` naming the key (never a raw decode error)."""
+        key = self.keys(dataset_id).meta
+        raw = self.client.hgetall(key)
+        if not raw:
+            return None
+        try:
+            return DatasetMeta.from_mapping(raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise StateCorruptionError(
+                dataset_id, f"Redis hash {key!r} is not dataset metadata ({exc!r})") from exc
 
     def warm(self, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
         """Re-create a dataset's hot keys from the catalog after Redis lost them."""
