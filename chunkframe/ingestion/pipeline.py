@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..storage.state import DatasetLock
     from ..storage.store import ChunkStore
 
-__all__ = ["ingest", "MODES", "CommitHook", "resolve_columns"]
+__all__ = ["ingest", "MODES", "CommitHook", "resolve_columns", "discard_interrupted"]
 
 MODES = ("create", "overwrite", "append", "resume")
 CommitHook = Callable[[DatasetMeta, str, list[ChunkMeta]], None]
@@ -194,6 +194,23 @@ def _discard_stale(backends: Backends, dataset_id: str, status: dict[str, str],
         return
     backends.store.delete_prefix(generation_prefix(dataset_id, gen))
     backends.state.discard_chunks(dataset_id, gen)
+
+
+def discard_interrupted(backends: Backends, lock: DatasetLock, dataset_id: str) -> int:
+    """Abandon the interrupted ingest of ``dataset_id`` (the caller holds ``lock``): delete
+    its chunk files, checkpoints and status, keeping the committed dataset (an interrupted
+    append keeps the chunks it appended to). Returns the checkpointed chunks dropped."""
+    status = backends.state.ingest_status(dataset_id)
+    if not status:
+        return 0
+    existing = backends.catalog.get(dataset_id)
+    gen = int(status["generation"])
+    first = existing.chunks if existing is not None and gen == existing.generation else 0
+    dropped = sum(n >= first for n in backends.state.chunk_metas(dataset_id, gen))
+    _discard_stale(backends, dataset_id, status, existing)
+    backends.state.abandon(lock, gen, first)
+    backends.state.raise_fence(dataset_id, backends.catalog.fence(dataset_id))
+    return dropped
 
 
 class _Persister:
