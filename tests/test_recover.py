@@ -265,3 +265,11 @@ def test_cli_recover_json_exit_status_and_apply(client, ds, tmp_path, capsys):
     assert "1 repaired" in capsys.readouterr().out
     assert main(cli(client, tmp_path)) == 0
     assert "nothing to recover" in capsys.readouterr().out
+
+
+def test_an_unreadable_ingest_status_of_a_dead_writer_is_deleted(client, ds, tmp_path):
+    keys = client.state.keys("rec")
+    client.redis.hset(keys.ingest, mapping={"generation": "{x", "op": "append"})
+    assert dry_run_reports(client, tmp_path)["problem"].tolist() == ["redis_state_corrupt"]
+    apply_then_clean(client)
+    assert not client.redis.exists(keys.ingest)

@@ -96,18 +96,26 @@ class Recoverer:
         holder = Holder.parse(seen)
         dead = holder is not None and holder.is_dead()
         if status:
-            gen = int(status.get("generation", "0") or 0)
-            if seen is None or dead:
-                why = ("its lock expired" if seen is None else
-                       f"its holder, process {holder.pid} on {holder.host}, is dead"
-                       if holder else "")
-                done = status.get("done", "0")
+            gone = "its lock expired" if seen is None else (
+                f"its holder, process {holder.pid} on {holder.host}, is dead" if dead and holder
+                else "")
+            try:
+                gen = int(status["generation"])
+            except (KeyError, ValueError):
+                if not gone:
+                    return None  # a live writer's: not ours to judge
+                out.append(Problem(ds, "redis_state_corrupt", "delete the unreadable ingest "
+                                   "status", f"its ingest status names no generation "
+                                   f"({status.get('generation')!r}) and {gone}",
+                                   lambda: self._abandon(ds, status_only=True)))
+                return None
+            if gone:
                 out.append(Problem(
                     ds, "interrupted", "abandon: delete its checkpointed chunk files and its "
                     "status (the committed dataset, if any, is kept)",
-                    f"{status.get('op', 'ingest')} of generation {gen} stopped with {done} "
-                    f"chunks checkpointed: {why}; resume it by running the same ingest with "
-                    "mode='resume' instead of applying", lambda: self._abandon(ds)))
+                    f"{status.get('op', 'ingest')} of generation {gen} stopped with "
+                    f"{status.get('done', '0')} chunks checkpointed: {gone}; to resume it "
+                    "instead, run the same ingest with mode='resume'", lambda: self._abandon(ds)))
             return gen
         if seen is not None and dead:
             assert holder is not None
@@ -116,10 +124,13 @@ class Recoverer:
                                lambda: b.state.break_lock(ds, seen)))
         return None
 
-    def _abandon(self, ds: str) -> None:
+    def _abandon(self, ds: str, status_only: bool = False) -> None:
         lock = self.backends.lock(ds)  # takes over a dead holder's lock at once
         try:
-            discard_interrupted(self.backends, lock, ds)
+            if status_only:
+                self.backends.state.begin_ingest(lock, {})  # replaced by nothing: deleted
+            else:
+                discard_interrupted(self.backends, lock, ds)
         finally:
             lock.release()
 
@@ -215,7 +226,12 @@ class Recoverer:
         record = self.backends.catalog.get(ds)
         if record is None:
             return
-        snap = self.reader.version_snapshot(ds, record.version)  # the catalog's: no Redis
+        try:
+            snap = self.reader.version_snapshot(ds, record.version)  # the catalog's: no Redis
+        except ChunkFrameError as exc:
+            yield Problem(ds, "corrupt_chunk", "none automatically: re-ingest the dataset with "
+                          "mode='overwrite'", f"its chunk table in the catalog is incomplete: {exc}")
+            return
         for i, cm in enumerate(snap.chunks):
             problem = self.reader.verify_chunk(snap, i)
             if problem is not None:
