@@ -23,11 +23,12 @@ from .core.errors import (
     SchemaMismatchError,
     SnapshotSupersededError,
     SourceError,
+    StateCorruptionError,
     VersionNotFoundError,
 )
 
 if TYPE_CHECKING:
-    from .api import connect, context, contexts, datasets, find, ingest, open
+    from .api import connect, context, contexts, datasets, find, ingest, open, recover
     from .contextcache import ContextType, keyword, register_value_type
     from .dataset import Dataset
     from .session import Client
@@ -39,7 +40,7 @@ __all__ = [
     "LockLostError", "ChunkCorruptionError", "SchemaMismatchError", "InvalidDatasetIdError",
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
     "SnapshotSupersededError", "PathNotFoundError", "NoTimeColumnError", "VersionNotFoundError",
-    "ReadOnlyVersionError",
+    "ReadOnlyVersionError", "StateCorruptionError", "recover",
 ]
 
 
@@ -72,7 +73,7 @@ _after_import_of("pandas", lambda: importlib.import_module(".frontends.accessor"
 _LAZY = {
     "Client": "session", "default_client": "session",
     "connect": "api", "ingest": "api", "open": "api", "datasets": "api", "context": "api",
-    "contexts": "api", "find": "api",
+    "contexts": "api", "find": "api", "recover": "api",
     "Dataset": "dataset",
     "ContextType": "contextcache", "keyword": "contextcache",
     "register_value_type": "contextcache",

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .dataset import Dataset
     from .storage.codec import Compression
 
-__all__ = ["connect", "ingest", "open", "datasets", "context", "contexts", "find"]
+__all__ = ["connect", "ingest", "open", "datasets", "context", "contexts", "find", "recover"]
 
 
 def connect(
@@ -164,3 +164,39 @@ def find(keyword: str, type: str | None = None) -> pd.DataFrame:
     0  analysis-42  METADATA  owner  ana, data team
     """
     return default_client().find(keyword, type)
+
+
+def recover(apply: bool = False, verify: bool = False) -> pd.DataFrame:
+    """Find (and with ``apply=True`` repair) what crashes left inconsistent between Redis,
+    the catalog and the chunk store, with the default client.
+
+    Parameters
+    ----------
+    apply : bool, default False
+        Repair what can be repaired safely: abandon interrupted ingests (their files and
+        status), release stale locks, rebuild Redis's metadata, chunk tables and fencing
+        counters from the catalog, delete orphan files. A dry run changes nothing.
+    verify : bool, default False
+        Also read every chunk of every dataset and report those that fail their checksum or
+        whose file names another chunk (``corrupt_chunk``; never repaired automatically).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per problem: ``dataset``, ``problem`` (``interrupted``, ``stale_lock``,
+        ``redis_state_missing``, ``redis_state_behind``, ``redis_state_corrupt``,
+        ``orphan_files``, ``corrupt_chunk``), ``action``, ``detail`` and ``applied``; empty
+        when all is consistent.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``apply`` or ``verify`` is not a bool.
+
+    Examples
+    --------
+    >>> cf.recover()  # doctest: +SKIP
+    Empty DataFrame
+    Columns: [dataset, problem, action, detail, applied]
+    """
+    return default_client().recover(apply=apply, verify=verify)

@@ -744,7 +744,9 @@ class Dataset:
         return to_dask(self._client.settings, snap, meta)
 
     def verify(self, progress: bool | None = None) -> pd.DataFrame:
-        """Check every chunk's checksum in the store; one row per bad chunk (empty if intact)."""
+        """Check every chunk in the store: its checksum, and that the file names the dataset,
+        generation, chunk, first sn and row count its chunk table says; one row per bad
+        chunk (empty if intact)."""
         snap = self._snap()
         bar = progress_bar(len(snap.chunks), f"verify {self.id}", progress, unit="chunks")
         bad = []

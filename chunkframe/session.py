@@ -20,6 +20,7 @@ from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
 from .lastcache import LastValues
 from .read.reader import Reader
+from .recover import Recoverer
 from .storage.backends import Backends
 from .storage.codec import Compression
 from .storage.state import DatasetLock
@@ -129,6 +130,16 @@ class Client:
     def datasets(self) -> pd.DataFrame:
         """One row per complete dataset: id, state, rows, chunks, bytes, ..."""
         return self.catalog.table()
+
+    def recover(self, apply: bool = False, verify: bool = False) -> pd.DataFrame:
+        """The recoverer's report (see :func:`chunkframe.recover`); ``apply`` repairs."""
+        if not isinstance(apply, bool) or not isinstance(verify, bool):
+            raise InvalidArgumentError(
+                f"apply and verify must be True or False, got apply={apply!r}, verify={verify!r}")
+        report = Recoverer(self.backends, self.reader).run(apply=apply, verify=verify)
+        if apply and report["applied"].any():
+            self.reader.clear()  # snapshots of the state before the repairs
+        return report
 
     # -- contexts -------------------------------------------------------------------------
     @property

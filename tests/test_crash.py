@@ -166,7 +166,11 @@ def test_kill_9_at_twenty_moments_then_resume_equals_an_uninterrupted_ingest(
     assert ds.verify(progress=False).empty
 
     # same chunk boundaries and bytes as an ingest that was never interrupted
-    clean = client.ingest(src, "clean", chunk_rows=CHUNK_ROWS, progress=False)
+    # (under the same id and generation, elsewhere: a chunk file names its dataset)
+    elsewhere = cf.connect(store=tmp_path / "clean" / "store", redis=redis_server.url,
+                           catalog=tmp_path / "clean" / "catalog.db", home=tmp_path / "clean",
+                           prefix=prefix + "-clean")
+    clean = elsewhere.ingest(src, DATASET, chunk_rows=CHUNK_ROWS, progress=False)
     cols = ["start", "rows", "checksum", "bytes"]
     pd.testing.assert_frame_equal(ds.chunks[cols], clean.chunks[cols])
     assert len(ds.chunks) == CHUNKS

@@ -28,6 +28,8 @@ __all__ = [
     "PathNotFoundError",
     "VersionNotFoundError",
     "ReadOnlyVersionError",
+    "StateCorruptionError",
+    "StateRepairedError",
 ]
 
 
@@ -244,6 +246,35 @@ class SnapshotSupersededError(ChunkFrameError):
         super().__init__(
             f"dataset {dataset!r} was replaced (generation {old} -> {new}) while this read was "
             "running, and the old chunks are gone; run the read again to see the new data"
+        )
+
+
+class StateRepairedError(SnapshotSupersededError):
+    """Redis's chunk table of a dataset disagreed with the catalog (the record) and was
+    rebuilt from it while a read ran; dataset methods retry once, on the repaired table."""
+
+    def __init__(self, dataset: str, generation: int, what: str) -> None:
+        self.dataset, self.old, self.new = dataset, generation, generation
+        self.disagreement = what
+        ChunkFrameError.__init__(
+            self,
+            f"Redis's chunk table of dataset {dataset!r} disagreed with the catalog ({what}); "
+            "it was rebuilt from the catalog and nothing from it was returned: run the read "
+            "again",
+        )
+
+
+class StateCorruptionError(ChunkFrameError):
+    """Redis, the catalog and a chunk file disagree about a dataset (or a Redis value is
+    unreadable), and the catalog's record could not settle it; nothing was served."""
+
+    def __init__(self, dataset: str, what: str) -> None:
+        self.dataset, self.disagreement = dataset, what
+        super().__init__(
+            f"the state of dataset {dataset!r} is inconsistent: {what}. Nothing from it was "
+            "returned",
+            hint=Hint("run {} to rebuild Redis from the catalog and the chunk files",
+                      Call.of("recover", apply=True)),
         )
 
 

@@ -1,5 +1,5 @@
 """The ``chunkframe`` command line: argument parsing and the commands (ingest, inspect, read,
-tag, verify, export, delete, demo, server).
+tag, verify, export, delete, demo, server, recover).
 
 Building the parser and ``--help`` import nothing but the standard library and chunkframe's
 errors; each command imports the parts it uses when it runs. What is printed is made by
@@ -238,6 +238,20 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     return EXIT_ERROR
 
 
+def cmd_recover(args: argparse.Namespace, out: Out) -> int:
+    report = _client(args).recover(apply=args.apply, verify=args.verify)
+    out.doc(records(report))
+    if report.empty:
+        out.line("ok: Redis, the catalog and the chunk store agree; nothing to recover")
+        return EXIT_OK
+    out.line(table(report, limit=100))
+    done = int(report["applied"].sum())
+    out.line(f"{len(report)} problems found; " + (
+        f"{done} repaired" if args.apply else "nothing changed (dry run): run with --apply to "
+        "repair them"))
+    return EXIT_ERROR
+
+
 def cmd_export(args: argparse.Namespace, out: Out) -> int:
     from ..export.writer import export_dataset
 
@@ -466,6 +480,11 @@ def build_parser() -> _Parser:
     p = command("verify", cmd_verify, "check every chunk's checksum (exit 1 if any is damaged)")
     p.add_argument("id", metavar="ID")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = command("recover", cmd_recover, "find (and with --apply repair) what crashes left "
+                "inconsistent between Redis, the catalog and the store (exit 1 if anything)")
+    p.add_argument("--apply", action="store_true", help="repair what can be repaired safely")
+    p.add_argument("--verify", action="store_true", help="also check every chunk's bytes")
 
     p = command("export", cmd_export, "write a dataset (or part of it) to one file, streamed")
     p.add_argument("id", metavar="ID")

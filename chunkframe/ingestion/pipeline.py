@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from ..storage.store import ChunkStore
 
 __all__ = ["ingest", "MODES", "CommitHook", "Plan", "resolve_columns", "check_arguments",
-           "locked_ingest", "begin", "persist_chunk", "commit", "time_stats"]
+           "locked_ingest", "begin", "persist_chunk", "commit", "time_stats",
+           "discard_interrupted"]
 
 MODES = ("create", "overwrite", "append", "resume")
 CommitHook = Callable[[DatasetMeta, str, list[ChunkMeta]], None]
@@ -197,6 +198,23 @@ def discard_stale(backends: Backends, dataset_id: str, status: dict[str, str],
         return
     backends.store.delete_prefix(generation_prefix(dataset_id, gen))
     backends.state.discard_chunks(dataset_id, gen)
+
+
+def discard_interrupted(backends: Backends, lock: DatasetLock, dataset_id: str) -> int:
+    """Abandon the interrupted ingest of ``dataset_id`` (the caller holds ``lock``): delete
+    its chunk files, checkpoints and status, keeping the committed dataset (an interrupted
+    append keeps the chunks it appended to). Returns the checkpointed chunks dropped."""
+    status = backends.state.ingest_status(dataset_id)
+    if not status:
+        return 0
+    existing = backends.catalog.get(dataset_id)
+    gen = int(status["generation"])
+    first = existing.chunks if existing is not None and gen == existing.generation else 0
+    dropped = sum(n >= first for n in backends.state.chunk_metas(dataset_id, gen))
+    discard_stale(backends, dataset_id, status, existing)
+    backends.state.abandon(lock, gen, first)
+    backends.state.raise_fence(dataset_id, backends.catalog.fence(dataset_id))
+    return dropped
 
 
 class _Persister:
@@ -479,8 +497,10 @@ def persist_chunk(state: State, store: ChunkStore, lock: DatasetLock, dataset_id
     lock.check()
     key = chunk_key(dataset_id, plan.generation, n, lock.fence)
     compression: Compression = plan.compression  # type: ignore[assignment]
+    identity = {"dataset": dataset_id, "generation": plan.generation, "chunk": n,
+                "start": start, "rows": table.num_rows}  # the file names itself
     try:
-        digest, size = store.write(key, lambda f: write(table, f, compression))
+        digest, size = store.write(key, lambda f: write(table, f, compression, identity))
     except BackendUnavailableError:
         lock.check()  # a new holder swept this paused writer's temp file: say so
         raise

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import cachetools
 import numpy as np
@@ -21,16 +21,19 @@ import redis
 from ..core.errors import (
     Call,
     ChunkCorruptionError,
+    ChunkFrameError,
     DatasetNotFoundError,
     Hint,
     Placeholder,
     SnapshotSupersededError,
+    StateCorruptionError,
+    StateRepairedError,
     VersionNotFoundError,
 )
 from ..core.keys import validate_id
 from ..core.model import ChunkMeta, DatasetMeta, schema_dictionaries
 from ..core.ranges import row_mask, tombstone_may_touch
-from ..storage.codec import checksum_matches, decode
+from ..storage.codec import checksum_matches, decode, identity_of
 from .planes import Planes, plane_for
 from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
 
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from ..storage.store import ChunkStore
 
 __all__ = ["Reader", "Snapshot", "STALENESS_SECONDS", "FETCH_THREADS", "READ_AHEAD",
-           "conform_chunk"]
+           "conform_chunk", "chunk_table_gap"]
 
 FETCH_THREADS = 4
 """Chunks a batch read or a scan fetches at once: reads of mapped files and of S3 objects
@@ -176,6 +179,9 @@ class Reader:
         keys = self.state.keys(dataset_id)
         try:
             gen, ver = self.state.client.hmget(keys.meta, "generation", "version")
+            stamp = None if gen is None else (int(gen), int(ver or 0))
+        except ValueError:  # an unreadable value: _load falls back to the catalog
+            stamp = None
         except redis.RedisError:
             # Redis is the hot store, not the record: while it is down, keep serving what we
             # know, or read the catalog
@@ -186,8 +192,7 @@ class Reader:
             with self._lock:
                 self._snapshots[dataset_id] = new
             return new
-        if (snap is not None and not refresh and gen is not None
-                and (int(gen), int(ver or 0)) == snap.stamp):
+        if snap is not None and not refresh and stamp == snap.stamp:
             snap.checked = now
             return snap
         new = self._load(dataset_id, now)
@@ -196,19 +201,27 @@ class Reader:
         return new
 
     def _load(self, dataset_id: str, now: float, use_redis: bool = True) -> Snapshot:
-        meta = self.state.meta(dataset_id) if use_redis else None
+        try:
+            meta = self.state.meta(dataset_id) if use_redis else None
+        except StateCorruptionError:
+            meta = None  # unreadable: the catalog is the record
         record = self.catalog.get(dataset_id)
         if meta is not None and (record is None or (record.generation, record.version)
                                  > (meta.generation, meta.version)):
             meta = None  # Redis is behind the record (a crash between commit and publish)
         chunks: list[ChunkMeta] | None = None
         if meta is not None:
-            found = self.state.chunk_metas(dataset_id, meta.generation)
+            try:
+                found = self.state.chunk_metas(dataset_id, meta.generation)
+            except StateCorruptionError:
+                found = {}
             if all(n in found for n in range(meta.chunks)):
                 chunks = [found[n] for n in range(meta.chunks)]
+                if chunk_table_gap(meta, chunks) is not None:
+                    chunks = None  # rows that do not tile the dataset: never trusted
         if meta is None or chunks is None:
-            # Redis lost the dataset (flush, failover) or fell behind: the catalog is the
-            # record; re-warm Redis from it
+            # Redis lost the dataset (flush, failover), fell behind, or holds an unreadable
+            # or inconsistent chunk table: the catalog is the record; re-warm Redis from it
             meta = record
             if meta is None:
                 raise self._not_found(dataset_id)
@@ -344,13 +357,23 @@ class Reader:
         ok, computed = checksum_matches(data, cm.checksum)
         if not ok:
             reason = ("truncated" if len(data) != cm.nbytes else "checksum mismatch")
-            raise ChunkCorruptionError(ds, cm.chunk, cm.key, cm.checksum, computed, reason)
+            self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, cm.checksum,
+                                                         computed, reason))
         names = snap.schema.names
         read = None if columns is None else _with_tombstone_columns(snap.meta, names, columns)
         table = decode(data, None if read is None else [names[j] for j in read])
         if table.num_rows != cm.rows:
-            raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
-                f"holds {table.num_rows} rows, its metadata says {cm.rows}"))
+            self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
+                f"holds {table.num_rows} rows, its metadata says {cm.rows}")))
+        found = identity_of(table.schema)
+        if found is not None:  # chunks written before they named themselves have none
+            expected = {"dataset": ds, "generation": snap.meta.generation, "chunk": cm.chunk,
+                        "start": cm.start, "rows": cm.rows}
+            wrong = [f"{k} {found.get(k)!r} in the file, {v!r} in the chunk table"
+                     for k, v in expected.items() if found.get(k) != v]
+            if wrong:
+                self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
+                    "the file and the chunk table disagree: " + "; ".join(wrong))))
         schema = snap.schema if read is None else pa.schema(
             [snap.schema.field(j) for j in read], metadata=snap.schema.metadata)
         conformed = not table.schema.equals(schema)
@@ -366,6 +389,22 @@ class Reader:
         # decompression, conforming and tombstones make new buffers, which the bound counts
         plain = not snap.meta.tombstones and not snap.meta.compression and not conformed
         return _Chunk(table, len(data) if plain else len(data) + table.nbytes)
+
+    def _suspect(self, snap: Snapshot, cm: ChunkMeta, error: ChunkFrameError) -> NoReturn:
+        """A chunk disagrees with the metadata used to find it: if that metadata came from
+        Redis and the catalog records the chunk otherwise, rebuild Redis's chunk table from
+        the catalog and raise :class:`StateRepairedError` (reads retry once); else ``error``."""
+        ds, gen = snap.meta.id, snap.meta.generation
+        if not snap.pinned:
+            record = self.catalog.get(ds)
+            if record is not None and record.generation == gen:
+                chunks = self.catalog.chunks(ds, gen)
+                if cm.chunk >= len(chunks) or chunks[cm.chunk] != cm:
+                    self.state.warm(record, chunks)
+                    with self._lock:
+                        self._snapshots.pop(ds, None)
+                    raise StateRepairedError(ds, gen, f"chunk {cm.chunk}: {error}")
+        raise error
 
     def _current_generation(self, dataset_id: str) -> int | None:
         record = self.catalog.get(dataset_id)  # the record, not Redis, which may lag it
@@ -550,10 +589,11 @@ class Reader:
                 del self._planes[pkey]
 
     def verify_chunk(self, snap: Snapshot, index: int) -> str | None:
-        """None if chunk ``index`` is intact in the store, else what is wrong (no caching)."""
+        """None if chunk ``index`` is intact in the store and names itself as its chunk table
+        does, else what is wrong (no caching)."""
         try:
             self._fetch(snap, index)
-        except ChunkCorruptionError as exc:
+        except (ChunkCorruptionError, StateRepairedError) as exc:
             return str(exc)
         except pa.ArrowInvalid as exc:
             return f"not a readable Arrow IPC file: {exc}"
@@ -581,6 +621,20 @@ class Reader:
             self._chunks.clear()
             if metadata:
                 self._snapshots.clear()
+
+
+def chunk_table_gap(meta: DatasetMeta, chunks: Sequence[ChunkMeta]) -> str | None:
+    """None if ``chunks`` number 0, 1, ... and tile rows 0 to ``meta.rows`` end to end,
+    else the first place they do not (a damaged chunk table must never place a row)."""
+    at = 0
+    for i, c in enumerate(chunks):
+        if c.chunk != i or c.start != at or c.rows < 0:
+            return (f"chunk {c.chunk} (position {i}) starts at {c.start} with {c.rows} rows; "
+                    f"the chunks before it end at {at}")
+        at += c.rows
+    if at != meta.rows:
+        return f"the chunks hold {at} rows, the dataset {meta.rows}"
+    return None
 
 
 def conform_chunk(table: pa.Table, schema: pa.Schema) -> pa.Table:

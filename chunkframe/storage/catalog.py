@@ -169,6 +169,12 @@ class Catalog:
                 raise self._lost(dataset_id, fence, row[0])
             db.execute("INSERT OR REPLACE INTO fences VALUES (?, ?)", (dataset_id, fence))
 
+    def fence(self, dataset_id: str) -> int:
+        """The latest fencing token claimed for the dataset (0 if none was)."""
+        with self._connect() as db:
+            row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
+        return int(row[0]) if row else 0
+
     @staticmethod
     def _check_fence(db: sqlite3.Connection, dataset_id: str, fence: int) -> None:
         row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import crc32c
 import pandas as pd
@@ -13,6 +14,8 @@ __all__ = [
     "CHECKSUM_ALGORITHM",
     "checksum",
     "checksum_matches",
+    "IDENTITY",
+    "identity_of",
     "encode",
     "write",
     "decode",
@@ -22,6 +25,11 @@ __all__ = [
 
 CHECKSUM_ALGORITHM = "crc32c"
 Compression = Literal["zstd", "lz4"] | None
+
+IDENTITY = b"chunkframe.chunk"
+"""Schema metadata key of a chunk file naming itself: JSON of its dataset id, generation,
+chunk number, first sn and row count, so the file can be checked against (and the record
+rebuilt from) Redis and the catalog."""
 
 
 def checksum(data: bytes | memoryview | pa.Buffer) -> str:
@@ -54,9 +62,18 @@ def to_arrow(df: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
 
-def write(table: pa.Table, sink: pa.NativeFile, compression: Compression = None) -> None:
+def write(table: pa.Table, sink: pa.NativeFile, compression: Compression = None,
+          identity: Mapping[str, Any] | None = None) -> None:
     """Write ``table`` to ``sink`` as one Arrow IPC *file* of one record batch: any Arrow
-    reader can open it alone. Sliced tables are written without copying them first."""
+    reader can open it alone. Sliced tables are written without copying them first.
+
+    ``identity`` (dataset, generation, chunk, start, rows) goes into the schema metadata
+    under :data:`IDENTITY`; :func:`identity_of` reads it back.
+    """
+    if identity is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[IDENTITY] = json.dumps(dict(identity), separators=(",", ":")).encode()
+        table = table.replace_schema_metadata(meta)
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table, max_chunksize=max(table.num_rows, 1))
@@ -67,6 +84,19 @@ def encode(table: pa.Table, compression: Compression = None) -> bytes:
     sink = pa.BufferOutputStream()
     write(table, sink, compression)
     return sink.getvalue().to_pybytes()
+
+
+def identity_of(schema: pa.Schema) -> dict[str, Any] | None:
+    """What a chunk file says it is (see :func:`write`), or None for a chunk written before
+    chunks named themselves, or whose record is unreadable (then ``{}``: names nothing)."""
+    raw = (schema.metadata or {}).get(IDENTITY)
+    if raw is None:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def decode(data: bytes | memoryview | pa.Buffer, columns: Sequence[str] | None = None) -> pa.Table:

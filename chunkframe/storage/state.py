@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -14,11 +15,18 @@ from typing import Any
 import redis
 
 from ..core.config import redact
-from ..core.errors import Arg, BackendUnavailableError, DatasetLockedError, Hint, LockLostError
+from ..core.errors import (
+    Arg,
+    BackendUnavailableError,
+    DatasetLockedError,
+    Hint,
+    LockLostError,
+    StateCorruptionError,
+)
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
 
-__all__ = ["connect_redis", "redis_url_of", "DatasetLock", "State"]
+__all__ = ["connect_redis", "redis_url_of", "DatasetLock", "Holder", "State"]
 
 
 def redis_url_of(client: redis.Redis) -> str:
@@ -383,8 +391,19 @@ class State:
         ))
 
     def chunk_metas(self, dataset_id: str, generation: int) -> dict[int, ChunkMeta]:
-        raw = self.client.hgetall(self.keys(dataset_id).chunks(generation))
-        return {int(k): ChunkMeta.from_json(v) for k, v in raw.items()}
+        """The checkpointed chunks of ``generation`` by number; an unreadable entry raises
+        :class:`StateCorruptionError` naming it (never a raw decode error)."""
+        key = self.keys(dataset_id).chunks(generation)
+        raw: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
+        out = {}
+        for k, v in raw.items():
+            try:
+                out[int(k)] = ChunkMeta.from_json(v)
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                raise StateCorruptionError(
+                    dataset_id, f"Redis entry {k.decode('utf-8', 'replace')!r} of {key!r} "
+                    f"is not chunk metadata ({exc})") from exc
+        return out
 
     def forget_chunks(self, dataset_id: str, generation: int, chunks: list[int]) -> None:
         """Drop the checkpoints of ``chunks`` of ``generation`` (a new ingest supersedes them)."""
@@ -406,8 +425,17 @@ class State:
 
     # -- readers --------------------------------------------------------------------------
     def meta(self, dataset_id: str) -> DatasetMeta | None:
-        raw = self.client.hgetall(self.keys(dataset_id).meta)
-        return DatasetMeta.from_mapping(raw) if raw else None
+        """The hot metadata, None if Redis has none; an unreadable value raises
+        :class:`StateCorruptionError` naming the key (never a raw decode error)."""
+        key = self.keys(dataset_id).meta
+        raw = self.client.hgetall(key)
+        if not raw:
+            return None
+        try:
+            return DatasetMeta.from_mapping(raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise StateCorruptionError(
+                dataset_id, f"Redis hash {key!r} is not dataset metadata ({exc!r})") from exc
 
     def warm(self, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
         """Re-create a dataset's hot keys from the catalog after Redis lost them."""
@@ -418,6 +446,65 @@ class State:
             pipe.hset(keys.chunks(meta.generation), mapping={c.chunk: c.to_json() for c in chunks})
         pipe.hset(keys.meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
         pipe.execute()
+
+    def rebuild(self, lock: DatasetLock, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
+        """Replace a dataset's hot metadata and chunk table with the catalog's ``meta`` and
+        ``chunks`` (the recoverer, under the dataset's lock)."""
+        keys = lock.keys
+        args: list[Any] = [lock.token]
+        for c in chunks:
+            args += [c.chunk, c.to_json()]
+        self._fenced(lock, lambda: self._fenced_hset(keys=[keys.lock, keys.chunks(meta.generation)],
+                                                     args=args))
+        self._fenced(lock, lambda: self._fenced_hset(
+            keys=[keys.lock, keys.meta], args=[lock.token, *itertools.chain.from_iterable(
+                meta.to_mapping().items())]))
+
+    # KEYS[1] fence counter; ARGV[1] floor; returns the counter, raised to the floor if below
+    LUA_RAISE_FENCE = """
+    local now = tonumber(redis.call('get', KEYS[1]) or '0') or 0
+    if now < tonumber(ARGV[1]) then
+        redis.call('set', KEYS[1], ARGV[1])
+        return tonumber(ARGV[1])
+    end
+    return now
+    """
+
+    def raise_fence(self, dataset_id: str, floor: int) -> int:
+        """Raise the fencing counter to ``floor`` (the catalog's latest token) if it is below
+        (or unreadable): after Redis lost it, the next lock must not be refused."""
+        return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
+                                    floor))  # type: ignore[arg-type]
+
+    def fence(self, dataset_id: str) -> int | None:
+        """The fencing counter (None when absent, -1 when unreadable)."""
+        raw = self.client.get(self.keys(dataset_id).fence)
+        if raw is None:
+            return None
+        try:
+            return int(raw)  # type: ignore[arg-type]
+        except ValueError:
+            return -1
+
+    def lock_value(self, dataset_id: str) -> bytes | None:
+        """The raw value of a dataset's lock (it names its :class:`Holder`), None if free."""
+        return self.client.get(self.keys(dataset_id).lock)  # type: ignore[return-value]
+
+    def break_lock(self, dataset_id: str, seen: bytes) -> bool:
+        """Delete the lock if it still holds ``seen`` (a holder found dead)."""
+        lock = self.lock(dataset_id)
+        return bool(lock._release(keys=[lock.keys.lock], args=[seen]))
+
+    def dataset_ids(self) -> set[str]:
+        """Ids of the datasets that have any key in Redis (under this prefix)."""
+        start = len(self.prefix) + 2
+        ids = set()
+        for key in self.client.scan_iter(match=f"{self.prefix}:{{*}}:*", count=1000):
+            text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+            end = text.find("}", start)
+            if end > start:
+                ids.add(text[start:end])
+        return ids
 
     def set_meta(self, meta: DatasetMeta) -> None:
         """Replace the hot metadata (not fenced: used for tombstones under the catalog's lock)."""

@@ -1,0 +1,247 @@
+"""Checks of Redis (hot state) and the store (data) against the catalog (the record), and fixes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..core.errors import ChunkFrameError, StateCorruptionError
+from ..core.keys import generation_prefix
+from ..core.model import ChunkMeta, DatasetMeta
+from ..ingestion.pipeline import discard_interrupted
+from ..storage.state import Holder
+
+if TYPE_CHECKING:
+    from ..read.reader import Reader
+    from ..storage.backends import Backends
+
+__all__ = ["PROBLEMS", "Problem", "Recoverer"]
+
+PROBLEMS = ("interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
+            "redis_state_corrupt", "orphan_files", "corrupt_chunk")
+"""The kinds of problem the recoverer reports, in the order it repairs them."""
+
+COLUMNS = ["dataset", "problem", "action", "detail", "applied"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing found wrong: which dataset, what, what the repair does and the evidence.
+    ``fix`` (None: nothing safe to do automatically) performs the repair."""
+
+    dataset: str
+    problem: str
+    action: str
+    detail: str
+    fix: Callable[[], object] | None = field(default=None, compare=False, repr=False)
+
+
+class Recoverer:
+    """Compares each dataset's Redis state and chunk files with the catalog.
+
+    Given the parts it uses: the :class:`~chunkframe.storage.backends.Backends` (Redis
+    state, store, catalog, the write lock) and the :class:`~chunkframe.read.reader.Reader`
+    (to verify chunks). A dry run (:meth:`find`) changes nothing.
+    """
+
+    def __init__(self, backends: Backends, reader: Reader):
+        self.backends, self.reader = backends, reader
+
+    def run(self, apply: bool = False, verify: bool = False) -> pd.DataFrame:
+        """The report, one row per problem (dataset, problem, action, detail, applied);
+        with ``apply``, each problem that has a safe repair is repaired, in the order of
+        :data:`PROBLEMS`."""
+        found = self.find(verify)
+        rows = []
+        for p in sorted(found, key=lambda p: (PROBLEMS.index(p.problem), p.dataset)):
+            applied, detail = False, p.detail
+            if apply and p.fix is not None:
+                try:
+                    p.fix()
+                    applied = True
+                except ChunkFrameError as exc:  # e.g. a live writer took the lock meanwhile
+                    detail = f"{detail}; not applied: {exc}"
+            rows.append((p.dataset, p.problem, p.action, detail, applied))
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    def find(self, verify: bool = False) -> list[Problem]:
+        """Every problem there is now (nothing is changed)."""
+        b = self.backends
+        files: dict[str, list[str]] = {}
+        for key in b.store.list(""):
+            files.setdefault(key.split("/", 1)[0] if "/" in key else "", []).append(key)
+        recorded = set(b.catalog.ids())
+        out: list[Problem] = []
+        for ds in sorted(recorded | b.state.dataset_ids() | set(files) - {""}):
+            busy = self._ingests(ds, out)
+            if ds in recorded:
+                out += self._redis_state(ds, busy)
+                if verify:
+                    out += self._corrupt_chunks(ds)
+            out += self._orphans(ds, files.get(ds, []), busy)
+        if files.get(""):
+            out.append(self._orphan_problem("", files[""]))
+        return out
+
+    # -- locks and ingests ----------------------------------------------------------------
+    def _ingests(self, ds: str, out: list[Problem]) -> int | None:
+        """Report an interrupted ingest or a stale lock of ``ds``; returns the generation of
+        an ingest under way or interrupted (its files are not orphans), else None."""
+        b = self.backends
+        status = b.state.ingest_status(ds)
+        seen = b.state.lock_value(ds)
+        holder = Holder.parse(seen)
+        dead = holder is not None and holder.is_dead()
+        if status:
+            gone = "its lock expired" if seen is None else (
+                f"its holder, process {holder.pid} on {holder.host}, is dead" if dead and holder
+                else "")
+            try:
+                gen = int(status["generation"])
+            except (KeyError, ValueError):
+                if not gone:
+                    return None  # a live writer's: not ours to judge
+                out.append(Problem(ds, "redis_state_corrupt", "delete the unreadable ingest "
+                                   "status", f"its ingest status names no generation "
+                                   f"({status.get('generation')!r}) and {gone}",
+                                   lambda: self._abandon(ds, status_only=True)))
+                return None
+            if gone:
+                out.append(Problem(
+                    ds, "interrupted", "abandon: delete its checkpointed chunk files and its "
+                    "status (the committed dataset, if any, is kept)",
+                    f"{status.get('op', 'ingest')} of generation {gen} stopped with "
+                    f"{status.get('done', '0')} chunks checkpointed: {gone}; to resume it "
+                    "instead, run the same ingest with mode='resume'", lambda: self._abandon(ds)))
+            return gen
+        if seen is not None and dead:
+            assert holder is not None
+            out.append(Problem(ds, "stale_lock", "release the lock",
+                               f"held by process {holder.pid} on {holder.host}, which is dead",
+                               lambda: b.state.break_lock(ds, seen)))
+        return None
+
+    def _abandon(self, ds: str, status_only: bool = False) -> None:
+        lock = self.backends.lock(ds)  # takes over a dead holder's lock at once
+        try:
+            if status_only:
+                self.backends.state.begin_ingest(lock, {})  # replaced by nothing: deleted
+            else:
+                discard_interrupted(self.backends, lock, ds)
+        finally:
+            lock.release()
+
+    # -- Redis against the catalog --------------------------------------------------------
+    def _redis_state(self, ds: str, busy: int | None) -> list[Problem]:
+        b = self.backends
+        record = b.catalog.get(ds)
+        if record is None:
+            return []
+        chunks = b.catalog.chunks(ds, record.generation)
+        floor = b.catalog.fence(ds)
+        problem, detail = self._compare(ds, record, chunks, floor, busy)
+        if problem is None:
+            return []
+        return [Problem(ds, problem, "rebuild Redis's metadata, chunk table and fencing "
+                        "counter from the catalog", detail,
+                        lambda: self._rebuild(ds, floor))]
+
+    def _compare(self, ds: str, record: DatasetMeta, chunks: list[ChunkMeta], floor: int,
+                 busy: int | None) -> tuple[str | None, str]:
+        state = self.backends.state
+        try:
+            meta = state.meta(ds)
+            found = state.chunk_metas(ds, record.generation)
+        except StateCorruptionError as exc:
+            return "redis_state_corrupt", exc.disagreement
+        fence = state.fence(ds)
+        if meta is None:
+            return "redis_state_missing", (f"Redis has no metadata of it; the catalog records "
+                                           f"version {record.version} ({record.rows} rows)")
+        if (meta.generation, meta.version) < (record.generation, record.version):
+            return "redis_state_behind", (
+                f"Redis has generation {meta.generation} version {meta.version}, the catalog "
+                f"generation {record.generation} version {record.version}")
+        if meta != record:
+            wrong = [k for k in record.__dataclass_fields__
+                     if getattr(meta, k) != getattr(record, k)]
+            return "redis_state_corrupt", f"Redis's metadata differs from the catalog's in {wrong}"
+        missing = [c.chunk for c in chunks if c.chunk not in found]
+        if missing:
+            return "redis_state_behind", f"Redis lacks chunks {_few(missing)} of the catalog's"
+        differ = [c.chunk for c in chunks if found[c.chunk] != c]
+        extra = [] if busy == record.generation else sorted(set(found) - {c.chunk for c in chunks})
+        if differ or extra:
+            return "redis_state_corrupt", "; ".join(
+                ([f"chunks {_few(differ)} differ from the catalog's"] if differ else [])
+                + ([f"chunks {_few(extra)} are not in the catalog"] if extra else []))
+        if fence is None or fence < floor:
+            return "redis_state_behind", (
+                f"the fencing counter is {'missing' if fence is None else fence}, below the "
+                f"catalog's {floor}: the next writes would be refused as if a newer writer "
+                "existed")
+        return None, ""
+
+    def _rebuild(self, ds: str, floor: int) -> None:
+        b = self.backends
+        b.state.raise_fence(ds, floor)  # first: the lock's next token must exceed the floor
+        lock = b.lock(ds)
+        try:
+            record = b.catalog.get(ds)
+            if record is not None:  # re-read under the lock: the record as it is now
+                b.state.rebuild(lock, record, b.catalog.chunks(ds, record.generation))
+        finally:
+            lock.release()
+
+    # -- the store ------------------------------------------------------------------------
+    def _orphans(self, ds: str, keys: list[str], busy: int | None) -> list[Problem]:
+        """Files of ``ds`` that no chunk the catalog records refers to (any generation it
+        keeps, for versions), outside the generation of an ingest under way."""
+        if not keys:
+            return []
+        b = self.backends
+        referenced = {c.key for g in b.catalog.generations(ds) for c in b.catalog.chunks(ds, g)}
+        skip = None if busy is None else generation_prefix(ds, busy) + "/"
+        lost = [k for k in keys if k not in referenced and not (skip and k.startswith(skip))]
+        return [self._orphan_problem(ds, lost)] if lost else []
+
+    def _orphan_problem(self, ds: str, keys: list[str]) -> Problem:
+        store = self.backends.store
+        size = sum(len(data) for data in map(store.read, keys) if data is not None)
+
+        def delete() -> None:
+            for key in keys:
+                store.delete(key)
+
+        where = f"{keys[0]!r}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")
+        return Problem(ds, "orphan_files", "delete them",
+                       f"{len(keys)} files ({size} bytes) no recorded chunk refers to: {where}",
+                       delete)
+
+    # -- chunks ---------------------------------------------------------------------------
+    def _corrupt_chunks(self, ds: str) -> Iterator[Problem]:
+        record = self.backends.catalog.get(ds)
+        if record is None:
+            return
+        try:
+            snap = self.reader.version_snapshot(ds, record.version)  # the catalog's: no Redis
+        except ChunkFrameError as exc:
+            yield Problem(ds, "corrupt_chunk", "none automatically: re-ingest the dataset with "
+                          "mode='overwrite'", f"its chunk table in the catalog is incomplete: {exc}")
+            return
+        for i, cm in enumerate(snap.chunks):
+            problem = self.reader.verify_chunk(snap, i)
+            if problem is not None:
+                yield Problem(ds, "corrupt_chunk", "none automatically: re-ingest the dataset "
+                              "with mode='overwrite' or restore the chunk file",
+                              f"chunk {cm.chunk} ({cm.key}): {problem}")
+
+
+def _few(numbers: list[int], limit: int = 8) -> str:
+    """Up to ``limit`` numbers, and how many more."""
+    shown = ", ".join(map(str, numbers[:limit]))
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
