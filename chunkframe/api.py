@@ -166,7 +166,8 @@ def find(keyword: str, type: str | None = None) -> pd.DataFrame:
     return default_client().find(keyword, type)
 
 
-def recover(apply: bool = False, verify: bool = False) -> pd.DataFrame:
+def recover(apply: bool = False, verify: bool = False, progress: bool | None = None
+            ) -> pd.DataFrame:
     """Find (and with ``apply=True`` repair) what crashes left inconsistent between Redis,
     the catalog and the chunk store, with the default client.
 
@@ -179,6 +180,9 @@ def recover(apply: bool = False, verify: bool = False) -> pd.DataFrame:
     verify : bool, default False
         Also read every chunk of every dataset and report those that fail their checksum or
         whose file names another chunk (``corrupt_chunk``; never repaired automatically).
+    progress : bool, optional
+        A bar over the datasets checked, with their total (None: only in notebooks and
+        terminals).
 
     Returns
     -------
@@ -199,4 +203,4 @@ def recover(apply: bool = False, verify: bool = False) -> pd.DataFrame:
     Empty DataFrame
     Columns: [dataset, problem, action, detail, applied]
     """
-    return default_client().recover(apply=apply, verify=verify)
+    return default_client().recover(apply=apply, verify=verify, progress=progress)

@@ -131,12 +131,14 @@ class Client:
         """One row per complete dataset: id, state, rows, chunks, bytes, ..."""
         return self.catalog.table()
 
-    def recover(self, apply: bool = False, verify: bool = False) -> pd.DataFrame:
+    def recover(self, apply: bool = False, verify: bool = False,
+                progress: bool | None = None) -> pd.DataFrame:
         """The recoverer's report (see :func:`chunkframe.recover`); ``apply`` repairs."""
         if not isinstance(apply, bool) or not isinstance(verify, bool):
             raise InvalidArgumentError(
                 f"apply and verify must be True or False, got apply={apply!r}, verify={verify!r}")
-        report = Recoverer(self.backends, self.reader).run(apply=apply, verify=verify)
+        report = Recoverer(self.backends, self.reader).run(apply=apply, verify=verify,
+                                                           progress=progress)
         if apply and report["applied"].any():
             self.reader.clear()  # snapshots of the state before the repairs
         return report

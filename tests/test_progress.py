@@ -83,6 +83,17 @@ def test_export_and_verify_show_totals(client, capsys, tmp_path):
     assert last.startswith("export e: 100%") and "3.00k/3.00k" in last
 
 
+def test_recover_shows_the_datasets_it_checked(client, capsys):
+    for name in ("r1", "r2"):
+        client.ingest(sensors(N), name, chunk_rows=CHUNK, progress=False)
+    capsys.readouterr()
+    assert client.recover(progress=True).empty
+    last = final_line(capsys.readouterr().err)
+    assert last.startswith("recover: 100%") and "2.00/2.00" in last and "datasets/s" in last
+    client.recover()  # None: no bar outside a terminal or notebook
+    assert capsys.readouterr().err == ""
+
+
 def test_failed_ingest_leaves_its_bar_short(client, capsys):
     good = sensors(N)
     bad = good.rename(columns={"x": "y"})

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 __all__ = ["Progress", "progress_bar", "in_kernel", "UNITS"]
 
-UNITS = ("rows", "chunks", "B")
+UNITS = ("rows", "chunks", "datasets", "B")
 """What a bar can count; ``B`` (bytes, for CSV sources) is scaled by 1024 (KB, MB...)."""
 
 

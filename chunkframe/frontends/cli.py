@@ -239,7 +239,8 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_recover(args: argparse.Namespace, out: Out) -> int:
-    report = _client(args).recover(apply=args.apply, verify=args.verify)
+    report = _client(args).recover(apply=args.apply, verify=args.verify,
+                                   progress=_progress(args))
     out.doc(records(report))
     if report.empty:
         out.line("ok: Redis, the catalog and the chunk store agree; nothing to recover")

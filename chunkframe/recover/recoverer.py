@@ -11,6 +11,7 @@ import pandas as pd
 from ..core.errors import ChunkFrameError, StateCorruptionError
 from ..core.keys import generation_prefix
 from ..core.model import ChunkMeta, DatasetMeta
+from ..core.progress import progress_bar
 from ..ingestion.pipeline import discard_interrupted
 from ..storage.state import Holder
 
@@ -50,11 +51,13 @@ class Recoverer:
     def __init__(self, backends: Backends, reader: Reader):
         self.backends, self.reader = backends, reader
 
-    def run(self, apply: bool = False, verify: bool = False) -> pd.DataFrame:
+    def run(self, apply: bool = False, verify: bool = False, progress: bool | None = None
+            ) -> pd.DataFrame:
         """The report, one row per problem (dataset, problem, action, detail, applied);
         with ``apply``, each problem that has a safe repair is repaired, in the order of
-        :data:`PROBLEMS`."""
-        found = self.find(verify)
+        :data:`PROBLEMS`. ``progress``: a bar over the datasets checked (None: only in
+        notebooks and terminals)."""
+        found = self.find(verify, progress)
         rows = []
         for p in sorted(found, key=lambda p: (PROBLEMS.index(p.problem), p.dataset)):
             applied, detail = False, p.detail
@@ -67,7 +70,7 @@ class Recoverer:
             rows.append((p.dataset, p.problem, p.action, detail, applied))
         return pd.DataFrame(rows, columns=COLUMNS)
 
-    def find(self, verify: bool = False) -> list[Problem]:
+    def find(self, verify: bool = False, progress: bool | None = False) -> list[Problem]:
         """Every problem there is now (nothing is changed)."""
         b = self.backends
         files: dict[str, list[str]] = {}
@@ -75,13 +78,19 @@ class Recoverer:
             files.setdefault(key.split("/", 1)[0] if "/" in key else "", []).append(key)
         recorded = set(b.catalog.ids())
         out: list[Problem] = []
-        for ds in sorted(recorded | b.state.dataset_ids() | set(files) - {""}):
-            busy = self._ingests(ds, out)
-            if ds in recorded:
-                out += self._redis_state(ds, busy)
-                if verify:
-                    out += self._corrupt_chunks(ds)
-            out += self._orphans(ds, files.get(ds, []), busy)
+        ids = sorted(recorded | b.state.dataset_ids() | set(files) - {""})
+        bar = progress_bar(len(ids), "recover", progress, unit="datasets")
+        try:
+            for ds in ids:
+                busy = self._ingests(ds, out)
+                if ds in recorded:
+                    out += self._redis_state(ds, busy)
+                    if verify:
+                        out += self._corrupt_chunks(ds)
+                out += self._orphans(ds, files.get(ds, []), busy)
+                bar.update(1)
+        finally:
+            bar.close()
         if files.get(""):
             out.append(self._orphan_problem("", files[""]))
         return out
