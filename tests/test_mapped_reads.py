@@ -167,3 +167,46 @@ def test_projected_reads_of_a_dataset_with_deletes_still_apply_them(client):
     small, _ = open_with_small_cache(client, "holes", chunks=1.5)
     pd.testing.assert_frame_equal(small.get_many(sns, columns=["x"]),
                                   expected_rows(whole, sns)[["x"]])
+
+
+def test_a_slice_of_some_columns_mixes_cached_and_fetched_chunks(client):
+    frame = sensors(3_000)
+    client.ingest(frame, "mixed-slice", chunk_rows=100, progress=False)
+    ds, _ = open_with_small_cache(client, "mixed-slice", chunks=3)
+    ds.get(1_550)  # one chunk in the range is cached whole; the others are fetched projected
+    got = ds.slice(500, 2_600, columns=["x", "k"])
+    pd.testing.assert_frame_equal(got, frame[["x", "k"]].iloc[500:2_600].rename_axis("sn"),
+                                  check_index_type=False)
+
+
+def test_batches_of_compressed_or_deleted_chunks_never_count_as_fitting_by_file_size(client):
+    frame = sensors(5_000)
+    client.ingest(frame, "zipped-batch", chunk_rows=500, compression="zstd", progress=False)
+    small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
+                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       chunk_cache_bytes=200_000)  # > the files, < what they decode to
+    ds = small.open("zipped-batch")
+    assert sum(ds.chunks["bytes"]) < 200_000
+    snap = small.reader.snapshot("zipped-batch")
+    assert not small.reader.fits(snap, np.arange(len(snap.chunks)))  # decoded: far larger
+    sns = np.arange(0, 5_000, 7)
+    pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(frame, sns))
+    assert ds.cache_info()["total_bytes"] <= 200_000  # streamed, not all decoded and kept
+
+
+def test_object_arrays_of_serial_numbers_in_range(client):
+    frame = sensors(1_000)
+    ds = client.ingest(frame, "objects", chunk_rows=100, progress=False)
+    for sns in (np.array([1, 5], dtype=object), pd.Series([3, 4], dtype=object),
+                pd.Index([7, 8], dtype=object)):
+        pd.testing.assert_frame_equal(ds.get_many(sns), expected_rows(frame, list(sns)))
+
+
+def test_ingest_of_uint64_beyond_int64_and_of_times_after_2262(client):
+    df = pd.DataFrame({
+        "u": np.array([2**63 + 5, 1], dtype=np.uint64),
+        "t": pd.array(pd.to_datetime(["2300-01-01", "2301-06-01"]).as_unit("us")),
+    })
+    ds = client.ingest(df, "far", time_column="t", progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+    assert ds.get(0)["u"] == 2**63 + 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -118,6 +119,11 @@ def test_a_lock_of_another_host_is_never_guessed_dead(client, redis_client):
     keys = client.state.keys("far")
     redis_client.set(keys.lock, "0" * 32 + "|another-host|1|1", px=30_000)
     with pytest.raises(DatasetLockedError, match="process 1 on another-host"):
+        client.state.lock("far").acquire()
+    # same host name, another process id namespace (a container): its pids are not ours
+    here = socket.gethostname()
+    redis_client.set(keys.lock, f"{'0' * 32}|{here}|999999|1|pid:[1]", px=30_000)
+    with pytest.raises(DatasetLockedError, match=f"process 999999 on {here}"):
         client.state.lock("far").acquire()
     redis_client.set(keys.lock, "not a holder we know", px=30_000)  # an older writer's token
     with pytest.raises(DatasetLockedError, match="by another worker"):

@@ -65,10 +65,12 @@ def column_ranges(table: pa.Table) -> dict[str, list[Any]]:
             if values.size and lo == lo:  # not all NaN
                 out[f.name] = [float(lo), float(hi)]
         elif pa.types.is_integer(typ) or pa.types.is_timestamp(typ):
-            lo, hi = (v.cast(pa.int64()).as_py() for v in pc.min_max(col).values())
+            lo, hi = (v.cast(pa.int64()) if pa.types.is_timestamp(typ) else v
+                      for v in pc.min_max(col).values())
+            lo, hi = lo.as_py(), hi.as_py()
             if lo is not None:  # None: all null
                 scale = _NS[typ.unit] if pa.types.is_timestamp(typ) else 1
-                out[f.name] = [lo * scale, hi * scale]
+                out[f.name] = [lo * scale, hi * scale]  # Python ints: uint64 and far times fit
     return out
 
 

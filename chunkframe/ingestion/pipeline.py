@@ -111,7 +111,10 @@ def time_stats(table: pa.Table, time_column: str | None, device_column: str | No
     """
     if time_column is None:
         return {}
-    t = times_ns(table.column(time_column)).combine_chunks()
+    try:
+        t = times_ns(table.column(time_column)).combine_chunks()
+    except pa.ArrowInvalid:  # times beyond what int64 ns holds (after 2262): no statistics,
+        return {}  # so the chunk is never skipped, and is read whenever it may match
     keep = t.is_valid().to_numpy(zero_copy_only=False) if t.null_count else None
     times = (t if keep is None else t.fill_null(0)).to_numpy()
     if device_column is None:

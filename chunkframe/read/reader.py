@@ -512,8 +512,17 @@ class Reader:
         return entry
 
     def fits(self, snap: Snapshot, indices: np.ndarray) -> bool:
-        """Whether the cache can hold chunks ``indices`` of ``snap`` all at once."""
-        return sum(snap.chunks[i].nbytes for i in indices.tolist()) <= self._chunks.maxsize
+        """Whether the cache can hold chunks ``indices`` of ``snap`` all at once, decoded.
+
+        A plain chunk decodes to views of its file (its size); deletes add a masked copy
+        (counted twice, as :meth:`_fetch` counts them); compressed chunks decode to an
+        unknown multiple of their files, so they never count as fitting (batches stream).
+        """
+        if snap.meta.compression:
+            return False
+        factor = 2 if snap.meta.tombstones else 1
+        return factor * sum(snap.chunks[i].nbytes for i in indices.tolist()) <= \
+            self._chunks.maxsize
 
     # -- gather planes (planes.py) --------------------------------------------------------
     def planes(self, snap: Snapshot, chunks: np.ndarray) -> Planes | None:
@@ -715,8 +724,11 @@ def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
             isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
             for v in arr.ravel()):
         # Python ints beyond int64: out of range like any other, never wrapped
-        bad = next(int(v) for v in arr.ravel() if not _INT64.min <= int(v) <= _INT64.max)
-        raise IndexError(out_of_range(snap, bad))
+        bad = next((int(v) for v in arr.ravel() if not _INT64.min <= int(v) <= _INT64.max),
+                   None)
+        if bad is not None:
+            raise IndexError(out_of_range(snap, bad))
+        arr = arr.astype(np.int64)
     if arr.dtype == bool or (arr.size and arr.dtype.kind not in "iu"):
         raise TypeError(f"serial numbers must be integers, got an array of {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64.max:

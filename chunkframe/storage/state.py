@@ -58,19 +58,21 @@ def connect_redis(url: str | None, home: Path) -> redis.Redis:
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds a lock: host, process id and the process's start time, written into the
-    lock's value, so a lock left by a process killed on this host is known dead at once."""
+    """Who holds a lock: host, process id namespace, process id and the process's start
+    time, written into the lock's value, so a lock left by a process killed on this host
+    is known dead at once."""
 
     host: str
     pid: int
     started: str  # the kernel's start time of the process ("" where unknown)
+    pidns: str = ""  # the process id namespace ("" where unknown: never judged dead)
 
     @classmethod
     def me(cls) -> Holder:
-        return cls(socket.gethostname(), os.getpid(), _process_start(os.getpid()))
+        return cls(socket.gethostname(), os.getpid(), _process_start(os.getpid()), _pid_ns())
 
     def token(self) -> str:
-        return f"{uuid.uuid4().hex}|{self.host}|{self.pid}|{self.started}"
+        return f"{uuid.uuid4().hex}|{self.host}|{self.pid}|{self.started}|{self.pidns}"
 
     @classmethod
     def parse(cls, value: bytes | str | None) -> Holder | None:
@@ -79,14 +81,16 @@ class Holder:
             return None
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         parts = text.split("|")
-        if len(parts) != 4 or not parts[2].isdigit():
+        if len(parts) not in (4, 5) or not parts[2].isdigit():
             return None
-        return cls(parts[1], int(parts[2]), parts[3])
+        return cls(parts[1], int(parts[2]), parts[3], parts[4] if len(parts) == 5 else "")
 
     def is_dead(self) -> bool:
-        """True only when provably dead: on this host, and no process of that id (or one
-        started at another time: the id was reused) exists. Elsewhere: never guessed."""
-        if self.host != socket.gethostname():
+        """True only when provably dead: on this host and in this process id namespace
+        (containers sharing a host name need not share process ids), and no process of
+        that id (or one started at another time: the id was reused) exists. Elsewhere, or
+        when the namespace is unknown: never guessed."""
+        if self.host != socket.gethostname() or not self.pidns or self.pidns != _pid_ns():
             return False
         try:
             os.kill(self.pid, 0)
@@ -96,6 +100,14 @@ class Holder:
             pass  # alive, another user's
         now = _process_start(self.pid)
         return bool(self.started and now and now != self.started)
+
+
+def _pid_ns() -> str:
+    """This process's process id namespace (Linux: ``pid:[4026531836]``), else ""."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _process_start(pid: int) -> str:

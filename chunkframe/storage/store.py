@@ -55,7 +55,9 @@ class ChunkStore(abc.ABC):
 
     Contract: a committed object is immutable. Nothing rewrites, appends to or truncates an
     object in place; a key is only ever replaced whole or deleted (local reads map files,
-    and both of those leave a live map reading the old bytes).
+    and both of those leave a live map reading the old bytes). That holds on local file
+    systems; on a network file system (NFS) a file replaced or deleted from another host can
+    fault a live map, so there use an object store URL (``s3://``), which downloads.
 
     Subclasses implement the primitives; :meth:`put` is :meth:`write` of the bytes.
     """
