@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +199,7 @@ def test_an_interrupted_append_keeps_the_committed_rows(client, ds, tmp_path, fr
     client.state.begin_ingest(lock, {"op": "append", "generation": 1, "base_chunk": 10,
                                      "base_rows": 20_000, "chunk_rows": 2_000,
                                      "fingerprint": "x"})
-    dead = Holder(Holder.me().host, 2**22 + 1, "1").token()  # no such process
+    dead = replace(Holder.me(), pid=2**22 + 1, started="1").token()  # no such process
     client.redis.set(keys.lock, dead)
     lock._stop.set()
     report = dry_run_reports(client, tmp_path)
@@ -210,7 +211,7 @@ def test_an_interrupted_append_keeps_the_committed_rows(client, ds, tmp_path, fr
 
 def test_a_stale_lock_of_a_dead_process_is_released(client, ds, tmp_path):
     keys = client.state.keys("rec")
-    client.redis.set(keys.lock, Holder(Holder.me().host, 2**22 + 1, "1").token(), px=60_000)
+    client.redis.set(keys.lock, replace(Holder.me(), pid=2**22 + 1, started="1").token(), px=60_000)
     report = dry_run_reports(client, tmp_path)
     assert report["problem"].tolist() == ["stale_lock"]
     apply_then_clean(client)
