@@ -502,11 +502,9 @@ class Dataset:
         hi = max(hi, lo)
         plan = {i: (off, count) for i, off, count in chunk_slices(snap, lo, hi)}
         cache = reader.fits(snap, np.fromiter(plan, dtype=np.int64, count=len(plan)))
-        read = self._positions(snap, cols)
-        names = None if read is None else [snap.schema.names[j] for j in read]
-        # cached chunks come whole, fetched ones with only the columns read: one schema
-        parts = [(entry.table if names is None else entry.table.select(names)).slice(*plan[i])
-                 for i, entry in reader.stream(snap, list(plan), read, cache)]
+        parts = [entry.table.slice(*plan[i])
+                 for i, entry in reader.stream(snap, list(plan), self._positions(snap, cols),
+                                               cache)]
         table = pa.concat_tables(parts) if parts else self._empty(snap)
         return self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn")))
 

@@ -457,7 +457,8 @@ class Reader:
 
         Cached chunks are served from the cache. ``cache=True`` keeps the fetched ones
         (for reads whose chunks the cache can hold); otherwise they are dropped once
-        consumed, and only ``columns`` (positions) of them are decoded. ``then(i, chunk)``,
+        consumed, and every chunk yielded holds only ``columns`` (positions; fetched ones
+        decode only those). ``then(i, chunk)``,
         if given, runs in the pool too and is yielded instead of the chunk (the rows a batch
         read takes from it: Arrow works without the GIL, so both cores take).
         """
@@ -476,6 +477,11 @@ class Reader:
             found = self.cached(snap, i)
             if found is None and not cache:
                 self.misses += 1
+            elif found is not None and columns is not None and not cache:
+                # a cached chunk is whole: the same columns as the fetched ones, in order
+                names = snap.schema.names
+                found = _Chunk(found.table.select([names[j] for j in sorted(set(columns))]),
+                               found.nbytes)
             if found is not None and then is None:
                 fut: Future[Any] = Future()
                 fut.set_result(found)
