@@ -14,6 +14,9 @@ Modes (first argument):
     ``ckpt-done N``, ``commit-start``, ``commit-tx``, ``commit-done``, ``publish-done``)
     and ``done ROWS`` at the end. CF_PAUSE=STEP:K sleeps after the K-th STEP line of this
     run, so the test's kill lands exactly there.
+``append ID OFFSET``
+    Append the source frame of CF_ROWS rows, its ``id`` shifted by OFFSET, to dataset ID
+    (env and hooks as for ``ingest``); prints ``done ROWS`` (the dataset's new size).
 ``hold-lock ID``
     Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
 ``server-info [ID...]``
@@ -181,6 +184,17 @@ def main(argv: list[str]) -> int:
         ds = client.ingest(df, dataset_id, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
                            mode="resume", wait=True, progress=False,
                            workers=int(os.environ.get("CF_WORKERS", "2")))
+        say(f"done {len(ds)}")
+        return 0
+    if mode == "append":
+        df = source_frame(int(os.environ.get("CF_ROWS", "200000")))
+        df["id"] += int(argv[3])
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.open(argv[2]).append(
+            df, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")), progress=False,
+            wait=True, workers=int(os.environ.get("CF_WORKERS", "2")))
         say(f"done {len(ds)}")
         return 0
     if mode == "hold-lock":

@@ -135,7 +135,7 @@ def from_files(backends: Backends, ds: str, keys: list[str]) -> tuple[Restorable
         best = by_gen.setdefault(gen, {}).get(n)
         if best is None or fence > best[0]:  # a resumed ingest's copy is the same rows
             by_gen[gen][n] = (fence, key)
-    versions = []
+    versions: list[tuple[DatasetMeta, tuple[ChunkMeta, ...]]] = []
     for gen in sorted(by_gen):
         version = _generation(backends, ds, gen, by_gen[gen], len(versions) + 1)
         if version is not None:

@@ -139,13 +139,25 @@ class Catalog:
     def _create(self) -> None:
         """Create the file and its tables if missing, switch to WAL and migrate, writing
         only what is needed: a read-only client of an up-to-date catalog writes nothing."""
-        with self._connect("rwc") as db:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        if not self._is_wal():
+            with self._connect("rwc") as db:
                 db.execute("PRAGMA journal_mode=WAL")
         with self._connect("read") as db:
             current = db.execute("PRAGMA user_version").fetchone()[0]
         if current < len(_MIGRATIONS):
             self._migrate()
+
+    def _is_wal(self) -> bool:
+        """Whether the file is in WAL mode already (its header says so: asking SQLite would
+        need the WAL index, which a full disk cannot hold)."""
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(20)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._unusable(exc) from exc
+        return len(header) == 20 and header[18] == 2
 
     @contextmanager
     def _connect(self, mode: str = "rw") -> Iterator[sqlite3.Connection]:
