@@ -73,7 +73,7 @@ OPERATIONS = {
 
 
 @pytest.mark.parametrize("op", sorted(OPERATIONS))
-@pytest.mark.parametrize("how", ["pages", "deleted", "not-a-database"])
+@pytest.mark.parametrize("how", ["pages", "deleted", "not-a-database", "truncated", "emptied"])
 def test_every_catalog_operation_on_a_damaged_file_raises_a_clear_error(two, tmp_path, op, how):
     META["a"] = two.catalog.get("a")
     path = tmp_path / "catalog.db"
@@ -81,8 +81,10 @@ def test_every_catalog_operation_on_a_damaged_file_raises_a_clear_error(two, tmp
         damage_pages(path)
     elif how == "deleted":
         path.unlink()
-    else:
+    elif how == "not-a-database":
         path.write_bytes(b"this is not a database\n" * 500)
+    else:
+        path.write_bytes(path.read_bytes()[:4096 if how == "truncated" else 0])
     with pytest.raises(cf.CatalogCorruptionError) as info:
         OPERATIONS[op](two.catalog)
     message = str(info.value)
@@ -176,6 +178,35 @@ def test_damaged_pages_are_moved_aside_and_the_catalog_rebuilt(two, tmp_path):
     aside = list(tmp_path.glob("catalog.db.damaged-*"))
     assert [p.read_bytes() for p in aside if not p.name.endswith(("-wal", "-shm"))] == [damaged]
     equal(client)
+
+
+@pytest.mark.parametrize("size", [0, 4096])
+def test_a_truncated_catalog_is_restored(two, tmp_path, size):
+    path = tmp_path / "catalog.db"
+    path.write_bytes(path.read_bytes()[:size])
+    client = reconnect(two)
+    if size:
+        with pytest.raises(cf.CatalogCorruptionError, match="recover --apply"):
+            client.datasets()
+    else:  # an empty file is an empty database: connecting made a new catalog in it
+        assert client.datasets().empty
+    recover_twice(client)
+    equal(client)
+
+
+def test_writes_after_redis_lost_its_keys_are_not_refused(client):
+    """Issue 14, defect 3: the fencing counter restarted at 1 while the catalog
+    remembered more, so the next writes failed with LockLostError, no recover run."""
+    ds = client.ingest(FRAME, "a", chunk_rows=4_000, progress=False)
+    ds.append(FRAME)
+    ds.append(FRAME)
+    assert client.catalog.fence("a") == 3
+    for key in client.redis.scan_iter(match=f"{client.settings.prefix}:*"):
+        client.redis.delete(key)  # as FLUSHALL would (other tests share this server)
+    client.reader.clear()
+    for n in (4, 5):
+        client.open("a").append(FRAME)
+        assert len(client.open("a")) == n * 12_000
 
 
 def test_damaged_catalog_and_flushed_redis_restore_from_the_chunk_files(two, tmp_path):
@@ -288,3 +319,12 @@ def test_read_only_clients_work_on_a_full_disk_and_writes_say_why(client, tmp_pa
     assert reader.open("a").versions()["version"].tolist() == [1]
     with pytest.raises(cf.BackendUnavailableError, match="catalog.*full|catalog.*disk"):
         reader.ingest(FRAME, "b", chunk_rows=1_000, progress=False)
+
+
+def test_a_writer_finding_redis_down_gets_a_clear_error(tmp_path, own_redis, prefix):
+    client = cf.connect(store=tmp_path / "store", redis=own_redis.url, prefix=prefix,
+                        catalog=tmp_path / "catalog.db", home=tmp_path)
+    ds = client.ingest(FRAME, "a", chunk_rows=4_000, progress=False)
+    own_redis.stop()
+    with pytest.raises(cf.BackendUnavailableError, match="fencing counter of 'a'.*Redis"):
+        ds.append(FRAME)

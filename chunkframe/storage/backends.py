@@ -38,7 +38,12 @@ class Backends:
 
     def lock(self, dataset_id: str, wait: bool | float = False) -> DatasetLock:
         """Take a dataset's write lock: in Redis (renewed, fenced), then claimed in the
-        catalog, so a writer whose lock expired can never commit there again."""
+        catalog, so a writer whose lock expired can never commit there again.
+
+        Redis's fencing counter is first raised to the catalog's latest token: after Redis
+        lost its keys (a flush, a restart without persistence) the next token still
+        exceeds every token the catalog saw, so the write is not refused as superseded."""
+        self.state.raise_fence(dataset_id, self.catalog.fence(dataset_id))
         lock = self.state.lock(dataset_id).acquire(wait)
         try:
             self.catalog.claim(dataset_id, lock.fence)

@@ -485,8 +485,14 @@ class State:
     def raise_fence(self, dataset_id: str, floor: int) -> int:
         """Raise the fencing counter to ``floor`` (the catalog's latest token) if it is below
         (or unreadable): after Redis lost it, the next lock must not be refused."""
-        return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
-                                    floor))  # type: ignore[arg-type]
+        try:
+            return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
+                                        floor))  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise BackendUnavailableError(
+                f"cannot update the fencing counter of {dataset_id!r} in Redis at {self.url!r}: "
+                f"{exc}; start that server (or fix CHUNKFRAME_REDIS_URL) and run again"
+            ) from exc
 
     def fence(self, dataset_id: str) -> int | None:
         """The fencing counter (None when absent, -1 when unreadable)."""
