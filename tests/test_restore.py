@@ -328,3 +328,17 @@ def test_a_writer_finding_redis_down_gets_a_clear_error(tmp_path, own_redis, pre
     own_redis.stop()
     with pytest.raises(cf.BackendUnavailableError, match="fencing counter of 'a'.*Redis"):
         ds.append(FRAME)
+
+
+def test_inconsistent_redis_state_is_not_trusted_the_files_are(two, tmp_path):
+    """A shifted start in Redis's chunk table: the restore takes the files' own word."""
+    keys = two.state.keys("a")
+    entry = json.loads(two.redis.hget(keys.chunks(1), 5))
+    two.redis.hset(keys.chunks(1), 5, json.dumps({**entry, "start": entry["start"] - 10}))
+    (tmp_path / "catalog.db").unlink()
+    client = reconnect(two)
+    report = client.recover()
+    row = report[report["dataset"] == "a"].iloc[0]
+    assert row["problem"] == "catalog_unreadable" and "from the chunk files" in row["action"]
+    recover_twice(client)
+    equal(client)
