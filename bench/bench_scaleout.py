@@ -14,7 +14,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, frame, redis, workdir
+from common import frame, redis, workdir
 
 import chunkframe as cf
 from chunkframe.storage.catalog import Catalog
