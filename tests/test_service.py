@@ -419,6 +419,24 @@ def test_remote_last_tags_find_and_context(server, world):
         every.context.get("checked")
 
 
+def test_find_and_versions_over_the_socket(server, http, world):
+    local = world["local"]
+    local.context("analysis-7").put("owner", "team-a and friends", keywords=["team-a"])
+    remote = cf.connect(server.url)
+    pd.testing.assert_frame_equal(remote.find("team-a"), local.find("team-a"))
+    pd.testing.assert_frame_equal(remote.find("team-a", type="METADATA"),
+                                  local.find("team-a", type="METADATA"))
+    assert set(remote.find("team-a")["context"]) >= {"analysis-7", "every"}
+    assert remote.find("no-such-word").empty
+    body = json.loads(_get(http, server.url, "/v1/find?keyword=team-a").data)
+    assert {e["context"] for e in body["entries"]} >= {"analysis-7", "every"}
+    _error(_get(http, server.url, "/v1/find"), 400, "InvalidArgumentError")
+    _error(_get(http, server.url, "/v1/find?keyword=x&type=NOPE"), 400, "ContextError")
+    pd.testing.assert_frame_equal(remote.open("sensors").versions(),
+                                  local.open("sensors").versions())
+    _error(_get(http, server.url, "/v1/datasets/nope/versions"), 404, "DatasetNotFoundError")
+
+
 def test_remote_writes_are_local_only(server):
     client = cf.connect(server.url)
     ds = client.open("every")

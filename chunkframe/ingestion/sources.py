@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from ..core.errors import Arg, Hint, SchemaMismatchError, SourceError
 from ..storage.codec import encode, to_arrow
 
-__all__ = ["Source", "open_source", "check_columns", "conform", "ITERATOR_FINGERPRINT"]
+__all__ = ["Source", "open_source", "list_files", "check_columns", "conform",
+           "ITERATOR_FINGERPRINT"]
 
 ITERATOR_FINGERPRINT = "frames:iterator:"
 
@@ -260,7 +261,9 @@ def _read_file(fs: Any, path: str, fmt: str, opened: Callable[[Any], None] | Non
             yield from batches
 
 
-def _files(url: str, storage_options: dict[str, Any]) -> tuple[Any, list[str]]:
+def list_files(url: str, storage_options: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The file system of ``url`` and the files it names (a file, a directory's known
+    files, or a glob's matches), sorted; a :class:`SourceError` when there are none."""
     fs, path = fsspec.url_to_fs(url, **storage_options)
     if any(ch in path for ch in "*?["):
         paths = sorted(fs.glob(path))
@@ -283,7 +286,7 @@ def _known(path: str) -> bool:
 
 
 def _file_source(url: str, storage_options: dict[str, Any]) -> Source:
-    fs, paths = _files(url, storage_options)
+    fs, paths = list_files(url, storage_options)
     h = hashlib.sha256()
     for p in paths:
         info = fs.info(p)

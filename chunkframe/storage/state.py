@@ -158,6 +158,7 @@ class DatasetLock:
         self.token = Holder.me().token()  # random, and says who holds the lock
         self.fence = 0
         self._renewed = 0.0  # monotonic time the lock was last taken or extended
+        self._borrowed = False  # another process holds it and renews it (a Dask task's view)
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,7 +174,7 @@ class DatasetLock:
         the holder's own. Not renewed nor released here; :meth:`check` asks Redis once the
         last answer is ``ttl / 2`` old."""
         lock = cls(client, keys, dataset_id, ttl)
-        lock.token, lock.fence = token, fence
+        lock.token, lock.fence, lock._borrowed = token, fence, True
         return lock
 
     # -- public API: local state first, then Redis -------------------------------------
@@ -216,7 +217,7 @@ class DatasetLock:
         now, so a writer that slept past its TTL writes nothing more."""
         if not self._lost.is_set() and mod_time.monotonic() - self._renewed > self.ttl / 2:
             try:
-                if self.do_extend():
+                if self.do_extend() if not self._borrowed else self.held():
                     self._renewed = mod_time.monotonic()
                 else:
                     self._lost.set()
@@ -259,6 +260,11 @@ class DatasetLock:
                 f"cannot take the lock of {self.dataset_id!r} in Redis at "
                 f"{redis_url_of(self.client)!r}: {exc}"
             ) from exc
+
+    def held(self) -> bool:
+        """Whether Redis says the lock is held with this token now (nothing is extended:
+        a borrower must not keep a dead holder's lock alive)."""
+        return self.client.get(self.keys.lock) == self.token.encode()
 
     def do_extend(self) -> bool:
         return bool(self._extend(keys=[self.keys.lock], args=[self.token, int(self.ttl * 1000)]))
