@@ -577,7 +577,17 @@ class Opaque:
     (lambda tmp: _write(tmp / "garbage.arrow", b"not arrow at all"), SourceError,
      r"garbage\.arrow' as an Arrow IPC"),
     (lambda tmp: _write(tmp / "ragged.csv", b"a,b\n1,2\n3,4,5\n"), SourceError,
-     r"ragged\.csv' as CSV.*Expected 2 columns"),
+     r"ragged\.csv' as CSV.*Expected 2 columns.*as many fields as the header"),
+    (lambda tmp: _write(tmp / "short.csv", b"a,b\n1,2\n3\n4,5\n"), SourceError,
+     r"short\.csv' as CSV.*Expected 2 columns, got 1"),
+    # issue 14: pyarrow read an unterminated quote as one last value running to the end
+    (lambda tmp: _write(tmp / "open.csv", b'a,b\n1,"x\n2,y\n3,z\n'), SourceError,
+     r"open\.csv' as CSV: a quoted field opened in row 1 \(the header is row 0\) is never "
+     r"closed.*close the quote"),
+    (lambda tmp: _write(tmp / "open-last.tsv", b'a\tb\n1\tx\n2\t5"\n3\t"7'), SourceError,
+     r"open-last\.tsv' as CSV: a quoted field opened in row 3 "),
+    (lambda tmp: _gzip(tmp / "open.csv.gz", b'a,b\n1,"x\ny"\n2,"z""\n'), SourceError,
+     r"open\.csv\.gz' as CSV: a quoted field opened in row 2 "),
 ])
 def test_bad_sources_fail_clearly_and_leave_nothing(client, tmp_path, make_source, error,
                                                     message):
@@ -592,6 +602,22 @@ def test_bad_sources_fail_clearly_and_leave_nothing(client, tmp_path, make_sourc
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _gzip(path: Path, data: bytes) -> Path:
+    path.write_bytes(gzip.compress(data))
+    return path
+
+
+def test_csv_quotes_that_pandas_reads_are_accepted(client, tmp_path):
+    """An odd number of quotes from literal quotes in unquoted fields (12") is no open quote;
+    quoted fields with newlines, delimiters and doubled quotes read as pandas reads them."""
+    path = _write(tmp_path / "inches.csv",
+                  b'a,b\n1,12" pipe\n2,"x\ny, ""z"""\n3,"last"\n')
+    ds = client.ingest(path, "inches", chunk_rows=2, progress=False)
+    expected = pd.read_csv(path)
+    assert ds.to_pandas()["b"].tolist() == expected["b"].tolist() == [
+        '12" pipe', 'x\ny, "z"', "last"]
 
 
 def test_object_column_message_names_the_column_and_the_fix(client):
@@ -773,3 +799,20 @@ def test_time_stats_merge_a_dictionary_that_repeats_a_value():
                                              pa.array(["a", "b", "a"]))
     table = pa.table({"t": pa.array([5, 1, 9, 2, 0], pa.int64()), "d": devices})
     assert time_stats(table, "t", "d") == {"a": [2, 9], "b": [1, 1]}
+
+
+@pytest.mark.parametrize(("data", "suspect"), [
+    (b'a,b\n1,"x"\n', False), (b'a,b\n1,"x,y"\n2,"y"', False), (b'a,b\n1,"x\n2,y\n', True),
+    (b'a,b\n1,12"\n2,"y\r\n\r\n', True), (b'a,b\n1,12"\n2,"y', True), (b'a\n""\n', False),
+    (b'a,b\n1,"x\ny"\n', True),  # a last row over two lines: suspect, pandas then reads it
+    (b'a\n' + b'x' * 70_000 + b'"', True), (b'a\n' + b'x' * 70_000, False),
+])
+@pytest.mark.parametrize("size", [1, 2, 3, 7, -1])
+def test_quote_counter_whatever_the_read_sizes(data, suspect, size):
+    import io
+
+    from chunkframe.ingestion.sources import _QuoteCounter
+
+    counted = _QuoteCounter(io.BytesIO(data))
+    read = b"".join(iter(lambda: counted.read(size), b""))
+    assert read == data and counted.suspect() is suspect

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -221,16 +222,24 @@ def _read_file(fs: Any, path: str, fmt: str, opened: Callable[[Any], None] | Non
         codec = fsspec.utils.infer_compression(path) if fmt == "csv" else None
         f = fsspec.compression.compr[codec](raw, mode="rb") if codec else raw
         if fmt == "csv":
+            delimiter = "\t" if path.lower().endswith(".tsv") else ","
             read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
-            parse = pacsv.ParseOptions(delimiter="\t" if path.lower().endswith(".tsv") else ",")
+            parse = pacsv.ParseOptions(delimiter=delimiter)
             convert = pacsv.ConvertOptions(strings_can_be_null=True)
+            counted = _QuoteCounter(f)
             try:
-                reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
+                reader = pacsv.open_csv(counted, read_options=read, parse_options=parse,
                                         convert_options=convert)
                 yield from reader
             except pa.ArrowInvalid as exc:
                 if "Empty CSV file" in str(exc):
                     raise SourceError(f"{path!r} is empty: it has no header and no rows") from exc
+                if "Expected" in str(exc) and "columns, got" in str(exc):
+                    raise SourceError(
+                        f"cannot read {path!r} as CSV: {exc}. Every row must have as many "
+                        "fields as the header (a stray delimiter, or a quote left open in an "
+                        "earlier row); fix the file, or read it with pandas.read_csv("
+                        "on_bad_lines=...) and ingest the DataFrame") from exc
                 if "conversion error" not in str(exc):
                     raise SourceError(f"cannot read {path!r} as CSV: {exc}") from exc
                 raise SchemaMismatchError(
@@ -238,6 +247,8 @@ def _read_file(fs: Any, path: str, fmt: str, opened: Callable[[Any], None] | Non
                     "through the file (e.g. an integer column gains a decimal), convert the file "
                     "to Parquet with explicit types, or ingest it with pandas.read_csv(dtype=...)"
                 ) from exc
+            if counted.suspect():
+                _check_quotes_closed(fs, path, codec, delimiter)
         elif fmt == "parquet":
             try:
                 parquet = pq.ParquetFile(f)
@@ -258,6 +269,64 @@ def _read_file(fs: Any, path: str, fmt: str, opened: Callable[[Any], None] | Non
                         f"cannot read {path!r} as an Arrow IPC file or stream: {exc}"
                     ) from exc
             yield from batches
+
+
+class _QuoteCounter:
+    """A binary file that counts the double quotes read through it. pyarrow's CSV reader
+    takes a quote left open at the end of the file as a field running to the end (one
+    silently swallowed row or more, where pandas refuses the file). Quoted fields hold an
+    even number of quotes, so an odd count in the file, or in its last line (where a quote
+    opened after a literal one, as in ``12"``, ends up), is the cheap sign that one may be
+    open: :meth:`suspect`."""
+
+    TAIL = 1 << 16
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.quotes = 0
+        self.tail = b""  # the last bytes read, up to TAIL
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytes(self.raw.read(size))
+        self.quotes += data.count(b'"')
+        self.tail = (self.tail + data[-self.TAIL:])[-self.TAIL:]
+        return data
+
+    def suspect(self) -> bool:
+        """Whether the file read so far may end inside a quoted field (a last line longer
+        than the tail kept counts as one when it holds a quote)."""
+        text = self.tail.rstrip(b"\r\n")
+        return bool(self.quotes % 2 or text.count(b'"', text.rfind(b"\n") + 1) % 2
+                    or (b"\n" not in text and len(self.tail) == self.TAIL and b'"' in text))
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.closed)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+def _check_quotes_closed(fs: Any, path: str, codec: str | None, delimiter: str) -> None:
+    """Refuse a CSV file ending inside a quoted field, as pandas does. Called only for a
+    :meth:`_QuoteCounter.suspect` file, which literal quotes inside unquoted fields (``12"``)
+    also make: pandas' parser, run over the file a second time, tells the two apart."""
+    with fs.open(path, "rb") as raw:
+        f = fsspec.compression.compr[codec](raw, mode="rb") if codec else raw
+        try:
+            for _ in pd.read_csv(f, sep=delimiter, dtype=str, chunksize=1 << 20):
+                pass
+        except pd.errors.ParserError as exc:
+            row = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+            where = f"in row {row.group(1)} (the header is row 0) " if row else ""
+            raise SourceError(
+                f"cannot read {path!r} as CSV: a quoted field opened {where}is never closed, "
+                f"so the rest of the file would be read as one value ({exc}); close the quote "
+                "(a quote inside a quoted field is written twice: \"\")"
+            ) from exc
 
 
 def _files(url: str, storage_options: dict[str, Any]) -> tuple[Any, list[str]]:
