@@ -816,3 +816,92 @@ def test_quote_counter_whatever_the_read_sizes(data, suspect, size):
     counted = _QuoteCounter(io.BytesIO(data))
     read = b"".join(iter(lambda: counted.read(size), b""))
     assert read == data and counted.suspect() is suspect
+
+
+def _times(tz: str | None, n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"t": pd.date_range("2026-01-01", periods=n, freq="h", tz=tz),
+                         "v": np.arange(n, dtype=np.float64)})
+
+
+@pytest.mark.parametrize(("base", "appended", "message"), [
+    # issue 14: "7" was stored as 7, b"z" and "z" as each other, Paris times as UTC ones
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": ["7"]}),
+     r"column 'a' of the data appended to dataset 'co' is large_string but the dataset stores "
+     r"int64; chunkframe does not convert strings to numbers silently.*pd\.to_numeric\(df\['a'\]\)"
+     r".*mode='overwrite'"),
+    (pd.DataFrame({"a": ["x", "y"]}), pd.DataFrame({"a": [3]}),
+     r"'a'.*int64 but the dataset stores large_string.*numbers to strings.*astype\('string'\)"),
+    (pd.DataFrame({"a": [b"x", b"y"]}), pd.DataFrame({"a": ["z"]}),
+     r"'a'.*strings to bytes.*str\.encode\('utf-8'\)"),
+    (pd.DataFrame({"a": ["x", "y"]}), pd.DataFrame({"a": [b"z"]}), r"'a'.*bytes to strings"),
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [True]}), r"'a'.*bool values to numbers"),
+    (_times("UTC"), _times("Europe/Paris"),
+     r"column 't'.*times in time zone 'Europe/Paris' to times in time zone 'UTC'.*"
+     r"tz_convert\('UTC'\)"),
+    (_times(None), _times("UTC"), r"'t'.*'UTC' to times without a time zone.*tz_convert\(None\)"),
+    (_times("UTC"), _times(None), r"'t'.*without a time zone to times in time zone 'UTC'.*"
+     r"tz_localize\('UTC'\)"),
+])
+@pytest.mark.parametrize("evolve", [False, True])
+def test_append_refuses_silent_coercion(client, base, appended, message, evolve):
+    ds = client.ingest(base, "co", progress=False)
+    if evolve:  # evolving widens numbers only, and names every other change too
+        message = r"cannot evolve the schema of dataset 'co': '(a|t)' is"
+    with pytest.raises(SchemaMismatchError, match=message):
+        ds.append(appended, evolve=evolve, progress=False)
+    assert len(client.open("co")) == len(base) and client.open("co").versions().shape[0] == 1
+    pd.testing.assert_frame_equal(client.open("co").to_pandas(), base, check_dtype=False)
+
+
+def test_append_still_converts_within_a_kind(client):
+    """Numbers stay numbers (an int into a float column; int -> float with evolve=True),
+    strings of either width are strings, times keep their zone whatever their unit."""
+    ds = client.ingest(pd.DataFrame({"f": [0.5], "i": [1], "s": ["x"]}), "kinds", progress=False)
+    ds.append(pd.DataFrame({"f": np.array([2], dtype=np.int32), "i": np.array([3], dtype=np.int8),
+                            "s": pd.Series(["y"], dtype=object)}), progress=False)
+    ds.append(pd.DataFrame({"f": [1], "i": [1.5], "s": ["z"]}), evolve=True, progress=False)
+    out = client.open("kinds").to_pandas()
+    assert out["f"].tolist() == [0.5, 2.0, 1.0] and out["i"].tolist() == [1.0, 3.0, 1.5]
+    assert out["s"].tolist() == ["x", "y", "z"]
+    times = client.ingest(_times("Europe/Paris"), "zoned", progress=False)
+    later = _times("Europe/Paris")
+    later["t"] = later["t"].astype("datetime64[ms, Europe/Paris]")
+    times.append(later, progress=False)
+    assert str(client.open("zoned").to_pandas()["t"].dt.tz) == "Europe/Paris"
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (pd.DataFrame({"a": [b"x", "y"]}), r"column 'a' of the DataFrame mixes strings and bytes "
+     r"\(pandas infers 'mixed'\).*v\.decode\(\)"),
+    (pd.DataFrame({"a": ["y", None, b"x"]}), r"column 'a' of the DataFrame mixes strings and bytes"),
+    (pd.DataFrame({"t": [pd.Timestamp("2026-01-01", tz="UTC"),
+                         pd.Timestamp("2026-01-01", tz="Europe/Paris")]}),
+     r"column 't' of the DataFrame mixes times of several time zones \('Europe/Paris', 'UTC'\)"
+     r".*utc=True"),
+    (pd.DataFrame({"t": [pd.Timestamp("2026-01-01", tz="UTC"), pd.Timestamp("2026-01-01")]}),
+     r"column 't'.*several time zones \(no zone, 'UTC'\)"),
+])
+def test_object_columns_mixing_kinds_are_refused(client, frame, message):
+    with pytest.raises(SchemaMismatchError, match=message):
+        client.ingest(frame, "mixed", progress=False)
+    assert_nothing_left(client, "mixed")
+    with pytest.raises(SchemaMismatchError, match=message.replace("the DataFrame",
+                                                                   "frame 1 of the source")):
+        client.ingest([frame.iloc[:0], frame], "mixed", progress=False)
+    # one kind per column is fine, and so is one zone in an object column
+    same = pd.DataFrame({"a": pd.Series([b"x", None, b"y"], dtype=object),
+                         "t": pd.Series([pd.Timestamp("2026-01-01", tz="Asia/Tokyo")] * 3,
+                                        dtype=object)})
+    out = client.ingest(same, "one-kind", progress=False).to_pandas()
+    assert out["a"].tolist() == [b"x", None, b"y"] and str(out["t"].dt.tz) == "Asia/Tokyo"
+
+
+def test_multi_file_csv_of_another_kind_is_refused(client, tmp_path):
+    d = tmp_path / "kinds"
+    d.mkdir()
+    pd.DataFrame({"x": ["a", "b"]}).to_csv(d / "a.csv", index=False)
+    pd.DataFrame({"x": [1, 2]}).to_csv(d / "b.csv", index=False)  # was stored as "1", "2"
+    with pytest.raises(SchemaMismatchError, match=r"column 'x' of file .*b\.csv' is int64 but "
+                       r"the dataset stores string"):
+        client.ingest(d, "kinds", progress=False)
+    assert_nothing_left(client, "kinds")

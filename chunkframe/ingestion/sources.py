@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from ..core.errors import Arg, Hint, SchemaMismatchError, SourceError
 from ..storage.codec import encode, to_arrow
 
-__all__ = ["Source", "open_source", "check_columns", "conform", "ITERATOR_FINGERPRINT"]
+__all__ = ["Source", "open_source", "check_columns", "conform", "check_kinds", "kind_of",
+           "ITERATOR_FINGERPRINT"]
 
 ITERATOR_FINGERPRINT = "frames:iterator:"
 
@@ -108,7 +109,9 @@ def _frame_to_arrow(df: pd.DataFrame, where: str, schema: pa.Schema | None = Non
     """``df`` as Arrow (``schema``: the whole source's, so every block gets the same types)."""
     df = _with_named_index(df, where)
     try:
-        return to_arrow(df, schema)
+        table = to_arrow(df, schema)
+        _check_object_columns(df, table, where)
+        return table
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         for col in df.columns:
             try:
@@ -119,6 +122,35 @@ def _frame_to_arrow(df: pd.DataFrame, where: str, schema: pa.Schema | None = Non
                     f"it first, e.g. df[{col!r}] = df[{col!r}].astype(str)"
                 ) from exc
         raise SourceError(f"{where} cannot be stored as Arrow: {exc}") from exc
+
+
+def _check_object_columns(df: pd.DataFrame, table: pa.Table, where: str) -> None:
+    """Refuse what Arrow would coerce in an object column: strings mixed with bytes (one kind
+    is encoded or decoded into the other) and times in several time zones (all made UTC)."""
+    for name in df.columns:
+        if df[name].dtype != object:
+            continue
+        kind = kind_of(table.schema.field(name).type)
+        if kind in ("text", "bytes"):
+            found = pd.api.types.infer_dtype(df[name], skipna=True)
+            if found not in ("string", "bytes", "empty"):
+                raise SchemaMismatchError(
+                    f"column {name!r} of {where} mixes strings and bytes (pandas infers "
+                    f"{found!r}); stored together one would be converted into the other",
+                    hint=Hint(f"make it one kind first, e.g. df[{name!r}] = df[{name!r}].map("
+                              "lambda v: v.decode() if isinstance(v, bytes) else v)"))
+        elif isinstance(kind, tuple) and kind[0] == "timestamp":
+            zones = {str(v.tzinfo) if v.tzinfo is not None else None
+                     for v in df[name].dropna() if hasattr(v, "tzinfo")}
+            if len(zones) > 1:
+                shown = sorted(zones, key=str)
+                raise SchemaMismatchError(
+                    f"column {name!r} of {where} mixes times of several time zones "
+                    f"({', '.join('no zone' if z is None else repr(z) for z in shown)}); "
+                    "stored together they would all be converted to one",
+                    hint=Hint(f"give them one zone first, e.g. df[{name!r}] = pd.to_datetime("
+                              f"df[{name!r}], utc=True) (times without a zone need "
+                              ".dt.tz_localize(...) first)"))
 
 
 def _with_named_index(df: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -139,6 +171,25 @@ def _frame_schema(df: pd.DataFrame, where: str) -> pa.Schema:
         return _frame_to_arrow(df, where).schema  # raises the error naming the column
 
 
+def check_kinds(table: pa.Table, schema: pa.Schema, where: str) -> None:
+    """Refuse a column of ``table`` whose values are of another kind than ``schema``'s
+    (:func:`kind_of`: strings for numbers, bytes for strings, another time zone...), naming
+    the column, both types and the conversion to make first."""
+    for field in schema:
+        if field.name not in table.column_names:
+            continue
+        got = table.schema.field(field.name).type
+        if pa.types.is_null(got) or kind_of(got) == kind_of(field.type):
+            continue
+        raise SchemaMismatchError(
+            f"column {field.name!r} of {where} is {got} but the dataset stores {field.type}; "
+            f"chunkframe does not convert {_kind_name(got)} to {_kind_name(field.type)} "
+            f"silently (pd.concat would not either): convert it first "
+            f"({_conversion(field.name, field.type)})",
+            hint=Hint("or use {} to replace the dataset with the new schema",
+                      Arg("mode", "overwrite")))
+
+
 def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     """Cast ``table`` to ``schema`` where that is lossless; else name the column and the fix."""
     if table.schema.equals(schema):
@@ -154,6 +205,7 @@ def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
                 f"{where} has columns {names!r} but the dataset has {schema.names!r} "
                 f"(missing {missing!r}, unexpected {extra!r}); select or rename the columns to match"
             )
+    check_kinds(table, schema, where)
     arrays = []
     for field in schema:
         col = table.column(field.name)
@@ -170,6 +222,62 @@ def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
                           "new schema", Arg("mode", "overwrite")),
             ) from exc
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def kind_of(t: pa.DataType) -> Any:
+    """What a value of Arrow type ``t`` is, apart from its width or encoding: numbers (any
+    integer, float or decimal), text, bytes, timestamps *in one time zone* (or naive), dates,
+    ... Data is cast between types of one kind only; across kinds a cast would be a silent
+    coercion (``"7"`` stored as 7, ``"y"`` as ``b"y"``, Paris times as UTC)."""
+    if pa.types.is_dictionary(t):
+        return kind_of(t.value_type)
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "text"
+    if (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+            or pa.types.is_fixed_size_binary(t)):
+        return "bytes"
+    if pa.types.is_timestamp(t):
+        return ("timestamp", t.tz)
+    for name in ("date", "time", "duration"):
+        if getattr(pa.types, f"is_{name}")(t):
+            return name
+    if pa.types.is_map(t):
+        return ("map", kind_of(t.key_type), kind_of(t.item_type))
+    if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+            or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)):
+        return ("list", kind_of(t.value_type))
+    if pa.types.is_struct(t):
+        return ("struct", tuple((f.name, kind_of(f.type)) for f in t))
+    return str(t)
+
+
+def _kind_name(t: pa.DataType) -> str:
+    kind = kind_of(t)
+    if isinstance(kind, tuple) and kind[0] == "timestamp":
+        return f"times in time zone {kind[1]!r}" if kind[1] else "times without a time zone"
+    return {"number": "numbers", "text": "strings", "bytes": "bytes"}.get(
+        kind if isinstance(kind, str) else "", f"{t} values")
+
+
+def _conversion(name: str, target: pa.DataType) -> str:
+    """The pandas statement that converts column ``name`` to the kind of ``target``."""
+    col = f"df[{name!r}]"
+    if pa.types.is_dictionary(target):
+        target = target.value_type
+    if pa.types.is_timestamp(target):
+        return (f"{col} = {col}.dt.tz_convert({target.tz!r}), or .dt.tz_localize({target.tz!r}) "
+                "for times without a zone" if target.tz else
+                f"{col} = {col}.dt.tz_convert(None) (UTC) or .dt.tz_localize(None) (local times)")
+    kind = kind_of(target)
+    if kind == "number":
+        return f"{col} = pd.to_numeric({col})"
+    if kind == "text":
+        return f"{col} = {col}.astype('string')"
+    if kind == "bytes":
+        return f"{col} = {col}.str.encode('utf-8')"
+    return f"to {target}"
 
 
 def _frame_fingerprint(df: pd.DataFrame) -> str:
