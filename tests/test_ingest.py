@@ -905,3 +905,17 @@ def test_multi_file_csv_of_another_kind_is_refused(client, tmp_path):
                        r"the dataset stores string"):
         client.ingest(d, "kinds", progress=False)
     assert_nothing_left(client, "kinds")
+
+
+def test_a_block_of_strings_in_a_frame_of_bytes_is_refused():
+    """A DataFrame is converted in blocks of a million rows, all to the whole frame's schema:
+    a block holding only strings where the frame's column is bytes would be encoded."""
+    from chunkframe.ingestion.sources import _frame_to_arrow
+
+    whole = pa.schema([("a", pa.binary())])
+    block = pd.DataFrame({"a": pd.Series(["x", None], dtype=object)})
+    with pytest.raises(SchemaMismatchError, match=r"column 'a' of block 2 mixes strings and "
+                                                  r"bytes \(pandas infers 'string'\)"):
+        _frame_to_arrow(block, "block 2", whole)
+    ok = pd.DataFrame({"a": pd.Series([b"x", None], dtype=object)})
+    assert _frame_to_arrow(ok, "block 2", whole).column("a").to_pylist() == [b"x", None]

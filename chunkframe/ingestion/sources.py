@@ -131,9 +131,9 @@ def _check_object_columns(df: pd.DataFrame, table: pa.Table, where: str) -> None
         if df[name].dtype != object:
             continue
         kind = kind_of(table.schema.field(name).type)
-        if kind in ("text", "bytes"):
+        if kind in ("text", "bytes"):  # all of one kind, and the kind of the whole frame's
             found = pd.api.types.infer_dtype(df[name], skipna=True)
-            if found not in ("string", "bytes", "empty"):
+            if found not in ("string" if kind == "text" else "bytes", "empty"):
                 raise SchemaMismatchError(
                     f"column {name!r} of {where} mixes strings and bytes (pandas infers "
                     f"{found!r}); stored together one would be converted into the other",
