@@ -863,6 +863,13 @@ def test_append_still_converts_within_a_kind(client):
     out = client.open("kinds").to_pandas()
     assert out["f"].tolist() == [0.5, 2.0, 1.0] and out["i"].tolist() == [1.0, 3.0, 1.5]
     assert out["s"].tolist() == ["x", "y", "z"]
+    nested = client.ingest(pd.DataFrame({"l": [[1, 2]], "n": [1.5]}), "nested", progress=False)
+    nested.append(pd.DataFrame({"l": [[]], "n": [None]}), progress=False)  # nulls fit any kind
+    assert client.open("nested").to_pandas()["l"].map(list).tolist() == [[1, 2], []]
+    with pytest.raises(SchemaMismatchError,
+                       match=r"column 'l' .* is list<item: string> but the dataset stores "
+                             r"list<item: int64>"):
+        nested.append(pd.DataFrame({"l": [["7"]], "n": [1.0]}), progress=False)
     times = client.ingest(_times("Europe/Paris"), "zoned", progress=False)
     later = _times("Europe/Paris")
     later["t"] = later["t"].astype("datetime64[ms, Europe/Paris]")

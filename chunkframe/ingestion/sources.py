@@ -179,7 +179,7 @@ def check_kinds(table: pa.Table, schema: pa.Schema, where: str) -> None:
         if field.name not in table.column_names:
             continue
         got = table.schema.field(field.name).type
-        if pa.types.is_null(got) or kind_of(got) == kind_of(field.type):
+        if _fits(kind_of(got), kind_of(field.type)):
             continue
         raise SchemaMismatchError(
             f"column {field.name!r} of {where} is {got} but the dataset stores {field.type}; "
@@ -251,6 +251,15 @@ def kind_of(t: pa.DataType) -> Any:
     if pa.types.is_struct(t):
         return ("struct", tuple((f.name, kind_of(f.type)) for f in t))
     return str(t)
+
+
+def _fits(got: Any, want: Any) -> bool:
+    """Whether values of kind ``got`` may be cast to kind ``want``: the same kind, or nulls
+    only (an all-missing column, lists that are all empty), at any depth."""
+    if got == "null" or got == want:
+        return True
+    return (isinstance(got, tuple) and isinstance(want, tuple) and len(got) == len(want)
+            and all(_fits(g, w) for g, w in zip(got, want, strict=True)))
 
 
 def _kind_name(t: pa.DataType) -> str:
