@@ -801,6 +801,18 @@ def test_time_stats_merge_a_dictionary_that_repeats_a_value():
     assert time_stats(table, "t", "d") == {"a": [2, 9], "b": [1, 1]}
 
 
+def test_csv_values_with_newlines_across_blocks(client, tmp_path, monkeypatch):
+    """Quoted values holding newlines read as pandas reads them, wherever the reader's blocks
+    end (they failed "CSV parser got out of sync with chunker" across a block boundary)."""
+    from chunkframe.ingestion import sources
+
+    monkeypatch.setattr(sources, "_CSV_BLOCK", 256)
+    path = _write(tmp_path / "lines.csv", b"a,b\n" + b"".join(
+        b'%d,"line one\nline, two %d"\n' % (i, i) for i in range(400)))
+    ds = client.ingest(path, "lines", chunk_rows=64, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), pd.read_csv(path), check_dtype=False)
+
+
 @pytest.mark.parametrize(("data", "suspect"), [
     (b'a,b\n1,"x"\n', False), (b'a,b\n1,"x,y"\n2,"y"', False), (b'a,b\n1,"x\n2,y\n', True),
     (b'a,b\n1,12"\n2,"y\r\n\r\n', True), (b'a,b\n1,12"\n2,"y', True), (b'a\n""\n', False),

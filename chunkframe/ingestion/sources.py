@@ -341,7 +341,9 @@ def _read_file(fs: Any, path: str, fmt: str, opened: Callable[[Any], None] | Non
         if fmt == "csv":
             delimiter = "\t" if path.lower().endswith(".tsv") else ","
             read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
-            parse = pacsv.ParseOptions(delimiter=delimiter)
+            # quoted values may hold newlines (pandas reads them): without this option a
+            # block boundary inside one failed ("CSV parser got out of sync with chunker")
+            parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
             convert = pacsv.ConvertOptions(strings_can_be_null=True)
             counted = _QuoteCounter(f)
             try:
