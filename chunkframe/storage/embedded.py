@@ -92,7 +92,8 @@ def ensure_server(home: Path, timeout: float = 10.0, modes: Modes = OWNER_ONLY) 
     outlives the Python process and persists to an append-only file, so a kill -9 of the
     client loses no acknowledged write and the next process finds the same server. Its
     directory, socket and files are created with ``modes`` (owner-only by default): the
-    server runs under a umask that gives its files no more than ``modes.files``.
+    server runs under the umask of ``modes.dirs`` (0o077 by default), so the files and
+    directories it makes itself (the AOF, Redis 7's appendonlydir) are no wider.
     """
     rdir, sock = _paths(home)
     if _wait_up(sock, timeout):  # up, or alive and loading its data: never start a second
@@ -121,7 +122,7 @@ def ensure_server(home: Path, timeout: float = 10.0, modes: Modes = OWNER_ONLY) 
             "--pidfile", str(rdir / "redis.pid"),
             "--logfile", str(rdir / "redis.log"),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, umask=0o777 & ~modes.files)
+        proc = subprocess.run(cmd, capture_output=True, text=True, umask=0o777 & ~modes.dirs)
         if proc.returncode != 0:
             raise BackendUnavailableError(
                 f"could not start the embedded redis-server ({' '.join(cmd[:1])}): "
