@@ -31,8 +31,10 @@ def connect(
     ``CHUNKFRAME_CATALOG`` and ``CHUNKFRAME_HOME`` (default ``~/.chunkframe``); with no Redis
     URL anywhere, an embedded redis-server is started under the home directory. Options:
     ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``, ``lock_ttl``,
-    ``prefix``. A server URL (``cf.connect("http://host:8765", token=...)``) gives a
-    remote client over ``chunkframe serve`` instead (see :mod:`chunkframe.service.remote`).
+    ``prefix``, ``permissions`` (``"owner"``, the default: what is created is 0700/0600;
+    ``"group"``: 0770/0660; also ``CHUNKFRAME_PERMISSIONS``). A server URL
+    (``cf.connect("http://host:8765", token=...)``) gives a remote client over
+    ``chunkframe serve`` instead (see :mod:`chunkframe.service.remote`).
     """
     if isinstance(store, str) and store.startswith(("http://", "https://")):
         from .service.remote import connect_remote  # reads through a server

@@ -15,6 +15,7 @@ from .core.config import Settings, redact, resolve
 from .core.errors import InvalidArgumentError
 from .core.keys import validate_id
 from .dataset import Dataset
+from .display.reprs import mark
 from .ingestion.distributed import file_partitions, ingest_dask, is_dask_frame
 from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
@@ -160,7 +161,7 @@ class Client:
 
     def contexts(self) -> pd.DataFrame:
         """Contexts in memory: id, entries, memory bytes, accesses, last access."""
-        return self.contexts_cache.contexts()
+        return mark(self.contexts_cache.contexts(), "contexts")
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
         """Entries of every context (dataset or not) having ``keyword``: see :func:`chunkframe.find`."""

@@ -18,6 +18,7 @@ from frames import all_dtypes, sensors
 from servers import free_port
 
 import chunkframe as cf
+from chunkframe.display.reprs import repr_html
 from chunkframe.service.encoding import ARROW, frame_from_arrow, tag, untag
 
 urllib3 = pytest.importorskip("urllib3")
@@ -405,6 +406,8 @@ def test_remote_last_tags_find_and_context(server, world):
     local = world["local"]
     remote = cf.connect(server.url).open("sensors")
     pd.testing.assert_frame_equal(remote.last(), local.open("sensors").last())
+    page = repr_html(remote.last())  # the notebook repr, as a local dataset's
+    assert page is not None and page == repr_html(local.open("sensors").last())
     pd.testing.assert_frame_equal(remote.last("d2", "x"), local.open("sensors").last("d2", "x"))
     pd.testing.assert_frame_equal(remote.last(["d4", "d1"]), local.open("sensors").last(["d4", "d1"]))
     every = cf.connect(server.url).open("every")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError
 from ..core.units import format_bytes
+from ..display.reprs import mark
 from . import errors as service_errors
 from .encoding import ARROW, JSON, TYPED_JSON, frame_from_arrow, tag, untag
 from .errors import MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
@@ -264,7 +265,8 @@ class RemoteDataset:
             query["device"] = [str(d) for d in device] if many else [str(device)]
         if columns is not None:
             query["columns"] = [columns] if isinstance(columns, str) else list(columns)
-        return self._http.frame("GET", f"{self._path}/last", query=query or None)
+        return mark(self._http.frame("GET", f"{self._path}/last", query=query or None), "last",
+                    self.id)
 
     def versions(self) -> pd.DataFrame:
         """Every recorded version of the dataset, oldest first (see ``Dataset.versions``)."""

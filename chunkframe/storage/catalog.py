@@ -23,6 +23,7 @@ from ..core.errors import (
     LockLostError,
 )
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
 
 __all__ = ["Catalog", "VERSION_KINDS"]
 
@@ -122,10 +123,14 @@ def _has_column_added_by(db: sqlite3.Connection, statement: str) -> bool:
 class Catalog:
     """SQLite catalog; a dataset is visible only once its chunk table is committed with it."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, modes: Modes = OWNER_ONLY):
+        """Open (creating it, and its directory, with ``modes``: owner-only by default) and
+        migrate the catalog at ``path``. SQLite gives its -wal and -shm files the mode of the
+        database file; an existing file keeps its mode."""
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent, modes.dirs)
+            create_file(self.path, modes.files)
         except OSError as exc:
             raise BackendUnavailableError(
                 f"cannot open the catalog {str(self.path)!r}: {exc}; check the path and its "

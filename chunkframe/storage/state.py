@@ -25,6 +25,7 @@ from ..core.errors import (
 )
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
+from ..core.permissions import OWNER_ONLY, Modes
 
 __all__ = ["connect_redis", "redis_url_of", "DatasetLock", "Holder", "State"]
 
@@ -37,12 +38,13 @@ def redis_url_of(client: redis.Redis) -> str:
     return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
-def connect_redis(url: str | None, home: Path) -> redis.Redis:
-    """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None."""
+def connect_redis(url: str | None, home: Path, modes: Modes = OWNER_ONLY) -> redis.Redis:
+    """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None
+    (its files created with ``modes``)."""
     if url is None:
         from .embedded import ensure_server
 
-        url = ensure_server(home)
+        url = ensure_server(home, modes=modes)
     try:
         # a socket timeout: a hung server becomes an error, never a reader blocked forever
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
