@@ -8,11 +8,14 @@ import socket
 import threading
 import time as mod_time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
+from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.cluster import ClusterNode
 
 from ..core.config import redact
 from ..core.errors import (
@@ -26,11 +29,15 @@ from ..core.errors import (
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
 
-__all__ = ["connect_redis", "redis_url_of", "DatasetLock", "Holder", "State"]
+__all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "CLUSTER_SCHEMES",
+           "redis_url_of", "DatasetLock", "Holder", "State"]
 
 
 def redis_url_of(client: redis.Redis) -> str:
     """The URL ``client`` talks to (no password), for error messages."""
+    if is_cluster(client):
+        nodes = ",".join(f"{n.host}:{n.port}" for n in client.get_primaries())
+        return f"redis+cluster://{nodes}"
     kw = client.connection_pool.connection_kwargs
     if kw.get("path"):
         return f"unix://{kw['path']}"
@@ -43,6 +50,8 @@ def connect_redis(url: str | None, home: Path) -> redis.Redis:
         from .embedded import ensure_server
 
         url = ensure_server(home)
+    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+        return connect_cluster(url)
     try:
         # a socket timeout: a hung server becomes an error, never a reader blocked forever
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
@@ -54,6 +63,68 @@ def connect_redis(url: str | None, home: Path) -> redis.Redis:
             "CHUNKFRAME_REDIS_URL, or unset it to use the embedded default"
         ) from exc
     return client
+
+
+#: URL schemes of a Redis Cluster: the startup nodes are ``host:port`` pairs split by commas
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster(client: Any) -> TypeGuard[redis.RedisCluster]:
+    """Whether ``client`` is a :class:`redis.RedisCluster` (whose scripts, transactions and
+    pipelines must each stay within one hash slot)."""
+    return isinstance(client, redis.RedisCluster)
+
+
+def scan_keys(client: redis.Redis, match: str) -> Iterator[Any]:
+    """Every key matching ``match`` (SCAN, 1,000 at a time); on a cluster, of every primary."""
+    if is_cluster(client):
+        return client.scan_iter(match=match, count=1000,
+                                target_nodes=redis.RedisCluster.PRIMARIES)
+    return client.scan_iter(match=match, count=1000)
+
+
+def connect_cluster(url: str) -> redis.Redis:
+    """A :class:`redis.RedisCluster` client for ``redis+cluster://[user:password@]host:port
+    [,host:port...]`` (``rediss+cluster://`` for TLS), checked to cover every slot.
+
+    The hosts are startup nodes: any of them may be down as long as one answers and the
+    cluster it describes is whole. An unreachable or partly covered cluster raises
+    :class:`BackendUnavailableError` naming the URL (password redacted).
+    """
+    parts = urlsplit(url)
+    shown = redact(url)
+    fix = ("Check that the cluster's masters run and cover all 16384 slots "
+           "(CLUSTER INFO says cluster_state:ok), fix CHUNKFRAME_REDIS_URL / redis=, or unset "
+           "it to use the embedded default")
+    hosts = parts.netloc.rpartition("@")[2]
+    try:
+        nodes = [ClusterNode(h, int(p)) for h, _, p in
+                 (n.strip().rpartition(":") for n in hosts.split(",")) if h]
+        if not nodes or len(nodes) != len(hosts.split(",")):
+            raise ValueError("give every startup node as host:port")
+        if parts.path.strip("/") not in ("", "0") or parts.query:
+            raise ValueError("a cluster has only database 0 and takes no query options")
+    except ValueError as exc:
+        raise BackendUnavailableError(
+            f"cannot read the Redis Cluster URL {shown!r}: {exc}; write it as "
+            "redis+cluster://[user:password@]host:port[,host:port...]") from exc
+    try:
+        client = redis.RedisCluster(
+            startup_nodes=nodes, username=unquote(parts.username or "") or None,
+            password=unquote(parts.password) if parts.password else None,
+            ssl=parts.scheme == "rediss+cluster", socket_connect_timeout=5, socket_timeout=30,
+            health_check_interval=30)
+        info = client.cluster_info()
+        if info.get("cluster_state") != "ok":
+            client.close()
+            raise redis.ConnectionError(
+                f"cluster_state is {info.get('cluster_state')!r} with "
+                f"{info.get('cluster_slots_ok')} of 16384 slots ok")
+        client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+        raise BackendUnavailableError(
+            f"cannot use the Redis Cluster at {shown!r}: {str(exc).rstrip('.')}. {fix}") from exc
+    return client  # type: ignore[return-value]  # the commands chunkframe uses, slot by slot
 
 
 @dataclass(frozen=True)
@@ -511,7 +582,7 @@ class State:
         """Ids of the datasets that have any key in Redis (under this prefix)."""
         start = len(self.prefix) + 2
         ids = set()
-        for key in self.client.scan_iter(match=f"{self.prefix}:{{*}}:*", count=1000):
+        for key in scan_keys(self.client, f"{self.prefix}:{{*}}:*"):
             text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
             end = text.find("}", start)
             if end > start:
