@@ -236,3 +236,19 @@ def test_a_cluster_with_uncovered_slots_or_a_dead_master_is_unavailable() -> Non
         assert "pw@" not in str(err.value) and ":***@127.0.0.1" in str(err.value)
     finally:
         whole.stop()
+
+
+def test_a_cluster_that_goes_down_mid_session_is_a_backend_error(tmp_path: Path,
+                                                                 prefix: str) -> None:
+    cluster = RedisClusterProcess(masters=1).start()
+    try:
+        client = connect(tmp_path, cluster.url, prefix)
+        ds = client.ingest(frame(1_000), "flights", chunk_rows=256)
+        ds.tag("owner", "ana")
+    finally:
+        cluster.stop()
+    for call in (lambda: client.context("x").put("k", "v"), lambda: client.find("ana"),
+                 lambda: client.ingest(frame(10), "other")):
+        with pytest.raises(BackendUnavailableError, match="Redis"):
+            call()
+    pd.testing.assert_series_equal(ds.get(999), frame(1_000).iloc[999])   # cached: still read

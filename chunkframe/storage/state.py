@@ -9,6 +9,7 @@ import threading
 import time as mod_time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -16,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
 
 from ..core.config import redact
 from ..core.errors import (
@@ -83,6 +85,42 @@ def scan_keys(client: redis.Redis, match: str) -> Iterator[Any]:
     return client.scan_iter(match=match, count=1000)
 
 
+@contextmanager
+def _cluster_down() -> Iterator[None]:
+    """Raise a cluster's failure to be reached as :class:`redis.ConnectionError`."""
+    try:
+        yield
+    except (SlotNotCoveredError, ClusterDownError) as exc:
+        raise redis.ConnectionError(f"the Redis Cluster is not whole: {exc}") from exc
+    except RedisClusterException as exc:
+        if "cannot be connected" not in str(exc):
+            raise  # a misuse (cross-slot keys...), not an outage
+        raise redis.ConnectionError(str(exc)) from exc
+
+
+class _Cluster(redis.RedisCluster):
+    """A :class:`redis.RedisCluster` whose outages are :class:`redis.ConnectionError`, as a
+    single server's are. redis-py raises ``RedisClusterException`` (not a ``RedisError``)
+    when no node answers and ``ClusterDownError`` (a ``ResponseError``) when slots are not
+    served; chunkframe's handlers of a Redis that went away (the lock's renewal, the
+    reader's fallback to the catalog, the service's 503) catch connection errors."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _cluster_down():
+            return super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        run = pipe.execute
+
+        def execute(raise_on_error: bool = True) -> list[Any]:
+            with _cluster_down():
+                return run(raise_on_error)
+
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
+
+
 def connect_cluster(url: str) -> redis.Redis:
     """A :class:`redis.RedisCluster` client for ``redis+cluster://[user:password@]host:port
     [,host:port...]`` (``rediss+cluster://`` for TLS), checked to cover every slot.
@@ -109,7 +147,7 @@ def connect_cluster(url: str) -> redis.Redis:
             f"cannot read the Redis Cluster URL {shown!r}: {exc}; write it as "
             "redis+cluster://[user:password@]host:port[,host:port...]") from exc
     try:
-        client = redis.RedisCluster(
+        client = _Cluster(
             startup_nodes=nodes, username=unquote(parts.username or "") or None,
             password=unquote(parts.password) if parts.password else None,
             ssl=parts.scheme == "rediss+cluster", socket_connect_timeout=5, socket_timeout=30,
@@ -121,7 +159,7 @@ def connect_cluster(url: str) -> redis.Redis:
                 f"cluster_state is {info.get('cluster_state')!r} with "
                 f"{info.get('cluster_slots_ok')} of 16384 slots ok")
         client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
-    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+    except (redis.RedisError, RedisClusterException, OSError) as exc:
         raise BackendUnavailableError(
             f"cannot use the Redis Cluster at {shown!r}: {str(exc).rstrip('.')}. {fix}") from exc
     return client  # type: ignore[return-value]  # the commands chunkframe uses, slot by slot
