@@ -22,7 +22,7 @@ import chunkframe as cf
 from chunkframe.contextcache.index import index_head, index_key
 from chunkframe.core.config import redact
 from chunkframe.core.errors import BackendUnavailableError
-from chunkframe.storage.state import connect_cluster, is_cluster, redis_url_of
+from chunkframe.storage.state import connect_cluster, is_cluster, pipelined, redis_url_of
 
 HERE = Path(__file__).parent
 
@@ -160,6 +160,22 @@ def test_a_lost_index_member_comes_back_with_reindex_and_a_stale_one_is_never_fo
     assert list(on_cluster.find("alpha")["key"]) == ["owner"]
     r.sadd(index_key(prefix, "zeta"), member, "gone\x1fMETADATA\x1fx")   # stale members
     assert on_cluster.find("zeta").empty
+    r.hset(f"{prefix}:ctx:{{runs}}:entries", "METADATA\x1fbad", "not json")
+    r.sadd(index_key(prefix, "alpha"), "runs\x1fMETADATA\x1fbad")   # a record that is no JSON
+    assert list(on_cluster.find("alpha")["key"]) == ["owner"]
+
+
+@pytest.mark.parametrize("where", ["cluster", "single"])
+def test_pipelined_answers_in_order_and_raises_a_command_error(
+        where: str, on_cluster: cf.Client, on_single: cf.Client, prefix: str) -> None:
+    r = (on_cluster if where == "cluster" else on_single).redis
+    keys = [f"{prefix}:{{k{i}}}" for i in range(200)]      # slots on every master
+    assert pipelined(r, [("SET", k, str(i)) for i, k in enumerate(keys)]) == [True] * 200
+    assert pipelined(r, [("GET", k) for k in reversed(keys)]) == [
+        str(i).encode() for i in reversed(range(200))]
+    assert pipelined(r, []) == []
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        pipelined(r, [("GET", keys[0]), ("HGET", keys[1], "f")])
 
 
 def test_a_killed_ingest_resumes_on_a_cluster_to_the_uninterrupted_result(

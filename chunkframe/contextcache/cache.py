@@ -18,7 +18,7 @@ import redis
 from ..core.errors import BackendUnavailableError, ContextError
 from ..core.keys import validate_id
 from ..core.units import format_bytes
-from ..storage.state import is_cluster, scan_keys
+from ..storage.state import is_cluster, pipelined, scan_keys
 from . import index
 from .entries import (
     FIELD_SEP,
@@ -227,7 +227,7 @@ class ContextCache:
             for cid in self._stored_ids():
                 entries_key = self._keys(cid)[0]
                 if self._cluster:  # adding members is idempotent; a stale one is ignored
-                    self._index("sadd", index.postings(cid, self.redis.hgetall(entries_key),
+                    self._index("SADD", index.postings(cid, self.redis.hgetall(entries_key),
                                                        None))
                     n += 1
                     continue
@@ -292,7 +292,8 @@ class ContextCache:
     def write(self, value: ContextIDValue, ctype: ContextType,
               entries: Mapping[str, tuple[str, str, Entry]]) -> None:
         """Store ``entries`` (key → (field, record, entry)) of ``ctype``: Redis first, with
-        the keyword index and the version in one script, then ``value``."""
+        the keyword index and the version in one script (on a cluster: the index's new
+        members before it, its old ones after), then ``value``."""
         cid = value.context_id
         words: list[list[str]] = []
         args: list[str] = []
@@ -310,9 +311,9 @@ class ContextCache:
                 for key, kws in zip(entries, words, strict=True):
                     for w in kws:
                         adds.setdefault(w, []).append(index.member(cid, ctype, key))
-                self._index("sadd", adds)
+                self._index("SADD", adds)
                 version, removes = self._put(keys=list(self._keys(cid)), args=args)
-                self._index("srem", json.loads(removes))
+                self._index("SREM", json.loads(removes))
                 new_version = int(version)
         delta = sum(value.set(ctype, k, e) for k, (_, _, e) in entries.items())
         self._wrote(value, new_version, delta)
@@ -325,10 +326,10 @@ class ContextCache:
             done: Any = self._remove(keys=list(self._keys(cid)),
                                      args=[head, index.member(cid, ctype, key),
                                            field_of(ctype, key), key.lower()])
-            if self._cluster:
-                done, old = done if len(done) == 2 else (done[0], None)
+            if self._cluster:  # {version} or {version, the deleted record}
+                done, old = (*done, None)[:2]
                 if old is not None:
-                    self._index("srem", index.postings(cid, {field_of(ctype, key): old}, None))
+                    self._index("SREM", index.postings(cid, {field_of(ctype, key): old}, None))
             new_version = int(done)
         self._wrote(value, new_version, value.delete(ctype, key))
 
@@ -358,7 +359,7 @@ class ContextCache:
         with self._redis_errors(f"clear context {cid!r}"):
             done: Any = self.redis.transaction(transaction, entries_key)
             if self._cluster:  # the context's slot only in the transaction, then the index
-                self._index("srem", dropped)
+                self._index("SREM", dropped)
             new_version = int(done[-1])
         types = list(ContextType) if ctype is None else [ctype]
         n, delta = 0, 0
@@ -395,17 +396,12 @@ class ContextCache:
     def _index(self, command: str, by_word: Mapping[str, list[str]]) -> None:
         """SADD or SREM index members by keyword, outside any script or transaction: one
         pipeline (on a cluster, a round trip per node), 4,000 members a command."""
-        if not by_word:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for word, members in by_word.items():
-            for i in range(0, len(members), 4000):
-                getattr(pipe, command)(index.index_key(self.prefix, word), *members[i:i + 4000])
-        pipe.execute()
+        pipelined(self.redis, [(command, index.index_key(self.prefix, word), *members[i:i + 4000])
+                               for word, members in by_word.items()
+                               for i in range(0, len(members), 4000)])
 
     def _keys(self, cid: str) -> tuple[str, str]:
-        base = f"{self.prefix}:ctx:{{{cid}}}"
-        return f"{base}:entries", f"{base}:version"
+        return index.context_keys(self.prefix, cid)
 
     @contextmanager
     def _redis_errors(self, what: str) -> Iterator[None]:

@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..storage.state import pipelined
 from .entries import FIELD_SEP, field_of, with_own_keyword
 from .types import ContextType, decode_value
 
-__all__ = ["FIND_COLUMNS", "index_head", "index_key", "member", "PUT_LUA", "REMOVE_LUA",
+__all__ = ["FIND_COLUMNS", "context_keys", "index_head", "index_key", "member", "PUT_LUA", "REMOVE_LUA",
            "FIND_LUA", "postings", "find", "find_cluster", "found", "as_str"]
 
 #: the columns of a ``find`` result, in order
@@ -40,6 +41,13 @@ FIND_COLUMNS = ["context", "type", "key", "value"]
 def index_head(prefix: str) -> str:
     """What every index key starts with: ``"<prefix>:ctxkw:{"`` (the scripts add the rest)."""
     return f"{prefix}:ctxkw:{{"
+
+
+def context_keys(prefix: str, context_id: str) -> tuple[str, str]:
+    """The Redis keys of a context: its entries hash and its version counter (the id is
+    their hash tag: one slot)."""
+    base = f"{prefix}:ctx:{{{context_id}}}"
+    return f"{base}:entries", f"{base}:version"
 
 
 def index_key(prefix: str, word: str) -> str:
@@ -203,24 +211,34 @@ def find(script: Any, prefix: str, word: str, ctype: ContextType | None) -> pd.D
 def find_cluster(client: Any, prefix: str, word: str, ctype: ContextType | None
                  ) -> pd.DataFrame:
     """:func:`find` on a Redis Cluster, where the keyword's set and the records it names
-    live in other slots: the set in one call, then the records in one pipeline (a round
+    live in other slots: the set in one call, then an HMGET per context, pipelined (a round
     trip per node holding any)."""
-    members = sorted(as_str(m) for m in client.smembers(index_key(prefix, word)))
-    members = [m for m in members if FIELD_SEP in m]
-    pipe = client.pipeline(transaction=False)
-    for m in members:
-        cid, _, field = m.partition(FIELD_SEP)
-        pipe.hget(f"{prefix}:ctx:{{{cid}}}:entries", field)
-    kept, records = [], []
-    for m, raw in zip(members, pipe.execute() if members else [], strict=True):
-        try:
-            record = json.loads(raw) if raw is not None else None
-        except ValueError:
-            record = None
-        if isinstance(record, dict):
-            kept.append(m)
-            records.append(record)
-    return found(kept, records, word, ctype)
+    fields: dict[str, list[str]] = {}
+    for m in client.smembers(index_key(prefix, word)):
+        cid, sep, field = as_str(m).partition(FIELD_SEP)
+        if sep:
+            fields.setdefault(cid, []).append(field)
+    answers = pipelined(client, [("HMGET", context_keys(prefix, cid)[0], *fs)
+                                 for cid, fs in fields.items()])
+    hits, raws = [], []
+    for (cid, fs), got in zip(fields.items(), answers, strict=True):
+        for field, raw in zip(fs, got, strict=True):
+            if raw is not None:
+                hits.append(f"{cid}{FIELD_SEP}{field}")
+                raws.append(raw if isinstance(raw, bytes) else raw.encode())
+    try:  # one parse of them all, as FIND_LUA's answer; one by one if any is not JSON
+        records = json.loads(b"[" + b",".join(raws) + b"]")
+    except ValueError:
+        records = [_json_or_none(raw) for raw in raws]
+    kept = [(m, r) for m, r in zip(hits, records, strict=True) if isinstance(r, dict)]
+    return found([m for m, _ in kept], [r for _, r in kept], word, ctype)
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def found(members: list[str], records: list[Any], word: str, ctype: ContextType | None

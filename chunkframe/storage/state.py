@@ -8,7 +8,7 @@ import socket
 import threading
 import time as mod_time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from ..core.errors import (
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
 
-__all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "CLUSTER_SCHEMES",
+__all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "pipelined", "CLUSTER_SCHEMES",
            "redis_url_of", "DatasetLock", "Holder", "State"]
 
 
@@ -83,6 +83,40 @@ def scan_keys(client: redis.Redis, match: str) -> Iterator[Any]:
         return client.scan_iter(match=match, count=1000,
                                 target_nodes=redis.RedisCluster.PRIMARIES)
     return client.scan_iter(match=match, count=1000)
+
+
+def pipelined(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Answers to ``commands`` (each ``(name, key, *args)``, no two needing to be atomic),
+    in order, sent in pipelines: one on a single server; on a cluster, a plain pipeline per
+    node holding any of the keys (redis-py's ``ClusterPipeline`` routes each command
+    itself, ~4x slower on thousands of them). A command answered with an error (MOVED or
+    ASK while the cluster reshards) is run again through the cluster client, which follows
+    the redirection or raises."""
+    if not commands:
+        return []
+    if not is_cluster(client):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
+    by_slot: dict[int, Any] = {}
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for i, command in enumerate(commands):
+        slot = client.keyslot(command[1])
+        node = by_slot.get(slot)
+        if node is None:
+            with _cluster_down():
+                node = by_slot[slot] = client.nodes_manager.get_node_from_slot(slot)
+        groups.setdefault(node.name, (node, []))[1].append(i)
+    out: list[Any] = [None] * len(commands)
+    for node, indices in groups.values():
+        pipe = node.redis_connection.pipeline(transaction=False)
+        for i in indices:
+            pipe.execute_command(*commands[i])
+        for i, answer in zip(indices, pipe.execute(raise_on_error=False), strict=True):
+            out[i] = (client.execute_command(*commands[i])
+                      if isinstance(answer, redis.ResponseError) else answer)
+    return out
 
 
 @contextmanager
