@@ -89,6 +89,12 @@ def workflow(client: cf.Client) -> dict[str, Any]:
     out["contexts"] = client.contexts()[["context_id", "entries"]]
     out["datasets"] = client.datasets()[["id", "rows", "chunks"]]
     out["recover"] = client.recover()
+    ds.reset_last(device="d2")
+    out["last_reset"] = ds.last(device="d2")
+    keys = client.state.keys("flights")
+    client.redis.delete(keys.meta, keys.last)                      # Redis lost them
+    out["recover_lost"] = client.recover(apply=True)[["dataset", "problem", "applied"]]
+    out["after_repair"] = client.open("flights").get_many([0, 1_999, 3_499])
     return out
 
 
@@ -111,11 +117,13 @@ def test_a_workflow_on_a_cluster_equals_one_on_a_single_server(on_cluster: cf.Cl
     assert set(there["find_team"]["key"]) == {"owner", "note"}   # "a" replaced, "b" removed
     assert len(there["find_after_clear"]) == 0
     assert there["recover"].empty
+    assert there["recover_lost"]["applied"].all() and len(there["recover_lost"]) > 0
 
 
 def test_every_key_of_a_dataset_or_context_shares_one_slot(on_cluster: cf.Client,
                                                            prefix: str) -> None:
     workflow(on_cluster)
+    on_cluster.open("flights").last()                 # refills the last values it dropped
     keys = [k.decode() for k in on_cluster.redis.scan_iter(
         match=f"{prefix}:*", target_nodes=redis.RedisCluster.PRIMARIES)]
     slots: dict[str, set[int]] = {}
