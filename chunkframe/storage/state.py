@@ -31,8 +31,8 @@ from ..core.errors import (
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
 
-__all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "pipelined", "CLUSTER_SCHEMES",
-           "redis_url_of", "DatasetLock", "Holder", "State"]
+__all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "pipelined",
+           "CLUSTER_SCHEMES", "redis_url_of", "DatasetLock", "Holder", "State"]
 
 
 def redis_url_of(client: redis.Redis) -> str:
