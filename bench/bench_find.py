@@ -3,9 +3,9 @@
 Run ``python bench/bench_find.py`` (starts a private redis-server through
 ``tests/servers.py``). Both sides go through the public API of one client (``cf.find``;
 ``cf.context(id).search``), the loop on contexts already in the client's memory (its best
-case) and, for reference, cold. ``--cluster`` runs it again on a Redis Cluster of 3 masters
-on loopback (where the index is written beside the entries' scripts, slot by slot). Prints a
-markdown table and writes ``bench/results_find.md``.
+case) and, for reference, cold; then again on a Redis Cluster of 3 masters on loopback
+(where the index is written beside the entries' scripts, slot by slot; ``--no-cluster``
+skips it). Prints a markdown table and writes ``bench/results_find.md``.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--per-context", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results_find.md"))
-    parser.add_argument("--cluster", action="store_true",
-                        help="also run on a Redis Cluster of 3 masters (TCP on loopback)")
+    parser.add_argument("--no-cluster", dest="cluster", action="store_false",
+                        help="skip the run on a Redis Cluster of 3 masters (TCP on loopback)")
     args = parser.parse_args()
 
     from servers import RedisClusterProcess, RedisProcess
