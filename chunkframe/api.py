@@ -29,7 +29,8 @@ def connect(
 
     ``None`` arguments fall back to ``CHUNKFRAME_STORE``, ``CHUNKFRAME_REDIS_URL``,
     ``CHUNKFRAME_CATALOG`` and ``CHUNKFRAME_HOME`` (default ``~/.chunkframe``); with no Redis
-    URL anywhere, an embedded redis-server is started under the home directory. Options:
+    URL anywhere, an embedded redis-server is started under the home directory; a
+    ``redis+cluster://host:port[,host:port...]`` URL connects a Redis Cluster. Options:
     ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``, ``lock_ttl``,
     ``prefix``, ``permissions`` (``"owner"``, the default: what is created is 0700/0600;
     ``"group"``: 0770/0660; also ``CHUNKFRAME_PERMISSIONS``). A server URL

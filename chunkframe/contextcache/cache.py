@@ -18,6 +18,7 @@ import redis
 from ..core.errors import BackendUnavailableError, ContextError
 from ..core.keys import validate_id
 from ..core.units import format_bytes
+from ..storage.state import is_cluster, pipelined, scan_keys
 from . import index
 from .entries import (
     FIELD_SEP,
@@ -111,6 +112,8 @@ class ContextCache:
         self._put = redis_client.register_script(index.PUT_LUA)
         self._remove = redis_client.register_script(index.REMOVE_LUA)
         self._find = redis_client.register_script(index.FIND_LUA)
+        # on a cluster the index is written beside the scripts, slot by slot (see .index)
+        self._cluster = is_cluster(redis_client)
 
     # -- public ------------------------------------------------------------------------
 
@@ -190,6 +193,9 @@ class ContextCache:
         ctype = None if type is None else ContextType.parse(type)
         with self._redis_errors(f"find keyword {keyword!r} in the contexts under prefix "
                                 f"{self.prefix!r}"):
+            if self._cluster:
+                return index.find_cluster(self.redis, self.prefix, normalise_keyword(keyword),
+                                          ctype)
             return index.find(self._find, self.prefix, normalise_keyword(keyword), ctype)
 
     def reindex(self) -> int:
@@ -220,6 +226,11 @@ class ContextCache:
         with self._redis_errors(f"index the contexts under prefix {self.prefix!r}"):
             for cid in self._stored_ids():
                 entries_key = self._keys(cid)[0]
+                if self._cluster:  # adding members is idempotent; a stale one is ignored
+                    self._index("SADD", index.postings(cid, self.redis.hgetall(entries_key),
+                                                       None))
+                    n += 1
+                    continue
 
                 def transaction(pipe: Any, cid: str = cid, entries_key: str = entries_key
                                 ) -> None:
@@ -281,7 +292,8 @@ class ContextCache:
     def write(self, value: ContextIDValue, ctype: ContextType,
               entries: Mapping[str, tuple[str, str, Entry]]) -> None:
         """Store ``entries`` (key → (field, record, entry)) of ``ctype``: Redis first, with
-        the keyword index and the version in one script, then ``value``."""
+        the keyword index and the version in one script (on a cluster: the index's new
+        members before it, its old ones after), then ``value``."""
         cid = value.context_id
         words: list[list[str]] = []
         args: list[str] = []
@@ -289,20 +301,36 @@ class ContextCache:
             own = key.lower()
             words.append([own, *(w for w in entry.keywords if w != own)])
             args += (field, record)
-        args[:0] = [index.index_head(self.prefix), f"{cid}{FIELD_SEP}", json.dumps(words)]
+        head = "" if self._cluster else index.index_head(self.prefix)
+        args[:0] = [head, f"{cid}{FIELD_SEP}", json.dumps(words)]
         with self._redis_errors(f"write to context {cid!r}"):
-            new_version = int(self._put(keys=list(self._keys(cid)), args=args))
+            if not self._cluster:
+                new_version = int(self._put(keys=list(self._keys(cid)), args=args))
+            else:
+                adds: dict[str, list[str]] = {}
+                for key, kws in zip(entries, words, strict=True):
+                    for w in kws:
+                        adds.setdefault(w, []).append(index.member(cid, ctype, key))
+                self._index("SADD", adds)
+                version, removes = self._put(keys=list(self._keys(cid)), args=args)
+                self._index("SREM", json.loads(removes))
+                new_version = int(version)
         delta = sum(value.set(ctype, k, e) for k, (_, _, e) in entries.items())
         self._wrote(value, new_version, delta)
 
     def delete(self, value: ContextIDValue, ctype: ContextType, key: str) -> None:
         """Delete ``key`` of ``ctype``: from Redis with its index entries, then from ``value``."""
         cid = value.context_id
+        head = "" if self._cluster else index.index_head(self.prefix)
         with self._redis_errors(f"remove {key!r} from context {cid!r}"):
-            new_version = int(self._remove(
-                keys=list(self._keys(cid)),
-                args=[index.index_head(self.prefix), index.member(cid, ctype, key),
-                      field_of(ctype, key), key.lower()]))
+            done: Any = self._remove(keys=list(self._keys(cid)),
+                                     args=[head, index.member(cid, ctype, key),
+                                           field_of(ctype, key), key.lower()])
+            if self._cluster:  # {version} or {version, the deleted record}
+                done, old = (*done, None)[:2]
+                if old is not None:
+                    self._index("SREM", index.postings(cid, {field_of(ctype, key): old}, None))
+            new_version = int(done)
         self._wrote(value, new_version, value.delete(ctype, key))
 
     def delete_all(self, value: ContextIDValue, ctype: ContextType | None) -> int:
@@ -311,10 +339,12 @@ class ContextCache:
         return how many ``value`` held."""
         cid = value.context_id
         entries_key, version_key = self._keys(cid)
+        dropped: dict[str, list[str]] = {}
 
         def transaction(pipe: Any) -> None:
+            nonlocal dropped
             raw = pipe.hgetall(entries_key)
-            drop = index.postings(cid, raw, ctype)
+            drop = dropped = index.postings(cid, raw, ctype)
             fields = [f for f in raw if ctype is None
                       or as_str(f).startswith(f"{ctype.value}{FIELD_SEP}")]
             pipe.multi()
@@ -322,12 +352,14 @@ class ContextCache:
                 pipe.delete(entries_key)
             elif fields:
                 pipe.hdel(entries_key, *fields)
-            for word, members in drop.items():
+            for word, members in ({} if self._cluster else drop).items():
                 pipe.srem(index.index_key(self.prefix, word), *members)
             pipe.incr(version_key)
 
         with self._redis_errors(f"clear context {cid!r}"):
             done: Any = self.redis.transaction(transaction, entries_key)
+            if self._cluster:  # the context's slot only in the transaction, then the index
+                self._index("SREM", dropped)
             new_version = int(done[-1])
         types = list(ContextType) if ctype is None else [ctype]
         n, delta = 0, 0
@@ -358,12 +390,18 @@ class ContextCache:
         """The ids of the contexts Redis holds entries of (SCAN of this prefix's keys)."""
         head, tail = f"{self.prefix}:ctx:{{", "}:entries"
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*" + tail
-        return [k[len(head):-len(tail)] for key in self.redis.scan_iter(match=pattern, count=1000)
+        return [k[len(head):-len(tail)] for key in scan_keys(self.redis, pattern)
                 if (k := as_str(key)).startswith(head) and k.endswith(tail)]
 
+    def _index(self, command: str, by_word: Mapping[str, list[str]]) -> None:
+        """SADD or SREM index members by keyword, outside any script or transaction: one
+        pipeline (on a cluster, a round trip per node), 4,000 members a command."""
+        pipelined(self.redis, [(command, index.index_key(self.prefix, word), *members[i:i + 4000])
+                               for word, members in by_word.items()
+                               for i in range(0, len(members), 4000)])
+
     def _keys(self, cid: str) -> tuple[str, str]:
-        base = f"{self.prefix}:ctx:{{{cid}}}"
-        return f"{base}:entries", f"{base}:version"
+        return index.context_keys(self.prefix, cid)
 
     @contextmanager
     def _redis_errors(self, what: str) -> Iterator[None]:

@@ -392,7 +392,8 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
     g.add_argument("--store", default=d, metavar="URL",
                    help="chunk store: a directory or an s3:// URL [CHUNKFRAME_STORE]")
     g.add_argument("--redis", default=d, metavar="URL",
-                   help="redis:// or unix:// URL; unset: the embedded server [CHUNKFRAME_REDIS_URL]")
+                   help="redis://, unix:// or redis+cluster://host:port[,host:port...] URL; "
+                        "unset: the embedded server [CHUNKFRAME_REDIS_URL]")
     g.add_argument("--catalog", default=d, metavar="PATH",
                    help="SQLite catalog file [CHUNKFRAME_CATALOG]")
     g.add_argument("--home", default=d, metavar="DIR",
