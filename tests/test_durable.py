@@ -114,7 +114,6 @@ def test_flushall_then_recover_apply_restores_everything(world, own_redis):
     before = state_of(world)
     assert before["find"]["europe"] and before["last"] and before["tags"]
     own_redis.client().flushall()
-    assert fresh(world).context("analysis-42").to_frame().empty  # gone from Redis, for now
     report = dry_run(world)
     assert problems(report) == [
         ["plain", "redis_state_missing"], ["sensors", "redis_state_missing"],
@@ -125,6 +124,19 @@ def test_flushall_then_recover_apply_restores_everything(world, own_redis):
     apply_then_clean(world)
     assert state_of(world) == before
     assert sorted(world.contexts_cache.stored_ids()) == ["analysis-42", "plain", "sensors"]
+
+
+def test_loading_a_context_redis_lost_restores_it_before_recover_runs(world, own_redis):
+    before = state_of(world)
+    own_redis.client().flushall()
+    assert fresh(world).context("analysis-42").to_frame().to_dict("records") == \
+        before["contexts"]["analysis-42"]
+    assert world.find("europe").to_dict("records") == before["find"]["europe"]
+    assert fresh(world).context("never-written").to_frame().empty
+    assert world.catalog.context_ids() == ["analysis-42", "emptied", "plain", "sensors"]
+    report = dry_run(world)
+    assert [p for p in problems(report) if p[1].startswith("context")] == [
+        ["plain", "context_missing"], ["sensors", "context_missing"]]
 
 
 def test_a_redis_restarted_without_persistence_loses_nothing(world, own_redis):

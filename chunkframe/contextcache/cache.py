@@ -408,35 +408,42 @@ class ContextCache:
 
     def restore(self, context_id: str) -> int:
         """Make Redis's copy of a recorded context, keyword index included, exactly the
-        record's (none for a context not recorded), in one transaction; return the number
-        of entries.
+        record's, in one transaction; return the number of entries (0, and nothing done,
+        for a context not recorded).
 
-        What :meth:`check` finds is repaired; this process' loaded copy is dropped (it
-        reloads), and the version moves, so other processes reload theirs too.
+        What :meth:`check` finds is repaired. It runs in a transaction of the record, so
+        writers of the context (which hold one while they write Redis) wait for it; this
+        process' loaded copy is dropped (it reloads), and the version moves, so other
+        processes reload theirs too. Loading a context that Redis lost (no entries, no
+        version) while the record has entries restores it first, so tags are back before
+        ``cf.recover`` runs.
         """
         cid = validate_id(context_id, "context id")
-        recorded = self._recorded(cid) or {}
+        if self._recorded(cid) is None:
+            return 0
         entries_key, version_key = self._keys(cid)
-        words, args = [], [index.index_head(self.prefix), f"{cid}{FIELD_SEP}"]
-        for f, record in recorded.items():
-            key = f.partition(FIELD_SEP)[2]
-            own = key.lower()
-            words.append([own, *(w for w in json.loads(record)["k"] if w != own)])
-            args += (f, record)
-        args.insert(2, json.dumps(words))
+        with self._recording(cid):
+            recorded = self._recorded(cid) or {}
+            words, args = [], [index.index_head(self.prefix), f"{cid}{FIELD_SEP}"]
+            for f, record in recorded.items():
+                key = f.partition(FIELD_SEP)[2]
+                own = key.lower()
+                words.append([own, *(w for w in json.loads(record)["k"] if w != own)])
+                args += (f, record)
+            args.insert(2, json.dumps(words))
 
-        def transaction(pipe: Any) -> None:
-            drop = index.postings(cid, pipe.hgetall(entries_key), None)
-            pipe.multi()
-            pipe.delete(entries_key)
-            for word, members in drop.items():
-                pipe.srem(index.index_key(self.prefix, word), *members)
-            if recorded:
-                self._put(keys=[entries_key, version_key], args=args, client=pipe)
-            pipe.incr(version_key)
+            def transaction(pipe: Any) -> None:
+                drop = index.postings(cid, pipe.hgetall(entries_key), None)
+                pipe.multi()
+                pipe.delete(entries_key)
+                for word, members in drop.items():
+                    pipe.srem(index.index_key(self.prefix, word), *members)
+                if recorded:
+                    self._put(keys=[entries_key, version_key], args=args, client=pipe)
+                pipe.incr(version_key)
 
-        with self._redis_errors(f"restore context {cid!r} from the catalog"):
-            self.redis.transaction(transaction, entries_key)
+            with self._redis_errors(f"restore context {cid!r} from the catalog"):
+                self.redis.transaction(transaction, entries_key)
         self.invalidate(cid)
         return len(recorded)
 
@@ -500,13 +507,22 @@ class ContextCache:
                 "is running and reachable, then retry"
             ) from exc
 
-    def _load(self, cid: str) -> ContextIDValue:
+    def _fetch(self, cid: str) -> tuple[dict[Any, Any], Any]:
+        """Redis's entries (HGETALL) and version of ``cid``, in one transaction."""
         entries_key, version_key = self._keys(cid)
         with self._redis_errors(f"load context {cid!r}"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.hgetall(entries_key)
             pipe.get(version_key)
             raw, version = pipe.execute()
+        return raw, version
+
+    def _load(self, cid: str) -> ContextIDValue:
+        entries_key, version_key = self._keys(cid)
+        raw, version = self._fetch(cid)
+        if version is None and not raw and self._recorded(cid):  # Redis lost it: put it back
+            self.restore(cid)
+            raw, version = self._fetch(cid)
         value = ContextIDValue(cid, len(entries_key.encode()) + len(version_key.encode()),
                                int(version or 0))
         for f, rec in raw.items():
