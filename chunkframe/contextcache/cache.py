@@ -337,7 +337,8 @@ class ContextCache:
                 pipe.srem(index.index_key(self.prefix, word), *members)
             pipe.incr(version_key)
 
-        with self._recording(cid, clear=True, clear_type=ctype and ctype.value), \
+        with self._recording(cid, clear=True,
+                                clear_type=None if ctype is None else ctype.value), \
                 self._redis_errors(f"clear context {cid!r}"):
             done: Any = self.redis.transaction(transaction, entries_key)
             new_version = int(done[-1])

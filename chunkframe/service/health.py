@@ -8,11 +8,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .. import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pandas as pd  # the CLI imports this module to parse options: pandas stays out
 
 __all__ = ["HealthMonitor", "check_interval"]
 
