@@ -255,6 +255,8 @@ def test_a_put_the_catalog_cannot_record_writes_nothing(client, tmp_path):
         ctx.put("new", 2)
     assert client.redis.hkeys(f"{client.settings.prefix}:ctx:{{c}}:entries") == [
         b"METADATA\x1fkept"]
+    with pytest.warns(RuntimeWarning, match="could not read the catalog's record of context"):
+        assert client.context("empty").get("x") is None  # reads go on from Redis
 
 
 def test_recording_failure_modes(client):

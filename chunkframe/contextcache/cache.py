@@ -471,6 +471,17 @@ class ContextCache:
                 rows.append((tname, key, as_str(r)))
         return rows
 
+    def _lost(self, cid: str) -> bool:
+        """Whether the record has entries of ``cid`` (which Redis has none of). A record
+        that cannot be read is warned about, not raised: reads are served from Redis."""
+        try:
+            return bool(self._recorded(cid))
+        except Exception as exc:  # noqa: BLE001 - any backend's error; the read goes on
+            warnings.warn(f"could not read the catalog's record of context {cid!r} ({exc}); "
+                          "serving Redis's copy, which has no entries. Run cf.recover() to "
+                          "see what is wrong", RuntimeWarning, stacklevel=5)
+            return False
+
     def _recorded(self, cid: str) -> dict[str, str] | None:
         """The record's entries of ``cid`` as Redis holds them: hash field → JSON record;
         None if it is not recorded."""
@@ -521,7 +532,7 @@ class ContextCache:
     def _load(self, cid: str) -> ContextIDValue:
         entries_key, version_key = self._keys(cid)
         raw, version = self._fetch(cid)
-        if version is None and not raw and self._recorded(cid):  # Redis lost it: put it back
+        if version is None and not raw and self._lost(cid):  # Redis lost it: put it back
             self.restore(cid)
             raw, version = self._fetch(cid)
         value = ContextIDValue(cid, len(entries_key.encode()) + len(version_key.encode()),
@@ -587,7 +598,6 @@ class ContextCache:
         while self._total > self.max_bytes and self._lru:
             _, value = self._lru.popitem(last=False)
             self._total -= value.memory_bytes
-
 
 
 def _few_fields(fields: list[str], limit: int = 5) -> str:
