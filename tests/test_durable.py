@@ -126,6 +126,18 @@ def test_flushall_then_recover_apply_restores_everything(world, own_redis):
     assert sorted(world.contexts_cache.stored_ids()) == ["analysis-42", "plain", "sensors"]
 
 
+def test_a_copy_loaded_before_the_loss_is_never_taken_for_the_restored_one(client, own_redis):
+    client.context("v").put("a", 1)
+    client.context("v").put("b", 2)  # version 2
+    other = fresh(client)
+    other.contexts_cache.staleness = 0
+    assert other.context("v").get("b") == 2  # loaded at version 2
+    client.context("v").put("c", 3)  # version 3, without `other`
+    own_redis.client().flushall()  # the counter restarts: a restore counting on would say 2
+    apply_then_clean(client)
+    assert other.context("v").get("c") == 3
+
+
 def test_loading_a_context_redis_lost_restores_it_before_recover_runs(world, own_redis):
     before = state_of(world)
     own_redis.client().flushall()

@@ -415,7 +415,8 @@ class ContextCache:
         What :meth:`check` finds is repaired. It runs in a transaction of the record, so
         writers of the context (which hold one while they write Redis) wait for it; this
         process' loaded copy is dropped (it reloads), and the version moves, so other
-        processes reload theirs too. Loading a context that Redis lost (no entries, no
+        processes reload theirs too (it jumps to a number no copy can hold, see below).
+        Loading a context that Redis lost (no entries, no
         version) while the record has entries restores it first, so tags are back before
         ``cf.recover`` runs.
         """
@@ -435,16 +436,20 @@ class ContextCache:
 
             def transaction(pipe: Any) -> None:
                 drop = index.postings(cid, pipe.hgetall(entries_key), None)
+                # A version no process can hold a copy of: a Redis that lost its keys counts
+                # from 0 again, so the next number could name an old copy; microseconds
+                # since the epoch exceed every counted one.
+                version = max(int(pipe.get(version_key) or 0) + 2, time.time_ns() // 1000)
                 pipe.multi()
                 pipe.delete(entries_key)
                 for word, members in drop.items():
                     pipe.srem(index.index_key(self.prefix, word), *members)
                 if recorded:
                     self._put(keys=[entries_key, version_key], args=args, client=pipe)
-                pipe.incr(version_key)
+                pipe.set(version_key, version)
 
             with self._redis_errors(f"restore context {cid!r} from the catalog"):
-                self.redis.transaction(transaction, entries_key)
+                self.redis.transaction(transaction, entries_key, version_key)
         self.invalidate(cid)
         return len(recorded)
 
