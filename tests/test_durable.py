@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ import chunkframe as cf
 from chunkframe.contextcache import ContextCache
 from chunkframe.frontends.cli import main
 from chunkframe.session import Client
+from chunkframe.storage.catalog import Catalog
 
 KEYWORDS = ["team-a", "ana", "q3", "europe", "owner", "gate", "threshold", "legacy", "lisbon"]
 
@@ -285,3 +287,17 @@ def test_recording_failure_modes(client):
     assert client.last_values.missing(client.catalog.get(ds.id)) is None
     with pytest.raises(cf.ChunkFrameError, match="no last values"):
         client.last_values.restore("timeless")
+
+
+def test_a_catalog_from_before_durable_contexts_gets_their_tables(tmp_path):
+    path = tmp_path / "old.db"
+    Catalog(path)
+    with sqlite3.connect(path) as db:  # as a catalog of the release before this one was
+        db.execute("DROP TABLE contexts")
+        db.execute("DROP TABLE context_entries")
+        db.execute("PRAGMA user_version=3")
+    catalog = Catalog(path)
+    assert catalog.context_ids() == [] and catalog.context_entries("x") is None
+    with catalog.context_change("x", put=[("METADATA", "a", '{"v":1,"k":[]}')]):
+        pass
+    assert catalog.context_entries("x") == {("METADATA", "a"): '{"v":1,"k":[]}'}
