@@ -179,9 +179,12 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
     apply : bool, default False
         Repair what can be repaired safely: abandon interrupted ingests (their files and
         status), release stale locks, rebuild Redis's metadata, chunk tables and fencing
-        counters from the catalog, delete orphan files, restore a missing or damaged
-        catalog (the damaged file is kept as ``<name>.damaged-<time>``) from Redis's
-        committed state, else from the chunk files' own metadata. A dry run changes nothing.
+        counters from the catalog, delete orphan files, rebuild contexts (and their
+        keywords in the ``find`` index) from the catalog's durable copy, record contexts
+        only Redis holds, rebuild last values from the chunk files, restore a missing or
+        damaged catalog (the damaged file is kept as ``<name>.damaged-<time>``) from
+        Redis's committed state, else from the chunk files' own metadata. A dry run changes
+        nothing.
     verify : bool, default False
         Also read every chunk of every dataset and report those that fail their checksum or
         whose file names another chunk (``corrupt_chunk``; never repaired automatically).
@@ -194,9 +197,10 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
     pandas.DataFrame
         One row per problem: ``dataset``, ``problem`` (``interrupted``, ``stale_lock``,
         ``redis_state_missing``, ``redis_state_behind``, ``redis_state_corrupt``,
-        ``orphan_files``, ``corrupt_chunk``, ``catalog_unreadable``: ``dataset`` is ``""``
-        when the whole file is damaged), ``action``, ``detail`` and ``applied``; empty
-        when all is consistent.
+        ``orphan_files``, ``corrupt_chunk``, ``context_unrecorded``, ``context_missing``,
+        ``context_behind``, ``last_values_missing``, ``catalog_unreadable``; for a context
+        problem ``dataset`` is the context id, and ``""`` when the whole catalog file is
+        damaged), ``action``, ``detail`` and ``applied``; empty when all is consistent.
 
     Raises
     ------

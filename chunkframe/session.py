@@ -138,8 +138,8 @@ class Client:
         if not isinstance(apply, bool) or not isinstance(verify, bool):
             raise InvalidArgumentError(
                 f"apply and verify must be True or False, got apply={apply!r}, verify={verify!r}")
-        report = Recoverer(self.backends, self.reader).run(apply=apply, verify=verify,
-                                                           progress=progress)
+        report = Recoverer(self.backends, self.reader, self.last_values,
+                           self.contexts_cache).run(apply=apply, verify=verify, progress=progress)
         if apply and report["applied"].any():
             self.reader.clear()  # snapshots of the state before the repairs
         return report
@@ -151,7 +151,8 @@ class Client:
         if self._contexts is None:
             with self._lazy:
                 if self._contexts is None:
-                    self._contexts = ContextCache(self.redis, prefix=self.settings.prefix)
+                    self._contexts = ContextCache(self.redis, prefix=self.settings.prefix,
+                                                  record=self.catalog)
         return self._contexts
 
     def context(self, context_id: str) -> Context:

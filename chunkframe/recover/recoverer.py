@@ -1,9 +1,14 @@
-"""Checks of Redis (hot state) and the store (data) against the catalog (the record), and fixes."""
+"""Checks of Redis (hot state) and the store (data) against the catalog (the record), and fixes.
+
+Contexts and last values are checked too: contexts against their durable copy in the catalog,
+last-value data against the dataset versions the catalog records (rebuilt from the chunks).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -17,13 +22,17 @@ from ..storage.state import Holder
 from .restore import Restorable, restorable, restore
 
 if TYPE_CHECKING:
+    from ..contextcache import ContextCache
+    from ..lastcache import LastValues
     from ..read.reader import Reader
     from ..storage.backends import Backends
 
 __all__ = ["PROBLEMS", "Problem", "Recoverer"]
 
 PROBLEMS = ("interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
-            "redis_state_corrupt", "orphan_files", "corrupt_chunk", "catalog_unreadable")
+            "redis_state_corrupt", "orphan_files", "corrupt_chunk",
+            "context_unrecorded", "context_missing", "context_behind", "last_values_missing",
+            "catalog_unreadable")
 """The kinds of problem the recoverer reports, in the order it repairs them
 (``catalog_unreadable`` first of all: the other checks read the restored catalog)."""
 
@@ -47,11 +56,15 @@ class Recoverer:
 
     Given the parts it uses: the :class:`~chunkframe.storage.backends.Backends` (Redis
     state, store, catalog, the write lock) and the :class:`~chunkframe.read.reader.Reader`
-    (to verify chunks). A dry run (:meth:`find`) changes nothing.
+    (to verify chunks); with ``last_values`` (:class:`~chunkframe.lastcache.LastValues`)
+    and ``contexts`` (a :class:`~chunkframe.contextcache.ContextCache` with its durable
+    record) it checks and rebuilds those too. A dry run (:meth:`find`) changes nothing.
     """
 
-    def __init__(self, backends: Backends, reader: Reader):
+    def __init__(self, backends: Backends, reader: Reader, last_values: LastValues | None = None,
+                 contexts: ContextCache | None = None):
         self.backends, self.reader = backends, reader
+        self.last_values, self.contexts = last_values, contexts
 
     def run(self, apply: bool = False, verify: bool = False, progress: bool | None = None
             ) -> pd.DataFrame:
@@ -107,12 +120,48 @@ class Recoverer:
                     out += self._redis_state(ds, busy)
                     if verify:
                         out += self._corrupt_chunks(ds)
+                    if busy is None:
+                        out += self._last_values(ds)
                 out += self._orphans(ds, files.get(ds, []), busy)
                 bar.update(1)
         finally:
             bar.close()
         if files.get(""):
             out.append(self._orphan_problem("", files[""]))
+        return out + self._contexts()
+
+    # -- last values and contexts (their own parts know their Redis layout) ---------------
+    def _last_values(self, ds: str) -> list[Problem]:
+        record = self.backends.catalog.get(ds)
+        if self.last_values is None or record is None:
+            return []
+        lacking = self.last_values.missing(record)
+        if lacking is None:
+            return []
+        return [Problem(ds, "last_values_missing", "rebuild its last values from the chunk "
+                        "files (read through the reader, checksums checked)", lacking,
+                        partial(self.last_values.restore, ds))]
+
+    def _contexts(self) -> list[Problem]:
+        """Contexts Redis lost or holds otherwise than their durable record, and contexts
+        only Redis holds (written before contexts were recorded)."""
+        cache = self.contexts
+        if cache is None or cache.record is None:
+            return []
+        out: list[Problem] = []
+        recorded = cache.recorded_ids()
+        for cid in recorded:
+            found = cache.check(cid)
+            if found is not None:
+                out.append(Problem(cid, found[0], "rebuild the context, and its keywords in "
+                                   "the find index, in Redis from the catalog's record",
+                                   f"context {cid!r}: {found[1]}",
+                                   partial(cache.restore, cid)))
+        for cid in sorted(set(cache.stored_ids()) - set(recorded)):
+            out.append(Problem(cid, "context_unrecorded", "record its entries in the catalog",
+                               f"context {cid!r} is in Redis only (written before contexts "
+                               "were recorded durably): a Redis loss would lose it",
+                               partial(cache.record_stored, cid)))
         return out
 
     # -- the catalog ----------------------------------------------------------------------

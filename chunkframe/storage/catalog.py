@@ -1,4 +1,4 @@
-"""The catalog: the durable record (SQLite) of complete datasets, their chunks and versions."""
+"""The catalog: the durable record (SQLite) of complete datasets, their chunks, versions and contexts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,25 @@ _RANGES = """
 ALTER TABLE chunks ADD COLUMN ranges TEXT NOT NULL DEFAULT '{}'
 """
 
-_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS, _RANGES)
+_CONTEXTS = """
+CREATE TABLE IF NOT EXISTS contexts (
+    id TEXT PRIMARY KEY,
+    changes INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS context_entries (
+    context TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (context, type, key)
+)
+"""
+"""The durable copy of every context's entries (Redis holds the hot copy): a context that
+has a ``contexts`` row is recorded (its entries here are the truth, even none); ``record``
+is the JSON record Redis holds, keywords included."""
+
+_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS, _RANGES, _CONTEXTS)
 """Every schema change, in order; ``PRAGMA user_version`` counts those applied. A catalog
 written before versions were recorded gets the versions table, with one row (kind
 ``"ingest"``) for each dataset's current version, the first time a client opens it; one
@@ -323,10 +341,11 @@ class Catalog:
         )
 
     def set_tombstones(self, dataset_id: str, tombstones: tuple[Tombstone, ...], version: int,
-                       fence: int) -> None:
+                       fence: int, updated: float | None = None) -> None:
         """Record the dataset's deletes, a version of kind ``"delete"`` (fenced like
-        :meth:`commit`)."""
-        now = time.time()
+        :meth:`commit`), made at ``updated`` (epoch seconds; None: now) — the time Redis's
+        metadata records too, so the recoverer finds them equal."""
+        now = time.time() if updated is None else updated
         with self._transaction() as db:
             self._check_fence(db, dataset_id, fence)
             db.execute(
@@ -497,3 +516,67 @@ class Catalog:
             if row is None or row[0] < generation:
                 db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)",
                            (dataset_id, generation))
+
+    # -- contexts (the durable copy of the context cache's entries) -----------------------
+    @contextmanager
+    def context_change(self, context_id: str, *, put: Iterable[tuple[str, str, str]] = (),
+                       remove: Iterable[tuple[str, str]] = (), clear: bool = False,
+                       clear_type: str | None = None,
+                       adopt: Callable[[], Iterable[tuple[str, str, str]]] | None = None,
+                       ) -> Iterator[None]:
+        """Record a change of one context's entries; it commits when the block ends and is
+        rolled back if the block raises.
+
+        The context cache writes Redis inside the block, so the catalog and Redis change
+        together and concurrent writers reach both in the same order. ``put``: ``(type,
+        key, record)`` to insert or replace; ``remove``: ``(type, key)``; ``clear``: drop
+        every entry first (of ``clear_type`` only, if given). The context stays recorded
+        (with no entries) after a clear, so its Redis copy is known to be empty. ``adopt``:
+        called, first, when the context is not recorded yet; the ``(type, key, record)`` it
+        returns (entries Redis held before contexts were recorded) are recorded before the
+        change, so recording starts from the whole context.
+        """
+        try:
+            with self._transaction() as db:
+                if adopt is not None and db.execute("SELECT 1 FROM contexts WHERE id=?",
+                                                    (context_id,)).fetchone() is None:
+                    db.executemany(
+                        "INSERT INTO context_entries (context, type, key, record) "
+                        "VALUES (?,?,?,?)", [(context_id, t, k, r) for t, k, r in adopt()])
+                db.execute(
+                    "INSERT INTO contexts (id, changes, updated) VALUES (?, 1, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET changes = contexts.changes + 1, "
+                    "updated = excluded.updated", (context_id, time.time()))
+                if clear and clear_type is None:
+                    db.execute("DELETE FROM context_entries WHERE context=?", (context_id,))
+                elif clear:
+                    db.execute("DELETE FROM context_entries WHERE context=? AND type=?",
+                               (context_id, clear_type))
+                db.executemany("DELETE FROM context_entries WHERE context=? AND type=? AND key=?",
+                               [(context_id, t, k) for t, k in remove])
+                db.executemany(
+                    "INSERT INTO context_entries (context, type, key, record) VALUES (?,?,?,?) "
+                    "ON CONFLICT (context, type, key) DO UPDATE SET record = excluded.record",
+                    [(context_id, t, k, r) for t, k, r in put])
+                yield
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(
+                f"could not record the change of context {context_id!r} in the catalog "
+                f"{str(self.path)!r}: {exc}. Check the catalog's disk and permissions, then "
+                "retry; cf.recover(apply=True) puts Redis back in step with the catalog"
+            ) from exc
+
+    def context_ids(self) -> list[str]:
+        """The recorded contexts, sorted (those cleared to no entries too)."""
+        with self._connect("read") as db:
+            return [r[0] for r in db.execute("SELECT id FROM contexts ORDER BY id")]
+
+    def context_entries(self, context_id: str) -> dict[tuple[str, str], str] | None:
+        """The recorded entries of one context: ``(type, key)`` → JSON record; None if the
+        context is not recorded at all."""
+        with self._connect("read") as db:
+            if db.execute("SELECT 1 FROM contexts WHERE id=?", (context_id,)).fetchone() is None:
+                return None
+            return {(t, k): r for t, k, r in db.execute(
+                "SELECT type, key, record FROM context_entries WHERE context=?",
+                (context_id,))}
