@@ -536,6 +536,7 @@ class Catalog:
         returns (entries Redis held before contexts were recorded) are recorded before the
         change, so recording starts from the whole context.
         """
+        block = False  # whether the error came from the block (Redis), not the catalog
         try:
             with self._transaction() as db:
                 if adopt is not None and db.execute("SELECT 1 FROM contexts WHERE id=?",
@@ -558,8 +559,12 @@ class Catalog:
                     "INSERT INTO context_entries (context, type, key, record) VALUES (?,?,?,?) "
                     "ON CONFLICT (context, type, key) DO UPDATE SET record = excluded.record",
                     [(context_id, t, k, r) for t, k, r in put])
+                block = True
                 yield
-        except sqlite3.Error as exc:
+                block = False
+        except (sqlite3.Error, BackendUnavailableError, CatalogCorruptionError) as exc:
+            if block:
+                raise
             raise BackendUnavailableError(
                 f"could not record the change of context {context_id!r} in the catalog "
                 f"{str(self.path)!r}: {exc}. Check the catalog's disk and permissions, then "
