@@ -14,6 +14,8 @@ Modes (first argument):
     ``ckpt-done N``, ``commit-start``, ``commit-tx``, ``commit-done``, ``publish-done``)
     and ``done ROWS`` at the end. CF_PAUSE=STEP:K sleeps after the K-th STEP line of this
     run, so the test's kill lands exactly there.
+``ingest-files ID URL``
+    As ``ingest``, from the CSV/Parquet/Arrow files of URL (a path or glob) instead.
 ``hold-lock ID``
     Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
 ``server-info [ID...]``
@@ -179,6 +181,15 @@ def main(argv: list[str]) -> int:
         install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
         say("start")
         ds = client.ingest(df, dataset_id, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
+                           mode="resume", wait=True, progress=False,
+                           workers=int(os.environ.get("CF_WORKERS", "2")))
+        say(f"done {len(ds)}")
+        return 0
+    if mode == "ingest-files":
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.ingest(argv[3], argv[2], chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
                            mode="resume", wait=True, progress=False,
                            workers=int(os.environ.get("CF_WORKERS", "2")))
         say(f"done {len(ds)}")

@@ -29,7 +29,7 @@ from chunkframe.core.errors import (
     SchemaMismatchError,
     VersionNotFoundError,
 )
-from chunkframe.storage.catalog import Catalog
+from chunkframe.storage.catalog import _MIGRATIONS, Catalog
 
 WRITER = textwrap.dedent("""
     import sys
