@@ -28,6 +28,8 @@ The hooks wrap chunkframe functions inside this process only; the library is unc
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -58,6 +60,30 @@ def source_frame(rows: int, seed: int = 20240601) -> pd.DataFrame:
             rng.random(rows) < 0.1),
         "label": pd.array([f"r{i % 997}" for i in range(rows)], dtype="str"),
     })
+
+
+def kill_at(args: list[str], env: dict[str, str], pause: str) -> None:
+    """Run this worker with ``args`` and ``env`` (CF_PAUSE=``pause``) and SIGKILL it once it
+    prints the step ``pause`` names (``"ckpt-done:5"``: the 5th checkpoint), within 60 s."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], env={**env, "CF_PAUSE": pause},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        step, k = pause.split(":")
+        seen = 0
+        for line in proc.stdout:
+            if line.split(" ")[0] == step:
+                seen += 1
+                if seen == int(k):
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == -signal.SIGKILL
 
 
 class Steps:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from crash_worker import kill_at
 from frames import all_dtypes, sensors
 
 import chunkframe as cf
@@ -160,26 +157,8 @@ def _kill_mid_ingest(tmp_path: Path, redis_url: str, prefix: str, args: list[str
     env = dict(os.environ, CF_REDIS=redis_url, CF_PREFIX=prefix,
                CF_STORE=str(tmp_path / "store"), CF_CATALOG=str(tmp_path / "catalog.db"),
                CF_HOME=str(tmp_path), CF_ROWS="20000", CF_CHUNK_ROWS=str(CHUNK),
-               CF_LOCK_TTL="30", CF_WORKERS="1", CF_PAUSE=pause)
-    proc = subprocess.Popen([sys.executable, str(HERE / "crash_worker.py"), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    watchdog = threading.Timer(60, proc.kill)
-    watchdog.start()
-    try:
-        assert proc.stdout is not None
-        step, k = pause.split(":")
-        seen = 0
-        for line in proc.stdout:
-            if line.split(" ")[0] == step:
-                seen += 1
-                if seen == int(k):
-                    break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-    finally:
-        watchdog.cancel()
-    assert proc.returncode == -signal.SIGKILL
+               CF_LOCK_TTL="30", CF_WORKERS="1")
+    kill_at(args, env, pause)
 
 
 def _uninterrupted(tmp_path: Path, redis_url: str, prefix: str, source: str) -> list[tuple]:
