@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -141,8 +142,6 @@ def test_an_unreadable_record_is_a_source_error():
 
 
 def test_a_catalog_from_before_sources_gets_their_table(tmp_path):
-    import sqlite3
-
     path = tmp_path / "old.db"
     Catalog(path)
     with sqlite3.connect(path) as db:
@@ -359,3 +358,44 @@ def test_cli_verify_repair(client, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert not doc["ok"] and "is gone" in doc["repair"][0]["detail"]
     assert np.array_equal([r["chunk"] for r in doc["repair"]], [1])
+
+
+def test_repair_from_a_csv_on_s3_into_an_s3_store(s3_client, s3_bucket, s3_options):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_options)
+    df = sensors(6_000)
+    url = f"s3://{s3_bucket}/raw/readings.csv"
+    with fs.open(url, "wb") as f:
+        f.write(df.to_csv(index=False).encode())
+    ds = s3_client.ingest(url, "remote", chunk_rows=CHUNK, progress=False)
+    record = SourceRecord.from_json(s3_client.catalog.sources("remote", 1)[0])
+    assert [f.url for f in record.files] == [url] and record.files[0].rows == (0, 6_000)
+    before = table_of(s3_client, "remote")
+    key = s3_client.catalog.chunks("remote", 1)[1].key
+    obj = f"s3://{s3_bucket}/chunks/{key}"
+    data = bytearray(fs.cat(obj))
+    data[len(data) // 2] ^= 0x5A
+    fs.pipe(obj, bytes(data))
+    report = ds.verify(progress=False, repair=True)
+    assert report["repaired"].tolist() == [True], report.to_dict("records")
+    assert table_of(s3_client, "remote") == before and not fs.exists(obj)
+    assert ds.verify(progress=False).empty
+    fs.pipe(url, df.iloc[:10].to_csv(index=False).encode())  # the source replaced
+    fs.invalidate_cache()
+    key = s3_client.catalog.chunks("remote", 1)[2].key
+    fs.pipe(f"s3://{s3_bucket}/chunks/{key}", b"garbage")
+    report = ds.verify(progress=False, repair=True)
+    assert report["repaired"].tolist() == [False]
+    assert f"source {url} changed since it was ingested (size" in report["detail"][0]
+
+
+def test_a_chunk_without_a_recorded_source_is_reported(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    ds = client.ingest(glob, "csv", chunk_rows=CHUNK, progress=False)
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # as before sources were recorded
+        db.execute("DELETE FROM sources")
+    flip_byte(tmp_path, client, "csv", 0)
+    report = ds.verify(progress=False, repair=True)
+    assert report["repaired"].tolist() == [False]
+    assert report["detail"][0].startswith("no source is recorded for it")
