@@ -25,7 +25,6 @@ from chunkframe.ingestion.provenance import (
 )
 from chunkframe.storage.catalog import Catalog
 
-HERE = Path(__file__).parent
 CHUNK = 2_000
 
 
