@@ -138,11 +138,11 @@ def install_hooks(step: Steps) -> None:
             if getattr(in_commit, "on", False):
                 step("commit-tx")  # statements done, COMMIT not yet run
 
-    def commit(self, meta, chunks, fence, kind="ingest"):
+    def commit(self, meta, chunks, fence, kind="ingest", **more):
         step("commit-start")
         in_commit.on = True
         try:
-            orig_commit(self, meta, chunks, fence, kind)
+            orig_commit(self, meta, chunks, fence, kind, **more)
         finally:
             in_commit.on = False
         step("commit-done")

@@ -122,8 +122,8 @@ class Recoverer:
                 return None
             if gone:
                 done = status.get("done", "0")
-                stopped = f"{status.get('op', 'ingest')} of generation {gen} stopped with {done} " \
-                          f"chunks checkpointed: {gone}"
+                stopped = (f"{status.get('op', 'ingest')} of generation {gen} stopped with "
+                           f"{done} chunks checkpointed: {gone}")
                 why = self._why_not_resumable(status)
                 if why is None:
                     out.append(Problem(
