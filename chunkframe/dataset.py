@@ -18,6 +18,7 @@ from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
 from .core.units import format_bytes
+from .display.reprs import mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.partitions import to_dask
 from .read.reader import (
@@ -886,7 +887,7 @@ class Dataset:
                 f"last values of dataset {self.id!r} are kept for its current version only, "
                 f"not for version {self._pinned}; open the current one with "
                 f"cf.open({self.id!r}), or compute them from this version's to_pandas()")
-        return self._client.last_values.last(self.id, device, columns)
+        return mark(self._client.last_values.last(self.id, device, columns), "last", self.id)
 
     def delete(self, device: Any = None, columns: Sequence[str] | str | None = None, *,
                date_range: Any = None, start: Any = None, end: Any = None) -> DeleteResult:

@@ -16,6 +16,9 @@ Modes (first argument):
     run, so the test's kill lands exactly there.
 ``ingest-files ID URL``
     As ``ingest``, from the CSV/Parquet/Arrow files of URL (a path or glob) instead.
+``append ID OFFSET``
+    Append the source frame of CF_ROWS rows, its ``id`` shifted by OFFSET, to dataset ID
+    (env and hooks as for ``ingest``); prints ``done ROWS`` (the dataset's new size).
 ``hold-lock ID``
     Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
 ``server-info [ID...]``
@@ -218,6 +221,17 @@ def main(argv: list[str]) -> int:
         ds = client.ingest(argv[3], argv[2], chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
                            mode="resume", wait=True, progress=False,
                            workers=int(os.environ.get("CF_WORKERS", "2")))
+        say(f"done {len(ds)}")
+        return 0
+    if mode == "append":
+        df = source_frame(int(os.environ.get("CF_ROWS", "200000")))
+        df["id"] += int(argv[3])
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.open(argv[2]).append(
+            df, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")), progress=False,
+            wait=True, workers=int(os.environ.get("CF_WORKERS", "2")))
         say(f"done {len(ds)}")
         return 0
     if mode == "hold-lock":

@@ -37,7 +37,7 @@ from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
 from .evolve import evolve_schema
 from .provenance import SourceRecord, finished, record_of
-from .sources import ITERATOR_FINGERPRINT, Source, conform, open_source
+from .sources import ITERATOR_FINGERPRINT, Source, check_kinds, conform, open_source
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
@@ -409,6 +409,7 @@ def _ingest_locked(
 def conform_appended(table: pa.Table, schema: pa.Schema, dataset_id: str) -> pa.Table:
     """``table`` cast to the dataset's ``schema`` for an append, or a
     :class:`SchemaMismatchError` naming the column and the fixes."""
+    check_kinds(table, schema, f"the data appended to dataset {dataset_id!r}")
     try:
         return conform(table, schema, "the appended data")
     except SchemaMismatchError as exc:

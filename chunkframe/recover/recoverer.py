@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..core.errors import ChunkFrameError, SourceError, StateCorruptionError
+from ..core.errors import ChunkFrameError, InvalidDatasetIdError, SourceError, StateCorruptionError
 from ..core.keys import generation_prefix
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
 from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
 from ..ingestion.provenance import SourceRecord, reopen, why_not_readable
 from ..storage.state import Holder
+from .restore import Restorable, restorable, restore
 
 if TYPE_CHECKING:
     from ..read.reader import Reader
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["PROBLEMS", "Problem", "Recoverer"]
 
 PROBLEMS = ("interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
-            "redis_state_corrupt", "orphan_files", "corrupt_chunk")
-"""The kinds of problem the recoverer reports, in the order it repairs them."""
+            "redis_state_corrupt", "orphan_files", "corrupt_chunk", "catalog_unreadable")
+"""The kinds of problem the recoverer reports, in the order it repairs them
+(``catalog_unreadable`` first of all: the other checks read the restored catalog)."""
 
 COLUMNS = ["dataset", "problem", "action", "detail", "applied"]
 
@@ -61,6 +63,17 @@ class Recoverer:
         notebooks and terminals)."""
         found = self.find(verify, progress)
         rows = []
+        restores = [p for p in found if p.problem == "catalog_unreadable"]
+        if apply and restores:  # first; then what is left, against the restored catalog
+            rows += self._repair(restores, apply)
+            found = [p for p in self.find(verify, progress) if p.problem != "catalog_unreadable"]
+        rows += self._repair(found, apply)
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    @staticmethod
+    def _repair(found: list[Problem], apply: bool) -> list[tuple[str, str, str, str, bool]]:
+        """Report rows of ``found``, each repaired first if ``apply`` (in PROBLEMS order)."""
+        rows = []
         for p in sorted(found, key=lambda p: (PROBLEMS.index(p.problem), p.dataset)):
             applied, detail = False, p.detail
             if apply and p.fix is not None:
@@ -70,7 +83,7 @@ class Recoverer:
                 except ChunkFrameError as exc:  # e.g. a live writer took the lock meanwhile
                     detail = f"{detail}; not applied: {exc}"
             rows.append((p.dataset, p.problem, p.action, detail, applied))
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return rows
 
     def find(self, verify: bool = False, progress: bool | None = False) -> list[Problem]:
         """Every problem there is now (nothing is changed)."""
@@ -78,13 +91,20 @@ class Recoverer:
         files: dict[str, list[str]] = {}
         for key in b.store.list(""):
             files.setdefault(key.split("/", 1)[0] if "/" in key else "", []).append(key)
+        damage = b.catalog.damage()
+        if damage is not None:
+            return [self._damaged(damage, files)]
         recorded = set(b.catalog.ids())
+        fresh = not recorded and not b.catalog.claimed()  # created anew: the file was lost
         out: list[Problem] = []
         ids = sorted(recorded | b.state.dataset_ids() | set(files) - {""})
         bar = progress_bar(len(ids), "recover", progress, unit="datasets")
         try:
             for ds in ids:
                 busy = self._ingests(ds, out)
+                if ds not in recorded and self._unrecorded(ds, files.get(ds, []), fresh, out):
+                    bar.update(1)
+                    continue  # its files are its data: not orphans
                 if ds in recorded:
                     out += self._redis_state(ds, busy)
                     if verify:
@@ -96,6 +116,52 @@ class Recoverer:
         if files.get(""):
             out.append(self._orphan_problem("", files[""]))
         return out
+
+    # -- the catalog ----------------------------------------------------------------------
+    def _damaged(self, damage: str, files: dict[str, list[str]]) -> Problem:
+        """The catalog file is missing or damaged: one problem, whose repair moves it aside
+        and restores every dataset Redis or the chunk files hold."""
+        b = self.backends
+        found: list[Restorable] = []
+        lost: list[str] = []
+        for ds in sorted(b.state.dataset_ids() | set(files) - {""}):
+            try:
+                r, why = restorable(b, ds, files.get(ds, []), files_too=True)
+            except InvalidDatasetIdError:
+                continue  # a stray directory in the store: the orphan check names it later
+            if r is not None:
+                found.append(r)
+            elif files.get(ds):
+                lost.append(f"{ds!r} ({why})")
+        said = ", ".join(f"{r.dataset!r} from {r.source}" for r in found) or "nothing"
+        detail = (f"the catalog {str(b.catalog.path)!r}: {damage}; restorable: {said}"
+                  + (f"; not restorable: {', '.join(lost)}" if lost else ""))
+
+        def fix() -> None:
+            b.catalog.move_aside()
+            for r in found:
+                restore(b, r)
+
+        return Problem("", "catalog_unreadable",
+                       "move the file aside (kept as <name>.damaged-<time>) and rebuild the "
+                       "catalog from Redis's committed state and the chunk files", detail, fix)
+
+    def _unrecorded(self, ds: str, keys: list[str], fresh: bool, out: list[Problem]) -> bool:
+        """Report a dataset the (readable) catalog lacks though Redis holds it complete
+        with its chunk files (or, in a catalog created anew, its files name it): True if
+        reported."""
+        r, _ = restorable(self.backends, ds, keys, files_too=fresh)
+        if r is None:
+            return False
+        cur = r.current
+        warn = ("; the files do not record its source's fingerprint, time and device columns "
+                "or deletes" if r.source != "Redis" else "")
+        out.append(Problem(ds, "catalog_unreadable", f"record it in the catalog from {r.source}",
+                           f"the catalog lacks it, but {r.source} hold{'s' * (r.source == 'Redis')}"
+                           f" generation {cur.generation} version {cur.version} ({cur.rows} "
+                           f"rows, {cur.chunks} chunks){warn}",
+                           lambda: restore(self.backends, r)))
+        return True
 
     # -- locks and ingests ----------------------------------------------------------------
     def _ingests(self, ds: str, out: list[Problem]) -> int | None:

@@ -332,7 +332,21 @@ class _Service:
         df = await run_in_threadpool(ds.last, device, columns)
         return self.frame(request, df)
 
+    async def versions(self, request: Request) -> Response:
+        ds = await self.dataset(request.path_params["id"])
+        df = await run_in_threadpool(ds.versions)
+        return self.frame(request, df, "versions")
+
     # -- contexts -----------------------------------------------------------------------------
+    async def find(self, request: Request) -> Response:
+        """Entries of every context having ``?keyword=`` (``cf.find``), optionally ``&type=``."""
+        keyword = request.query_params.get("keyword")
+        if not keyword:
+            raise InvalidArgumentError("find needs ?keyword=WORD (and optionally &type=TYPE)")
+        df = await run_in_threadpool(self.client.find, keyword,
+                                     request.query_params.get("type") or None)
+        return self.frame(request, df, "entries")
+
     async def entries(self, request: Request) -> Response:
         ctx = self.client.context(request.path_params["id"])
         df = await run_in_threadpool(ctx.to_frame, request.query_params.get("type") or None)
@@ -422,6 +436,8 @@ def create_app(client: Client, config: ServiceConfig | None = None) -> Any:
         route("/v1/datasets/{id}/values", svc.values, ["POST"]),
         route("/v1/datasets/{id}/slice", svc.slice),
         route("/v1/datasets/{id}/last", svc.last),
+        route("/v1/datasets/{id}/versions", svc.versions),
+        route("/v1/find", svc.find),
         route("/v1/contexts/{id}/entries", svc.entries),
         route("/v1/contexts/{id}/entries/{type}/{key:path}", svc.entry, ["GET", "PUT", "DELETE"]),
         route("/v1/contexts/{id}/search", svc.search),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import time
@@ -13,8 +14,16 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.errors import BackendUnavailableError, Call, Hint, LockLostError
+from ..core.errors import (
+    BackendUnavailableError,
+    Call,
+    CatalogCorruptionError,
+    ChunkFrameError,
+    Hint,
+    LockLostError,
+)
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
 
 __all__ = ["Catalog", "VERSION_KINDS"]
 
@@ -103,6 +112,17 @@ _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_row
             "compression")
 
 
+_DAMAGE = ("malformed", "not a database", "no such table", "no such column", "encrypted",
+           "decode")
+"""Words of SQLite errors that mean the file is damaged (or was replaced or emptied)."""
+
+
+def _is_io(exc: BaseException) -> bool:
+    """Whether a SQLite error is the disk failing a write (full, or an I/O error)."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("disk I/O" in text or "full" in text)
+
+
 def _has_column_added_by(db: sqlite3.Connection, statement: str) -> bool:
     """Whether ``statement`` is an ``ALTER TABLE t ADD COLUMN c`` whose column exists (a
     catalog that got it otherwise): applying it again would fail."""
@@ -114,27 +134,101 @@ def _has_column_added_by(db: sqlite3.Connection, statement: str) -> bool:
 class Catalog:
     """SQLite catalog; a dataset is visible only once its chunk table is committed with it."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, modes: Modes = OWNER_ONLY):
+        """Open (creating it, and its directory, with ``modes``: owner-only by default) and
+        migrate the catalog at ``path``. SQLite gives its -wal and -shm files the mode of the
+        database file; an existing file keeps its mode."""
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
-        except (sqlite3.Error, OSError) as exc:
+            make_dirs(self.path.parent, modes.dirs)
+            create_file(self.path, modes.files)
+        except OSError as exc:
             raise BackendUnavailableError(
                 f"cannot open the catalog {str(self.path)!r}: {exc}; check the path and its "
                 "permissions, or set CHUNKFRAME_CATALOG"
             ) from exc
+        try:
+            self._create()
+        except CatalogCorruptionError:
+            pass  # every operation says so, and `chunkframe recover --apply` restores it
+
+    def _create(self) -> None:
+        """Create the file and its tables if missing, switch to WAL and migrate, writing
+        only what is needed: a read-only client of an up-to-date catalog writes nothing."""
+        if not self._is_wal():
+            with self._connect("rwc") as db:
+                db.execute("PRAGMA journal_mode=WAL")
+        with self._connect("read") as db:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+        if current < len(_MIGRATIONS):
+            self._migrate()
+
+    def _is_wal(self) -> bool:
+        """Whether the file is in WAL mode already (its header says so: asking SQLite would
+        need the WAL index, which a full disk cannot hold)."""
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(20)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._unusable(exc) from exc
+        return len(header) == 20 and header[18] == 2
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def _connect(self, mode: str = "rw") -> Iterator[sqlite3.Connection]:
+        """A connection; ``mode`` "rwc" creates a missing file, "rw" does not (a catalog
+        deleted under a running client is reported, not silently re-created empty), "read"
+        falls back to reading the file as it is when SQLite cannot open its WAL index (a
+        full disk): read-only clients keep working. Every SQLite error becomes a
+        :class:`CatalogCorruptionError` or :class:`BackendUnavailableError` naming the file."""
+        try:
+            db = self._open("rwc" if mode == "rwc" else "rw")
+            if mode == "read":
+                try:
+                    db.execute("PRAGMA schema_version").fetchone()  # opens the WAL index
+                except sqlite3.OperationalError as exc:
+                    if not _is_io(exc):
+                        raise
+                    db.close()
+                    db = self._open("ro&immutable=1")
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
         try:
             db.execute("PRAGMA synchronous=FULL")
             yield db
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise self._unusable(exc) from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            if mode != "read":
+                raise
+            raise CatalogCorruptionError(str(self.path), f"a value in it is unreadable: {exc!r}"
+                                         ) from exc
         finally:
             db.close()
+
+    def _open(self, mode: str) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?mode={mode}"
+        return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+
+    def _unusable(self, exc: BaseException) -> ChunkFrameError:
+        """The error to raise for a SQLite failure ``exc``: damage the recoverer repairs, or
+        a catalog that cannot be reached now."""
+        if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None:
+            exc = exc.__cause__  # pandas wraps the sqlite3 error
+        text = str(exc)
+        where = str(self.path)
+        if not self.path.exists():
+            return CatalogCorruptionError(where, "the file is missing")
+        if any(sign in text for sign in _DAMAGE):
+            return CatalogCorruptionError(where, text)
+        if _is_io(exc):
+            return BackendUnavailableError(
+                f"cannot write the catalog {where!r}: {text} (is the disk under it full?); "
+                "free space there and run again (reading datasets still works)")
+        return BackendUnavailableError(
+            f"cannot use the catalog {where!r}: {text}; check the path and its permissions, "
+            "or set CHUNKFRAME_CATALOG; if the file is damaged, run `chunkframe recover --apply`")
 
     def _migrate(self) -> None:
         """Apply the schema changes this catalog has not seen, each in one transaction."""
@@ -157,7 +251,8 @@ class Catalog:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
 
     def reserve_generation(self, dataset_id: str) -> int:
@@ -182,7 +277,7 @@ class Catalog:
 
     def fence(self, dataset_id: str) -> int:
         """The latest fencing token claimed for the dataset (0 if none was)."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
         return int(row[0]) if row else 0
 
@@ -236,7 +331,7 @@ class Catalog:
     def sources(self, dataset_id: str, generation: int) -> list[str]:
         """The recorded sources (``SourceRecord`` JSON) of the versions that wrote chunks
         of ``generation``, newest first."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             return [r[0] for r in db.execute(
                 "SELECT record FROM sources WHERE dataset=? AND generation=? "
                 "ORDER BY version DESC", (dataset_id, generation))]
@@ -280,7 +375,7 @@ class Catalog:
                 self._record_version(db, meta, "delete", now)
 
     def get(self, dataset_id: str) -> DatasetMeta | None:
-        with self._connect() as db:
+        with self._connect("read") as db:
             return self._get(db, dataset_id)
 
     @staticmethod
@@ -306,7 +401,7 @@ class Catalog:
     def versions(self, dataset_id: str) -> pd.DataFrame:
         """The recorded versions of a dataset, oldest first: version, kind, rows, generation,
         committed_at (UTC)."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             df = pd.read_sql_query(
                 "SELECT version, kind, rows, generation, committed_at FROM versions "
                 "WHERE dataset=? ORDER BY version", db, params=(dataset_id,))
@@ -317,7 +412,7 @@ class Catalog:
                 ) -> DatasetMeta | None:
         """The metadata of ``version``, or of the last version committed at or before
         ``as_of`` (ns since the epoch); None if no such version is recorded."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             if version is not None:
                 row = db.execute("SELECT meta FROM versions WHERE dataset=? AND version=?",
                                  (dataset_id, version)).fetchone()
@@ -325,11 +420,11 @@ class Catalog:
                 row = db.execute(
                     "SELECT meta FROM versions WHERE dataset=? AND committed_at<=? "
                     "ORDER BY version DESC LIMIT 1", (dataset_id, as_of)).fetchone()
-        return None if row is None else DatasetMeta.from_mapping(json.loads(row[0]))
+            return None if row is None else DatasetMeta.from_mapping(json.loads(row[0]))
 
     def generations(self, dataset_id: str) -> set[int]:
         """The generations whose chunks the catalog still records (current and kept ones)."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             return {r[0] for r in db.execute(
                 "SELECT DISTINCT generation FROM chunks WHERE dataset=?", (dataset_id,))}
 
@@ -356,26 +451,88 @@ class Catalog:
         return gone
 
     def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:
-        with self._connect() as db:
+        with self._connect("read") as db:
             rows = db.execute(
                 "SELECT chunk,start,rows,key,checksum,nbytes,stats,ranges FROM chunks "
                 "WHERE dataset=? AND generation=? ORDER BY chunk",
                 (dataset_id, generation),
             ).fetchall()
-        return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
-                for c, s, r, k, cs, n, st, rg in rows]
+            return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
+                    for c, s, r, k, cs, n, st, rg in rows]
 
     def ids(self) -> list[str]:
-        with self._connect() as db:
+        with self._connect("read") as db:
             return [r[0] for r in db.execute(
                 "SELECT id FROM datasets WHERE state='complete' ORDER BY id")]
 
     def table(self) -> pd.DataFrame:
         """All complete datasets, one row each (what ``cf.datasets()`` shows)."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             df = pd.read_sql_query(
                 "SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
                 "time_column, device_column, created, updated FROM datasets ORDER BY id", db)
         for col in ("created", "updated"):
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
         return df
+
+    # -- restoring a damaged or missing catalog (the recoverer) ---------------------------
+    def damage(self) -> str | None:
+        """What is wrong with the catalog (its file missing, not a database, failing SQLite's
+        ``quick_check``, tables missing, a value unreadable), or None when it is sound.
+        Reads everything it records; changes nothing."""
+        if not self.path.exists():
+            return "the file is missing"
+        try:
+            with self._connect("read") as db:
+                found = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+            if found != ["ok"]:
+                return f"SQLite's quick_check found: {'; '.join(found[:3])}"
+            for dataset_id in self.ids():
+                record = self.get(dataset_id)
+                self.versions(dataset_id)
+                for generation in self.generations(dataset_id):
+                    self.chunks(dataset_id, generation)
+                if record is not None:
+                    self.fence(dataset_id)
+            self.table()
+        except CatalogCorruptionError as exc:
+            return exc.damage
+        return None
+
+    def move_aside(self) -> Path | None:
+        """Rename the damaged catalog file (and its WAL files) to
+        ``<name>.damaged-<UTC time>`` -- kept for inspection, never deleted -- and create an
+        empty catalog in its place. Returns the file's new name (None if it was missing)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside, n = self.path.with_name(f"{self.path.name}.damaged-{stamp}"), 1
+        while aside.exists():
+            aside, n = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{n}"), n + 1
+        moved = None
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    os.replace(side, aside.with_name(aside.name + suffix))
+                    moved = moved or (aside if suffix == "" else None)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"cannot move the damaged catalog {str(self.path)!r} aside to {str(aside)!r}: "
+                f"{exc}; free space or fix permissions there, then run `chunkframe recover "
+                "--apply` again") from exc
+        self._create()
+        return moved
+
+    def claimed(self) -> set[str]:
+        """Every dataset a writer ever claimed (a fencing token is recorded): empty for a
+        catalog created anew, even if the store holds chunks."""
+        with self._connect("read") as db:
+            return {r[0] for r in db.execute("SELECT dataset FROM fences")}
+
+    def raise_generation(self, dataset_id: str, generation: int) -> None:
+        """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
+        before it) again: a restored catalog learns the generations the store holds."""
+        with self._transaction() as db:
+            row = db.execute("SELECT last FROM generations WHERE dataset=?", (dataset_id,)).fetchone()
+            if row is None or row[0] < generation:
+                db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)",
+                           (dataset_id, generation))

@@ -25,6 +25,7 @@ from ..core.errors import (
 )
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
+from ..core.permissions import OWNER_ONLY, Modes
 
 __all__ = ["connect_redis", "redis_url_of", "DatasetLock", "Holder", "State"]
 
@@ -37,12 +38,13 @@ def redis_url_of(client: redis.Redis) -> str:
     return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
-def connect_redis(url: str | None, home: Path) -> redis.Redis:
-    """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None."""
+def connect_redis(url: str | None, home: Path, modes: Modes = OWNER_ONLY) -> redis.Redis:
+    """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None
+    (its files created with ``modes``)."""
     if url is None:
         from .embedded import ensure_server
 
-        url = ensure_server(home)
+        url = ensure_server(home, modes=modes)
     try:
         # a socket timeout: a hung server becomes an error, never a reader blocked forever
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
@@ -158,6 +160,7 @@ class DatasetLock:
         self.token = Holder.me().token()  # random, and says who holds the lock
         self.fence = 0
         self._renewed = 0.0  # monotonic time the lock was last taken or extended
+        self._borrowed = False  # another process holds it and renews it (a Dask task's view)
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,7 +176,7 @@ class DatasetLock:
         the holder's own. Not renewed nor released here; :meth:`check` asks Redis once the
         last answer is ``ttl / 2`` old."""
         lock = cls(client, keys, dataset_id, ttl)
-        lock.token, lock.fence = token, fence
+        lock.token, lock.fence, lock._borrowed = token, fence, True
         return lock
 
     # -- public API: local state first, then Redis -------------------------------------
@@ -216,7 +219,7 @@ class DatasetLock:
         now, so a writer that slept past its TTL writes nothing more."""
         if not self._lost.is_set() and mod_time.monotonic() - self._renewed > self.ttl / 2:
             try:
-                if self.do_extend():
+                if self.do_extend() if not self._borrowed else self.held():
                     self._renewed = mod_time.monotonic()
                 else:
                     self._lost.set()
@@ -259,6 +262,11 @@ class DatasetLock:
                 f"cannot take the lock of {self.dataset_id!r} in Redis at "
                 f"{redis_url_of(self.client)!r}: {exc}"
             ) from exc
+
+    def held(self) -> bool:
+        """Whether Redis says the lock is held with this token now (nothing is extended:
+        a borrower must not keep a dead holder's lock alive)."""
+        return self.client.get(self.keys.lock) == self.token.encode()
 
     def do_extend(self) -> bool:
         return bool(self._extend(keys=[self.keys.lock], args=[self.token, int(self.ttl * 1000)]))
@@ -485,8 +493,14 @@ class State:
     def raise_fence(self, dataset_id: str, floor: int) -> int:
         """Raise the fencing counter to ``floor`` (the catalog's latest token) if it is below
         (or unreadable): after Redis lost it, the next lock must not be refused."""
-        return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
-                                    floor))  # type: ignore[arg-type]
+        try:
+            return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
+                                        floor))  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise BackendUnavailableError(
+                f"cannot update the fencing counter of {dataset_id!r} in Redis at {self.url!r}: "
+                f"{exc}; start that server (or fix CHUNKFRAME_REDIS_URL) and run again"
+            ) from exc
 
     def fence(self, dataset_id: str) -> int | None:
         """The fencing counter (None when absent, -1 when unreadable)."""
