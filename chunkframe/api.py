@@ -177,17 +177,19 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
     Parameters
     ----------
     apply : bool, default False
-        Repair what can be repaired safely: abandon interrupted ingests (their files and
-        status), release stale locks, rebuild Redis's metadata, chunk tables and fencing
-        counters from the catalog, delete orphan files, rebuild contexts (and their
-        keywords in the ``find`` index) from the catalog's durable copy, record contexts
-        only Redis holds, rebuild last values from the chunk files, restore a missing or
-        damaged catalog (the damaged file is kept as ``<name>.damaged-<time>``) from
-        Redis's committed state, else from the chunk files' own metadata. A dry run changes
-        nothing.
+        Repair what can be repaired safely: resume an interrupted ingest from its recorded
+        source files when they are unchanged (it ends as an uninterrupted ingest would),
+        else abandon it (its files and status; the report says why), release stale
+        locks, rebuild Redis's metadata, chunk tables and fencing counters from the
+        catalog, delete orphan files, rebuild contexts (and their keywords in the ``find``
+        index) from the catalog's durable copy, record contexts only Redis holds, rebuild
+        last values from the chunk files, restore a missing or damaged catalog (the damaged
+        file is kept as ``<name>.damaged-<time>``) from Redis's committed state, else from
+        the chunk files' own metadata. A dry run changes nothing.
     verify : bool, default False
         Also read every chunk of every dataset and report those that fail their checksum or
-        whose file names another chunk (``corrupt_chunk``; never repaired automatically).
+        whose file names another chunk (``corrupt_chunk``; not repaired here: see
+        ``ds.verify(repair=True)``).
     progress : bool, optional
         A bar over the datasets checked, with their total (None: only in notebooks and
         terminals).

@@ -138,8 +138,8 @@ class Client:
         if not isinstance(apply, bool) or not isinstance(verify, bool):
             raise InvalidArgumentError(
                 f"apply and verify must be True or False, got apply={apply!r}, verify={verify!r}")
-        report = Recoverer(self.backends, self.reader, self.last_values,
-                           self.contexts_cache).run(apply=apply, verify=verify, progress=progress)
+        report = Recoverer(self.backends, self.reader, self.last_values, self.contexts_cache,
+                           self.commit_hooks).run(apply=apply, verify=verify, progress=progress)
         if apply and report["applied"].any():
             self.reader.clear()  # snapshots of the state before the repairs
         return report

@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from ..core.errors import Arg, Hint, SchemaMismatchError, SourceError
 from ..storage.codec import encode, to_arrow
 
-__all__ = ["Source", "open_source", "list_files", "check_columns", "conform", "check_kinds",
-           "kind_of", "ITERATOR_FINGERPRINT"]
+__all__ = ["Source", "open_source", "files_source", "format_of", "list_files", "check_columns",
+           "conform", "check_kinds", "kind_of", "ITERATOR_FINGERPRINT"]
 
 ITERATOR_FINGERPRINT = "frames:iterator:"
 
@@ -51,6 +51,9 @@ class Source:
     total: int | None = None
     unit: str = "rows"
     done: Callable[[], int] | None = dataclass_field(default=None, repr=False)
+    fs: Any = dataclass_field(default=None, repr=False)  # files: their file system, paths,
+    paths: list[str] = dataclass_field(default_factory=list)  # and the rows each one gave
+    file_rows: dict[str, int] = dataclass_field(default_factory=dict)  # (counted as read)
 
     def chunks(self, chunk_rows: int) -> Iterator[pa.Table]:
         """Cut the source into tables of exactly ``chunk_rows`` rows (the last may be shorter).
@@ -319,7 +322,8 @@ def _frames(frames: Iterable[pd.DataFrame]) -> Iterator[pa.Table]:
         yield table
 
 
-def _format_of(path: str) -> str:
+def format_of(path: str) -> str:
+    """The format (csv, parquet, arrow) a file's name says, else :class:`SourceError`."""
     lower = path.lower()
     for ext in sorted(_FORMATS, key=len, reverse=True):
         if lower.endswith(ext):
@@ -466,7 +470,7 @@ def list_files(url: str, storage_options: dict[str, Any]) -> tuple[Any, list[str
 
 def _known(path: str) -> bool:
     try:
-        _format_of(path)
+        format_of(path)
         return True
     except SourceError:
         return False
@@ -474,14 +478,21 @@ def _known(path: str) -> bool:
 
 def _file_source(url: str, storage_options: dict[str, Any]) -> Source:
     fs, paths = list_files(url, storage_options)
+    return files_source(fs, paths, f"{url!r} ({len(paths)} file{'s' * (len(paths) != 1)})")
+
+
+def files_source(fs: Any, paths: list[str], description: str) -> Source:
+    """The files ``paths`` of ``fs``, read in this order as one source (what an ingest of a
+    URL or glob reads, and what resume and repair re-read from a recorded list)."""
     h = hashlib.sha256()
     for p in paths:
         info = fs.info(p)
         h.update(repr((p, info.get("size"), info.get("mtime") or info.get("LastModified")
                        or info.get("ETag"))).encode())
-    fmts = {p: _format_of(p) for p in paths}
+    fmts = {p: format_of(p) for p in paths}
     sizes = {p: int(fs.info(p).get("size") or 0) for p in paths}
     reading: dict[str, Any] = {"before": 0, "raw": None}  # bytes of the files done; the open one
+    file_rows: dict[str, int] = {}
 
     def done() -> int:
         raw = reading["raw"]
@@ -490,8 +501,10 @@ def _file_source(url: str, storage_options: dict[str, Any]) -> Source:
     def batches() -> Iterator[pa.Table | pa.RecordBatch]:
         schema: pa.Schema | None = None
         reading["before"] = 0
+        file_rows.clear()
         for p in paths:
             where = f"file {p!r}"
+            file_rows[p] = 0
             for part in _read_file(fs, p, fmts[p], lambda raw: reading.update(raw=raw)):
                 table = part if isinstance(part, pa.Table) else pa.Table.from_batches([part])
                 check_columns(table.schema.names, where)
@@ -499,14 +512,16 @@ def _file_source(url: str, storage_options: dict[str, Any]) -> Source:
                     schema = table.schema
                 else:
                     table = conform(table, schema, where)
+                file_rows[p] += table.num_rows
                 yield table
             reading.update(before=reading["before"] + sizes[p], raw=None)
 
-    description = f"{url!r} ({len(paths)} file{'s' * (len(paths) != 1)})"
     fingerprint = "files:" + h.hexdigest()[:32]
     if "csv" in fmts.values():  # rows unknown before parsing: count bytes
-        return Source(description, fingerprint, batches, sum(sizes.values()), "B", done)
-    return Source(description, fingerprint, batches, _count_rows(fs, paths, fmts))
+        return Source(description, fingerprint, batches, sum(sizes.values()), "B", done, fs,
+                      list(paths), file_rows)
+    return Source(description, fingerprint, batches, _count_rows(fs, paths, fmts), fs=fs,
+                  paths=list(paths), file_rows=file_rows)
 
 
 def _count_rows(fs: Any, paths: list[str], fmts: dict[str, str]) -> int | None:
@@ -526,6 +541,8 @@ def _count_rows(fs: Any, paths: list[str], fmts: dict[str, str]) -> int | None:
 
 def open_source(source: Any, storage_options: dict[str, Any] | None = None) -> Source:
     """Wrap any supported source; raises :class:`SourceError` naming what is wrong."""
+    if isinstance(source, Source):
+        return source  # already opened (a recorded source re-read by resume or repair)
     if isinstance(source, pd.DataFrame):
         df = source
         check_columns(df.columns, "the DataFrame")

@@ -6,18 +6,19 @@ last-value data against the dataset versions the catalog records (rebuilt from t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..core.errors import ChunkFrameError, InvalidDatasetIdError, StateCorruptionError
+from ..core.errors import ChunkFrameError, InvalidDatasetIdError, SourceError, StateCorruptionError
 from ..core.keys import generation_prefix
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
-from ..ingestion.pipeline import discard_interrupted
+from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
+from ..ingestion.provenance import SourceRecord, reopen, why_not_readable
 from ..storage.state import Holder
 from .restore import Restorable, restorable, restore
 
@@ -55,15 +56,16 @@ class Recoverer:
     """Compares each dataset's Redis state and chunk files with the catalog.
 
     Given the parts it uses: the :class:`~chunkframe.storage.backends.Backends` (Redis
-    state, store, catalog, the write lock) and the :class:`~chunkframe.read.reader.Reader`
-    (to verify chunks); with ``last_values`` (:class:`~chunkframe.lastcache.LastValues`)
-    and ``contexts`` (a :class:`~chunkframe.contextcache.ContextCache` with its durable
-    record) it checks and rebuilds those too. A dry run (:meth:`find`) changes nothing.
+    state, store, catalog, the write lock), the :class:`~chunkframe.read.reader.Reader`
+    (to verify chunks) and the commit ``hooks`` a resumed ingest calls (last values); with
+    ``last_values`` (:class:`~chunkframe.lastcache.LastValues`) and ``contexts`` (a
+    :class:`~chunkframe.contextcache.ContextCache` with its durable record) it checks and
+    rebuilds those too. A dry run (:meth:`find`) changes nothing.
     """
 
     def __init__(self, backends: Backends, reader: Reader, last_values: LastValues | None = None,
-                 contexts: ContextCache | None = None):
-        self.backends, self.reader = backends, reader
+                 contexts: ContextCache | None = None, hooks: Sequence[CommitHook] = ()):
+        self.backends, self.reader, self.hooks = backends, reader, tuple(hooks)
         self.last_values, self.contexts = last_values, contexts
 
     def run(self, apply: bool = False, verify: bool = False, progress: bool | None = None
@@ -234,12 +236,23 @@ class Recoverer:
                                    lambda: self._abandon(ds, status_only=True)))
                 return None
             if gone:
-                out.append(Problem(
-                    ds, "interrupted", "abandon: delete its checkpointed chunk files and its "
-                    "status (the committed dataset, if any, is kept)",
-                    f"{status.get('op', 'ingest')} of generation {gen} stopped with "
-                    f"{status.get('done', '0')} chunks checkpointed: {gone}; to resume it "
-                    "instead, run the same ingest with mode='resume'", lambda: self._abandon(ds)))
+                done = status.get("done", "0")
+                stopped = (f"{status.get('op', 'ingest')} of generation {gen} stopped with "
+                           f"{done} chunks checkpointed: {gone}")
+                why = self._why_not_resumable(status)
+                if why is None:
+                    out.append(Problem(
+                        ds, "interrupted", "resume it from its recorded source "
+                        f"{SourceRecord.from_json(status['source']).describe()}",
+                        f"{stopped}; its source is unchanged since the ingest began",
+                        lambda: self._resume(ds, status)))
+                else:
+                    out.append(Problem(
+                        ds, "interrupted", "abandon: delete its checkpointed chunk files and "
+                        "its status (the committed dataset, if any, is kept)",
+                        f"{stopped}; it cannot be resumed from its source: {why} (to resume "
+                        "it yourself, run the same ingest with mode='resume')",
+                        lambda: self._abandon(ds)))
             return gen
         if seen is not None and dead:
             assert holder is not None
@@ -247,6 +260,34 @@ class Recoverer:
                                f"held by process {holder.pid} on {holder.host}, which is dead",
                                lambda: b.state.break_lock(ds, seen)))
         return None
+
+    def _why_not_resumable(self, status: dict[str, str]) -> str | None:
+        """None when the interrupted ingest's recorded source is still there, unchanged;
+        else why it cannot be resumed from it."""
+        if not status.get("source"):
+            return ("no source was recorded (an ingest begun before sources were recorded, "
+                    "or a Dask ingest)")
+        try:
+            record = SourceRecord.from_json(status["source"])
+        except SourceError as exc:
+            return str(exc)
+        return why_not_readable(record, self.backends.storage_options)
+
+    def _resume(self, ds: str, status: dict[str, str]) -> None:
+        """Run the interrupted ingest again from its recorded source with mode='resume':
+        it skips the checkpointed chunks and ends as an uninterrupted ingest would."""
+        why = self._why_not_resumable(status)  # again: it may have changed since the check
+        if why is not None:
+            raise SourceError(f"cannot resume the ingest of dataset {ds!r}: {why}")
+        record = SourceRecord.from_json(status["source"])
+        opts = record.options
+        ingest(self.backends, reopen(record, self.backends.storage_options), ds, mode="resume",
+               chunk_rows=int(status["chunk_rows"]),
+               time_column=status.get("time_column") or None,
+               device_column=status.get("device_column") or None,
+               compression=status.get("compression") or None,  # type: ignore[arg-type]
+               progress=False, evolve=bool(opts.get("evolve")),
+               fingerprint=opts.get("fingerprint"), hooks=self.hooks)
 
     def _abandon(self, ds: str, status_only: bool = False) -> None:
         lock = self.backends.lock(ds)  # takes over a dead holder's lock at once

@@ -107,12 +107,23 @@ CREATE TABLE IF NOT EXISTS context_entries (
 has a ``contexts`` row is recorded (its entries here are the truth, even none); ``record``
 is the JSON record Redis holds, keywords included."""
 
-_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS, _RANGES, _CONTEXTS)
+_SOURCES = """
+CREATE TABLE IF NOT EXISTS sources (
+    dataset TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    record TEXT NOT NULL, -- ingestion.provenance.SourceRecord JSON
+    PRIMARY KEY (dataset, version)
+)
+"""
+
+_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS, _RANGES, _CONTEXTS, _SOURCES)
 """Every schema change, in order; ``PRAGMA user_version`` counts those applied. A catalog
 written before versions were recorded gets the versions table, with one row (kind
 ``"ingest"``) for each dataset's current version, the first time a client opens it; one
 written before per-column statistics gets their column (chunks without them are never
-skipped by a ``where``)."""
+skipped by a ``where``); one written before sources were recorded gets their table (its
+versions have none: their chunks cannot be repaired from a source)."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
@@ -304,9 +315,10 @@ class Catalog:
         )
 
     def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta], fence: int,
-               kind: str = "ingest") -> None:
+               kind: str = "ingest", source: str | None = None) -> None:
         """Write the dataset row, its whole chunk table and the version ``kind`` made, in one
-        transaction: now complete.
+        transaction: now complete. ``source``: what the version's ingest read (a
+        ``SourceRecord`` as JSON), kept with the version.
 
         Chunks of earlier generations stay recorded (their versions can still be read) until
         :meth:`prune` removes them. Refused (:class:`LockLostError`) unless ``fence`` is the
@@ -330,6 +342,31 @@ class Catalog:
                  json.dumps([t.to_dict() for t in meta.tombstones]), meta.compression),
             )
             self._record_version(db, meta, kind, meta.updated)
+            if source is not None:
+                db.execute("INSERT OR REPLACE INTO sources VALUES (?,?,?,?)",
+                           (meta.id, meta.version, meta.generation, source))
+
+    def sources(self, dataset_id: str, generation: int) -> list[str]:
+        """The recorded sources (``SourceRecord`` JSON) of the versions that wrote chunks
+        of ``generation``, newest first."""
+        with self._connect("read") as db:
+            return [r[0] for r in db.execute(
+                "SELECT record FROM sources WHERE dataset=? AND generation=? "
+                "ORDER BY version DESC", (dataset_id, generation))]
+
+    def replace_chunk(self, dataset_id: str, generation: int, chunk: ChunkMeta,
+                      fence: int) -> None:
+        """Point chunk ``chunk.chunk`` of ``generation`` at a rewritten file (its key,
+        checksum and size), fenced like :meth:`commit`; every version reading it follows."""
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            done = db.execute(
+                "UPDATE chunks SET key=?, checksum=?, nbytes=? WHERE dataset=? AND "
+                "generation=? AND chunk=?", (chunk.key, chunk.checksum, chunk.nbytes, dataset_id,
+                                             generation, chunk.chunk)).rowcount
+            if done != 1:
+                raise ValueError(f"chunk {chunk.chunk} of generation {generation} of dataset "
+                                 f"{dataset_id!r} is not in the catalog")
 
     @staticmethod
     def _record_version(db: sqlite3.Connection, meta: DatasetMeta, kind: str, at: float) -> None:
@@ -428,6 +465,8 @@ class Catalog:
                 "SELECT DISTINCT generation FROM chunks WHERE dataset=?", (dataset_id,))} - kept)
             db.executemany("DELETE FROM chunks WHERE dataset=? AND generation=?",
                            [(dataset_id, g) for g in gone])
+            db.executemany("DELETE FROM sources WHERE dataset=? AND generation=?",
+                           [(dataset_id, g) for g in gone])  # kept with their chunks
         return gone
 
     def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:

@@ -675,6 +675,24 @@ class State:
                 ids.add(text[start:end])
         return ids
 
+    # KEYS[1] lock, KEYS[2] chunks of the generation; ARGV[1] token, ARGV[2] chunk number,
+    # ARGV[3] chunk metadata JSON; returns 1, or 'LOCKLOST' if the caller no longer owns
+    # the lock (the ingest status is left alone: a repair is not an ingest)
+    LUA_REPLACE_CHUNK = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then
+        return redis.error_reply('LOCKLOST')
+    end
+    redis.call('hset', KEYS[2], ARGV[2], ARGV[3])
+    return 1
+    """
+
+    def replace_chunk(self, lock: DatasetLock, generation: int, meta: ChunkMeta) -> None:
+        """Point one committed chunk at its rewritten file (a repair), under the lock."""
+        keys = lock.keys
+        self._fenced(lock, lambda: self.client.eval(
+            self.LUA_REPLACE_CHUNK, 2, keys.lock, keys.chunks(generation), lock.token,
+            meta.chunk, meta.to_json()))
+
     def set_meta(self, meta: DatasetMeta) -> None:
         """Replace the hot metadata (not fenced: used for tombstones under the catalog's lock)."""
         keys = self.keys(meta.id)
