@@ -272,11 +272,9 @@ class Chaos:
             return
         ds = self.rng.choice(sorted(self.models))
         filler = self.store / "filler"
-        with open(filler, "wb") as f:
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
+        with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as f:
+            while True:  # unbuffered: a buffered close would raise ENOSPC again
+                f.write(b"\0" * 65536)
         try:
             _, last = self.worker("append", ds, str(len(self.models[ds])))
             self.seen[last.split(":")[0] or "append fit"] += 1
