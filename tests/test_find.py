@@ -148,6 +148,11 @@ def test_stale_index_members_are_not_returned(cache: ContextCache,
                       "c\x1fDATA\x1fk", "junk", "c\x1fNOTATYPE\x1fk")
     redis_client.hset(f"{cache.prefix}:ctx:{{c}}:entries", "DATA\x1fk", "not json")
     assert hits(cache.find("word")) == {("c", "METADATA", "k")}
+    # a record that looks like an object but is not JSON, and one that is not an object
+    redis_client.sadd(index_key(cache.prefix, "word"), "c\x1fDATA\x1fb", "c\x1fDATA\x1fa")
+    redis_client.hset(f"{cache.prefix}:ctx:{{c}}:entries", mapping={
+        "DATA\x1fb": '{"v": broken', "DATA\x1fa": '["word"]'})
+    assert hits(cache.find("word")) == {("c", "METADATA", "k")}
 
 
 def test_long_string_value_is_stored_once(cache: ContextCache, redis_client: redis.Redis
