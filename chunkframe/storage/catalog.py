@@ -1,76 +1,81 @@
-"""The catalog: the durable record (SQLite) of complete datasets, their chunks and versions."""
+"""The catalog: the durable record of complete datasets, their chunks and versions, in
+SQLite (a file, the default) or PostgreSQL (a ``postgresql://`` URL, shared by a team)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from ..core.errors import BackendUnavailableError, Call, Hint, LockLostError
+from ..core.errors import Call, Hint, LockLostError
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from .catalog_db import Connection, open_database
 
-__all__ = ["Catalog", "VERSION_KINDS"]
+__all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
 VERSION_KINDS = ("ingest", "overwrite", "append", "delete")
 """What made a version: a first ingest, an overwrite (a new generation), an append, a delete."""
 
+# The schema is written once for both databases: BIGINT and DOUBLE PRECISION are 64-bit in
+# PostgreSQL and have SQLite's INTEGER and REAL affinities (a catalog made with those names
+# before reads the same).
 _TABLES = """
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL,
+    generation BIGINT NOT NULL,
     state TEXT NOT NULL,
-    rows INTEGER NOT NULL,
-    chunks INTEGER NOT NULL,
-    nbytes INTEGER NOT NULL,
+    rows BIGINT NOT NULL,
+    chunks BIGINT NOT NULL,
+    nbytes BIGINT NOT NULL,
     schema TEXT NOT NULL,
-    chunk_rows INTEGER NOT NULL,
+    chunk_rows BIGINT NOT NULL,
     fingerprint TEXT NOT NULL,
     time_column TEXT,
     device_column TEXT,
-    version INTEGER NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
+    version BIGINT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
     tombstones TEXT NOT NULL DEFAULT '[]',
     compression TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     dataset TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    chunk INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    rows INTEGER NOT NULL,
+    generation BIGINT NOT NULL,
+    chunk BIGINT NOT NULL,
+    start BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
     key TEXT NOT NULL,
     checksum TEXT NOT NULL,
-    nbytes INTEGER NOT NULL,
+    nbytes BIGINT NOT NULL,
     stats TEXT NOT NULL,
     PRIMARY KEY (dataset, generation, chunk)
 );
 CREATE TABLE IF NOT EXISTS generations (
     dataset TEXT PRIMARY KEY,
-    last INTEGER NOT NULL
+    last BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fences (
     dataset TEXT PRIMARY KEY,
-    fence INTEGER NOT NULL
+    fence BIGINT NOT NULL
 );
 """
 
 _VERSIONS = """
 CREATE TABLE IF NOT EXISTS versions (
     dataset TEXT NOT NULL,
-    version INTEGER NOT NULL,
+    version BIGINT NOT NULL,
     kind TEXT NOT NULL,
-    rows INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
+    rows BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
     tombstones TEXT NOT NULL,
-    committed_at INTEGER NOT NULL, -- ns since the epoch, whole microseconds
+    committed_at BIGINT NOT NULL, -- ns since the epoch, whole microseconds
     meta TEXT NOT NULL,
     PRIMARY KEY (dataset, version)
 );
@@ -80,82 +85,117 @@ _RANGES = """
 ALTER TABLE chunks ADD COLUMN ranges TEXT NOT NULL DEFAULT '{}'
 """
 
-_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS, _RANGES)
-"""Every schema change, in order; ``PRAGMA user_version`` counts those applied. A catalog
-written before versions were recorded gets the versions table, with one row (kind
-``"ingest"``) for each dataset's current version, the first time a client opens it; one
-written before per-column statistics gets their column (chunks without them are never
-skipped by a ``where``)."""
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change of :data:`_MIGRATIONS`, when a plain SQL string is not enough.
+
+    ``sql`` is statements separated by ``;``, or a mapping from a dialect (``"sqlite"``,
+    ``"postgresql"``) to its own statements where no portable SQL exists; ``then`` runs
+    after them in the same transaction (to fill what the change added).
+    """
+
+    sql: str | Mapping[str, str]
+    then: Callable[[Connection], None] | None = None
+
+
+def _record_current_versions(db: Connection) -> None:
+    """A version row (kind ``"ingest"``) for each dataset's current version."""
+    for meta in Catalog._all(db):
+        Catalog._record_version(db, meta, "ingest", meta.updated)
+
+
+_MIGRATIONS: tuple[str | Migration, ...] = (
+    _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES)
+"""Every schema change, in order, for both databases: add one by appending it (portable SQL
+preferred). SQLite counts those applied in ``PRAGMA user_version``, PostgreSQL in its
+``schema_version`` table. A catalog written before versions were recorded gets the versions
+table, with one row (kind ``"ingest"``) for each dataset's current version, the first time a
+client opens it; one written before per-column statistics gets their column (chunks without
+them are never skipped by a ``where``)."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
             "compression")
 
 
-def _has_column_added_by(db: sqlite3.Connection, statement: str) -> bool:
-    """Whether ``statement`` is an ``ALTER TABLE t ADD COLUMN c`` whose column exists (a
-    catalog that got it otherwise): applying it again would fail."""
+def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """An ``INSERT`` of one row of ``columns`` that replaces the row with the same ``key``
+    (``ON CONFLICT ... DO UPDATE``: SQLite and PostgreSQL both run it)."""
+    updates = ",".join(f"{c}=excluded.{c}" for c in columns if c not in key)
+    return (f"INSERT INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))}) "
+            f"ON CONFLICT ({','.join(key)}) DO UPDATE SET {updates}")
+
+
+_PUT_CHUNK = _upsert("chunks", ("dataset", "generation", "chunk", "start", "rows", "key",
+                                "checksum", "nbytes", "stats", "ranges"),
+                     ("dataset", "generation", "chunk"))
+_PUT_DATASET = _upsert("datasets", ("id", "generation", "state", *_COLUMNS[2:]), ("id",))
+_PUT_VERSION = _upsert("versions", ("dataset", "version", "kind", "rows", "generation",
+                                    "tombstones", "committed_at", "meta"), ("dataset", "version"))
+
+
+def _added_column(statement: str) -> tuple[str, str] | None:
+    """(table, column) if ``statement`` is an ``ALTER TABLE t ADD COLUMN c``."""
     m = re.match(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", statement, re.IGNORECASE)
-    return m is not None and m.group(2) in {
-        row[1] for row in db.execute(f"PRAGMA table_info({m.group(1)})")}
+    return None if m is None else (m.group(1), m.group(2))
 
 
 class Catalog:
-    """SQLite catalog; a dataset is visible only once its chunk table is committed with it."""
+    """The record: a dataset is visible only once its chunk table is committed with it.
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    ``location`` is a SQLite file (the default) or a ``postgresql://user@host:port/db`` URL
+    (a catalog that many machines share); both hold the same schema and follow the same
+    rules, fencing included.
+
+    >>> Catalog("postgresql://me:secret@db.example:5432/cf")  # doctest: +SKIP
+    <Catalog 'postgresql://me:***@db.example:5432/cf'>
+    """
+
+    def __init__(self, location: str | os.PathLike[str]):
+        self.db = open_database(location)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
             self._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise BackendUnavailableError(
-                f"cannot open the catalog {str(self.path)!r}: {exc}; check the path and its "
-                "permissions, or set CHUNKFRAME_CATALOG"
-            ) from exc
+        except self.db.errors as exc:
+            raise self.db.unavailable(exc) from exc
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA synchronous=FULL")
-            yield db
-        finally:
-            db.close()
+    def __repr__(self) -> str:
+        return f"<Catalog {self.db.location!r}>"
+
+    @property
+    def location(self) -> str:
+        """The catalog's file or URL (passwords redacted)."""
+        return self.db.location
+
+    def _connect(self) -> AbstractContextManager[Connection]:
+        return self.db.connect()
+
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        return self.db.transaction()
 
     def _migrate(self) -> None:
-        """Apply the schema changes this catalog has not seen, each in one transaction."""
+        """Apply the schema changes this catalog has not seen, in one transaction."""
         with self._transaction() as db:
-            done = db.execute("PRAGMA user_version").fetchone()[0]
-            for step in range(done, len(_MIGRATIONS)):
-                for statement in _MIGRATIONS[step].split(";"):
-                    if statement.strip() and not _has_column_added_by(db, statement):
-                        db.execute(statement)
-                if _MIGRATIONS[step] is _VERSIONS:
-                    for meta in self._all(db):
-                        self._record_version(db, meta, "ingest", meta.updated)
-            db.execute(f"PRAGMA user_version={len(_MIGRATIONS)}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            done = self.db.schema_version(db)
+            for migration in _MIGRATIONS[done:]:
+                step = migration if isinstance(migration, Migration) else Migration(migration)
+                sql = step.sql if isinstance(step.sql, str) else step.sql[self.db.name]
+                for statement in sql.split(";"):
+                    added = _added_column(statement)
+                    if statement.strip() and not (added and self.db.has_column(db, *added)):
+                        db.execute(statement)  # (a column a catalog got otherwise is kept)
+                if step.then is not None:
+                    step.then(db)
+            if done < len(_MIGRATIONS):
+                self.db.set_schema_version(db, len(_MIGRATIONS))
 
     def reserve_generation(self, dataset_id: str) -> int:
         """A generation number never used before for this dataset (survives deletes)."""
         with self._transaction() as db:
-            row = db.execute("SELECT last FROM generations WHERE dataset=?", (dataset_id,)).fetchone()
-            gen = (row[0] if row else 0) + 1
-            db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)", (dataset_id, gen))
-        return gen
+            return int(db.execute(
+                "INSERT INTO generations (dataset, last) VALUES (?, 1) ON CONFLICT (dataset) "
+                "DO UPDATE SET last=generations.last+1 RETURNING last", (dataset_id,)
+            ).fetchone()[0])
 
     def claim(self, dataset_id: str, fence: int) -> None:
         """Record that the holder of fencing token ``fence`` now owns the dataset's writes.
@@ -164,22 +204,30 @@ class Catalog:
         (an older token) can no longer commit, however late it wakes up.
         """
         with self._transaction() as db:
-            row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
-            if row is not None and row[0] > fence:
-                raise self._lost(dataset_id, fence, row[0])
-            db.execute("INSERT OR REPLACE INTO fences VALUES (?, ?)", (dataset_id, fence))
+            won = db.execute(
+                "INSERT INTO fences (dataset, fence) VALUES (?, ?) ON CONFLICT (dataset) "
+                "DO UPDATE SET fence=excluded.fence WHERE fences.fence<=excluded.fence "
+                "RETURNING fence", (dataset_id, fence)).fetchone()
+            if won is None:
+                raise self._lost(dataset_id, fence, self._fence(db, dataset_id))
 
     def fence(self, dataset_id: str) -> int:
         """The latest fencing token claimed for the dataset (0 if none was)."""
         with self._connect() as db:
-            row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
-        return int(row[0]) if row else 0
+            return self._fence(db, dataset_id) or 0
 
-    @staticmethod
-    def _check_fence(db: sqlite3.Connection, dataset_id: str, fence: int) -> None:
-        row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
-        if row is None or row[0] != fence:
-            raise Catalog._lost(dataset_id, fence, row[0] if row else None)
+    def _fence(self, db: Connection, dataset_id: str) -> int | None:
+        """The dataset's fence; in a transaction, its row stays locked until the end."""
+        row = db.execute(f"SELECT fence FROM fences WHERE dataset=?{self.db.for_update}",
+                         (dataset_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _check_fence(self, db: Connection, dataset_id: str, fence: int) -> None:
+        """Refuse the transaction's writes unless ``fence`` is the latest claimed token; the
+        fence row stays locked until it ends, so no claim can come in between."""
+        current = self._fence(db, dataset_id)
+        if current != fence:
+            raise Catalog._lost(dataset_id, fence, current)
 
     @staticmethod
     def _lost(dataset_id: str, fence: int, current: int | None) -> LockLostError:
@@ -204,13 +252,12 @@ class Catalog:
         with self._transaction() as db:
             self._check_fence(db, meta.id, fence)
             db.executemany(
-                "INSERT OR REPLACE INTO chunks (dataset,generation,chunk,start,rows,key,checksum,"
-                "nbytes,stats,ranges) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                _PUT_CHUNK,
                 [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
                   json.dumps(c.stats), json.dumps(c.ranges)) for c in chunks],
             )
             db.execute(
-                "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _PUT_DATASET,
                 (meta.id, meta.generation, "complete", meta.rows, meta.chunks, meta.nbytes,
                  meta.schema, meta.chunk_rows, meta.fingerprint, meta.time_column,
                  meta.device_column, meta.version, meta.created, meta.updated,
@@ -219,9 +266,9 @@ class Catalog:
             self._record_version(db, meta, kind, meta.updated)
 
     @staticmethod
-    def _record_version(db: sqlite3.Connection, meta: DatasetMeta, kind: str, at: float) -> None:
+    def _record_version(db: Connection, meta: DatasetMeta, kind: str, at: float) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO versions VALUES (?,?,?,?,?,?,?,?)",
+            _PUT_VERSION,
             (meta.id, meta.version, kind, meta.rows, meta.generation,
              json.dumps([t.to_dict() for t in meta.tombstones]), round(at * 1e6) * 1000,
              json.dumps(meta.to_mapping())),
@@ -247,7 +294,7 @@ class Catalog:
             return self._get(db, dataset_id)
 
     @staticmethod
-    def _get(db: sqlite3.Connection, dataset_id: str) -> DatasetMeta | None:
+    def _get(db: Connection, dataset_id: str) -> DatasetMeta | None:
         row = db.execute(
             f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE id=? AND state='complete'",
             (dataset_id,),
@@ -255,7 +302,7 @@ class Catalog:
         return None if row is None else Catalog._meta_of(row)
 
     @staticmethod
-    def _all(db: sqlite3.Connection) -> list[DatasetMeta]:
+    def _all(db: Connection) -> list[DatasetMeta]:
         rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE state='complete'")
         return [Catalog._meta_of(row) for row in rows.fetchall()]
 
@@ -269,10 +316,8 @@ class Catalog:
     def versions(self, dataset_id: str) -> pd.DataFrame:
         """The recorded versions of a dataset, oldest first: version, kind, rows, generation,
         committed_at (UTC)."""
-        with self._connect() as db:
-            df = pd.read_sql_query(
-                "SELECT version, kind, rows, generation, committed_at FROM versions "
-                "WHERE dataset=? ORDER BY version", db, params=(dataset_id,))
+        df = self._frame("SELECT version, kind, rows, generation, committed_at FROM versions "
+                         "WHERE dataset=? ORDER BY version", (dataset_id,))
         df["committed_at"] = pd.to_datetime(df["committed_at"], unit="ns", utc=True)
         return df
 
@@ -333,10 +378,16 @@ class Catalog:
 
     def table(self) -> pd.DataFrame:
         """All complete datasets, one row each (what ``cf.datasets()`` shows)."""
-        with self._connect() as db:
-            df = pd.read_sql_query(
-                "SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
-                "time_column, device_column, created, updated FROM datasets ORDER BY id", db)
+        df = self._frame("SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
+                         "time_column, device_column, created, updated FROM datasets ORDER BY id")
         for col in ("created", "updated"):
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
         return df
+
+    def _frame(self, query: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
+        """The rows of ``query`` as a DataFrame named by its columns (either database)."""
+        with self._connect() as db:
+            cursor = db.execute(query, params)
+            rows = cursor.fetchall()
+        return pd.DataFrame.from_records([tuple(r) for r in rows],
+                                         columns=[d[0] for d in cursor.description])
