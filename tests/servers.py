@@ -167,14 +167,14 @@ class PostgresProcess:
         self.log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 (closed by stop)
         return self.log
 
-    def database(self) -> str:
-        """A new, empty database owned by the ``cf`` user (every user may use it); its name."""
+    def database(self, owner: str = USER) -> str:
+        """A new, empty database owned by ``owner`` (who may create tables in it); its name."""
         import psycopg
 
         self._databases += 1
         name = f"t{os.getpid()}_{self._databases}"
         with psycopg.connect(self.url(user="postgres"), autocommit=True) as db:
-            db.execute(f"CREATE DATABASE {name} OWNER {self.USER}")
+            db.execute(f"CREATE DATABASE {name} OWNER {owner}")
         return name
 
     def stop(self) -> None:

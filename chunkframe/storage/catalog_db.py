@@ -201,13 +201,14 @@ class PostgresDatabase:
         return f"PostgresDatabase({self.location!r})"
 
     def unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        detail = " ".join(str(exc).split())
+        detail = " ".join(str(exc).split()).rstrip(".")
         if self._password:
             detail = detail.replace(str(self._password), "***")
         return BackendUnavailableError(
             f"cannot use the PostgreSQL catalog at {self.location!r}: {detail}. Start that "
             "server, check the URL's host, port, user, password and database (createdb makes "
-            "a missing one), or set CHUNKFRAME_CATALOG to another catalog")
+            "a missing one, owned by that user so that it may create the catalog's tables), or "
+            "set CHUNKFRAME_CATALOG to another catalog")
 
     def _connection(self) -> Any:
         """This process's connection, opened (again) when there is none or it broke."""

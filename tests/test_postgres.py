@@ -1,0 +1,127 @@
+"""chunkframe on a PostgreSQL catalog: end to end, fencing, outages and bad URLs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from servers import free_port
+from test_state import test_catalog_refuses_writes_from_a_superseded_lock as superseded_lock_case
+
+import chunkframe as cf
+from chunkframe.core.errors import BackendUnavailableError
+from chunkframe.storage.catalog import Catalog
+
+
+def frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "time": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(n) + seed * n,
+                                                                       unit="s"),
+        "dev": pd.Series(rng.choice(["a", "b", "c"], n), dtype="str"),
+        "x": rng.normal(size=n),
+        "k": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+    })
+
+
+def test_ingest_append_delete_versions_read_back(pg_client, redis_server, tmp_path, prefix,
+                                                 postgres_url):
+    first, more = frame(250), frame(70, seed=1)
+    ds = pg_client.ingest(first, "pg", chunk_rows=64, time_column="time", device_column="dev",
+                          progress=False)
+    ds.append(more, progress=False)
+    both = pd.concat([first, more], ignore_index=True)
+    pd.testing.assert_frame_equal(ds.to_pandas(), both)
+    cut = pd.Timestamp("2026-01-01 00:01:00", tz="UTC")
+    ds.delete(columns="x", date_range=(None, cut))
+    deleted = both.copy()
+    deleted.loc[deleted["time"] <= cut, "x"] = np.nan
+    pd.testing.assert_frame_equal(ds.to_pandas(), deleted)
+    assert ds.versions()[["version", "kind", "rows"]].values.tolist() == [
+        [1, "ingest", 250], [2, "append", 320], [3, "delete", 320]]
+    pd.testing.assert_series_equal(ds.get(260), deleted.iloc[260])
+    pd.testing.assert_frame_equal(ds.get_many([300, 3]), deleted.iloc[[300, 3]],
+                                  check_names=False)
+    # another client, with nothing in common but the URLs, reads the same record
+    other = cf.connect(store=tmp_path / "store", redis=redis_server.url, catalog=postgres_url,
+                       home=tmp_path / "other", prefix=prefix)
+    assert other.datasets()[["id", "rows", "chunks"]].values.tolist() == [["pg", 320, 6]]
+    pd.testing.assert_frame_equal(other.open("pg", version=2).to_pandas(), both)
+    pd.testing.assert_frame_equal(other.open("pg", version=1).to_pandas(), first)
+    assert other.catalog.get("pg") == pg_client.catalog.get("pg")
+
+
+def test_a_superseded_lock_cannot_commit(pg_client):
+    superseded_lock_case(pg_client)
+
+
+def test_down_server_is_named_with_the_fix(tmp_path, redis_server):
+    url = f"postgresql://cf:hunter2@127.0.0.1:{free_port()}/cf"
+    with pytest.raises(BackendUnavailableError) as err:
+        cf.connect(store=tmp_path / "s", redis=redis_server.url, catalog=url, home=tmp_path)
+    message = str(err.value)
+    assert "postgresql://cf:***@127.0.0.1" in message and "hunter2" not in message
+    assert "Start that server" in message and "CHUNKFRAME_CATALOG" in message
+
+
+def test_missing_database_and_wrong_password(postgres_server):
+    with pytest.raises(BackendUnavailableError, match=r'database "nosuchdb" does not exist.*createdb'):
+        Catalog(postgres_server.url("nosuchdb"))
+    good = postgres_server.database(owner=postgres_server.SECRET_USER)
+    wrong = postgres_server.url(good, user=postgres_server.SECRET_USER, password="not-it")
+    with pytest.raises(BackendUnavailableError, match="password authentication failed") as err:
+        Catalog(wrong)
+    assert "not-it" not in str(err.value) and f"{postgres_server.SECRET_USER}:***@" in str(err.value)
+    right = postgres_server.url(good, user=postgres_server.SECRET_USER,
+                                password=postgres_server.SECRET)
+    catalog = Catalog(right)
+    assert catalog.ids() == [] and postgres_server.SECRET not in repr(catalog)
+
+
+def test_passwords_never_show(tmp_path, redis_server, postgres_server):
+    url = postgres_server.url(postgres_server.database(owner=postgres_server.SECRET_USER),
+                              user=postgres_server.SECRET_USER,
+                              password=postgres_server.SECRET)
+    client = cf.connect(store=tmp_path / "s", redis=redis_server.url, catalog=url, home=tmp_path)
+    for shown in (repr(client), repr(client.settings), repr(client.catalog), client.catalog.location):
+        assert postgres_server.SECRET not in shown and "***" in shown
+
+
+def test_a_lost_connection_is_named_then_reopened(pg_client, postgres_server):
+    ds = pg_client.ingest(frame(20), "kept", progress=False)
+    catalog = pg_client.catalog
+    with psycopg.connect(postgres_server.url(user="postgres"), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE usename=%s AND pid<>pg_backend_pid()", (postgres_server.USER,))
+    with pytest.raises(BackendUnavailableError, match="cannot use the PostgreSQL catalog"):
+        catalog.ids()
+    assert catalog.ids() == ["kept"]  # a new connection, once the server answers again
+    assert len(ds) == 20
+
+
+def _read_in_child(catalog: Catalog, queue: multiprocessing.Queue) -> None:
+    queue.put(catalog.ids())
+
+
+def test_a_forked_child_leaves_the_parents_connection_alone(pg_client):
+    pg_client.ingest(frame(10), "f", progress=False)
+    catalog = pg_client.catalog
+    assert catalog.ids() == ["f"]  # the parent's connection is open
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(catalog, queue))
+    child.start()
+    assert queue.get(timeout=60) == ["f"]
+    child.join(60)
+    assert child.exitcode == 0
+    assert catalog.ids() == ["f"] and catalog.get("f") is not None
+
+
+def test_missing_psycopg_says_which_extra(monkeypatch, postgres_url):
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'chunkframe\[postgres\]'"):
+        Catalog(postgres_url)
