@@ -125,3 +125,21 @@ def test_missing_psycopg_says_which_extra(monkeypatch, postgres_url):
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(BackendUnavailableError, match=r"pip install 'chunkframe\[postgres\]'"):
         Catalog(postgres_url)
+
+
+def test_a_user_who_may_only_use_rows_opens_a_migrated_catalog(postgres_server, postgres_url):
+    Catalog(postgres_url).reserve_generation("d")  # made and migrated by its owner
+    user, secret = postgres_server.SECRET_USER, postgres_server.SECRET
+    with psycopg.connect(postgres_url, autocommit=True) as owner:
+        owner.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {user}")
+    database = postgres_url.rsplit("/", 1)[1]
+    catalog = Catalog(postgres_server.url(database, user=user, password=secret))
+    assert catalog.reserve_generation("d") == 2 and catalog.ids() == []
+
+
+@pytest.mark.parametrize("url", ["postgresql://me:pw0rd@localhost/db?bogus=1",
+                                 "postgresql://me:pw0rd@[::1/db"])
+def test_a_url_postgres_cannot_parse_is_named(url):
+    with pytest.raises(BackendUnavailableError, match=r"not a URL PostgreSQL understands") as err:
+        Catalog(url)
+    assert "pw0rd" not in str(err.value) and "postgresql://me:***@" in str(err.value)

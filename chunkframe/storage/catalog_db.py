@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sqlite3
 import threading
 import weakref
@@ -126,6 +127,12 @@ class SQLiteDatabase:
         return column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _hide_passwords(text: str) -> str:
+    """``text`` with the passwords of any URLs in it replaced by ``***``."""
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"(?i)(password=)[^&\s\"]*", r"\1***", text)
+
+
 @functools.lru_cache(maxsize=256)
 def _pyformat(sql: str) -> str:
     """``sql`` with psycopg's ``%s`` parameters for the catalog's ``?`` (and ``%`` escaped)."""
@@ -189,8 +196,17 @@ class PostgresDatabase:
         self._psycopg = psycopg
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
         self.url = url
-        self.location = str(redact(url))
-        self._password = psycopg.conninfo.conninfo_to_dict(url).get("password")
+        try:
+            self.location = str(redact(url))
+        except ValueError:  # not even a URL to urllib (an unclosed "[", say)
+            self.location = _hide_passwords(url)
+        try:
+            self._password = psycopg.conninfo.conninfo_to_dict(url).get("password")
+        except psycopg.Error as exc:
+            raise BackendUnavailableError(
+                f"the catalog {self.location!r} is not a URL PostgreSQL understands "
+                f"({_hide_passwords(str(exc))}); write it as "
+                "postgresql://user:password@host:port/database") from exc
         self._lock = threading.RLock()
         self._conn: Any = None
         self._pid = 0
@@ -201,7 +217,7 @@ class PostgresDatabase:
         return f"PostgresDatabase({self.location!r})"
 
     def unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        detail = " ".join(str(exc).split()).rstrip(".")
+        detail = _hide_passwords(" ".join(str(exc).split()).rstrip("."))
         if self._password:
             detail = detail.replace(str(self._password), "***")
         return BackendUnavailableError(
@@ -251,7 +267,9 @@ class PostgresDatabase:
 
     def schema_version(self, db: Connection) -> int:
         db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        if db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")  # (once: a user
+            # who may only read and write rows opens a migrated catalog too)
         row = db.execute("SELECT version FROM schema_version").fetchone()
         return 0 if row is None else int(row[0])
 
