@@ -118,8 +118,10 @@ class PostgresProcess:
 
     USER, SECRET_USER, SECRET = "cf", "cf_secret", "s3cret-pw"
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
+        """``durable=False`` runs with ``fsync=off`` (the tests); benchmarks pass True."""
         self.bin = bin_dir
+        self.durable = durable
         self.dir = Path(tempfile.mkdtemp(prefix="cfpg-"))
         self.data = self.dir / "data"
         self.port = free_port()
@@ -145,8 +147,8 @@ class PostgresProcess:
                        "host all all 127.0.0.1/32 trust\nlocal all all trust\n")
         self.proc = subprocess.Popen(
             [*self.as_user, str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "max_connections=200"],
+             "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1",
+             "-c", f"fsync={'on' if self.durable else 'off'}", "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL, stderr=self._open_log())
         import psycopg
 
