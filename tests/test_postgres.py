@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from crash_worker import source_frame
 from servers import free_port
+from test_crash import DATASET, ROWS, Harness, Round
 from test_state import test_catalog_refuses_writes_from_a_superseded_lock as superseded_lock_case
 
 import chunkframe as cf
@@ -143,3 +145,22 @@ def test_a_url_postgres_cannot_parse_is_named(url):
     with pytest.raises(BackendUnavailableError, match=r"not a URL PostgreSQL understands") as err:
         Catalog(url)
     assert "pw0rd" not in str(err.value) and "postgresql://me:***@" in str(err.value)
+
+
+@pytest.mark.slow
+def test_kill_9_inside_the_commit_transaction_then_resume(tmp_path, redis_server, prefix,
+                                                          postgres_url):
+    """The server rolls back a killed writer's open transaction and frees its row locks."""
+    h = Harness(tmp_path, redis_server.url, prefix)
+    h.env["CF_CATALOG"] = postgres_url
+    catalog = Catalog(postgres_url)
+    killed = h.run(Round("commit-tx"))  # the statements ran, COMMIT did not
+    assert killed.killed and catalog.get(DATASET) is None and catalog.ids() == []
+    final = h.run(Round("none"))
+    assert final.returncode == 0 and final.lines[-1] == f"done {ROWS}", final.lines[-5:]
+    client = cf.connect(store=tmp_path / "store", redis=redis_server.url, catalog=postgres_url,
+                        home=tmp_path, prefix=prefix)
+    ds = client.open(DATASET)
+    pd.testing.assert_frame_equal(ds.to_pandas(), source_frame(ROWS))
+    assert catalog.versions(DATASET)["kind"].tolist() == ["ingest"]
+    assert catalog.generations(DATASET) == {ds.meta.generation}
