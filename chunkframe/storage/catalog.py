@@ -1,5 +1,4 @@
-"""The catalog: the durable record of complete datasets, their chunks and versions, in
-SQLite (a file, the default) or PostgreSQL (a ``postgresql://`` URL, shared by a team)."""
+"""The catalog: the durable record of datasets, their chunks and versions (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
