@@ -1,5 +1,8 @@
 """Benchmark of the context cache: keyword search vs a pandas scan, memory per entry, cold load.
 
+The cache records every change in a SQLite catalog, as a client's does (durable contexts);
+single ``put`` latency is measured with and without that record.
+
 Run ``python bench/bench_context.py`` (starts a private redis-server through
 ``tests/servers.py``) or ``python bench/bench_context.py --redis redis://host:6379/0``
 (uses a fresh key prefix and deletes its keys afterwards). Prints a markdown table and
@@ -15,6 +18,7 @@ import random
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from chunkframe.contextcache import ContextCache  # noqa: E402
+from chunkframe.storage.catalog import Catalog  # noqa: E402
 
 CARRIERS = ["AA", "UA", "DL", "WN", "B6", "AS", "NK", "F9", "HA", "G4",
             "SY", "MX", "XP", "QX", "OO", "YX", "9E", "MQ", "OH", "ZW"]
@@ -72,6 +77,7 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=15)
     parser.add_argument("--cold-entries", type=int, default=10_000)
     parser.add_argument("--cold-repeats", type=int, default=5)
+    parser.add_argument("--puts", type=int, default=300)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results_context.md"))
     args = parser.parse_args()
 
@@ -117,7 +123,23 @@ def run(client: redis.Redis, prefix: str, rng: random.Random,
         args: argparse.Namespace) -> dict[str, str]:
     n_ctx, per = args.contexts, args.per_context
     total = n_ctx * per
-    cache = ContextCache(client, prefix=prefix, max_bytes=8 * 2**30)
+    home = Path(tempfile.mkdtemp(prefix="cfbench-"))
+    record = Catalog(home / "catalog.db")  # the durable copy, as a client's cache has
+    cache = ContextCache(client, prefix=prefix, max_bytes=8 * 2**30, record=record)
+
+    # -- single puts, with and without the durable record --------------------------------
+    put_times: dict[str, list[float]] = {}
+    put_rng = random.Random(7)  # its own: the other measures see the same data as before
+    for name, c in (("recorded", cache),
+                    ("redis only", ContextCache(client, prefix=prefix, max_bytes=8 * 2**30))):
+        ctx = c.context(f"puts-{name.replace(' ', '-')}")
+        samples = put_times[name] = []
+        for i in range(args.puts):
+            value = entry_value(put_rng)
+            t = time.perf_counter()
+            ctx.put(f"p{i}", value)
+            samples.append(time.perf_counter() - t)
+        c.invalidate(ctx.context_id)  # out of the memory measured below
 
     # -- setup: public API, one put_many (one MULTI/EXEC) per context --------------------
     rss0 = rss_bytes()
@@ -189,10 +211,15 @@ def run(client: redis.Redis, prefix: str, rng: random.Random,
         assert n == args.cold_entries
 
     server = client.info("server").get("redis_version", "?")
+    shutil.rmtree(home, ignore_errors=True)
     return {
         "_server": str(server),
         "entries / contexts": f"{total:,} / {n_ctx:,} (type DATA, ~6 keywords each)",
-        "setup through `put_many` (1 transaction per context)":
+        f"single `put`, median of {args.puts}: recorded in the catalog (SQLite, "
+        "synchronous=FULL) / Redis only":
+            f"{fmt_us(median_seconds(put_times['recorded']))} / "
+            f"{fmt_us(median_seconds(put_times['redis only']))}",
+        "setup through `put_many` (1 transaction per context, recorded in the catalog)":
             f"{setup:.1f} s ({total / setup:,.0f} entries/s)",
         f"`Context.search` median over {len(search_times):,} random (context, keyword)":
             f"{fmt_us(search_med)} (p90 {fmt_us(statistics.quantiles(search_times, n=10)[-1])}, "

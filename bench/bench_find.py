@@ -3,8 +3,9 @@
 Run ``python bench/bench_find.py`` (starts a private redis-server through
 ``tests/servers.py``). Both sides go through the public API of one client (``cf.find``;
 ``cf.context(id).search``), the loop on contexts already in the client's memory (its best
-case) and, for reference, cold. Prints a markdown table and writes
-``bench/results_find.md``.
+case) and, for reference, cold; then again on a Redis Cluster of 3 masters on loopback
+(where the index is written beside the entries' scripts, slot by slot; ``--no-cluster``
+skips it). Prints a markdown table and writes ``bench/results_find.md``.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ def main() -> None:
     parser.add_argument("--per-context", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results_find.md"))
+    parser.add_argument("--no-cluster", dest="cluster", action="store_false",
+                        help="skip the run on a Redis Cluster of 3 masters (TCP on loopback)")
     args = parser.parse_args()
 
-    from servers import RedisProcess
+    from servers import RedisClusterProcess, RedisProcess
 
     server = RedisProcess().start()
     home = Path(tempfile.mkdtemp(prefix="cf-bench-find-"))
@@ -70,13 +73,25 @@ def main() -> None:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
+    if args.cluster:
+        cluster = RedisClusterProcess(masters=3).start()
+        home = Path(tempfile.mkdtemp(prefix="cf-bench-find-"))
+        try:
+            rows.update({f"cluster of 3: {k}": v
+                         for k, v in run(cluster.url, home, args).items()})
+        finally:
+            cluster.stop()
+            shutil.rmtree(cluster.dir, ignore_errors=True)
+            shutil.rmtree(home, ignore_errors=True)
 
     env = (f"{platform.python_implementation()} {platform.python_version()}, pandas "
            f"{pd.__version__}, redis-py {redis.__version__}, redis-server {version}")
     text = "\n".join([
         "# Search across contexts (`bench/bench_find.py`)", "",
         f"{env}, {os.cpu_count()} CPUs shared with other work (load average "
-        f"{os.getloadavg()[0]:.1f} at the end). Redis over a unix socket, AOF on. Both sides "
+        f"{os.getloadavg()[0]:.1f} at the end). Redis over a unix socket, AOF on"
+        + ("; then a Redis Cluster of 3 masters over TCP on loopback, no persistence"
+           if args.cluster else "") + ". Both sides "
         f"of each ratio run back to back; medians of {args.repeats} runs.", "",
         "| measure | value |", "| --- | --- |",
         *(f"| {k} | {v} |" for k, v in rows.items()), "",

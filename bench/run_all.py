@@ -21,6 +21,7 @@ BENCHES = [
     ("Range and filtered reads (issue 16)", "bench_range.py", "results_range.md"),
     ("Notebook: plots and browsing (issue 17)", "bench_notebook.py", "results_notebook.md"),
     ("Catalog on PostgreSQL and SQLite (issue 15)", "bench_catalog.py", "results_catalog.md"),
+    ("Scale-out on Dask (issue 15)", "bench_scaleout.py", "results_scaleout.md"),
 ]
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ._after_import import after_import as _after_import_of
 from .core.errors import (
     BackendUnavailableError,
+    CatalogCorruptionError,
     ChunkCorruptionError,
     ChunkFrameError,
     ContextError,
@@ -41,6 +42,7 @@ __all__ = [
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
     "SnapshotSupersededError", "PathNotFoundError", "NoTimeColumnError", "VersionNotFoundError",
     "ReadOnlyVersionError", "StateCorruptionError", "recover",
+    "CatalogCorruptionError",
 ]
 
 

@@ -29,10 +29,13 @@ def connect(
 
     ``None`` arguments fall back to ``CHUNKFRAME_STORE``, ``CHUNKFRAME_REDIS_URL``,
     ``CHUNKFRAME_CATALOG`` and ``CHUNKFRAME_HOME`` (default ``~/.chunkframe``); with no Redis
-    URL anywhere, an embedded redis-server is started under the home directory. Options:
+    URL anywhere, an embedded redis-server is started under the home directory; a
+    ``redis+cluster://host:port[,host:port...]`` URL connects a Redis Cluster. Options:
     ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``, ``lock_ttl``,
-    ``prefix``. A server URL (``cf.connect("http://host:8765", token=...)``) gives a
-    remote client over ``chunkframe serve`` instead (see :mod:`chunkframe.service.remote`).
+    ``prefix``, ``permissions`` (``"owner"``, the default: what is created is 0700/0600;
+    ``"group"``: 0770/0660; also ``CHUNKFRAME_PERMISSIONS``). A server URL
+    (``cf.connect("http://host:8765", token=...)``) gives a remote client over
+    ``chunkframe serve`` instead (see :mod:`chunkframe.service.remote`).
     """
     if isinstance(store, str) and store.startswith(("http://", "https://")):
         from .service.remote import connect_remote  # reads through a server
@@ -174,12 +177,19 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
     Parameters
     ----------
     apply : bool, default False
-        Repair what can be repaired safely: abandon interrupted ingests (their files and
-        status), release stale locks, rebuild Redis's metadata, chunk tables and fencing
-        counters from the catalog, delete orphan files. A dry run changes nothing.
+        Repair what can be repaired safely: resume an interrupted ingest from its recorded
+        source files when they are unchanged (it ends as an uninterrupted ingest would),
+        else abandon it (its files and status; the report says why), release stale
+        locks, rebuild Redis's metadata, chunk tables and fencing counters from the
+        catalog, delete orphan files, rebuild contexts (and their keywords in the ``find``
+        index) from the catalog's durable copy, record contexts only Redis holds, rebuild
+        last values from the chunk files, restore a missing or damaged catalog (the damaged
+        file is kept as ``<name>.damaged-<time>``) from Redis's committed state, else from
+        the chunk files' own metadata. A dry run changes nothing.
     verify : bool, default False
         Also read every chunk of every dataset and report those that fail their checksum or
-        whose file names another chunk (``corrupt_chunk``; never repaired automatically).
+        whose file names another chunk (``corrupt_chunk``; not repaired here: see
+        ``ds.verify(repair=True)``).
     progress : bool, optional
         A bar over the datasets checked, with their total (None: only in notebooks and
         terminals).
@@ -189,8 +199,10 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
     pandas.DataFrame
         One row per problem: ``dataset``, ``problem`` (``interrupted``, ``stale_lock``,
         ``redis_state_missing``, ``redis_state_behind``, ``redis_state_corrupt``,
-        ``orphan_files``, ``corrupt_chunk``), ``action``, ``detail`` and ``applied``; empty
-        when all is consistent.
+        ``orphan_files``, ``corrupt_chunk``, ``context_unrecorded``, ``context_missing``,
+        ``context_behind``, ``last_values_missing``, ``catalog_unreadable``; for a context
+        problem ``dataset`` is the context id, and ``""`` when the whole catalog file is
+        damaged), ``action``, ``detail`` and ``applied``; empty when all is consistent.
 
     Raises
     ------

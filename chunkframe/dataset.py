@@ -18,6 +18,7 @@ from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
 from .core.units import format_bytes
+from .display.reprs import mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.partitions import to_dask
 from .read.reader import (
@@ -32,6 +33,7 @@ from .read.reader import (
 )
 from .read.rows import RowTemplate, is_text, wrap_vector
 from .read.scan import Piece, scan
+from .recover.repair import repair_chunks
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -744,10 +746,39 @@ class Dataset:
         meta = self._frame(self._empty(snap), cols, pd.RangeIndex(0, name="sn"))
         return to_dask(self._client.settings, snap, meta)
 
-    def verify(self, progress: bool | None = None) -> pd.DataFrame:
+    def verify(self, progress: bool | None = None, repair: bool = False) -> pd.DataFrame:
         """Check every chunk in the store: its checksum, and that the file names the dataset,
         generation, chunk, first sn and row count its chunk table says; one row per bad
-        chunk (empty if intact)."""
+        chunk (empty if intact): chunk, key, problem.
+
+        Parameters
+        ----------
+        progress : bool, optional
+            A bar over the chunks (None: only in notebooks and terminals).
+        repair : bool, default False
+            Rewrite each bad chunk from the source its ingest (or append, overwrite) read,
+            when those files are still there with their recorded fingerprints: the chunk's
+            rows are cut again as the ingest cut them, written under a new fenced key
+            (atomically, under the dataset's lock), and the catalog and Redis point at it.
+            The report then has the columns chunk, problem, action, repaired, detail, and
+            says why a chunk could not be repaired (a DataFrame source, a changed file...).
+
+        Raises
+        ------
+        DatasetLockedError
+            ``repair`` while another writer holds the dataset's lock (nothing is changed).
+        ReadOnlyVersionError
+            ``repair`` on a handle opened at a version of the past.
+
+        Examples
+        --------
+        >>> ds.verify(repair=True)[["chunk", "repaired", "detail"]]   # doctest: +SKIP
+        """
+        if not isinstance(repair, bool):
+            raise InvalidArgumentError(
+                f"repair must be True or False, got {repair!r} (verify of dataset {self.id!r})")
+        if repair:
+            self._writable("repair chunks")
         snap = self._snap()
         bar = progress_bar(len(snap.chunks), f"verify {self.id}", progress, unit="chunks")
         bad = []
@@ -759,6 +790,9 @@ class Dataset:
                 bar.update(1)
         finally:
             bar.close()
+        if repair:
+            client = self._client
+            return repair_chunks(client.backends, client.reader, self.id, [b[0] for b in bad])
         return pd.DataFrame(bad, columns=["chunk", "key", "problem"])
 
     def cache_info(self) -> dict[str, Any]:
@@ -853,7 +887,7 @@ class Dataset:
                 f"last values of dataset {self.id!r} are kept for its current version only, "
                 f"not for version {self._pinned}; open the current one with "
                 f"cf.open({self.id!r}), or compute them from this version's to_pandas()")
-        return self._client.last_values.last(self.id, device, columns)
+        return mark(self._client.last_values.last(self.id, device, columns), "last", self.id)
 
     def delete(self, device: Any = None, columns: Sequence[str] | str | None = None, *,
                date_range: Any = None, start: Any = None, end: Any = None) -> DeleteResult:

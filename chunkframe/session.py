@@ -15,7 +15,8 @@ from .core.config import Settings, redact, resolve
 from .core.errors import InvalidArgumentError
 from .core.keys import validate_id
 from .dataset import Dataset
-from .ingestion.distributed import ingest_dask, is_dask_frame, read_files
+from .display.reprs import mark
+from .ingestion.distributed import file_partitions, ingest_dask, is_dask_frame
 from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
 from .lastcache import LastValues
@@ -78,12 +79,12 @@ class Client:
                 f"engine={engine!r} is not one of None (this process) or 'dask' (the active "
                 f"Dask cluster) for dataset {dataset_id!r}")
         if engine == "dask" and not is_dask_frame(source):
-            source = read_files(source, dataset_id, self.settings.storage_options)
+            source = file_partitions(source, dataset_id, self.settings.storage_options)
         common: dict[str, Any] = dict(
             chunk_rows=chunk_rows, time_column=time_column, device_column=device_column,
             mode=mode, compression=compression, progress=progress, wait=wait,
             hooks=self.commit_hooks)
-        if is_dask_frame(source):
+        if engine == "dask" or is_dask_frame(source):
             unsupported = {k: v for k, v in (("workers", workers != 4),
                                               ("max_pending", max_pending is not None),
                                               ("fingerprint", fingerprint is not None),
@@ -137,8 +138,8 @@ class Client:
         if not isinstance(apply, bool) or not isinstance(verify, bool):
             raise InvalidArgumentError(
                 f"apply and verify must be True or False, got apply={apply!r}, verify={verify!r}")
-        report = Recoverer(self.backends, self.reader).run(apply=apply, verify=verify,
-                                                           progress=progress)
+        report = Recoverer(self.backends, self.reader, self.last_values, self.contexts_cache,
+                           self.commit_hooks).run(apply=apply, verify=verify, progress=progress)
         if apply and report["applied"].any():
             self.reader.clear()  # snapshots of the state before the repairs
         return report
@@ -150,7 +151,8 @@ class Client:
         if self._contexts is None:
             with self._lazy:
                 if self._contexts is None:
-                    self._contexts = ContextCache(self.redis, prefix=self.settings.prefix)
+                    self._contexts = ContextCache(self.redis, prefix=self.settings.prefix,
+                                                  record=self.catalog)
         return self._contexts
 
     def context(self, context_id: str) -> Context:
@@ -160,7 +162,7 @@ class Client:
 
     def contexts(self) -> pd.DataFrame:
         """Contexts in memory: id, entries, memory bytes, accesses, last access."""
-        return self.contexts_cache.contexts()
+        return mark(self.contexts_cache.contexts(), "contexts")
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
         """Entries of every context (dataset or not) having ``keyword``: see :func:`chunkframe.find`."""

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from servers import MotoProcess, PostgresProcess, RedisProcess, postgres_bin_dir
+from servers import MotoProcess, PostgresProcess, RedisClusterProcess, RedisProcess, postgres_bin_dir
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -20,6 +20,15 @@ def redis_server() -> Iterator[RedisProcess]:
     server = RedisProcess().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcess]:
+    """A Redis Cluster of 3 masters for the session (tests/test_cluster.py); tests isolate
+    themselves by key prefix."""
+    cluster = RedisClusterProcess(masters=3).start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,11 @@ Modes (first argument):
     ``ckpt-done N``, ``commit-start``, ``commit-tx``, ``commit-done``, ``publish-done``)
     and ``done ROWS`` at the end. CF_PAUSE=STEP:K sleeps after the K-th STEP line of this
     run, so the test's kill lands exactly there.
+``ingest-files ID URL``
+    As ``ingest``, from the CSV/Parquet/Arrow files of URL (a path or glob) instead.
+``append ID OFFSET``
+    Append the source frame of CF_ROWS rows, its ``id`` shifted by OFFSET, to dataset ID
+    (env and hooks as for ``ingest``); prints ``done ROWS`` (the dataset's new size).
 ``hold-lock ID``
     Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
 ``server-info [ID...]``
@@ -26,6 +31,8 @@ The hooks wrap chunkframe functions inside this process only; the library is unc
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -56,6 +63,30 @@ def source_frame(rows: int, seed: int = 20240601) -> pd.DataFrame:
             rng.random(rows) < 0.1),
         "label": pd.array([f"r{i % 997}" for i in range(rows)], dtype="str"),
     })
+
+
+def kill_at(args: list[str], env: dict[str, str], pause: str) -> None:
+    """Run this worker with ``args`` and ``env`` (CF_PAUSE=``pause``) and SIGKILL it once it
+    prints the step ``pause`` names (``"ckpt-done:5"``: the 5th checkpoint), within 60 s."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], env={**env, "CF_PAUSE": pause},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        step, k = pause.split(":")
+        seen = 0
+        for line in proc.stdout:
+            if line.split(" ")[0] == step:
+                seen += 1
+                if seen == int(k):
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == -signal.SIGKILL
 
 
 class Steps:
@@ -110,11 +141,11 @@ def install_hooks(step: Steps) -> None:
             if getattr(in_commit, "on", False):
                 step("commit-tx")  # statements done, COMMIT not yet run
 
-    def commit(self, meta, chunks, fence, kind="ingest"):
+    def commit(self, meta, chunks, fence, kind="ingest", **more):
         step("commit-start")
         in_commit.on = True
         try:
-            orig_commit(self, meta, chunks, fence, kind)
+            orig_commit(self, meta, chunks, fence, kind, **more)
         finally:
             in_commit.on = False
         step("commit-done")
@@ -181,6 +212,26 @@ def main(argv: list[str]) -> int:
         ds = client.ingest(df, dataset_id, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
                            mode="resume", wait=True, progress=False,
                            workers=int(os.environ.get("CF_WORKERS", "2")))
+        say(f"done {len(ds)}")
+        return 0
+    if mode == "ingest-files":
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.ingest(argv[3], argv[2], chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
+                           mode="resume", wait=True, progress=False,
+                           workers=int(os.environ.get("CF_WORKERS", "2")))
+        say(f"done {len(ds)}")
+        return 0
+    if mode == "append":
+        df = source_frame(int(os.environ.get("CF_ROWS", "200000")))
+        df["id"] += int(argv[3])
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.open(argv[2]).append(
+            df, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")), progress=False,
+            wait=True, workers=int(os.environ.get("CF_WORKERS", "2")))
         say(f"done {len(ds)}")
         return 0
     if mode == "hold-lock":

@@ -1,4 +1,4 @@
-"""Real servers for the test suite: redis-server, moto's S3 server and PostgreSQL, on loopback."""
+"""Real servers for the test suite: redis-server (one or a cluster), moto's S3 server and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -191,3 +191,94 @@ class PostgresProcess:
         if self.log is not None:
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_cluster_port() -> int:
+    """A loopback port free together with its cluster bus port (port + 10000: Redis 6's
+    fixed offset; ``--cluster-port`` came in 7.0)."""
+    for _ in range(100):
+        port = free_port()
+        if port >= 55536:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports (port, port + 10000) on 127.0.0.1")
+
+
+class RedisClusterProcess:
+    """A Redis Cluster of ``masters`` redis-server processes on loopback, private ports and
+    directories: slots assigned with CLUSTER ADDSLOTS, nodes joined with CLUSTER MEET
+    through redis-py (no redis-cli), ready once every node says ``cluster_state:ok``.
+    ``slots``: assign only these (split among the masters), for a cluster not fully covered.
+    """
+
+    def __init__(self, masters: int = 3, password: str | None = None,
+                 slots: range = range(16384)) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="cfc-"))
+        self.ports = [free_cluster_port() for _ in range(masters)]
+        self.password = password
+        self.slots = slots
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, password=self.password)
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], password=self.password)
+
+    def start(self, ready: bool = True) -> RedisClusterProcess:
+        """Start the masters, assign the slots, join them; ``ready``: wait for
+        ``cluster_state:ok`` (a partly covered cluster never gets there)."""
+        for port in self.ports:
+            d = self.dir / str(port)
+            d.mkdir()
+            self.procs.append(subprocess.Popen(
+                [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
+                 "--cluster-node-timeout", "2000", "--dir", str(d), "--save", "",
+                 "--appendonly", "no", "--logfile", str(d / "redis.log"),
+                 *(["--requirepass", self.password, "--masterauth", self.password]
+                   if self.password else [])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        nodes = [self.node(p) for p in self.ports]
+        self._wait(lambda: all(n.ping() for n in nodes), "the nodes to answer PING")
+        for i, n in enumerate(nodes):  # Redis 6: ADDSLOTS of each slot (ADDSLOTSRANGE is 7.0's)
+            n.execute_command("CLUSTER ADDSLOTS", *self.slots[i::len(nodes)])
+        for n in nodes[1:]:
+            n.execute_command("CLUSTER MEET", "127.0.0.1", self.ports[0])
+
+        def joined() -> bool:
+            infos = [n.execute_command("CLUSTER INFO") for n in nodes]  # parsed: a dict
+            return all(i["cluster_state"] == "ok"
+                       and int(i["cluster_known_nodes"]) == len(nodes) for i in infos)
+
+        if ready:
+            self._wait(joined, "cluster_state:ok on every node")
+        return self
+
+    def _wait(self, done, what: str, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if done():
+                    return
+            except (redis.ConnectionError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"Redis Cluster: timed out waiting for {what}; see {self.dir}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        self.procs = []

@@ -109,12 +109,25 @@ def test_ingest_of_csv_files_with_engine_dask(dask_client, client, tmp_path: Pat
     expected = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     pd.testing.assert_frame_equal(ds.to_pandas(), expected, check_index_type=False,
                                   check_dtype=False)
-    assert ds.to_pandas()["s"].tolist() == expected["s"].tolist()
+    # read on the workers by chunkframe's own reader: the types of a single-process ingest
+    single = cf.ingest(str(tmp_path / "p*.csv"), "csvs-single", chunk_rows=500)
+    pd.testing.assert_frame_equal(ds.to_pandas(), single.to_pandas())
     assert ds.chunks["start"].tolist() == [0, 500, 700, 1200, 1500, 2000, 2400, 2900]
+    # a glob is expanded in sorted order, one partition per file; resume finds it complete
+    globbed = cf.ingest(str(tmp_path / "p*.csv"), "csvs", chunk_rows=500, engine="dask",
+                        mode="resume")
+    assert globbed.chunks["key"].tolist() == ds.chunks["key"].tolist()
     with pytest.raises(cf.InvalidArgumentError, match="engine='spark'.*'csvs2'"):
         cf.ingest(str(paths[0]), "csvs2", engine="spark")
     with pytest.raises(cf.SourceError, match="no files.*'csvs3'"):
         cf.ingest([], "csvs3", engine="dask")
+    with pytest.raises(cf.SourceError, match="no files match.*missing"):
+        cf.ingest([str(paths[0]), str(tmp_path / "missing.csv")], "csvs4", engine="dask")
+    (tmp_path / "bad.csv").write_text("k,x\n1,2\n3\n")
+    with pytest.raises(cf.ChunkFrameError, match="bad.csv"):
+        cf.ingest([str(paths[0]), str(tmp_path / "bad.csv")], "csvs5", engine="dask")
+    assert not {"csvs4", "csvs5"} & set(cf.datasets()["id"])
+    assert list(client.store.list("csvs5")) == []
 
 
 def test_to_dask_answers_equal_pandas(dask_client, client) -> None:

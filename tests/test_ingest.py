@@ -577,7 +577,17 @@ class Opaque:
     (lambda tmp: _write(tmp / "garbage.arrow", b"not arrow at all"), SourceError,
      r"garbage\.arrow' as an Arrow IPC"),
     (lambda tmp: _write(tmp / "ragged.csv", b"a,b\n1,2\n3,4,5\n"), SourceError,
-     r"ragged\.csv' as CSV.*Expected 2 columns"),
+     r"ragged\.csv' as CSV.*Expected 2 columns.*as many fields as the header"),
+    (lambda tmp: _write(tmp / "short.csv", b"a,b\n1,2\n3\n4,5\n"), SourceError,
+     r"short\.csv' as CSV.*Expected 2 columns, got 1"),
+    # issue 14: pyarrow read an unterminated quote as one last value running to the end
+    (lambda tmp: _write(tmp / "open.csv", b'a,b\n1,"x\n2,y\n3,z\n'), SourceError,
+     r"open\.csv' as CSV: a quoted field opened in row 1 \(the header is row 0\) is never "
+     r"closed.*close the quote"),
+    (lambda tmp: _write(tmp / "open-last.tsv", b'a\tb\n1\tx\n2\t5"\n3\t"7'), SourceError,
+     r"open-last\.tsv' as CSV: a quoted field opened in row 3 "),
+    (lambda tmp: _gzip(tmp / "open.csv.gz", b'a,b\n1,"x\ny"\n2,"z""\n'), SourceError,
+     r"open\.csv\.gz' as CSV: a quoted field opened in row 2 "),
 ])
 def test_bad_sources_fail_clearly_and_leave_nothing(client, tmp_path, make_source, error,
                                                     message):
@@ -592,6 +602,22 @@ def test_bad_sources_fail_clearly_and_leave_nothing(client, tmp_path, make_sourc
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _gzip(path: Path, data: bytes) -> Path:
+    path.write_bytes(gzip.compress(data))
+    return path
+
+
+def test_csv_quotes_that_pandas_reads_are_accepted(client, tmp_path):
+    """An odd number of quotes from literal quotes in unquoted fields (12") is no open quote;
+    quoted fields with newlines, delimiters and doubled quotes read as pandas reads them."""
+    path = _write(tmp_path / "inches.csv",
+                  b'a,b\n1,12" pipe\n2,"x\ny, ""z"""\n3,"last"\n')
+    ds = client.ingest(path, "inches", chunk_rows=2, progress=False)
+    expected = pd.read_csv(path)
+    assert ds.to_pandas()["b"].tolist() == expected["b"].tolist() == [
+        '12" pipe', 'x\ny, "z"', "last"]
 
 
 def test_object_column_message_names_the_column_and_the_fix(client):
@@ -773,3 +799,142 @@ def test_time_stats_merge_a_dictionary_that_repeats_a_value():
                                              pa.array(["a", "b", "a"]))
     table = pa.table({"t": pa.array([5, 1, 9, 2, 0], pa.int64()), "d": devices})
     assert time_stats(table, "t", "d") == {"a": [2, 9], "b": [1, 1]}
+
+
+def test_csv_values_with_newlines_across_blocks(client, tmp_path, monkeypatch):
+    """Quoted values holding newlines read as pandas reads them, wherever the reader's blocks
+    end (they failed "CSV parser got out of sync with chunker" across a block boundary)."""
+    from chunkframe.ingestion import sources
+
+    monkeypatch.setattr(sources, "_CSV_BLOCK", 256)
+    path = _write(tmp_path / "lines.csv", b"a,b\n" + b"".join(
+        b'%d,"line one\nline, two %d"\n' % (i, i) for i in range(400)))
+    ds = client.ingest(path, "lines", chunk_rows=64, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), pd.read_csv(path), check_dtype=False)
+
+
+@pytest.mark.parametrize(("data", "suspect"), [
+    (b'a,b\n1,"x"\n', False), (b'a,b\n1,"x,y"\n2,"y"', False), (b'a,b\n1,"x\n2,y\n', True),
+    (b'a,b\n1,12"\n2,"y\r\n\r\n', True), (b'a,b\n1,12"\n2,"y', True), (b'a\n""\n', False),
+    (b'a,b\n1,"x\ny"\n', True),  # a last row over two lines: suspect, pandas then reads it
+    (b'a\n' + b'x' * 70_000 + b'"', True), (b'a\n' + b'x' * 70_000, False),
+])
+@pytest.mark.parametrize("size", [1, 2, 3, 7, -1])
+def test_quote_counter_whatever_the_read_sizes(data, suspect, size):
+    import io
+
+    from chunkframe.ingestion.sources import _QuoteCounter
+
+    counted = _QuoteCounter(io.BytesIO(data))
+    read = b"".join(iter(lambda: counted.read(size), b""))
+    assert read == data and counted.suspect() is suspect
+
+
+def _times(tz: str | None, n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"t": pd.date_range("2026-01-01", periods=n, freq="h", tz=tz),
+                         "v": np.arange(n, dtype=np.float64)})
+
+
+@pytest.mark.parametrize(("base", "appended", "message"), [
+    # issue 14: "7" was stored as 7, b"z" and "z" as each other, Paris times as UTC ones
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": ["7"]}),
+     r"column 'a' of the data appended to dataset 'co' is large_string but the dataset stores "
+     r"int64; chunkframe does not convert strings to numbers silently.*pd\.to_numeric\(df\['a'\]\)"
+     r".*mode='overwrite'"),
+    (pd.DataFrame({"a": ["x", "y"]}), pd.DataFrame({"a": [3]}),
+     r"'a'.*int64 but the dataset stores large_string.*numbers to strings.*astype\('string'\)"),
+    (pd.DataFrame({"a": [b"x", b"y"]}), pd.DataFrame({"a": ["z"]}),
+     r"'a'.*strings to bytes.*str\.encode\('utf-8'\)"),
+    (pd.DataFrame({"a": ["x", "y"]}), pd.DataFrame({"a": [b"z"]}), r"'a'.*bytes to strings"),
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [True]}), r"'a'.*bool values to numbers"),
+    (_times("UTC"), _times("Europe/Paris"),
+     r"column 't'.*times in time zone 'Europe/Paris' to times in time zone 'UTC'.*"
+     r"tz_convert\('UTC'\)"),
+    (_times(None), _times("UTC"), r"'t'.*'UTC' to times without a time zone.*tz_convert\(None\)"),
+    (_times("UTC"), _times(None), r"'t'.*without a time zone to times in time zone 'UTC'.*"
+     r"tz_localize\('UTC'\)"),
+])
+@pytest.mark.parametrize("evolve", [False, True])
+def test_append_refuses_silent_coercion(client, base, appended, message, evolve):
+    ds = client.ingest(base, "co", progress=False)
+    if evolve:  # evolving widens numbers only, and names every other change too
+        message = r"cannot evolve the schema of dataset 'co': '(a|t)' is"
+    with pytest.raises(SchemaMismatchError, match=message):
+        ds.append(appended, evolve=evolve, progress=False)
+    assert len(client.open("co")) == len(base) and client.open("co").versions().shape[0] == 1
+    pd.testing.assert_frame_equal(client.open("co").to_pandas(), base, check_dtype=False)
+
+
+def test_append_still_converts_within_a_kind(client):
+    """Numbers stay numbers (an int into a float column; int -> float with evolve=True),
+    strings of either width are strings, times keep their zone whatever their unit."""
+    ds = client.ingest(pd.DataFrame({"f": [0.5], "i": [1], "s": ["x"]}), "kinds", progress=False)
+    ds.append(pd.DataFrame({"f": np.array([2], dtype=np.int32), "i": np.array([3], dtype=np.int8),
+                            "s": pd.Series(["y"], dtype=object)}), progress=False)
+    ds.append(pd.DataFrame({"f": [1], "i": [1.5], "s": ["z"]}), evolve=True, progress=False)
+    out = client.open("kinds").to_pandas()
+    assert out["f"].tolist() == [0.5, 2.0, 1.0] and out["i"].tolist() == [1.0, 3.0, 1.5]
+    assert out["s"].tolist() == ["x", "y", "z"]
+    nested = client.ingest(pd.DataFrame({"l": [[1, 2]], "n": [1.5]}), "nested", progress=False)
+    nested.append(pd.DataFrame({"l": [[]], "n": [None]}), progress=False)  # nulls fit any kind
+    assert client.open("nested").to_pandas()["l"].map(list).tolist() == [[1, 2], []]
+    with pytest.raises(SchemaMismatchError,
+                       match=r"column 'l' .* is list<item: string> but the dataset stores "
+                             r"list<item: int64>"):
+        nested.append(pd.DataFrame({"l": [["7"]], "n": [1.0]}), progress=False)
+    times = client.ingest(_times("Europe/Paris"), "zoned", progress=False)
+    later = _times("Europe/Paris")
+    later["t"] = later["t"].astype("datetime64[ms, Europe/Paris]")
+    times.append(later, progress=False)
+    assert str(client.open("zoned").to_pandas()["t"].dt.tz) == "Europe/Paris"
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (pd.DataFrame({"a": [b"x", "y"]}), r"column 'a' of the DataFrame mixes strings and bytes "
+     r"\(pandas infers 'mixed'\).*v\.decode\(\)"),
+    (pd.DataFrame({"a": ["y", None, b"x"]}), r"column 'a' of the DataFrame mixes strings and bytes"),
+    (pd.DataFrame({"t": [pd.Timestamp("2026-01-01", tz="UTC"),
+                         pd.Timestamp("2026-01-01", tz="Europe/Paris")]}),
+     r"column 't' of the DataFrame mixes times of several time zones \('Europe/Paris', 'UTC'\)"
+     r".*utc=True"),
+    (pd.DataFrame({"t": [pd.Timestamp("2026-01-01", tz="UTC"), pd.Timestamp("2026-01-01")]}),
+     r"column 't'.*several time zones \(no zone, 'UTC'\)"),
+])
+def test_object_columns_mixing_kinds_are_refused(client, frame, message):
+    with pytest.raises(SchemaMismatchError, match=message):
+        client.ingest(frame, "mixed", progress=False)
+    assert_nothing_left(client, "mixed")
+    with pytest.raises(SchemaMismatchError, match=message.replace("the DataFrame",
+                                                                   "frame 1 of the source")):
+        client.ingest([frame.iloc[:0], frame], "mixed", progress=False)
+    # one kind per column is fine, and so is one zone in an object column
+    same = pd.DataFrame({"a": pd.Series([b"x", None, b"y"], dtype=object),
+                         "t": pd.Series([pd.Timestamp("2026-01-01", tz="Asia/Tokyo")] * 3,
+                                        dtype=object)})
+    out = client.ingest(same, "one-kind", progress=False).to_pandas()
+    assert out["a"].tolist() == [b"x", None, b"y"] and str(out["t"].dt.tz) == "Asia/Tokyo"
+
+
+def test_multi_file_csv_of_another_kind_is_refused(client, tmp_path):
+    d = tmp_path / "kinds"
+    d.mkdir()
+    pd.DataFrame({"x": ["a", "b"]}).to_csv(d / "a.csv", index=False)
+    pd.DataFrame({"x": [1, 2]}).to_csv(d / "b.csv", index=False)  # was stored as "1", "2"
+    with pytest.raises(SchemaMismatchError, match=r"column 'x' of file .*b\.csv' is int64 but "
+                       r"the dataset stores string"):
+        client.ingest(d, "kinds", progress=False)
+    assert_nothing_left(client, "kinds")
+
+
+def test_a_block_of_strings_in_a_frame_of_bytes_is_refused():
+    """A DataFrame is converted in blocks of a million rows, all to the whole frame's schema:
+    a block holding only strings where the frame's column is bytes would be encoded."""
+    from chunkframe.ingestion.sources import _frame_to_arrow
+
+    whole = pa.schema([("a", pa.binary())])
+    block = pd.DataFrame({"a": pd.Series(["x", None], dtype=object)})
+    with pytest.raises(SchemaMismatchError, match=r"column 'a' of block 2 mixes strings and "
+                                                  r"bytes \(pandas infers 'string'\)"):
+        _frame_to_arrow(block, "block 2", whole)
+    ok = pd.DataFrame({"a": pd.Series([b"x", None], dtype=object)})
+    assert _frame_to_arrow(ok, "block 2", whole).column("a").to_pylist() == [b"x", None]

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from crash_worker import source_frame
+from crash_worker import kill_at, source_frame
 
 import chunkframe as cf
 from chunkframe.frontends.cli import main
@@ -147,26 +143,8 @@ def _kill_mid_ingest(tmp_path, redis_url: str, prefix: str, pause: str) -> None:
     env = dict(os.environ, CF_REDIS=redis_url, CF_PREFIX=prefix,
                CF_STORE=str(tmp_path / "store"), CF_CATALOG=str(tmp_path / "catalog.db"),
                CF_HOME=str(tmp_path), CF_ROWS=str(ROWS), CF_CHUNK_ROWS=str(CHUNK),
-               CF_LOCK_TTL="30", CF_WORKERS="1", CF_PAUSE=pause)
-    proc = subprocess.Popen([sys.executable, str(HERE / "crash_worker.py"), "ingest", "crashy"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    watchdog = threading.Timer(60, proc.kill)
-    watchdog.start()
-    try:
-        assert proc.stdout is not None
-        step, k = pause.split(":")
-        seen = 0
-        for line in proc.stdout:
-            if line.split(" ")[0] == step:
-                seen += 1
-                if seen == int(k):
-                    break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-    finally:
-        watchdog.cancel()
-    assert proc.returncode == -signal.SIGKILL
+               CF_LOCK_TTL="30", CF_WORKERS="1")
+    kill_at(["ingest", "crashy"], env, pause)
 
 
 def test_an_ingest_killed_mid_way_is_interrupted_and_abandoned(client, tmp_path, redis_server,

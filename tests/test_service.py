@@ -18,6 +18,7 @@ from frames import all_dtypes, sensors
 from servers import free_port
 
 import chunkframe as cf
+from chunkframe.display.reprs import repr_html
 from chunkframe.service.encoding import ARROW, frame_from_arrow, tag, untag
 
 urllib3 = pytest.importorskip("urllib3")
@@ -405,6 +406,8 @@ def test_remote_last_tags_find_and_context(server, world):
     local = world["local"]
     remote = cf.connect(server.url).open("sensors")
     pd.testing.assert_frame_equal(remote.last(), local.open("sensors").last())
+    page = repr_html(remote.last())  # the notebook repr, as a local dataset's
+    assert page is not None and page == repr_html(local.open("sensors").last())
     pd.testing.assert_frame_equal(remote.last("d2", "x"), local.open("sensors").last("d2", "x"))
     pd.testing.assert_frame_equal(remote.last(["d4", "d1"]), local.open("sensors").last(["d4", "d1"]))
     every = cf.connect(server.url).open("every")
@@ -417,6 +420,24 @@ def test_remote_last_tags_find_and_context(server, world):
     every.context.remove("checked")
     with pytest.raises(KeyError):
         every.context.get("checked")
+
+
+def test_find_and_versions_over_the_socket(server, http, world):
+    local = world["local"]
+    local.context("analysis-7").put("owner", "team-a and friends", keywords=["team-a"])
+    remote = cf.connect(server.url)
+    pd.testing.assert_frame_equal(remote.find("team-a"), local.find("team-a"))
+    pd.testing.assert_frame_equal(remote.find("team-a", type="METADATA"),
+                                  local.find("team-a", type="METADATA"))
+    assert set(remote.find("team-a")["context"]) >= {"analysis-7", "every"}
+    assert remote.find("no-such-word").empty
+    body = json.loads(_get(http, server.url, "/v1/find?keyword=team-a").data)
+    assert {e["context"] for e in body["entries"]} >= {"analysis-7", "every"}
+    _error(_get(http, server.url, "/v1/find"), 400, "InvalidArgumentError")
+    _error(_get(http, server.url, "/v1/find?keyword=x&type=NOPE"), 400, "ContextError")
+    pd.testing.assert_frame_equal(remote.open("sensors").versions(),
+                                  local.open("sensors").versions())
+    _error(_get(http, server.url, "/v1/datasets/nope/versions"), 404, "DatasetNotFoundError")
 
 
 def test_remote_writes_are_local_only(server):

@@ -392,3 +392,23 @@ def test_chunk_keys_carry_the_fencing_token(client):
 
     assert chunk_key("d", 3, 7, 12) == "d/g000003/c00000007-f12.arrow"
     assert chunk_key("d", 3, 7, 12) != chunk_key("d", 3, 7, 13)  # a late writer writes elsewhere
+
+
+def test_a_borrowed_lock_checks_without_extending(make_client) -> None:
+    """A Dask task's view of the coordinator's lock asks Redis whether it is still held but
+    never extends it: a dead coordinator's lock must expire on time."""
+    client = make_client(lock_ttl=1.0)
+    holder = client.lock("borrowed")
+    borrowed = client.backends.state.borrow("borrowed", holder.token, holder.fence)
+    assert borrowed.held()
+    holder._stop.set()  # the coordinator stops renewing, as if it were killed
+    holder._thread.join()
+    assert holder.do_extend()  # a known full TTL from now
+    time.sleep(0.2)
+    ttl_before = client.redis.pttl(holder.keys.lock)
+    borrowed.check()  # never asked before: asks Redis, which says it is still held
+    assert 0 < client.redis.pttl(holder.keys.lock) <= ttl_before  # and it was not extended
+    time.sleep(1.1)  # the lock expires; the borrower's last answer is older than ttl / 2
+    with pytest.raises(LockLostError, match="'borrowed'"):
+        borrowed.check()
+    assert not borrowed.held()

@@ -29,7 +29,7 @@ from chunkframe.core.errors import (
     SchemaMismatchError,
     VersionNotFoundError,
 )
-from chunkframe.storage.catalog import Catalog
+from chunkframe.storage.catalog import _MIGRATIONS, Catalog
 
 WRITER = textwrap.dedent("""
     import sys
@@ -215,7 +215,7 @@ def test_prune_versions_failures_and_older_than(client):
     pd.testing.assert_frame_equal(ds.to_pandas().astype({"dev": "str"}), expected)
 
 
-def test_catalogs_without_versions_are_migrated_in_place(client):
+def test_catalogs_without_versions_are_migrated_in_place(client, tmp_path):
     client.ingest(sensors(50), "old", progress=False).delete(columns="x")
     path = client.settings.catalog
     with sqlite3.connect(path) as db:  # as a catalog written before versions were recorded
@@ -226,7 +226,7 @@ def test_catalogs_without_versions_are_migrated_in_place(client):
     assert table[["version", "kind", "rows"]].values.tolist() == [[2, "ingest", 50]]
     assert Catalog(path).versions("old").equals(table)  # migrated once
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
     migrated = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
                           catalog=path, home=client.settings.home, prefix=client.settings.prefix)
     assert migrated.open("old", version=2).to_pandas()["x"].isna().all()

@@ -9,7 +9,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -18,6 +18,7 @@ import redis
 from ..core.errors import BackendUnavailableError, ContextError
 from ..core.keys import validate_id
 from ..core.units import format_bytes
+from ..storage.state import is_cluster, pipelined, scan_keys
 from . import index
 from .entries import (
     FIELD_SEP,
@@ -33,6 +34,7 @@ from .keywords import KeywordRule, normalise_keyword
 from .types import ContextType
 
 if TYPE_CHECKING:
+    from ..storage.catalog import Catalog
     from .context import Context
 
 __all__ = ["ContextCache"]
@@ -61,6 +63,12 @@ class ContextCache:
         operation and dropped after it.
     max_value_bytes : int
         Largest serialised entry (key, value and keywords) that ``put`` accepts.
+    record : Catalog, optional
+        The durable copy of the entries (the client passes its catalog). Every change is
+        recorded there in the same step as in Redis (the catalog's transaction commits once
+        Redis has the change, and is rolled back if Redis refuses it), so a Redis that loses
+        its keys loses no entry: :meth:`restore` (``cf.recover(apply=True)``) puts them
+        back. Reads never touch it. None: Redis only.
     staleness : float
         Seconds a loaded context is trusted without asking Redis. Before a read, if its
         version was last checked longer ago than this, one GET of the version counter
@@ -85,6 +93,7 @@ class ContextCache:
         max_bytes: int = 64 * 2**20,
         max_value_bytes: int = 1 * 2**20,
         staleness: float = 0.5,
+        record: Catalog | None = None,
     ) -> None:
         self.prefix = validate_id(prefix, "key prefix")
         for name, n in (("max_bytes", max_bytes), ("max_value_bytes", max_value_bytes)):
@@ -99,6 +108,7 @@ class ContextCache:
                 or not staleness >= 0:
             raise ContextError(f"staleness must be seconds >= 0, got {staleness!r}")
         self.redis = redis_client
+        self.record = record
         self.max_bytes = max_bytes
         self.max_value_bytes = max_value_bytes
         self.staleness = float(staleness)
@@ -111,6 +121,8 @@ class ContextCache:
         self._put = redis_client.register_script(index.PUT_LUA)
         self._remove = redis_client.register_script(index.REMOVE_LUA)
         self._find = redis_client.register_script(index.FIND_LUA)
+        # on a cluster the index is written beside the scripts, slot by slot (see .index)
+        self._cluster = is_cluster(redis_client)
 
     # -- public ------------------------------------------------------------------------
 
@@ -148,7 +160,7 @@ class ContextCache:
         if include_stored:
             loaded = {r[0] for r in rows}
             with self._redis_errors(f"list the stored contexts under prefix {self.prefix!r}"):
-                ids = [cid for cid in self._stored_ids() if cid not in loaded]
+                ids = [cid for cid in self.stored_ids() if cid not in loaded]
                 pipe = self.redis.pipeline(transaction=False)
                 for cid in ids:
                     pipe.hlen(self._keys(cid)[0])
@@ -190,6 +202,9 @@ class ContextCache:
         ctype = None if type is None else ContextType.parse(type)
         with self._redis_errors(f"find keyword {keyword!r} in the contexts under prefix "
                                 f"{self.prefix!r}"):
+            if self._cluster:
+                return index.find_cluster(self.redis, self.prefix, normalise_keyword(keyword),
+                                          ctype)
             return index.find(self._find, self.prefix, normalise_keyword(keyword), ctype)
 
     def reindex(self) -> int:
@@ -218,8 +233,13 @@ class ContextCache:
         """
         n = 0
         with self._redis_errors(f"index the contexts under prefix {self.prefix!r}"):
-            for cid in self._stored_ids():
+            for cid in self.stored_ids():
                 entries_key = self._keys(cid)[0]
+                if self._cluster:  # adding members is idempotent; a stale one is ignored
+                    self._index("SADD", index.postings(cid, self.redis.hgetall(entries_key),
+                                                       None))
+                    n += 1
+                    continue
 
                 def transaction(pipe: Any, cid: str = cid, entries_key: str = entries_key
                                 ) -> None:
@@ -281,7 +301,8 @@ class ContextCache:
     def write(self, value: ContextIDValue, ctype: ContextType,
               entries: Mapping[str, tuple[str, str, Entry]]) -> None:
         """Store ``entries`` (key → (field, record, entry)) of ``ctype``: Redis first, with
-        the keyword index and the version in one script, then ``value``."""
+        the keyword index and the version in one script (on a cluster: the index's new
+        members before it, its old ones after), then ``value``."""
         cid = value.context_id
         words: list[list[str]] = []
         args: list[str] = []
@@ -289,20 +310,38 @@ class ContextCache:
             own = key.lower()
             words.append([own, *(w for w in entry.keywords if w != own)])
             args += (field, record)
-        args[:0] = [index.index_head(self.prefix), f"{cid}{FIELD_SEP}", json.dumps(words)]
-        with self._redis_errors(f"write to context {cid!r}"):
-            new_version = int(self._put(keys=list(self._keys(cid)), args=args))
+        head = "" if self._cluster else index.index_head(self.prefix)
+        args[:0] = [head, f"{cid}{FIELD_SEP}", json.dumps(words)]
+        put = [(ctype.value, key, record) for key, (_, record, _) in entries.items()]
+        with self._recording(cid, put=put), self._redis_errors(f"write to context {cid!r}"):
+            if not self._cluster:
+                new_version = int(self._put(keys=list(self._keys(cid)), args=args))
+            else:
+                adds: dict[str, list[str]] = {}
+                for key, kws in zip(entries, words, strict=True):
+                    for w in kws:
+                        adds.setdefault(w, []).append(index.member(cid, ctype, key))
+                self._index("SADD", adds)
+                version, removes = self._put(keys=list(self._keys(cid)), args=args)
+                self._index("SREM", json.loads(removes))
+                new_version = int(version)
         delta = sum(value.set(ctype, k, e) for k, (_, _, e) in entries.items())
         self._wrote(value, new_version, delta)
 
     def delete(self, value: ContextIDValue, ctype: ContextType, key: str) -> None:
         """Delete ``key`` of ``ctype``: from Redis with its index entries, then from ``value``."""
         cid = value.context_id
-        with self._redis_errors(f"remove {key!r} from context {cid!r}"):
-            new_version = int(self._remove(
-                keys=list(self._keys(cid)),
-                args=[index.index_head(self.prefix), index.member(cid, ctype, key),
-                      field_of(ctype, key), key.lower()]))
+        head = "" if self._cluster else index.index_head(self.prefix)
+        with self._recording(cid, remove=[(ctype.value, key)]), \
+                self._redis_errors(f"remove {key!r} from context {cid!r}"):
+            done: Any = self._remove(keys=list(self._keys(cid)),
+                                     args=[head, index.member(cid, ctype, key),
+                                           field_of(ctype, key), key.lower()])
+            if self._cluster:  # {version} or {version, the deleted record}
+                done, old = (*done, None)[:2]
+                if old is not None:
+                    self._index("SREM", index.postings(cid, {field_of(ctype, key): old}, None))
+            new_version = int(done)
         self._wrote(value, new_version, value.delete(ctype, key))
 
     def delete_all(self, value: ContextIDValue, ctype: ContextType | None) -> int:
@@ -311,10 +350,12 @@ class ContextCache:
         return how many ``value`` held."""
         cid = value.context_id
         entries_key, version_key = self._keys(cid)
+        dropped: dict[str, list[str]] = {}
 
         def transaction(pipe: Any) -> None:
+            nonlocal dropped
             raw = pipe.hgetall(entries_key)
-            drop = index.postings(cid, raw, ctype)
+            drop = dropped = index.postings(cid, raw, ctype)
             fields = [f for f in raw if ctype is None
                       or as_str(f).startswith(f"{ctype.value}{FIELD_SEP}")]
             pipe.multi()
@@ -322,12 +363,16 @@ class ContextCache:
                 pipe.delete(entries_key)
             elif fields:
                 pipe.hdel(entries_key, *fields)
-            for word, members in drop.items():
+            for word, members in ({} if self._cluster else drop).items():
                 pipe.srem(index.index_key(self.prefix, word), *members)
             pipe.incr(version_key)
 
-        with self._redis_errors(f"clear context {cid!r}"):
+        with self._recording(cid, clear=True,
+                                clear_type=None if ctype is None else ctype.value), \
+                self._redis_errors(f"clear context {cid!r}"):
             done: Any = self.redis.transaction(transaction, entries_key)
+            if self._cluster:  # the context's slot only in the transaction, then the index
+                self._index("SREM", dropped)
             new_version = int(done[-1])
         types = list(ContextType) if ctype is None else [ctype]
         n, delta = 0, 0
@@ -352,18 +397,159 @@ class ContextCache:
             return [(t.value, k, e.record) for t, m in value.maps.items()
                     for k, e in list(m.items())[:n]][:n]
 
+    # -- the durable record, for the recoverer ------------------------------------------
+
+    def recorded_ids(self) -> list[str]:
+        """The contexts the durable record holds (none without one)."""
+        return [] if self.record is None else self.record.context_ids()
+
+    def check(self, context_id: str) -> tuple[str, str] | None:
+        """How Redis's copy of a recorded context falls short of the record, as ``(problem,
+        detail)``: ``"context_missing"`` (Redis has none of its entries) or
+        ``"context_behind"`` (entries missing, different or extra, or keyword index postings
+        missing); None when Redis has exactly the recorded entries, all indexed, or when
+        the context is not recorded (see :meth:`record_stored`)."""
+        cid = validate_id(context_id, "context id")
+        recorded = self._recorded(cid)
+        if recorded is None:
+            return None
+        with self._redis_errors(f"check context {cid!r}"):
+            stored = {as_str(f): as_str(r)
+                      for f, r in self.redis.hgetall(self._keys(cid)[0]).items()}
+        if recorded and not stored:
+            return "context_missing", (f"Redis has none of its {len(recorded)} entries; the "
+                                       "catalog records them")
+        missing = [f for f in recorded if f not in stored]
+        differ = [f for f in recorded if f in stored and stored[f] != recorded[f]]
+        extra = [f for f in stored if f not in recorded]
+        wrong = [f"{len(fs)} {what} ({_few_fields(fs)})" for fs, what in (
+            (missing, "entries missing"), (differ, "entries different from the catalog's"),
+            (extra, "entries the catalog does not record")) if fs]
+        if wrong:
+            return "context_behind", "Redis has " + "; ".join(wrong)
+        postings = [(w, m) for w, ms in index.postings(cid, recorded, None).items() for m in ms]
+        with self._redis_errors(f"check the keyword index of context {cid!r}"):
+            pipe = self.redis.pipeline(transaction=False)
+            for w, m in postings:
+                pipe.sismember(index.index_key(self.prefix, w), m)
+            found = pipe.execute() if postings else []
+        unindexed = sum(not f for f in found)
+        if unindexed:
+            return "context_behind", (f"the keyword index lacks {unindexed} of its "
+                                      f"{len(postings)} keyword postings")
+        return None
+
+    def restore(self, context_id: str) -> int:
+        """Make Redis's copy of a recorded context, keyword index included, exactly the
+        record's, in one transaction; return the number of entries (0, and nothing done,
+        for a context not recorded).
+
+        What :meth:`check` finds is repaired. It runs in a transaction of the record, so
+        writers of the context (which hold one while they write Redis) wait for it; this
+        process' loaded copy is dropped (it reloads), and the version moves, so other
+        processes reload theirs too (it jumps to a number no copy can hold, see below).
+        Loading a context that Redis lost (no entries, no
+        version) while the record has entries restores it first, so tags are back before
+        ``cf.recover`` runs.
+        """
+        cid = validate_id(context_id, "context id")
+        if self._recorded(cid) is None:
+            return 0
+        entries_key, version_key = self._keys(cid)
+        with self._recording(cid):
+            recorded = self._recorded(cid) or {}
+            words, args = [], [index.index_head(self.prefix), f"{cid}{FIELD_SEP}"]
+            for f, record in recorded.items():
+                key = f.partition(FIELD_SEP)[2]
+                own = key.lower()
+                words.append([own, *(w for w in json.loads(record)["k"] if w != own)])
+                args += (f, record)
+            args.insert(2, json.dumps(words))
+
+            def transaction(pipe: Any) -> None:
+                drop = index.postings(cid, pipe.hgetall(entries_key), None)
+                # A version no process can hold a copy of: a Redis that lost its keys counts
+                # from 0 again, so the next number could name an old copy; microseconds
+                # since the epoch exceed every counted one.
+                version = max(int(pipe.get(version_key) or 0) + 2, time.time_ns() // 1000)
+                pipe.multi()
+                pipe.delete(entries_key)
+                for word, members in drop.items():
+                    pipe.srem(index.index_key(self.prefix, word), *members)
+                if recorded:
+                    self._put(keys=[entries_key, version_key], args=args, client=pipe)
+                pipe.set(version_key, version)
+
+            with self._redis_errors(f"restore context {cid!r} from the catalog"):
+                self.redis.transaction(transaction, entries_key, version_key)
+        self.invalidate(cid)
+        return len(recorded)
+
+    def record_stored(self, context_id: str) -> int:
+        """Record in the durable record every entry Redis holds of ``context_id`` (a context
+        written before contexts were recorded); return how many."""
+        cid = validate_id(context_id, "context id")
+        if self.record is None:
+            raise ContextError(f"context {cid!r} cannot be recorded: this cache has no "
+                               "durable record; build it with record=<the catalog>")
+        put = self._stored_rows(cid)
+        with self.record.context_change(cid, put=put):
+            pass
+        return len(put)
+
+    def _stored_rows(self, cid: str) -> list[tuple[str, str, str]]:
+        """``(type, key, record)`` of every context entry Redis holds of ``cid``."""
+        with self._redis_errors(f"read context {cid!r}"):
+            raw = self.redis.hgetall(self._keys(cid)[0])
+        rows = []
+        for f, r in raw.items():
+            tname, sep, key = as_str(f).partition(FIELD_SEP)
+            if sep and tname in ContextType.__members__:
+                rows.append((tname, key, as_str(r)))
+        return rows
+
+    def _lost(self, cid: str) -> bool:
+        """Whether the record has entries of ``cid`` (which Redis has none of). A record
+        that cannot be read is warned about, not raised: reads are served from Redis."""
+        try:
+            return bool(self._recorded(cid))
+        except Exception as exc:  # noqa: BLE001 - any backend's error; the read goes on
+            warnings.warn(f"could not read the catalog's record of context {cid!r} ({exc}); "
+                          "serving Redis's copy, which has no entries. Run cf.recover() to "
+                          "see what is wrong", RuntimeWarning, stacklevel=5)
+            return False
+
+    def _recorded(self, cid: str) -> dict[str, str] | None:
+        """The record's entries of ``cid`` as Redis holds them: hash field → JSON record;
+        None if it is not recorded."""
+        got = None if self.record is None else self.record.context_entries(cid)
+        return None if got is None else {field_of(ContextType[t], k): r
+                                         for (t, k), r in got.items()}
+
     # -- internals (callers hold self._lock unless said otherwise) --------------------
 
-    def _stored_ids(self) -> list[str]:
+    def _recording(self, cid: str, **change: Any) -> AbstractContextManager[None]:
+        """The durable record's transaction of a change (see ``Catalog.context_change``)."""
+        if self.record is None:
+            return nullcontext()
+        return self.record.context_change(cid, adopt=lambda: self._stored_rows(cid), **change)
+
+    def stored_ids(self) -> list[str]:
         """The ids of the contexts Redis holds entries of (SCAN of this prefix's keys)."""
         head, tail = f"{self.prefix}:ctx:{{", "}:entries"
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*" + tail
-        return [k[len(head):-len(tail)] for key in self.redis.scan_iter(match=pattern, count=1000)
+        return [k[len(head):-len(tail)] for key in scan_keys(self.redis, pattern)
                 if (k := as_str(key)).startswith(head) and k.endswith(tail)]
 
+    def _index(self, command: str, by_word: Mapping[str, list[str]]) -> None:
+        """SADD or SREM index members by keyword, outside any script or transaction: one
+        pipeline (on a cluster, a round trip per node), 4,000 members a command."""
+        pipelined(self.redis, [(command, index.index_key(self.prefix, word), *members[i:i + 4000])
+                               for word, members in by_word.items()
+                               for i in range(0, len(members), 4000)])
+
     def _keys(self, cid: str) -> tuple[str, str]:
-        base = f"{self.prefix}:ctx:{{{cid}}}"
-        return f"{base}:entries", f"{base}:version"
+        return index.context_keys(self.prefix, cid)
 
     @contextmanager
     def _redis_errors(self, what: str) -> Iterator[None]:
@@ -376,13 +562,22 @@ class ContextCache:
                 "is running and reachable, then retry"
             ) from exc
 
-    def _load(self, cid: str) -> ContextIDValue:
+    def _fetch(self, cid: str) -> tuple[dict[Any, Any], Any]:
+        """Redis's entries (HGETALL) and version of ``cid``, in one transaction."""
         entries_key, version_key = self._keys(cid)
         with self._redis_errors(f"load context {cid!r}"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.hgetall(entries_key)
             pipe.get(version_key)
             raw, version = pipe.execute()
+        return raw, version
+
+    def _load(self, cid: str) -> ContextIDValue:
+        entries_key, version_key = self._keys(cid)
+        raw, version = self._fetch(cid)
+        if version is None and not raw and self._lost(cid):  # Redis lost it: put it back
+            self.restore(cid)
+            raw, version = self._fetch(cid)
         value = ContextIDValue(cid, len(entries_key.encode()) + len(version_key.encode()),
                                int(version or 0))
         for f, rec in raw.items():
@@ -447,3 +642,8 @@ class ContextCache:
             _, value = self._lru.popitem(last=False)
             self._total -= value.memory_bytes
 
+
+def _few_fields(fields: list[str], limit: int = 5) -> str:
+    """Up to ``limit`` hash fields as ``TYPE/key``, and how many more."""
+    shown = ", ".join(repr(f.replace(FIELD_SEP, "/")) for f in fields[:limit])
+    return shown + (f" and {len(fields) - limit} more" if len(fields) > limit else "")

@@ -7,11 +7,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..storage.state import pipelined
 from .entries import FIELD_SEP, field_of, with_own_keyword
 from .types import ContextType, decode_value
 
-__all__ = ["FIND_COLUMNS", "index_head", "index_key", "member", "PUT_LUA", "REMOVE_LUA",
-           "FIND_LUA", "postings", "find", "as_str"]
+__all__ = ["FIND_COLUMNS", "context_keys", "index_head", "index_key", "member", "PUT_LUA", "REMOVE_LUA",
+           "FIND_LUA", "postings", "find", "find_cluster", "found", "as_str"]
 
 #: the columns of a ``find`` result, in order
 FIND_COLUMNS = ["context", "type", "key", "value"]
@@ -23,18 +24,30 @@ FIND_COLUMNS = ["context", "type", "key", "value"]
 # context id has no control characters (validate_id) and a type none, so a member splits at
 # its first two \x1f whatever the key holds.
 #
-# The sets are written by the same Lua scripts (put, remove) and MULTI/EXEC transactions
-# (clear) that write the context's entries and bump its version, so the index changes
-# atomically with the entries. Those scripts compute keyword key names, which a standalone
-# Redis (the embedded default, a redis:// URL, Sentinel) runs; a multi-shard Cluster would
-# refuse them as cross-slot. ``find`` reads each hit's record back and keeps it only if the
-# record still has the keyword, so a stale member (left by an older chunkframe, or a
-# hand-edited hash) is never returned.
+# On a standalone Redis (the embedded default, a redis:// URL, Sentinel) the sets are written
+# by the same Lua scripts (put, remove) and MULTI/EXEC transactions (clear) that write the
+# context's entries and bump its version, so the index changes atomically with the entries.
+# Those scripts compute keyword key names, which a Redis Cluster refuses as cross-slot: there
+# the scripts and transactions touch the context's slot only (an empty index head tells the
+# scripts so, and they return what the index must lose) and the index is written around
+# them, slot by slot: members are added before the entries are written and removed after,
+# so a crash in between leaves a stale member, never a missing one. ``find`` reads each
+# hit's record back and keeps it only if the record still has the keyword, so a stale
+# member (left that way, by an older chunkframe, or a hand-edited hash) is never returned.
+# Two processes rewriting the same entry at once with different keywords can, on a cluster,
+# leave it out of a keyword's set; ``ContextCache.reindex()`` puts it back.
 
 
 def index_head(prefix: str) -> str:
     """What every index key starts with: ``"<prefix>:ctxkw:{"`` (the scripts add the rest)."""
     return f"{prefix}:ctxkw:{{"
+
+
+def context_keys(prefix: str, context_id: str) -> tuple[str, str]:
+    """The Redis keys of a context: its entries hash and its version counter (the id is
+    their hash tag: one slot)."""
+    base = f"{prefix}:ctx:{{{context_id}}}"
+    return f"{base}:entries", f"{base}:version"
 
 
 def index_key(prefix: str, word: str) -> str:
@@ -49,11 +62,13 @@ def member(context_id: str, ctype: ContextType, key: str) -> str:
 
 # Lua: write entries of one context and their index memberships, bump the version.
 # KEYS[1] entries hash, KEYS[2] version counter
-# ARGV[1] index key head "<prefix>:ctxkw:{", ARGV[2] member head "<context id>\x1f",
+# ARGV[1] index key head "<prefix>:ctxkw:{" ('': a cluster, index not written here),
+# ARGV[2] member head "<context id>\x1f",
 # ARGV[3] JSON list, per entry, of its keywords: the own one (the key lower-cased, as Python
 #   does it) first, then the others of the record
 # then per entry: field, record
-# returns the new version
+# returns the new version; with ARGV[1] '': {new version, JSON {keyword: [members]} of the
+# memberships the index must lose}
 # Old records come in one HMGET, entries go in one HSET, and memberships are gathered per
 # keyword into one SADD/SREM each (per 2,000-4,000 items: Lua's unpack limit), so a batch
 # costs few calls beyond one per distinct keyword.
@@ -104,6 +119,7 @@ local function apply(cmd, by)
     end
   end
 end
+if head == '' then return {redis.call('INCR', KEYS[2]), cjson.encode(removes)} end
 apply('SREM', removes)
 apply('SADD', adds)
 return redis.call('INCR', KEYS[2])
@@ -111,20 +127,24 @@ return redis.call('INCR', KEYS[2])
 
 # Lua: delete one entry and its index memberships, bump the version.
 # KEYS[1] entries hash, KEYS[2] version counter
-# ARGV[1] index key head, ARGV[2] member, ARGV[3] field, ARGV[4] own keyword
-# returns the new version
+# ARGV[1] index key head ('': a cluster, index not written here), ARGV[2] member,
+# ARGV[3] field, ARGV[4] own keyword
+# returns the new version; with ARGV[1] '': {new version, the deleted record or nil}
 REMOVE_LUA = """
 local old = redis.call('HGET', KEYS[1], ARGV[3])
 if old then
-  redis.call('SREM', ARGV[1] .. ARGV[4] .. '}', ARGV[2])
-  local ok, rec = pcall(cjson.decode, old)
-  if ok and type(rec) == 'table' and type(rec['k']) == 'table' then
-    for _, w in ipairs(rec['k']) do
-      if type(w) == 'string' then redis.call('SREM', ARGV[1] .. w .. '}', ARGV[2]) end
+  if ARGV[1] ~= '' then
+    redis.call('SREM', ARGV[1] .. ARGV[4] .. '}', ARGV[2])
+    local ok, rec = pcall(cjson.decode, old)
+    if ok and type(rec) == 'table' and type(rec['k']) == 'table' then
+      for _, w in ipairs(rec['k']) do
+        if type(w) == 'string' then redis.call('SREM', ARGV[1] .. w .. '}', ARGV[2]) end
+      end
     end
   end
   redis.call('HDEL', KEYS[1], ARGV[3])
 end
+if ARGV[1] == '' then return {redis.call('INCR', KEYS[2]), old} end
 return redis.call('INCR', KEYS[2])
 """
 
@@ -185,9 +205,50 @@ def find(script: Any, prefix: str, word: str, ctype: ContextType | None) -> pd.D
     """
     answer = json.loads(script(keys=[index_key(prefix, word)],
                                args=[f"{prefix}:ctx:{{", "}:entries"]))
+    return found(answer[::2], answer[1::2], word, ctype)
+
+
+def find_cluster(client: Any, prefix: str, word: str, ctype: ContextType | None
+                 ) -> pd.DataFrame:
+    """:func:`find` on a Redis Cluster, where the keyword's set and the records it names
+    live in other slots: the set in one call, then an HMGET per context, pipelined (a round
+    trip per node holding any)."""
+    fields: dict[str, list[str]] = {}
+    for m in client.smembers(index_key(prefix, word)):
+        cid, sep, field = as_str(m).partition(FIELD_SEP)
+        if sep:
+            fields.setdefault(cid, []).append(field)
+    answers = pipelined(client, [("HMGET", context_keys(prefix, cid)[0], *fs)
+                                 for cid, fs in fields.items()])
+    hits, raws = [], []
+    for (cid, fs), got in zip(fields.items(), answers, strict=True):
+        for field, raw in zip(fs, got, strict=True):
+            if raw is not None:
+                hits.append(f"{cid}{FIELD_SEP}{field}")
+                raws.append(raw if isinstance(raw, bytes) else raw.encode())
+    try:  # one parse of them all, as FIND_LUA's answer; one by one if any is not JSON
+        records = json.loads(b"[" + b",".join(raws) + b"]")
+    except ValueError:
+        records = [_json_or_none(raw) for raw in raws]
+    kept = [(m, r) for m, r in zip(hits, records, strict=True) if isinstance(r, dict)]
+    return found([m for m, _ in kept], [r for _, r in kept], word, ctype)
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def found(members: list[str], records: list[Any], word: str, ctype: ContextType | None
+          ) -> pd.DataFrame:
+    """The :data:`FIND_COLUMNS` frame of index ``members`` whose ``records`` (parsed JSON
+    objects) still have keyword ``word``, of ``ctype`` if given, ordered by context, type
+    (in ContextType order), key."""
     order = {t.value: i for i, t in enumerate(ContextType)}
     rows = []
-    for member, record in zip(answer[::2], answer[1::2], strict=True):
+    for member, record in zip(members, records, strict=True):
         cid, _, field = member.partition(FIELD_SEP)
         tname, sep, key = field.partition(FIELD_SEP)
         if not sep or tname not in order or (ctype is not None and tname != ctype.value):

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidArgumentError
+from .permissions import modes
 
 __all__ = ["redact", "is_postgres_url", "Settings", "resolve"]
 
@@ -56,12 +57,13 @@ class Settings:
     storage_options: dict[str, Any] = field(default_factory=dict)
     chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES
     lock_ttl: float = DEFAULT_LOCK_TTL
+    permissions: str = "owner"  # of what is created: core.permissions.PERMISSIONS
 
     def __repr__(self) -> str:
         return (f"Settings(home={str(self.home)!r}, store_url={redact(self.store_url)!r}, "
                 f"redis_url={redact(self.redis_url)!r}, catalog={redact(self.catalog)!r}, "
                 f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
-                f"lock_ttl={self.lock_ttl})")
+                f"lock_ttl={self.lock_ttl}, permissions={self.permissions!r})")
 
 
 def resolve(
@@ -88,6 +90,9 @@ def resolve(
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
     storage_options = options.pop("storage_options", None) or {}
+    permissions = (options.pop("permissions", None) or os.environ.get("CHUNKFRAME_PERMISSIONS")
+                   or "owner")
+    modes(permissions)  # raises naming the choices
     if options:
         raise TypeError(f"unknown connect() options: {sorted(options)}")
     return Settings(
@@ -99,4 +104,5 @@ def resolve(
         storage_options=dict(storage_options),
         chunk_cache_bytes=int(cache),
         lock_ttl=lock_ttl,
+        permissions=permissions,
     )

@@ -30,6 +30,7 @@ __all__ = [
     "ReadOnlyVersionError",
     "StateCorruptionError",
     "StateRepairedError",
+    "CatalogCorruptionError",
 ]
 
 
@@ -274,6 +275,21 @@ class StateCorruptionError(ChunkFrameError):
             f"the state of dataset {dataset!r} is inconsistent: {what}. Nothing from it was "
             "returned",
             hint=Hint("run {} to rebuild Redis from the catalog and the chunk files",
+                      Call.of("recover", apply=True)),
+        )
+
+
+class CatalogCorruptionError(ChunkFrameError):
+    """The catalog file is damaged (unreadable pages, not a database, tables missing):
+    nothing was read from it or written to it; the recoverer restores it."""
+
+    def __init__(self, path: str, what: str) -> None:
+        self.path, self.damage = path, what
+        super().__init__(
+            f"the catalog {path!r} is damaged ({what}); nothing was read from it or written "
+            "to it",
+            hint=Hint("run `chunkframe recover --apply` ({} in Python): it moves the file "
+                      "aside and rebuilds the catalog from Redis and the chunk files",
                       Call.of("recover", apply=True)),
         )
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..core.progress import in_kernel
 from .plot import minmax_downsample
+from .reprs import STYLE, frame_table
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -30,37 +31,9 @@ WINDOW = 500
 ALL_DEVICES = "(all devices)"
 """The device filter's choice that shows every device's last values."""
 
-_MAX_TABLE_ROWS = 20  # last values and search results shown at most; the rest: call the API
 _MAX_ROW_COLUMNS = 40  # columns of the current row shown; the rest: ds.get(sn)
 _SPARK_W, _SPARK_H, _SPARK_POINTS = 360, 110, 360
 
-# Theme variables of JupyterLab (and Notebook 7), with fallbacks for other front ends: the
-# panel reads well in the light and the dark themes.
-_STYLE = """<style>
-.cf-browser {font-family: var(--jp-ui-font-family, sans-serif);
-  font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #222);
-  border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; padding: 6px;
-  background: var(--jp-layout-color1, transparent); max-width: 980px}
-.cf-browser .cf-title {font-size: var(--jp-ui-font-size2, 14px)}
-.cf-browser .cf-muted {color: var(--jp-ui-font-color2, #777)}
-.cf-browser .cf-error {color: var(--jp-error-color1, #b00)}
-.cf-browser table.cf-table {border-collapse: collapse; border: none; font-size: inherit;
-  color: inherit; margin: 0}
-.cf-browser table.cf-table th, .cf-browser table.cf-table td {border: none; padding: 1px 8px;
-  text-align: left; vertical-align: top; background: transparent; color: inherit}
-.cf-browser table.cf-table th {font-weight: 600; color: var(--jp-ui-font-color2, #555)}
-.cf-browser table.cf-table tr:nth-child(even) td,
-.cf-browser table.cf-table tr:nth-child(even) th {background: var(--jp-layout-color2, #f6f6f6)}
-.cf-browser table.cf-table td.cf-type {color: var(--jp-ui-font-color3, #999)}
-.cf-browser .cf-row {max-height: 300px; overflow-y: auto}
-.cf-browser code {font-family: var(--jp-code-font-family, monospace);
-  font-size: var(--jp-code-font-size, 12px); background: transparent;
-  color: var(--jp-content-font-color1, inherit)}
-.cf-browser svg .cf-line {stroke: var(--jp-brand-color1, #1976d2); fill: none}
-.cf-browser svg .cf-mark {stroke: var(--jp-warn-color0, #e65100)}
-.cf-browser svg text {fill: var(--jp-ui-font-color2, #666); font-size: 10px}
-.cf-browser svg .cf-frame {stroke: var(--jp-border-color2, #ddd); fill: none}
-</style>"""
 
 
 def browse(ds: Dataset, sn: int = 0) -> Browser:
@@ -76,18 +49,6 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
         + "".join(f"<td class='cf-type'>{html.escape(c)}</td>" for c in r[2:]) + "</tr>"
         for r in rows)
     return f"<table class='cf-table'>{body}</table>"
-
-
-def _frame_table(df: pd.DataFrame, limit: int = _MAX_TABLE_ROWS) -> str:
-    """The first ``limit`` rows of ``df`` as a compact table, saying how many were left out."""
-    rows = [tuple(str(v) for v in r) for r in df.head(limit).itertuples(index=False)]
-    more = (f"<div class='cf-muted'>… {len(df) - limit:,} more</div>" if len(df) > limit
-            else "")
-    head = tuple(str(c) for c in df.columns)
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                    for r in rows)
-    return (f"<table class='cf-table'><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}"
-            f"</tr>{cells}</table>{more}")
 
 
 def _error(message: str) -> str:
@@ -284,7 +245,7 @@ class Browser(widgets.VBox):
                            layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         body = widgets.HBox([self.row, self.plot],
                             layout=widgets.Layout(align_items="flex-start"))
-        self.children = [widgets.HTML(_STYLE), self.title, nav, body, self.sections]
+        self.children = [widgets.HTML(STYLE), self.title, nav, body, self.sections]
 
     # -- reacting -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -396,7 +357,7 @@ class Browser(widgets.VBox):
         self._last_text = f"{len(table)} series" + ("" if device == ALL_DEVICES
                                                     else f" of device {device!r}")
         self.last.value = (f"<div class='cf-muted'>{html.escape(self._last_text)}</div>"
-                           + _frame_table(table))
+                           + frame_table(table))
         self.sections.set_title(1, f"last values · {self._last_text}")
 
     def find(self, keyword: str) -> None:
@@ -417,7 +378,7 @@ class Browser(widgets.VBox):
             self.results.value = f"<div class='cf-muted'>{html.escape(self._results_text)}</div>"
         else:
             self._results_text = f"{len(found)} tags with {keyword!r}"
-            self.results.value = _frame_table(found)
+            self.results.value = frame_table(found)
 
     def add_tag(self, key: str, value: str) -> None:
         """Tag the dataset with ``key → value`` (the tag boxes' button), then show the
@@ -470,7 +431,7 @@ class Browser(widgets.VBox):
 
     def html(self) -> str:
         """The current row, its plot and its chunk as static HTML (viewers without widgets)."""
-        return (f"{_STYLE}<div class='cf-browser'>{self.title.value}<div style='display:flex;"
+        return (f"{STYLE}<div class='cf-browser'>{self.title.value}<div style='display:flex;"
                 f"gap:12px;align-items:flex-start'><div class='cf-row'>{self.row.value}</div>"
                 f"{self.plot.value}</div>{self.chunk_info.value}</div>")
 

@@ -224,6 +224,8 @@ def cmd_find(args: argparse.Namespace, out: Out) -> int:
 def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     ds = _open(args)
     total = ds.meta.chunks
+    if args.repair:
+        return _verify_repair(ds, total, _progress(args), out)
     bad = ds.verify(progress=_progress(args))
     out.doc({"dataset": ds.id, "chunks": total, "ok": bad.empty, "bad": records(bad)})
     if bad.empty:
@@ -233,8 +235,29 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     if not out.json:  # with --json, the document above ("ok": false) says it
         out.error("ChunkCorruptionError",
                   f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
+                  f"run chunkframe verify {ds.id} --repair to rewrite them from their source, "
                   f"re-ingest it with chunkframe ingest SRC {ds.id} --mode overwrite or restore "
                   "the chunk files")
+    return EXIT_ERROR
+
+
+def _verify_repair(ds: Any, total: int, progress: bool, out: Out) -> int:
+    """``verify --repair``: exit 0 when every chunk is intact now (repaired or never bad)."""
+    report = ds.verify(progress=progress, repair=True)
+    left = report[~report["repaired"]] if len(report) else report
+    out.doc({"dataset": ds.id, "chunks": total, "ok": left.empty, "repair": records(report)})
+    if report.empty:
+        out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
+        return EXIT_OK
+    out.line(table(report))
+    if left.empty:
+        out.line(f"ok: {len(report)} damaged chunks of {ds.id!r} repaired from their source")
+        return EXIT_OK
+    if not out.json:
+        out.error("ChunkCorruptionError",
+                  f"{len(left)} of {total} chunks of dataset {ds.id!r} are damaged and could "
+                  f"not be repaired (see above); re-ingest it with chunkframe ingest SRC "
+                  f"{ds.id} --mode overwrite or restore the chunk files")
     return EXIT_ERROR
 
 
@@ -392,7 +415,8 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
     g.add_argument("--store", default=d, metavar="URL",
                    help="chunk store: a directory or an s3:// URL [CHUNKFRAME_STORE]")
     g.add_argument("--redis", default=d, metavar="URL",
-                   help="redis:// or unix:// URL; unset: the embedded server [CHUNKFRAME_REDIS_URL]")
+                   help="redis://, unix:// or redis+cluster://host:port[,host:port...] URL; "
+                        "unset: the embedded server [CHUNKFRAME_REDIS_URL]")
     g.add_argument("--catalog", default=d, metavar="PATH|URL",
                    help="SQLite catalog file or postgresql:// URL [CHUNKFRAME_CATALOG]")
     g.add_argument("--home", default=d, metavar="DIR",
@@ -480,6 +504,9 @@ def build_parser() -> _Parser:
 
     p = command("verify", cmd_verify, "check every chunk's checksum (exit 1 if any is damaged)")
     p.add_argument("id", metavar="ID")
+    p.add_argument("--repair", action="store_true",
+                   help="rewrite damaged chunks from their recorded source files (exit 1 if "
+                   "any could not be)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("recover", cmd_recover, "find (and with --apply repair) what crashes left "

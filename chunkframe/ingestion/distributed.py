@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -24,7 +27,7 @@ from .pipeline import (
     locked_ingest,
     persist_chunk,
 )
-from .sources import conform, open_source
+from .sources import conform, list_files, open_source
 
 if TYPE_CHECKING:
     import distributed
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
     from ..storage.backends import Backends
     from ..storage.state import DatasetLock
 
-__all__ = ["is_dask_frame", "dask_client", "ingest_dask", "read_files", "persist_partition"]
+__all__ = ["is_dask_frame", "dask_client", "ingest_dask", "file_partitions", "FilePartitions",
+           "read_file", "persist_partition"]
 
 INSTALL = "pip install 'chunkframe[dask]'"
 
@@ -64,23 +68,42 @@ def dask_client(dataset_id: str) -> distributed.Client:
         ) from None
 
 
-def read_files(paths: str | Sequence[str], dataset_id: str, storage_options: dict[str, Any]
-               ) -> Any:
-    """A dask DataFrame over CSV or Parquet files (a glob or a list, local or ``s3://``),
-    one partition per file so that partition order is file order."""
-    import dask.dataframe as dd
-
-    files = [paths] if isinstance(paths, str) else [str(p) for p in paths]
-    if not files:
+def file_partitions(paths: str | Sequence[str], dataset_id: str,
+                    storage_options: dict[str, Any]) -> FilePartitions:
+    """CSV, Parquet or Arrow files (a glob, a path or a list, local or ``s3://``) to ingest
+    on Dask, one partition per file in the order given (each glob's matches sorted)."""
+    entries = [paths] if isinstance(paths, str) else [str(p) for p in paths]
+    if not entries:
         raise SourceError(f"no files given to ingest as dataset {dataset_id!r}; pass a glob, "
-                          "a path or a list of paths of CSV or Parquet files")
-    if all(f.endswith((".parquet", ".pq")) for f in files):
-        return dd.read_parquet(files, storage_options=storage_options or None)
-    return dd.read_csv(files, blocksize=None, storage_options=storage_options or None)
+                          "a path or a list of paths of CSV, Parquet or Arrow files")
+    files: list[str] = []
+    fs: Any = None
+    for entry in entries:
+        fs, found = list_files(entry, storage_options)
+        files += [fs.unstrip_protocol(f) for f in found]
+    digest = hashlib.sha256(repr([(f, fs.ukey(fs._strip_protocol(f))) for f in files]).encode())
+    return FilePartitions(files, storage_options, "files:" + digest.hexdigest()[:32])
+
+
+@dataclass(frozen=True)
+class FilePartitions:
+    """Files ingested one per partition: each is read on a worker by chunkframe's own
+    reader, so columns get the types a single-process ingest gives them."""
+
+    files: list[str]
+    storage_options: dict[str, Any]
+    fingerprint: str
+
+
+def read_file(url: str, storage_options: dict[str, Any]) -> pa.Table:
+    """Run on a Dask worker: one file, whole, as a single-process ingest reads it."""
+    return pa.concat_tables(
+        part if isinstance(part, pa.Table) else pa.Table.from_batches([part])
+        for part in open_source(url, storage_options).batches())
 
 
 def persist_partition(settings: Settings, dataset_id: str, token: str, fence: int, plan: Plan,
-                      schema: pa.Schema, part: pd.DataFrame, index: int, first_chunk: int,
+                      schema: pa.Schema, part: pd.DataFrame | pa.Table, index: int, first_chunk: int,
                       first_sn: int, skip: frozenset[int]) -> int:
     """Run on a Dask worker: cut partition ``index`` into chunks as a single-process ingest
     would (chunk ``first_chunk`` on, serial numbers from ``first_sn``), conform them to
@@ -120,7 +143,7 @@ def persist_partition(settings: Settings, dataset_id: str, token: str, fence: in
 def ingest_dask(
     backends: Backends,
     settings: Settings,
-    frame: Any,
+    source: Any,
     dataset_id: str,
     *,
     chunk_rows: int = 65_536,
@@ -132,54 +155,81 @@ def ingest_dask(
     wait: bool | float = False,
     hooks: Sequence[CommitHook] = (),
 ) -> DatasetMeta:
-    """Ingest the dask DataFrame ``frame`` as ``dataset_id`` on the active Dask cluster.
+    """Ingest ``source`` — a dask DataFrame, or :class:`FilePartitions` — as ``dataset_id``
+    on the active Dask cluster.
 
-    This process (the coordinator) takes the dataset's lock and keeps it renewed, computes
-    the partitions' lengths, and gives each partition its first chunk number and serial
-    number, so chunks are cut, numbered and keyed exactly as a single-process ingest of the
-    concatenated partitions would cut them per partition. Workers persist and checkpoint
-    the chunks under the coordinator's fencing token; a killed worker's task is retried by
-    the scheduler (its chunks are rewritten whole, under the same keys); a killed
-    coordinator's ingest continues with ``mode="resume"``, which skips the chunks
-    checkpointed. The coordinator commits the catalog once every partition is done.
-    See ``chunkframe.ingest`` for the arguments.
+    This process (the coordinator) takes the dataset's lock and keeps it renewed. Workers
+    load the partitions, at most two per worker ahead of the one being numbered; the
+    coordinator learns each one's length in partition order and hands it its first chunk
+    number and serial number, so chunks are cut, numbered and keyed exactly as a
+    single-process ingest of the concatenated partitions would cut them per partition.
+    The worker holding a partition persists and checkpoints its chunks under the
+    coordinator's fencing token, so each partition is read once and never travels. A killed
+    worker's task is retried by the scheduler (its chunks are rewritten whole, under the
+    same keys); a killed coordinator's ingest continues with ``mode="resume"``, which skips
+    the chunks checkpointed. The coordinator commits the catalog once every partition is
+    done. See ``chunkframe.ingest`` for the arguments.
     """
     check_arguments(dataset_id, mode, chunk_rows)
     client = dask_client(dataset_id)
-    from dask.base import tokenize
+    from dask import delayed
 
-    schema = to_arrow(frame._meta).schema
-    fingerprint = f"dask:{tokenize(frame)}"
-    lengths = [int(n) for n in client.compute(frame.map_partitions(len)).result()]
+    schema: pa.Schema | None
+    if isinstance(source, FilePartitions):
+        parts = [delayed(read_file, pure=False)(f, source.storage_options)
+                 for f in source.files]
+        fingerprint, schema = source.fingerprint, None  # the first file's schema
+    else:
+        from dask.base import tokenize
+
+        parts = list(source.to_delayed())
+        fingerprint = f"dask:{tokenize(source)}"
+        schema = to_arrow(source._meta).schema
+    window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
 
     def body(lock: DatasetLock, plan: Plan, existing: DatasetMeta | None) -> DatasetMeta:
         target = existing.arrow_schema if plan.op == "append" and existing else schema
-        plan, done = begin(backends, lock, dataset_id, plan, target)
-        from dask import delayed
-
-        tasks, n, sn, skipped = [], plan.base_chunk, plan.base_rows, 0
-        persist = delayed(persist_partition, pure=False)
-        for i, (part, rows) in enumerate(zip(frame.to_delayed(), lengths, strict=True)):
-            count = math.ceil(rows / plan.chunk_rows)
-            skip = frozenset(c for c in range(n, n + count) if c in done)
-            if len(skip) < count:
-                tasks.append(persist(settings, dataset_id, lock.token, lock.fence, plan, target,
-                                     part, i, n, sn, skip))
-            else:
-                skipped += rows
-            n, sn = n + count, sn + rows
-        futures = client.compute(tasks)
-        bar = progress_bar(sum(lengths), f"ingest {dataset_id}", progress, unit="rows")
-        bar.update(skipped)
+        done: dict[int, Any] = {}
+        pending = iter(parts)
+        loading: deque[Any] = deque()  # partitions loading on workers, in partition order
+        persisting: set[Any] = set()
+        index, n, sn, began = 0, plan.base_chunk, plan.base_rows, False
+        bar = progress_bar(None, f"ingest {dataset_id}", progress, unit="rows")
         try:
-            for future in _as_completed(futures):
-                bar.update(future.result())
-                lock.check()
+            while True:
+                while len(loading) + len(persisting) < window:  # load ahead, bounded
+                    part = next(pending, None)
+                    if part is None:
+                        break
+                    loading.append(client.compute(part))
+                if not loading:
+                    break
+                loaded = loading.popleft()
+                rows = client.submit(len, loaded).result()
+                if target is None:  # files: the first one's columns are the dataset's
+                    target = client.submit(_schema, loaded).result()
+                if not began:
+                    plan, done = begin(backends, lock, dataset_id, plan, target)
+                    began = True
+                count = math.ceil(rows / plan.chunk_rows)
+                skip = frozenset(c for c in range(n, n + count) if c in done)
+                if len(skip) < count:
+                    persisting.add(client.submit(
+                        persist_partition, settings, dataset_id, lock.token, lock.fence, plan,
+                        target, loaded, index, n, sn, skip, pure=False))
+                else:
+                    bar.update(rows)
+                index, n, sn = index + 1, n + count, sn + rows
+                _settle(persisting, bar, lock, window - len(loading) - 1)
+            _settle(persisting, bar, lock, 0)
         except BaseException:
-            client.cancel(futures)
+            client.cancel(list(loading) + list(persisting))
             raise
         finally:
             bar.close()
+        if not began or target is None:  # no partitions at all
+            raise SourceError(f"the dask DataFrame given as dataset {dataset_id!r} has no "
+                              "partitions: it has no rows to ingest")
         return commit(backends, lock, dataset_id, plan, n - plan.base_chunk, target, existing,
                       hooks)
 
@@ -187,7 +237,18 @@ def ingest_dask(
                          device_column, compression, body)
 
 
-def _as_completed(futures: list[Any]) -> Any:
+def _schema(table: pa.Table) -> pa.Schema:
+    return table.schema
+
+
+def _settle(persisting: set[Any], bar: Any, lock: DatasetLock, limit: int) -> None:
+    """Wait until at most ``limit`` persist tasks are unfinished (raising the first
+    failure), counting the rows of those done and checking the lock meanwhile."""
     import distributed
 
-    return distributed.as_completed(futures)
+    while len(persisting) > max(limit, 0):
+        finished, _ = distributed.wait(list(persisting), return_when="FIRST_COMPLETED")
+        for future in finished:
+            persisting.discard(future)
+            bar.update(future.result())
+        lock.check()

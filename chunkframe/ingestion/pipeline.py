@@ -36,7 +36,8 @@ from ..core.ranges import column_ranges
 from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
 from .evolve import evolve_schema
-from .sources import ITERATOR_FINGERPRINT, Source, conform, open_source
+from .provenance import SourceRecord, finished, record_of
+from .sources import ITERATOR_FINGERPRINT, Source, check_kinds, conform, open_source
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
@@ -67,6 +68,7 @@ class Plan:
     resumed: bool
     previous: int | None = None  # generation this ingest replaces (overwrite)
     compression: str | None = None
+    source: str = ""  # SourceRecord JSON: what it reads (see ingestion.provenance)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -75,7 +77,7 @@ class Plan:
             "fingerprint": self.fingerprint, "time_column": self.time_column or "",
             "device_column": self.device_column or "", "started": time.time(),
             "previous": "" if self.previous is None else self.previous,
-            "compression": self.compression or "",
+            "compression": self.compression or "", "source": self.source,
         }
 
 
@@ -163,7 +165,7 @@ def plan_ingest(
                      int(status["base_rows"]), int(status["chunk_rows"]), fingerprint,
                      status["time_column"] or None, status["device_column"] or None, True,
                      int(status["previous"]) if status.get("previous") else None,
-                     status.get("compression") or None)
+                     status.get("compression") or None, status.get("source", ""))
     if mode == "resume":
         mode = "create"
     if mode == "create" and existing is not None:
@@ -388,6 +390,13 @@ def _ingest_locked(
                                           _categories(backends, existing, first))
         elif plan.op == "append":
             first = conform_appended(first, target_schema, dataset_id)
+        if not plan.resumed:
+            plan = replace(plan, source=record_of(src, first.schema, {
+                "chunk_rows": plan.chunk_rows, "time_column": time_column,
+                "device_column": device_column, "compression": plan.compression,
+                "evolve": evolving,
+                "fingerprint": fingerprint[5:] if fingerprint.startswith("user:") else None,
+            }).to_json())
         plan, done = begin(backends, lock, dataset_id, plan, target_schema)
         return _run(backends, lock, dataset_id, plan, src,
                     itertools.chain([first], chunks), target_schema, done,
@@ -400,6 +409,7 @@ def _ingest_locked(
 def conform_appended(table: pa.Table, schema: pa.Schema, dataset_id: str) -> pa.Table:
     """``table`` cast to the dataset's ``schema`` for an append, or a
     :class:`SchemaMismatchError` naming the column and the fixes."""
+    check_kinds(table, schema, f"the data appended to dataset {dataset_id!r}")
     try:
         return conform(table, schema, "the appended data")
     except SchemaMismatchError as exc:
@@ -559,14 +569,20 @@ def _run(
     finally:
         bar.close()
 
-    return commit(backends, lock, dataset_id, plan, count, schema, existing, hooks)
+    source = None
+    if plan.source:
+        source = finished(SourceRecord.from_json(plan.source), src, plan.op, plan.generation,
+                          plan.base_chunk, plan.base_rows, count,
+                          schema if plan.op == "append" and not evolving else None)
+    return commit(backends, lock, dataset_id, plan, count, schema, existing, hooks, source)
 
 
 def commit(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, count: int,
-           schema: pa.Schema, existing: DatasetMeta | None, hooks: Sequence[CommitHook]
-           ) -> DatasetMeta:
+           schema: pa.Schema, existing: DatasetMeta | None, hooks: Sequence[CommitHook],
+           source: SourceRecord | None = None) -> DatasetMeta:
     """Commit the ``count`` chunks this ingest checkpointed to the catalog (one transaction,
-    a new version), publish the metadata in Redis and call the commit hooks."""
+    a new version, with ``source``: what it read), publish the metadata in Redis and call
+    the commit hooks."""
     state = backends.state
     lock.check()
     metas = state.chunk_metas(dataset_id, plan.generation)
@@ -594,7 +610,8 @@ def commit(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, c
     )
     lock.check()
     kind = "ingest" if existing is None or plan.op == "create" else plan.op
-    backends.catalog.commit(meta, all_chunks, lock.fence, kind)
+    backends.catalog.commit(meta, all_chunks, lock.fence, kind,
+                            source=None if source is None else source.to_json())
     old_gen = plan.previous if plan.previous != plan.generation else None
     state.publish(lock, meta, old_gen)  # the old generation's files stay until pruned
     for hook in hooks:

@@ -221,6 +221,37 @@ class LastValues:
                   else [field_name(d, m) for d in devices for m in measurements])
         return self.scripts.reset(self._keys(dataset_id), fields, token=new_token())
 
+    # ------------------------------------------------------------------ recovery
+    def missing(self, meta: DatasetMeta) -> str | None:
+        """What Redis lacks of the last values of ``meta``'s dataset version, in words, or
+        None when its last-value data describes that version (entries are then filled by
+        writes and queries as usual), or while a writer holds the dataset's lock (it updates
+        them). A dataset without a time column has none to lack."""
+        if meta.time_column is None:
+            return None
+        st = self.scripts.state(self._keys(meta.id), b"")
+        if st.locked:
+            return None
+        want = (meta.generation, meta.version)
+        if st.stamp is None:
+            return (f"Redis has no last-value data of it; the catalog records generation "
+                    f"{want[0]} version {want[1]}")
+        if st.stamp != want:
+            return (f"Redis's last values describe generation {st.stamp[0]} version "
+                    f"{st.stamp[1]}, the catalog generation {want[0]} version {want[1]}")
+        return None
+
+    def restore(self, dataset_id: str) -> int:
+        """Rebuild a dataset's last values in Redis from its chunk files: started afresh at
+        the current version (flushed times from the chunk statistics), then every series
+        computed from the chunks, read through the reader (checksums checked); return the
+        number of series that have a value. What ``cf.recover(apply=True)`` runs."""
+        keys = self._keys(dataset_id)
+        snap = self.reader.snapshot(dataset_id, refresh=True)
+        require_time(snap.meta, _NO_LAST)
+        self.scripts.rebuild(keys, snap, token=new_token(), lock_held=False)
+        return len(self.last(dataset_id))
+
     # ------------------------------------------------------------------ the commit hook
     def after_commit(self, meta: DatasetMeta, op: str, new: list[ChunkMeta]) -> None:
         """Keep last values current after an ingest commit (called under the ingest lock)."""

@@ -122,7 +122,8 @@ class Deleter:
             new = record.evolve(version=record.version + 1, updated=mod_time.time(),
                                 tombstones=(*record.tombstones, tomb))
             lock.check()
-            self.backends.catalog.set_tombstones(dataset_id, new.tombstones, new.version, lock.fence)
+            self.backends.catalog.set_tombstones(dataset_id, new.tombstones, new.version,
+                                                 lock.fence, updated=new.updated)
             self.backends.state.set_meta(new)
             devices = dkeys if device is not None else list(self.series.devices(snap))
             fields = [field_name(d, m) for d in devices for m in measurements]

@@ -353,7 +353,9 @@ class Reader:
                 with self._lock:
                     self._snapshots.pop(ds, None)
                 raise SnapshotSupersededError(ds, snap.meta.generation, current)
-            raise ChunkCorruptionError(ds, cm.chunk, cm.key, reason="the chunk object is missing")
+            # a repair elsewhere may have moved it to a new key: the catalog settles it
+            self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key,
+                                                         reason="the chunk object is missing"))
         ok, computed = checksum_matches(data, cm.checksum)
         if not ok:
             reason = ("truncated" if len(data) != cm.nbytes else "checksum mismatch")

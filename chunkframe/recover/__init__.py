@@ -1,5 +1,6 @@
 """The recoverer: finds and repairs what crashes leave between Redis, the catalog and the store."""
 
 from .recoverer import PROBLEMS, Problem, Recoverer
+from .repair import REPAIR_COLUMNS, repair_chunks
 
-__all__ = ["PROBLEMS", "Problem", "Recoverer"]
+__all__ = ["PROBLEMS", "Problem", "Recoverer", "REPAIR_COLUMNS", "repair_chunks"]

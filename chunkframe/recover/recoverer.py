@@ -1,29 +1,41 @@
-"""Checks of Redis (hot state) and the store (data) against the catalog (the record), and fixes."""
+"""Checks of Redis (hot state) and the store (data) against the catalog (the record), and fixes.
+
+Contexts and last values are checked too: contexts against their durable copy in the catalog,
+last-value data against the dataset versions the catalog records (rebuilt from the chunks).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..core.errors import ChunkFrameError, StateCorruptionError
+from ..core.errors import ChunkFrameError, InvalidDatasetIdError, SourceError, StateCorruptionError
 from ..core.keys import generation_prefix
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
-from ..ingestion.pipeline import discard_interrupted
+from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
+from ..ingestion.provenance import SourceRecord, reopen, why_not_readable
 from ..storage.state import Holder
+from .restore import Restorable, restorable, restore
 
 if TYPE_CHECKING:
+    from ..contextcache import ContextCache
+    from ..lastcache import LastValues
     from ..read.reader import Reader
     from ..storage.backends import Backends
 
 __all__ = ["PROBLEMS", "Problem", "Recoverer"]
 
 PROBLEMS = ("interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
-            "redis_state_corrupt", "orphan_files", "corrupt_chunk")
-"""The kinds of problem the recoverer reports, in the order it repairs them."""
+            "redis_state_corrupt", "orphan_files", "corrupt_chunk",
+            "context_unrecorded", "context_missing", "context_behind", "last_values_missing",
+            "catalog_unreadable")
+"""The kinds of problem the recoverer reports, in the order it repairs them
+(``catalog_unreadable`` first of all: the other checks read the restored catalog)."""
 
 COLUMNS = ["dataset", "problem", "action", "detail", "applied"]
 
@@ -44,12 +56,17 @@ class Recoverer:
     """Compares each dataset's Redis state and chunk files with the catalog.
 
     Given the parts it uses: the :class:`~chunkframe.storage.backends.Backends` (Redis
-    state, store, catalog, the write lock) and the :class:`~chunkframe.read.reader.Reader`
-    (to verify chunks). A dry run (:meth:`find`) changes nothing.
+    state, store, catalog, the write lock), the :class:`~chunkframe.read.reader.Reader`
+    (to verify chunks) and the commit ``hooks`` a resumed ingest calls (last values); with
+    ``last_values`` (:class:`~chunkframe.lastcache.LastValues`) and ``contexts`` (a
+    :class:`~chunkframe.contextcache.ContextCache` with its durable record) it checks and
+    rebuilds those too. A dry run (:meth:`find`) changes nothing.
     """
 
-    def __init__(self, backends: Backends, reader: Reader):
-        self.backends, self.reader = backends, reader
+    def __init__(self, backends: Backends, reader: Reader, last_values: LastValues | None = None,
+                 contexts: ContextCache | None = None, hooks: Sequence[CommitHook] = ()):
+        self.backends, self.reader, self.hooks = backends, reader, tuple(hooks)
+        self.last_values, self.contexts = last_values, contexts
 
     def run(self, apply: bool = False, verify: bool = False, progress: bool | None = None
             ) -> pd.DataFrame:
@@ -58,6 +75,17 @@ class Recoverer:
         :data:`PROBLEMS`. ``progress``: a bar over the datasets checked (None: only in
         notebooks and terminals)."""
         found = self.find(verify, progress)
+        rows = []
+        restores = [p for p in found if p.problem == "catalog_unreadable"]
+        if apply and restores:  # first; then what is left, against the restored catalog
+            rows += self._repair(restores, apply)
+            found = [p for p in self.find(verify, progress) if p.problem != "catalog_unreadable"]
+        rows += self._repair(found, apply)
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    @staticmethod
+    def _repair(found: list[Problem], apply: bool) -> list[tuple[str, str, str, str, bool]]:
+        """Report rows of ``found``, each repaired first if ``apply`` (in PROBLEMS order)."""
         rows = []
         for p in sorted(found, key=lambda p: (PROBLEMS.index(p.problem), p.dataset)):
             applied, detail = False, p.detail
@@ -68,7 +96,7 @@ class Recoverer:
                 except ChunkFrameError as exc:  # e.g. a live writer took the lock meanwhile
                     detail = f"{detail}; not applied: {exc}"
             rows.append((p.dataset, p.problem, p.action, detail, applied))
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return rows
 
     def find(self, verify: bool = False, progress: bool | None = False) -> list[Problem]:
         """Every problem there is now (nothing is changed)."""
@@ -76,24 +104,113 @@ class Recoverer:
         files: dict[str, list[str]] = {}
         for key in b.store.list(""):
             files.setdefault(key.split("/", 1)[0] if "/" in key else "", []).append(key)
+        damage = b.catalog.damage()
+        if damage is not None:
+            return [self._damaged(damage, files)]
         recorded = set(b.catalog.ids())
+        fresh = not recorded and not b.catalog.claimed()  # created anew: the file was lost
         out: list[Problem] = []
         ids = sorted(recorded | b.state.dataset_ids() | set(files) - {""})
         bar = progress_bar(len(ids), "recover", progress, unit="datasets")
         try:
             for ds in ids:
                 busy = self._ingests(ds, out)
+                if ds not in recorded and self._unrecorded(ds, files.get(ds, []), fresh, out):
+                    bar.update(1)
+                    continue  # its files are its data: not orphans
                 if ds in recorded:
                     out += self._redis_state(ds, busy)
                     if verify:
                         out += self._corrupt_chunks(ds)
+                    if busy is None:
+                        out += self._last_values(ds)
                 out += self._orphans(ds, files.get(ds, []), busy)
                 bar.update(1)
         finally:
             bar.close()
         if files.get(""):
             out.append(self._orphan_problem("", files[""]))
+        return out + self._contexts()
+
+    # -- last values and contexts (their own parts know their Redis layout) ---------------
+    def _last_values(self, ds: str) -> list[Problem]:
+        record = self.backends.catalog.get(ds)
+        if self.last_values is None or record is None:
+            return []
+        lacking = self.last_values.missing(record)
+        if lacking is None:
+            return []
+        return [Problem(ds, "last_values_missing", "rebuild its last values from the chunk "
+                        "files (read through the reader, checksums checked)", lacking,
+                        partial(self.last_values.restore, ds))]
+
+    def _contexts(self) -> list[Problem]:
+        """Contexts Redis lost or holds otherwise than their durable record, and contexts
+        only Redis holds (written before contexts were recorded)."""
+        cache = self.contexts
+        if cache is None or cache.record is None:
+            return []
+        out: list[Problem] = []
+        recorded = cache.recorded_ids()
+        for cid in recorded:
+            found = cache.check(cid)
+            if found is not None:
+                out.append(Problem(cid, found[0], "rebuild the context, and its keywords in "
+                                   "the find index, in Redis from the catalog's record",
+                                   f"context {cid!r}: {found[1]}",
+                                   partial(cache.restore, cid)))
+        for cid in sorted(set(cache.stored_ids()) - set(recorded)):
+            out.append(Problem(cid, "context_unrecorded", "record its entries in the catalog",
+                               f"context {cid!r} is in Redis only (written before contexts "
+                               "were recorded durably): a Redis loss would lose it",
+                               partial(cache.record_stored, cid)))
         return out
+
+    # -- the catalog ----------------------------------------------------------------------
+    def _damaged(self, damage: str, files: dict[str, list[str]]) -> Problem:
+        """The catalog file is missing or damaged: one problem, whose repair moves it aside
+        and restores every dataset Redis or the chunk files hold."""
+        b = self.backends
+        found: list[Restorable] = []
+        lost: list[str] = []
+        for ds in sorted(b.state.dataset_ids() | set(files) - {""}):
+            try:
+                r, why = restorable(b, ds, files.get(ds, []), files_too=True)
+            except InvalidDatasetIdError:
+                continue  # a stray directory in the store: the orphan check names it later
+            if r is not None:
+                found.append(r)
+            elif files.get(ds):
+                lost.append(f"{ds!r} ({why})")
+        said = ", ".join(f"{r.dataset!r} from {r.source}" for r in found) or "nothing"
+        detail = (f"the catalog {b.catalog.location!r}: {damage}; restorable: {said}"
+                  + (f"; not restorable: {', '.join(lost)}" if lost else ""))
+
+        def fix() -> None:
+            b.catalog.move_aside()
+            for r in found:
+                restore(b, r)
+
+        return Problem("", "catalog_unreadable",
+                       "move the file aside (kept as <name>.damaged-<time>) and rebuild the "
+                       "catalog from Redis's committed state and the chunk files", detail, fix)
+
+    def _unrecorded(self, ds: str, keys: list[str], fresh: bool, out: list[Problem]) -> bool:
+        """Report a dataset the (readable) catalog lacks though Redis holds it complete
+        with its chunk files (or, in a catalog created anew, its files name it): True if
+        reported."""
+        r, _ = restorable(self.backends, ds, keys, files_too=fresh)
+        if r is None:
+            return False
+        cur = r.current
+        warn = ("; the files do not record its source's fingerprint, time and device columns "
+                "or deletes" if r.source != "Redis" else "")
+        out.append(Problem(ds, "catalog_unreadable", f"record it in the catalog from {r.source}",
+                           f"the catalog lacks it, but {r.source} hold{'s' * (r.source == 'Redis')}"
+                           f" generation {cur.generation} version {cur.version} ({cur.rows} "
+                           f"rows, {cur.chunks} chunks){warn}",
+                           lambda: restore(self.backends, r)))
+        return True
 
     # -- locks and ingests ----------------------------------------------------------------
     def _ingests(self, ds: str, out: list[Problem]) -> int | None:
@@ -119,12 +236,23 @@ class Recoverer:
                                    lambda: self._abandon(ds, status_only=True)))
                 return None
             if gone:
-                out.append(Problem(
-                    ds, "interrupted", "abandon: delete its checkpointed chunk files and its "
-                    "status (the committed dataset, if any, is kept)",
-                    f"{status.get('op', 'ingest')} of generation {gen} stopped with "
-                    f"{status.get('done', '0')} chunks checkpointed: {gone}; to resume it "
-                    "instead, run the same ingest with mode='resume'", lambda: self._abandon(ds)))
+                done = status.get("done", "0")
+                stopped = (f"{status.get('op', 'ingest')} of generation {gen} stopped with "
+                           f"{done} chunks checkpointed: {gone}")
+                why = self._why_not_resumable(status)
+                if why is None:
+                    out.append(Problem(
+                        ds, "interrupted", "resume it from its recorded source "
+                        f"{SourceRecord.from_json(status['source']).describe()}",
+                        f"{stopped}; its source is unchanged since the ingest began",
+                        lambda: self._resume(ds, status)))
+                else:
+                    out.append(Problem(
+                        ds, "interrupted", "abandon: delete its checkpointed chunk files and "
+                        "its status (the committed dataset, if any, is kept)",
+                        f"{stopped}; it cannot be resumed from its source: {why} (to resume "
+                        "it yourself, run the same ingest with mode='resume')",
+                        lambda: self._abandon(ds)))
             return gen
         if seen is not None and dead:
             assert holder is not None
@@ -132,6 +260,34 @@ class Recoverer:
                                f"held by process {holder.pid} on {holder.host}, which is dead",
                                lambda: b.state.break_lock(ds, seen)))
         return None
+
+    def _why_not_resumable(self, status: dict[str, str]) -> str | None:
+        """None when the interrupted ingest's recorded source is still there, unchanged;
+        else why it cannot be resumed from it."""
+        if not status.get("source"):
+            return ("no source was recorded (an ingest begun before sources were recorded, "
+                    "or a Dask ingest)")
+        try:
+            record = SourceRecord.from_json(status["source"])
+        except SourceError as exc:
+            return str(exc)
+        return why_not_readable(record, self.backends.storage_options)
+
+    def _resume(self, ds: str, status: dict[str, str]) -> None:
+        """Run the interrupted ingest again from its recorded source with mode='resume':
+        it skips the checkpointed chunks and ends as an uninterrupted ingest would."""
+        why = self._why_not_resumable(status)  # again: it may have changed since the check
+        if why is not None:
+            raise SourceError(f"cannot resume the ingest of dataset {ds!r}: {why}")
+        record = SourceRecord.from_json(status["source"])
+        opts = record.options
+        ingest(self.backends, reopen(record, self.backends.storage_options), ds, mode="resume",
+               chunk_rows=int(status["chunk_rows"]),
+               time_column=status.get("time_column") or None,
+               device_column=status.get("device_column") or None,
+               compression=status.get("compression") or None,  # type: ignore[arg-type]
+               progress=False, evolve=bool(opts.get("evolve")),
+               fingerprint=opts.get("fingerprint"), hooks=self.hooks)
 
     def _abandon(self, ds: str, status_only: bool = False) -> None:
         lock = self.backends.lock(ds)  # takes over a dead holder's lock at once

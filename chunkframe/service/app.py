@@ -7,7 +7,8 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -44,6 +45,7 @@ from .encoding import (
     untag,
 )
 from .errors import AuthenticationError, RequestTooLargeError
+from .health import HealthMonitor
 
 if TYPE_CHECKING:
     from .. import Client, Dataset
@@ -163,6 +165,19 @@ def _required_int(text: str, what: str) -> int:
     return value
 
 
+def _flag(text: str | None, what: str) -> bool:
+    """A yes/no query parameter: 1/true/yes or 0/false/no (absent: no)."""
+    if text is None:
+        return False
+    low = text.strip().lower()
+    if low in ("1", "true", "yes"):
+        return True
+    if low in ("0", "false", "no", ""):
+        return False
+    raise InvalidArgumentError(f"{what}={text!r} is not one of 1/true/yes or 0/false/no; "
+                               f"e.g. /v1/health?{what}=1")
+
+
 def _column(request: Request) -> str | None:
     """``?column=c``, without building the query-parameter mapping for the common cases (a
     third of the cost of a cached GetValue)."""
@@ -217,6 +232,9 @@ class _Service:
         self.config = config
         self._open: OrderedDict[str, Dataset] = OrderedDict()
         self._lock = threading.Lock()
+        self.monitor = HealthMonitor(lambda: client.recover(progress=False),
+                                     config.health_interval)
+        self.auth: BearerAuth | None = None  # set by create_app when a token is configured
 
     # datasets are opened once (client.open checks the id and that the dataset exists)
     def _open_dataset(self, dataset_id: str) -> Dataset:
@@ -244,7 +262,15 @@ class _Service:
 
     # -- routes -------------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type=JSON)
+        if not request.scope["query_string"]:  # the cheap answer: no work, no lookup
+            return Response(b'{"status":"ok"}', media_type=JSON)
+        if not _flag(request.query_params.get("detail"), "detail"):
+            return Response(b'{"status":"ok"}', media_type=JSON)
+        if self.auth is not None and not self.auth.authorized(request.scope["headers"]):
+            raise AuthenticationError(
+                "the health detail names datasets and their problems: send 'Authorization: "
+                "Bearer <token>' for it (plain /v1/health needs none)")
+        return _json({"status": "ok", "health": self.monitor.report()})
 
     async def datasets(self, request: Request) -> Response:
         df = await run_in_threadpool(self.client.datasets)
@@ -332,7 +358,21 @@ class _Service:
         df = await run_in_threadpool(ds.last, device, columns)
         return self.frame(request, df)
 
+    async def versions(self, request: Request) -> Response:
+        ds = await self.dataset(request.path_params["id"])
+        df = await run_in_threadpool(ds.versions)
+        return self.frame(request, df, "versions")
+
     # -- contexts -----------------------------------------------------------------------------
+    async def find(self, request: Request) -> Response:
+        """Entries of every context having ``?keyword=`` (``cf.find``), optionally ``&type=``."""
+        keyword = request.query_params.get("keyword")
+        if not keyword:
+            raise InvalidArgumentError("find needs ?keyword=WORD (and optionally &type=TYPE)")
+        df = await run_in_threadpool(self.client.find, keyword,
+                                     request.query_params.get("type") or None)
+        return self.frame(request, df, "entries")
+
     async def entries(self, request: Request) -> Response:
         ctx = self.client.context(request.path_params["id"])
         df = await run_in_threadpool(ctx.to_frame, request.query_params.get("type") or None)
@@ -422,12 +462,24 @@ def create_app(client: Client, config: ServiceConfig | None = None) -> Any:
         route("/v1/datasets/{id}/values", svc.values, ["POST"]),
         route("/v1/datasets/{id}/slice", svc.slice),
         route("/v1/datasets/{id}/last", svc.last),
+        route("/v1/datasets/{id}/versions", svc.versions),
+        route("/v1/find", svc.find),
         route("/v1/contexts/{id}/entries", svc.entries),
         route("/v1/contexts/{id}/entries/{type}/{key:path}", svc.entry, ["GET", "PUT", "DELETE"]),
         route("/v1/contexts/{id}/search", svc.search),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        svc.monitor.start()  # the recoverer's dry run, in its own thread, every interval
+        try:
+            yield
+        finally:
+            await run_in_threadpool(svc.monitor.stop)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
+                    lifespan=lifespan)
     app.state.service = svc
     if config.token is None:
         return app
-    return BearerAuth(app, config.token, public=("/v1/health",), on_error=error_response)
+    svc.auth = BearerAuth(app, config.token, public=("/v1/health",), on_error=error_response)
+    return svc.auth

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import InvalidArgumentError
+from .health import check_interval
 
 __all__ = ["ServiceConfig"]
 
@@ -16,15 +17,18 @@ class ServiceConfig:
     ``token``: bearer token every route but ``/v1/health`` requires (None: no auth; only
     allowed on loopback, see :mod:`chunkframe.service.run`). ``max_body_bytes``: largest
     request body. ``max_batch``: most serial numbers in one batch read. ``max_rows``: most
-    rows in one slice.
+    rows in one slice. ``health_interval``: seconds between two background dry runs of
+    the recoverer, whose last report ``/v1/health?detail=1`` returns (0: none).
     """
 
     token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 4 * 2**20
     max_batch: int = 100_000
     max_rows: int = 250_000
+    health_interval: float = 60.0
 
     def __post_init__(self) -> None:
+        check_interval(self.health_interval)
         for name in ("max_body_bytes", "max_batch", "max_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:

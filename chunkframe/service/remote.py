@@ -19,6 +19,7 @@ import pandas as pd
 
 from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError
 from ..core.units import format_bytes
+from ..display.reprs import mark
 from . import errors as service_errors
 from .encoding import ARROW, JSON, TYPED_JSON, frame_from_arrow, tag, untag
 from .errors import MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
@@ -161,7 +162,12 @@ class RemoteClient:
 
     def contexts(self) -> pd.DataFrame:
         raise NotImplementedError("the list of contexts is not served; ask for one context "
-                                  "with cf.context(id)")
+                                  "with cf.context(id), or search them all with cf.find")
+
+    def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
+        """Entries of every context on the server having ``keyword`` (see :func:`cf.find`)."""
+        query = {"keyword": keyword, **({} if type is None else {"type": type})}
+        return self.http.frame("GET", "/v1/find", query=query)
 
     def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Any:
         raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"ingest of {dataset_id!r}"))
@@ -259,7 +265,12 @@ class RemoteDataset:
             query["device"] = [str(d) for d in device] if many else [str(device)]
         if columns is not None:
             query["columns"] = [columns] if isinstance(columns, str) else list(columns)
-        return self._http.frame("GET", f"{self._path}/last", query=query or None)
+        return mark(self._http.frame("GET", f"{self._path}/last", query=query or None), "last",
+                    self.id)
+
+    def versions(self) -> pd.DataFrame:
+        """Every recorded version of the dataset, oldest first (see ``Dataset.versions``)."""
+        return self._http.frame("GET", f"{self._path}/versions")
 
     # -- context --------------------------------------------------------------------------
     @property

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"most serial numbers in one batch read (default {d.max_batch})")
     p.add_argument("--max-rows", type=int, default=d.max_rows, metavar="N",
                    help=f"most rows in one slice (default {d.max_rows})")
+    p.add_argument("--health-interval", type=float, default=d.health_interval, metavar="SECONDS",
+                   help="seconds between background dry runs of the recoverer, reported by "
+                   f"/v1/health?detail=1 (0: off; default {d.health_interval:g})")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
@@ -92,7 +95,8 @@ def serve(connect_options: dict[str, Any], config: ServiceConfig, host: str = "1
 
         uvicorn.run(create_app(client, config), **options)
         return
-    os.environ[CONFIG_ENV] = json.dumps({"connect": connect_options, "limits": config.limits()})
+    os.environ[CONFIG_ENV] = json.dumps({"connect": connect_options, "limits": config.limits(),
+                                         "health_interval": config.health_interval})
     if config.token is not None:
         os.environ[TOKEN_ENV] = config.token  # inherited by the workers, never logged
     else:
@@ -106,7 +110,8 @@ def app_from_environment() -> Any:
     from .app import create_app
 
     doc = json.loads(os.environ[CONFIG_ENV])
-    config = ServiceConfig(token=os.environ.get(TOKEN_ENV) or None, **doc["limits"])
+    config = ServiceConfig(token=os.environ.get(TOKEN_ENV) or None, **doc["limits"],
+                           health_interval=doc.get("health_interval", 60.0))
     return create_app(connect(**doc["connect"]), config)
 
 
@@ -122,7 +127,8 @@ def serve_command(args: argparse.Namespace) -> int:
                        "home": args.home, "prefix": args.prefix, "storage_options": options}
     token = args.token or os.environ.get(TOKEN_ENV) or None
     config = ServiceConfig(token=token, max_body_bytes=args.max_body_bytes,
-                           max_batch=args.max_batch, max_rows=args.max_rows)
+                           max_batch=args.max_batch, max_rows=args.max_rows,
+                           health_interval=args.health_interval)
     serve(connect_options, config, host=args.host, port=args.port, workers=args.workers,
           access_log=args.access_log, log_level=args.log_level)
     return 0

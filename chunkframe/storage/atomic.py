@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from ..core.permissions import create_file
+
 __all__ = ["AtomicFile", "TEMP_SUFFIX", "is_temp", "sweep_stale", "sweep_temps"]
 
 TEMP_SUFFIX = ".partial"
@@ -51,6 +53,9 @@ class AtomicFile:
         Also sync the directory after the rename, so the new name survives a power loss
         (exports: the user's file); chunk stores skip it, as their checkpoints are re-checked
         against the files on resume.
+    mode : int, optional
+        The file's mode, exactly, whatever the umask (chunk stores: owner-only by default,
+        see :mod:`chunkframe.core.permissions`); None leaves it to the umask (exports).
 
     Examples
     --------
@@ -60,14 +65,17 @@ class AtomicFile:
     (7, None)
     """
 
-    def __init__(self, path: str, *, sync_dir: bool = False) -> None:
+    def __init__(self, path: str, *, sync_dir: bool = False, mode: int | None = None) -> None:
         self.path = path
         self.sync_dir = sync_dir
+        self.mode = mode
         self.tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
         self.sink: pa.NativeFile | None = None
 
     def open(self) -> pa.NativeFile:
         """Create the temporary file and return it for writing (an Arrow ``OSFile``)."""
+        if self.mode is not None:
+            create_file(self.tmp, self.mode)  # before any byte, so none is ever wider open
         self.sink = pa.OSFile(self.tmp, "wb")
         return self.sink
 

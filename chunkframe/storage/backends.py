@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.config import Settings
+from ..core.permissions import modes
 from .catalog import Catalog
 from .state import DatasetLock, State, connect_redis
 from .store import ChunkStore, open_store
@@ -31,14 +32,20 @@ class Backends:
     @classmethod
     def from_settings(cls, settings: Settings) -> Backends:
         """Connect to the Redis, chunk store and catalog that ``settings`` name."""
-        return cls(State(connect_redis(settings.redis_url, settings.home), settings.prefix,
+        made = modes(settings.permissions)
+        return cls(State(connect_redis(settings.redis_url, settings.home, made), settings.prefix,
                          settings.lock_ttl),
-                   open_store(settings.store_url, settings.storage_options),
-                   Catalog(settings.catalog), settings.storage_options)
+                   open_store(settings.store_url, settings.storage_options, made),
+                   Catalog(settings.catalog, made), settings.storage_options)
 
     def lock(self, dataset_id: str, wait: bool | float = False) -> DatasetLock:
         """Take a dataset's write lock: in Redis (renewed, fenced), then claimed in the
-        catalog, so a writer whose lock expired can never commit there again."""
+        catalog, so a writer whose lock expired can never commit there again.
+
+        Redis's fencing counter is first raised to the catalog's latest token: after Redis
+        lost its keys (a flush, a restart without persistence) the next token still
+        exceeds every token the catalog saw, so the write is not refused as superseded."""
+        self.state.raise_fence(dataset_id, self.catalog.fence(dataset_id))
         lock = self.state.lock(dataset_id).acquire(wait)
         try:
             self.catalog.claim(dataset_id, lock.fence)

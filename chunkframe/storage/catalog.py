@@ -1,4 +1,4 @@
-"""The catalog: the durable record of datasets, their chunks and versions (SQLite or PostgreSQL)."""
+"""The catalog: the durable record of datasets, chunks, versions and contexts (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..core.errors import Call, Hint, LockLostError
+from ..core.errors import BackendUnavailableError, Call, CatalogCorruptionError, Hint, LockLostError
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
-from .catalog_db import Connection, open_database
+from ..core.permissions import OWNER_ONLY, Modes
+from .catalog_db import CatalogDamageError, Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
@@ -84,6 +86,34 @@ _RANGES = """
 ALTER TABLE chunks ADD COLUMN ranges TEXT NOT NULL DEFAULT '{}'
 """
 
+_CONTEXTS = """
+CREATE TABLE IF NOT EXISTS contexts (
+    id TEXT PRIMARY KEY,
+    changes BIGINT NOT NULL,
+    updated DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS context_entries (
+    context TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (context, type, key)
+)
+"""
+"""The durable copy of every context's entries (Redis holds the hot copy): a context that
+has a ``contexts`` row is recorded (its entries here are the truth, even none); ``record``
+is the JSON record Redis holds, keywords included."""
+
+_SOURCES = """
+CREATE TABLE IF NOT EXISTS sources (
+    dataset TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
+    record TEXT NOT NULL, -- ingestion.provenance.SourceRecord JSON
+    PRIMARY KEY (dataset, version)
+)
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -105,13 +135,14 @@ def _record_current_versions(db: Connection) -> None:
 
 
 _MIGRATIONS: tuple[str | Migration, ...] = (
-    _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES)
+    _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES, _CONTEXTS, _SOURCES)
 """Every schema change, in order, for both databases: add one by appending it (portable SQL
 preferred). SQLite counts those applied in ``PRAGMA user_version``, PostgreSQL in its
 ``schema_version`` table. A catalog written before versions were recorded gets the versions
 table, with one row (kind ``"ingest"``) for each dataset's current version, the first time a
 client opens it; one written before per-column statistics gets their column (chunks without
-them are never skipped by a ``where``)."""
+them are never skipped by a ``where``); one written before sources were recorded gets their
+table (its versions have none: their chunks cannot be repaired from a source)."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
@@ -130,6 +161,8 @@ _PUT_CHUNK = _upsert("chunks", ("dataset", "generation", "chunk", "start", "rows
                                 "checksum", "nbytes", "stats", "ranges"),
                      ("dataset", "generation", "chunk"))
 _PUT_DATASET = _upsert("datasets", ("id", "generation", "state", *_COLUMNS[2:]), ("id",))
+_PUT_SOURCE = _upsert("sources", ("dataset", "version", "generation", "record"),
+                      ("dataset", "version"))
 _PUT_VERSION = _upsert("versions", ("dataset", "version", "kind", "rows", "generation",
                                     "tombstones", "committed_at", "meta"), ("dataset", "version"))
 
@@ -151,12 +184,24 @@ class Catalog:
     <Catalog 'postgresql://me:***@db.example:5432/cf'>
     """
 
-    def __init__(self, location: str | os.PathLike[str]):
-        self.db = open_database(location)
+    def __init__(self, location: str | os.PathLike[str], modes: Modes = OWNER_ONLY):
+        """Open (creating a SQLite file, and its directory, with ``modes``: owner-only by
+        default) and migrate the catalog at ``location``. A damaged SQLite file still opens:
+        every operation then raises :class:`CatalogCorruptionError`, and the recoverer
+        restores it."""
+        self.db = open_database(location, modes)
         try:
-            self._migrate()
+            self._create()
+        except CatalogCorruptionError:
+            pass  # every operation says so, and `chunkframe recover --apply` restores it
         except self.db.errors as exc:
             raise self.db.unavailable(exc) from exc
+
+    def _create(self) -> None:
+        """Create the tables if missing and migrate, writing only what is needed."""
+        self.db.prepare()
+        if not self.db.is_current(len(_MIGRATIONS)):
+            self._migrate()
 
     def __repr__(self) -> str:
         return f"<Catalog {self.db.location!r}>"
@@ -166,8 +211,9 @@ class Catalog:
         """The catalog's file or URL (passwords redacted)."""
         return self.db.location
 
-    def _connect(self) -> AbstractContextManager[Connection]:
-        return self.db.connect()
+    def _connect(self, mode: str = "rw") -> AbstractContextManager[Connection]:
+        """A connection; "read" mode: what the catalog reads (see the database's connect)."""
+        return self.db.connect(mode)
 
     def _transaction(self) -> AbstractContextManager[Connection]:
         return self.db.transaction()
@@ -212,7 +258,7 @@ class Catalog:
 
     def fence(self, dataset_id: str) -> int:
         """The latest fencing token claimed for the dataset (0 if none was)."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             return self._fence(db, dataset_id) or 0
 
     def _fence(self, db: Connection, dataset_id: str) -> int | None:
@@ -238,9 +284,10 @@ class Catalog:
         )
 
     def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta], fence: int,
-               kind: str = "ingest") -> None:
+               kind: str = "ingest", source: str | None = None) -> None:
         """Write the dataset row, its whole chunk table and the version ``kind`` made, in one
-        transaction: now complete.
+        transaction: now complete. ``source``: what the version's ingest read (a
+        ``SourceRecord`` as JSON), kept with the version.
 
         Chunks of earlier generations stay recorded (their versions can still be read) until
         :meth:`prune` removes them. Refused (:class:`LockLostError`) unless ``fence`` is the
@@ -263,6 +310,30 @@ class Catalog:
                  json.dumps([t.to_dict() for t in meta.tombstones]), meta.compression),
             )
             self._record_version(db, meta, kind, meta.updated)
+            if source is not None:
+                db.execute(_PUT_SOURCE, (meta.id, meta.version, meta.generation, source))
+
+    def sources(self, dataset_id: str, generation: int) -> list[str]:
+        """The recorded sources (``SourceRecord`` JSON) of the versions that wrote chunks
+        of ``generation``, newest first."""
+        with self._connect("read") as db:
+            return [r[0] for r in db.execute(
+                "SELECT record FROM sources WHERE dataset=? AND generation=? "
+                "ORDER BY version DESC", (dataset_id, generation))]
+
+    def replace_chunk(self, dataset_id: str, generation: int, chunk: ChunkMeta,
+                      fence: int) -> None:
+        """Point chunk ``chunk.chunk`` of ``generation`` at a rewritten file (its key,
+        checksum and size), fenced like :meth:`commit`; every version reading it follows."""
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            done = db.execute(
+                "UPDATE chunks SET key=?, checksum=?, nbytes=? WHERE dataset=? AND "
+                "generation=? AND chunk=?", (chunk.key, chunk.checksum, chunk.nbytes, dataset_id,
+                                             generation, chunk.chunk)).rowcount
+            if done != 1:
+                raise ValueError(f"chunk {chunk.chunk} of generation {generation} of dataset "
+                                 f"{dataset_id!r} is not in the catalog")
 
     @staticmethod
     def _record_version(db: Connection, meta: DatasetMeta, kind: str, at: float) -> None:
@@ -274,10 +345,11 @@ class Catalog:
         )
 
     def set_tombstones(self, dataset_id: str, tombstones: tuple[Tombstone, ...], version: int,
-                       fence: int) -> None:
+                       fence: int, updated: float | None = None) -> None:
         """Record the dataset's deletes, a version of kind ``"delete"`` (fenced like
-        :meth:`commit`)."""
-        now = time.time()
+        :meth:`commit`), made at ``updated`` (epoch seconds; None: now) — the time Redis's
+        metadata records too, so the recoverer finds them equal."""
+        now = time.time() if updated is None else updated
         with self._transaction() as db:
             self._check_fence(db, dataset_id, fence)
             db.execute(
@@ -289,7 +361,7 @@ class Catalog:
                 self._record_version(db, meta, "delete", now)
 
     def get(self, dataset_id: str) -> DatasetMeta | None:
-        with self._connect() as db:
+        with self._connect("read") as db:
             return self._get(db, dataset_id)
 
     @staticmethod
@@ -324,7 +396,7 @@ class Catalog:
                 ) -> DatasetMeta | None:
         """The metadata of ``version``, or of the last version committed at or before
         ``as_of`` (ns since the epoch); None if no such version is recorded."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             if version is not None:
                 row = db.execute("SELECT meta FROM versions WHERE dataset=? AND version=?",
                                  (dataset_id, version)).fetchone()
@@ -332,11 +404,11 @@ class Catalog:
                 row = db.execute(
                     "SELECT meta FROM versions WHERE dataset=? AND committed_at<=? "
                     "ORDER BY version DESC LIMIT 1", (dataset_id, as_of)).fetchone()
-        return None if row is None else DatasetMeta.from_mapping(json.loads(row[0]))
+            return None if row is None else DatasetMeta.from_mapping(json.loads(row[0]))
 
     def generations(self, dataset_id: str) -> set[int]:
         """The generations whose chunks the catalog still records (current and kept ones)."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             return {r[0] for r in db.execute(
                 "SELECT DISTINCT generation FROM chunks WHERE dataset=?", (dataset_id,))}
 
@@ -358,20 +430,22 @@ class Catalog:
                 "SELECT DISTINCT generation FROM chunks WHERE dataset=?", (dataset_id,))} - kept)
             db.executemany("DELETE FROM chunks WHERE dataset=? AND generation=?",
                            [(dataset_id, g) for g in gone])
+            db.executemany("DELETE FROM sources WHERE dataset=? AND generation=?",
+                           [(dataset_id, g) for g in gone])  # kept with their chunks
         return gone
 
     def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:
-        with self._connect() as db:
+        with self._connect("read") as db:
             rows = db.execute(
                 "SELECT chunk,start,rows,key,checksum,nbytes,stats,ranges FROM chunks "
                 "WHERE dataset=? AND generation=? ORDER BY chunk",
                 (dataset_id, generation),
             ).fetchall()
-        return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
-                for c, s, r, k, cs, n, st, rg in rows]
+            return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
+                    for c, s, r, k, cs, n, st, rg in rows]
 
     def ids(self) -> list[str]:
-        with self._connect() as db:
+        with self._connect("read") as db:
             return [r[0] for r in db.execute(
                 "SELECT id FROM datasets WHERE state='complete' ORDER BY id")]
 
@@ -385,8 +459,159 @@ class Catalog:
 
     def _frame(self, query: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
         """The rows of ``query`` as a DataFrame named by its columns (either database)."""
-        with self._connect() as db:
+        with self._connect("read") as db:
             cursor = db.execute(query, params)
             rows = cursor.fetchall()
         return pd.DataFrame.from_records([tuple(r) for r in rows],
                                          columns=[d[0] for d in cursor.description])
+
+    # -- restoring a damaged or missing catalog (the recoverer) ---------------------------
+    def damage(self) -> str | None:
+        """What is wrong with the catalog, or None when it is sound; reads everything it
+        records and changes nothing.
+
+        SQLite: its file missing, not a database, failing SQLite's ``quick_check``, tables
+        missing, a value unreadable. PostgreSQL: a table or column missing, a value
+        unreadable; a server that cannot be reached raises :class:`BackendUnavailableError`
+        (nothing can be said of its tables then).
+        """
+        sqlite = self.db if isinstance(self.db, SQLiteDatabase) else None
+        if sqlite is not None and not sqlite.path.exists():
+            return "the file is missing"
+        try:
+            if sqlite is not None:
+                with self._connect("read") as db:
+                    found = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+                if found != ["ok"]:
+                    return f"SQLite's quick_check found: {'; '.join(found[:3])}"
+            for dataset_id in self.ids():
+                record = self.get(dataset_id)
+                self.versions(dataset_id)
+                for generation in self.generations(dataset_id):
+                    self.chunks(dataset_id, generation)
+                if record is not None:
+                    self.fence(dataset_id)
+            self.table()
+        except (CatalogCorruptionError, CatalogDamageError) as exc:
+            return exc.damage
+        return None
+
+    def move_aside(self) -> Path | None:
+        """Rename the damaged SQLite catalog file (and its WAL files) to
+        ``<name>.damaged-<UTC time>`` -- kept for inspection, never deleted -- and create an
+        empty catalog in its place. Returns the file's new name (None if it was missing).
+
+        A PostgreSQL catalog is never moved aside or rebuilt by chunkframe (other clients
+        share it, and its backups are its administrator's): this raises
+        :class:`BackendUnavailableError` saying to restore the database from a backup.
+        """
+        if not isinstance(self.db, SQLiteDatabase):
+            raise BackendUnavailableError(
+                f"the PostgreSQL catalog at {self.location!r} cannot be moved aside and rebuilt "
+                "by chunkframe (other clients share that database): restore it from a backup "
+                "(pg_restore, or point-in-time recovery), then run `chunkframe recover --apply`")
+        path = self.db.path
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
+        while aside.exists():
+            aside, n = path.with_name(f"{path.name}.damaged-{stamp}-{n}"), n + 1
+        moved = None
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.replace(side, aside.with_name(aside.name + suffix))
+                    moved = moved or (aside if suffix == "" else None)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"cannot move the damaged catalog {str(path)!r} aside to {str(aside)!r}: "
+                f"{exc}; free space or fix permissions there, then run `chunkframe recover "
+                "--apply` again") from exc
+        self._create()
+        return moved
+
+    def claimed(self) -> set[str]:
+        """Every dataset a writer ever claimed (a fencing token is recorded): empty for a
+        catalog created anew, even if the store holds chunks."""
+        with self._connect("read") as db:
+            return {r[0] for r in db.execute("SELECT dataset FROM fences")}
+
+    def raise_generation(self, dataset_id: str, generation: int) -> None:
+        """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
+        before it) again: a restored catalog learns the generations the store holds."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO generations (dataset, last) VALUES (?, ?) ON CONFLICT (dataset) "
+                "DO UPDATE SET last=excluded.last WHERE generations.last<excluded.last",
+                (dataset_id, generation))
+
+    # -- contexts (the durable copy of the context cache's entries) -----------------------
+    @contextmanager
+    def context_change(self, context_id: str, *, put: Iterable[tuple[str, str, str]] = (),
+                       remove: Iterable[tuple[str, str]] = (), clear: bool = False,
+                       clear_type: str | None = None,
+                       adopt: Callable[[], Iterable[tuple[str, str, str]]] | None = None,
+                       ) -> Iterator[None]:
+        """Record a change of one context's entries; it commits when the block ends and is
+        rolled back if the block raises.
+
+        The context cache writes Redis inside the block, so the catalog and Redis change
+        together and concurrent writers reach both in the same order (SQLite: the block
+        holds the file's write lock; PostgreSQL: it holds the context's row lock, and this
+        process's connection is not lent to another thread until the block ends). ``put``:
+        ``(type, key, record)`` to insert or replace; ``remove``: ``(type, key)``;
+        ``clear``: drop every entry first (of ``clear_type`` only, if given). The context
+        stays recorded (with no entries) after a clear, so its Redis copy is known to be
+        empty. ``adopt``: called when the context was not recorded yet; the ``(type, key,
+        record)`` it returns (entries Redis held before contexts were recorded) are
+        recorded before the change, so recording starts from the whole context.
+        """
+        block = False  # whether the error came from the block (Redis), not the catalog
+        try:
+            with self._transaction() as db:
+                changes = db.execute(  # first: on PostgreSQL it locks the context's row
+                    "INSERT INTO contexts (id, changes, updated) VALUES (?, 1, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET changes = contexts.changes + 1, "
+                    "updated = excluded.updated RETURNING changes",
+                    (context_id, time.time())).fetchone()[0]
+                if adopt is not None and changes == 1:  # recorded just now
+                    db.executemany(
+                        "INSERT INTO context_entries (context, type, key, record) "
+                        "VALUES (?,?,?,?)", [(context_id, t, k, r) for t, k, r in adopt()])
+                if clear and clear_type is None:
+                    db.execute("DELETE FROM context_entries WHERE context=?", (context_id,))
+                elif clear:
+                    db.execute("DELETE FROM context_entries WHERE context=? AND type=?",
+                               (context_id, clear_type))
+                db.executemany("DELETE FROM context_entries WHERE context=? AND type=? AND key=?",
+                               [(context_id, t, k) for t, k in remove])
+                db.executemany(
+                    "INSERT INTO context_entries (context, type, key, record) VALUES (?,?,?,?) "
+                    "ON CONFLICT (context, type, key) DO UPDATE SET record = excluded.record",
+                    [(context_id, t, k, r) for t, k, r in put])
+                block = True
+                yield
+                block = False
+        except (BackendUnavailableError, CatalogCorruptionError) as exc:  # (all driver errors)
+            if block:
+                raise
+            raise BackendUnavailableError(
+                f"could not record the change of context {context_id!r} in the catalog "
+                f"{self.location!r}: {exc}. Check the catalog's disk and permissions, then "
+                "retry; cf.recover(apply=True) puts Redis back in step with the catalog"
+            ) from exc
+
+    def context_ids(self) -> list[str]:
+        """The recorded contexts, sorted (those cleared to no entries too)."""
+        with self._connect("read") as db:
+            return [r[0] for r in db.execute("SELECT id FROM contexts ORDER BY id")]
+
+    def context_entries(self, context_id: str) -> dict[tuple[str, str], str] | None:
+        """The recorded entries of one context: ``(type, key)`` → JSON record; None if the
+        context is not recorded at all."""
+        with self._connect("read") as db:
+            if db.execute("SELECT 1 FROM contexts WHERE id=?", (context_id,)).fetchone() is None:
+                return None
+            return {(t, k): r for t, k, r in db.execute(
+                "SELECT type, key, record FROM context_entries WHERE context=?",
+                (context_id,))}

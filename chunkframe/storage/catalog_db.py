@@ -20,11 +20,27 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..core.config import is_postgres_url, redact
-from ..core.errors import BackendUnavailableError
+from ..core.errors import BackendUnavailableError, CatalogCorruptionError, ChunkFrameError
+from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
 
-__all__ = ["Connection", "Database", "SQLiteDatabase", "PostgresDatabase", "open_database"]
+__all__ = ["CatalogDamageError", "Connection", "Database", "SQLiteDatabase", "PostgresDatabase",
+           "open_database"]
 
 _SCHEMA_LOCK = 0x6366_6361_7461  # any constant: the advisory lock that serialises migrations
+
+
+class CatalogDamageError(BackendUnavailableError):
+    """A PostgreSQL catalog whose tables or values are damaged or missing: nothing was read
+    from it or written to it; restore the database from a backup (chunkframe does not
+    rebuild a shared database in place, as it does a SQLite file)."""
+
+    def __init__(self, location: str, what: str) -> None:
+        self.location, self.damage = location, what
+        super().__init__(
+            f"the PostgreSQL catalog at {location!r} is damaged ({what}); nothing was read "
+            "from it or written to it. Restore that database from a backup (pg_restore, or "
+            "point-in-time recovery), then run `chunkframe recover --apply` to bring Redis and "
+            "the chunk store in step with it")
 
 
 class Cursor(Protocol):
@@ -32,6 +48,9 @@ class Cursor(Protocol):
 
     @property
     def description(self) -> Any: ...
+
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
@@ -61,7 +80,11 @@ class Database(Protocol):
     errors: tuple[type[Exception], ...]
     """The driver's errors: raised opening the catalog, they mean it cannot be used."""
 
-    def connect(self) -> AbstractContextManager[Connection]: ...
+    def prepare(self) -> None: ...
+
+    def is_current(self, versions: int) -> bool: ...
+
+    def connect(self, mode: str = ...) -> AbstractContextManager[Connection]: ...
 
     def transaction(self) -> AbstractContextManager[Connection]: ...
 
@@ -74,22 +97,40 @@ class Database(Protocol):
     def unavailable(self, exc: BaseException) -> BackendUnavailableError: ...
 
 
+_DAMAGE = ("malformed", "not a database", "no such table", "no such column", "encrypted",
+           "decode")
+"""Words of SQLite errors that mean the file is damaged (or was replaced or emptied)."""
+
+
+def _is_io(exc: BaseException) -> bool:
+    """Whether a SQLite error is the disk failing a write (full, or an I/O error)."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("disk I/O" in text or "full" in text)
+
+
 class SQLiteDatabase:
     """A SQLite file in WAL mode; a connection per use; ``BEGIN IMMEDIATE`` serialises writers
-    across processes, so rows need no locks of their own."""
+    across processes, so rows need no locks of their own.
+
+    Every SQLite error becomes a :class:`CatalogCorruptionError` (damage the recoverer
+    repairs: it moves the file aside and rebuilds it) or a :class:`BackendUnavailableError`
+    (a catalog that cannot be used now), naming the file.
+    """
 
     name = "sqlite"
     for_update = ""
     errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], modes: Modes = OWNER_ONLY):
+        """Create the file (and its directory) with ``modes`` if missing: owner-only by
+        default. SQLite gives its -wal and -shm files the mode of the database file; an
+        existing file keeps its mode."""
         self.path = Path(path).expanduser()
         self.location = str(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-        except self.errors as exc:
+            make_dirs(self.path.parent, modes.dirs)
+            create_file(self.path, modes.files)
+        except OSError as exc:
             raise self.unavailable(exc) from exc
 
     def unavailable(self, exc: BaseException) -> BackendUnavailableError:
@@ -97,24 +138,92 @@ class SQLiteDatabase:
             f"cannot open the catalog {self.location!r}: {exc}; check the path and its "
             "permissions, or set CHUNKFRAME_CATALOG")
 
+    def prepare(self) -> None:
+        """Switch the file to WAL mode unless it is already (writing nothing then)."""
+        if not self._is_wal():
+            with self.connect("rwc") as db:
+                db.execute("PRAGMA journal_mode=WAL")
+
+    def is_current(self, versions: int) -> bool:
+        """Whether the schema has all ``versions`` changes (read only: a read-only client of
+        an up-to-date catalog writes nothing)."""
+        with self.connect("read") as db:
+            return self.schema_version(db) >= versions
+
+    def _is_wal(self) -> bool:
+        """Whether the file is in WAL mode already (its header says so: asking SQLite would
+        need the WAL index, which a full disk cannot hold)."""
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(20)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self.failure(exc) from exc
+        return len(header) == 20 and header[18] == 2
+
     @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def connect(self, mode: str = "rw") -> Iterator[sqlite3.Connection]:
+        """A connection; ``mode`` "rwc" creates a missing file, "rw" does not (a catalog
+        deleted under a running client is reported, not silently re-created empty), "read"
+        falls back to reading the file as it is when SQLite cannot open its WAL index (a
+        full disk): read-only clients keep working, and a value it cannot decode is damage."""
+        try:
+            db = self._open("rwc" if mode == "rwc" else "rw")
+            if mode == "read":
+                try:
+                    db.execute("PRAGMA schema_version").fetchone()  # opens the WAL index
+                except sqlite3.OperationalError as exc:
+                    if not _is_io(exc):
+                        raise
+                    db.close()
+                    db = self._open("ro&immutable=1")
+        except sqlite3.Error as exc:
+            raise self.failure(exc) from exc
         try:
             db.execute("PRAGMA synchronous=FULL")
             yield db
+        except sqlite3.Error as exc:
+            raise self.failure(exc) from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            if mode != "read":
+                raise
+            raise CatalogCorruptionError(self.location, f"a value in it is unreadable: {exc!r}"
+                                         ) from exc
         finally:
             db.close()
 
+    def _open(self, mode: str) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?mode={mode}"
+        return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+
+    def failure(self, exc: BaseException) -> ChunkFrameError:
+        """The error to raise for a SQLite failure ``exc``: damage the recoverer repairs, or
+        a catalog that cannot be reached now."""
+        text = str(exc)
+        where = self.location
+        if not self.path.exists():
+            return CatalogCorruptionError(where, "the file is missing")
+        if any(sign in text for sign in _DAMAGE):
+            return CatalogCorruptionError(where, text)
+        if _is_io(exc):
+            return BackendUnavailableError(
+                f"cannot write the catalog {where!r}: {text} (is the disk under it full?); "
+                "free space there and run again (reading datasets still works)")
+        return BackendUnavailableError(
+            f"cannot use the catalog {where!r}: {text}; check the path and its permissions, "
+            "or set CHUNKFRAME_CATALOG; if the file is damaged, run `chunkframe recover --apply`")
+
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
 
     def schema_version(self, db: Connection) -> int:
@@ -216,10 +325,12 @@ class PostgresDatabase:
     def __repr__(self) -> str:
         return f"PostgresDatabase({self.location!r})"
 
-    def unavailable(self, exc: BaseException) -> BackendUnavailableError:
+    def _detail(self, exc: BaseException) -> str:
         detail = _hide_passwords(" ".join(str(exc).split()).rstrip("."))
-        if self._password:
-            detail = detail.replace(str(self._password), "***")
+        return detail.replace(str(self._password), "***") if self._password else detail
+
+    def unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        detail = self._detail(exc)
         return BackendUnavailableError(
             f"cannot use the PostgreSQL catalog at {self.location!r}: {detail}. Start that "
             "server, check the URL's host, port, user, password and database (createdb makes "
@@ -241,7 +352,12 @@ class PostgresDatabase:
         return conn
 
     @contextmanager
-    def _using(self, transaction: bool) -> Iterator[Connection]:
+    def _using(self, transaction: bool, mode: str = "rw") -> Iterator[Connection]:
+        """The connection, in a transaction if asked; held by this thread until the block
+        ends (a transaction open in one thread is never shared with another). A table or
+        column missing, or in "read" mode a value that cannot be decoded, is damage
+        (:class:`CatalogDamageError`); any other error of the server means it cannot be used now."""
+        errors = self._psycopg.errors
         with self._lock:
             try:
                 conn = self._connection()
@@ -250,14 +366,26 @@ class PostgresDatabase:
                         yield _PostgresConnection(conn)
                 else:
                     yield _PostgresConnection(conn)
-            except self._psycopg.OperationalError as exc:
-                if self._conn is None or self._conn.broken or self._conn.closed:
-                    raise self.unavailable(exc) from exc
-                raise
+            except (errors.UndefinedTable, errors.UndefinedColumn) as exc:
+                raise CatalogDamageError(self.location, self._detail(exc)) from exc
+            except self._psycopg.Error as exc:
+                raise self.unavailable(exc) from exc
+            except (ValueError, TypeError, KeyError) as exc:
+                if mode != "read":
+                    raise
+                raise CatalogDamageError(self.location, f"a value in it is unreadable: {exc!r}"
+                                         ) from exc
+
+    def prepare(self) -> None:
+        """Nothing to do (the server's settings are its administrator's)."""
+
+    def is_current(self, versions: int) -> bool:
+        """False: whether to migrate is decided under the migration's advisory lock."""
+        return False
 
     @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._using(transaction=False) as db:
+    def connect(self, mode: str = "rw") -> Iterator[Connection]:
+        with self._using(transaction=False, mode=mode) as db:
             yield db
 
     @contextmanager
@@ -283,8 +411,10 @@ class PostgresDatabase:
             "AND table_name=? AND column_name=?", (table, column)).fetchone() is not None
 
 
-def open_database(location: str | os.PathLike[str]) -> SQLiteDatabase | PostgresDatabase:
-    """The catalog database ``location`` names: a ``postgresql://`` URL or a SQLite file."""
+def open_database(location: str | os.PathLike[str], modes: Modes = OWNER_ONLY
+                  ) -> SQLiteDatabase | PostgresDatabase:
+    """The catalog database ``location`` names: a ``postgresql://`` URL or a SQLite file
+    (created with ``modes``)."""
     if is_postgres_url(location):
         return PostgresDatabase(str(location))
-    return SQLiteDatabase(location)
+    return SQLiteDatabase(location, modes)

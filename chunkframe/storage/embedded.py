@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..core.errors import BackendUnavailableError
+from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
 
 __all__ = ["ensure_server", "server_status", "stop_server", "redis_server_binary", "ServerStatus"]
 
@@ -84,12 +85,15 @@ def _wait_up(sock: Path, timeout: float) -> bool:
     return False
 
 
-def ensure_server(home: Path, timeout: float = 10.0) -> str:
+def ensure_server(home: Path, timeout: float = 10.0, modes: Modes = OWNER_ONLY) -> str:
     """Return the URL of this home's redis-server, starting it (daemonized) if needed.
 
     A file lock serialises starters, so two processes never start two servers. The server
     outlives the Python process and persists to an append-only file, so a kill -9 of the
-    client loses no acknowledged write and the next process finds the same server.
+    client loses no acknowledged write and the next process finds the same server. Its
+    directory, socket and files are created with ``modes`` (owner-only by default): the
+    server runs under the umask of ``modes.dirs`` (0o077 by default), so the files and
+    directories it makes itself (the AOF, Redis 7's appendonlydir) are no wider.
     """
     rdir, sock = _paths(home)
     if _wait_up(sock, timeout):  # up, or alive and loading its data: never start a second
@@ -99,7 +103,8 @@ def ensure_server(home: Path, timeout: float = 10.0) -> str:
             f"the embedded Redis socket path {str(sock)!r} is too long for a unix socket; "
             "set CHUNKFRAME_HOME to a shorter directory"
         )
-    rdir.mkdir(parents=True, exist_ok=True)
+    make_dirs(rdir, modes.dirs)
+    create_file(rdir / "start.lock", modes.files)
     with open(rdir / "start.lock", "w") as lockfile:
         fcntl.flock(lockfile, fcntl.LOCK_EX)
         if _wait_up(sock, timeout):
@@ -108,7 +113,7 @@ def ensure_server(home: Path, timeout: float = 10.0) -> str:
             redis_server_binary(),
             "--port", "0",
             "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
+            "--unixsocketperm", f"{modes.dirs:o}",
             "--dir", str(rdir),
             "--appendonly", "yes",
             "--appendfsync", "everysec",
@@ -117,7 +122,7 @@ def ensure_server(home: Path, timeout: float = 10.0) -> str:
             "--pidfile", str(rdir / "redis.pid"),
             "--logfile", str(rdir / "redis.log"),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, umask=0o777 & ~modes.dirs)
         if proc.returncode != 0:
             raise BackendUnavailableError(
                 f"could not start the embedded redis-server ({' '.join(cmd[:1])}): "

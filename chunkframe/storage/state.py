@@ -8,11 +8,16 @@ import socket
 import threading
 import time as mod_time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
+from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.cluster import ClusterNode
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
 
 from ..core.config import redact
 from ..core.errors import (
@@ -25,24 +30,32 @@ from ..core.errors import (
 )
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta
+from ..core.permissions import OWNER_ONLY, Modes
 
-__all__ = ["connect_redis", "redis_url_of", "DatasetLock", "Holder", "State"]
+__all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "pipelined",
+           "CLUSTER_SCHEMES", "redis_url_of", "DatasetLock", "Holder", "State"]
 
 
 def redis_url_of(client: redis.Redis) -> str:
     """The URL ``client`` talks to (no password), for error messages."""
+    if is_cluster(client):
+        nodes = ",".join(f"{n.host}:{n.port}" for n in client.get_primaries())
+        return f"redis+cluster://{nodes}"
     kw = client.connection_pool.connection_kwargs
     if kw.get("path"):
         return f"unix://{kw['path']}"
     return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
-def connect_redis(url: str | None, home: Path) -> redis.Redis:
-    """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None."""
+def connect_redis(url: str | None, home: Path, modes: Modes = OWNER_ONLY) -> redis.Redis:
+    """A client for ``url``, or for the embedded server of ``home`` when ``url`` is None
+    (its files created with ``modes``)."""
     if url is None:
         from .embedded import ensure_server
 
-        url = ensure_server(home)
+        url = ensure_server(home, modes=modes)
+    if urlsplit(url).scheme in CLUSTER_SCHEMES:
+        return connect_cluster(url)
     try:
         # a socket timeout: a hung server becomes an error, never a reader blocked forever
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
@@ -54,6 +67,138 @@ def connect_redis(url: str | None, home: Path) -> redis.Redis:
             "CHUNKFRAME_REDIS_URL, or unset it to use the embedded default"
         ) from exc
     return client
+
+
+#: URL schemes of a Redis Cluster: the startup nodes are ``host:port`` pairs split by commas
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster(client: Any) -> TypeGuard[redis.RedisCluster]:
+    """Whether ``client`` is a :class:`redis.RedisCluster` (whose scripts, transactions and
+    pipelines must each stay within one hash slot)."""
+    return isinstance(client, redis.RedisCluster)
+
+
+def scan_keys(client: redis.Redis, match: str) -> Iterator[Any]:
+    """Every key matching ``match`` (SCAN, 1,000 at a time); on a cluster, of every primary."""
+    if is_cluster(client):
+        return client.scan_iter(match=match, count=1000,
+                                target_nodes=redis.RedisCluster.PRIMARIES)
+    return client.scan_iter(match=match, count=1000)
+
+
+def pipelined(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Answers to ``commands`` (each ``(name, key, *args)``, no two needing to be atomic),
+    in order, sent in pipelines: one on a single server; on a cluster, a plain pipeline per
+    node holding any of the keys (redis-py's ``ClusterPipeline`` routes each command
+    itself, ~4x slower on thousands of them). A command answered with an error (MOVED or
+    ASK while the cluster reshards) is run again through the cluster client, which follows
+    the redirection or raises."""
+    if not commands:
+        return []
+    if not is_cluster(client):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
+    by_slot: dict[int, Any] = {}
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for i, command in enumerate(commands):
+        slot = client.keyslot(command[1])
+        node = by_slot.get(slot)
+        if node is None:
+            with _cluster_down():
+                node = by_slot[slot] = client.nodes_manager.get_node_from_slot(slot)
+        groups.setdefault(node.name, (node, []))[1].append(i)
+    out: list[Any] = [None] * len(commands)
+    for node, indices in groups.values():
+        pipe = node.redis_connection.pipeline(transaction=False)
+        for i in indices:
+            pipe.execute_command(*commands[i])
+        for i, answer in zip(indices, pipe.execute(raise_on_error=False), strict=True):
+            out[i] = (client.execute_command(*commands[i])
+                      if isinstance(answer, redis.ResponseError) else answer)
+    return out
+
+
+@contextmanager
+def _cluster_down() -> Iterator[None]:
+    """Raise a cluster's failure to be reached as :class:`redis.ConnectionError`."""
+    try:
+        yield
+    except (SlotNotCoveredError, ClusterDownError) as exc:
+        raise redis.ConnectionError(f"the Redis Cluster is not whole: {exc}") from exc
+    except RedisClusterException as exc:
+        if "cannot be connected" not in str(exc):
+            raise  # a misuse (cross-slot keys...), not an outage
+        raise redis.ConnectionError(str(exc)) from exc
+
+
+class _Cluster(redis.RedisCluster):
+    """A :class:`redis.RedisCluster` whose outages are :class:`redis.ConnectionError`, as a
+    single server's are. redis-py raises ``RedisClusterException`` (not a ``RedisError``)
+    when no node answers and ``ClusterDownError`` (a ``ResponseError``) when slots are not
+    served; chunkframe's handlers of a Redis that went away (the lock's renewal, the
+    reader's fallback to the catalog, the service's 503) catch connection errors."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _cluster_down():
+            return super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        run = pipe.execute
+
+        def execute(raise_on_error: bool = True) -> list[Any]:
+            with _cluster_down():
+                return run(raise_on_error)
+
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
+
+
+def connect_cluster(url: str) -> redis.Redis:
+    """A :class:`redis.RedisCluster` client for ``redis+cluster://[user:password@]host:port
+    [,host:port...]`` (``rediss+cluster://`` for TLS), checked to cover every slot.
+
+    The hosts are startup nodes: any of them may be down as long as one answers and the
+    cluster it describes is whole. An unreachable or partly covered cluster raises
+    :class:`BackendUnavailableError` naming the URL (password redacted).
+    """
+    parts = urlsplit(url)
+    shown = redact(url)
+    fix = ("Check that the cluster's masters run and cover all 16384 slots "
+           "(CLUSTER INFO says cluster_state:ok), fix CHUNKFRAME_REDIS_URL / redis=, or unset "
+           "it to use the embedded default")
+    hosts = parts.netloc.rpartition("@")[2]
+    try:
+        nodes = [ClusterNode(h, int(p)) for h, _, p in
+                 (n.strip().rpartition(":") for n in hosts.split(",")) if h]
+        if not nodes or len(nodes) != len(hosts.split(",")):
+            raise ValueError("give every startup node as host:port")
+        if parts.path.strip("/") not in ("", "0") or parts.query:
+            raise ValueError("a cluster has only database 0 and takes no query options")
+    except ValueError as exc:
+        raise BackendUnavailableError(
+            f"cannot read the Redis Cluster URL {shown!r}: {exc}; write it as "
+            "redis+cluster://[user:password@]host:port[,host:port...]") from exc
+    try:
+        client = _Cluster(
+            startup_nodes=nodes, username=unquote(parts.username or "") or None,
+            password=unquote(parts.password) if parts.password else None,
+            ssl=parts.scheme == "rediss+cluster", socket_connect_timeout=5, socket_timeout=30,
+            health_check_interval=30)
+        info = client.cluster_info()
+        if info.get("cluster_state") != "ok":
+            client.close()
+            raise redis.ConnectionError(
+                f"cluster_state is {info.get('cluster_state')!r} with "
+                f"{info.get('cluster_slots_ok')} of 16384 slots ok")
+        client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+    except (redis.RedisError, RedisClusterException, OSError) as exc:
+        raise BackendUnavailableError(
+            f"cannot use the Redis Cluster at {shown!r}: {str(exc).rstrip('.')}. {fix}") from exc
+    return client  # type: ignore[return-value]  # the commands chunkframe uses, slot by slot
 
 
 @dataclass(frozen=True)
@@ -158,6 +303,7 @@ class DatasetLock:
         self.token = Holder.me().token()  # random, and says who holds the lock
         self.fence = 0
         self._renewed = 0.0  # monotonic time the lock was last taken or extended
+        self._borrowed = False  # another process holds it and renews it (a Dask task's view)
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,7 +319,7 @@ class DatasetLock:
         the holder's own. Not renewed nor released here; :meth:`check` asks Redis once the
         last answer is ``ttl / 2`` old."""
         lock = cls(client, keys, dataset_id, ttl)
-        lock.token, lock.fence = token, fence
+        lock.token, lock.fence, lock._borrowed = token, fence, True
         return lock
 
     # -- public API: local state first, then Redis -------------------------------------
@@ -216,7 +362,7 @@ class DatasetLock:
         now, so a writer that slept past its TTL writes nothing more."""
         if not self._lost.is_set() and mod_time.monotonic() - self._renewed > self.ttl / 2:
             try:
-                if self.do_extend():
+                if self.do_extend() if not self._borrowed else self.held():
                     self._renewed = mod_time.monotonic()
                 else:
                     self._lost.set()
@@ -259,6 +405,11 @@ class DatasetLock:
                 f"cannot take the lock of {self.dataset_id!r} in Redis at "
                 f"{redis_url_of(self.client)!r}: {exc}"
             ) from exc
+
+    def held(self) -> bool:
+        """Whether Redis says the lock is held with this token now (nothing is extended:
+        a borrower must not keep a dead holder's lock alive)."""
+        return self.client.get(self.keys.lock) == self.token.encode()
 
     def do_extend(self) -> bool:
         return bool(self._extend(keys=[self.keys.lock], args=[self.token, int(self.ttl * 1000)]))
@@ -485,8 +636,14 @@ class State:
     def raise_fence(self, dataset_id: str, floor: int) -> int:
         """Raise the fencing counter to ``floor`` (the catalog's latest token) if it is below
         (or unreadable): after Redis lost it, the next lock must not be refused."""
-        return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
-                                    floor))  # type: ignore[arg-type]
+        try:
+            return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
+                                        floor))  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise BackendUnavailableError(
+                f"cannot update the fencing counter of {dataset_id!r} in Redis at {self.url!r}: "
+                f"{exc}; start that server (or fix CHUNKFRAME_REDIS_URL) and run again"
+            ) from exc
 
     def fence(self, dataset_id: str) -> int | None:
         """The fencing counter (None when absent, -1 when unreadable)."""
@@ -511,12 +668,30 @@ class State:
         """Ids of the datasets that have any key in Redis (under this prefix)."""
         start = len(self.prefix) + 2
         ids = set()
-        for key in self.client.scan_iter(match=f"{self.prefix}:{{*}}:*", count=1000):
+        for key in scan_keys(self.client, f"{self.prefix}:{{*}}:*"):
             text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
             end = text.find("}", start)
             if end > start:
                 ids.add(text[start:end])
         return ids
+
+    # KEYS[1] lock, KEYS[2] chunks of the generation; ARGV[1] token, ARGV[2] chunk number,
+    # ARGV[3] chunk metadata JSON; returns 1, or 'LOCKLOST' if the caller no longer owns
+    # the lock (the ingest status is left alone: a repair is not an ingest)
+    LUA_REPLACE_CHUNK = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then
+        return redis.error_reply('LOCKLOST')
+    end
+    redis.call('hset', KEYS[2], ARGV[2], ARGV[3])
+    return 1
+    """
+
+    def replace_chunk(self, lock: DatasetLock, generation: int, meta: ChunkMeta) -> None:
+        """Point one committed chunk at its rewritten file (a repair), under the lock."""
+        keys = lock.keys
+        self._fenced(lock, lambda: self.client.eval(
+            self.LUA_REPLACE_CHUNK, 2, keys.lock, keys.chunks(generation), lock.token,
+            meta.chunk, meta.to_json()))
 
     def set_meta(self, meta: DatasetMeta) -> None:
         """Replace the hot metadata (not fenced: used for tombstones under the catalog's lock)."""

@@ -7,12 +7,12 @@ import mmap
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from ..core.errors import BackendUnavailableError
+from ..core.permissions import OWNER_ONLY, Modes, make_dirs
 from .atomic import AtomicFile, is_temp, sweep_temps
 from .codec import checksum
 
@@ -27,10 +27,12 @@ def _protocol(url: str) -> str:
 
 
 def open_store(url: str | os.PathLike[str],
-               storage_options: Mapping[str, Any] | None = None) -> ChunkStore:
+               storage_options: Mapping[str, Any] | None = None,
+               modes: Modes = OWNER_ONLY) -> ChunkStore:
     """The chunk store for ``url``: a :class:`LocalStore` for a path or ``file://`` URL, an
     :class:`FsspecStore` for any other fsspec URL (``s3://bucket/prefix``, ``memory://name``).
 
+    ``modes``: of the directories and files a local store creates (owner-only by default).
     ``storage_options`` go to fsspec (credentials, ``endpoint_url``...). A URL whose fsspec
     backend is not installed raises :class:`BackendUnavailableError` naming the package.
 
@@ -39,7 +41,7 @@ def open_store(url: str | os.PathLike[str],
     """
     text = str(url)
     if _protocol(text) in _LOCAL_PROTOCOLS:
-        return LocalStore(text.split("://", 1)[1] if "://" in text else text)
+        return LocalStore(text.split("://", 1)[1] if "://" in text else text, modes)
     return FsspecStore(text, storage_options)
 
 
@@ -153,15 +155,20 @@ class LocalStore(ChunkStore):
     ----------
     root : str or os.PathLike
         The directory.
+    modes : Modes
+        Of the directories and files it creates, exactly, whatever the umask: 0700/0600 by
+        default (:mod:`chunkframe.core.permissions`; ``permissions="group"`` for a shared
+        store). Directories and files that exist keep their modes.
     """
 
     storage_options: Mapping[str, Any] = {}
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], modes: Modes = OWNER_ONLY) -> None:
         self.url = str(root)
         self.root = os.path.abspath(os.path.expanduser(self.url)).rstrip("/") or "/"
+        self.modes = modes
         try:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            make_dirs(self.root, modes.dirs)
         except OSError as exc:
             raise BackendUnavailableError(
                 f"cannot use {self.url!r} as the chunk store: {exc}; give a writable directory "
@@ -174,9 +181,9 @@ class LocalStore(ChunkStore):
 
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         path = self.path(key)
-        target = AtomicFile(path)
+        target = AtomicFile(path, mode=self.modes.files)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            make_dirs(os.path.dirname(path), self.modes.dirs)
             fill(target.open())
             size, digest = target.commit(checksum)
         except OSError as exc:

@@ -1,0 +1,137 @@
+"""Repair of corrupt chunks: re-cut from their recorded source, rewritten under a new fenced key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ..core.errors import Arg, DatasetLockedError, Hint, SourceError
+from ..core.keys import chunk_key
+from ..core.model import ChunkMeta
+from ..core.ranges import column_ranges
+from ..ingestion.pipeline import time_stats
+from ..ingestion.provenance import SourceRecord, rebuild, why_not_readable
+from ..storage.codec import write
+
+if TYPE_CHECKING:
+    from ..read.reader import Reader, Snapshot
+    from ..storage.backends import Backends
+    from ..storage.state import DatasetLock
+
+__all__ = ["REPAIR_COLUMNS", "repair_chunks"]
+
+REPAIR_COLUMNS = ["chunk", "problem", "action", "repaired", "detail"]
+"""The columns of ``ds.verify(repair=True)``'s report: one row per chunk found bad."""
+
+_NO_SOURCE = ("no source is recorded for it (written before sources were recorded, or by "
+              "a Dask ingest)")
+
+
+def repair_chunks(backends: Backends, reader: Reader, dataset_id: str, chunks: Sequence[int]
+                  ) -> pd.DataFrame:
+    """Rewrite the bad chunks among ``chunks`` (numbers) of the dataset's current version
+    from their recorded sources, under the dataset's lock; one report row per chunk still
+    bad once the lock is held (see :data:`REPAIR_COLUMNS`).
+
+    A chunk is rebuilt by cutting its ingest's files again exactly as the ingest did, only
+    when they are still there with their recorded fingerprints; it is written under a new
+    fenced key, then the catalog and Redis point at it and the damaged file is deleted.
+    """
+    try:
+        lock = backends.lock(dataset_id)
+    except DatasetLockedError as exc:
+        raise DatasetLockedError(
+            f"cannot repair dataset {dataset_id!r}: another writer holds its lock "
+            f"({getattr(exc, 'what', exc)}); nothing was changed",
+            hint=Hint("run {} again once that writer is done", Arg("repair", True)),
+        ) from exc
+    try:
+        snap = reader.snapshot(dataset_id, refresh=True)  # as it is now, under the lock
+        index = {cm.chunk: i for i, cm in enumerate(snap.chunks)}
+        bad = {}
+        for n in chunks:
+            problem = reader.verify_chunk(snap, index[n]) if n in index else None
+            if problem is not None:
+                bad[n] = problem
+        rows = _repair(backends, lock, snap, bad) if bad else []
+    finally:
+        lock.release()
+    reader.clear()  # snapshots holding the replaced keys
+    return pd.DataFrame(rows, columns=REPAIR_COLUMNS).astype({"repaired": bool})
+
+
+def _repair(backends: Backends, lock: DatasetLock, snap: Snapshot, bad: dict[int, str]
+            ) -> list[tuple[Any, ...]]:
+    gen = snap.meta.generation
+    records: list[SourceRecord] = []
+    unreadable = ""
+    for text in backends.catalog.sources(snap.meta.id, gen):
+        try:
+            records.append(SourceRecord.from_json(text))
+        except SourceError as exc:
+            unreadable = str(exc)
+    by_chunk = {cm.chunk: cm for cm in snap.chunks}
+    rows: list[tuple[Any, ...]] = []
+    groups: dict[int, list[int]] = {}
+    for n in sorted(bad):
+        found = next((i for i, r in enumerate(records) if r.covers(gen, n)), None)
+        if found is None:
+            rows.append((n, bad[n], "none", False, unreadable or _NO_SOURCE))
+        else:
+            groups.setdefault(found, []).append(n)
+    for i, numbers in groups.items():
+        record = records[i]
+        why = why_not_readable(record, backends.storage_options, since="since it was ingested")
+        if why is not None:
+            rows += [(n, bad[n], "none", False, why) for n in numbers]
+            continue
+        done: dict[int, tuple[Any, ...]] = {}
+        failure = (f"{record.describe()} now holds fewer rows than it gave when ingested")
+        try:
+            for n, start, table in rebuild(record, backends.storage_options, set(numbers)):
+                done[n] = (n, bad[n], f"re-read from {record.describe()}", *_rewrite(
+                    backends, lock, snap, record, by_chunk[n], start, table))
+        except (SourceError, OSError, pa.ArrowException) as exc:
+            failure = f"re-reading {record.describe()} failed: {exc}"
+        rows += [done.get(n) or (n, bad[n], "none", False, failure) for n in numbers]
+    return sorted(rows, key=lambda r: int(r[0]))
+
+
+def _rewrite(backends: Backends, lock: DatasetLock, snap: Snapshot, record: SourceRecord,
+             cm: ChunkMeta, start: int, table: pa.Table) -> tuple[bool, str]:
+    """Write ``table`` as chunk ``cm`` under a new fenced key and commit the key; returns
+    (repaired, detail)."""
+    ds, gen = snap.meta.id, snap.meta.generation
+    span = f"rows [{cm.start}, {cm.start + cm.rows})"
+    if (start, table.num_rows) != (cm.start, cm.rows):
+        return False, (f"the source gives rows [{start}, {start + table.num_rows}) for it, "
+                       f"the chunk holds {span}")
+    key = chunk_key(ds, gen, cm.chunk, lock.fence)
+    identity = {"dataset": ds, "generation": gen, "chunk": cm.chunk, "start": cm.start,
+                "rows": cm.rows}
+    compression = record.options.get("compression") or None
+    digest, size = backends.store.write(key, lambda f: write(table, f, compression, identity))
+    note = "its checksum equals the recorded one"
+    if digest != cm.checksum:
+        stats = time_stats(table, snap.meta.time_column, snap.meta.device_column)
+        if (_plain(stats) != _plain(cm.stats) or _plain(column_ranges(table)) != _plain(cm.ranges)):
+            backends.store.delete(key)
+            return False, ("the re-read rows differ from those ingested (their statistics "
+                           "differ): the source changed without changing its fingerprint")
+        note = (f"its bytes differ from the recorded checksum {cm.checksum} (another Arrow "
+                f"version?) with the same rows, so {digest} is recorded")
+    new = replace(cm, key=key, checksum=digest, nbytes=size)
+    backends.catalog.replace_chunk(ds, gen, new, lock.fence)
+    backends.state.replace_chunk(lock, gen, new)
+    backends.store.delete(cm.key)
+    return True, f"{span} rewritten as {key}; {note}"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON gives it back (lists, not tuples), to compare statistics."""
+    return json.loads(json.dumps(value))
