@@ -31,6 +31,11 @@ def client(tmp_path, own_redis, prefix):
 @pytest.fixture
 def world(client):
     """Datasets with last values and tags, and contexts changed every way there is."""
+    return fill(client)
+
+
+def fill(client: Client) -> Client:
+    """Give ``client`` the datasets and contexts of :func:`world`; returns it."""
     data = sensors(6_000, devices=4)
     ds = client.ingest(data.iloc[:4_000], "sensors", chunk_rows=1_000, time_column="time",
                        device_column="dev", progress=False)

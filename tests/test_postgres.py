@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -12,11 +13,14 @@ import pytest
 from crash_worker import source_frame
 from servers import free_port
 from test_crash import DATASET, ROWS, Harness, Round
+from test_durable import apply_then_clean, fill, problems, state_of
+from test_source_repair import CHUNK, csv_files, expected_csv, flip_byte, read_back, table_of
 from test_state import test_catalog_refuses_writes_from_a_superseded_lock as superseded_lock_case
 
 import chunkframe as cf
 from chunkframe.core.errors import BackendUnavailableError
 from chunkframe.storage.catalog import Catalog
+from chunkframe.storage.catalog_db import CatalogDamageError
 
 
 def frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -164,3 +168,114 @@ def test_kill_9_inside_the_commit_transaction_then_resume(tmp_path, redis_server
     pd.testing.assert_frame_equal(ds.to_pandas(), source_frame(ROWS))
     assert catalog.versions(DATASET)["kind"].tolist() == ["ingest"]
     assert catalog.generations(DATASET) == {ds.meta.generation}
+
+
+# -- durable contexts, repair from sources and a damaged catalog, on PostgreSQL ---------------
+@pytest.fixture
+def pg_world(tmp_path, own_redis, prefix, postgres_url):
+    """test_durable's world (datasets, last values, contexts changed every way) on a
+    PostgreSQL catalog and a Redis server of the test's own."""
+    return fill(cf.connect(store=tmp_path / "store", redis=own_redis.url, catalog=postgres_url,
+                           home=tmp_path, prefix=prefix))
+
+
+def test_durable_contexts_flushall_then_recover_apply_restores_everything(pg_world, own_redis):
+    before = state_of(pg_world)
+    assert before["find"]["europe"] and before["last"] and before["tags"]
+    assert pg_world.catalog.context_ids() == ["analysis-42", "emptied", "plain", "sensors"]
+    own_redis.client().flushall()
+    assert problems(pg_world.recover()) == [
+        ["plain", "redis_state_missing"], ["sensors", "redis_state_missing"],
+        ["analysis-42", "context_missing"], ["plain", "context_missing"],
+        ["sensors", "context_missing"], ["sensors", "last_values_missing"]]
+    apply_then_clean(pg_world)
+    assert state_of(pg_world) == before
+
+
+def test_context_changes_from_many_threads_are_separate_transactions(pg_client):
+    """One connection per catalog and process: a thread's change holds it until its block
+    ends, so no thread's statements land in another's transaction; a block that raises
+    rolls back its own change only. The record is the last committed block's value."""
+    catalog = pg_client.catalog
+    committed: list[str] = []
+
+    def change(i: int) -> None:
+        for j in range(25):
+            value = f"{i}-{j}"
+            try:
+                with catalog.context_change("shared", put=[("METADATA", "k", value)]):
+                    if j % 3 == 0:
+                        raise KeyError(value)  # as a Redis write failing inside the block
+                    committed.append(value)
+            except KeyError:
+                pass
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(change, range(6)))
+    assert len(committed) == 6 * 16
+    assert catalog.context_entries("shared") == {("METADATA", "k"): committed[-1]}
+
+
+def test_context_puts_from_many_threads_keep_catalog_and_redis_equal(pg_client):
+    ctx = pg_client.context("tags")
+
+    def put(i: int) -> None:
+        for j in range(15):
+            ctx.put(f"k{j}", i * 100 + j, keywords=[f"t{i}"])  # every thread writes every key
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(put, range(6)))
+    assert len(pg_client.catalog.context_entries("tags")) == 15
+    assert pg_client.recover().empty  # Redis holds exactly what the catalog recorded
+
+
+def test_verify_repair_rewrites_a_damaged_chunk_from_its_recorded_source(pg_client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    ds = pg_client.ingest(glob, "csv", chunk_rows=CHUNK, progress=False)
+    assert len(pg_client.catalog.sources("csv", 1)) == 1
+    before = table_of(pg_client, "csv")
+    old_key, _ = flip_byte(tmp_path, pg_client, "csv", 3)
+    report = ds.verify(progress=False, repair=True)
+    assert report["chunk"].tolist() == [3] and report["repaired"].tolist() == [True]
+    assert table_of(pg_client, "csv") == before  # the same chunk, rebuilt exactly
+    new = pg_client.catalog.chunks("csv", 1)[3]
+    assert new.key != old_key and pg_client.state.chunk_metas("csv", 1)[3] == new
+    assert ds.verify(progress=False).empty
+    pd.testing.assert_frame_equal(read_back(pg_client.open("csv")), expected_csv(glob))
+
+
+def test_a_damaged_postgres_catalog_is_named_and_not_rebuilt_in_place(pg_client, postgres_url):
+    pg_client.ingest(frame(100), "a", progress=False)
+    catalog = pg_client.catalog
+    assert catalog.damage() is None
+    with psycopg.connect(postgres_url, autocommit=True) as owner:
+        owner.execute("UPDATE datasets SET tombstones='[[' WHERE id='a'")
+    with pytest.raises(CatalogDamageError, match="a value in it is unreadable"):
+        catalog.get("a")
+    assert "unreadable" in catalog.damage()
+    with psycopg.connect(postgres_url, autocommit=True) as owner:
+        owner.execute("UPDATE datasets SET tombstones='[]'")  # that value sound again
+        owner.execute("DROP TABLE chunks")
+    with pytest.raises(BackendUnavailableError, match=r"is damaged \(relation \"chunks\" does not "
+                       r"exist.*Restore that database from a backup") as err:
+        catalog.chunks("a", 1)
+    assert catalog.location in str(err.value)
+    assert 'relation "chunks" does not exist' in catalog.damage()
+    report = pg_client.recover(apply=True)
+    assert report[["dataset", "problem", "applied"]].values.tolist() == [
+        ["", "catalog_unreadable", False]]
+    assert "restore the PostgreSQL database from a backup" in report["action"][0]
+    assert "not applied" in report["detail"][0] and "cannot be moved aside" in report["detail"][0]
+    with pytest.raises(BackendUnavailableError, match="restore it from a backup"):
+        catalog.move_aside()
+
+
+def test_damage_of_a_postgres_catalog_that_cannot_be_reached_raises(pg_client, postgres_server):
+    catalog = pg_client.catalog
+    assert catalog.ids() == []
+    with psycopg.connect(postgres_server.url(user="postgres"), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE usename=%s AND pid<>pg_backend_pid()", (postgres_server.USER,))
+    with pytest.raises(BackendUnavailableError, match="cannot use the PostgreSQL catalog") as err:
+        catalog.damage()  # nothing can be said of its tables: not reported as damage
+    assert not isinstance(err.value, CatalogDamageError)
