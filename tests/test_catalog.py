@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -65,6 +66,44 @@ def test_commit_then_read_back(catalog):
     row = table.iloc[0]
     assert (row["id"], row["state"], row["rows"], row["bytes"]) == ("d", "complete", 10, 2**40 + 1)
     assert row["created"] == pd.Timestamp(1_700_000_000.25, unit="s", tz="UTC")
+
+
+def test_sources_repairs_and_restored_generations(catalog):
+    catalog.claim("d", 7)
+    catalog.commit(meta(), chunks(), 7, source='{"kind": "files"}')
+    catalog.commit(meta(version=2, generation=2), chunks(), 7, "overwrite", source='{"v": 2}')
+    assert catalog.sources("d", 1) == ['{"kind": "files"}'] and catalog.sources("d", 2) == ['{"v": 2}']
+    fixed = ChunkMeta(1, 5, 5, "d/g1/c1-f8.arrow", "crc32c:0000000f", 99, {}, {})
+    catalog.replace_chunk("d", 1, fixed, 7)
+    assert catalog.chunks("d", 1)[1] == fixed
+    with pytest.raises(ValueError, match="chunk 5 of generation 1 of dataset 'd' is not in"):
+        catalog.replace_chunk("d", 1, dataclasses.replace(fixed, chunk=5), 7)
+    with pytest.raises(LockLostError):
+        catalog.replace_chunk("d", 1, fixed, 6)
+    assert catalog.prune("d", [1], 7) == [1] and catalog.sources("d", 1) == []  # with its chunks
+    catalog.raise_generation("d", 9)
+    catalog.raise_generation("d", 4)  # never lowers it
+    assert catalog.reserve_generation("d") == 10
+    assert catalog.claimed() == {"d"} and catalog.damage() is None
+
+
+def test_context_changes_commit_with_their_block_or_not_at_all(catalog):
+    assert catalog.context_ids() == [] and catalog.context_entries("c") is None
+    with catalog.context_change("c", put=[("METADATA", "a", "1"), ("DATA", "b", "2")],
+                                adopt=lambda: [("ENV", "old", "0")]):
+        pass
+    assert catalog.context_entries("c") == {("ENV", "old"): "0", ("METADATA", "a"): "1",
+                                            ("DATA", "b"): "2"}
+    with pytest.raises(KeyError), catalog.context_change("c", remove=[("DATA", "b")], clear=True):
+        raise KeyError("Redis refused")  # the block failed: nothing of the change is kept
+    assert len(catalog.context_entries("c")) == 3
+    with catalog.context_change("c", put=[("METADATA", "a", "3")], remove=[("DATA", "b")],
+                                clear=True, clear_type="ENV", adopt=lambda: [("X", "y", "z")]):
+        pass  # recorded already: adopt is not called
+    assert catalog.context_entries("c") == {("METADATA", "a"): "3"}
+    with catalog.context_change("e", clear=True):
+        pass
+    assert catalog.context_ids() == ["c", "e"] and catalog.context_entries("e") == {}
 
 
 def test_a_commit_replaces_the_dataset_and_adds_a_version(catalog):

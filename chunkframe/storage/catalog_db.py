@@ -14,8 +14,8 @@ import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -108,6 +108,18 @@ def _is_io(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("disk I/O" in text or "full" in text)
 
 
+@contextmanager
+def _values_checked(mode: str, damaged: Callable[[str], Exception]) -> Iterator[None]:
+    """In "read" mode, a value the catalog cannot decode (bad JSON, a wrong type) raises
+    ``damaged(what)``: the database is damaged, not the caller wrong."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError) as exc:
+        if mode != "read":
+            raise
+        raise damaged(f"a value in it is unreadable: {exc!r}") from exc
+
+
 class SQLiteDatabase:
     """A SQLite file in WAL mode; a connection per use; ``BEGIN IMMEDIATE`` serialises writers
     across processes, so rows need no locks of their own.
@@ -182,14 +194,10 @@ class SQLiteDatabase:
             raise self.failure(exc) from exc
         try:
             db.execute("PRAGMA synchronous=FULL")
-            yield db
+            with _values_checked(mode, lambda what: CatalogCorruptionError(self.location, what)):
+                yield db
         except sqlite3.Error as exc:
             raise self.failure(exc) from exc
-        except (ValueError, TypeError, KeyError) as exc:
-            if mode != "read":
-                raise
-            raise CatalogCorruptionError(self.location, f"a value in it is unreadable: {exc!r}"
-                                         ) from exc
         finally:
             db.close()
 
@@ -356,25 +364,19 @@ class PostgresDatabase:
         """The connection, in a transaction if asked; held by this thread until the block
         ends (a transaction open in one thread is never shared with another). A table or
         column missing, or in "read" mode a value that cannot be decoded, is damage
-        (:class:`CatalogDamageError`); any other error of the server means it cannot be used now."""
+        (:class:`CatalogDamageError`); any other error of the server means it cannot be
+        used now."""
         errors = self._psycopg.errors
         with self._lock:
             try:
                 conn = self._connection()
-                if transaction:
-                    with conn.transaction():
-                        yield _PostgresConnection(conn)
-                else:
+                with (conn.transaction() if transaction else nullcontext(),
+                      _values_checked(mode, lambda what: CatalogDamageError(self.location, what))):
                     yield _PostgresConnection(conn)
             except (errors.UndefinedTable, errors.UndefinedColumn) as exc:
                 raise CatalogDamageError(self.location, self._detail(exc)) from exc
             except self._psycopg.Error as exc:
                 raise self.unavailable(exc) from exc
-            except (ValueError, TypeError, KeyError) as exc:
-                if mode != "read":
-                    raise
-                raise CatalogDamageError(self.location, f"a value in it is unreadable: {exc!r}"
-                                         ) from exc
 
     def prepare(self) -> None:
         """Nothing to do (the server's settings are its administrator's)."""
