@@ -20,6 +20,7 @@ BENCHES = [
     ("GetValue service (issue 13)", "bench_service.py", "results_service.md"),
     ("Range and filtered reads (issue 16)", "bench_range.py", "results_range.md"),
     ("Notebook: plots and browsing (issue 17)", "bench_notebook.py", "results_notebook.md"),
+    ("Catalog on PostgreSQL and SQLite (issue 15)", "bench_catalog.py", "results_catalog.md"),
     ("Scale-out on Dask (issue 15)", "bench_scaleout.py", "results_scaleout.md"),
 ]
 

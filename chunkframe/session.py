@@ -59,7 +59,7 @@ class Client:
         s = self.settings
         return (f"<chunkframe.Client store={redact(s.store_url)!r} "
                 f"redis={redact(s.redis_url) or 'embedded'!r} "
-                f"catalog={str(s.catalog_path)!r}>")
+                f"catalog={redact(s.catalog)!r}>")
 
     # -- datasets -------------------------------------------------------------------------
     def ingest(self, source: Any, dataset_id: str, *, chunk_rows: int = 65_536,

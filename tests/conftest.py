@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from servers import MotoProcess, RedisClusterProcess, RedisProcess
+from servers import MotoProcess, PostgresProcess, RedisClusterProcess, RedisProcess, postgres_bin_dir
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -55,6 +55,33 @@ def s3_server() -> Iterator[MotoProcess]:
     server = MotoProcess().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresProcess]:
+    """One PostgreSQL server for the session (Debian's binaries); tests take a database each."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's server binaries were not found under /usr/lib/postgresql/*/bin "
+                    "or on PATH: install Debian's postgresql package (.ci/run does)")
+    server = PostgresProcess(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresProcess) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.url(postgres_server.database())
+
+
+@pytest.fixture
+def pg_client(tmp_path, redis_server: RedisProcess, prefix: str, postgres_url: str):
+    """A chunkframe client like ``client``, whose catalog is a PostgreSQL database."""
+    import chunkframe as cf
+
+    return cf.connect(store=tmp_path / "store", redis=redis_server.url, catalog=postgres_url,
+                      home=tmp_path, prefix=prefix)
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
-"""Real servers for the test suite: a redis-server process and moto's S3 server, on loopback."""
+"""Real servers for the test suite: redis-server (one or a cluster), moto's S3 server and PostgreSQL."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -93,6 +96,101 @@ class MotoProcess:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+def postgres_bin_dir() -> Path | None:
+    """Debian's PostgreSQL binaries (the newest installed), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+class PostgresProcess:
+    """A private PostgreSQL server: its own data directory and port on 127.0.0.1, trust
+    authentication for the ``cf`` user, password authentication for ``cf_secret``.
+
+    Run as the ``postgres`` user (through runuser) when the suite runs as root, since the
+    server refuses to run as root. ``database()`` makes a fresh database for one test.
+    """
+
+    USER, SECRET_USER, SECRET = "cf", "cf_secret", "s3cret-pw"
+
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
+        """``durable=False`` runs with ``fsync=off`` (the tests); benchmarks pass True."""
+        self.bin = bin_dir
+        self.durable = durable
+        self.dir = Path(tempfile.mkdtemp(prefix="cfpg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self._databases = 0
+
+    def url(self, database: str = "postgres", user: str = USER, password: str | None = None) -> str:
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run([*self.as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PostgresProcess:
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "--no-sync", "-E", "UTF8")
+        hba = self.data / "pg_hba.conf"  # the secret user needs its password, others are trusted
+        hba.write_text(f"host all {self.SECRET_USER} 127.0.0.1/32 scram-sha-256\n"
+                       "host all all 127.0.0.1/32 trust\nlocal all all trust\n")
+        self.proc = subprocess.Popen(
+            [*self.as_user, str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
+             "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1",
+             "-c", f"fsync={'on' if self.durable else 'off'}", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=self._open_log())
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.url(user="postgres"), autocommit=True) as db:
+                    db.execute(f"CREATE ROLE {self.USER} LOGIN CREATEDB")
+                    db.execute(f"CREATE ROLE {self.SECRET_USER} LOGIN PASSWORD '{self.SECRET}'")
+                    return self
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"postgres did not start; see {self.dir / 'postgres.log'}") from None
+                time.sleep(0.1)
+
+    def _open_log(self) -> IO[bytes]:
+        self.log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 (closed by stop)
+        return self.log
+
+    def database(self, owner: str = USER) -> str:
+        """A new, empty database owned by ``owner`` (who may create tables in it); its name."""
+        import psycopg
+
+        self._databases += 1
+        name = f"t{os.getpid()}_{self._databases}"
+        with psycopg.connect(self.url(user="postgres"), autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name} OWNER {owner}")
+        return name
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # the runuser process passes it on: a fast shutdown
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self.log is not None:
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def free_cluster_port() -> int:

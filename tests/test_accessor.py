@@ -282,7 +282,7 @@ def test_bound_last_errors_are_the_datasets(ds):
 
 def test_the_dataset_deleted_under_a_bound_frame(client, ds):
     sub = ds.slice(0, 5)
-    with sqlite3.connect(client.catalog.path) as db:  # gone from the record, as if never made
+    with sqlite3.connect(client.settings.catalog) as db:  # gone from the record, as if never made
         db.execute("DELETE FROM chunks WHERE dataset='acc'")
         db.execute("DELETE FROM datasets WHERE id='acc'")
     client.redis.delete(*client.redis.keys(f"{client.settings.prefix}:{{acc}}:*"))

@@ -17,7 +17,7 @@ def test_settings_come_from_arguments_then_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CHUNKFRAME_PREFIX", "envp")
     s = resolve()
     assert s.home == tmp_path / "h" and s.store_url == "memory://cf-env" and s.prefix == "envp"
-    assert s.catalog_path == tmp_path / "h" / "catalog.db" and s.redis_url is None
+    assert s.catalog == str(tmp_path / "h" / "catalog.db") and s.redis_url is None
     s = resolve(store=tmp_path / "st", redis="redis://x:1", prefix="argp")
     assert s.store_url == str(tmp_path / "st") and s.redis_url == "redis://x:1"
     assert s.prefix == "argp"

@@ -241,7 +241,7 @@ def test_a_killed_coordinator_resumes_to_the_same_dataset(dask_client, client, r
     s = client.settings
     script = COORDINATOR.format(tests=str(HERE), address=dask_client.scheduler.address,
                                 store=s.store_url, redis=redis_server.url,
-                                catalog=str(s.catalog_path), home=str(s.home), prefix=s.prefix)
+                                catalog=s.catalog, home=str(s.home), prefix=s.prefix)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -30,6 +31,11 @@ def client(tmp_path, own_redis, prefix):
 @pytest.fixture
 def world(client):
     """Datasets with last values and tags, and contexts changed every way there is."""
+    return fill(client)
+
+
+def fill(client: Client) -> Client:
+    """Give ``client`` the datasets and contexts of :func:`world`; returns it."""
     data = sensors(6_000, devices=4)
     ds = client.ingest(data.iloc[:4_000], "sensors", chunk_rows=1_000, time_column="time",
                        device_column="dev", progress=False)
@@ -82,9 +88,9 @@ def redis_dump(client: Client) -> list:
 
 
 def dry_run(client: Client) -> pd.DataFrame:
-    before = (redis_dump(client), client.catalog.path.read_bytes())
+    before = (redis_dump(client), Path(client.settings.catalog).read_bytes())
     report = client.recover()
-    assert (redis_dump(client), client.catalog.path.read_bytes()) == before, "a dry run wrote"
+    assert (redis_dump(client), Path(client.settings.catalog).read_bytes()) == before, "a dry run wrote"
     assert not report["applied"].any()
     return report
 
@@ -162,7 +168,7 @@ def test_a_redis_restarted_without_persistence_loses_nothing(world, own_redis):
     own_redis.start()
     assert own_redis.client().dbsize() == 0
     assert main(["--store", str(world.settings.store_url), "--redis", own_redis.url,
-                 "--catalog", str(world.catalog.path), "--prefix", world.settings.prefix,
+                 "--catalog", str(world.settings.catalog), "--prefix", world.settings.prefix,
                  "recover", "--apply"]) == 1  # problems were found (and repaired)
     assert world.recover().empty
     world.reader.clear()
@@ -261,7 +267,7 @@ def test_a_put_that_redis_refuses_is_not_recorded(client, own_redis):
 def test_a_put_the_catalog_cannot_record_writes_nothing(client, tmp_path):
     ctx = client.context("c")
     ctx.put("kept", 1)
-    catalog = client.catalog.path
+    catalog = Path(client.settings.catalog)
     catalog.rename(tmp_path / "moved.db")
     catalog.mkdir()  # the catalog cannot be opened now
     with pytest.raises(cf.BackendUnavailableError,

@@ -681,7 +681,7 @@ def test_a_process_appends_and_the_parent_sees_it(client, sensors, tmp_path):
     script = textwrap.dedent(f"""
         import numpy as np, pandas as pd, chunkframe as cf
         c = cf.connect(store={s.store_url!r}, redis={s.redis_url!r},
-                       catalog={str(s.catalog_path)!r}, home={str(s.home)!r}, prefix={s.prefix!r})
+                       catalog={s.catalog!r}, home={str(s.home)!r}, prefix={s.prefix!r})
         ds = c.open("x")
         t = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta([3000, 3001], unit="s")
         df = pd.DataFrame({{"time": t, "dev": pd.Series(["d0", "d9"], dtype="str"),

@@ -84,7 +84,7 @@ def test_an_overwrite_while_chunks_are_mapped_serves_the_old_snapshot_then_the_n
     old = ds.get_many(sns)
     ds.get_many(sns)  # chunks cached and mapped, planes filled
     other = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix)
+                       catalog=client.settings.catalog, prefix=client.settings.prefix)
     new_df = all_dtypes(6_000, seed=5)
     other.ingest(new_df, "moving", chunk_rows=1_000, mode="overwrite", progress=False)
     assert os.path.exists(old_file)  # kept for version 1 ...
@@ -183,7 +183,7 @@ def test_batches_of_compressed_or_deleted_chunks_never_count_as_fitting_by_file_
     frame = sensors(5_000)
     client.ingest(frame, "zipped-batch", chunk_rows=500, compression="zstd", progress=False)
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       catalog=client.settings.catalog, prefix=client.settings.prefix,
                        chunk_cache_bytes=200_000)  # > the files, < what they decode to
     ds = small.open("zipped-batch")
     assert sum(ds.chunks["bytes"]) < 200_000

@@ -178,7 +178,7 @@ def test_corruption_is_detected_never_returned(request, backend, how, df):
 
 def test_checksum_checked_on_every_fetch_not_on_hits(client, df):
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       catalog=client.settings.catalog, prefix=client.settings.prefix,
                        chunk_cache_bytes=0)  # nothing fits: every read is a fetch
     client.ingest(df, "nocache", chunk_rows=1_000, progress=False)
     ds = small.open("nocache")
@@ -201,7 +201,7 @@ def test_open_handles_see_appends_and_overwrites_within_staleness(client):
     base = sensors(1_000)
     ds = client.ingest(base, "live", chunk_rows=300, progress=False)
     other = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix)
+                       catalog=client.settings.catalog, prefix=client.settings.prefix)
     other.open("live").append(sensors(200, seed=9))
     deadline = time.monotonic() + STALENESS_SECONDS + 0.5
     while len(ds) != 1_200:
@@ -235,7 +235,7 @@ def open_with_small_cache(client: cf.Client, dataset_id: str, chunks: float = 3.
     one = client.store.get(client.open(dataset_id).chunks["key"][0])
     limit = int(len(one) * chunks)
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       catalog=client.settings.catalog, prefix=client.settings.prefix,
                        chunk_cache_bytes=limit)
     return small.open(dataset_id), limit
 
@@ -302,7 +302,7 @@ def test_a_read_racing_an_overwrite_retries_on_the_new_generation(client):
     ds = client.ingest(old, "race", chunk_rows=500, progress=False)
     ds.get(0)  # snapshot of generation 1, chunk 0 cached
     other = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix)
+                       catalog=client.settings.catalog, prefix=client.settings.prefix)
     new = sensors(3_000, seed=8)
     other.ingest(new, "race", mode="overwrite", chunk_rows=500, progress=False)
     other.open("race").prune_versions()
@@ -340,7 +340,7 @@ def test_byte_bound_counts_decompressed_chunks(client):
     ds = client.ingest(df, "zipped", chunk_rows=5_000, compression="zstd", progress=False)
     decoded = client.reader.chunk(client.reader.snapshot("zipped"), 0).table.nbytes
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
-                       catalog=client.settings.catalog_path, prefix=client.settings.prefix,
+                       catalog=client.settings.catalog, prefix=client.settings.prefix,
                        chunk_cache_bytes=int(decoded * 1.5))
     zds = small.open("zipped")
     for sn in range(0, 20_000, 5_000):

@@ -42,7 +42,7 @@ def damage_pages(path: Path) -> None:
 
 def reconnect(client) -> cf.Client:
     s = client.settings
-    return cf.connect(store=s.store_url, redis=s.redis_url, catalog=s.catalog_path,
+    return cf.connect(store=s.store_url, redis=s.redis_url, catalog=s.catalog,
                       home=s.home, prefix=s.prefix)
 
 

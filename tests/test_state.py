@@ -98,7 +98,7 @@ time.sleep(600)
 def test_a_lock_left_by_a_killed_process_is_taken_over_at_once(client, redis_client):
     s = client.settings
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(s.store_url), s.redis_url,
-                             str(s.catalog_path), str(s.home), s.prefix],
+                             s.catalog, str(s.home), s.prefix],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"

@@ -62,7 +62,7 @@ def _writer(client):
     """Run one write step in another process, as another user of the same backends would."""
     s = client.settings
     script = WRITER.format(tests=str(Path(__file__).resolve().parent), store=str(s.store_url),
-                           redis=s.redis_url, catalog=str(s.catalog_path), home=str(s.home),
+                           redis=s.redis_url, catalog=s.catalog, home=str(s.home),
                            prefix=s.prefix, lo=LO, hi=HI)
 
     def run(step: str) -> str:
@@ -217,7 +217,7 @@ def test_prune_versions_failures_and_older_than(client):
 
 def test_catalogs_without_versions_are_migrated_in_place(client, tmp_path):
     client.ingest(sensors(50), "old", progress=False).delete(columns="x")
-    path = client.settings.catalog_path
+    path = client.settings.catalog
     with sqlite3.connect(path) as db:  # as a catalog written before versions were recorded
         db.execute("DROP TABLE versions")
         db.execute("PRAGMA user_version=0")

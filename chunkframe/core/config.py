@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import InvalidArgumentError
 from .permissions import modes
 
-__all__ = ["redact", "Settings", "resolve"]
+__all__ = ["redact", "is_postgres_url", "Settings", "resolve"]
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
 DEFAULT_LOCK_TTL = 15.0
@@ -36,6 +36,11 @@ def redact(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def is_postgres_url(location: str | os.PathLike[str]) -> bool:
+    """Whether a catalog ``location`` is a PostgreSQL URL (``postgresql://...``), not a file."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where chunkframe keeps things. ``redis_url=None`` means the embedded server.
@@ -46,7 +51,8 @@ class Settings:
     home: Path
     store_url: str
     redis_url: str | None
-    catalog_path: Path
+    catalog: str
+    """A SQLite file's path or a ``postgresql://`` URL."""
     prefix: str = DEFAULT_PREFIX
     storage_options: dict[str, Any] = field(default_factory=dict)
     chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES
@@ -55,7 +61,7 @@ class Settings:
 
     def __repr__(self) -> str:
         return (f"Settings(home={str(self.home)!r}, store_url={redact(self.store_url)!r}, "
-                f"redis_url={redact(self.redis_url)!r}, catalog_path={str(self.catalog_path)!r}, "
+                f"redis_url={redact(self.redis_url)!r}, catalog={redact(self.catalog)!r}, "
                 f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
                 f"lock_ttl={self.lock_ttl}, permissions={self.permissions!r})")
 
@@ -71,9 +77,9 @@ def resolve(
     home_path = Path(home or os.environ.get("CHUNKFRAME_HOME") or "~/.chunkframe").expanduser()
     store_url = str(store or os.environ.get("CHUNKFRAME_STORE") or home_path / "store")
     redis_url = redis or os.environ.get("CHUNKFRAME_REDIS_URL") or None
-    catalog_path = Path(
-        catalog or os.environ.get("CHUNKFRAME_CATALOG") or home_path / "catalog.db"
-    ).expanduser()
+    catalog = str(catalog or os.environ.get("CHUNKFRAME_CATALOG") or home_path / "catalog.db")
+    if not is_postgres_url(catalog):
+        catalog = str(Path(catalog).expanduser())
     prefix = options.pop("prefix", None) or os.environ.get("CHUNKFRAME_PREFIX") or DEFAULT_PREFIX
     cache = options.pop("chunk_cache_bytes", None)
     if cache is None:
@@ -93,7 +99,7 @@ def resolve(
         home=home_path,
         store_url=store_url,
         redis_url=redis_url,
-        catalog_path=catalog_path,
+        catalog=catalog,
         prefix=prefix,
         storage_options=dict(storage_options),
         chunk_cache_bytes=int(cache),

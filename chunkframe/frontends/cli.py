@@ -417,8 +417,8 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
     g.add_argument("--redis", default=d, metavar="URL",
                    help="redis://, unix:// or redis+cluster://host:port[,host:port...] URL; "
                         "unset: the embedded server [CHUNKFRAME_REDIS_URL]")
-    g.add_argument("--catalog", default=d, metavar="PATH",
-                   help="SQLite catalog file [CHUNKFRAME_CATALOG]")
+    g.add_argument("--catalog", default=d, metavar="PATH|URL",
+                   help="SQLite catalog file or postgresql:// URL [CHUNKFRAME_CATALOG]")
     g.add_argument("--home", default=d, metavar="DIR",
                    help="chunkframe home directory [CHUNKFRAME_HOME]")
     g.add_argument("--prefix", default=d, metavar="TEXT",

@@ -169,7 +169,8 @@ class Recoverer:
     # -- the catalog ----------------------------------------------------------------------
     def _damaged(self, damage: str, files: dict[str, list[str]]) -> Problem:
         """The catalog file is missing or damaged: one problem, whose repair moves it aside
-        and restores every dataset Redis or the chunk files hold."""
+        and restores every dataset Redis or the chunk files hold (a damaged PostgreSQL
+        catalog is reported alike, but its repair is refused: restore it from a backup)."""
         b = self.backends
         found: list[Restorable] = []
         lost: list[str] = []
@@ -183,7 +184,7 @@ class Recoverer:
             elif files.get(ds):
                 lost.append(f"{ds!r} ({why})")
         said = ", ".join(f"{r.dataset!r} from {r.source}" for r in found) or "nothing"
-        detail = (f"the catalog {str(b.catalog.path)!r}: {damage}; restorable: {said}"
+        detail = (f"the catalog {b.catalog.location!r}: {damage}; restorable: {said}"
                   + (f"; not restorable: {', '.join(lost)}" if lost else ""))
 
         def fix() -> None:
@@ -191,9 +192,11 @@ class Recoverer:
             for r in found:
                 restore(b, r)
 
-        return Problem("", "catalog_unreadable",
-                       "move the file aside (kept as <name>.damaged-<time>) and rebuild the "
-                       "catalog from Redis's committed state and the chunk files", detail, fix)
+        action = ("move the file aside (kept as <name>.damaged-<time>) and rebuild the catalog "
+                  "from Redis's committed state and the chunk files" if b.catalog.db.name == "sqlite"
+                  else "none: restore the PostgreSQL database from a backup (a shared database "
+                  "is not rebuilt by chunkframe)")
+        return Problem("", "catalog_unreadable", action, detail, fix)
 
     def _unrecorded(self, ds: str, keys: list[str], fresh: bool, out: list[Problem]) -> bool:
         """Report a dataset the (readable) catalog lacks though Redis holds it complete

@@ -36,7 +36,7 @@ class Backends:
         return cls(State(connect_redis(settings.redis_url, settings.home, made), settings.prefix,
                          settings.lock_ttl),
                    open_store(settings.store_url, settings.storage_options, made),
-                   Catalog(settings.catalog_path, made), settings.storage_options)
+                   Catalog(settings.catalog, made), settings.storage_options)
 
     def lock(self, dataset_id: str, wait: bool | float = False) -> DatasetLock:
         """Take a dataset's write lock: in Redis (renewed, fenced), then claimed in the

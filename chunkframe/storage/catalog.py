@@ -1,85 +1,82 @@
-"""The catalog: the durable record (SQLite) of complete datasets, their chunks, versions and contexts."""
+"""The catalog: the durable record of datasets, chunks, versions and contexts (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..core.errors import (
-    BackendUnavailableError,
-    Call,
-    CatalogCorruptionError,
-    ChunkFrameError,
-    Hint,
-    LockLostError,
-)
+from ..core.errors import BackendUnavailableError, Call, CatalogCorruptionError, Hint, LockLostError
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
-from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
+from ..core.permissions import OWNER_ONLY, Modes
+from .catalog_db import CatalogDamageError, Connection, SQLiteDatabase, open_database
 
-__all__ = ["Catalog", "VERSION_KINDS"]
+__all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
 VERSION_KINDS = ("ingest", "overwrite", "append", "delete")
 """What made a version: a first ingest, an overwrite (a new generation), an append, a delete."""
 
+# The schema is written once for both databases: BIGINT and DOUBLE PRECISION are 64-bit in
+# PostgreSQL and have SQLite's INTEGER and REAL affinities (a catalog made with those names
+# before reads the same).
 _TABLES = """
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL,
+    generation BIGINT NOT NULL,
     state TEXT NOT NULL,
-    rows INTEGER NOT NULL,
-    chunks INTEGER NOT NULL,
-    nbytes INTEGER NOT NULL,
+    rows BIGINT NOT NULL,
+    chunks BIGINT NOT NULL,
+    nbytes BIGINT NOT NULL,
     schema TEXT NOT NULL,
-    chunk_rows INTEGER NOT NULL,
+    chunk_rows BIGINT NOT NULL,
     fingerprint TEXT NOT NULL,
     time_column TEXT,
     device_column TEXT,
-    version INTEGER NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
+    version BIGINT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
     tombstones TEXT NOT NULL DEFAULT '[]',
     compression TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     dataset TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    chunk INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    rows INTEGER NOT NULL,
+    generation BIGINT NOT NULL,
+    chunk BIGINT NOT NULL,
+    start BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
     key TEXT NOT NULL,
     checksum TEXT NOT NULL,
-    nbytes INTEGER NOT NULL,
+    nbytes BIGINT NOT NULL,
     stats TEXT NOT NULL,
     PRIMARY KEY (dataset, generation, chunk)
 );
 CREATE TABLE IF NOT EXISTS generations (
     dataset TEXT PRIMARY KEY,
-    last INTEGER NOT NULL
+    last BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fences (
     dataset TEXT PRIMARY KEY,
-    fence INTEGER NOT NULL
+    fence BIGINT NOT NULL
 );
 """
 
 _VERSIONS = """
 CREATE TABLE IF NOT EXISTS versions (
     dataset TEXT NOT NULL,
-    version INTEGER NOT NULL,
+    version BIGINT NOT NULL,
     kind TEXT NOT NULL,
-    rows INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
+    rows BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
     tombstones TEXT NOT NULL,
-    committed_at INTEGER NOT NULL, -- ns since the epoch, whole microseconds
+    committed_at BIGINT NOT NULL, -- ns since the epoch, whole microseconds
     meta TEXT NOT NULL,
     PRIMARY KEY (dataset, version)
 );
@@ -92,8 +89,8 @@ ALTER TABLE chunks ADD COLUMN ranges TEXT NOT NULL DEFAULT '{}'
 _CONTEXTS = """
 CREATE TABLE IF NOT EXISTS contexts (
     id TEXT PRIMARY KEY,
-    changes INTEGER NOT NULL,
-    updated REAL NOT NULL
+    changes BIGINT NOT NULL,
+    updated DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS context_entries (
     context TEXT NOT NULL,
@@ -110,176 +107,140 @@ is the JSON record Redis holds, keywords included."""
 _SOURCES = """
 CREATE TABLE IF NOT EXISTS sources (
     dataset TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
+    version BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
     record TEXT NOT NULL, -- ingestion.provenance.SourceRecord JSON
     PRIMARY KEY (dataset, version)
 )
 """
 
-_MIGRATIONS: tuple[str, ...] = (_TABLES, _VERSIONS, _RANGES, _CONTEXTS, _SOURCES)
-"""Every schema change, in order; ``PRAGMA user_version`` counts those applied. A catalog
-written before versions were recorded gets the versions table, with one row (kind
-``"ingest"``) for each dataset's current version, the first time a client opens it; one
-written before per-column statistics gets their column (chunks without them are never
-skipped by a ``where``); one written before sources were recorded gets their table (its
-versions have none: their chunks cannot be repaired from a source)."""
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change of :data:`_MIGRATIONS`, when a plain SQL string is not enough.
+
+    ``sql`` is statements separated by ``;``, or a mapping from a dialect (``"sqlite"``,
+    ``"postgresql"``) to its own statements where no portable SQL exists; ``then`` runs
+    after them in the same transaction (to fill what the change added).
+    """
+
+    sql: str | Mapping[str, str]
+    then: Callable[[Connection], None] | None = None
+
+
+def _record_current_versions(db: Connection) -> None:
+    """A version row (kind ``"ingest"``) for each dataset's current version."""
+    for meta in Catalog._all(db):
+        Catalog._record_version(db, meta, "ingest", meta.updated)
+
+
+_MIGRATIONS: tuple[str | Migration, ...] = (
+    _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES, _CONTEXTS, _SOURCES)
+"""Every schema change, in order, for both databases: add one by appending it (portable SQL
+preferred). SQLite counts those applied in ``PRAGMA user_version``, PostgreSQL in its
+``schema_version`` table. A catalog written before versions were recorded gets the versions
+table, with one row (kind ``"ingest"``) for each dataset's current version, the first time a
+client opens it; one written before per-column statistics gets their column (chunks without
+them are never skipped by a ``where``); one written before sources were recorded gets their
+table (its versions have none: their chunks cannot be repaired from a source)."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
             "compression")
 
 
-_DAMAGE = ("malformed", "not a database", "no such table", "no such column", "encrypted",
-           "decode")
-"""Words of SQLite errors that mean the file is damaged (or was replaced or emptied)."""
+def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """An ``INSERT`` of one row of ``columns`` that replaces the row with the same ``key``
+    (``ON CONFLICT ... DO UPDATE``: SQLite and PostgreSQL both run it)."""
+    updates = ",".join(f"{c}=excluded.{c}" for c in columns if c not in key)
+    return (f"INSERT INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))}) "
+            f"ON CONFLICT ({','.join(key)}) DO UPDATE SET {updates}")
 
 
-def _is_io(exc: BaseException) -> bool:
-    """Whether a SQLite error is the disk failing a write (full, or an I/O error)."""
-    text = str(exc)
-    return isinstance(exc, sqlite3.OperationalError) and ("disk I/O" in text or "full" in text)
+_PUT_CHUNK = _upsert("chunks", ("dataset", "generation", "chunk", "start", "rows", "key",
+                                "checksum", "nbytes", "stats", "ranges"),
+                     ("dataset", "generation", "chunk"))
+_PUT_DATASET = _upsert("datasets", ("id", "generation", "state", *_COLUMNS[2:]), ("id",))
+_PUT_SOURCE = _upsert("sources", ("dataset", "version", "generation", "record"),
+                      ("dataset", "version"))
+_PUT_VERSION = _upsert("versions", ("dataset", "version", "kind", "rows", "generation",
+                                    "tombstones", "committed_at", "meta"), ("dataset", "version"))
 
 
-def _has_column_added_by(db: sqlite3.Connection, statement: str) -> bool:
-    """Whether ``statement`` is an ``ALTER TABLE t ADD COLUMN c`` whose column exists (a
-    catalog that got it otherwise): applying it again would fail."""
+def _added_column(statement: str) -> tuple[str, str] | None:
+    """(table, column) if ``statement`` is an ``ALTER TABLE t ADD COLUMN c``."""
     m = re.match(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", statement, re.IGNORECASE)
-    return m is not None and m.group(2) in {
-        row[1] for row in db.execute(f"PRAGMA table_info({m.group(1)})")}
+    return None if m is None else (m.group(1), m.group(2))
 
 
 class Catalog:
-    """SQLite catalog; a dataset is visible only once its chunk table is committed with it."""
+    """The record: a dataset is visible only once its chunk table is committed with it.
 
-    def __init__(self, path: str | Path, modes: Modes = OWNER_ONLY):
-        """Open (creating it, and its directory, with ``modes``: owner-only by default) and
-        migrate the catalog at ``path``. SQLite gives its -wal and -shm files the mode of the
-        database file; an existing file keeps its mode."""
-        self.path = Path(path)
-        try:
-            make_dirs(self.path.parent, modes.dirs)
-            create_file(self.path, modes.files)
-        except OSError as exc:
-            raise BackendUnavailableError(
-                f"cannot open the catalog {str(self.path)!r}: {exc}; check the path and its "
-                "permissions, or set CHUNKFRAME_CATALOG"
-            ) from exc
+    ``location`` is a SQLite file (the default) or a ``postgresql://user@host:port/db`` URL
+    (a catalog that many machines share); both hold the same schema and follow the same
+    rules, fencing included.
+
+    >>> Catalog("postgresql://me:secret@db.example:5432/cf")  # doctest: +SKIP
+    <Catalog 'postgresql://me:***@db.example:5432/cf'>
+    """
+
+    def __init__(self, location: str | os.PathLike[str], modes: Modes = OWNER_ONLY):
+        """Open (creating a SQLite file, and its directory, with ``modes``: owner-only by
+        default) and migrate the catalog at ``location``. A damaged SQLite file still opens:
+        every operation then raises :class:`CatalogCorruptionError`, and the recoverer
+        restores it."""
+        self.db = open_database(location, modes)
         try:
             self._create()
         except CatalogCorruptionError:
             pass  # every operation says so, and `chunkframe recover --apply` restores it
+        except self.db.errors as exc:
+            raise self.db.unavailable(exc) from exc
 
     def _create(self) -> None:
-        """Create the file and its tables if missing, switch to WAL and migrate, writing
-        only what is needed: a read-only client of an up-to-date catalog writes nothing."""
-        if not self._is_wal():
-            with self._connect("rwc") as db:
-                db.execute("PRAGMA journal_mode=WAL")
-        with self._connect("read") as db:
-            current = db.execute("PRAGMA user_version").fetchone()[0]
-        if current < len(_MIGRATIONS):
+        """Create the tables if missing and migrate, writing only what is needed."""
+        self.db.prepare()
+        if not self.db.is_current(len(_MIGRATIONS)):
             self._migrate()
 
-    def _is_wal(self) -> bool:
-        """Whether the file is in WAL mode already (its header says so: asking SQLite would
-        need the WAL index, which a full disk cannot hold)."""
-        try:
-            with open(self.path, "rb") as f:
-                header = f.read(20)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise self._unusable(exc) from exc
-        return len(header) == 20 and header[18] == 2
+    def __repr__(self) -> str:
+        return f"<Catalog {self.db.location!r}>"
 
-    @contextmanager
-    def _connect(self, mode: str = "rw") -> Iterator[sqlite3.Connection]:
-        """A connection; ``mode`` "rwc" creates a missing file, "rw" does not (a catalog
-        deleted under a running client is reported, not silently re-created empty), "read"
-        falls back to reading the file as it is when SQLite cannot open its WAL index (a
-        full disk): read-only clients keep working. Every SQLite error becomes a
-        :class:`CatalogCorruptionError` or :class:`BackendUnavailableError` naming the file."""
-        try:
-            db = self._open("rwc" if mode == "rwc" else "rw")
-            if mode == "read":
-                try:
-                    db.execute("PRAGMA schema_version").fetchone()  # opens the WAL index
-                except sqlite3.OperationalError as exc:
-                    if not _is_io(exc):
-                        raise
-                    db.close()
-                    db = self._open("ro&immutable=1")
-        except sqlite3.Error as exc:
-            raise self._unusable(exc) from exc
-        try:
-            db.execute("PRAGMA synchronous=FULL")
-            yield db
-        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-            raise self._unusable(exc) from exc
-        except (ValueError, TypeError, KeyError) as exc:
-            if mode != "read":
-                raise
-            raise CatalogCorruptionError(str(self.path), f"a value in it is unreadable: {exc!r}"
-                                         ) from exc
-        finally:
-            db.close()
+    @property
+    def location(self) -> str:
+        """The catalog's file or URL (passwords redacted)."""
+        return self.db.location
 
-    def _open(self, mode: str) -> sqlite3.Connection:
-        uri = f"{self.path.resolve().as_uri()}?mode={mode}"
-        return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    def _connect(self, mode: str = "rw") -> AbstractContextManager[Connection]:
+        """A connection; "read" mode: what the catalog reads (see the database's connect)."""
+        return self.db.connect(mode)
 
-    def _unusable(self, exc: BaseException) -> ChunkFrameError:
-        """The error to raise for a SQLite failure ``exc``: damage the recoverer repairs, or
-        a catalog that cannot be reached now."""
-        if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None:
-            exc = exc.__cause__  # pandas wraps the sqlite3 error
-        text = str(exc)
-        where = str(self.path)
-        if not self.path.exists():
-            return CatalogCorruptionError(where, "the file is missing")
-        if any(sign in text for sign in _DAMAGE):
-            return CatalogCorruptionError(where, text)
-        if _is_io(exc):
-            return BackendUnavailableError(
-                f"cannot write the catalog {where!r}: {text} (is the disk under it full?); "
-                "free space there and run again (reading datasets still works)")
-        return BackendUnavailableError(
-            f"cannot use the catalog {where!r}: {text}; check the path and its permissions, "
-            "or set CHUNKFRAME_CATALOG; if the file is damaged, run `chunkframe recover --apply`")
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        return self.db.transaction()
 
     def _migrate(self) -> None:
-        """Apply the schema changes this catalog has not seen, each in one transaction."""
+        """Apply the schema changes this catalog has not seen, in one transaction."""
         with self._transaction() as db:
-            done = db.execute("PRAGMA user_version").fetchone()[0]
-            for step in range(done, len(_MIGRATIONS)):
-                for statement in _MIGRATIONS[step].split(";"):
-                    if statement.strip() and not _has_column_added_by(db, statement):
-                        db.execute(statement)
-                if _MIGRATIONS[step] is _VERSIONS:
-                    for meta in self._all(db):
-                        self._record_version(db, meta, "ingest", meta.updated)
-            db.execute(f"PRAGMA user_version={len(_MIGRATIONS)}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
-                    db.execute("ROLLBACK")
-                raise
+            done = self.db.schema_version(db)
+            for migration in _MIGRATIONS[done:]:
+                step = migration if isinstance(migration, Migration) else Migration(migration)
+                sql = step.sql if isinstance(step.sql, str) else step.sql[self.db.name]
+                for statement in sql.split(";"):
+                    added = _added_column(statement)
+                    if statement.strip() and not (added and self.db.has_column(db, *added)):
+                        db.execute(statement)  # (a column a catalog got otherwise is kept)
+                if step.then is not None:
+                    step.then(db)
+            if done < len(_MIGRATIONS):
+                self.db.set_schema_version(db, len(_MIGRATIONS))
 
     def reserve_generation(self, dataset_id: str) -> int:
         """A generation number never used before for this dataset (survives deletes)."""
         with self._transaction() as db:
-            row = db.execute("SELECT last FROM generations WHERE dataset=?", (dataset_id,)).fetchone()
-            gen = (row[0] if row else 0) + 1
-            db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)", (dataset_id, gen))
-        return gen
+            return int(db.execute(
+                "INSERT INTO generations (dataset, last) VALUES (?, 1) ON CONFLICT (dataset) "
+                "DO UPDATE SET last=generations.last+1 RETURNING last", (dataset_id,)
+            ).fetchone()[0])
 
     def claim(self, dataset_id: str, fence: int) -> None:
         """Record that the holder of fencing token ``fence`` now owns the dataset's writes.
@@ -288,22 +249,30 @@ class Catalog:
         (an older token) can no longer commit, however late it wakes up.
         """
         with self._transaction() as db:
-            row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
-            if row is not None and row[0] > fence:
-                raise self._lost(dataset_id, fence, row[0])
-            db.execute("INSERT OR REPLACE INTO fences VALUES (?, ?)", (dataset_id, fence))
+            won = db.execute(
+                "INSERT INTO fences (dataset, fence) VALUES (?, ?) ON CONFLICT (dataset) "
+                "DO UPDATE SET fence=excluded.fence WHERE fences.fence<=excluded.fence "
+                "RETURNING fence", (dataset_id, fence)).fetchone()
+            if won is None:
+                raise self._lost(dataset_id, fence, self._fence(db, dataset_id))
 
     def fence(self, dataset_id: str) -> int:
         """The latest fencing token claimed for the dataset (0 if none was)."""
         with self._connect("read") as db:
-            row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
-        return int(row[0]) if row else 0
+            return self._fence(db, dataset_id) or 0
 
-    @staticmethod
-    def _check_fence(db: sqlite3.Connection, dataset_id: str, fence: int) -> None:
-        row = db.execute("SELECT fence FROM fences WHERE dataset=?", (dataset_id,)).fetchone()
-        if row is None or row[0] != fence:
-            raise Catalog._lost(dataset_id, fence, row[0] if row else None)
+    def _fence(self, db: Connection, dataset_id: str) -> int | None:
+        """The dataset's fence; in a transaction, its row stays locked until the end."""
+        row = db.execute(f"SELECT fence FROM fences WHERE dataset=?{self.db.for_update}",
+                         (dataset_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _check_fence(self, db: Connection, dataset_id: str, fence: int) -> None:
+        """Refuse the transaction's writes unless ``fence`` is the latest claimed token; the
+        fence row stays locked until it ends, so no claim can come in between."""
+        current = self._fence(db, dataset_id)
+        if current != fence:
+            raise Catalog._lost(dataset_id, fence, current)
 
     @staticmethod
     def _lost(dataset_id: str, fence: int, current: int | None) -> LockLostError:
@@ -329,13 +298,12 @@ class Catalog:
         with self._transaction() as db:
             self._check_fence(db, meta.id, fence)
             db.executemany(
-                "INSERT OR REPLACE INTO chunks (dataset,generation,chunk,start,rows,key,checksum,"
-                "nbytes,stats,ranges) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                _PUT_CHUNK,
                 [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
                   json.dumps(c.stats), json.dumps(c.ranges)) for c in chunks],
             )
             db.execute(
-                "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _PUT_DATASET,
                 (meta.id, meta.generation, "complete", meta.rows, meta.chunks, meta.nbytes,
                  meta.schema, meta.chunk_rows, meta.fingerprint, meta.time_column,
                  meta.device_column, meta.version, meta.created, meta.updated,
@@ -343,8 +311,7 @@ class Catalog:
             )
             self._record_version(db, meta, kind, meta.updated)
             if source is not None:
-                db.execute("INSERT OR REPLACE INTO sources VALUES (?,?,?,?)",
-                           (meta.id, meta.version, meta.generation, source))
+                db.execute(_PUT_SOURCE, (meta.id, meta.version, meta.generation, source))
 
     def sources(self, dataset_id: str, generation: int) -> list[str]:
         """The recorded sources (``SourceRecord`` JSON) of the versions that wrote chunks
@@ -369,9 +336,9 @@ class Catalog:
                                  f"{dataset_id!r} is not in the catalog")
 
     @staticmethod
-    def _record_version(db: sqlite3.Connection, meta: DatasetMeta, kind: str, at: float) -> None:
+    def _record_version(db: Connection, meta: DatasetMeta, kind: str, at: float) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO versions VALUES (?,?,?,?,?,?,?,?)",
+            _PUT_VERSION,
             (meta.id, meta.version, kind, meta.rows, meta.generation,
              json.dumps([t.to_dict() for t in meta.tombstones]), round(at * 1e6) * 1000,
              json.dumps(meta.to_mapping())),
@@ -398,7 +365,7 @@ class Catalog:
             return self._get(db, dataset_id)
 
     @staticmethod
-    def _get(db: sqlite3.Connection, dataset_id: str) -> DatasetMeta | None:
+    def _get(db: Connection, dataset_id: str) -> DatasetMeta | None:
         row = db.execute(
             f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE id=? AND state='complete'",
             (dataset_id,),
@@ -406,7 +373,7 @@ class Catalog:
         return None if row is None else Catalog._meta_of(row)
 
     @staticmethod
-    def _all(db: sqlite3.Connection) -> list[DatasetMeta]:
+    def _all(db: Connection) -> list[DatasetMeta]:
         rows = db.execute(f"SELECT {','.join(_COLUMNS)} FROM datasets WHERE state='complete'")
         return [Catalog._meta_of(row) for row in rows.fetchall()]
 
@@ -420,10 +387,8 @@ class Catalog:
     def versions(self, dataset_id: str) -> pd.DataFrame:
         """The recorded versions of a dataset, oldest first: version, kind, rows, generation,
         committed_at (UTC)."""
-        with self._connect("read") as db:
-            df = pd.read_sql_query(
-                "SELECT version, kind, rows, generation, committed_at FROM versions "
-                "WHERE dataset=? ORDER BY version", db, params=(dataset_id,))
+        df = self._frame("SELECT version, kind, rows, generation, committed_at FROM versions "
+                         "WHERE dataset=? ORDER BY version", (dataset_id,))
         df["committed_at"] = pd.to_datetime(df["committed_at"], unit="ns", utc=True)
         return df
 
@@ -486,26 +451,39 @@ class Catalog:
 
     def table(self) -> pd.DataFrame:
         """All complete datasets, one row each (what ``cf.datasets()`` shows)."""
-        with self._connect("read") as db:
-            df = pd.read_sql_query(
-                "SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
-                "time_column, device_column, created, updated FROM datasets ORDER BY id", db)
+        df = self._frame("SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
+                         "time_column, device_column, created, updated FROM datasets ORDER BY id")
         for col in ("created", "updated"):
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
         return df
 
+    def _frame(self, query: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
+        """The rows of ``query`` as a DataFrame named by its columns (either database)."""
+        with self._connect("read") as db:
+            cursor = db.execute(query, params)
+            rows = cursor.fetchall()
+        return pd.DataFrame.from_records([tuple(r) for r in rows],
+                                         columns=[d[0] for d in cursor.description])
+
     # -- restoring a damaged or missing catalog (the recoverer) ---------------------------
     def damage(self) -> str | None:
-        """What is wrong with the catalog (its file missing, not a database, failing SQLite's
-        ``quick_check``, tables missing, a value unreadable), or None when it is sound.
-        Reads everything it records; changes nothing."""
-        if not self.path.exists():
+        """What is wrong with the catalog, or None when it is sound; reads everything it
+        records and changes nothing.
+
+        SQLite: its file missing, not a database, failing SQLite's ``quick_check``, tables
+        missing, a value unreadable. PostgreSQL: a table or column missing, a value
+        unreadable; a server that cannot be reached raises :class:`BackendUnavailableError`
+        (nothing can be said of its tables then).
+        """
+        sqlite = self.db if isinstance(self.db, SQLiteDatabase) else None
+        if sqlite is not None and not sqlite.path.exists():
             return "the file is missing"
         try:
-            with self._connect("read") as db:
-                found = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
-            if found != ["ok"]:
-                return f"SQLite's quick_check found: {'; '.join(found[:3])}"
+            if sqlite is not None:
+                with self._connect("read") as db:
+                    found = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+                if found != ["ok"]:
+                    return f"SQLite's quick_check found: {'; '.join(found[:3])}"
             for dataset_id in self.ids():
                 record = self.get(dataset_id)
                 self.versions(dataset_id)
@@ -514,28 +492,39 @@ class Catalog:
                 if record is not None:
                     self.fence(dataset_id)
             self.table()
-        except CatalogCorruptionError as exc:
+        except (CatalogCorruptionError, CatalogDamageError) as exc:
             return exc.damage
         return None
 
     def move_aside(self) -> Path | None:
-        """Rename the damaged catalog file (and its WAL files) to
+        """Rename the damaged SQLite catalog file (and its WAL files) to
         ``<name>.damaged-<UTC time>`` -- kept for inspection, never deleted -- and create an
-        empty catalog in its place. Returns the file's new name (None if it was missing)."""
+        empty catalog in its place. Returns the file's new name (None if it was missing).
+
+        A PostgreSQL catalog is never moved aside or rebuilt by chunkframe (other clients
+        share it, and its backups are its administrator's): this raises
+        :class:`BackendUnavailableError` saying to restore the database from a backup.
+        """
+        if not isinstance(self.db, SQLiteDatabase):
+            raise BackendUnavailableError(
+                f"the PostgreSQL catalog at {self.location!r} cannot be moved aside and rebuilt "
+                "by chunkframe (other clients share that database): restore it from a backup "
+                "(pg_restore, or point-in-time recovery), then run `chunkframe recover --apply`")
+        path = self.db.path
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside, n = self.path.with_name(f"{self.path.name}.damaged-{stamp}"), 1
+        aside, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
         while aside.exists():
-            aside, n = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{n}"), n + 1
+            aside, n = path.with_name(f"{path.name}.damaged-{stamp}-{n}"), n + 1
         moved = None
         try:
             for suffix in ("", "-wal", "-shm"):
-                side = self.path.with_name(self.path.name + suffix)
+                side = path.with_name(path.name + suffix)
                 if side.exists():
                     os.replace(side, aside.with_name(aside.name + suffix))
                     moved = moved or (aside if suffix == "" else None)
         except OSError as exc:
             raise BackendUnavailableError(
-                f"cannot move the damaged catalog {str(self.path)!r} aside to {str(aside)!r}: "
+                f"cannot move the damaged catalog {str(path)!r} aside to {str(aside)!r}: "
                 f"{exc}; free space or fix permissions there, then run `chunkframe recover "
                 "--apply` again") from exc
         self._create()
@@ -551,10 +540,10 @@ class Catalog:
         """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
         before it) again: a restored catalog learns the generations the store holds."""
         with self._transaction() as db:
-            row = db.execute("SELECT last FROM generations WHERE dataset=?", (dataset_id,)).fetchone()
-            if row is None or row[0] < generation:
-                db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?)",
-                           (dataset_id, generation))
+            db.execute(
+                "INSERT INTO generations (dataset, last) VALUES (?, ?) ON CONFLICT (dataset) "
+                "DO UPDATE SET last=excluded.last WHERE generations.last<excluded.last",
+                (dataset_id, generation))
 
     # -- contexts (the durable copy of the context cache's entries) -----------------------
     @contextmanager
@@ -567,26 +556,28 @@ class Catalog:
         rolled back if the block raises.
 
         The context cache writes Redis inside the block, so the catalog and Redis change
-        together and concurrent writers reach both in the same order. ``put``: ``(type,
-        key, record)`` to insert or replace; ``remove``: ``(type, key)``; ``clear``: drop
-        every entry first (of ``clear_type`` only, if given). The context stays recorded
-        (with no entries) after a clear, so its Redis copy is known to be empty. ``adopt``:
-        called, first, when the context is not recorded yet; the ``(type, key, record)`` it
-        returns (entries Redis held before contexts were recorded) are recorded before the
-        change, so recording starts from the whole context.
+        together and concurrent writers reach both in the same order (SQLite: the block
+        holds the file's write lock; PostgreSQL: it holds the context's row lock, and this
+        process's connection is not lent to another thread until the block ends). ``put``:
+        ``(type, key, record)`` to insert or replace; ``remove``: ``(type, key)``;
+        ``clear``: drop every entry first (of ``clear_type`` only, if given). The context
+        stays recorded (with no entries) after a clear, so its Redis copy is known to be
+        empty. ``adopt``: called when the context was not recorded yet; the ``(type, key,
+        record)`` it returns (entries Redis held before contexts were recorded) are
+        recorded before the change, so recording starts from the whole context.
         """
         block = False  # whether the error came from the block (Redis), not the catalog
         try:
             with self._transaction() as db:
-                if adopt is not None and db.execute("SELECT 1 FROM contexts WHERE id=?",
-                                                    (context_id,)).fetchone() is None:
+                changes = db.execute(  # first: on PostgreSQL it locks the context's row
+                    "INSERT INTO contexts (id, changes, updated) VALUES (?, 1, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET changes = contexts.changes + 1, "
+                    "updated = excluded.updated RETURNING changes",
+                    (context_id, time.time())).fetchone()[0]
+                if adopt is not None and changes == 1:  # recorded just now
                     db.executemany(
                         "INSERT INTO context_entries (context, type, key, record) "
                         "VALUES (?,?,?,?)", [(context_id, t, k, r) for t, k, r in adopt()])
-                db.execute(
-                    "INSERT INTO contexts (id, changes, updated) VALUES (?, 1, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET changes = contexts.changes + 1, "
-                    "updated = excluded.updated", (context_id, time.time()))
                 if clear and clear_type is None:
                     db.execute("DELETE FROM context_entries WHERE context=?", (context_id,))
                 elif clear:
@@ -601,12 +592,12 @@ class Catalog:
                 block = True
                 yield
                 block = False
-        except (sqlite3.Error, BackendUnavailableError, CatalogCorruptionError) as exc:
+        except (BackendUnavailableError, CatalogCorruptionError) as exc:  # (all driver errors)
             if block:
                 raise
             raise BackendUnavailableError(
                 f"could not record the change of context {context_id!r} in the catalog "
-                f"{str(self.path)!r}: {exc}. Check the catalog's disk and permissions, then "
+                f"{self.location!r}: {exc}. Check the catalog's disk and permissions, then "
                 "retry; cf.recover(apply=True) puts Redis back in step with the catalog"
             ) from exc
 
