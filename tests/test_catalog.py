@@ -90,16 +90,17 @@ def test_sources_repairs_and_restored_generations(catalog):
 def test_context_changes_commit_with_their_block_or_not_at_all(catalog):
     assert catalog.context_ids() == [] and catalog.context_entries("c") is None
     with catalog.context_change("c", put=[("METADATA", "a", "1"), ("DATA", "b", "2")],
-                                adopt=lambda: [("ENV", "old", "0")]):
-        pass
+                                adopt=lambda: [("ENV", "old", "0")]) as changes:
+        assert changes == 1  # not recorded before
     assert catalog.context_entries("c") == {("ENV", "old"): "0", ("METADATA", "a"): "1",
                                             ("DATA", "b"): "2"}
     with pytest.raises(KeyError), catalog.context_change("c", remove=[("DATA", "b")], clear=True):
         raise KeyError("Redis refused")  # the block failed: nothing of the change is kept
     assert len(catalog.context_entries("c")) == 3
     with catalog.context_change("c", put=[("METADATA", "a", "3")], remove=[("DATA", "b")],
-                                clear=True, clear_type="ENV", adopt=lambda: [("X", "y", "z")]):
-        pass  # recorded already: adopt is not called
+                                clear=True, clear_type="ENV", adopt=lambda: [("X", "y", "z")]
+                                ) as changes:
+        assert changes == 2  # recorded already (the failed change does not count): no adopt
     assert catalog.context_entries("c") == {("METADATA", "a"): "3"}
     with catalog.context_change("e", clear=True):
         pass

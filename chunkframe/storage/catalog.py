@@ -551,7 +551,7 @@ class Catalog:
                        remove: Iterable[tuple[str, str]] = (), clear: bool = False,
                        clear_type: str | None = None,
                        adopt: Callable[[], Iterable[tuple[str, str, str]]] | None = None,
-                       ) -> Iterator[None]:
+                       ) -> Iterator[int]:
         """Record a change of one context's entries; it commits when the block ends and is
         rolled back if the block raises.
 
@@ -565,6 +565,9 @@ class Catalog:
         empty. ``adopt``: called when the context was not recorded yet; the ``(type, key,
         record)`` it returns (entries Redis held before contexts were recorded) are
         recorded before the change, so recording starts from the whole context.
+
+        The block gets the number of changes recorded of the context, this one included: 1
+        means it was not recorded before.
         """
         block = False  # whether the error came from the block (Redis), not the catalog
         try:
@@ -590,7 +593,7 @@ class Catalog:
                     "ON CONFLICT (context, type, key) DO UPDATE SET record = excluded.record",
                     [(context_id, t, k, r) for t, k, r in put])
                 block = True
-                yield
+                yield int(changes)
                 block = False
         except (BackendUnavailableError, CatalogCorruptionError) as exc:  # (all driver errors)
             if block:
