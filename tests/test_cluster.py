@@ -276,3 +276,41 @@ def test_a_cluster_that_goes_down_mid_session_is_a_backend_error(tmp_path: Path,
         with pytest.raises(BackendUnavailableError, match="Redis"):
             call()
     pd.testing.assert_series_equal(ds.get(999), frame(1_000).iloc[999])   # cached: still read
+
+
+def flush_every_master(client: cf.Client) -> None:
+    """What a cluster that lost its data (every master restarted empty) looks like."""
+    client.redis.flushall(target_nodes=redis.RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+    assert not client.redis.dbsize(target_nodes=redis.RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+
+
+def test_contexts_a_flushed_cluster_lost_come_back_with_recover_apply(on_cluster: cf.Client,
+                                                                      prefix: str) -> None:
+    on_cluster.context("runs").put_many({"owner": "ana, alpha", "site": "lisbon"},
+                                        keywords=["beta"])
+    on_cluster.context("other").put("gate", "B12 alpha", type="DATA")
+    found = on_cluster.find("alpha").to_dict("records")
+    flush_every_master(on_cluster)
+    assert on_cluster.find("alpha").empty
+    report = on_cluster.recover(apply=True)
+    assert sorted(report.loc[report["problem"] == "context_missing", "dataset"]) == [
+        "other", "runs"]
+    assert report["applied"].all()
+    assert on_cluster.recover().empty
+    again = cf.Client(on_cluster.settings)
+    assert sorted(again.context("runs").to_frame()["key"]) == ["owner", "site"]
+    assert again.find("alpha").to_dict("records") == found
+    assert sorted(again.find("beta")["key"]) == ["owner", "site"]
+
+
+def test_loading_or_writing_a_context_a_flushed_cluster_lost_restores_it(
+        on_cluster: cf.Client, prefix: str) -> None:
+    on_cluster.context("runs").put_many({"owner": "ana, alpha", "site": "lisbon"})
+    on_cluster.context("other").put("gate", "B12 alpha")
+    flush_every_master(on_cluster)
+    again = cf.Client(on_cluster.settings)
+    assert dict(again.context("runs").items()) == {"owner": "ana, alpha", "site": "lisbon"}
+    on_cluster.context("other").put("more", "alpha")  # a write restores first, too
+    assert sorted(again.find("alpha")[["context", "key"]].values.tolist()) == [
+        ["other", "gate"], ["other", "more"], ["runs", "owner"]]
+    assert on_cluster.recover().empty

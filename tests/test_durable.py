@@ -307,3 +307,64 @@ def test_a_catalog_from_before_durable_contexts_gets_their_tables(tmp_path):
     with catalog.context_change("x", put=[("METADATA", "a", '{"v":1,"k":[]}')]):
         pass
     assert catalog.context_entries("x") == {("METADATA", "a"): '{"v":1,"k":[]}'}
+
+
+@pytest.mark.parametrize("change, keys", [
+    pytest.param(lambda ctx: ctx.put("c", 3), ["a", "b", "c", "d"], id="put"),
+    pytest.param(lambda ctx: ctx.remove("a"), ["b", "d"], id="remove"),
+    pytest.param(lambda ctx: ctx.clear("DATA"), ["a", "b"], id="clear-type"),
+    pytest.param(lambda ctx: ctx.clear(), [], id="clear"),
+])
+def test_a_write_after_the_loss_puts_the_recorded_entries_back_first(client, own_redis,
+                                                                    change, keys):
+    ctx = client.context("c")
+    ctx.put("a", 1)
+    other = fresh(client)
+    other.contexts_cache.staleness = 0
+    assert other.context("c").get("b") is None  # a copy at version 1: {a}
+    ctx.put("b", 2)
+    ctx.put("d", 4, type="DATA")
+    own_redis.client().flushall()
+    change(ctx)  # from the copy loaded before the loss: the counter would restart at 1
+    assert sorted(fresh(client).context("c").to_frame()["key"]) == keys
+    assert sorted(other.context("c").to_frame()["key"]) == keys  # not taken as version 1
+    assert sorted(ctx.to_frame()["key"]) == keys
+    assert client.recover().empty
+
+
+def test_a_reload_that_restores_keeps_the_byte_total_of_the_cache(client, own_redis):
+    cache = client.contexts_cache
+    cache.staleness = 0
+    client.context("other").put("x", "y" * 100)
+    ctx = client.context("c")
+    ctx.put_many({"a": 1, "b": "two words"})
+    assert ctx.get("a") == 1
+    own_redis.client().flushall()
+    assert ctx.get("b") == "two words"  # the version moved: reloads, which restores
+    loaded = cache.contexts(include_stored=False)
+    assert sorted(loaded["context_id"]) == ["c", "other"]
+    assert cache.memory_bytes == loaded["memory_bytes"].sum() > 100
+
+
+def test_a_write_or_restore_that_redis_refuses_is_a_chunkframe_error(client, own_redis):
+    ctx = client.context("c")
+    ctx.put("kept", 1)
+    r = own_redis.client()
+    r.flushall()
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 1)  # every write is refused: OOM
+    try:
+        with pytest.raises(cf.BackendUnavailableError,
+                           match=r"could not restore context 'c' from the catalog: Redis "
+                                 r"refused it \(.*used memory > 'maxmemory'\)"):
+            ctx.put("new", 2)
+        report = client.recover(apply=True)  # each repair's error is reported, not raised
+        assert report[["dataset", "problem", "applied"]].values.tolist() == [
+            ["c", "context_missing", False]]
+        assert "not applied: could not restore context 'c'" in report["detail"][0]
+        assert "Redis refused it" in report["detail"][0]
+    finally:
+        r.config_set("maxmemory", 0)
+    assert client.catalog.context_entries("c") == {("METADATA", "kept"): '{"v":1,"k":[]}'}
+    ctx.put("new", 2)
+    assert dict(fresh(client).context("c").items()) == {"kept": 1, "new": 2}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import redis
+from redis.exceptions import RedisClusterException
 
 from ..core.errors import BackendUnavailableError, ContextError
 from ..core.keys import validate_id
@@ -68,7 +69,9 @@ class ContextCache:
         recorded there in the same step as in Redis (the catalog's transaction commits once
         Redis has the change, and is rolled back if Redis refuses it), so a Redis that loses
         its keys loses no entry: :meth:`restore` (``cf.recover(apply=True)``) puts them
-        back. Reads never touch it. None: Redis only.
+        back. A context Redis lost is also put back, in a transaction of the record, by the
+        first change of it (before the change) and by loading it (a read); other reads only
+        ask whether it is recorded when Redis has no entries of it. None: Redis only.
     staleness : float
         Seconds a loaded context is trusted without asking Redis. Before a read, if its
         version was last checked longer ago than this, one GET of the version counter
@@ -313,7 +316,9 @@ class ContextCache:
         head = "" if self._cluster else index.index_head(self.prefix)
         args[:0] = [head, f"{cid}{FIELD_SEP}", json.dumps(words)]
         put = [(ctype.value, key, record) for key, (_, record, _) in entries.items()]
-        with self._recording(cid, put=put), self._redis_errors(f"write to context {cid!r}"):
+        with self._recording(cid, put=put) as changes, \
+                self._redis_errors(f"write to context {cid!r}"):
+            self._revive(cid, changes)
             if not self._cluster:
                 new_version = int(self._put(keys=list(self._keys(cid)), args=args))
             else:
@@ -332,8 +337,9 @@ class ContextCache:
         """Delete ``key`` of ``ctype``: from Redis with its index entries, then from ``value``."""
         cid = value.context_id
         head = "" if self._cluster else index.index_head(self.prefix)
-        with self._recording(cid, remove=[(ctype.value, key)]), \
+        with self._recording(cid, remove=[(ctype.value, key)]) as changes, \
                 self._redis_errors(f"remove {key!r} from context {cid!r}"):
+            self._revive(cid, changes)
             done: Any = self._remove(keys=list(self._keys(cid)),
                                      args=[head, index.member(cid, ctype, key),
                                            field_of(ctype, key), key.lower()])
@@ -368,8 +374,9 @@ class ContextCache:
             pipe.incr(version_key)
 
         with self._recording(cid, clear=True,
-                                clear_type=None if ctype is None else ctype.value), \
+                             clear_type=None if ctype is None else ctype.value) as changes, \
                 self._redis_errors(f"clear context {cid!r}"):
+            self._revive(cid, changes)
             done: Any = self.redis.transaction(transaction, entries_key)
             if self._cluster:  # the context's slot only in the transaction, then the index
                 self._index("SREM", dropped)
@@ -441,49 +448,27 @@ class ContextCache:
 
     def restore(self, context_id: str) -> int:
         """Make Redis's copy of a recorded context, keyword index included, exactly the
-        record's, in one transaction; return the number of entries (0, and nothing done,
-        for a context not recorded).
+        record's; return the number of entries (0, and nothing done, for a context not
+        recorded).
 
-        What :meth:`check` finds is repaired. It runs in a transaction of the record, so
-        writers of the context (which hold one while they write Redis) wait for it; this
-        process' loaded copy is dropped (it reloads), and the version moves, so other
-        processes reload theirs too (it jumps to a number no copy can hold, see below).
-        Loading a context that Redis lost (no entries, no
-        version) while the record has entries restores it first, so tags are back before
-        ``cf.recover`` runs.
+        What :meth:`check` finds is repaired: in one transaction on a standalone Redis; on
+        a Redis Cluster the entries and version in one transaction on the context's slot
+        and the keyword index around it (see :meth:`_put_back`). It runs in a transaction
+        of the record, so writers of the context (which hold one while they write Redis)
+        wait for it; this process' loaded copy is dropped (it reloads), and the version
+        jumps to a number no copy can hold (microseconds since the epoch), so other
+        processes reload theirs too. Loading a context that Redis lost (no entries, no
+        version) while the record has entries restores it first, and so does changing a
+        context that was recorded before and whose version Redis lost, so tags are back
+        before ``cf.recover`` runs.
         """
         cid = validate_id(context_id, "context id")
         if self._recorded(cid) is None:
             return 0
-        entries_key, version_key = self._keys(cid)
-        with self._recording(cid):
-            recorded = self._recorded(cid) or {}
-            words, args = [], [index.index_head(self.prefix), f"{cid}{FIELD_SEP}"]
-            for f, record in recorded.items():
-                key = f.partition(FIELD_SEP)[2]
-                own = key.lower()
-                words.append([own, *(w for w in json.loads(record)["k"] if w != own)])
-                args += (f, record)
-            args.insert(2, json.dumps(words))
-
-            def transaction(pipe: Any) -> None:
-                drop = index.postings(cid, pipe.hgetall(entries_key), None)
-                # A version no process can hold a copy of: a Redis that lost its keys counts
-                # from 0 again, so the next number could name an old copy; microseconds
-                # since the epoch exceed every counted one.
-                version = max(int(pipe.get(version_key) or 0) + 2, time.time_ns() // 1000)
-                pipe.multi()
-                pipe.delete(entries_key)
-                for word, members in drop.items():
-                    pipe.srem(index.index_key(self.prefix, word), *members)
-                if recorded:
-                    self._put(keys=[entries_key, version_key], args=args, client=pipe)
-                pipe.set(version_key, version)
-
-            with self._redis_errors(f"restore context {cid!r} from the catalog"):
-                self.redis.transaction(transaction, entries_key, version_key)
+        with self._lock, self._recording(cid):
+            n = self._put_back(cid)
         self.invalidate(cid)
-        return len(recorded)
+        return n
 
     def record_stored(self, context_id: str) -> int:
         """Record in the durable record every entry Redis holds of ``context_id`` (a context
@@ -496,6 +481,58 @@ class ContextCache:
         with self.record.context_change(cid, put=put):
             pass
         return len(put)
+
+    def _put_back(self, cid: str) -> int:
+        """Make Redis's copy of ``cid``, keyword index included, the record's; return the
+        number of entries. Callers hold the record's transaction of ``cid``; the loaded
+        copy is left in memory (its version no longer matches, so it is reloaded).
+
+        A transaction on the context's slot replaces the entries and sets the version; on a
+        standalone Redis it updates the index too. On a cluster (no transaction spans the
+        index's slots) the record's postings are added before it and the old ones removed
+        after, as writes do: a crash in between leaves a stale member, never a missing one.
+        """
+        recorded = self._recorded(cid) or {}
+        entries_key, version_key = self._keys(cid)
+        adds = index.postings(cid, recorded, None)
+        stale: dict[str, list[str]] = {}
+
+        def transaction(pipe: Any) -> None:
+            nonlocal stale
+            drop = index.postings(cid, pipe.hgetall(entries_key), None)
+            stale = {w: gone for w, ms in drop.items()
+                     if (gone := sorted(set(ms).difference(adds.get(w, ()))))}
+            # A version no process can hold a copy of: a Redis that lost its keys counts
+            # from 0 again, so the next number could name an old copy; microseconds since
+            # the epoch exceed every counted one.
+            version = max(int(pipe.get(version_key) or 0) + 2, time.time_ns() // 1000)
+            pipe.multi()
+            pipe.delete(entries_key)
+            if recorded:
+                pipe.hset(entries_key, mapping=recorded)
+            if not self._cluster:
+                for word, members in stale.items():
+                    pipe.srem(index.index_key(self.prefix, word), *members)
+                for word, members in adds.items():
+                    pipe.sadd(index.index_key(self.prefix, word), *members)
+            pipe.set(version_key, version)
+
+        with self._redis_errors(f"restore context {cid!r} from the catalog"):
+            if self._cluster:
+                self._index("SADD", adds)
+            self.redis.transaction(transaction, entries_key, version_key)
+            if self._cluster:
+                self._index("SREM", stale)
+        return len(recorded)
+
+    def _revive(self, cid: str, changes: int | None) -> None:
+        """Before a change of ``cid`` reaches Redis (inside its record's transaction, whose
+        count of ``changes`` includes this one): if the context was recorded before and
+        Redis has lost it (no version counter), put the record back first, so the change
+        neither hides the recorded entries nor restarts the version at numbers that old
+        copies in other processes hold."""
+        if changes is not None and changes > 1 and not self.redis.exists(self._keys(cid)[1]):
+            self._put_back(cid)
 
     def _stored_rows(self, cid: str) -> list[tuple[str, str, str]]:
         """``(type, key, record)`` of every context entry Redis holds of ``cid``."""
@@ -528,8 +565,9 @@ class ContextCache:
 
     # -- internals (callers hold self._lock unless said otherwise) --------------------
 
-    def _recording(self, cid: str, **change: Any) -> AbstractContextManager[None]:
-        """The durable record's transaction of a change (see ``Catalog.context_change``)."""
+    def _recording(self, cid: str, **change: Any) -> AbstractContextManager[int | None]:
+        """The durable record's transaction of a change (see ``Catalog.context_change``);
+        the block gets the record's count of changes of ``cid`` (None: no record)."""
         if self.record is None:
             return nullcontext()
         return self.record.context_change(cid, adopt=lambda: self._stored_rows(cid), **change)
@@ -561,6 +599,12 @@ class ContextCache:
                 "Nothing was changed in this process' copy; check that the Redis server "
                 "is running and reachable, then retry"
             ) from exc
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise BackendUnavailableError(
+                f"could not {what}: Redis refused it ({str(exc).rstrip('.')}). Nothing was "
+                "changed in this process' copy; see why in the Redis server's log (out of "
+                "memory, a read-only replica, a key of another type?), fix that, then retry"
+            ) from exc
 
     def _fetch(self, cid: str) -> tuple[dict[Any, Any], Any]:
         """Redis's entries (HGETALL) and version of ``cid``, in one transaction."""
@@ -576,7 +620,8 @@ class ContextCache:
         entries_key, version_key = self._keys(cid)
         raw, version = self._fetch(cid)
         if version is None and not raw and self._lost(cid):  # Redis lost it: put it back
-            self.restore(cid)
+            with self._recording(cid):  # (not restore(): its invalidate would drop the copy
+                self._put_back(cid)     # _acquire accounts for while it reloads)
             raw, version = self._fetch(cid)
         value = ContextIDValue(cid, len(entries_key.encode()) + len(version_key.encode()),
                                int(version or 0))
