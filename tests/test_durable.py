@@ -309,12 +309,16 @@ def test_a_catalog_from_before_durable_contexts_gets_their_tables(tmp_path):
     assert catalog.context_entries("x") == {("METADATA", "a"): '{"v":1,"k":[]}'}
 
 
-@pytest.mark.parametrize("change, keys", [
+#: each way to change a context, and the keys it leaves of {a, b, DATA d} (test_postgres too)
+CHANGES = [
     pytest.param(lambda ctx: ctx.put("c", 3), ["a", "b", "c", "d"], id="put"),
     pytest.param(lambda ctx: ctx.remove("a"), ["b", "d"], id="remove"),
     pytest.param(lambda ctx: ctx.clear("DATA"), ["a", "b"], id="clear-type"),
     pytest.param(lambda ctx: ctx.clear(), [], id="clear"),
-])
+]
+
+
+@pytest.mark.parametrize("change, keys", CHANGES)
 def test_a_write_after_the_loss_puts_the_recorded_entries_back_first(client, own_redis,
                                                                     change, keys):
     ctx = client.context("c")

@@ -13,7 +13,9 @@ import pytest
 from crash_worker import source_frame
 from servers import free_port
 from test_crash import DATASET, ROWS, Harness, Round
-from test_durable import apply_then_clean, fill, problems, state_of
+from test_durable import CHANGES, apply_then_clean, fill, problems, state_of
+from test_durable import \
+    test_a_write_after_the_loss_puts_the_recorded_entries_back_first as change_after_loss_case
 from test_source_repair import CHUNK, csv_files, expected_csv, flip_byte, read_back, table_of
 from test_state import test_catalog_refuses_writes_from_a_superseded_lock as superseded_lock_case
 
@@ -190,6 +192,15 @@ def test_durable_contexts_flushall_then_recover_apply_restores_everything(pg_wor
         ["sensors", "context_missing"], ["sensors", "last_values_missing"]]
     apply_then_clean(pg_world)
     assert state_of(pg_world) == before
+
+
+@pytest.mark.parametrize("change, keys", CHANGES)
+def test_a_context_change_after_redis_lost_it_puts_the_record_back_first(
+        tmp_path, own_redis, prefix, postgres_url, change, keys):
+    """The block reads the record in its own transaction here (SQLite: the last commit)."""
+    change_after_loss_case(cf.connect(store=tmp_path / "store", redis=own_redis.url,
+                                      catalog=postgres_url, home=tmp_path, prefix=prefix),
+                           own_redis, change, keys)
 
 
 def test_context_changes_from_many_threads_are_separate_transactions(pg_client):
