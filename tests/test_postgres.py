@@ -14,8 +14,9 @@ from crash_worker import source_frame
 from servers import free_port
 from test_crash import DATASET, ROWS, Harness, Round
 from test_durable import CHANGES, apply_then_clean, fill, problems, state_of
-from test_durable import \
-    test_a_write_after_the_loss_puts_the_recorded_entries_back_first as change_after_loss_case
+from test_durable import (
+    test_a_write_after_the_loss_puts_the_recorded_entries_back_first as change_after_loss_case,
+)
 from test_source_repair import CHUNK, csv_files, expected_csv, flip_byte, read_back, table_of
 from test_state import test_catalog_refuses_writes_from_a_superseded_lock as superseded_lock_case
 
