@@ -271,6 +271,43 @@ def test_repair_refuses_a_changed_source_and_leaves_the_data(client, tmp_path):
     assert ds.verify(progress=False)["chunk"].tolist() == [7]
 
 
+def edit_middle_value(path: Path, row: int) -> None:
+    """Change the last digit of column ``x`` on data row ``row`` of CSV ``path``, keeping
+    its size and modification time (as ``rsync -t`` or ``touch -r`` would)."""
+    stat = path.stat()
+    lines = path.read_text().split("\n")
+    fields = lines[row + 1].split(",")
+    fields[2] = fields[2][:-1] + ("1" if fields[2][-1] != "1" else "2")
+    lines[row + 1] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_repair_refuses_a_differing_checksum_from_a_file_not_hashed_whole(client, tmp_path,
+                                                                          monkeypatch):
+    from chunkframe.ingestion import provenance
+
+    monkeypatch.setattr(provenance, "FULL_HASH_BYTES", 1_000)  # part0.csv: size, time, ends
+    glob, _ = csv_files(tmp_path)
+    ds = client.ingest(glob, "csv", chunk_rows=CHUNK, progress=False)
+    part0 = tmp_path / "src" / "part0.csv"
+    record = SourceRecord.from_json(client.catalog.sources("csv", 1)[0])
+    assert {f.method for f in record.files} == {"sha256-ends"}
+    edit_middle_value(part0, 7_000)  # chunk 3: same min/max, a different value
+    assert why_not_readable(record, {}) is None  # the fingerprint cannot see it
+    before = table_of(client, "csv")
+    key, damaged = flip_byte(tmp_path, client, "csv", 3)
+    report = ds.verify(progress=False, repair=True)
+    assert report["repaired"].tolist() == [False], report.to_dict("records")
+    assert report["detail"][0].startswith("unrepairable: the source cannot be proven unchanged")
+    assert f"{part0} (too large to hash whole)" in report["detail"][0]
+    assert (tmp_path / "store" / key).read_bytes() == damaged  # untouched
+    assert table_of(client, "csv") == before
+    assert sorted(client.backends.store.list("csv")) == sorted(
+        c.key for c in client.catalog.chunks("csv", 1))  # the re-cut file was removed
+
+
 def test_appended_chunks_are_repaired_from_the_appended_file(client, tmp_path):
     csv_files(tmp_path)
     part0, part1 = (tmp_path / "src" / f"part{i}.csv" for i in range(2))

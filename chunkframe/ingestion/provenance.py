@@ -26,8 +26,9 @@ EDGE_BYTES = 2**16
 """Larger files: their size, modification time and the SHA-256 of their first and last
 64 KiB. Reading a 10 GB file on S3 twice (at ingest and at every check) is not affordable;
 an edit that keeps the size, both ends and the modification time is not detected (a
-rewritten or appended file changes its size or time; a re-cut chunk is also compared with
-its recorded checksum before it replaces anything)."""
+rewritten or appended file changes its size or time). Repair therefore accepts a re-cut
+chunk whose checksum differs from the recorded one only when every file it came from was
+hashed whole; from a larger file only a chunk with its recorded checksum replaces anything."""
 
 
 @dataclass(frozen=True)
