@@ -106,6 +106,33 @@ def test_context_changes_commit_with_their_block_or_not_at_all(catalog):
     assert catalog.context_ids() == ["c", "e"] and catalog.context_entries("e") == {}
 
 
+def test_sqlite_writes_need_no_returning(tmp_path, monkeypatch):
+    """SQLite before 3.35 (Debian 11, RHEL 9) has no RETURNING: no statement may use it."""
+    from chunkframe.storage.catalog_db import SQLiteDatabase
+
+    issued: list[str] = []
+    opened = SQLiteDatabase._open
+
+    def traced(self, mode):
+        db = opened(self, mode)
+        db.set_trace_callback(issued.append)
+        return db
+
+    monkeypatch.setattr(SQLiteDatabase, "_open", traced)
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    assert [catalog.reserve_generation("d") for _ in range(3)] == [1, 2, 3]
+    catalog.claim("d", 5)
+    catalog.claim("d", 5)  # the same token again is still the owner
+    with pytest.raises(LockLostError, match=r"\(fencing token 4\) was superseded \(token 5\)"):
+        catalog.claim("d", 4)
+    for value in "ab":
+        with catalog.context_change("c", put=[("METADATA", "k", value)],
+                                    adopt=lambda: [("ENV", "old", "0")]):
+            pass
+    assert catalog.context_entries("c") == {("ENV", "old"): "0", ("METADATA", "k"): "b"}
+    assert issued and not [sql for sql in issued if "RETURNING" in sql.upper()]
+
+
 def test_a_commit_replaces_the_dataset_and_adds_a_version(catalog):
     catalog.claim("d", 1)
     catalog.commit(meta(), chunks(), 1)
