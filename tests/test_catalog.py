@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import chunkframe.storage.catalog as catalog_mod
-from chunkframe.core.errors import BackendUnavailableError, LockLostError
+from chunkframe.core.errors import BackendUnavailableError, LockLostError, StateCorruptionError
 from chunkframe.core.model import ChunkMeta, DatasetMeta, Tombstone
 from chunkframe.storage.catalog import Catalog, Migration
 
@@ -76,7 +76,8 @@ def test_sources_repairs_and_restored_generations(catalog):
     fixed = ChunkMeta(1, 5, 5, "d/g1/c1-f8.arrow", "crc32c:0000000f", 99, {}, {})
     catalog.replace_chunk("d", 1, fixed, 7)
     assert catalog.chunks("d", 1)[1] == fixed
-    with pytest.raises(ValueError, match="chunk 5 of generation 1 of dataset 'd' is not in"):
+    with pytest.raises(StateCorruptionError, match=r"dataset 'd' is inconsistent: chunk 5 of "
+                       r"generation 1 is in Redis's chunk table but not in the catalog.*recover"):
         catalog.replace_chunk("d", 1, dataclasses.replace(fixed, chunk=5), 7)
     with pytest.raises(LockLostError):
         catalog.replace_chunk("d", 1, fixed, 6)

@@ -308,6 +308,21 @@ def test_repair_refuses_a_differing_checksum_from_a_file_not_hashed_whole(client
         c.key for c in client.catalog.chunks("csv", 1))  # the re-cut file was removed
 
 
+def test_repair_of_a_chunk_the_catalog_lacks_says_to_recover(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    ds = client.ingest(glob, "csv", chunk_rows=CHUNK, progress=False)
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # Redis knows chunk 3, the catalog not
+        db.execute("DELETE FROM chunks WHERE dataset='csv' AND chunk=3")
+    key, damaged = flip_byte(tmp_path, client, "csv", 3)
+    with pytest.raises(cf.StateCorruptionError, match=r"dataset 'csv' is inconsistent: chunk 3 "
+                       r"of generation 1 is in Redis's chunk table but not in the catalog.*"
+                       r"recover\(apply=True\)"):
+        ds.verify(progress=False, repair=True)
+    assert (tmp_path / "store" / key).read_bytes() == damaged
+    assert sorted(client.backends.store.list("csv")) == sorted(
+        c.key for c in client.state.chunk_metas("csv", 1).values())  # the re-cut file removed
+
+
 def test_appended_chunks_are_repaired_from_the_appended_file(client, tmp_path):
     csv_files(tmp_path)
     part0, part1 = (tmp_path / "src" / f"part{i}.csv" for i in range(2))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from ..core.errors import Arg, DatasetLockedError, Hint, SourceError
+from ..core.errors import Arg, DatasetLockedError, Hint, SourceError, StateCorruptionError
 from ..core.keys import chunk_key
 from ..core.model import ChunkMeta
 from ..core.ranges import column_ranges
@@ -139,7 +139,11 @@ def _rewrite(backends: Backends, lock: DatasetLock, snap: Snapshot, record: Sour
         note = (f"its bytes differ from the recorded checksum {cm.checksum} (another Arrow "
                 f"version?) with the same rows, so {digest} is recorded")
     new = replace(cm, key=key, checksum=digest, nbytes=size)
-    backends.catalog.replace_chunk(ds, gen, new, lock.fence)
+    try:
+        backends.catalog.replace_chunk(ds, gen, new, lock.fence)
+    except StateCorruptionError:
+        backends.store.delete(key)  # nothing points at it
+        raise
     backends.state.replace_chunk(lock, gen, new)
     backends.store.delete(cm.key)
     return True, f"{span} rewritten as {key}; {note}"

@@ -14,10 +14,18 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.errors import BackendUnavailableError, Call, CatalogCorruptionError, Hint, LockLostError
+from ..core.errors import (
+    BackendUnavailableError,
+    Call,
+    CatalogCorruptionError,
+    CatalogDamageError,
+    Hint,
+    LockLostError,
+    StateCorruptionError,
+)
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
 from ..core.permissions import OWNER_ONLY, Modes
-from .catalog_db import CatalogDamageError, Connection, SQLiteDatabase, open_database
+from .catalog_db import Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
@@ -192,6 +200,8 @@ class Catalog:
         self.db = open_database(location, modes)
         try:
             self._create()
+        except CatalogDamageError:
+            raise  # a shared PostgreSQL database: restored from a backup, not by chunkframe
         except CatalogCorruptionError:
             pass  # every operation says so, and `chunkframe recover --apply` restores it
         except self.db.errors as exc:
@@ -334,8 +344,9 @@ class Catalog:
                 "generation=? AND chunk=?", (chunk.key, chunk.checksum, chunk.nbytes, dataset_id,
                                              generation, chunk.chunk)).rowcount
             if done != 1:
-                raise ValueError(f"chunk {chunk.chunk} of generation {generation} of dataset "
-                                 f"{dataset_id!r} is not in the catalog")
+                raise StateCorruptionError(
+                    dataset_id, f"chunk {chunk.chunk} of generation {generation} is in Redis's "
+                    "chunk table but not in the catalog, so it was not replaced")
 
     @staticmethod
     def _record_version(db: Connection, meta: DatasetMeta, kind: str, at: float) -> None:
@@ -494,7 +505,7 @@ class Catalog:
                 if record is not None:
                     self.fence(dataset_id)
             self.table()
-        except (CatalogCorruptionError, CatalogDamageError) as exc:
+        except CatalogCorruptionError as exc:  # (CatalogDamageError too)
             return exc.damage
         return None
 

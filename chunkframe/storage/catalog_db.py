@@ -20,27 +20,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..core.config import is_postgres_url, redact
-from ..core.errors import BackendUnavailableError, CatalogCorruptionError, ChunkFrameError
+from ..core.errors import (
+    BackendUnavailableError,
+    CatalogCorruptionError,
+    CatalogDamageError,
+    ChunkFrameError,
+)
 from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
 
 __all__ = ["CatalogDamageError", "Connection", "Database", "SQLiteDatabase", "PostgresDatabase",
            "open_database"]
 
 _SCHEMA_LOCK = 0x6366_6361_7461  # any constant: the advisory lock that serialises migrations
-
-
-class CatalogDamageError(BackendUnavailableError):
-    """A PostgreSQL catalog whose tables or values are damaged or missing: nothing was read
-    from it or written to it; restore the database from a backup (chunkframe does not
-    rebuild a shared database in place, as it does a SQLite file)."""
-
-    def __init__(self, location: str, what: str) -> None:
-        self.location, self.damage = location, what
-        super().__init__(
-            f"the PostgreSQL catalog at {location!r} is damaged ({what}); nothing was read "
-            "from it or written to it. Restore that database from a backup (pg_restore, or "
-            "point-in-time recovery), then run `chunkframe recover --apply` to bring Redis and "
-            "the chunk store in step with it")
 
 
 class Cursor(Protocol):
