@@ -262,21 +262,39 @@ class _PostgresConnection:
 
 
 _OPEN: weakref.WeakSet[Any] = weakref.WeakSet()  # this process's PostgreSQL connections
+_DATABASES: weakref.WeakSet[PostgresDatabase] = weakref.WeakSet()  # and catalogs using them
 
 
 def _disown_inherited() -> None:
     """In a forked child: point the inherited PostgreSQL sockets at /dev/null, so that
-    closing the child's copies (when collected) cannot end the parent's sessions."""
-    if not _OPEN:
-        return
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        for conn in list(_OPEN):
-            with suppress(Exception):
-                os.dup2(null, conn.pgconn.socket)
-    finally:
-        os.close(null)
-    _OPEN.clear()
+    closing the child's copies (when collected) cannot end the parent's sessions, and give
+    each catalog a new lock and no connection (a thread of the parent may have held the
+    lock at the fork: it never releases the child's copy)."""
+    if _OPEN:
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            for conn in list(_OPEN):
+                with suppress(Exception):
+                    os.dup2(null, conn.pgconn.socket)
+        finally:
+            os.close(null)
+        _OPEN.clear()
+    for database in list(_DATABASES):
+        database._lock = threading.RLock()
+        database._current.conn = None
+
+
+class _Current:
+    """The connection a catalog uses now, and its process; one finalizer per catalog closes
+    whichever it is when the catalog is collected (not every connection it ever opened)."""
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.pid = 0
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 os.register_at_fork(after_in_child=_disown_inherited)
@@ -316,8 +334,9 @@ class PostgresDatabase:
                 f"({_hide_passwords(str(exc))}); write it as "
                 "postgresql://user:password@host:port/database") from exc
         self._lock = threading.RLock()
-        self._conn: Any = None
-        self._pid = 0
+        self._current = _Current()
+        weakref.finalize(self, self._current.close)
+        _DATABASES.add(self)
         with self.connect():
             pass  # fail now, not at the first read, when the server cannot be reached
 
@@ -338,16 +357,16 @@ class PostgresDatabase:
 
     def _connection(self) -> Any:
         """This process's connection, opened (again) when there is none or it broke."""
-        conn = self._conn
-        if conn is None or self._pid != os.getpid() or conn.closed or conn.broken:
+        current = self._current
+        conn = current.conn
+        if conn is None or current.pid != os.getpid() or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()  # broken, or inherited (then _disown_inherited made that harmless)
             timeout: dict[str, Any] = (
                 {} if "connect_timeout" in self.url else {"connect_timeout": 10})
             conn = self._psycopg.connect(self.url, autocommit=True, **timeout)
             _OPEN.add(conn)
-            weakref.finalize(self, conn.close)
-            self._conn, self._pid = conn, os.getpid()
+            current.conn, current.pid = conn, os.getpid()
         return conn
 
     @contextmanager
