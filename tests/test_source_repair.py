@@ -135,6 +135,30 @@ def test_large_files_are_fingerprinted_by_size_time_and_their_ends(tmp_path):
     assert why_not_readable(record, {}) == f"source {path} is gone (no such file now)"
 
 
+def test_a_check_hashes_each_file_once_and_no_file_whose_size_changed(tmp_path, monkeypatch):
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    path = tmp_path / "small.csv"
+    path.write_bytes(b"x\n1\n2\n")
+    record = SourceRecord("files", (fingerprint_file(fsspec.filesystem("file"), str(path)),))
+    opened: list[str] = []
+    real_open = LocalFileSystem._open
+    monkeypatch.setattr(LocalFileSystem, "_open",
+                        lambda self, p, *a, **k: opened.append(p) or real_open(self, p, *a, **k))
+    seen: dict = {}
+    assert why_not_readable(record, {}, seen=seen) is None
+    assert why_not_readable(record, {}, seen=seen) is None and len(opened) == 1  # hashed once
+    stat = path.stat()
+    path.write_bytes(b"x\n1\n3\n")  # same size and time, other content
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert why_not_readable(record, {}, seen=seen) is None  # as hashed earlier in this check
+    assert "its content hash differs" in why_not_readable(record, {})  # a new check reads it
+    opened.clear()
+    path.write_bytes(b"x\n1\n2\n3\n")
+    assert "(size 6 → 8)" in why_not_readable(record, {}) and opened == []  # not read
+
+
 def test_an_unreadable_record_is_a_source_error():
     with pytest.raises(cf.SourceError, match="the recorded source is unreadable"):
         SourceRecord.from_json("{not json")
