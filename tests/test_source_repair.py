@@ -332,6 +332,24 @@ def test_repair_refuses_a_differing_checksum_from_a_file_not_hashed_whole(client
         c.key for c in client.catalog.chunks("csv", 1))  # the re-cut file was removed
 
 
+def test_repair_accepts_other_bytes_of_the_same_rows_from_files_hashed_whole(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    ds = client.ingest(glob, "csv", chunk_rows=CHUNK, compression="zstd", progress=False)
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # re-cut with lz4: other bytes
+        (text,) = db.execute("SELECT record FROM sources WHERE dataset='csv'").fetchone()
+        record = json.loads(text)
+        assert {f["method"] for f in record["files"]} == {"sha256"}
+        record["options"]["compression"] = "lz4"
+        db.execute("UPDATE sources SET record=? WHERE dataset='csv'", (json.dumps(record),))
+    old = table_of(client, "csv")[3]
+    flip_byte(tmp_path, client, "csv", 3)
+    report = ds.verify(progress=False, repair=True)
+    assert report["repaired"].tolist() == [True], report.to_dict("records")
+    assert f"its bytes differ from the recorded checksum {old[3]}" in report["detail"][0]
+    assert table_of(client, "csv")[3][:3] == old[:3] and ds.verify(progress=False).empty
+    pd.testing.assert_frame_equal(read_back(client.open("csv")), expected_csv(glob))
+
+
 def test_repair_of_a_chunk_the_catalog_lacks_says_to_recover(client, tmp_path):
     glob, _ = csv_files(tmp_path)
     ds = client.ingest(glob, "csv", chunk_rows=CHUNK, progress=False)
