@@ -9,6 +9,7 @@ from ._after_import import after_import as _after_import_of
 from .core.errors import (
     BackendUnavailableError,
     CatalogCorruptionError,
+    CatalogDamageError,
     ChunkCorruptionError,
     ChunkFrameError,
     ContextError,
@@ -42,7 +43,7 @@ __all__ = [
     "SourceError", "BackendUnavailableError", "InvalidArgumentError", "ContextError",
     "SnapshotSupersededError", "PathNotFoundError", "NoTimeColumnError", "VersionNotFoundError",
     "ReadOnlyVersionError", "StateCorruptionError", "recover",
-    "CatalogCorruptionError",
+    "CatalogCorruptionError", "CatalogDamageError",
 ]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import chunkframe.storage.catalog as catalog_mod
-from chunkframe.core.errors import BackendUnavailableError, LockLostError
+from chunkframe.core.errors import BackendUnavailableError, LockLostError, StateCorruptionError
 from chunkframe.core.model import ChunkMeta, DatasetMeta, Tombstone
 from chunkframe.storage.catalog import Catalog, Migration
 
@@ -76,7 +76,8 @@ def test_sources_repairs_and_restored_generations(catalog):
     fixed = ChunkMeta(1, 5, 5, "d/g1/c1-f8.arrow", "crc32c:0000000f", 99, {}, {})
     catalog.replace_chunk("d", 1, fixed, 7)
     assert catalog.chunks("d", 1)[1] == fixed
-    with pytest.raises(ValueError, match="chunk 5 of generation 1 of dataset 'd' is not in"):
+    with pytest.raises(StateCorruptionError, match=r"dataset 'd' is inconsistent: chunk 5 of "
+                       r"generation 1 is in Redis's chunk table but not in the catalog.*recover"):
         catalog.replace_chunk("d", 1, dataclasses.replace(fixed, chunk=5), 7)
     with pytest.raises(LockLostError):
         catalog.replace_chunk("d", 1, fixed, 6)
@@ -105,6 +106,33 @@ def test_context_changes_commit_with_their_block_or_not_at_all(catalog):
     with catalog.context_change("e", clear=True):
         pass
     assert catalog.context_ids() == ["c", "e"] and catalog.context_entries("e") == {}
+
+
+def test_sqlite_writes_need_no_returning(tmp_path, monkeypatch):
+    """SQLite before 3.35 (Debian 11, RHEL 9) has no RETURNING: no statement may use it."""
+    from chunkframe.storage.catalog_db import SQLiteDatabase
+
+    issued: list[str] = []
+    opened = SQLiteDatabase._open
+
+    def traced(self, mode):
+        db = opened(self, mode)
+        db.set_trace_callback(issued.append)
+        return db
+
+    monkeypatch.setattr(SQLiteDatabase, "_open", traced)
+    catalog = Catalog(str(tmp_path / "catalog.db"))
+    assert [catalog.reserve_generation("d") for _ in range(3)] == [1, 2, 3]
+    catalog.claim("d", 5)
+    catalog.claim("d", 5)  # the same token again is still the owner
+    with pytest.raises(LockLostError, match=r"\(fencing token 4\) was superseded \(token 5\)"):
+        catalog.claim("d", 4)
+    for value in "ab":
+        with catalog.context_change("c", put=[("METADATA", "k", value)],
+                                    adopt=lambda: [("ENV", "old", "0")]):
+            pass
+    assert catalog.context_entries("c") == {("ENV", "old"): "0", ("METADATA", "k"): "b"}
+    assert issued and not [sql for sql in issued if "RETURNING" in sql.upper()]
 
 
 def test_a_commit_replaces_the_dataset_and_adds_a_version(catalog):

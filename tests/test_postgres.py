@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
+import os
+import signal
 import sys
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -128,6 +133,48 @@ def test_a_forked_child_leaves_the_parents_connection_alone(pg_client):
     child.join(60)
     assert child.exitcode == 0
     assert catalog.ids() == ["f"] and catalog.get("f") is not None
+
+
+def test_a_child_forked_while_a_thread_holds_the_catalog_works(pg_client):
+    pg_client.ingest(frame(10), "f", progress=False)
+    catalog = pg_client.catalog
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as a thread in the middle of a catalog call
+        with catalog.db.connect():
+            held.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert held.wait(60)
+        pid = os.fork()
+        if pid == 0:  # the child: its copy of the lock is held by a thread it does not have
+            signal.alarm(30)  # a deadlock ends the child with SIGALRM
+            try:
+                os._exit(0 if catalog.ids() == ["f"] else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        thread.join(60)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert catalog.ids() == ["f"]
+
+
+def test_one_finalizer_closes_the_current_connection_only(postgres_url):
+    catalog = Catalog(postgres_url)
+    old = weakref.ref(catalog.db._current.conn)
+    old().close()  # the next call reconnects
+    assert catalog.ids() == []
+    gc.collect()
+    assert old() is None  # no finalizer keeps the connections it replaced alive
+    current = catalog.db._current.conn
+    del catalog
+    gc.collect()
+    assert current.closed
 
 
 def test_missing_psycopg_says_which_extra(monkeypatch, postgres_url):
@@ -262,8 +309,10 @@ def test_a_damaged_postgres_catalog_is_named_and_not_rebuilt_in_place(pg_client,
     assert catalog.damage() is None
     with psycopg.connect(postgres_url, autocommit=True) as owner:
         owner.execute("UPDATE datasets SET tombstones='[[' WHERE id='a'")
-    with pytest.raises(CatalogDamageError, match="a value in it is unreadable"):
-        catalog.get("a")
+    with pytest.raises(cf.CatalogCorruptionError, match="a value in it is unreadable") as err:
+        catalog.get("a")  # one type to catch for damage of either database
+    assert isinstance(err.value, cf.CatalogDamageError) and err.value.path == catalog.location
+    assert cf.CatalogDamageError is CatalogDamageError  # (still importable from catalog_db)
     assert "unreadable" in catalog.damage()
     with psycopg.connect(postgres_url, autocommit=True) as owner:
         owner.execute("UPDATE datasets SET tombstones='[]'")  # that value sound again

@@ -121,8 +121,8 @@ def test_redis_state_corrupt_is_rebuilt_from_the_catalog(client, ds, tmp_path, d
     assert client.open("rec").get(10_005)["id"] == 10_005
 
 
-def test_orphan_files_with_their_bytes_are_deleted_but_kept_versions_are_not(client, ds,
-                                                                             tmp_path, frame):
+def test_orphan_files_with_their_bytes_are_deleted_but_kept_versions_are_not(
+        client, ds, tmp_path, frame, monkeypatch):
     client.ingest(frame, "rec", chunk_rows=5_000, mode="overwrite", progress=False)
     store = tmp_path / "store"
     (store / "rec" / "g000001" / "c00000077-f9.arrow").write_bytes(b"x" * 123)
@@ -130,10 +130,17 @@ def test_orphan_files_with_their_bytes_are_deleted_but_kept_versions_are_not(cli
     (store / "rec" / "g000042" / "c00000000-f1.arrow").write_bytes(b"y" * 1000)
     (store / "ghost" / "g000001").mkdir(parents=True)
     (store / "ghost" / "g000001" / "c00000000-f1.arrow").write_bytes(b"z" * 10)
+    read: list[str] = []
+    for name in ("get", "read"):  # the sizes come from the store's metadata: no content read
+        method = getattr(client.backends.store, name)
+        monkeypatch.setattr(client.backends.store, name,
+                            lambda key, method=method: read.append(key) or method(key))
     report = dry_run_reports(client, tmp_path)
     assert report[["dataset", "problem"]].values.tolist() == [
         ["ghost", "orphan_files"], ["rec", "orphan_files"]]
     assert "2 files (1123 bytes)" in report["detail"][1]
+    assert "1 files (10 bytes)" in report["detail"][0]
+    assert not [key for key in read if "c00000077" in key or "g000042" in key or "ghost" in key]
     apply_then_clean(client)
     assert not (store / "rec" / "g000042" / "c00000000-f1.arrow").exists()
     assert client.open("rec", version=1).get(1_999)["id"] == 1_999  # generation 1 is kept

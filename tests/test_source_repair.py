@@ -135,6 +135,30 @@ def test_large_files_are_fingerprinted_by_size_time_and_their_ends(tmp_path):
     assert why_not_readable(record, {}) == f"source {path} is gone (no such file now)"
 
 
+def test_a_check_hashes_each_file_once_and_no_file_whose_size_changed(tmp_path, monkeypatch):
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    path = tmp_path / "small.csv"
+    path.write_bytes(b"x\n1\n2\n")
+    record = SourceRecord("files", (fingerprint_file(fsspec.filesystem("file"), str(path)),))
+    opened: list[str] = []
+    real_open = LocalFileSystem._open
+    monkeypatch.setattr(LocalFileSystem, "_open",
+                        lambda self, p, *a, **k: opened.append(p) or real_open(self, p, *a, **k))
+    seen: dict = {}
+    assert why_not_readable(record, {}, seen=seen) is None
+    assert why_not_readable(record, {}, seen=seen) is None and len(opened) == 1  # hashed once
+    stat = path.stat()
+    path.write_bytes(b"x\n1\n3\n")  # same size and time, other content
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert why_not_readable(record, {}, seen=seen) is None  # as hashed earlier in this check
+    assert "its content hash differs" in why_not_readable(record, {})  # a new check reads it
+    opened.clear()
+    path.write_bytes(b"x\n1\n2\n3\n")
+    assert "(size 6 → 8)" in why_not_readable(record, {}) and opened == []  # not read
+
+
 def test_an_unreadable_record_is_a_source_error():
     with pytest.raises(cf.SourceError, match="the recorded source is unreadable"):
         SourceRecord.from_json("{not json")
@@ -269,6 +293,76 @@ def test_repair_refuses_a_changed_source_and_leaves_the_data(client, tmp_path):
     assert (tmp_path / "store" / key).read_bytes() == damaged  # untouched
     assert table_of(client, "csv") == before
     assert ds.verify(progress=False)["chunk"].tolist() == [7]
+
+
+def edit_middle_value(path: Path, row: int) -> None:
+    """Change the last digit of column ``x`` on data row ``row`` of CSV ``path``, keeping
+    its size and modification time (as ``rsync -t`` or ``touch -r`` would)."""
+    stat = path.stat()
+    lines = path.read_text().split("\n")
+    fields = lines[row + 1].split(",")
+    fields[2] = fields[2][:-1] + ("1" if fields[2][-1] != "1" else "2")
+    lines[row + 1] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_repair_refuses_a_differing_checksum_from_a_file_not_hashed_whole(client, tmp_path,
+                                                                          monkeypatch):
+    from chunkframe.ingestion import provenance
+
+    monkeypatch.setattr(provenance, "FULL_HASH_BYTES", 1_000)  # part0.csv: size, time, ends
+    glob, _ = csv_files(tmp_path)
+    ds = client.ingest(glob, "csv", chunk_rows=CHUNK, progress=False)
+    part0 = tmp_path / "src" / "part0.csv"
+    record = SourceRecord.from_json(client.catalog.sources("csv", 1)[0])
+    assert {f.method for f in record.files} == {"sha256-ends"}
+    edit_middle_value(part0, 7_000)  # chunk 3: same min/max, a different value
+    assert why_not_readable(record, {}) is None  # the fingerprint cannot see it
+    before = table_of(client, "csv")
+    key, damaged = flip_byte(tmp_path, client, "csv", 3)
+    report = ds.verify(progress=False, repair=True)
+    assert report["repaired"].tolist() == [False], report.to_dict("records")
+    assert report["detail"][0].startswith("unrepairable: the source cannot be proven unchanged")
+    assert f"{part0} (too large to hash whole)" in report["detail"][0]
+    assert (tmp_path / "store" / key).read_bytes() == damaged  # untouched
+    assert table_of(client, "csv") == before
+    assert sorted(client.backends.store.list("csv")) == sorted(
+        c.key for c in client.catalog.chunks("csv", 1))  # the re-cut file was removed
+
+
+def test_repair_accepts_other_bytes_of_the_same_rows_from_files_hashed_whole(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    ds = client.ingest(glob, "csv", chunk_rows=CHUNK, compression="zstd", progress=False)
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # re-cut with lz4: other bytes
+        (text,) = db.execute("SELECT record FROM sources WHERE dataset='csv'").fetchone()
+        record = json.loads(text)
+        assert {f["method"] for f in record["files"]} == {"sha256"}
+        record["options"]["compression"] = "lz4"
+        db.execute("UPDATE sources SET record=? WHERE dataset='csv'", (json.dumps(record),))
+    old = table_of(client, "csv")[3]
+    flip_byte(tmp_path, client, "csv", 3)
+    report = ds.verify(progress=False, repair=True)
+    assert report["repaired"].tolist() == [True], report.to_dict("records")
+    assert f"its bytes differ from the recorded checksum {old[3]}" in report["detail"][0]
+    assert table_of(client, "csv")[3][:3] == old[:3] and ds.verify(progress=False).empty
+    pd.testing.assert_frame_equal(read_back(client.open("csv")), expected_csv(glob))
+
+
+def test_repair_of_a_chunk_the_catalog_lacks_says_to_recover(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    ds = client.ingest(glob, "csv", chunk_rows=CHUNK, progress=False)
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # Redis knows chunk 3, the catalog not
+        db.execute("DELETE FROM chunks WHERE dataset='csv' AND chunk=3")
+    key, damaged = flip_byte(tmp_path, client, "csv", 3)
+    with pytest.raises(cf.StateCorruptionError, match=r"dataset 'csv' is inconsistent: chunk 3 "
+                       r"of generation 1 is in Redis's chunk table but not in the catalog.*"
+                       r"recover\(apply=True\)"):
+        ds.verify(progress=False, repair=True)
+    assert (tmp_path / "store" / key).read_bytes() == damaged
+    assert sorted(client.backends.store.list("csv")) == sorted(
+        c.key for c in client.state.chunk_metas("csv", 1).values())  # the re-cut file removed
 
 
 def test_appended_chunks_are_repaired_from_the_appended_file(client, tmp_path):

@@ -48,6 +48,14 @@ class StoreTests:
         assert store.get("nope") is None
         assert not store.exists("nope")
 
+    def test_size_of_a_key_or_none(self, store):
+        store.put("ds/g000001/c00000000.arrow", b"12345")
+        store.put("ds/empty", b"")
+        assert store.size("ds/g000001/c00000000.arrow") == 5 and store.size("ds/empty") == 0
+        assert store.size("ds/g000001/c00000001.arrow") is None and store.size("nope") is None
+        with pytest.raises(ValueError, match="invalid store key '../x'"):
+            store.size("../x")
+
     def test_put_get(self, store):
         store.put("ds/g000001/c00000000.arrow", b"\x00\x01binary\xff")
         assert store.get("ds/g000001/c00000000.arrow") == b"\x00\x01binary\xff"
@@ -220,7 +228,8 @@ def test_unreachable_object_store_is_a_clear_error():
         "endpoint_url": "http://127.0.0.1:1", "key": "k", "secret": "s",
         "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}})
     for call, doing in ((lambda: store.put("a/b", b"x"), "write"), (lambda: store.get("a/b"), "read"),
-                        (lambda: list(store.list("a")), "list")):
+                        (lambda: list(store.list("a")), "list"),
+                        (lambda: store.size("a/b"), "check")):
         with pytest.raises(BackendUnavailableError, match=f"could not {doing}.*s3://nowhere"):
             call()
     assert store.sweep_partials() == 0  # object stores have no temp files

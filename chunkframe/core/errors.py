@@ -294,6 +294,23 @@ class CatalogCorruptionError(ChunkFrameError):
         )
 
 
+class CatalogDamageError(CatalogCorruptionError, BackendUnavailableError):
+    """A PostgreSQL catalog whose tables or values are damaged or missing: nothing was read
+    from it or written to it; restore the database from a backup (chunkframe does not
+    rebuild a shared database in place, as it does a SQLite file). A
+    :class:`CatalogCorruptionError`, so one ``except`` catches damage of either database."""
+
+    def __init__(self, location: str, what: str) -> None:
+        self.path = self.location = location
+        self.damage = what
+        ChunkFrameError.__init__(
+            self,
+            f"the PostgreSQL catalog at {location!r} is damaged ({what}); nothing was read "
+            "from it or written to it. Restore that database from a backup (pg_restore, or "
+            "point-in-time recovery), then run `chunkframe recover --apply` to bring Redis and "
+            "the chunk store in step with it")
+
+
 class VersionNotFoundError(ChunkFrameError, KeyError):
     """A version of a dataset that was never made, or that ``prune_versions`` removed."""
 

@@ -161,8 +161,11 @@ def ingest_dask(
     This process (the coordinator) takes the dataset's lock and keeps it renewed. Workers
     load the partitions, at most two per worker ahead of the one being numbered; the
     coordinator learns each one's length in partition order and hands it its first chunk
-    number and serial number, so chunks are cut, numbered and keyed exactly as a
-    single-process ingest of the concatenated partitions would cut them per partition.
+    number and serial number. Chunks are cut per partition: each partition gives
+    ``chunk_rows``-row chunks and ends with a shorter one (unless its length is a multiple
+    of ``chunk_rows``), so the chunk boundaries are those of the partitions, not those of a
+    single-process ingest of the concatenated rows; the rows and their serial numbers are
+    the same, and the cut is deterministic, so a resumed ingest cuts the same chunks.
     The worker holding a partition persists and checkpoints its chunks under the
     coordinator's fencing token, so each partition is read once and never travels. A killed
     worker's task is retried by the scheduler (its chunks are rewritten whole, under the

@@ -26,8 +26,9 @@ EDGE_BYTES = 2**16
 """Larger files: their size, modification time and the SHA-256 of their first and last
 64 KiB. Reading a 10 GB file on S3 twice (at ingest and at every check) is not affordable;
 an edit that keeps the size, both ends and the modification time is not detected (a
-rewritten or appended file changes its size or time; a re-cut chunk is also compared with
-its recorded checksum before it replaces anything)."""
+rewritten or appended file changes its size or time). Repair therefore accepts a re-cut
+chunk whose checksum differs from the recorded one only when every file it came from was
+hashed whole; from a larger file only a chunk with its recorded checksum replaces anything."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,16 @@ class SourceRecord:
                 and self.base_chunk <= chunk < self.base_chunk + self.chunks)
 
 
+def _size_and_time(fs: Any, path: str) -> tuple[int, str]:
+    """File ``path``'s size and modification time (an object's ETag when it has no time)."""
+    info = fs.info(path)
+    return (int(info.get("size") or 0),
+            str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""))
+
+
 def fingerprint_file(fs: Any, path: str) -> SourceFile:
     """The fingerprint of file ``path`` of ``fs`` (see :data:`FULL_HASH_BYTES`)."""
-    info = fs.info(path)
-    size = int(info.get("size") or 0)
-    mtime = str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or "")
+    size, mtime = _size_and_time(fs, path)
     h = hashlib.sha256()
     with fs.open(path, "rb") as f:
         if size <= FULL_HASH_BYTES:
@@ -149,9 +155,15 @@ def finished(record: SourceRecord, src: Source, op: str, generation: int, base_c
 
 
 def why_not_readable(record: SourceRecord, storage_options: Mapping[str, Any],
-                     since: str = "since the ingest began") -> str | None:
+                     since: str = "since the ingest began",
+                     seen: dict[tuple[str, int, str], SourceFile] | None = None) -> str | None:
     """None when every recorded file is still there with its fingerprint, else why not:
-    e.g. ``"source /x.csv changed since the ingest began (size 10 → 12)"``."""
+    e.g. ``"source /x.csv changed since the ingest began (size 10 → 12)"``.
+
+    A file whose size or time changed is not read. ``seen``: fingerprints already taken,
+    by (url, size, time), filled as files are hashed, so that one check of many records
+    (the recoverer's dry run) reads each file once; a check before acting passes none.
+    """
     if record.kind != "files":
         return f"source was a {record.kind} (not re-readable)"
     for f in record.files:
@@ -159,13 +171,18 @@ def why_not_readable(record: SourceRecord, storage_options: Mapping[str, Any],
             fs, path = fsspec.url_to_fs(f.url, **storage_options)
             if not fs.isfile(path):
                 return f"source {f.shown} is gone (no such file now)"
-            now = fingerprint_file(fs, path)
+            size, mtime = _size_and_time(fs, path)
+            for what, old, new in (("size", f.size, size), ("modified", f.mtime, mtime)):
+                if old != new:
+                    return f"source {f.shown} changed {since} ({what} {old} → {new})"
+            now = None if seen is None else seen.get((f.url, size, mtime))
+            if now is None:
+                now = fingerprint_file(fs, path)
+                if seen is not None:
+                    seen[(f.url, now.size, now.mtime)] = now
         except (OSError, ValueError, ImportError) as exc:
             return f"source {f.shown} cannot be read now ({exc})"
-        for what, old, new in (("size", f.size, now.size), ("modified", f.mtime, now.mtime)):
-            if old != new:
-                return f"source {f.shown} changed {since} ({what} {old} → {new})"
-        if (f.method, f.digest) != (now.method, now.digest):
+        if (f.size, f.mtime, f.method, f.digest) != (now.size, now.mtime, now.method, now.digest):
             return f"source {f.shown} changed {since} (its content hash differs)"
     return None
 

@@ -18,7 +18,7 @@ from ..core.keys import generation_prefix
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
 from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
-from ..ingestion.provenance import SourceRecord, reopen, why_not_readable
+from ..ingestion.provenance import SourceFile, SourceRecord, reopen, why_not_readable
 from ..storage.state import Holder
 from .restore import Restorable, restorable, restore
 
@@ -67,6 +67,7 @@ class Recoverer:
                  contexts: ContextCache | None = None, hooks: Sequence[CommitHook] = ()):
         self.backends, self.reader, self.hooks = backends, reader, tuple(hooks)
         self.last_values, self.contexts = last_values, contexts
+        self._seen: dict[tuple[str, int, str], SourceFile] = {}  # source files hashed by find
 
     def run(self, apply: bool = False, verify: bool = False, progress: bool | None = None
             ) -> pd.DataFrame:
@@ -101,6 +102,7 @@ class Recoverer:
     def find(self, verify: bool = False, progress: bool | None = False) -> list[Problem]:
         """Every problem there is now (nothing is changed)."""
         b = self.backends
+        self._seen = {}  # each source file is hashed once per check, however many ingests read it
         files: dict[str, list[str]] = {}
         for key in b.store.list(""):
             files.setdefault(key.split("/", 1)[0] if "/" in key else "", []).append(key)
@@ -242,7 +244,7 @@ class Recoverer:
                 done = status.get("done", "0")
                 stopped = (f"{status.get('op', 'ingest')} of generation {gen} stopped with "
                            f"{done} chunks checkpointed: {gone}")
-                why = self._why_not_resumable(status)
+                why = self._why_not_resumable(status, self._seen)
                 if why is None:
                     out.append(Problem(
                         ds, "interrupted", "resume it from its recorded source "
@@ -264,9 +266,11 @@ class Recoverer:
                                lambda: b.state.break_lock(ds, seen)))
         return None
 
-    def _why_not_resumable(self, status: dict[str, str]) -> str | None:
+    def _why_not_resumable(self, status: dict[str, str],
+                           seen: dict[tuple[str, int, str], SourceFile] | None = None
+                           ) -> str | None:
         """None when the interrupted ingest's recorded source is still there, unchanged;
-        else why it cannot be resumed from it."""
+        else why it cannot be resumed from it (``seen``: see :func:`why_not_readable`)."""
         if not status.get("source"):
             return ("no source was recorded (an ingest begun before sources were recorded, "
                     "or a Dask ingest)")
@@ -274,7 +278,7 @@ class Recoverer:
             record = SourceRecord.from_json(status["source"])
         except SourceError as exc:
             return str(exc)
-        return why_not_readable(record, self.backends.storage_options)
+        return why_not_readable(record, self.backends.storage_options, seen=seen)
 
     def _resume(self, ds: str, status: dict[str, str]) -> None:
         """Run the interrupted ingest again from its recorded source with mode='resume':
@@ -378,7 +382,7 @@ class Recoverer:
 
     def _orphan_problem(self, ds: str, keys: list[str]) -> Problem:
         store = self.backends.store
-        size = sum(len(data) for data in map(store.read, keys) if data is not None)
+        size = sum(n for n in map(store.size, keys) if n is not None)  # no content read
 
         def delete() -> None:
             for key in keys:

@@ -10,12 +10,17 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from ..core.errors import Arg, DatasetLockedError, Hint, SourceError
+from ..core.errors import Arg, DatasetLockedError, Hint, SourceError, StateCorruptionError
 from ..core.keys import chunk_key
 from ..core.model import ChunkMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import time_stats
-from ..ingestion.provenance import SourceRecord, rebuild, why_not_readable
+from ..ingestion.provenance import (
+    SourceFile,
+    SourceRecord,
+    rebuild,
+    why_not_readable,
+)
 from ..storage.codec import write
 
 if TYPE_CHECKING:
@@ -118,6 +123,14 @@ def _rewrite(backends: Backends, lock: DatasetLock, snap: Snapshot, record: Sour
     digest, size = backends.store.write(key, lambda f: write(table, f, compression, identity))
     note = "its checksum equals the recorded one"
     if digest != cm.checksum:
+        partial = [f.shown for f in _covering(record, cm) if f.method != "sha256"]
+        if partial:
+            backends.store.delete(key)
+            return False, (
+                f"unrepairable: the source cannot be proven unchanged: the re-cut bytes differ "
+                f"from the recorded checksum {cm.checksum}, and {', '.join(partial)} (too "
+                f"large to hash whole) was fingerprinted by size, time and its ends only; "
+                f"restore the chunk from a backup, or ingest the dataset again")
         stats = time_stats(table, snap.meta.time_column, snap.meta.device_column)
         if (_plain(stats) != _plain(cm.stats) or _plain(column_ranges(table)) != _plain(cm.ranges)):
             backends.store.delete(key)
@@ -126,10 +139,21 @@ def _rewrite(backends: Backends, lock: DatasetLock, snap: Snapshot, record: Sour
         note = (f"its bytes differ from the recorded checksum {cm.checksum} (another Arrow "
                 f"version?) with the same rows, so {digest} is recorded")
     new = replace(cm, key=key, checksum=digest, nbytes=size)
-    backends.catalog.replace_chunk(ds, gen, new, lock.fence)
+    try:
+        backends.catalog.replace_chunk(ds, gen, new, lock.fence)
+    except StateCorruptionError:
+        backends.store.delete(key)  # nothing points at it
+        raise
     backends.state.replace_chunk(lock, gen, new)
     backends.store.delete(cm.key)
     return True, f"{span} rewritten as {key}; {note}"
+
+
+def _covering(record: SourceRecord, cm: ChunkMeta) -> list[SourceFile]:
+    """The recorded files that gave rows of chunk ``cm`` (all of them when rows are unknown)."""
+    stop = cm.start + cm.rows
+    return [f for f in record.files
+            if f.rows is None or (f.rows[0] < stop and cm.start < f.rows[1])]
 
 
 def _plain(value: Any) -> Any:

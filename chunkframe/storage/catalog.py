@@ -14,10 +14,18 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.errors import BackendUnavailableError, Call, CatalogCorruptionError, Hint, LockLostError
+from ..core.errors import (
+    BackendUnavailableError,
+    Call,
+    CatalogCorruptionError,
+    CatalogDamageError,
+    Hint,
+    LockLostError,
+    StateCorruptionError,
+)
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
 from ..core.permissions import OWNER_ONLY, Modes
-from .catalog_db import CatalogDamageError, Connection, SQLiteDatabase, open_database
+from .catalog_db import Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
@@ -192,6 +200,8 @@ class Catalog:
         self.db = open_database(location, modes)
         try:
             self._create()
+        except CatalogDamageError:
+            raise  # a shared PostgreSQL database: restored from a backup, not by chunkframe
         except CatalogCorruptionError:
             pass  # every operation says so, and `chunkframe recover --apply` restores it
         except self.db.errors as exc:
@@ -236,11 +246,12 @@ class Catalog:
 
     def reserve_generation(self, dataset_id: str) -> int:
         """A generation number never used before for this dataset (survives deletes)."""
-        with self._transaction() as db:
-            return int(db.execute(
+        with self._transaction() as db:  # the upsert locks the row until the end
+            db.execute(
                 "INSERT INTO generations (dataset, last) VALUES (?, 1) ON CONFLICT (dataset) "
-                "DO UPDATE SET last=generations.last+1 RETURNING last", (dataset_id,)
-            ).fetchone()[0])
+                "DO UPDATE SET last=generations.last+1", (dataset_id,))
+            return int(db.execute("SELECT last FROM generations WHERE dataset=?",
+                                  (dataset_id,)).fetchone()[0])
 
     def claim(self, dataset_id: str, fence: int) -> None:
         """Record that the holder of fencing token ``fence`` now owns the dataset's writes.
@@ -249,12 +260,13 @@ class Catalog:
         (an older token) can no longer commit, however late it wakes up.
         """
         with self._transaction() as db:
-            won = db.execute(
+            db.execute(
                 "INSERT INTO fences (dataset, fence) VALUES (?, ?) ON CONFLICT (dataset) "
-                "DO UPDATE SET fence=excluded.fence WHERE fences.fence<=excluded.fence "
-                "RETURNING fence", (dataset_id, fence)).fetchone()
-            if won is None:
-                raise self._lost(dataset_id, fence, self._fence(db, dataset_id))
+                "DO UPDATE SET fence=excluded.fence WHERE fences.fence<=excluded.fence",
+                (dataset_id, fence))
+            current = self._fence(db, dataset_id)  # ours unless a newer token was claimed
+            if current != fence:
+                raise self._lost(dataset_id, fence, current)
 
     def fence(self, dataset_id: str) -> int:
         """The latest fencing token claimed for the dataset (0 if none was)."""
@@ -332,8 +344,9 @@ class Catalog:
                 "generation=? AND chunk=?", (chunk.key, chunk.checksum, chunk.nbytes, dataset_id,
                                              generation, chunk.chunk)).rowcount
             if done != 1:
-                raise ValueError(f"chunk {chunk.chunk} of generation {generation} of dataset "
-                                 f"{dataset_id!r} is not in the catalog")
+                raise StateCorruptionError(
+                    dataset_id, f"chunk {chunk.chunk} of generation {generation} is in Redis's "
+                    "chunk table but not in the catalog, so it was not replaced")
 
     @staticmethod
     def _record_version(db: Connection, meta: DatasetMeta, kind: str, at: float) -> None:
@@ -492,7 +505,7 @@ class Catalog:
                 if record is not None:
                     self.fence(dataset_id)
             self.table()
-        except (CatalogCorruptionError, CatalogDamageError) as exc:
+        except CatalogCorruptionError as exc:  # (CatalogDamageError too)
             return exc.damage
         return None
 
@@ -572,11 +585,12 @@ class Catalog:
         block = False  # whether the error came from the block (Redis), not the catalog
         try:
             with self._transaction() as db:
-                changes = db.execute(  # first: on PostgreSQL it locks the context's row
+                db.execute(  # first: on PostgreSQL it locks the context's row
                     "INSERT INTO contexts (id, changes, updated) VALUES (?, 1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET changes = contexts.changes + 1, "
-                    "updated = excluded.updated RETURNING changes",
-                    (context_id, time.time())).fetchone()[0]
+                    "updated = excluded.updated", (context_id, time.time()))
+                changes = db.execute("SELECT changes FROM contexts WHERE id=?",
+                                     (context_id,)).fetchone()[0]
                 if adopt is not None and changes == 1:  # recorded just now
                     db.executemany(
                         "INSERT INTO context_entries (context, type, key, record) "

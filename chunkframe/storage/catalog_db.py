@@ -20,27 +20,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..core.config import is_postgres_url, redact
-from ..core.errors import BackendUnavailableError, CatalogCorruptionError, ChunkFrameError
+from ..core.errors import (
+    BackendUnavailableError,
+    CatalogCorruptionError,
+    CatalogDamageError,
+    ChunkFrameError,
+)
 from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
 
 __all__ = ["CatalogDamageError", "Connection", "Database", "SQLiteDatabase", "PostgresDatabase",
            "open_database"]
 
 _SCHEMA_LOCK = 0x6366_6361_7461  # any constant: the advisory lock that serialises migrations
-
-
-class CatalogDamageError(BackendUnavailableError):
-    """A PostgreSQL catalog whose tables or values are damaged or missing: nothing was read
-    from it or written to it; restore the database from a backup (chunkframe does not
-    rebuild a shared database in place, as it does a SQLite file)."""
-
-    def __init__(self, location: str, what: str) -> None:
-        self.location, self.damage = location, what
-        super().__init__(
-            f"the PostgreSQL catalog at {location!r} is damaged ({what}); nothing was read "
-            "from it or written to it. Restore that database from a backup (pg_restore, or "
-            "point-in-time recovery), then run `chunkframe recover --apply` to bring Redis and "
-            "the chunk store in step with it")
 
 
 class Cursor(Protocol):
@@ -271,21 +262,39 @@ class _PostgresConnection:
 
 
 _OPEN: weakref.WeakSet[Any] = weakref.WeakSet()  # this process's PostgreSQL connections
+_DATABASES: weakref.WeakSet[PostgresDatabase] = weakref.WeakSet()  # and catalogs using them
 
 
 def _disown_inherited() -> None:
     """In a forked child: point the inherited PostgreSQL sockets at /dev/null, so that
-    closing the child's copies (when collected) cannot end the parent's sessions."""
-    if not _OPEN:
-        return
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        for conn in list(_OPEN):
-            with suppress(Exception):
-                os.dup2(null, conn.pgconn.socket)
-    finally:
-        os.close(null)
-    _OPEN.clear()
+    closing the child's copies (when collected) cannot end the parent's sessions, and give
+    each catalog a new lock and no connection (a thread of the parent may have held the
+    lock at the fork: it never releases the child's copy)."""
+    if _OPEN:
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            for conn in list(_OPEN):
+                with suppress(Exception):
+                    os.dup2(null, conn.pgconn.socket)
+        finally:
+            os.close(null)
+        _OPEN.clear()
+    for database in list(_DATABASES):
+        database._lock = threading.RLock()
+        database._current.conn = None
+
+
+class _Current:
+    """The connection a catalog uses now, and its process; one finalizer per catalog closes
+    whichever it is when the catalog is collected (not every connection it ever opened)."""
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.pid = 0
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 os.register_at_fork(after_in_child=_disown_inherited)
@@ -325,8 +334,9 @@ class PostgresDatabase:
                 f"({_hide_passwords(str(exc))}); write it as "
                 "postgresql://user:password@host:port/database") from exc
         self._lock = threading.RLock()
-        self._conn: Any = None
-        self._pid = 0
+        self._current = _Current()
+        weakref.finalize(self, self._current.close)
+        _DATABASES.add(self)
         with self.connect():
             pass  # fail now, not at the first read, when the server cannot be reached
 
@@ -347,16 +357,16 @@ class PostgresDatabase:
 
     def _connection(self) -> Any:
         """This process's connection, opened (again) when there is none or it broke."""
-        conn = self._conn
-        if conn is None or self._pid != os.getpid() or conn.closed or conn.broken:
+        current = self._current
+        conn = current.conn
+        if conn is None or current.pid != os.getpid() or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()  # broken, or inherited (then _disown_inherited made that harmless)
             timeout: dict[str, Any] = (
                 {} if "connect_timeout" in self.url else {"connect_timeout": 10})
             conn = self._psycopg.connect(self.url, autocommit=True, **timeout)
             _OPEN.add(conn)
-            weakref.finalize(self, conn.close)
-            self._conn, self._pid = conn, os.getpid()
+            current.conn, current.pid = conn, os.getpid()
         return conn
 
     @contextmanager

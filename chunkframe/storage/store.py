@@ -119,6 +119,11 @@ class ChunkStore(abc.ABC):
         """Whether ``key`` holds a committed object."""
 
     @abc.abstractmethod
+    def size(self, key: str) -> int | None:
+        """The size in bytes of ``key``, or ``None`` if there is no such key; reads no
+        content (a file's metadata, an object's listing)."""
+
+    @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
 
@@ -224,6 +229,14 @@ class LocalStore(ChunkStore):
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path(key))
 
+    def size(self, key: str) -> int | None:
+        try:
+            return os.stat(self.path(key)).st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._failed(f"check chunk {key!r}", exc) from exc
+
     def delete(self, key: str) -> None:
         try:
             os.unlink(self.path(key))
@@ -323,6 +336,15 @@ class FsspecStore(ChunkStore):
         path = self.path(key)
         try:
             return bool(self.fs.isfile(path))
+        except Exception as exc:
+            raise self._failed(f"check chunk {key!r}", exc) from exc
+
+    def size(self, key: str) -> int | None:
+        path = self.path(key)
+        try:
+            return int(self.fs.size(path))
+        except FileNotFoundError:
+            return None
         except Exception as exc:
             raise self._failed(f"check chunk {key!r}", exc) from exc
 
