@@ -303,14 +303,23 @@ def fill(where: Path) -> None:
     os.sync()
 
 
-def test_read_only_clients_work_on_a_full_disk_and_writes_say_why(client, tmp_path, small_disk):
+@pytest.fixture
+def on_full_disk(client, tmp_path, small_disk):
+    """A function connecting a client to a catalog holding 'a' on a disk now full."""
     s = client.settings
-    writer = cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
-                        catalog=small_disk / "catalog.db", prefix=s.prefix)
-    writer.ingest(FRAME, "a", chunk_rows=1_000, progress=False)
+
+    def connect() -> cf.Client:
+        return cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
+                          catalog=small_disk / "catalog.db", prefix=s.prefix)
+
+    connect().ingest(FRAME, "a", chunk_rows=1_000, progress=False)
     fill(small_disk)
-    reader = cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
-                        catalog=small_disk / "catalog.db", prefix=s.prefix)
+    return connect
+
+
+def test_read_only_clients_work_on_a_full_disk_and_writes_say_why(client, on_full_disk):
+    s = client.settings
+    reader = on_full_disk()
     assert reader.datasets()["id"].tolist() == ["a"]
     for key in client.redis.scan_iter(match=f"{s.prefix}:*"):
         client.redis.delete(key)  # reads must come from the catalog
@@ -464,15 +473,9 @@ def test_a_new_generation_ignores_stale_checkpoints_left_under_its_number(client
                                   pd.DataFrame({"x": range(500, 600)}))
 
 
-def test_recover_applies_nothing_from_a_catalog_read_without_its_wal(client, tmp_path, small_disk):
-    s = client.settings
-    writer = cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
-                        catalog=small_disk / "catalog.db", prefix=s.prefix)
-    writer.ingest(FRAME, "a", chunk_rows=1_000, progress=False)
-    fill(small_disk)
+def test_recover_applies_nothing_from_a_catalog_read_without_its_wal(client, on_full_disk):
     flush(client)  # redis_state_missing: a repair there would be
-    reader = cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
-                        catalog=small_disk / "catalog.db", prefix=s.prefix)
+    reader = on_full_disk()
     dry = reader.recover()
     assert "catalog_stale" in dry["problem"].tolist()
     assert "may be stale" in dry[dry["problem"] == "catalog_stale"]["detail"].iloc[0]
@@ -481,3 +484,21 @@ def test_recover_applies_nothing_from_a_catalog_read_without_its_wal(client, tmp
     missing = report[report["problem"] == "redis_state_missing"]["detail"].iloc[0]
     assert "not applied: the catalog was read without its WAL because its disk is full" in missing
     assert reader.state.meta("a") is None  # Redis untouched
+
+
+def test_redis_newer_than_the_catalog_but_broken_is_reported_and_nothing_deleted(client,
+                                                                                  tmp_path):
+    client.ingest(pd.DataFrame({"x": range(100)}), "a", chunk_rows=10, progress=False)
+    backup = (tmp_path / "catalog.db").read_bytes()
+    client.ingest(pd.DataFrame({"x": range(500, 700)}), "a", chunk_rows=10, mode="overwrite",
+                  progress=False)
+    for side in ("-wal", "-shm"):
+        (tmp_path / f"catalog.db{side}").unlink(missing_ok=True)
+    (tmp_path / "catalog.db").write_bytes(backup)
+    next((tmp_path / "store" / "a" / "g000002").glob("c00000003-*")).unlink()
+    c = reconnect(client)
+    keys = sorted(c.backends.store.list("a"))
+    report = c.recover(apply=True)
+    assert report[["problem", "applied"]].values.tolist() == [["redis_state_corrupt", False]]
+    assert "cannot be restored into the catalog: the file of chunk 3" in report["detail"][0]
+    assert sorted(c.backends.store.list("a")) == keys and c.state.meta("a").generation == 2

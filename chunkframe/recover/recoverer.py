@@ -259,8 +259,9 @@ class Recoverer:
 
     def _behind(self, ds: str, keys: list[str], out: list[Problem]) -> bool:
         """Report a dataset whose committed state in Redis is newer than the catalog's
-        record (a catalog restored from an older backup) with intact chunk files: True if
-        reported; its repair records Redis's newer versions in the catalog."""
+        record (a catalog restored from an older backup): True if reported. With intact
+        chunk files its repair records Redis's newer versions in the catalog; else nothing
+        is repaired (rebuilding Redis from the older record would give its files away)."""
         b = self.backends
         record = b.catalog.get(ds)
         try:
@@ -270,9 +271,16 @@ class Recoverer:
         if record is None or meta is None or (
                 (meta.generation, meta.version) <= (record.generation, record.version)):
             return False
-        r, _ = restorable(b, ds, keys, files_too=False, since=record)
-        if r is None:
-            return False
+        r, why = restorable(b, ds, keys, files_too=False, since=record)
+        if r is None:  # neither side is known good: keep both, touch nothing
+            out.append(Problem(ds, "redis_state_corrupt", "none automatically: its files are "
+                               "kept (restore the catalog from a newer backup, or re-ingest "
+                               "the dataset with mode='overwrite')",
+                               f"Redis holds committed generation {meta.generation} version "
+                               f"{meta.version}, newer than the catalog's generation "
+                               f"{record.generation} version {record.version}, but it cannot "
+                               f"be restored into the catalog: {why}"))
+            return True
         cur = r.current
         out.append(Problem(ds, "catalog_unreadable", "record Redis's newer versions in the "
                            "catalog", f"the catalog records generation {record.generation} "
@@ -435,20 +443,12 @@ class Recoverer:
     # -- the store ------------------------------------------------------------------------
     def _orphans(self, ds: str, keys: list[str], busy: int | None) -> list[Problem]:
         """Files of ``ds`` that no chunk the catalog records refers to (any generation it
-        keeps, for versions), outside the generation of an ingest under way, nor Redis's
-        committed state when it is newer than the catalog's record."""
+        keeps, for versions), outside the generation of an ingest under way (a dataset whose
+        committed state in Redis is newer than the record is not checked: :meth:`_behind`)."""
         if not keys:
             return []
         b = self.backends
         referenced = {c.key for g in b.catalog.generations(ds) for c in b.catalog.chunks(ds, g)}
-        record = b.catalog.get(ds)
-        try:
-            meta = b.state.meta(ds)
-            if meta is not None and record is not None and (
-                    (meta.generation, meta.version) > (record.generation, record.version)):
-                referenced |= {c.key for c in b.state.chunk_metas(ds, meta.generation).values()}
-        except StateCorruptionError:
-            pass  # Redis's newer state, if any, names no file we can trust
         skip = None if busy is None else generation_prefix(ds, busy) + "/"
         lost = [k for k in keys if k not in referenced and not (skip and k.startswith(skip))]
         return [self._orphan_problem(ds, lost)] if lost else []
