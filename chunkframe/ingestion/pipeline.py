@@ -381,8 +381,8 @@ def refuse_lost_record(backends: Backends, dataset_id: str) -> None:
             f"the catalog {catalog.location!r} has no record of dataset {dataset_id!r}, but "
             f"there is {held}: the catalog was lost or re-created, and writing now would "
             "collide with the old data; nothing was written",
-            hint=Hint("run {} first (`chunkframe recover --apply`): it restores the dataset "
-                      "into the catalog", Call.of("recover", apply=True)))
+            hint=Hint("run {} first: it restores the dataset into the catalog",
+                      Call.of("recover", apply=True)))
 
 
 def begin(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan,
