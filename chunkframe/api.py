@@ -200,9 +200,11 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
         One row per problem: ``dataset``, ``problem`` (``interrupted``, ``stale_lock``,
         ``redis_state_missing``, ``redis_state_behind``, ``redis_state_corrupt``,
         ``orphan_files``, ``corrupt_chunk``, ``context_unrecorded``, ``context_missing``,
-        ``context_behind``, ``last_values_missing``, ``catalog_unreadable``; for a context
-        problem ``dataset`` is the context id, and ``""`` when the whole catalog file is
-        damaged), ``action``, ``detail`` and ``applied``; empty when all is consistent.
+        ``context_behind``, ``last_values_missing``, ``catalog_unreadable``,
+        ``catalog_stale``: the catalog was read without its WAL on a full disk, so nothing
+        is applied; for a context problem ``dataset`` is the context id, and ``""`` when the
+        whole catalog file is damaged or stale), ``action``, ``detail`` and ``applied``;
+        empty when all is consistent.
 
     Raises
     ------

@@ -88,6 +88,35 @@ def test_sources_repairs_and_restored_generations(catalog):
     assert catalog.claimed() == {"d"} and catalog.damage() is None
 
 
+def test_restore_writes_every_version_in_one_transaction_or_none(catalog):
+    catalog.claim("d", 7)
+    two = [(meta(), chunks(), "ingest"), (meta(version=2, generation=2, rows=20),
+                                          chunks(20), "overwrite")]
+    bad = [two[0], (two[1][0], [dataclasses.replace(chunks()[0], stats={"t": {1, 2}})],
+                    "overwrite")]  # a set is not JSON: fails at the last version
+    with pytest.raises(TypeError):
+        catalog.restore("d", bad, 7, 5)
+    assert catalog.get("d") is None and catalog.versions("d").empty  # nothing of it
+    assert catalog.reserve_generation("d") == 1  # the counter was not raised either
+    with pytest.raises(LockLostError):
+        catalog.restore("d", two, 6, 5)  # fenced like commit
+    assert catalog.restore("d", two, 7, 5)
+    assert catalog.get("d") == two[1][0] and catalog.versions("d")["kind"].tolist() == [
+        "ingest", "overwrite"]
+    assert catalog.reserve_generation("d") == 6
+    assert not catalog.restore("d", two[:1], 7, 5)  # older than the record: nothing written
+    assert catalog.get("d") == two[1][0] and not catalog.restore("d", [], 7, 5)
+
+
+def test_restore_keeps_the_chunks_the_catalog_records(catalog):
+    catalog.claim("d", 7)
+    catalog.commit(meta(), chunks(), 7)
+    bare = [dataclasses.replace(c, stats={}, ranges={}) for c in chunks()]
+    assert catalog.restore("d", [(meta(version=2, rows=10), bare, "delete")], 7, 1)
+    assert catalog.chunks("d", 1) == chunks()  # statistics kept
+    assert catalog.get("d").version == 2
+
+
 def test_context_changes_commit_with_their_block_or_not_at_all(catalog):
     assert catalog.context_ids() == [] and catalog.context_entries("c") is None
     with catalog.context_change("c", put=[("METADATA", "a", "1"), ("DATA", "b", "2")],

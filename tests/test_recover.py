@@ -128,22 +128,31 @@ def test_orphan_files_with_their_bytes_are_deleted_but_kept_versions_are_not(
     (store / "rec" / "g000001" / "c00000077-f9.arrow").write_bytes(b"x" * 123)
     (store / "rec" / "g000042").mkdir()
     (store / "rec" / "g000042" / "c00000000-f1.arrow").write_bytes(b"y" * 1000)
-    (store / "ghost" / "g000001").mkdir(parents=True)
-    (store / "ghost" / "g000001" / "c00000000-f1.arrow").write_bytes(b"z" * 10)
     read: list[str] = []
     for name in ("get", "read"):  # the sizes come from the store's metadata: no content read
         method = getattr(client.backends.store, name)
         monkeypatch.setattr(client.backends.store, name,
                             lambda key, method=method: read.append(key) or method(key))
     report = dry_run_reports(client, tmp_path)
-    assert report[["dataset", "problem"]].values.tolist() == [
-        ["ghost", "orphan_files"], ["rec", "orphan_files"]]
-    assert "2 files (1123 bytes)" in report["detail"][1]
-    assert "1 files (10 bytes)" in report["detail"][0]
-    assert not [key for key in read if "c00000077" in key or "g000042" in key or "ghost" in key]
+    assert report[["dataset", "problem"]].values.tolist() == [["rec", "orphan_files"]]
+    assert "2 files (1123 bytes)" in report["detail"][0]
+    assert not [key for key in read if "c00000077" in key or "g000042" in key]
     apply_then_clean(client)
     assert not (store / "rec" / "g000042" / "c00000000-f1.arrow").exists()
     assert client.open("rec", version=1).get(1_999)["id"] == 1_999  # generation 1 is kept
+
+
+def test_files_of_a_dataset_the_catalog_never_claimed_are_kept_not_orphans(client, ds,
+                                                                           tmp_path):
+    """The catalog may have lost it: its files are reported (not restorable) and kept."""
+    ghost = tmp_path / "store" / "ghost" / "g000001" / "c00000000-f1.arrow"
+    ghost.parent.mkdir(parents=True)
+    ghost.write_bytes(b"z" * 10)
+    report = client.recover(apply=True)
+    assert report[["dataset", "problem", "applied"]].values.tolist() == [
+        ["ghost", "catalog_unreadable", False]]
+    assert "the catalog never recorded it and they cannot be restored" in report["detail"][0]
+    assert ghost.exists()
 
 
 def _kill_mid_ingest(tmp_path, redis_url: str, prefix: str, pause: str) -> None:

@@ -303,14 +303,23 @@ def fill(where: Path) -> None:
     os.sync()
 
 
-def test_read_only_clients_work_on_a_full_disk_and_writes_say_why(client, tmp_path, small_disk):
+@pytest.fixture
+def on_full_disk(client, tmp_path, small_disk):
+    """A function connecting a client to a catalog holding 'a' on a disk now full."""
     s = client.settings
-    writer = cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
-                        catalog=small_disk / "catalog.db", prefix=s.prefix)
-    writer.ingest(FRAME, "a", chunk_rows=1_000, progress=False)
+
+    def connect() -> cf.Client:
+        return cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
+                          catalog=small_disk / "catalog.db", prefix=s.prefix)
+
+    connect().ingest(FRAME, "a", chunk_rows=1_000, progress=False)
     fill(small_disk)
-    reader = cf.connect(store=tmp_path / "store", redis=s.redis_url, home=tmp_path,
-                        catalog=small_disk / "catalog.db", prefix=s.prefix)
+    return connect
+
+
+def test_read_only_clients_work_on_a_full_disk_and_writes_say_why(client, on_full_disk):
+    s = client.settings
+    reader = on_full_disk()
     assert reader.datasets()["id"].tolist() == ["a"]
     for key in client.redis.scan_iter(match=f"{s.prefix}:*"):
         client.redis.delete(key)  # reads must come from the catalog
@@ -341,3 +350,155 @@ def test_inconsistent_redis_state_is_not_trusted_the_files_are(two, tmp_path):
     assert row["problem"] == "catalog_unreadable" and "from the chunk files" in row["action"]
     recover_twice(client)
     equal(client)
+
+
+# -- restores that must never lose the newest data (review findings) ---------------------------
+
+def flush(client) -> None:
+    """Delete this test's Redis keys, as FLUSHALL would (other tests share the server)."""
+    for key in client.redis.scan_iter(match=f"{client.settings.prefix}:*"):
+        client.redis.delete(key)
+
+
+def generations(client, ds: str) -> list[str]:
+    return sorted({k.split("/")[1] for k in client.backends.store.list(ds)})
+
+
+def test_a_restore_that_fails_partway_changes_nothing_and_a_later_run_finishes(client, tmp_path):
+    client.ingest(pd.DataFrame({"x": range(100)}), "a", chunk_rows=10, progress=False)
+    client.ingest(pd.DataFrame({"x": range(500, 700)}), "a", chunk_rows=10, mode="overwrite",
+                  progress=False)
+    (tmp_path / "catalog.db").unlink()
+    restored = reconnect(client)  # an empty catalog: 'a' is restorable from Redis and its files
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # the last version's write fails
+        db.execute("CREATE TRIGGER full BEFORE INSERT ON versions WHEN NEW.generation = 2 "
+                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    report = restored.recover(apply=True)
+    row = report[report["problem"] == "catalog_unreadable"].iloc[0]
+    assert not row["applied"] and "not applied" in row["detail"]
+    assert not report["applied"].any(), report.to_dict("records")  # no repair on a half restore
+    assert generations(restored, "a") == ["g000001", "g000002"]
+    assert restored.catalog.get("a") is None  # all versions or none
+    with sqlite3.connect(tmp_path / "catalog.db") as db:
+        db.execute("DROP TRIGGER full")
+    restored.recover(apply=True)
+    after = reconnect(client)
+    pd.testing.assert_frame_equal(after.open("a").to_pandas(),
+                                  pd.DataFrame({"x": range(500, 700)}))
+    assert after.catalog.versions("a")["generation"].tolist() == [1, 2]
+    assert after.recover().empty
+
+
+def test_a_dataset_only_its_files_hold_is_offered_not_deleted_after_a_new_ingest(client, tmp_path):
+    client.ingest(pd.DataFrame({"x": range(100)}), "a", chunk_rows=10, progress=False)
+    (tmp_path / "catalog.db").unlink()
+    flush(client)
+    fresh = reconnect(client)
+    fresh.ingest(pd.DataFrame({"y": range(10)}), "c", progress=False)  # the catalog has an entry
+    dry = fresh.recover()
+    row = dry[dry["dataset"] == "a"]
+    assert row["problem"].tolist() == ["catalog_unreadable"], dry.to_dict("records")
+    assert "from the chunk files" in row["action"].iloc[0]
+    fresh.recover(apply=True)
+    assert len(list(fresh.backends.store.list("a"))) == 10
+    pd.testing.assert_frame_equal(reconnect(client).open("a").to_pandas(),
+                                  pd.DataFrame({"x": range(100)}))
+
+
+def test_files_the_catalog_never_claimed_that_cannot_be_restored_are_kept(client, tmp_path):
+    client.ingest(pd.DataFrame({"x": range(100)}), "a", chunk_rows=10, progress=False)
+    (tmp_path / "catalog.db").unlink()
+    flush(client)
+    next((tmp_path / "store" / "a").rglob("c00000003-*")).unlink()  # no longer tiles its rows
+    fresh = reconnect(client)
+    fresh.ingest(pd.DataFrame({"y": range(10)}), "c", progress=False)
+    report = fresh.recover(apply=True)
+    row = report[report["dataset"] == "a"]
+    assert row["problem"].tolist() == ["catalog_unreadable"], report.to_dict("records")
+    assert "cannot be restored: no generation" in row["detail"].iloc[0]
+    assert not row["applied"].iloc[0] and len(list(fresh.backends.store.list("a"))) == 9
+
+
+def test_a_catalog_restored_from_an_older_backup_learns_redis_newer_versions(client, tmp_path):
+    client.ingest(pd.DataFrame({"x": range(100)}), "a", chunk_rows=10, progress=False)
+    backup = (tmp_path / "catalog.db").read_bytes()  # the nightly backup
+    client.open("a").append(pd.DataFrame({"x": range(100, 150)}))
+    client.ingest(pd.DataFrame({"x": range(500, 700)}), "a", chunk_rows=10, mode="overwrite",
+                  progress=False)
+    for side in ("-wal", "-shm"):
+        (tmp_path / f"catalog.db{side}").unlink(missing_ok=True)
+    (tmp_path / "catalog.db").write_bytes(backup)  # restored from the backup
+    c = reconnect(client)
+    dry = c.recover()
+    assert dry["problem"].tolist() == ["catalog_unreadable"], dry.to_dict("records")
+    assert "Redis holds committed generation 2 version 3 (200 rows" in dry["detail"][0]
+    report = c.recover(apply=True)
+    assert report["applied"].all(), report.to_dict("records")
+    after = reconnect(client)
+    pd.testing.assert_frame_equal(after.open("a").to_pandas(),
+                                  pd.DataFrame({"x": range(500, 700)}))
+    assert after.open("a").versions()["rows"].tolist() == [100, 150, 200]
+    assert len(after.open("a", version=2)) == 150
+    assert generations(after, "a") == ["g000001", "g000002"]
+    assert after.recover().empty
+    assert after.catalog.reserve_generation("a") == 3
+
+
+def test_an_ingest_into_a_recreated_catalog_is_refused_and_keeps_the_old_data(client, tmp_path):
+    client.ingest(pd.DataFrame({"x": range(100)}), "d", chunk_rows=10, progress=False)
+    (tmp_path / "catalog.db").unlink()
+    c = reconnect(client)
+    with pytest.raises(cf.ChunkFrameError, match=r"no record of dataset 'd'.*committed state "
+                       r"in Redis.*nothing was written.*recover"):
+        c.ingest(pd.DataFrame({"x": range(1000, 1050)}), "d", chunk_rows=10, progress=False)
+    assert len(list(c.backends.store.list("d"))) == 10
+    flush(client)  # the store alone holds it: refused too
+    with pytest.raises(cf.ChunkFrameError, match=r"10 chunk files in the store"):
+        c.ingest(pd.DataFrame({"x": range(1000, 1050)}), "d", mode="overwrite", progress=False)
+    c.recover(apply=True)
+    c.ingest(pd.DataFrame({"x": range(1000, 1050)}), "d", chunk_rows=10, mode="append",
+             progress=False)
+    assert len(reconnect(client).open("d")) == 150
+
+
+def test_a_new_generation_ignores_stale_checkpoints_left_under_its_number(client):
+    client.ingest(pd.DataFrame({"x": range(100)}), "a", chunk_rows=10, progress=False)
+    keys = client.state.keys("a")
+    stale = json.loads(client.redis.hget(keys.chunks(1), 0))
+    client.redis.hset(keys.chunks(2), 0, json.dumps({**stale, "checksum": "crc32c:00000000"}))
+    client.ingest(pd.DataFrame({"x": range(500, 600)}), "a", chunk_rows=10, mode="overwrite",
+                  progress=False)
+    assert client.catalog.get("a").generation == 2
+    pd.testing.assert_frame_equal(reconnect(client).open("a").to_pandas(),
+                                  pd.DataFrame({"x": range(500, 600)}))
+
+
+def test_recover_applies_nothing_from_a_catalog_read_without_its_wal(client, on_full_disk):
+    flush(client)  # redis_state_missing: a repair there would be
+    reader = on_full_disk()
+    dry = reader.recover()
+    assert "catalog_stale" in dry["problem"].tolist()
+    assert "may be stale" in dry[dry["problem"] == "catalog_stale"]["detail"].iloc[0]
+    report = reader.recover(apply=True)
+    assert not report["applied"].any(), report.to_dict("records")
+    missing = report[report["problem"] == "redis_state_missing"]["detail"].iloc[0]
+    assert "not applied: the catalog was read without its WAL because its disk is full" in missing
+    assert reader.state.meta("a") is None  # Redis untouched
+
+
+def test_redis_newer_than_the_catalog_but_broken_is_reported_and_nothing_deleted(client,
+                                                                                  tmp_path):
+    client.ingest(pd.DataFrame({"x": range(100)}), "a", chunk_rows=10, progress=False)
+    backup = (tmp_path / "catalog.db").read_bytes()
+    client.ingest(pd.DataFrame({"x": range(500, 700)}), "a", chunk_rows=10, mode="overwrite",
+                  progress=False)
+    for side in ("-wal", "-shm"):
+        (tmp_path / f"catalog.db{side}").unlink(missing_ok=True)
+    (tmp_path / "catalog.db").write_bytes(backup)
+    next((tmp_path / "store" / "a" / "g000002").glob("c00000003-*")).unlink()
+    c = reconnect(client)
+    keys = sorted(c.backends.store.list("a"))
+    report = c.recover(apply=True)
+    assert report[["problem", "applied"]].values.tolist() == [["redis_state_corrupt", False]]
+    assert "cannot be restored into the catalog: the file of chunk 3" in report["detail"][0]
+    assert sorted(c.backends.store.list("a")) == keys and c.state.meta("a").generation == 2

@@ -19,6 +19,7 @@ from ..core.devices import device_codes
 from ..core.errors import (
     Arg,
     BackendUnavailableError,
+    Call,
     ChunkCorruptionError,
     ChunkFrameError,
     DatasetExistsError,
@@ -28,6 +29,7 @@ from ..core.errors import (
     LockLostError,
     SchemaMismatchError,
     SourceError,
+    StateCorruptionError,
 )
 from ..core.keys import chunk_key, generation_prefix, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
@@ -329,6 +331,7 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
     one left that this one cannot use, then run ``body``; on failure, drop what cannot be
     resumed; always release the lock."""
     state, catalog = backends.state, backends.catalog
+    refuse_lost_record(backends, dataset_id)
     lock = backends.lock(dataset_id, wait)
     plan: Plan | None = None
     fresh = False  # no dataset and no interrupted ingest: a failure must leave nothing
@@ -356,6 +359,32 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
         lock.release()
 
 
+def refuse_lost_record(backends: Backends, dataset_id: str) -> None:
+    """Refuse to write a dataset the catalog never claimed while Redis's committed state or
+    the store holds it (the catalog was lost or re-created): its generation counter would
+    start again at 1 and the new ingest would collide with, and delete, the old data."""
+    catalog, state = backends.catalog, backends.state
+    if catalog.fence(dataset_id):
+        return  # claimed: the catalog knows the dataset's generations
+    try:
+        held = "committed state in Redis" if state.meta(dataset_id) is not None else ""
+    except StateCorruptionError:
+        held = "(unreadable) committed state in Redis"
+    status = state.ingest_status(dataset_id)
+    ingesting = f"{dataset_id}/g{status.get('generation')}/"  # an interrupted first ingest's
+    files = [k for k in backends.store.list(dataset_id)
+             if k.startswith(f"{dataset_id}/") and not k.startswith(ingesting)]
+    if not held and files:
+        held = f"{len(files)} chunk files in the store ({files[0]!r}...)"
+    if held and not catalog.fence(dataset_id):  # again: a writer may have claimed it since
+        raise ChunkFrameError(
+            f"the catalog {catalog.location!r} has no record of dataset {dataset_id!r}, but "
+            f"there is {held}: the catalog was lost or re-created, and writing now would "
+            "collide with the old data; nothing was written",
+            hint=Hint("run {} first: it restores the dataset into the catalog",
+                      Call.of("recover", apply=True)))
+
+
 def begin(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan,
           schema: pa.Schema) -> tuple[Plan, dict[int, ChunkMeta]]:
     """Settle the time and device columns of ``schema``, record the ingest in Redis (unless
@@ -363,6 +392,8 @@ def begin(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan,
     tcol, dcol = resolve_columns(schema, plan.time_column, plan.device_column, dataset_id)
     plan = replace(plan, time_column=tcol, device_column=dcol)
     if not plan.resumed:
+        if plan.op != "append":  # a new generation: checkpoints found there are stale
+            backends.state.discard_chunks(dataset_id, plan.generation)
         backends.state.begin_ingest(lock, plan.status())
     done = {n: m for n, m in backends.state.chunk_metas(dataset_id, plan.generation).items()
             if n >= plan.base_chunk}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..core.errors import ChunkFrameError, InvalidDatasetIdError, SourceError, StateCorruptionError
-from ..core.keys import generation_prefix
+from ..core.keys import generation_prefix, validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
 from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
@@ -33,9 +33,10 @@ __all__ = ["PROBLEMS", "Problem", "Recoverer"]
 PROBLEMS = ("interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
             "redis_state_corrupt", "orphan_files", "corrupt_chunk",
             "context_unrecorded", "context_missing", "context_behind", "last_values_missing",
-            "catalog_unreadable")
+            "catalog_unreadable", "catalog_stale")
 """The kinds of problem the recoverer reports, in the order it repairs them
-(``catalog_unreadable`` first of all: the other checks read the restored catalog)."""
+(``catalog_unreadable`` first of all: the other checks read the restored catalog;
+``catalog_stale`` has no repair and refuses every other one)."""
 
 COLUMNS = ["dataset", "problem", "action", "detail", "applied"]
 
@@ -77,20 +78,36 @@ class Recoverer:
         notebooks and terminals)."""
         found = self.find(verify, progress)
         rows = []
+        if apply and any(p.problem == "catalog_stale" for p in found):
+            return pd.DataFrame(self._repair(found, False, refused=(
+                "the catalog was read without its WAL because its disk is full, so this "
+                "report may miss its latest commits; free space there, then run again")),
+                columns=COLUMNS)
         restores = [p for p in found if p.problem == "catalog_unreadable"]
+        refused = None
         if apply and restores:  # first; then what is left, against the restored catalog
-            rows += self._repair(restores, apply)
+            done = self._repair(restores, apply)
+            pending = {p.dataset for p in restores if p.fix is not None}
+            if any(r[0] in pending and not r[4] for r in done):
+                refused = ("a catalog restore above was not applied, so the catalog may lack "
+                           "newer data than it shows; run recover --apply again once the "
+                           "restore can be applied")
+            rows += done
             found = [p for p in self.find(verify, progress) if p.problem != "catalog_unreadable"]
-        rows += self._repair(found, apply)
+        rows += self._repair(found, apply and refused is None, refused)
         return pd.DataFrame(rows, columns=COLUMNS)
 
     @staticmethod
-    def _repair(found: list[Problem], apply: bool) -> list[tuple[str, str, str, str, bool]]:
-        """Report rows of ``found``, each repaired first if ``apply`` (in PROBLEMS order)."""
+    def _repair(found: list[Problem], apply: bool, refused: str | None = None
+                ) -> list[tuple[str, str, str, str, bool]]:
+        """Report rows of ``found``, each repaired first if ``apply`` (in PROBLEMS order);
+        ``refused``: why the repairs were not applied (said of each that has one)."""
         rows = []
         for p in sorted(found, key=lambda p: (PROBLEMS.index(p.problem), p.dataset)):
             applied, detail = False, p.detail
-            if apply and p.fix is not None:
+            if refused is not None and p.fix is not None:
+                detail = f"{detail}; not applied: {refused}"
+            elif apply and p.fix is not None:
                 try:
                     p.fix()
                     applied = True
@@ -100,7 +117,20 @@ class Recoverer:
         return rows
 
     def find(self, verify: bool = False, progress: bool | None = False) -> list[Problem]:
-        """Every problem there is now (nothing is changed)."""
+        """Every problem there is now (nothing is changed); a catalog read without its WAL
+        (a full disk) adds ``catalog_stale``: what was read may miss its latest commits."""
+        catalog = self.backends.catalog
+        before = catalog.stale_reads
+        found = self._find(verify, progress)
+        if catalog.stale_reads > before:
+            found.append(Problem(
+                "", "catalog_stale", "none: free space on the catalog's disk, then run again",
+                f"the catalog {catalog.location!r} was read without its WAL (its disk is full, "
+                "so SQLite could not create the WAL index): the latest commits may be missing "
+                "from what was read, so this report may be stale and --apply repairs nothing"))
+        return found
+
+    def _find(self, verify: bool, progress: bool | None) -> list[Problem]:
         b = self.backends
         self._seen = {}  # each source file is hashed once per check, however many ingests read it
         files: dict[str, list[str]] = {}
@@ -110,23 +140,27 @@ class Recoverer:
         if damage is not None:
             return [self._damaged(damage, files)]
         recorded = set(b.catalog.ids())
-        fresh = not recorded and not b.catalog.claimed()  # created anew: the file was lost
+        claimed = b.catalog.claimed()  # a dataset never claimed: the catalog lost it
         out: list[Problem] = []
         ids = sorted(recorded | b.state.dataset_ids() | set(files) - {""})
         bar = progress_bar(len(ids), "recover", progress, unit="datasets")
         try:
             for ds in ids:
                 busy = self._ingests(ds, out)
-                if ds not in recorded and self._unrecorded(ds, files.get(ds, []), fresh, out):
+                keys = files.get(ds, [])
+                known = ds in recorded or ds in claimed or not _valid(ds)
+                if (ds not in recorded and self._unrecorded(ds, keys, not known, out)) or (
+                        ds in recorded and self._behind(ds, keys, out)):
                     bar.update(1)
-                    continue  # its files are its data: not orphans
+                    continue  # its files are its data (or Redis's newer data): not orphans
                 if ds in recorded:
                     out += self._redis_state(ds, busy)
                     if verify:
                         out += self._corrupt_chunks(ds)
                     if busy is None:
                         out += self._last_values(ds)
-                out += self._orphans(ds, files.get(ds, []), busy)
+                if known:  # the files of a dataset the catalog never claimed are not orphans
+                    out += self._orphans(ds, keys, busy)
                 bar.update(1)
         finally:
             bar.close()
@@ -202,9 +236,17 @@ class Recoverer:
 
     def _unrecorded(self, ds: str, keys: list[str], fresh: bool, out: list[Problem]) -> bool:
         """Report a dataset the (readable) catalog lacks though Redis holds it complete
-        with its chunk files (or, in a catalog created anew, its files name it): True if
-        reported."""
-        r, _ = restorable(self.backends, ds, keys, files_too=fresh)
+        with its chunk files (or, ``fresh``: the catalog never claimed it, so it lost it,
+        and its files name it): True if reported (as not restorable, without a repair,
+        when its files cannot be restored either: they are kept)."""
+        r, why = restorable(self.backends, ds, keys, files_too=fresh)
+        if r is None and fresh and keys:
+            out.append(Problem(
+                ds, "catalog_unreadable", "none: its files are kept (restore the catalog from "
+                "a backup, or delete them yourself if they are not wanted)",
+                f"{len(keys)} files ({keys[0]!r}...) name it, but the catalog never recorded "
+                f"it and they cannot be restored: {why}"))
+            return True
         if r is None:
             return False
         cur = r.current
@@ -215,6 +257,40 @@ class Recoverer:
                            f" generation {cur.generation} version {cur.version} ({cur.rows} "
                            f"rows, {cur.chunks} chunks){warn}",
                            lambda: restore(self.backends, r)))
+        return True
+
+    def _behind(self, ds: str, keys: list[str], out: list[Problem]) -> bool:
+        """Report a dataset whose committed state in Redis is newer than the catalog's
+        record (a catalog restored from an older backup): True if reported. With intact
+        chunk files its repair records Redis's newer versions in the catalog; else nothing
+        is repaired (rebuilding Redis from the older record would give its files away)."""
+        b = self.backends
+        record = b.catalog.get(ds)
+        try:
+            meta = b.state.meta(ds)
+        except StateCorruptionError:
+            return False
+        if record is None or meta is None or (
+                (meta.generation, meta.version) <= (record.generation, record.version)):
+            return False
+        r, why = restorable(b, ds, keys, files_too=False, since=record)
+        if r is None:  # neither side is known good: keep both, touch nothing
+            out.append(Problem(ds, "redis_state_corrupt", "none automatically: its files are "
+                               "kept (restore the catalog from a newer backup, or re-ingest "
+                               "the dataset with mode='overwrite')",
+                               f"Redis holds committed generation {meta.generation} version "
+                               f"{meta.version}, newer than the catalog's generation "
+                               f"{record.generation} version {record.version}, but it cannot "
+                               f"be restored into the catalog: {why}"))
+            return True
+        cur = r.current
+        out.append(Problem(ds, "catalog_unreadable", "record Redis's newer versions in the "
+                           "catalog", f"the catalog records generation {record.generation} "
+                           f"version {record.version} ({record.rows} rows), but Redis holds "
+                           f"committed generation {cur.generation} version {cur.version} "
+                           f"({cur.rows} rows, {cur.chunks} chunks) with intact chunk files (a "
+                           "catalog restored from an older backup?)",
+                           lambda: restore(b, r)))
         return True
 
     # -- locks and ingests ----------------------------------------------------------------
@@ -371,7 +447,8 @@ class Recoverer:
     # -- the store ------------------------------------------------------------------------
     def _orphans(self, ds: str, keys: list[str], busy: int | None) -> list[Problem]:
         """Files of ``ds`` that no chunk the catalog records refers to (any generation it
-        keeps, for versions), outside the generation of an ingest under way."""
+        keeps, for versions), outside the generation of an ingest under way (a dataset whose
+        committed state in Redis is newer than the record is not checked: :meth:`_behind`)."""
         if not keys:
             return []
         b = self.backends
@@ -410,6 +487,15 @@ class Recoverer:
                 yield Problem(ds, "corrupt_chunk", "none automatically: re-ingest the dataset "
                               "with mode='overwrite' or restore the chunk file",
                               f"chunk {cm.chunk} ({cm.key}): {problem}")
+
+
+def _valid(ds: str) -> bool:
+    """Whether ``ds`` is a valid dataset id (a stray directory in the store is not)."""
+    try:
+        validate_id(ds)
+    except InvalidDatasetIdError:
+        return False
+    return True
 
 
 def _few(numbers: list[int], limit: int = 8) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -39,10 +39,24 @@ class Restorable:
     fence: int
     generation: int
     source: str  # "Redis" or "the chunk files"
+    since: DatasetMeta | None = None  # the catalog's record these versions follow, if any
 
     @property
     def current(self) -> DatasetMeta:
         return self.versions[-1][0]
+
+    def kinds(self) -> list[tuple[DatasetMeta, list[ChunkMeta], str]]:
+        """The versions with what made each (a new generation: an overwrite, or the first
+        ingest; the same one: an append, or a delete when it holds no more rows)."""
+        out: list[tuple[DatasetMeta, list[ChunkMeta], str]] = []
+        before = self.since
+        for meta, chunks in self.versions:
+            kind = ("ingest" if before is None else "overwrite"
+                    if meta.generation != before.generation
+                    else "append" if meta.rows > before.rows else "delete")
+            out.append((meta, list(chunks), kind))
+            before = meta
+        return out
 
 
 def fences_in(keys: list[str]) -> tuple[int, int]:
@@ -184,39 +198,50 @@ def _generation(backends: Backends, ds: str, gen: int, files: dict[int, tuple[in
     return meta, tuple(chunks)
 
 
-def restorable(backends: Backends, ds: str, keys: list[str], files_too: bool
-               ) -> tuple[Restorable | None, str]:
+def restorable(backends: Backends, ds: str, keys: list[str], files_too: bool,
+               since: DatasetMeta | None = None) -> tuple[Restorable | None, str]:
     """What to restore of ``ds``: Redis's committed state where it is complete and
     consistent (with the older generations its files still tile as earlier versions, so
     their files are kept), else, when ``files_too``, the chunk files alone; or None and
-    why not."""
+    why not.
+
+    ``since``: the catalog's record of ``ds`` (a catalog restored from an older backup);
+    then only Redis's committed state newer than it is restorable, with the versions its
+    files show in between (an append's chunks, an overwritten generation)."""
     found, why = from_redis(backends, ds, keys)
+    if since is not None:
+        if found is None:
+            return None, why
+        if (found.current.generation, found.current.version) <= (since.generation,
+                                                                 since.version):
+            return None, "Redis's committed state is not newer than the catalog's"
     files, why_not = from_files(backends, ds, keys) if files_too or found else (None, why)
     if found is None:
         return (files, why_not) if files_too else (None, why)
     at = found.current.updated  # older versions were committed before the current one
     older = [] if files is None else [
         (meta.evolve(created=min(meta.created, at), updated=min(meta.updated, at)), chunks)
-        for meta, chunks in files.versions if meta.generation < found.current.generation]
-    if older and len(older) < found.current.version:
+        for meta, chunks in files.versions if meta.generation < found.current.generation
+        and (since is None or (meta.generation, meta.rows) > (since.generation, since.rows))]
+    first = 0 if since is None else since.version
+    if since is not None:
+        older = [(meta.evolve(version=first + i + 1), chunks)
+                 for i, (meta, chunks) in enumerate(older)]
+    if older and first + len(older) < found.current.version:
         found = Restorable(ds, (*older, *found.versions), found.fence, found.generation,
                            found.source)
-    return found, ""
+    return replace(found, since=since), ""
 
 
 def restore(backends: Backends, found: Restorable) -> None:
     """Record ``found`` in the catalog under the dataset's lock, whose fencing token is
-    above every token Redis or the files show (so is the catalog's from now on); a dataset
-    the catalog records meanwhile is left as it is."""
+    above every token Redis or the files show (so is the catalog's from now on), in one
+    catalog transaction (all its versions or none); a dataset the catalog records as new
+    or newer meanwhile is left as it is."""
     ds = found.dataset
     backends.state.raise_fence(ds, found.fence)
     lock = backends.lock(ds)  # claims its token in the catalog
     try:
-        backends.catalog.raise_generation(ds, found.generation)
-        if backends.catalog.get(ds) is not None:
-            return
-        for i, (meta, chunks) in enumerate(found.versions):
-            kind = "ingest" if i == 0 else "overwrite"
-            backends.catalog.commit(meta, list(chunks), lock.fence, kind)
+        backends.catalog.restore(ds, found.kinds(), lock.fence, found.generation)
     finally:
         lock.release()

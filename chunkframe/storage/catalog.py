@@ -168,6 +168,8 @@ def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
 _PUT_CHUNK = _upsert("chunks", ("dataset", "generation", "chunk", "start", "rows", "key",
                                 "checksum", "nbytes", "stats", "ranges"),
                      ("dataset", "generation", "chunk"))
+_ADD_CHUNK = (_PUT_CHUNK.split(" ON CONFLICT")[0]
+              + " ON CONFLICT (dataset, generation, chunk) DO NOTHING")  # keeps a recorded one
 _PUT_DATASET = _upsert("datasets", ("id", "generation", "state", *_COLUMNS[2:]), ("id",))
 _PUT_SOURCE = _upsert("sources", ("dataset", "version", "generation", "record"),
                       ("dataset", "version"))
@@ -215,6 +217,12 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"<Catalog {self.db.location!r}>"
+
+    @property
+    def stale_reads(self) -> int:
+        """How many reads so far may have missed the latest commits: SQLite read without
+        its WAL because its disk is full (always 0 on PostgreSQL)."""
+        return self.db.stale_reads
 
     @property
     def location(self) -> str:
@@ -309,21 +317,27 @@ class Catalog:
             raise ValueError(f"kind={kind!r} is not one of {VERSION_KINDS}")
         with self._transaction() as db:
             self._check_fence(db, meta.id, fence)
-            db.executemany(
-                _PUT_CHUNK,
-                [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
-                  json.dumps(c.stats), json.dumps(c.ranges)) for c in chunks],
-            )
-            db.execute(
-                _PUT_DATASET,
-                (meta.id, meta.generation, "complete", meta.rows, meta.chunks, meta.nbytes,
-                 meta.schema, meta.chunk_rows, meta.fingerprint, meta.time_column,
-                 meta.device_column, meta.version, meta.created, meta.updated,
-                 json.dumps([t.to_dict() for t in meta.tombstones]), meta.compression),
-            )
-            self._record_version(db, meta, kind, meta.updated)
-            if source is not None:
-                db.execute(_PUT_SOURCE, (meta.id, meta.version, meta.generation, source))
+            self._write_version(db, meta, chunks, kind, source)
+
+    @staticmethod
+    def _write_version(db: Connection, meta: DatasetMeta, chunks: list[ChunkMeta], kind: str,
+                       source: str | None, put_chunk: str = _PUT_CHUNK) -> None:
+        """The writes of :meth:`commit`, in the caller's transaction."""
+        db.executemany(
+            put_chunk,
+            [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
+              json.dumps(c.stats), json.dumps(c.ranges)) for c in chunks],
+        )
+        db.execute(
+            _PUT_DATASET,
+            (meta.id, meta.generation, "complete", meta.rows, meta.chunks, meta.nbytes,
+             meta.schema, meta.chunk_rows, meta.fingerprint, meta.time_column,
+             meta.device_column, meta.version, meta.created, meta.updated,
+             json.dumps([t.to_dict() for t in meta.tombstones]), meta.compression),
+        )
+        Catalog._record_version(db, meta, kind, meta.updated)
+        if source is not None:
+            db.execute(_PUT_SOURCE, (meta.id, meta.version, meta.generation, source))
 
     def sources(self, dataset_id: str, generation: int) -> list[str]:
         """The recorded sources (``SourceRecord`` JSON) of the versions that wrote chunks
@@ -553,10 +567,38 @@ class Catalog:
         """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
         before it) again: a restored catalog learns the generations the store holds."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO generations (dataset, last) VALUES (?, ?) ON CONFLICT (dataset) "
-                "DO UPDATE SET last=excluded.last WHERE generations.last<excluded.last",
-                (dataset_id, generation))
+            self._raise_generation(db, dataset_id, generation)
+
+    @staticmethod
+    def _raise_generation(db: Connection, dataset_id: str, generation: int) -> None:
+        db.execute(
+            "INSERT INTO generations (dataset, last) VALUES (?, ?) ON CONFLICT (dataset) "
+            "DO UPDATE SET last=excluded.last WHERE generations.last<excluded.last",
+            (dataset_id, generation))
+
+    def restore(self, dataset_id: str,
+                versions: Iterable[tuple[DatasetMeta, list[ChunkMeta], str]], fence: int,
+                generation: int) -> bool:
+        """Record restored ``versions`` of a dataset (``(meta, chunks, kind)``, oldest
+        first, the current one last) and raise its generation counter to ``generation``,
+        all in one transaction: a restore that fails leaves the catalog as it was, never
+        an older generation current. Fenced like :meth:`commit`. Returns False (writing
+        nothing) when the catalog already records the last version's generation and
+        version or newer ones (a writer committed meanwhile)."""
+        versions = list(versions)
+        if not versions:
+            return False
+        last = versions[-1][0]
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            current = self._get(db, dataset_id)
+            if current is not None and (
+                    (current.generation, current.version) >= (last.generation, last.version)):
+                return False
+            self._raise_generation(db, dataset_id, generation)
+            for meta, chunks, kind in versions:  # chunks recorded already keep their stats
+                self._write_version(db, meta, chunks, kind, None, _ADD_CHUNK)
+        return True
 
     # -- contexts (the durable copy of the context cache's entries) -----------------------
     @contextmanager

@@ -70,6 +70,9 @@ class Database(Protocol):
     """Appended to a ``SELECT`` that must lock the rows it reads until the transaction ends."""
     errors: tuple[type[Exception], ...]
     """The driver's errors: raised opening the catalog, they mean it cannot be used."""
+    stale_reads: int
+    """How many reads bypassed the latest commits (SQLite read without its WAL on a full
+    disk); the recoverer applies no repair based on such a read."""
 
     def prepare(self) -> None: ...
 
@@ -122,6 +125,7 @@ class SQLiteDatabase:
 
     name = "sqlite"
     for_update = ""
+    stale_reads = 0
     errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
 
     def __init__(self, path: str | os.PathLike[str], modes: Modes = OWNER_ONLY):
@@ -180,7 +184,8 @@ class SQLiteDatabase:
                     if not _is_io(exc):
                         raise
                     db.close()
-                    db = self._open("ro&immutable=1")
+                    db = self._open("ro&immutable=1")  # without the WAL: maybe stale
+                    self.stale_reads += 1
         except sqlite3.Error as exc:
             raise self.failure(exc) from exc
         try:
@@ -311,6 +316,7 @@ class PostgresDatabase:
 
     name = "postgresql"
     for_update = " FOR UPDATE"
+    stale_reads = 0  # every read sees the latest commits
 
     def __init__(self, url: str):
         try:
