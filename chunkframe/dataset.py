@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .compact import compact
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
@@ -846,6 +847,59 @@ class Dataset:
         self._client.ingest(df, self.id, mode="append", evolve=evolve, chunk_rows=chunk_rows,
                             progress=progress, wait=wait, compression=compression,
                             workers=workers)
+        every = self._client.settings.auto_compact
+        if every is not None:
+            snap = self._snap()
+            recent = snap.chunks.rows[-every:]
+            if len(recent) == every and (recent < snap.meta.chunk_rows // 2).all():
+                self.compact(progress=progress, wait=wait)
+        return self
+
+    def compact(self, min_rows: int | None = None, *, progress: bool | None = None,
+                wait: bool | float = False) -> Dataset:
+        """Merge runs of small chunks into full ones, as a new version.
+
+        Appends leave a partial chunk each; compaction rewrites each run of chunks under
+        ``min_rows`` rows into chunks of up to ``chunk_rows`` rows, in a new generation that
+        shares the files of every chunk it leaves alone. Serial numbers, values, deletes,
+        last values and tags do not change; older versions read as before until
+        :meth:`prune_versions`. ``cf.connect(auto_compact=N)`` runs it after an append that
+        leaves N small chunks in a row.
+
+        Parameters
+        ----------
+        min_rows : int, optional
+            Chunks with fewer rows are merged (default: half the dataset's ``chunk_rows``).
+        progress : bool, optional
+            Show a bar over the chunks (None: in notebooks and terminals).
+        wait : bool or float, default False
+            Wait for the dataset's lock (True: forever; a float: that many seconds).
+
+        Returns
+        -------
+        Dataset
+            ``self``: one version further, or unchanged when no run was small enough.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``min_rows`` is not a positive integer.
+        ReadOnlyVersionError
+            This handle was opened at a version of the past.
+        DatasetLockedError
+            An ingest, append or delete holds the dataset (pass ``wait=``).
+        ChunkCorruptionError
+            A chunk to merge fails its checksum (nothing is committed).
+
+        Examples
+        --------
+        >>> len(ds.compact().chunks)                         # doctest: +SKIP
+        3
+        """
+        self._writable("compact")
+        compact(self._client.backends, self.id, min_rows=min_rows, progress=progress,
+                wait=wait, hooks=self._client.commit_hooks)
+        self._client.reader.snapshot(self.id, refresh=True)
         return self
 
     # -- last values (lastvalues.py) -------------------------------------------------------

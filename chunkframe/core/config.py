@@ -58,12 +58,16 @@ class Settings:
     chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES
     lock_ttl: float = DEFAULT_LOCK_TTL
     permissions: str = "owner"  # of what is created: core.permissions.PERMISSIONS
+    auto_compact: int | None = None
+    """Compact a dataset after an append once its last this many chunks are all small (under
+    half its ``chunk_rows``); None: only ``ds.compact()`` compacts."""
 
     def __repr__(self) -> str:
         return (f"Settings(home={str(self.home)!r}, store_url={redact(self.store_url)!r}, "
                 f"redis_url={redact(self.redis_url)!r}, catalog={redact(self.catalog)!r}, "
                 f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
-                f"lock_ttl={self.lock_ttl}, permissions={self.permissions!r})")
+                f"lock_ttl={self.lock_ttl}, permissions={self.permissions!r}, "
+                f"auto_compact={self.auto_compact!r})")
 
 
 def resolve(
@@ -93,6 +97,12 @@ def resolve(
     permissions = (options.pop("permissions", None) or os.environ.get("CHUNKFRAME_PERMISSIONS")
                    or "owner")
     modes(permissions)  # raises naming the choices
+    auto_compact = options.pop("auto_compact", None)
+    if auto_compact is not None and (not isinstance(auto_compact, int)
+                                     or isinstance(auto_compact, bool) or auto_compact < 2):
+        raise InvalidArgumentError(
+            f"auto_compact must be None (off) or an integer >= 2 (how many small chunks in a "
+            f"row an append may leave before it compacts them), got {auto_compact!r}")
     if options:
         raise TypeError(f"unknown connect() options: {sorted(options)}")
     return Settings(
@@ -105,4 +115,5 @@ def resolve(
         chunk_cache_bytes=int(cache),
         lock_ttl=lock_ttl,
         permissions=permissions,
+        auto_compact=auto_compact,
     )

@@ -6,7 +6,8 @@ import re
 
 from .errors import InvalidDatasetIdError
 
-__all__ = ["validate_id", "RedisKeys", "chunk_key", "generation_prefix", "MAX_ID_LENGTH"]
+__all__ = ["validate_id", "RedisKeys", "chunk_key", "manifest_key", "generation_prefix",
+           "chunk_origin", "CHUNK_KEY", "MAX_ID_LENGTH"]
 
 MAX_ID_LENGTH = 200
 _FORBIDDEN = re.compile(r"[/\\{}\x00-\x1f\x7f]")
@@ -96,3 +97,21 @@ def chunk_key(dataset_id: str, generation: int, chunk_no: int, fence: int) -> st
     Files no checkpoint refers to are swept by the next ingest under the lock.
     """
     return f"{generation_prefix(dataset_id, generation)}/c{chunk_no:08d}-f{fence}.arrow"
+
+
+def manifest_key(dataset_id: str, generation: int, chunks: int, fence: int) -> str:
+    """Store key of the checkpoint of a generation's first ``chunks`` chunk entries, written
+    under fencing token ``fence`` (it lives beside the chunks, and goes with them)."""
+    return f"{generation_prefix(dataset_id, generation)}/m{chunks:010d}-f{fence}.manifest"
+
+
+CHUNK_KEY = re.compile(r"^(?P<ds>[^/]+)/g(?P<gen>\d+)/c(?P<chunk>\d+)-f(?P<fence>\d+)\.arrow$")
+"""A chunk file's key: its dataset, generation, chunk number and fencing token."""
+
+
+def chunk_origin(key: str) -> tuple[int, int] | None:
+    """The generation and chunk number a chunk file was written as (its key says so), or
+    None for a key of another form. A compacted generation shares the files of the chunks
+    it did not merge: they keep the name, and the identity, they were written with."""
+    m = CHUNK_KEY.match(key)
+    return None if m is None else (int(m["gen"]), int(m["chunk"]))

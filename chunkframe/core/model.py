@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["ChunkMeta", "DatasetMeta", "Tombstone", "schema_to_text", "schema_from_text",
+__all__ = ["ChunkMeta", "DatasetMeta", "ManifestRef", "Tombstone", "schema_to_text", "schema_from_text",
            "DICTIONARIES", "schema_dictionaries", "with_dictionaries"]
 
 DICTIONARIES = b"chunkframe.dictionaries"
@@ -79,6 +79,24 @@ class ChunkMeta:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ChunkMeta:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class ManifestRef:
+    """Where a generation's chunk table is checkpointed: its first ``chunks`` entries, in
+    one Arrow IPC file of the chunk store (``key``), checked by ``checksum``."""
+
+    chunks: int
+    key: str
+    checksum: str
+    nbytes: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ManifestRef:
         return cls(**json.loads(text))
 
 

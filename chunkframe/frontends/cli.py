@@ -1,5 +1,5 @@
 """The ``chunkframe`` command line: argument parsing and the commands (ingest, inspect, read,
-tag, verify, export, delete, demo, server, recover).
+tag, verify, compact, export, delete, demo, server, recover).
 
 Building the parser and ``--help`` import nothing but the standard library and chunkframe's
 errors; each command imports the parts it uses when it runs. What is printed is made by
@@ -261,6 +261,21 @@ def _verify_repair(ds: Any, total: int, progress: bool, out: Out) -> int:
     return EXIT_ERROR
 
 
+def cmd_compact(args: argparse.Namespace, out: Out) -> int:
+    ds = _open(args)
+    before = ds.meta
+    after = ds.compact(min_rows=args.min_rows, progress=_progress(args), wait=args.wait).meta
+    out.doc({"dataset": ds.id, "compacted": after.version != before.version,
+             "version": after.version, "chunks_before": before.chunks, "chunks": after.chunks})
+    if after.version == before.version:
+        out.line(f"nothing to compact: no run of small chunks in {ds.id!r} "
+                 f"({before.chunks} chunks)")
+    else:
+        out.line(f"compacted {ds.id!r}: {before.chunks} chunks -> {after.chunks}, as version "
+                 f"{after.version} (older versions read until prune_versions)")
+    return EXIT_OK
+
+
 def cmd_recover(args: argparse.Namespace, out: Out) -> int:
     report = _client(args).recover(apply=args.apply, verify=args.verify,
                                    progress=_progress(args))
@@ -507,6 +522,15 @@ def build_parser() -> _Parser:
     p.add_argument("--repair", action="store_true",
                    help="rewrite damaged chunks from their recorded source files (exit 1 if "
                    "any could not be)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = command("compact", cmd_compact, "merge runs of small chunks (appends leave one each) "
+                "into full chunks, as a new version")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--min-rows", type=int, metavar="N",
+                   help="merge chunks with fewer rows (default: half the dataset's chunk_rows)")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="wait this long for the dataset's lock (default: fail at once)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("recover", cmd_recover, "find (and with --apply repair) what crashes left "

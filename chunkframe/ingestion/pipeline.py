@@ -37,9 +37,11 @@ from ..core.progress import progress_bar
 from ..core.ranges import column_ranges
 from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
+from ..storage.manifest import next_checkpoint
 from .evolve import evolve_schema
 from .provenance import SourceRecord, finished, record_of
 from .sources import ITERATOR_FINGERPRINT, Source, check_kinds, conform, open_source
+from .versions import drop_generation
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
@@ -342,15 +344,17 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
         if (mode == "resume" and not status and existing is not None
                 and existing.fingerprint == fingerprint):
             return existing  # a run of this source completed (killed after its commit?)
+        resumable = {} if status.get("op") == "compact" else status  # never resumed
         plan = plan_ingest(backends, dataset_id, mode, fingerprint, chunk_rows, time_column,
-                           device_column, compression, existing, status)
+                           device_column, compression, existing, resumable)
         if not plan.resumed:
             discard_stale(backends, dataset_id, status, existing)
-        sweep_orphans(backends, dataset_id,
-                      {plan.generation} | catalog.generations(dataset_id)
-                      | ({existing.generation} if existing else set()))
-        sweep_generation(backends, dataset_id, plan.generation,
-                         {m.key for m in state.chunk_metas(dataset_id, plan.generation).values()})
+        if status or plan.op != "append":  # what an interrupted ingest, a pruning or a new
+            sweep_orphans(backends, dataset_id,  # generation may have left: an append on a
+                          {plan.generation} | catalog.generations(dataset_id)  # clean one
+                          | ({existing.generation} if existing else set()))  # lists nothing
+            sweep_generation(backends, dataset_id, plan.generation,
+                             {m.key for m in state.chunk_metas(dataset_id, plan.generation).values()})
         return body(lock, plan, existing)
     except BaseException as exc:
         clean_up_failure(backends, lock, dataset_id, plan, fresh, exc)
@@ -461,7 +465,7 @@ def _categories(backends: Backends, existing: DatasetMeta, first: pa.Table
     schema = existing.arrow_schema
     lacking = [f.name for f in schema if pa.types.is_dictionary(f.type) and f.name not in out]
     if lacking:
-        cm = backends.catalog.chunks(existing.id, existing.generation)[0]
+        cm = backends.catalog.chunks(existing.id, existing.generation, 0, 1)[0]
         data = backends.store.read(cm.key)
         if data is None or not checksum_matches(data, cm.checksum)[0]:
             raise ChunkCorruptionError(existing.id, cm.chunk, cm.key,
@@ -480,7 +484,7 @@ def sweep_orphans(backends: Backends, dataset_id: str, keep: set[int]) -> None:
              if key.startswith(prefix) and key.count("/") >= 2}
     for name in found:
         if name[1:].isdigit() and int(name[1:]) not in keep:
-            backends.store.delete_prefix(generation_prefix(dataset_id, int(name[1:])))
+            drop_generation(backends, dataset_id, int(name[1:]))
 
 
 def clean_up_failure(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan | None,
@@ -520,7 +524,8 @@ def sweep_generation(backends: Backends, dataset_id: str, generation: int, keep:
     """Delete the generation's files that neither the catalog's chunk table nor ``keep``
     (checkpointed chunks) refers to: leftovers of killed or fenced-off workers."""
     prefix = generation_prefix(dataset_id, generation)
-    keep = keep | {c.key for c in backends.catalog.chunks(dataset_id, generation)}
+    keep = keep | {c.key for c in backends.catalog.chunks(dataset_id, generation)} \
+        | backends.catalog.manifest_keys(dataset_id)
     for key in backends.store.list(prefix):
         if key not in keep:
             backends.store.delete(key)
@@ -616,21 +621,21 @@ def commit(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, c
     the commit hooks."""
     state = backends.state
     lock.check()
-    metas = state.chunk_metas(dataset_id, plan.generation)
-    new = [metas[n] for n in range(plan.base_chunk, plan.base_chunk + count) if n in metas]
+    total = plan.base_chunk + count
+    metas = state.chunk_range(dataset_id, plan.generation, plan.base_chunk, total)
+    new = [metas[n] for n in range(plan.base_chunk, total) if n in metas]
     if len(new) != count:
         raise ChunkFrameError(
             f"ingest of {dataset_id!r} finished splitting but {count - len(new)} chunk "
             "checkpoints are missing in Redis (was Redis flushed mid-ingest?)",
             hint=Hint("run it again with {}", Arg("mode", "resume")),
         )
-    prior = backends.catalog.chunks(dataset_id, plan.generation) if plan.op == "append" else []
-    prior = [c for c in prior if c.chunk < plan.base_chunk]
-    all_chunks = prior + new
+    appending = plan.op == "append" and existing is not None
+    prior = existing.nbytes if appending and existing is not None else 0
     now = time.time()
     meta = DatasetMeta(
         id=dataset_id, generation=plan.generation, rows=plan.base_rows + sum(c.rows for c in new),
-        chunks=len(all_chunks), nbytes=sum(c.nbytes for c in all_chunks),
+        chunks=total, nbytes=prior + sum(c.nbytes for c in new),
         schema=schema_to_text(schema), chunk_rows=plan.chunk_rows, fingerprint=plan.fingerprint,
         time_column=plan.time_column, device_column=plan.device_column,
         version=(existing.version + 1) if existing else 1,
@@ -639,12 +644,18 @@ def commit(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, c
         compression=plan.compression or (existing.compression if existing and plan.op == "append"
                                          else None),
     )
+    current = backends.catalog.manifest(dataset_id, plan.generation) if appending else None
+    checkpoint = next_checkpoint(backends.store, backends.catalog, dataset_id, plan.generation,
+                                 current, new, total, lock.fence)
     lock.check()
     kind = "ingest" if existing is None or plan.op == "create" else plan.op
-    backends.catalog.commit(meta, all_chunks, lock.fence, kind,
-                            source=None if source is None else source.to_json())
+    backends.catalog.commit(meta, new, lock.fence, kind,
+                            source=None if source is None else source.to_json(),
+                            manifest=checkpoint)
     old_gen = plan.previous if plan.previous != plan.generation else None
-    state.publish(lock, meta, old_gen)  # the old generation's files stay until pruned
+    state.publish(lock, meta, old_gen, checkpoint or current)  # the old generation's files
+    if checkpoint is not None and current is not None and current.key != checkpoint.key:
+        backends.store.delete(current.key)  # superseded (a crash before: an orphan file)
     for hook in hooks:
         hook(meta, plan.op, new)
     return meta

@@ -16,7 +16,7 @@ from ..core.times import time_bound
 if TYPE_CHECKING:
     from ..storage.backends import Backends
 
-__all__ = ["COMMITTED_AT", "VERSION_COLUMNS", "commit_time", "prune_versions"]
+__all__ = ["COMMITTED_AT", "VERSION_COLUMNS", "commit_time", "prune_versions", "drop_generation"]
 
 COMMITTED_AT = pa.field("committed_at", pa.timestamp("ns", "UTC"))
 """How times of versions are read: instants in UTC (a naive time is UTC)."""
@@ -62,8 +62,21 @@ def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
             old = old[old["committed_at"] < pd.Timestamp(cutoff, unit="ns", tz="UTC")]
         lock.check()
         gone = backends.catalog.prune(dataset_id, old["version"].tolist(), lock.fence)
-        for generation in gone:  # after the commit: a crash here leaves orphans the next
-            backends.store.delete_prefix(generation_prefix(dataset_id, generation))  # ingest sweeps
+        for generation in gone:  # after the commit: a crash here leaves orphans that
+            drop_generation(backends, dataset_id, generation)  # the recoverer finds
     finally:
         lock.release()
     return old[VERSION_COLUMNS].reset_index(drop=True)
+
+
+def drop_generation(backends: Backends, dataset_id: str, generation: int) -> None:
+    """Delete the files of a generation no version reads, but those a later (compacted)
+    generation still names."""
+    prefix = generation_prefix(dataset_id, generation)
+    shared = backends.catalog.referenced(dataset_id, prefix + "/")
+    if not shared:
+        backends.store.delete_prefix(prefix)
+        return
+    for key in backends.store.list(prefix):
+        if key not in shared:
+            backends.store.delete(key)

@@ -258,6 +258,9 @@ class LastValues:
         try:
             if op == "append":
                 self._after_append(meta, new)
+            elif op == "compact":  # the same values: carried over, or computed when asked
+                if not self.scripts.move(self._keys(meta.id), meta, token=new_token()):
+                    self.redis.hdel(self._keys(meta.id).last, "ver")
             else:  # create / overwrite: the old generation is gone, like a bulk load in IoTDB
                 if not self.scripts.reinit(self._keys(meta.id), meta, meta.version, max_stats(new),
                                            token=new_token(), lock_held=True):

@@ -196,6 +196,19 @@ return dropped
 """
 
 
+# A compaction: the same values, now of a new generation and version.
+# KEYS[1] last
+# ARGV[1] token, ARGV[2] ver before, ARGV[3] gen after, ARGV[4] ver after
+# returns 1, or -1 if the cache does not describe version ARGV[2] (nothing done)
+MOVE = """
+if redis.call('hget', KEYS[1], 'ver') ~= ARGV[2] then
+  return -1
+end
+redis.call('hset', KEYS[1], 'gen', ARGV[3], 'ver', ARGV[4], 'epoch', ARGV[1], 'wgen', ARGV[1])
+return 1
+"""
+
+
 def new_token() -> str:
     """A fresh epoch/write token (every change of the cache records a new one)."""
     return uuid.uuid4().hex
@@ -240,6 +253,7 @@ class Scripts:
         self._reinit = redis_client.register_script(REINIT)
         self._invalidate = redis_client.register_script(INVALIDATE)
         self._reset = redis_client.register_script(RESET)
+        self._move = redis_client.register_script(MOVE)
 
     def state(self, keys: RedisKeys, held: bytes) -> CacheState:
         """The cache's state, with its entries unless ``held`` is its current epoch."""
@@ -296,6 +310,12 @@ class Scripts:
             keys=[keys.last],
             args=[token, generation, before, after, "" if lo is None else time_key(lo),
                   "" if hi is None else time_key(hi), *fields]))
+
+    def move(self, keys: RedisKeys, meta: DatasetMeta, *, token: str) -> bool:
+        """Carry the entries of ``meta``'s previous version over to ``meta`` (a compaction,
+        which changes no value); False if the cache did not describe that version."""
+        return int(self._move(keys=[keys.last], args=[token, meta.version - 1, meta.generation,
+                                                      meta.version])) == 1
 
     def reset(self, keys: RedisKeys, fields: Sequence[str], *, token: str) -> int:
         """Drop the entries of ``fields`` (none: every series); the number dropped."""

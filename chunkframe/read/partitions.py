@@ -61,7 +61,7 @@ def to_dask(settings: Settings, snap: Snapshot, meta: pd.DataFrame) -> Any:
 
     m = snap.meta
     last = snap.chunks[-1]
-    divisions = (*snap.starts, last.start + last.rows - 1)
+    divisions = (*snap.starts.tolist(), last.start + last.rows - 1)
     return dd.from_map(read_partition, range(len(snap.chunks)),
                        args=[settings, m.id, m.version, list(meta.columns)], meta=meta,
                        divisions=divisions, label=f"chunkframe-{m.id}", enforce_metadata=False)

@@ -197,7 +197,7 @@ class Planes:
     a chunk are only ever rewritten with the same values.
     """
 
-    def __init__(self, starts: Sequence[int], rows: int, planes: list[Plane | None]):
+    def __init__(self, starts: Sequence[int] | np.ndarray, rows: int, planes: list[Plane | None]):
         self.starts = np.append(np.asarray(starts, dtype=np.int64), rows)
         self.planes = planes
         self.filled = np.zeros((len(planes), len(starts)), dtype=bool)  # never for None

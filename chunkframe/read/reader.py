@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import difflib
 import threading
 import time
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
+from ..core.chunktable import ChunkTable
 from ..core.errors import (
     Call,
     ChunkCorruptionError,
@@ -30,16 +30,17 @@ from ..core.errors import (
     StateRepairedError,
     VersionNotFoundError,
 )
-from ..core.keys import validate_id
-from ..core.model import ChunkMeta, DatasetMeta, schema_dictionaries
+from ..core.keys import chunk_origin, validate_id
+from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_dictionaries
 from ..core.ranges import row_mask, tombstone_may_touch
 from ..storage.codec import checksum_matches, decode, identity_of
+from ..storage.manifest import read_manifest, recorded_table
 from .planes import Planes, plane_for
 from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
 
 if TYPE_CHECKING:
     from ..storage.catalog import Catalog
-    from ..storage.state import State
+    from ..storage.state import Head, State
     from ..storage.store import ChunkStore
 
 __all__ = ["Reader", "Snapshot", "STALENESS_SECONDS", "FETCH_THREADS", "READ_AHEAD",
@@ -59,18 +60,29 @@ change made elsewhere (append, overwrite, delete) is seen within 0.5 s."""
 
 @dataclass
 class Snapshot:
-    """One generation and version of a dataset, parsed once for binary search."""
+    """One generation and version of a dataset: its metadata and its chunk table in
+    columns (searched with numpy, a chunk's entry built when asked for)."""
 
     meta: DatasetMeta
-    chunks: list[ChunkMeta]
-    starts: list[int]
-    starts_np: np.ndarray
+    chunks: ChunkTable
     schema: pa.Schema
     checked: float
     pinned: bool = False  # a version opened by number or time: it never moves
     template: RowTemplate | None = None
     uniform: bool | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def of(cls, meta: DatasetMeta, chunks: ChunkTable, checked: float,
+           pinned: bool = False) -> Snapshot:
+        return cls(meta, chunks, meta.arrow_schema, checked, pinned)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """The first serial number of each chunk."""
+        return self.chunks.starts
+
+    starts_np = starts
 
     @property
     def stamp(self) -> tuple[int, int]:
@@ -95,14 +107,15 @@ class Snapshot:
 
     def locate(self, sn: int) -> int:
         """Index of the chunk holding ``sn`` (callers check the range first)."""
-        return bisect.bisect_right(self.starts, sn) - 1
+        return int(np.searchsorted(self.chunks.starts, sn, side="right")) - 1
 
     def locate_many(self, sns: np.ndarray) -> np.ndarray:
         """Chunk index of each serial number: a division when every chunk but the last is
         full (one ingest, no appends), else a binary search."""
         if self.uniform is None:
             rows = self.meta.chunk_rows
-            self.uniform = all(c.start == i * rows for i, c in enumerate(self.chunks))
+            self.uniform = bool((self.chunks.starts
+                                 == np.arange(len(self.chunks), dtype=np.int64) * rows).all())
         if self.uniform:
             return sns // self.meta.chunk_rows
         return np.searchsorted(self.starts_np, sns, side="right") - 1
@@ -156,6 +169,7 @@ class Reader:
         # the current snapshot of a dataset under its id, a version of it under (id, version)
         self._snapshots: cachetools.LRUCache[str | tuple[str, int], Snapshot] = (
             cachetools.LRUCache(meta_cache_size))
+        self._manifests: cachetools.LRUCache[str, ChunkTable] = cachetools.LRUCache(16)
         self._chunks = _ChunkLRU(chunk_cache_bytes, self._evicted)
         self._planes: dict[tuple[Any, ...], Planes] = {}
         self._lock = threading.RLock()
@@ -169,68 +183,107 @@ class Reader:
     def snapshot(self, dataset_id: str, refresh: bool = False) -> Snapshot:
         """The current snapshot, re-validated against Redis at most every STALENESS_SECONDS.
 
-        ``refresh``: load it again now, from Redis and the catalog (which wins if Redis lags).
+        A handle that holds a snapshot catches up by reading only the chunk entries committed
+        since (one Redis step); ``refresh``: check now. The catalog wins when Redis lags it.
         """
         snap = self._snapshots.get(dataset_id)
         now = time.monotonic()
         if snap is not None and not refresh and now - snap.checked < STALENESS_SECONDS:
             return snap
         validate_id(dataset_id)
-        keys = self.state.keys(dataset_id)
         try:
-            gen, ver = self.state.client.hmget(keys.meta, "generation", "version")
-            stamp = None if gen is None else (int(gen), int(ver or 0))
-        except ValueError:  # an unreadable value: _load falls back to the catalog
-            stamp = None
+            new = self._load(dataset_id, now, snap, refresh)
         except redis.RedisError:
             # Redis is the hot store, not the record: while it is down, keep serving what we
             # know, or read the catalog
-            if snap is not None:
+            if snap is not None and not refresh:
                 snap.checked = now
                 return snap
-            new = self._load(dataset_id, now, use_redis=False)
-            with self._lock:
-                self._snapshots[dataset_id] = new
-            return new
-        if snap is not None and not refresh and stamp == snap.stamp:
+            new = self._from_catalog(dataset_id, now, warm=False)
+        if new is snap:
             snap.checked = now
             return snap
-        new = self._load(dataset_id, now)
         with self._lock:
             self._snapshots[dataset_id] = new
         return new
 
-    def _load(self, dataset_id: str, now: float, use_redis: bool = True) -> Snapshot:
+    def _load(self, dataset_id: str, now: float, held: Snapshot | None,
+              refresh: bool = False) -> Snapshot:
+        """The current snapshot from Redis (reusing ``held``'s chunk entries), else from the
+        catalog, re-warming Redis from it; ``refresh``: check Redis against the catalog even
+        when it says nothing changed."""
+        same = held is not None and not held.pinned
         try:
-            meta = self.state.meta(dataset_id) if use_redis else None
+            head = self.state.head(dataset_id, held.meta.generation if held and same else None,
+                                   len(held.chunks) if held and same else 0)
         except StateCorruptionError:
-            meta = None  # unreadable: the catalog is the record
+            head = None  # unreadable: the catalog is the record
+        if head is not None and same and held is not None and head.meta == held.meta \
+                and not refresh:
+            return held
+        if head is not None and held is not None and held.meta.generation != head.meta.generation:
+            same = False
         record = self.catalog.get(dataset_id)
-        if meta is not None and (record is None or (record.generation, record.version)
-                                 > (meta.generation, meta.version)):
-            meta = None  # Redis is behind the record (a crash between commit and publish)
-        chunks: list[ChunkMeta] | None = None
-        if meta is not None:
-            try:
-                found = self.state.chunk_metas(dataset_id, meta.generation)
-            except StateCorruptionError:
-                found = {}
-            if all(n in found for n in range(meta.chunks)):
-                chunks = [found[n] for n in range(meta.chunks)]
-                if chunk_table_gap(meta, chunks) is not None:
-                    chunks = None  # rows that do not tile the dataset: never trusted
-        if meta is None or chunks is None:
+        if head is not None and (record is None or (record.generation, record.version)
+                                 > (head.meta.generation, head.meta.version)):
+            head = None  # Redis is behind the record (a crash between commit and publish)
+        chunks = None if head is None else self._chunks_of(head, held if same else None)
+        if head is None or chunks is None:
             # Redis lost the dataset (flush, failover), fell behind, or holds an unreadable
             # or inconsistent chunk table: the catalog is the record; re-warm Redis from it
-            meta = record
-            if meta is None:
-                raise self._not_found(dataset_id)
-            chunks = self.catalog.chunks(dataset_id, meta.generation)
-            if use_redis:
-                self.state.warm(meta, chunks)
-        starts = [c.start for c in chunks]
-        return Snapshot(meta, chunks, starts, np.asarray(starts, dtype=np.int64),
-                        meta.arrow_schema, now)
+            return self._from_catalog(dataset_id, now, record=record)
+        return Snapshot.of(head.meta, chunks, now)
+
+    def _chunks_of(self, head: Head, held: Snapshot | None) -> ChunkTable | None:
+        """The chunk table ``head`` describes: ``held``'s entries (or the checkpoint's) then
+        those read after them; None if any is missing or they do not tile the dataset."""
+        meta = head.meta
+        if any(c is None for c in head.tail):
+            return None
+        if held is not None and head.first <= len(held.chunks):
+            base: ChunkTable | None = held.chunks
+        elif head.manifest is not None and head.first <= head.manifest.chunks:
+            base = self.manifest(meta.id, meta.generation, head.manifest)
+        else:
+            base = ChunkTable() if head.first == 0 else None
+        if base is None:
+            return None
+        chunks = base.head(head.first).extend(head.tail)  # type: ignore[arg-type]
+        if len(chunks) != meta.chunks or chunks.gap(meta.rows) is not None:
+            return None  # rows that do not tile the dataset: never trusted
+        return chunks
+
+    def manifest(self, dataset_id: str, generation: int, ref: ManifestRef) -> ChunkTable | None:
+        """The checkpoint ``ref`` (kept: manifests never change), None if it is gone or
+        damaged (a newer one replaced it: the catalog's rows are read then)."""
+        hit = self._manifests.get(ref.key)
+        if hit is not None:
+            return hit
+        try:
+            table = read_manifest(self.store, dataset_id, generation, ref)
+        except StateCorruptionError:
+            return None
+        if table is not None:
+            with self._lock:
+                self._manifests[ref.key] = table
+        return table
+
+    def catalog_chunks(self, meta: DatasetMeta) -> ChunkTable:
+        """``meta``'s chunk table from the catalog (see :func:`recorded_table`)."""
+        return recorded_table(self.store, self.catalog, meta,
+                              lambda ref: self.manifest(meta.id, meta.generation, ref))
+
+    def _from_catalog(self, dataset_id: str, now: float, warm: bool = True,
+                      record: DatasetMeta | None = None) -> Snapshot:
+        meta = record or self.catalog.get(dataset_id)
+        if meta is None:
+            raise self._not_found(dataset_id)
+        chunks = self.catalog_chunks(meta)
+        if warm:
+            ref = self.catalog.manifest(dataset_id, meta.generation)
+            ref = ref if ref is not None and ref.chunks <= meta.chunks else None
+            self.state.warm(meta, ref, list(chunks[0 if ref is None else ref.chunks:]))
+        return Snapshot.of(meta, chunks, now)
 
     def version_snapshot(self, dataset_id: str, version: int) -> Snapshot:
         """Version ``version`` of the dataset as it was committed: its row count, schema and
@@ -247,15 +300,12 @@ class Reader:
         if snap is not None and meta is not None:  # pruning a version forgets it first
             snap.checked = now
             return snap
-        chunks = [] if meta is None else [
-            c for c in self.catalog.chunks(dataset_id, meta.generation) if c.chunk < meta.chunks]
-        if meta is None or len(chunks) != meta.chunks:
+        chunks = None if meta is None else self.catalog_chunks(meta)
+        if meta is None or chunks is None or len(chunks) != meta.chunks:
             with self._lock:
                 self._snapshots.pop(key, None)
             raise self.version_not_found(dataset_id, f"version {version}")
-        starts = [c.start for c in chunks]
-        new = Snapshot(meta, chunks, starts, np.asarray(starts, dtype=np.int64),
-                       meta.arrow_schema, now, pinned=True)
+        new = Snapshot.of(meta, chunks, now, pinned=True)
         with self._lock:
             self._snapshots[key] = new
         return new
@@ -369,8 +419,9 @@ class Reader:
                 f"holds {table.num_rows} rows, its metadata says {cm.rows}")))
         found = identity_of(table.schema)
         if found is not None:  # chunks written before they named themselves have none
-            expected = {"dataset": ds, "generation": snap.meta.generation, "chunk": cm.chunk,
-                        "start": cm.start, "rows": cm.rows}
+            gen, number = chunk_origin(cm.key) or (snap.meta.generation, cm.chunk)
+            expected = {"dataset": ds, "generation": gen, "chunk": number, "start": cm.start,
+                        "rows": cm.rows}
             wrong = [f"{k} {found.get(k)!r} in the file, {v!r} in the chunk table"
                      for k, v in expected.items() if found.get(k) != v]
             if wrong:
@@ -400,9 +451,9 @@ class Reader:
         if not snap.pinned:
             record = self.catalog.get(ds)
             if record is not None and record.generation == gen:
-                chunks = self.catalog.chunks(ds, gen)
-                if cm.chunk >= len(chunks) or chunks[cm.chunk] != cm:
-                    self.state.warm(record, chunks)
+                recorded = self.catalog.chunks(ds, gen, cm.chunk, cm.chunk + 1)
+                if recorded != [cm]:
+                    self._from_catalog(ds, time.monotonic(), record=record)  # re-warms Redis
                     with self._lock:
                         self._snapshots.pop(ds, None)
                     raise StateRepairedError(ds, gen, f"chunk {cm.chunk}: {error}")
@@ -638,6 +689,7 @@ class Reader:
             self._chunks.clear()
             if metadata:
                 self._snapshots.clear()
+                self._manifests.clear()
 
 
 def chunk_table_gap(meta: DatasetMeta, chunks: Sequence[ChunkMeta]) -> str | None:

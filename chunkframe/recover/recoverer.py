@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..core.errors import ChunkFrameError, InvalidDatasetIdError, SourceError, StateCorruptionError
 from ..core.keys import generation_prefix, validate_id
-from ..core.model import ChunkMeta, DatasetMeta
+from ..core.model import DatasetMeta, ManifestRef
 from ..core.progress import progress_bar
 from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
 from ..ingestion.provenance import SourceFile, SourceRecord, reopen, why_not_readable
@@ -347,6 +347,8 @@ class Recoverer:
                            ) -> str | None:
         """None when the interrupted ingest's recorded source is still there, unchanged;
         else why it cannot be resumed from it (``seen``: see :func:`why_not_readable`)."""
+        if status.get("op") == "compact":
+            return "a compaction is not resumed (the version before it stays current)"
         if not status.get("source"):
             return ("no source was recorded (an ingest begun before sources were recorded, "
                     "or a Dask ingest)")
@@ -388,20 +390,25 @@ class Recoverer:
         record = b.catalog.get(ds)
         if record is None:
             return []
-        chunks = b.catalog.chunks(ds, record.generation)
+        ref = b.catalog.manifest(ds, record.generation)
+        ref = ref if ref is not None and ref.chunks <= record.chunks else None
         floor = b.catalog.fence(ds)
-        problem, detail = self._compare(ds, record, chunks, floor, busy)
+        problem, detail = self._compare(ds, record, ref, floor, busy)
         if problem is None:
             return []
         return [Problem(ds, problem, "rebuild Redis's metadata, chunk table and fencing "
                         "counter from the catalog", detail,
                         lambda: self._rebuild(ds, floor))]
 
-    def _compare(self, ds: str, record: DatasetMeta, chunks: list[ChunkMeta], floor: int,
+    def _compare(self, ds: str, record: DatasetMeta, ref: ManifestRef | None, floor: int,
                  busy: int | None) -> tuple[str | None, str]:
+        """What is wrong with Redis's state of ``ds`` against the catalog's ``record`` and
+        checkpoint ``ref``: the metadata, the pointer, and the entries after the checkpoint
+        (the only ones Redis holds), in time that does not grow with the dataset's history."""
         state = self.backends.state
         try:
-            meta = state.meta(ds)
+            head = state.head(ds, record.generation)
+            meta = None if head is None else head.meta
             found = state.chunk_metas(ds, record.generation)
         except StateCorruptionError as exc:
             return "redis_state_corrupt", exc.disagreement
@@ -417,11 +424,18 @@ class Recoverer:
             wrong = [k for k in record.__dataclass_fields__
                      if getattr(meta, k) != getattr(record, k)]
             return "redis_state_corrupt", f"Redis's metadata differs from the catalog's in {wrong}"
+        assert head is not None
+        if head.manifest != ref:
+            return "redis_state_corrupt", (
+                f"Redis points at checkpoint {head.manifest}, the catalog at {ref}")
+        chunks = self.backends.catalog.chunks(ds, record.generation,
+                                              0 if ref is None else ref.chunks, record.chunks)
         missing = [c.chunk for c in chunks if c.chunk not in found]
         if missing:
             return "redis_state_behind", f"Redis lacks chunks {_few(missing)} of the catalog's"
         differ = [c.chunk for c in chunks if found[c.chunk] != c]
-        extra = [] if busy == record.generation else sorted(set(found) - {c.chunk for c in chunks})
+        extra = [] if busy == record.generation else sorted(
+            n for n in set(found) - {c.chunk for c in chunks} if n >= record.chunks)
         if differ or extra:
             return "redis_state_corrupt", "; ".join(
                 ([f"chunks {_few(differ)} differ from the catalog's"] if differ else [])
@@ -440,7 +454,10 @@ class Recoverer:
         try:
             record = b.catalog.get(ds)
             if record is not None:  # re-read under the lock: the record as it is now
-                b.state.rebuild(lock, record, b.catalog.chunks(ds, record.generation))
+                ref = b.catalog.manifest(ds, record.generation)
+                ref = ref if ref is not None and ref.chunks <= record.chunks else None
+                b.state.rebuild(lock, record, ref, b.catalog.chunks(
+                    ds, record.generation, 0 if ref is None else ref.chunks, record.chunks))
         finally:
             lock.release()
 
@@ -453,6 +470,7 @@ class Recoverer:
             return []
         b = self.backends
         referenced = {c.key for g in b.catalog.generations(ds) for c in b.catalog.chunks(ds, g)}
+        referenced |= b.catalog.manifest_keys(ds)
         skip = None if busy is None else generation_prefix(ds, busy) + "/"
         lost = [k for k in keys if k not in referenced and not (skip and k.startswith(skip))]
         return [self._orphan_problem(ds, lost)] if lost else []

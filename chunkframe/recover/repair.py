@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
+from ..core.chunktable import ChunkTable
 from ..core.errors import Arg, DatasetLockedError, Hint, SourceError, StateCorruptionError
 from ..core.keys import chunk_key
 from ..core.model import ChunkMeta
@@ -22,6 +23,7 @@ from ..ingestion.provenance import (
     why_not_readable,
 )
 from ..storage.codec import write
+from ..storage.manifest import CHECKPOINT_CHUNKS, write_manifest
 
 if TYPE_CHECKING:
     from ..read.reader import Reader, Snapshot
@@ -140,13 +142,31 @@ def _rewrite(backends: Backends, lock: DatasetLock, snap: Snapshot, record: Sour
                 f"version?) with the same rows, so {digest} is recorded")
     new = replace(cm, key=key, checksum=digest, nbytes=size)
     try:
-        backends.catalog.replace_chunk(ds, gen, new, lock.fence)
+        stale = backends.catalog.replace_chunk(ds, gen, new, lock.fence)
     except StateCorruptionError:
         backends.store.delete(key)  # nothing points at it
         raise
     backends.state.replace_chunk(lock, gen, new)
+    if stale is not None:  # the checkpoint held the old entry: write it again
+        checkpoint_again(backends, lock, ds)
+        backends.store.delete(stale.key)
     backends.store.delete(cm.key)
     return True, f"{span} rewritten as {key}; {note}"
+
+
+def checkpoint_again(backends: Backends, lock: DatasetLock, dataset_id: str) -> None:
+    """Checkpoint the current version's chunk table from the catalog's rows and point Redis
+    at it (after a repair replaced an entry the old checkpoint held), under ``lock``."""
+    meta = backends.catalog.get(dataset_id)
+    if meta is None:
+        return
+    rows = backends.catalog.chunks(dataset_id, meta.generation, 0, meta.chunks)
+    ref = None
+    if len(rows) >= CHECKPOINT_CHUNKS:
+        ref = write_manifest(backends.store, dataset_id, meta.generation, ChunkTable.of(rows),
+                             lock.fence)
+        backends.catalog.put_manifest(dataset_id, meta.generation, ref, lock.fence)
+    backends.state.rebuild(lock, meta, ref, rows[0 if ref is None else ref.chunks:])
 
 
 def _covering(record: SourceRecord, cm: ChunkMeta) -> list[SourceFile]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -10,10 +9,12 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..core.errors import StateCorruptionError
-from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
+from ..core.keys import CHUNK_KEY, chunk_origin
+from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_to_text
 from ..core.ranges import column_ranges
 from ..read.reader import chunk_table_gap
 from ..storage.codec import IDENTITY, checksum, decode, identity_of
+from ..storage.manifest import read_manifest
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
@@ -25,7 +26,6 @@ RESTORED = "restored-from-chunk-files"
 """The fingerprint of a dataset rebuilt from its chunk files alone (its source's is not in
 them): ``resume`` of it is refused, ``append`` and ``overwrite`` work."""
 
-_KEY = re.compile(r"^(?P<ds>[^/]+)/g(?P<gen>\d+)/c(?P<chunk>\d+)-f(?P<fence>\d+)\.arrow$")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Restorable:
     generation: int
     source: str  # "Redis" or "the chunk files"
     since: DatasetMeta | None = None  # the catalog's record these versions follow, if any
+    manifest: ManifestRef | None = None  # the current generation's checkpoint, from Redis
 
     @property
     def current(self) -> DatasetMeta:
@@ -63,7 +64,7 @@ def fences_in(keys: list[str]) -> tuple[int, int]:
     """The highest fencing token and generation named by chunk keys (0 when none)."""
     fence = generation = 0
     for key in keys:
-        m = _KEY.match(key)
+        m = CHUNK_KEY.match(key)
         if m:
             fence, generation = max(fence, int(m["fence"])), max(generation, int(m["gen"]))
     return fence, generation
@@ -96,13 +97,18 @@ def from_redis(backends: Backends, ds: str, keys: list[str]) -> tuple[Restorable
     every chunk file it names exists and names itself alike; else None and why not."""
     state = backends.state
     try:
-        meta = state.meta(ds)
-        found = state.chunk_metas(ds, meta.generation) if meta is not None else {}
+        head = state.head(ds)
+        base = None if head is None or head.manifest is None else read_manifest(
+            backends.store, ds, head.meta.generation, head.manifest)
     except StateCorruptionError as exc:
         return None, f"Redis's state of it is unreadable ({exc.disagreement})"
-    if meta is None:
+    if head is None:
         return None, "Redis has no committed metadata of it"
-    chunks = [found[n] for n in range(meta.chunks) if n in found]
+    meta, ref = head.meta, head.manifest
+    if ref is not None and base is None:
+        return None, f"its checkpoint {ref.key!r} is missing"
+    chunks = [*(base.head(head.first) if base is not None else []),
+              *(c for c in head.tail if c is not None)]
     gap = chunk_table_gap(meta, chunks) if len(chunks) == meta.chunks else (
         f"Redis lacks {meta.chunks - len(chunks)} of its {meta.chunks} chunk entries")
     if gap is not None:
@@ -113,13 +119,14 @@ def from_redis(backends: Backends, ds: str, keys: list[str]) -> tuple[Restorable
         if data is None:
             return None, f"the file of chunk {c.chunk} ({c.key!r}) is missing"
         named = _identity(data)
-        expected = {"dataset": ds, "generation": meta.generation, "chunk": c.chunk,
-                    "start": c.start, "rows": c.rows}
+        gen, number = chunk_origin(c.key) or (meta.generation, c.chunk)
+        expected = {"dataset": ds, "generation": gen, "chunk": number, "start": c.start,
+                    "rows": c.rows}
         if named is not None and named != expected:
             return None, f"the file of chunk {c.chunk} ({c.key!r}) names {named}, not {expected}"
     fence, generation = _floors(backends, ds, keys)
     return Restorable(ds, ((meta, tuple(chunks)),), fence, max(generation, meta.generation),
-                      "Redis"), ""
+                      "Redis", manifest=ref), ""
 
 
 def from_files(backends: Backends, ds: str, keys: list[str]) -> tuple[Restorable | None, str]:
@@ -140,7 +147,7 @@ def from_files(backends: Backends, ds: str, keys: list[str]) -> tuple[Restorable
             busy_gen = None
     by_gen: dict[int, dict[int, tuple[int, str]]] = {}
     for key in keys:
-        m = _KEY.match(key)
+        m = CHUNK_KEY.match(key)
         if m is None or m["ds"] != ds:
             continue
         gen, n, fence = int(m["gen"]), int(m["chunk"]), int(m["fence"])
@@ -229,7 +236,7 @@ def restorable(backends: Backends, ds: str, keys: list[str], files_too: bool,
                  for i, (meta, chunks) in enumerate(older)]
     if older and first + len(older) < found.current.version:
         found = Restorable(ds, (*older, *found.versions), found.fence, found.generation,
-                           found.source)
+                           found.source, manifest=found.manifest)
     return replace(found, since=since), ""
 
 
@@ -242,6 +249,7 @@ def restore(backends: Backends, found: Restorable) -> None:
     backends.state.raise_fence(ds, found.fence)
     lock = backends.lock(ds)  # claims its token in the catalog
     try:
-        backends.catalog.restore(ds, found.kinds(), lock.fence, found.generation)
+        backends.catalog.restore(ds, found.kinds(), lock.fence, found.generation,
+                                 found.manifest)
     finally:
         lock.release()

@@ -23,14 +23,15 @@ from ..core.errors import (
     LockLostError,
     StateCorruptionError,
 )
-from ..core.model import ChunkMeta, DatasetMeta, Tombstone
+from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, Tombstone
 from ..core.permissions import OWNER_ONLY, Modes
 from .catalog_db import Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
-VERSION_KINDS = ("ingest", "overwrite", "append", "delete")
-"""What made a version: a first ingest, an overwrite (a new generation), an append, a delete."""
+VERSION_KINDS = ("ingest", "overwrite", "append", "delete", "compact")
+"""What made a version: a first ingest, an overwrite (a new generation), an append, a delete,
+a compaction (a new generation with the same rows)."""
 
 # The schema is written once for both databases: BIGINT and DOUBLE PRECISION are 64-bit in
 # PostgreSQL and have SQLite's INTEGER and REAL affinities (a catalog made with those names
@@ -123,6 +124,22 @@ CREATE TABLE IF NOT EXISTS sources (
 """
 
 
+_MANIFESTS = """
+CREATE TABLE IF NOT EXISTS manifests (
+    dataset TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    chunks BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    nbytes BIGINT NOT NULL,
+    PRIMARY KEY (dataset, generation)
+)
+"""
+"""The latest checkpoint of each generation's chunk table (``storage.manifest``): its first
+``chunks`` entries in one store file. Every version of the generation reads its prefix and
+the chunk rows after it; the chunk rows stay a full copy to fall back on."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema change of :data:`_MIGRATIONS`, when a plain SQL string is not enough.
@@ -143,14 +160,17 @@ def _record_current_versions(db: Connection) -> None:
 
 
 _MIGRATIONS: tuple[str | Migration, ...] = (
-    _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES, _CONTEXTS, _SOURCES)
+    _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES, _CONTEXTS, _SOURCES,
+    _MANIFESTS)
 """Every schema change, in order, for both databases: add one by appending it (portable SQL
 preferred). SQLite counts those applied in ``PRAGMA user_version``, PostgreSQL in its
 ``schema_version`` table. A catalog written before versions were recorded gets the versions
 table, with one row (kind ``"ingest"``) for each dataset's current version, the first time a
 client opens it; one written before per-column statistics gets their column (chunks without
 them are never skipped by a ``where``); one written before sources were recorded gets their
-table (its versions have none: their chunks cannot be repaired from a source)."""
+table (its versions have none: their chunks cannot be repaired from a source); one written
+before manifests gets their table, empty (its datasets read their chunk rows until their
+next commit checkpoints them)."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
@@ -173,6 +193,8 @@ _ADD_CHUNK = (_PUT_CHUNK.split(" ON CONFLICT")[0]
 _PUT_DATASET = _upsert("datasets", ("id", "generation", "state", *_COLUMNS[2:]), ("id",))
 _PUT_SOURCE = _upsert("sources", ("dataset", "version", "generation", "record"),
                       ("dataset", "version"))
+_PUT_MANIFEST = _upsert("manifests", ("dataset", "generation", "chunks", "key", "checksum",
+                                      "nbytes"), ("dataset", "generation"))
 _PUT_VERSION = _upsert("versions", ("dataset", "version", "kind", "rows", "generation",
                                     "tombstones", "committed_at", "meta"), ("dataset", "version"))
 
@@ -304,12 +326,15 @@ class Catalog:
         )
 
     def commit(self, meta: DatasetMeta, chunks: list[ChunkMeta], fence: int,
-               kind: str = "ingest", source: str | None = None) -> None:
-        """Write the dataset row, its whole chunk table and the version ``kind`` made, in one
-        transaction: now complete. ``source``: what the version's ingest read (a
-        ``SourceRecord`` as JSON), kept with the version.
+               kind: str = "ingest", source: str | None = None,
+               manifest: ManifestRef | None = None) -> None:
+        """Write the dataset row, the chunks this version adds and the version ``kind``
+        made, in one transaction: now complete. ``source``: what the version's ingest read
+        (a ``SourceRecord`` as JSON), kept with the version; ``manifest``: a new checkpoint
+        of the generation's chunk table, replacing the one before.
 
-        Chunks of earlier generations stay recorded (their versions can still be read) until
+        A commit writes only what it changed, whatever the dataset's history. Chunks of
+        earlier generations stay recorded (their versions can still be read) until
         :meth:`prune` removes them. Refused (:class:`LockLostError`) unless ``fence`` is the
         latest claimed token.
         """
@@ -318,11 +343,48 @@ class Catalog:
         with self._transaction() as db:
             self._check_fence(db, meta.id, fence)
             self._write_version(db, meta, chunks, kind, source)
+            if manifest is not None:
+                self._put_manifest(db, meta.id, meta.generation, manifest)
+
+    @staticmethod
+    def _put_manifest(db: Connection, dataset_id: str, generation: int, ref: ManifestRef) -> None:
+        db.execute(_PUT_MANIFEST, (dataset_id, generation, ref.chunks, ref.key, ref.checksum,
+                                   ref.nbytes))
+
+    def put_manifest(self, dataset_id: str, generation: int, ref: ManifestRef,
+                     fence: int) -> None:
+        """Record ``ref`` as the generation's checkpoint (a repair's, or a migration's),
+        fenced like :meth:`commit`."""
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            self._put_manifest(db, dataset_id, generation, ref)
+
+    def manifest(self, dataset_id: str, generation: int) -> ManifestRef | None:
+        """The latest checkpoint of the generation's chunk table, None if it has none."""
+        with self._connect("read") as db:
+            row = db.execute("SELECT chunks, key, checksum, nbytes FROM manifests WHERE "
+                             "dataset=? AND generation=?", (dataset_id, generation)).fetchone()
+        return None if row is None else ManifestRef(int(row[0]), row[1], row[2], int(row[3]))
+
+    def referenced(self, dataset_id: str, prefix: str) -> set[str]:
+        """The chunk keys under ``prefix`` that a recorded chunk of any generation names (a
+        compacted generation shares the files of the chunks it did not merge)."""
+        with self._connect("read") as db:
+            return {r[0] for r in db.execute(
+                "SELECT key FROM chunks WHERE dataset=? AND substr(key, 1, ?)=?",
+                (dataset_id, len(prefix), prefix))}
+
+    def manifest_keys(self, dataset_id: str) -> set[str]:
+        """The store keys of every recorded checkpoint of the dataset (any generation)."""
+        with self._connect("read") as db:
+            return {r[0] for r in db.execute("SELECT key FROM manifests WHERE dataset=?",
+                                             (dataset_id,))}
 
     @staticmethod
     def _write_version(db: Connection, meta: DatasetMeta, chunks: list[ChunkMeta], kind: str,
                        source: str | None, put_chunk: str = _PUT_CHUNK) -> None:
-        """The writes of :meth:`commit`, in the caller's transaction."""
+        """The writes of :meth:`commit` (``chunks``: those it adds), in the caller's
+        transaction."""
         db.executemany(
             put_chunk,
             [(meta.id, meta.generation, c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes,
@@ -348,9 +410,12 @@ class Catalog:
                 "ORDER BY version DESC", (dataset_id, generation))]
 
     def replace_chunk(self, dataset_id: str, generation: int, chunk: ChunkMeta,
-                      fence: int) -> None:
+                      fence: int) -> ManifestRef | None:
         """Point chunk ``chunk.chunk`` of ``generation`` at a rewritten file (its key,
-        checksum and size), fenced like :meth:`commit`; every version reading it follows."""
+        checksum and size), fenced like :meth:`commit`; every version reading it follows.
+        A checkpoint holding the old entry is forgotten: returned, for the caller to write
+        anew and delete."""
+        stale = self.manifest(dataset_id, generation)
         with self._transaction() as db:
             self._check_fence(db, dataset_id, fence)
             done = db.execute(
@@ -361,6 +426,11 @@ class Catalog:
                 raise StateCorruptionError(
                     dataset_id, f"chunk {chunk.chunk} of generation {generation} is in Redis's "
                     "chunk table but not in the catalog, so it was not replaced")
+            if stale is None or stale.chunks <= chunk.chunk:
+                return None
+            db.execute("DELETE FROM manifests WHERE dataset=? AND generation=?",
+                       (dataset_id, generation))
+        return stale
 
     @staticmethod
     def _record_version(db: Connection, meta: DatasetMeta, kind: str, at: float) -> None:
@@ -459,14 +529,18 @@ class Catalog:
                            [(dataset_id, g) for g in gone])
             db.executemany("DELETE FROM sources WHERE dataset=? AND generation=?",
                            [(dataset_id, g) for g in gone])  # kept with their chunks
+            db.executemany("DELETE FROM manifests WHERE dataset=? AND generation=?",
+                           [(dataset_id, g) for g in gone])
         return gone
 
-    def chunks(self, dataset_id: str, generation: int) -> list[ChunkMeta]:
+    def chunks(self, dataset_id: str, generation: int, start: int = 0,
+               stop: int | None = None) -> list[ChunkMeta]:
+        """The recorded chunks ``start <= chunk < stop`` of a generation (all by default)."""
         with self._connect("read") as db:
             rows = db.execute(
                 "SELECT chunk,start,rows,key,checksum,nbytes,stats,ranges FROM chunks "
-                "WHERE dataset=? AND generation=? ORDER BY chunk",
-                (dataset_id, generation),
+                "WHERE dataset=? AND generation=? AND chunk>=? AND chunk<? ORDER BY chunk",
+                (dataset_id, generation, start, 2**62 if stop is None else stop),
             ).fetchall()
             return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
                     for c, s, r, k, cs, n, st, rg in rows]
@@ -538,6 +612,7 @@ class Catalog:
                 "by chunkframe (other clients share that database): restore it from a backup "
                 "(pg_restore, or point-in-time recovery), then run `chunkframe recover --apply`")
         path = self.db.path
+        self.db.release()  # no connection of ours stays on the damaged file
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
         while aside.exists():
@@ -578,7 +653,7 @@ class Catalog:
 
     def restore(self, dataset_id: str,
                 versions: Iterable[tuple[DatasetMeta, list[ChunkMeta], str]], fence: int,
-                generation: int) -> bool:
+                generation: int, manifest: ManifestRef | None = None) -> bool:
         """Record restored ``versions`` of a dataset (``(meta, chunks, kind)``, oldest
         first, the current one last) and raise its generation counter to ``generation``,
         all in one transaction: a restore that fails leaves the catalog as it was, never
@@ -598,6 +673,8 @@ class Catalog:
             self._raise_generation(db, dataset_id, generation)
             for meta, chunks, kind in versions:  # chunks recorded already keep their stats
                 self._write_version(db, meta, chunks, kind, None, _ADD_CHUNK)
+            if manifest is not None:  # the current generation's checkpoint (Redis's)
+                self._put_manifest(db, dataset_id, last.generation, manifest)
         return True
 
     # -- contexts (the durable copy of the context cache's entries) -----------------------

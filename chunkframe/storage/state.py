@@ -29,11 +29,11 @@ from ..core.errors import (
     StateCorruptionError,
 )
 from ..core.keys import RedisKeys
-from ..core.model import ChunkMeta, DatasetMeta
+from ..core.model import ChunkMeta, DatasetMeta, ManifestRef
 from ..core.permissions import OWNER_ONLY, Modes
 
 __all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "pipelined",
-           "CLUSTER_SCHEMES", "redis_url_of", "DatasetLock", "Holder", "State"]
+           "CLUSTER_SCHEMES", "redis_url_of", "DatasetLock", "Holder", "State", "Head"]
 
 
 def redis_url_of(client: redis.Redis) -> str:
@@ -429,11 +429,35 @@ class DatasetLock:
                     return
 
 
+@dataclass(frozen=True)
+class Head:
+    """A dataset's committed state as Redis holds it, read in one step: its metadata, the
+    checkpoint of its chunk table, and the chunk entries asked for after it (by number;
+    None where Redis lacks one)."""
+
+    meta: DatasetMeta
+    manifest: ManifestRef | None
+    first: int  # the number of the first entry in ``tail``
+    tail: list[ChunkMeta | None]
+
+
+def _manifest_fields(ref: ManifestRef | None) -> list[Any]:
+    """The meta hash's fields pointing at a generation's checkpoint (``null``: none)."""
+    return ["manifest", "null" if ref is None else ref.to_json(),
+            "manifest_chunks", 0 if ref is None else ref.chunks]
+
+
 class State:
-    """Checkpoints and hot metadata of datasets in Redis; every ingest write is fenced."""
+    """Checkpoints and hot metadata of datasets in Redis; every ingest write is fenced.
+
+    Per dataset: the meta hash (the committed version, and a pointer to the latest
+    checkpoint of its chunk table, ``storage.manifest``) and, per generation, a hash of the
+    chunk entries after that checkpoint (and of an ingest under way): Redis holds the hot
+    pointer and the recent entries, never the whole history.
+    """
 
     # KEYS[1] lock, KEYS[2] ingest status, KEYS[3] chunks of the generation
-    # ARGV[1] token, ARGV[2] fence, ARGV[3] chunk number, ARGV[4] chunk metadata JSON
+    # ARGV[1] token, ARGV[2] fence, ARGV[3..] chunk number, chunk metadata JSON, ...
     # returns 1, or an error reply 'LOCKLOST' if the caller no longer owns the lock
     LUA_CHECKPOINT = """
     if redis.call('get', KEYS[1]) ~= ARGV[1] then
@@ -443,7 +467,7 @@ class State:
     if fence > tonumber(ARGV[2]) then
         return redis.error_reply('LOCKLOST')
     end
-    redis.call('hset', KEYS[3], ARGV[3], ARGV[4])
+    redis.call('hset', KEYS[3], unpack(ARGV, 3))
     redis.call('hset', KEYS[2], 'fence', ARGV[2], 'done', redis.call('hlen', KEYS[3]))
     return 1
     """
@@ -459,16 +483,43 @@ class State:
     return 1
     """
     # KEYS[1] lock, KEYS[2] ingest status, KEYS[3] meta, KEYS[4] old chunks (or the same as 5)
-    # KEYS[5] new chunks; ARGV[1] token, ARGV[2..] meta field, value...
+    # KEYS[5] new chunks; ARGV[1] token, ARGV[2] entries below this number are checkpointed
+    # (dropped from KEYS[5]), ARGV[3..] meta field, value...
     LUA_PUBLISH = """
     if redis.call('get', KEYS[1]) ~= ARGV[1] then
         return redis.error_reply('LOCKLOST')
     end
     redis.call('del', KEYS[3])
-    redis.call('hset', KEYS[3], unpack(ARGV, 2))
+    redis.call('hset', KEYS[3], unpack(ARGV, 3))
     redis.call('del', KEYS[2])
     if KEYS[4] ~= KEYS[5] then redis.call('del', KEYS[4]) end
+    local below = tonumber(ARGV[2])
+    if below > 0 then
+        for _, n in ipairs(redis.call('hkeys', KEYS[5])) do
+            if tonumber(n) < below then redis.call('hdel', KEYS[5], n) end
+        end
+    end
     return 1
+    """
+
+    # KEYS[1] meta, KEYS[2] chunk entries of generation ARGV[1]; ARGV[2] the first entry
+    # wanted. Returns {meta as field, value, ..., {n, entry, n, entry, ...}}: the entries
+    # from max(ARGV[2], the checkpoint's end) to the dataset's end (false where missing),
+    # read in the same step as the metadata; none when the generation is not ARGV[1]
+    LUA_HEAD = """
+    local meta = redis.call('hgetall', KEYS[1])
+    local tail = {}
+    if #meta == 0 or redis.call('hget', KEYS[1], 'generation') ~= ARGV[1] then
+        return {meta, tail}
+    end
+    local last = tonumber(redis.call('hget', KEYS[1], 'chunks')) or 0
+    local from = math.max(tonumber(ARGV[2]),
+                          tonumber(redis.call('hget', KEYS[1], 'manifest_chunks') or '0') or 0)
+    for n = from, last - 1 do
+        tail[#tail + 1] = n
+        tail[#tail + 1] = redis.call('hget', KEYS[2], n) or false
+    end
+    return {meta, tail}
     """
 
     # KEYS[1] lock, KEYS[2] ingest status, KEYS[3] chunks of the generation, KEYS[4] fence
@@ -499,6 +550,7 @@ class State:
         self._checkpoint = client.register_script(self.LUA_CHECKPOINT)
         self._fenced_hset = client.register_script(self.LUA_FENCED_HSET)
         self._publish = client.register_script(self.LUA_PUBLISH)
+        self._head = client.register_script(self.LUA_HEAD)
 
     def keys(self, dataset_id: str) -> RedisKeys:
         return RedisKeys(self.prefix, dataset_id)
@@ -536,12 +588,16 @@ class State:
             args += [k, str(v)]
         self._fenced(lock, lambda: self._fenced_hset(keys=[keys.lock, keys.ingest], args=args))
 
-    def checkpoint(self, lock: DatasetLock, generation: int, meta: ChunkMeta) -> None:
-        """Atomically record one persisted chunk, if this worker still owns the lock."""
+    def checkpoint(self, lock: DatasetLock, generation: int, *metas: ChunkMeta) -> None:
+        """Atomically record persisted chunks (one step for many: a group commit), if this
+        worker still owns the lock."""
+        if not metas:
+            return
         keys = lock.keys
+        pairs = [x for m in metas for x in (m.chunk, m.to_json())]
         self._fenced(lock, lambda: self._checkpoint(
             keys=[keys.lock, keys.ingest, keys.chunks(generation)],
-            args=[lock.token, lock.fence, meta.chunk, meta.to_json()],
+            args=[lock.token, lock.fence, *pairs],
         ))
 
     def abandon(self, lock: DatasetLock, generation: int | None, first_chunk: int = 0) -> None:
@@ -554,19 +610,51 @@ class State:
         ))
 
     def chunk_metas(self, dataset_id: str, generation: int) -> dict[int, ChunkMeta]:
-        """The checkpointed chunks of ``generation`` by number; an unreadable entry raises
+        """The chunk entries Redis holds for ``generation`` by number (those after its
+        checkpoint, and an ingest's under way); an unreadable entry raises
         :class:`StateCorruptionError` naming it (never a raw decode error)."""
         key = self.keys(dataset_id).chunks(generation)
         raw: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
-        out = {}
-        for k, v in raw.items():
-            try:
-                out[int(k)] = ChunkMeta.from_json(v)
-            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-                raise StateCorruptionError(
-                    dataset_id, f"Redis entry {k.decode('utf-8', 'replace')!r} of {key!r} "
-                    f"is not chunk metadata ({exc})") from exc
-        return out
+        return {int(k): _chunk_meta(dataset_id, key, k, v) for k, v in raw.items()}
+
+    def chunk_range(self, dataset_id: str, generation: int, start: int,
+                    stop: int) -> dict[int, ChunkMeta]:
+        """The entries ``start <= n < stop`` of ``generation`` that Redis holds, by number."""
+        if stop <= start:
+            return {}
+        key = self.keys(dataset_id).chunks(generation)
+        numbers = list(range(start, stop))
+        raw = self.client.hmget(key, numbers)
+        return {n: _chunk_meta(dataset_id, key, n, v)  # type: ignore[arg-type]
+                for n, v in zip(numbers, raw, strict=True) if v is not None}
+
+    def head(self, dataset_id: str, generation: int | None = None, since: int = 0) -> Head | None:
+        """The committed metadata, checkpoint pointer and chunk entries from ``since`` (or
+        the checkpoint's end, if later) in one step; None when Redis has no metadata. With
+        ``generation`` unknown or not the current one, a second step reads the entries."""
+        keys = self.keys(dataset_id)
+        for attempt in range(2):
+            gen = -1 if generation is None else generation
+            flat, tail = self._head(keys=[keys.meta, keys.chunks(gen)], args=[gen, since])
+            if not flat:
+                return None
+            raw = dict(zip(flat[::2], flat[1::2], strict=True))
+            meta = self._parse_meta(dataset_id, keys.meta, raw)
+            if meta.generation == gen or attempt:
+                break
+            generation, since = meta.generation, 0
+        try:
+            text = raw.get(b"manifest", b"null")
+            ref = None if text == b"null" else ManifestRef.from_json(text)
+        except (ValueError, TypeError) as exc:
+            raise StateCorruptionError(
+                dataset_id, f"the checkpoint pointer in {keys.meta!r} is unreadable ({exc})") from exc
+        if meta.generation != gen:  # the generation moved again in between: a later read
+            return Head(meta, ref, meta.chunks, [])  # finds the tail missing and reloads
+        first = int(tail[0]) if tail else meta.chunks
+        entries = [None if v is None else _chunk_meta(dataset_id, keys.chunks(gen), n, v)
+                   for n, v in zip(tail[::2], tail[1::2], strict=True)]
+        return Head(meta, ref, first, entries)
 
     def forget_chunks(self, dataset_id: str, generation: int, chunks: list[int]) -> None:
         """Drop the checkpoints of ``chunks`` of ``generation`` (a new ingest supersedes them)."""
@@ -575,10 +663,13 @@ class State:
     def discard_chunks(self, dataset_id: str, generation: int) -> None:
         self.client.delete(self.keys(dataset_id).chunks(generation))
 
-    def publish(self, lock: DatasetLock, meta: DatasetMeta, old_generation: int | None) -> None:
-        """Make ``meta`` the hot metadata and drop the ingest status (and an old generation)."""
+    def publish(self, lock: DatasetLock, meta: DatasetMeta, old_generation: int | None,
+                manifest: ManifestRef | None) -> None:
+        """Make ``meta`` the hot metadata, ``manifest`` its generation's checkpoint (whose
+        entries leave Redis), and drop the ingest status (and an old generation)."""
         keys = lock.keys
-        args: list[Any] = [lock.token]
+        args: list[Any] = [lock.token, 0 if manifest is None else manifest.chunks,
+                           *_manifest_fields(manifest)]
         for k, v in meta.to_mapping().items():
             args += [k, v]
         old = keys.chunks(old_generation if old_generation is not None else meta.generation)
@@ -594,34 +685,44 @@ class State:
         raw = self.client.hgetall(key)
         if not raw:
             return None
+        return self._parse_meta(dataset_id, key, raw)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _parse_meta(dataset_id: str, key: str, raw: dict[Any, Any]) -> DatasetMeta:
         try:
             return DatasetMeta.from_mapping(raw)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise StateCorruptionError(
                 dataset_id, f"Redis hash {key!r} is not dataset metadata ({exc!r})") from exc
 
-    def warm(self, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
-        """Re-create a dataset's hot keys from the catalog after Redis lost them."""
+    def warm(self, meta: DatasetMeta, manifest: ManifestRef | None,
+             tail: list[ChunkMeta]) -> None:
+        """Re-create a dataset's hot keys from the catalog after Redis lost them: the
+        metadata, the checkpoint pointer and the entries after it."""
         keys = self.keys(meta.id)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(keys.meta)  # the chunk hash is merged, not replaced: an append under way
-        if chunks:               # keeps its checkpoints of chunks past the committed ones
-            pipe.hset(keys.chunks(meta.generation), mapping={c.chunk: c.to_json() for c in chunks})
-        pipe.hset(keys.meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
+        if tail:                 # keeps its checkpoints of chunks past the committed ones
+            pipe.hset(keys.chunks(meta.generation), mapping={c.chunk: c.to_json() for c in tail})
+        fields: dict[str, Any] = dict(meta.to_mapping())
+        fields.update(zip(*[iter(_manifest_fields(manifest))] * 2, strict=True))
+        pipe.hset(keys.meta, mapping=fields)  # type: ignore[arg-type]
         pipe.execute()
 
-    def rebuild(self, lock: DatasetLock, meta: DatasetMeta, chunks: list[ChunkMeta]) -> None:
-        """Replace a dataset's hot metadata and chunk table with the catalog's ``meta`` and
-        ``chunks`` (the recoverer, under the dataset's lock)."""
+    def rebuild(self, lock: DatasetLock, meta: DatasetMeta, manifest: ManifestRef | None,
+                tail: list[ChunkMeta]) -> None:
+        """Replace a dataset's hot metadata, checkpoint pointer and recent entries with the
+        catalog's (the recoverer and repairs, under the dataset's lock)."""
         keys = lock.keys
         args: list[Any] = [lock.token]
-        for c in chunks:
+        for c in tail:
             args += [c.chunk, c.to_json()]
         self._fenced(lock, lambda: self._fenced_hset(keys=[keys.lock, keys.chunks(meta.generation)],
                                                      args=args))
         self._fenced(lock, lambda: self._fenced_hset(
-            keys=[keys.lock, keys.meta], args=[lock.token, *itertools.chain.from_iterable(
-                meta.to_mapping().items())]))
+            keys=[keys.lock, keys.meta], args=[lock.token, *_manifest_fields(manifest),
+                                               *itertools.chain.from_iterable(
+                                                   meta.to_mapping().items())]))
 
     # KEYS[1] fence counter; ARGV[1] floor; returns the counter, raised to the floor if below
     LUA_RAISE_FENCE = """
@@ -694,9 +795,16 @@ class State:
             meta.chunk, meta.to_json()))
 
     def set_meta(self, meta: DatasetMeta) -> None:
-        """Replace the hot metadata (not fenced: used for tombstones under the catalog's lock)."""
-        keys = self.keys(meta.id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(keys.meta)
-        pipe.hset(keys.meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
-        pipe.execute()
+        """Replace the hot metadata, keeping its checkpoint pointer (not fenced: used for
+        tombstones under the catalog's lock)."""
+        self.client.hset(self.keys(meta.id).meta, mapping=meta.to_mapping())  # type: ignore[arg-type]
+
+
+def _chunk_meta(dataset_id: str, key: str, number: Any, raw: bytes) -> ChunkMeta:
+    """One Redis chunk entry; an unreadable one is a :class:`StateCorruptionError`."""
+    try:
+        return ChunkMeta.from_json(raw)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        shown = number.decode("utf-8", "replace") if isinstance(number, bytes) else str(number)
+        raise StateCorruptionError(
+            dataset_id, f"Redis entry {shown!r} of {key!r} is not chunk metadata ({exc})") from exc

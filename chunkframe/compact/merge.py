@@ -1,0 +1,174 @@
+"""Compaction: runs of small chunks merged into full ones, as a new version (Delta's OPTIMIZE)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from ..core.chunktable import ChunkTable
+from ..core.errors import (
+    Call,
+    ChunkCorruptionError,
+    DatasetNotFoundError,
+    Hint,
+    InvalidArgumentError,
+)
+from ..core.keys import chunk_key, validate_id
+from ..core.model import ChunkMeta, DatasetMeta
+from ..core.progress import progress_bar
+from ..core.ranges import column_ranges
+from ..ingestion.pipeline import CommitHook, Plan, time_stats
+from ..read.reader import conform_chunk
+from ..storage.codec import Compression, checksum_matches, decode, write
+from ..storage.manifest import next_checkpoint, recorded_table
+
+if TYPE_CHECKING:
+    from ..storage.backends import Backends
+    from ..storage.state import DatasetLock
+
+__all__ = ["compact", "merge_runs", "Merge"]
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Chunks ``first`` to ``stop - 1`` of the old table become one chunk of the new one."""
+
+    first: int
+    stop: int
+
+
+def merge_runs(rows: np.ndarray, small: int, full: int) -> list[Merge]:
+    """The runs of two or more consecutive chunks under ``small`` rows, each cut so that it
+    holds at most ``full`` rows: what a compaction merges (everything else is shared)."""
+    out: list[Merge] = []
+    i, n = 0, len(rows)
+    while i < n:
+        if rows[i] >= small:
+            i += 1
+            continue
+        j, total = i, 0
+        while j < n and rows[j] < small and total + rows[j] <= full:
+            total += int(rows[j])
+            j += 1
+        j = max(j, i + 1)
+        if j - i >= 2:
+            out.append(Merge(i, j))
+        i = j
+    return out
+
+
+def compact(backends: Backends, dataset_id: str, *, min_rows: int | None = None,
+            progress: bool | None = None, wait: bool | float = False,
+            hooks: Sequence[CommitHook] = ()) -> DatasetMeta:
+    """Merge the dataset's runs of small chunks (under ``min_rows`` rows; by default half its
+    ``chunk_rows``) into full chunks, as a new version; returns its metadata (the current
+    one, unchanged, when nothing is small enough to merge).
+
+    The new version is a new generation that shares the files of the chunks it leaves
+    alone; serial numbers, values, deletes, last values and tags do not change, and older
+    versions read as before until ``prune_versions``. Under the dataset's write lock; a
+    kill at any point leaves the version before it current (``recover --apply`` deletes
+    what the killed compaction wrote).
+    """
+    validate_id(dataset_id)
+    if min_rows is not None and (not isinstance(min_rows, int) or isinstance(min_rows, bool)
+                                 or min_rows < 1):
+        raise InvalidArgumentError(
+            f"min_rows must be a positive integer (chunks with fewer rows are merged), got "
+            f"{min_rows!r}")
+    lock = backends.lock(dataset_id, wait)
+    try:
+        existing = backends.catalog.get(dataset_id)
+        if existing is None:
+            raise DatasetNotFoundError(
+                f"cannot compact dataset {dataset_id!r}: it does not exist",
+                hint=Hint("list the datasets with {}", Call.of("datasets")))
+        table = recorded_table(backends.store, backends.catalog, existing)
+        small = existing.chunk_rows // 2 if min_rows is None else min_rows
+        runs = merge_runs(table.rows, max(small, 1), max(existing.chunk_rows, small))
+        if not runs:
+            return existing
+        return _compact(backends, lock, existing, table, runs, progress, hooks)
+    finally:
+        lock.release()
+
+
+def _compact(backends: Backends, lock: DatasetLock, existing: DatasetMeta, table: ChunkTable,
+             runs: list[Merge], progress: bool | None, hooks: Sequence[CommitHook]) -> DatasetMeta:
+    ds = existing.id
+    generation = backends.catalog.reserve_generation(ds)
+    plan = Plan("compact", generation, 0, 0, existing.chunk_rows, existing.fingerprint,
+                existing.time_column, existing.device_column, False, existing.generation,
+                existing.compression)
+    backends.state.begin_ingest(lock, plan.status())  # a kill now: an interrupted compaction
+    starts = {r.first: r for r in runs}
+    new: list[ChunkMeta] = []
+    batch: list[ChunkMeta] = []
+    bar = progress_bar(len(table), f"compact {ds}", progress, unit="chunks")
+    try:
+        i = 0
+        while i < len(table):
+            run = starts.get(i)
+            if run is None:  # shared: the file keeps the name and identity it was written with
+                made = replace(table[i], chunk=len(new))
+                i += 1
+            else:
+                made = _merge(backends, lock, existing, table, run, generation, len(new))
+                i = run.stop
+            new.append(made)
+            batch.append(made)
+            if len(batch) >= 256:
+                backends.state.checkpoint(lock, generation, *batch)
+                batch = []
+            bar.update(i - bar.n)
+        backends.state.checkpoint(lock, generation, *batch)
+    finally:
+        bar.close()
+    meta = existing.evolve(generation=generation, chunks=len(new),
+                           nbytes=sum(c.nbytes for c in new), version=existing.version + 1,
+                           updated=time.time())
+    checkpoint = next_checkpoint(backends.store, backends.catalog, ds, generation, None, new,
+                                 len(new), lock.fence)
+    lock.check()
+    backends.catalog.commit(meta, new, lock.fence, "compact", manifest=checkpoint)
+    backends.state.publish(lock, meta, existing.generation, checkpoint)
+    for hook in hooks:
+        hook(meta, "compact", [])
+    return meta
+
+
+def _merge(backends: Backends, lock: DatasetLock, meta: DatasetMeta, table: ChunkTable,
+           run: Merge, generation: int, number: int) -> ChunkMeta:
+    """Chunks ``run`` of ``table``, each checked against its checksum and read as the
+    dataset's newest schema (deletes are not applied: they stay deletes), written as chunk
+    ``number`` of the new generation."""
+    schema = meta.arrow_schema
+    pieces = []
+    for i in range(run.first, run.stop):
+        cm = table[i]
+        data = backends.store.read(cm.key)
+        ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
+        if data is None or not ok:
+            raise ChunkCorruptionError(
+                meta.id, cm.chunk, cm.key, cm.checksum, computed,
+                "the chunk object is missing" if data is None else "checksum mismatch")
+        piece = decode(data)
+        if not piece.schema.equals(schema):
+            piece = conform_chunk(piece, schema)
+        pieces.append(piece.replace_schema_metadata(schema.metadata))
+    merged = pa.concat_tables(pieces).combine_chunks()
+    start = table[run.first].start
+    lock.check()
+    key = chunk_key(meta.id, generation, number, lock.fence)
+    identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
+                "rows": merged.num_rows}
+    compression: Compression = meta.compression  # type: ignore[assignment]
+    digest, size = backends.store.write(key, lambda f: write(merged, f, compression, identity))
+    return ChunkMeta(number, start, merged.num_rows, key, digest, size,
+                     time_stats(merged, meta.time_column, meta.device_column),
+                     column_ranges(merged))
