@@ -9,7 +9,8 @@ Modes (first argument):
 ``ingest ID``
     Ingest the deterministic source frame (see :func:`source_frame`) with ``mode="resume"``.
     Configured by environment: CF_REDIS (URL; unset = embedded server), CF_HOME, CF_STORE,
-    CF_CATALOG, CF_PREFIX, CF_ROWS, CF_CHUNK_ROWS, CF_WORKERS, CF_LOCK_TTL, CF_PAUSE. Prints ``start``,
+    CF_CATALOG, CF_PREFIX, CF_ROWS, CF_CHUNK_ROWS, CF_WORKERS, CF_LOCK_TTL, CF_PAUSE,
+    CF_CHECKPOINT_CHUNKS (checkpoint the chunk table that often). Prints ``start``,
     then a line per step (``locked FENCE``, ``put-start``, ``fsync``, ``put-done``, ``ckpt-start``,
     ``ckpt-done N``, ``commit-start``, ``commit-tx``, ``commit-done``, ``publish-done``)
     and ``done ROWS`` at the end. CF_PAUSE=STEP:K sleeps after the K-th STEP line of this
@@ -19,6 +20,8 @@ Modes (first argument):
 ``append ID OFFSET``
     Append the source frame of CF_ROWS rows, its ``id`` shifted by OFFSET, to dataset ID
     (env and hooks as for ``ingest``); prints ``done ROWS`` (the dataset's new size).
+``compact ID``
+    Compact dataset ID (env and hooks as for ``ingest``); prints ``done CHUNKS``.
 ``hold-lock ID``
     Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
 ``server-info [ID...]``
@@ -126,10 +129,12 @@ def install_hooks(step: Steps) -> None:
 
     orig_ckpt = state_mod.State.checkpoint
 
-    def checkpoint(self, lock, generation, meta):
-        step("ckpt-start", str(meta.chunk))
-        orig_ckpt(self, lock, generation, meta)
-        step("ckpt-done", str(meta.chunk))
+    def checkpoint(self, lock, generation, *metas):
+        for meta in metas:
+            step("ckpt-start", str(meta.chunk))
+        orig_ckpt(self, lock, generation, *metas)
+        for meta in metas:
+            step("ckpt-done", str(meta.chunk))
 
     orig_tx, orig_commit = catalog_mod.Catalog._transaction, catalog_mod.Catalog.commit
     in_commit = threading.local()
@@ -152,8 +157,8 @@ def install_hooks(step: Steps) -> None:
 
     orig_publish = state_mod.State.publish
 
-    def publish(self, lock, meta, old):
-        orig_publish(self, lock, meta, old)
+    def publish(self, lock, meta, *more, **kw):
+        orig_publish(self, lock, meta, *more, **kw)
         step("publish-done")
 
     orig_acquire = state_mod.DatasetLock.acquire
@@ -174,8 +179,11 @@ def install_hooks(step: Steps) -> None:
 
 def connect():
     import chunkframe as cf
+    import chunkframe.storage.manifest as manifest_mod
 
     env = os.environ
+    if env.get("CF_CHECKPOINT_CHUNKS"):  # checkpoint often, so a kill can land around one
+        manifest_mod.CHECKPOINT_CHUNKS = int(env["CF_CHECKPOINT_CHUNKS"])
     return cf.connect(store=env.get("CF_STORE"), redis=env.get("CF_REDIS") or None,
                       catalog=env.get("CF_CATALOG"), home=env.get("CF_HOME"),
                       prefix=env.get("CF_PREFIX"), lock_ttl=float(env.get("CF_LOCK_TTL", "15")))
@@ -233,6 +241,13 @@ def main(argv: list[str]) -> int:
             df, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")), progress=False,
             wait=True, workers=int(os.environ.get("CF_WORKERS", "2")))
         say(f"done {len(ds)}")
+        return 0
+    if mode == "compact":
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.open(argv[2]).compact(progress=False, wait=True)
+        say(f"done {ds.meta.chunks}")
         return 0
     if mode == "hold-lock":
         client = connect()

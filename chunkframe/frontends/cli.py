@@ -529,8 +529,8 @@ def build_parser() -> _Parser:
     p.add_argument("id", metavar="ID")
     p.add_argument("--min-rows", type=int, metavar="N",
                    help="merge chunks with fewer rows (default: half the dataset's chunk_rows)")
-    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                   help="wait this long for the dataset's lock (default: fail at once)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the dataset's lock if another writer holds it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("recover", cmd_recover, "find (and with --apply repair) what crashes left "

@@ -36,6 +36,7 @@ from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
 from ..core.progress import progress_bar
 from ..core.ranges import column_ranges
 from ..core.times import times_ns
+from ..storage import manifest as manifests
 from ..storage.codec import Compression, checksum_matches, decode, write
 from ..storage.manifest import next_checkpoint
 from .evolve import evolve_schema
@@ -653,7 +654,8 @@ def commit(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, c
                             source=None if source is None else source.to_json(),
                             manifest=checkpoint)
     old_gen = plan.previous if plan.previous != plan.generation else None
-    state.publish(lock, meta, old_gen, checkpoint or current)  # the old generation's files
+    state.publish(lock, meta, old_gen, checkpoint or current,  # the old generation's files
+                  manifests.CHECKPOINT_CHUNKS)
     if checkpoint is not None and current is not None and current.key != checkpoint.key:
         backends.store.delete(current.key)  # superseded (a crash before: an orphan file)
     for hook in hooks:

@@ -94,7 +94,14 @@ class Recoverer:
                            "restore can be applied")
             rows += done
             found = [p for p in self.find(verify, progress) if p.problem != "catalog_unreadable"]
-        rows += self._repair(found, apply and refused is None, refused)
+        done = self._repair(found, apply and refused is None, refused)
+        rows += done
+        if apply and refused is None and any(r[4] for r in done):
+            # a repair may uncover what it hid (last values of a version an interrupted
+            # ingest committed but never published): one more pass, so a next run is clean
+            reported = {(r[0], r[1]) for r in rows}
+            rows += self._repair([p for p in self.find(verify, progress)
+                                  if (p.dataset, p.problem) not in reported], True)
         return pd.DataFrame(rows, columns=COLUMNS)
 
     @staticmethod

@@ -441,10 +441,12 @@ class Head:
     tail: list[ChunkMeta | None]
 
 
-def _manifest_fields(ref: ManifestRef | None) -> list[Any]:
-    """The meta hash's fields pointing at a generation's checkpoint (``null``: none)."""
-    return ["manifest", "null" if ref is None else ref.to_json(),
-            "manifest_chunks", 0 if ref is None else ref.chunks]
+def _manifest_fields(ref: ManifestRef | None, tail_from: int | None = None) -> list[Any]:
+    """The meta hash's fields pointing at a generation's checkpoint (``null``: none), and
+    the first chunk whose entry Redis holds (by default, the checkpoint's end)."""
+    chunks = 0 if ref is None else ref.chunks
+    return ["manifest", "null" if ref is None else ref.to_json(), "manifest_chunks", chunks,
+            "tail_from", chunks if tail_from is None else tail_from]
 
 
 class State:
@@ -504,8 +506,9 @@ class State:
 
     # KEYS[1] meta, KEYS[2] chunk entries of generation ARGV[1]; ARGV[2] the first entry
     # wanted. Returns {meta as field, value, ..., {n, entry, n, entry, ...}}: the entries
-    # from max(ARGV[2], the checkpoint's end) to the dataset's end (false where missing),
-    # read in the same step as the metadata; none when the generation is not ARGV[1]
+    # from ARGV[2] if Redis still holds it (else from the checkpoint's end) to the dataset's
+    # end (false where missing), read in the same step as the metadata; none when the
+    # generation is not ARGV[1]
     LUA_HEAD = """
     local meta = redis.call('hgetall', KEYS[1])
     local tail = {}
@@ -513,8 +516,11 @@ class State:
         return {meta, tail}
     end
     local last = tonumber(redis.call('hget', KEYS[1], 'chunks')) or 0
-    local from = math.max(tonumber(ARGV[2]),
-                          tonumber(redis.call('hget', KEYS[1], 'manifest_chunks') or '0') or 0)
+    local since = tonumber(ARGV[2])
+    local checkpointed = tonumber(redis.call('hget', KEYS[1], 'manifest_chunks') or '0') or 0
+    local held = tonumber(redis.call('hget', KEYS[1], 'tail_from') or '0') or 0
+    local from = math.max(since, checkpointed)
+    if since >= held then from = since end
     for n = from, last - 1 do
         tail[#tail + 1] = n
         tail[#tail + 1] = redis.call('hget', KEYS[2], n) or false
@@ -664,12 +670,13 @@ class State:
         self.client.delete(self.keys(dataset_id).chunks(generation))
 
     def publish(self, lock: DatasetLock, meta: DatasetMeta, old_generation: int | None,
-                manifest: ManifestRef | None) -> None:
-        """Make ``meta`` the hot metadata, ``manifest`` its generation's checkpoint (whose
-        entries leave Redis), and drop the ingest status (and an old generation)."""
+                manifest: ManifestRef | None, window: int = 0) -> None:
+        """Make ``meta`` the hot metadata, ``manifest`` its generation's checkpoint, and drop
+        the ingest status (and an old generation). Entries the checkpoint holds leave Redis
+        but the last ``window`` of them, so that handles a little behind catch up from Redis."""
         keys = lock.keys
-        args: list[Any] = [lock.token, 0 if manifest is None else manifest.chunks,
-                           *_manifest_fields(manifest)]
+        keep = max(0, (0 if manifest is None else manifest.chunks) - window)
+        args: list[Any] = [lock.token, keep, *_manifest_fields(manifest, keep)]
         for k, v in meta.to_mapping().items():
             args += [k, v]
         old = keys.chunks(old_generation if old_generation is not None else meta.generation)
