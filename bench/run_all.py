@@ -22,6 +22,7 @@ BENCHES = [
     ("Notebook: plots and browsing (issue 17)", "bench_notebook.py", "results_notebook.md"),
     ("Catalog on PostgreSQL and SQLite (issue 15)", "bench_catalog.py", "results_catalog.md"),
     ("Scale-out on Dask (issue 15)", "bench_scaleout.py", "results_scaleout.md"),
+    ("Costs that do not grow with history (issue 22)", "bench_history.py", "results_history.md"),
 ]
 
 
