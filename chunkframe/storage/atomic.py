@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..core.permissions import create_file
 
-__all__ = ["AtomicFile", "TEMP_SUFFIX", "is_temp", "sweep_stale", "sweep_temps"]
+__all__ = ["AtomicFile", "TEMP_SUFFIX", "is_temp", "sweep_stale", "sweep_temps", "sync_dir"]
 
 TEMP_SUFFIX = ".partial"
 """Ends the name of every temporary file: listings skip such names, sweeps remove them."""
@@ -103,7 +103,7 @@ class AtomicFile:
             self.abort()
             raise
         if self.sync_dir:
-            _sync_dir(os.path.dirname(self.path) or ".")
+            sync_dir(os.path.dirname(self.path) or ".")
         return size, seen
 
     def abort(self) -> None:
@@ -119,7 +119,8 @@ class AtomicFile:
             pass
 
 
-def _sync_dir(directory: str) -> None:
+def sync_dir(directory: str) -> None:
+    """Sync a directory's entries (new names) to disk; a filesystem that cannot is skipped."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

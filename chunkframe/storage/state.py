@@ -557,6 +557,7 @@ class State:
         self._fenced_hset = client.register_script(self.LUA_FENCED_HSET)
         self._publish = client.register_script(self.LUA_PUBLISH)
         self._head = client.register_script(self.LUA_HEAD)
+        self._raise_fence = client.register_script(self.LUA_RAISE_FENCE)
 
     def keys(self, dataset_id: str) -> RedisKeys:
         return RedisKeys(self.prefix, dataset_id)
@@ -745,8 +746,7 @@ class State:
         """Raise the fencing counter to ``floor`` (the catalog's latest token) if it is below
         (or unreadable): after Redis lost it, the next lock must not be refused."""
         try:
-            return int(self.client.eval(self.LUA_RAISE_FENCE, 1, self.keys(dataset_id).fence,
-                                        floor))  # type: ignore[arg-type]
+            return int(self._raise_fence(keys=[self.keys(dataset_id).fence], args=[floor]))
         except redis.RedisError as exc:
             raise BackendUnavailableError(
                 f"cannot update the fencing counter of {dataset_id!r} in Redis at {self.url!r}: "

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..core.errors import BackendUnavailableError
 from ..core.permissions import OWNER_ONLY, Modes, make_dirs
-from .atomic import AtomicFile, is_temp, sweep_temps
+from .atomic import AtomicFile, is_temp, sweep_temps, sync_dir
 from .codec import checksum
 
 __all__ = ["ChunkStore", "LocalStore", "FsspecStore", "open_store"]
@@ -135,6 +135,11 @@ class ChunkStore(abc.ABC):
     @abc.abstractmethod
     def delete_prefix(self, prefix: str) -> None:
         """Remove every key under ``prefix`` (a whole generation of a dataset)."""
+
+    def sync(self, key: str) -> None:
+        """Make the names of the files written beside ``key`` durable (a local directory's
+        entries; once per batch of chunks, not per chunk). Object stores have nothing to do."""
+        return None
 
     @abc.abstractmethod
     def sweep_partials(self, prefix: str = "") -> int:
@@ -272,6 +277,9 @@ class LocalStore(ChunkStore):
 
     def sweep_partials(self, prefix: str = "") -> int:
         return sweep_temps(self._base(prefix))
+
+    def sync(self, key: str) -> None:
+        sync_dir(os.path.dirname(self.path(key)))
 
 
 class FsspecStore(ChunkStore):
