@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
 import pytest
+from clock import fake_clock
 from frames import all_dtypes, sensors
 
 import chunkframe as cf
@@ -29,6 +30,8 @@ from chunkframe.core.errors import (
     SchemaMismatchError,
     VersionNotFoundError,
 )
+from chunkframe.read import reader as reader_mod
+from chunkframe.read.reader import STALENESS_SECONDS
 from chunkframe.storage.catalog import _MIGRATIONS, Catalog
 
 WRITER = textwrap.dedent("""
@@ -86,7 +89,7 @@ def _expected() -> dict[int, pd.DataFrame]:
     return {1: v1, 2: v2, 3: v3, 4: sensors(700, seed=5)}
 
 
-def test_versions_written_by_another_process(client):
+def test_versions_written_by_another_process(client, monkeypatch):
     write = _writer(client)
     expected = _expected()
     write("ingest")
@@ -112,9 +115,9 @@ def test_versions_written_by_another_process(client):
         pd.testing.assert_frame_equal(got.reset_index(drop=True),
                                       frame.iloc[sns].reset_index(drop=True))
         pd.testing.assert_series_equal(old.get(301), frame.iloc[301], check_names=False)
-    deadline = time.monotonic() + 5  # the current handle sees version 4 within 0.5 s
-    while ds.version != 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # the current handle sees version 4 once its staleness window is over
+    fake_clock(monkeypatch, reader_mod).advance(STALENESS_SECONDS)
+    assert ds.version == 4
     pd.testing.assert_frame_equal(ds.to_pandas(), expected[4])
 
     at_3 = client.open("hist", version=3)
