@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
+from .core.integers import as_integer
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
@@ -394,12 +395,13 @@ class Dataset:
         """
         reader = self._client.reader
         snap = self._snap()
-        if not isinstance(sn, (int, np.integer)) or isinstance(sn, (bool, np.bool_)):
+        number = as_integer(sn)
+        if number is None:
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
         n = snap.meta.rows
-        pos = int(sn) + n if sn < 0 else int(sn)
+        pos = number + n if number < 0 else number
         if not 0 <= pos < n:
-            raise IndexError(out_of_range(snap, int(sn)))
+            raise IndexError(out_of_range(snap, number))
         i = snap.locate(pos)
         local = pos - snap.starts[i]
         if column is not None:

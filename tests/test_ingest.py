@@ -535,7 +535,7 @@ def test_longest_valid_id_is_accepted(client):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"mode": "upsert"}, "mode='upsert' is not one of"),
     ({"mode": None}, "mode=None"),
-    ({"chunk_rows": 0}, "chunk_rows must be a positive integer, got 0"),
+    ({"chunk_rows": 0}, "chunk_rows must be an integer >= 1, got 0"),
     ({"chunk_rows": -5}, "got -5"),
     ({"chunk_rows": 1.5}, "got 1.5"),
     ({"chunk_rows": True}, "got True"),

@@ -17,6 +17,7 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from ..core.errors import BackendUnavailableError, ContextError
+from ..core.integers import as_integer
 from ..core.keys import validate_id
 from ..core.units import format_bytes
 from ..storage.state import is_cluster, pipelined, scan_keys
@@ -100,7 +101,7 @@ class ContextCache:
     ) -> None:
         self.prefix = validate_id(prefix, "key prefix")
         for name, n in (("max_bytes", max_bytes), ("max_value_bytes", max_value_bytes)):
-            if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            if as_integer(n) is None or n <= 0:
                 raise ContextError(f"{name} must be a positive number of bytes, got {n!r}")
         if max_value_bytes > max_bytes:
             raise ContextError(

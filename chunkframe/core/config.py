@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidArgumentError
+from .integers import integer_at_least
 from .permissions import modes
 
 __all__ = ["redact", "is_postgres_url", "Settings", "resolve"]
@@ -84,8 +85,7 @@ def resolve(
     cache = options.pop("chunk_cache_bytes", None)
     if cache is None:
         cache = int(os.environ.get("CHUNKFRAME_CHUNK_CACHE_BYTES", DEFAULT_CHUNK_CACHE_BYTES))
-    if cache < 0:
-        raise InvalidArgumentError(f"chunk_cache_bytes must be >= 0, got {cache}")
+    cache = integer_at_least(cache, "chunk_cache_bytes", 0)
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")

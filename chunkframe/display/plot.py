@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from ..core.devices import device_key, device_text
 from ..core.errors import InvalidArgumentError
+from ..core.integers import as_integer
 from ..core.times import date_range_bounds, times_ns
 
 if TYPE_CHECKING:
@@ -105,8 +106,7 @@ def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None
     and maximum per bucket. Without a device, each device is its own line (up to
     :data:`MAX_LINES`). Without a time column, the x axis is the serial number.
     """
-    if not isinstance(max_points, (int, np.integer)) or isinstance(max_points, bool) \
-            or max_points < 2:
+    if as_integer(max_points) is None or max_points < 2:
         raise InvalidArgumentError(
             f"max_points={max_points!r} for the plot of dataset {ds.id!r} is not an integer "
             ">= 2; give the number of points to draw, e.g. 5_000")

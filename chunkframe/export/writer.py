@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import time
 import uuid
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -20,6 +18,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from ..core.errors import Arg, Hint, PathNotFoundError
+from ..core.integers import as_integer
 from ..core.progress import progress_bar
 from ..core.ranges import make_filter
 from ..read.reader import chunk_slices
@@ -383,8 +382,7 @@ def export_dataset(
     fmt = infer_format(dest_text, format)
     flt = make_filter(snap.meta, snap.schema, device=device, date_range=date_range, where=where)
     for what, bound in (("start", start), ("stop", stop)):
-        if bound is not None and (not isinstance(bound, numbers.Integral)
-                                  or isinstance(bound, (bool, np.bool_))):
+        if bound is not None and as_integer(bound) is None:
             raise TypeError(f"{what} must be an integer serial number or None, got {bound!r}")
     lo, hi, _ = slice(None if start is None else int(start),
                       None if stop is None else int(stop)).indices(snap.meta.rows)

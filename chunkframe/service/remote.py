@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError
+from ..core.integers import as_integer
 from ..core.units import format_bytes
 from ..display.reprs import mark
 from . import errors as service_errors
@@ -200,12 +201,13 @@ class RemoteDataset:
     # -- reads ----------------------------------------------------------------------------
     def get(self, sn: int, column: str | None = None) -> Any:
         """Row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``."""
-        if not isinstance(sn, (int, np.integer)) or isinstance(sn, (bool, np.bool_)):
+        number = as_integer(sn)
+        if number is None:
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
         # typed JSON, not Arrow: a row is a handful of scalars, and building a DataFrame from
         # an Arrow stream costs ~20x decoding them (bench/results_service.md)
         query = None if column is None else {"column": column}
-        doc = self._http.json("GET", f"{self._path}/values/{int(sn)}", query=query,
+        doc = self._http.json("GET", f"{self._path}/values/{number}", query=query,
                               accept=TYPED_JSON)
         if column is not None:
             return untag(doc["value"])
@@ -238,8 +240,7 @@ class RemoteDataset:
               columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows ``[start, stop)`` like ``df.iloc[start:stop]``; paged by the server's limit."""
         for name, bound in (("start", start), ("stop", stop)):
-            if bound is not None and (not isinstance(bound, (int, np.integer))
-                                      or isinstance(bound, bool)):
+            if bound is not None and as_integer(bound) is None:
                 raise TypeError(f"slice {name} must be an integer or None, got {bound!r}")
         cols = None if columns is None else [columns] if isinstance(columns, str) else list(columns)
         query: dict[str, Any] = {} if cols is None else {"columns": cols}
