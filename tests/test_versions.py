@@ -303,6 +303,30 @@ def test_evolve_widens_as_pandas_would(client, old, new):
     assert [c.split(" ")[0] for c in ds.versions()["kind"]] == ["ingest", "append"]
 
 
+@pytest.mark.parametrize("unit", ["ns", "ms", "s"])
+def test_evolve_takes_a_lossless_time_unit_change_as_a_plain_append_does(client, unit):
+    times = pd.date_range("2026-01-01", periods=300, freq="s")
+    base = pd.DataFrame({"t": times.as_unit("us"), "d": pd.to_timedelta(np.arange(300), "s"),
+                         "x": np.arange(300.0)})
+    base["d"] = base["d"].astype("timedelta64[us]")
+    later = pd.DataFrame({"t": (times[:50] + pd.Timedelta(days=1)).as_unit(unit),
+                          "d": pd.to_timedelta(np.arange(50), "s").as_unit(unit),
+                          "x": np.arange(50.0)})
+    plain = client.ingest(base, "plain", chunk_rows=100, time_column="t", progress=False)
+    plain.append(later, progress=False)
+    ds = client.ingest(base, "units", chunk_rows=100, time_column="t", progress=False)
+    ds.append(later, evolve=True, progress=False)  # a unit is not an evolution
+    assert ds.schema == plain.schema and str(ds.schema.field("t").type) == "timestamp[us]"
+    pd.testing.assert_frame_equal(ds.to_pandas(), plain.to_pandas())
+    ds.append(later.assign(y=1.5), evolve=True, progress=False)  # with a new column too
+    assert ds.columns == ["t", "d", "x", "y"] and str(ds.schema.field("d").type) == "duration[us]"
+    assert ds.last(columns="y")["time"].iloc[0] == later["t"].iloc[-1]
+    lossy = later.assign(t=later["t"].dt.as_unit("ns") + pd.Timedelta(1, "ns"))
+    for evolve in (False, True):  # refused alike: nanoseconds a us column cannot hold
+        with pytest.raises(SchemaMismatchError, match=r"'t'.*timestamp\[ns\].*timestamp\[us\]"):
+            ds.append(lossy.assign(y=0.0), evolve=evolve, progress=False)
+
+
 def test_evolve_refuses_what_pandas_would_not_widen(client):
     df = sensors(300)
     ds = client.ingest(df, "strict", chunk_rows=100, time_column="time", device_column="dev",

@@ -38,7 +38,7 @@ from ..core.progress import progress_bar
 from ..core.ranges import column_ranges
 from ..core.times import times_ns
 from ..storage.codec import Compression, checksum_matches, decode, write
-from .evolve import evolve_schema
+from .evolve import align_units, evolve_schema
 from .provenance import SourceRecord, finished, record_of
 from .sources import ITERATOR_FINGERPRINT, Source, check_kinds, conform, open_source
 
@@ -415,6 +415,9 @@ def _ingest_locked(
         evolving = evolve and plan.op == "append" and existing is not None
         if evolving:
             assert existing is not None
+            first = align_units(first, target_schema, dataset_id)
+            chunks = map(functools.partial(align_units, schema=target_schema,
+                                           dataset_id=dataset_id), chunks)
             target_schema = evolve_schema(target_schema, first.schema, dataset_id,
                                           (existing.time_column, existing.device_column),
                                           _categories(backends, existing, first))
