@@ -17,8 +17,9 @@ from urllib.parse import quote, urlencode
 import numpy as np
 import pandas as pd
 
-from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError
+from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
 from ..core.integers import as_integer
+from ..core.keys import validate_id
 from ..core.units import format_bytes
 from ..display.reprs import mark
 from . import errors as service_errors
@@ -150,8 +151,19 @@ class RemoteClient:
     def health(self) -> dict[str, Any]:
         return dict(self.http.json("GET", "/v1/health"))
 
-    def open(self, dataset_id: str) -> RemoteDataset:
-        """A complete dataset on the server; DatasetNotFoundError if there is none."""
+    def open(self, dataset_id: str, version: int | None = None, as_of: Any = None
+             ) -> RemoteDataset:
+        """The current version of a complete dataset on the server; DatasetNotFoundError if
+        there is none. ``version=`` and ``as_of=`` are not served: they raise
+        :class:`InvalidArgumentError` saying so."""
+        validate_id(dataset_id)  # as a local open does: "a/b" is no id, not a missing route
+        if version is not None or as_of is not None:
+            asked = f"version={version!r}" if version is not None else f"as_of={as_of!r}"
+            raise InvalidArgumentError(
+                f"a remote client opens the current version of dataset {dataset_id!r} only, "
+                f"not {asked}: the server does not serve past versions. Open it with a local "
+                f"client on the server's settings (cf.connect(store=..., redis=..., "
+                f"catalog=...)), or read ds.versions() remotely to see which there are")
         return RemoteDataset(self, dataset_id)
 
     def datasets(self) -> pd.DataFrame:
