@@ -22,6 +22,7 @@ from ..core.keys import validate_id
 from ..core.units import format_bytes
 from ..storage.state import is_cluster, pipelined, scan_keys
 from . import index
+from .context import Context
 from .entries import (
     FIELD_SEP,
     ContextIDValue,
@@ -37,7 +38,6 @@ from .types import ContextType
 
 if TYPE_CHECKING:
     from ..storage.catalog import Catalog
-    from .context import Context
 
 __all__ = ["ContextCache"]
 
@@ -142,8 +142,6 @@ class ContextCache:
         choose how this handle cuts keywords from string values and @keyword results;
         by default on runs of whitespace and commas.
         """
-        from .context import Context  # the handle's module builds on this one
-
         return Context(self, validate_id(context_id, "context id"), KeywordRule(separator, regex))
 
     def contexts(self, include_stored: bool = True) -> pd.DataFrame:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ..core.errors import ChunkFrameError, ContextError
 from ..core.units import format_bytes
-from .cache import ContextCache
 from .entries import ContextIDValue, Entry, entry_bytes, field_of, utf8_len, with_own_keyword
 from .keywords import DEFAULT_RULE, KeywordRule, derive_keywords, explicit_keywords, normalise_keyword
 from .types import ContextKeyError, ContextType, Unserialisable, encode_value, short, value_of
+
+if TYPE_CHECKING:
+    from .cache import ContextCache  # the cache makes handles: it imports this module
 
 __all__ = ["Context"]
 
