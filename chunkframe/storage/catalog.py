@@ -563,14 +563,10 @@ class Catalog:
         with self._connect("read") as db:
             return {r[0] for r in db.execute("SELECT dataset FROM fences")}
 
-    def raise_generation(self, dataset_id: str, generation: int) -> None:
-        """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
-        before it) again: a restored catalog learns the generations the store holds."""
-        with self._transaction() as db:
-            self._raise_generation(db, dataset_id, generation)
-
     @staticmethod
     def _raise_generation(db: Connection, dataset_id: str, generation: int) -> None:
+        """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
+        before it) again: a restored catalog learns the generations the store holds."""
         db.execute(
             "INSERT INTO generations (dataset, last) VALUES (?, ?) ON CONFLICT (dataset) "
             "DO UPDATE SET last=excluded.last WHERE generations.last<excluded.last",
