@@ -19,6 +19,7 @@ from redis.exceptions import RedisClusterException
 from ..core.errors import BackendUnavailableError, ContextError
 from ..core.integers import as_integer
 from ..core.keys import validate_id
+from ..core.times import utc_from_epoch
 from ..core.units import format_bytes
 from ..storage.state import is_cluster, pipelined, scan_keys
 from . import index
@@ -176,8 +177,7 @@ class ContextCache:
         df["entries"] = df["entries"].astype("int64")
         df["memory_bytes"] = df["memory_bytes"].astype("Int64")
         df["accesses"] = df["accesses"].astype("int64")
-        df["last_access"] = pd.to_datetime(df["last_access"].astype("float64"), unit="s",
-                                           utc=True)
+        df["last_access"] = utc_from_epoch(df["last_access"])
         df["in_memory"] = df["in_memory"].astype(bool)
         return df.sort_values("context_id", ignore_index=True)
 

@@ -133,9 +133,11 @@ def cmd_ls(args: argparse.Namespace, out: Out) -> int:
 def cmd_info(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
+    from ..core.times import utc_from_epoch
+
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
-    when = {k: pd.Timestamp(getattr(meta, k), unit="s", tz="UTC") for k in ("created", "updated")}
+    when = {k: utc_from_epoch(getattr(meta, k)) for k in ("created", "updated")}
     columns = [{"name": f.name, "type": str(f.type), "role": (
         "time" if f.name == meta.time_column else "device" if f.name == meta.device_column
         else "")} for f in schema]

@@ -31,6 +31,7 @@ from .. import (
     DatasetNotFoundError,
     InvalidArgumentError,
 )
+from ..core.times import utc_from_epoch
 from .auth import BearerAuth
 from .config import ServiceConfig
 from .encoding import (
@@ -452,7 +453,7 @@ class _Service:
 
 
 def _utc(epoch: float) -> str | None:
-    return pd.Timestamp(epoch, unit="s", tz="UTC").isoformat() if epoch else None
+    return utc_from_epoch(epoch).isoformat() if epoch else None
 
 
 def _device(text: str) -> Any:

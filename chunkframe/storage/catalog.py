@@ -25,6 +25,7 @@ from ..core.errors import (
 )
 from ..core.model import ChunkMeta, DatasetMeta, Tombstone
 from ..core.permissions import OWNER_ONLY, Modes
+from ..core.times import utc_from_epoch
 from .catalog_db import Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
@@ -481,7 +482,7 @@ class Catalog:
         df = self._frame("SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
                          "time_column, device_column, created, updated FROM datasets ORDER BY id")
         for col in ("created", "updated"):
-            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+            df[col] = utc_from_epoch(df[col])
         return df
 
     def _frame(self, query: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
