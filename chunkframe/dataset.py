@@ -389,9 +389,33 @@ class Dataset:
     # -- reads ----------------------------------------------------------------------------
     @_retry_superseded
     def get(self, sn: int, column: str | None = None) -> Any:
-        """Row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``.
+        """Return row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``.
 
-        Negative ``sn`` counts from the end, as with ``iloc``; out of range is an IndexError.
+        Parameters
+        ----------
+        sn : int
+            The serial number (any integral number, numpy integers too); negative counts
+            from the end, as with ``iloc``.
+        column : str, optional
+            One column: its value alone, without building the row.
+
+        Returns
+        -------
+        pandas.Series or scalar
+            The row named ``sn``, with the dataset's dtypes; or the value of ``column``.
+
+        Raises
+        ------
+        IndexError
+            ``sn`` out of range (the message says the valid range).
+        KeyError
+            An unknown ``column``.
+
+        Examples
+        --------
+        >>> ds.get(12_345)                                # doctest: +SKIP
+        >>> ds.get(-1, "temperature")                     # doctest: +SKIP
+        21.4
         """
         reader = self._client.reader
         snap = self._snap()
@@ -418,13 +442,30 @@ class Dataset:
     @_retry_superseded
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
-        """Rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn.
+        """Return rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn.
 
         Chunks the cache holds and batch reads come back to are gathered through their
         planes (one numpy gather per column, as ``iloc``); the others are fetched in
         parallel and gathered from as they arrive, kept in the cache only when all the
         chunks asked fit in it, so a batch larger than the cache streams instead of
         thrashing it.
+
+        Parameters
+        ----------
+        sns : sequence of int or numpy.ndarray
+            Serial numbers, negative ones counting from the end.
+        columns : sequence of str, optional
+            The columns to read (None: all); only those are decoded.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per serial number asked, in that order, indexed by ``sn`` and bound to
+            the dataset (``df.chunk``).
+
+        Examples
+        --------
+        >>> ds.get_many([5, 40_000, 5], columns=["temperature"])   # doctest: +SKIP
         """
         reader = self._client.reader
         snap = self._snap()
@@ -498,7 +539,25 @@ class Dataset:
     @_retry_superseded
     def slice(self, start: int | None = None, stop: int | None = None,
               columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Rows ``[start, stop)`` like ``df.iloc[start:stop]`` (negative and open bounds too)."""
+        """Return rows ``[start, stop)`` like ``df.iloc[start:stop]``.
+
+        Parameters
+        ----------
+        start, stop : int, optional
+            Serial numbers, negative and open (None) bounds as in ``iloc``.
+        columns : sequence of str, optional
+            The columns to read (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``sn`` and bound to the dataset (``df.chunk``).
+
+        Examples
+        --------
+        >>> ds.slice(100, 110)                            # doctest: +SKIP
+        >>> ds.slice(-5)                                  # the last five rows  # doctest: +SKIP
+        """
         reader = self._client.reader
         snap = self._snap()
         cols = snap.columns_of(columns)
@@ -749,9 +808,11 @@ class Dataset:
         return to_dask(self._client.settings, snap, meta)
 
     def verify(self, progress: bool | None = None, repair: bool = False) -> pd.DataFrame:
-        """Check every chunk in the store: its checksum, and that the file names the dataset,
-        generation, chunk, first sn and row count its chunk table says; one row per bad
-        chunk (empty if intact): chunk, key, problem.
+        """Check every chunk in the store; return one row per bad chunk (empty if intact).
+
+        A chunk is checked by its checksum, and by the dataset, generation, chunk, first sn
+        and row count its file names, which must be those its chunk table says. The report's
+        columns are chunk, key, problem.
 
         Parameters
         ----------
@@ -798,7 +859,20 @@ class Dataset:
         return pd.DataFrame(bad, columns=["chunk", "key", "problem"])
 
     def cache_info(self) -> dict[str, Any]:
-        """Chunk-cache counters (hits, misses, bytes, chunks cached) for this client."""
+        """Return this client's chunk-cache counters for the dataset.
+
+        Returns
+        -------
+        dict
+            ``hits``, ``misses``, ``hit_rate``, ``fetches``, ``skipped`` (chunks a filtered
+            read ruled out by their statistics; these counters are the client's), ``chunks``
+            and ``bytes`` of this dataset cached, and the whole cache's ``total_bytes`` and
+            ``max_bytes``.
+
+        Examples
+        --------
+        >>> ds.cache_info()["skipped"]                    # doctest: +SKIP
+        """
         return self._client.reader.cache_info(self.id)
 
     # -- writes ---------------------------------------------------------------------------
@@ -850,7 +924,7 @@ class Dataset:
                             workers=workers)
         return self
 
-    # -- last values (lastvalues.py) -------------------------------------------------------
+    # -- last values (lastcache/) ----------------------------------------------------------
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Return the latest non-null (time, value) of each series.
 
@@ -973,7 +1047,7 @@ class Dataset:
         self._writable("reset the last values of")
         self._client.last_values.reset(self.id, device, columns)
 
-    # -- context (context.py) --------------------------------------------------------------
+    # -- context (contextcache/) -----------------------------------------------------------
     @property
     def context(self) -> Context:
         """The dataset's context: a mapping of tags, shared through Redis.

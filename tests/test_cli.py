@@ -384,7 +384,7 @@ def test_export_to_s3_from_an_s3_store(s3_client, s3_bucket, s3_options, redis_s
     one_error_line(capsys.readouterr().err, "--storage-options is not JSON")
 
 
-# -- last, tag, tags, find, delete (lastvalues.py and context.py) -----------------------------
+# -- last, tag, tags, find, delete (lastcache/ and contextcache/) ----------------------------
 
 def test_last(cli, sensors):
     df = sensors.to_pandas()

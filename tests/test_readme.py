@@ -70,6 +70,22 @@ def test_the_tour_block_is_found_or_named_missing():
         tour_block("## A short tour\n\n```bash\nls\n```\n")
 
 
+def _fenced_after(text: str, heading: str) -> str:
+    section = text.split(heading, 1)[1]
+    return section.split("```", 2)[1]
+
+
+@pytest.mark.parametrize(("doc", "heading"), [("README.md", "## Layout"),
+                                               ("CONTRIBUTING.md", "## Layers")])
+def test_the_layout_names_every_package_and_core_module(doc, heading):
+    block = _fenced_after((ROOT / doc).read_text(), heading)
+    package = ROOT / "chunkframe"
+    subpackages = sorted(p.name for p in package.iterdir() if (p / "__init__.py").exists())
+    assert [p for p in subpackages if f"{p}/" not in block] == []
+    core = sorted(p.stem for p in (package / "core").glob("*.py") if p.stem != "__init__")
+    assert [m for m in core if m not in block] == []
+
+
 def test_readme_says_how_to_open_the_notebooks():
     text = README.read_text()
     assert 'python3 -m pip install -e ".[notebook]" && jupyter lab notebooks/' in text
