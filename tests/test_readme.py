@@ -86,6 +86,20 @@ def test_the_layout_names_every_package_and_core_module(doc, heading):
     assert [m for m in core if m not in block] == []
 
 
+def test_readme_links_every_notebook_by_its_number_and_the_examples():
+    text = README.read_text()
+    assert not re.findall(r"(?<!\[)notebook \d\d", text)  # every "notebook NN" is a link...
+    links = re.findall(r"\[notebook (\d\d)\]\((notebooks/(\d\d)_\w+\.ipynb)\)", text)
+    assert links and all(n == m and (ROOT / path).exists() for n, path, m in links)  # ...right
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"(notebooks/{nb.name})" in text, f"README does not link {nb.name}"
+    range_reads = text.split("## Range reads", 1)[1].split("\n## ", 1)[0]
+    assert "(notebooks/09_range_reads_and_arrow.ipynb)" in range_reads
+    assert "[`examples/`](examples/)" in text
+    for script in (ROOT / "examples").glob("*.py"):
+        assert f"(examples/{script.name})" in text
+
+
 def test_readme_says_how_to_open_the_notebooks():
     text = README.read_text()
     assert 'python3 -m pip install -e ".[notebook]" && jupyter lab notebooks/' in text
