@@ -18,7 +18,7 @@ from .core.integers import as_integer
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
-from .core.units import format_bytes
+from .core.units import format_bytes, plural
 from .display.reprs import mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.partitions import to_dask
@@ -1306,7 +1306,8 @@ class Dataset:
         s = self._summary()
         cols = ", ".join(s["columns"][:8]) + (", ..." if len(s["columns"]) > 8 else "")
         at = f" at version {self._pinned}" if self._pinned is not None else ""
-        return (f"<chunkframe.Dataset {self.id!r}{at}: {s['rows']:,} rows in {s['chunks']} chunks, "
+        return (f"<chunkframe.Dataset {self.id!r}{at}: {plural(s['rows'], 'row')} in "
+                f"{plural(s['chunks'], 'chunk')}, "
                 f"{format_bytes(s['bytes'])}; columns: {cols}>")
 
     def _repr_html_(self) -> str:
@@ -1314,7 +1315,7 @@ class Dataset:
         rows = [("rows", f"{s['rows']:,}"), ("chunks", s["chunks"]), ("stored", format_bytes(s["bytes"])),
                 ("columns", ", ".join(s["columns"][:20]) + (" …" if len(s["columns"]) > 20 else "")),
                 ("time / device", f"{s['time_column']} / {s['device_column']}"),
-                ("cache", f"{s['cached_chunks']} chunks, hit rate {s['hit_rate']:.0%}")]
+                ("cache", f"{plural(s['cached_chunks'], 'chunk')}, hit rate {s['hit_rate']:.0%}")]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
                        f"{html.escape(str(v))}</td></tr>" for k, v in rows)
         return (f"<div><b>chunkframe.Dataset</b> <code>{html.escape(self.id)}</code>"

@@ -81,6 +81,19 @@ def test_ingest_then_ls_and_info(cli, tmp_path):
     assert [c["name"] for c in doc["columns"]][:2] == ["time", "sensor"]
 
 
+def test_counts_of_one_are_singular(cli, client):
+    one = pd.DataFrame({"time": pd.to_datetime(["2026-01-01"]), "x": [1.0]})
+    ds = client.ingest(one, "one", time_column="time", progress=False)
+    done = ds.delete(date_range=("2026-01-01", None))
+    assert "1 value hidden in 1 series" in repr(done)
+    code, out, _ = cli("info", "one")
+    assert code == 0 and "1 in 1 chunk of up to 65,536 rows" in out
+    assert "1 time-range delete\n" in out
+    code, out, _ = cli("verify", "one")
+    assert code == 0 and out.strip() == "ok: its 1 chunk matches its checksum (dataset 'one')"
+    assert repr(ds).startswith("<chunkframe.Dataset 'one': 1 row in 1 chunk, ")
+
+
 def test_ingest_json_and_modes(cli):
     src = str(SAMPLES / "sensors.parquet")
     code, out, _ = cli("--json", "ingest", src, "p", "--compression", "zstd", "--no-progress")

@@ -831,7 +831,7 @@ def test_cache_clear_keeps_redis(cache: ContextCache, ctx: Context) -> None:
     cache.clear()
     assert cache.memory_bytes == 0 and in_memory(cache) == set()
     assert ctx.get("k") == 1
-    assert "1 contexts in memory" in repr(cache)
+    assert "1 context in memory" in repr(cache)
 
 
 # --------------------------------------------------------------- cross-process freshness

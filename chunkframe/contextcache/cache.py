@@ -20,7 +20,7 @@ from ..core.errors import BackendUnavailableError, ContextError
 from ..core.integers import as_integer
 from ..core.keys import validate_id
 from ..core.times import utc_from_epoch
-from ..core.units import format_bytes
+from ..core.units import format_bytes, plural
 from ..storage.state import is_cluster, pipelined, scan_keys
 from . import index
 from .context import Context
@@ -279,7 +279,7 @@ class ContextCache:
     def __repr__(self) -> str:
         with self._lock:
             n, total = len(self._lru), self._total
-        return (f"<ContextCache prefix={self.prefix!r}: {n} contexts in memory, "
+        return (f"<ContextCache prefix={self.prefix!r}: {plural(n, 'context')} in memory, "
                 f"{format_bytes(total)} of {format_bytes(self.max_bytes)}>")
 
     # -- package API, for Context (callers hold the value from using()) ----------------
@@ -423,7 +423,8 @@ class ContextCache:
             stored = {as_str(f): as_str(r)
                       for f, r in self.redis.hgetall(self._keys(cid)[0]).items()}
         if recorded and not stored:
-            return "context_missing", (f"Redis has none of its {len(recorded)} entries; the "
+            return "context_missing", (f"Redis has none of its "
+                                       f"{plural(len(recorded), 'entry', 'entries')}; the "
                                        "catalog records them")
         missing = [f for f in recorded if f not in stored]
         differ = [f for f in recorded if f in stored and stored[f] != recorded[f]]

@@ -14,6 +14,7 @@ from ..core.devices import device_key, device_text
 from ..core.errors import InvalidArgumentError
 from ..core.integers import as_integer
 from ..core.times import date_range_bounds, times_ns
+from ..core.units import plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -223,7 +224,8 @@ def _draw(ds: Dataset, column: str, series: list[_Series], tcol: str | None, dat
     ax.set_ylabel(column)
     ax.grid(True, alpha=0.3)
     where = "" if len(series) != 1 or series[0].label == column else f" · {series[0].label}"
-    note = f"{rows:,} rows" + (f", {drawn:,} points (min/max per bucket)" if drawn < rows else "")
+    note = plural(rows, "row") + (f", {plural(drawn, 'point')} (min/max per bucket)"
+                                  if drawn < rows else "")
     ax.set_title(f"{ds.id} · {column}{where}  ({note})", fontsize="medium", loc="left")
     if not rows:
         ax.text(0.5, 0.5, f"no rows of {column!r} in date_range={date_range!r}",

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ChunkFrameError, DatasetNotFoundError, Hint, NoTimeColumnError
+from ..core.units import plural
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -299,8 +300,9 @@ def _serial_numbers(index: pd.Index, ds: Dataset, rows: int, what: str, tcol: st
     if not whole and (index.name != "sn" or index.dtype.kind not in "iu"):
         raise ChunkFrameError(
             f"{what} is bound to dataset {ds.id!r}, but its index ({index.name!r}, "
-            f"{index.dtype}, {rows} rows) is not the dataset's serial numbers (an index named "
-            f"'sn', or the whole RangeIndex of to_pandas() for all {n} rows), so its values "
+            f"{index.dtype}, {plural(rows, 'row')}) is not the dataset's serial numbers (an "
+            f"index named 'sn', or the whole RangeIndex of to_pandas() for all "
+            f"{plural(n, 'row')}), so its values "
             f"cannot be matched to the dataset's times. Take last() before resetting the "
             f"index, or set the times as the index: df.set_index({tcol!r})[{column!r}].chunk.last()"
         )

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..core.errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
-from ..core.units import format_bytes
+from ..core.units import format_bytes, plural
 from .cli_output import PROG, Out, records, table
 
 if TYPE_CHECKING:
@@ -103,7 +103,8 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
                        wait=args.wait)
     seconds = time.perf_counter() - began
     meta = ds.meta
-    out.line(f"ingested {ds.id!r} ({args.mode}): {meta.rows:,} rows in {meta.chunks} chunks, "
+    out.line(f"ingested {ds.id!r} ({args.mode}): {plural(meta.rows, 'row')} in "
+             f"{plural(meta.chunks, 'chunk')}, "
              f"{format_bytes(meta.nbytes)} stored, in {seconds:.2f} s")
     out.doc({"dataset": ds.id, "mode": args.mode, "rows": meta.rows, "chunks": meta.chunks,
              "bytes": meta.nbytes, "generation": meta.generation, "version": meta.version,
@@ -151,7 +152,8 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
         doc["chunk_table"] = records(ds.chunks)
     out.doc(doc)
     out.line(f"dataset      {ds.id}")
-    out.line(f"rows         {meta.rows:,} in {meta.chunks} chunks of up to {meta.chunk_rows:,}")
+    out.line(f"rows         {meta.rows:,} in {plural(meta.chunks, 'chunk')} of up to "
+             f"{plural(meta.chunk_rows, 'row')}")
     out.line(f"stored       {format_bytes(meta.nbytes)}")
     out.line(f"generation   {meta.generation} (version {meta.version})")
     out.line(f"time column  {meta.time_column or '-'}")
@@ -159,7 +161,7 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
     out.line(f"created      {when['created']:%Y-%m-%d %H:%M:%S} UTC")
     out.line(f"updated      {when['updated']:%Y-%m-%d %H:%M:%S} UTC")
     if meta.tombstones:
-        out.line(f"deletes      {len(meta.tombstones)} time-range deletes")
+        out.line(f"deletes      {plural(len(meta.tombstones), 'time-range delete')}")
     out.line("")
     out.line(table(pd.DataFrame(columns)))
     if args.chunks:
@@ -231,16 +233,23 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     bad = ds.verify(progress=_progress(args))
     out.doc({"dataset": ds.id, "chunks": total, "ok": bad.empty, "bad": records(bad)})
     if bad.empty:
-        out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
+        out.line(_all_intact(ds.id, total))
         return EXIT_OK
     out.line(table(bad))
     if not out.json:  # with --json, the document above ("ok": false) says it
         out.error("ChunkCorruptionError",
-                  f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
+                  f"{len(bad)} of {plural(total, 'chunk')} of dataset {ds.id!r} damaged (see "
+                  f"above); "
                   f"run chunkframe verify {ds.id} --repair to rewrite them from their source, "
                   f"re-ingest it with chunkframe ingest SRC {ds.id} --mode overwrite or restore "
                   "the chunk files")
     return EXIT_ERROR
+
+
+def _all_intact(dataset_id: str, total: int) -> str:
+    what = "its 1 chunk matches its checksum" if total == 1 else \
+        f"all {plural(total, 'chunk')} match their checksums"
+    return f"ok: {what} (dataset {dataset_id!r})"
 
 
 def _verify_repair(ds: Any, total: int, progress: bool, out: Out) -> int:
@@ -249,16 +258,17 @@ def _verify_repair(ds: Any, total: int, progress: bool, out: Out) -> int:
     left = report[~report["repaired"]] if len(report) else report
     out.doc({"dataset": ds.id, "chunks": total, "ok": left.empty, "repair": records(report)})
     if report.empty:
-        out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
+        out.line(_all_intact(ds.id, total))
         return EXIT_OK
     out.line(table(report))
     if left.empty:
-        out.line(f"ok: {len(report)} damaged chunks of {ds.id!r} repaired from their source")
+        out.line(f"ok: {plural(len(report), 'damaged chunk')} of {ds.id!r} repaired from "
+                 "their source")
         return EXIT_OK
     if not out.json:
         out.error("ChunkCorruptionError",
-                  f"{len(left)} of {total} chunks of dataset {ds.id!r} are damaged and could "
-                  f"not be repaired (see above); re-ingest it with chunkframe ingest SRC "
+                  f"{len(left)} of {plural(total, 'chunk')} of dataset {ds.id!r} damaged and "
+                  f"not repairable (see above); re-ingest it with chunkframe ingest SRC "
                   f"{ds.id} --mode overwrite or restore the chunk files")
     return EXIT_ERROR
 
@@ -291,7 +301,7 @@ def cmd_export(args: argparse.Namespace, out: Out) -> int:
             parents=args.parents, default_storage_options=client.settings.storage_options)
     except OSError as exc:
         raise _Doing(f"cannot export {ds.id!r} to {args.dest!r}", exc) from exc
-    out.line(f"exported {result.rows:,} rows of {ds.id!r} to {result.dest} ({result.format}) "
+    out.line(f"exported {plural(result.rows, 'row')} of {ds.id!r} to {result.dest} ({result.format}) "
              f"in {result.seconds:.2f} s")
     out.doc(asdict(result) | {"dataset": ds.id})
     return EXIT_OK
@@ -311,8 +321,8 @@ def cmd_delete(args: argparse.Namespace, out: Out) -> int:
         f"columns {', '.join(columns)}" if columns else "all measurements",
         f"from {args.since}" if args.since else "", f"to {args.until}" if args.until else "",
     ) if x)
-    out.line(f"deleted {done.total:,} values of {ds.id!r} ({what}); they now read as missing; "
-             f"{done.last_values_dropped} cached last values dropped")
+    out.line(f"deleted {plural(done.total, 'value')} of {ds.id!r} ({what}); they now read as "
+             f"missing; {plural(done.last_values_dropped, 'cached last value')} dropped")
     out.doc({"dataset": ds.id, "device": args.device, "columns": columns,
              "since": args.since, "until": args.until, "values_hidden": done.total,
              "series": records(done.series), "last_values_dropped": done.last_values_dropped,
@@ -340,7 +350,8 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
-                     f"{format_bytes(st.used_memory)} used, {st.keys} keys")
+                     f"{format_bytes(st.used_memory)} used, "
+                     f"{'? keys' if st.keys is None else plural(st.keys, 'key')}")
         else:
             out.line(f"embedded redis-server of {home}: not running ({st.url})")
         if args.redis or os.environ.get("CHUNKFRAME_REDIS_URL"):

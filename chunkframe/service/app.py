@@ -32,6 +32,7 @@ from .. import (
     InvalidArgumentError,
 )
 from ..core.times import utc_from_epoch
+from ..core.units import plural
 from .auth import BearerAuth
 from .config import ServiceConfig
 from .encoding import (
@@ -384,7 +385,7 @@ class _Service:
         lo, hi, _ = slice(start, stop).indices(len(ds))
         if hi - lo > self.config.max_rows:
             raise RequestTooLargeError(
-                f"slice [{lo}, {hi}) of dataset {ds.id!r} is {hi - lo:,} rows; this server "
+                f"slice [{lo}, {hi}) of dataset {ds.id!r} is {plural(hi - lo, 'row')}; this server "
                 f"answers at most {self.config.max_rows:,} rows per request (max_rows): "
                 "page through it with start and stop")
         df = await run_in_threadpool(ds.slice, start, stop, columns)

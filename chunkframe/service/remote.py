@@ -20,7 +20,7 @@ import pandas as pd
 from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
 from ..core.integers import as_integer
 from ..core.keys import validate_id
-from ..core.units import format_bytes
+from ..core.units import format_bytes, plural
 from ..display.reprs import mark
 from . import errors as service_errors
 from .encoding import ARROW, JSON, TYPED_JSON, frame_from_arrow, tag, untag
@@ -314,8 +314,9 @@ class RemoteDataset:
     def __repr__(self) -> str:
         i = self.info()
         cols = ", ".join(i["columns"][:8]) + (", ..." if len(i["columns"]) > 8 else "")
-        return (f"<chunkframe.RemoteDataset {self.id!r} at {self._client.url}: {i['rows']:,} rows "
-                f"in {i['chunks']} chunks, {format_bytes(i['bytes'])}; columns: {cols}>")
+        return (f"<chunkframe.RemoteDataset {self.id!r} at {self._client.url}: "
+                f"{plural(i['rows'], 'row')} in {plural(i['chunks'], 'chunk')}, "
+                f"{format_bytes(i['bytes'])}; columns: {cols}>")
 
     def _repr_html_(self) -> str:
         i = self.info()
@@ -324,7 +325,7 @@ class RemoteDataset:
                 ("stored", format_bytes(i["bytes"])),
                 ("columns", ", ".join(i["columns"][:20]) + (" …" if len(i["columns"]) > 20 else "")),
                 ("time / device", f"{i['time_column']} / {i['device_column']}"),
-                ("server cache", f"{cache.get('chunks', 0)} chunks, hit rate "
+                ("server cache", f"{plural(cache.get('chunks', 0), 'chunk')}, hit rate "
                                  f"{cache.get('hit_rate', 0.0):.0%}")]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
                        f"{html.escape(str(v))}</td></tr>" for k, v in rows)
