@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chunkframe.frontends.cli import main
+from chunkframe.frontends.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -575,6 +576,26 @@ def modules_after(*argv: str, code: str = "") -> set[str]:
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return set(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def test_every_argument_has_help_and_global_options_are_described_once(capsys):
+    parser = build_parser()
+    for name, p in parser.commands.items():
+        for action in p._actions:
+            if action.help != argparse.SUPPRESS and action.dest != "help":
+                assert action.help, f"chunkframe {name}: {action.metavar or action.dest} has no help"
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert "--store URL" in top and "[CHUNKFRAME_STORE]" in top  # described here, once
+    for argv in (["get", "--help"], ["server", "--help"], ["export", "--help"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "--store" not in out.split("global options:")[0] and "CHUNKFRAME_" not in out
+        assert "global options: --store, --redis, --catalog, --home, --prefix, " \
+               "--storage-options and --json" in " ".join(out.split())
+    assert main(["server", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "status: whether it runs" in out and "stop: stop it" in out
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["ls", "--help"], ["get"]])

@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -380,11 +381,21 @@ class _UsageError(Exception):
         self.parser = parser
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, with descriptions and epilogs wrapped between words only, never
+    inside an option's name (``--storage-options``)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is raised (so that ``--json`` can report it as JSON);
     ``commands`` maps each command's name to its parser (for the hints, :class:`_CliStyle`)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
         self.commands: dict[str, argparse.ArgumentParser] = {}
 
@@ -419,29 +430,47 @@ class _Later(Sequence[str]):
         return value in self._load()
 
 
+GLOBAL_OPTIONS_NOTE = (
+    "global options: --store, --redis, --catalog, --home, --prefix, --storage-options and "
+    "--json work after the command too (chunkframe --help describes them)")
+
+
 def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
     # On subcommands the defaults are suppressed, so options given before the command
     # are not overwritten: both `chunkframe --json ls` and `chunkframe ls --json` work.
+    # Their help is the main parser's: a command's help names them in one line
+    # (GLOBAL_OPTIONS_NOTE) instead of repeating them all.
     d = argparse.SUPPRESS if sub else None
+
+    def text(words: str) -> str:
+        return argparse.SUPPRESS if sub else words
+
     g = parser.add_argument_group("where chunkframe keeps things (default: environment, "
                                   "then ~/.chunkframe)")
     g.add_argument("--store", default=d, metavar="URL",
-                   help="chunk store: a directory or an s3:// URL [CHUNKFRAME_STORE]")
+                   help=text("chunk store: a directory or an s3:// URL [CHUNKFRAME_STORE]"))
     g.add_argument("--redis", default=d, metavar="URL",
-                   help="redis://, unix:// or redis+cluster://host:port[,host:port...] URL; "
-                        "unset: the embedded server [CHUNKFRAME_REDIS_URL]")
+                   help=text("redis://, unix:// or redis+cluster://host:port[,host:port...] "
+                             "URL; unset: the embedded server [CHUNKFRAME_REDIS_URL]"))
     g.add_argument("--catalog", default=d, metavar="PATH|URL",
-                   help="SQLite catalog file or postgresql:// URL [CHUNKFRAME_CATALOG]")
+                   help=text("SQLite catalog file or postgresql:// URL [CHUNKFRAME_CATALOG]"))
     g.add_argument("--home", default=d, metavar="DIR",
-                   help="chunkframe home directory [CHUNKFRAME_HOME]")
+                   help=text("chunkframe home directory [CHUNKFRAME_HOME]"))
     g.add_argument("--prefix", default=d, metavar="TEXT",
-                   help="Redis key prefix [CHUNKFRAME_PREFIX]")
+                   help=text("Redis key prefix [CHUNKFRAME_PREFIX]"))
     g.add_argument("--storage-options", default=d, metavar="JSON",
-                   help="fsspec options for s3:// stores and exports, e.g. "
-                        "'{\"endpoint_url\": \"http://localhost:9000\"}'")
+                   help=text("fsspec options for s3:// stores and exports, e.g. "
+                             "'{\"endpoint_url\": \"http://localhost:9000\"}'"))
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS if sub else False,
-                   help="machine-readable output: one JSON document on stdout, errors included "
-                        "({\"error\": ..., \"message\": ...})")
+                   help=text("machine-readable output: one JSON document on stdout, errors "
+                             "included ({\"error\": ..., \"message\": ...})"))
+
+
+def _dataset_id(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", metavar="ID", help="dataset id (chunkframe ls lists them)")
+
+
+SN_HELP = "serial number: a row's 0-based position; negative counts from the end"
 
 
 def build_parser() -> _Parser:
@@ -459,14 +488,15 @@ def build_parser() -> _Parser:
     commands = parser.commands
 
     def command(name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p = sub.add_parser(name, parents=[common], help=help, description=help,
+                           epilog=GLOBAL_OPTIONS_NOTE)
         p.set_defaults(handler=handler, subparser=p)
         commands[name] = p
         return p
 
     p = command("ingest", cmd_ingest, "ingest a CSV/Parquet/Arrow file, directory or glob")
     p.add_argument("src", metavar="SRC", help="path, URL (s3://...) or glob of the source files")
-    p.add_argument("id", metavar="ID", help="dataset id")
+    _dataset_id(p)
     p.add_argument("--chunk-rows", type=_positive, default=65_536, metavar="N",
                    help="rows per chunk (default 65536)")
     p.add_argument("--time-column", metavar="COL", help="the time column (default: the only "
@@ -482,30 +512,30 @@ def build_parser() -> _Parser:
     command("ls", cmd_ls, "list the complete datasets")
 
     p = command("info", cmd_info, "a dataset's size, columns and metadata")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--chunks", action="store_true", help="also list its chunks")
 
     p = command("get", cmd_get, "rows by serial number (0-based; negative counts from the end)")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("sn", metavar="SN", nargs="+", type=_sn)
+    _dataset_id(p)
+    p.add_argument("sn", metavar="SN", nargs="+", type=_sn, help=SN_HELP)
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these columns")
 
     p = command("last", cmd_last, "the latest value of every series")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--device", metavar="DEVICE", help="only this device")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these measurements")
 
     p = command("tag", cmd_tag, "attach KEY = VALUE to a dataset's context")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("key", metavar="KEY")
-    p.add_argument("value", metavar="VALUE")
+    _dataset_id(p)
+    p.add_argument("key", metavar="KEY", help="the tag's name in the dataset's context")
+    p.add_argument("value", metavar="VALUE", help="its value: text, or JSON with --value-json")
     p.add_argument("--type", default="METADATA", help="context type (default METADATA)")
     p.add_argument("--keyword", action="append", metavar="WORD",
                    help="an extra search keyword (repeatable)")
     p.add_argument("--value-json", action="store_true", help="parse VALUE as JSON")
 
     p = command("tags", cmd_tags, "a dataset's tags")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--type", help="only this context type")
 
     p = command("find", cmd_find, "the entries of every context (or of dataset ID's tags) "
@@ -516,7 +546,7 @@ def build_parser() -> _Parser:
     p.add_argument("--type", help="only this context type")
 
     p = command("verify", cmd_verify, "check every chunk's checksum (exit 1 if any is damaged)")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--repair", action="store_true",
                    help="rewrite damaged chunks from their recorded source files (exit 1 if "
                    "any could not be)")
@@ -528,7 +558,7 @@ def build_parser() -> _Parser:
     p.add_argument("--verify", action="store_true", help="also check every chunk's bytes")
 
     p = command("export", cmd_export, "write a dataset (or part of it) to one file, streamed")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("dest", metavar="DEST", help="file path or s3:// URL; a directory gets ID.EXT")
     p.add_argument("--format", choices=_Later("export.writer", "FORMATS"), metavar="FORMAT",
                    help="%(choices)s (default: from DEST's extension)")
@@ -545,7 +575,7 @@ def build_parser() -> _Parser:
 
     p = command("delete", cmd_delete, "delete values in a time range (rows and serial "
                 "numbers stay; the values read as missing)")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--device", metavar="DEVICE", help="only this device")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these measurements")
     p.add_argument("--since", "--start", dest="since", metavar="TIME",
@@ -561,7 +591,9 @@ def build_parser() -> _Parser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
-    p.add_argument("action", choices=["status", "stop"])
+    p.add_argument("action", choices=["status", "stop"], metavar="{status,stop}",
+                   help="status: whether it runs, its pid, URL, memory and key count; stop: "
+                        "stop it (the next command that needs Redis starts it again)")
 
     from ..service.run import add_arguments as serve_arguments
 

@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"/v1/health?detail=1 (0: off; default {d.health_interval:g})")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="the least severe lines the server logs: %(choices)s (default info)")
 
 
 def is_loopback(host: str) -> bool:
