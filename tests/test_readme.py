@@ -37,8 +37,9 @@ def tour(tmp_path, redis_server, prefix):
     (work / "data").symlink_to(ROOT / "data")
     (work / "tour.py").write_text(tour_block(README.read_text()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHUNKFRAME_")}
+    (tmp_path / "tmp").mkdir()
     env.update(CHUNKFRAME_HOME=str(tmp_path / "home"), CHUNKFRAME_REDIS_URL=redis_server.url,
-               CHUNKFRAME_PREFIX=prefix,
+               CHUNKFRAME_PREFIX=prefix, TMPDIR=str(tmp_path / "tmp"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,13 +49,26 @@ def tour(tmp_path, redis_server, prefix):
         return done
 
     run.work = work  # type: ignore[attr-defined]
+    run.tmp = tmp_path / "tmp"  # type: ignore[attr-defined]
     return run
 
 
 def test_the_tour_runs_on_a_fresh_home(tour):
     tour("tour.py")
-    assert (tour.work / "sensors.csv").stat().st_size > 0  # the export step wrote its file
+    assert (tour.tmp / "sensors.csv").stat().st_size > 0  # the export step wrote its file...
+    assert sorted(p.name for p in tour.work.iterdir()) == ["data", "tour.py"]  # ...not here
     tour("tour.py")  # and again: running it twice is what a reader does
+
+
+def test_the_range_reads_after_the_tour_skip_chunks(tour):
+    """The tour keeps the demo's chunking, so the next section's date range skips chunks."""
+    text = README.read_text()
+    section = text.split("## Range reads", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+    (tour.work / "range.py").write_text(
+        tour_block(text) + block + 'assert ds.cache_info()["skipped"] > 0, ds.cache_info()\n')
+    tour("-m", "chunkframe", "demo", "--no-progress")
+    tour("range.py")
 
 
 def test_the_tour_runs_right_after_the_demo(tour):
