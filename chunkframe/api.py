@@ -112,10 +112,7 @@ def open(dataset_id: str, version: int | None = None,  # noqa: A001 - the design
          as_of: Any = None) -> Dataset:
     """Open a complete dataset with the default client; ``version=`` (from
     ``ds.versions()``) or ``as_of=`` (a time) opens that version, read-only."""
-    client = default_client()
-    if version is None and as_of is None:
-        return client.open(dataset_id)  # a remote client opens current versions only
-    return client.open(dataset_id, version=version, as_of=as_of)
+    return default_client().open(dataset_id, version=version, as_of=as_of)
 
 
 def datasets() -> pd.DataFrame:

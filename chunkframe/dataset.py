@@ -15,10 +15,11 @@ import pyarrow as pa
 
 from .compact import compact
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
+from .core.integers import as_integer
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
-from .core.units import format_bytes
+from .core.units import format_bytes, plural
 from .display.reprs import mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.partitions import to_dask
@@ -389,18 +390,43 @@ class Dataset:
     # -- reads ----------------------------------------------------------------------------
     @_retry_superseded
     def get(self, sn: int, column: str | None = None) -> Any:
-        """Row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``.
+        """Return row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``.
 
-        Negative ``sn`` counts from the end, as with ``iloc``; out of range is an IndexError.
+        Parameters
+        ----------
+        sn : int
+            The serial number (any integral number, numpy integers too); negative counts
+            from the end, as with ``iloc``.
+        column : str, optional
+            One column: its value alone, without building the row.
+
+        Returns
+        -------
+        pandas.Series or scalar
+            The row named ``sn``, with the dataset's dtypes; or the value of ``column``.
+
+        Raises
+        ------
+        IndexError
+            ``sn`` out of range (the message says the valid range).
+        KeyError
+            An unknown ``column``.
+
+        Examples
+        --------
+        >>> ds.get(12_345)                                # doctest: +SKIP
+        >>> ds.get(-1, "temperature")                     # doctest: +SKIP
+        21.4
         """
         reader = self._client.reader
         snap = self._snap()
-        if not isinstance(sn, (int, np.integer)) or isinstance(sn, (bool, np.bool_)):
+        number = as_integer(sn)
+        if number is None:
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
         n = snap.meta.rows
-        pos = int(sn) + n if sn < 0 else int(sn)
+        pos = number + n if number < 0 else number
         if not 0 <= pos < n:
-            raise IndexError(out_of_range(snap, int(sn)))
+            raise IndexError(out_of_range(snap, number))
         i = snap.locate(pos)
         local = pos - snap.starts[i]
         if column is not None:
@@ -417,13 +443,30 @@ class Dataset:
     @_retry_superseded
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
-        """Rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn.
+        """Return rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn.
 
         Chunks the cache holds and batch reads come back to are gathered through their
         planes (one numpy gather per column, as ``iloc``); the others are fetched in
         parallel and gathered from as they arrive, kept in the cache only when all the
         chunks asked fit in it, so a batch larger than the cache streams instead of
         thrashing it.
+
+        Parameters
+        ----------
+        sns : sequence of int or numpy.ndarray
+            Serial numbers, negative ones counting from the end.
+        columns : sequence of str, optional
+            The columns to read (None: all); only those are decoded.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per serial number asked, in that order, indexed by ``sn`` and bound to
+            the dataset (``df.chunk``).
+
+        Examples
+        --------
+        >>> ds.get_many([5, 40_000, 5], columns=["temperature"])   # doctest: +SKIP
         """
         reader = self._client.reader
         snap = self._snap()
@@ -497,7 +540,25 @@ class Dataset:
     @_retry_superseded
     def slice(self, start: int | None = None, stop: int | None = None,
               columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Rows ``[start, stop)`` like ``df.iloc[start:stop]`` (negative and open bounds too)."""
+        """Return rows ``[start, stop)`` like ``df.iloc[start:stop]``.
+
+        Parameters
+        ----------
+        start, stop : int, optional
+            Serial numbers, negative and open (None) bounds as in ``iloc``.
+        columns : sequence of str, optional
+            The columns to read (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``sn`` and bound to the dataset (``df.chunk``).
+
+        Examples
+        --------
+        >>> ds.slice(100, 110)                            # doctest: +SKIP
+        >>> ds.slice(-5)                                  # the last five rows  # doctest: +SKIP
+        """
         reader = self._client.reader
         snap = self._snap()
         cols = snap.columns_of(columns)
@@ -748,9 +809,11 @@ class Dataset:
         return to_dask(self._client.settings, snap, meta)
 
     def verify(self, progress: bool | None = None, repair: bool = False) -> pd.DataFrame:
-        """Check every chunk in the store: its checksum, and that the file names the dataset,
-        generation, chunk, first sn and row count its chunk table says; one row per bad
-        chunk (empty if intact): chunk, key, problem.
+        """Check every chunk in the store; return one row per bad chunk (empty if intact).
+
+        A chunk is checked by its checksum, and by the dataset, generation, chunk, first sn
+        and row count its file names, which must be those its chunk table says. The report's
+        columns are chunk, key, problem.
 
         Parameters
         ----------
@@ -797,7 +860,20 @@ class Dataset:
         return pd.DataFrame(bad, columns=["chunk", "key", "problem"])
 
     def cache_info(self) -> dict[str, Any]:
-        """Chunk-cache counters (hits, misses, bytes, chunks cached) for this client."""
+        """Return this client's chunk-cache counters for the dataset.
+
+        Returns
+        -------
+        dict
+            ``hits``, ``misses``, ``hit_rate``, ``fetches``, ``skipped`` (chunks a filtered
+            read ruled out by their statistics; these counters are the client's), ``chunks``
+            and ``bytes`` of this dataset cached, and the whole cache's ``total_bytes`` and
+            ``max_bytes``.
+
+        Examples
+        --------
+        >>> ds.cache_info()["skipped"]                    # doctest: +SKIP
+        """
         return self._client.reader.cache_info(self.id)
 
     # -- writes ---------------------------------------------------------------------------
@@ -902,7 +978,7 @@ class Dataset:
         self._client.reader.snapshot(self.id, refresh=True)
         return self
 
-    # -- last values (lastvalues.py) -------------------------------------------------------
+    # -- last values (lastcache/) ----------------------------------------------------------
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Return the latest non-null (time, value) of each series.
 
@@ -1025,7 +1101,7 @@ class Dataset:
         self._writable("reset the last values of")
         self._client.last_values.reset(self.id, device, columns)
 
-    # -- context (context.py) --------------------------------------------------------------
+    # -- context (contextcache/) -----------------------------------------------------------
     @property
     def context(self) -> Context:
         """The dataset's context: a mapping of tags, shared through Redis.
@@ -1284,7 +1360,8 @@ class Dataset:
         s = self._summary()
         cols = ", ".join(s["columns"][:8]) + (", ..." if len(s["columns"]) > 8 else "")
         at = f" at version {self._pinned}" if self._pinned is not None else ""
-        return (f"<chunkframe.Dataset {self.id!r}{at}: {s['rows']:,} rows in {s['chunks']} chunks, "
+        return (f"<chunkframe.Dataset {self.id!r}{at}: {plural(s['rows'], 'row')} in "
+                f"{plural(s['chunks'], 'chunk')}, "
                 f"{format_bytes(s['bytes'])}; columns: {cols}>")
 
     def _repr_html_(self) -> str:
@@ -1292,7 +1369,7 @@ class Dataset:
         rows = [("rows", f"{s['rows']:,}"), ("chunks", s["chunks"]), ("stored", format_bytes(s["bytes"])),
                 ("columns", ", ".join(s["columns"][:20]) + (" …" if len(s["columns"]) > 20 else "")),
                 ("time / device", f"{s['time_column']} / {s['device_column']}"),
-                ("cache", f"{s['cached_chunks']} chunks, hit rate {s['hit_rate']:.0%}")]
+                ("cache", f"{plural(s['cached_chunks'], 'chunk')}, hit rate {s['hit_rate']:.0%}")]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
                        f"{html.escape(str(v))}</td></tr>" for k, v in rows)
         return (f"<div><b>chunkframe.Dataset</b> <code>{html.escape(self.id)}</code>"

@@ -13,6 +13,7 @@ import pandas as pd
 from .contextcache import Context, ContextCache
 from .core.config import Settings, redact, resolve
 from .core.errors import InvalidArgumentError
+from .core.integers import as_integer
 from .core.keys import validate_id
 from .dataset import Dataset
 from .display.reprs import mark
@@ -121,10 +122,13 @@ class Client:
                 raise self.reader.version_not_found(dataset_id, f"version as of {as_of!s}")
             version = meta.version
         if version is not None:
-            if not isinstance(version, int) or isinstance(version, bool):
+            number = as_integer(version)
+            if number is None:
                 raise InvalidArgumentError(
                     f"version must be an integer from ds.versions(), got {version!r}")
-            return Dataset(self, dataset_id, version)
+            if not 0 < number < 2**63:  # versions are positive BIGINTs: no catalog holds it
+                raise self.reader.version_not_found(dataset_id, f"version {number}")
+            return Dataset(self, dataset_id, number)
         self.reader.snapshot(dataset_id, refresh=True)  # re-warms Redis if it lags the catalog
         return Dataset(self, dataset_id)
 

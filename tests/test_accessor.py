@@ -177,11 +177,25 @@ def test_reads_tags_and_search_through_a_bound_frame(ds, frame):
     assert sub.chunk.find("q3", type="DATA").empty
 
 
-def test_last_through_a_bound_frame_equals_the_dataset(ds):
-    sub = ds.slice(0, 10)
-    pd.testing.assert_frame_equal(sub.chunk.last(), ds.last())
-    pd.testing.assert_frame_equal(sub.chunk.last(device="d1", columns=["x"]),
-                                  ds.last(device="d1", columns=["x"]))
+def test_frame_last_is_the_frames_own_as_series_last_is(client, ds, frame):
+    whole = ds.to_pandas()
+    pd.testing.assert_frame_equal(whole.chunk.last(), ds.last())  # all rows: the dataset's
+    pd.testing.assert_frame_equal(whole.chunk.last(device=["d3", "d1"], columns=["s", "x"]),
+                                  ds.last(device=["d3", "d1"], columns=["s", "x"]))
+    sub = ds.slice(100, 900)
+    own = client.ingest(frame.iloc[100:900], "own", chunk_rows=CHUNK, time_column="time",
+                        device_column="dev", progress=False)
+    pd.testing.assert_frame_equal(sub.chunk.last(), own.last())  # a slice: its own rows
+    assert not sub.chunk.last().equals(ds.last())
+    pd.testing.assert_frame_equal(sub.chunk.dataset.last(), ds.last())  # the stored ones
+    hot = sub[sub["x"] > 0]  # filtered: its own rows again, and series.chunk.last() agrees
+    got = hot.chunk.last(device="d1", columns="x")
+    assert (got["time"].iloc[0], got["value"].iloc[0]) == hot["x"].chunk.last(device="d1")
+    assert hot.chunk.last(device="no-such-device").empty
+    doubled = sub.assign(x=sub["x"] * 2).chunk.last(columns="x")  # changed values: as given
+    pd.testing.assert_series_equal(doubled["value"].astype(float),
+                                   own.last(columns="x")["value"].astype(float) * 2,
+                                   check_names=False)
 
 
 # -- failure modes ------------------------------------------------------------------------------
@@ -275,9 +289,15 @@ def test_bound_read_errors_are_the_datasets(ds):
         sub.chunk.tag("", "v")
 
 
-def test_bound_last_errors_are_the_datasets(ds):
-    with pytest.raises((KeyError, ValueError)):
+def test_bound_last_errors_are_the_datasets(ds, plain):
+    with pytest.raises(KeyError, match="dataset 'acc' has no measurement 'nope'"):
         ds.slice(0, 5).chunk.last(columns=["nope"])
+    with pytest.raises(KeyError, match="this frame has no measurement 'k'"):
+        ds.slice(0, 5)[["x"]].chunk.last(columns="k")
+    with pytest.raises(ChunkFrameError, match="not the dataset's serial numbers"):
+        ds.slice(0, 5).reset_index(drop=True).chunk.last()
+    with pytest.raises(cf.NoTimeColumnError):
+        plain.slice(0, 5).chunk.last()
 
 
 def test_the_dataset_deleted_under_a_bound_frame(client, ds):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chunkframe.frontends.cli import main
+from chunkframe.frontends.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -79,6 +80,19 @@ def test_ingest_then_ls_and_info(cli, tmp_path):
     assert doc["rows"] == 50_000 and doc["time_column"] == "time"
     assert doc["device_column"] == "sensor" and len(doc["chunk_table"]) == 5
     assert [c["name"] for c in doc["columns"]][:2] == ["time", "sensor"]
+
+
+def test_counts_of_one_are_singular(cli, client):
+    one = pd.DataFrame({"time": pd.to_datetime(["2026-01-01"]), "x": [1.0]})
+    ds = client.ingest(one, "one", time_column="time", progress=False)
+    done = ds.delete(date_range=("2026-01-01", None))
+    assert "1 value hidden in 1 series" in repr(done)
+    code, out, _ = cli("info", "one")
+    assert code == 0 and "1 in 1 chunk of up to 65,536 rows" in out
+    assert "1 time-range delete\n" in out
+    code, out, _ = cli("verify", "one")
+    assert code == 0 and out.strip() == "ok: its 1 chunk matches its checksum (dataset 'one')"
+    assert repr(ds).startswith("<chunkframe.Dataset 'one': 1 row in 1 chunk, ")
 
 
 def test_ingest_json_and_modes(cli):
@@ -384,7 +398,7 @@ def test_export_to_s3_from_an_s3_store(s3_client, s3_bucket, s3_options, redis_s
     one_error_line(capsys.readouterr().err, "--storage-options is not JSON")
 
 
-# -- last, tag, tags, find, delete (lastvalues.py and context.py) -----------------------------
+# -- last, tag, tags, find, delete (lastcache/ and contextcache/) ----------------------------
 
 def test_last(cli, sensors):
     df = sensors.to_pandas()
@@ -562,6 +576,26 @@ def modules_after(*argv: str, code: str = "") -> set[str]:
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return set(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def test_every_argument_has_help_and_global_options_are_described_once(capsys):
+    parser = build_parser()
+    for name, p in parser.commands.items():
+        for action in p._actions:
+            if action.help != argparse.SUPPRESS and action.dest != "help":
+                assert action.help, f"chunkframe {name}: {action.metavar or action.dest} has no help"
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert "--store URL" in top and "[CHUNKFRAME_STORE]" in top  # described here, once
+    for argv in (["get", "--help"], ["server", "--help"], ["export", "--help"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "--store" not in out.split("global options:")[0] and "CHUNKFRAME_" not in out
+        assert "global options: --store, --redis, --catalog, --home, --prefix, " \
+               "--storage-options and --json" in " ".join(out.split())
+    assert main(["server", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "status: whether it runs" in out and "stop: stop it" in out
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["ls", "--help"], ["get"]])

@@ -104,6 +104,28 @@ def test_open_of_an_invalid_id_is_not_a_miss(client):
         cf.open("../etc")
 
 
+def test_one_rule_redacts_urls_and_messages_quoting_them():
+    from chunkframe.core.config import redact
+
+    assert redact("redis://tok3n@h:1") == "redis://***@h:1"  # a lone userinfo is a secret
+    assert redact("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"  # host: after the last @
+    text = ('connecting to "postgresql://u:pw@h:5/db?sslpassword=a&passwd=b" failed: '
+            "password=c token=d secret=e then rediss://:f@r:6")
+    assert redact(text) == ('connecting to "postgresql://u:***@h:5/db?sslpassword=***&passwd=***"'
+                            " failed: password=*** token=*** secret=*** then rediss://:***@r:6")
+    assert redact(None) is None and redact("/a/b c.db") == "/a/b c.db"
+
+
+def test_the_postgres_catalog_redacts_its_errors_by_the_same_rule():
+    pytest.importorskip("psycopg")
+    from chunkframe.storage.catalog_db import PostgresDatabase
+
+    with pytest.raises(cf.BackendUnavailableError) as err:  # psycopg quotes the URL it refused
+        PostgresDatabase("postgresql://tok3n@[::1/db?passwd=s3cret")
+    assert "tok3n" not in str(err.value) and "s3cret" not in str(err.value)
+    assert "postgresql://***@[::1/db?passwd=***" in str(err.value)
+
+
 @pytest.mark.parametrize(("url", "shown"), [
     ("redis://:s3cret@localhost:1/0", "redis://:***@localhost:1/0"),
     ("redis://ana:s3cret@localhost:1", "redis://ana:***@localhost:1"),

@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
+from clock import fake_clock
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from threads import run_threads
 
 import chunkframe.contextcache.cache as context_module
+import chunkframe.contextcache.entries as entries_module
 from chunkframe.contextcache import (
     Context,
     ContextCache,
@@ -829,7 +831,7 @@ def test_cache_clear_keeps_redis(cache: ContextCache, ctx: Context) -> None:
     cache.clear()
     assert cache.memory_bytes == 0 and in_memory(cache) == set()
     assert ctx.get("k") == 1
-    assert "1 contexts in memory" in repr(cache)
+    assert "1 context in memory" in repr(cache)
 
 
 # --------------------------------------------------------------- cross-process freshness
@@ -850,17 +852,19 @@ def test_two_caches_see_each_other_immediately_with_zero_staleness(
     assert len(one) == 0
 
 
-def test_two_caches_see_changes_within_one_second(redis_client: redis.Redis,
-                                                  prefix: str) -> None:
-    one = ContextCache(redis_client, prefix=prefix).context("s")   # default staleness 0.5
-    two = ContextCache(redis_client, prefix=prefix).context("s")
+def test_two_caches_see_changes_once_the_staleness_window_is_over(
+        redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = fake_clock(monkeypatch, context_module, entries_module)  # moved by the test only
+    one = ContextCache(redis_client, prefix=prefix).context("s")
+    cache = ContextCache(redis_client, prefix=prefix)
+    two = cache.context("s")
+    assert cache.staleness == 0.5  # the default
     assert len(one) == 0 and len(two) == 0
     one.put("k", "v1")
-    start = time.monotonic()
-    while "k" not in two:
-        assert time.monotonic() - start < 1.0, "change not seen within 1 s"
-        time.sleep(0.01)
-    assert two.get("k") == "v1"
+    clock.advance(0.4)
+    assert "k" not in two  # within the window the loaded copy is trusted
+    clock.advance(0.1)
+    assert "k" in two and two.get("k") == "v1"
 
 
 def test_cached_copy_is_trusted_within_staleness(redis_client: redis.Redis, prefix: str) -> None:
@@ -896,16 +900,16 @@ print("put", flush=True)
 assert sys.stdin.readline().strip() == "go"
 start = time.monotonic()
 while "from_parent" not in ctx:
-    if time.monotonic() - start > 5:
+    if time.monotonic() - start > 60:  # a bound against hangs, not a measurement
         print("timeout", flush=True)
         sys.exit(1)
     time.sleep(0.005)
-print(f"seen {time.monotonic() - start:.3f} {ctx.get('from_parent')}", flush=True)
+print(f"seen {ctx.get('from_parent')}", flush=True)
 """
 
 
-def test_second_process_sees_changes_within_one_second(redis_client: redis.Redis,
-                                                       prefix: str) -> None:
+def test_a_second_process_sees_changes(redis_client: redis.Redis, prefix: str) -> None:
+    """Across processes, through Redis; how soon (the staleness window) is the test above's."""
     sock = redis_client.connection_pool.connection_kwargs["path"]
     root = Path(context_module.__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get(
@@ -919,15 +923,14 @@ def test_second_process_sees_changes_within_one_second(redis_client: redis.Redis
         assert child.stdout.readline().strip() == "put"
         start = time.monotonic()
         while "from_child" not in ctx:
-            assert time.monotonic() - start < 1.0, "child's put not seen within 1 s"
+            assert time.monotonic() - start < 60, "the child's put was never seen"
             time.sleep(0.005)
         assert ctx.get("from_child") == "hello from child"
         ctx.put("from_parent", "hello from parent")
         child.stdin.write("go\n")
         child.stdin.flush()
-        line = child.stdout.readline().strip().split(maxsplit=2)
-        assert line[0] == "seen", line
-        assert float(line[1]) < 1.0 and line[2] == "hello from parent"
+        line = child.stdout.readline().strip().split(maxsplit=1)
+        assert line == ["seen", "hello from parent"], line
         assert child.wait(timeout=30) == 0
     finally:
         if child.poll() is None:

@@ -111,7 +111,6 @@ def test_kill_9_at_twenty_moments_then_resume_equals_an_uninterrupted_ingest(
     rng = random.Random(8086)
     rounds: list[Round] = []
     kinds_pending = list(CHUNK_STEPS)  # every chunk-level moment at least once
-    t0 = time.monotonic()
 
     # 1. kills while chunks are persisted and checkpointed
     catalog = Catalog(tmp_path / "catalog.db")
@@ -153,7 +152,6 @@ def test_kill_9_at_twenty_moments_then_resume_equals_an_uninterrupted_ingest(
     assert final.returncode == 0 and final.lines[-1] == f"done {ROWS}", final.lines[-5:]
     kills = sum(r.killed for r in rounds)
     assert kills >= 20, [(r.target, r.k, r.killed) for r in rounds]
-    elapsed = time.monotonic() - t0
 
     # the dataset equals its source: no lost, duplicated or reordered rows
     client = cf.connect(store=tmp_path / "store", redis=redis_server.url,
@@ -188,4 +186,3 @@ def test_kill_9_at_twenty_moments_then_resume_equals_an_uninterrupted_ingest(
         gens = db.execute("SELECT DISTINCT generation FROM chunks WHERE dataset=?",
                           (DATASET,)).fetchall()
     assert gens == [(gen,)]
-    assert elapsed < 90, f"crash loop took {elapsed:.0f}s"

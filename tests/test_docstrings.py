@@ -9,10 +9,9 @@ import pytest
 from chunkframe.contextcache import Context
 from chunkframe.dataset import Dataset
 
-# Dataset's other read methods (get, get_many, slice, verify, cache_info) are being
-# rewritten with the read path and are documented there.
 DOCUMENTED = [
-    *((Dataset, name) for name in ("meta", "columns", "schema", "chunks", "append", "last",
+    *((Dataset, name) for name in ("meta", "columns", "schema", "chunks", "get", "get_many",
+                                   "slice", "verify", "cache_info", "append", "last",
                                    "delete", "reset_last", "context", "tag", "tags", "find",
                                    "export", "browse", "iter_chunks", "to_pandas", "to_arrow",
                                    "to_batches", "plot", "chunk_metas")),

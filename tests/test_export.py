@@ -12,9 +12,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from frames import all_dtypes
 
 import chunkframe.export.writer as export_mod
+from chunkframe.core.jsonvalues import iso_text, jsonable
 from chunkframe.export.writer import FORMATS, export_dataset, infer_format
+from chunkframe.frontends.cli_output import records
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -107,6 +110,34 @@ def test_csv_and_jsonl_hold_the_values(sensors, tmp_path):
     assert pd.Timestamp(first["time"]) == df["time"][0]
     nulls = df.index[df["temperature"].isna()][0]
     assert json.loads(lines[nulls])["temperature"] is None
+
+
+def test_jsonl_writes_times_as_get_json_does(client, tmp_path):
+    """One timestamp format: a JSON lines export and ``chunkframe get --json`` (records) write
+    every time, date and duration the same, the column's own UTC offset kept."""
+    df = all_dtypes(300).assign(d=lambda x: x["t"].dt.date)
+    ds = client.ingest(df, "iso", chunk_rows=100, progress=False)
+    lines = [json.loads(line) for line in
+             Path(ds.export(str(tmp_path / "iso.jsonl"))).read_text().splitlines()]
+    shown = records(ds.get_many(range(300)))
+    for c in ("t", "tz", "td", "d"):
+        assert [row[c] for row in lines] == [row[c] for row in shown], c
+    assert lines[0]["tz"].endswith("+01:00") and not lines[0]["t"].endswith("Z")
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "Europe/Paris", "America/St_Johns"])
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_iso_text_is_jsonable_for_a_whole_column(tz, unit):
+    times = pd.Series(pd.to_datetime(
+        ["2026-01-01 00:00:00.123", "2026-07-01 00:00:00.000001", "2026-01-01 00:00:00.000000001",
+         "2026-01-01", "1969-12-31 23:59:59.5", "1900-03-01 12:34:56.789", None],
+        format="mixed"))
+    if tz is not None:
+        times = times.dt.tz_localize("UTC").dt.tz_convert(tz)  # 1900 Paris: +00:09:21
+    times = times.dt.as_unit(unit)
+    assert iso_text(pa.array(times)).to_pylist() == [jsonable(v) for v in times]
+    durations = pd.Series(pd.to_timedelta([1.5, None, -3_600.25], unit="s"))
+    assert iso_text(pa.array(durations)).to_pylist() == [jsonable(v) for v in durations]
 
 
 def test_format_argument_overrides_the_extension(sensors, tmp_path):

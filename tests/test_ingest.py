@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.feather
 import pyarrow.ipc
 import pytest
+from clock import fake_clock
 
 import chunkframe as cf
 from chunkframe.core.devices import device_key
@@ -31,6 +32,8 @@ from chunkframe.core.errors import (
 )
 from chunkframe.core.keys import RedisKeys
 from chunkframe.ingestion.pipeline import time_stats
+from chunkframe.read import reader as reader_mod
+from chunkframe.read.reader import STALENESS_SECONDS
 
 
 def sample(n: int = 1000, start: int = 0, seed: int = 0) -> pd.DataFrame:
@@ -109,7 +112,8 @@ def test_create_refuses_an_existing_dataset(client):
     assert redis_keys(client, "{taken}:ingest") == []
 
 
-def test_overwrite_replaces_only_once_the_new_generation_is_complete(client, make_client):
+def test_overwrite_replaces_only_once_the_new_generation_is_complete(client, make_client,
+                                                                    monkeypatch):
     old_df, new_df = sample(1000), sample(1500, seed=9)
     ds = client.ingest(old_df, "ow", chunk_rows=100, progress=False)
     g1 = ds.meta.generation
@@ -156,9 +160,9 @@ def test_overwrite_replaces_only_once_the_new_generation_is_complete(client, mak
     g2 = new.meta.generation
     assert g2 > g1
     pd.testing.assert_frame_equal(new.to_pandas(), new_df)
-    deadline = time.monotonic() + 5  # open handles re-check the version every 0.5 s at most
-    while ds.meta.generation != g2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # open handles re-check the version once their staleness window is over
+    fake_clock(monkeypatch, reader_mod).advance(STALENESS_SECONDS)
+    assert ds.meta.generation == g2
     pd.testing.assert_frame_equal(ds.to_pandas(), new_df)
     new_files = sorted(f"ow/g{g2:06d}/c{i:08d}.arrow" for i in range(15))
     # the replaced generation stays readable (version 1) until its version is pruned
@@ -531,7 +535,7 @@ def test_longest_valid_id_is_accepted(client):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"mode": "upsert"}, "mode='upsert' is not one of"),
     ({"mode": None}, "mode=None"),
-    ({"chunk_rows": 0}, "chunk_rows must be a positive integer, got 0"),
+    ({"chunk_rows": 0}, "chunk_rows must be an integer >= 1, got 0"),
     ({"chunk_rows": -5}, "got -5"),
     ({"chunk_rows": 1.5}, "got 1.5"),
     ({"chunk_rows": True}, "got True"),

@@ -8,6 +8,7 @@ import weakref
 import numpy as np
 import pandas as pd
 import pytest
+from clock import fake_clock
 from frames import all_dtypes, sensors
 from test_reader import expected_rows, open_with_small_cache
 
@@ -77,7 +78,9 @@ def test_a_corrupted_byte_is_caught_once_per_fetch_and_never_cached(client, df, 
     assert checks == []  # a hit is not fetched again
 
 
-def test_an_overwrite_while_chunks_are_mapped_serves_the_old_snapshot_then_the_new(client, df):
+def test_an_overwrite_while_chunks_are_mapped_serves_the_old_snapshot_then_the_new(
+        client, df, monkeypatch):
+    fake_clock(monkeypatch, reader_mod)  # the clock stands still: the handle never re-checks
     ds = client.ingest(df, "moving", chunk_rows=1_000, progress=False)
     old_file = client.store.path(ds.chunks["key"][0])
     sns = np.arange(0, 6_000, 7)

@@ -22,6 +22,7 @@ from chunkframe.core.ranges import (
     make_filter,
     time_may_match,
 )
+from chunkframe.core.times import utc_from_epoch
 from chunkframe.storage.catalog import Catalog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "samples"))
@@ -171,6 +172,26 @@ def test_where_skips_by_min_max_of_a_sorted_column(client):
     assert (fetched, skipped) == (2, 8)
     got, fetched, _ = fetches(ds, lambda: ds.to_pandas(where=pc.field("k") > 10**6))
     assert len(got) == 0 and fetched == 0
+
+
+def test_where_on_times_past_2262_skips_as_their_statistics_say(client):
+    """Statistics and where= literals take one conversion to nanoseconds (Python ints): a
+    literal past the int64 nanosecond range skips chunks as any other does."""
+    times = pd.date_range("2300-01-01", periods=4_000, freq="h").as_unit("us")
+    df = pd.DataFrame({"t": times, "x": np.arange(4_000)})
+    ds = client.ingest(df, "far-times", chunk_rows=1_000, progress=False)
+    assert ds.chunk_metas[0].ranges["t"][0] == int(times[0].asm8.view("i8")) * 1_000  # us -> ns, exact
+    cut = pd.Timestamp("2300-05-01")
+    got, fetched, skipped = fetches(ds, lambda: ds.to_pandas(where=pc.field("t") >= cut))
+    pd.testing.assert_frame_equal(got, df[df.t >= cut])
+    assert (fetched, skipped) == (2, 2)
+
+
+def test_utc_from_epoch_is_the_one_conversion_of_recorded_seconds():
+    assert utc_from_epoch(1767225600.5) == pd.Timestamp("2026-01-01 00:00:00.5", tz="UTC")
+    got = utc_from_epoch(pd.Series([None, 0.0, 1767225600], dtype=object))
+    assert got.isna().tolist() == [True, False, False] and str(got.dt.tz) == "UTC"
+    assert got.iloc[2] == pd.Timestamp("2026-01-01", tz="UTC")
 
 
 def test_where_without_skipping_is_still_right(typed):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from clock import fake_clock
 from frames import all_dtypes, sensors
 from threads import run_threads
 
 import chunkframe as cf
 from chunkframe.core.errors import ChunkCorruptionError, DatasetNotFoundError
+from chunkframe.read import reader as reader_mod
 from chunkframe.read.reader import STALENESS_SECONDS, group_by_chunk
 from chunkframe.read.rows import TextCodes, column_vectors
 
@@ -197,19 +197,21 @@ def test_reads_survive_redis_losing_the_dataset(client, ds, df, redis_client, pr
     assert redis_client.exists(client.state.keys("mixed").meta)  # re-warmed from the catalog
 
 
-def test_open_handles_see_appends_and_overwrites_within_staleness(client):
+def test_open_handles_see_appends_and_overwrites_within_staleness(client, monkeypatch):
+    clock = fake_clock(monkeypatch, reader_mod)  # the test moves it: no machine is too slow
     base = sensors(1_000)
     ds = client.ingest(base, "live", chunk_rows=300, progress=False)
+    assert len(ds) == 1_000
     other = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
                        catalog=client.settings.catalog, prefix=client.settings.prefix)
     other.open("live").append(sensors(200, seed=9))
-    deadline = time.monotonic() + STALENESS_SECONDS + 0.5
-    while len(ds) != 1_200:
-        assert time.monotonic() < deadline, "append not seen within the staleness bound"
-        time.sleep(0.05)
+    clock.advance(STALENESS_SECONDS * 0.75)
+    assert len(ds) == 1_000  # within the window the handle trusts what it holds
+    clock.advance(STALENESS_SECONDS * 0.25)
+    assert len(ds) == 1_200  # and re-checks once it is over
     replaced = sensors(50, seed=11)
     other.ingest(replaced, "live", mode="overwrite", chunk_rows=300, progress=False)
-    time.sleep(STALENESS_SECONDS + 0.05)
+    clock.advance(STALENESS_SECONDS)
     pd.testing.assert_frame_equal(ds.to_pandas(), replaced)
 
 
@@ -262,13 +264,14 @@ def test_repr_is_cheap_and_small(client):
     assert len(page) < 2_000 and "<table>" in page
 
 
-def test_reads_continue_while_redis_is_down(tmp_path, own_redis, df):
+def test_reads_continue_while_redis_is_down(tmp_path, own_redis, df, monkeypatch):
+    clock = fake_clock(monkeypatch, reader_mod)
     client = cf.connect(store=tmp_path / "store", redis=own_redis.url,
                         catalog=tmp_path / "catalog.db", home=tmp_path)
     ds = client.ingest(df, "resilient", chunk_rows=1_000, progress=False)
     ds.get(1)
     own_redis.stop()
-    time.sleep(STALENESS_SECONDS + 0.05)
+    clock.advance(STALENESS_SECONDS)  # the handle's snapshot is due for a check with Redis
     pd.testing.assert_series_equal(ds.get(3_333), df.iloc[3_333])  # handle already open
     client.reader.clear()
     pd.testing.assert_frame_equal(ds.slice(10, 20).reset_index(drop=True),
@@ -297,7 +300,8 @@ def test_deletes_mask_old_values_but_never_rows_appended_later(client):
     assert ds.get(1_100, "x") == later["x"].iloc[100]
 
 
-def test_a_read_racing_an_overwrite_retries_on_the_new_generation(client):
+def test_a_read_racing_an_overwrite_retries_on_the_new_generation(client, monkeypatch):
+    fake_clock(monkeypatch, reader_mod)  # the clock stands still: the window never ends
     old = sensors(3_000)
     ds = client.ingest(old, "race", chunk_rows=500, progress=False)
     ds.get(0)  # snapshot of generation 1, chunk 0 cached

@@ -37,8 +37,9 @@ def tour(tmp_path, redis_server, prefix):
     (work / "data").symlink_to(ROOT / "data")
     (work / "tour.py").write_text(tour_block(README.read_text()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHUNKFRAME_")}
+    (tmp_path / "tmp").mkdir()
     env.update(CHUNKFRAME_HOME=str(tmp_path / "home"), CHUNKFRAME_REDIS_URL=redis_server.url,
-               CHUNKFRAME_PREFIX=prefix,
+               CHUNKFRAME_PREFIX=prefix, TMPDIR=str(tmp_path / "tmp"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,13 +49,26 @@ def tour(tmp_path, redis_server, prefix):
         return done
 
     run.work = work  # type: ignore[attr-defined]
+    run.tmp = tmp_path / "tmp"  # type: ignore[attr-defined]
     return run
 
 
 def test_the_tour_runs_on_a_fresh_home(tour):
     tour("tour.py")
-    assert (tour.work / "sensors.csv").stat().st_size > 0  # the export step wrote its file
+    assert (tour.tmp / "sensors.csv").stat().st_size > 0  # the export step wrote its file...
+    assert sorted(p.name for p in tour.work.iterdir()) == ["data", "tour.py"]  # ...not here
     tour("tour.py")  # and again: running it twice is what a reader does
+
+
+def test_the_range_reads_after_the_tour_skip_chunks(tour):
+    """The tour keeps the demo's chunking, so the next section's date range skips chunks."""
+    text = README.read_text()
+    section = text.split("## Range reads", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+    (tour.work / "range.py").write_text(
+        tour_block(text) + block + 'assert ds.cache_info()["skipped"] > 0, ds.cache_info()\n')
+    tour("-m", "chunkframe", "demo", "--no-progress")
+    tour("range.py")
 
 
 def test_the_tour_runs_right_after_the_demo(tour):
@@ -68,6 +82,36 @@ def test_the_tour_block_is_found_or_named_missing():
         tour_block("# chunkframe\n\n## Layout\n")
     with pytest.raises(AssertionError, match="one python block, found 0"):
         tour_block("## A short tour\n\n```bash\nls\n```\n")
+
+
+def _fenced_after(text: str, heading: str) -> str:
+    section = text.split(heading, 1)[1]
+    return section.split("```", 2)[1]
+
+
+@pytest.mark.parametrize(("doc", "heading"), [("README.md", "## Layout"),
+                                               ("CONTRIBUTING.md", "## Layers")])
+def test_the_layout_names_every_package_and_core_module(doc, heading):
+    block = _fenced_after((ROOT / doc).read_text(), heading)
+    package = ROOT / "chunkframe"
+    subpackages = sorted(p.name for p in package.iterdir() if (p / "__init__.py").exists())
+    assert [p for p in subpackages if f"{p}/" not in block] == []
+    core = sorted(p.stem for p in (package / "core").glob("*.py") if p.stem != "__init__")
+    assert [m for m in core if m not in block] == []
+
+
+def test_readme_links_every_notebook_by_its_number_and_the_examples():
+    text = README.read_text()
+    assert not re.findall(r"(?<!\[)notebook \d\d", text)  # every "notebook NN" is a link...
+    links = re.findall(r"\[notebook (\d\d)\]\((notebooks/(\d\d)_\w+\.ipynb)\)", text)
+    assert links and all(n == m and (ROOT / path).exists() for n, path, m in links)  # ...right
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"(notebooks/{nb.name})" in text, f"README does not link {nb.name}"
+    range_reads = text.split("## Range reads", 1)[1].split("\n## ", 1)[0]
+    assert "(notebooks/09_range_reads_and_arrow.ipynb)" in range_reads
+    assert "[`examples/`](examples/)" in text
+    for script in (ROOT / "examples").glob("*.py"):
+        assert f"(examples/{script.name})" in text
 
 
 def test_readme_says_how_to_open_the_notebooks():

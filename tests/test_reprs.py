@@ -84,7 +84,7 @@ def test_header_follows_in_place_changes():
                             "value": [1, 2]}), "last")
     df.loc[1, "device"] = "a"
     df.loc[1, "time"] = 7
-    assert "last values <span class='cf-muted'>2 series · 1 devices · newest 7</span>" in (
+    assert "last values <span class='cf-muted'>2 series · 1 device · newest 7</span>" in (
         repr_html(df) or "")
 
 
@@ -131,3 +131,14 @@ def test_no_shell_no_registration():
     assert not InteractiveShell.initialized()
     register()
     assert not InteractiveShell.initialized()
+
+
+def test_counts_are_singular_for_one_everywhere():
+    from chunkframe.core.units import plural
+
+    assert [plural(n, "chunk") for n in (0, 1, 2, 1_000)] == [
+        "0 chunks", "1 chunk", "2 chunks", "1,000 chunks"]
+    assert plural(1, "series", "series") == "1 series" and plural(1, "entry", "entries") == "1 entry"
+    one = pd.DataFrame({"device": ["d"], "measurement": ["x"], "time": [pd.Timestamp(0)],
+                        "value": [1.0]})
+    assert "1 series · 1 device · newest" in repr_html(mark(one, "last", "ds"))

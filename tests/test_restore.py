@@ -65,7 +65,6 @@ OPERATIONS = {
     "claimed": lambda c: c.claimed(),
     "claim": lambda c: c.claim("a", 99),
     "reserve_generation": lambda c: c.reserve_generation("a"),
-    "raise_generation": lambda c: c.raise_generation("a", 7),
     "commit": lambda c: c.commit(META["a"], [], 1),
     "set_tombstones": lambda c: c.set_tombstones("a", (), 2, 1),
     "prune": lambda c: c.prune("a", [1], 1),

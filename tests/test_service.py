@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -237,6 +238,14 @@ def test_context_routes(server, http, world):
     ("GET", "/v1/datasets/every/values/-3001", None, 404, "IndexError"),
     ("GET", "/v1/datasets/every/values/1.5", None, 400, "InvalidArgumentError"),
     ("GET", "/v1/datasets/every/values/abc", None, 400, "InvalidArgumentError"),
+    # only ASCII digits after an optional minus: int() would take all of these
+    ("GET", "/v1/datasets/every/values/%20%207", None, 400, "InvalidArgumentError"),
+    ("GET", "/v1/datasets/every/values/%D9%A3", None, 400, "InvalidArgumentError"),  # Arabic 3
+    ("GET", "/v1/datasets/every/values/1_000", None, 400, "InvalidArgumentError"),
+    ("GET", "/v1/datasets/every/values/+5", None, 400, "InvalidArgumentError"),
+    ("GET", "/v1/datasets/every/values/7%0A", None, 400, "InvalidArgumentError"),
+    ("GET", "/v1/datasets/every/slice?start=%2B5", None, 400, "InvalidArgumentError"),
+    ("GET", "/v1/datasets/every/slice?stop=1_0", None, 400, "InvalidArgumentError"),
     ("GET", "/v1/datasets/every/values/1?column=zz", None, 404, "KeyError"),
     ("GET", "/v1/datasets/a%01b/values/1", None, 400, "InvalidDatasetIdError"),
     ("GET", "/v1/datasets/every/slice?start=x", None, 400, "InvalidArgumentError"),
@@ -260,6 +269,45 @@ def test_error_codes(server, http, method, path, body, status, name):
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     r = http.request(method, server.url + path, body=data)
     _error(r, status, name)
+
+
+def test_integers_in_urls_are_ascii_digits_and_json_depth_is_bounded(server, http, world):
+    every = world["every"]
+    for text, sn in (("007", 7), ("-1", 2_999), ("-0", 0)):  # -?[0-9]+: leading zeros too
+        r = _get(http, server.url, f"/v1/datasets/every/values/{text}?column=i")
+        assert json.loads(r.data) == {"value": int(every["i"].iloc[sn])}
+    r = _get(http, server.url, "/v1/datasets/every/values/%D9%A3")
+    assert "digits 0-9" in _error(r, 400, "InvalidArgumentError")["message"]
+    # nested past MAX_JSON_DEPTH: refused before parsing (it was a RecursionError, a 500)
+    for body in (b"[" * 30_000 + b"]" * 30_000, b'{"sns": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"):
+        r = _post(http, server.url, "/v1/datasets/every/values", body)
+        assert "levels deep" in _error(r, 400, "InvalidArgumentError")["message"]
+    body = b'{"value": ' + b"[" * 63 + b"1" + b"]" * 63 + b"}"  # 64 levels: the most served
+    assert http.request("PUT", server.url + "/v1/contexts/every/entries/DATA/deep",
+                        body=body).status == 200
+    r = http.request("PUT", server.url + "/v1/contexts/every/entries/DATA/deep",
+                     body=b'{"value": ' + b"[" * 64 + b"]" * 64 + b"}")
+    assert "65 levels deep" in _error(r, 400, "InvalidArgumentError")["message"]
+    r = _post(http, server.url, "/v1/datasets/every/values", {"sns": [1], "columns": ["[[[["]})
+    assert r.status == 404  # brackets inside strings do not count: parsed, then no such column
+
+
+def test_a_client_gone_mid_body_logs_one_info_line_not_a_traceback(server, http, world):
+    log = world["home"] / "serve.log"
+    seen = log.read_text().count("disconnected before sending")
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port)) as conn:
+            conn.sendall(b"POST /v1/datasets/every/values HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                         b'{"sns": [1, 2,')
+    deadline = time.monotonic() + 60  # a bound against hangs: the server logs it when it reads
+    while (text := log.read_text()).count("disconnected before sending") < seen + 3:
+        assert time.monotonic() < deadline, text[-2_000:]
+        time.sleep(0.05)
+    lines = [line for line in text.splitlines() if "disconnected before sending" in line]
+    assert lines[-1].startswith("INFO:") and "POST /v1/datasets/every/values" in lines[-1]
+    assert "Traceback" not in text and "ClientDisconnect" not in text
+    assert _get(http, server.url, "/v1/health").status == 200
 
 
 def test_body_over_the_bound_without_content_length(server, http):
@@ -438,6 +486,25 @@ def test_find_and_versions_over_the_socket(server, http, world):
     pd.testing.assert_frame_equal(remote.open("sensors").versions(),
                                   local.open("sensors").versions())
     _error(_get(http, server.url, "/v1/datasets/nope/versions"), 404, "DatasetNotFoundError")
+
+
+def test_remote_open_refuses_versions_and_bad_ids_as_a_chunkframe_error(server, world):
+    local, remote = world["local"], cf.connect(server.url)
+    for bad in ("a/b", "", "a\x01b"):
+        for client in (local, remote):
+            with pytest.raises(cf.InvalidDatasetIdError):
+                client.open(bad)
+    with pytest.raises(cf.InvalidDatasetIdError):
+        cf.open("a/b")  # the default client is the remote one
+    for asked in ({"version": 1}, {"version": np.int64(1)}, {"as_of": "2026-01-01"}):
+        with pytest.raises(cf.InvalidArgumentError, match=r"a remote client opens the current "
+                                                          r"version of dataset 'every' only"):
+            cf.open("every", **asked)
+    assert local.open("every", version=1).version == 1  # what the message sends you to
+    ds = remote.open("every")  # numpy integers, as local reads take them
+    pd.testing.assert_series_equal(ds.get(np.int64(5)), local.open("every").get(5))
+    pd.testing.assert_frame_equal(ds.slice(np.int32(5), np.uint64(9)),
+                                  local.open("every").slice(5, 9))
 
 
 def test_remote_writes_are_local_only(server):

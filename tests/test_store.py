@@ -142,22 +142,13 @@ class StoreTests:
     @pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "", "a/../b"])
     def test_invalid_keys_rejected(self, store, key):
         calls = [lambda: store.put(key, b"x"), lambda: store.get(key), lambda: store.delete(key),
-                 lambda: store.exists(key), lambda: store.url_of(key)]
+                 lambda: store.exists(key)]
         if key:  # an empty prefix means the whole store
             calls += [lambda: store.list(key), lambda: store.delete_prefix(key)]
         for call in calls:
             with pytest.raises(ValueError, match="invalid store key"):
                 call()
         assert list(store.list()) == []
-
-    def test_url_of_opens_with_fsspec(self, store):
-        import fsspec
-
-        store.put("u/v", b"payload")
-        url = store.url_of("u/v")
-        with fsspec.open(url, "rb", **store.storage_options) as f:
-            assert f.read() == b"payload"
-
 
     def test_a_key_is_not_a_prefix_of_itself_but_lists_as_itself(self, store):
         store.put("p/key", b"v")

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
 import pytest
+from clock import fake_clock
 from frames import all_dtypes, sensors
 
 import chunkframe as cf
@@ -29,6 +30,8 @@ from chunkframe.core.errors import (
     SchemaMismatchError,
     VersionNotFoundError,
 )
+from chunkframe.read import reader as reader_mod
+from chunkframe.read.reader import STALENESS_SECONDS
 from chunkframe.storage.catalog import _MIGRATIONS, Catalog
 
 WRITER = textwrap.dedent("""
@@ -86,7 +89,7 @@ def _expected() -> dict[int, pd.DataFrame]:
     return {1: v1, 2: v2, 3: v3, 4: sensors(700, seed=5)}
 
 
-def test_versions_written_by_another_process(client):
+def test_versions_written_by_another_process(client, monkeypatch):
     write = _writer(client)
     expected = _expected()
     write("ingest")
@@ -112,9 +115,9 @@ def test_versions_written_by_another_process(client):
         pd.testing.assert_frame_equal(got.reset_index(drop=True),
                                       frame.iloc[sns].reset_index(drop=True))
         pd.testing.assert_series_equal(old.get(301), frame.iloc[301], check_names=False)
-    deadline = time.monotonic() + 5  # the current handle sees version 4 within 0.5 s
-    while ds.version != 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # the current handle sees version 4 once its staleness window is over
+    fake_clock(monkeypatch, reader_mod).advance(STALENESS_SECONDS)
+    assert ds.version == 4
     pd.testing.assert_frame_equal(ds.to_pandas(), expected[4])
 
     at_3 = client.open("hist", version=3)
@@ -298,6 +301,30 @@ def test_evolve_widens_as_pandas_would(client, old, new):
     assert ds.to_pandas()["v"].dtype == expected["v"].dtype
     _reads_equal(ds, expected)
     assert [c.split(" ")[0] for c in ds.versions()["kind"]] == ["ingest", "append"]
+
+
+@pytest.mark.parametrize("unit", ["ns", "ms", "s"])
+def test_evolve_takes_a_lossless_time_unit_change_as_a_plain_append_does(client, unit):
+    times = pd.date_range("2026-01-01", periods=300, freq="s")
+    base = pd.DataFrame({"t": times.as_unit("us"), "d": pd.to_timedelta(np.arange(300), "s"),
+                         "x": np.arange(300.0)})
+    base["d"] = base["d"].astype("timedelta64[us]")
+    later = pd.DataFrame({"t": (times[:50] + pd.Timedelta(days=1)).as_unit(unit),
+                          "d": pd.to_timedelta(np.arange(50), "s").as_unit(unit),
+                          "x": np.arange(50.0)})
+    plain = client.ingest(base, "plain", chunk_rows=100, time_column="t", progress=False)
+    plain.append(later, progress=False)
+    ds = client.ingest(base, "units", chunk_rows=100, time_column="t", progress=False)
+    ds.append(later, evolve=True, progress=False)  # a unit is not an evolution
+    assert ds.schema == plain.schema and str(ds.schema.field("t").type) == "timestamp[us]"
+    pd.testing.assert_frame_equal(ds.to_pandas(), plain.to_pandas())
+    ds.append(later.assign(y=1.5), evolve=True, progress=False)  # with a new column too
+    assert ds.columns == ["t", "d", "x", "y"] and str(ds.schema.field("d").type) == "duration[us]"
+    assert ds.last(columns="y")["time"].iloc[0] == later["t"].iloc[-1]
+    lossy = later.assign(t=later["t"].dt.as_unit("ns") + pd.Timedelta(1, "ns"))
+    for evolve in (False, True):  # refused alike: nanoseconds a us column cannot hold
+        with pytest.raises(SchemaMismatchError, match=r"'t'.*timestamp\[ns\].*timestamp\[us\]"):
+            ds.append(lossy.assign(y=0.0), evolve=evolve, progress=False)
 
 
 def test_evolve_refuses_what_pandas_would_not_widen(client):

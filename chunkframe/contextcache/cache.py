@@ -17,10 +17,13 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from ..core.errors import BackendUnavailableError, ContextError
+from ..core.integers import as_integer
 from ..core.keys import validate_id
-from ..core.units import format_bytes
+from ..core.times import utc_from_epoch
+from ..core.units import format_bytes, plural
 from ..storage.state import is_cluster, pipelined, scan_keys
 from . import index
+from .context import Context
 from .entries import (
     FIELD_SEP,
     ContextIDValue,
@@ -36,7 +39,6 @@ from .types import ContextType
 
 if TYPE_CHECKING:
     from ..storage.catalog import Catalog
-    from .context import Context
 
 __all__ = ["ContextCache"]
 
@@ -100,7 +102,7 @@ class ContextCache:
     ) -> None:
         self.prefix = validate_id(prefix, "key prefix")
         for name, n in (("max_bytes", max_bytes), ("max_value_bytes", max_value_bytes)):
-            if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            if as_integer(n) is None or n <= 0:
                 raise ContextError(f"{name} must be a positive number of bytes, got {n!r}")
         if max_value_bytes > max_bytes:
             raise ContextError(
@@ -141,8 +143,6 @@ class ContextCache:
         choose how this handle cuts keywords from string values and @keyword results;
         by default on runs of whitespace and commas.
         """
-        from .context import Context  # the handle's module builds on this one
-
         return Context(self, validate_id(context_id, "context id"), KeywordRule(separator, regex))
 
     def contexts(self, include_stored: bool = True) -> pd.DataFrame:
@@ -177,8 +177,7 @@ class ContextCache:
         df["entries"] = df["entries"].astype("int64")
         df["memory_bytes"] = df["memory_bytes"].astype("Int64")
         df["accesses"] = df["accesses"].astype("int64")
-        df["last_access"] = pd.to_datetime(df["last_access"].astype("float64"), unit="s",
-                                           utc=True)
+        df["last_access"] = utc_from_epoch(df["last_access"])
         df["in_memory"] = df["in_memory"].astype(bool)
         return df.sort_values("context_id", ignore_index=True)
 
@@ -280,7 +279,7 @@ class ContextCache:
     def __repr__(self) -> str:
         with self._lock:
             n, total = len(self._lru), self._total
-        return (f"<ContextCache prefix={self.prefix!r}: {n} contexts in memory, "
+        return (f"<ContextCache prefix={self.prefix!r}: {plural(n, 'context')} in memory, "
                 f"{format_bytes(total)} of {format_bytes(self.max_bytes)}>")
 
     # -- package API, for Context (callers hold the value from using()) ----------------
@@ -424,7 +423,8 @@ class ContextCache:
             stored = {as_str(f): as_str(r)
                       for f, r in self.redis.hgetall(self._keys(cid)[0]).items()}
         if recorded and not stored:
-            return "context_missing", (f"Redis has none of its {len(recorded)} entries; the "
+            return "context_missing", (f"Redis has none of its "
+                                       f"{plural(len(recorded), 'entry', 'entries')}; the "
                                        "catalog records them")
         missing = [f for f in recorded if f not in stored]
         differ = [f for f in recorded if f in stored and stored[f] != recorded[f]]

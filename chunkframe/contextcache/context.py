@@ -5,16 +5,18 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ..core.errors import ChunkFrameError, ContextError
-from ..core.units import format_bytes
-from .cache import ContextCache
+from ..core.units import format_bytes, plural
 from .entries import ContextIDValue, Entry, entry_bytes, field_of, utf8_len, with_own_keyword
 from .keywords import DEFAULT_RULE, KeywordRule, derive_keywords, explicit_keywords, normalise_keyword
 from .types import ContextKeyError, ContextType, Unserialisable, encode_value, short, value_of
+
+if TYPE_CHECKING:
+    from .cache import ContextCache  # the cache makes handles: it imports this module
 
 __all__ = ["Context"]
 
@@ -476,7 +478,7 @@ class Context(Mapping[str, Any]):
         except ChunkFrameError as exc:
             return f"<Context {self.context_id!r} (not loaded: {exc})>"
         types = ", ".join(f"{t} {n}" for t, n in info["per_type"].items())
-        return (f"<Context {self.context_id!r}: {info['entries']} entries"
+        return (f"<Context {self.context_id!r}: {plural(info['entries'], 'entry', 'entries')}"
                 f"{f' ({types})' if types else ''}, {format_bytes(info['memory_bytes'])}>")
 
     def _repr_html_(self) -> str:
@@ -493,7 +495,8 @@ class Context(Mapping[str, Any]):
             for t, k, rec in sample)
         more = info["entries"] - len(sample)
         return (
-            f"<div><b>Context {esc(self.context_id)}</b>: {info['entries']} entries, "
+            f"<div><b>Context {esc(self.context_id)}</b>: "
+            f"{plural(info['entries'], 'entry', 'entries')}, "
             f"{esc(format_bytes(info['memory_bytes']))}"
             f"<table><tr><th>type</th><th>entries</th></tr>{rows}</table>"
             + (f"<table><tr><th>type</th><th>key</th><th>value</th></tr>{shown}</table>"

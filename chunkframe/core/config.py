@@ -6,10 +6,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, overload
 
 from .errors import InvalidArgumentError
+from .integers import integer_at_least
 from .permissions import modes
 
 __all__ = ["redact", "is_postgres_url", "Settings", "resolve"]
@@ -19,21 +19,36 @@ DEFAULT_LOCK_TTL = 15.0
 DEFAULT_PREFIX = "cf"
 
 
-def redact(url: str | None) -> str | None:
-    """``url`` with any password replaced by ``***`` (in the userinfo and in a ``password=``
-    query parameter): what reprs, errors and logs may show of a URL."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, sep, _ = userinfo.partition(":")
-        netloc = f"{user}{':***' if sep else ''}@{host}" if sep else f"***@{host}"
-    query = re.sub(r"(?i)(password|passwd|secret|token)=[^&]*", r"\1=***", parts.query)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # nothing secret: as given (urlunsplit would drop an empty netloc's //)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+# a URL's authority (what comes between "scheme://" and the path, query or fragment)
+_AUTHORITY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s]*)")
+# a secret given as a key=value pair, in a query string or a connection string
+_SECRET_PARAM = re.compile(r"(?i)(password|passwd|secret|token)=[^&\s'\"]*")
+
+
+def _hide_userinfo(match: re.Match[str]) -> str:
+    scheme, authority = match.groups()
+    if "@" not in authority:
+        return match.group(0)
+    userinfo, _, host = authority.rpartition("@")  # the host follows the last "@"
+    user, sep, _ = userinfo.partition(":")
+    return f"{scheme}{user}:***@{host}" if sep else f"{scheme}***@{host}"
+
+
+@overload
+def redact(text: str) -> str: ...
+@overload
+def redact(text: None) -> None: ...
+def redact(text: str | None) -> str | None:
+    """``text`` (a URL, or a message quoting URLs) with every password replaced by ``***``:
+    a URL's ``user:password@`` (a lone ``secret@`` entirely) and any ``password=``,
+    ``passwd=``, ``secret=`` or ``token=`` value. What reprs, errors and logs may show.
+
+    >>> redact("redis://ana:s3cret@host:1/0?token=t0k&db=2")
+    'redis://ana:***@host:1/0?token=***&db=2'
+    """
+    if not text:
+        return text
+    return _SECRET_PARAM.sub(r"\1=***", _AUTHORITY.sub(_hide_userinfo, text))
 
 
 def is_postgres_url(location: str | os.PathLike[str]) -> bool:
@@ -88,8 +103,7 @@ def resolve(
     cache = options.pop("chunk_cache_bytes", None)
     if cache is None:
         cache = int(os.environ.get("CHUNKFRAME_CHUNK_CACHE_BYTES", DEFAULT_CHUNK_CACHE_BYTES))
-    if cache < 0:
-        raise InvalidArgumentError(f"chunk_cache_bytes must be >= 0, got {cache}")
+    cache = integer_at_least(cache, "chunk_cache_bytes", 0)
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")

@@ -13,9 +13,12 @@ import datetime as dt
 import decimal
 import math
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["jsonable"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["jsonable", "iso_text"]
 
 
 def jsonable(v: Any) -> Any:
@@ -77,3 +80,50 @@ def _numpy_pandas(v: Any) -> Any:
     except (TypeError, ValueError):
         pass
     return str(v)
+
+
+def iso_text(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A timestamp, date or duration column as the strings :func:`jsonable` makes of its
+    values, computed by Arrow for the whole column (nulls stay null; other types are
+    returned as they are). What JSON exports write, so that they read as ``get --json``
+    and the service do: ``2026-01-01T00:00:11+00:00``, its fraction only when it is not
+    zero (6 digits, 9 for nanoseconds), the column's own UTC offset.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_date(t):
+        return col.cast(pa.string())
+    if pa.types.is_duration(t):
+        import pandas as pd
+
+        return pa.array([None if v is None else pd.Timedelta(v).isoformat()
+                         for v in col.to_pylist()], pa.string())
+    if not pa.types.is_timestamp(t):
+        return col
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[t.unit]
+    whole = pc.floor_temporal(col, unit="second")  # floor, not toward zero: before 1970 too
+    ns = pc.multiply(pc.subtract(col.cast(pa.int64()), whole.cast(pa.int64())),
+                     10**9 // per_second)
+    us = pc.divide(ns, 1000)  # integers: floor division of a value >= 0
+    digits = pc.if_else(pc.equal(pc.multiply(us, 1000), ns),
+                        pc.utf8_lpad(pc.cast(us, pa.string()), 6, "0"),
+                        pc.utf8_lpad(pc.cast(ns, pa.string()), 9, "0"))
+    fraction = pc.if_else(pc.equal(ns, 0), "", pc.binary_join_element_wise(".", digits, ""))
+    seconds = whole.cast(pa.timestamp("s", t.tz))  # exact: whole seconds already
+    parts = [pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S"), fraction]
+    if t.tz is not None:  # the UTC offset, in seconds (+00:09:21 in 1900s Paris)
+        offset = pc.divide(pc.subtract(pc.local_timestamp(col).cast(pa.int64()),
+                                       col.cast(pa.int64())), per_second)
+        size = pc.abs(offset)
+
+        def two(v: Any) -> Any:
+            return pc.utf8_lpad(pc.cast(v, pa.string()), 2, "0")
+
+        secs = pc.subtract(size, pc.multiply(pc.divide(size, 60), 60))
+        parts += [pc.if_else(pc.less(offset, 0), "-", "+"), two(pc.divide(size, 3600)), ":",
+                  two(pc.divide(pc.subtract(size, pc.multiply(pc.divide(size, 3600), 3600)), 60)),
+                  pc.if_else(pc.equal(secs, 0), "", pc.binary_join_element_wise(":", two(secs),
+                                                                               ""))]
+    return pc.binary_join_element_wise(*parts, "")

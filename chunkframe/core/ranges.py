@@ -65,17 +65,22 @@ def column_ranges(table: pa.Table) -> dict[str, list[Any]]:
             if values.size and lo == lo:  # not all NaN
                 out[f.name] = [float(lo), float(hi)]
         elif pa.types.is_integer(typ) or pa.types.is_timestamp(typ):
-            lo, hi = (v.cast(pa.int64()) if pa.types.is_timestamp(typ) else v
+            lo, hi = (_ns(v) if pa.types.is_timestamp(typ) else v.as_py()
                       for v in pc.min_max(col).values())
-            lo, hi = lo.as_py(), hi.as_py()
             if lo is not None:  # None: all null
-                scale = _NS[typ.unit] if pa.types.is_timestamp(typ) else 1
-                out[f.name] = [lo * scale, hi * scale]  # Python ints: uint64 and far times fit
+                out[f.name] = [lo, hi]  # Python ints: uint64 and far times fit
     return out
 
 
 _NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 """Nanoseconds in one unit of each timestamp resolution (times_ns's form of a bound)."""
+
+
+def _ns(value: pa.Scalar) -> int | None:
+    """A timestamp scalar as integer nanoseconds since the epoch (in UTC for an instant),
+    a Python int: exact past 2262 too, where int64 nanoseconds end; None if null."""
+    count = value.cast(pa.int64()).as_py()
+    return None if count is None else count * _NS[value.type.unit]
 
 
 def time_may_match(cm: ChunkMeta, lo: int | None, hi: int | None,
@@ -365,10 +370,7 @@ def _comparable(lit: pa.Scalar, typ: pa.DataType) -> Any:
     if pa.types.is_timestamp(typ) and pa.types.is_timestamp(lit.type):
         if (typ.tz is None) != (lit.type.tz is None):
             return None  # Arrow refuses the comparison anyway
-        try:
-            return lit.cast(pa.timestamp("ns", lit.type.tz)).cast(pa.int64()).as_py()
-        except (pa.ArrowInvalid, OverflowError):
-            return None  # out of the nanosecond range: no skipping
+        return _ns(lit)  # as column_ranges records the column: far times are compared too
     numeric = (pa.types.is_integer, pa.types.is_floating)
     if any(f(typ) for f in numeric) and any(f(lit.type) for f in numeric):
         value = lit.as_py()

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from .errors import InvalidArgumentError
 
-__all__ = ["times_ns", "time_bound", "date_range_bounds"]
+__all__ = ["times_ns", "time_bound", "date_range_bounds", "utc_from_epoch"]
 
 
 def times_ns(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -25,6 +25,19 @@ def times_ns(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_timestamp(col.type):
         col = col.cast(pa.timestamp("ns", col.type.tz))
     return col.cast(pa.int64())
+
+
+def utc_from_epoch(seconds: Any) -> Any:
+    """Seconds since the epoch (how the catalog and caches record when things happened) as
+    UTC time: a number gives a ``Timestamp``, a Series of them datetimes; a missing value
+    (None, NaN) stays missing (``NaT``).
+
+    >>> utc_from_epoch(1767225600.5)
+    Timestamp('2026-01-01 00:00:00.500000+0000', tz='UTC')
+    """
+    if isinstance(seconds, pd.Series) and seconds.dtype == object:
+        seconds = seconds.astype("float64")  # None -> NaN -> NaT
+    return pd.to_datetime(seconds, unit="s", utc=True)
 
 
 def time_bound(value: Any, field: pa.Field, what: str, dataset_id: str) -> int | None:

@@ -12,7 +12,9 @@ import pyarrow as pa
 
 from ..core.devices import device_key, device_text
 from ..core.errors import InvalidArgumentError
+from ..core.integers import as_integer
 from ..core.times import date_range_bounds, times_ns
+from ..core.units import plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -105,8 +107,7 @@ def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None
     and maximum per bucket. Without a device, each device is its own line (up to
     :data:`MAX_LINES`). Without a time column, the x axis is the serial number.
     """
-    if not isinstance(max_points, (int, np.integer)) or isinstance(max_points, bool) \
-            or max_points < 2:
+    if as_integer(max_points) is None or max_points < 2:
         raise InvalidArgumentError(
             f"max_points={max_points!r} for the plot of dataset {ds.id!r} is not an integer "
             ">= 2; give the number of points to draw, e.g. 5_000")
@@ -223,7 +224,8 @@ def _draw(ds: Dataset, column: str, series: list[_Series], tcol: str | None, dat
     ax.set_ylabel(column)
     ax.grid(True, alpha=0.3)
     where = "" if len(series) != 1 or series[0].label == column else f" · {series[0].label}"
-    note = f"{rows:,} rows" + (f", {drawn:,} points (min/max per bucket)" if drawn < rows else "")
+    note = plural(rows, "row") + (f", {plural(drawn, 'point')} (min/max per bucket)"
+                                  if drawn < rows else "")
     ax.set_title(f"{ds.id} · {column}{where}  ({note})", fontsize="medium", loc="left")
     if not rows:
         ax.text(0.5, 0.5, f"no rows of {column!r} in date_range={date_range!r}",

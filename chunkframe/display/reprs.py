@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.units import format_bytes
+from ..core.units import format_bytes, plural
 
 __all__ = ["STYLE", "MAX_TABLE_ROWS", "frame_table", "mark", "repr_html", "register"]
 
@@ -96,9 +96,9 @@ def repr_html(df: pd.DataFrame) -> str | None:
 
 def _last_header(df: pd.DataFrame, dataset: str | None) -> tuple[str, list[str]]:
     title = "last values" + (f" of <code>{html.escape(dataset)}</code>" if dataset else "")
-    facts = [f"{len(df):,} series"]
+    facts = [plural(len(df), "series", "series")]
     if "device" in df.columns:
-        facts.append(f"{df['device'].nunique():,} devices")
+        facts.append(plural(df["device"].nunique(), "device"))
     if "time" in df.columns and len(df) and (pd.api.types.is_datetime64_any_dtype(df["time"])
                                              or pd.api.types.is_numeric_dtype(df["time"])):
         facts.append(f"newest {df['time'].max()}")
@@ -106,9 +106,9 @@ def _last_header(df: pd.DataFrame, dataset: str | None) -> tuple[str, list[str]]
 
 
 def _contexts_header(df: pd.DataFrame, dataset: str | None) -> tuple[str, list[str]]:
-    facts = [f"{len(df):,} contexts"]
+    facts = [plural(len(df), "context")]
     if "entries" in df.columns:
-        facts.append(f"{int(df['entries'].sum()):,} entries")
+        facts.append(plural(int(df["entries"].sum()), "entry", "entries"))
     if "memory_bytes" in df.columns and "in_memory" in df.columns:
         loaded = int(df["in_memory"].sum())
         facts.append(f"{loaded:,} loaded, {format_bytes(df['memory_bytes'].sum())} in memory")

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.progress import in_kernel
+from ..core.units import plural
 from .plot import minmax_downsample
 from .reprs import STYLE, frame_table
 
@@ -215,7 +216,8 @@ class Browser(widgets.VBox):
         self.sn.disabled = self.sn_box.disabled = n == 0
         self.title.value = (f"<span class='cf-title'><b>chunkframe.Dataset</b> "
                             f"<code>{html.escape(self.ds.id)}</code></span> "
-                            f"<span class='cf-muted'>{n:,} rows in {len(self._starts)} chunks"
+                            f"<span class='cf-muted'>{plural(n, 'row')} in "
+                            f"{plural(len(self._starts), 'chunk')}"
                             "</span>")
         schema = self.ds.schema
         numeric = [f.name for f in schema if _numeric(f)]
@@ -304,7 +306,7 @@ class Browser(widgets.VBox):
         self.chunk_info.value = _table([
             ("chunk", f"{int(info['chunk'])} of {len(self._starts)}"),
             ("rows", f"sn {int(info['start']):,}–{int(info['start'] + info['rows'] - 1):,} "
-                     f"({int(info['rows']):,} rows)"),
+                     f"({plural(int(info['rows']), 'row')})"),
             ("key", str(info["key"])), ("checksum", str(info["checksum"])),
             ("stored", f"{int(info['bytes']):,} bytes")])
         self.sections.set_title(0, f"chunk {int(info['chunk'])} · {info['checksum']}")
@@ -354,7 +356,7 @@ class Browser(widgets.VBox):
             return
         if device != ALL_DEVICES:
             table = table[table["device"].astype(str) == device]
-        self._last_text = f"{len(table)} series" + ("" if device == ALL_DEVICES
+        self._last_text = plural(len(table), "series", "series") + ("" if device == ALL_DEVICES
                                                     else f" of device {device!r}")
         self.last.value = (f"<div class='cf-muted'>{html.escape(self._last_text)}</div>"
                            + frame_table(table))
@@ -377,7 +379,7 @@ class Browser(widgets.VBox):
             self._results_text = f"no tag of {self.ds.id!r} has the keyword {keyword!r}"
             self.results.value = f"<div class='cf-muted'>{html.escape(self._results_text)}</div>"
         else:
-            self._results_text = f"{len(found)} tags with {keyword!r}"
+            self._results_text = f"{plural(len(found), 'tag')} with {keyword!r}"
             self.results.value = frame_table(found)
 
     def add_tag(self, key: str, value: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import time
 import uuid
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -20,6 +18,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from ..core.errors import Arg, Hint, PathNotFoundError
+from ..core.integers import as_integer
+from ..core.jsonvalues import iso_text
 from ..core.progress import progress_bar
 from ..core.ranges import make_filter
 from ..read.reader import chunk_slices
@@ -199,21 +199,22 @@ def _max_index(t: pa.DataType) -> int:
 
 
 class _JsonLinesWriter:
-    """One JSON object per line; times as ISO 8601 at the column's own resolution."""
-
-    _UNITS = {"s": "s", "ms": "ms", "us": "us", "ns": "ns"}
+    """One JSON object per line; times, dates and durations as ``get --json`` and the
+    service write them (:func:`~chunkframe.core.jsonvalues.iso_text`)."""
 
     def __init__(self, sink: pa.NativeFile, schema: pa.Schema):
         self._sink = sink
-        units = [f.type.unit for f in schema if pa.types.is_timestamp(f.type)]
-        order = ["s", "ms", "us", "ns"]
-        self._unit = max(units, key=order.index) if units else "ms"
+        self._times = [i for i, f in enumerate(schema)
+                       if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)
+                       or pa.types.is_duration(f.type)]
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        text = table.to_pandas().to_json(orient="records", lines=True, date_format="iso",
-                                         date_unit=self._unit, force_ascii=False)
+        for i in self._times:
+            table = table.set_column(i, table.field(i).with_type(pa.string()),
+                                     iso_text(table.column(i)))
+        text = table.to_pandas().to_json(orient="records", lines=True, force_ascii=False)
         if not text.endswith("\n"):
             text += "\n"
         self._sink.write(text.encode("utf-8"))
@@ -383,8 +384,7 @@ def export_dataset(
     fmt = infer_format(dest_text, format)
     flt = make_filter(snap.meta, snap.schema, device=device, date_range=date_range, where=where)
     for what, bound in (("start", start), ("stop", stop)):
-        if bound is not None and (not isinstance(bound, numbers.Integral)
-                                  or isinstance(bound, (bool, np.bool_))):
+        if bound is not None and as_integer(bound) is None:
             raise TypeError(f"{what} must be an integer serial number or None, got {bound!r}")
     lo, hi, _ = slice(None if start is None else int(start),
                       None if stop is None else int(stop)).indices(snap.meta.rows)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ChunkFrameError, DatasetNotFoundError, Hint, NoTimeColumnError
+from ..core.units import plural
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -149,9 +150,45 @@ class ChunkFrameAccessor(_Bound):
 
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None
              ) -> pd.DataFrame:
-        """Latest non-null (time, value) of each series of the bound dataset."""
+        """Latest non-null (time, value) of each series *among this frame's rows*.
+
+        The frame's own values (a slice, a filtered or changed frame), at the dataset's times,
+        as ``df[column].chunk.last()`` gives one column's; in the columns and order of
+        ``ds.last()`` (``device, measurement, time, value``), which a frame of the whole
+        dataset equals. ``device``: one device or a list (None: every device in the frame);
+        ``columns``: measurements of the frame (None: all). The dataset's stored latest
+        values, whatever rows the frame holds, are ``df.chunk.dataset.last()``.
+        """
         self._require("last()")
-        return self.dataset.last(device, columns)
+        ds = self.dataset
+        frame = self._obj
+        meta = ds.meta
+        tcol, dcol = meta.time_column, meta.device_column
+        if tcol is None:
+            raise NoTimeColumnError(ds.id, "the frame's values have no times",
+                                    Hint("set the times as the index of a column and use "
+                                         "series.chunk.last()"))
+        measurements = [c for c in ds.columns if c not in (tcol, dcol)]
+        if columns is None:
+            names = [c for c in measurements if c in frame.columns]
+        else:
+            names = list(dict.fromkeys([columns] if isinstance(columns, str) else columns))
+            for c in names:
+                if c not in measurements or c not in frame.columns:
+                    where = "this frame" if c in measurements else f"dataset {ds.id!r}"
+                    raise KeyError(f"{where} has no measurement {c!r}; measurements of this "
+                                   f"frame are {[m for m in measurements if m in frame.columns]!r}")
+        sns = _serial_numbers(frame.index, ds, len(frame), "frame", tcol)
+        rows = ds.get_many(sns, columns=[tcol] if dcol is None else [tcol, dcol])
+        groups = _device_groups(rows, ds, dcol, device)
+        found = []
+        for dev, keep in groups:
+            times = rows[tcol][keep]
+            for name in names:
+                t, v = _last_at(frame[name].to_numpy()[keep], times, name)
+                if t is not None:
+                    found.append((dev, name, t, v))
+        return _last_frame(found, ds, rows[tcol].dtype)
 
     def tag(self, key: str, value: Any, type: str = "METADATA",
             keywords: Sequence[str] | None = None) -> None:
@@ -233,17 +270,7 @@ class ChunkSeriesAccessor(_Bound):
         if device is not None and dcol is None:
             raise ValueError(f"dataset {ds.id!r} has no device column; call last() "
                              f"without device=")
-        n = len(ds)
-        whole = isinstance(s.index, pd.RangeIndex) and s.index.equals(pd.RangeIndex(n))
-        if not whole and (s.index.name != "sn" or s.index.dtype.kind not in "iu"):
-            raise ChunkFrameError(
-                f"series {s.name!r} is bound to dataset {ds.id!r}, but its index "
-                f"({s.index.name!r}, {s.index.dtype}, {len(s)} rows) is not the dataset's serial "
-                f"numbers (an index named 'sn', or the whole RangeIndex of to_pandas() for all "
-                f"{n} rows), so its values cannot be matched to the dataset's times. Take "
-                f"last() before resetting the index, or set the times as the index: "
-                f"df.set_index({tcol!r})[{s.name!r}].chunk.last()"
-            )
+        _serial_numbers(s.index, ds, len(s), f"series {s.name!r}", tcol, s.name)
         values = s[s.notna()]
         if values.empty:
             return None, None
@@ -262,6 +289,71 @@ class ChunkSeriesAccessor(_Bound):
                 f"{ds.id!r} (columns: {ds.columns!r}); take it as df[column] from a bound frame"
             )
         return name
+
+
+def _serial_numbers(index: pd.Index, ds: Dataset, rows: int, what: str, tcol: str,
+                    column: Any = "x") -> np.ndarray:
+    """The serial numbers an index of a bound object stands for: an index named 'sn', or
+    the whole RangeIndex of ``to_pandas()``; else a ChunkFrameError saying how to keep them."""
+    n = len(ds)
+    whole = isinstance(index, pd.RangeIndex) and index.equals(pd.RangeIndex(n))
+    if not whole and (index.name != "sn" or index.dtype.kind not in "iu"):
+        raise ChunkFrameError(
+            f"{what} is bound to dataset {ds.id!r}, but its index ({index.name!r}, "
+            f"{index.dtype}, {plural(rows, 'row')}) is not the dataset's serial numbers (an "
+            f"index named 'sn', or the whole RangeIndex of to_pandas() for all "
+            f"{plural(n, 'row')}), so its values "
+            f"cannot be matched to the dataset's times. Take last() before resetting the "
+            f"index, or set the times as the index: df.set_index({tcol!r})[{column!r}].chunk.last()"
+        )
+    return index.to_numpy()
+
+
+def _device_groups(rows: pd.DataFrame, ds: Dataset, dcol: str | None, device: Any
+                   ) -> list[tuple[Any, np.ndarray]]:
+    """(device, row mask) of each device asked (None: every device of ``rows``, sorted as
+    ``ds.last()`` sorts them), by device key; one group of every row without a device column."""
+    from ..core.devices import device_key, typed_device
+
+    if dcol is None:
+        if device is not None:
+            raise KeyError(f"dataset {ds.id!r} has no device column, so its series belong to "
+                           f"no device; call without device= (got {device!r})")
+        return [(None, np.ones(len(rows), dtype=bool))]
+    typ = ds.schema.field(dcol).type
+    keys = np.array([None if pd.isna(v) else device_key(v, typ) for v in rows[dcol]],
+                    dtype=object)
+    if device is None:
+        present = {k for k in keys if k is not None}
+        typed = {k: typed_device(k, typ) for k in present}
+        try:
+            asked = sorted(present, key=lambda k: typed[k])
+        except TypeError:
+            asked = sorted(present)
+    else:
+        items = list(device) if isinstance(device, (list, tuple, set, pd.Index, np.ndarray,
+                                                     pd.Series)) else [device]
+        asked = list(dict.fromkeys(device_key(d, typ) for d in items))
+    return [(typed_device(k, typ), keys == k) for k in asked]
+
+
+def _last_frame(found: list[tuple[Any, str, Any, Any]], ds: Dataset, time_dtype: Any
+                ) -> pd.DataFrame:
+    """``(device, measurement, time, value)`` rows in the columns and dtypes of ``ds.last()``
+    (``time_dtype``: the time column's, as the dataset's reads give it)."""
+    times = pd.Series([t for _, _, t, _ in found], dtype=time_dtype).to_numpy() \
+        if time_dtype.kind in "iu" else pd.DatetimeIndex(
+            pd.Series([t for _, _, t, _ in found], dtype=time_dtype))
+    values = np.empty(len(found), dtype=object)
+    values[:] = [v.item() if isinstance(v, np.generic) else v for _, _, _, v in found]
+    empty = np.empty(0, dtype=object)
+    if ds.meta.device_column is None:
+        devices: Any = np.full(len(found), None, dtype=object)
+    else:
+        devices = pd.array([d for d, _, _, _ in found]) if found else empty
+    measurements = pd.array([m for _, m, _, _ in found]) if found else empty
+    return pd.DataFrame({"device": devices, "measurement": measurements, "time": times,
+                         "value": values}, copy=False)
 
 
 def _last_of_series(series: pd.Series) -> tuple[Any, Any]:

@@ -15,13 +15,14 @@ import os
 import shlex
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..core.errors import PYTHON, Arg, Call, ChunkFrameError, Placeholder
-from ..core.units import format_bytes
+from ..core.units import format_bytes, plural
 from .cli_output import PROG, Out, records, table
 
 if TYPE_CHECKING:
@@ -103,7 +104,8 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
                        wait=args.wait)
     seconds = time.perf_counter() - began
     meta = ds.meta
-    out.line(f"ingested {ds.id!r} ({args.mode}): {meta.rows:,} rows in {meta.chunks} chunks, "
+    out.line(f"ingested {ds.id!r} ({args.mode}): {plural(meta.rows, 'row')} in "
+             f"{plural(meta.chunks, 'chunk')}, "
              f"{format_bytes(meta.nbytes)} stored, in {seconds:.2f} s")
     out.doc({"dataset": ds.id, "mode": args.mode, "rows": meta.rows, "chunks": meta.chunks,
              "bytes": meta.nbytes, "generation": meta.generation, "version": meta.version,
@@ -133,9 +135,11 @@ def cmd_ls(args: argparse.Namespace, out: Out) -> int:
 def cmd_info(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
+    from ..core.times import utc_from_epoch
+
     ds = _open(args)
     meta, schema = ds.meta, ds.schema
-    when = {k: pd.Timestamp(getattr(meta, k), unit="s", tz="UTC") for k in ("created", "updated")}
+    when = {k: utc_from_epoch(getattr(meta, k)) for k in ("created", "updated")}
     columns = [{"name": f.name, "type": str(f.type), "role": (
         "time" if f.name == meta.time_column else "device" if f.name == meta.device_column
         else "")} for f in schema]
@@ -149,7 +153,8 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
         doc["chunk_table"] = records(ds.chunks)
     out.doc(doc)
     out.line(f"dataset      {ds.id}")
-    out.line(f"rows         {meta.rows:,} in {meta.chunks} chunks of up to {meta.chunk_rows:,}")
+    out.line(f"rows         {meta.rows:,} in {plural(meta.chunks, 'chunk')} of up to "
+             f"{plural(meta.chunk_rows, 'row')}")
     out.line(f"stored       {format_bytes(meta.nbytes)}")
     out.line(f"generation   {meta.generation} (version {meta.version})")
     out.line(f"time column  {meta.time_column or '-'}")
@@ -157,7 +162,7 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
     out.line(f"created      {when['created']:%Y-%m-%d %H:%M:%S} UTC")
     out.line(f"updated      {when['updated']:%Y-%m-%d %H:%M:%S} UTC")
     if meta.tombstones:
-        out.line(f"deletes      {len(meta.tombstones)} time-range deletes")
+        out.line(f"deletes      {plural(len(meta.tombstones), 'time-range delete')}")
     out.line("")
     out.line(table(pd.DataFrame(columns)))
     if args.chunks:
@@ -229,16 +234,23 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
     bad = ds.verify(progress=_progress(args))
     out.doc({"dataset": ds.id, "chunks": total, "ok": bad.empty, "bad": records(bad)})
     if bad.empty:
-        out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
+        out.line(_all_intact(ds.id, total))
         return EXIT_OK
     out.line(table(bad))
     if not out.json:  # with --json, the document above ("ok": false) says it
         out.error("ChunkCorruptionError",
-                  f"{len(bad)} of {total} chunks of dataset {ds.id!r} are damaged (see above); "
+                  f"{len(bad)} of {plural(total, 'chunk')} of dataset {ds.id!r} damaged (see "
+                  f"above); "
                   f"run chunkframe verify {ds.id} --repair to rewrite them from their source, "
                   f"re-ingest it with chunkframe ingest SRC {ds.id} --mode overwrite or restore "
                   "the chunk files")
     return EXIT_ERROR
+
+
+def _all_intact(dataset_id: str, total: int) -> str:
+    what = "its 1 chunk matches its checksum" if total == 1 else \
+        f"all {plural(total, 'chunk')} match their checksums"
+    return f"ok: {what} (dataset {dataset_id!r})"
 
 
 def _verify_repair(ds: Any, total: int, progress: bool, out: Out) -> int:
@@ -247,16 +259,17 @@ def _verify_repair(ds: Any, total: int, progress: bool, out: Out) -> int:
     left = report[~report["repaired"]] if len(report) else report
     out.doc({"dataset": ds.id, "chunks": total, "ok": left.empty, "repair": records(report)})
     if report.empty:
-        out.line(f"ok: all {total} chunks of {ds.id!r} match their checksums")
+        out.line(_all_intact(ds.id, total))
         return EXIT_OK
     out.line(table(report))
     if left.empty:
-        out.line(f"ok: {len(report)} damaged chunks of {ds.id!r} repaired from their source")
+        out.line(f"ok: {plural(len(report), 'damaged chunk')} of {ds.id!r} repaired from "
+                 "their source")
         return EXIT_OK
     if not out.json:
         out.error("ChunkCorruptionError",
-                  f"{len(left)} of {total} chunks of dataset {ds.id!r} are damaged and could "
-                  f"not be repaired (see above); re-ingest it with chunkframe ingest SRC "
+                  f"{len(left)} of {plural(total, 'chunk')} of dataset {ds.id!r} damaged and "
+                  f"not repairable (see above); re-ingest it with chunkframe ingest SRC "
                   f"{ds.id} --mode overwrite or restore the chunk files")
     return EXIT_ERROR
 
@@ -304,7 +317,7 @@ def cmd_export(args: argparse.Namespace, out: Out) -> int:
             parents=args.parents, default_storage_options=client.settings.storage_options)
     except OSError as exc:
         raise _Doing(f"cannot export {ds.id!r} to {args.dest!r}", exc) from exc
-    out.line(f"exported {result.rows:,} rows of {ds.id!r} to {result.dest} ({result.format}) "
+    out.line(f"exported {plural(result.rows, 'row')} of {ds.id!r} to {result.dest} ({result.format}) "
              f"in {result.seconds:.2f} s")
     out.doc(asdict(result) | {"dataset": ds.id})
     return EXIT_OK
@@ -324,8 +337,8 @@ def cmd_delete(args: argparse.Namespace, out: Out) -> int:
         f"columns {', '.join(columns)}" if columns else "all measurements",
         f"from {args.since}" if args.since else "", f"to {args.until}" if args.until else "",
     ) if x)
-    out.line(f"deleted {done.total:,} values of {ds.id!r} ({what}); they now read as missing; "
-             f"{done.last_values_dropped} cached last values dropped")
+    out.line(f"deleted {plural(done.total, 'value')} of {ds.id!r} ({what}); they now read as "
+             f"missing; {plural(done.last_values_dropped, 'cached last value')} dropped")
     out.doc({"dataset": ds.id, "device": args.device, "columns": columns,
              "since": args.since, "until": args.until, "values_hidden": done.total,
              "series": records(done.series), "last_values_dropped": done.last_values_dropped,
@@ -353,7 +366,8 @@ def cmd_server(args: argparse.Namespace, out: Out) -> int:
         out.doc(asdict(st) | {"home": str(home)})
         if st.running:
             out.line(f"embedded redis-server of {home}: running, pid {st.pid}, {st.url}, "
-                     f"{format_bytes(st.used_memory)} used, {st.keys} keys")
+                     f"{format_bytes(st.used_memory)} used, "
+                     f"{'? keys' if st.keys is None else plural(st.keys, 'key')}")
         else:
             out.line(f"embedded redis-server of {home}: not running ({st.url})")
         if args.redis or os.environ.get("CHUNKFRAME_REDIS_URL"):
@@ -382,11 +396,21 @@ class _UsageError(Exception):
         self.parser = parser
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, with descriptions and epilogs wrapped between words only, never
+    inside an option's name (``--storage-options``)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is raised (so that ``--json`` can report it as JSON);
     ``commands`` maps each command's name to its parser (for the hints, :class:`_CliStyle`)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
         self.commands: dict[str, argparse.ArgumentParser] = {}
 
@@ -421,29 +445,47 @@ class _Later(Sequence[str]):
         return value in self._load()
 
 
+GLOBAL_OPTIONS_NOTE = (
+    "global options: --store, --redis, --catalog, --home, --prefix, --storage-options and "
+    "--json work after the command too (chunkframe --help describes them)")
+
+
 def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
     # On subcommands the defaults are suppressed, so options given before the command
     # are not overwritten: both `chunkframe --json ls` and `chunkframe ls --json` work.
+    # Their help is the main parser's: a command's help names them in one line
+    # (GLOBAL_OPTIONS_NOTE) instead of repeating them all.
     d = argparse.SUPPRESS if sub else None
+
+    def text(words: str) -> str:
+        return argparse.SUPPRESS if sub else words
+
     g = parser.add_argument_group("where chunkframe keeps things (default: environment, "
                                   "then ~/.chunkframe)")
     g.add_argument("--store", default=d, metavar="URL",
-                   help="chunk store: a directory or an s3:// URL [CHUNKFRAME_STORE]")
+                   help=text("chunk store: a directory or an s3:// URL [CHUNKFRAME_STORE]"))
     g.add_argument("--redis", default=d, metavar="URL",
-                   help="redis://, unix:// or redis+cluster://host:port[,host:port...] URL; "
-                        "unset: the embedded server [CHUNKFRAME_REDIS_URL]")
+                   help=text("redis://, unix:// or redis+cluster://host:port[,host:port...] "
+                             "URL; unset: the embedded server [CHUNKFRAME_REDIS_URL]"))
     g.add_argument("--catalog", default=d, metavar="PATH|URL",
-                   help="SQLite catalog file or postgresql:// URL [CHUNKFRAME_CATALOG]")
+                   help=text("SQLite catalog file or postgresql:// URL [CHUNKFRAME_CATALOG]"))
     g.add_argument("--home", default=d, metavar="DIR",
-                   help="chunkframe home directory [CHUNKFRAME_HOME]")
+                   help=text("chunkframe home directory [CHUNKFRAME_HOME]"))
     g.add_argument("--prefix", default=d, metavar="TEXT",
-                   help="Redis key prefix [CHUNKFRAME_PREFIX]")
+                   help=text("Redis key prefix [CHUNKFRAME_PREFIX]"))
     g.add_argument("--storage-options", default=d, metavar="JSON",
-                   help="fsspec options for s3:// stores and exports, e.g. "
-                        "'{\"endpoint_url\": \"http://localhost:9000\"}'")
+                   help=text("fsspec options for s3:// stores and exports, e.g. "
+                             "'{\"endpoint_url\": \"http://localhost:9000\"}'"))
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS if sub else False,
-                   help="machine-readable output: one JSON document on stdout, errors included "
-                        "({\"error\": ..., \"message\": ...})")
+                   help=text("machine-readable output: one JSON document on stdout, errors "
+                             "included ({\"error\": ..., \"message\": ...})"))
+
+
+def _dataset_id(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", metavar="ID", help="dataset id (chunkframe ls lists them)")
+
+
+SN_HELP = "serial number: a row's 0-based position; negative counts from the end"
 
 
 def build_parser() -> _Parser:
@@ -461,14 +503,15 @@ def build_parser() -> _Parser:
     commands = parser.commands
 
     def command(name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p = sub.add_parser(name, parents=[common], help=help, description=help,
+                           epilog=GLOBAL_OPTIONS_NOTE)
         p.set_defaults(handler=handler, subparser=p)
         commands[name] = p
         return p
 
     p = command("ingest", cmd_ingest, "ingest a CSV/Parquet/Arrow file, directory or glob")
     p.add_argument("src", metavar="SRC", help="path, URL (s3://...) or glob of the source files")
-    p.add_argument("id", metavar="ID", help="dataset id")
+    _dataset_id(p)
     p.add_argument("--chunk-rows", type=_positive, default=65_536, metavar="N",
                    help="rows per chunk (default 65536)")
     p.add_argument("--time-column", metavar="COL", help="the time column (default: the only "
@@ -484,30 +527,30 @@ def build_parser() -> _Parser:
     command("ls", cmd_ls, "list the complete datasets")
 
     p = command("info", cmd_info, "a dataset's size, columns and metadata")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--chunks", action="store_true", help="also list its chunks")
 
     p = command("get", cmd_get, "rows by serial number (0-based; negative counts from the end)")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("sn", metavar="SN", nargs="+", type=_sn)
+    _dataset_id(p)
+    p.add_argument("sn", metavar="SN", nargs="+", type=_sn, help=SN_HELP)
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these columns")
 
     p = command("last", cmd_last, "the latest value of every series")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--device", metavar="DEVICE", help="only this device")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these measurements")
 
     p = command("tag", cmd_tag, "attach KEY = VALUE to a dataset's context")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("key", metavar="KEY")
-    p.add_argument("value", metavar="VALUE")
+    _dataset_id(p)
+    p.add_argument("key", metavar="KEY", help="the tag's name in the dataset's context")
+    p.add_argument("value", metavar="VALUE", help="its value: text, or JSON with --value-json")
     p.add_argument("--type", default="METADATA", help="context type (default METADATA)")
     p.add_argument("--keyword", action="append", metavar="WORD",
                    help="an extra search keyword (repeatable)")
     p.add_argument("--value-json", action="store_true", help="parse VALUE as JSON")
 
     p = command("tags", cmd_tags, "a dataset's tags")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--type", help="only this context type")
 
     p = command("find", cmd_find, "the entries of every context (or of dataset ID's tags) "
@@ -518,7 +561,7 @@ def build_parser() -> _Parser:
     p.add_argument("--type", help="only this context type")
 
     p = command("verify", cmd_verify, "check every chunk's checksum (exit 1 if any is damaged)")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--repair", action="store_true",
                    help="rewrite damaged chunks from their recorded source files (exit 1 if "
                    "any could not be)")
@@ -539,7 +582,7 @@ def build_parser() -> _Parser:
     p.add_argument("--verify", action="store_true", help="also check every chunk's bytes")
 
     p = command("export", cmd_export, "write a dataset (or part of it) to one file, streamed")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("dest", metavar="DEST", help="file path or s3:// URL; a directory gets ID.EXT")
     p.add_argument("--format", choices=_Later("export.writer", "FORMATS"), metavar="FORMAT",
                    help="%(choices)s (default: from DEST's extension)")
@@ -556,7 +599,7 @@ def build_parser() -> _Parser:
 
     p = command("delete", cmd_delete, "delete values in a time range (rows and serial "
                 "numbers stay; the values read as missing)")
-    p.add_argument("id", metavar="ID")
+    _dataset_id(p)
     p.add_argument("--device", metavar="DEVICE", help="only this device")
     p.add_argument("--columns", nargs="+", metavar="COL", help="only these measurements")
     p.add_argument("--since", "--start", dest="since", metavar="TIME",
@@ -572,7 +615,9 @@ def build_parser() -> _Parser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = command("server", cmd_server, "the embedded redis-server of the home directory")
-    p.add_argument("action", choices=["status", "stop"])
+    p.add_argument("action", choices=["status", "stop"], metavar="{status,stop}",
+                   help="status: whether it runs, its pid, URL, memory and key count; stop: "
+                        "stop it (the next command that needs Redis starts it again)")
 
     from ..service.run import add_arguments as serve_arguments
 

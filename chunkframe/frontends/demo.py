@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..core.errors import Arg, ChunkFrameError, Hint, PathNotFoundError
+from ..core.units import plural
 from .cli_output import table
 
 if TYPE_CHECKING:
@@ -60,11 +61,12 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
                "chunk_rows": 8_192, "progress": progress}
     t = time.perf_counter()
     ds = client.ingest(str(files["parquet"]), "sensors", **options)
-    step("ingest sensors.parquet", t, f"{len(ds):,} rows in {ds.meta.chunks} chunks as 'sensors'")
+    step("ingest sensors.parquet", t,
+         f"{plural(len(ds), 'row')} in {plural(ds.meta.chunks, 'chunk')} as 'sensors'")
     t = time.perf_counter()
     ds_csv = client.ingest(str(files["csv"]), "sensors_csv", **options)
     step("ingest sensors.csv", t,
-         f"{len(ds_csv):,} rows in {ds_csv.meta.chunks} chunks as 'sensors_csv'")
+         f"{plural(len(ds_csv), 'row')} in {plural(ds_csv.meta.chunks, 'chunk')} as 'sensors_csv'")
 
     t = time.perf_counter()
     a, b = _comparable(ds.to_pandas()), _comparable(ds_csv.to_pandas())
@@ -74,7 +76,8 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
         raise ChunkFrameError(
             f"demo: 'sensors' (from Parquet) and 'sensors_csv' (from CSV) read back different: "
             f"{' '.join(str(exc).split())[:300]}") from None
-    step("compare parquet vs csv", t, f"equal: {len(a):,} rows x {a.shape[1]} columns")
+    step("compare parquet vs csv", t,
+         f"equal: {plural(len(a), 'row')} x {plural(a.shape[1], 'column')}")
 
     t = time.perf_counter()
     n = len(ds)
@@ -83,7 +86,7 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
     value = ds.get(n // 2, "temperature")
     picked = ds.get_many(sns)
     step("read by serial number", t, f"get({n // 2}, 'temperature') = {value}; "
-                                     f"get_many: {len(picked)} rows")
+                                     f"get_many: {plural(len(picked), 'row')}")
     out(f"row {n // 2} of 'sensors':")
     out(row.to_string())
     out("")
@@ -93,7 +96,7 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
 
     t = time.perf_counter()
     last = ds.last()
-    step("last values", t, f"{len(last)} series")
+    step("last values", t, plural(len(last), "series", "series"))
     out("last value of every series of 'sensors':")
     out(table(_last_view(last)))
     out("")
@@ -104,7 +107,7 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
            keywords=["demo"])
     ds_csv.tag("source", str(files["csv"]), keywords=["demo", "samples"])
     found = ds.find("demo")
-    step("tag and search", t, f"find('demo') -> {len(found)} tags")
+    step("tag and search", t, f"find('demo') -> {plural(len(found), 'tag')}")
     out("tags of 'sensors' with keyword 'demo':")
     out(table(found))
     out("")
@@ -112,9 +115,9 @@ def run_demo(client: Client, samples_dir: str | os.PathLike[str] = SAMPLES_DIR,
     t = time.perf_counter()
     bad = pd.concat([ds.verify(progress=progress), ds_csv.verify(progress=progress)])
     chunks = ds.meta.chunks + ds_csv.meta.chunks
-    step("verify checksums", t, f"{chunks} chunks, {len(bad)} damaged")
+    step("verify checksums", t, f"{plural(chunks, 'chunk')}, {len(bad)} damaged")
     if len(bad):
-        raise ChunkFrameError(f"demo: {len(bad)} chunks failed verification: "
+        raise ChunkFrameError(f"demo: {plural(len(bad), 'chunk')} failed verification: "
                               f"{bad['problem'].iloc[0]}")
 
     total = sum(s["seconds"] for s in steps)

@@ -173,7 +173,7 @@ def ingest_dask(
     the chunks checkpointed. The coordinator commits the catalog once every partition is
     done. See ``chunkframe.ingest`` for the arguments.
     """
-    check_arguments(dataset_id, mode, chunk_rows)
+    chunk_rows = check_arguments(dataset_id, mode, chunk_rows)
     client = dask_client(dataset_id)
     from dask import delayed
 

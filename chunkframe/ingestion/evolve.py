@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..core.errors import Arg, Hint, SchemaMismatchError
 from ..core.model import schema_dictionaries, with_dictionaries
 
-__all__ = ["evolve_schema"]
+__all__ = ["evolve_schema", "align_units"]
 
 
 def evolve_schema(schema: pa.Schema, incoming: pa.Schema, dataset_id: str,
@@ -74,6 +74,38 @@ def evolve_schema(schema: pa.Schema, incoming: pa.Schema, dataset_id: str,
                       Arg("mode", "overwrite")))
     return with_dictionaries(pa.schema(fields, metadata=_metadata(schema, entries)),
                              {n: d for n, d in recorded.items() if n in names})
+
+
+def align_units(table: pa.Table, schema: pa.Schema, dataset_id: str) -> pa.Table:
+    """``table`` with each column that differs from ``schema``'s only in its time unit (a
+    timestamp in the same time zone, a duration) cast to the dataset's unit, as a plain
+    append casts it: a unit is not an evolution. A cast that would lose precision or
+    overflow is a :class:`SchemaMismatchError` naming the column."""
+    for field in schema:
+        i = table.schema.get_field_index(field.name)
+        if i < 0 or not _unit_change(table.schema.field(i).type, field.type):
+            continue
+        column = table.column(i)
+        try:
+            cast = column.cast(field.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaMismatchError(
+                f"cannot append to dataset {dataset_id!r}: column {field.name!r} of the appended "
+                f"data is {column.type} but the dataset stores {field.type}, and it cannot be "
+                f"converted without loss ({exc})",
+                hint=Hint("round the column to the dataset's unit first, or use {} to replace "
+                          "the dataset", Arg("mode", "overwrite"))) from exc
+        table = table.set_column(i, table.schema.field(i).with_type(field.type), cast)
+    return table
+
+
+def _unit_change(got: pa.DataType, want: pa.DataType) -> bool:
+    """Whether ``got`` and ``want`` are one time type in two units."""
+    if got.equals(want):
+        return False
+    if pa.types.is_timestamp(got) and pa.types.is_timestamp(want):
+        return bool(got.tz == want.tz)
+    return pa.types.is_duration(got) and pa.types.is_duration(want)
 
 
 def _dtypes(schema: pa.Schema) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from ..core.errors import (
     SourceError,
     StateCorruptionError,
 )
+from ..core.integers import integer_at_least
 from ..core.keys import chunk_key, generation_prefix, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
 from ..core.progress import progress_bar
@@ -39,7 +40,7 @@ from ..core.times import times_ns
 from ..storage import manifest as manifests
 from ..storage.codec import Compression, checksum_matches, decode, write
 from ..storage.manifest import next_checkpoint
-from .evolve import evolve_schema
+from .evolve import align_units, evolve_schema
 from .provenance import SourceRecord, finished, record_of
 from .sources import ITERATOR_FINGERPRINT, Source, check_kinds, conform, open_source
 from .versions import drop_generation
@@ -264,14 +265,13 @@ class _Persister:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def check_arguments(dataset_id: str, mode: str, chunk_rows: int) -> None:
+def check_arguments(dataset_id: str, mode: str, chunk_rows: int) -> int:
     """Raise :class:`InvalidArgumentError` (or :class:`InvalidDatasetIdError`) for a bad id,
-    ``mode`` or ``chunk_rows``, before anything is read or locked."""
+    ``mode`` or ``chunk_rows``, before anything is read or locked; ``chunk_rows`` as an int."""
     validate_id(dataset_id)
     if mode not in MODES:
         raise InvalidArgumentError(f"mode={mode!r} is not one of {MODES}")
-    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows <= 0:
-        raise InvalidArgumentError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    return integer_at_least(chunk_rows, "chunk_rows", 1)
 
 
 def ingest(
@@ -299,11 +299,10 @@ def ingest(
     append may add columns and widen types (:func:`~.evolve.evolve_schema`); its chunks
     keep their own schema, and readers conform older chunks to the newest one.
     """
-    check_arguments(dataset_id, mode, chunk_rows)
-    if not isinstance(workers, int) or workers < 1:
-        raise InvalidArgumentError(f"workers must be an integer >= 1, got {workers!r}")
-    if max_pending is not None and (not isinstance(max_pending, int) or max_pending < 1):
-        raise InvalidArgumentError(f"max_pending must be an integer >= 1, got {max_pending!r}")
+    chunk_rows = check_arguments(dataset_id, mode, chunk_rows)
+    workers = integer_at_least(workers, "workers", 1)
+    if max_pending is not None:
+        max_pending = integer_at_least(max_pending, "max_pending", 1)
     src = open_source(source, dict(backends.storage_options))
     if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
         raise InvalidArgumentError(f"fingerprint must be a non-empty string, got {fingerprint!r}")
@@ -423,6 +422,9 @@ def _ingest_locked(
         evolving = evolve and plan.op == "append" and existing is not None
         if evolving:
             assert existing is not None
+            first = align_units(first, target_schema, dataset_id)
+            chunks = map(functools.partial(align_units, schema=target_schema,
+                                           dataset_id=dataset_id), chunks)
             target_schema = evolve_schema(target_schema, first.schema, dataset_id,
                                           (existing.time_column, existing.device_column),
                                           _categories(backends, existing, first))

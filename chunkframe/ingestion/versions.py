@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.errors import Call, DatasetNotFoundError, Hint, InvalidArgumentError
+from ..core.integers import integer_at_least
 from ..core.keys import generation_prefix, validate_id
 from ..core.times import time_bound
 
@@ -45,10 +46,7 @@ def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
     Returns the pruned versions (``version, kind, rows, committed_at``).
     """
     validate_id(dataset_id)
-    if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
-        raise InvalidArgumentError(
-            f"keep_last must be an integer >= 1 (the current version is always kept), got "
-            f"{keep_last!r}")
+    keep_last = integer_at_least(keep_last, "keep_last", 1, "the current version is always kept")
     cutoff = None if older_than is None else commit_time(older_than, "older_than", dataset_id)
     lock = backends.lock(dataset_id, wait)
     try:

@@ -17,6 +17,7 @@ from ..core.errors import DatasetNotFoundError
 from ..core.model import Tombstone
 from ..core.ranges import tombstone_may_touch
 from ..core.times import date_range_bounds
+from ..core.units import plural
 from ..read.reader import apply_tombstones
 from .records import field_name
 from .scripts import new_token
@@ -63,12 +64,12 @@ class DeleteResult:
         return int(self.series["rows"].sum())
 
     def __repr__(self) -> str:
-        return (f"<DeleteResult {self.dataset!r}: {self.total:,} values hidden in "
-                f"{len(self.series)} series, version {self.version}; "
-                f"{self.last_values_dropped} cached last values dropped>")
+        return (f"<DeleteResult {self.dataset!r}: {plural(self.total, 'value')} hidden in "
+                f"{plural(len(self.series), 'series', 'series')}, version {self.version}; "
+                f"{plural(self.last_values_dropped, 'cached last value')} dropped>")
 
     def _repr_html_(self) -> str:
-        return (f"<div><b>DeleteResult</b> {self.dataset!r}: {self.total:,} values hidden, "
+        return (f"<div><b>DeleteResult</b> {self.dataset!r}: {plural(self.total, 'value')} hidden, "
                 f"version {self.version}{self.series.to_html(index=False)}</div>")
 
 

@@ -219,10 +219,6 @@ class Planes:
                         self._release(k)
                 self._dropped.clear()
 
-    def untried(self, chunks: np.ndarray) -> list[int]:
-        """Chunks of ``chunks`` not yet copied in."""
-        return chunks[~self.tried[chunks]].tolist()
-
     def covering(self, chunks: np.ndarray) -> np.ndarray:
         """For each column, whether it holds every chunk of ``chunks`` (and a read may
         gather from it)."""

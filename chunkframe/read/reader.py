@@ -30,6 +30,7 @@ from ..core.errors import (
     StateRepairedError,
     VersionNotFoundError,
 )
+from ..core.integers import as_integer
 from ..core.keys import chunk_origin, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_dictionaries
 from ..core.ranges import row_mask, tombstone_may_touch
@@ -780,9 +781,7 @@ def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
         raise ValueError(f"serial numbers must be a flat sequence, got an array of shape "
                          f"{arr.shape}")
     n = snap.meta.rows
-    if arr.dtype == object and arr.size and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-            for v in arr.ravel()):
+    if arr.dtype == object and arr.size and all(as_integer(v) is not None for v in arr.ravel()):
         # Python ints beyond int64: out of range like any other, never wrapped
         bad = next((int(v) for v in arr.ravel() if not _INT64.min <= int(v) <= _INT64.max),
                    None)

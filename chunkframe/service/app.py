@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,12 +13,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
+import numpy as np
 import pandas as pd
 import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -29,6 +31,8 @@ from .. import (
     DatasetNotFoundError,
     InvalidArgumentError,
 )
+from ..core.times import utc_from_epoch
+from ..core.units import plural
 from .auth import BearerAuth
 from .config import ServiceConfig
 from .encoding import (
@@ -56,6 +60,10 @@ log = logging.getLogger("chunkframe.service")
 
 MAX_OPEN_DATASETS = 1024
 """Dataset handles kept open (they are cheap: their state lives in the client's caches)."""
+
+MAX_JSON_DEPTH = 64
+"""How deeply a request body's arrays and objects may nest (a batch of serial numbers is 2;
+deeper bodies are refused before parsing, which would recurse once per level)."""
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -138,6 +146,10 @@ def _endpoint(fn: Handler, svc: _Service) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             return await fn(request)
+        except ClientDisconnect:  # expected: a client gave up mid-body; nobody reads a reply
+            log.info("%s %s: the client disconnected before sending its whole request body",
+                     request.method, request.url.path)
+            return Response(status_code=400)
         except Exception as exc:  # noqa: BLE001 - turned into a JSON error, logged if unexpected
             if isinstance(exc, DatasetNotFoundError):  # deleted since it was opened
                 svc.forget(request.path_params.get("id", ""))
@@ -149,13 +161,18 @@ def _endpoint(fn: Handler, svc: _Service) -> Handler:
 
 # -- request parsing --------------------------------------------------------------------------
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _int(text: str | None, what: str) -> int | None:
+    """An integer of the URL: ASCII digits with an optional minus sign, nothing else (int()
+    would take spaces, underscores, a plus sign and other scripts' digits)."""
     if text is None or text == "":
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidArgumentError(f"{what} must be an integer, got {text!r}") from None
+    if not _INTEGER.fullmatch(text):
+        raise InvalidArgumentError(f"{what} must be an integer (digits 0-9, optionally after "
+                                   f"a minus sign), got {text!r}")
+    return int(text)
 
 
 def _required_int(text: str, what: str) -> int:
@@ -216,10 +233,34 @@ async def _body(request: Request, limit: int) -> Any:
         if len(data) > limit:
             raise RequestTooLargeError(f"request body is over this server's limit of {limit:,} "
                                        "bytes (max_body_bytes); split the request")
+    depth = json_depth(bytes(data))
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidArgumentError(
+            f"the request body nests arrays and objects {depth:,} levels deep; this server "
+            f"reads at most {MAX_JSON_DEPTH} (MAX_JSON_DEPTH): send a flatter document")
     try:
         return json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidArgumentError(f"the request body is not JSON ({exc})") from None
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``data``, without parsing it
+    (brackets inside strings do not count). Linear, and no recursion however deep.
+
+    >>> json_depth(b'{"sns": [1, 2], "columns": ["[x]"]}')
+    2
+    """
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -344,7 +385,7 @@ class _Service:
         lo, hi, _ = slice(start, stop).indices(len(ds))
         if hi - lo > self.config.max_rows:
             raise RequestTooLargeError(
-                f"slice [{lo}, {hi}) of dataset {ds.id!r} is {hi - lo:,} rows; this server "
+                f"slice [{lo}, {hi}) of dataset {ds.id!r} is {plural(hi - lo, 'row')}; this server "
                 f"answers at most {self.config.max_rows:,} rows per request (max_rows): "
                 "page through it with start and stop")
         df = await run_in_threadpool(ds.slice, start, stop, columns)
@@ -413,7 +454,7 @@ class _Service:
 
 
 def _utc(epoch: float) -> str | None:
-    return pd.Timestamp(epoch, unit="s", tz="UTC").isoformat() if epoch else None
+    return utc_from_epoch(epoch).isoformat() if epoch else None
 
 
 def _device(text: str) -> Any:

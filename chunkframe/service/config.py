@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import InvalidArgumentError
+from ..core.integers import integer_at_least
 from .health import check_interval
 
 __all__ = ["ServiceConfig"]
@@ -30,9 +31,7 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         check_interval(self.health_interval)
         for name in ("max_body_bytes", "max_batch", "max_rows"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, integer_at_least(getattr(self, name), name, 1))
         if self.token is not None and not self.token:
             raise InvalidArgumentError("the token must not be empty (leave it unset for no auth)")
 

@@ -17,8 +17,10 @@ from urllib.parse import quote, urlencode
 import numpy as np
 import pandas as pd
 
-from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError
-from ..core.units import format_bytes
+from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
+from ..core.integers import as_integer
+from ..core.keys import validate_id
+from ..core.units import format_bytes, plural
 from ..display.reprs import mark
 from . import errors as service_errors
 from .encoding import ARROW, JSON, TYPED_JSON, frame_from_arrow, tag, untag
@@ -149,8 +151,19 @@ class RemoteClient:
     def health(self) -> dict[str, Any]:
         return dict(self.http.json("GET", "/v1/health"))
 
-    def open(self, dataset_id: str) -> RemoteDataset:
-        """A complete dataset on the server; DatasetNotFoundError if there is none."""
+    def open(self, dataset_id: str, version: int | None = None, as_of: Any = None
+             ) -> RemoteDataset:
+        """The current version of a complete dataset on the server; DatasetNotFoundError if
+        there is none. ``version=`` and ``as_of=`` are not served: they raise
+        :class:`InvalidArgumentError` saying so."""
+        validate_id(dataset_id)  # as a local open does: "a/b" is no id, not a missing route
+        if version is not None or as_of is not None:
+            asked = f"version={version!r}" if version is not None else f"as_of={as_of!r}"
+            raise InvalidArgumentError(
+                f"a remote client opens the current version of dataset {dataset_id!r} only, "
+                f"not {asked}: the server does not serve past versions. Open it with a local "
+                f"client on the server's settings (cf.connect(store=..., redis=..., "
+                f"catalog=...)), or read ds.versions() remotely to see which there are")
         return RemoteDataset(self, dataset_id)
 
     def datasets(self) -> pd.DataFrame:
@@ -200,12 +213,13 @@ class RemoteDataset:
     # -- reads ----------------------------------------------------------------------------
     def get(self, sn: int, column: str | None = None) -> Any:
         """Row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``."""
-        if not isinstance(sn, (int, np.integer)) or isinstance(sn, (bool, np.bool_)):
+        number = as_integer(sn)
+        if number is None:
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
         # typed JSON, not Arrow: a row is a handful of scalars, and building a DataFrame from
         # an Arrow stream costs ~20x decoding them (bench/results_service.md)
         query = None if column is None else {"column": column}
-        doc = self._http.json("GET", f"{self._path}/values/{int(sn)}", query=query,
+        doc = self._http.json("GET", f"{self._path}/values/{number}", query=query,
                               accept=TYPED_JSON)
         if column is not None:
             return untag(doc["value"])
@@ -238,8 +252,7 @@ class RemoteDataset:
               columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows ``[start, stop)`` like ``df.iloc[start:stop]``; paged by the server's limit."""
         for name, bound in (("start", start), ("stop", stop)):
-            if bound is not None and (not isinstance(bound, (int, np.integer))
-                                      or isinstance(bound, bool)):
+            if bound is not None and as_integer(bound) is None:
                 raise TypeError(f"slice {name} must be an integer or None, got {bound!r}")
         cols = None if columns is None else [columns] if isinstance(columns, str) else list(columns)
         query: dict[str, Any] = {} if cols is None else {"columns": cols}
@@ -301,8 +314,9 @@ class RemoteDataset:
     def __repr__(self) -> str:
         i = self.info()
         cols = ", ".join(i["columns"][:8]) + (", ..." if len(i["columns"]) > 8 else "")
-        return (f"<chunkframe.RemoteDataset {self.id!r} at {self._client.url}: {i['rows']:,} rows "
-                f"in {i['chunks']} chunks, {format_bytes(i['bytes'])}; columns: {cols}>")
+        return (f"<chunkframe.RemoteDataset {self.id!r} at {self._client.url}: "
+                f"{plural(i['rows'], 'row')} in {plural(i['chunks'], 'chunk')}, "
+                f"{format_bytes(i['bytes'])}; columns: {cols}>")
 
     def _repr_html_(self) -> str:
         i = self.info()
@@ -311,7 +325,7 @@ class RemoteDataset:
                 ("stored", format_bytes(i["bytes"])),
                 ("columns", ", ".join(i["columns"][:20]) + (" …" if len(i["columns"]) > 20 else "")),
                 ("time / device", f"{i['time_column']} / {i['device_column']}"),
-                ("server cache", f"{cache.get('chunks', 0)} chunks, hit rate "
+                ("server cache", f"{plural(cache.get('chunks', 0), 'chunk')}, hit rate "
                                  f"{cache.get('hit_rate', 0.0):.0%}")]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
                        f"{html.escape(str(v))}</td></tr>" for k, v in rows)

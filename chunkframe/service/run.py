@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import ipaddress
 import json
+import logging
 import os
 import socket
 from typing import Any
@@ -41,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"/v1/health?detail=1 (0: off; default {d.health_interval:g})")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="the least severe lines the server logs: %(choices)s (default info)")
 
 
 def is_loopback(host: str) -> bool:
@@ -76,6 +79,16 @@ def _require(module: str) -> Any:
         raise MissingExtraError("chunkframe serve", module) from None
 
 
+def log_config(uvicorn: Any, log_level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, with chunkframe's loggers (the service's errors and
+    notes such as a client's disconnect) written by its handler at ``log_level``."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    level = logging.getLevelName(log_level.upper())
+    config["loggers"]["chunkframe"] = {"handlers": ["default"], "propagate": False,
+                                       "level": level if isinstance(level, int) else "INFO"}
+    return dict(config)
+
+
 def serve(connect_options: dict[str, Any], config: ServiceConfig, host: str = "127.0.0.1",
           port: int = 8765, workers: int = 1, access_log: bool = False,
           log_level: str = "info") -> None:
@@ -89,7 +102,7 @@ def serve(connect_options: dict[str, Any], config: ServiceConfig, host: str = "1
 
     client = connect(**connect_options)  # fails now on bad settings; starts embedded Redis once
     options = dict(host=host, port=port, access_log=access_log, log_level=log_level,
-                   server_header=False)
+                   server_header=False, log_config=log_config(uvicorn, log_level))
     if workers == 1:
         from .app import create_app
 

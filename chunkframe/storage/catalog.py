@@ -25,6 +25,7 @@ from ..core.errors import (
 )
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, Tombstone
 from ..core.permissions import OWNER_ONLY, Modes
+from ..core.times import utc_from_epoch
 from .catalog_db import Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
@@ -555,7 +556,7 @@ class Catalog:
         df = self._frame("SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
                          "time_column, device_column, created, updated FROM datasets ORDER BY id")
         for col in ("created", "updated"):
-            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+            df[col] = utc_from_epoch(df[col])
         return df
 
     def _frame(self, query: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
@@ -638,14 +639,10 @@ class Catalog:
         with self._connect("read") as db:
             return {r[0] for r in db.execute("SELECT dataset FROM fences")}
 
-    def raise_generation(self, dataset_id: str, generation: int) -> None:
-        """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
-        before it) again: a restored catalog learns the generations the store holds."""
-        with self._transaction() as db:
-            self._raise_generation(db, dataset_id, generation)
-
     @staticmethod
     def _raise_generation(db: Connection, dataset_id: str, generation: int) -> None:
+        """Make sure :meth:`reserve_generation` never hands out ``generation`` (or one
+        before it) again: a restored catalog learns the generations the store holds."""
         db.execute(
             "INSERT INTO generations (dataset, last) VALUES (?, ?) ON CONFLICT (dataset) "
             "DO UPDATE SET last=excluded.last WHERE generations.last<excluded.last",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sqlite3
 import threading
 import weakref
@@ -272,10 +271,6 @@ class SQLiteDatabase:
         return column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
-def _hide_passwords(text: str) -> str:
-    """``text`` with the passwords of any URLs in it replaced by ``***``."""
-    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-    return re.sub(r"(?i)(password=)[^&\s\"]*", r"\1***", text)
 
 
 @functools.lru_cache(maxsize=256)
@@ -360,16 +355,13 @@ class PostgresDatabase:
         self._psycopg = psycopg
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
         self.url = url
-        try:
-            self.location = str(redact(url))
-        except ValueError:  # not even a URL to urllib (an unclosed "[", say)
-            self.location = _hide_passwords(url)
+        self.location = redact(url)
         try:
             self._password = psycopg.conninfo.conninfo_to_dict(url).get("password")
         except psycopg.Error as exc:
             raise BackendUnavailableError(
                 f"the catalog {self.location!r} is not a URL PostgreSQL understands "
-                f"({_hide_passwords(str(exc))}); write it as "
+                f"({redact(str(exc))}); write it as "
                 "postgresql://user:password@host:port/database") from exc
         self._lock = threading.RLock()
         self._current = _Current()
@@ -382,7 +374,7 @@ class PostgresDatabase:
         return f"PostgresDatabase({self.location!r})"
 
     def _detail(self, exc: BaseException) -> str:
-        detail = _hide_passwords(" ".join(str(exc).split()).rstrip("."))
+        detail = redact(" ".join(str(exc).split()).rstrip("."))
         return detail.replace(str(self._password), "***") if self._password else detail
 
     def unavailable(self, exc: BaseException) -> BackendUnavailableError:

@@ -69,7 +69,7 @@ class ChunkStore(abc.ABC):
     root: str
     """The root path inside the filesystem (a directory for a local store)."""
     storage_options: Mapping[str, Any]
-    """The fsspec options that open :meth:`url_of` a key."""
+    """The fsspec options of the store's filesystem (credentials, endpoint...)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -95,10 +95,6 @@ class ChunkStore(abc.ABC):
         """Write ``data`` under ``key`` atomically, replacing any previous value; returns its
         checksum."""
         return self.write(key, lambda f: f.write(data))[0]
-
-    @abc.abstractmethod
-    def url_of(self, key: str) -> str:
-        """A URL for ``key`` that fsspec (with :attr:`storage_options`) can open."""
 
     @abc.abstractmethod
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
@@ -184,10 +180,6 @@ class LocalStore(ChunkStore):
                 f"cannot use {self.url!r} as the chunk store: {exc}; give a writable directory "
                 "(or set CHUNKFRAME_STORE)"
             ) from exc
-
-    def url_of(self, key: str) -> str:
-        """The file's path: any program can open it."""
-        return self.path(key)
 
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         path = self.path(key)
@@ -312,9 +304,6 @@ class FsspecStore(ChunkStore):
                 f"store {url!r} needs the {pkg!r} package: pip install {pkg}"
             ) from exc
         self.root = root.rstrip("/")
-
-    def url_of(self, key: str) -> str:
-        return f"{self.protocol}://{self.path(key)}"
 
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         path = self.path(key)
