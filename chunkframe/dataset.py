@@ -428,7 +428,7 @@ class Dataset:
         if not 0 <= pos < n:
             raise IndexError(out_of_range(snap, number))
         i = snap.locate(pos)
-        local = pos - snap.starts[i]
+        local = pos - snap.chunks.start_of(i)
         if column is not None:
             j = snap.column_index(column)
             return reader.getters(snap, i)[1][j](local)

@@ -9,13 +9,13 @@ import sqlite3
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from crash_worker import kill_at, source_frame
 from frames import all_dtypes, sensors
 from test_versions import _concat
 
 import chunkframe as cf
-import chunkframe.recover.repair as repair_mod
 import chunkframe.storage.manifest as manifest_mod
 from chunkframe.core.errors import (
     ChunkCorruptionError,
@@ -32,7 +32,6 @@ from chunkframe.storage.state import State
 def small_checkpoints(monkeypatch):
     """Checkpoint every 4 chunks, so that a few appends cross several checkpoints."""
     monkeypatch.setattr(manifest_mod, "CHECKPOINT_CHUNKS", 4)
-    monkeypatch.setattr(repair_mod, "CHECKPOINT_CHUNKS", 4)
     return 4
 
 
@@ -420,3 +419,29 @@ def test_kill_9_during_an_append_that_checkpoints(client, small_checkpoints, mom
     assert ref is not None and ref.chunks == 4
     pd.testing.assert_frame_equal(_fresh(client).open("ckpt").to_pandas(), grown)
     assert client.recover(verify=True).empty
+
+
+@pytest.mark.parametrize("column", ["stats", "key"])
+def test_a_damaged_block_of_a_manifest_is_read_from_the_catalog_and_rewritten(
+        client, small_checkpoints, column):
+    ds, frame = _growing(client, "blocks", appends=9)
+    last = ds.last()
+    ref = client.catalog.manifest("blocks", ds.meta.generation)
+    mapped = client.store.read(ref.key)
+    buf = pa.ipc.open_file(mapped).get_batch(0).column(column).buffers()[-1]
+    offset = buf.address - mapped.address + buf.size // 2
+    raw = bytearray(client.store.get(ref.key))
+    raw[offset] ^= 0xFF
+    del mapped, buf
+    client.store.put(ref.key, bytes(raw))
+    other = _fresh(client)
+    pd.testing.assert_frame_equal(other.open("blocks").to_pandas(), frame)
+    opened = other.open("blocks")
+    opened.reset_last()
+    pd.testing.assert_frame_equal(opened.last(), last)
+    report = client.recover(verify=True)
+    assert report["problem"].tolist() == ["corrupt_manifest"], report
+    assert client.recover(apply=True, verify=True)["applied"].all()
+    assert client.recover(verify=True).empty
+    assert client.catalog.manifest("blocks", ds.meta.generation).key != ref.key
+    pd.testing.assert_frame_equal(_fresh(client).open("blocks").to_pandas(), frame)

@@ -85,19 +85,23 @@ class ChunkMeta:
 @dataclass(frozen=True)
 class ManifestRef:
     """Where a generation's chunk table is checkpointed: its first ``chunks`` entries, in
-    one Arrow IPC file of the chunk store (``key``), checked by ``checksum``."""
+    one Arrow IPC file of the chunk store (``key``, ``checksum`` of the whole file), in
+    blocks whose columns ``blocks`` checks (the CRC32C of the columns an open reads, then of
+    the statistics, as 16 hex digits per block)."""
 
     chunks: int
     key: str
     checksum: str
     nbytes: int
+    blocks: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ManifestRef:
-        return cls(**json.loads(text))
+        d = json.loads(text)
+        return cls(**{**d, "blocks": tuple(d.get("blocks", ()))})
 
 
 @dataclass(frozen=True)

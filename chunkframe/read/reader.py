@@ -108,7 +108,7 @@ class Snapshot:
 
     def locate(self, sn: int) -> int:
         """Index of the chunk holding ``sn`` (callers check the range first)."""
-        return int(np.searchsorted(self.chunks.starts, sn, side="right")) - 1
+        return self.chunks.locate(sn)
 
     def locate_many(self, sns: np.ndarray) -> np.ndarray:
         """Chunk index of each serial number: a division when every chunk but the last is
@@ -261,7 +261,8 @@ class Reader:
         if hit is not None:
             return hit
         try:
-            table = read_manifest(self.store, dataset_id, generation, ref)
+            table = read_manifest(self.store, dataset_id, generation, ref,
+                                  lambda lo, hi: self.catalog.chunks(dataset_id, generation, lo, hi))
         except StateCorruptionError:
             return None
         if table is not None:

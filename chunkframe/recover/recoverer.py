@@ -19,7 +19,9 @@ from ..core.model import DatasetMeta, ManifestRef
 from ..core.progress import progress_bar
 from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
 from ..ingestion.provenance import SourceFile, SourceRecord, reopen, why_not_readable
+from ..storage.manifest import verify_manifest
 from ..storage.state import Holder
+from .repair import checkpoint_again
 from .restore import Restorable, restorable, restore
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["PROBLEMS", "Problem", "Recoverer"]
 
 PROBLEMS = ("interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
-            "redis_state_corrupt", "orphan_files", "corrupt_chunk",
+            "redis_state_corrupt", "orphan_files", "corrupt_manifest", "corrupt_chunk",
             "context_unrecorded", "context_missing", "context_behind", "last_values_missing",
             "catalog_unreadable", "catalog_stale")
 """The kinds of problem the recoverer reports, in the order it repairs them
@@ -163,6 +165,7 @@ class Recoverer:
                 if ds in recorded:
                     out += self._redis_state(ds, busy)
                     if verify:
+                        out += self._corrupt_manifest(ds)
                         out += self._corrupt_chunks(ds)
                     if busy is None:
                         out += self._last_values(ds)
@@ -494,6 +497,29 @@ class Recoverer:
         return Problem(ds, "orphan_files", "delete them",
                        f"{len(keys)} files ({size} bytes) no recorded chunk refers to: {where}",
                        delete)
+
+    # -- manifests and chunks -------------------------------------------------------------
+    def _corrupt_manifest(self, ds: str) -> list[Problem]:
+        """The current generation's checkpoint, every block of it checked (``--verify``)."""
+        b = self.backends
+        record = b.catalog.get(ds)
+        ref = None if record is None else b.catalog.manifest(ds, record.generation)
+        if record is None or ref is None:
+            return []
+        why = verify_manifest(b.store, ds, record.generation, ref)
+        if why is None:
+            return []
+        return [Problem(ds, "corrupt_manifest", "write the checkpoint again from the catalog's "
+                        "chunk rows (reads use those rows meanwhile)", why,
+                        partial(self._checkpoint_again, ds, ref.key))]
+
+    def _checkpoint_again(self, ds: str, stale: str) -> None:
+        lock = self.backends.lock(ds)
+        try:
+            checkpoint_again(self.backends, lock, ds)
+        finally:
+            lock.release()
+        self.backends.store.delete(stale)
 
     # -- chunks ---------------------------------------------------------------------------
     def _corrupt_chunks(self, ds: str) -> Iterator[Problem]:

@@ -23,7 +23,7 @@ from ..ingestion.provenance import (
     why_not_readable,
 )
 from ..storage.codec import write
-from ..storage.manifest import CHECKPOINT_CHUNKS, write_manifest
+from ..storage.manifest import write_manifest
 
 if TYPE_CHECKING:
     from ..read.reader import Reader, Snapshot
@@ -156,13 +156,14 @@ def _rewrite(backends: Backends, lock: DatasetLock, snap: Snapshot, record: Sour
 
 def checkpoint_again(backends: Backends, lock: DatasetLock, dataset_id: str) -> None:
     """Checkpoint the current version's chunk table from the catalog's rows and point Redis
-    at it (after a repair replaced an entry the old checkpoint held), under ``lock``."""
+    at it (after a repair replaced an entry the old checkpoint held, or the checkpoint was
+    found damaged), under ``lock``."""
     meta = backends.catalog.get(dataset_id)
     if meta is None:
         return
     rows = backends.catalog.chunks(dataset_id, meta.generation, 0, meta.chunks)
     ref = None
-    if len(rows) >= CHECKPOINT_CHUNKS:
+    if rows:
         ref = write_manifest(backends.store, dataset_id, meta.generation, ChunkTable.of(rows),
                              lock.fence)
         backends.catalog.put_manifest(dataset_id, meta.generation, ref, lock.fence)

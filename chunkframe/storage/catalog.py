@@ -133,6 +133,7 @@ CREATE TABLE IF NOT EXISTS manifests (
     key TEXT NOT NULL,
     checksum TEXT NOT NULL,
     nbytes BIGINT NOT NULL,
+    blocks TEXT NOT NULL,
     PRIMARY KEY (dataset, generation)
 )
 """
@@ -195,7 +196,7 @@ _PUT_DATASET = _upsert("datasets", ("id", "generation", "state", *_COLUMNS[2:]),
 _PUT_SOURCE = _upsert("sources", ("dataset", "version", "generation", "record"),
                       ("dataset", "version"))
 _PUT_MANIFEST = _upsert("manifests", ("dataset", "generation", "chunks", "key", "checksum",
-                                      "nbytes"), ("dataset", "generation"))
+                                      "nbytes", "blocks"), ("dataset", "generation"))
 _PUT_VERSION = _upsert("versions", ("dataset", "version", "kind", "rows", "generation",
                                     "tombstones", "committed_at", "meta"), ("dataset", "version"))
 
@@ -350,7 +351,7 @@ class Catalog:
     @staticmethod
     def _put_manifest(db: Connection, dataset_id: str, generation: int, ref: ManifestRef) -> None:
         db.execute(_PUT_MANIFEST, (dataset_id, generation, ref.chunks, ref.key, ref.checksum,
-                                   ref.nbytes))
+                                   ref.nbytes, json.dumps(list(ref.blocks))))
 
     def put_manifest(self, dataset_id: str, generation: int, ref: ManifestRef,
                      fence: int) -> None:
@@ -363,9 +364,10 @@ class Catalog:
     def manifest(self, dataset_id: str, generation: int) -> ManifestRef | None:
         """The latest checkpoint of the generation's chunk table, None if it has none."""
         with self._connect("read") as db:
-            row = db.execute("SELECT chunks, key, checksum, nbytes FROM manifests WHERE "
+            row = db.execute("SELECT chunks, key, checksum, nbytes, blocks FROM manifests WHERE "
                              "dataset=? AND generation=?", (dataset_id, generation)).fetchone()
-        return None if row is None else ManifestRef(int(row[0]), row[1], row[2], int(row[3]))
+            return None if row is None else ManifestRef(int(row[0]), row[1], row[2], int(row[3]),
+                                                        tuple(json.loads(row[4])))
 
     def referenced(self, dataset_id: str, prefix: str) -> set[str]:
         """The chunk keys under ``prefix`` that a recorded chunk of any generation names (a

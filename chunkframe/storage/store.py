@@ -107,8 +107,9 @@ class ChunkStore(abc.ABC):
         """The bytes under ``key``, or ``None`` if there is no such key."""
 
     @abc.abstractmethod
-    def read(self, key: str) -> pa.Buffer | None:
-        """Like :meth:`get`, as an Arrow buffer (zero-copy where the store can)."""
+    def read(self, key: str, populate: bool = True) -> pa.Buffer | None:
+        """Like :meth:`get`, as an Arrow buffer (zero-copy where the store can);
+        ``populate=False``: a map's pages are touched only when read (a manifest's)."""
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool:
@@ -206,7 +207,7 @@ class LocalStore(ChunkStore):
         except OSError as exc:
             raise self._failed(f"read chunk {key!r}", exc) from exc
 
-    def read(self, key: str) -> pa.Buffer | None:
+    def read(self, key: str, populate: bool = True) -> pa.Buffer | None:
         """The file as a read-only shared memory map (pages prefaulted from the OS page cache
         in one call): no copy, no fresh anonymous pages, and every process reading the
         dataset shares the same cached pages. The map lives as long as any Arrow view of it
@@ -216,7 +217,8 @@ class LocalStore(ChunkStore):
             with open(path, "rb", buffering=0) as f:
                 if os.fstat(f.fileno()).st_size == 0:
                     return pa.py_buffer(b"")
-                pages = mmap.mmap(f.fileno(), 0, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
+                pages = mmap.mmap(f.fileno(), 0, flags=_MAP_FLAGS if populate else mmap.MAP_SHARED,
+                                  prot=mmap.PROT_READ)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -325,7 +327,7 @@ class FsspecStore(ChunkStore):
         except Exception as exc:  # OSError, or a backend's own (botocore's connection errors)
             raise self._failed(f"read chunk {key!r}", exc) from exc
 
-    def read(self, key: str) -> pa.Buffer | None:
+    def read(self, key: str, populate: bool = True) -> pa.Buffer | None:
         data = self.get(key)
         return None if data is None else pa.py_buffer(data)
 
