@@ -615,7 +615,6 @@ class Catalog:
                 "by chunkframe (other clients share that database): restore it from a backup "
                 "(pg_restore, or point-in-time recovery), then run `chunkframe recover --apply`")
         path = self.db.path
-        self.db.release()  # no connection of ours stays on the damaged file
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
         while aside.exists():

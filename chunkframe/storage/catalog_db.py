@@ -113,19 +113,9 @@ def _values_checked(mode: str, damaged: Callable[[str], Exception]) -> Iterator[
         raise damaged(f"a value in it is unreadable: {exc!r}") from exc
 
 
-_INHERITED: list[sqlite3.Connection] = []
-"""Keepers a forked child inherited: never used nor closed there (SQLite's connections must
-not cross a fork), only kept from the garbage collector."""
-
-
 class SQLiteDatabase:
     """A SQLite file in WAL mode; a connection per use; ``BEGIN IMMEDIATE`` serialises writers
     across processes, so rows need no locks of their own.
-
-    One idle connection (the keeper) stays open while the process uses the file: closing
-    the last connection to a WAL database checkpoints the WAL and deletes it (two syncs),
-    which would otherwise happen after every statement. SQLite still checkpoints the WAL
-    as it grows.
 
     Every SQLite error becomes a :class:`CatalogCorruptionError` (damage the recoverer
     repairs: it moves the file aside and rebuilds it) or a :class:`BackendUnavailableError`
@@ -143,7 +133,6 @@ class SQLiteDatabase:
         existing file keeps its mode."""
         self.path = Path(path).expanduser()
         self.location = str(self.path)
-        self._keeper: tuple[int, sqlite3.Connection] | None = None
         try:
             make_dirs(self.path.parent, modes.dirs)
             create_file(self.path, modes.files)
@@ -198,7 +187,6 @@ class SQLiteDatabase:
                     self.stale_reads += 1
         except sqlite3.Error as exc:
             raise self.failure(exc) from exc
-        self._keep()
         try:
             db.execute("PRAGMA synchronous=FULL")
             with _values_checked(mode, lambda what: CatalogCorruptionError(self.location, what)):
@@ -207,26 +195,6 @@ class SQLiteDatabase:
             raise self.failure(exc) from exc
         finally:
             db.close()
-
-    def _keep(self) -> None:
-        """Hold the keeper open (a new one in a forked child)."""
-        if self._keeper is not None and self._keeper[0] == os.getpid():
-            return
-        if self._keeper is not None:
-            _INHERITED.append(self._keeper[1])
-        try:
-            self._keeper = (os.getpid(), self._open("rw"))
-        except sqlite3.Error:
-            self._keeper = None  # only a cost: each close then checkpoints
-
-    def release(self) -> None:
-        """Close the keeper (before the file is moved aside, or the client closes)."""
-        keeper, self._keeper = self._keeper, None
-        if keeper is not None and keeper[0] == os.getpid():
-            with suppress(sqlite3.Error):
-                keeper[1].close()
-        elif keeper is not None:
-            _INHERITED.append(keeper[1])
 
     def _open(self, mode: str) -> sqlite3.Connection:
         uri = f"{self.path.resolve().as_uri()}?mode={mode}"
