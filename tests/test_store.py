@@ -43,6 +43,16 @@ class StoreTests:
         assert type(again) is self.store_cls and again.root == store.root
         assert repr(store) == f"{self.store_cls.__name__}({store.url!r})"
 
+    def test_url_of_a_key_opens_with_fsspec(self, store):
+        import fsspec
+
+        store.put("ds/g000001/c00000000.arrow", b"payload")
+        with fsspec.open(store.url_of("ds/g000001/c00000000.arrow"), "rb",
+                         **store.storage_options) as f:
+            assert f.read() == b"payload"
+        with pytest.raises(ValueError, match="invalid store key"):
+            store.url_of("../x")
+
     def test_get_missing_is_none(self, store):
         assert store.get("nope/c00000000.arrow") is None
         assert store.get("nope") is None

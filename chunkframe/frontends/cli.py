@@ -569,7 +569,7 @@ def build_parser() -> _Parser:
 
     p = command("compact", cmd_compact, "merge runs of small chunks (appends leave one each) "
                 "into full chunks, as a new version")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="dataset id (chunkframe ls lists them)")
     p.add_argument("--min-rows", type=int, metavar="N",
                    help="merge chunks with fewer rows (default: half the dataset's chunk_rows)")
     p.add_argument("--wait", action="store_true",

@@ -333,8 +333,7 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
     one left that this one cannot use, then run ``body``; on failure, drop what cannot be
     resumed; always release the lock."""
     state, catalog = backends.state, backends.catalog
-    refuse_lost_record(backends, dataset_id)
-    lock = backends.lock(dataset_id, wait)
+    lock = backends.lock(dataset_id, wait, refuse_lost_record(backends, dataset_id))
     plan: Plan | None = None
     fresh = False  # no dataset and no interrupted ingest: a failure must leave nothing
     try:
@@ -363,13 +362,15 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
         lock.release()
 
 
-def refuse_lost_record(backends: Backends, dataset_id: str) -> None:
+def refuse_lost_record(backends: Backends, dataset_id: str) -> int:
     """Refuse to write a dataset the catalog never claimed while Redis's committed state or
     the store holds it (the catalog was lost or re-created): its generation counter would
-    start again at 1 and the new ingest would collide with, and delete, the old data."""
+    start again at 1 and the new ingest would collide with, and delete, the old data.
+    Returns the catalog's latest fencing token for the dataset (0: never claimed)."""
     catalog, state = backends.catalog, backends.state
-    if catalog.fence(dataset_id):
-        return  # claimed: the catalog knows the dataset's generations
+    fence = catalog.fence(dataset_id)
+    if fence:
+        return fence  # claimed: the catalog knows the dataset's generations
     try:
         held = "committed state in Redis" if state.meta(dataset_id) is not None else ""
     except StateCorruptionError:
@@ -380,13 +381,16 @@ def refuse_lost_record(backends: Backends, dataset_id: str) -> None:
              if k.startswith(f"{dataset_id}/") and not k.startswith(ingesting)]
     if not held and files:
         held = f"{len(files)} chunk files in the store ({files[0]!r}...)"
-    if held and not catalog.fence(dataset_id):  # again: a writer may have claimed it since
-        raise ChunkFrameError(
-            f"the catalog {catalog.location!r} has no record of dataset {dataset_id!r}, but "
-            f"there is {held}: the catalog was lost or re-created, and writing now would "
-            "collide with the old data; nothing was written",
-            hint=Hint("run {} first: it restores the dataset into the catalog",
-                      Call.of("recover", apply=True)))
+    if held:
+        fence = catalog.fence(dataset_id)  # again: a writer may have claimed it since
+        if not fence:
+            raise ChunkFrameError(
+                f"the catalog {catalog.location!r} has no record of dataset {dataset_id!r}, "
+                f"but there is {held}: the catalog was lost or re-created, and writing now "
+                "would collide with the old data; nothing was written",
+                hint=Hint("run {} first: it restores the dataset into the catalog",
+                          Call.of("recover", apply=True)))
+    return fence
 
 
 def begin(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan,

@@ -50,7 +50,7 @@ class SeriesNames:
     """
 
     def __init__(self, local_datasets: int = 256) -> None:
-        self._devices: cachetools.LRUCache[str, tuple[tuple[int, int], dict[str, Any]]] = (
+        self._devices: cachetools.LRUCache[str, tuple[tuple[int, int], int, dict[str, Any]]] = (
             cachetools.LRUCache(local_datasets))
         self._mutex = threading.Lock()
 
@@ -79,14 +79,20 @@ class SeriesNames:
         return dedupe(cols)
 
     def devices(self, snap: Snapshot) -> dict[str, Any]:
-        """Device key → typed device value, sorted by value, from the chunk statistics."""
+        """Device key → typed device value, sorted by value, from the chunk statistics.
+
+        Kept per dataset with the chunks it was read from: after an append, only the new
+        chunks' statistics are read (the table of a generation only grows)."""
         with self._mutex:
             hit = self._devices.get(snap.meta.id)
         if hit is not None and hit[0] == snap.stamp:
-            return hit[1]
+            return hit[2]
         dcol = snap.meta.device_column
         typ = snap.schema.field(dcol).type if dcol is not None else None
-        keys = {k for cm in snap.chunks for k in cm.stats}
+        first, keys = 0, set()
+        if hit is not None and hit[0][0] == snap.meta.generation and hit[1] <= len(snap.chunks):
+            first, keys = hit[1], set(hit[2])
+        keys |= {k for i in range(first, len(snap.chunks)) for k in snap.chunks[i].stats}
         typed = {k: typed_device(k, typ) for k in keys}
         try:
             order = sorted(keys, key=lambda k: typed[k])
@@ -94,7 +100,7 @@ class SeriesNames:
             order = sorted(keys)
         devices = {k: typed[k] for k in order}
         with self._mutex:
-            self._devices[snap.meta.id] = (snap.stamp, devices)
+            self._devices[snap.meta.id] = (snap.stamp, len(snap.chunks), devices)
         return devices
 
     def select_devices(self, snap: Snapshot, device: Any) -> list[str]:

@@ -97,6 +97,11 @@ class ChunkStore(abc.ABC):
         return self.write(key, lambda f: f.write(data))[0]
 
     @abc.abstractmethod
+    def url_of(self, key: str) -> str:
+        """A URL for ``key`` that fsspec (with the store's ``storage_options``) or any Arrow
+        reader can open: a chunk is a plain Arrow IPC file (notebook 05 reads one so)."""
+
+    @abc.abstractmethod
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         """Stream an object into ``key`` with ``fill(file)``, atomically; returns the checksum
         and size of the bytes that landed. Errors raised by ``fill`` itself pass through
@@ -181,6 +186,10 @@ class LocalStore(ChunkStore):
                 f"cannot use {self.url!r} as the chunk store: {exc}; give a writable directory "
                 "(or set CHUNKFRAME_STORE)"
             ) from exc
+
+    def url_of(self, key: str) -> str:
+        """The file's path: any program can open it."""
+        return self.path(key)
 
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         path = self.path(key)
@@ -306,6 +315,9 @@ class FsspecStore(ChunkStore):
                 f"store {url!r} needs the {pkg!r} package: pip install {pkg}"
             ) from exc
         self.root = root.rstrip("/")
+
+    def url_of(self, key: str) -> str:
+        return f"{self.protocol}://{self.path(key)}"
 
     def write(self, key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
         path = self.path(key)
