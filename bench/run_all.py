@@ -40,7 +40,10 @@ def main() -> None:
 
     parts = [
         "# Benchmark results\n",
-        f"Made by `python bench/run_all.py` on {datetime.date.today()}, on this project's "
+        (f"Collected by `python bench/run_all.py --collect` on {datetime.date.today()} from "
+         "each benchmark's latest results file (each section was measured when its own "
+         "benchmark last ran: its command is given), " if "--collect" in only else
+         f"Made by `python bench/run_all.py` on {datetime.date.today()}, ") + "on this project's "
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, pandas "
         f"{pandas.__version__}, pyarrow {pyarrow.__version__}. Each table compares chunkframe "
         "with the other tools on the same data in one run; ratios are chunkframe ÷ baseline "
