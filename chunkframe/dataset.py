@@ -1275,12 +1275,14 @@ class Dataset:
             version=self._pinned).dest
 
     def browse(self, sn: int = 0) -> Any:
-        """Return an ipywidgets panel to step through rows and chunks, with a plot and tags.
+        """Return a notebook panel: a window of rows that scrolls the whole dataset.
 
-        The row is shown beside a small plot of a chosen column over the 500 rows on each
-        side (read through the chunk cache); collapsible sections hold the chunk's key and
-        checksum, the last values (filtered by device) and the tags (search and add). The
-        panel uses the notebook's theme colours.
+        About 20 rows around row ``sn``, the current one highlighted, the columns' dtypes
+        in the header; scroll (wheel, bar, keys ↑ ↓ j k PgUp PgDn Home End) or jump by
+        serial number, time or chunk, each step reading only the rows in view through the
+        chunk cache. Beside it, the current row's device plotted over time; collapsed
+        sections hold the chunk's key and checksum, the last values and the tags. Follows
+        the notebook's light or dark theme; text elsewhere.
 
         Parameters
         ----------

@@ -33,7 +33,7 @@ STYLE = """<style>
 .cf-browser {font-family: var(--jp-ui-font-family, sans-serif);
   font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #222);
   border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; padding: 6px;
-  background: var(--jp-layout-color1, transparent); max-width: 980px}
+  background: var(--jp-layout-color1, transparent); max-width: 1100px; box-sizing: border-box}
 .cf-browser .cf-title {font-size: var(--jp-ui-font-size2, 14px)}
 .cf-browser .cf-muted {color: var(--jp-ui-font-color2, #777)}
 .cf-browser .cf-error {color: var(--jp-error-color1, #b00)}
@@ -51,8 +51,17 @@ STYLE = """<style>
   color: var(--jp-content-font-color1, inherit)}
 .cf-browser svg .cf-line {stroke: var(--jp-brand-color1, #1976d2); fill: none}
 .cf-browser svg .cf-mark {stroke: var(--jp-warn-color0, #e65100)}
+.cf-browser svg .cf-mark-dot {fill: var(--jp-warn-color0, #e65100)}
+.cf-browser svg .cf-spike {fill: var(--jp-error-color1, #d32f2f)}
 .cf-browser svg text {fill: var(--jp-ui-font-color2, #666); font-size: 10px}
 .cf-browser svg .cf-frame {stroke: var(--jp-border-color2, #ddd); fill: none}
+.cf-browser svg.cf-spark {width: 100%; height: auto; display: block}
+.cf-browser .cf-body {display: flex; flex-wrap: wrap; gap: 8px 12px; align-items: flex-start}
+.cf-browser .cf-rows {flex: 1 1 420px; min-width: 0; overflow-x: auto}
+.cf-browser .cf-plot {flex: 1 1 280px; max-width: 480px; min-width: 0}
+.cf-browser table.cf-table tr.cf-current td, .cf-browser table.cf-table tr.cf-current th {
+  background: var(--jp-brand-color3, #bbdefb); color: var(--jp-ui-font-color0, #000)}
+.cf-browser .widget-accordion, .cf-browser .lm-Widget {max-width: 100%}
 </style>"""
 
 
