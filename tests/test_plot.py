@@ -10,7 +10,7 @@ from frames import sensors
 from matplotlib.figure import Figure
 
 from chunkframe.core.errors import InvalidArgumentError
-from chunkframe.display.plot import MAX_LINES, chunks_overlapping, minmax_downsample
+from chunkframe.display.plot import MAX_LINES, band_downsample, chunks_overlapping, minmax_downsample
 
 matplotlib.use("Agg")
 
@@ -56,16 +56,43 @@ def test_without_a_device_each_device_is_a_line(ds, frame):
     assert got == part.groupby("dev", observed=True).size().to_dict()
 
 
-def test_many_points_are_downsampled_keeping_spikes(client):
+def test_many_points_are_a_band_with_a_mean_keeping_spikes(client):
     n = 100_000
     y = np.sin(np.arange(n) / 1_000.0)
     y[77_777] = 50.0
     df = pd.DataFrame({"t": pd.date_range("2026-01-01", periods=n, freq="min"), "v": y})
     ds = client.ingest(df, "big", chunk_rows=10_000, time_column="t", progress=False)
-    (line,) = lines(ds.plot("v", max_points=1_000))
-    ys = line.get_ydata()
-    assert len(ys) <= 1_000 and ys.max() == 50.0 and ys.min() == pytest.approx(-1, abs=1e-3)
-    assert np.all(np.diff(line.get_xdata()).astype("int64") > 0)  # still in time order
+    fig = ds.plot("v", max_points=1_000)
+    ax = fig.axes[0]
+    mean = next(line for line in lines(fig) if line.get_label() == "mean")
+    (band,) = ax.collections
+    top = max(path.vertices[:, 1].max() for path in band.get_paths())
+    bottom = min(path.vertices[:, 1].min() for path in band.get_paths())
+    assert top == 50.0 and bottom == pytest.approx(-1, abs=1e-3)  # the spike survives
+    assert len(mean.get_ydata()) <= 500 and mean.get_ydata().max() < 2  # the mean does not jump
+    assert np.all(np.diff(mean.get_xdata()).astype("int64") > 0)  # still in time order
+    assert mean.get_label() == "mean" and "min–max band and mean" in ax.get_title(loc="left")
+
+
+def test_band_downsample_buckets_by_time():
+    x = np.r_[np.arange(100), np.arange(900, 1_000)]  # a gap: empty buckets are skipped
+    b = band_downsample(x, np.ones(200), 10, lo=0, hi=1_000)
+    assert not b.raw and list(b.x) == [50.0, 950.0] and list(b.mean) == [1.0, 1.0]
+    small = band_downsample(np.arange(5), np.array([1.0, np.nan, 3, 4, 5]), 10)
+    assert small.raw and list(small.x) == [0, 2, 3, 4]
+
+
+def test_legend_outside_unit_from_tags_utc_and_a_transparent_figure(client, frame):
+    ds = client.ingest(frame, "lab", chunk_rows=CHUNK, time_column="time", device_column="dev",
+                       progress=False)
+    ds.tag("units", {"x": "°C"}, type="DATA")
+    fig = ds.plot("x", date_range=("2026-01-01 00:00", "2026-01-01 00:05"))
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "x [°C]" and ax.get_xlabel() == "time (UTC)"
+    assert ax.get_legend() is None and len(fig.legends) == 1  # outside the data
+    assert len(fig.legends[0].get_texts()) == 10
+    assert fig.get_facecolor()[3] == 0 and fig.get_figwidth() == 10
+    assert ds.plot("k").axes[0].get_ylabel() == "k"  # no unit for k
 
 
 def test_an_integer_column_without_time_is_plotted_against_sn(client):

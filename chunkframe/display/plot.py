@@ -1,4 +1,4 @@
-"""Plots of a dataset's series over time: only the chunks a range needs, min/max downsampled."""
+"""Plots of a dataset's series over time: only the chunks a range needs, a min–max band and a mean."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from ..core.model import ChunkMeta
     from ..dataset import Dataset
 
-__all__ = ["plot", "minmax_downsample", "chunks_overlapping", "MAX_LINES"]
+__all__ = ["plot", "Bands", "band_downsample", "minmax_downsample", "chunks_overlapping",
+           "series_unit", "PlotPlan", "plan", "MAX_LINES"]
 
 MAX_LINES = 12
 """Devices drawn as separate lines when no ``device`` is given; more must be chosen."""
@@ -91,22 +92,112 @@ def minmax_downsample(x: np.ndarray, y: np.ndarray, max_points: int
 
 
 @dataclass(frozen=True)
+class Bands:
+    """A series reduced to buckets of equal time: each bucket's centre ``x``, its ``low``
+    and ``high`` (so spikes survive) and its ``mean``; ``raw`` when the points are few
+    enough to draw as they are (then the three are the points' values)."""
+
+    x: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    mean: np.ndarray
+    raw: bool
+
+
+def band_downsample(x: np.ndarray, y: np.ndarray, buckets: int, lo: float | None = None,
+                    hi: float | None = None) -> Bands:
+    """The points ``(x, y)`` (``x`` sorted, numbers) in ``buckets`` buckets of equal width of
+    ``[lo, hi]`` (default: the data's span): min, max and mean of each bucket holding
+    points. At most ``2 * buckets`` points come back as they are. NaN values are dropped.
+
+    Examples
+    --------
+    >>> y = np.sin(np.arange(10_000) / 500); y[5_000] = 9.0
+    >>> b = band_downsample(np.arange(10_000), y, 100)
+    >>> len(b.x), b.high.max(), b.raw, bool(abs(b.mean).max() < 1.1)
+    (100, 9.0, False, True)
+    """
+    keep = ~np.isnan(y)
+    x, y = x[keep], y[keep]
+    if len(y) <= 2 * buckets:
+        return Bands(x, y, y, y, True)
+    x0 = float(x[0] if lo is None else lo)
+    x1 = float(x[-1] if hi is None else hi)
+    span = max(x1 - x0, 1e-300)
+    idx = np.clip(((x - x0).astype("float64") * (buckets / span)).astype(np.int64), 0,
+                  buckets - 1)
+    counts = np.bincount(idx, minlength=buckets)
+    full = np.flatnonzero(counts)
+    starts = np.searchsorted(idx, full)  # x is sorted, so each bucket is one run
+    low = np.minimum.reduceat(y, starts)
+    high = np.maximum.reduceat(y, starts)
+    mean = np.add.reduceat(y, starts) / counts[full]
+    centre = x0 + (full + 0.5) * (span / buckets)
+    return Bands(centre, low, high, mean, False)
+
+
+@dataclass(frozen=True)
 class _Series:
     label: str
-    x: np.ndarray
+    x: np.ndarray  # int64 nanoseconds of a time column, else serial numbers; sorted
     y: np.ndarray
     rows: int
 
 
-def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None,
-         max_points: int = 5_000) -> Figure:
-    """A matplotlib figure of ``column`` over time (what ``ds.plot`` returns).
+@dataclass(frozen=True)
+class PlotPlan:
+    """A checked plot request: what to read (``load``) and how to label it."""
 
-    Only the chunks whose time statistics overlap ``date_range`` (and hold ``device``) are
-    read, through the chunk cache (``ds.slice``); each line is downsampled to its minimum
-    and maximum per bucket. Without a device, each device is its own line (up to
-    :data:`MAX_LINES`). Without a time column, the x axis is the serial number.
-    """
+    ds: Dataset
+    column: str
+    time_column: str | None
+    device_column: str | None
+    device: str | None  # the device wanted, as text
+    lo: int | None  # the date range, as the time column's integers
+    hi: int | None
+    unit: str | None
+    zone: str | None  # the time column's zone; "" naive; None: not timestamps
+    max_points: int
+
+    def load(self, lo: int | None = None, hi: int | None = None
+             ) -> tuple[list[_Series], list[int]]:
+        """The series in ``[lo, hi]`` (default: the plan's range) and the positions of the
+        chunks read: only those whose statistics overlap it and hold the device."""
+        lo = self.lo if lo is None else lo
+        hi = self.hi if hi is None else hi
+        ds, metas = self.ds, self.ds.chunk_metas
+        keep = chunks_overlapping(metas, lo, hi, self.device)
+        cols = [c for c in dict.fromkeys([self.time_column, self.device_column, self.column]) if c]
+        frame = _read(ds, metas, keep, cols)
+        return _series(ds, frame, self.column, self.time_column, self.device_column, lo, hi,
+                       self.device), keep
+
+    @property
+    def axis_label(self) -> str:
+        """The x axis's label: the time column and its zone (``time (UTC)``), or ``sn``."""
+        if self.time_column is None:
+            return "sn"
+        return self.time_column + (f" ({self.zone})" if self.zone else "")
+
+    @property
+    def value_label(self) -> str:
+        return self.column + (f" [{self.unit}]" if self.unit else "")
+
+
+def series_unit(ds: Dataset, column: str) -> str | None:
+    """The unit of ``column`` from the dataset's ``units`` tag (a mapping of column to
+    unit, e.g. ``ds.tag("units", {"temperature": "°C"}, type="DATA")``), or None."""
+    try:
+        units = ds.context.get("units")
+    except Exception:  # noqa: BLE001 - no unit is no reason to fail a plot
+        return None
+    unit = units.get(column) if isinstance(units, dict) else None
+    return str(unit) if unit not in (None, "") else None
+
+
+def plan(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None,
+         max_points: int = 5_000) -> PlotPlan:
+    """Check a plot request of ``ds`` (the errors :func:`plot` raises) and plan it."""
     if as_integer(max_points) is None or max_points < 2:
         raise InvalidArgumentError(
             f"max_points={max_points!r} for the plot of dataset {ds.id!r} is not an integer "
@@ -134,15 +225,34 @@ def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None
     lo, hi = (date_range_bounds(date_range, schema.field(tcol), ds.id) if tcol is not None
               else (None, None))
     wanted = None if device is None else device_key(device, schema.field(dcol).type)
-    metas = ds.chunk_metas
-    keep = chunks_overlapping(metas, lo, hi, wanted)
-    if wanted is not None and not any(wanted in cm.stats for cm in metas):
-        known = sorted({d for cm in metas for d in cm.stats})
+    if wanted is not None and not any(wanted in cm.stats for cm in ds.chunk_metas):
+        known = sorted({d for cm in ds.chunk_metas for d in cm.stats})
         raise KeyError(f"dataset {ds.id!r} has no device {device!r}; devices are "
                        f"{known[:20]!r}{' ...' if len(known) > 20 else ''}")
-    frame = _read(ds, metas, keep, [c for c in dict.fromkeys([tcol, dcol, column]) if c])
-    series = _series(ds, frame, column, tcol, dcol, lo, hi, wanted)
-    return _draw(ds, column, series, tcol, date_range, max_points)
+    zone = None
+    if tcol is not None and pa.types.is_timestamp(schema.field(tcol).type):
+        zone = str(schema.field(tcol).type.tz or "")
+    return PlotPlan(ds, column, tcol, dcol, wanted, lo, hi, series_unit(ds, column), zone,
+                    int(max_points))
+
+
+def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None,
+         max_points: int = 5_000) -> Figure:
+    """A matplotlib figure of ``column`` over time (what ``ds.plot`` returns).
+
+    Only the chunks whose time statistics overlap ``date_range`` (and hold ``device``) are
+    read, through the chunk cache (``ds.slice``). A series with more points than its share
+    of ``max_points`` is drawn as a band from the minimum to the maximum of each bucket of
+    equal time (spikes survive) with the buckets' mean as a line. Without a device, each
+    device is its own colour (up to :data:`MAX_LINES`), the legend outside the axes. The
+    unit comes from the ``units`` tag, the time axis says its zone (UTC); the background
+    is transparent and the text a neutral grey, so the figure reads on a light and a dark
+    notebook; 10 in wide, scaled down to the output area. Without a time column, the x
+    axis is the serial number.
+    """
+    p = plan(ds, column, device=device, date_range=date_range, max_points=max_points)
+    series, _ = p.load()
+    return _draw(p, series, date_range)
 
 
 def _read(ds: Dataset, metas: Sequence[ChunkMeta], keep: list[int], columns: list[str]
@@ -185,49 +295,74 @@ def _series(ds: Dataset, frame: pd.DataFrame, column: str, tcol: str | None, dco
             f"dataset {ds.id!r} has {len(groups)} devices in that range, too many lines for "
             f"one plot (at most {MAX_LINES}); pick one with device=, e.g. "
             f"device={groups[0]!r}")
-    x_of = _x_axis(frame[tcol])
     out = []
     for label in groups:
         sel = mask if labels is None or device is not None else mask & (labels == label)
         order = np.argsort(t[sel], kind="stable")
-        out.append(_Series(str(label), x_of(t[sel][order]), y[sel][order], int(sel.sum())))
+        out.append(_Series(str(label), t[sel][order], y[sel][order], int(sel.sum())))
     return out
 
 
-def _x_axis(times: pd.Series) -> Any:
-    """Integer times → what matplotlib draws: datetimes (wall time of an aware column's zone)
+def wall_times(ns: np.ndarray, zone: str | None) -> np.ndarray:
+    """Integer times → what matplotlib draws: datetimes (wall time of the column's zone)
     for timestamps, the integers themselves otherwise."""
-    dtype = times.dtype
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return lambda ns: (pd.DatetimeIndex(ns.astype("datetime64[ns]"), tz="UTC")
-                           .tz_convert(dtype.tz).tz_localize(None).to_numpy())
-    if pd.api.types.is_datetime64_dtype(dtype):
-        return lambda ns: ns.astype("datetime64[ns]")
-    return lambda ns: ns
+    if zone is None:
+        return ns
+    times = np.asarray(ns).astype("int64").astype("datetime64[ns]")
+    if not zone or zone == "UTC":
+        return times
+    return pd.DatetimeIndex(times, tz="UTC").tz_convert(zone).tz_localize(None).to_numpy()
 
 
-def _draw(ds: Dataset, column: str, series: list[_Series], tcol: str | None, date_range: Any,
-          max_points: int) -> Figure:
+_AXIS_PIXELS = 900  # buckets per line at most: about the axes' width in pixels
+
+# Neutral greys on a transparent figure: readable on JupyterLab's light and dark themes.
+_NEUTRAL: dict[str, Any] = {"figure.facecolor": "none", "axes.facecolor": "none", "savefig.facecolor": "none",
+            "text.color": "#8a8a8a", "axes.labelcolor": "#8a8a8a", "axes.edgecolor": "#8a8a8a",
+            "xtick.color": "#8a8a8a", "ytick.color": "#8a8a8a", "grid.color": "#8a8a8a",
+            "legend.facecolor": "none", "legend.edgecolor": "#8a8a8a",
+            "legend.labelcolor": "#8a8a8a"}
+
+
+def _draw(p: PlotPlan, series: list[_Series], date_range: Any) -> Figure:
+    import matplotlib as mpl
+    from matplotlib import dates as mdates
     from matplotlib import pyplot as plt  # the notebook's inline display hooks in with pyplot
 
-    fig, ax = plt.subplots(figsize=(8, 2.8), layout="constrained")
-    plt.close(fig)  # returned, not shown twice: the notebook displays the returned figure
-    per_line = max(max_points // max(len(series), 1), 2)
-    rows = drawn = 0
-    for s in series:
-        x, y = minmax_downsample(s.x, s.y, per_line)
-        ax.plot(x, y, linewidth=0.9, label=s.label if len(series) > 1 else None)
-        rows, drawn = rows + s.rows, drawn + len(x)
-    if len(series) > 1:
-        ax.legend(fontsize="small", ncols=min(len(series), 4), loc="upper left")
-    ax.set_xlabel(tcol or "sn")
-    ax.set_ylabel(column)
-    ax.grid(True, alpha=0.3)
-    where = "" if len(series) != 1 or series[0].label == column else f" · {series[0].label}"
-    note = plural(rows, "row") + (f", {plural(drawn, 'point')} (min/max per bucket)"
-                                  if drawn < rows else "")
-    ax.set_title(f"{ds.id} · {column}{where}  ({note})", fontsize="medium", loc="left")
-    if not rows:
-        ax.text(0.5, 0.5, f"no rows of {column!r} in date_range={date_range!r}",
-                transform=ax.transAxes, ha="center", va="center")
+    with mpl.rc_context(_NEUTRAL):  # type: ignore[arg-type]
+        fig, ax = plt.subplots(figsize=(10, 3.4), layout="constrained")
+        plt.close(fig)  # returned, not shown twice: the notebook displays the returned figure
+        per_line = max(p.max_points // max(len(series), 1), 2)
+        rows = 0
+        banded = False
+        colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+        for k, s in enumerate(series):
+            colour = colours[k % len(colours)]
+            b = band_downsample(s.x, s.y, min(max(per_line // 2, 1), _AXIS_PIXELS))
+            x = wall_times(b.x, p.zone)
+            label = s.label if len(series) > 1 else "mean" if not b.raw else p.column
+            if not b.raw:
+                banded = True
+                ax.fill_between(x, b.low, b.high, color=colour, alpha=0.25, linewidth=0,
+                                label=None if len(series) > 1 else "min–max")
+                for edge in (b.low, b.high):  # a spike one bucket wide still shows
+                    ax.plot(x, edge, linewidth=0.5, alpha=0.55, color=colour)
+            ax.plot(x, b.mean, linewidth=0.9, color=colour, label=label)
+            rows += s.rows
+        if len(series) > 1 or banded:
+            fig.legend(loc="outside right upper", fontsize="small", frameon=False)
+        if p.zone is not None:
+            locator = mdates.AutoDateLocator()
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.set_xlabel(p.axis_label)
+        ax.set_ylabel(p.value_label)
+        ax.grid(True, alpha=0.3)
+        one = len(series) == 1 and series[0].label != p.column
+        where = f" · {series[0].label}" if one else ""
+        note = plural(rows, "row") + (", min–max band and mean per bucket" if banded else "")
+        ax.set_title(f"{p.ds.id} · {p.column}{where}  ({note})", fontsize="medium", loc="left")
+        if not rows:
+            ax.text(0.5, 0.5, f"no rows of {p.column!r} in date_range={date_range!r}",
+                    transform=ax.transAxes, ha="center", va="center")
     return fig
