@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .contextcache import Context
+    from .display.zoom import ZoomPlot
     from .lastcache import DeleteResult
     from .session import Client
     from .storage.codec import Compression
@@ -1303,7 +1304,7 @@ class Dataset:
         return browse(self, sn)
 
     def plot(self, column: str, device: Any = None, date_range: Any = None,
-             max_points: int = 5_000) -> Figure:
+             max_points: int = 5_000, *, interactive: bool = False) -> Figure | ZoomPlot:
         """Plot ``column`` over time: a matplotlib figure, read from the chunks the range needs.
 
         Only the chunks whose time statistics overlap ``date_range`` (and hold ``device``)
@@ -1321,12 +1322,15 @@ class Dataset:
             Inclusive, either end None; read as :meth:`delete` reads it.
         max_points : int, default 5_000
             Points drawn at most (shared between the lines).
+        interactive : bool, default False
+            Return a widget instead that zooms (wheel), pans (drag) and resets (double
+            click), re-reading only the chunks in view and re-downsampling them.
 
         Returns
         -------
-        matplotlib.figure.Figure
-            Displays itself in a notebook; ``fig.savefig(path)`` elsewhere. Without a time
-            column the x axis is the serial number.
+        matplotlib.figure.Figure or chunkframe.display.zoom.ZoomPlot
+            The figure displays itself in a notebook; ``fig.savefig(path)`` elsewhere.
+            Without a time column the x axis is the serial number.
 
         Raises
         ------
@@ -1341,8 +1345,13 @@ class Dataset:
         --------
         >>> ds.plot("temperature", device="sensor-03",       # doctest: +SKIP
         ...         date_range=("2026-01-10", "2026-01-17"))
-        <Figure size 800x280 with 1 Axes>
+        <Figure size 1000x340 with 1 Axes>
         """
+        if interactive:
+            from .display.zoom import zoom_plot  # front end: imported only when asked for
+
+            return zoom_plot(self, column, device=device, date_range=date_range,
+                             max_points=max_points)
         from .display.plot import plot  # front end: matplotlib imported only when asked for
 
         return plot(self, column, device=device, date_range=date_range, max_points=max_points)

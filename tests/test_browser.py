@@ -49,6 +49,9 @@ BROWSE_CELLS = [
     "               mode='overwrite', progress=True)\n"
     "ds.tag('owner', 'ana in the data team', keywords=['q3'])",
     "b = ds.browse()\nb",
+    "ds.tag('units', {'x': '°C'}, type='DATA')\n"
+    "z = ds.plot('x', device='d1', interactive=True)\nbefore = ds.cache_info()['misses']\nz",
+    "print('zoom-check', z.reads[-1][1], ds.cache_info()['misses'] - before, z.status)",
 ]
 
 
@@ -321,6 +324,63 @@ def test_browse_scrolls_jumps_and_searches(page, lab):
               [("click ▶", clicks), ("key ↓", keys), ("PgDn", pages)]}
     print(f"browse() click → DOM change, median ms: {median}")
     assert median["key ↓"] < 100 and median["click ▶"] < 1_000 and median["PgDn"] < 1_000
+
+
+# A wheel event over the middle of the plot, timed in the page until the kernel's new series
+# is drawn (the status line changes and nothing is awaited).
+ZOOM = """async (deltaY) => {
+    const el = document.querySelector('.cf-zoom');
+    const box = el.querySelector('.cf-zoom-box');
+    const status = el.querySelector('.cf-zoom-status');
+    const before = status.textContent;
+    const r = box.getBoundingClientRect();
+    return await new Promise(resolve => {
+        const t0 = performance.now();
+        let first = null;
+        const seen = new MutationObserver(() => {
+            if (first === null) first = performance.now() - t0;
+            if (status.textContent !== before && el.dataset.waiting === 'false') {
+                seen.disconnect();
+                resolve({redraw: first, data: performance.now() - t0});
+            }
+        });
+        seen.observe(el, {subtree: true, childList: true, characterData: true});
+        box.dispatchEvent(new WheelEvent('wheel', {deltaY, clientX: r.left + r.width / 2,
+                                                   clientY: r.top + r.height / 2,
+                                                   bubbles: true, cancelable: true}));
+    });
+}"""
+
+
+def test_zoom_rereads_only_the_chunks_in_view(page, lab, tmp_path):
+    open_and_run(page, lab, "browse.ipynb")
+    plot = page.locator(".cf-zoom")
+    plot.wait_for()
+    assert_clean(page, "browse.ipynb")
+    status = plot.locator(".cf-zoom-status")
+    assert "750 rows from 8 of 8 chunks" in status.inner_text()
+    assert "x [°C]" in plot.inner_text() and "time (UTC)" in plot.inner_text()
+    legend = plot.locator(".cf-zoom-legend").bounding_box()
+    frame = plot.locator(".cf-zoom-frame").bounding_box()
+    assert legend and frame and legend["x"] >= frame["x"] + frame["width"], "legend on the data"
+    plot.screenshot(path=str(tmp_path / "zoom-all.png"))
+    timings = [page.evaluate(ZOOM, -900) for _ in range(3)]  # each about 3.9 times closer
+    plot.screenshot(path=str(tmp_path / "zoom-in.png"))
+    text = status.inner_text()
+    m = re.search(r"([\d,]+) rows? from (\d+) of 8 chunks", text)
+    assert m and int(m.group(2)) <= 2 and "readings" in text, text
+    print(f"zoom wheel → redraw / → new data drawn, ms: {timings}")
+    assert all(t["redraw"] < 100 and t["data"] < 2_000 for t in timings), timings
+
+    last = page.locator(".jp-Notebook .jp-Cell").last
+    last.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                           ".some(o => /zoom-check [0-2] /.test(o.innerText))")  # re-run
+    out = next(t for t in page.locator(".jp-OutputArea-output").all_inner_texts()
+               if "zoom-check" in t)
+    _, planned, misses, *_ = out.split()
+    assert int(planned) <= 2 and int(misses) <= int(planned), out
 
 
 def switch_theme(page, name: str) -> None:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from chunkframe.core.errors import InvalidArgumentError
 from chunkframe.display.plot import MAX_LINES, band_downsample, chunks_overlapping, minmax_downsample
+from chunkframe.display.zoom import ZoomPlot
 
 matplotlib.use("Agg")
 
@@ -152,3 +153,46 @@ def test_chunks_overlapping_and_downsample_edges():
     assert list(x) == [0, 2, 3, 4]  # NaN dropped, nothing else to do
     with pytest.raises(InvalidArgumentError, match="max_points=1 is too small"):
         minmax_downsample(x, y, 1)
+
+
+# -- interactive: zoom re-reads only the chunks in view ----------------------------------------
+
+def test_interactive_zoom_reads_only_the_chunks_in_view(client):
+    minutes = 60 * 24 * 30
+    t = pd.date_range("2026-01-01", periods=minutes, freq="min", tz="UTC")
+    df = pd.DataFrame({"time": np.repeat(t, 2), "dev": np.tile(["a", "b"], minutes),
+                       "v": np.random.default_rng(0).normal(size=2 * minutes)})
+    ds = client.ingest(df, "month", chunk_rows=10_000, time_column="time", device_column="dev",
+                       progress=False)
+    ds.tag("units", {"v": "bar"}, type="DATA")
+    client.reader.clear()
+    w = ds.plot("v", device="a", interactive=True)
+    assert isinstance(w, ZoomPlot) and w.ylabel == "v [bar]" and w.xlabel == "time (UTC)"
+    assert w.full == [t[0].value / 1e6, t[-1].value / 1e6] and w.view == w.full
+    (whole,) = w.series
+    assert not whole["raw"] and len(whole["x"]) <= w.width and max(whole["high"]) == (
+        df.loc[df.dev == "a", "v"].max())
+    assert w.reads[-1][1:3] == (len(ds.chunks), minutes) and "min–max band" in w.status
+    client.reader.clear()
+    misses = ds.cache_info()["misses"]
+    hour = t[10 * 24 * 60].value / 1e6
+    w.view = [hour, hour + 3_600_000]  # what the wheel sends: one hour, in ms
+    (part,) = w.series
+    assert part["raw"] and len(part["x"]) == 61  # single readings, both ends included
+    want = df[(df.dev == "a") & df.time.between(t[10 * 24 * 60], t[10 * 24 * 60 + 60])]["v"]
+    assert np.allclose(part["mean"], want.to_numpy())
+    assert w.reads[-1][1] == 1 and ds.cache_info()["misses"] - misses == 1  # one chunk read
+    assert "61 rows from 1 of 9 chunks · 61 readings" in w.status
+    w.view = list(w.full)  # a double click: the whole range again, from memory
+    assert w.series == [whole] and ds.cache_info()["misses"] - misses == 1
+
+
+def test_interactive_without_time_zooms_by_serial_number(client):
+    ds = client.ingest(pd.DataFrame({"a": np.arange(10_000) % 97}), "rows", chunk_rows=1_000,
+                       progress=False)
+    w = ds.plot("a", interactive=True)
+    assert not w.time_axis and w.full == [0.0, 9_999.0] and w.xlabel == "sn"
+    w.view = [2_500.0, 2_600.0]
+    assert w.series[0]["raw"] and w.series[0]["x"][0] == 2_500 and w.reads[-1][1] == 1
+    with pytest.raises(InvalidArgumentError, match="no time column"):
+        ds.plot("a", date_range=("2026-01-01", None), interactive=True)

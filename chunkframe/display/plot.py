@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..dataset import Dataset
 
 __all__ = ["plot", "Bands", "band_downsample", "minmax_downsample", "chunks_overlapping",
-           "series_unit", "PlotPlan", "plan", "MAX_LINES"]
+           "series_unit", "PlotPlan", "Series", "plan", "MAX_LINES"]
 
 MAX_LINES = 12
 """Devices drawn as separate lines when no ``device`` is given; more must be chosen."""
@@ -137,7 +137,9 @@ def band_downsample(x: np.ndarray, y: np.ndarray, buckets: int, lo: float | None
 
 
 @dataclass(frozen=True)
-class _Series:
+class Series:
+    """One line of a plot: its points in order, and the rows they came from."""
+
     label: str
     x: np.ndarray  # int64 nanoseconds of a time column, else serial numbers; sorted
     y: np.ndarray
@@ -160,7 +162,7 @@ class PlotPlan:
     max_points: int
 
     def load(self, lo: int | None = None, hi: int | None = None
-             ) -> tuple[list[_Series], list[int]]:
+             ) -> tuple[list[Series], list[int]]:
         """The series in ``[lo, hi]`` (default: the plan's range) and the positions of the
         chunks read: only those whose statistics overlap it and hold the device."""
         lo = self.lo if lo is None else lo
@@ -272,11 +274,11 @@ def _read(ds: Dataset, metas: Sequence[ChunkMeta], keep: list[int], columns: lis
 
 
 def _series(ds: Dataset, frame: pd.DataFrame, column: str, tcol: str | None, dcol: str | None,
-            lo: int | None, hi: int | None, device: str | None) -> list[_Series]:
+            lo: int | None, hi: int | None, device: str | None) -> list[Series]:
     """The rows in range, one (x, y) per device, in time order."""
     y = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     if tcol is None:
-        return [_Series(column, frame.index.to_numpy(), y, len(y))]
+        return [Series(column, frame.index.to_numpy(), y, len(y))]
     ns = times_ns(pa.Array.from_pandas(frame[tcol]))
     mask = ns.is_valid().to_numpy(zero_copy_only=False)
     t = ns.fill_null(0).to_numpy(zero_copy_only=False)
@@ -299,7 +301,7 @@ def _series(ds: Dataset, frame: pd.DataFrame, column: str, tcol: str | None, dco
     for label in groups:
         sel = mask if labels is None or device is not None else mask & (labels == label)
         order = np.argsort(t[sel], kind="stable")
-        out.append(_Series(str(label), t[sel][order], y[sel][order], int(sel.sum())))
+        out.append(Series(str(label), t[sel][order], y[sel][order], int(sel.sum())))
     return out
 
 
@@ -324,7 +326,7 @@ _NEUTRAL: dict[str, Any] = {"figure.facecolor": "none", "axes.facecolor": "none"
             "legend.labelcolor": "#8a8a8a"}
 
 
-def _draw(p: PlotPlan, series: list[_Series], date_range: Any) -> Figure:
+def _draw(p: PlotPlan, series: list[Series], date_range: Any) -> Figure:
     import matplotlib as mpl
     from matplotlib import dates as mdates
     from matplotlib import pyplot as plt  # the notebook's inline display hooks in with pyplot

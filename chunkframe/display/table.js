@@ -7,30 +7,27 @@
 const fmt = (n) => Number(n).toLocaleString("en-US");
 const KEYS = "↑↓ / j k row · PgUp PgDn page · Home End · wheel scroll · drag the bar";
 
+// An element of the given tag and class.
+const make = (tag, cls) => Object.assign(document.createElement(tag), { className: cls });
+
 function render({ model, el }) {
   el.classList.add("cf-grid");
   el.tabIndex = 0; // focusable: keys move the current row
   el.setAttribute("data-lm-suppress-shortcuts", "true"); // JupyterLab leaves our keys to us
   el.setAttribute("role", "grid");
 
-  const body = document.createElement("div");
-  body.className = "cf-grid-body";
-  const wrap = document.createElement("div");
-  wrap.className = "cf-grid-wrap";
-  const table = document.createElement("table");
-  table.className = "cf-grid-table";
+  const body = make("div", "cf-grid-body");
+  const wrap = make("div", "cf-grid-wrap");
+  const table = make("table", "cf-grid-table");
   const thead = table.createTHead();
   const tbody = table.createTBody();
   wrap.appendChild(table);
-  const bar = document.createElement("div");
-  bar.className = "cf-grid-bar";
+  const bar = make("div", "cf-grid-bar");
   bar.title = "drag to scroll through the whole dataset";
-  const thumb = document.createElement("div");
-  thumb.className = "cf-grid-thumb";
+  const thumb = make("div", "cf-grid-thumb");
   bar.appendChild(thumb);
   body.append(wrap, bar);
-  const status = document.createElement("div");
-  status.className = "cf-grid-status";
+  const status = make("div", "cf-grid-status");
   el.append(body, status);
 
   let top = model.get("top");
