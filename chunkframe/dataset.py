@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import html
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,8 +18,7 @@ from .core.integers import as_integer
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
-from .core.units import format_bytes, plural
-from .display.reprs import mark
+from .display.reprs import dataset_html, dataset_text, mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.partitions import to_dask
 from .read.reader import (
@@ -241,7 +239,7 @@ class Dataset:
         0        1  ingest  5000 2026-12-01 22:20:01.123456+00:00
         1        2  append  5100 2026-12-01 22:21:13.654321+00:00
         """
-        return self._client.catalog.versions(self.id)[VERSION_COLUMNS]
+        return mark(self._client.catalog.versions(self.id)[VERSION_COLUMNS], "versions", self.id)
 
     def prune_versions(self, keep_last: int = 1, older_than: Any = None,
                        wait: bool | float = False) -> pd.DataFrame:
@@ -571,7 +569,8 @@ class Dataset:
                  for i, entry in reader.stream(snap, list(plan), self._positions(snap, cols),
                                                cache)]
         table = pa.concat_tables(parts) if parts else self._empty(snap)
-        return self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn")))
+        return mark(self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn"))),
+                    "slice", self.id, total=snap.meta.rows)
 
     @staticmethod
     def _positions(snap: Snapshot, cols: list[str] | None) -> list[int] | None:
@@ -1170,7 +1169,7 @@ class Dataset:
                type    key     value
         0  METADATA  owner  ops team
         """
-        return self.context.to_frame(type)
+        return mark(self.context.to_frame(type), "tags", self.id)
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
         """Return the dataset's tags having ``keyword`` (any case).
@@ -1357,32 +1356,8 @@ class Dataset:
         return plot(self, column, device=device, date_range=date_range, max_points=max_points)
 
     # -- display --------------------------------------------------------------------------
-    def _summary(self) -> dict[str, Any]:
-        snap = self._snap()
-        info = self.cache_info()
-        return {
-            "rows": snap.meta.rows, "chunks": len(snap.chunks), "bytes": snap.meta.nbytes,
-            "columns": snap.schema.names, "generation": snap.meta.generation,
-            "time_column": snap.meta.time_column, "device_column": snap.meta.device_column,
-            "hit_rate": info["hit_rate"], "cached_chunks": info["chunks"],
-        }
-
     def __repr__(self) -> str:
-        s = self._summary()
-        cols = ", ".join(s["columns"][:8]) + (", ..." if len(s["columns"]) > 8 else "")
-        at = f" at version {self._pinned}" if self._pinned is not None else ""
-        return (f"<chunkframe.Dataset {self.id!r}{at}: {plural(s['rows'], 'row')} in "
-                f"{plural(s['chunks'], 'chunk')}, "
-                f"{format_bytes(s['bytes'])}; columns: {cols}>")
+        return dataset_text(self)
 
     def _repr_html_(self) -> str:
-        s = self._summary()
-        rows = [("rows", f"{s['rows']:,}"), ("chunks", s["chunks"]), ("stored", format_bytes(s["bytes"])),
-                ("columns", ", ".join(s["columns"][:20]) + (" …" if len(s["columns"]) > 20 else "")),
-                ("time / device", f"{s['time_column']} / {s['device_column']}"),
-                ("cache", f"{plural(s['cached_chunks'], 'chunk')}, hit rate {s['hit_rate']:.0%}")]
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
-                       f"{html.escape(str(v))}</td></tr>" for k, v in rows)
-        return (f"<div><b>chunkframe.Dataset</b> <code>{html.escape(self.id)}</code>"
-                f"<table>{body}</table></div>")
-
+        return dataset_html(self)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from .format import dtype_name, format_column
+from ..core.formats import dtype_name, format_column
 
 if TYPE_CHECKING:
     from ..dataset import Dataset

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.devices import device_text
+from ..core.formats import format_value
 from ..core.times import times_ns
 from ..core.units import plural
-from .format import format_value
 from .plot import minmax_downsample
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.errors import InvalidArgumentError
+from ..core.formats import format_column, format_time
 from ..core.progress import in_kernel
 from ..core.times import time_bound, times_ns
 from ..core.units import format_bytes, plural
-from .format import format_column, format_time
 from .grid import RowWindow
 from .panelplot import DeviceWindow, device_window, sparkline
 from .reprs import STYLE, frame_table
