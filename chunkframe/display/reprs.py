@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..dataset import Dataset
 
 __all__ = ["STYLE", "MAX_TABLE_ROWS", "HEAD_ROWS", "frame_table", "mark", "repr_html",
-           "register", "dataset_html", "dataset_text", "KINDS"]
+           "register", "dataset_facts", "dataset_html", "dataset_text", "KINDS"]
 
 # The frames given a repr, by id: (a weak reference to the frame, its kind, its dataset,
 # what else its header needs).
@@ -205,7 +205,7 @@ def register() -> None:
 
 # -- the Dataset ------------------------------------------------------------------------------
 
-def _facts(ds: Dataset) -> tuple[list[str], str | None]:
+def dataset_facts(ds: Dataset) -> tuple[list[str], str | None]:
     """The Dataset's counts and its time span, from its metadata and its chunks' statistics
     (no chunk is read)."""
     meta = ds.meta
@@ -237,7 +237,7 @@ def _title(ds: Dataset) -> str:
 
 def dataset_text(ds: Dataset) -> str:
     """The Dataset's text repr: its header and time span, from metadata only."""
-    facts, span = _facts(ds)
+    facts, span = dataset_facts(ds)
     cols = ", ".join(ds.columns[:8]) + (", ..." if len(ds.columns) > 8 else "")
     return (f"<{_title(ds)} {ds.id!r}: {facts[0]} in {', '.join(facts[1:])}"
             + (f"; {ds.meta.time_column} {span}" if span else "") + f"; columns: {cols}>")
@@ -247,7 +247,7 @@ def dataset_html(ds: Dataset) -> str:
     """The Dataset's HTML repr: the header, time span, time and device columns, and its
     first :data:`HEAD_ROWS` rows with their pandas dtypes (one chunk read, through the
     cache; nothing is scanned)."""
-    facts, span = _facts(ds)
+    facts, span = dataset_facts(ds)
     meta = ds.meta
     about = []
     if meta.time_column is not None:

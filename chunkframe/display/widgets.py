@@ -15,13 +15,13 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.errors import InvalidArgumentError
-from ..core.formats import format_column, format_time
+from ..core.formats import format_column, header_html
 from ..core.progress import in_kernel
 from ..core.times import time_bound, times_ns
 from ..core.units import format_bytes, plural
 from .grid import RowWindow
 from .panelplot import DeviceWindow, device_window, sparkline
-from .reprs import STYLE, frame_table
+from .reprs import STYLE, dataset_facts, frame_table
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -241,27 +241,9 @@ class Browser(widgets.VBox):
         self.chunk.observe(self._on_chunk, names="value")
 
     def _title(self) -> str:
-        """The panel's header: what it is, its id, its counts and its time span (from the
-        chunks' statistics: no read)."""
-        ds, meta = self.ds, self.ds.meta
-        facts = [plural(meta.rows, "row"), plural(len(self._starts), "chunk")]
-        spans = [v for cm in ds.chunk_metas for v in cm.stats.values()]
-        if meta.device_column is not None:
-            devices = {d for cm in ds.chunk_metas for d in cm.stats}
-            facts.append(plural(len(devices), "device"))
-        if spans and meta.time_column is not None:
-            field = ds.schema.field(meta.time_column)
-            if pa.types.is_timestamp(field.type):
-                zone = field.type.tz
-                first, last = (pd.Timestamp(min(s[0] for s in spans), unit="ns", tz="UTC"),
-                               pd.Timestamp(max(s[1] for s in spans), unit="ns", tz="UTC"))
-                if zone:
-                    first, last = first.tz_convert(zone), last.tz_convert(zone)
-                facts.append(f"{format_time(first)} – {format_time(last)}"
-                             + (f" {zone}" if zone else ""))
-        return (f"<span class='cf-title'><b>chunkframe.Dataset</b> "
-                f"<code>{html.escape(ds.id)}</code></span> <span class='cf-muted'>"
-                + html.escape(" · ".join(facts)) + "</span>")
+        """The panel's header: the Dataset repr's (no chunk read)."""
+        facts, span = dataset_facts(self.ds)
+        return header_html("chunkframe.Dataset", self.ds.id, facts + ([span] if span else []))
 
     def _arrange(self) -> None:
         nav = widgets.HBox([self.prev_button, self.next_button, self.sn_box, self.time_box,
