@@ -358,7 +358,7 @@ def test_zoom_rereads_only_the_chunks_in_view(page, lab, tmp_path):
     plot.wait_for()
     assert_clean(page, "browse.ipynb")
     status = plot.locator(".cf-zoom-status")
-    assert "750 rows from 8 of 8 chunks" in status.inner_text()
+    assert "750 rows · 8 of 8 chunks read" in status.inner_text()
     assert "x [°C]" in plot.inner_text() and "time (UTC)" in plot.inner_text()
     legend = plot.locator(".cf-zoom-legend").bounding_box()
     frame = plot.locator(".cf-zoom-frame").bounding_box()
@@ -367,7 +367,7 @@ def test_zoom_rereads_only_the_chunks_in_view(page, lab, tmp_path):
     timings = [page.evaluate(ZOOM, -900) for _ in range(3)]  # each about 3.9 times closer
     plot.screenshot(path=str(tmp_path / "zoom-in.png"))
     text = status.inner_text()
-    m = re.search(r"([\d,]+) rows? from (\d+) of 8 chunks", text)
+    m = re.search(r"([\d,]+) rows? · (\d+) of 8 chunks read", text)
     assert m and int(m.group(2)) <= 2 and "readings" in text, text
     print(f"zoom wheel → redraw / → new data drawn, ms: {timings}")
     assert all(t["redraw"] < 100 and t["data"] < 2_000 for t in timings), timings

@@ -174,7 +174,7 @@ def test_interactive_zoom_reads_only_the_chunks_in_view(client):
         df.loc[df.dev == "a", "v"].max())
     assert w.reads[-1][1:3] == (len(ds.chunks), minutes) and "min–max band" in w.status
     client.reader.clear()
-    misses = ds.cache_info()["misses"]
+    misses, skipped = ds.cache_info()["misses"], ds.cache_info()["skipped"]
     hour = t[10 * 24 * 60].value / 1e6
     w.view = [hour, hour + 3_600_000]  # what the wheel sends: one hour, in ms
     (part,) = w.series
@@ -182,7 +182,8 @@ def test_interactive_zoom_reads_only_the_chunks_in_view(client):
     want = df[(df.dev == "a") & df.time.between(t[10 * 24 * 60], t[10 * 24 * 60 + 60])]["v"]
     assert np.allclose(part["mean"], want.to_numpy())
     assert w.reads[-1][1] == 1 and ds.cache_info()["misses"] - misses == 1  # one chunk read
-    assert "61 rows from 1 of 9 chunks · 61 readings" in w.status
+    assert ds.cache_info()["skipped"] - skipped == len(ds.chunks) - 1  # the rest by statistics
+    assert "61 rows · 1 of 9 chunks read · 61 readings" in w.status
     w.view = list(w.full)  # a double click: the whole range again, from memory
     assert w.series == [whole] and ds.cache_info()["misses"] - misses == 1
 
@@ -196,3 +197,20 @@ def test_interactive_without_time_zooms_by_serial_number(client):
     assert w.series[0]["raw"] and w.series[0]["x"][0] == 2_500 and w.reads[-1][1] == 1
     with pytest.raises(InvalidArgumentError, match="no time column"):
         ds.plot("a", date_range=("2026-01-01", None), interactive=True)
+
+
+def test_categorical_and_integer_device_columns(client, frame):
+    cat = frame.assign(dev=frame["dev"].astype("category"))
+    ds = client.ingest(cat, "cat", chunk_rows=CHUNK, time_column="time", device_column="dev",
+                       progress=False)
+    (line,) = lines(ds.plot("x", device="d3", date_range=("2026-01-01 00:20", "2026-01-01 00:30")))
+    want = frame[(frame.dev == "d3") & frame.time.between(pd.Timestamp("2026-01-01 00:20", tz="UTC"),
+                                                          pd.Timestamp("2026-01-01 00:30", tz="UTC"))]
+    assert np.allclose(line.get_ydata(), want["x"].to_numpy())
+    ints = frame.assign(dev=frame["dev"].str[1:].astype("int64"))
+    ds = client.ingest(ints, "ints", chunk_rows=CHUNK, time_column="time", device_column="dev",
+                       progress=False)
+    (line,) = lines(ds.plot("x", device=3, date_range=("2026-01-01 00:20", "2026-01-01 00:30")))
+    assert np.allclose(line.get_ydata(), want["x"].to_numpy())
+    many = ds.plot("x", date_range=("2026-01-01 00:00", "2026-01-01 00:01"))
+    assert sorted(line.get_label() for line in lines(many)) == sorted(str(i) for i in range(10))

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..core.devices import device_key, device_text
+from ..core.devices import device_key, device_text, typed_device
 from ..core.errors import InvalidArgumentError
 from ..core.integers import as_integer
 from ..core.times import date_range_bounds, times_ns
@@ -161,18 +162,43 @@ class PlotPlan:
     zone: str | None  # the time column's zone; "" naive; None: not timestamps
     max_points: int
 
-    def load(self, lo: int | None = None, hi: int | None = None
-             ) -> tuple[list[Series], list[int]]:
-        """The series in ``[lo, hi]`` (default: the plan's range) and the positions of the
-        chunks read: only those whose statistics overlap it and hold the device."""
+    def load(self, lo: int | None = None, hi: int | None = None) -> tuple[list[Series], int]:
+        """The series in ``[lo, hi]`` (default: the plan's range) and the number of chunks
+        read. With a time column: one ``ds.to_arrow`` of the time and value columns,
+        ``date_range`` skipping the chunks whose statistics rule the range out
+        (``cache_info()["skipped"]``), the device kept by a ``where`` filter in Arrow as
+        the chunks are fetched in parallel. Without one: the rows of every chunk holding
+        the device, through the chunk cache."""
         lo = self.lo if lo is None else lo
         hi = self.hi if hi is None else hi
-        ds, metas = self.ds, self.ds.chunk_metas
-        keep = chunks_overlapping(metas, lo, hi, self.device)
-        cols = [c for c in dict.fromkeys([self.time_column, self.device_column, self.column]) if c]
-        frame = _read(ds, metas, keep, cols)
-        return _series(ds, frame, self.column, self.time_column, self.device_column, lo, hi,
-                       self.device), keep
+        ds, tcol, dcol = self.ds, self.time_column, self.device_column
+        if tcol is None:
+            metas = ds.chunk_metas
+            keep = chunks_overlapping(metas, None, None, self.device)
+            cols = [c for c in dict.fromkeys([dcol, self.column]) if c]
+            frame = _read(ds, metas, keep, cols)
+            return _series(ds, frame, self.column, None, dcol, None, None, self.device), len(keep)
+        cols = [tcol, self.column] + ([dcol] if dcol is not None and self.device is None else [])
+        where = None
+        if self.device is not None and dcol is not None:
+            where = pc.field(dcol) == typed_device(self.device, ds.schema.field(dcol).type)
+        before = ds.cache_info()["fetches"]
+        table = ds.to_arrow(list(dict.fromkeys(cols)), date_range=(
+            None if lo is None and hi is None else (lo, hi)), where=where)
+        read = ds.cache_info()["fetches"] - before
+        return _arrow_series(ds, table, self.column, tcol,
+                             dcol if self.device is None else None, self.device), read
+
+    def check_device(self, series: list[Series]) -> None:
+        """Raise ``KeyError`` when the device asked drew nothing because no chunk holds it
+        (checked after the read: the chunks' statistics are not built for nothing)."""
+        if self.device is None or any(s.rows for s in series):
+            return
+        metas = self.ds.chunk_metas
+        if not any(self.device in cm.stats for cm in metas):
+            known = sorted({d for cm in metas for d in cm.stats})
+            raise KeyError(f"dataset {self.ds.id!r} has no device {self.device!r}; devices "
+                           f"are {known[:20]!r}{' ...' if len(known) > 20 else ''}")
 
     @property
     def axis_label(self) -> str:
@@ -227,10 +253,6 @@ def plan(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None
     lo, hi = (date_range_bounds(date_range, schema.field(tcol), ds.id) if tcol is not None
               else (None, None))
     wanted = None if device is None else device_key(device, schema.field(dcol).type)
-    if wanted is not None and not any(wanted in cm.stats for cm in ds.chunk_metas):
-        known = sorted({d for cm in ds.chunk_metas for d in cm.stats})
-        raise KeyError(f"dataset {ds.id!r} has no device {device!r}; devices are "
-                       f"{known[:20]!r}{' ...' if len(known) > 20 else ''}")
     zone = None
     if tcol is not None and pa.types.is_timestamp(schema.field(tcol).type):
         zone = str(schema.field(tcol).type.tz or "")
@@ -254,6 +276,7 @@ def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None
     """
     p = plan(ds, column, device=device, date_range=date_range, max_points=max_points)
     series, _ = p.load()
+    p.check_device(series)
     return _draw(p, series, date_range)
 
 
@@ -302,6 +325,39 @@ def _series(ds: Dataset, frame: pd.DataFrame, column: str, tcol: str | None, dco
         sel = mask if labels is None or device is not None else mask & (labels == label)
         order = np.argsort(t[sel], kind="stable")
         out.append(Series(str(label), t[sel][order], y[sel][order], int(sel.sum())))
+    return out
+
+
+def _arrow_series(ds: Dataset, table: pa.Table, column: str, tcol: str,
+                  dcol: str | None, device: str | None) -> list[Series]:
+    """The rows of ``table`` (already in range), one (x, y) per device of ``dcol`` (None:
+    one series), in time order; devices are told apart by dictionary codes, in Arrow."""
+    ns = times_ns(table[tcol])
+    ok = ns.is_valid().to_numpy(zero_copy_only=False)
+    t = ns.fill_null(0).to_numpy(zero_copy_only=False)
+    y = table[column].cast(pa.float64()).to_numpy()
+    y = np.asarray(y, dtype="float64")
+    if dcol is None:
+        groups: list[tuple[str, np.ndarray]] = [(device or column, ok)]
+    else:
+        codes = pc.dictionary_encode(table[dcol]).combine_chunks()
+        names = device_text(codes.dictionary).to_numpy(zero_copy_only=False)
+        index = codes.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        present = [int(i) for i in np.unique(index[ok]) if i >= 0]
+        order = sorted(present, key=lambda i: str(names[i]))
+        if len(order) > MAX_LINES:
+            raise InvalidArgumentError(
+                f"dataset {ds.id!r} has {len(order)} devices in that range, too many lines "
+                f"for one plot (at most {MAX_LINES}); pick one with device=, e.g. "
+                f"device={str(names[order[0]])!r}")
+        groups = [(str(names[i]), ok & (index == i)) for i in order]
+    out = []
+    for label, sel in groups:
+        ts, ys = t[sel], y[sel]
+        if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
+            order_ = np.argsort(ts, kind="stable")
+            ts, ys = ts[order_], ys[order_]
+        out.append(Series(label, ts, ys, len(ts)))
     return out
 
 

@@ -103,6 +103,8 @@ class ZoomPlot(anywidget.AnyWidget):
             series, keep = self._rows(lo, hi)
         else:
             series, keep = p.load(_inside(lo, p.lo, max), _inside(hi, p.hi, min))
+        if lo is None:
+            p.check_device(series)
         buckets = max(self.width, 100)
         out, rows, points = [], 0, 0
         s = self._scale()
@@ -114,8 +116,8 @@ class ZoomPlot(anywidget.AnyWidget):
                         "mean": _jsonable(b.mean)})
             rows, points = rows + one.rows, points + len(b.x)
         took = time.perf_counter() - began
-        total = len(p.ds.chunk_metas)
-        status = (f"{plural(rows, 'row')} from {len(keep):,} of {plural(total, 'chunk')} · "
+        total = p.ds.meta.chunks
+        status = (f"{plural(rows, 'row')} · {keep:,} of {plural(total, 'chunk')} read · "
                   + (f"{plural(points, 'reading')}" if all(o["raw"] for o in out)
                      else f"{plural(points, 'bucket')}: min–max band and mean")
                   + f" · {took * 1e3:,.0f} ms")
@@ -135,16 +137,16 @@ class ZoomPlot(anywidget.AnyWidget):
             view = (ends[0], ends[1])
         with self.hold_sync():
             self.series, self.status = out, status
-        self.reads.append((view, len(keep), rows, took))  # type: ignore[arg-type]
+        self.reads.append((view, keep, rows, took))  # type: ignore[arg-type]
 
-    def _rows(self, lo: int | None, hi: int | None) -> tuple[list[Series], list[int]]:
+    def _rows(self, lo: int | None, hi: int | None) -> tuple[list[Series], int]:
         """Without a time column the x axis is the serial number: read rows ``[lo, hi]``."""
         p, ds = self.plan, self.plan.ds
         n = len(ds)
         a, b = max(lo or 0, 0), min((hi if hi is not None else n - 1) + 1, n)
         frame = ds.slice(a, max(a, b), columns=[p.column])
         y = frame[p.column].to_numpy(dtype="float64", na_value=np.nan)
-        starts = np.array([c.start for c in ds.chunk_metas], dtype=np.int64)
+        starts = ds.chunks["start"].to_numpy(dtype=np.int64)
         first = int(np.searchsorted(starts, a, side="right")) - 1
         last = int(np.searchsorted(starts, max(b - 1, a), side="right")) - 1
-        return [Series(p.column, frame.index.to_numpy(), y, len(y))], list(range(first, last + 1))
+        return [Series(p.column, frame.index.to_numpy(), y, len(y))], last - first + 1
