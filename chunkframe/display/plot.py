@@ -182,10 +182,10 @@ class PlotPlan:
         where = None
         if self.device is not None and dcol is not None:
             where = pc.field(dcol) == typed_device(self.device, ds.schema.field(dcol).type)
-        before = ds.cache_info()["fetches"]
+        chunks, before = ds.meta.chunks, ds.cache_info()["skipped"]
         table = ds.to_arrow(list(dict.fromkeys(cols)), date_range=(
             None if lo is None and hi is None else (lo, hi)), where=where)
-        read = ds.cache_info()["fetches"] - before
+        read = chunks - (ds.cache_info()["skipped"] - before)  # from the cache or the store
         return _arrow_series(ds, table, self.column, tcol,
                              dcol if self.device is None else None, self.device), read
 
