@@ -1344,7 +1344,7 @@ class Dataset:
         --------
         >>> ds.plot("temperature", device="sensor-03",       # doctest: +SKIP
         ...         date_range=("2026-01-10", "2026-01-17"))
-        <Figure size 1000x340 with 1 Axes>
+        <Figure size 960x307.2 with 1 Axes>
         """
         if interactive:
             from .display.zoom import zoom_plot  # front end: imported only when asked for

@@ -92,7 +92,7 @@ def test_legend_outside_unit_from_tags_utc_and_a_transparent_figure(client, fram
     assert ax.get_ylabel() == "x [°C]" and ax.get_xlabel() == "time (UTC)"
     assert ax.get_legend() is None and len(fig.legends) == 1  # outside the data
     assert len(fig.legends[0].get_texts()) == 10
-    assert fig.get_facecolor()[3] == 0 and fig.get_figwidth() == 10
+    assert fig.get_facecolor()[3] == 0 and fig.get_figwidth() * fig.dpi == 960
     assert ds.plot("k").axes[0].get_ylabel() == "k"  # no unit for k
 
 

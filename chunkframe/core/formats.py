@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["format_value", "format_column", "format_time", "dtype_name", "header_html",
-           "table_html", "STYLE", "MISSING", "NONE"]
+           "table_html", "STYLE", "PANEL_STYLE", "MISSING", "NONE"]
 
 MISSING = "<NA>"
 """How a missing value shows (pandas' text for ``pd.NA``)."""
@@ -89,7 +89,8 @@ def dtype_name(dtype: Any) -> str:
 
 
 # Theme variables of JupyterLab (and Notebook 7), with fallbacks for other front ends: the
-# panel reads well in the light and the dark themes.
+# reprs and the panel read well in the light and the dark themes. STYLE is what a repr
+# needs; PANEL_STYLE adds the browser panel's rules.
 STYLE = """<style>
 .cf-browser {font-family: var(--jp-ui-font-family, sans-serif);
   font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #222);
@@ -101,21 +102,21 @@ STYLE = """<style>
 .cf-browser table.cf-table {border-collapse: collapse; border: none; font-size: inherit;
   color: inherit; margin: 0}
 .cf-browser table.cf-table th, .cf-browser table.cf-table td {border: none; padding: 1px 8px;
-  text-align: left; vertical-align: top; background: transparent; color: inherit}
+  text-align: left; vertical-align: top; background: transparent; color: inherit;
+  white-space: nowrap}
 .cf-browser table.cf-table th {font-weight: 600; color: var(--jp-ui-font-color2, #555)}
 .cf-browser table.cf-table tr:nth-child(even) td,
 .cf-browser table.cf-table tr:nth-child(even) th {background: var(--jp-layout-color2, #f6f6f6)}
-.cf-browser table.cf-table td.cf-type {color: var(--jp-ui-font-color3, #999)}
-.cf-browser table.cf-table td, .cf-browser table.cf-table th {white-space: nowrap}
 .cf-browser table.cf-table td.cf-num {text-align: right; font-variant-numeric: tabular-nums}
-.cf-browser table.cf-table th .cf-dtype {font-weight: normal; font-size: 0.85em;
-  color: var(--jp-ui-font-color2, #777)}
+.cf-browser .cf-dtype {font-weight: normal; font-size: 0.85em; color: var(--jp-ui-font-color2, #777)}
 .cf-browser .cf-frame-wrap {max-width: 100%; overflow-x: auto}
 .cf-browser.cf-repr {display: inline-block; max-width: 100%}
-.cf-browser .cf-row {max-height: 300px; overflow-y: auto}
 .cf-browser code {font-family: var(--jp-code-font-family, monospace);
   font-size: var(--jp-code-font-size, 12px); background: transparent;
   color: var(--jp-content-font-color1, inherit)}
+</style>"""
+
+PANEL_STYLE = STYLE + """<style>
 .cf-browser svg .cf-line {stroke: var(--jp-brand-color1, #1976d2); fill: none}
 .cf-browser svg .cf-mark {stroke: var(--jp-warn-color0, #e65100)}
 .cf-browser svg .cf-mark-dot {fill: var(--jp-warn-color0, #e65100)}

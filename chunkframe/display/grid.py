@@ -69,6 +69,10 @@ class RowWindow(anywidget.AnyWidget):
         self.observe(self._on_top, names="top")
         self.observe(self._on_sn, names="sn")
 
+    def __repr__(self) -> str:  # not ipywidgets' trait dump: the buffer is long
+        return (f"<chunkframe RowWindow of {self.ds.id!r}: rows {self.top:,}–"
+                f"{self.top + self.view - 1:,} of {self.total:,}, row {self.sn:,}>")
+
     def reload(self) -> None:
         """Read the dataset's length, chunks and dtypes again (after an append)."""
         ds = self.ds

@@ -142,7 +142,7 @@ def sparkline(w: DeviceWindow, width: int = _W, height: int = _H) -> str:
         return "".join(parts)
     x0, x1 = int(w.x.min()), int(w.x.max())
     y0, y1 = robust_limits(w.y)
-    xs, ys = minmax_downsample(w.x, w.y, 2 * inner_w)
+    xs, ys = minmax_downsample(w.x, w.y, inner_w)  # about a point a pixel
 
     def px(v: float) -> float:
         return pad_l + (v - x0) * inner_w / (x1 - x0) if x1 > x0 else pad_l + inner_w / 2

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from ..core.formats import (
     NONE,
+    PANEL_STYLE,
     STYLE,
     dtype_name,
     format_column,
@@ -24,7 +25,7 @@ from ..core.units import format_bytes, plural
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__ = ["STYLE", "MAX_TABLE_ROWS", "HEAD_ROWS", "frame_table", "mark", "repr_html",
+__all__ = ["STYLE", "PANEL_STYLE", "MAX_TABLE_ROWS", "HEAD_ROWS", "frame_table", "mark", "repr_html",
            "register", "dataset_facts", "dataset_html", "dataset_text", "KINDS"]
 
 # The frames given a repr, by id: (a weak reference to the frame, its kind, its dataset,

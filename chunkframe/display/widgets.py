@@ -21,7 +21,7 @@ from ..core.times import time_bound, times_ns
 from ..core.units import format_bytes, plural
 from .grid import RowWindow
 from .panelplot import DeviceWindow, device_window, sparkline
-from .reprs import STYLE, dataset_facts, frame_table
+from .reprs import PANEL_STYLE, dataset_facts, frame_table
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -252,7 +252,7 @@ class Browser(widgets.VBox):
         body = widgets.HBox([self.table, self.plot],
                             layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start",
                                                   width="100%"))
-        self.children = [widgets.HTML(STYLE), self.title, nav, self.status, body, self.sections]
+        self.children = [widgets.HTML(PANEL_STYLE), self.title, nav, self.status, body, self.sections]
 
     # -- reacting -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -470,14 +470,14 @@ class Browser(widgets.VBox):
         """The rows in view and the plot as static HTML (viewers without widgets)."""
         frame = self.table.rows_in_view()
         dtypes = {c["name"]: c["dtype"] for c in self.table.columns}
-        head = "".join(f"<th>{html.escape(str(c))}<div class='cf-muted'>"
+        head = "".join(f"<th>{html.escape(str(c))}<div class='cf-dtype'>"
                        f"{html.escape(dtypes.get(str(c), ''))}</div></th>" for c in frame.columns)
         text = [format_column(frame[c]) for c in frame.columns]
         body = "".join(
             f"<tr{_CURRENT if sn == self.table.sn else ''}><th>{sn:,}</th>"
             + "".join(f"<td>{html.escape(col[k])}</td>" for col in text) + "</tr>"
             for k, sn in enumerate(frame.index))
-        return (f"{STYLE}<div class='cf-browser'>{self.title.value}<div class='cf-body'>"
+        return (f"{PANEL_STYLE}<div class='cf-browser'>{self.title.value}<div class='cf-body'>"
                 f"<div class='cf-rows'><table class='cf-table'><tr><th>sn</th>{head}</tr>{body}"
                 f"</table></div><div class='cf-plot'>{self.plot.value}</div></div></div>")
 

@@ -84,6 +84,9 @@ class ZoomPlot(anywidget.AnyWidget):
         self.observe(self._on_view, names="view")
         self.observe(self._on_view, names="width")
 
+    def __repr__(self) -> str:  # not ipywidgets' trait dump: the series are long
+        return f"<chunkframe ZoomPlot {self.title}: {self.status}>"
+
     def _scale(self) -> float:
         """Integers of the x axis per front-end unit (ns per ms for times)."""
         return float(_MS) if self.time_axis else 1.0
