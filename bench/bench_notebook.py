@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import alternating, redis, table, workdir  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
+from pagetiming import CURRENT, STEP, WHEEL  # noqa: E402 - tests/, on the path by common
 
 import chunkframe as cf  # noqa: E402
 
@@ -78,59 +79,6 @@ def median_ms(values: list[float]) -> str:
 
 
 # -- the browser ----------------------------------------------------------------------------
-
-# One step of panel ``i`` (0: small, 1: large), timed in the page from the event to the
-# highlighted row showing the serial number wanted with no row pending.
-STEP = """async ([i, how, want]) => {
-    const panel = document.querySelectorAll('.cf-browser')[i];
-    const grid = panel.querySelector('.cf-grid');
-    const done = () => {
-        const cell = grid.querySelector('tr.cf-current td');
-        return cell && cell.textContent.replace(/,/g, '') === String(want)
-            && grid.dataset.pending === '0';
-    };
-    return await new Promise(resolve => {
-        const t0 = performance.now();
-        const seen = new MutationObserver(() => {
-            if (done()) { seen.disconnect(); resolve(performance.now() - t0); }
-        });
-        seen.observe(grid, {subtree: true, childList: true, characterData: true,
-                            attributes: true});
-        if (how === 'click') {
-            [...panel.querySelectorAll('button')].find(b => b.textContent === '▶').click();
-        } else {
-            grid.dispatchEvent(new KeyboardEvent('keydown', {key: how, bubbles: true}));
-        }
-    });
-}"""
-
-CURRENT = """i => Number(document.querySelectorAll('.cf-browser')[i]
-    .querySelector('.cf-grid tr.cf-current td').textContent.replace(/,/g, ''))"""
-
-# One wheel event over the middle of the zoomable plot: to the first redraw, and to the
-# kernel's new series drawn (its status line changes, nothing awaited).
-WHEEL = """async (deltaY) => {
-    const el = document.querySelector('.cf-zoom');
-    const box = el.querySelector('.cf-zoom-box');
-    const status = el.querySelector('.cf-zoom-status');
-    const before = status.textContent;
-    const r = box.getBoundingClientRect();
-    return await new Promise(resolve => {
-        const t0 = performance.now();
-        let first = null;
-        const seen = new MutationObserver(() => {
-            if (first === null) first = performance.now() - t0;
-            if (status.textContent !== before && el.dataset.waiting === 'false') {
-                seen.disconnect();
-                resolve([first, performance.now() - t0, status.textContent]);
-            }
-        });
-        seen.observe(el, {subtree: true, childList: true, characterData: true});
-        box.dispatchEvent(new WheelEvent('wheel', {deltaY, clientX: r.left + r.width / 2,
-            clientY: r.top + r.height / 2, bubbles: true, cancelable: true}));
-    });
-}"""
-
 
 def _cells(connect: str) -> list[str]:
     return [

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pagetiming import STEP, WHEEL
 
 pytestmark = pytest.mark.slow
 
@@ -215,38 +216,12 @@ def wait_current(page, sn: int) -> None:
         }""", arg=sn)
 
 
-# Click (or key) to DOM change, timed in the page: performance.now() before the event, a
-# MutationObserver on the window until the highlighted row shows the serial number wanted.
-TIMED = """async ([how, want]) => {
-    const grid = document.querySelector('.cf-browser .cf-grid');
-    const done = () => {
-        const cell = grid.querySelector('tr.cf-current td');
-        return cell && cell.textContent.replace(/,/g, '') === String(want)
-            && grid.dataset.pending === '0';
-    };
-    return await new Promise(resolve => {
-        const t0 = performance.now();
-        const seen = new MutationObserver(() => {
-            if (done()) { seen.disconnect(); resolve(performance.now() - t0); }
-        });
-        seen.observe(grid, {subtree: true, childList: true, characterData: true,
-                            attributes: true});
-        if (how === 'click') {
-            [...document.querySelectorAll('.cf-browser button')]
-                .find(b => b.textContent === '▶').click();
-        } else {
-            grid.dispatchEvent(new KeyboardEvent('keydown', {key: how, bubbles: true}));
-        }
-    });
-}"""
-
-
 def timed_steps(page, how: str, count: int) -> list[float]:
     """``count`` steps of ``how`` ('click' on ▶, or a key), each timed click → DOM change."""
     out = []
     for _ in range(count):
         want = current_sn(page) + {"click": 1, "ArrowDown": 1, "PageDown": 20}[how]
-        out.append(page.evaluate(TIMED, [how, want]))
+        out.append(page.evaluate(STEP, [0, how, want]))
         wait_current(page, want)
     return out
 
@@ -329,32 +304,6 @@ def test_browse_scrolls_jumps_and_searches(page, lab):
     assert median["key ↓"] < 100 and median["click ▶"] < 1_000 and median["PgDn"] < 1_000
 
 
-# A wheel event over the middle of the plot, timed in the page until the kernel's new series
-# is drawn (the status line changes and nothing is awaited).
-ZOOM = """async (deltaY) => {
-    const el = document.querySelector('.cf-zoom');
-    const box = el.querySelector('.cf-zoom-box');
-    const status = el.querySelector('.cf-zoom-status');
-    const before = status.textContent;
-    const r = box.getBoundingClientRect();
-    return await new Promise(resolve => {
-        const t0 = performance.now();
-        let first = null;
-        const seen = new MutationObserver(() => {
-            if (first === null) first = performance.now() - t0;
-            if (status.textContent !== before && el.dataset.waiting === 'false') {
-                seen.disconnect();
-                resolve({redraw: first, data: performance.now() - t0});
-            }
-        });
-        seen.observe(el, {subtree: true, childList: true, characterData: true});
-        box.dispatchEvent(new WheelEvent('wheel', {deltaY, clientX: r.left + r.width / 2,
-                                                   clientY: r.top + r.height / 2,
-                                                   bubbles: true, cancelable: true}));
-    });
-}"""
-
-
 def test_zoom_rereads_only_the_chunks_in_view(page, lab, tmp_path):
     open_and_run(page, lab, "browse.ipynb")
     plot = page.locator(".cf-zoom")
@@ -367,13 +316,13 @@ def test_zoom_rereads_only_the_chunks_in_view(page, lab, tmp_path):
     frame = plot.locator(".cf-zoom-frame").bounding_box()
     assert legend and frame and legend["x"] >= frame["x"] + frame["width"], "legend on the data"
     plot.screenshot(path=str(tmp_path / "zoom-all.png"))
-    timings = [page.evaluate(ZOOM, -900) for _ in range(3)]  # each about 3.9 times closer
+    timings = [page.evaluate(WHEEL, -900) for _ in range(3)]  # each about 3.9 times closer
     plot.screenshot(path=str(tmp_path / "zoom-in.png"))
     text = status.inner_text()
     m = re.search(r"([\d,]+) rows? · (\d+) of 8 chunks read", text)
     assert m and int(m.group(2)) <= 2 and "readings" in text, text
     print(f"zoom wheel → redraw / → new data drawn, ms: {timings}")
-    assert all(t["redraw"] < 100 and t["data"] < 2_000 for t in timings), timings
+    assert all(first < 100 and data < 2_000 for first, data, _ in timings), timings
 
     last = page.locator(".jp-Notebook .jp-Cell").last
     last.locator(".jp-InputArea-editor").click()
