@@ -237,18 +237,24 @@ def test_dataset_and_context_reprs_fetch_at_most_the_first_chunk(client):
 
 
 def test_widgets_and_the_cli_use_only_the_public_api_of_a_dataset():
-    """No ``x._client``, ``x._snap`` ... on anything but ``self`` in the notebook browser or
+    """No ``x._client``, ``x._snap`` ... on anything but ``self`` in the notebook views or
     the command line: they hold a Dataset handle, not its insides."""
     import ast
     import inspect
 
+    import chunkframe.display.grid as grid_mod
+    import chunkframe.display.panelplot as panelplot_mod
+    import chunkframe.display.plot as plot_mod
+    import chunkframe.display.reprs as reprs_mod
     import chunkframe.display.widgets as widgets_mod
+    import chunkframe.display.zoom as zoom_mod
     import chunkframe.frontends.cli as cli_mod
     from chunkframe.dataset import Dataset
 
     private = {n for n in dir(Dataset) if n.startswith("_") and not n.startswith("__")}
     private |= {"_client"}  # set in __init__
-    for module in (widgets_mod, cli_mod):
+    private -= {"_repr_html_"}  # IPython's display protocol, public (pandas' own is called)
+    for module in (widgets_mod, grid_mod, panelplot_mod, plot_mod, reprs_mod, zoom_mod, cli_mod):
         tree = ast.parse(inspect.getsource(module))
         reached = sorted({(node.lineno, node.attr) for node in ast.walk(tree)
                           if isinstance(node, ast.Attribute) and node.attr in private
