@@ -206,7 +206,8 @@ def test_text_outside_a_kernel(ds, frame):
     bundle = b._repr_mimebundle_()
     assert VIEW not in bundle  # not in a kernel: no widget view to show
     page = bundle["text/html"]
-    assert bundle["text/plain"] == text and "<tr class='cf-current'><th>777</th>" in page
+    assert bundle["text/plain"] == b.text(7) and len(bundle["text/plain"].splitlines()) == 11
+    assert "<tr class='cf-current'><th>777</th>" in page and page.count("<tr") == 8
     assert "datetime64[" in page and "<svg" in page
 
 

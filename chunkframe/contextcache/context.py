@@ -493,13 +493,13 @@ class Context(Mapping[str, Any]):
             info = self.info()
             sample = self.cache.sample(self.context_id, 5)
         except ChunkFrameError as exc:
-            return (f"{STYLE}<div class='cf-browser cf-repr'>"
+            return (f"{STYLE}<div class='cf-repr'>"
                     + header_html("Context", self.context_id, ["not loaded", str(exc)]) + "</div>")
         facts = [plural(info["entries"], "entry", "entries"), format_bytes(info["memory_bytes"])]
         facts += [f"{t} {n:,}" for t, n in info["per_type"].items()]
         shown = [[t, k, short(_shown(value_of(rec)))] for t, k, rec in sample]
         more = info["entries"] - len(sample)
-        return (f"{STYLE}<div class='cf-browser cf-repr'>"
+        return (f"{STYLE}<div class='cf-repr'>"
                 + header_html("Context", self.context_id, facts)
                 + (table_html(["type", "key", "value"], shown) if shown else "")
                 + (f"<div class='cf-muted'>… {plural(more, 'more entry', 'more entries')}: "

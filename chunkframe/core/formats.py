@@ -88,10 +88,19 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype)
 
 
-# Theme variables of JupyterLab (and Notebook 7), with fallbacks for other front ends: the
-# reprs and the panel read well in the light and the dark themes. STYLE is what a repr
-# needs; PANEL_STYLE adds the browser panel's rules.
-STYLE = """<style>
+# A repr's table is a plain HTML table, which JupyterLab (and nbviewer) style as they style
+# pandas' (theme colours, zebra rows, numbers to the right); STYLE only adds the header
+# line and the dtypes, in the theme's variables with fallbacks, scoped to ``.cf-repr``.
+STYLE = ("<style>.cf-repr .cf-title{font-size:var(--jp-ui-font-size2,14px);margin:2px 0 4px}"
+         ".cf-repr .cf-muted,.cf-repr .cf-dtype{color:var(--jp-ui-font-color2,#777);"
+         "font-weight:normal}.cf-repr .cf-dtype{font-size:.85em}"
+         ".cf-repr .cf-error{color:var(--jp-error-color1,#b00)}"
+         ".cf-repr td,.cf-repr th{white-space:nowrap}.cf-repr{max-width:100%;overflow-x:auto}"
+         "</style>")
+
+# The browser panel's own look, in JupyterLab's theme variables (light and dark themes)
+# with fallbacks for other front ends.
+_PANEL_CSS = """<style>
 .cf-browser {font-family: var(--jp-ui-font-family, sans-serif);
   font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #222);
   border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; padding: 6px;
@@ -110,13 +119,9 @@ STYLE = """<style>
 .cf-browser table.cf-table td.cf-num {text-align: right; font-variant-numeric: tabular-nums}
 .cf-browser .cf-dtype {font-weight: normal; font-size: 0.85em; color: var(--jp-ui-font-color2, #777)}
 .cf-browser .cf-frame-wrap {max-width: 100%; overflow-x: auto}
-.cf-browser.cf-repr {display: inline-block; max-width: 100%}
 .cf-browser code {font-family: var(--jp-code-font-family, monospace);
   font-size: var(--jp-code-font-size, 12px); background: transparent;
   color: var(--jp-content-font-color1, inherit)}
-</style>"""
-
-PANEL_STYLE = STYLE + """<style>
 .cf-browser svg .cf-line {stroke: var(--jp-brand-color1, #1976d2); fill: none}
 .cf-browser svg .cf-mark {stroke: var(--jp-warn-color0, #e65100)}
 .cf-browser svg .cf-mark-dot {fill: var(--jp-warn-color0, #e65100)}
@@ -131,6 +136,7 @@ PANEL_STYLE = STYLE + """<style>
   background: var(--jp-brand-color3, #bbdefb); color: var(--jp-ui-font-color0, #000)}
 .cf-browser .widget-accordion, .cf-browser .lm-Widget {max-width: 100%}
 </style>"""
+PANEL_STYLE = " ".join(line.strip() for line in _PANEL_CSS.splitlines())  # one line, smaller
 
 
 _NUM = " class='cf-num'"

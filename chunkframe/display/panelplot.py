@@ -142,7 +142,7 @@ def sparkline(w: DeviceWindow, width: int = _W, height: int = _H) -> str:
         return "".join(parts)
     x0, x1 = int(w.x.min()), int(w.x.max())
     y0, y1 = robust_limits(w.y)
-    xs, ys = minmax_downsample(w.x, w.y, inner_w)  # about a point a pixel
+    xs, ys = minmax_downsample(w.x, w.y, inner_w // 2)  # a minimum and a maximum: 2 px
 
     def px(v: float) -> float:
         return pad_l + (v - x0) * inner_w / (x1 - x0) if x1 > x0 else pad_l + inner_w / 2
@@ -151,7 +151,7 @@ def sparkline(w: DeviceWindow, width: int = _W, height: int = _H) -> str:
         v = min(max(v, y0), y1)
         return pad_t + inner_h - (v - y0) * inner_h / (y1 - y0)
 
-    points = " ".join(f"{px(float(a)):.1f},{py(float(b)):.1f}" for a, b in zip(xs, ys, strict=True))
+    points = " ".join(f"{px(float(a)):.0f},{py(float(b)):.0f}" for a, b in zip(xs, ys, strict=True))
     parts.append(f"<polyline class='cf-line' stroke-width='1' points='{points}'/>")
     out = finite.copy()
     out[finite] = (w.y[finite] > y1) | (w.y[finite] < y0)

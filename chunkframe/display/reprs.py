@@ -43,7 +43,7 @@ _MARKED: dict[int, tuple[weakref.ref[pd.DataFrame], str, str | None, dict[str, A
 MAX_TABLE_ROWS = 20
 """Rows of a frame shown in a compact table at most (the rest is counted)."""
 
-HEAD_ROWS = 5
+HEAD_ROWS = 3
 """First rows shown by the Dataset's repr."""
 
 
@@ -104,7 +104,7 @@ def repr_html(df: pd.DataFrame) -> str | None:
     title, ident, facts = KINDS[kind](df, dataset, extra)
     table = frame_table(df, dtypes=kind == "slice", index=kind == "slice",
                         none=("time_column", "device_column") if kind == "datasets" else ())
-    return (f"{STYLE}<div class='cf-browser cf-repr'>{header_html(title, ident, facts)}"
+    return (f"{STYLE}<div class='cf-repr'>{header_html(title, ident, facts)}"
             f"{table}</div>")
 
 
@@ -264,6 +264,6 @@ def dataset_html(ds: Dataset) -> str:
                 f"{html.escape(str(exc))}</div>"
     more = (f"<div class='cf-muted'>… {plural(meta.rows - HEAD_ROWS, 'more row')}: "
             "ds.browse(), ds.slice(start, stop)</div>" if meta.rows > HEAD_ROWS else "")
-    return (f"{STYLE}<div class='cf-browser cf-repr'>{header_html(_title(ds), ds.id, facts)}"
+    return (f"{STYLE}<div class='cf-repr'>{header_html(_title(ds), ds.id, facts)}"
             + (f"<div class='cf-muted'>{' · '.join(about)}</div>" if about else "")
             + f"{table}{more}</div>")

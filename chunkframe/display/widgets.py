@@ -35,6 +35,7 @@ ALL_DEVICES = "(all devices)"
 """The device filter's choice that shows every device's last values."""
 
 _CURRENT = " class='cf-current'"
+_STATIC_ROWS = 7  # rows around the current one in the static HTML and text of a saved notebook
 
 
 def browse(ds: Dataset, sn: int = 0) -> Browser:
@@ -441,17 +442,26 @@ class Browser(widgets.VBox):
             self.find(self.search.value)
 
     # -- display --------------------------------------------------------------------------
-    def _rows_text(self) -> pd.DataFrame:
-        """The rows in view, formatted, the current one marked ``▶``."""
-        frame = self.table.rows_in_view()
+    def _around(self, rows: int | None) -> pd.DataFrame:
+        """The rows in view, or the ``rows`` around the current one (from the buffer)."""
+        if rows is None or not len(self.table.frame):
+            return self.table.rows_in_view()
+        sn = self.table.sn
+        return self.table.frame.loc[max(sn - rows // 2, 0):sn + rows // 2]
+
+    def _rows_text(self, rows: int | None = None) -> pd.DataFrame:
+        """The rows in view (or ``rows`` around the current one), formatted, the current
+        one marked ``▶``."""
+        frame = self._around(rows)
         shown = pd.DataFrame({str(c): format_column(frame[c]) for c in frame.columns},
                              index=pd.Index([f"{i:,}" for i in frame.index], name="sn"))
         shown.insert(0, "", ["▶" if i == self.table.sn else "" for i in frame.index])
         return shown
 
-    def text(self) -> str:
+    def text(self, rows: int | None = None) -> str:
         """The current state as plain text (what ``print(browser)`` shows): the header, the
-        rows in view with the current one marked, its chunk."""
+        rows in view (or the ``rows`` around the current one) with the current one
+        marked, its chunk."""
         sn, n = int(self.table.sn), self.table.total
         head = (f"chunkframe browser of dataset {self.ds.id!r}: row {sn:,} of {n:,}")
         if len(self._starts) and n:
@@ -459,7 +469,7 @@ class Browser(widgets.VBox):
             info = self._chunk_table.iloc[i]
             head += (f", chunk {int(info['chunk']):,} (sn {int(info['start']):,}–"
                      f"{int(info['start'] + info['rows'] - 1):,})")
-        body = (self._rows_text().to_string() if n and len(self.table.frame)
+        body = (self._rows_text(rows).to_string() if n and len(self.table.frame)
                 else str(self._current))
         tail = [f"last values: {self._last_text}"] if self._last_text else []
         if self._results_text:
@@ -467,8 +477,9 @@ class Browser(widgets.VBox):
         return "\n".join([head, body, *tail])
 
     def html(self) -> str:
-        """The rows in view and the plot as static HTML (viewers without widgets)."""
-        frame = self.table.rows_in_view()
+        """The rows around the current one and the plot as static HTML (viewers without
+        widgets; a few rows, so that a saved notebook stays small)."""
+        frame = self._around(_STATIC_ROWS)
         dtypes = {c["name"]: c["dtype"] for c in self.table.columns}
         head = "".join(f"<th>{html.escape(str(c))}<div class='cf-dtype'>"
                        f"{html.escape(dtypes.get(str(c), ''))}</div></th>" for c in frame.columns)
@@ -485,7 +496,7 @@ class Browser(widgets.VBox):
         return self.text()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data: dict[str, Any] = {"text/plain": self.text(), "text/html": self.html()}
+        data: dict[str, Any] = {"text/plain": self.text(_STATIC_ROWS), "text/html": self.html()}
         if in_kernel():
             view = super()._repr_mimebundle_(**kwargs) or {}
             data.update({k: v for k, v in view.items() if k != "text/plain"})
