@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import html
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,8 +18,7 @@ from .core.integers import as_integer
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
-from .core.units import format_bytes, plural
-from .display.reprs import mark
+from .display.reprs import dataset_html, dataset_text, mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.partitions import to_dask
 from .read.reader import (
@@ -41,6 +39,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .contextcache import Context
+    from .display.zoom import ZoomPlot
     from .lastcache import DeleteResult
     from .session import Client
     from .storage.codec import Compression
@@ -240,7 +239,7 @@ class Dataset:
         0        1  ingest  5000 2026-12-01 22:20:01.123456+00:00
         1        2  append  5100 2026-12-01 22:21:13.654321+00:00
         """
-        return self._client.catalog.versions(self.id)[VERSION_COLUMNS]
+        return mark(self._client.catalog.versions(self.id)[VERSION_COLUMNS], "versions", self.id)
 
     def prune_versions(self, keep_last: int = 1, older_than: Any = None,
                        wait: bool | float = False) -> pd.DataFrame:
@@ -570,7 +569,8 @@ class Dataset:
                  for i, entry in reader.stream(snap, list(plan), self._positions(snap, cols),
                                                cache)]
         table = pa.concat_tables(parts) if parts else self._empty(snap)
-        return self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn")))
+        return mark(self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn"))),
+                    "slice", self.id, total=snap.meta.rows)
 
     @staticmethod
     def _positions(snap: Snapshot, cols: list[str] | None) -> list[int] | None:
@@ -1169,7 +1169,7 @@ class Dataset:
                type    key     value
         0  METADATA  owner  ops team
         """
-        return self.context.to_frame(type)
+        return mark(self.context.to_frame(type), "tags", self.id)
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
         """Return the dataset's tags having ``keyword`` (any case).
@@ -1275,12 +1275,14 @@ class Dataset:
             version=self._pinned).dest
 
     def browse(self, sn: int = 0) -> Any:
-        """Return an ipywidgets panel to step through rows and chunks, with a plot and tags.
+        """Return a notebook panel: a window of rows that scrolls the whole dataset.
 
-        The row is shown beside a small plot of a chosen column over the 500 rows on each
-        side (read through the chunk cache); collapsible sections hold the chunk's key and
-        checksum, the last values (filtered by device) and the tags (search and add). The
-        panel uses the notebook's theme colours.
+        About 20 rows around row ``sn``, the current one highlighted, the columns' dtypes
+        in the header; scroll (wheel, bar, keys ↑ ↓ j k PgUp PgDn Home End) or jump by
+        serial number, time or chunk, each step reading only the rows in view through the
+        chunk cache. Beside it, the current row's device plotted over time; collapsed
+        sections hold the chunk's key and checksum, the last values and the tags. Follows
+        the notebook's light or dark theme; text elsewhere.
 
         Parameters
         ----------
@@ -1301,7 +1303,7 @@ class Dataset:
         return browse(self, sn)
 
     def plot(self, column: str, device: Any = None, date_range: Any = None,
-             max_points: int = 5_000) -> Figure:
+             max_points: int = 5_000, *, interactive: bool = False) -> Figure | ZoomPlot:
         """Plot ``column`` over time: a matplotlib figure, read from the chunks the range needs.
 
         Only the chunks whose time statistics overlap ``date_range`` (and hold ``device``)
@@ -1319,12 +1321,15 @@ class Dataset:
             Inclusive, either end None; read as :meth:`delete` reads it.
         max_points : int, default 5_000
             Points drawn at most (shared between the lines).
+        interactive : bool, default False
+            Return a widget instead that zooms (wheel), pans (drag) and resets (double
+            click), re-reading only the chunks in view and re-downsampling them.
 
         Returns
         -------
-        matplotlib.figure.Figure
-            Displays itself in a notebook; ``fig.savefig(path)`` elsewhere. Without a time
-            column the x axis is the serial number.
+        matplotlib.figure.Figure or chunkframe.display.zoom.ZoomPlot
+            The figure displays itself in a notebook; ``fig.savefig(path)`` elsewhere.
+            Without a time column the x axis is the serial number.
 
         Raises
         ------
@@ -1339,39 +1344,20 @@ class Dataset:
         --------
         >>> ds.plot("temperature", device="sensor-03",       # doctest: +SKIP
         ...         date_range=("2026-01-10", "2026-01-17"))
-        <Figure size 800x280 with 1 Axes>
+        <Figure size 960x307.2 with 1 Axes>
         """
+        if interactive:
+            from .display.zoom import zoom_plot  # front end: imported only when asked for
+
+            return zoom_plot(self, column, device=device, date_range=date_range,
+                             max_points=max_points)
         from .display.plot import plot  # front end: matplotlib imported only when asked for
 
         return plot(self, column, device=device, date_range=date_range, max_points=max_points)
 
     # -- display --------------------------------------------------------------------------
-    def _summary(self) -> dict[str, Any]:
-        snap = self._snap()
-        info = self.cache_info()
-        return {
-            "rows": snap.meta.rows, "chunks": len(snap.chunks), "bytes": snap.meta.nbytes,
-            "columns": snap.schema.names, "generation": snap.meta.generation,
-            "time_column": snap.meta.time_column, "device_column": snap.meta.device_column,
-            "hit_rate": info["hit_rate"], "cached_chunks": info["chunks"],
-        }
-
     def __repr__(self) -> str:
-        s = self._summary()
-        cols = ", ".join(s["columns"][:8]) + (", ..." if len(s["columns"]) > 8 else "")
-        at = f" at version {self._pinned}" if self._pinned is not None else ""
-        return (f"<chunkframe.Dataset {self.id!r}{at}: {plural(s['rows'], 'row')} in "
-                f"{plural(s['chunks'], 'chunk')}, "
-                f"{format_bytes(s['bytes'])}; columns: {cols}>")
+        return dataset_text(self)
 
     def _repr_html_(self) -> str:
-        s = self._summary()
-        rows = [("rows", f"{s['rows']:,}"), ("chunks", s["chunks"]), ("stored", format_bytes(s["bytes"])),
-                ("columns", ", ".join(s["columns"][:20]) + (" …" if len(s["columns"]) > 20 else "")),
-                ("time / device", f"{s['time_column']} / {s['device_column']}"),
-                ("cache", f"{plural(s['cached_chunks'], 'chunk')}, hit rate {s['hit_rate']:.0%}")]
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
-                       f"{html.escape(str(v))}</td></tr>" for k, v in rows)
-        return (f"<div><b>chunkframe.Dataset</b> <code>{html.escape(self.id)}</code>"
-                f"<table>{body}</table></div>")
-
+        return dataset_html(self)

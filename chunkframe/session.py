@@ -134,7 +134,7 @@ class Client:
 
     def datasets(self) -> pd.DataFrame:
         """One row per complete dataset: id, state, rows, chunks, bytes, ..."""
-        return self.catalog.table()
+        return mark(self.catalog.table(), "datasets")
 
     def recover(self, apply: bool = False, verify: bool = False,
                 progress: bool | None = None) -> pd.DataFrame:

@@ -50,8 +50,8 @@ def test_last_is_a_plain_frame_with_a_compact_html_repr(client):
     assert repr(got) == repr(plain(got))  # the text repr is pandas'
     page = repr_html(got)
     assert page is not None and "cf-repr" in page
-    assert "last values of <code>reprs</code>" in page
-    assert "4 series · 2 devices · newest 2026-01-01 00:00:05+00:00" in page
+    assert "<b>last values</b> <code>reprs</code>" in page
+    assert "4 series · 2 devices · newest 2026-01-01 00:00:05<" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a &amp; b" in page
     assert "<script>" not in page
     assert repr_html(plain(got)) is None  # an unmarked frame: pandas' own HTML
@@ -66,7 +66,7 @@ def test_contexts_repr_counts_entries_and_memory(client):
     assert type(got) is pd.DataFrame and set(got["context_id"]) >= {"a&b", "other"}
     pd.testing.assert_frame_equal(plain(got), got)
     page = repr_html(got)
-    assert page is not None and "contexts <span" in page
+    assert page is not None and "<b>contexts</b> <span" in page
     assert f"{len(got)} contexts · {got['entries'].sum()} entries · 2 loaded, " in page
     assert "a&amp;b" in page and "a&b" not in page
 
@@ -84,13 +84,14 @@ def test_header_follows_in_place_changes():
                             "value": [1, 2]}), "last")
     df.loc[1, "device"] = "a"
     df.loc[1, "time"] = 7
-    assert "last values <span class='cf-muted'>2 series · 1 device · newest 7</span>" in (
+    assert "<b>last values</b> <span class='cf-muted'>2 series · 1 device · newest 7</span>" in (
         repr_html(df) or "")
 
 
 def test_mark_refuses_unknown_kinds_and_forgets_dead_frames():
     with pytest.raises(ValueError, match=r"no chunkframe repr of kind 'plot'; use one of "
-                                         r"\['contexts', 'last'\]"):
+                                         r"\['contexts', 'datasets', 'last', 'slice', 'tags', "
+                                         r"'versions'\]"):
         mark(pd.DataFrame(), "plot")
     from chunkframe.display import reprs
 
@@ -142,3 +143,65 @@ def test_counts_are_singular_for_one_everywhere():
     one = pd.DataFrame({"device": ["d"], "measurement": ["x"], "time": [pd.Timestamp(0)],
                         "value": [1.0]})
     assert "1 series · 1 device · newest" in repr_html(mark(one, "last", "ds"))
+
+
+# -- issue 27: one style for every repr ---------------------------------------------------------
+
+def test_slices_have_a_caption_and_pandas_dtypes(client):
+    ds = client.ingest(sensors(60), "cap", time_column="time", device_column="dev",
+                       chunk_rows=16, progress=False)
+    part = ds.slice(10, 20)
+    assert type(part) is pd.DataFrame and repr(part) == repr(plain(part).set_axis(part.index))
+    page = repr_html(part)
+    assert "<b>rows</b> <code>cap</code> <span class='cf-muted'>rows 10–19 of 60 · 4 columns" in page
+    assert "datetime64[ns, UTC]" in page or "datetime64[us, UTC]" in page
+    assert "<div class='cf-dtype'>float64</div>" in page and "large_string" not in page
+    assert "2026-01-01 00:00:10<" in page and "10.000000" in page  # to the second, precision
+    assert "rows 0–59 of 60" in repr_html(ds.slice())
+    assert "no rows of 60" in repr_html(ds.slice(5, 5))
+
+
+def test_datasets_versions_and_tags_share_the_header(client):
+    client.ingest(pd.DataFrame({"a": range(1_500)}), "plain-one", progress=False)
+    ds = client.ingest(sensors(), "tagged", time_column="time", device_column="dev",
+                       progress=False)
+    ds.tag("owner", "ana", keywords=["q3"])
+    ds.tag("units", {"temp": "°C"}, type="DATA")
+    page = repr_html(client.datasets())
+    assert "<b>datasets</b> <span class='cf-muted'>2 datasets · 1,506 rows · " in page
+    assert "KiB</td>" in page and "<td>—</td>" in page and "NaN" not in page  # no device column
+    assert "1,500</td>" in page
+    versions = repr_html(ds.versions())
+    assert "<b>versions</b> <code>tagged</code> <span class='cf-muted'>1 version · newest " in versions
+    tags = repr_html(ds.tags())
+    assert "<b>tags</b> <code>tagged</code> <span class='cf-muted'>2 tags · DATA 1, METADATA 1" in tags
+    assert "<td>ana</td>" in tags
+    ctx = ds.context._repr_html_()
+    assert "<b>Context</b> <code>tagged</code> <span class='cf-muted'>2 entries · " in ctx
+    assert "<td>ana</td>" in ctx and "&#x27;ana&#x27;" not in ctx  # not quoted, as tags()
+
+
+def test_the_dataset_repr_has_span_devices_dtypes_and_first_rows(client):
+    ds = client.ingest(sensors(), "whole", time_column="time", device_column="dev",
+                       progress=False)
+    text = repr(ds)
+    assert text.startswith("<chunkframe.Dataset 'whole': 6 rows in 1 chunk, 2 devices, ")
+    assert "time 2026-01-01 00:00:00 – 2026-01-01 00:00:05 UTC" in text
+    page = ds._repr_html_()
+    assert "<b>chunkframe.Dataset</b> <code>whole</code> <span class='cf-muted'>6 rows · 1 chunk · " in page
+    assert "2 devices" in page and "device <code>dev</code>" in page and "hit rate" not in page
+    assert "2026-01-01 00:00:00 – 2026-01-01 00:00:05 UTC" in page
+    assert "<div class='cf-dtype'>str</div>" in page and page.count("<tr>") == 4  # 3 rows
+    assert "… 3 more rows: ds.browse()" in page
+
+
+def test_numbers_at_pandas_precision_with_separators():
+    from chunkframe.core.formats import format_value
+
+    assert format_value(65.07802633094698) == "65.078026"
+    assert format_value(1234567.5) == "1,234,567.500000" and format_value(3) == "3"
+    with pd.option_context("display.precision", 2):
+        assert format_value(65.07802633094698) == "65.08"
+    assert format_value(pd.Timestamp("2026-01-01 10:00:00.123456789", tz="UTC")) == (
+        "2026-01-01 10:00:00")
+    assert format_value(float("nan")) == "<NA>" and format_value(1e-9) == "1.000000e-09"

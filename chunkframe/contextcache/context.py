@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..core.errors import ChunkFrameError, ContextError
+from ..core.formats import STYLE, header_html, table_html
 from ..core.units import format_bytes, plural
 from .entries import ContextIDValue, Entry, entry_bytes, field_of, utf8_len, with_own_keyword
 from .keywords import DEFAULT_RULE, KeywordRule, derive_keywords, explicit_keywords, normalise_keyword
@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from .cache import ContextCache  # the cache makes handles: it imports this module
 
 __all__ = ["Context"]
+
+
+def _shown(value: Any) -> str:
+    """A value as a repr shows it: a string as it is, anything else as Python writes it."""
+    return value if isinstance(value, str) else repr(value)
 
 
 class Context(Mapping[str, Any]):
@@ -482,28 +487,24 @@ class Context(Mapping[str, Any]):
                 f"{f' ({types})' if types else ''}, {format_bytes(info['memory_bytes'])}>")
 
     def _repr_html_(self) -> str:
-        esc = html.escape
+        """The header form of every chunkframe repr, the entries per type and a few
+        entries (values as ``ds.tags()`` shows them: strings unquoted)."""
         try:
             info = self.info()
             sample = self.cache.sample(self.context_id, 5)
         except ChunkFrameError as exc:
-            return f"<p>Context <b>{esc(self.context_id)}</b>: not loaded ({esc(str(exc))})</p>"
-        rows = "".join(f"<tr><td>{esc(t)}</td><td>{n}</td></tr>"
-                       for t, n in info["per_type"].items())
-        shown = "".join(
-            f"<tr><td>{esc(t)}</td><td>{esc(k)}</td><td>{esc(short(repr(value_of(rec))))}</td></tr>"
-            for t, k, rec in sample)
+            return (f"{STYLE}<div class='cf-repr'>"
+                    + header_html("Context", self.context_id, ["not loaded", str(exc)]) + "</div>")
+        facts = [plural(info["entries"], "entry", "entries"), format_bytes(info["memory_bytes"])]
+        facts += [f"{t} {n:,}" for t, n in info["per_type"].items()]
+        shown = [[t, k, short(_shown(value_of(rec)))] for t, k, rec in sample]
         more = info["entries"] - len(sample)
-        return (
-            f"<div><b>Context {esc(self.context_id)}</b>: "
-            f"{plural(info['entries'], 'entry', 'entries')}, "
-            f"{esc(format_bytes(info['memory_bytes']))}"
-            f"<table><tr><th>type</th><th>entries</th></tr>{rows}</table>"
-            + (f"<table><tr><th>type</th><th>key</th><th>value</th></tr>{shown}</table>"
-               if shown else "")
-            + (f"<p>… {more} more: use .to_frame() or .search(keyword)</p>" if more > 0 else "")
-            + "</div>"
-        )
+        return (f"{STYLE}<div class='cf-repr'>"
+                + header_html("Context", self.context_id, facts)
+                + (table_html(["type", "key", "value"], shown) if shown else "")
+                + (f"<div class='cf-muted'>… {plural(more, 'more entry', 'more entries')}: "
+                   ".to_frame() or .search(keyword)</div>" if more > 0 else "")
+                + "</div>")
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -1,19 +1,35 @@
-"""Small HTML reprs for notebooks of the plain DataFrames ``ds.last()`` and ``cf.contexts()`` return."""
+"""Notebook reprs in one style: the Dataset and the plain DataFrames chunkframe returns (last, tags, ...)."""
 
 from __future__ import annotations
 
 import html
 import sys
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
+from ..core.formats import (
+    NONE,
+    PANEL_STYLE,
+    STYLE,
+    dtype_name,
+    format_column,
+    format_time,
+    header_html,
+    table_html,
+)
 from ..core.units import format_bytes, plural
 
-__all__ = ["STYLE", "MAX_TABLE_ROWS", "frame_table", "mark", "repr_html", "register"]
+if TYPE_CHECKING:
+    from ..dataset import Dataset
 
-# The frames given a repr, by id: (a weak reference to the frame, its kind, its dataset).
+__all__ = ["STYLE", "PANEL_STYLE", "MAX_TABLE_ROWS", "HEAD_ROWS", "frame_table", "mark", "repr_html",
+           "register", "dataset_facts", "dataset_html", "dataset_text", "KINDS"]
+
+# The frames given a repr, by id: (a weak reference to the frame, its kind, its dataset,
+# what else its header needs).
 #
 # Why a registry of the returned objects and an IPython display formatter, rather than a
 # DataFrame subclass or a marker in ``df.attrs``: the frames stay plain ``pd.DataFrame``
@@ -22,62 +38,59 @@ __all__ = ["STYLE", "MAX_TABLE_ROWS", "frame_table", "mark", "repr_html", "regis
 # nothing travels with their data: pyarrow and ``to_parquet`` store ``attrs``, so a marker
 # there would have come back on every read of a dataset ingested from ``ds.last()``. A
 # frame derived from a marked one (``head()``, a mask, a copy) shows as pandas shows it.
-_MARKED: dict[int, tuple[weakref.ref[pd.DataFrame], str, str | None]] = {}
+_MARKED: dict[int, tuple[weakref.ref[pd.DataFrame], str, str | None, dict[str, Any]]] = {}
 
 MAX_TABLE_ROWS = 20
 """Rows of a frame shown in a compact table at most (the rest is counted)."""
 
-# Theme variables of JupyterLab (and Notebook 7), with fallbacks for other front ends: the
-# panel reads well in the light and the dark themes.
-STYLE = """<style>
-.cf-browser {font-family: var(--jp-ui-font-family, sans-serif);
-  font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #222);
-  border: 1px solid var(--jp-border-color2, #ddd); border-radius: 4px; padding: 6px;
-  background: var(--jp-layout-color1, transparent); max-width: 980px}
-.cf-browser .cf-title {font-size: var(--jp-ui-font-size2, 14px)}
-.cf-browser .cf-muted {color: var(--jp-ui-font-color2, #777)}
-.cf-browser .cf-error {color: var(--jp-error-color1, #b00)}
-.cf-browser table.cf-table {border-collapse: collapse; border: none; font-size: inherit;
-  color: inherit; margin: 0}
-.cf-browser table.cf-table th, .cf-browser table.cf-table td {border: none; padding: 1px 8px;
-  text-align: left; vertical-align: top; background: transparent; color: inherit}
-.cf-browser table.cf-table th {font-weight: 600; color: var(--jp-ui-font-color2, #555)}
-.cf-browser table.cf-table tr:nth-child(even) td,
-.cf-browser table.cf-table tr:nth-child(even) th {background: var(--jp-layout-color2, #f6f6f6)}
-.cf-browser table.cf-table td.cf-type {color: var(--jp-ui-font-color3, #999)}
-.cf-browser .cf-row {max-height: 300px; overflow-y: auto}
-.cf-browser code {font-family: var(--jp-code-font-family, monospace);
-  font-size: var(--jp-code-font-size, 12px); background: transparent;
-  color: var(--jp-content-font-color1, inherit)}
-.cf-browser svg .cf-line {stroke: var(--jp-brand-color1, #1976d2); fill: none}
-.cf-browser svg .cf-mark {stroke: var(--jp-warn-color0, #e65100)}
-.cf-browser svg text {fill: var(--jp-ui-font-color2, #666); font-size: 10px}
-.cf-browser svg .cf-frame {stroke: var(--jp-border-color2, #ddd); fill: none}
-</style>"""
+HEAD_ROWS = 3
+"""First rows shown by the Dataset's repr."""
 
 
-def frame_table(df: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
-    """The first ``limit`` rows of ``df`` as a compact table, saying how many were left out."""
-    rows = [tuple(str(v) for v in r) for r in df.head(limit).itertuples(index=False)]
-    more = (f"<div class='cf-muted'>… {len(df) - limit:,} more</div>" if len(df) > limit
-            else "")
-    head = tuple(str(c) for c in df.columns)
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                    for r in rows)
-    return (f"<table class='cf-table'><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}"
-            f"</tr>{cells}</table>{more}")
+def _cells(df: pd.DataFrame) -> list[list[str]]:
+    """Every value formatted (:mod:`chunkframe.core.formats`); byte counts humanized."""
+    columns = []
+    for c in df.columns:
+        col = df[c]
+        if str(c).endswith("bytes") and pd.api.types.is_numeric_dtype(col.dtype):
+            columns.append([format_bytes(None if pd.isna(v) else float(v)) for v in col])
+        else:
+            columns.append(format_column(col))
+    return [list(r) for r in zip(*columns, strict=True)] if columns else [[] for _ in range(len(df))]
 
 
+def frame_table(df: pd.DataFrame, limit: int = MAX_TABLE_ROWS, *, dtypes: bool = False,
+                index: bool = False, none: tuple[str, ...] = ()) -> str:
+    """The first ``limit`` rows of ``df`` as a compact themed table (values formatted,
+    every cell escaped), saying how many were left out; ``dtypes`` puts the pandas dtypes
+    under the names, ``index`` shows the index, and the columns ``none`` show a missing
+    value as "not set" (``—``)."""
+    head = df.head(limit)
+    cells = _cells(head)
+    for j, c in enumerate(head.columns):
+        if c in none:
+            for k, v in enumerate(head[c]):
+                if pd.isna(v):
+                    cells[k][j] = NONE
+    more = (f"<div class='cf-muted'>… {plural(len(df) - limit, 'more row')}</div>"
+            if len(df) > limit else "")
+    numeric = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+               for t in head.dtypes]
+    names = [f"{i:,}" if isinstance(i, int) else str(i) for i in head.index]
+    return table_html([str(c) for c in head.columns], cells,
+                      [dtype_name(t) for t in head.dtypes] if dtypes else None, numeric,
+                      names if index else None) + more
 
-def mark(df: pd.DataFrame, kind: str, dataset: str | None = None) -> pd.DataFrame:
-    """Give ``df`` (this very object, returned) the repr of ``kind`` (``"last"`` or
-    ``"contexts"``) in notebooks, and register the display formatter with IPython if it
-    is running. The header is computed when the frame is shown, so one changed in place
-    since describes what it holds."""
-    if kind not in _HEADERS:
-        raise ValueError(f"no chunkframe repr of kind {kind!r}; use one of {sorted(_HEADERS)}")
+
+def mark(df: pd.DataFrame, kind: str, dataset: str | None = None, **extra: Any) -> pd.DataFrame:
+    """Give ``df`` (this very object, returned) the repr of ``kind`` (one of :data:`KINDS`)
+    in notebooks, and register the display formatter with IPython if it is running. The
+    header is computed when the frame is shown, so one changed in place since describes
+    what it holds; ``extra`` is what it cannot tell from the frame (a slice's ``total``)."""
+    if kind not in KINDS:
+        raise ValueError(f"no chunkframe repr of kind {kind!r}; use one of {sorted(KINDS)}")
     key = id(df)
-    _MARKED[key] = (weakref.ref(df, lambda _: _MARKED.pop(key, None)), kind, dataset)
+    _MARKED[key] = (weakref.ref(df, lambda _: _MARKED.pop(key, None)), kind, dataset, extra)
     register()
     return df
 
@@ -85,37 +98,87 @@ def mark(df: pd.DataFrame, kind: str, dataset: str | None = None) -> pd.DataFram
 def repr_html(df: pd.DataFrame) -> str | None:
     """The compact HTML of a :func:`mark`-ed frame (a header, then at most
     :data:`MAX_TABLE_ROWS` rows, every value escaped), or None for any other frame."""
-    ref, kind, dataset = _MARKED.get(id(df), (None, "", None))
+    ref, kind, dataset, extra = _MARKED.get(id(df), (None, "", None, {}))
     if ref is None or ref() is not df:
         return None
-    title, facts = _HEADERS[kind](df, dataset)
-    shown = " · ".join(html.escape(f) for f in facts)
-    return (f"{STYLE}<div class='cf-browser cf-repr'><div class='cf-title'>{title} "
-            f"<span class='cf-muted'>{shown}</span></div>{frame_table(df)}</div>")
+    title, ident, facts = KINDS[kind](df, dataset, extra)
+    table = frame_table(df, dtypes=kind == "slice", index=kind == "slice",
+                        none=("time_column", "device_column") if kind == "datasets" else ())
+    return (f"{STYLE}<div class='cf-repr'>{header_html(title, ident, facts)}"
+            f"{table}</div>")
 
 
-def _last_header(df: pd.DataFrame, dataset: str | None) -> tuple[str, list[str]]:
-    title = "last values" + (f" of <code>{html.escape(dataset)}</code>" if dataset else "")
+def _newest(col: pd.Series) -> str:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return format_time(col.max())
+    return f"{col.max():,}" if pd.api.types.is_numeric_dtype(col) else str(col.max())
+
+
+def _last_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                 ) -> tuple[str, str | None, list[str]]:
     facts = [plural(len(df), "series", "series")]
     if "device" in df.columns:
         facts.append(plural(df["device"].nunique(), "device"))
     if "time" in df.columns and len(df) and (pd.api.types.is_datetime64_any_dtype(df["time"])
                                              or pd.api.types.is_numeric_dtype(df["time"])):
-        facts.append(f"newest {df['time'].max()}")
-    return title, facts
+        facts.append(f"newest {_newest(df['time'])}")
+    return "last values", dataset, facts
 
 
-def _contexts_header(df: pd.DataFrame, dataset: str | None) -> tuple[str, list[str]]:
+def _contexts_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                     ) -> tuple[str, str | None, list[str]]:
     facts = [plural(len(df), "context")]
     if "entries" in df.columns:
         facts.append(plural(int(df["entries"].sum()), "entry", "entries"))
     if "memory_bytes" in df.columns and "in_memory" in df.columns:
         loaded = int(df["in_memory"].sum())
         facts.append(f"{loaded:,} loaded, {format_bytes(df['memory_bytes'].sum())} in memory")
-    return "contexts", facts
+    return "contexts", None, facts
 
 
-_HEADERS = {"last": _last_header, "contexts": _contexts_header}
+def _tags_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                 ) -> tuple[str, str | None, list[str]]:
+    facts = [plural(len(df), "tag")]
+    if "type" in df.columns and len(df):
+        facts.append(", ".join(f"{t} {n:,}" for t, n in df["type"].value_counts(sort=False)
+                               .sort_index().items()))
+    return "tags", dataset, facts
+
+
+def _datasets_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                     ) -> tuple[str, str | None, list[str]]:
+    facts = [plural(len(df), "dataset")]
+    if "rows" in df.columns:
+        facts.append(plural(int(df["rows"].sum()), "row"))
+    if "bytes" in df.columns:
+        facts.append(f"{format_bytes(float(df['bytes'].sum()))} stored")
+    return "datasets", None, facts
+
+
+def _versions_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                     ) -> tuple[str, str | None, list[str]]:
+    facts = [plural(len(df), "version")]
+    if "committed_at" in df.columns and len(df):
+        facts.append(f"newest {format_time(df['committed_at'].max())} UTC")
+    return "versions", dataset, facts
+
+
+def _slice_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                  ) -> tuple[str, str | None, list[str]]:
+    total = extra.get("total")
+    of = f" of {total:,}" if isinstance(total, int) else ""
+    if not len(df):
+        caption = f"no rows{of}"
+    elif isinstance(df.index, pd.RangeIndex) and df.index.step == 1:
+        caption = f"rows {df.index[0]:,}–{df.index[-1]:,}{of}"
+    else:
+        caption = f"{plural(len(df), 'row')}{of}"
+    return "rows", dataset, [caption, plural(len(df.columns), "column")]
+
+
+KINDS = {"last": _last_header, "contexts": _contexts_header, "tags": _tags_header,
+         "datasets": _datasets_header, "versions": _versions_header, "slice": _slice_header}
+"""The kinds of frame :func:`mark` knows, each with the header of its repr."""
 
 
 def register() -> None:
@@ -139,3 +202,68 @@ def register() -> None:
 
     show.chunkframe = True  # type: ignore[attr-defined]
     formatter.for_type(pd.DataFrame, show)
+
+
+# -- the Dataset ------------------------------------------------------------------------------
+
+def dataset_facts(ds: Dataset) -> tuple[list[str], str | None]:
+    """The Dataset's counts and its time span, from its metadata and its chunks' statistics
+    (no chunk is read)."""
+    meta = ds.meta
+    metas = ds.chunk_metas
+    facts = [plural(meta.rows, "row"), plural(len(metas), "chunk")]
+    if meta.device_column is not None:
+        facts.append(plural(len({d for cm in metas for d in cm.stats}), "device"))
+    facts.append(format_bytes(meta.nbytes))
+    span = None
+    spans = [v for cm in metas for v in cm.stats.values()]
+    if spans and meta.time_column is not None:
+        typ = ds.schema.field(meta.time_column).type
+        lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+        if pa.types.is_timestamp(typ):
+            zone = typ.tz
+            first = pd.Timestamp(lo, unit="ns", tz="UTC")
+            last = pd.Timestamp(hi, unit="ns", tz="UTC")
+            if zone:
+                first, last = first.tz_convert(zone), last.tz_convert(zone)
+            span = f"{format_time(first)} – {format_time(last)}" + (f" {zone}" if zone else "")
+        else:
+            span = f"{lo:,} – {hi:,}"
+    return facts, span
+
+
+def _title(ds: Dataset) -> str:
+    return "chunkframe.Dataset" + (f" at version {ds.version}" if ds.read_only else "")
+
+
+def dataset_text(ds: Dataset) -> str:
+    """The Dataset's text repr: its header and time span, from metadata only."""
+    facts, span = dataset_facts(ds)
+    cols = ", ".join(ds.columns[:8]) + (", ..." if len(ds.columns) > 8 else "")
+    return (f"<{_title(ds)} {ds.id!r}: {facts[0]} in {', '.join(facts[1:])}"
+            + (f"; {ds.meta.time_column} {span}" if span else "") + f"; columns: {cols}>")
+
+
+def dataset_html(ds: Dataset) -> str:
+    """The Dataset's HTML repr: the header, time span, time and device columns, and its
+    first :data:`HEAD_ROWS` rows with their pandas dtypes (one chunk read, through the
+    cache; nothing is scanned)."""
+    facts, span = dataset_facts(ds)
+    meta = ds.meta
+    about = []
+    if meta.time_column is not None:
+        about.append(f"time <code>{html.escape(meta.time_column)}</code>"
+                     + (f" {html.escape(span)}" if span else ""))
+    if meta.device_column is not None:
+        about.append(f"device <code>{html.escape(meta.device_column)}</code>")
+    try:
+        first = ds.slice(0, min(HEAD_ROWS, meta.rows))
+        table = frame_table(first, dtypes=True, index=True)
+    except Exception as exc:  # noqa: BLE001 - a repr shows the problem, it does not raise
+        table = f"<div class='cf-error'>first rows: {html.escape(type(exc).__name__)}: " \
+                f"{html.escape(str(exc))}</div>"
+    more = (f"<div class='cf-muted'>… {plural(meta.rows - HEAD_ROWS, 'more row')}: "
+            "ds.browse(), ds.slice(start, stop)</div>" if meta.rows > HEAD_ROWS else "")
+    return (f"{STYLE}<div class='cf-repr'>{header_html(_title(ds), ds.id, facts)}"
+            + (f"<div class='cf-muted'>{' · '.join(about)}</div>" if about else "")
+            + f"{table}{more}</div>")

@@ -1,11 +1,12 @@
-"""Notebook browser of a dataset: step through rows and chunks, plot around a row, last values, tags."""
+"""Notebook browser of a dataset: a scrolling window of rows, the row's device plotted, chunk, tags."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -13,28 +14,28 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..core.errors import InvalidArgumentError
+from ..core.formats import format_column, header_html
 from ..core.progress import in_kernel
-from ..core.units import plural
-from .plot import minmax_downsample
-from .reprs import STYLE, frame_table
+from ..core.times import time_bound, times_ns
+from ..core.units import format_bytes, plural
+from .grid import RowWindow
+from .panelplot import DeviceWindow, device_window, sparkline
+from .reprs import PANEL_STYLE, dataset_facts, frame_table
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__ = ["Browser", "browse", "sparkline", "DROPDOWN_MAX_CHUNKS", "WINDOW", "ALL_DEVICES"]
+__all__ = ["Browser", "browse", "sn_at_time", "DROPDOWN_MAX_CHUNKS", "ALL_DEVICES"]
 
 DROPDOWN_MAX_CHUNKS = 500
 """Datasets with more chunks get a number box instead of a dropdown to jump to a chunk."""
 
-WINDOW = 500
-"""Rows plotted on each side of the current row."""
-
 ALL_DEVICES = "(all devices)"
 """The device filter's choice that shows every device's last values."""
 
-_MAX_ROW_COLUMNS = 40  # columns of the current row shown; the rest: ds.get(sn)
-_SPARK_W, _SPARK_H, _SPARK_POINTS = 360, 110, 360
-
+_CURRENT = " class='cf-current'"
+_STATIC_ROWS = 7  # rows around the current one in the static HTML and text of a saved notebook
 
 
 def browse(ds: Dataset, sn: int = 0) -> Browser:
@@ -42,13 +43,10 @@ def browse(ds: Dataset, sn: int = 0) -> Browser:
     return Browser(ds, sn)
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> str:
-    """Name/value(/type) rows as a compact HTML table (escaped cells) styled by the theme,
-    not pandas' heavy borders; a third cell is a muted type."""
-    body = "".join(
-        f"<tr><th>{html.escape(r[0])}</th><td>{html.escape(r[1])}</td>"
-        + "".join(f"<td class='cf-type'>{html.escape(c)}</td>" for c in r[2:]) + "</tr>"
-        for r in rows)
+def _table(rows: list[tuple[str, str]]) -> str:
+    """Name/value rows as a compact HTML table (escaped cells) styled by the theme."""
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                   for k, v in rows)
     return f"<table class='cf-table'>{body}</table>"
 
 
@@ -56,95 +54,93 @@ def _error(message: str) -> str:
     return f"<div class='cf-error'>{html.escape(message)}</div>"
 
 
-def sparkline(x: np.ndarray, y: np.ndarray, mark: int | None = None, label: str = "",
-              width: int = _SPARK_W, height: int = _SPARK_H) -> str:
-    """A small SVG line of ``y`` over ``x`` (min/max downsampled to about one point a
-    pixel), a vertical mark at ``x == mark``, and its range as text; themed by CSS classes.
-
-    Examples
-    --------
-    >>> svg = sparkline(np.arange(5), np.array([1.0, 3, 2, 5, 4]), mark=2, label="x")
-    >>> svg.startswith("<svg") and "cf-mark" in svg
-    True
-    """
-    x, y = np.asarray(x), np.asarray(y, dtype="float64")
-    first, last = (float(x[0]), float(x[-1])) if len(x) else (0.0, 0.0)
-    x, y = minmax_downsample(x, y, _SPARK_POINTS)
-    pad_l, pad_b, pad_t = 44, 14, 12
-    inner_w, inner_h = width - pad_l - 4, height - pad_b - pad_t
-    parts = [f"<svg width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
-             f"xmlns='http://www.w3.org/2000/svg' role='img' aria-label='{html.escape(label)}'>",
-             f"<rect class='cf-frame' x='{pad_l}' y='{pad_t}' width='{inner_w}' "
-             f"height='{inner_h}'/>"]
-    if len(y):
-        x0, x1 = first, last  # the window's ends, whatever the downsampling kept
-        y0, y1 = float(np.min(y)), float(np.max(y))
-        sx = inner_w / (x1 - x0) if x1 > x0 else 0.0
-        sy = inner_h / (y1 - y0) if y1 > y0 else 0.0
-
-        def px(v: float) -> float:
-            return pad_l + (v - x0) * sx if sx else pad_l + inner_w / 2
-
-        def py(v: float) -> float:
-            return pad_t + inner_h - (v - y0) * sy if sy else pad_t + inner_h / 2
-
-        points = " ".join(f"{px(float(a)):.1f},{py(float(b)):.1f}" for a, b in zip(x, y,
-                                                                                   strict=True))
-        parts.append(f"<polyline class='cf-line' stroke-width='1' points='{points}'/>")
-        if mark is not None and x0 <= mark <= x1:
-            parts.append(f"<line class='cf-mark' x1='{px(mark):.1f}' x2='{px(mark):.1f}' "
-                         f"y1='{pad_t}' y2='{pad_t + inner_h}' stroke-width='1'/>")
-        parts += [f"<text x='{pad_l - 3}' y='{pad_t + 8}' text-anchor='end'>{y1:.4g}</text>",
-                  f"<text x='{pad_l - 3}' y='{pad_t + inner_h}' text-anchor='end'>{y0:.4g}</text>",
-                  f"<text x='{pad_l}' y='{height - 2}'>sn {x0:,.0f}</text>",
-                  f"<text x='{width - 4}' y='{height - 2}' text-anchor='end'>sn {x1:,.0f}</text>"]
-    else:
-        parts.append(f"<text x='{pad_l + 6}' y='{pad_t + inner_h / 2}'>no values</text>")
-    parts.append(f"<text x='{pad_l}' y='{pad_t - 2}'>{html.escape(label)}</text></svg>")
-    return "".join(parts)
-
-
 def _numeric(field: pa.Field) -> bool:
     t = field.type
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
+def sn_at_time(ds: Dataset, when: Any) -> int:
+    """The first row (by serial number) of the first chunk reaching ``when`` whose time is
+    ``>= when``: where a time-ordered dataset reaches that time. Reads one chunk's time
+    column (through the cache); the chunks' statistics choose it.
+
+    Raises
+    ------
+    InvalidArgumentError
+        The dataset has no time column, or ``when`` is not a time.
+    """
+    meta = ds.meta
+    tcol = meta.time_column
+    if tcol is None:
+        raise InvalidArgumentError(
+            f"dataset {ds.id!r} has no time column, so there is no time to jump to; jump to "
+            "a serial number or a chunk instead")
+    t = time_bound(when, ds.schema.field(tcol), "time", ds.id)
+    if t is None or not meta.rows:
+        return 0
+    for cm in ds.chunk_metas:
+        if cm.stats and max(hi for _, hi in cm.stats.values()) < t:
+            continue
+        ns = times_ns(pa.Array.from_pandas(ds.slice(cm.start, cm.start + cm.rows,
+                                                    columns=[tcol])[tcol]))
+        at = np.flatnonzero(ns.fill_null(np.iinfo(np.int64).min).to_numpy(
+            zero_copy_only=False) >= t)
+        if len(at):
+            return cm.start + int(at[0])
+    return meta.rows - 1
+
+
+def _mark(w: DeviceWindow, row: pd.Series | None, sn: int, ds: Dataset) -> tuple[int, float]:
+    """Where row ``sn`` (already read) falls on ``w``'s axes: its time (or sn) and value."""
+    tcol = ds.meta.time_column
+    if row is None:
+        return sn, float("nan")
+    x = sn
+    if tcol is not None and pd.notna(row[tcol]):
+        x = int(times_ns(pa.array([row[tcol]]))[0].as_py())
+    value = pd.to_numeric(pd.Series([row.get(w.column)]), errors="coerce").iloc[0]
+    return x, float(value) if pd.notna(value) else float("nan")
+
+
 class Browser(widgets.VBox):
-    """A compact ipywidgets panel over one dataset; outside a kernel it shows itself as text.
+    """A panel over one dataset in a notebook; outside a kernel it shows itself as text.
 
-    The top row steps through the dataset: previous/next buttons, a row slider and number
-    box (``sn``, ``sn_box``, linked), a chunk selector (``chunk``: a Dropdown, or a
-    BoundedIntText beyond ``DROPDOWN_MAX_CHUNKS`` chunks; choosing a chunk moves to its first
-    row), the column plotted (``column``) and ``refresh_button``. Below, the current row
-    (``row``) beside a small plot of ``column`` over the :data:`WINDOW` rows on each side of
-    it (``plot``: SVG, read through the chunk cache). Collapsible sections (``sections``)
-    hold the chunk's metadata with its key and checksum (``chunk_info``), the last values
-    (``last``, filtered by ``last_device``; computed when built and on ``refresh()``), and
-    the tags: search (``search``, results in ``results``) and add (``tag_key``,
-    ``tag_value``, ``tag_button``, outcome in ``tag_status``).
+    ``table`` (a :class:`~chunkframe.display.grid.RowWindow`) is a window of
+    ``VIEW_ROWS`` rows with the current one highlighted and the columns' pandas dtypes in
+    its header; it scrolls the whole dataset (wheel, the bar on its right, the keys ↑ ↓
+    j k PgUp PgDn Home End once clicked) reading only the rows around the view through
+    the chunk cache. Above it: ◀ ▶ (``prev_button``, ``next_button``), jumps by serial
+    number (``sn_box``), by time (``time_box``: the first row at or after a time, then
+    Enter) and by chunk (``chunk``: a Dropdown, or a BoundedIntText beyond
+    ``DROPDOWN_MAX_CHUNKS`` chunks), the column plotted (``column``) and
+    ``refresh_button``. Beside the window (below it when the output is narrow), ``plot``
+    draws the current row's device over time around it (SVG; the y range by percentiles,
+    values off the scale clipped and marked, the row marked). Collapsed sections
+    (``sections``) hold the chunk's internals (``chunk_info``: key, checksum, bytes), the
+    last values (``last``, filtered by ``last_device``) and the tags (``search``,
+    ``results``; ``tag_key``, ``tag_value``, ``tag_button``, ``tag_status``).
 
-    Everything reacts through ``.observe``, so setting a widget's ``value`` from code (or a
-    test) updates the panel as a click would. ``update_seconds`` is how long the last row
-    change took. Styles use the notebook's theme variables (light and dark themes).
-
-    In JupyterLab/Notebook the panel is displayed as widgets. ``print(browser)``, a terminal
-    IPython and notebook viewers without a widget manager get the current row as text
-    (``text()``) or HTML (``html()``).
+    Everything reacts through ``.observe``, so setting ``table.sn`` or a widget's
+    ``value`` from code moves the panel as a key or a click would. ``update_seconds`` is
+    how long the last row change took in the kernel. Styles use the notebook's theme
+    variables (light and dark themes).
 
     Examples
     --------
     >>> b = cf.open("sensors").browse()          # doctest: +SKIP
-    >>> b.sn.value = 12_345                       # doctest: +SKIP
+    >>> b.table.sn = 12_345                       # doctest: +SKIP
+    >>> b.jump_time("2026-01-05 13:00")           # doctest: +SKIP
     >>> print(b)                                  # doctest: +SKIP
     """
 
     def __init__(self, ds: Dataset, sn: int = 0) -> None:
-        super().__init__()
+        super().__init__(layout=widgets.Layout(width="100%", max_width="1100px"))
         self.add_class("cf-browser")
         self.ds = ds
         self.update_seconds = 0.0
         self._syncing = False
         self._current: pd.Series | str = ""
+        self._window: DeviceWindow | None = None
         self._last_table = pd.DataFrame()
         self._last_text = ""
         self._results_text = ""
@@ -153,22 +149,27 @@ class Browser(widgets.VBox):
         small = widgets.Layout(width="2.6em", padding="0")
 
         self.title = widgets.HTML()
-        self.prev_button = widgets.Button(description="◀", tooltip="previous row", layout=small)
-        self.next_button = widgets.Button(description="▶", tooltip="next row", layout=small)
-        self.sn = widgets.IntSlider(continuous_update=False, readout=False,
-                                    layout=widgets.Layout(width="16em"))
+        self.table = RowWindow(ds, sn, layout=widgets.Layout(flex="1 1 420px", min_width="0"))
+        self.prev_button = widgets.Button(description="◀", tooltip="previous row (↑, k)",
+                                          layout=small)
+        self.next_button = widgets.Button(description="▶", tooltip="next row (↓, j)",
+                                          layout=small)
         self.sn_box = widgets.BoundedIntText(description="sn", tooltip="serial number",
                                              layout=widgets.Layout(width="11em"),
                                              style={"description_width": "1.6em"})
-        self._link = widgets.link((self.sn, "value"), (self.sn_box, "value"))
+        self.time_box = widgets.Text(description="time", placeholder="2026-01-05 13:00, Enter",
+                                     continuous_update=False,
+                                     layout=widgets.Layout(width="16em"),
+                                     style={"description_width": "2.4em"})
         self.chunk: widgets.Dropdown | widgets.BoundedIntText = widgets.Dropdown()
-        self.column = widgets.Dropdown(description="plot", layout=widgets.Layout(width="13em"),
+        self.column = widgets.Dropdown(description="plot", layout=widgets.Layout(width="12em"),
                                        style={"description_width": "2.4em"})
         self.refresh_button = widgets.Button(description="↻", layout=small,
                                              tooltip="re-read the dataset and its last values")
-        self.row = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="16em"))
-        self.row.add_class("cf-row")
-        self.plot = widgets.HTML(layout=widgets.Layout(flex="0 0 auto", margin="0 0 0 12px"))
+        self.status = widgets.HTML()
+        self.plot = widgets.HTML(layout=widgets.Layout(flex="1 1 280px", max_width="480px",
+                                                       min_width="0"))
+        self.plot.add_class("cf-plot")
         self.chunk_info = widgets.HTML()
         self.last_device = widgets.Dropdown(description="device", options=[ALL_DEVICES],
                                             layout=widgets.Layout(width="16em"),
@@ -186,13 +187,15 @@ class Browser(widgets.VBox):
             self.chunk_info,
             widgets.VBox([self.last_device, self.last]),
             widgets.VBox([self.search, self.results,
-                          widgets.HBox([self.tag_key, self.tag_value, self.tag_button]),
+                          widgets.HBox([self.tag_key, self.tag_value, self.tag_button],
+                                       layout=widgets.Layout(flex_flow="row wrap")),
                           self.tag_status]),
-        ], titles=("chunk", "last values", "tags"), selected_index=0)
+        ], titles=("chunk", "last values", "tags"), selected_index=None)
 
         self._read_layout()
-        self.sn.value = min(max(int(sn), 0), self.sn.max)
-        self.sn.observe(self._on_sn, names="value")
+        self.table.observe(self._on_sn, names="sn")
+        self.sn_box.observe(self._on_sn_box, names="value")
+        self.time_box.observe(lambda change: self.jump_time(change["new"]), names="value")
         self.column.observe(lambda _: self.draw(), names="value")
         self.last_device.observe(lambda _: self._show_last_table(), names="value")
         self.search.observe(lambda change: self.find(change["new"]), names="value")
@@ -206,20 +209,17 @@ class Browser(widgets.VBox):
 
     # -- building -------------------------------------------------------------------------
     def _read_layout(self) -> None:
-        """Rows and chunks of the dataset now; (re)build the slider range and the choosers."""
-        n = len(self.ds)
-        self._rows = n
-        self._chunk_table = self.ds.chunks
+        """Rows and chunks of the dataset now; (re)build the jump boxes and the choosers."""
+        ds = self.ds
+        meta = ds.meta
+        self._chunk_table = ds.chunks
         self._starts = self._chunk_table["start"].to_numpy(dtype=np.int64)
-        top = max(n - 1, 0)
-        self.sn.max = self.sn_box.max = top
-        self.sn.disabled = self.sn_box.disabled = n == 0
-        self.title.value = (f"<span class='cf-title'><b>chunkframe.Dataset</b> "
-                            f"<code>{html.escape(self.ds.id)}</code></span> "
-                            f"<span class='cf-muted'>{plural(n, 'row')} in "
-                            f"{plural(len(self._starts), 'chunk')}"
-                            "</span>")
-        schema = self.ds.schema
+        top = max(self.table.total - 1, 0)
+        self.sn_box.max = top
+        self.sn_box.disabled = self.table.total == 0
+        self.time_box.disabled = meta.time_column is None
+        self.title.value = self._title()
+        schema = ds.schema
         numeric = [f.name for f in schema if _numeric(f)]
         keep = self.column.value if self.column.value in numeric else None
         with self._quiet():
@@ -230,24 +230,30 @@ class Browser(widgets.VBox):
             self.chunk.unobserve(self._on_chunk, names="value")
         if len(self._starts) <= DROPDOWN_MAX_CHUNKS:
             self.chunk = widgets.Dropdown(
-                description="chunk", style={"description_width": "3.6em"},
+                description="chunk", style={"description_width": "3.2em"},
                 options=[(f"{int(r.chunk)} · sn {int(r.start):,}–{int(r.start + r.rows - 1):,}", i)
                          for i, r in enumerate(self._chunk_table.itertuples())],
-                layout=widgets.Layout(width="18em"))
+                layout=widgets.Layout(width="17em"))
         else:
             self.chunk = widgets.BoundedIntText(description="chunk", min=0,
                                                 max=len(self._starts) - 1,
                                                 layout=widgets.Layout(width="10em"),
-                                                style={"description_width": "3.6em"})
+                                                style={"description_width": "3.2em"})
         self.chunk.observe(self._on_chunk, names="value")
 
+    def _title(self) -> str:
+        """The panel's header: the Dataset repr's (no chunk read)."""
+        facts, span = dataset_facts(self.ds)
+        return header_html("chunkframe.Dataset", self.ds.id, facts + ([span] if span else []))
+
     def _arrange(self) -> None:
-        nav = widgets.HBox([self.prev_button, self.sn, self.next_button, self.sn_box, self.chunk,
-                            self.column, self.refresh_button],
+        nav = widgets.HBox([self.prev_button, self.next_button, self.sn_box, self.time_box,
+                            self.chunk, self.column, self.refresh_button],
                            layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        body = widgets.HBox([self.row, self.plot],
-                            layout=widgets.Layout(align_items="flex-start"))
-        self.children = [widgets.HTML(STYLE), self.title, nav, body, self.sections]
+        body = widgets.HBox([self.table, self.plot],
+                            layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start",
+                                                  width="100%"))
+        self.children = [widgets.HTML(PANEL_STYLE), self.title, nav, self.status, body, self.sections]
 
     # -- reacting -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -262,74 +268,93 @@ class Browser(widgets.VBox):
     def _on_sn(self, change: dict[str, Any]) -> None:
         self.update()
 
+    def _on_sn_box(self, change: dict[str, Any]) -> None:
+        if not self._syncing:
+            self.table.move(int(change["new"]))
+
     def _on_chunk(self, change: dict[str, Any]) -> None:
         if self._syncing or change["new"] is None:
             return
         self.jump(int(change["new"]))
 
+    @property
+    def sn(self) -> int:
+        """The current row's serial number."""
+        return int(self.table.sn)
+
     def step(self, delta: int) -> None:
         """Move ``delta`` rows (clamped to the dataset)."""
-        self.sn.value = min(max(self.sn.value + delta, 0), self.sn.max)
+        self.table.move(self.table.sn + int(delta))
 
     def jump(self, chunk: int) -> None:
         """Go to the first row of chunk ``chunk`` (its position in ``ds.chunks``)."""
         if 0 <= chunk < len(self._starts):
-            self.sn.value = int(self._starts[chunk])
+            self.table.move(int(self._starts[chunk]))
+
+    def jump_time(self, when: Any) -> None:
+        """Go to the first row at or after time ``when`` (see :func:`sn_at_time`); a time
+        that cannot be read is said in ``status``."""
+        if self._syncing or when is None or (isinstance(when, str) and not when.strip()):
+            return
+        try:
+            sn = sn_at_time(self.ds, when.strip() if isinstance(when, str) else when)
+        except Exception as exc:  # noqa: BLE001 - the panel says why, it does not die
+            self.status.value = _error(f"cannot jump to time {when!r}: {exc}")
+            return
+        self.status.value = ""
+        self.table.move(sn)
 
     def update(self) -> None:
-        """Show row ``sn.value``, its chunk's metadata and the plot around it."""
+        """Show row ``table.sn``: the jump boxes, its chunk's internals and the plot."""
         began = time.perf_counter()
-        sn = int(self.sn.value)
-        if self._rows == 0:
+        sn = int(self.table.sn)
+        if self.table.total == 0:
             self._current = f"dataset {self.ds.id!r} has no rows"
-            self.row.value = f"<div class='cf-muted'>{html.escape(self._current)}</div>"
             self.chunk_info.value = self.plot.value = ""
             return
         i = int(np.searchsorted(self._starts, sn, side="right") - 1)
         with self._quiet():
             self.chunk.value = i
-        try:
-            row = self.ds.get(sn)
-        except Exception as exc:  # noqa: BLE001 - a panel shows the problem, it does not die
-            self._current = f"row {sn}: {type(exc).__name__}: {exc}"
-            self.row.value = _error(self._current)
-        else:
-            self._current = row
-            shown = row.iloc[:_MAX_ROW_COLUMNS]
-            dtypes = self.ds.schema
-            cells = [(str(k), str(v), str(dtypes.field(str(k)).type)
-                      if str(k) in dtypes.names else "") for k, v in shown.items()]
-            more = (f"<div class='cf-muted'>… {len(row) - _MAX_ROW_COLUMNS} more columns: "
-                    f"ds.get({sn})</div>" if len(row) > _MAX_ROW_COLUMNS else "")
-            self.row.value = f"<b>sn {sn:,}</b>{_table(cells)}{more}"
+            self.sn_box.value = sn
+        frame = self.table.frame
+        self._current = (frame.loc[sn] if sn in frame.index
+                         else self.table.error or f"row {sn:,} is not read yet")
         info = self._chunk_table.iloc[i]
         self.chunk_info.value = _table([
-            ("chunk", f"{int(info['chunk'])} of {len(self._starts)}"),
+            ("chunk", f"{int(info['chunk'])} of {len(self._starts):,}"),
             ("rows", f"sn {int(info['start']):,}–{int(info['start'] + info['rows'] - 1):,} "
                      f"({plural(int(info['rows']), 'row')})"),
             ("key", str(info["key"])), ("checksum", str(info["checksum"])),
-            ("stored", f"{int(info['bytes']):,} bytes")])
-        self.sections.set_title(0, f"chunk {int(info['chunk'])} · {info['checksum']}")
+            ("stored", format_bytes(int(info["bytes"])))])
+        self.sections.set_title(0, f"chunk {int(info['chunk']):,} internals")
         self.draw()
         self.update_seconds = time.perf_counter() - began
 
     def draw(self) -> None:
-        """Plot the selected column over the :data:`WINDOW` rows on each side of the row."""
-        if self._syncing or self.column.disabled or self._rows == 0:
-            self.plot.value = "" if self._rows == 0 else (
-                "<div class='cf-muted'>no numeric column to plot</div>")
+        """Plot the current row's device around it (the chosen column)."""
+        if self._syncing or self.table.total == 0:
             return
-        sn, name = int(self.sn.value), str(self.column.value)
-        lo, hi = max(sn - WINDOW, 0), min(sn + WINDOW + 1, self._rows)
+        if self.column.disabled:
+            self.plot.value = "<div class='cf-muted'>no numeric column to plot</div>"
+            return
+        sn, name = int(self.table.sn), str(self.column.value)
+        row = self._current if isinstance(self._current, pd.Series) else None
+        dcol = self.ds.meta.device_column
+        device = (str(row[dcol]) if row is not None and dcol in row.index
+                  and pd.notna(row[dcol]) else None)
+        w = self._window
         try:
-            window = self.ds.slice(lo, hi, columns=[name])[name]
+            if (w is None or device is None or not w.covers(sn, device, name, self.table.total)):
+                w = device_window(self.ds, sn, name)
+            else:
+                mark_x, mark_y = _mark(w, row, sn, self.ds)
+                w = dataclasses.replace(w, sn=sn, mark_x=mark_x, mark_y=mark_y)
         except Exception as exc:  # noqa: BLE001 - e.g. a corrupt chunk near the row
             self.plot.value = _error(f"plot of {name!r} around sn {sn:,}: "
                                      f"{type(exc).__name__}: {exc}")
             return
-        y = pd.to_numeric(window, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        self.plot.value = sparkline(np.arange(lo, hi), y, mark=sn,
-                                    label=f"{name}, sn {lo:,}–{hi - 1:,}")
+        self._window = w
+        self.plot.value = sparkline(w)
 
     def show_last(self) -> None:
         """Compute and show the dataset's last values (or why there are none)."""
@@ -405,26 +430,46 @@ class Browser(widgets.VBox):
     def refresh(self) -> None:
         """Re-read the dataset (rows appended, re-ingested) and its last values."""
         chunk_before = self.chunk
+        self.table.reload()
         self._read_layout()
         if self.chunk is not chunk_before:
             self._arrange()
-        self.sn.value = min(self.sn.value, self.sn.max)
+        self._window = None
+        self.table.move(self.table.sn)
         self.update()
         self.show_last()
         if self.search.value:
             self.find(self.search.value)
 
     # -- display --------------------------------------------------------------------------
-    def text(self) -> str:
-        """The current state as plain text (what ``print(browser)`` shows)."""
-        sn, n = int(self.sn.value), self._rows
-        head = f"chunkframe browser of dataset {self.ds.id!r}: row {sn:,} of {n:,}"
+    def _around(self, rows: int | None) -> pd.DataFrame:
+        """The rows in view, or the ``rows`` around the current one (from the buffer)."""
+        if rows is None or not len(self.table.frame):
+            return self.table.rows_in_view()
+        sn = self.table.sn
+        return self.table.frame.loc[max(sn - rows // 2, 0):sn + rows // 2]
+
+    def _rows_text(self, rows: int | None = None) -> pd.DataFrame:
+        """The rows in view (or ``rows`` around the current one), formatted, the current
+        one marked ``▶``."""
+        frame = self._around(rows)
+        shown = pd.DataFrame({str(c): format_column(frame[c]) for c in frame.columns},
+                             index=pd.Index([f"{i:,}" for i in frame.index], name="sn"))
+        shown.insert(0, "", ["▶" if i == self.table.sn else "" for i in frame.index])
+        return shown
+
+    def text(self, rows: int | None = None) -> str:
+        """The current state as plain text (what ``print(browser)`` shows): the header, the
+        rows in view (or the ``rows`` around the current one) with the current one
+        marked, its chunk."""
+        sn, n = int(self.table.sn), self.table.total
+        head = (f"chunkframe browser of dataset {self.ds.id!r}: row {sn:,} of {n:,}")
         if len(self._starts) and n:
             i = int(np.searchsorted(self._starts, sn, side="right") - 1)
             info = self._chunk_table.iloc[i]
-            head += (f", chunk {int(info['chunk'])} (sn {int(info['start']):,}–"
+            head += (f", chunk {int(info['chunk']):,} (sn {int(info['start']):,}–"
                      f"{int(info['start'] + info['rows'] - 1):,})")
-        body = (self._current.to_string(max_rows=40) if isinstance(self._current, pd.Series)
+        body = (self._rows_text(rows).to_string() if n and len(self.table.frame)
                 else str(self._current))
         tail = [f"last values: {self._last_text}"] if self._last_text else []
         if self._results_text:
@@ -432,16 +477,26 @@ class Browser(widgets.VBox):
         return "\n".join([head, body, *tail])
 
     def html(self) -> str:
-        """The current row, its plot and its chunk as static HTML (viewers without widgets)."""
-        return (f"{STYLE}<div class='cf-browser'>{self.title.value}<div style='display:flex;"
-                f"gap:12px;align-items:flex-start'><div class='cf-row'>{self.row.value}</div>"
-                f"{self.plot.value}</div>{self.chunk_info.value}</div>")
+        """The rows around the current one and the plot as static HTML (viewers without
+        widgets; a few rows, so that a saved notebook stays small)."""
+        frame = self._around(_STATIC_ROWS)
+        dtypes = {c["name"]: c["dtype"] for c in self.table.columns}
+        head = "".join(f"<th>{html.escape(str(c))}<div class='cf-dtype'>"
+                       f"{html.escape(dtypes.get(str(c), ''))}</div></th>" for c in frame.columns)
+        text = [format_column(frame[c]) for c in frame.columns]
+        body = "".join(
+            f"<tr{_CURRENT if sn == self.table.sn else ''}><th>{sn:,}</th>"
+            + "".join(f"<td>{html.escape(col[k])}</td>" for col in text) + "</tr>"
+            for k, sn in enumerate(frame.index))
+        return (f"{PANEL_STYLE}<div class='cf-browser'>{self.title.value}<div class='cf-body'>"
+                f"<div class='cf-rows'><table class='cf-table'><tr><th>sn</th>{head}</tr>{body}"
+                f"</table></div><div class='cf-plot'>{self.plot.value}</div></div></div>")
 
     def __repr__(self) -> str:
         return self.text()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data: dict[str, Any] = {"text/plain": self.text(), "text/html": self.html()}
+        data: dict[str, Any] = {"text/plain": self.text(_STATIC_ROWS), "text/html": self.html()}
         if in_kernel():
             view = super()._repr_mimebundle_(**kwargs) or {}
             data.update({k: v for k, v in view.items() if k != "text/plain"})
