@@ -26,9 +26,11 @@ def test_unknown_sizes_are_a_dash(n):
 def test_no_other_byte_formatter_is_left():
     """Reprs of datasets, contexts, the remote client and the CLI share this one."""
     import chunkframe.contextcache.cache as contexts
-    import chunkframe.dataset as dataset
+    import chunkframe.contextcache.context as context
+    import chunkframe.display.reprs as reprs
+    import chunkframe.display.widgets as widgets
     import chunkframe.frontends.cli as cli
     import chunkframe.service.remote as remote
 
-    for module in (dataset, contexts, cli, remote):
+    for module in (reprs, widgets, contexts, context, cli, remote):
         assert module.format_bytes is format_bytes, module.__name__
