@@ -11,8 +11,9 @@ Modes (first argument):
     Configured by environment: CF_REDIS (URL; unset = embedded server), CF_HOME, CF_STORE,
     CF_CATALOG, CF_PREFIX, CF_ROWS, CF_CHUNK_ROWS, CF_WORKERS, CF_LOCK_TTL, CF_PAUSE,
     CF_CHECKPOINT_CHUNKS (checkpoint the chunk table that often). Prints ``start``,
-    then a line per step (``locked FENCE``, ``put-start``, ``fsync``, ``put-done``, ``ckpt-start``,
-    ``ckpt-done N``, ``commit-start``, ``commit-tx``, ``commit-done``, ``publish-done``)
+    then a line per step (``locked FENCE``, ``put-start``, ``fsync`` (a file's), ``put-done``,
+    ``dirsync`` (a batch's directory), ``ckpt-start``, ``ckpt-done N``, ``commit-start``,
+    ``commit-tx``, ``commit-done``, ``publish-done``)
     and ``done ROWS`` at the end. CF_PAUSE=STEP:K sleeps after the K-th STEP line of this
     run, so the test's kill lands exactly there.
 ``ingest-files ID URL``
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -125,7 +127,9 @@ def install_hooks(step: Steps) -> None:
 
     def fsync(fd):
         orig_fsync(fd)
-        step("fsync")
+        # a chunk's temp file, synced before its rename; a directory is synced once per
+        # batch of checkpoints (its own step, so "fsync" still lands before a rename)
+        step("fsync" if stat.S_ISREG(os.fstat(fd).st_mode) else "dirsync")
 
     orig_ckpt = state_mod.State.checkpoint
 
