@@ -678,7 +678,6 @@ def _start_export_and_wait_for_partial(where, dest: Path) -> subprocess.Popen[st
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the export never started writing"
         time.sleep(0.005)
-    time.sleep(0.2)
     assert proc.poll() is None, "the export finished before it could be interrupted"
     return proc
 

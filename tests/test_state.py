@@ -42,6 +42,14 @@ def frames(n: int, rows: int = 100, delay: float = 0.0, after: int | None = None
             reached.set()
 
 
+def _until_gone(redis_client, key: str) -> None:
+    """Wait until Redis expires ``key`` (on its own clock, however busy this machine is)."""
+    deadline = time.monotonic() + 60  # a bound against hangs, not a measurement
+    while redis_client.exists(key):
+        assert time.monotonic() < deadline, f"{key!r} never expired"
+        time.sleep(0.01)
+
+
 def expected(n: int, rows: int = 100) -> pd.DataFrame:
     return pd.concat(list(frames(n, rows)), ignore_index=True)
 
@@ -139,7 +147,7 @@ def test_a_writer_paused_past_its_ttl_writes_nothing_more(make_client):
     lock = DatasetLock(a.redis, a.state.keys("paused"), "paused", ttl=0.6).acquire()
     lock._stop.set()  # the renewal thread stops, as when the process is paused
     lock._thread.join()
-    time.sleep(0.7)  # the lock expires in Redis...
+    _until_gone(a.redis, lock.keys.lock)  # the lock expires in Redis...
     taker = b.state.lock("paused").acquire()  # ...and another worker takes it
     try:
         with pytest.raises(LockLostError, match="'paused'"):
@@ -293,8 +301,13 @@ def test_lock_of_a_killed_worker_frees_itself_within_its_ttl(tmp_path, redis_ser
         assert proc.stdout.readline().startswith("locked ")
         client = cf.connect(store=tmp_path / "store", redis=redis_server.url,
                             catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix)
-        # alive, it renews: still held well past its TTL
-        time.sleep(ttl * 1.5)
+        # alive, it renews: its TTL is seen to go up again (a renewal), and it stays held
+        key = RedisKeys(prefix, "dead").lock
+        first = redis_client.pttl(key)
+        deadline = time.monotonic() + 60  # a bound against hangs, not a measurement
+        while redis_client.pttl(key) <= first:
+            assert time.monotonic() < deadline, "the holder never renewed its lock"
+            time.sleep(0.01)
         with pytest.raises(DatasetLockedError):
             client.state.lock("dead").acquire()
     finally:
@@ -433,7 +446,7 @@ def test_a_borrowed_lock_checks_without_extending(make_client) -> None:
     ttl_before = client.redis.pttl(holder.keys.lock)
     borrowed.check()  # never asked before: asks Redis, which says it is still held
     assert 0 < client.redis.pttl(holder.keys.lock) <= ttl_before  # and it was not extended
-    time.sleep(1.1)  # the lock expires; the borrower's last answer is older than ttl / 2
-    with pytest.raises(LockLostError, match="'borrowed'"):
+    _until_gone(client.redis, holder.keys.lock)  # expired: the borrower's last answer is
+    with pytest.raises(LockLostError, match="'borrowed'"):  # older than ttl / 2 by then
         borrowed.check()
     assert not borrowed.held()
