@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ..storage.store import ChunkStore
 
 __all__ = ["Reader", "Snapshot", "STALENESS_SECONDS", "FETCH_THREADS", "READ_AHEAD",
-           "conform_chunk", "chunk_table_gap"]
+           "conform_chunk"]
 
 FETCH_THREADS = 4
 """Chunks a batch read or a scan fetches at once: reads of mapped files and of S3 objects
@@ -83,8 +83,6 @@ class Snapshot:
         """The first serial number of each chunk."""
         return self.chunks.starts
 
-    starts_np = starts
-
     @property
     def stamp(self) -> tuple[int, int]:
         return (self.meta.generation, self.meta.version)
@@ -119,7 +117,7 @@ class Snapshot:
                                  == np.arange(len(self.chunks), dtype=np.int64) * rows).all())
         if self.uniform:
             return sns // self.meta.chunk_rows
-        return np.searchsorted(self.starts_np, sns, side="right") - 1
+        return np.searchsorted(self.starts, sns, side="right") - 1
 
 
 def _cache_key(snap: Snapshot, index: int) -> tuple[Any, ...]:
@@ -219,8 +217,8 @@ class Reader:
                                    len(held.chunks) if held and same else 0)
         except StateCorruptionError:
             head = None  # unreadable: the catalog is the record
-        if head is not None and same and held is not None and head.meta == held.meta \
-                and not refresh:
+        unchanged = head is not None and same and held is not None and head.meta == held.meta
+        if unchanged and held is not None and not refresh:
             return held
         if head is not None and held is not None and held.meta.generation != head.meta.generation:
             same = False
@@ -228,6 +226,8 @@ class Reader:
         if head is not None and (record is None or (record.generation, record.version)
                                  > (head.meta.generation, head.meta.version)):
             head = None  # Redis is behind the record (a crash between commit and publish)
+        elif unchanged and held is not None:
+            return held  # checked against the record: still current
         chunks = None if head is None else self._chunks_of(head, held if same else None)
         if head is None or chunks is None:
             # Redis lost the dataset (flush, failover), fell behind, or holds an unreadable
@@ -694,20 +694,6 @@ class Reader:
                 self._manifests.clear()
 
 
-def chunk_table_gap(meta: DatasetMeta, chunks: Sequence[ChunkMeta]) -> str | None:
-    """None if ``chunks`` number 0, 1, ... and tile rows 0 to ``meta.rows`` end to end,
-    else the first place they do not (a damaged chunk table must never place a row)."""
-    at = 0
-    for i, c in enumerate(chunks):
-        if c.chunk != i or c.start != at or c.rows < 0:
-            return (f"chunk {c.chunk} (position {i}) starts at {c.start} with {c.rows} rows; "
-                    f"the chunks before it end at {at}")
-        at += c.rows
-    if at != meta.rows:
-        return f"the chunks hold {at} rows, the dataset {meta.rows}"
-    return None
-
-
 def conform_chunk(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A chunk read as ``schema``, the dataset's newest (``append(evolve=True)``): columns
     the chunk lacks are missing values, widened types are cast as pandas would cast them."""
@@ -828,7 +814,7 @@ def group_by_chunk(snap: Snapshot, sns: np.ndarray, idx: np.ndarray | None = Non
     return ChunkGroups(
         chunks=touched.tolist(),
         spans=list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)),
-        local=(sns - snap.starts_np[idx])[order],
+        local=(sns - snap.starts[idx])[order],
         back=None if (order[1:] > order[:-1]).all() else order,
     )
 

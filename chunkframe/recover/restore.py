@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from ..core.chunktable import ChunkTable
 from ..core.errors import StateCorruptionError
 from ..core.keys import CHUNK_KEY, chunk_origin
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_to_text
 from ..core.ranges import column_ranges
-from ..read.reader import chunk_table_gap
 from ..storage.codec import IDENTITY, checksum, decode, identity_of
 from ..storage.manifest import read_manifest
 
@@ -92,6 +92,14 @@ def _identity(data: bytes) -> dict[str, object] | None:
         return {}  # not an Arrow file: names nothing
 
 
+def _gap(chunks: list[ChunkMeta], meta: DatasetMeta) -> str | None:
+    """Where ``chunks`` fail to number 0, 1, ... and tile ``meta``'s rows, or None."""
+    try:
+        return ChunkTable.of(chunks).gap(meta.rows)
+    except ValueError as exc:  # an entry numbered otherwise than its place
+        return str(exc)
+
+
 def from_redis(backends: Backends, ds: str, keys: list[str]) -> tuple[Restorable | None, str]:
     """The dataset as Redis's committed state records it, if that state is complete and
     every chunk file it names exists and names itself alike; else None and why not."""
@@ -109,7 +117,7 @@ def from_redis(backends: Backends, ds: str, keys: list[str]) -> tuple[Restorable
         return None, f"its checkpoint {ref.key!r} is missing"
     chunks = [*(base.head(head.first) if base is not None else []),
               *(c for c in head.tail if c is not None)]
-    gap = chunk_table_gap(meta, chunks) if len(chunks) == meta.chunks else (
+    gap = _gap(chunks, meta) if len(chunks) == meta.chunks else (
         f"Redis lacks {meta.chunks - len(chunks)} of its {meta.chunks} chunk entries")
     if gap is not None:
         return None, f"Redis's chunk table is inconsistent: {gap}"
