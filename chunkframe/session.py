@@ -51,7 +51,9 @@ class Client:
                                                 self.backends.catalog)
         self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes)
         self.last_values = LastValues(self.redis, self.backends, self.reader)
-        self.commit_hooks: list[CommitHook] = [self.last_values.after_commit]
+        # the reader adopts what this client commits first: the last-value hook and the
+        # handle then read it without asking Redis and the catalog again
+        self.commit_hooks: list[CommitHook] = [self.reader.adopt, self.last_values.after_commit]
         self._contexts: ContextCache | None = None
         self._lazy = threading.Lock()
         _CLIENTS[self.token] = self
@@ -96,8 +98,11 @@ class Client:
                     f"{dataset_id!r}: partitions are the unit of work there")
             ingest_dask(self.backends, self.settings, source, dataset_id, **common)
         else:
-            ingest(self.backends, source, dataset_id, workers=workers, max_pending=max_pending,
-                   fingerprint=fingerprint, evolve=evolve, **common)
+            meta = ingest(self.backends, source, dataset_id, workers=workers,
+                          max_pending=max_pending, fingerprint=fingerprint, evolve=evolve,
+                          **common)
+            if self.reader.holds(meta):
+                return Dataset(self, dataset_id)
         self.reader.snapshot(dataset_id, refresh=True)
         return Dataset(self, dataset_id)
 

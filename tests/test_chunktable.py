@@ -60,3 +60,12 @@ def test_entries_must_number_on_from_the_table():
     with pytest.raises(IndexError):
         ChunkTable.of(_metas([1, 1]))[2]
     assert ChunkTable.of(_metas([1, 1]))[-1].chunk == 1
+
+
+def test_a_chunk_entry_round_trips_through_json_with_every_field():
+    import dataclasses
+    import json
+
+    meta = _metas([7])[0]
+    assert set(json.loads(meta.to_json())) == {f.name for f in dataclasses.fields(ChunkMeta)}
+    assert ChunkMeta.from_json(meta.to_json()) == meta

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -112,6 +113,37 @@ def test_a_handle_catches_up_by_reading_only_the_entries_committed_since(
     assert not manifests  # ...and read no checkpoint again, though one was written since
     assert len(snap.chunks) == 9
     pd.testing.assert_frame_equal(ds.to_pandas(), _concat(frame, more))
+
+
+def test_a_writer_adopts_what_it_committed_without_reading_it_back(client, monkeypatch):
+    ds, frame = _growing(client, "adopt", appends=2)
+    asked: list[str] = []
+    real_head, real_get = State.head, Catalog.get
+    monkeypatch.setattr(State, "head", lambda self, d, *a: asked.append("head")
+                        or real_head(self, d, *a))
+    monkeypatch.setattr(Catalog, "get", lambda self, d: asked.append("get") or real_get(self, d))
+    more = sensors(60, devices=3, seed=4)
+    ds.append(more, chunk_rows=100, progress=False)
+    assert asked == []  # neither Redis's head nor the record read back after the commit
+    assert client.reader.holds(ds.meta) and ds.meta.rows == len(frame) + 60
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(ds.to_pandas(), _concat(frame, more))
+    fresh = _fresh(client).open("adopt")
+    assert list(fresh.chunk_metas) == list(ds.chunk_metas) and fresh.meta == ds.meta
+
+
+def test_entries_that_do_not_tile_the_commit_are_not_adopted(client):
+    ds, _ = _growing(client, "noadopt", appends=2)
+    reader, meta = client.reader, ds.meta
+    before = reader.snapshot("noadopt")
+    chunks = list(before.chunks)
+    newer = replace(meta, version=meta.version + 1, chunks=meta.chunks + 1, rows=meta.rows + 5)
+    stray = replace(chunks[0], chunk=meta.chunks, rows=5)  # starts at 0, not where rows end
+    reader.adopt(newer, "append", [stray])
+    assert not reader.holds(newer) and reader.snapshot("noadopt") is before
+    other_generation = replace(newer, generation=meta.generation + 1)
+    reader.adopt(other_generation, "append", [replace(stray, start=meta.rows)])
+    assert not reader.holds(other_generation)
 
 
 def _make_old_format(client, ds) -> None:

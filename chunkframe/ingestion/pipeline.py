@@ -33,7 +33,7 @@ from ..core.errors import (
 )
 from ..core.integers import integer_at_least
 from ..core.keys import chunk_key, generation_prefix, validate_id
-from ..core.model import ChunkMeta, DatasetMeta, schema_to_text
+from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_to_text
 from ..core.progress import progress_bar
 from ..core.ranges import column_ranges
 from ..core.times import times_ns
@@ -75,6 +75,7 @@ class Plan:
     previous: int | None = None  # generation this ingest replaces (overwrite)
     compression: str | None = None
     source: str = ""  # SourceRecord JSON: what it reads (see ingestion.provenance)
+    manifest: ManifestRef | None = None  # the generation's checkpoint as the lock was taken
 
     def status(self) -> dict[str, Any]:
         return {
@@ -337,7 +338,7 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
     plan: Plan | None = None
     fresh = False  # no dataset and no interrupted ingest: a failure must leave nothing
     try:
-        existing = catalog.get(dataset_id)
+        existing, current = catalog.get_with_manifest(dataset_id)
         status = state.ingest_status(dataset_id)
         fresh = existing is None and not status
         if (mode == "resume" and not status and existing is not None
@@ -346,7 +347,9 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
         resumable = {} if status.get("op") == "compact" else status  # never resumed
         plan = plan_ingest(backends, dataset_id, mode, fingerprint, chunk_rows, time_column,
                            device_column, compression, existing, resumable)
-        if not plan.resumed:
+        if existing is not None and plan.generation == existing.generation:
+            plan = replace(plan, manifest=current)  # no other writer commits while we hold
+        if not plan.resumed:                        # the lock: still current at our commit
             discard_stale(backends, dataset_id, status, existing)
         if status or plan.op != "append":  # what an interrupted ingest, a pruning or a new
             sweep_orphans(backends, dataset_id,  # generation may have left: an append on a
@@ -687,7 +690,7 @@ def commit(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan, c
         compression=plan.compression or (existing.compression if existing and plan.op == "append"
                                          else None),
     )
-    current = backends.catalog.manifest(dataset_id, plan.generation) if appending else None
+    current = plan.manifest if appending else None
     checkpoint = next_checkpoint(backends.store, backends.catalog, dataset_id, plan.generation,
                                  current, new, total, lock.fence)
     lock.check()

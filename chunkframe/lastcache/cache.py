@@ -283,7 +283,7 @@ class LastValues:
             self.scripts.apply(keys, [], token=token, high=True, expect_ver=prev,
                                set_ver=meta.version)
             return
-        snap = self.reader.snapshot(meta.id, refresh=True)
+        snap = self.reader.snapshot(meta.id, refresh=not self.reader.holds(meta))
         if snap.stamp != (meta.generation, meta.version):
             raise ChunkFrameError(f"dataset is at {snap.stamp}, the commit made "
                                   f"{(meta.generation, meta.version)}")

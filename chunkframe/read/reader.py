@@ -206,6 +206,30 @@ class Reader:
             self._snapshots[dataset_id] = new
         return new
 
+    def adopt(self, meta: DatasetMeta, op: str, new: Sequence[ChunkMeta]) -> None:
+        """A commit hook: the snapshot of the version this client just committed (``meta``,
+        whose chunks are the held snapshot's then ``new``), taken without reading Redis or
+        the catalog again. Nothing is adopted unless the entries tile ``meta`` exactly.
+        ``op`` is the commit's kind (unused: the chunk entries say what changed)."""
+        held = self._snapshots.get(meta.id)
+        keep = meta.chunks - len(new)
+        if keep == 0:
+            base = ChunkTable()
+        elif (held is not None and not held.pinned and held.meta.generation == meta.generation
+              and held.meta.version < meta.version and len(held.chunks) >= keep):
+            base = held.chunks.head(keep)
+        else:
+            return
+        chunks = base.extend(list(new))
+        if len(chunks) == meta.chunks and chunks.gap(meta.rows) is None:
+            with self._lock:
+                self._snapshots[meta.id] = Snapshot.of(meta, chunks, time.monotonic())
+
+    def holds(self, meta: DatasetMeta) -> bool:
+        """Whether the current snapshot of ``meta.id`` is ``meta`` (adopted at its commit)."""
+        held = self._snapshots.get(meta.id)
+        return held is not None and held.meta == meta
+
     def _load(self, dataset_id: str, now: float, held: Snapshot | None,
               refresh: bool = False) -> Snapshot:
         """The current snapshot from Redis (reusing ``held``'s chunk entries), else from the

@@ -364,10 +364,21 @@ class Catalog:
     def manifest(self, dataset_id: str, generation: int) -> ManifestRef | None:
         """The latest checkpoint of the generation's chunk table, None if it has none."""
         with self._connect("read") as db:
-            row = db.execute("SELECT chunks, key, checksum, nbytes, blocks FROM manifests WHERE "
-                             "dataset=? AND generation=?", (dataset_id, generation)).fetchone()
-            return None if row is None else ManifestRef(int(row[0]), row[1], row[2], int(row[3]),
-                                                        tuple(json.loads(row[4])))
+            return self._manifest(db, dataset_id, generation)
+
+    @staticmethod
+    def _manifest(db: Connection, dataset_id: str, generation: int) -> ManifestRef | None:
+        row = db.execute("SELECT chunks, key, checksum, nbytes, blocks FROM manifests WHERE "
+                         "dataset=? AND generation=?", (dataset_id, generation)).fetchone()
+        return None if row is None else ManifestRef(int(row[0]), row[1], row[2], int(row[3]),
+                                                    tuple(json.loads(row[4])))
+
+    def get_with_manifest(self, dataset_id: str) -> tuple[DatasetMeta | None, ManifestRef | None]:
+        """:meth:`get` and the :meth:`manifest` of its generation, read together (a writer's
+        view at the start of its commit: one connection, not two)."""
+        with self._connect("read") as db:
+            meta = self._get(db, dataset_id)
+            return meta, None if meta is None else self._manifest(db, dataset_id, meta.generation)
 
     def referenced(self, dataset_id: str, prefix: str) -> set[str]:
         """The chunk keys under ``prefix`` that a recorded chunk of any generation names (a
