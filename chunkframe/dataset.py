@@ -932,7 +932,7 @@ class Dataset:
         return self
 
     def compact(self, min_rows: int | None = None, *, progress: bool | None = None,
-                wait: bool | float = False) -> Dataset:
+                wait: bool | float = False, engine: str | None = None) -> Dataset:
         """Merge runs of small chunks into full ones, as a new version.
 
         Appends leave a partial chunk each; compaction rewrites each run of chunks under
@@ -950,6 +950,9 @@ class Dataset:
             Show a bar over the chunks (None: in notebooks and terminals).
         wait : bool or float, default False
             Wait for the dataset's lock (True: forever; a float: that many seconds).
+        engine : {None, "dask"}
+            ``"dask"``: merge the runs on the workers of the active ``distributed.Client``
+            (they reach the same Redis and store); this process holds the lock and commits.
 
         Returns
         -------
@@ -959,7 +962,10 @@ class Dataset:
         Raises
         ------
         InvalidArgumentError
-            ``min_rows`` is not a positive integer.
+            ``min_rows`` is not a positive integer, or ``engine`` is not None or "dask".
+        BackendUnavailableError
+            ``engine="dask"`` without a running ``distributed.Client`` (it says how to
+            start one).
         ReadOnlyVersionError
             This handle was opened at a version of the past.
         DatasetLockedError
@@ -973,8 +979,13 @@ class Dataset:
         3
         """
         self._writable("compact")
+        if engine not in (None, "dask"):
+            raise InvalidArgumentError(
+                f"engine={engine!r} is not one of None (this process) or 'dask' (the active "
+                f"Dask cluster) for compacting dataset {self.id!r}")
         compact(self._client.backends, self.id, min_rows=min_rows, progress=progress,
-                wait=wait, hooks=self._client.commit_hooks)
+                wait=wait, hooks=self._client.commit_hooks,
+                dask=self._client.settings if engine == "dask" else None)
         self._client.reader.snapshot(self.id, refresh=True)
         return self
 

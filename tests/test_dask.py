@@ -189,6 +189,54 @@ def test_a_superseded_token_writes_nothing(dask_client, client) -> None:
         new.release()
 
 
+def _grown(client, name: str, frame: pd.DataFrame) -> cf.Dataset:
+    """``frame`` as one ingest of 300 rows and then appends of 70: a run of small chunks."""
+    ds = client.ingest(frame.iloc[:300], name, chunk_rows=200, time_column="time",
+                       device_column="device", progress=False)
+    for lo in range(300, len(frame), 70):
+        ds.append(frame.iloc[lo:lo + 70], chunk_rows=200, progress=False)
+    return ds
+
+
+def test_compaction_on_dask_merges_on_the_workers_and_equals_a_local_one(
+        dask_client, client) -> None:
+    frame = source_frame(1_000)
+    on_dask, local = _grown(client, "dcompact", frame), _grown(client, "lcompact", frame)
+    last_before = on_dask.last()
+    keys_before = set(on_dask.chunks["key"])
+    on_dask.compact(engine="dask", progress=False)
+    local.compact(progress=False)
+    assert on_dask.chunks[["start", "rows"]].equals(local.chunks[["start", "rows"]])
+    assert len(on_dask.chunks) < 12 and on_dask.versions()["kind"].iloc[-1] == "compact"
+    pd.testing.assert_frame_equal(on_dask.to_pandas(), frame)
+    pd.testing.assert_frame_equal(on_dask.last(), last_before)
+    merged = set(on_dask.chunks["key"]) - keys_before
+    assert merged and all("/g000002/" in k for k in merged)  # written in the new generation
+    assert on_dask.verify().empty and client.recover().empty
+
+
+def test_compaction_on_dask_refuses_a_bad_engine_and_a_superseded_token(
+        dask_client, client) -> None:
+    from chunkframe.compact.merge import merge_on_worker
+
+    ds = _grown(client, "dfenced", source_frame(500))
+    with pytest.raises(cf.InvalidArgumentError, match="engine='spark'"):
+        ds.compact(engine="spark")
+    old = client.lock("dfenced")
+    old.release()
+    new = client.lock("dfenced")
+    try:
+        entries = list(ds.chunk_metas[-3:])
+        future = dask_client.submit(merge_on_worker, client.settings, ds.meta, entries, 9, 0,
+                                    old.token, old.fence, pure=False)
+        with pytest.raises(LockLostError, match="'dfenced'"):
+            future.result()
+        assert not [k for k in client.store.list("dfenced") if "/g000009/" in k]
+    finally:
+        new.release()
+    assert len(ds.versions()) == 4  # nothing committed
+
+
 def _checkpoints(client, dataset: str) -> int:
     keys = RedisKeys(client.settings.prefix, dataset)
     status = client.redis.hget(keys.ingest, "generation")

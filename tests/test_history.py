@@ -19,6 +19,7 @@ from test_versions import _concat
 import chunkframe as cf
 import chunkframe.storage.manifest as manifest_mod
 from chunkframe.core.errors import (
+    BackendUnavailableError,
     ChunkCorruptionError,
     DatasetNotFoundError,
     InvalidArgumentError,
@@ -332,6 +333,9 @@ def test_compaction_refuses_bad_input_and_damaged_chunks(client):
     with pytest.raises(ReadOnlyVersionError):
         client.open("strict", version=1).compact()
     version = ds.meta.version
+    with pytest.raises(BackendUnavailableError, match=r"compacting dataset 'strict'.*Client\(\)"):
+        ds.compact(engine="dask")  # no distributed.Client in this process: nothing is locked
+    assert client.state.lock_value("strict") is None
     victim = ds.chunk_metas[2]
     data = bytearray(client.store.get(victim.key))
     data[len(data) // 2] ^= 1

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,16 +22,19 @@ from ..core.keys import chunk_key, validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
 from ..core.ranges import column_ranges
+from ..ingestion.distributed import dask_client
 from ..ingestion.pipeline import CommitHook, Plan, time_stats
 from ..read.reader import conform_chunk
+from ..storage.backends import process_backends
 from ..storage.codec import Compression, checksum_matches, decode, write
 from ..storage.manifest import next_checkpoint, recorded_table
 
 if TYPE_CHECKING:
+    from ..core.config import Settings
     from ..storage.backends import Backends
     from ..storage.state import DatasetLock
 
-__all__ = ["compact", "merge_runs", "Merge"]
+__all__ = ["compact", "merge_runs", "merge_run", "merge_on_worker", "Merge"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def merge_runs(rows: np.ndarray, small: int, full: int) -> list[Merge]:
 
 def compact(backends: Backends, dataset_id: str, *, min_rows: int | None = None,
             progress: bool | None = None, wait: bool | float = False,
-            hooks: Sequence[CommitHook] = ()) -> DatasetMeta:
+            hooks: Sequence[CommitHook] = (), dask: Settings | None = None) -> DatasetMeta:
     """Merge the dataset's runs of small chunks (under ``min_rows`` rows; by default half its
     ``chunk_rows``) into full chunks, as a new version; returns its metadata (the current
     one, unchanged, when nothing is small enough to merge).
@@ -73,7 +76,9 @@ def compact(backends: Backends, dataset_id: str, *, min_rows: int | None = None,
     alone; serial numbers, values, deletes, last values and tags do not change, and older
     versions read as before until ``prune_versions``. Under the dataset's write lock; a
     kill at any point leaves the version before it current (``recover --apply`` deletes
-    what the killed compaction wrote).
+    what the killed compaction wrote). ``dask``: the settings the workers of the active
+    Dask cluster connect with; each run is then merged on a worker, under this process's
+    lock, and this process commits.
     """
     validate_id(dataset_id)
     if min_rows is not None and (not isinstance(min_rows, int) or isinstance(min_rows, bool)
@@ -81,6 +86,7 @@ def compact(backends: Backends, dataset_id: str, *, min_rows: int | None = None,
         raise InvalidArgumentError(
             f"min_rows must be a positive integer (chunks with fewer rows are merged), got "
             f"{min_rows!r}")
+    client = None if dask is None else dask_client(dataset_id, "compacting")
     lock = backends.lock(dataset_id, wait)
     try:
         existing = backends.catalog.get(dataset_id)
@@ -93,13 +99,51 @@ def compact(backends: Backends, dataset_id: str, *, min_rows: int | None = None,
         runs = merge_runs(table.rows, max(small, 1), max(existing.chunk_rows, small))
         if not runs:
             return existing
-        return _compact(backends, lock, existing, table, runs, progress, hooks)
+        merger = _local(backends, lock) if dask is None else _on_dask(client, dask, lock)
+        return _compact(backends, lock, existing, table, runs, merger, progress, hooks)
     finally:
         lock.release()
 
 
+def _local(backends: Backends, lock: DatasetLock) -> Callable[..., Iterator[ChunkMeta]]:
+    """Runs merged one after the other in this process."""
+    def merge_all(meta: DatasetMeta, work: list[tuple[list[ChunkMeta], int]],
+                  generation: int) -> Iterator[ChunkMeta]:
+        for entries, number in work:
+            yield merge_run(backends, lock, meta, entries, generation, number)
+    return merge_all
+
+
+def _on_dask(client: Any, settings: Settings, lock: DatasetLock
+             ) -> Callable[..., Iterator[ChunkMeta]]:
+    """Runs merged on the active Dask cluster's workers, each under this process's lock."""
+    def merge_all(meta: DatasetMeta, work: list[tuple[list[ChunkMeta], int]],
+                  generation: int) -> Iterator[ChunkMeta]:
+        import distributed
+
+        futures = [client.submit(merge_on_worker, settings, meta, entries, generation, number,
+                                 lock.token, lock.fence, pure=False) for entries, number in work]
+        try:
+            for future in distributed.as_completed(futures):
+                lock.check()
+                yield future.result()
+        finally:
+            client.cancel(futures)  # a failure or a lost lock: nothing more is merged
+    return merge_all
+
+
+def merge_on_worker(settings: Settings, meta: DatasetMeta, entries: list[ChunkMeta],
+                    generation: int, number: int, token: str, fence: int) -> ChunkMeta:
+    """Run on a Dask worker: :func:`merge_run` through the worker's own connections, under
+    the coordinator's lock (``token``, ``fence``); a superseded token writes nothing."""
+    backends = process_backends(settings)
+    return merge_run(backends, backends.state.borrow(meta.id, token, fence), meta, entries,
+                     generation, number)
+
+
 def _compact(backends: Backends, lock: DatasetLock, existing: DatasetMeta, table: ChunkTable,
-             runs: list[Merge], progress: bool | None, hooks: Sequence[CommitHook]) -> DatasetMeta:
+             runs: list[Merge], merger: Callable[..., Iterator[ChunkMeta]],
+             progress: bool | None, hooks: Sequence[CommitHook]) -> DatasetMeta:
     ds = existing.id
     generation = backends.catalog.reserve_generation(ds)
     plan = Plan("compact", generation, 0, 0, existing.chunk_rows, existing.fingerprint,
@@ -107,50 +151,56 @@ def _compact(backends: Backends, lock: DatasetLock, existing: DatasetMeta, table
                 existing.compression)
     backends.state.begin_ingest(lock, plan.status())  # a kill now: an interrupted compaction
     starts = {r.first: r for r in runs}
-    new: list[ChunkMeta] = []
-    batch: list[ChunkMeta] = []
+    new: list[ChunkMeta | None] = []
+    work: list[tuple[list[ChunkMeta], int]] = []
+    i = 0
+    while i < len(table):  # the new table's layout: shared entries renumbered, runs to merge
+        run = starts.get(i)
+        if run is None:  # shared: the file keeps the name and identity it was written with
+            new.append(replace(table[i], chunk=len(new)))
+            i += 1
+        else:
+            work.append(([table[j] for j in range(run.first, run.stop)], len(new)))
+            new.append(None)
+            i = run.stop
+    done = [m for m in new if m is not None]
+    merged_from = {number: len(entries) for entries, number in work}
     bar = progress_bar(len(table), f"compact {ds}", progress, unit="chunks")
     try:
-        i = 0
-        while i < len(table):
-            run = starts.get(i)
-            if run is None:  # shared: the file keeps the name and identity it was written with
-                made = replace(table[i], chunk=len(new))
-                i += 1
-            else:
-                made = _merge(backends, lock, existing, table, run, generation, len(new))
-                i = run.stop
-            new.append(made)
-            batch.append(made)
-            if len(batch) >= 256:
-                backends.state.checkpoint(lock, generation, *batch)
-                batch = []
-            bar.update(i - bar.n)
-        backends.state.checkpoint(lock, generation, *batch)
+        bar.update(len(done))
+        for made in merger(existing, work, generation):
+            new[made.chunk] = made
+            done.append(made)
+            bar.update(merged_from[made.chunk])
+            if len(done) >= 256:
+                backends.state.checkpoint(lock, generation, *done)
+                done = []
+        backends.state.checkpoint(lock, generation, *done)
     finally:
         bar.close()
-    meta = existing.evolve(generation=generation, chunks=len(new),
-                           nbytes=sum(c.nbytes for c in new), version=existing.version + 1,
-                           updated=time.time())
-    checkpoint = next_checkpoint(backends.store, backends.catalog, ds, generation, None, new,
-                                 len(new), lock.fence)
+    table_new = [m for m in new if m is not None]
+    assert len(table_new) == len(new), "a run was not merged"
+    meta = existing.evolve(generation=generation, chunks=len(table_new),
+                           nbytes=sum(c.nbytes for c in table_new),
+                           version=existing.version + 1, updated=time.time())
+    checkpoint = next_checkpoint(backends.store, backends.catalog, ds, generation, None,
+                                 table_new, len(table_new), lock.fence)
     lock.check()
-    backends.catalog.commit(meta, new, lock.fence, "compact", manifest=checkpoint)
+    backends.catalog.commit(meta, table_new, lock.fence, "compact", manifest=checkpoint)
     backends.state.publish(lock, meta, existing.generation, checkpoint)
     for hook in hooks:
         hook(meta, "compact", [])
     return meta
 
 
-def _merge(backends: Backends, lock: DatasetLock, meta: DatasetMeta, table: ChunkTable,
-           run: Merge, generation: int, number: int) -> ChunkMeta:
-    """Chunks ``run`` of ``table``, each checked against its checksum and read as the
-    dataset's newest schema (deletes are not applied: they stay deletes), written as chunk
-    ``number`` of the new generation."""
+def merge_run(backends: Backends, lock: DatasetLock, meta: DatasetMeta,
+              entries: list[ChunkMeta], generation: int, number: int) -> ChunkMeta:
+    """The chunks ``entries``, each checked against its checksum and read as the dataset's
+    newest schema (deletes are not applied: they stay deletes), written as chunk ``number``
+    of the new generation."""
     schema = meta.arrow_schema
     pieces = []
-    for i in range(run.first, run.stop):
-        cm = table[i]
+    for cm in entries:
         data = backends.store.read(cm.key)
         ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
         if data is None or not ok:
@@ -162,7 +212,7 @@ def _merge(backends: Backends, lock: DatasetLock, meta: DatasetMeta, table: Chun
             piece = conform_chunk(piece, schema)
         pieces.append(piece.replace_schema_metadata(schema.metadata))
     merged = pa.concat_tables(pieces).combine_chunks()
-    start = table[run.first].start
+    start = entries[0].start
     lock.check()
     key = chunk_key(meta.id, generation, number, lock.fence)
     identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,

@@ -48,20 +48,20 @@ def is_dask_frame(source: Any) -> bool:
                for c in type(source).__mro__)
 
 
-def dask_client(dataset_id: str) -> distributed.Client:
+def dask_client(dataset_id: str, doing: str = "ingesting") -> distributed.Client:
     """The active ``distributed.Client``, or a :class:`BackendUnavailableError` saying how
-    to start one (or to install the extra)."""
+    to start one (or to install the extra) for ``doing`` (what needs it) the dataset."""
     try:
         import distributed
     except ImportError as exc:
         raise BackendUnavailableError(
-            f"ingesting dataset {dataset_id!r} on Dask needs dask and distributed: {INSTALL}"
+            f"{doing} dataset {dataset_id!r} on Dask needs dask and distributed: {INSTALL}"
         ) from exc
     try:
         return distributed.default_client()
     except ValueError:
         raise BackendUnavailableError(
-            f"ingesting dataset {dataset_id!r} on Dask needs a running distributed.Client, and "
+            f"{doing} dataset {dataset_id!r} on Dask needs a running distributed.Client, and "
             "this process has none. Start one first: `from distributed import Client; "
             "client = Client()` (a LocalCluster on this machine) or "
             "`Client('tcp://scheduler:8786')` (a cluster that reaches the same Redis and store)"
