@@ -6,7 +6,7 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -39,12 +39,35 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .contextcache import Context
+    from .core.config import Settings
     from .display.zoom import ZoomPlot
-    from .lastcache import DeleteResult
-    from .session import Client
+    from .ingestion.pipeline import CommitHook
+    from .lastcache import DeleteResult, LastValues
+    from .read.reader import Reader
+    from .storage.backends import Backends
+    from .storage.catalog import Catalog
     from .storage.codec import Compression
 
-__all__ = ["Dataset", "BINDING_ATTR"]
+__all__ = ["Dataset", "BINDING_ATTR", "Parts"]
+
+
+class Parts(Protocol):
+    """The parts of a client a Dataset reads and writes through (``session.Client`` is
+    one): typed here so that this layer never names the session above it."""
+
+    settings: Settings
+    token: str
+    backends: Backends
+    catalog: Catalog
+    reader: Reader
+    last_values: LastValues
+    commit_hooks: list[CommitHook]
+
+    def context(self, context_id: str) -> Context: ...
+
+    def ingest(self, source: Any, dataset_id: str, *, chunk_rows: int = ...,
+               mode: str = ..., compression: Compression = ..., progress: bool | None = ...,
+               wait: bool | float = ..., workers: int = ..., evolve: bool = ...) -> Any: ...
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -173,7 +196,7 @@ class Dataset:
     >>> ds.get(12_345)                               # doctest: +SKIP
     """
 
-    def __init__(self, client: Client, dataset_id: str, version: int | None = None):
+    def __init__(self, client: Parts, dataset_id: str, version: int | None = None):
         self._client = client
         self.id = dataset_id
         self._pinned = version

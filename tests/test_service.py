@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from frames import all_dtypes, sensors
 from servers import free_port
 
 import chunkframe as cf
+from chunkframe.core.model import ChunkMeta
 from chunkframe.display.reprs import repr_html
 from chunkframe.service.encoding import ARROW, frame_from_arrow, tag, untag
 
@@ -324,6 +326,29 @@ def test_body_over_the_bound_without_content_length(server, http):
     assert _get(http, server.url, "/v1/health").status == 200
 
 
+def test_chunk_table_and_arrow_stream_routes(server, http, world):
+    local = world["local"].open("sensors")
+    body = json.loads(_get(http, server.url, "/v1/datasets/sensors/chunks").data)
+    assert [ChunkMeta.from_json(t) for t in body["chunks"]] == list(local.chunk_metas)
+    r = _get(http, server.url, "/v1/datasets/sensors/batches?columns=x,dev", accept=ARROW)
+    assert r.status == 200 and r.headers["content-type"] == ARROW
+    assert pa.ipc.open_stream(r.data).read_all().equals(local.to_arrow(["x", "dev"]))
+    span = json.dumps(["2026-01-01 00:10", None])
+    r = _get(http, server.url, "/v1/datasets/sensors/batches", accept=ARROW,
+             fields={"date_range": span, "index": "1"})
+    got = pa.ipc.open_stream(r.data).read_all().to_pandas()
+    want = local.to_pandas(date_range=("2026-01-01 00:10", None))
+    pd.testing.assert_frame_equal(got, want.rename_axis("sn"), check_index_type=False)
+    for query, status, name in (("date_range=[1", 400, "InvalidArgumentError"),
+                                ("index=maybe", 400, "InvalidArgumentError"),
+                                ("columns=zz", 404, "KeyError"),
+                                ('date_range=["x", null]', 400, "InvalidArgumentError")):
+        _error(_get(http, server.url, f"/v1/datasets/sensors/batches?{query}"), status, name)
+    _error(_get(http, server.url, "/v1/datasets/every/batches?date_range=[null,null]"), 400,
+           "NoTimeColumnError")
+    _error(_get(http, server.url, "/v1/datasets/nope/chunks"), 404, "DatasetNotFoundError")
+
+
 def test_corrupt_chunk_is_500_and_other_chunks_still_served(server, http, world):
     local = world["local"]
     ds = local.ingest(pd.DataFrame({"x": np.arange(500)}), "fragile", chunk_rows=100,
@@ -466,8 +491,9 @@ def test_remote_last_tags_find_and_context(server, world):
     assert every.context.get("checked") is True and every.context["rows"] == 3_000
     pd.testing.assert_frame_equal(every.tags("VARIABLE"), local.open("every").tags("VARIABLE"))
     every.context.remove("checked")
+    assert every.context.get("checked") is None and every.context.get("checked", 0) == 0
     with pytest.raises(KeyError):
-        every.context.get("checked")
+        every.context["checked"]
 
 
 def test_find_and_versions_over_the_socket(server, http, world):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import ChunkFrameError
+from ..core.errors import ChunkFrameError
 
 __all__ = ["AuthenticationError", "RequestTooLargeError", "ReadOnlyError", "ServiceError",
            "NotFoundError", "MissingExtraError"]

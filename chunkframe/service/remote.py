@@ -10,20 +10,33 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
+from ..core import errors as core_errors
+from ..core.errors import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
 from ..core.integers import as_integer
 from ..core.keys import validate_id
+from ..core.model import ChunkMeta, DatasetMeta
+from ..core.protocols import ContextLike, DatasetLike
 from ..core.units import format_bytes, plural
 from ..display.reprs import mark
 from . import errors as service_errors
-from .encoding import ARROW, JSON, TYPED_JSON, frame_from_arrow, tag, untag
+from .encoding import (
+    ARROW,
+    JSON,
+    NO_FRAMES,
+    TYPED_JSON,
+    frame_from_arrow,
+    stream_error,
+    tag,
+    untag,
+)
 from .errors import MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
 
 __all__ = ["RemoteClient", "RemoteDataset", "RemoteContext", "connect_remote"]
@@ -49,9 +62,7 @@ def _error(status: int, data: bytes, url: str) -> Exception:
     except (ValueError, KeyError, TypeError):
         text = data[:200].decode("utf-8", "replace")
         return ServiceError(f"{url} answered HTTP {status} without a chunkframe error: {text!r}")
-    import chunkframe
-
-    cls = getattr(chunkframe, name, None) or getattr(service_errors, name, None)
+    cls = getattr(core_errors, name, None) or getattr(service_errors, name, None)
     if not (isinstance(cls, type) and issubclass(cls, ChunkFrameError)):
         cls = _BUILTIN.get(name) or (NotFoundError if status == 404 else ServiceError)
     if cls is ChunkCorruptionError and isinstance(body.get("details"), dict):
@@ -95,7 +106,9 @@ class _Http:
             timeout=urllib3.Timeout(connect=min(10.0, timeout), read=timeout))
 
     def request(self, method: str, path: str, query: Any = None, body: Any = None,
-                accept: str = JSON, content_type: str = JSON) -> Any:
+                accept: str = JSON, content_type: str = JSON, stream: bool = False) -> Any:
+        """The response to one request (its body not read yet with ``stream``); an error
+        answer raised as the chunkframe exception its body names."""
         target = self._base + path + (f"?{urlencode(query, doseq=True)}" if query else "")
         headers = {**self._headers, "Accept": accept}  # headers given replace the pool's
         data = None
@@ -103,7 +116,8 @@ class _Http:
             data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
             headers["Content-Type"] = content_type
         try:
-            r = self._pool.request(method, target, body=data, headers=headers)
+            r = self._pool.request(method, target, body=data, headers=headers,
+                                   preload_content=not stream)
         except self._urllib3.exceptions.HTTPError as exc:
             reason = getattr(exc, "reason", None) or exc
             raise BackendUnavailableError(
@@ -118,6 +132,42 @@ class _Http:
 
     def frame(self, method: str, path: str, **kwargs: Any) -> pd.DataFrame:
         return frame_from_arrow(self.request(method, path, accept=ARROW, **kwargs).data)
+
+    def batches(self, path: str, query: Any, what: str) -> pa.RecordBatchReader:
+        """An Arrow IPC stream answer, read batch by batch as it arrives; its connection
+        goes back to the pool once the stream is read to its end."""
+        r = self.request("GET", path, query=query, accept=ARROW, stream=True)
+        try:
+            reader = pa.ipc.open_stream(r)
+        except (pa.ArrowInvalid, self._urllib3.exceptions.HTTPError) as exc:
+            r.release_conn()
+            raise self._broken(what, 0, exc) from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            n = 0
+            try:
+                while True:
+                    try:
+                        batch, metadata = reader.read_next_batch_with_custom_metadata()
+                    except StopIteration:
+                        return
+                    except (pa.ArrowInvalid, self._urllib3.exceptions.HTTPError) as exc:
+                        raise self._broken(what, n, exc) from None
+                    error = stream_error(metadata)
+                    if error is not None:  # the server's read failed mid-stream: its error
+                        raise _error(500, json.dumps(error).encode(), self.url)
+                    n += 1
+                    yield batch
+            finally:
+                r.release_conn()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+    def _broken(self, what: str, n: int, exc: Exception) -> ServiceError:
+        return ServiceError(
+            f"the stream of {what} from {self.url} broke off after "
+            f"{plural(n, 'batch', 'batches')} ({exc}): the connection was lost or the server "
+            "stopped; read it again (the server log says whether it stopped)")
 
     def close(self) -> None:
         self._pool.close()
@@ -207,8 +257,45 @@ class RemoteDataset:
         return int(self.info()["rows"])
 
     @property
+    def meta(self) -> DatasetMeta:
+        """The committed metadata of the version read, as the server holds it."""
+        return DatasetMeta.from_mapping(self.info()["meta"])
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema every chunk has, with the pandas metadata of the ingested frame."""
+        return self.meta.arrow_schema
+
+    @property
     def columns(self) -> list[str]:
         return list(self.info()["columns"])
+
+    @property
+    def version(self) -> int:
+        """The version this handle reads (the current one)."""
+        return int(self.info()["version"])
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this handle reads a version of the past (writes are local-only anyway)."""
+        return bool(self.info()["read_only"])
+
+    @property
+    def chunk_metas(self) -> tuple[ChunkMeta, ...]:
+        """The chunks of the version read, with their statistics (``Dataset.chunk_metas``)."""
+        doc = self._http.json("GET", f"{self._path}/chunks")
+        return tuple(ChunkMeta.from_json(text) for text in doc["chunks"])
+
+    @property
+    def chunks(self) -> pd.DataFrame:
+        """The chunk table: ``chunk, start, rows, key, checksum, bytes`` (``Dataset.chunks``)."""
+        return pd.DataFrame(
+            [(c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes) for c in self.chunk_metas],
+            columns=["chunk", "start", "rows", "key", "checksum", "bytes"])
+
+    def cache_info(self) -> dict[str, Any]:
+        """The server's chunk-cache counters for the dataset (``Dataset.cache_info``)."""
+        return dict(self.info()["cache"])
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, sn: int, column: str | None = None) -> Any:
@@ -264,11 +351,63 @@ class RemoteDataset:
                  for a in range(lo, max(hi, lo + 1), step)]
         return parts[0] if len(parts) == 1 else pd.concat(parts)
 
-    def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The whole dataset in memory, equal to the ingested frame (fetched page by page)."""
-        df = self.slice(0, None, columns)
-        df.index = pd.RangeIndex(len(df))
+    def _scan_query(self, columns: Sequence[str] | str | None, date_range: Any, where: Any,
+                    what: str) -> dict[str, Any]:
+        """The query string of a ``batches`` stream; ``where=`` refused with the way round."""
+        if where is not None:
+            raise InvalidArgumentError(
+                f"{what}(where=...) is not served: a pyarrow expression does not travel to "
+                f"the server. Filter what {what}(date_range=...) returns (e.g. df[df.x > 25] "
+                f"or pyarrow.compute on a table), or read dataset {self.id!r} with a local "
+                "client")
+        query: dict[str, Any] = {}
+        if columns is not None:
+            query["columns"] = [columns] if isinstance(columns, str) else list(columns)
+        if date_range is not None:
+            bounds = list(date_range) if isinstance(date_range, (tuple, list)) else date_range
+            query["date_range"] = json.dumps(tag(bounds), allow_nan=False)
+        return query
+
+    def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                    where: Any = None) -> Iterator[pd.DataFrame]:
+        """Yield the dataset chunk by chunk as DataFrames indexed by serial number, streamed
+        from the server (see ``Dataset.iter_chunks``; ``where=`` is not served)."""
+        query = {**self._scan_query(columns, date_range, where, "iter_chunks"), "index": "1"}
+        reader = self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
+        if NO_FRAMES in (reader.schema.metadata or {}):
+            reader.read_all()  # no chunk left: the stream's one batch is no frame
+            return
+        for batch in reader:
+            yield pa.Table.from_batches([batch], reader.schema).to_pandas()
+
+    def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                  where: Any = None) -> pd.DataFrame:
+        """The dataset (or the rows and columns asked) in memory, as ``Dataset.to_pandas``:
+        unfiltered, fetched page by page and equal to the ingested frame; with
+        ``date_range=``, indexed by serial number (``where=`` is not served)."""
+        query = self._scan_query(columns, date_range, where, "to_pandas")
+        if date_range is None:
+            df = self.slice(0, None, query.get("columns"))
+            df.index = pd.RangeIndex(len(df))
+            return df
+        query["index"] = "1"
+        reader = self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
+        df = reader.read_all().to_pandas()  # with no chunk left, its categories: no rows
+        df.index = pd.Index(df.index.to_numpy())  # unnamed, as a local filtered read's
         return df
+
+    def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                 where: Any = None) -> pa.Table:
+        """The dataset (or the rows and columns asked) as one Arrow table, one chunk of it
+        per chunk read, as ``Dataset.to_arrow`` (``where=`` is not served)."""
+        return self.to_batches(columns, date_range=date_range, where=where).read_all()
+
+    def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                   where: Any = None) -> pa.RecordBatchReader:
+        """The dataset streamed from the server as Arrow record batches, one per chunk read,
+        as ``Dataset.to_batches`` (``where=`` is not served). Read it once."""
+        query = self._scan_query(columns, date_range, where, "to_batches")
+        return self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
 
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Latest non-null (time, value) of each series: columns device, measurement, time, value."""
@@ -287,7 +426,7 @@ class RemoteDataset:
 
     # -- context --------------------------------------------------------------------------
     @property
-    def context(self) -> RemoteContext:
+    def context(self) -> ContextLike:
         return RemoteContext(self._client, self.id)
 
     def tag(self, key: str, value: Any, type: str = "METADATA",
@@ -295,7 +434,7 @@ class RemoteDataset:
         self.context.put(key, value, type=type, keywords=keywords)
 
     def tags(self, type: str | None = None) -> pd.DataFrame:
-        return self.context.items(type)
+        return RemoteContext(self._client, self.id).items(type)
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
         return self.context.search(keyword, type)
@@ -333,6 +472,10 @@ class RemoteDataset:
                 f"<table>{body}</table></div>")
 
 
+if TYPE_CHECKING:  # mypy checks that the remote handle has the whole read API of a local one
+    _REMOTE_IS_DATASET_LIKE: type[DatasetLike] = RemoteDataset
+
+
 class RemoteContext:
     """A context (tags, keyword index) read and written through a server."""
 
@@ -353,12 +496,21 @@ class RemoteContext:
         body = {"value": tag(value), "keywords": None if keywords is None else list(keywords)}
         self._http.request("PUT", self._entry(key, type), body=body, content_type=TYPED_JSON)
 
-    def get(self, key: str, type: str | None = None) -> Any:
+    def value(self, key: str, *, type: str | None = None) -> Any:
+        """The value of ``key`` (under ``type``); a KeyError if the context lacks it."""
         doc = self._http.json("GET", self._entry(key, type), accept=TYPED_JSON)
         return untag(doc["value"])
 
+    def get(self, key: str, default: Any = None, *, type: str | None = None) -> Any:
+        """The value of ``key`` (under ``type``), or ``default`` if the context lacks it,
+        as a local ``Context.get``."""
+        try:
+            return self.value(key, type=type)
+        except KeyError:
+            return default
+
     def __getitem__(self, key: str) -> Any:
-        return self.get(key)
+        return self.value(key)
 
     def remove(self, key: str, type: str | None = None) -> None:
         self._http.request("DELETE", self._entry(key, type))

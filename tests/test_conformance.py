@@ -1,0 +1,268 @@
+"""One conformance suite for every dataset handle: the same calls on a local ``Dataset`` and on
+a ``RemoteDataset`` (through a real ``chunkframe serve`` on loopback) give the same answers,
+for every dtype, and fail with the same error classes (as zarr's ``StoreTests`` runs against
+each store)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from frames import all_dtypes, sensors
+
+import chunkframe as cf
+from chunkframe.core.protocols import ContextLike, DatasetLike
+
+pytest.importorskip("urllib3")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from test_service import ServeProcess  # noqa: E402 - after the skips, as test_health does
+
+from chunkframe.service.remote import RemoteClient  # noqa: E402 - after the skips
+
+ROWS = 2_000
+CHUNK_ROWS = 300
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, redis_server):
+    """Datasets of every dtype, with versions, served by one ``chunkframe serve``."""
+    home = tmp_path_factory.mktemp("conf")
+    prefix = f"k{uuid.uuid4().hex[:10]}"
+    settings = ["--home", str(home), "--store", str(home / "store"), "--redis", redis_server.url,
+                "--catalog", str(home / "catalog.db"), "--prefix", prefix]
+    local = cf.connect(store=home / "store", redis=redis_server.url, catalog=home / "catalog.db",
+                       home=home, prefix=prefix)
+    every = all_dtypes(ROWS)
+    local.ingest(every.iloc[:1_500], "every", chunk_rows=CHUNK_ROWS, progress=False)
+    before = time.time()  # between version 1 and version 2
+    time.sleep(0.01)
+    local.open("every").append(every.iloc[1_500:], chunk_rows=CHUNK_ROWS)
+    readings = sensors(3_000)
+    local.ingest(readings, "sensors", chunk_rows=500, time_column="time", device_column="dev",
+                 progress=False)
+    local.open("every").tag("owner", "ana", keywords=["team-a"])
+    local.open("every").tag("rows", ROWS, type="VARIABLE")
+    fragile = local.ingest(pd.DataFrame({"x": np.arange(500)}), "fragile", chunk_rows=100,
+                           progress=False)
+    key = fragile.chunks["key"][2]  # a flipped byte in chunk 2 of 5
+    data = local.store.get(key)
+    local.store.put(key, data[:200] + bytes([data[200] ^ 0xFF]) + data[201:])
+    server = ServeProcess(settings, home / "serve.log").start()
+    yield {"local": local, "remote": RemoteClient(server.url), "every": every,
+           "sensors": readings, "before": before}
+    server.stop()
+
+
+@pytest.fixture(params=["local", "remote"])
+def client(request, world):
+    """The local client, then the remote one: every test below runs on both."""
+    return world[request.param]
+
+
+def _same_value(a, b) -> None:
+    """Equal and of the same type (a missing value: the same kind of missing)."""
+    assert type(a) is type(b), (a, b)
+    assert (a is b) or (pd.isna(a) and pd.isna(b)) or a == b, (a, b)
+
+
+# -- the protocol -----------------------------------------------------------------------------
+
+def test_both_handles_are_dataset_like(client):
+    ds = client.open("every")
+    assert isinstance(ds, DatasetLike) and isinstance(ds.context, ContextLike)
+    assert ds.id == "every"
+
+
+def test_metadata(client, world):
+    ds, local = client.open("every"), world["local"].open("every")
+    assert len(ds) == ROWS and ds.columns == list(world["every"].columns)
+    assert ds.schema.equals(local.schema, check_metadata=True)
+    assert ds.meta == local.meta and ds.version == 2 and ds.read_only is False
+    assert ds.chunk_metas == local.chunk_metas and len(ds.chunk_metas) == ds.meta.chunks
+    pd.testing.assert_frame_equal(ds.chunks, local.chunks)
+    pd.testing.assert_frame_equal(ds.versions(), local.versions())
+    assert ds.versions()["version"].tolist() == [1, 2]
+    assert set(ds.cache_info()) >= {"hits", "misses", "chunks", "bytes", "max_bytes"}
+
+
+# -- reads, every dtype -----------------------------------------------------------------------
+
+SNS = (0, 1, CHUNK_ROWS - 1, CHUNK_ROWS, 1_499, 1_500, ROWS - 1, -1, -ROWS)
+
+
+def test_get_a_row_equals_iloc_on_every_dtype(client, world):
+    ds, every, local = client.open("every"), world["every"], world["local"].open("every")
+    for sn in SNS:
+        got = ds.get(sn)
+        pd.testing.assert_series_equal(got, every.iloc[sn].rename(sn % ROWS))
+        for a, b in zip(got, local.get(sn), strict=True):  # iloc's own scalars vary by pandas
+            _same_value(a, b)
+    for c in every.columns:  # a missing value of each column that has one, whole row too
+        missing = np.flatnonzero(every[c].isna().to_numpy())
+        for sn in [int(s) for s in missing[:2]]:
+            pd.testing.assert_series_equal(ds.get(sn), every.iloc[sn].rename(sn))
+
+
+def test_get_one_value_has_the_exact_type(client, world):
+    ds, every, local = client.open("every"), world["every"], world["local"].open("every")
+    for c in every.columns:
+        missing = [int(s) for s in np.flatnonzero(every[c].isna().to_numpy())[:1]]
+        for sn in (*SNS[:4], *missing):
+            _same_value(ds.get(np.int64(sn), c), local.get(sn, c))
+            assert pd.isna(every[c].iloc[sn]) or ds.get(sn, c) == every[c].iloc[sn]
+
+
+def test_get_many_and_slice_equal_iloc(client, world):
+    ds, every = client.open("every"), world["every"]
+    rng = np.random.default_rng(7)
+    sns = rng.integers(-ROWS, ROWS, 700)
+    want = every.iloc[sns]
+    want.index = pd.Index(sns % ROWS, name="sn")
+    pd.testing.assert_frame_equal(ds.get_many(sns), want, check_index_type=False)
+    local = world["local"].open("every")
+    pd.testing.assert_frame_equal(ds.get_many([7, 7, 1], ["tz", "c", "tz"]),
+                                  local.get_many([7, 7, 1], ["tz", "c", "tz"]))
+    pd.testing.assert_frame_equal(ds.get_many([]), local.get_many([]))
+    for a, b in ((None, None), (10, 700), (-50, None), (1_900, 10), (0, ROWS), (5, 5)):
+        pd.testing.assert_frame_equal(ds.slice(a, b), every.iloc[a:b].rename_axis("sn"),
+                                      check_index_type=False)
+        pd.testing.assert_frame_equal(ds.slice(a, b), local.slice(a, b))
+    pd.testing.assert_frame_equal(ds.slice(100, 200, ["s", "ni"]),
+                                  every.iloc[100:200][["s", "ni"]].rename_axis("sn"),
+                                  check_index_type=False)
+
+
+def test_whole_reads_equal_the_frame(client, world):
+    ds, every, local = client.open("every"), world["every"], world["local"].open("every")
+    pd.testing.assert_frame_equal(ds.to_pandas(), every)
+    pd.testing.assert_frame_equal(ds.to_pandas(["td", "nb"]), every[["td", "nb"]])
+    table = ds.to_arrow()
+    assert table.equals(local.to_arrow(), check_metadata=True)
+    pd.testing.assert_frame_equal(table.to_pandas(), every)
+    assert ds.to_arrow(["c", "tz"]).equals(local.to_arrow(["c", "tz"]), check_metadata=True)
+    reader = ds.to_batches(["i", "s"])
+    assert isinstance(reader, pa.RecordBatchReader)
+    assert reader.schema.equals(local.to_batches(["i", "s"]).schema, check_metadata=True)
+    batches = list(reader)
+    assert len(batches) == local.meta.chunks and sum(b.num_rows for b in batches) == ROWS
+    pd.testing.assert_frame_equal(pa.Table.from_batches(batches).to_pandas(), every[["i", "s"]])
+    parts = list(ds.iter_chunks(["f", "c"]))
+    want = list(local.iter_chunks(["f", "c"]))
+    assert len(parts) == len(want) == local.meta.chunks
+    for got, exp in zip(parts, want, strict=True):
+        pd.testing.assert_frame_equal(got, exp, check_index_type=False)
+
+
+def test_date_range_reads(client, world):
+    ds, local = client.open("sensors"), world["local"].open("sensors")
+    readings = world["sensors"]
+    span = ("2026-01-01 00:10", pd.Timestamp("2026-01-01 00:20", tz="UTC"))
+    mask = readings.time.between(pd.Timestamp(span[0], tz="UTC"), span[1])
+    want = readings[mask]
+    want.index = pd.Index(want.index.to_numpy())
+    pd.testing.assert_frame_equal(ds.to_pandas(date_range=span), want)
+    pd.testing.assert_frame_equal(ds.to_pandas(date_range=span), local.to_pandas(date_range=span))
+    assert ds.to_arrow(["x"], date_range=span).equals(local.to_arrow(["x"], date_range=span))
+    got = list(ds.iter_chunks(["x", "dev"], date_range=span))
+    exp = list(local.iter_chunks(["x", "dev"], date_range=span))
+    assert len(got) == len(exp) >= 1
+    for a, b in zip(got, exp, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    nothing = (pd.Timestamp("2030-01-01", tz="UTC"), None)  # every chunk ruled out
+    pd.testing.assert_frame_equal(ds.to_pandas(date_range=nothing),
+                                  local.to_pandas(date_range=nothing))
+    assert list(ds.iter_chunks(date_range=nothing)) == []
+    assert ds.to_arrow(date_range=nothing).num_rows == 0
+
+
+def test_last_tags_and_context(client, world):
+    ds, local = client.open("sensors"), world["local"].open("sensors")
+    pd.testing.assert_frame_equal(ds.last(), local.last())
+    pd.testing.assert_frame_equal(ds.last("d2", "x"), local.last("d2", "x"))
+    pd.testing.assert_frame_equal(ds.last(["d4", "d1"]), local.last(["d4", "d1"]))
+    every, lev = client.open("every"), world["local"].open("every")
+    pd.testing.assert_frame_equal(every.tags(), lev.tags())
+    pd.testing.assert_frame_equal(every.tags("VARIABLE"), lev.tags("VARIABLE"))
+    pd.testing.assert_frame_equal(every.find("team-a"), lev.find("team-a"))
+    assert every.context["owner"] == "ana" and every.context.get("rows") == ROWS
+    assert every.context.get("no-such-key") is None and every.context.get("nope", 0) == 0
+    assert every.context.get("owner", type="DATA") is None
+    assert every.context.value("rows", type="VARIABLE") == ROWS
+    with pytest.raises(KeyError):
+        every.context["no-such-key"]
+
+
+# -- failure modes: the same classes ------------------------------------------------------------
+
+def test_bad_serial_numbers_and_columns(client):
+    ds = client.open("every")
+    for bad in (ROWS, -ROWS - 1, 2**63):
+        with pytest.raises(IndexError, match="out of range"):
+            ds.get(bad)
+    with pytest.raises(IndexError):
+        ds.get_many([0, ROWS])
+    for bad in ("1", 1.5, None, True):
+        with pytest.raises(TypeError, match="serial number must be an integer"):
+            ds.get(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ds.get_many(["a"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="flat"):
+        ds.get_many([[1, 2]])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        ds.slice("a")  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="'zz'"):
+        ds.get(1, "zz")
+    with pytest.raises(KeyError, match="'zz'"):
+        ds.get_many([1], ["zz"])
+    with pytest.raises(KeyError, match="'zz'"):
+        ds.to_pandas(["zz"], date_range=(None, None))
+    with pytest.raises(cf.NoTimeColumnError):
+        ds.to_pandas(date_range=("2026-01-01", None))
+    with pytest.raises(cf.NoTimeColumnError):
+        ds.last()
+    with pytest.raises(cf.NoTimeColumnError):
+        list(ds.iter_chunks(date_range=("2026-01-01", None)))
+
+
+def test_where_is_a_local_filter(client, world):
+    ds = client.open("sensors")
+    if client is world["local"]:
+        assert len(ds.to_pandas(where=pc.field("x") > 0)) > 0
+        return
+    for read in (ds.to_pandas, ds.to_arrow, ds.to_batches):
+        with pytest.raises(cf.InvalidArgumentError, match=r"where=\.\.\.\) is not served"):
+            read(where=pc.field("x") > 0)
+    with pytest.raises(cf.InvalidArgumentError, match="is not served"):
+        list(ds.iter_chunks(where=pc.field("x") > 0))
+
+
+def test_bad_ids(client):
+    for bad in ("a/b", "", "..", "a\x01b"):
+        with pytest.raises(cf.InvalidDatasetIdError):
+            client.open(bad)
+    with pytest.raises(cf.DatasetNotFoundError, match="no complete dataset 'nope'"):
+        client.open("nope")
+
+
+def test_a_corrupt_chunk_stops_a_stream_with_the_same_error(client):
+    ds = client.open("fragile")
+    key = ds.chunks["key"][2]
+    reader = ds.to_batches()
+    assert reader.read_next_batch().num_rows == 100  # the chunks before it are served
+    assert reader.read_next_batch().num_rows == 100
+    with pytest.raises(cf.ChunkCorruptionError) as err:
+        reader.read_next_batch()
+    assert (err.value.dataset, err.value.chunk, err.value.key) == ("fragile", 2, key)
+    for read in (ds.to_arrow, ds.to_pandas, lambda: list(ds.iter_chunks())):
+        with pytest.raises(cf.ChunkCorruptionError, match="'fragile'"):
+            read()
+    with pytest.raises(cf.ChunkCorruptionError):
+        ds.get(250)
+    assert ds.get(450, "x") == 450
