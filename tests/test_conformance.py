@@ -41,6 +41,7 @@ def world(tmp_path_factory, redis_server):
                        home=home, prefix=prefix)
     every = all_dtypes(ROWS)
     local.ingest(every.iloc[:1_500], "every", chunk_rows=CHUNK_ROWS, progress=False)
+    time.sleep(0.01)
     before = time.time()  # between version 1 and version 2
     time.sleep(0.01)
     local.open("every").append(every.iloc[1_500:], chunk_rows=CHUNK_ROWS)
@@ -266,3 +267,48 @@ def test_a_corrupt_chunk_stops_a_stream_with_the_same_error(client):
     with pytest.raises(cf.ChunkCorruptionError):
         ds.get(250)
     assert ds.get(450, "x") == 450
+
+
+# -- versions ---------------------------------------------------------------------------------
+
+def test_a_version_reads_as_it_was_committed(client, world):
+    every = world["every"]
+    old = client.open("every", version=1)
+    local = world["local"].open("every", version=1)
+    assert old.version == 1 and old.read_only is True and len(old) == 1_500
+    assert old.meta == local.meta and old.chunk_metas == local.chunk_metas
+    pd.testing.assert_frame_equal(old.to_pandas(), every.iloc[:1_500])
+    pd.testing.assert_series_equal(old.get(-1), every.iloc[1_499].rename(1_499))
+    pd.testing.assert_frame_equal(old.get_many([3, -1]), local.get_many([3, -1]))
+    pd.testing.assert_frame_equal(old.slice(1_400, None), local.slice(1_400, None))
+    assert old.to_arrow(["i"]).equals(local.to_arrow(["i"]))
+    pd.testing.assert_frame_equal(old.versions(), local.versions())
+    with pytest.raises(IndexError, match="out of range"):
+        old.get(1_500)
+    with pytest.raises(cf.InvalidArgumentError, match="current version only"):
+        old.last()
+    assert client.open("every", version=np.int64(2)).version == 2  # numpy integers too
+    assert len(client.open("every")) == ROWS  # the current version is still served
+
+
+def test_as_of_opens_the_version_current_then(client, world):
+    then = pd.Timestamp(world["before"], unit="s", tz="UTC").floor("us")
+    for as_of in (then, then.isoformat(), then.to_pydatetime()):
+        ds = client.open("every", as_of=as_of)
+        assert ds.version == 1 and ds.read_only and len(ds) == 1_500
+    assert client.open("every", as_of=pd.Timestamp.now(tz="UTC")).version == 2
+
+
+def test_bad_versions(client):
+    for bad in (99, 0, -1, 2**63, np.int64(99)):
+        with pytest.raises(cf.VersionNotFoundError, match="'every'"):
+            client.open("every", version=bad)
+    with pytest.raises(cf.VersionNotFoundError):
+        client.open("every", as_of="2000-01-01")
+    for bad in ("1", 1.5, True):
+        with pytest.raises(cf.InvalidArgumentError, match="version must be an integer"):
+            client.open("every", version=bad)
+    with pytest.raises(cf.InvalidArgumentError, match="not both"):
+        client.open("every", version=1, as_of="2026-01-01")
+    with pytest.raises(cf.DatasetNotFoundError):
+        client.open("nope", version=1)

@@ -514,7 +514,7 @@ def test_find_and_versions_over_the_socket(server, http, world):
     _error(_get(http, server.url, "/v1/datasets/nope/versions"), 404, "DatasetNotFoundError")
 
 
-def test_remote_open_refuses_versions_and_bad_ids_as_a_chunkframe_error(server, world):
+def test_remote_open_takes_versions_and_refuses_bad_ids_as_local_does(server, http, world):
     local, remote = world["local"], cf.connect(server.url)
     for bad in ("a/b", "", "a\x01b"):
         for client in (local, remote):
@@ -522,15 +522,22 @@ def test_remote_open_refuses_versions_and_bad_ids_as_a_chunkframe_error(server, 
                 client.open(bad)
     with pytest.raises(cf.InvalidDatasetIdError):
         cf.open("a/b")  # the default client is the remote one
-    for asked in ({"version": 1}, {"version": np.int64(1)}, {"as_of": "2026-01-01"}):
-        with pytest.raises(cf.InvalidArgumentError, match=r"a remote client opens the current "
-                                                          r"version of dataset 'every' only"):
-            cf.open("every", **asked)
-    assert local.open("every", version=1).version == 1  # what the message sends you to
+    for asked in ({"version": 1}, {"version": np.int64(1)}, {"as_of": pd.Timestamp.now("UTC")}):
+        pd.testing.assert_frame_equal(cf.open("every", **asked).to_pandas(), world["every"])
     ds = remote.open("every")  # numpy integers, as local reads take them
     pd.testing.assert_series_equal(ds.get(np.int64(5)), local.open("every").get(5))
     pd.testing.assert_frame_equal(ds.slice(np.int32(5), np.uint64(9)),
                                   local.open("every").slice(5, 9))
+    doc = json.loads(_get(http, server.url, "/v1/datasets/every?version=1").data)
+    assert doc["version"] == 1 and doc["read_only"] is True
+    assert json.loads(_get(http, server.url, "/v1/datasets/every/values/3?version=1&column=i")
+                      .data) == {"value": int(world["every"]["i"].iloc[3])}
+    _error(_get(http, server.url, "/v1/datasets/every/values/3?version=7"), 404,
+           "VersionNotFoundError")
+    _error(_get(http, server.url, "/v1/datasets/every/values/3?version=x"), 400,
+           "InvalidArgumentError")
+    _error(_get(http, server.url, "/v1/datasets/every?version=1&as_of=2026-01-01"), 400,
+           "InvalidArgumentError")
 
 
 def test_remote_writes_are_local_only(server):

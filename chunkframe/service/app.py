@@ -216,6 +216,23 @@ def _column(request: Request) -> str | None:
     return request.query_params.get("column")
 
 
+def _version(request: Request) -> int | None:
+    """``?version=N``: the version of the dataset a route reads (None: the current one)."""
+    qs: bytes = request.scope["query_string"]
+    if b"version=" not in qs:  # the common case, without building the query mapping
+        return None
+    return _int(request.query_params.get("version"), "version")
+
+
+def _typed_param(text: str) -> Any:
+    """A query parameter holding typed JSON (see :func:`tag`); text that is not JSON is
+    taken as it stands (``?as_of=2026-01-05T10:00:00Z``)."""
+    try:
+        return untag(json.loads(text))
+    except (ValueError, RecursionError):
+        return text
+
+
 def _columns(request: Request) -> list[str] | None:
     """``?columns=a&columns=b`` or ``?columns=a,b`` (a name holding a comma: repeat the param)."""
     values = request.query_params.getlist("columns")
@@ -281,30 +298,34 @@ class _Service:
     def __init__(self, client: Client, config: ServiceConfig) -> None:
         self.client = client
         self.config = config
-        self._open: OrderedDict[str, DatasetLike] = OrderedDict()
+        self._open: OrderedDict[tuple[str, int | None], DatasetLike] = OrderedDict()
         self._lock = threading.Lock()
         self.monitor = HealthMonitor(lambda: client.recover(progress=False),
                                      config.health_interval)
         self.auth: BearerAuth | None = None  # set by create_app when a token is configured
 
-    # datasets are opened once (client.open checks the id and that the dataset exists)
-    def _open_dataset(self, dataset_id: str) -> DatasetLike:
-        ds = self.client.open(dataset_id)
+    # datasets are opened once per version asked (client.open checks the id, that the dataset
+    # exists, and that the version does)
+    def _open_dataset(self, dataset_id: str, version: int | None) -> DatasetLike:
+        ds = self.client.open(dataset_id, version=version)
         with self._lock:
-            self._open[dataset_id] = ds
+            self._open[dataset_id, version] = ds
             while len(self._open) > MAX_OPEN_DATASETS:
                 self._open.popitem(last=False)
         return ds
 
-    async def dataset(self, dataset_id: str) -> DatasetLike:
-        ds = self._open.get(dataset_id)
+    async def dataset(self, request: Request) -> DatasetLike:
+        """The dataset of the route's ``{id}``, at ``?version=`` if the query names one."""
+        dataset_id, version = request.path_params["id"], _version(request)
+        ds = self._open.get((dataset_id, version))
         if ds is None:
-            ds = await run_in_threadpool(self._open_dataset, dataset_id)
+            ds = await run_in_threadpool(self._open_dataset, dataset_id, version)
         return ds
 
     def forget(self, dataset_id: str) -> None:
         with self._lock:
-            self._open.pop(dataset_id, None)
+            for key in [k for k in self._open if k[0] == dataset_id]:
+                del self._open[key]
 
     def frame(self, request: Request, df: pd.DataFrame, form: str = "split") -> Response:
         if _wants(request, ARROW):
@@ -328,7 +349,19 @@ class _Service:
         return self.frame(request, df, "datasets")
 
     async def dataset_info(self, request: Request) -> Response:
-        ds = await self.dataset(request.path_params["id"])
+        """``GET /v1/datasets/{id}[?version=N | ?as_of=T]``: the metadata of the current
+        version, or of the one asked (``as_of``: the version current at time ``T``, typed
+        JSON or an ISO time; the answer's ``version`` names it)."""
+        as_of = request.query_params.get("as_of")
+        ds: DatasetLike
+        if as_of:
+            if _version(request) is not None:
+                raise InvalidArgumentError(
+                    f"GET {request.url.path} takes ?version= or ?as_of=, not both")
+            ds = await run_in_threadpool(self.client.open, request.path_params["id"],
+                                         as_of=_typed_param(as_of))
+        else:
+            ds = await self.dataset(request)
 
         def info() -> dict[str, Any]:
             meta = ds.meta
@@ -350,7 +383,7 @@ class _Service:
         """GetValue: ``GET /v1/datasets/{id}/values/{sn}[?column=c]``."""
         sn = _required_int(request.path_params["sn"], "the serial number")
         column = _column(request)
-        ds = await self.dataset(request.path_params["id"])
+        ds = await self.dataset(request)
         if _wants(request, ARROW):  # one row with its dtypes (what the remote client asks)
             df = await run_in_threadpool(ds.get_many, [sn], None if column is None else [column])
             return Response(frame_to_arrow(df), media_type=ARROW)
@@ -370,7 +403,7 @@ class _Service:
 
     async def values(self, request: Request) -> Response:
         """Batch GetValue: ``POST /v1/datasets/{id}/values`` with ``{"sns": [...], "columns"}``."""
-        ds = await self.dataset(request.path_params["id"])
+        ds = await self.dataset(request)
         doc = await _body(request, self.config.max_body_bytes)
         if not isinstance(doc, dict) or "sns" not in doc:
             raise InvalidArgumentError('the body must be a JSON object {"sns": [...], '
@@ -392,7 +425,7 @@ class _Service:
         q = request.query_params
         start, stop = _int(q.get("start"), "start"), _int(q.get("stop"), "stop")
         columns = _columns(request)
-        ds = await self.dataset(request.path_params["id"])
+        ds = await self.dataset(request)
         lo, hi, _ = slice(start, stop).indices(len(ds))
         if hi - lo > self.config.max_rows:
             raise RequestTooLargeError(
@@ -406,14 +439,14 @@ class _Service:
         devices: list[Any] = [_device(d) for d in request.query_params.getlist("device")]
         device = None if not devices else devices[0] if len(devices) == 1 else devices
         columns = _columns(request)
-        ds = await self.dataset(request.path_params["id"])
+        ds = await self.dataset(request)
         df = await run_in_threadpool(ds.last, device, columns)
         return self.frame(request, df)
 
     async def chunks(self, request: Request) -> Response:
         """The chunk table with each chunk's statistics (``ds.chunk_metas``), one JSON text
         per chunk as the catalog keeps it."""
-        ds = await self.dataset(request.path_params["id"])
+        ds = await self.dataset(request)
         metas = await run_in_threadpool(lambda: ds.chunk_metas)
         return _json({"id": ds.id, "chunks": [cm.to_json() for cm in metas]})
 
@@ -425,7 +458,7 @@ class _Service:
         columns = _columns(request)
         date_range = _date_range(q.get("date_range"))
         by_chunk = _flag(q.get("index"), "index")
-        ds = await self.dataset(request.path_params["id"])
+        ds = await self.dataset(request)
         if by_chunk:  # the first frame is read here: bad arguments answer 4xx, not a cut stream
             first, schema, rest = await run_in_threadpool(
                 frames_as_batches, ds.iter_chunks(columns, date_range=date_range),
@@ -441,7 +474,7 @@ class _Service:
         return StreamingResponse(arrow_stream(schema, batches, failed), media_type=ARROW)
 
     async def versions(self, request: Request) -> Response:
-        ds = await self.dataset(request.path_params["id"])
+        ds = await self.dataset(request)
         df = await run_in_threadpool(ds.versions)
         return self.frame(request, df, "versions")
 

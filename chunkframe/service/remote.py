@@ -203,18 +203,22 @@ class RemoteClient:
 
     def open(self, dataset_id: str, version: int | None = None, as_of: Any = None
              ) -> RemoteDataset:
-        """The current version of a complete dataset on the server; DatasetNotFoundError if
-        there is none. ``version=`` and ``as_of=`` are not served: they raise
-        :class:`InvalidArgumentError` saying so."""
+        """A complete dataset on the server, as :meth:`chunkframe.Client.open` opens it: the
+        current version, or ``version=`` (from ``ds.versions()``) or ``as_of=`` (a time: the
+        version current then), read-only. DatasetNotFoundError, VersionNotFoundError and
+        InvalidDatasetIdError as a local open raises them."""
         validate_id(dataset_id)  # as a local open does: "a/b" is no id, not a missing route
-        if version is not None or as_of is not None:
-            asked = f"version={version!r}" if version is not None else f"as_of={as_of!r}"
+        if version is not None and as_of is not None:
             raise InvalidArgumentError(
-                f"a remote client opens the current version of dataset {dataset_id!r} only, "
-                f"not {asked}: the server does not serve past versions. Open it with a local "
-                f"client on the server's settings (cf.connect(store=..., redis=..., "
-                f"catalog=...)), or read ds.versions() remotely to see which there are")
-        return RemoteDataset(self, dataset_id)
+                f"open dataset {dataset_id!r} at version={version!r} or as_of={as_of!r}, not both")
+        if version is not None and as_integer(version) is None:
+            raise InvalidArgumentError(
+                f"version must be an integer from ds.versions(), got {version!r}")
+        if as_of is not None:  # the server says which version was current then
+            path = f"/v1/datasets/{_segment(dataset_id)}"
+            doc = self.http.json("GET", path, query={"as_of": json.dumps(tag(as_of))})
+            version = int(doc["version"])
+        return RemoteDataset(self, dataset_id, None if version is None else as_integer(version))
 
     def datasets(self) -> pd.DataFrame:
         """The server's complete datasets: id, state, rows, chunks, bytes, ..."""
@@ -242,16 +246,23 @@ class RemoteClient:
 class RemoteDataset:
     """A dataset read through a server, with the read API of :class:`~chunkframe.Dataset`."""
 
-    def __init__(self, client: RemoteClient, dataset_id: str) -> None:
+    def __init__(self, client: RemoteClient, dataset_id: str, version: int | None = None
+                 ) -> None:
         self._client = client
         self._http = client.http
         self.id = dataset_id
         self._path = f"/v1/datasets/{_segment(dataset_id)}"
-        self._limits = self.info()["limits"]  # fails now if the dataset does not exist
+        self._pinned = version
+        self._at: dict[str, Any] = {} if version is None else {"version": version}
+        self._limits = self.info()["limits"]  # fails now if the dataset (version) does not exist
+
+    def _query(self, query: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """``query`` with the version this handle reads, if it was opened at one."""
+        return {**(query or {}), **self._at} or None
 
     def info(self) -> dict[str, Any]:
         """The server's metadata of the dataset (rows, chunks, schema, cache, limits)."""
-        return dict(self._http.json("GET", self._path))
+        return dict(self._http.json("GET", self._path, query=self._query()))
 
     def __len__(self) -> int:
         return int(self.info()["rows"])
@@ -272,18 +283,18 @@ class RemoteDataset:
 
     @property
     def version(self) -> int:
-        """The version this handle reads (the current one)."""
-        return int(self.info()["version"])
+        """The version this handle reads: the current one, or the one it was opened at."""
+        return self._pinned if self._pinned is not None else int(self.info()["version"])
 
     @property
     def read_only(self) -> bool:
-        """Whether this handle reads a version of the past (writes are local-only anyway)."""
-        return bool(self.info()["read_only"])
+        """Whether this handle was opened at a version (``version=`` or ``as_of=``)."""
+        return self._pinned is not None
 
     @property
     def chunk_metas(self) -> tuple[ChunkMeta, ...]:
         """The chunks of the version read, with their statistics (``Dataset.chunk_metas``)."""
-        doc = self._http.json("GET", f"{self._path}/chunks")
+        doc = self._http.json("GET", f"{self._path}/chunks", query=self._query())
         return tuple(ChunkMeta.from_json(text) for text in doc["chunks"])
 
     @property
@@ -305,7 +316,7 @@ class RemoteDataset:
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
         # typed JSON, not Arrow: a row is a handful of scalars, and building a DataFrame from
         # an Arrow stream costs ~20x decoding them (bench/results_service.md)
-        query = None if column is None else {"column": column}
+        query = self._query(None if column is None else {"column": column})
         doc = self._http.json("GET", f"{self._path}/values/{number}", query=query,
                               accept=TYPED_JSON)
         if column is not None:
@@ -330,7 +341,7 @@ class RemoteDataset:
         values = arr.astype(np.int64, copy=False).ravel().tolist()
         cols = None if columns is None else [columns] if isinstance(columns, str) else list(columns)
         step = max(1, min(self._limits["max_batch"], self._limits["max_body_bytes"] // 24))
-        parts = [self._http.frame("POST", f"{self._path}/values",
+        parts = [self._http.frame("POST", f"{self._path}/values", query=self._query(),
                                   body={"sns": values[i:i + step], "columns": cols})
                  for i in range(0, max(len(values), 1), step)]
         return parts[0] if len(parts) == 1 else pd.concat(parts)
@@ -347,7 +358,7 @@ class RemoteDataset:
         hi = max(hi, lo)
         step = self._limits["max_rows"]
         parts = [self._http.frame("GET", f"{self._path}/slice",
-                                  query={**query, "start": a, "stop": min(a + step, hi)})
+                                  query=self._query({**query, "start": a, "stop": min(a + step, hi)}))
                  for a in range(lo, max(hi, lo + 1), step)]
         return parts[0] if len(parts) == 1 else pd.concat(parts)
 
@@ -360,7 +371,7 @@ class RemoteDataset:
                 f"the server. Filter what {what}(date_range=...) returns (e.g. df[df.x > 25] "
                 f"or pyarrow.compute on a table), or read dataset {self.id!r} with a local "
                 "client")
-        query: dict[str, Any] = {}
+        query: dict[str, Any] = dict(self._at)
         if columns is not None:
             query["columns"] = [columns] if isinstance(columns, str) else list(columns)
         if date_range is not None:
@@ -417,12 +428,12 @@ class RemoteDataset:
             query["device"] = [str(d) for d in device] if many else [str(device)]
         if columns is not None:
             query["columns"] = [columns] if isinstance(columns, str) else list(columns)
-        return mark(self._http.frame("GET", f"{self._path}/last", query=query or None), "last",
-                    self.id)
+        return mark(self._http.frame("GET", f"{self._path}/last", query=self._query(query)),
+                    "last", self.id)
 
     def versions(self) -> pd.DataFrame:
         """Every recorded version of the dataset, oldest first (see ``Dataset.versions``)."""
-        return self._http.frame("GET", f"{self._path}/versions")
+        return self._http.frame("GET", f"{self._path}/versions", query=self._query())
 
     # -- context --------------------------------------------------------------------------
     @property
