@@ -442,15 +442,7 @@ class Dataset:
         """
         reader = self._client.reader
         snap = self._snap()
-        number = as_integer(sn)
-        if number is None:
-            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
-        n = snap.meta.rows
-        pos = number + n if number < 0 else number
-        if not 0 <= pos < n:
-            raise IndexError(out_of_range(snap, number))
-        i = snap.locate(pos)
-        local = pos - snap.chunks.start_of(i)
+        pos, i, local = self._locate(snap, sn)
         if column is not None:
             j = snap.column_index(column)
             return reader.getters(snap, i)[1][j](local)
@@ -461,6 +453,54 @@ class Dataset:
         row = entry.table.slice(local, 1).to_pandas().iloc[0]
         row.name = pos
         return row
+
+    @staticmethod
+    def _locate(snap: Snapshot, sn: int) -> tuple[int, int, int]:
+        """Serial number ``sn`` (negative from the end) as its position, chunk and row in it."""
+        number = as_integer(sn)
+        if number is None:
+            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
+        n = snap.meta.rows
+        pos = number + n if number < 0 else number
+        if not 0 <= pos < n:
+            raise IndexError(out_of_range(snap, number))
+        i = snap.locate(pos)
+        return pos, i, pos - snap.chunks.start_of(i)
+
+    @_retry_superseded
+    def row(self, sn: int) -> dict[str, Any]:
+        """Return row ``sn`` as ``{column: value}``, without building a pandas Series.
+
+        Each value is the one ``get(sn, column)`` returns (a Python int, float, str or bool,
+        a Timestamp with its zone, ``pd.NA``, NaN, ...): what a server answering rows in
+        JSON needs, at the cost of one value per column.
+
+        Parameters
+        ----------
+        sn : int
+            The serial number (any integral number); negative counts from the end.
+
+        Returns
+        -------
+        dict
+            Column name → value, in the dataset's column order.
+
+        Raises
+        ------
+        IndexError
+            ``sn`` out of range (the message says the valid range).
+        TypeError
+            ``sn`` is not an integer.
+
+        Examples
+        --------
+        >>> ds.row(0)["temperature"]                      # doctest: +SKIP
+        21.4
+        """
+        snap = self._snap()
+        _, i, local = self._locate(snap, sn)
+        getters = self._client.reader.getters(snap, i)[1]
+        return {name: g(local) for name, g in zip(snap.schema.names, getters, strict=True)}
 
     @_retry_superseded
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None

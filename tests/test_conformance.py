@@ -120,6 +120,23 @@ def test_get_one_value_has_the_exact_type(client, world):
             assert pd.isna(every[c].iloc[sn]) or ds.get(sn, c) == every[c].iloc[sn]
 
 
+def test_row_as_a_dict_has_the_values_get_gives(client, world):
+    ds, every, local = client.open("every"), world["every"], world["local"].open("every")
+    missing = [int(np.flatnonzero(every[c].isna().to_numpy())[0]) for c in every.columns
+               if every[c].isna().any()]
+    for sn in (*SNS, *missing):
+        got = ds.row(sn)
+        assert list(got) == list(every.columns)
+        for c in every.columns:
+            _same_value(got[c], local.get(sn, c))
+    assert ds.row(np.int32(3)) == ds.row(3)
+    for bad in (ROWS, -ROWS - 1):
+        with pytest.raises(IndexError, match="out of range"):
+            ds.row(bad)
+    with pytest.raises(TypeError, match="serial number must be an integer"):
+        ds.row("3")  # type: ignore[arg-type]
+
+
 def test_get_many_and_slice_equal_iloc(client, world):
     ds, every = client.open("every"), world["every"]
     rng = np.random.default_rng(7)

@@ -326,6 +326,21 @@ def test_body_over_the_bound_without_content_length(server, http):
     assert _get(http, server.url, "/v1/health").status == 200
 
 
+def test_error_hints_name_routes_for_http_clients_and_calls_for_the_remote_one(server, http):
+    body = _error(_get(http, server.url, "/v1/datasets/nope/values/1"), 404,
+                  "DatasetNotFoundError")
+    assert "GET /v1/datasets" in body["message"] and "cf.datasets()" not in body["message"]
+    assert "cf.ingest(source, 'nope') on a local client (this server only reads)" in body["message"]
+    body = _error(_get(http, server.url, "/v1/datasets/every/batches?date_range=[null,null]"),
+                  400, "NoTimeColumnError")
+    assert "?start=..." in body["message"] and "?stop=..." in body["message"]
+    python = json.loads(http.request("GET", server.url + "/v1/datasets/nope", headers={
+        "chunkframe-hints": "python"}).data)
+    assert "cf.datasets()" in python["message"] and "GET /v1" not in python["message"]
+    with pytest.raises(cf.DatasetNotFoundError, match=r"cf\.datasets\(\)"):
+        cf.connect(server.url).open("nope")  # the remote client's users call Python
+
+
 def test_chunk_table_and_arrow_stream_routes(server, http, world):
     local = world["local"].open("sensors")
     body = json.loads(_get(http, server.url, "/v1/datasets/sensors/chunks").data)

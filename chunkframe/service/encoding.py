@@ -18,7 +18,7 @@ import pyarrow as pa
 from ..core.jsonvalues import jsonable
 
 __all__ = [
-    "JSON", "ARROW", "TYPED_JSON", "jsonable", "dumps", "row_object", "split_frame",
+    "JSON", "ARROW", "TYPED_JSON", "jsonable", "dumps", "row_json", "split_frame",
     "records", "tag", "untag", "frame_to_arrow", "frame_from_arrow", "arrow_stream",
     "frames_as_batches", "stream_error", "NO_FRAMES", "STREAM_ERROR",
 ]
@@ -58,9 +58,38 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def row_object(row: pd.Series) -> dict[str, Any]:
-    """A row (``ds.get(sn)``) as ``{column: value}``."""
-    return {str(k): jsonable(v) for k, v in zip(row.index, row.tolist(), strict=True)}
+def _same(v: Any) -> Any:
+    return v
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+_JSON_OF: dict[type, Callable[[Any], Any]] = {
+    str: _same, int: _same, bool: _same, type(None): _same, float: _finite,
+    np.float64: _finite, np.float32: _finite, np.bool_: bool,
+    pd.Timestamp: pd.Timestamp.isoformat, pd.Timedelta: pd.Timedelta.isoformat,
+    type(pd.NaT): lambda v: None, type(pd.NA): lambda v: None,
+    **{t: int for t in (np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32, np.uint16,
+                        np.uint8)},
+}
+"""The JSON value of the scalars rows are mostly made of, by exact type (a dict lookup, not
+:func:`jsonable`'s chain of checks: a third of a 19-column row's cost)."""
+
+
+def row_json(values: dict[str, Any]) -> bytes:
+    """``{column: value}`` (``ds.row(sn)``) as JSON text: ints stay ints, NaN/NA/NaT are
+    null, times ISO 8601 with their offset (the values :func:`jsonable` makes).
+
+    >>> row_json({"n": np.int64(3), "x": np.float64("nan"), "s": "a", "na": pd.NA})
+    b'{"n":3,"x":null,"s":"a","na":null}'
+    """
+    out = {}
+    for k, v in values.items():
+        convert = _JSON_OF.get(type(v))
+        out[k] = convert(v) if convert is not None else jsonable(v)
+    return dumps(out)
 
 
 def _column_values(s: pd.Series) -> list[Any]:

@@ -37,7 +37,7 @@ from .encoding import (
     tag,
     untag,
 )
-from .errors import MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
+from .errors import HINTS_HEADER, MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
 
 __all__ = ["RemoteClient", "RemoteDataset", "RemoteContext", "connect_remote"]
 
@@ -93,7 +93,7 @@ class _Http:
             raise ValueError(f"not a server URL: {url!r}; use e.g. http://127.0.0.1:8765")
         self.url = url.rstrip("/")
         self._base = (parsed.path or "").rstrip("/")
-        self._headers = {"User-Agent": "chunkframe-remote"}
+        self._headers = {"User-Agent": "chunkframe-remote", HINTS_HEADER: "python"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         # Reads are idempotent: any method may be retried after a dropped connection (a server
@@ -327,6 +327,15 @@ class RemoteDataset:
             return pd.Series(values, index=index, name=doc["sn"], dtype=doc["dtype"])
         except (TypeError, ValueError):
             return pd.Series(values, index=index, name=doc["sn"], dtype=object)
+
+    def row(self, sn: int) -> dict[str, Any]:
+        """Row ``sn`` as ``{column: value}``, each value as ``get(sn, column)`` gives it."""
+        number = as_integer(sn)
+        if number is None:
+            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
+        doc = self._http.json("GET", f"{self._path}/values/{number}",
+                              query=self._query({"form": "row"}), accept=TYPED_JSON)
+        return dict(zip(doc["columns"], (untag(v) for v in doc["values"]), strict=True))
 
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
