@@ -33,6 +33,7 @@ from .read.reader import (
 )
 from .read.rows import RowTemplate, is_text, wrap_vector
 from .read.scan import Piece, scan
+from .read.stream import arrow_c_stream
 from .recover.repair import repair_chunks
 
 if TYPE_CHECKING:
@@ -827,6 +828,12 @@ class Dataset:
                 yield from table.combine_chunks().to_batches()
 
         return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of the dataset, chunk by chunk (``duckdb.sql("select ...
+        from ds")``, ``pl.DataFrame(ds)``, ``pa.table(ds)``); see
+        :func:`chunkframe.read.stream.arrow_c_stream`."""
+        return arrow_c_stream(self, requested_schema)
 
     @staticmethod
     def _schema_of(snap: Snapshot, cols: list[str] | None) -> pa.Schema:

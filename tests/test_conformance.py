@@ -50,6 +50,8 @@ def world(tmp_path_factory, redis_server):
                  progress=False)
     local.open("every").tag("owner", "ana", keywords=["team-a"])
     local.open("every").tag("rows", ROWS, type="VARIABLE")
+    local.ingest(pd.DataFrame({"x": np.arange(20_000), "s": np.arange(20_000).astype(str)}),
+                 "long", chunk_rows=1_000, progress=False)  # 20 chunks, never read before
     fragile = local.ingest(pd.DataFrame({"x": np.arange(500)}), "fragile", chunk_rows=100,
                            progress=False)
     key = fragile.chunks["key"][2]  # a flipped byte in chunk 2 of 5
@@ -329,3 +331,78 @@ def test_bad_versions(client):
         client.open("every", version=1, as_of="2026-01-01")
     with pytest.raises(cf.DatasetNotFoundError):
         client.open("nope", version=1)
+
+
+# -- the Arrow PyCapsule stream: DuckDB, Polars and pyarrow read a handle directly --------------
+
+def test_pyarrow_reads_the_stream_chunk_by_chunk(client, world):
+    ds, local = client.open("every"), world["local"].open("every")
+    assert pa.table(ds).equals(local.to_arrow(), check_metadata=True)
+    reader = pa.RecordBatchReader.from_stream(ds)
+    assert reader.schema.equals(local.schema, check_metadata=True)
+    assert [b.num_rows for b in reader] == [c.rows for c in local.chunk_metas]
+    pd.testing.assert_frame_equal(pa.table(ds).to_pandas(), world["every"])
+    # what to_batches() returns is a stream too
+    assert pa.table(ds.to_batches(["c", "tz"])).equals(local.to_arrow(["c", "tz"]))
+
+
+def test_the_stream_reads_a_chunk_when_it_is_asked_for(world):
+    ds = world["local"].open("long")
+    before = ds.cache_info()["fetches"]
+    reader = pa.RecordBatchReader.from_stream(ds)
+    first = reader.read_next_batch()
+    assert first.num_rows == 1_000 and first.column("x")[0].as_py() == 0
+    fetched = ds.cache_info()["fetches"] - before
+    assert 1 <= fetched <= 4, fetched  # the chunk read and a few ahead, not 20
+    assert sum(b.num_rows for b in reader) == 19_000
+
+
+def test_duckdb_reads_a_handle_by_name(client, world):
+    duckdb = pytest.importorskip("duckdb")
+    ds, every = client.open("every"), world["every"]  # noqa: F841 - duckdb finds it by name
+    got = duckdb.sql("select c, count(*) as n, sum(i) as total from ds group by c").df()
+    want = every.groupby("c", observed=True).agg(n=("i", "size"), total=("i", "sum"))
+    assert {str(c): (int(n), int(t)) for c, n, t in zip(got.c, got.n, got.total, strict=True)} \
+        == {str(c): (int(n), int(t)) for c, n, t in zip(want.index, want.n, want.total,
+                                                          strict=True)}
+    assert duckdb.sql("select count(*) from ds where s is null").fetchall() == [
+        (every.s.isna().sum(),)]
+    assert duckdb.sql("select max(tz) from ds").fetchall() == [(every.tz.max().to_pydatetime(),)]
+
+
+def test_polars_reads_a_handle(client, world):
+    pl = pytest.importorskip("polars")
+    ds, local = client.open("every"), world["local"].open("every")
+    want = pl.from_arrow(local.to_arrow())
+    assert pl.DataFrame(ds).equals(want) and pl.from_arrow(ds.to_batches()).equals(want)
+    assert pl.DataFrame(ds)["ni"].null_count() == world["every"]["ni"].isna().sum()
+    # polars reads any other stream as a Series of structs: its rows
+    assert pl.from_arrow(ds).struct.unnest().equals(want)
+
+
+def test_a_requested_schema_projects_and_casts(client, world):
+    ds, every = client.open("every"), world["every"]
+    asked = pa.schema([("f", pa.float32()), ("i", pa.int32())])
+    table = pa.RecordBatchReader.from_stream(ds, schema=asked).read_all()
+    assert table.schema.remove_metadata().equals(asked)
+    assert table.column("i").to_pylist() == every["i"].tolist()
+    same = pa.RecordBatchReader.from_stream(ds, schema=ds.schema).read_all()
+    assert same.equals(ds.to_arrow(), check_metadata=True)
+    # to_batches()'s reader honours one too (pyarrow casts it)
+    got = pa.RecordBatchReader.from_stream(ds.to_batches(["i"]),
+                                           schema=pa.schema([("i", pa.float64())])).read_all()
+    assert got.column("i").to_pylist() == [float(v) for v in every["i"]]
+
+
+def test_a_requested_schema_it_cannot_give_is_a_clear_error(client):
+    ds = client.open("every")
+    for asked, match in (
+        (pa.schema([("zz", pa.int64())]), r"names \['zz'\], which it has no column of"),
+        (pa.schema([("i", pa.int64()), ("i", pa.int64())]), "names a column twice"),
+        (pa.schema([("tz", pa.list_(pa.int8()))]), r"column 'tz' .* no cast .* list<item: int8>"),
+    ):
+        with pytest.raises(cf.InvalidArgumentError, match=match):
+            pa.RecordBatchReader.from_stream(ds, schema=asked)
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)):
+        pa.RecordBatchReader.from_stream(ds.to_batches(["tz"]),
+                                         schema=pa.schema([("tz", pa.list_(pa.int8()))]))

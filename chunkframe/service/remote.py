@@ -26,6 +26,7 @@ from ..core.model import ChunkMeta, DatasetMeta
 from ..core.protocols import ContextLike, DatasetLike
 from ..core.units import format_bytes, plural
 from ..display.reprs import mark
+from ..read.stream import arrow_c_stream
 from . import errors as service_errors
 from .encoding import (
     ARROW,
@@ -428,6 +429,11 @@ class RemoteDataset:
         as ``Dataset.to_batches`` (``where=`` is not served). Read it once."""
         query = self._scan_query(columns, date_range, where, "to_batches")
         return self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of the dataset, streamed from the server chunk by chunk
+        (as ``Dataset.__arrow_c_stream__``)."""
+        return arrow_c_stream(self, requested_schema)
 
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Latest non-null (time, value) of each series: columns device, measurement, time, value."""
