@@ -8,8 +8,10 @@ Measured with wrk at 32 connections for DURATION seconds each, against one serve
 whose chunk cache holds the whole table (the "cached" regime):
 - ``/v1/health`` (no data: the server's own ceiling) and GetValue of one value, the ratio
   of the two (target >= 0.5);
-- GetValue of a whole row (JSON) and 1,000-row batches as Arrow IPC streams (POST, bodies
-  from a Lua script);
+- GetValue of a whole row (JSON) of the 7-column table and of ``flights``, a real-looking
+  19-column table with text, missing values and a tz-aware timestamp
+  (data/samples/make_samples.py), the ratio of the latter to health (target >= 0.5), and
+  1,000-row batches as Arrow IPC streams (POST, bodies from a Lua script);
 - the remote client's ``ds.get(sn)`` ÷ a local warm ``ds.get(sn)``.
 """
 
@@ -31,9 +33,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(HERE)]  # this checkout, whatever is installed
+sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "data" / "samples")]  # this checkout
 
 from common import frame, redis, workdir  # noqa: E402
+from make_samples import flights  # noqa: E402
 from servers import free_port  # noqa: E402
 
 import chunkframe as cf  # noqa: E402
@@ -51,7 +54,7 @@ SEED = 11
 LUA_SINGLE = """
 math.randomseed(%(seed)d)
 request = function()
-  return wrk.format("GET", "/v1/datasets/bench/values/" .. math.random(0, %(last)d) .. "%(query)s")
+  return wrk.format("GET", "/v1/datasets/%(dataset)s/values/" .. math.random(0, %(last)d) .. "%(query)s")
 end
 """
 
@@ -114,6 +117,8 @@ def main() -> None:
     df = frame(ROWS)
     ds = local.ingest(df, "bench", chunk_rows=CHUNK_ROWS, progress=False)
     last = ROWS - 1
+    wide = flights()
+    local.ingest(wide, "flights", chunk_rows=CHUNK_ROWS, progress=False)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -135,17 +140,25 @@ def main() -> None:
                 time.sleep(0.1)
         # warm the server's caches: every chunk once
         every_chunk = list(range(0, ROWS, CHUNK_ROWS))
-        req = urllib.request.Request(url + "/v1/datasets/bench/values", method="POST",
-                                     data=json.dumps({"sns": every_chunk}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req).read()
-        info = json.loads(urllib.request.urlopen(url + "/v1/datasets/bench").read())
-        assert info["cache"]["chunks"] == len(every_chunk), info["cache"]
+        for name, sns in (("bench", every_chunk), ("flights", list(range(0, len(wide),
+                                                                           CHUNK_ROWS)))):
+            req = urllib.request.Request(url + f"/v1/datasets/{name}/values", method="POST",
+                                         data=json.dumps({"sns": sns}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req).read()
+            for sn in sns:  # and each chunk's row getters, which a whole row uses
+                urllib.request.urlopen(url + f"/v1/datasets/{name}/values/{sn}").read()
+            info = json.loads(urllib.request.urlopen(url + f"/v1/datasets/{name}").read())
+            assert info["cache"]["chunks"] == len(sns), info["cache"]
 
         routes = {
             "health": (url + "/v1/health", None),
-            "value": (url, LUA_SINGLE % {"seed": SEED, "last": last, "query": "?column=a"}),
-            "row": (url, LUA_SINGLE % {"seed": SEED, "last": last, "query": ""}),
+            "value": (url, LUA_SINGLE % {"seed": SEED, "last": last, "query": "?column=a",
+                                         "dataset": "bench"}),
+            "row": (url, LUA_SINGLE % {"seed": SEED, "last": last, "query": "",
+                                       "dataset": "bench"}),
+            "wide": (url, LUA_SINGLE % {"seed": SEED, "last": len(wide) - 1, "query": "",
+                                        "dataset": "flights"}),
             "batch": (url, LUA_BATCH % {"seed": SEED, "last": last, "batch": BATCH}),
         }
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in routes}
@@ -156,8 +169,11 @@ def main() -> None:
                 for name, rs in rounds.items()}
         ratios = [v["rps"] / h["rps"] for v, h in zip(rounds["value"], rounds["health"],
                                                         strict=True)]
+        wide_ratios = [w["rps"] / h["rps"] for w, h in zip(rounds["wide"], rounds["health"],
+                                                             strict=True)]
         info = json.loads(urllib.request.urlopen(url + "/v1/datasets/bench").read())
         misses_after = info["cache"]["misses"]
+        warm_misses = len(every_chunk) + -(-len(wide) // CHUNK_ROWS)  # one per chunk warmed
 
         # the remote client against a local warm read, one call at a time, alternating
         rng = np.random.default_rng(SEED)
@@ -181,7 +197,7 @@ def main() -> None:
         log.close()
         server_redis.stop()
 
-    h, v, r, b = runs["health"], runs["value"], runs["row"], runs["batch"]
+    h, v, r, w, b = runs["health"], runs["value"], runs["row"], runs["wide"], runs["batch"]
 
     def line(name: str, run: dict[str, float], extra: str = "") -> str:
         return (f"| {name} | {run['rps']:,.0f} | {run['p50']:.2f} | {run['p99']:.2f} | "
@@ -193,12 +209,14 @@ def main() -> None:
         f"Python {platform.python_version()}, {os.cpu_count()} cores (shared), pandas "
         f"{__import__('pandas').__version__}; one `chunkframe serve` process (uvicorn, 1 worker) "
         f"and wrk 4.1 (`-t{THREADS} -c{CONNECTIONS} -d{DURATION}s`) on the same machine, over "
-        f"loopback; the four routes run in turn, {ROUNDS} rounds, medians shown (ratios: the "
+        f"loopback; the five routes run in turn, {ROUNDS} rounds, medians shown (ratios: the "
         "median of each round's value ÷ health); "
         f"table {ROWS:,} rows × {df.shape[1]} columns in {len(every_chunk)} chunks "
-        "of 65,536 rows, all in the server's chunk cache (warmed first); serial numbers drawn "
-        f"at random over the whole table; {misses_after - len(every_chunk)} chunk-cache "
-        "misses during the wrk runs.",
+        f"of 65,536 rows, and `flights`, {len(wide):,} rows × {wide.shape[1]} columns (text "
+        "with missing values, nullable integers, floats with NaN, a tz-aware timestamp), all "
+        "in the server's chunk cache (warmed first); serial numbers drawn at random over the "
+        f"whole table; {misses_after - warm_misses} chunk-cache misses (the client's "
+        "counter) during the wrk runs.",
         "",
         "| route (wrk, 32 connections) | req/s | p50 ms | p99 ms | note |",
         "| --- | --- | --- | --- | --- |",
@@ -208,6 +226,9 @@ def main() -> None:
              + ", ".join(f"{x:.2f}" for x in ratios) + ")"),
         line("GetValue, a row `GET .../values/{sn}` (JSON, 7 columns)", r,
              f"÷ health = {r['rps'] / h['rps']:.2f}"),
+        line("GetValue, a `flights` row (JSON, 19 columns: text, missing values, timestamps)",
+             w, f"**÷ health = {statistics.median(wide_ratios):.2f}** (target ≥ 0.5; rounds: "
+             + ", ".join(f"{x:.2f}" for x in wide_ratios) + ")"),
         line(f"{BATCH:,}-row batch `POST .../values`, Arrow IPC stream", b,
              f"{b['rps'] * BATCH:,.0f} rows/s"),
         "",

@@ -6,7 +6,7 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -33,18 +33,42 @@ from .read.reader import (
 )
 from .read.rows import RowTemplate, is_text, wrap_vector
 from .read.scan import Piece, scan
+from .read.stream import arrow_c_stream
 from .recover.repair import repair_chunks
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .contextcache import Context
+    from .core.config import Settings
     from .display.zoom import ZoomPlot
-    from .lastcache import DeleteResult
-    from .session import Client
+    from .ingestion.pipeline import CommitHook
+    from .lastcache import DeleteResult, LastValues
+    from .read.reader import Reader
+    from .storage.backends import Backends
+    from .storage.catalog import Catalog
     from .storage.codec import Compression
 
-__all__ = ["Dataset", "BINDING_ATTR"]
+__all__ = ["Dataset", "BINDING_ATTR", "Parts"]
+
+
+class Parts(Protocol):
+    """The parts of a client a Dataset reads and writes through (``session.Client`` is
+    one): typed here so that this layer never names the session above it."""
+
+    settings: Settings
+    token: str
+    backends: Backends
+    catalog: Catalog
+    reader: Reader
+    last_values: LastValues
+    commit_hooks: list[CommitHook]
+
+    def context(self, context_id: str) -> Context: ...
+
+    def ingest(self, source: Any, dataset_id: str, *, chunk_rows: int = ...,
+               mode: str = ..., compression: Compression = ..., progress: bool | None = ...,
+               wait: bool | float = ..., workers: int = ..., evolve: bool = ...) -> Any: ...
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -173,7 +197,7 @@ class Dataset:
     >>> ds.get(12_345)                               # doctest: +SKIP
     """
 
-    def __init__(self, client: Client, dataset_id: str, version: int | None = None):
+    def __init__(self, client: Parts, dataset_id: str, version: int | None = None):
         self._client = client
         self.id = dataset_id
         self._pinned = version
@@ -419,15 +443,7 @@ class Dataset:
         """
         reader = self._client.reader
         snap = self._snap()
-        number = as_integer(sn)
-        if number is None:
-            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
-        n = snap.meta.rows
-        pos = number + n if number < 0 else number
-        if not 0 <= pos < n:
-            raise IndexError(out_of_range(snap, number))
-        i = snap.locate(pos)
-        local = pos - snap.chunks.start_of(i)
+        pos, i, local = self._locate(snap, sn)
         if column is not None:
             j = snap.column_index(column)
             return reader.getters(snap, i)[1][j](local)
@@ -438,6 +454,54 @@ class Dataset:
         row = entry.table.slice(local, 1).to_pandas().iloc[0]
         row.name = pos
         return row
+
+    @staticmethod
+    def _locate(snap: Snapshot, sn: int) -> tuple[int, int, int]:
+        """Serial number ``sn`` (negative from the end) as its position, chunk and row in it."""
+        number = as_integer(sn)
+        if number is None:
+            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
+        n = snap.meta.rows
+        pos = number + n if number < 0 else number
+        if not 0 <= pos < n:
+            raise IndexError(out_of_range(snap, number))
+        i = snap.locate(pos)
+        return pos, i, pos - snap.chunks.start_of(i)
+
+    @_retry_superseded
+    def row(self, sn: int) -> dict[str, Any]:
+        """Return row ``sn`` as ``{column: value}``, without building a pandas Series.
+
+        Each value is the one ``get(sn, column)`` returns (a Python int, float, str or bool,
+        a Timestamp with its zone, ``pd.NA``, NaN, ...): what a server answering rows in
+        JSON needs, at the cost of one value per column.
+
+        Parameters
+        ----------
+        sn : int
+            The serial number (any integral number); negative counts from the end.
+
+        Returns
+        -------
+        dict
+            Column name → value, in the dataset's column order.
+
+        Raises
+        ------
+        IndexError
+            ``sn`` out of range (the message says the valid range).
+        TypeError
+            ``sn`` is not an integer.
+
+        Examples
+        --------
+        >>> ds.row(0)["temperature"]                      # doctest: +SKIP
+        21.4
+        """
+        snap = self._snap()
+        _, i, local = self._locate(snap, sn)
+        getters = self._client.reader.getters(snap, i)[1]
+        return {name: g(local) for name, g in zip(snap.schema.names, getters, strict=True)}
 
     @_retry_superseded
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
@@ -764,6 +828,12 @@ class Dataset:
                 yield from table.combine_chunks().to_batches()
 
         return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of the dataset, chunk by chunk (``duckdb.sql("select ...
+        from ds")``, ``pl.DataFrame(ds)``, ``pa.table(ds)``); see
+        :func:`chunkframe.read.stream.arrow_c_stream`."""
+        return arrow_c_stream(self, requested_schema)
 
     @staticmethod
     def _schema_of(snap: Snapshot, cols: list[str] | None) -> pa.Schema:

@@ -110,3 +110,29 @@ def test_a_finding_fails_with_the_tools_output(tmp_path):
     (tmp_path / "bad.py").write_text("import os\n")
     with pytest.raises(pytest.fail.Exception, match=r"(?s)ruff check --isolated bad.py exited 1.*F401"):
         check("ruff", "check", "--isolated", "bad.py", cwd=tmp_path)
+
+
+def test_an_import_for_types_only_pointing_up_a_layer_breaks_the_contract(tmp_path):
+    """The contract sees imports under ``if TYPE_CHECKING:`` too (display/ once named
+    dataset.py there, and dataset.py the session): the session option of pyproject.toml,
+    run on a two-layer package whose lower layer names the upper one for types only."""
+    import tomllib
+
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "high.py").write_text("from . import low\n")
+    (pkg / "low.py").write_text("from typing import TYPE_CHECKING\n"
+                                "if TYPE_CHECKING:\n    from .high import X\n")
+    exclude = str(options["exclude_type_checking_imports"]).lower()
+    (tmp_path / ".importlinter").write_text(
+        f"[importlinter]\nroot_package = pkg\nexclude_type_checking_imports = {exclude}\n\n"
+        "[importlinter:contract:layers]\nname = layers\ntype = layers\n"
+        "layers =\n    pkg.high\n    pkg.low\n")
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, '.'); from importlinter.cli "
+         "import lint_imports; sys.exit(lint_imports())"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "pkg.low is not allowed to import pkg.high" in done.stdout

@@ -14,7 +14,7 @@ import chunkframe as cf
 from chunkframe.core.errors import ChunkCorruptionError, DatasetNotFoundError
 from chunkframe.read import reader as reader_mod
 from chunkframe.read.reader import STALENESS_SECONDS, group_by_chunk
-from chunkframe.read.rows import TextCodes, column_vectors
+from chunkframe.read.rows import TextCodes, column_vectors, timestamp_of
 
 
 @pytest.fixture
@@ -53,6 +53,30 @@ def test_get_all_float_frame_keeps_numeric_row_dtype(client):
     df = pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10.0) * 2})
     ds = client.ingest(df, "floats", chunk_rows=3, progress=False)
     pd.testing.assert_series_equal(ds.get(4), df.iloc[4])
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "America/New_York", "Australia/Lord_Howe", "+05:30"])
+def test_a_row_timestamp_is_the_one_pandas_constructs(unit, tz):
+    """The fast path (through a datetime) gives pandas' own Timestamp: value, unit, zone
+    object, fold, across daylight-saving changes, before 1970, at sub-microsecond precision
+    and past a datetime's years (there the constructor)."""
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    rng = np.random.default_rng(5)
+    values = [int(v) * per_second for v in rng.integers(-3 * 10**9, 4 * 10**9, 500)]
+    for change in ("2024-11-03 05:30", "2024-03-10 06:30", "2024-04-07 15:00"):  # DST
+        at = pd.Timestamp(change, tz="UTC").value // (10**9 // per_second)
+        values += [at + k * 60 * per_second for k in range(-70, 70)]
+    if unit == "ns":
+        values += [1_356_998_400_123_456_789, -1, 2**62, -(2**62)]
+    make = timestamp_of(unit, tz)
+    for v in values:
+        got, want = make(v), pd.Timestamp(v, unit=unit, tz=tz)
+        assert got == want and repr(got) == repr(want) and got.isoformat() == want.isoformat()
+        assert (got.unit, got.fold, type(got.tz), str(got.tz)) == (
+            want.unit, want.fold, type(want.tz), str(want.tz))
+    with pytest.raises(ValueError, match="invalid literal"):
+        make("2026-01-01")  # type: ignore[arg-type]  # integers of the column only
 
 
 def test_get_errors_name_the_range_and_column(ds):

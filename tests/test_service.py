@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from frames import all_dtypes, sensors
 from servers import free_port
 
 import chunkframe as cf
+from chunkframe.core.model import ChunkMeta
 from chunkframe.display.reprs import repr_html
 from chunkframe.service.encoding import ARROW, frame_from_arrow, tag, untag
 
@@ -324,6 +326,44 @@ def test_body_over_the_bound_without_content_length(server, http):
     assert _get(http, server.url, "/v1/health").status == 200
 
 
+def test_error_hints_name_routes_for_http_clients_and_calls_for_the_remote_one(server, http):
+    body = _error(_get(http, server.url, "/v1/datasets/nope/values/1"), 404,
+                  "DatasetNotFoundError")
+    assert "GET /v1/datasets" in body["message"] and "cf.datasets()" not in body["message"]
+    assert "cf.ingest(source, 'nope') on a local client (this server only reads)" in body["message"]
+    body = _error(_get(http, server.url, "/v1/datasets/every/batches?date_range=[null,null]"),
+                  400, "NoTimeColumnError")
+    assert "?start=..." in body["message"] and "?stop=..." in body["message"]
+    python = json.loads(http.request("GET", server.url + "/v1/datasets/nope", headers={
+        "chunkframe-hints": "python"}).data)
+    assert "cf.datasets()" in python["message"] and "GET /v1" not in python["message"]
+    with pytest.raises(cf.DatasetNotFoundError, match=r"cf\.datasets\(\)"):
+        cf.connect(server.url).open("nope")  # the remote client's users call Python
+
+
+def test_chunk_table_and_arrow_stream_routes(server, http, world):
+    local = world["local"].open("sensors")
+    body = json.loads(_get(http, server.url, "/v1/datasets/sensors/chunks").data)
+    assert [ChunkMeta.from_json(t) for t in body["chunks"]] == list(local.chunk_metas)
+    r = _get(http, server.url, "/v1/datasets/sensors/batches?columns=x,dev", accept=ARROW)
+    assert r.status == 200 and r.headers["content-type"] == ARROW
+    assert pa.ipc.open_stream(r.data).read_all().equals(local.to_arrow(["x", "dev"]))
+    span = json.dumps(["2026-01-01 00:10", None])
+    r = _get(http, server.url, "/v1/datasets/sensors/batches", accept=ARROW,
+             fields={"date_range": span, "index": "1"})
+    got = pa.ipc.open_stream(r.data).read_all().to_pandas()
+    want = local.to_pandas(date_range=("2026-01-01 00:10", None))
+    pd.testing.assert_frame_equal(got, want.rename_axis("sn"), check_index_type=False)
+    for query, status, name in (("date_range=[1", 400, "InvalidArgumentError"),
+                                ("index=maybe", 400, "InvalidArgumentError"),
+                                ("columns=zz", 404, "KeyError"),
+                                ('date_range=["x", null]', 400, "InvalidArgumentError")):
+        _error(_get(http, server.url, f"/v1/datasets/sensors/batches?{query}"), status, name)
+    _error(_get(http, server.url, "/v1/datasets/every/batches?date_range=[null,null]"), 400,
+           "NoTimeColumnError")
+    _error(_get(http, server.url, "/v1/datasets/nope/chunks"), 404, "DatasetNotFoundError")
+
+
 def test_corrupt_chunk_is_500_and_other_chunks_still_served(server, http, world):
     local = world["local"]
     ds = local.ingest(pd.DataFrame({"x": np.arange(500)}), "fragile", chunk_rows=100,
@@ -466,8 +506,9 @@ def test_remote_last_tags_find_and_context(server, world):
     assert every.context.get("checked") is True and every.context["rows"] == 3_000
     pd.testing.assert_frame_equal(every.tags("VARIABLE"), local.open("every").tags("VARIABLE"))
     every.context.remove("checked")
+    assert every.context.get("checked") is None and every.context.get("checked", 0) == 0
     with pytest.raises(KeyError):
-        every.context.get("checked")
+        every.context["checked"]
 
 
 def test_find_and_versions_over_the_socket(server, http, world):
@@ -488,7 +529,7 @@ def test_find_and_versions_over_the_socket(server, http, world):
     _error(_get(http, server.url, "/v1/datasets/nope/versions"), 404, "DatasetNotFoundError")
 
 
-def test_remote_open_refuses_versions_and_bad_ids_as_a_chunkframe_error(server, world):
+def test_remote_open_takes_versions_and_refuses_bad_ids_as_local_does(server, http, world):
     local, remote = world["local"], cf.connect(server.url)
     for bad in ("a/b", "", "a\x01b"):
         for client in (local, remote):
@@ -496,15 +537,22 @@ def test_remote_open_refuses_versions_and_bad_ids_as_a_chunkframe_error(server, 
                 client.open(bad)
     with pytest.raises(cf.InvalidDatasetIdError):
         cf.open("a/b")  # the default client is the remote one
-    for asked in ({"version": 1}, {"version": np.int64(1)}, {"as_of": "2026-01-01"}):
-        with pytest.raises(cf.InvalidArgumentError, match=r"a remote client opens the current "
-                                                          r"version of dataset 'every' only"):
-            cf.open("every", **asked)
-    assert local.open("every", version=1).version == 1  # what the message sends you to
+    for asked in ({"version": 1}, {"version": np.int64(1)}, {"as_of": pd.Timestamp.now("UTC")}):
+        pd.testing.assert_frame_equal(cf.open("every", **asked).to_pandas(), world["every"])
     ds = remote.open("every")  # numpy integers, as local reads take them
     pd.testing.assert_series_equal(ds.get(np.int64(5)), local.open("every").get(5))
     pd.testing.assert_frame_equal(ds.slice(np.int32(5), np.uint64(9)),
                                   local.open("every").slice(5, 9))
+    doc = json.loads(_get(http, server.url, "/v1/datasets/every?version=1").data)
+    assert doc["version"] == 1 and doc["read_only"] is True
+    assert json.loads(_get(http, server.url, "/v1/datasets/every/values/3?version=1&column=i")
+                      .data) == {"value": int(world["every"]["i"].iloc[3])}
+    _error(_get(http, server.url, "/v1/datasets/every/values/3?version=7"), 404,
+           "VersionNotFoundError")
+    _error(_get(http, server.url, "/v1/datasets/every/values/3?version=x"), 400,
+           "InvalidArgumentError")
+    _error(_get(http, server.url, "/v1/datasets/every?version=1&as_of=2026-01-01"), 400,
+           "InvalidArgumentError")
 
 
 def test_remote_writes_are_local_only(server):

@@ -14,7 +14,7 @@ import traitlets
 from ..core.formats import dtype_name, format_column
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from ..core.protocols import DatasetLike
 
 __all__ = ["RowWindow", "VIEW_ROWS", "MAX_COLUMNS"]
 
@@ -57,7 +57,7 @@ class RowWindow(anywidget.AnyWidget):
     boundaries = traitlets.List(traitlets.Int()).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, ds: Dataset, sn: int = 0, **kwargs: Any) -> None:
+    def __init__(self, ds: DatasetLike, sn: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ds = ds
         self.frame = pd.DataFrame()  # the rows of the buffer, unformatted

@@ -17,7 +17,7 @@ from ..core.units import plural
 from .plot import minmax_downsample
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from ..core.protocols import DatasetLike
 
 __all__ = ["DeviceWindow", "device_window", "describe", "robust_limits", "sparkline", "POINTS"]
 
@@ -74,7 +74,7 @@ def robust_limits(y: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def device_window(ds: Dataset, sn: int, column: str, row: pd.Series | None = None
+def device_window(ds: DatasetLike, sn: int, column: str, row: pd.Series | None = None
                   ) -> DeviceWindow:
     """The readings of row ``sn``'s device around it, read through the chunk cache.
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..core.model import ChunkMeta
-    from ..dataset import Dataset
+    from ..core.protocols import DatasetLike
 
 __all__ = ["plot", "Bands", "band_downsample", "minmax_downsample", "chunks_overlapping",
            "series_unit", "PlotPlan", "Series", "plan", "MAX_LINES"]
@@ -151,7 +151,7 @@ class Series:
 class PlotPlan:
     """A checked plot request: what to read (``load``) and how to label it."""
 
-    ds: Dataset
+    ds: DatasetLike
     column: str
     time_column: str | None
     device_column: str | None
@@ -212,7 +212,7 @@ class PlotPlan:
         return self.column + (f" [{self.unit}]" if self.unit else "")
 
 
-def series_unit(ds: Dataset, column: str) -> str | None:
+def series_unit(ds: DatasetLike, column: str) -> str | None:
     """The unit of ``column`` from the dataset's ``units`` tag (a mapping of column to
     unit, e.g. ``ds.tag("units", {"temperature": "°C"}, type="DATA")``), or None."""
     try:
@@ -223,7 +223,7 @@ def series_unit(ds: Dataset, column: str) -> str | None:
     return str(unit) if unit not in (None, "") else None
 
 
-def plan(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None,
+def plan(ds: DatasetLike, column: str, *, device: Any = None, date_range: Any = None,
          max_points: int = 5_000) -> PlotPlan:
     """Check a plot request of ``ds`` (the errors :func:`plot` raises) and plan it."""
     if as_integer(max_points) is None or max_points < 2:
@@ -260,7 +260,7 @@ def plan(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None
                     int(max_points))
 
 
-def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None,
+def plot(ds: DatasetLike, column: str, *, device: Any = None, date_range: Any = None,
          max_points: int = 5_000) -> Figure:
     """A matplotlib figure of ``column`` over time (what ``ds.plot`` returns).
 
@@ -280,7 +280,7 @@ def plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None
     return _draw(p, series, date_range)
 
 
-def _read(ds: Dataset, metas: Sequence[ChunkMeta], keep: list[int], columns: list[str]
+def _read(ds: DatasetLike, metas: Sequence[ChunkMeta], keep: list[int], columns: list[str]
           ) -> pd.DataFrame:
     """The rows of chunks ``keep``: one ``ds.slice`` per run of consecutive chunks."""
     runs: list[tuple[int, int]] = []
@@ -296,7 +296,7 @@ def _read(ds: Dataset, metas: Sequence[ChunkMeta], keep: list[int], columns: lis
     return parts[0] if len(parts) == 1 else pd.concat(parts)
 
 
-def _series(ds: Dataset, frame: pd.DataFrame, column: str, tcol: str | None, dcol: str | None,
+def _series(ds: DatasetLike, frame: pd.DataFrame, column: str, tcol: str | None, dcol: str | None,
             lo: int | None, hi: int | None, device: str | None) -> list[Series]:
     """The rows in range, one (x, y) per device, in time order."""
     y = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -328,7 +328,7 @@ def _series(ds: Dataset, frame: pd.DataFrame, column: str, tcol: str | None, dco
     return out
 
 
-def _arrow_series(ds: Dataset, table: pa.Table, column: str, tcol: str,
+def _arrow_series(ds: DatasetLike, table: pa.Table, column: str, tcol: str,
                   dcol: str | None, device: str | None) -> list[Series]:
     """The rows of ``table`` (already in range), one (x, y) per device of ``dcol`` (None:
     one series), in time order; devices are told apart by dictionary codes, in Arrow."""

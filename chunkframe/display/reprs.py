@@ -23,7 +23,7 @@ from ..core.formats import (
 from ..core.units import format_bytes, plural
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from ..core.protocols import DatasetLike
 
 __all__ = ["STYLE", "PANEL_STYLE", "MAX_TABLE_ROWS", "HEAD_ROWS", "frame_table", "mark", "repr_html",
            "register", "dataset_facts", "dataset_html", "dataset_text", "KINDS"]
@@ -206,7 +206,7 @@ def register() -> None:
 
 # -- the Dataset ------------------------------------------------------------------------------
 
-def dataset_facts(ds: Dataset) -> tuple[list[str], str | None]:
+def dataset_facts(ds: DatasetLike) -> tuple[list[str], str | None]:
     """The Dataset's counts and its time span, from its metadata and its chunks' statistics
     (no chunk is read)."""
     meta = ds.meta
@@ -232,11 +232,11 @@ def dataset_facts(ds: Dataset) -> tuple[list[str], str | None]:
     return facts, span
 
 
-def _title(ds: Dataset) -> str:
+def _title(ds: DatasetLike) -> str:
     return "chunkframe.Dataset" + (f" at version {ds.version}" if ds.read_only else "")
 
 
-def dataset_text(ds: Dataset) -> str:
+def dataset_text(ds: DatasetLike) -> str:
     """The Dataset's text repr: its header and time span, from metadata only."""
     facts, span = dataset_facts(ds)
     cols = ", ".join(ds.columns[:8]) + (", ..." if len(ds.columns) > 8 else "")
@@ -244,7 +244,7 @@ def dataset_text(ds: Dataset) -> str:
             + (f"; {ds.meta.time_column} {span}" if span else "") + f"; columns: {cols}>")
 
 
-def dataset_html(ds: Dataset) -> str:
+def dataset_html(ds: DatasetLike) -> str:
     """The Dataset's HTML repr: the header, time span, time and device columns, and its
     first :data:`HEAD_ROWS` rows with their pandas dtypes (one chunk read, through the
     cache; nothing is scanned)."""

@@ -24,7 +24,7 @@ from .panelplot import DeviceWindow, device_window, sparkline
 from .reprs import PANEL_STYLE, dataset_facts, frame_table
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from ..core.protocols import DatasetLike
 
 __all__ = ["Browser", "browse", "sn_at_time", "DROPDOWN_MAX_CHUNKS", "ALL_DEVICES"]
 
@@ -38,7 +38,7 @@ _CURRENT = " class='cf-current'"
 _STATIC_ROWS = 7  # rows around the current one in the static HTML and text of a saved notebook
 
 
-def browse(ds: Dataset, sn: int = 0) -> Browser:
+def browse(ds: DatasetLike, sn: int = 0) -> Browser:
     """A :class:`Browser` of ``ds`` starting at row ``sn`` (what ``ds.browse()`` returns)."""
     return Browser(ds, sn)
 
@@ -59,7 +59,7 @@ def _numeric(field: pa.Field) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-def sn_at_time(ds: Dataset, when: Any) -> int:
+def sn_at_time(ds: DatasetLike, when: Any) -> int:
     """The first row (by serial number) of the first chunk reaching ``when`` whose time is
     ``>= when``: where a time-ordered dataset reaches that time. Reads one chunk's time
     column (through the cache); the chunks' statistics choose it.
@@ -90,7 +90,7 @@ def sn_at_time(ds: Dataset, when: Any) -> int:
     return meta.rows - 1
 
 
-def _mark(w: DeviceWindow, row: pd.Series | None, sn: int, ds: Dataset) -> tuple[int, float]:
+def _mark(w: DeviceWindow, row: pd.Series | None, sn: int, ds: DatasetLike) -> tuple[int, float]:
     """Where row ``sn`` (already read) falls on ``w``'s axes: its time (or sn) and value."""
     tcol = ds.meta.time_column
     if row is None:
@@ -133,7 +133,7 @@ class Browser(widgets.VBox):
     >>> print(b)                                  # doctest: +SKIP
     """
 
-    def __init__(self, ds: Dataset, sn: int = 0) -> None:
+    def __init__(self, ds: DatasetLike, sn: int = 0) -> None:
         super().__init__(layout=widgets.Layout(width="100%", max_width="1100px"))
         self.add_class("cf-browser")
         self.ds = ds

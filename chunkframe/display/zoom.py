@@ -15,7 +15,7 @@ from ..core.units import plural
 from .plot import PlotPlan, Series, band_downsample, plan
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from ..core.protocols import DatasetLike
 
 __all__ = ["ZoomPlot", "zoom_plot"]
 
@@ -23,7 +23,7 @@ _HERE = Path(__file__).resolve().parent
 _MS = 1_000_000  # nanoseconds in a millisecond: the front end's time unit
 
 
-def zoom_plot(ds: Dataset, column: str, *, device: Any = None, date_range: Any = None,
+def zoom_plot(ds: DatasetLike, column: str, *, device: Any = None, date_range: Any = None,
               max_points: int = 5_000) -> ZoomPlot:
     """A :class:`ZoomPlot` of ``column`` (what ``ds.plot(..., interactive=True)`` returns)."""
     return ZoomPlot(plan(ds, column, device=device, date_range=date_range,

@@ -26,6 +26,7 @@ from ..core.units import format_bytes, plural
 from .cli_output import PROG, Out, records, table
 
 if TYPE_CHECKING:
+    from ..core.protocols import DatasetLike
     from ..dataset import Dataset
     from ..session import Client
 
@@ -84,7 +85,13 @@ def _client(args: argparse.Namespace) -> Client:
                    prefix=args.prefix, storage_options=options)
 
 
-def _open(args: argparse.Namespace) -> Dataset:
+def _open(args: argparse.Namespace) -> DatasetLike:
+    """The dataset a read command reads (through the DatasetLike protocol)."""
+    return _client(args).open(args.id)
+
+
+def _open_local(args: argparse.Namespace) -> Dataset:
+    """The dataset a write or maintenance command changes or checks (a local handle)."""
     return _client(args).open(args.id)
 
 
@@ -227,7 +234,7 @@ def cmd_find(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, out: Out) -> int:
-    ds = _open(args)
+    ds = _open_local(args)
     total = ds.meta.chunks
     if args.repair:
         return _verify_repair(ds, total, _progress(args), out)
@@ -275,7 +282,7 @@ def _verify_repair(ds: Any, total: int, progress: bool, out: Out) -> int:
 
 
 def cmd_compact(args: argparse.Namespace, out: Out) -> int:
-    ds = _open(args)
+    ds = _open_local(args)
     before = ds.meta
     after = ds.compact(min_rows=args.min_rows, progress=_progress(args), wait=args.wait).meta
     out.doc({"dataset": ds.id, "compacted": after.version != before.version,
@@ -328,7 +335,7 @@ def cmd_delete(args: argparse.Namespace, out: Out) -> int:
         raise _UsageError("delete needs --device, --columns, --since or --until to say what to "
                           "delete; pass --all to delete every value of the dataset",
                           args.subparser)
-    ds = _open(args)
+    ds = _open_local(args)
     columns = _columns(args.columns)
     done = ds.delete(device=args.device, columns=columns,
                      date_range=_date_range(args.since, args.until))

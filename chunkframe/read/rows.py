@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -61,6 +62,45 @@ def _missing_for(dtype: Any) -> Any:
     return np.nan
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECONDS = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def timestamp_of(unit: str, tz: str | None) -> Callable[[int], pd.Timestamp]:
+    """``v -> pd.Timestamp(v, unit=unit, tz=tz)`` for integers ``v`` of a timestamp column.
+
+    With a zone, pandas' constructor takes ~17 µs (a 19-column row's largest cost); through a
+    ``datetime`` it takes ~4 µs for the same Timestamp (unit and pandas' own zone object).
+    Nanoseconds a ``datetime`` cannot hold, and times beyond its years, take the constructor.
+
+    >>> make = timestamp_of("us", "America/New_York")
+    >>> make(1_356_998_400_123_456) == pd.Timestamp(1_356_998_400_123_456, unit="us",
+    ...                                             tz="America/New_York")
+    True
+    """
+    def exact(v: int) -> pd.Timestamp:
+        return pd.Timestamp(int(v), unit=unit, tz=tz)
+
+    if tz is None:  # naive: the constructor is fast already
+        return exact
+    sample = pd.Timestamp(0, unit=unit, tz=tz)
+    zone, made = sample.tz, sample.unit  # pandas' object for the zone, the unit it gives
+    per = _MICROSECONDS.get(unit)
+
+    def fast(v: int) -> pd.Timestamp:
+        n = int(v)
+        if per is None and n % 1_000:  # nanoseconds below a microsecond
+            return exact(n)
+        try:
+            when = _EPOCH + dt.timedelta(microseconds=n * per if per else n // 1_000)
+        except OverflowError:
+            return exact(n)
+        ts = pd.Timestamp(when.astimezone(zone))
+        return ts if made == "us" else ts.as_unit(made)
+
+    return fast
+
+
 def _getter(arr: pa.Array, dtype: Any) -> Getter:
     missing = _missing_for(dtype)
     has_nulls = arr.null_count > 0
@@ -80,8 +120,7 @@ def _getter(arr: pa.Array, dtype: Any) -> Getter:
         if pa.types.is_duration(t):
             make: Callable[[int], Any] = lambda v: pd.Timedelta(int(v), unit=unit)  # noqa: E731
         else:
-            tz = t.tz
-            make = lambda v: pd.Timestamp(int(v), unit=unit, tz=tz)  # noqa: E731
+            make = timestamp_of(unit, t.tz)
         if valid is None:
             return lambda i: make(ints[i])
         return lambda i: make(ints[i]) if valid[i] else missing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import InvalidArgumentError
+from ..core.errors import InvalidArgumentError
 from ..core.integers import integer_at_least
 from .health import check_interval
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import InvalidArgumentError
+from ..core.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     import pandas as pd  # the CLI imports this module to parse options: pandas stays out

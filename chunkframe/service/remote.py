@@ -10,21 +10,35 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
+from ..core import errors as core_errors
+from ..core.errors import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
 from ..core.integers import as_integer
 from ..core.keys import validate_id
+from ..core.model import ChunkMeta, DatasetMeta
+from ..core.protocols import ContextLike, DatasetLike
 from ..core.units import format_bytes, plural
 from ..display.reprs import mark
+from ..read.stream import arrow_c_stream
 from . import errors as service_errors
-from .encoding import ARROW, JSON, TYPED_JSON, frame_from_arrow, tag, untag
-from .errors import MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
+from .encoding import (
+    ARROW,
+    JSON,
+    NO_FRAMES,
+    TYPED_JSON,
+    frame_from_arrow,
+    stream_error,
+    tag,
+    untag,
+)
+from .errors import HINTS_HEADER, MissingExtraError, NotFoundError, ReadOnlyError, ServiceError
 
 __all__ = ["RemoteClient", "RemoteDataset", "RemoteContext", "connect_remote"]
 
@@ -49,9 +63,7 @@ def _error(status: int, data: bytes, url: str) -> Exception:
     except (ValueError, KeyError, TypeError):
         text = data[:200].decode("utf-8", "replace")
         return ServiceError(f"{url} answered HTTP {status} without a chunkframe error: {text!r}")
-    import chunkframe
-
-    cls = getattr(chunkframe, name, None) or getattr(service_errors, name, None)
+    cls = getattr(core_errors, name, None) or getattr(service_errors, name, None)
     if not (isinstance(cls, type) and issubclass(cls, ChunkFrameError)):
         cls = _BUILTIN.get(name) or (NotFoundError if status == 404 else ServiceError)
     if cls is ChunkCorruptionError and isinstance(body.get("details"), dict):
@@ -82,7 +94,7 @@ class _Http:
             raise ValueError(f"not a server URL: {url!r}; use e.g. http://127.0.0.1:8765")
         self.url = url.rstrip("/")
         self._base = (parsed.path or "").rstrip("/")
-        self._headers = {"User-Agent": "chunkframe-remote"}
+        self._headers = {"User-Agent": "chunkframe-remote", HINTS_HEADER: "python"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         # Reads are idempotent: any method may be retried after a dropped connection (a server
@@ -95,7 +107,9 @@ class _Http:
             timeout=urllib3.Timeout(connect=min(10.0, timeout), read=timeout))
 
     def request(self, method: str, path: str, query: Any = None, body: Any = None,
-                accept: str = JSON, content_type: str = JSON) -> Any:
+                accept: str = JSON, content_type: str = JSON, stream: bool = False) -> Any:
+        """The response to one request (its body not read yet with ``stream``); an error
+        answer raised as the chunkframe exception its body names."""
         target = self._base + path + (f"?{urlencode(query, doseq=True)}" if query else "")
         headers = {**self._headers, "Accept": accept}  # headers given replace the pool's
         data = None
@@ -103,7 +117,8 @@ class _Http:
             data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
             headers["Content-Type"] = content_type
         try:
-            r = self._pool.request(method, target, body=data, headers=headers)
+            r = self._pool.request(method, target, body=data, headers=headers,
+                                   preload_content=not stream)
         except self._urllib3.exceptions.HTTPError as exc:
             reason = getattr(exc, "reason", None) or exc
             raise BackendUnavailableError(
@@ -118,6 +133,42 @@ class _Http:
 
     def frame(self, method: str, path: str, **kwargs: Any) -> pd.DataFrame:
         return frame_from_arrow(self.request(method, path, accept=ARROW, **kwargs).data)
+
+    def batches(self, path: str, query: Any, what: str) -> pa.RecordBatchReader:
+        """An Arrow IPC stream answer, read batch by batch as it arrives; its connection
+        goes back to the pool once the stream is read to its end."""
+        r = self.request("GET", path, query=query, accept=ARROW, stream=True)
+        try:
+            reader = pa.ipc.open_stream(r)
+        except (pa.ArrowInvalid, self._urllib3.exceptions.HTTPError) as exc:
+            r.release_conn()
+            raise self._broken(what, 0, exc) from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            n = 0
+            try:
+                while True:
+                    try:
+                        batch, metadata = reader.read_next_batch_with_custom_metadata()
+                    except StopIteration:
+                        return
+                    except (pa.ArrowInvalid, self._urllib3.exceptions.HTTPError) as exc:
+                        raise self._broken(what, n, exc) from None
+                    error = stream_error(metadata)
+                    if error is not None:  # the server's read failed mid-stream: its error
+                        raise _error(500, json.dumps(error).encode(), self.url)
+                    n += 1
+                    yield batch
+            finally:
+                r.release_conn()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+    def _broken(self, what: str, n: int, exc: Exception) -> ServiceError:
+        return ServiceError(
+            f"the stream of {what} from {self.url} broke off after "
+            f"{plural(n, 'batch', 'batches')} ({exc}): the connection was lost or the server "
+            "stopped; read it again (the server log says whether it stopped)")
 
     def close(self) -> None:
         self._pool.close()
@@ -153,18 +204,22 @@ class RemoteClient:
 
     def open(self, dataset_id: str, version: int | None = None, as_of: Any = None
              ) -> RemoteDataset:
-        """The current version of a complete dataset on the server; DatasetNotFoundError if
-        there is none. ``version=`` and ``as_of=`` are not served: they raise
-        :class:`InvalidArgumentError` saying so."""
+        """A complete dataset on the server, as :meth:`chunkframe.Client.open` opens it: the
+        current version, or ``version=`` (from ``ds.versions()``) or ``as_of=`` (a time: the
+        version current then), read-only. DatasetNotFoundError, VersionNotFoundError and
+        InvalidDatasetIdError as a local open raises them."""
         validate_id(dataset_id)  # as a local open does: "a/b" is no id, not a missing route
-        if version is not None or as_of is not None:
-            asked = f"version={version!r}" if version is not None else f"as_of={as_of!r}"
+        if version is not None and as_of is not None:
             raise InvalidArgumentError(
-                f"a remote client opens the current version of dataset {dataset_id!r} only, "
-                f"not {asked}: the server does not serve past versions. Open it with a local "
-                f"client on the server's settings (cf.connect(store=..., redis=..., "
-                f"catalog=...)), or read ds.versions() remotely to see which there are")
-        return RemoteDataset(self, dataset_id)
+                f"open dataset {dataset_id!r} at version={version!r} or as_of={as_of!r}, not both")
+        if version is not None and as_integer(version) is None:
+            raise InvalidArgumentError(
+                f"version must be an integer from ds.versions(), got {version!r}")
+        if as_of is not None:  # the server says which version was current then
+            path = f"/v1/datasets/{_segment(dataset_id)}"
+            doc = self.http.json("GET", path, query={"as_of": json.dumps(tag(as_of))})
+            version = int(doc["version"])
+        return RemoteDataset(self, dataset_id, None if version is None else as_integer(version))
 
     def datasets(self) -> pd.DataFrame:
         """The server's complete datasets: id, state, rows, chunks, bytes, ..."""
@@ -192,23 +247,67 @@ class RemoteClient:
 class RemoteDataset:
     """A dataset read through a server, with the read API of :class:`~chunkframe.Dataset`."""
 
-    def __init__(self, client: RemoteClient, dataset_id: str) -> None:
+    def __init__(self, client: RemoteClient, dataset_id: str, version: int | None = None
+                 ) -> None:
         self._client = client
         self._http = client.http
         self.id = dataset_id
         self._path = f"/v1/datasets/{_segment(dataset_id)}"
-        self._limits = self.info()["limits"]  # fails now if the dataset does not exist
+        self._pinned = version
+        self._at: dict[str, Any] = {} if version is None else {"version": version}
+        self._limits = self.info()["limits"]  # fails now if the dataset (version) does not exist
+
+    def _query(self, query: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """``query`` with the version this handle reads, if it was opened at one."""
+        return {**(query or {}), **self._at} or None
 
     def info(self) -> dict[str, Any]:
         """The server's metadata of the dataset (rows, chunks, schema, cache, limits)."""
-        return dict(self._http.json("GET", self._path))
+        return dict(self._http.json("GET", self._path, query=self._query()))
 
     def __len__(self) -> int:
         return int(self.info()["rows"])
 
     @property
+    def meta(self) -> DatasetMeta:
+        """The committed metadata of the version read, as the server holds it."""
+        return DatasetMeta.from_mapping(self.info()["meta"])
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema every chunk has, with the pandas metadata of the ingested frame."""
+        return self.meta.arrow_schema
+
+    @property
     def columns(self) -> list[str]:
         return list(self.info()["columns"])
+
+    @property
+    def version(self) -> int:
+        """The version this handle reads: the current one, or the one it was opened at."""
+        return self._pinned if self._pinned is not None else int(self.info()["version"])
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this handle was opened at a version (``version=`` or ``as_of=``)."""
+        return self._pinned is not None
+
+    @property
+    def chunk_metas(self) -> tuple[ChunkMeta, ...]:
+        """The chunks of the version read, with their statistics (``Dataset.chunk_metas``)."""
+        doc = self._http.json("GET", f"{self._path}/chunks", query=self._query())
+        return tuple(ChunkMeta.from_json(text) for text in doc["chunks"])
+
+    @property
+    def chunks(self) -> pd.DataFrame:
+        """The chunk table: ``chunk, start, rows, key, checksum, bytes`` (``Dataset.chunks``)."""
+        return pd.DataFrame(
+            [(c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes) for c in self.chunk_metas],
+            columns=["chunk", "start", "rows", "key", "checksum", "bytes"])
+
+    def cache_info(self) -> dict[str, Any]:
+        """The server's chunk-cache counters for the dataset (``Dataset.cache_info``)."""
+        return dict(self.info()["cache"])
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, sn: int, column: str | None = None) -> Any:
@@ -218,7 +317,7 @@ class RemoteDataset:
             raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
         # typed JSON, not Arrow: a row is a handful of scalars, and building a DataFrame from
         # an Arrow stream costs ~20x decoding them (bench/results_service.md)
-        query = None if column is None else {"column": column}
+        query = self._query(None if column is None else {"column": column})
         doc = self._http.json("GET", f"{self._path}/values/{number}", query=query,
                               accept=TYPED_JSON)
         if column is not None:
@@ -229,6 +328,15 @@ class RemoteDataset:
             return pd.Series(values, index=index, name=doc["sn"], dtype=doc["dtype"])
         except (TypeError, ValueError):
             return pd.Series(values, index=index, name=doc["sn"], dtype=object)
+
+    def row(self, sn: int) -> dict[str, Any]:
+        """Row ``sn`` as ``{column: value}``, each value as ``get(sn, column)`` gives it."""
+        number = as_integer(sn)
+        if number is None:
+            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
+        doc = self._http.json("GET", f"{self._path}/values/{number}",
+                              query=self._query({"form": "row"}), accept=TYPED_JSON)
+        return dict(zip(doc["columns"], (untag(v) for v in doc["values"]), strict=True))
 
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
@@ -243,7 +351,7 @@ class RemoteDataset:
         values = arr.astype(np.int64, copy=False).ravel().tolist()
         cols = None if columns is None else [columns] if isinstance(columns, str) else list(columns)
         step = max(1, min(self._limits["max_batch"], self._limits["max_body_bytes"] // 24))
-        parts = [self._http.frame("POST", f"{self._path}/values",
+        parts = [self._http.frame("POST", f"{self._path}/values", query=self._query(),
                                   body={"sns": values[i:i + step], "columns": cols})
                  for i in range(0, max(len(values), 1), step)]
         return parts[0] if len(parts) == 1 else pd.concat(parts)
@@ -260,15 +368,72 @@ class RemoteDataset:
         hi = max(hi, lo)
         step = self._limits["max_rows"]
         parts = [self._http.frame("GET", f"{self._path}/slice",
-                                  query={**query, "start": a, "stop": min(a + step, hi)})
+                                  query=self._query({**query, "start": a, "stop": min(a + step, hi)}))
                  for a in range(lo, max(hi, lo + 1), step)]
         return parts[0] if len(parts) == 1 else pd.concat(parts)
 
-    def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The whole dataset in memory, equal to the ingested frame (fetched page by page)."""
-        df = self.slice(0, None, columns)
-        df.index = pd.RangeIndex(len(df))
+    def _scan_query(self, columns: Sequence[str] | str | None, date_range: Any, where: Any,
+                    what: str) -> dict[str, Any]:
+        """The query string of a ``batches`` stream; ``where=`` refused with the way round."""
+        if where is not None:
+            raise InvalidArgumentError(
+                f"{what}(where=...) is not served: a pyarrow expression does not travel to "
+                f"the server. Filter what {what}(date_range=...) returns (e.g. df[df.x > 25] "
+                f"or pyarrow.compute on a table), or read dataset {self.id!r} with a local "
+                "client")
+        query: dict[str, Any] = dict(self._at)
+        if columns is not None:
+            query["columns"] = [columns] if isinstance(columns, str) else list(columns)
+        if date_range is not None:
+            bounds = list(date_range) if isinstance(date_range, (tuple, list)) else date_range
+            query["date_range"] = json.dumps(tag(bounds), allow_nan=False)
+        return query
+
+    def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                    where: Any = None) -> Iterator[pd.DataFrame]:
+        """Yield the dataset chunk by chunk as DataFrames indexed by serial number, streamed
+        from the server (see ``Dataset.iter_chunks``; ``where=`` is not served)."""
+        query = {**self._scan_query(columns, date_range, where, "iter_chunks"), "index": "1"}
+        reader = self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
+        if NO_FRAMES in (reader.schema.metadata or {}):
+            reader.read_all()  # no chunk left: the stream's one batch is no frame
+            return
+        for batch in reader:
+            yield pa.Table.from_batches([batch], reader.schema).to_pandas()
+
+    def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                  where: Any = None) -> pd.DataFrame:
+        """The dataset (or the rows and columns asked) in memory, as ``Dataset.to_pandas``:
+        unfiltered, fetched page by page and equal to the ingested frame; with
+        ``date_range=``, indexed by serial number (``where=`` is not served)."""
+        query = self._scan_query(columns, date_range, where, "to_pandas")
+        if date_range is None:
+            df = self.slice(0, None, query.get("columns"))
+            df.index = pd.RangeIndex(len(df))
+            return df
+        query["index"] = "1"
+        reader = self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
+        df = reader.read_all().to_pandas()  # with no chunk left, its categories: no rows
+        df.index = pd.Index(df.index.to_numpy())  # unnamed, as a local filtered read's
         return df
+
+    def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                 where: Any = None) -> pa.Table:
+        """The dataset (or the rows and columns asked) as one Arrow table, one chunk of it
+        per chunk read, as ``Dataset.to_arrow`` (``where=`` is not served)."""
+        return self.to_batches(columns, date_range=date_range, where=where).read_all()
+
+    def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
+                   where: Any = None) -> pa.RecordBatchReader:
+        """The dataset streamed from the server as Arrow record batches, one per chunk read,
+        as ``Dataset.to_batches`` (``where=`` is not served). Read it once."""
+        query = self._scan_query(columns, date_range, where, "to_batches")
+        return self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of the dataset, streamed from the server chunk by chunk
+        (as ``Dataset.__arrow_c_stream__``)."""
+        return arrow_c_stream(self, requested_schema)
 
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:
         """Latest non-null (time, value) of each series: columns device, measurement, time, value."""
@@ -278,16 +443,16 @@ class RemoteDataset:
             query["device"] = [str(d) for d in device] if many else [str(device)]
         if columns is not None:
             query["columns"] = [columns] if isinstance(columns, str) else list(columns)
-        return mark(self._http.frame("GET", f"{self._path}/last", query=query or None), "last",
-                    self.id)
+        return mark(self._http.frame("GET", f"{self._path}/last", query=self._query(query)),
+                    "last", self.id)
 
     def versions(self) -> pd.DataFrame:
         """Every recorded version of the dataset, oldest first (see ``Dataset.versions``)."""
-        return self._http.frame("GET", f"{self._path}/versions")
+        return self._http.frame("GET", f"{self._path}/versions", query=self._query())
 
     # -- context --------------------------------------------------------------------------
     @property
-    def context(self) -> RemoteContext:
+    def context(self) -> ContextLike:
         return RemoteContext(self._client, self.id)
 
     def tag(self, key: str, value: Any, type: str = "METADATA",
@@ -295,7 +460,7 @@ class RemoteDataset:
         self.context.put(key, value, type=type, keywords=keywords)
 
     def tags(self, type: str | None = None) -> pd.DataFrame:
-        return self.context.items(type)
+        return RemoteContext(self._client, self.id).items(type)
 
     def find(self, keyword: str, type: str | None = None) -> pd.DataFrame:
         return self.context.search(keyword, type)
@@ -333,6 +498,10 @@ class RemoteDataset:
                 f"<table>{body}</table></div>")
 
 
+if TYPE_CHECKING:  # mypy checks that the remote handle has the whole read API of a local one
+    _REMOTE_IS_DATASET_LIKE: type[DatasetLike] = RemoteDataset
+
+
 class RemoteContext:
     """A context (tags, keyword index) read and written through a server."""
 
@@ -353,12 +522,21 @@ class RemoteContext:
         body = {"value": tag(value), "keywords": None if keywords is None else list(keywords)}
         self._http.request("PUT", self._entry(key, type), body=body, content_type=TYPED_JSON)
 
-    def get(self, key: str, type: str | None = None) -> Any:
+    def value(self, key: str, *, type: str | None = None) -> Any:
+        """The value of ``key`` (under ``type``); a KeyError if the context lacks it."""
         doc = self._http.json("GET", self._entry(key, type), accept=TYPED_JSON)
         return untag(doc["value"])
 
+    def get(self, key: str, default: Any = None, *, type: str | None = None) -> Any:
+        """The value of ``key`` (under ``type``), or ``default`` if the context lacks it,
+        as a local ``Context.get``."""
+        try:
+            return self.value(key, type=type)
+        except KeyError:
+            return default
+
     def __getitem__(self, key: str) -> Any:
-        return self.get(key)
+        return self.value(key)
 
     def remove(self, key: str, type: str | None = None) -> None:
         self._http.request("DELETE", self._entry(key, type))

@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Any
 
-from .. import InvalidArgumentError
+from ..core.errors import InvalidArgumentError
 from .config import ServiceConfig
 from .errors import MissingExtraError
 
