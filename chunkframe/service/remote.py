@@ -185,6 +185,21 @@ class RemoteClient:
     def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Any:
         raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"ingest of {dataset_id!r}"))
 
+    def exists(self, dataset_id: str) -> bool:
+        """Whether the server has a complete dataset ``dataset_id``."""
+        validate_id(dataset_id)
+        df = self.datasets()
+        return "id" in df.columns and dataset_id in set(df["id"])
+
+    def drop(self, dataset_id: str, **kwargs: Any) -> Any:
+        raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"drop of {dataset_id!r}"))
+
+    def snapshot(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"snapshot {name!r}"))
+
+    def delete_snapshot(self, name: str) -> Any:
+        raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"delete of snapshot {name!r}"))
+
     def close(self) -> None:
         self.http.close()
 
