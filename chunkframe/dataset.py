@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .compact import compact
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
-from .core.integers import as_integer
+from .core.integers import as_integer, integer_at_least
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
@@ -571,6 +571,69 @@ class Dataset:
         table = pa.concat_tables(parts) if parts else self._empty(snap)
         return mark(self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn"))),
                     "slice", self.id, total=snap.meta.rows)
+
+    def head(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Return the first ``n`` rows, like ``df.head(n)``, reading only the first chunks.
+
+        Parameters
+        ----------
+        n : int, default 5
+            How many rows (any integral number >= 0); fewer when the dataset is shorter.
+        columns : sequence of str, optional
+            The columns to read (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``sn`` (a RangeIndex from 0) and bound to the dataset (``df.chunk``).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``n`` is negative or not an integer (pandas' ``head(-k)``, every row but the
+            last k, would read the whole dataset: ask ``ds.slice(None, -k)`` for it).
+        KeyError
+            An unknown column.
+
+        Examples
+        --------
+        >>> ds.head(3, columns=["time", "temperature"])           # doctest: +SKIP
+        """
+        count = integer_at_least(n, "n of head()", 0,
+                                 "for every row but the last k, use ds.slice(None, -k)")
+        return self.slice(0, count, columns)
+
+    def tail(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Return the last ``n`` rows, like ``df.tail(n)``, reading only the last chunks.
+
+        Parameters
+        ----------
+        n : int, default 5
+            How many rows (any integral number >= 0); fewer when the dataset is shorter.
+        columns : sequence of str, optional
+            The columns to read (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``sn`` (the rows' serial numbers, up to ``len(ds) - 1``) and bound to
+            the dataset (``df.chunk``).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``n`` is negative or not an integer (pandas' ``tail(-k)``, every row but the
+            first k, would read the whole dataset: ask ``ds.slice(k)`` for it).
+        KeyError
+            An unknown column.
+
+        Examples
+        --------
+        >>> ds.tail(2)                                             # doctest: +SKIP
+        """
+        count = integer_at_least(n, "n of tail()", 0,
+                                 "for every row but the first k, use ds.slice(k)")
+        return self.slice(-count if count else 0, None if count else 0, columns)
 
     @staticmethod
     def _positions(snap: Snapshot, cols: list[str] | None) -> list[int] | None:

@@ -11,7 +11,7 @@ from chunkframe.dataset import Dataset
 
 DOCUMENTED = [
     *((Dataset, name) for name in ("meta", "columns", "schema", "chunks", "get", "get_many",
-                                   "slice", "verify", "cache_info", "append", "last",
+                                   "slice", "head", "tail", "verify", "cache_info", "append", "last",
                                    "delete", "reset_last", "context", "tag", "tags", "find",
                                    "export", "browse", "iter_chunks", "to_pandas", "to_arrow",
                                    "to_batches", "plot", "chunk_metas")),

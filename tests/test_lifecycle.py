@@ -1,5 +1,5 @@
 """Dataset lifecycle: cf.exists, cf.drop (crash-safe, other datasets untouched), named
-snapshots (as_of, prune, Redis loss) — real Redis, SQLite, PostgreSQL and files."""
+snapshots (as_of, prune, Redis loss) and ds.head / ds.tail — real Redis, SQLite and files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from crash_worker import kill_at, source_frame
@@ -537,3 +538,55 @@ def test_cli_snapshots(cli, client):
     assert code == 1 and "no snapshot named 's1'" in err
     code, out, err = cli("drop", "c1", "--yes", "--force", "--json")
     assert code == 0 and json.loads(out)["snapshots"] == ["s2"]
+
+
+# -- head and tail ----------------------------------------------------------------------------
+
+def test_head_and_tail_equal_pandas(client):
+    frame = sensors(1_000, devices=3)
+    ds = client.ingest(frame, "ht", chunk_rows=300, time_column="time", device_column="dev",
+                       progress=False)
+    for n in (0, 1, 5, 299, 300, 301, 999, 1_000, 5_000, np.int64(7)):
+        head, tail = ds.head(n), ds.tail(n)
+        pd.testing.assert_frame_equal(head, frame.head(n).rename_axis("sn"))
+        pd.testing.assert_frame_equal(tail, frame.tail(n).rename_axis("sn"), check_index_type=False)
+        assert head.chunk.is_bound and tail.chunk.is_bound
+    pd.testing.assert_frame_equal(ds.head(), frame.head().rename_axis("sn"))
+    pd.testing.assert_frame_equal(ds.tail(columns=["x", "time"]),
+                                  frame[["x", "time"]].tail().rename_axis("sn"))
+    assert ds.tail(3).index.tolist() == [997, 998, 999]
+    assert ds.tail(2).chunk.get(0)["x"] == frame["x"][0]  # bound to the whole dataset
+    old = ds.version
+    ds.append(frame.head(10).assign(time=frame["time"].iloc[-1] + pd.Timedelta(seconds=1)),
+              chunk_rows=300, progress=False)
+    assert ds.tail(1).index.tolist() == [1_009]
+    assert cf.open("ht", version=old).tail(1).index.tolist() == [999]
+
+
+def test_tail_reads_only_the_last_chunks(client):
+    frame = sensors(3_000, devices=2)
+    ds = client.ingest(frame, "long", chunk_rows=250, progress=False)
+    client.reader.clear()
+    before = ds.cache_info()["fetches"]
+    ds.tail(100)
+    assert ds.cache_info()["fetches"] - before == 1
+    ds.tail(300)
+    assert ds.cache_info()["fetches"] - before == 2  # the last chunk was cached
+    ds.head(10)
+    assert ds.cache_info()["fetches"] - before == 3
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, 3.0, True, "3", None])
+def test_head_and_tail_refuse_what_is_not_a_count(client, n):
+    ds = client.ingest(sensors(100), "bad-n", chunk_rows=50, progress=False)
+    with pytest.raises(InvalidArgumentError, match="n of head\\(\\) must be an integer >= 0"):
+        ds.head(n)
+    with pytest.raises(InvalidArgumentError, match="n of tail\\(\\) must be an integer >= 0"):
+        ds.tail(n)
+    if n == -1:
+        with pytest.raises(InvalidArgumentError, match="ds.slice\\(None, -k\\)"):
+            ds.head(n)
+        with pytest.raises(InvalidArgumentError, match="ds.slice\\(k\\)"):
+            ds.tail(n)
+    with pytest.raises(KeyError):
+        ds.head(2, columns=["nope"])

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
-from ..core.integers import as_integer
+from ..core.integers import as_integer, integer_at_least
 from ..core.keys import validate_id
 from ..core.units import format_bytes, plural
 from ..display.reprs import mark
@@ -278,6 +278,18 @@ class RemoteDataset:
                                   query={**query, "start": a, "stop": min(a + step, hi)})
                  for a in range(lo, max(hi, lo + 1), step)]
         return parts[0] if len(parts) == 1 else pd.concat(parts)
+
+    def head(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The first ``n`` rows (``n`` an integer >= 0), as a local ``ds.head`` gives them."""
+        count = integer_at_least(n, "n of head()", 0,
+                                 "for every row but the last k, use ds.slice(None, -k)")
+        return self.slice(0, count, columns)
+
+    def tail(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The last ``n`` rows (``n`` an integer >= 0), as a local ``ds.tail`` gives them."""
+        count = integer_at_least(n, "n of tail()", 0,
+                                 "for every row but the first k, use ds.slice(k)")
+        return self.slice(-count if count else 0, None if count else 0, columns)
 
     def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole dataset in memory, equal to the ingested frame (fetched page by page)."""
