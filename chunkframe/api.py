@@ -361,7 +361,8 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
     Returns
     -------
     pandas.DataFrame
-        One row per problem: ``dataset``, ``problem`` (``interrupted``, ``stale_lock``,
+        One row per problem: ``dataset``, ``problem`` (``drop_interrupted``: a drop begun
+        and not finished, which ``apply`` finishes; ``interrupted``, ``stale_lock``,
         ``redis_state_missing``, ``redis_state_behind``, ``redis_state_corrupt``,
         ``orphan_files``, ``corrupt_chunk``, ``context_unrecorded``, ``context_missing``,
         ``context_behind``, ``last_values_missing``, ``catalog_unreadable``,

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .compact import compact
+from .compact import UpdateResult, compact
+from .compact import update as upsert
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
 from .core.integers import as_integer, integer_at_least
 from .core.model import ChunkMeta, DatasetMeta
@@ -223,14 +224,14 @@ class Dataset:
     def versions(self) -> pd.DataFrame:
         """Return every recorded version of the dataset, oldest first.
 
-        Each ingest, overwrite, append and delete committed a version. A version that
-        :meth:`prune_versions` removed is no longer listed (nor readable).
+        Each ingest, overwrite, append, delete, compaction and update committed a version.
+        A version that :meth:`prune_versions` removed is no longer listed (nor readable).
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``version``, ``kind`` (``ingest``, ``overwrite``, ``append`` or
-            ``delete``), ``rows`` and ``committed_at`` (UTC).
+            Columns ``version``, ``kind`` (``ingest``, ``overwrite``, ``append``,
+            ``delete``, ``compact`` or ``update``), ``rows`` and ``committed_at`` (UTC).
 
         Examples
         --------
@@ -1040,6 +1041,60 @@ class Dataset:
                 wait=wait, hooks=self._client.commit_hooks)
         self._client.reader.snapshot(self.id, refresh=True)
         return self
+
+    def update(self, df: pd.DataFrame, on: str | Sequence[str], *,
+               wait: bool | float = False) -> UpdateResult:
+        """Upsert ``df``: rows matching existing rows on ``on`` replace them, others are appended.
+
+        A matched row keeps its serial number. Only the chunks holding matched rows are
+        rewritten (copy-on-write, in a new generation that shares every other chunk's file,
+        as :meth:`compact` does), and the result is a new version; older versions read as
+        before until :meth:`prune_versions`. A frame that changes no value and adds no row
+        writes nothing. Last values are recomputed from the data by the next :meth:`last`.
+        Values written into a time range deleted earlier (:meth:`delete`) keep reading as
+        missing: the delete covers those rows.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Exactly the dataset's columns (any order), of its types; one row per key.
+        on : str or sequence of str
+            The key columns, e.g. ``["time", "sensor"]``; a key of ``df`` matches every
+            existing row that has it.
+        wait : bool or float, default False
+            Wait for the dataset's lock (True: forever; a float: that many seconds).
+
+        Returns
+        -------
+        UpdateResult
+            ``matched`` and ``appended`` rows of ``df``, ``rows_updated`` existing rows,
+            ``chunks_rewritten``, ``chunks_appended``, the ``version`` and ``changed``.
+
+        Raises
+        ------
+        SchemaMismatchError
+            ``df`` lacks a column of the dataset, has another, or a type that does not
+            convert; nothing is written.
+        InvalidArgumentError
+            ``on`` names no column, or ``df`` repeats a key or has a missing key.
+        KeyError
+            ``on`` names a column the dataset does not have.
+        ReadOnlyVersionError
+            This handle was opened at a version of the past.
+        DatasetLockedError
+            Another writer holds the dataset (pass ``wait=``).
+
+        Examples
+        --------
+        >>> fix = ds.slice(100, 102).assign(temperature=[20.5, 20.7])     # doctest: +SKIP
+        >>> ds.update(fix, on=["time", "sensor"]).matched                  # doctest: +SKIP
+        2
+        """
+        self._writable("update")
+        done = upsert(self._client.backends, self.id, df, on, wait=wait,
+                      hooks=self._client.commit_hooks)
+        self._client.reader.snapshot(self.id, refresh=True)
+        return done
 
     # -- last values (lastcache/) ----------------------------------------------------------
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:

@@ -23,6 +23,9 @@ Modes (first argument):
     (env and hooks as for ``ingest``); prints ``done ROWS`` (the dataset's new size).
 ``compact ID``
     Compact dataset ID (env and hooks as for ``ingest``); prints ``done CHUNKS``.
+``update ID``
+    Upsert into dataset ID (env as for ``ingest``) its rows 0 and 500 with ``value`` 1e6 and
+    10 new rows; prints ``done VERSION``.
 ``drop ID``
     Drop dataset ID (env as for ``ingest``, ``force=True``). Besides ``locked FENCE``, prints
     ``drop-begun`` (the intent is committed), ``drop-keys`` (Redis keys deleted),
@@ -287,6 +290,17 @@ def main(argv: list[str]) -> int:
         say("start")
         ds = client.open(argv[2]).compact(progress=False, wait=True)
         say(f"done {ds.meta.chunks}")
+        return 0
+    if mode == "update":  # rows 0 and 500 get value 1e6; 10 new rows are appended
+        client = connect()
+        ds = client.open(argv[2])
+        fix = ds.get_many([0, 500])
+        fix["value"] = 1e6
+        new = ds.slice(0, 10).assign(time=lambda f: f["time"] + pd.Timedelta(days=400))
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        done = ds.update(pd.concat([fix, new]).reset_index(drop=True), on=["time", "device"])
+        say(f"done {done.version}")
         return 0
     if mode == "drop":
         client = connect()

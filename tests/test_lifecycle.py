@@ -590,3 +590,133 @@ def test_head_and_tail_refuse_what_is_not_a_count(client, n):
             ds.tail(n)
     with pytest.raises(KeyError):
         ds.head(2, columns=["nope"])
+
+
+# -- upserts ----------------------------------------------------------------------------------
+
+def _upsert_world(client, name: str = "up"):
+    frame = sensors(1_000, devices=3)
+    ds = client.ingest(frame, name, chunk_rows=250, time_column="time", device_column="dev",
+                       progress=False)
+    return ds, frame
+
+
+def _expected_upsert(frame: pd.DataFrame, fix: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """What pandas makes of an upsert: matched rows replaced in place, the rest appended."""
+    out = frame.copy()
+    keys = pd.MultiIndex.from_frame(out[on].astype(object))
+    pos = keys.get_indexer(pd.MultiIndex.from_frame(fix[on].astype(object)))
+    hit = pos >= 0
+    for c in frame.columns:
+        col = out[c].copy()
+        col.iloc[pos[hit]] = fix[c].to_numpy()[hit]
+        out[c] = col
+    done = pd.concat([out, fix[~hit]], ignore_index=True)
+    return done.astype(frame.dtypes.to_dict())  # (concat widens categoricals to text)
+
+
+def test_update_rewrites_only_the_chunks_it_changes(client):
+    ds, frame = _upsert_world(client)
+    before = {c.chunk: c.key for c in ds.chunk_metas}
+    fix = frame.iloc[[10, 600, 601]].copy()
+    fix["x"] = [100.0, 200.0, 300.0]
+    fix["s"] = pd.Series(["fixed", None, "fixed"], dtype="str", index=fix.index)
+    new = sensors(5, devices=3, seed=4).assign(
+        time=pd.date_range("2026-05-01", periods=5, freq="s", tz="UTC"))
+    done = ds.update(pd.concat([fix, new])[frame.columns], on=["time", "dev"])
+    assert (done.matched, done.appended, done.rows_updated) == (3, 5, 3)
+    assert (done.chunks_rewritten, done.chunks_appended, done.changed) == (2, 1, True)
+    assert done.version == 2 and ds.versions()["kind"].tolist() == ["ingest", "update"]
+    expected = _expected_upsert(frame, pd.concat([fix, new]), ["time", "dev"])
+    pd.testing.assert_frame_equal(_fresh(client).open("up").to_pandas(), expected)
+    after = {c.chunk: c.key for c in _fresh(client).open("up").chunk_metas}
+    assert [n for n in before if after[n] == before[n]] == [1, 3]  # shared files
+    pd.testing.assert_frame_equal(cf.open("up", version=1).to_pandas(), frame)
+    last = ds.last(columns="x").set_index("device")["value"].to_dict()
+    assert last == pytest.approx(expected.groupby("dev", observed=True)["x"].last().to_dict())
+    assert client.recover(verify=True).empty
+    ds.prune_versions()
+    pd.testing.assert_frame_equal(_fresh(client).open("up").to_pandas(), expected)
+    assert client.recover(verify=True).empty
+
+
+def test_an_update_that_changes_nothing_writes_nothing(client):
+    ds, frame = _upsert_world(client)
+    files = _files(client, "up")
+    done = ds.update(frame.iloc[300:320], on=["time", "dev"])
+    assert (done.matched, done.appended, done.rows_updated, done.changed) == (20, 0, 20, False)
+    assert done.version == 1 and done.chunks_rewritten == 0
+    assert _files(client, "up") == files and ds.versions()["version"].tolist() == [1]
+    done = ds.update(frame.iloc[:0], on="time")
+    assert (done.matched, done.appended, done.changed) == (0, 0, False)
+    same = frame.iloc[700:710].copy()  # the same values under other categories
+    same["dev"] = same["dev"].cat.add_categories(["zz"]).cat.reorder_categories(
+        ["zz", "d2", "d1", "d0"])
+    assert not ds.update(same, on=["time", "dev"]).changed
+    assert _files(client, "up") == files
+
+
+def test_update_matches_every_row_of_a_repeated_key_and_keeps_deletes(client):
+    ds, frame = _upsert_world(client)
+    ds.delete("d1", "x", date_range=("2026-01-01 00:00:00", "2026-01-01 00:01:00"))
+    fix = pd.DataFrame({"time": [frame["time"][500]], "dev": [frame["dev"][500]],
+                        "x": [-1.0], "k": [7], "s": pd.Series(["new"], dtype="str")})
+    fix["dev"] = fix["dev"].astype(frame["dev"].dtype)
+    done = ds.update(fix, on="dev")  # every row of that device
+    n = int((frame["dev"] == frame["dev"][500]).sum())
+    assert (done.matched, done.rows_updated, done.appended) == (1, n, 0)
+    got = _fresh(client).open("up").to_pandas()
+    mask = frame["dev"] == frame["dev"][500]
+    assert (got.loc[mask, "k"] == 7).all() and (got.loc[~mask, "k"] == frame.loc[~mask, "k"]).all()
+    deleted = (frame["dev"] == "d1") & (frame["time"] <= pd.Timestamp("2026-01-01 00:01:00Z"))
+    assert got.loc[deleted, "x"].isna().all()  # the delete still covers its rows
+
+
+def test_update_failure_modes(client):
+    ds, frame = _upsert_world(client)
+    row = frame.iloc[[5]]
+    with pytest.raises(InvalidArgumentError, match="share a key"):
+        ds.update(pd.concat([row, row]), on=["time", "dev"])
+    with pytest.raises(InvalidArgumentError, match="on must name the key columns"):
+        ds.update(row, on=[])
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        ds.update(row, on=["nope"])
+    with pytest.raises(cf.SchemaMismatchError, match="missing \\['s'\\]"):
+        ds.update(row.drop(columns="s"), on="time")
+    with pytest.raises(cf.SchemaMismatchError, match="not in the dataset \\['extra'\\]"):
+        ds.update(row.assign(extra=1), on="time")
+    with pytest.raises(cf.SchemaMismatchError, match="convert"):
+        ds.update(row.assign(k="text"), on="time")
+    with pytest.raises(InvalidArgumentError, match="missing values"):
+        ds.update(row.assign(time=pd.NaT), on="time")
+    with pytest.raises(InvalidArgumentError, match="DataFrame"):
+        ds.update({"time": 1}, on="time")
+    with pytest.raises(cf.ReadOnlyVersionError):
+        cf.open("up", version=1).update(row, on="time")
+    lock = client.lock("up")
+    try:
+        with pytest.raises(DatasetLockedError):
+            ds.update(row, on="time")
+    finally:
+        lock.release()
+    assert ds.versions()["version"].tolist() == [1] and client.recover().empty
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["put-done:1", "ckpt-done:1", "commit-tx:1",
+                                    "publish-done:1"])
+def test_kill_9_during_an_update_then_recover_apply(client, moment):
+    base = source_frame(1_000)
+    client.ingest(base, "upd", chunk_rows=100, time_column="time", device_column="device",
+                  progress=False)
+    kill_at(["update", "upd"], _worker_env(client), moment)
+    committed = moment == "publish-done:1"
+    report = client.recover(apply=True)
+    assert report["applied"].all(), report.to_dict("records")
+    assert client.recover(verify=True).empty
+    got = _fresh(client).open("upd").to_pandas()
+    if committed:
+        assert len(got) == 1_010 and (got["value"].iloc[[0, 500]] == 1e6).all()
+    else:
+        pd.testing.assert_frame_equal(got, base)
+    _fresh(client).open("upd").append(base.iloc[:10], progress=False)  # writable again

@@ -405,6 +405,8 @@ class Recoverer:
         else why it cannot be resumed from it (``seen``: see :func:`why_not_readable`)."""
         if status.get("op") == "compact":
             return "a compaction is not resumed (the version before it stays current)"
+        if status.get("op") == "update":
+            return "an update is not resumed (the version before it stays current)"
         if not status.get("source"):
             return ("no source was recorded (an ingest begun before sources were recorded, "
                     "or a Dask ingest)")

@@ -35,9 +35,10 @@ from .catalog_db import Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
-VERSION_KINDS = ("ingest", "overwrite", "append", "delete", "compact")
+VERSION_KINDS = ("ingest", "overwrite", "append", "delete", "compact", "update")
 """What made a version: a first ingest, an overwrite (a new generation), an append, a delete,
-a compaction (a new generation with the same rows)."""
+a compaction (a new generation with the same rows), an upsert (a new generation sharing the
+chunks it did not change)."""
 
 # The schema is written once for both databases: BIGINT and DOUBLE PRECISION are 64-bit in
 # PostgreSQL and have SQLite's INTEGER and REAL affinities (a catalog made with those names
