@@ -16,6 +16,8 @@ from .core.errors import (
     DatasetExistsError,
     DatasetLockedError,
     DatasetNotFoundError,
+    DatasetReferencedError,
+    DropPendingError,
     InvalidArgumentError,
     InvalidDatasetIdError,
     LockLostError,
@@ -23,6 +25,8 @@ from .core.errors import (
     PathNotFoundError,
     ReadOnlyVersionError,
     SchemaMismatchError,
+    SnapshotExistsError,
+    SnapshotNotFoundError,
     SnapshotSupersededError,
     SourceError,
     StateCorruptionError,
@@ -30,7 +34,21 @@ from .core.errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import connect, context, contexts, datasets, find, ingest, open, recover
+    from .api import (
+        connect,
+        context,
+        contexts,
+        datasets,
+        delete_snapshot,
+        drop,
+        exists,
+        find,
+        ingest,
+        open,
+        recover,
+        snapshot,
+        snapshots,
+    )
     from .contextcache import ContextType, keyword, register_value_type
     from .dataset import Dataset
     from .session import Client
@@ -44,6 +62,8 @@ __all__ = [
     "SnapshotSupersededError", "PathNotFoundError", "NoTimeColumnError", "VersionNotFoundError",
     "ReadOnlyVersionError", "StateCorruptionError", "recover",
     "CatalogCorruptionError", "CatalogDamageError",
+    "exists", "drop", "snapshot", "snapshots", "delete_snapshot",
+    "DatasetReferencedError", "DropPendingError", "SnapshotExistsError", "SnapshotNotFoundError",
 ]
 
 
@@ -76,7 +96,8 @@ _after_import_of("pandas", lambda: importlib.import_module(".frontends.accessor"
 _LAZY = {
     "Client": "session", "default_client": "session",
     "connect": "api", "ingest": "api", "open": "api", "datasets": "api", "context": "api",
-    "contexts": "api", "find": "api", "recover": "api",
+    "contexts": "api", "find": "api", "recover": "api", "exists": "api", "drop": "api",
+    "snapshot": "api", "snapshots": "api", "delete_snapshot": "api",
     "Dataset": "dataset",
     "ContextType": "contextcache", "keyword": "contextcache",
     "register_value_type": "contextcache",

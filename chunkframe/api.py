@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .dataset import Dataset
+    from .ingestion.lifecycle import DropResult, SnapshotInfo
     from .storage.codec import Compression
 
-__all__ = ["connect", "ingest", "open", "datasets", "context", "contexts", "find", "recover"]
+__all__ = ["connect", "ingest", "open", "datasets", "context", "contexts", "find", "recover",
+           "exists", "drop", "snapshot", "snapshots", "delete_snapshot"]
 
 
 def connect(
@@ -111,13 +113,178 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536,
 def open(dataset_id: str, version: int | None = None,  # noqa: A001 - the design's name
          as_of: Any = None) -> Dataset:
     """Open a complete dataset with the default client; ``version=`` (from
-    ``ds.versions()``) or ``as_of=`` (a time) opens that version, read-only."""
+    ``ds.versions()``) or ``as_of=`` (a time, or the name of a snapshot: see
+    :func:`snapshot`) opens that version, read-only."""
     return default_client().open(dataset_id, version=version, as_of=as_of)
 
 
 def datasets() -> pd.DataFrame:
     """Complete datasets of the default client: id, state, rows, chunks, bytes, ..."""
     return default_client().datasets()
+
+
+def exists(dataset_id: str) -> bool:
+    """Return whether a complete dataset of this id exists, with the default client.
+
+    Asks the catalog (the record), not Redis: a dataset Redis lost still exists; one being
+    ingested for the first time, or being dropped, does not.
+
+    Parameters
+    ----------
+    dataset_id : str
+        The dataset's id.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    InvalidDatasetIdError
+        ``dataset_id`` is not a valid id (a path separator, ``..``, a control character...).
+
+    Examples
+    --------
+    >>> cf.exists("sensors")                                     # doctest: +SKIP
+    True
+    """
+    return bool(default_client().exists(dataset_id))
+
+
+def drop(dataset_id: str, *, force: bool = False, wait: bool | float = False) -> DropResult:
+    """Remove a dataset -- every version of it -- from the catalog, Redis and the store.
+
+    Its metadata, chunk tables, versions, last values, context (tags) and chunk files all
+    go; other datasets' keys and files are never touched. The drop is crash-safe: its
+    intent is recorded in the catalog first, so one interrupted by a crash is reported by
+    ``cf.recover()`` and finished by ``cf.recover(apply=True)`` (or by calling ``drop``
+    again); until then no writer may use the id. Runs under the dataset's write lock.
+
+    Parameters
+    ----------
+    dataset_id : str
+        The dataset to drop.
+    force : bool, default False
+        Drop it even though named snapshots reference it; they then forget it (their other
+        datasets stay). Without it such a drop is refused.
+    wait : bool or float, default False
+        Wait for the dataset's lock (True: forever; a float: that many seconds).
+
+    Returns
+    -------
+    DropResult
+        ``versions``, ``files``, ``bytes``, ``redis_keys`` and ``context_entries`` removed,
+        the ``snapshots`` that forgot it, and ``resumed`` (it finished an interrupted drop).
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No such dataset (nor an unfinished drop of one).
+    DatasetReferencedError
+        Named snapshots reference it and ``force`` is False; nothing is changed.
+    DatasetLockedError
+        A writer holds the dataset (pass ``wait=``).
+    InvalidArgumentError
+        ``force`` is not a bool.
+
+    Examples
+    --------
+    >>> cf.drop("scratch")                                       # doctest: +SKIP
+    DropResult(dataset='scratch', versions=3, files=12, bytes=1048576, ...)
+    """
+    return default_client().drop(dataset_id, force=force, wait=wait)
+
+
+def snapshot(name: str, datasets: str | list[str] | None = None,
+             metadata: Any = None) -> SnapshotInfo:
+    """Record the current version of datasets under a name, in the catalog.
+
+    A snapshot names one version of each dataset at once (as ArcticDB's do): read them
+    later with ``cf.open(id, as_of=name)``, however the datasets change meanwhile. It lives
+    in the catalog, so it survives Redis losing its keys; ``prune_versions`` keeps the
+    versions it names; :func:`drop` refuses a dataset it names unless forced.
+
+    Parameters
+    ----------
+    name : str
+        A new name (no path separators, braces or control characters).
+    datasets : str or list of str, optional
+        The datasets to record (None: every complete dataset).
+    metadata : Any, optional
+        JSON data kept with the snapshot (a dict of notes, a run id...).
+
+    Returns
+    -------
+    SnapshotInfo
+        ``name``, ``created`` (UTC), ``versions`` (dataset id -> version) and ``metadata``.
+
+    Raises
+    ------
+    SnapshotExistsError
+        A snapshot of that name exists (snapshots are never replaced).
+    DatasetNotFoundError
+        A dataset asked for does not exist; nothing is recorded.
+    InvalidArgumentError
+        ``metadata`` is not JSON data, ``datasets`` is empty or not a list of ids, or there
+        are no datasets at all.
+    InvalidDatasetIdError
+        ``name`` or a dataset id is not valid.
+
+    Examples
+    --------
+    >>> cf.snapshot("q1-close", metadata={"by": "ana"})          # doctest: +SKIP
+    SnapshotInfo(name='q1-close', created=Timestamp(...), versions={'sensors': 4}, ...)
+    >>> cf.open("sensors", as_of="q1-close").version            # doctest: +SKIP
+    4
+    """
+    return default_client().snapshot(name, datasets, metadata)
+
+
+def snapshots() -> pd.DataFrame:
+    """Return every named snapshot, oldest first, with the default client.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``name``, ``created`` (UTC), ``datasets`` (how many it names), ``versions``
+        (dataset id -> version) and ``metadata``; empty, with those columns, when there are
+        none.
+
+    Examples
+    --------
+    >>> cf.snapshots()                                           # doctest: +SKIP
+           name                          created  datasets        versions metadata
+    0  q1-close 2026-04-01 00:00:03.123456+00:00         1  {'sensors': 4}  {'by': 'ana'}
+    """
+    return default_client().snapshots()
+
+
+def delete_snapshot(name: str) -> SnapshotInfo:
+    """Forget a named snapshot; the versions it named can be pruned again.
+
+    Nothing else is deleted now: ``ds.prune_versions()`` removes those versions later.
+
+    Parameters
+    ----------
+    name : str
+        The snapshot's name.
+
+    Returns
+    -------
+    SnapshotInfo
+        What the snapshot was.
+
+    Raises
+    ------
+    SnapshotNotFoundError
+        No snapshot has that name (the message names close ones).
+
+    Examples
+    --------
+    >>> cf.delete_snapshot("q1-close").versions                  # doctest: +SKIP
+    {'sensors': 4}
+    """
+    return default_client().delete_snapshot(name)
 
 
 def context(context_id: str) -> Any:
@@ -194,7 +361,8 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
     Returns
     -------
     pandas.DataFrame
-        One row per problem: ``dataset``, ``problem`` (``interrupted``, ``stale_lock``,
+        One row per problem: ``dataset``, ``problem`` (``drop_interrupted``: a drop begun
+        and not finished, which ``apply`` finishes; ``interrupted``, ``stale_lock``,
         ``redis_state_missing``, ``redis_state_behind``, ``redis_state_corrupt``,
         ``orphan_files``, ``corrupt_chunk``, ``context_unrecorded``, ``context_missing``,
         ``context_behind``, ``last_values_missing``, ``catalog_unreadable``,

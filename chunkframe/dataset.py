@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .compact import compact
+from .compact import UpdateResult, compact
+from .compact import update as upsert
 from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
-from .core.integers import as_integer
+from .core.integers import as_integer, integer_at_least
 from .core.model import ChunkMeta, DatasetMeta
 from .core.progress import progress_bar
 from .core.ranges import RowFilter, make_filter
@@ -247,14 +248,14 @@ class Dataset:
     def versions(self) -> pd.DataFrame:
         """Return every recorded version of the dataset, oldest first.
 
-        Each ingest, overwrite, append and delete committed a version. A version that
-        :meth:`prune_versions` removed is no longer listed (nor readable).
+        Each ingest, overwrite, append, delete, compaction and update committed a version.
+        A version that :meth:`prune_versions` removed is no longer listed (nor readable).
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``version``, ``kind`` (``ingest``, ``overwrite``, ``append`` or
-            ``delete``), ``rows`` and ``committed_at`` (UTC).
+            Columns ``version``, ``kind`` (``ingest``, ``overwrite``, ``append``,
+            ``delete``, ``compact`` or ``update``), ``rows`` and ``committed_at`` (UTC).
 
         Examples
         --------
@@ -635,6 +636,69 @@ class Dataset:
         table = pa.concat_tables(parts) if parts else self._empty(snap)
         return mark(self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn"))),
                     "slice", self.id, total=snap.meta.rows)
+
+    def head(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Return the first ``n`` rows, like ``df.head(n)``, reading only the first chunks.
+
+        Parameters
+        ----------
+        n : int, default 5
+            How many rows (any integral number >= 0); fewer when the dataset is shorter.
+        columns : sequence of str, optional
+            The columns to read (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``sn`` (a RangeIndex from 0) and bound to the dataset (``df.chunk``).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``n`` is negative or not an integer (pandas' ``head(-k)``, every row but the
+            last k, would read the whole dataset: ask ``ds.slice(None, -k)`` for it).
+        KeyError
+            An unknown column.
+
+        Examples
+        --------
+        >>> ds.head(3, columns=["time", "temperature"])           # doctest: +SKIP
+        """
+        count = integer_at_least(n, "n of head()", 0,
+                                 "for every row but the last k, use ds.slice(None, -k)")
+        return self.slice(0, count, columns)
+
+    def tail(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Return the last ``n`` rows, like ``df.tail(n)``, reading only the last chunks.
+
+        Parameters
+        ----------
+        n : int, default 5
+            How many rows (any integral number >= 0); fewer when the dataset is shorter.
+        columns : sequence of str, optional
+            The columns to read (None: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``sn`` (the rows' serial numbers, up to ``len(ds) - 1``) and bound to
+            the dataset (``df.chunk``).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``n`` is negative or not an integer (pandas' ``tail(-k)``, every row but the
+            first k, would read the whole dataset: ask ``ds.slice(k)`` for it).
+        KeyError
+            An unknown column.
+
+        Examples
+        --------
+        >>> ds.tail(2)                                             # doctest: +SKIP
+        """
+        count = integer_at_least(n, "n of tail()", 0,
+                                 "for every row but the first k, use ds.slice(k)")
+        return self.slice(-count if count else 0, None if count else 0, columns)
 
     @staticmethod
     def _positions(snap: Snapshot, cols: list[str] | None) -> list[int] | None:
@@ -1058,6 +1122,60 @@ class Dataset:
                 dask=self._client.settings if engine == "dask" else None)
         self._client.reader.snapshot(self.id, refresh=True)
         return self
+
+    def update(self, df: pd.DataFrame, on: str | Sequence[str], *,
+               wait: bool | float = False) -> UpdateResult:
+        """Upsert ``df``: rows matching existing rows on ``on`` replace them, others are appended.
+
+        A matched row keeps its serial number. Only the chunks holding matched rows are
+        rewritten (copy-on-write, in a new generation that shares every other chunk's file,
+        as :meth:`compact` does), and the result is a new version; older versions read as
+        before until :meth:`prune_versions`. A frame that changes no value and adds no row
+        writes nothing. Last values are recomputed from the data by the next :meth:`last`.
+        Values written into a time range deleted earlier (:meth:`delete`) keep reading as
+        missing: the delete covers those rows.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Exactly the dataset's columns (any order), of its types; one row per key.
+        on : str or sequence of str
+            The key columns, e.g. ``["time", "sensor"]``; a key of ``df`` matches every
+            existing row that has it.
+        wait : bool or float, default False
+            Wait for the dataset's lock (True: forever; a float: that many seconds).
+
+        Returns
+        -------
+        UpdateResult
+            ``matched`` and ``appended`` rows of ``df``, ``rows_updated`` existing rows,
+            ``chunks_rewritten``, ``chunks_appended``, the ``version`` and ``changed``.
+
+        Raises
+        ------
+        SchemaMismatchError
+            ``df`` lacks a column of the dataset, has another, or a type that does not
+            convert; nothing is written.
+        InvalidArgumentError
+            ``on`` names no column, or ``df`` repeats a key or has a missing key.
+        KeyError
+            ``on`` names a column the dataset does not have.
+        ReadOnlyVersionError
+            This handle was opened at a version of the past.
+        DatasetLockedError
+            Another writer holds the dataset (pass ``wait=``).
+
+        Examples
+        --------
+        >>> fix = ds.slice(100, 102).assign(temperature=[20.5, 20.7])     # doctest: +SKIP
+        >>> ds.update(fix, on=["time", "sensor"]).matched                  # doctest: +SKIP
+        2
+        """
+        self._writable("update")
+        done = upsert(self._client.backends, self.id, df, on, wait=wait,
+                      hooks=self._client.commit_hooks)
+        self._client.reader.snapshot(self.id, refresh=True)
+        return done
 
     # -- last values (lastcache/) ----------------------------------------------------------
     def last(self, device: Any = None, columns: Sequence[str] | str | None = None) -> pd.DataFrame:

@@ -12,12 +12,22 @@ import pandas as pd
 
 from .contextcache import Context, ContextCache
 from .core.config import Settings, redact, resolve
-from .core.errors import InvalidArgumentError
+from .core.errors import InvalidArgumentError, InvalidDatasetIdError
 from .core.integers import as_integer
 from .core.keys import validate_id
 from .dataset import Dataset
 from .display.reprs import mark
 from .ingestion.distributed import file_partitions, ingest_dask, is_dask_frame
+from .ingestion.lifecycle import (
+    DropResult,
+    SnapshotInfo,
+    delete_snapshot,
+    drop_dataset,
+    exists,
+    snapshot_info,
+    snapshot_table,
+    take_snapshot,
+)
 from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
 from .lastcache import LastValues
@@ -114,18 +124,17 @@ class Client:
         """A complete dataset; :class:`DatasetNotFoundError` names similar ids if there is none.
 
         ``version`` (a number from ``ds.versions()``) or ``as_of`` (a time: the version
-        current then) opens a read-only view of that version; a version that was pruned or
-        never existed is a :class:`VersionNotFoundError` naming those there are.
+        current then; or the name of a snapshot: the version it recorded) opens a read-only
+        view of that version; a version that was pruned or never existed, or a snapshot
+        that does not name the dataset, is a :class:`VersionNotFoundError` naming those
+        there are. A string is a snapshot's name if such a snapshot exists, else a time.
         """
         validate_id(dataset_id)
         if version is not None and as_of is not None:
             raise InvalidArgumentError(
                 f"open dataset {dataset_id!r} at version={version!r} or as_of={as_of!r}, not both")
         if as_of is not None:
-            meta = self.catalog.version(dataset_id, as_of=commit_time(as_of, "as_of", dataset_id))
-            if meta is None:
-                raise self.reader.version_not_found(dataset_id, f"version as of {as_of!s}")
-            version = meta.version
+            version = self._version_as_of(dataset_id, as_of)
         if version is not None:
             number = as_integer(version)
             if number is None:
@@ -137,9 +146,70 @@ class Client:
         self.reader.snapshot(dataset_id, refresh=True)  # re-warms Redis if it lags the catalog
         return Dataset(self, dataset_id)
 
+    def _version_as_of(self, dataset_id: str, as_of: Any) -> int:
+        """The version ``as_of`` names: a snapshot's (by its name), or the one current at a
+        time."""
+        named = None
+        if isinstance(as_of, str):
+            try:
+                named = self.catalog.snapshot_of(validate_id(as_of, "snapshot name"))
+            except InvalidDatasetIdError:
+                named = None  # not a name a snapshot can have: a time, or nothing
+        if named is not None:
+            versions = named[2]
+            if dataset_id not in versions:  # (DatasetNotFoundError if there is no such dataset)
+                shown = ", ".join(repr(d) for d in list(versions)[:10]) or "no dataset"
+                raise self.reader.version_not_found(
+                    dataset_id, f"version in snapshot {as_of!r} (it names {shown})")
+            return versions[dataset_id]
+        try:
+            at = commit_time(as_of, "as_of", dataset_id)
+        except (InvalidArgumentError, ValueError, TypeError) as exc:
+            if not isinstance(as_of, str):
+                raise
+            names = self.catalog.snapshot_names()
+            have = f"the snapshots are {names[:10]!r}" if names else "there are no snapshots"
+            raise InvalidArgumentError(
+                f"as_of={as_of!r} is neither the name of a snapshot ({have}) nor a time "
+                f"({exc}); opening dataset {dataset_id!r}") from exc
+        meta = self.catalog.version(dataset_id, as_of=at)
+        if meta is None:
+            raise self.reader.version_not_found(dataset_id, f"version as of {as_of!s}")
+        return meta.version
+
     def datasets(self) -> pd.DataFrame:
         """One row per complete dataset: id, state, rows, chunks, bytes, ..."""
         return mark(self.catalog.table(), "datasets")
+
+    def exists(self, dataset_id: str) -> bool:
+        """Whether ``dataset_id`` is a complete dataset: see :func:`chunkframe.exists`."""
+        return exists(self.catalog, dataset_id)
+
+    def drop(self, dataset_id: str, *, force: bool = False,
+             wait: bool | float = False) -> DropResult:
+        """Remove a dataset from the catalog, Redis and the store: see :func:`chunkframe.drop`."""
+        result = drop_dataset(self.backends, dataset_id, force=force, wait=wait,
+                              forget=(self.contexts_cache.discard, self.reader.forget))
+        self.reader.forget(dataset_id)
+        return result
+
+    # -- snapshots ------------------------------------------------------------------------
+    def snapshot(self, name: str, datasets: Any = None, metadata: Any = None) -> SnapshotInfo:
+        """Record the current version of datasets under ``name``: see
+        :func:`chunkframe.snapshot`."""
+        return take_snapshot(self.catalog, name, datasets, metadata)
+
+    def snapshots(self) -> pd.DataFrame:
+        """Every snapshot: name, created, datasets, versions, metadata."""
+        return mark(snapshot_table(self.catalog), "snapshots")
+
+    def snapshot_info(self, name: str) -> SnapshotInfo:
+        """One snapshot: what it names, when it was recorded, its metadata."""
+        return snapshot_info(self.catalog, name)
+
+    def delete_snapshot(self, name: str) -> SnapshotInfo:
+        """Forget snapshot ``name``: see :func:`chunkframe.delete_snapshot`."""
+        return delete_snapshot(self.catalog, name)
 
     def recover(self, apply: bool = False, verify: bool = False,
                 progress: bool | None = None) -> pd.DataFrame:

@@ -23,6 +23,15 @@ Modes (first argument):
     (env and hooks as for ``ingest``); prints ``done ROWS`` (the dataset's new size).
 ``compact ID``
     Compact dataset ID (env and hooks as for ``ingest``); prints ``done CHUNKS``.
+``update ID``
+    Upsert into dataset ID (env as for ``ingest``) its rows 0 and 500 with ``value`` 1e6 and
+    10 new rows; prints ``done VERSION``.
+``drop ID``
+    Drop dataset ID (env as for ``ingest``, ``force=True``). Besides ``locked FENCE``, prints
+    ``drop-begun`` (the intent is committed), ``drop-keys`` (Redis keys deleted),
+    ``drop-prefix`` (after each generation's files are deleted), ``drop-files``,
+    ``drop-context``, ``drop-tx`` (the last transaction's statements done, COMMIT not yet
+    run), ``drop-done``, then ``done VERSIONS``.
 ``hold-lock ID``
     Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
 ``server-info [ID...]``
@@ -113,6 +122,7 @@ class Steps:
 
 
 def install_hooks(step: Steps) -> None:
+    import chunkframe.ingestion.lifecycle as lifecycle_mod
     import chunkframe.storage.catalog as catalog_mod
     import chunkframe.storage.state as state_mod
     import chunkframe.storage.store as store_mod
@@ -147,17 +157,45 @@ def install_hooks(step: Steps) -> None:
     def transaction(self):
         with orig_tx(self) as db:
             yield db
-            if getattr(in_commit, "on", False):
-                step("commit-tx")  # statements done, COMMIT not yet run
+            if getattr(in_commit, "on", ""):
+                step(in_commit.on)  # statements done, COMMIT not yet run
 
     def commit(self, meta, chunks, fence, kind="ingest", **more):
         step("commit-start")
-        in_commit.on = True
+        in_commit.on = "commit-tx"
         try:
             orig_commit(self, meta, chunks, fence, kind, **more)
         finally:
-            in_commit.on = False
+            in_commit.on = ""
         step("commit-done")
+
+    orig_end_drop = catalog_mod.Catalog.end_drop
+
+    def end_drop(self, dataset_id, fence):
+        in_commit.on = "drop-tx"
+        try:
+            out = orig_end_drop(self, dataset_id, fence)
+        finally:
+            in_commit.on = ""
+        step("drop-done")
+        return out
+
+    def after(owner, name, line):
+        orig = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            out = orig(*args, **kwargs)
+            step(line)
+            return out
+
+        setattr(owner, name, wrapped)
+
+    after(catalog_mod.Catalog, "begin_drop", "drop-begun")
+    after(catalog_mod.Catalog, "forget_context", "drop-context")
+    after(lifecycle_mod, "_delete_redis_keys", "drop-keys")
+    after(lifecycle_mod, "_delete_files", "drop-files")
+    after(store_mod.LocalStore, "delete_prefix", "drop-prefix")
+    catalog_mod.Catalog.end_drop = end_drop
 
     orig_publish = state_mod.State.publish
 
@@ -252,6 +290,24 @@ def main(argv: list[str]) -> int:
         say("start")
         ds = client.open(argv[2]).compact(progress=False, wait=True)
         say(f"done {ds.meta.chunks}")
+        return 0
+    if mode == "update":  # rows 0 and 500 get value 1e6; 10 new rows are appended
+        client = connect()
+        ds = client.open(argv[2])
+        fix = ds.get_many([0, 500])
+        fix["value"] = 1e6
+        new = ds.slice(0, 10).assign(time=lambda f: f["time"] + pd.Timedelta(days=400))
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        done = ds.update(pd.concat([fix, new]).reset_index(drop=True), on=["time", "device"])
+        say(f"done {done.version}")
+        return 0
+    if mode == "drop":
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        done = client.drop(argv[2], force=True, wait=True)
+        say(f"done {done.versions}")
         return 0
     if mode == "hold-lock":
         client = connect()

@@ -11,8 +11,9 @@ from chunkframe.dataset import Dataset
 
 DOCUMENTED = [
     *((Dataset, name) for name in ("meta", "columns", "schema", "chunks", "get", "get_many",
-                                   "slice", "verify", "cache_info", "append", "last",
-                                   "delete", "reset_last", "context", "tag", "tags", "find",
+                                   "slice", "head", "tail", "update", "verify", "cache_info",
+                                   "append", "last", "delete", "reset_last", "context", "tag",
+                                   "tags", "find",
                                    "export", "browse", "iter_chunks", "to_pandas", "to_arrow",
                                    "to_batches", "plot", "chunk_metas")),
     *((Context, name) for name in ("put", "put_many", "remove", "clear", "get", "search",

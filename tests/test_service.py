@@ -472,6 +472,12 @@ def test_remote_reads_equal_local_on_every_dtype(server, world):
         pd.testing.assert_frame_equal(remote.slice(a, b), local.slice(a, b))
     pd.testing.assert_frame_equal(remote.slice(100, 200, ["s", "ni"]),
                                   local.slice(100, 200, ["s", "ni"]))
+    for n in (0, 3, 2_999, 5_000):
+        pd.testing.assert_frame_equal(remote.head(n), local.head(n))
+        pd.testing.assert_frame_equal(remote.tail(n), local.tail(n))
+    pd.testing.assert_frame_equal(remote.tail(columns=["s"]), local.tail(columns=["s"]))
+    with pytest.raises(cf.InvalidArgumentError, match="n of tail"):
+        remote.tail(-1)
     pd.testing.assert_frame_equal(remote.to_pandas(), local.to_pandas())
     pd.testing.assert_frame_equal(remote.to_pandas(), world["every"])
     pd.testing.assert_frame_equal(remote.to_pandas(["td", "nb"]), local.to_pandas(["td", "nb"]))
@@ -558,8 +564,10 @@ def test_remote_open_takes_versions_and_refuses_bad_ids_as_local_does(server, ht
 def test_remote_writes_are_local_only(server):
     client = cf.connect(server.url)
     ds = client.open("every")
+    assert client.exists("every") and not client.exists("nope")
     for call in (lambda: ds.append(pd.DataFrame({"i": [1]})), lambda: ds.delete(),
-                 lambda: cf.ingest(pd.DataFrame({"a": [1]}), "x")):
+                 lambda: cf.ingest(pd.DataFrame({"a": [1]}), "x"), lambda: client.drop("every"),
+                 lambda: client.snapshot("s"), lambda: client.delete_snapshot("s")):
         with pytest.raises(cf.service.ReadOnlyError, match="local-only"):
             call()
 

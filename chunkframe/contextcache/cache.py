@@ -263,6 +263,32 @@ class ContextCache:
                 self._total -= value.memory_bytes
             return value is not None
 
+    def discard(self, context_id: str) -> int:
+        """Delete ``context_id`` from Redis -- its entries, its version counter and its
+        postings in the keyword index -- and from this process' memory; returns how many
+        entries Redis held. The durable record is the caller's (a dataset's drop removes it
+        first, :meth:`Catalog.forget_context`, so that no read puts the context back)."""
+        cid = validate_id(context_id, "context id")
+        entries_key, version_key = self._keys(cid)
+        dropped: dict[str, list[str]] = {}
+        held = 0
+
+        def transaction(pipe: Any) -> None:
+            nonlocal dropped, held
+            raw = pipe.hgetall(entries_key)
+            held, dropped = len(raw), index.postings(cid, raw, None)
+            pipe.multi()
+            pipe.delete(entries_key, version_key)
+            for word, members in ({} if self._cluster else dropped).items():
+                pipe.srem(index.index_key(self.prefix, word), *members)
+
+        with self._lock, self._redis_errors(f"discard context {cid!r}"):
+            self.redis.transaction(transaction, entries_key)
+            if self._cluster:  # the context's slot only in the transaction, then the index
+                self._index("SREM", dropped)
+            self.invalidate(cid)
+        return held
+
     def clear(self) -> None:
         """Drop every context from this process' memory; Redis keeps them all."""
         with self._lock:

@@ -31,6 +31,10 @@ __all__ = [
     "StateCorruptionError",
     "StateRepairedError",
     "CatalogCorruptionError",
+    "DropPendingError",
+    "DatasetReferencedError",
+    "SnapshotNotFoundError",
+    "SnapshotExistsError",
 ]
 
 
@@ -338,6 +342,68 @@ class ReadOnlyVersionError(ChunkFrameError, PermissionError):
             f"cannot {what} dataset {dataset!r} opened at version {version}: a version of the "
             "past is read-only",
             hint=Hint("write through the current dataset, {}", Call.of("open", dataset)),
+        )
+
+
+class DropPendingError(DatasetLockedError):
+    """A write to a dataset whose drop was begun and not finished (a crash interrupted it)."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        super().__init__(
+            f"dataset {dataset!r} is being dropped: a drop of it was begun and not finished "
+            "(it was interrupted), so nothing may write to it until the drop is done",
+            hint=Hint("finish the drop with {} (or run `chunkframe recover --apply`), then "
+                      "ingest it anew", Call.of("drop", dataset)),
+        )
+
+
+class DatasetReferencedError(ChunkFrameError):
+    """A drop of a dataset that named snapshots still reference."""
+
+    def __init__(self, dataset: str, snapshots: list[str]) -> None:
+        self.dataset, self.snapshots = dataset, snapshots
+        shown = ", ".join(repr(s) for s in snapshots[:5]) + (
+            f" and {len(snapshots) - 5} more" if len(snapshots) > 5 else "")
+        super().__init__(
+            f"cannot drop dataset {dataset!r}: "
+            + (f"snapshots {shown} reference versions" if len(snapshots) > 1
+               else f"snapshot {shown} references a version")
+            + " of it, and dropping it would make them unreadable there; nothing was changed",
+            hint=Hint("delete those snapshots with {} first, or drop it anyway with {} (the "
+                      "snapshots then forget it)",
+                      Call.of("delete_snapshot", Placeholder("name")),
+                      Call.of("drop", dataset, force=True)),
+        )
+
+
+class SnapshotNotFoundError(ChunkFrameError, KeyError):
+    """No named snapshot has this name."""
+
+    def __init__(self, name: str, names: list[str]) -> None:
+        import difflib
+
+        self.name = name
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        known = (f"did you mean {close!r}" if close else
+                 f"the snapshots are {names[:10]!r}" if names else "there are no snapshots")
+        super().__init__(f"no snapshot named {name!r}; {known}",
+                         hint=Hint("list them with {}", Call.of("snapshots")))
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SnapshotExistsError(ChunkFrameError, FileExistsError):
+    """A snapshot name that is already taken (snapshots are never replaced in place)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a snapshot named {name!r} exists already; snapshots are never replaced, so "
+            "nothing was recorded",
+            hint=Hint("pick another name, or delete the old one first with {}",
+                      Call.of("delete_snapshot", name)),
         )
 
 

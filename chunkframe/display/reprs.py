@@ -176,8 +176,17 @@ def _slice_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
     return "rows", dataset, [caption, plural(len(df.columns), "column")]
 
 
+def _snapshots_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                      ) -> tuple[str, str | None, list[str]]:
+    facts = [plural(len(df), "snapshot")]
+    if "created" in df.columns and len(df):
+        facts.append(f"newest {format_time(df['created'].max())} UTC")
+    return "snapshots", None, facts
+
+
 KINDS = {"last": _last_header, "contexts": _contexts_header, "tags": _tags_header,
-         "datasets": _datasets_header, "versions": _versions_header, "slice": _slice_header}
+         "datasets": _datasets_header, "versions": _versions_header, "slice": _slice_header,
+         "snapshots": _snapshots_header}
 """The kinds of frame :func:`mark` knows, each with the header of its repr."""
 
 

@@ -1,5 +1,5 @@
 """The ``chunkframe`` command line: argument parsing and the commands (ingest, inspect, read,
-tag, verify, compact, export, delete, demo, server, recover).
+tag, verify, compact, export, delete, drop, snapshots, demo, server, recover).
 
 Building the parser and ``--help`` import nothing but the standard library and chunkframe's
 errors; each command imports the parts it uses when it runs. What is printed is made by
@@ -353,6 +353,80 @@ def cmd_delete(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+def cmd_drop(args: argparse.Namespace, out: Out) -> int:
+    client = _client(args)
+    if not args.yes:
+        from ..core.keys import validate_id
+
+        meta = client.catalog.get(validate_id(args.id))
+        if meta is not None:
+            versions = len(client.catalog.versions(args.id))
+            what = (f"dataset {args.id!r} ({plural(meta.rows, 'row')}, "
+                    f"{plural(versions, 'version')}, {format_bytes(meta.nbytes)}), its tags "
+                    "and last values")
+        elif args.id in client.catalog.drops():
+            what = f"what an interrupted drop left of dataset {args.id!r}"
+        else:
+            client.drop(args.id)  # DatasetNotFoundError, naming close ids
+            return EXIT_ERROR  # (not reached)
+        raise _UsageError(f"drop deletes {what} for good; nothing was changed: run it again "
+                          "with --yes to confirm", args.subparser)
+    done = client.drop(args.id, force=args.force, wait=args.wait)
+    out.doc(asdict(done))
+    forgot = (f"; snapshots {', '.join(repr(s) for s in done.snapshots)} forgot it"
+              if done.snapshots else "")
+    out.line(f"dropped {args.id!r}{' (an interrupted drop, finished)' if done.resumed else ''}: "
+             f"{plural(done.versions, 'version')}, {plural(done.files, 'file')} "
+             f"({format_bytes(done.bytes)}), {plural(done.redis_keys, 'Redis key')}, "
+             f"{plural(done.context_entries, 'tag')}{forgot}")
+    return EXIT_OK
+
+
+def cmd_snapshot(args: argparse.Namespace, out: Out) -> int:
+    metadata = None
+    if args.metadata is not None:
+        try:
+            metadata = json.loads(args.metadata)
+        except json.JSONDecodeError as exc:
+            raise _UsageError(f"--metadata is not JSON ({exc}); e.g. '{{\"by\": \"ana\"}}'",
+                              args.subparser) from None
+    info = _client(args).snapshot(args.name, args.dataset, metadata)
+    out.doc({"name": info.name, "created": info.created.isoformat(),
+             "versions": dict(info.versions), "metadata": info.metadata})
+    named = ", ".join(f"{d} v{v}" for d, v in info.versions.items())
+    out.line(f"recorded snapshot {info.name!r} of {plural(len(info.versions), 'dataset')}: "
+             f"{named}")
+    return EXIT_OK
+
+
+def cmd_snapshots(args: argparse.Namespace, out: Out) -> int:
+    import pandas as pd
+
+    df = _client(args).snapshots()
+    out.doc([{"name": r.name, "created": r.created.isoformat(), "datasets": int(r.datasets),
+              "versions": dict(r.versions), "metadata": r.metadata}
+             for r in df.itertuples(index=False)])
+    if df.empty:
+        out.line("no snapshots yet; record one with: chunkframe snapshot NAME")
+        return EXIT_OK
+    view = pd.DataFrame({
+        "name": df["name"], "created": df["created"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "versions": [", ".join(f"{d} v{v}" for d, v in vs.items()) or "-"
+                     for vs in df["versions"]],
+        "metadata": [json.dumps(m) for m in df["metadata"]],
+    })
+    out.line(table(view))
+    return EXIT_OK
+
+
+def cmd_delete_snapshot(args: argparse.Namespace, out: Out) -> int:
+    info = _client(args).delete_snapshot(args.name)
+    out.doc({"name": info.name, "deleted": True, "versions": dict(info.versions)})
+    out.line(f"deleted snapshot {info.name!r} (it named {plural(len(info.versions), 'dataset')}"
+             "; those versions can be pruned now)")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, out: Out) -> int:
     from .demo import SAMPLES_DIR, run_demo
 
@@ -615,6 +689,29 @@ def build_parser() -> _Parser:
                    help="to this time (inclusive)")
     p.add_argument("--all", action="store_true", help="no filter: delete every value")
 
+    p = command("drop", cmd_drop, "remove a dataset and every version of it from the catalog, "
+                "Redis and the store (asks for --yes)")
+    _dataset_id(p)
+    p.add_argument("--yes", action="store_true", help="confirm: without it nothing is dropped")
+    p.add_argument("--force", action="store_true",
+                   help="drop it even though snapshots reference it (they forget it)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the dataset's lock if another writer holds it")
+
+    p = command("snapshot", cmd_snapshot, "record the current version of datasets under NAME "
+                "(read them with cf.open(id, as_of=NAME))")
+    p.add_argument("name", metavar="NAME", help="the snapshot's name (new)")
+    p.add_argument("--dataset", action="append", metavar="ID",
+                   help="a dataset to record (repeatable; default: every dataset)")
+    p.add_argument("--metadata", metavar="JSON", help="JSON data kept with the snapshot")
+
+    command("snapshots", cmd_snapshots, "list the snapshots")
+
+    p = command("delete-snapshot", cmd_delete_snapshot, "forget a snapshot (the versions it "
+                "named can be pruned again)")
+    p.add_argument("name", metavar="NAME", help="the snapshot's name (chunkframe snapshots "
+                   "lists them)")
+
     p = command("demo", cmd_demo, "run the main job on the sample data (repeatable)")
     p.add_argument("--samples", dest="samples_dir", metavar="DIR",
                    help="a folder holding sensors.parquet and sensors.csv (default: the samples "
@@ -645,7 +742,10 @@ class _CliStyle:
     name flags that exist. Something the command line cannot do is said in Python words.
     """
 
-    COMMANDS = {"ingest": "ingest", "datasets": "ls", "open": "info"}
+    COMMANDS = {"ingest": "ingest", "datasets": "ls", "open": "info", "drop": "drop",
+                "snapshots": "snapshots", "delete_snapshot": "delete-snapshot"}
+    CONFIRM = {"drop": ["--yes"]}
+    """Commands that do nothing without a confirmation: a hint naming one says it."""
     """Python API function -> the command doing the same."""
 
     def __init__(self, parser: _Parser, running: argparse.ArgumentParser | None):
@@ -690,7 +790,7 @@ class _CliStyle:
             if flag is None:
                 return PYTHON.call(call)
             words.append(flag)
-        return " ".join(words)
+        return " ".join(words + self.CONFIRM.get(name, []))
 
 
 class _Doing(Exception):

@@ -344,7 +344,7 @@ def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | f
         if (mode == "resume" and not status and existing is not None
                 and existing.fingerprint == fingerprint):
             return existing  # a run of this source completed (killed after its commit?)
-        resumable = {} if status.get("op") == "compact" else status  # never resumed
+        resumable = {} if status.get("op") in ("compact", "update") else status  # never resumed
         plan = plan_ingest(backends, dataset_id, mode, fingerprint, chunk_rows, time_column,
                            device_column, compression, existing, resumable)
         if existing is not None and plan.generation == existing.generation:

@@ -40,8 +40,9 @@ def commit_time(value: Any, what: str, dataset_id: str) -> int:
 def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
                    older_than: Any = None, wait: bool | float = False) -> pd.DataFrame:
     """Forget the dataset's versions but the last ``keep_last`` (and, with ``older_than``,
-    those committed since), and delete the chunk files of generations that no remaining
-    version reads. Under the dataset's write lock; the catalog refuses a superseded writer.
+    those committed since, and those a named snapshot references), and delete the chunk
+    files of generations that no remaining version reads. Under the dataset's write lock;
+    the catalog refuses a superseded writer.
 
     Returns the pruned versions (``version, kind, rows, committed_at``).
     """
@@ -58,6 +59,8 @@ def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
         old = table.iloc[:max(len(table) - keep_last, 0)]
         if cutoff is not None:
             old = old[old["committed_at"] < pd.Timestamp(cutoff, unit="ns", tz="UTC")]
+        named = backends.catalog.snapshot_versions(dataset_id)  # kept while snapshots name them
+        old = old[~old["version"].isin(list(named))]
         lock.check()
         gone = backends.catalog.prune(dataset_id, old["version"].tolist(), lock.fence)
         for generation in gone:  # after the commit: a crash here leaves orphans that

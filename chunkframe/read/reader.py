@@ -709,6 +709,16 @@ class Reader:
             "max_bytes": int(self._chunks.maxsize), "total_bytes": int(self._chunks.currsize),
         }
 
+    def forget(self, dataset_id: str) -> None:
+        """Drop what this reader holds of one dataset (a dropped one): its snapshots, those
+        of its versions, and its cached chunks."""
+        with self._lock:
+            for key in [k for k in self._snapshots
+                        if k == dataset_id or (isinstance(k, tuple) and k[0] == dataset_id)]:
+                self._snapshots.pop(key, None)
+            for key in [k for k in self._chunks if k[0] == dataset_id]:
+                del self._chunks[key]
+
     def clear(self, metadata: bool = True) -> None:
         """Empty the chunk cache (and, unless ``metadata=False``, the metadata cache)."""
         with self._lock:

@@ -17,6 +17,7 @@ from ..core.errors import ChunkFrameError, InvalidDatasetIdError, SourceError, S
 from ..core.keys import generation_prefix, validate_id
 from ..core.model import DatasetMeta, ManifestRef
 from ..core.progress import progress_bar
+from ..ingestion.lifecycle import ForgetHook, finish_drop, forget_fence
 from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
 from ..ingestion.provenance import SourceFile, SourceRecord, reopen, why_not_readable
 from ..storage.manifest import verify_manifest
@@ -32,13 +33,15 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBLEMS", "Problem", "Recoverer"]
 
-PROBLEMS = ("interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
+PROBLEMS = ("drop_interrupted", "interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
             "redis_state_corrupt", "orphan_files", "corrupt_manifest", "corrupt_chunk",
             "context_unrecorded", "context_missing", "context_behind", "last_values_missing",
             "catalog_unreadable", "catalog_stale")
 """The kinds of problem the recoverer reports, in the order it repairs them
 (``catalog_unreadable`` first of all: the other checks read the restored catalog;
-``catalog_stale`` has no repair and refuses every other one)."""
+``catalog_stale`` has no repair and refuses every other one). A dataset whose drop was
+interrupted (``drop_interrupted``) is checked for nothing else: finishing the drop deletes
+whatever else is left of it."""
 
 COLUMNS = ["dataset", "problem", "action", "detail", "applied"]
 
@@ -150,11 +153,16 @@ class Recoverer:
             return [self._damaged(damage, files)]
         recorded = set(b.catalog.ids())
         claimed = b.catalog.claimed()  # a dataset never claimed: the catalog lost it
+        dropping = b.catalog.drops()
         out: list[Problem] = []
-        ids = sorted(recorded | b.state.dataset_ids() | set(files) - {""})
+        ids = sorted(recorded | b.state.dataset_ids() | set(files) - {""} | set(dropping))
         bar = progress_bar(len(ids), "recover", progress, unit="datasets")
         try:
             for ds in ids:
+                if ds in dropping:  # whatever is left of it goes: nothing to restore
+                    out.append(self._drop_problem(ds, dropping[ds], files.get(ds, [])))
+                    bar.update(1)
+                    continue
                 busy = self._ingests(ds, out)
                 keys = files.get(ds, [])
                 known = ds in recorded or ds in claimed or not _valid(ds)
@@ -176,7 +184,35 @@ class Recoverer:
             bar.close()
         if files.get(""):
             out.append(self._orphan_problem("", files[""]))
-        return out + self._contexts()
+        return out + self._contexts(set(dropping))
+
+    # -- drops ----------------------------------------------------------------------------
+    def forget_hooks(self) -> tuple[ForgetHook, ...]:
+        """What a finished drop must also delete: the dataset's context in Redis (and this
+        process's copy), and what the reader holds of it."""
+        hooks: list[ForgetHook] = [self.reader.forget]
+        if self.contexts is not None:
+            hooks.insert(0, self.contexts.discard)
+        return tuple(hooks)
+
+    def _drop_problem(self, ds: str, requested: float, keys: list[str]) -> Problem:
+        b = self.backends
+        left = []
+        if keys:
+            left.append(f"{len(keys)} files")
+        try:
+            hot = b.state.meta(ds) is not None or bool(b.state.ingest_status(ds))
+        except StateCorruptionError:
+            hot = True
+        if hot:
+            left.append("its Redis state")
+        left.append("its catalog rows")
+        began = pd.Timestamp(requested, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+        return Problem(ds, "drop_interrupted", "finish the drop: delete its Redis keys, chunk "
+                       "files, context and catalog rows",
+                       f"a drop of dataset {ds!r} begun at {began} did not finish; "
+                       f"{', '.join(left)} remain (no writer may use it until it is finished)",
+                       partial(finish_drop, b, ds, self.forget_hooks()))
 
     # -- last values and contexts (their own parts know their Redis layout) ---------------
     def _last_values(self, ds: str) -> list[Problem]:
@@ -190,14 +226,15 @@ class Recoverer:
                         "files (read through the reader, checksums checked)", lacking,
                         partial(self.last_values.restore, ds))]
 
-    def _contexts(self) -> list[Problem]:
+    def _contexts(self, dropping: set[str]) -> list[Problem]:
         """Contexts Redis lost or holds otherwise than their durable record, and contexts
-        only Redis holds (written before contexts were recorded)."""
+        only Redis holds (written before contexts were recorded); those of datasets being
+        dropped (``dropping``) are the drop's to delete, not to restore."""
         cache = self.contexts
         if cache is None or cache.record is None:
             return []
         out: list[Problem] = []
-        recorded = cache.recorded_ids()
+        recorded = [cid for cid in cache.recorded_ids() if cid not in dropping]
         for cid in recorded:
             found = cache.check(cid)
             if found is not None:
@@ -205,7 +242,7 @@ class Recoverer:
                                    "the find index, in Redis from the catalog's record",
                                    f"context {cid!r}: {found[1]}",
                                    partial(cache.restore, cid)))
-        for cid in sorted(set(cache.stored_ids()) - set(recorded)):
+        for cid in sorted(set(cache.stored_ids()) - set(recorded) - dropping):
             out.append(Problem(cid, "context_unrecorded", "record its entries in the catalog",
                                f"context {cid!r} is in Redis only (written before contexts "
                                "were recorded durably): a Redis loss would lose it",
@@ -349,8 +386,17 @@ class Recoverer:
             assert holder is not None
             out.append(Problem(ds, "stale_lock", "release the lock",
                                f"held by process {holder.pid} on {holder.host}, which is dead",
-                               lambda: b.state.break_lock(ds, seen)))
+                               lambda: self._break_lock(ds, seen)))
         return None
+
+    def _break_lock(self, ds: str, seen: bytes) -> None:
+        """Release a dead holder's lock; and the fencing counter too when nothing else is
+        left of the dataset (a dropper killed after its last commit)."""
+        b = self.backends
+        b.state.break_lock(ds, seen)
+        if (b.catalog.get(ds) is None and ds not in b.catalog.drops()
+                and b.state.meta(ds) is None and not b.state.ingest_status(ds)):
+            forget_fence(b, ds)
 
     def _why_not_resumable(self, status: dict[str, str],
                            seen: dict[tuple[str, int, str], SourceFile] | None = None
@@ -359,6 +405,8 @@ class Recoverer:
         else why it cannot be resumed from it (``seen``: see :func:`why_not_readable`)."""
         if status.get("op") == "compact":
             return "a compaction is not resumed (the version before it stays current)"
+        if status.get("op") == "update":
+            return "an update is not resumed (the version before it stays current)"
         if not status.get("source"):
             return ("no source was recorded (an ingest begun before sources were recorded, "
                     "or a Dask ingest)")

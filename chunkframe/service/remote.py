@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ..core import errors as core_errors
 from ..core.errors import BackendUnavailableError, ChunkCorruptionError, ChunkFrameError, InvalidArgumentError
-from ..core.integers import as_integer
+from ..core.integers import as_integer, integer_at_least
 from ..core.keys import validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.protocols import ContextLike, DatasetLike
@@ -240,6 +240,21 @@ class RemoteClient:
     def ingest(self, source: Any, dataset_id: str, **kwargs: Any) -> Any:
         raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"ingest of {dataset_id!r}"))
 
+    def exists(self, dataset_id: str) -> bool:
+        """Whether the server has a complete dataset ``dataset_id``."""
+        validate_id(dataset_id)
+        df = self.datasets()
+        return "id" in df.columns and dataset_id in set(df["id"])
+
+    def drop(self, dataset_id: str, **kwargs: Any) -> Any:
+        raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"drop of {dataset_id!r}"))
+
+    def snapshot(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"snapshot {name!r}"))
+
+    def delete_snapshot(self, name: str) -> Any:
+        raise ReadOnlyError(_WRITES_ARE_LOCAL.format(what=f"delete of snapshot {name!r}"))
+
     def close(self) -> None:
         self.http.close()
 
@@ -371,6 +386,18 @@ class RemoteDataset:
                                   query=self._query({**query, "start": a, "stop": min(a + step, hi)}))
                  for a in range(lo, max(hi, lo + 1), step)]
         return parts[0] if len(parts) == 1 else pd.concat(parts)
+
+    def head(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The first ``n`` rows (``n`` an integer >= 0), as a local ``ds.head`` gives them."""
+        count = integer_at_least(n, "n of head()", 0,
+                                 "for every row but the last k, use ds.slice(None, -k)")
+        return self.slice(0, count, columns)
+
+    def tail(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The last ``n`` rows (``n`` an integer >= 0), as a local ``ds.tail`` gives them."""
+        count = integer_at_least(n, "n of tail()", 0,
+                                 "for every row but the first k, use ds.slice(k)")
+        return self.slice(-count if count else 0, None if count else 0, columns)
 
     def _scan_query(self, columns: Sequence[str] | str | None, date_range: Any, where: Any,
                     what: str) -> dict[str, Any]:

@@ -39,19 +39,20 @@ class Backends:
                    Catalog(settings.catalog, made), settings.storage_options)
 
     def lock(self, dataset_id: str, wait: bool | float = False,
-             floor: int | None = None) -> DatasetLock:
+             floor: int | None = None, dropping: bool = False) -> DatasetLock:
         """Take a dataset's write lock: in Redis (renewed, fenced), then claimed in the
         catalog, so a writer whose lock expired can never commit there again.
 
         Redis's fencing counter is first raised to the catalog's latest token: after Redis
         lost its keys (a flush, a restart without persistence) the next token still
         exceeds every token the catalog saw, so the write is not refused as superseded.
-        ``floor``: the catalog's latest token, if the caller just read it."""
+        ``floor``: the catalog's latest token, if the caller just read it. ``dropping``: the
+        caller drops the dataset (only a dropper may claim one whose drop is unfinished)."""
         self.state.raise_fence(dataset_id, self.catalog.fence(dataset_id) if floor is None
                                else floor)
         lock = self.state.lock(dataset_id).acquire(wait)
         try:
-            self.catalog.claim(dataset_id, lock.fence)
+            self.catalog.claim(dataset_id, lock.fence, dropping)
         except BaseException:
             lock.release()
             raise

@@ -19,8 +19,13 @@ from ..core.errors import (
     Call,
     CatalogCorruptionError,
     CatalogDamageError,
+    DatasetNotFoundError,
+    DatasetReferencedError,
+    DropPendingError,
     Hint,
     LockLostError,
+    SnapshotExistsError,
+    SnapshotNotFoundError,
     StateCorruptionError,
 )
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, Tombstone
@@ -30,9 +35,10 @@ from .catalog_db import Connection, SQLiteDatabase, open_database
 
 __all__ = ["Catalog", "Migration", "VERSION_KINDS"]
 
-VERSION_KINDS = ("ingest", "overwrite", "append", "delete", "compact")
+VERSION_KINDS = ("ingest", "overwrite", "append", "delete", "compact", "update")
 """What made a version: a first ingest, an overwrite (a new generation), an append, a delete,
-a compaction (a new generation with the same rows)."""
+a compaction (a new generation with the same rows), an upsert (a new generation sharing the
+chunks it did not change)."""
 
 # The schema is written once for both databases: BIGINT and DOUBLE PRECISION are 64-bit in
 # PostgreSQL and have SQLite's INTEGER and REAL affinities (a catalog made with those names
@@ -142,6 +148,30 @@ CREATE TABLE IF NOT EXISTS manifests (
 the chunk rows after it; the chunk rows stay a full copy to fall back on."""
 
 
+_LIFECYCLE = """
+CREATE TABLE IF NOT EXISTS drops (
+    dataset TEXT PRIMARY KEY,
+    requested DOUBLE PRECISION NOT NULL,
+    fence BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    name TEXT PRIMARY KEY,
+    created BIGINT NOT NULL, -- ns since the epoch
+    metadata TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot_versions (
+    snapshot TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (snapshot, dataset)
+);
+CREATE INDEX IF NOT EXISTS snapshot_versions_dataset ON snapshot_versions (dataset, version)
+"""
+"""Dataset lifecycle: a drop under way (``drops``: its intent, recorded before anything is
+deleted, so the recoverer finishes a drop a crash interrupted), and named snapshots (the
+version of each dataset they name; ``prune`` keeps those versions)."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema change of :data:`_MIGRATIONS`, when a plain SQL string is not enough.
@@ -163,7 +193,7 @@ def _record_current_versions(db: Connection) -> None:
 
 _MIGRATIONS: tuple[str | Migration, ...] = (
     _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES, _CONTEXTS, _SOURCES,
-    _MANIFESTS)
+    _MANIFESTS, _LIFECYCLE)
 """Every schema change, in order, for both databases: add one by appending it (portable SQL
 preferred). SQLite counts those applied in ``PRAGMA user_version``, PostgreSQL in its
 ``schema_version`` table. A catalog written before versions were recorded gets the versions
@@ -172,7 +202,8 @@ client opens it; one written before per-column statistics gets their column (chu
 them are never skipped by a ``where``); one written before sources were recorded gets their
 table (its versions have none: their chunks cannot be repaired from a source); one written
 before manifests gets their table, empty (its datasets read their chunk rows until their
-next commit checkpoints them)."""
+next commit checkpoints them); one written before drops and snapshots gets their tables,
+empty."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
@@ -285,13 +316,18 @@ class Catalog:
             return int(db.execute("SELECT last FROM generations WHERE dataset=?",
                                   (dataset_id,)).fetchone()[0])
 
-    def claim(self, dataset_id: str, fence: int) -> None:
+    def claim(self, dataset_id: str, fence: int, dropping: bool = False) -> None:
         """Record that the holder of fencing token ``fence`` now owns the dataset's writes.
 
         Called right after taking the Redis lock; from then on a writer whose lock expired
-        (an older token) can no longer commit, however late it wakes up.
+        (an older token) can no longer commit, however late it wakes up. While a drop of the
+        dataset is unfinished only a dropper (``dropping``) may claim it: any other writer
+        gets :class:`DropPendingError`, and nothing is claimed.
         """
         with self._transaction() as db:
+            if not dropping and db.execute("SELECT 1 FROM drops WHERE dataset=?",
+                                           (dataset_id,)).fetchone() is not None:
+                raise DropPendingError(dataset_id)
             db.execute(
                 "INSERT INTO fences (dataset, fence) VALUES (?, ?) ON CONFLICT (dataset) "
                 "DO UPDATE SET fence=excluded.fence WHERE fences.fence<=excluded.fence",
@@ -526,11 +562,14 @@ class Catalog:
     def prune(self, dataset_id: str, versions: list[int], fence: int) -> list[int]:
         """Forget ``versions`` and the chunk tables of generations no remaining version
         reads; returns those generations (their files are the caller's to delete).
-        Fenced like :meth:`commit`; the current version is never pruned."""
+        Fenced like :meth:`commit`; the current version, and versions a named snapshot
+        references, are never pruned."""
         with self._transaction() as db:
             self._check_fence(db, dataset_id, fence)
             current = self._get(db, dataset_id)
-            drop = [v for v in versions if current is None or v != current.version]
+            named = self._snapshotted(db, dataset_id)
+            drop = [v for v in versions
+                    if (current is None or v != current.version) and v not in named]
             db.executemany("DELETE FROM versions WHERE dataset=? AND version=?",
                            [(dataset_id, v) for v in drop])
             kept = {r[0] for r in db.execute(
@@ -546,6 +585,176 @@ class Catalog:
             db.executemany("DELETE FROM manifests WHERE dataset=? AND generation=?",
                            [(dataset_id, g) for g in gone])
         return gone
+
+    # -- named snapshots ------------------------------------------------------------------
+    def snapshot_versions(self, dataset_id: str) -> dict[int, list[str]]:
+        """The versions of the dataset that named snapshots reference, each with the names
+        of those snapshots (sorted)."""
+        with self._connect("read") as db:
+            out: dict[int, list[str]] = {}
+            for version, name in db.execute(
+                    "SELECT version, snapshot FROM snapshot_versions WHERE dataset=? "
+                    "ORDER BY version, snapshot", (dataset_id,)):
+                out.setdefault(int(version), []).append(name)
+            return out
+
+    @staticmethod
+    def _snapshotted(db: Connection, dataset_id: str) -> set[int]:
+        return {int(r[0]) for r in db.execute(
+            "SELECT DISTINCT version FROM snapshot_versions WHERE dataset=?", (dataset_id,))}
+
+    def add_snapshot(self, name: str, datasets: list[str] | None, metadata: str,
+                     created: int) -> dict[str, int]:
+        """Record snapshot ``name`` of the current version of each of ``datasets`` (None:
+        every complete dataset), with ``metadata`` (JSON text) and ``created`` (ns since the
+        epoch), in one transaction; returns dataset id -> version recorded.
+
+        The datasets' rows are read locked (PostgreSQL: ``FOR UPDATE``; SQLite: the write
+        transaction), so a drop beginning at the same time either comes first (and the
+        dataset is not recorded, or a named one is not found) or sees the snapshot (and
+        refuses). Raises :class:`SnapshotExistsError` for a name taken, and
+        :class:`DatasetNotFoundError` naming the datasets asked that are not complete.
+        """
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM snapshots WHERE name=?", (name,)).fetchone():
+                raise SnapshotExistsError(name)
+            found = {r[0]: int(r[1]) for r in db.execute(
+                "SELECT id, version FROM datasets WHERE state='complete' ORDER BY id"
+                + self.db.for_update)}
+            if datasets is not None:
+                missing = [d for d in datasets if d not in found]
+                if missing:
+                    raise DatasetNotFoundError(
+                        f"cannot record snapshot {name!r}: no complete dataset "
+                        f"{', '.join(repr(d) for d in missing)}; nothing was recorded",
+                        hint=Hint("list the datasets with {}", Call.of("datasets")))
+                found = {d: found[d] for d in datasets}
+            db.execute("INSERT INTO snapshots (name, created, metadata) VALUES (?, ?, ?)",
+                       (name, created, metadata))
+            db.executemany(
+                "INSERT INTO snapshot_versions (snapshot, dataset, version) VALUES (?, ?, ?)",
+                [(name, d, v) for d, v in found.items()])
+        return found
+
+    def snapshot_of(self, name: str) -> tuple[int, str, dict[str, int]] | None:
+        """``(created, metadata JSON, dataset -> version)`` of snapshot ``name``, or None."""
+        with self._connect("read") as db:
+            row = db.execute("SELECT created, metadata FROM snapshots WHERE name=?",
+                             (name,)).fetchone()
+            if row is None:
+                return None
+            versions = {d: int(v) for d, v in db.execute(
+                "SELECT dataset, version FROM snapshot_versions WHERE snapshot=? "
+                "ORDER BY dataset", (name,))}
+            return int(row[0]), row[1], versions
+
+    def snapshot_names(self) -> list[str]:
+        with self._connect("read") as db:
+            return [r[0] for r in db.execute("SELECT name FROM snapshots ORDER BY name")]
+
+    def snapshot_table(self) -> list[tuple[str, int, str, dict[str, int]]]:
+        """Every snapshot, oldest first: ``(name, created, metadata JSON, dataset ->
+        version)``."""
+        with self._connect("read") as db:
+            heads = db.execute(
+                "SELECT name, created, metadata FROM snapshots ORDER BY created, name").fetchall()
+            versions: dict[str, dict[str, int]] = {}
+            for snap, dataset, version in db.execute(
+                    "SELECT snapshot, dataset, version FROM snapshot_versions "
+                    "ORDER BY snapshot, dataset"):
+                versions.setdefault(snap, {})[dataset] = int(version)
+        return [(n, int(c), m, versions.get(n, {})) for n, c, m in heads]
+
+    def delete_snapshot(self, name: str) -> dict[str, int]:
+        """Forget snapshot ``name`` (the versions it named become prunable); returns what it
+        named. :class:`SnapshotNotFoundError` if there is none."""
+        with self._transaction() as db:
+            versions = {d: int(v) for d, v in db.execute(
+                "SELECT dataset, version FROM snapshot_versions WHERE snapshot=?", (name,))}
+            if db.execute("DELETE FROM snapshots WHERE name=?", (name,)).rowcount != 1:
+                names = [r[0] for r in db.execute("SELECT name FROM snapshots ORDER BY name")]
+                raise SnapshotNotFoundError(name, names)
+            db.execute("DELETE FROM snapshot_versions WHERE snapshot=?", (name,))
+        return versions
+
+    # -- dropping a dataset ---------------------------------------------------------------
+    def begin_drop(self, dataset_id: str, fence: int, force: bool = False
+                   ) -> tuple[DatasetMeta | None, list[str]]:
+        """Record the intent to drop the dataset, before anything of it is deleted: the
+        dataset leaves the complete ones (readers of the catalog no longer find it) and
+        :meth:`claim` refuses every writer but a dropper until :meth:`end_drop`. Fenced
+        like :meth:`commit`.
+
+        A dataset that named snapshots reference is refused
+        (:class:`DatasetReferencedError`) unless ``force``: then the snapshots forget it,
+        in the same transaction. Returns the dataset's metadata (None when a drop of it was
+        begun already: this one finishes it) and the snapshots that forgot it;
+        :class:`DatasetNotFoundError` when there is neither a dataset nor a drop under way.
+        """
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            current = self._get(db, dataset_id)
+            pending = db.execute("SELECT 1 FROM drops WHERE dataset=?",
+                                 (dataset_id,)).fetchone() is not None
+            if current is None and not pending:
+                raise DatasetNotFoundError(
+                    f"cannot drop dataset {dataset_id!r}: it does not exist",
+                    hint=Hint("list the datasets with {}", Call.of("datasets")))
+            # first the dataset's row (on PostgreSQL it waits for a snapshot being recorded
+            # to commit), then the snapshots, so that none recorded meanwhile is missed
+            db.execute("UPDATE datasets SET state='dropping' WHERE id=?", (dataset_id,))
+            names = sorted({r[0] for r in db.execute(
+                "SELECT snapshot FROM snapshot_versions WHERE dataset=?", (dataset_id,))})
+            if names and not force:
+                raise DatasetReferencedError(dataset_id, names)
+            db.execute("DELETE FROM snapshot_versions WHERE dataset=?", (dataset_id,))
+            if not pending:
+                db.execute("INSERT INTO drops (dataset, requested, fence) VALUES (?, ?, ?)",
+                           (dataset_id, time.time(), fence))
+        return current, names
+
+    def drops(self) -> dict[str, float]:
+        """The datasets whose drop was begun and not finished, with when it was begun (epoch
+        seconds)."""
+        with self._connect("read") as db:
+            return {r[0]: float(r[1]) for r in db.execute(
+                "SELECT dataset, requested FROM drops ORDER BY dataset")}
+
+    def forget_context(self, context_id: str) -> None:
+        """Delete the durable record of a context (its entries, and that it was recorded)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM context_entries WHERE context=?", (context_id,))
+            db.execute("DELETE FROM contexts WHERE id=?", (context_id,))
+
+    def end_drop(self, dataset_id: str, fence: int) -> int:
+        """Delete what the catalog records of a dataset being dropped (its row, versions,
+        chunk tables, sources and checkpoints) and the intent, in one transaction; returns
+        how many versions it had. The fence and generation counters stay, so that a dataset
+        made again under the same id never reuses a token or a chunk key. Fenced like
+        :meth:`commit`."""
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            versions = int(db.execute("SELECT COUNT(*) FROM versions WHERE dataset=?",
+                                      (dataset_id,)).fetchone()[0])
+            for table in ("chunks", "versions", "sources", "manifests", "drops"):
+                db.execute(f"DELETE FROM {table} WHERE dataset=?", (dataset_id,))
+            db.execute("DELETE FROM datasets WHERE id=?", (dataset_id,))
+        return versions
+
+    def recorded_sizes(self, dataset_id: str) -> dict[str, int]:
+        """The size of every chunk and checkpoint file the dataset's records name, by key."""
+        with self._connect("read") as db:
+            return {r[0]: int(r[1]) for r in db.execute(
+                "SELECT key, nbytes FROM chunks WHERE dataset=? UNION "
+                "SELECT key, nbytes FROM manifests WHERE dataset=?", (dataset_id, dataset_id))}
+
+    def keys_elsewhere(self, dataset_id: str, prefix: str) -> set[str]:
+        """Keys under ``prefix`` that chunks of datasets other than ``dataset_id`` name
+        (none, as chunkframe writes them: a drop checks anyway before deleting a file)."""
+        with self._connect("read") as db:
+            return {r[0] for r in db.execute(
+                "SELECT key FROM chunks WHERE dataset<>? AND substr(key, 1, ?)=?",
+                (dataset_id, len(prefix), prefix))}
 
     def chunks(self, dataset_id: str, generation: int, start: int = 0,
                stop: int | None = None) -> list[ChunkMeta]:
@@ -567,7 +776,8 @@ class Catalog:
     def table(self) -> pd.DataFrame:
         """All complete datasets, one row each (what ``cf.datasets()`` shows)."""
         df = self._frame("SELECT id, state, rows, chunks, nbytes AS bytes, generation, chunk_rows, "
-                         "time_column, device_column, created, updated FROM datasets ORDER BY id")
+                         "time_column, device_column, created, updated FROM datasets "
+                         "WHERE state='complete' ORDER BY id")
         for col in ("created", "updated"):
             df[col] = utc_from_epoch(df[col])
         return df
