@@ -13,7 +13,8 @@ from threads import run_threads
 import chunkframe as cf
 from chunkframe.core.errors import ChunkCorruptionError, DatasetNotFoundError
 from chunkframe.read import reader as reader_mod
-from chunkframe.read.reader import STALENESS_SECONDS, group_by_chunk
+from chunkframe.read.plan import group_by_chunk
+from chunkframe.read.reader import STALENESS_SECONDS
 from chunkframe.read.rows import TextCodes, column_vectors
 
 

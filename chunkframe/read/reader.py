@@ -30,7 +30,6 @@ from ..core.errors import (
     StateRepairedError,
     VersionNotFoundError,
 )
-from ..core.integers import as_integer
 from ..core.keys import chunk_origin, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_dictionaries
 from ..core.ranges import row_mask, tombstone_may_touch
@@ -749,84 +748,3 @@ def _with_tombstone_columns(meta: DatasetMeta, names: list[str], columns: Sequen
         read.update(names.index(c) for c in (meta.time_column, meta.device_column)
                     if c is not None)
     return sorted(read)
-
-
-_INT64 = np.iinfo(np.int64)
-
-
-def out_of_range(snap: Snapshot, sn: int) -> str:
-    """What to say of serial number ``sn`` outside ``snap`` (the message of the IndexError)."""
-    n = snap.meta.rows
-    return (f"serial number {sn} is out of range for dataset {snap.meta.id!r}: valid serial "
-            f"numbers are 0 to {n - 1} (or -{n} to -1, counting from the end)")
-
-
-def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Validate serial numbers against ``snap`` and return them as an int64 array."""
-    arr = np.asarray(sns)
-    if arr.ndim > 1:
-        raise ValueError(f"serial numbers must be a flat sequence, got an array of shape "
-                         f"{arr.shape}")
-    n = snap.meta.rows
-    if arr.dtype == object and arr.size and all(as_integer(v) is not None for v in arr.ravel()):
-        # Python ints beyond int64: out of range like any other, never wrapped
-        bad = next((int(v) for v in arr.ravel() if not _INT64.min <= int(v) <= _INT64.max),
-                   None)
-        if bad is not None:
-            raise IndexError(out_of_range(snap, bad))
-        arr = arr.astype(np.int64)
-    if arr.dtype == bool or (arr.size and arr.dtype.kind not in "iu"):
-        raise TypeError(f"serial numbers must be integers, got an array of {arr.dtype}")
-    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64.max:
-        raise IndexError(out_of_range(snap, int(arr.max())))  # uint64 would wrap negative
-    arr = arr.astype(np.int64, copy=False).ravel()
-    if arr.size and (arr.min() < -n or arr.max() >= n):
-        raise IndexError(out_of_range(snap, int(arr[(arr < -n) | (arr >= n)][0])))
-    if arr.size and arr.min() < 0:  # negative counts from the end, as with iloc
-        arr = np.where(arr < 0, arr + n, arr)
-    return arr
-
-
-@dataclass
-class ChunkGroups:
-    """Serial numbers of a batch read grouped by chunk, so each chunk is gathered once."""
-
-    chunks: list[int]  # the chunks touched, ascending
-    spans: list[tuple[int, int]]  # each touched chunk's [lo, hi) in ``local``
-    local: np.ndarray  # the rows asked, in chunk order, as rows of their chunk
-    back: np.ndarray | None  # the position asked of each row in chunk order; None if sorted
-
-
-def group_by_chunk(snap: Snapshot, sns: np.ndarray, idx: np.ndarray | None = None
-                   ) -> ChunkGroups:
-    """Group validated serial numbers (:func:`positions`) by the chunk holding them
-    (``idx``: their chunks, if known)."""
-    if idx is None:
-        idx = snap.locate_many(sns)
-    # chunk numbers as small unsigned ints: numpy then radix-sorts in O(n), one pass per byte
-    n = len(snap.chunks)
-    order = np.argsort(idx.astype(np.uint8 if n <= 256 else np.uint16) if n <= 65_536 else idx,
-                       kind="stable")
-    counts = np.bincount(idx, minlength=n)
-    touched = np.flatnonzero(counts)
-    bounds = np.zeros(len(touched) + 1, dtype=np.int64)
-    np.cumsum(counts[touched], out=bounds[1:])
-    return ChunkGroups(
-        chunks=touched.tolist(),
-        spans=list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)),
-        local=(sns - snap.starts[idx])[order],
-        back=None if (order[1:] > order[:-1]).all() else order,
-    )
-
-
-def chunk_slices(snap: Snapshot, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
-    """(chunk index, first row in chunk, row count) covering rows [start, stop)."""
-    if start >= stop:
-        return
-    i = snap.locate(start)
-    while i < len(snap.chunks) and snap.chunks[i].start < stop:
-        cm = snap.chunks[i]
-        lo = max(start, cm.start) - cm.start
-        hi = min(stop, cm.start + cm.rows) - cm.start
-        yield i, lo, hi - lo
-        i += 1
