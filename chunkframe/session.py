@@ -49,7 +49,8 @@ class Client:
         self.redis = self.backends.state.client
         self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
                                                 self.backends.catalog)
-        self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes)
+        self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes,
+                             max_maps=settings.max_mapped_chunks)
         self.last_values = LastValues(self.redis, self.backends, self.reader)
         self.commit_hooks: list[CommitHook] = [self.last_values.after_commit]
         self._contexts: ContextCache | None = None

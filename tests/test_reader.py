@@ -234,12 +234,14 @@ def test_concurrent_readers_single_flight(client):
 
 def open_with_small_cache(client: cf.Client, dataset_id: str, chunks: float = 3.5
                           ) -> tuple[cf.Dataset, int]:
-    """The dataset through a second client whose chunk cache holds ``chunks`` stored chunks."""
+    """The dataset through a second client whose caches hold ``chunks`` stored chunks: its
+    byte bound that many chunks' bytes, and (verified maps of local files not counting in
+    it) its open maps that many files."""
     one = client.store.get(client.open(dataset_id).chunks["key"][0])
     limit = int(len(one) * chunks)
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
                        catalog=client.settings.catalog, prefix=client.settings.prefix,
-                       chunk_cache_bytes=limit)
+                       chunk_cache_bytes=limit, max_mapped_chunks=int(chunks))
     return small.open(dataset_id), limit
 
 

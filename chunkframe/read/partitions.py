@@ -32,7 +32,8 @@ def process_reader(settings: Settings) -> Reader:
         if reader is None:
             backends = process_backends(settings)
             reader = _READERS[key] = Reader(backends.state, backends.store, backends.catalog,
-                                            settings.chunk_cache_bytes)
+                                            settings.chunk_cache_bytes,
+                                            max_maps=settings.max_mapped_chunks)
         return reader
 
 
