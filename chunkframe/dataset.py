@@ -583,10 +583,15 @@ class Dataset:
         Returns
         -------
         dict
-            ``hits``, ``misses``, ``hit_rate``, ``fetches``, ``skipped`` (chunks a filtered
-            read ruled out by their statistics; these counters are the client's), ``chunks``
-            and ``bytes`` of this dataset cached, and the whole cache's ``total_bytes`` and
-            ``max_bytes``.
+            ``hits``, ``misses``, ``hit_rate``, ``fetches`` (chunks read from the store and
+            checked), ``map_hits`` (decoded from a verified map: no read, no checksum),
+            ``skipped`` (chunks a filtered read ruled out by their statistics; these counters
+            are the client's); ``chunks`` and ``bytes`` of this dataset cached, in private
+            memory (decoded copies, downloads, gather planes), and the whole cache's
+            ``total_bytes`` and ``max_bytes`` (its bound); apart from those, the verified
+            maps of local chunk files (file-backed, shared between processes, reclaimable):
+            ``mapped_chunks`` and ``mapped_bytes`` of this dataset, ``total_mapped_bytes``
+            and ``max_maps`` (the most kept open).
 
         Examples
         --------

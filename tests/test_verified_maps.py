@@ -203,3 +203,46 @@ def test_store_identity_and_mapped_reads(tmp_path):
     assert store.identity("a/b.arrow") != ident and buf.to_pybytes() == b"0123456789"
     with pytest.raises(ValueError, match="invalid store key"):
         store.identity("../escape")
+
+
+def test_projection_decodes_only_the_columns_asked(client, df, monkeypatch):
+    """Compressed chunks (where decoding costs) decode only the columns a read asks for and
+    those its filter reads, on every read path; a single value builds one column's getter."""
+    ds = client.ingest(df, "projected", chunk_rows=1_000, compression="zstd",
+                       time_column="time", progress=False)
+    asked: list[frozenset[str] | None] = []
+    real = reader_mod.decode
+
+    def recording(data, columns=None):
+        asked.append(None if columns is None else frozenset(columns))
+        return real(data, columns)
+
+    monkeypatch.setattr(reader_mod, "decode", recording)
+    client.reader.clear(metadata=False)
+    ds.get(0)  # the row template: learnt once from one whole chunk
+    asked.clear()
+    sns = np.random.default_rng(3).integers(0, 8_000, 400)
+    pd.testing.assert_frame_equal(ds.get_many(sns, columns=["x"]), expected_rows(df, sns)[["x"]])
+    assert set(asked) == {frozenset({"x"})}
+    asked.clear()
+    want = df.iloc[1_500:4_500][["k", "x"]]
+    want.index = pd.RangeIndex(1_500, 4_500, name="sn")
+    pd.testing.assert_frame_equal(ds.slice(1_500, 4_500, columns=["k", "x"]), want)
+    assert set(asked) == {frozenset({"k", "x"})}
+    asked.clear()
+    got = ds.to_pandas(columns=["x"], date_range=(df["time"].iloc[10], df["time"].iloc[5_000]))
+    assert got.columns.tolist() == ["x"] and set(asked) == {frozenset({"time", "x"})}
+    asked.clear()
+    assert ds.to_arrow(columns=["k"]).column_names == ["k"] and set(asked) == {frozenset({"k"})}
+
+
+def test_a_single_value_builds_only_its_columns_getter(client, df):
+    ds = client.ingest(df, "one-value", chunk_rows=1_000, progress=False)
+    client.reader.clear(metadata=False)
+    assert ds.get(1_234, "x") == df["x"].iloc[1_234]
+    entry = client.reader.chunk(client.reader.snapshot("one-value"), 1)
+    assert entry.getters is None and list(entry.getter) == [df.columns.get_loc("x")]
+    pd.testing.assert_series_equal(ds.get(1_235), df.iloc[1_235])  # the whole row's, then
+    assert ds.get(1_236, "k") == df["k"].iloc[1_236] and len(entry.getter) == 1
+    with pytest.raises(KeyError, match="has no column 'nope'"):
+        ds.get(1_234, "nope")

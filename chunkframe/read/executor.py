@@ -51,9 +51,9 @@ class Executor:
         _check(plan, "point")
         reader, snap = self.reader, plan.snap
         (i, local, _), = plan.steps
+        if plan.columns is not None:  # one column's getter, not the row's
+            return reader.value_getter(snap, i, snap.column_index(plan.columns[0]))(local)
         entry, getters = reader.getters(snap, i)
-        if plan.columns is not None:
-            return getters[snap.column_index(plan.columns[0])](local)
         template = reader.template(snap, entry)
         pos = plan.span[0]
         if template.fast:
@@ -114,7 +114,8 @@ class Executor:
                                   then=_rows_taker(snap, wanted, groups))
             return _take(snap, template, (rows for _, rows in taken), wanted, groups)
         entries = [entry for _, entry in reader.stream(snap, groups.chunks, cache=True)]
-        vectors = [reader.vectors(snap, i, e) for i, e in zip(groups.chunks, entries, strict=True)]
+        vectors = [reader.vectors(snap, i, e, wanted)
+                   for i, e in zip(groups.chunks, entries, strict=True)]
         locs = [groups.local[lo:hi] for lo, hi in groups.spans]
         out: dict[int, Any] = {}
         for j in wanted:

@@ -38,7 +38,7 @@ from ..storage.codec import checksum_matches, decode, identity_of
 from ..storage.manifest import read_manifest, recorded_table
 from ..storage.store import FileIdentity
 from .planes import Planes, plane_for
-from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
+from .rows import Getter, RowTemplate, Vector, column_getter, column_getters, column_vectors
 
 if TYPE_CHECKING:
     from ..storage.catalog import Catalog
@@ -152,14 +152,15 @@ class _Chunk:
     ``nbytes`` is what it holds in private memory (what the byte bound counts); ``source``
     the verified map its table views, if any (file-backed: not counted)."""
 
-    __slots__ = ("table", "nbytes", "getters", "vectors", "batches", "source")
+    __slots__ = ("table", "nbytes", "getters", "getter", "vectors", "batches", "source")
 
     def __init__(self, table: pa.Table, nbytes: int, batches: int = 0,
                  source: _Map | None = None):
         self.table = table
         self.nbytes = nbytes
-        self.getters: list[Getter] | None = None
-        self.vectors: list[Vector] | None = None
+        self.getters: list[Getter] | None = None  # every column's, for whole rows
+        self.getter: dict[int, Getter] = {}  # single columns', for single values
+        self.vectors: dict[int, Vector] = {}  # the columns batch reads gathered, by position
         self.batches = batches
         self.source = source
 
@@ -597,19 +598,36 @@ class Reader:
             getters = entry.getters = column_getters(entry.table, self.template(snap, entry))
         return entry, getters
 
-    def vectors(self, snap: Snapshot, index: int, entry: _Chunk) -> list[Vector]:
-        """Cached chunk ``index``'s columns as numpy gathers them (views, no text codes),
-        made once; what they copy (unpacked booleans) counts in the byte bound."""
-        if entry.vectors is None:
-            vectors = column_vectors(entry.table, self.template(snap, entry), text_codes=False)
-            extra = sum(v.nbytes for v in vectors if isinstance(v, np.ndarray) and v.flags.owndata)
+    def value_getter(self, snap: Snapshot, index: int, column: int) -> Getter:
+        """The ``row -> value`` function of column ``column`` (a position) of chunk
+        ``index``: only that column's is built (and kept with the cached chunk)."""
+        entry = self.chunk(snap, index)
+        if entry.getters is not None:
+            return entry.getters[column]
+        getter = entry.getter.get(column)
+        if getter is None:
+            getter = entry.getter[column] = column_getter(entry.table, self.template(snap, entry),
+                                                          column)
+        return getter
+
+    def vectors(self, snap: Snapshot, index: int, entry: _Chunk, columns: Sequence[int]
+                ) -> dict[int, Vector]:
+        """Cached chunk ``index``'s columns ``columns`` (positions) as numpy gathers them
+        (views, no text codes), each made once, when first asked for; what they copy
+        (unpacked booleans) counts in the byte bound."""
+        todo = [j for j in dict.fromkeys(columns) if j not in entry.vectors]
+        if todo:
+            made = column_vectors(entry.table, self.template(snap, entry), text_codes=False,
+                                  columns=todo)
+            extra = sum(v.nbytes for v in made if isinstance(v, np.ndarray) and v.flags.owndata)
             key = _cache_key(snap, index)
             with self._lock:
-                if entry.vectors is None:
-                    entry.vectors = vectors
-                    if extra and self._chunks.get(key) is entry:
-                        entry.nbytes += extra
-                        self._reinsert(key, entry)
+                fresh = [j for j in todo if j not in entry.vectors]
+                entry.vectors.update((j, v) for j, v in zip(todo, made, strict=True)
+                                     if j in fresh)
+                if extra and fresh == todo and self._chunks.get(key) is entry:
+                    entry.nbytes += extra
+                    self._reinsert(key, entry)
         return entry.vectors
 
     def _reinsert(self, key: tuple[Any, ...], entry: _Chunk) -> None:
