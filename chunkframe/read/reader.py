@@ -569,6 +569,8 @@ class Reader:
         # decompression, conforming and tombstones make new buffers, which the bound counts
         plain = not snap.meta.tombstones and not snap.meta.compression and not conformed
         private = (0 if plain else table.nbytes) + (0 if mapped is not None else len(data))
+        if snap.meta.compression:  # decompressed into new buffers: nothing views the map
+            mapped = None
         return _Chunk(table, private, source=mapped)
 
     def _suspect(self, snap: Snapshot, cm: ChunkMeta, error: ChunkFrameError) -> NoReturn:
