@@ -33,8 +33,10 @@ def connect(
     ``CHUNKFRAME_CATALOG`` and ``CHUNKFRAME_HOME`` (default ``~/.chunkframe``); with no Redis
     URL anywhere, an embedded redis-server is started under the home directory; a
     ``redis+cluster://host:port[,host:port...]`` URL connects a Redis Cluster. Options:
-    ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``, ``lock_ttl``,
-    ``prefix``, ``permissions`` (``"owner"``, the default: what is created is 0700/0600;
+    ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``,
+    ``max_mapped_chunks`` (verified maps of local chunk files kept open, 1024 by default;
+    also ``CHUNKFRAME_MAX_MAPPED_CHUNKS``), ``lock_ttl``, ``prefix``, ``permissions``
+    (``"owner"``, the default: what is created is 0700/0600;
     ``"group"``: 0770/0660; also ``CHUNKFRAME_PERMISSIONS``). A server URL
     (``cf.connect("http://host:8765", token=...)``) gives a remote client over
     ``chunkframe serve`` instead (see :mod:`chunkframe.service.remote`).

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -14,26 +13,12 @@ import pyarrow as pa
 
 from .compact import UpdateResult, compact
 from .compact import update as upsert
-from .core.errors import InvalidArgumentError, ReadOnlyVersionError, SnapshotSupersededError
-from .core.integers import as_integer, integer_at_least
+from .core.errors import InvalidArgumentError, ReadOnlyVersionError
+from .core.integers import integer_at_least
 from .core.model import ChunkMeta, DatasetMeta
-from .core.progress import progress_bar
-from .core.ranges import RowFilter, make_filter
 from .display.reprs import dataset_html, dataset_text, mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
-from .read.partitions import to_dask
-from .read.reader import (
-    FETCH_THREADS,
-    READ_AHEAD,
-    ChunkGroups,
-    Snapshot,
-    chunk_slices,
-    group_by_chunk,
-    out_of_range,
-    positions,
-)
-from .read.rows import RowTemplate, is_text, wrap_vector
-from .read.scan import Piece, scan
+from .read.engine import BINDING_ATTR, ReadEngine
 from .read.stream import arrow_c_stream
 from .recover.repair import repair_chunks
 
@@ -45,7 +30,7 @@ if TYPE_CHECKING:
     from .display.zoom import ZoomPlot
     from .ingestion.pipeline import CommitHook
     from .lastcache import DeleteResult, LastValues
-    from .read.reader import Reader
+    from .read.reader import Reader, Snapshot
     from .storage.backends import Backends
     from .storage.catalog import Catalog
     from .storage.codec import Compression
@@ -73,23 +58,6 @@ class Parts(Protocol):
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-BINDING_ATTR = "chunkframe"
-"""Key in ``DataFrame.attrs`` that binds a frame to its dataset (read by ``df.chunk``)."""
-
-
-def _retry_superseded(method: F) -> F:
-    """Run a read again, once, if an overwrite replaced the generation it started on."""
-
-    @functools.wraps(method)
-    def wrapper(self: Dataset, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except SnapshotSupersededError:
-            return method(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
 _READ_DOC = {
     "read_parameters": """columns : str or sequence of str, optional
             Columns to read, in this order (None: all).
@@ -111,81 +79,6 @@ def _read_doc(method: F) -> F:
     return method
 
 
-def _assemble(columns: pd.Index, values: list[Any], index: pd.Index) -> pd.DataFrame:
-    """A DataFrame of gathered columns under the dataset's own column index (a column asked
-    twice comes twice, as with ``df[[c, c]]``)."""
-    df = pd.DataFrame(dict(enumerate(values)), index=index, copy=False)
-    df.columns = columns
-    return df
-
-
-def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-    """``values`` gathered in ``order`` (of the positions asked) put back in the order asked:
-    one scatter, no inverse permutation to build."""
-    if order is None:
-        return values
-    out = np.empty_like(values)
-    out[order] = values
-    return out
-
-
-def _take(snap: Snapshot, template: RowTemplate, pieces: Iterable[list[pa.Array]],
-          wanted: list[int], groups: ChunkGroups) -> dict[int, Any]:
-    """Columns ``wanted`` of the rows ``groups`` asks, from the ``pieces`` taken from each
-    chunk (:func:`_rows_taker`, consumed one by one), joined and taken back into the order
-    asked; pandas dtypes from the schema's pandas metadata."""
-    columns: list[list[pa.Array]] = [[] for _ in wanted]
-    for taken in pieces:
-        for k, piece in enumerate(taken):
-            columns[k].append(piece)
-    inverse = None if groups.back is None else pa.array(
-        _unsort(np.arange(len(groups.back)), groups.back))
-    arrays = []
-    for parts in columns:
-        joined = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)  # unifies dictionaries
-        arrays.append(joined if inverse is None else joined.take(inverse))
-    out: dict[int, Any] = {}
-    others = []
-    for j, values in zip(wanted, arrays, strict=True):
-        if is_text(template.dtypes[j], values.type):  # pandas' str dtype is Arrow
-            out[j] = pd.array(values, dtype=template.dtypes[j])
-        else:
-            others.append((j, values))
-    if others:  # through pandas' metadata, which restores their dtypes
-        fields = [snap.schema.field(j) for j, _ in others]
-        table = pa.Table.from_arrays([v for _, v in others],
-                                     schema=pa.schema(fields, metadata=snap.schema.metadata))
-        for (j, _), (_, series) in zip(others, table.to_pandas().items(), strict=True):
-            dtype = template.dtypes[j]
-            if isinstance(dtype, pd.CategoricalDtype) and series.dtype != dtype:
-                series = series.astype(dtype)  # dictionaries unified across chunks
-            values = series.array
-            out[j] = (values.to_numpy() if isinstance(values, pd.arrays.NumpyExtensionArray)
-                      else values)
-    return out
-
-
-def _rows_taker(snap: Snapshot, wanted: list[int], groups: ChunkGroups
-                ) -> Callable[[int, Any], list[pa.Array]]:
-    """``take(i, chunk)``: the rows ``groups`` asks of chunk ``i``, one array per column of
-    ``wanted``. Column by column: ``Table.take`` cost 2.5x the sum of its columns' takes."""
-    local = pa.array(groups.local)
-    spans = dict(zip(groups.chunks, groups.spans, strict=True))
-    names = [snap.schema.names[j] for j in wanted]
-
-    def take(i: int, entry: Any) -> list[pa.Array]:
-        lo, hi = spans[i]
-        rows = local.slice(lo, hi - lo)
-        out = []
-        for name in names:
-            column = entry.table.column(name)
-            values = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-            out.append(values.take(rows))
-        return out
-
-    return take
-
-
 class Dataset:
     """A complete dataset. Cheap to create: state lives in the client's caches.
 
@@ -202,13 +95,17 @@ class Dataset:
         self._client = client
         self.id = dataset_id
         self._pinned = version
+        self._reads = ReadEngine(client.reader, dataset_id, version,
+                                 binding={"dataset": dataset_id, "client": client.token})
         self._snap()  # fail now, with DatasetNotFoundError, if it does not exist
 
     # -- metadata -------------------------------------------------------------------------
     def _snap(self) -> Snapshot:
-        if self._pinned is not None:
-            return self._client.reader.version_snapshot(self.id, self._pinned)
-        return self._client.reader.snapshot(self.id)
+        return self._reads.snapshot()
+
+    def _bind(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` bound to this dataset (``df.chunk`` reads it)."""
+        return self._reads.bind(df)
 
     def _writable(self, what: str) -> None:
         """Refuse a write on a version of the past."""
@@ -382,11 +279,7 @@ class Dataset:
            chunk  start   rows                  key          checksum    bytes
         0      0      0  65536  sensors/g1/c0-f1.arrow  crc32c:1a2b3c4d  2202344
         """
-        snap = self._snap()
-        return pd.DataFrame(
-            [(c.chunk, c.start, c.rows, c.key, c.checksum, c.nbytes) for c in snap.chunks],
-            columns=["chunk", "start", "rows", "key", "checksum", "bytes"],
-        )
+        return self._reads.chunk_frame()
 
     @property
     def chunk_metas(self) -> tuple[ChunkMeta, ...]:
@@ -405,14 +298,9 @@ class Dataset:
         >>> ds.chunk_metas[0].stats["sensor-03"]          # doctest: +SKIP
         [1767225600000000000, 1767311940000000000]
         """
-        return tuple(self._snap().chunks)
-
-    def _bind(self, df: pd.DataFrame) -> pd.DataFrame:
-        df.attrs[BINDING_ATTR] = {"dataset": self.id, "client": self._client.token}
-        return df
+        return self._reads.chunk_metas()
 
     # -- reads ----------------------------------------------------------------------------
-    @_retry_superseded
     def get(self, sn: int, column: str | None = None) -> Any:
         """Return row ``sn`` as a Series equal to ``df.iloc[sn]``, or one value with ``column``.
 
@@ -442,34 +330,8 @@ class Dataset:
         >>> ds.get(-1, "temperature")                     # doctest: +SKIP
         21.4
         """
-        reader = self._client.reader
-        snap = self._snap()
-        pos, i, local = self._locate(snap, sn)
-        if column is not None:
-            j = snap.column_index(column)
-            return reader.getters(snap, i)[1][j](local)
-        entry, getters = reader.getters(snap, i)
-        template = reader.template(snap, entry)
-        if template.fast:
-            return template.series([g(local) for g in getters], pos)
-        row = entry.table.slice(local, 1).to_pandas().iloc[0]
-        row.name = pos
-        return row
+        return self._reads.get(sn, column)
 
-    @staticmethod
-    def _locate(snap: Snapshot, sn: int) -> tuple[int, int, int]:
-        """Serial number ``sn`` (negative from the end) as its position, chunk and row in it."""
-        number = as_integer(sn)
-        if number is None:
-            raise TypeError(f"serial number must be an integer, got {type(sn).__name__} {sn!r}")
-        n = snap.meta.rows
-        pos = number + n if number < 0 else number
-        if not 0 <= pos < n:
-            raise IndexError(out_of_range(snap, number))
-        i = snap.locate(pos)
-        return pos, i, pos - snap.chunks.start_of(i)
-
-    @_retry_superseded
     def row(self, sn: int) -> dict[str, Any]:
         """Return row ``sn`` as ``{column: value}``, without building a pandas Series.
 
@@ -499,12 +361,8 @@ class Dataset:
         >>> ds.row(0)["temperature"]                      # doctest: +SKIP
         21.4
         """
-        snap = self._snap()
-        _, i, local = self._locate(snap, sn)
-        getters = self._client.reader.getters(snap, i)[1]
-        return {name: g(local) for name, g in zip(snap.schema.names, getters, strict=True)}
+        return self._reads.row(sn)
 
-    @_retry_superseded
     def get_many(self, sns: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
                  ) -> pd.DataFrame:
         """Return rows ``sns`` (any order, duplicates allowed) as a DataFrame indexed by sn.
@@ -532,76 +390,8 @@ class Dataset:
         --------
         >>> ds.get_many([5, 40_000, 5], columns=["temperature"])   # doctest: +SKIP
         """
-        reader = self._client.reader
-        snap = self._snap()
-        cols = snap.columns_of(columns)
-        arr = positions(snap, sns)
-        if arr.size == 0:
-            table = self._empty(snap)
-            return self._bind(self._frame(table, cols, pd.Index([], dtype="int64", name="sn")))
-        names = snap.schema.names
-        wanted = [names.index(c) for c in cols] if cols is not None else list(range(len(names)))
-        chunk_of = snap.locate_many(arr)
-        touched = np.flatnonzero(np.bincount(chunk_of, minlength=len(snap.chunks)))
-        template = reader.template(snap) if snap.template is not None else reader.template(
-            snap, reader.chunk(snap, int(touched[0])))
-        data: dict[int, Any] = {}
-        planes = reader.planes(snap, touched)
-        if planes is not None:
-            try:
-                covered = planes.covering(touched)
-                for j in wanted:
-                    if covered[j] and j not in data:
-                        data[j] = planes.gather(j, arr)
-            finally:
-                planes.unpin()
-        rest = [j for j in dict.fromkeys(wanted) if j not in data]
-        if rest:
-            data.update(self._gather_by_chunk(snap, template, arr, chunk_of, rest))
-        columns = template.columns if cols is None else template.columns[wanted]
-        values = [data[j] for j in wanted]  # a column asked twice comes twice
-        return self._bind(_assemble(columns, values, pd.Index(arr, name="sn")))
+        return self._reads.get_many(sns, columns)
 
-    def _gather_by_chunk(self, snap: Snapshot, template: RowTemplate, arr: np.ndarray,
-                         chunk_of: np.ndarray, wanted: list[int]) -> dict[int, Any]:
-        """Columns ``wanted`` of rows ``arr``, chunk by chunk.
-
-        When the cache can hold the chunks asked, they are cached and numpy gathers from
-        views of them (Arrow takes what numpy cannot); otherwise each chunk is fetched in
-        parallel, only its rows asked are taken as it arrives, and it is dropped.
-        """
-        reader = self._client.reader
-        groups = group_by_chunk(snap, arr, chunk_of)
-        if not reader.fits(snap, np.asarray(groups.chunks)):  # taken as they arrive, in the pool
-            taken = reader.stream(snap, groups.chunks, wanted,
-                                  then=_rows_taker(snap, wanted, groups))
-            return _take(snap, template, (rows for _, rows in taken), wanted, groups)
-        entries = [entry for _, entry in reader.stream(snap, groups.chunks, cache=True)]
-        vectors = [reader.vectors(snap, i, e) for i, e in zip(groups.chunks, entries, strict=True)]
-        locs = [groups.local[lo:hi] for lo, hi in groups.spans]
-        out: dict[int, Any] = {}
-        for j in wanted:
-            vecs = [v[j] for v in vectors]
-            if all(isinstance(v, np.ndarray) for v in vecs):
-                arrays = cast(list[np.ndarray], vecs)
-                gathered = np.concatenate([v[loc] for v, loc in zip(arrays, locs, strict=True)])
-                out[j] = wrap_vector(_unsort(gathered, groups.back), template.dtypes[j])
-        rest = [j for j in wanted if j not in out]
-        if rest:
-            take = _rows_taker(snap, rest, groups)
-            pieces = (take(i, e) for i, e in zip(groups.chunks, entries, strict=True))
-            out.update(_take(snap, template, pieces, rest, groups))
-        return out
-
-    @staticmethod
-    def _frame(table: pa.Table, cols: list[str] | None, index: pd.Index) -> pd.DataFrame:
-        if cols is not None:
-            table = table.select(cols)
-        df = table.to_pandas()
-        df.index = index
-        return df
-
-    @_retry_superseded
     def slice(self, start: int | None = None, stop: int | None = None,
               columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Return rows ``[start, stop)`` like ``df.iloc[start:stop]``.
@@ -623,19 +413,7 @@ class Dataset:
         >>> ds.slice(100, 110)                            # doctest: +SKIP
         >>> ds.slice(-5)                                  # the last five rows  # doctest: +SKIP
         """
-        reader = self._client.reader
-        snap = self._snap()
-        cols = snap.columns_of(columns)
-        lo, hi, _ = slice(start, stop).indices(snap.meta.rows)
-        hi = max(hi, lo)
-        plan = {i: (off, count) for i, off, count in chunk_slices(snap, lo, hi)}
-        cache = reader.fits(snap, np.fromiter(plan, dtype=np.int64, count=len(plan)))
-        parts = [entry.table.slice(*plan[i])
-                 for i, entry in reader.stream(snap, list(plan), self._positions(snap, cols),
-                                               cache)]
-        table = pa.concat_tables(parts) if parts else self._empty(snap)
-        return mark(self._bind(self._frame(table, cols, pd.RangeIndex(lo, hi, name="sn"))),
-                    "slice", self.id, total=snap.meta.rows)
+        return mark(self._reads.slice(start, stop, columns), "slice", self.id, total=len(self))
 
     def head(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Return the first ``n`` rows, like ``df.head(n)``, reading only the first chunks.
@@ -700,27 +478,6 @@ class Dataset:
                                  "for every row but the first k, use ds.slice(k)")
         return self.slice(-count if count else 0, None if count else 0, columns)
 
-    @staticmethod
-    def _positions(snap: Snapshot, cols: list[str] | None) -> list[int] | None:
-        names = snap.schema.names
-        return None if cols is None else sorted({names.index(c) for c in cols})
-
-    def _empty(self, snap: Snapshot) -> pa.Table:
-        """Zero rows with the dataset's exact pandas dtypes (categories come from a chunk,
-        fetched only when there are categorical columns)."""
-        if not any(pa.types.is_dictionary(f.type) for f in snap.schema):
-            return snap.schema.empty_table()
-        return self._client.reader.chunk(snap, 0).table.slice(0, 0)
-
-    def _scan(self, columns: Sequence[str] | str | None, date_range: Any, where: Any,
-              sns: bool, ahead: int) -> tuple[Snapshot, list[str] | None, RowFilter, Iterator[Piece]]:
-        """A filtered scan of the current version (``ahead``: chunks fetched ahead of the
-        consumer), its arguments checked before any fetch."""
-        snap = self._snap()
-        cols = snap.columns_of(columns)
-        flt = make_filter(snap.meta, snap.schema, date_range=date_range, where=where)
-        return snap, cols, flt, scan(self._client.reader, snap, flt, cols, sns=sns, ahead=ahead)
-
     @_read_doc
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                     where: Any = None) -> Iterator[pd.DataFrame]:
@@ -759,16 +516,9 @@ class Dataset:
         ...                            date_range=("2026-01-05", "2026-01-06")):
         ...     print(part.temperature.mean())
         """
-        snap, cols, flt, pieces = self._scan(columns, date_range, where, True, READ_AHEAD)
-        for piece in pieces:
-            assert piece.sns is not None
-            cm = snap.chunks[piece.chunk]
-            index = (pd.RangeIndex(cm.start, cm.start + cm.rows, name="sn") if not flt.active
-                     else pd.Index(piece.sns, name="sn"))
-            yield self._bind(self._frame(piece.table, None, index))
+        return self._reads.iter_chunks(columns, date_range=date_range, where=where)
 
     @_read_doc
-    @_retry_superseded
     def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                   where: Any = None) -> pd.DataFrame:
         """Read the dataset (or the rows and columns asked) into one DataFrame.
@@ -807,20 +557,9 @@ class Dataset:
         ...              date_range=("2026-01-05", "2026-01-05 23:59"),
         ...              where=pc.field("temperature") > 25)
         """
-        filtered = date_range is not None or where is not None
-        snap, cols, _, pieces = self._scan(columns, date_range, where, filtered, FETCH_THREADS)
-        parts = list(pieces)
-        if not filtered:
-            table = pa.concat_tables([p.table for p in parts])
-            return self._bind(self._frame(table, None, pd.RangeIndex(snap.meta.rows)))
-        if not parts:  # every chunk ruled out
-            return self._bind(self._frame(self._empty(snap), cols, pd.Index([], dtype="int64")))
-        table = pa.concat_tables([p.table for p in parts])
-        sns = np.concatenate([p.sns for p in parts if p.sns is not None])
-        return self._bind(self._frame(table, None, pd.Index(sns)))
+        return self._reads.to_pandas(columns, date_range=date_range, where=where)
 
     @_read_doc
-    @_retry_superseded
     def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                  where: Any = None) -> pa.Table:
         """Read the dataset (or the rows and columns asked) into one Arrow table.
@@ -848,10 +587,7 @@ class Dataset:
         >>> import polars as pl                                        # doctest: +SKIP
         >>> pl.from_arrow(ds.to_arrow(date_range=("2026-01-05", None)))  # doctest: +SKIP
         """
-        snap, cols, _, pieces = self._scan(columns, date_range, where, False, FETCH_THREADS)
-        schema = self._schema_of(snap, cols)
-        tables = [p.table.replace_schema_metadata(schema.metadata) for p in pieces]
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        return self._reads.to_arrow(columns, date_range=date_range, where=where)
 
     @_read_doc
     def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
@@ -883,28 +619,13 @@ class Dataset:
         >>> batches = ds.to_batches(["sensor", "temperature"])         # doctest: +SKIP
         >>> duckdb.sql("SELECT sensor, avg(temperature) FROM batches GROUP BY sensor")  # doctest: +SKIP
         """
-        snap, cols, _, pieces = self._scan(columns, date_range, where, False, READ_AHEAD)
-        schema = self._schema_of(snap, cols)
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for piece in pieces:
-                table = piece.table.replace_schema_metadata(schema.metadata)
-                yield from table.combine_chunks().to_batches()
-
-        return pa.RecordBatchReader.from_batches(schema, batches())
+        return self._reads.to_batches(columns, date_range=date_range, where=where)
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         """The Arrow PyCapsule stream of the dataset, chunk by chunk (``duckdb.sql("select ...
         from ds")``, ``pl.DataFrame(ds)``, ``pa.table(ds)``); see
         :func:`chunkframe.read.stream.arrow_c_stream`."""
         return arrow_c_stream(self, requested_schema)
-
-    @staticmethod
-    def _schema_of(snap: Snapshot, cols: list[str] | None) -> pa.Schema:
-        """The dataset's schema (with its pandas metadata), of ``cols`` only if given."""
-        if cols is None:
-            return snap.schema
-        return pa.schema([snap.schema.field(c) for c in cols], metadata=snap.schema.metadata)
 
     def to_dask(self, columns: Sequence[str] | str | None = None) -> Any:
         """The dataset as a dask DataFrame: one partition per chunk, indexed by ``sn``.
@@ -937,10 +658,7 @@ class Dataset:
         >>> ddf = ds.to_dask(["airport", "delay"])                 # doctest: +SKIP
         >>> ddf.groupby("airport").delay.mean().compute()          # doctest: +SKIP
         """
-        snap = self._snap()
-        cols = snap.columns_of(columns)
-        meta = self._frame(self._empty(snap), cols, pd.RangeIndex(0, name="sn"))
-        return to_dask(self._client.settings, snap, meta)
+        return self._reads.to_dask(self._client.settings, columns)
 
     def verify(self, progress: bool | None = None, repair: bool = False) -> pd.DataFrame:
         """Check every chunk in the store; return one row per bad chunk (empty if intact).
@@ -977,21 +695,12 @@ class Dataset:
                 f"repair must be True or False, got {repair!r} (verify of dataset {self.id!r})")
         if repair:
             self._writable("repair chunks")
-        snap = self._snap()
-        bar = progress_bar(len(snap.chunks), f"verify {self.id}", progress, unit="chunks")
-        bad = []
-        try:
-            for i, cm in enumerate(snap.chunks):
-                problem = self._client.reader.verify_chunk(snap, i)
-                if problem is not None:
-                    bad.append((cm.chunk, cm.key, problem))
-                bar.update(1)
-        finally:
-            bar.close()
+        report = self._reads.verify(progress)
         if repair:
             client = self._client
-            return repair_chunks(client.backends, client.reader, self.id, [b[0] for b in bad])
-        return pd.DataFrame(bad, columns=["chunk", "key", "problem"])
+            return repair_chunks(client.backends, client.reader, self.id,
+                                 report["chunk"].tolist())
+        return report
 
     def cache_info(self) -> dict[str, Any]:
         """Return this client's chunk-cache counters for the dataset.
@@ -999,16 +708,21 @@ class Dataset:
         Returns
         -------
         dict
-            ``hits``, ``misses``, ``hit_rate``, ``fetches``, ``skipped`` (chunks a filtered
-            read ruled out by their statistics; these counters are the client's), ``chunks``
-            and ``bytes`` of this dataset cached, and the whole cache's ``total_bytes`` and
-            ``max_bytes``.
+            ``hits``, ``misses``, ``hit_rate``, ``fetches`` (chunks read from the store and
+            checked), ``map_hits`` (decoded from a verified map: no read, no checksum),
+            ``skipped`` (chunks a filtered read ruled out by their statistics; these counters
+            are the client's); ``chunks`` and ``bytes`` of this dataset cached, in private
+            memory (decoded copies, downloads, gather planes), and the whole cache's
+            ``total_bytes`` and ``max_bytes`` (its bound); apart from those, the verified
+            maps of local chunk files (file-backed, shared between processes, reclaimable):
+            ``mapped_chunks`` and ``mapped_bytes`` of this dataset, ``total_mapped_bytes``
+            and ``max_maps`` (the most kept open).
 
         Examples
         --------
         >>> ds.cache_info()["skipped"]                    # doctest: +SKIP
         """
-        return self._client.reader.cache_info(self.id)
+        return self._reads.cache_info()
 
     # -- writes ---------------------------------------------------------------------------
     def append(self, df: pd.DataFrame, evolve: bool = False, *, chunk_rows: int = 65_536,

@@ -59,7 +59,8 @@ class Client:
         self.redis = self.backends.state.client
         self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
                                                 self.backends.catalog)
-        self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes)
+        self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes,
+                             max_maps=settings.max_mapped_chunks)
         self.last_values = LastValues(self.redis, self.backends, self.reader)
         # the reader adopts what this client commits first: the last-value hook and the
         # handle then read it without asking Redis and the catalog again

@@ -13,7 +13,8 @@ from threads import run_threads
 import chunkframe as cf
 from chunkframe.core.errors import ChunkCorruptionError, DatasetNotFoundError
 from chunkframe.read import reader as reader_mod
-from chunkframe.read.reader import STALENESS_SECONDS, group_by_chunk
+from chunkframe.read.plan import group_by_chunk
+from chunkframe.read.reader import STALENESS_SECONDS
 from chunkframe.read.rows import TextCodes, column_vectors, timestamp_of
 
 
@@ -257,12 +258,14 @@ def test_concurrent_readers_single_flight(client):
 
 def open_with_small_cache(client: cf.Client, dataset_id: str, chunks: float = 3.5
                           ) -> tuple[cf.Dataset, int]:
-    """The dataset through a second client whose chunk cache holds ``chunks`` stored chunks."""
+    """The dataset through a second client whose caches hold ``chunks`` stored chunks: its
+    byte bound that many chunks' bytes, and (verified maps of local files not counting in
+    it) its open maps that many files."""
     one = client.store.get(client.open(dataset_id).chunks["key"][0])
     limit = int(len(one) * chunks)
     small = cf.connect(store=client.settings.store_url, redis=client.settings.redis_url,
                        catalog=client.settings.catalog, prefix=client.settings.prefix,
-                       chunk_cache_bytes=limit)
+                       chunk_cache_bytes=limit, max_mapped_chunks=int(chunks))
     return small.open(dataset_id), limit
 
 

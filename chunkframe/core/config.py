@@ -15,6 +15,7 @@ from .permissions import modes
 __all__ = ["redact", "is_postgres_url", "Settings", "resolve"]
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
+DEFAULT_MAX_MAPPED_CHUNKS = 1024
 DEFAULT_LOCK_TTL = 15.0
 DEFAULT_PREFIX = "cf"
 
@@ -76,13 +77,16 @@ class Settings:
     auto_compact: int | None = None
     """Compact a dataset after an append once its last this many chunks are all small (under
     half its ``chunk_rows``); None: only ``ds.compact()`` compacts."""
+    max_mapped_chunks: int = DEFAULT_MAX_MAPPED_CHUNKS
+    """Verified maps of local chunk files a reader keeps open at most (file-backed, shared
+    and reclaimable: not counted in ``chunk_cache_bytes``); 0: none are kept."""
 
     def __repr__(self) -> str:
         return (f"Settings(home={str(self.home)!r}, store_url={redact(self.store_url)!r}, "
                 f"redis_url={redact(self.redis_url)!r}, catalog={redact(self.catalog)!r}, "
                 f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
                 f"lock_ttl={self.lock_ttl}, permissions={self.permissions!r}, "
-                f"auto_compact={self.auto_compact!r})")
+                f"auto_compact={self.auto_compact!r}, max_mapped_chunks={self.max_mapped_chunks})")
 
 
 def resolve(
@@ -104,6 +108,16 @@ def resolve(
     if cache is None:
         cache = int(os.environ.get("CHUNKFRAME_CHUNK_CACHE_BYTES", DEFAULT_CHUNK_CACHE_BYTES))
     cache = integer_at_least(cache, "chunk_cache_bytes", 0)
+    maps = options.pop("max_mapped_chunks", None)
+    if maps is None:
+        text = os.environ.get("CHUNKFRAME_MAX_MAPPED_CHUNKS")
+        try:
+            maps = DEFAULT_MAX_MAPPED_CHUNKS if text is None else int(text)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"CHUNKFRAME_MAX_MAPPED_CHUNKS must be an integer >= 0 (the verified maps a "
+                f"reader keeps open), got {text!r}; fix or unset it") from None
+    maps = integer_at_least(maps, "max_mapped_chunks", 0)
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
@@ -130,4 +144,5 @@ def resolve(
         lock_ttl=lock_ttl,
         permissions=permissions,
         auto_compact=auto_compact,
+        max_mapped_chunks=int(maps),
     )

@@ -18,12 +18,10 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from ..core.errors import Arg, Hint, PathNotFoundError
-from ..core.integers import as_integer
 from ..core.jsonvalues import iso_text
 from ..core.progress import progress_bar
-from ..core.ranges import make_filter
-from ..read.reader import chunk_slices
-from ..read.scan import scan
+from ..read.executor import Executor
+from ..read.plan import plan_scan
 from ..storage.atomic import TEMP_SUFFIX, AtomicFile, sweep_stale
 
 if TYPE_CHECKING:
@@ -379,25 +377,18 @@ def export_dataset(
     began = time.perf_counter()
     snap = (reader.snapshot(dataset_id) if version is None
             else reader.version_snapshot(dataset_id, version))
-    cols = snap.columns_of(columns)
+    snap.columns_of(columns)  # an unknown column before a bad destination
     dest_text = _resolve_dest(dest, format, dataset_id)
     fmt = infer_format(dest_text, format)
-    flt = make_filter(snap.meta, snap.schema, device=device, date_range=date_range, where=where)
-    for what, bound in (("start", start), ("stop", stop)):
-        if bound is not None and as_integer(bound) is None:
-            raise TypeError(f"{what} must be an integer serial number or None, got {bound!r}")
-    lo, hi, _ = slice(None if start is None else int(start),
-                      None if stop is None else int(stop)).indices(snap.meta.rows)
-    hi = max(lo, hi)
-    schema = snap.schema
-    if cols is not None:
-        schema = pa.schema([schema.field(c) for c in cols], metadata=schema.metadata)
+    plan = plan_scan(snap, columns, device=device, date_range=date_range, where=where,
+                     start=start, stop=stop)
+    lo, hi = plan.span
+    schema = plan.schema
     _check_writable(fmt, schema, dataset_id)
     if storage_options is None:
         storage_options = {} if "://" not in dest_text or dest_text.startswith("file://") \
             else dict(default_storage_options or {})
 
-    plan = [(i, off, n) for i, off, n in chunk_slices(snap, lo, hi)]
     target = _Target(dest_text, dict(storage_options), parents)
     bar = progress_bar(hi - lo, f"export {dataset_id}", progress, unit="rows")
     rows = read = 0
@@ -409,7 +400,7 @@ def export_dataset(
         target_rows = max(snap.meta.chunk_rows, 1)
         pending: list[pa.Table] = []
         pending_rows = 0
-        for piece in scan(reader, snap, flt, cols, plan=plan, ahead=1, progress=bar.update):
+        for piece in Executor(reader).pieces(plan, ahead=1, progress=bar.update):
             read += 1
             table = piece.table
             if not table.schema.equals(schema, check_metadata=False):

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..storage.backends import process_backends
+from .executor import Executor
+from .plan import plan_span
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -30,7 +32,8 @@ def process_reader(settings: Settings) -> Reader:
         if reader is None:
             backends = process_backends(settings)
             reader = _READERS[key] = Reader(backends.state, backends.store, backends.catalog,
-                                            settings.chunk_cache_bytes)
+                                            settings.chunk_cache_bytes,
+                                            max_maps=settings.max_mapped_chunks)
         return reader
 
 
@@ -44,13 +47,8 @@ def read_partition(index: int, settings: Settings, dataset_id: str, version: int
     reader = process_reader(settings)
     snap = reader.version_snapshot(dataset_id, version)
     cm = snap.chunks[index]
-    table = reader.chunk(snap, index).table
     cols = selected if columns is None else [columns] if isinstance(columns, str) else list(columns)
-    if cols is not None:
-        table = table.select(cols)
-    df = table.to_pandas()
-    df.index = pd.RangeIndex(cm.start, cm.start + cm.rows, name="sn")
-    return df
+    return Executor(reader).span(plan_span(snap, cm.start, cm.start + cm.rows, cols))
 
 
 def to_dask(settings: Settings, snap: Snapshot, meta: pd.DataFrame) -> Any:

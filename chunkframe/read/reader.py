@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import redis
 
 from ..core.chunktable import ChunkTable
+from ..core.config import DEFAULT_MAX_MAPPED_CHUNKS
 from ..core.errors import (
     Call,
     ChunkCorruptionError,
@@ -30,14 +31,14 @@ from ..core.errors import (
     StateRepairedError,
     VersionNotFoundError,
 )
-from ..core.integers import as_integer
 from ..core.keys import chunk_origin, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_dictionaries
 from ..core.ranges import row_mask, tombstone_may_touch
 from ..storage.codec import checksum_matches, decode, identity_of
 from ..storage.manifest import read_manifest, recorded_table
+from ..storage.store import FileIdentity
 from .planes import Planes, plane_for
-from .rows import Getter, RowTemplate, Vector, column_getters, column_vectors
+from .rows import Getter, RowTemplate, Vector, column_getter, column_getters, column_vectors
 
 if TYPE_CHECKING:
     from ..storage.catalog import Catalog
@@ -146,16 +147,54 @@ class _ChunkLRU(cachetools.LRUCache):  # type: ignore[type-arg]
 
 class _Chunk:
     """A decoded chunk in the cache: the Arrow table, its row getters and numpy views, how
-    often batch reads found it cached (planes fill for chunks seen twice: :meth:`Reader.planes`)."""
+    often batch reads found it cached (planes fill for chunks seen twice: :meth:`Reader.planes`).
 
-    __slots__ = ("table", "nbytes", "getters", "vectors", "batches")
+    ``nbytes`` is what it holds in private memory (what the byte bound counts); ``source``
+    the verified map its table views, if any (file-backed: not counted)."""
 
-    def __init__(self, table: pa.Table, nbytes: int, batches: int = 0):
+    __slots__ = ("table", "nbytes", "getters", "getter", "vectors", "batches", "source")
+
+    def __init__(self, table: pa.Table, nbytes: int, batches: int = 0,
+                 source: _Map | None = None):
         self.table = table
         self.nbytes = nbytes
-        self.getters: list[Getter] | None = None
-        self.vectors: list[Vector] | None = None
+        self.getters: list[Getter] | None = None  # every column's, for whole rows
+        self.getter: dict[int, Getter] = {}  # single columns', for single values
+        self.vectors: dict[int, Vector] = {}  # the columns batch reads gathered, by position
         self.batches = batches
+        self.source = source
+
+
+class _Map:
+    """A local chunk file mapped, whose bytes passed their checksum when it was mapped:
+    reads decode from it without checking it again while the file under its key is the one
+    mapped (same device, inode, size and mtime)."""
+
+    __slots__ = ("key", "dataset", "checksum", "buffer", "identity", "nbytes", "checked", "users")
+
+    def __init__(self, key: str, dataset: str, checksum: str, buffer: pa.Buffer,
+                 identity: FileIdentity, checked: float):
+        self.key, self.dataset, self.checksum = key, dataset, checksum
+        self.buffer, self.identity, self.nbytes = buffer, identity, buffer.size
+        self.checked = checked  # when the file was last seen to be the one mapped
+        self.users: set[tuple[Any, ...]] = set()  # cache keys of decoded chunks viewing it
+
+
+class _MapLRU(cachetools.LRUCache):  # type: ignore[type-arg]
+    """The verified maps, bounded by count, telling ``unmapped(map)`` of every removal."""
+
+    def __init__(self, maxsize: int, unmapped: Any):
+        super().__init__(maxsize=maxsize)
+        self._unmapped = unmapped
+
+    def __delitem__(self, key: Any) -> None:
+        found = cachetools.Cache.__getitem__(self, key)
+        super().__delitem__(key)
+        self._unmapped(found)
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
 
 
 class Reader:
@@ -163,13 +202,16 @@ class Reader:
 
     def __init__(self, state: State, store: ChunkStore, catalog: Catalog,
                  chunk_cache_bytes: int, meta_cache_size: int = 1024,
-                 fetch_threads: int = FETCH_THREADS):
+                 fetch_threads: int = FETCH_THREADS, max_maps: int = DEFAULT_MAX_MAPPED_CHUNKS):
         self.state, self.store, self.catalog = state, store, catalog
         # the current snapshot of a dataset under its id, a version of it under (id, version)
         self._snapshots: cachetools.LRUCache[str | tuple[str, int], Snapshot] = (
             cachetools.LRUCache(meta_cache_size))
         self._manifests: cachetools.LRUCache[str, ChunkTable] = cachetools.LRUCache(16)
         self._chunks = _ChunkLRU(chunk_cache_bytes, self._evicted)
+        # verified maps of local chunk files, by store key (none for stores that download)
+        self._maps = _MapLRU(max_maps if store.mapped else 0, self._unmapped)
+        self._viewers: dict[tuple[Any, ...], _Map] = {}  # cached chunk -> the map it views
         self._planes: dict[tuple[Any, ...], Planes] = {}
         self._lock = threading.RLock()
         self._inflight: dict[tuple[Any, ...], Future[_Chunk]] = {}
@@ -177,6 +219,7 @@ class Reader:
         self._pool: ThreadPoolExecutor | None = None
         self.hits = self.misses = self.fetches = 0
         self.skipped = 0  # chunks a filtered read left unfetched: their statistics ruled them out
+        self.map_hits = 0  # chunks decoded from a verified map: no read, no checksum
 
     # -- metadata -------------------------------------------------------------------------
     def snapshot(self, dataset_id: str, refresh: bool = False) -> Snapshot:
@@ -375,7 +418,7 @@ class Reader:
         key = _cache_key(snap, index)
         with self._lock:  # an LRU hit reorders the cache: not safe beside another's eviction
             entry = self._chunks.get(key)
-        if entry is not None:
+        if entry is not None and self._current(entry):
             self.hits += 1
             return entry
         if not cache:
@@ -397,10 +440,7 @@ class Reader:
         try:
             entry = self._fetch(snap, index)
             with self._lock:
-                try:
-                    self._chunks[key] = entry
-                except ValueError:
-                    pass  # larger than the whole cache: served, not kept
+                self._keep(key, entry)
             fut.set_result(entry)
             return entry
         except BaseException as exc:
@@ -410,13 +450,68 @@ class Reader:
             with self._lock:
                 self._inflight.pop(key, None)
 
-    def _fetch(self, snap: Snapshot, index: int, columns: Sequence[int] | None = None) -> _Chunk:
-        """Chunk ``index`` from the store, its checksum verified over all its bytes; decoded
-        whole, or only ``columns`` (positions: served, never cached)."""
-        cm = snap.chunks[index]
-        self.fetches += 1
-        data = self.store.read(cm.key)
+    def _keep(self, key: tuple[Any, ...], entry: _Chunk) -> None:
+        """Cache ``entry`` (under the lock). One viewing a verified map is tied to it: it
+        leaves the cache with the map; if the map left already, its bytes count as private."""
+        if not self._chunks.maxsize:
+            return  # a cache of no bytes keeps nothing, not even chunks that cost none
+        src = entry.source
+        if src is not None and self._maps.get(src.key) is not src:
+            entry.nbytes += src.nbytes
+            entry.source = src = None
+        try:
+            self._chunks[key] = entry
+        except ValueError:
+            return  # larger than the whole cache: served, not kept
+        if src is not None:
+            src.users.add(key)
+            self._viewers[key] = src
+
+    def _current(self, entry: _Chunk) -> bool:
+        """Whether a cached chunk may be served: True unless it views a map whose file,
+        looked at again after STALENESS_SECONDS, was replaced (then the map and every
+        chunk viewing it leave the cache, and the next read maps and checks it again)."""
+        src = entry.source
+        if src is None:
+            return True
+        now = time.monotonic()
+        if now - src.checked < STALENESS_SECONDS:
+            return True
+        if self.store.identity(src.key) == src.identity:
+            src.checked = now
+            return True
+        self._unmap(src)
+        return False
+
+    def _unmap(self, mapped: _Map) -> None:
+        """Forget ``mapped`` (if still registered) and the chunks viewing it."""
+        with self._lock:
+            if self._maps.get(mapped.key) is mapped:
+                del self._maps[mapped.key]
+
+    def _unmapped(self, mapped: _Map) -> None:
+        """A map left the registry: the cached chunks viewing it go too (under the lock)."""
+        for key in list(mapped.users):
+            self._chunks.pop(key, None)
+        mapped.users.clear()
+
+    def _verified(self, snap: Snapshot, cm: ChunkMeta, fresh: bool = False
+                  ) -> tuple[pa.Buffer, _Map | None]:
+        """Chunk ``cm``'s bytes, checked: its verified map while the file under its key is
+        the one mapped (no read, no checksum), else read from the store and checked over all
+        its bytes (a local file's map then kept, verified). ``fresh``: read and check even
+        when a verified map is kept (``verify``)."""
         ds = snap.meta.id
+        mapped = None if fresh else self._maps_get(cm.key)
+        if mapped is not None and mapped.checksum == cm.checksum:
+            if self.store.identity(cm.key) == mapped.identity:
+                mapped.checked = time.monotonic()
+                self.map_hits += 1
+                return mapped.buffer, mapped
+            self._unmap(mapped)  # replaced under its map: map it and check it again
+        self.fetches += 1
+        got = self.store.read_mapped(cm.key)
+        data, identity = (None, None) if got is None else got
         if data is None and snap.pinned and self.catalog.version(ds, snap.meta.version) is None:
             with self._lock:  # pruned while it was open
                 self._snapshots.pop((ds, snap.meta.version), None)
@@ -437,6 +532,33 @@ class Reader:
             reason = ("truncated" if len(data) != cm.nbytes else "checksum mismatch")
             self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, cm.checksum,
                                                          computed, reason))
+        if identity is None or self._maps.maxsize == 0:
+            return data, None
+        mapped = _Map(cm.key, ds, cm.checksum, data, identity, time.monotonic())
+        with self._lock:
+            old = self._maps.get(cm.key)
+            if old is not None and old.identity == identity and old.checksum == cm.checksum:
+                old.checked = mapped.checked  # checked again: the same file, still mapped
+                return old.buffer, old
+            if old is not None:
+                del self._maps[cm.key]
+            self._maps[cm.key] = mapped
+        return data, mapped
+
+    def _maps_get(self, key: str) -> _Map | None:
+        if not self._maps.maxsize:
+            return None
+        with self._lock:
+            return self._maps.get(key)
+
+    def _fetch(self, snap: Snapshot, index: int, columns: Sequence[int] | None = None,
+               fresh: bool = False) -> _Chunk:
+        """Chunk ``index``, its bytes verified (:meth:`_verified`); decoded whole, or only
+        ``columns`` (positions: served, never cached). ``fresh``: read and check the file
+        even if a verified map of it is kept."""
+        cm = snap.chunks[index]
+        ds = snap.meta.id
+        data, mapped = self._verified(snap, cm, fresh)
         names = snap.schema.names
         read = None if columns is None else _with_tombstone_columns(snap.meta, names, columns)
         table = decode(data, None if read is None else [names[j] for j in read])
@@ -451,6 +573,8 @@ class Reader:
             wrong = [f"{k} {found.get(k)!r} in the file, {v!r} in the chunk table"
                      for k, v in expected.items() if found.get(k) != v]
             if wrong:
+                if mapped is not None:
+                    self._unmap(mapped)
                 self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
                     "the file and the chunk table disagree: " + "; ".join(wrong))))
         schema = snap.schema if read is None else pa.schema(
@@ -464,10 +588,14 @@ class Reader:
             table = apply_tombstones(table, snap.meta, cm)
         if columns is not None and read is not None and len(read) != len(set(columns)):
             table = table.select([names[j] for j in sorted(set(columns))])  # deletes' columns
-        # uncompressed chunks decode to zero-copy views of ``data`` (a map of a local file);
+        # uncompressed chunks decode to zero-copy views of ``data``: a verified map's pages
+        # are file-backed, shared and reclaimable (not counted), downloaded bytes are private;
         # decompression, conforming and tombstones make new buffers, which the bound counts
         plain = not snap.meta.tombstones and not snap.meta.compression and not conformed
-        return _Chunk(table, len(data) if plain else len(data) + table.nbytes)
+        private = (0 if plain else table.nbytes) + (0 if mapped is not None else len(data))
+        if snap.meta.compression:  # decompressed into new buffers: nothing views the map
+            mapped = None
+        return _Chunk(table, private, source=mapped)
 
     def _suspect(self, snap: Snapshot, cm: ChunkMeta, error: ChunkFrameError) -> NoReturn:
         """A chunk disagrees with the metadata used to find it: if that metadata came from
@@ -496,19 +624,36 @@ class Reader:
             getters = entry.getters = column_getters(entry.table, self.template(snap, entry))
         return entry, getters
 
-    def vectors(self, snap: Snapshot, index: int, entry: _Chunk) -> list[Vector]:
-        """Cached chunk ``index``'s columns as numpy gathers them (views, no text codes),
-        made once; what they copy (unpacked booleans) counts in the byte bound."""
-        if entry.vectors is None:
-            vectors = column_vectors(entry.table, self.template(snap, entry), text_codes=False)
-            extra = sum(v.nbytes for v in vectors if isinstance(v, np.ndarray) and v.flags.owndata)
+    def value_getter(self, snap: Snapshot, index: int, column: int) -> Getter:
+        """The ``row -> value`` function of column ``column`` (a position) of chunk
+        ``index``: only that column's is built (and kept with the cached chunk)."""
+        entry = self.chunk(snap, index)
+        if entry.getters is not None:
+            return entry.getters[column]
+        getter = entry.getter.get(column)
+        if getter is None:
+            getter = entry.getter[column] = column_getter(entry.table, self.template(snap, entry),
+                                                          column)
+        return getter
+
+    def vectors(self, snap: Snapshot, index: int, entry: _Chunk, columns: Sequence[int]
+                ) -> dict[int, Vector]:
+        """Cached chunk ``index``'s columns ``columns`` (positions) as numpy gathers them
+        (views, no text codes), each made once, when first asked for; what they copy
+        (unpacked booleans) counts in the byte bound."""
+        todo = [j for j in dict.fromkeys(columns) if j not in entry.vectors]
+        if todo:
+            made = column_vectors(entry.table, self.template(snap, entry), text_codes=False,
+                                  columns=todo)
+            extra = sum(v.nbytes for v in made if isinstance(v, np.ndarray) and v.flags.owndata)
             key = _cache_key(snap, index)
             with self._lock:
-                if entry.vectors is None:
-                    entry.vectors = vectors
-                    if extra and self._chunks.get(key) is entry:
-                        entry.nbytes += extra
-                        self._reinsert(key, entry)
+                fresh = [j for j in todo if j not in entry.vectors]
+                entry.vectors.update((j, v) for j, v in zip(todo, made, strict=True)
+                                     if j in fresh)
+                if extra and fresh == todo and self._chunks.get(key) is entry:
+                    entry.nbytes += extra
+                    self._reinsert(key, entry)
         return entry.vectors
 
     def _reinsert(self, key: tuple[Any, ...], entry: _Chunk) -> None:
@@ -592,6 +737,8 @@ class Reader:
         """Chunk ``index`` if the cache holds it (counted as a hit), else None."""
         with self._lock:
             entry = self._chunks.get(_cache_key(snap, index))
+        if entry is not None and not self._current(entry):
+            entry = None
         if entry is not None:
             self.hits += 1
         return entry
@@ -599,15 +746,21 @@ class Reader:
     def fits(self, snap: Snapshot, indices: np.ndarray) -> bool:
         """Whether the cache can hold chunks ``indices`` of ``snap`` all at once, decoded.
 
-        A plain chunk decodes to views of its file (its size); deletes add a masked copy
-        (counted twice, as :meth:`_fetch` counts them); compressed chunks decode to an
-        unknown multiple of their files, so they never count as fitting (batches stream).
+        A plain chunk decodes to views of its bytes: of a verified map (local files: no
+        private memory, but one open map each, of at most ``max_maps``) or of its download
+        (its size); deletes add a masked copy (counted as :meth:`_fetch` counts it);
+        compressed chunks decode to an unknown multiple of their files, so they never count
+        as fitting (batches stream).
         """
         if snap.meta.compression:
             return False
+        stored = sum(snap.chunks[i].nbytes for i in indices.tolist())
+        if self._maps.maxsize:
+            if len(indices) > self._maps.maxsize:
+                return False
+            return (stored if snap.meta.tombstones else 0) <= self._chunks.maxsize
         factor = 2 if snap.meta.tombstones else 1
-        return factor * sum(snap.chunks[i].nbytes for i in indices.tolist()) <= \
-            self._chunks.maxsize
+        return factor * stored <= self._chunks.maxsize
 
     # -- gather planes (planes.py) --------------------------------------------------------
     def planes(self, snap: Snapshot, chunks: np.ndarray) -> Planes | None:
@@ -674,7 +827,11 @@ class Reader:
                                           for j, dtype in enumerate(template.dtypes)])
 
     def _evicted(self, key: tuple[Any, ...]) -> None:
-        """A chunk left the cache: its rows leave the planes (called under the lock)."""
+        """A chunk left the cache: its rows leave the planes, its map forgets it (called
+        under the lock)."""
+        src = self._viewers.pop(key, None)
+        if src is not None:
+            src.users.discard(key)
         pkey = (key[0], key[1], key[3])
         planes = self._planes.get(pkey)
         if planes is not None:
@@ -684,9 +841,10 @@ class Reader:
 
     def verify_chunk(self, snap: Snapshot, index: int) -> str | None:
         """None if chunk ``index`` is intact in the store and names itself as its chunk table
-        does, else what is wrong (no caching)."""
+        does, else what is wrong (no caching; the file is read and checked again even when a
+        verified map of it is kept)."""
         try:
-            self._fetch(snap, index)
+            self._fetch(snap, index, fresh=True)
         except (ChunkCorruptionError, StateRepairedError) as exc:
             return str(exc)
         except pa.ArrowInvalid as exc:
@@ -697,16 +855,27 @@ class Reader:
 
     # -- bookkeeping ----------------------------------------------------------------------
     def cache_info(self, dataset_id: str | None = None) -> dict[str, Any]:
+        """Counters and sizes; ``bytes``/``mapped_bytes`` of ``dataset_id`` (None: all).
+
+        Private bytes (``bytes``, ``total_bytes``: what decoding made, bounded by
+        ``max_bytes``) and mapped bytes (``mapped_bytes``, ``total_mapped_bytes``: verified
+        local files, file-backed and shared, bounded by ``max_maps`` files) are apart.
+        """
         with self._lock:
             keys = [k for k in self._chunks if dataset_id is None or k[0] == dataset_id]
             nbytes = sum(self._chunks[k].nbytes for k in keys) if keys else 0
+            maps = list(self._maps.values())
+        mine = [m for m in maps if dataset_id is None or m.dataset == dataset_id]
         total = self.hits + self.misses
         return {
             "hits": self.hits, "misses": self.misses, "fetches": self.fetches,
-            "skipped": self.skipped,
+            "skipped": self.skipped, "map_hits": self.map_hits,
             "hit_rate": self.hits / total if total else 0.0,
             "chunks": len(keys), "bytes": nbytes,
             "max_bytes": int(self._chunks.maxsize), "total_bytes": int(self._chunks.currsize),
+            "mapped_chunks": len(mine), "mapped_bytes": sum(m.nbytes for m in mine),
+            "total_mapped_bytes": sum(m.nbytes for m in maps),
+            "max_maps": int(self._maps.maxsize),
         }
 
     def forget(self, dataset_id: str) -> None:
@@ -720,9 +889,11 @@ class Reader:
                 del self._chunks[key]
 
     def clear(self, metadata: bool = True) -> None:
-        """Empty the chunk cache (and, unless ``metadata=False``, the metadata cache)."""
+        """Empty the chunk cache and close the verified maps (and, unless
+        ``metadata=False``, the metadata cache)."""
         with self._lock:
             self._chunks.clear()
+            self._maps.clear()
             if metadata:
                 self._snapshots.clear()
                 self._manifests.clear()
@@ -783,84 +954,3 @@ def _with_tombstone_columns(meta: DatasetMeta, names: list[str], columns: Sequen
         read.update(names.index(c) for c in (meta.time_column, meta.device_column)
                     if c is not None)
     return sorted(read)
-
-
-_INT64 = np.iinfo(np.int64)
-
-
-def out_of_range(snap: Snapshot, sn: int) -> str:
-    """What to say of serial number ``sn`` outside ``snap`` (the message of the IndexError)."""
-    n = snap.meta.rows
-    return (f"serial number {sn} is out of range for dataset {snap.meta.id!r}: valid serial "
-            f"numbers are 0 to {n - 1} (or -{n} to -1, counting from the end)")
-
-
-def positions(snap: Snapshot, sns: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Validate serial numbers against ``snap`` and return them as an int64 array."""
-    arr = np.asarray(sns)
-    if arr.ndim > 1:
-        raise ValueError(f"serial numbers must be a flat sequence, got an array of shape "
-                         f"{arr.shape}")
-    n = snap.meta.rows
-    if arr.dtype == object and arr.size and all(as_integer(v) is not None for v in arr.ravel()):
-        # Python ints beyond int64: out of range like any other, never wrapped
-        bad = next((int(v) for v in arr.ravel() if not _INT64.min <= int(v) <= _INT64.max),
-                   None)
-        if bad is not None:
-            raise IndexError(out_of_range(snap, bad))
-        arr = arr.astype(np.int64)
-    if arr.dtype == bool or (arr.size and arr.dtype.kind not in "iu"):
-        raise TypeError(f"serial numbers must be integers, got an array of {arr.dtype}")
-    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64.max:
-        raise IndexError(out_of_range(snap, int(arr.max())))  # uint64 would wrap negative
-    arr = arr.astype(np.int64, copy=False).ravel()
-    if arr.size and (arr.min() < -n or arr.max() >= n):
-        raise IndexError(out_of_range(snap, int(arr[(arr < -n) | (arr >= n)][0])))
-    if arr.size and arr.min() < 0:  # negative counts from the end, as with iloc
-        arr = np.where(arr < 0, arr + n, arr)
-    return arr
-
-
-@dataclass
-class ChunkGroups:
-    """Serial numbers of a batch read grouped by chunk, so each chunk is gathered once."""
-
-    chunks: list[int]  # the chunks touched, ascending
-    spans: list[tuple[int, int]]  # each touched chunk's [lo, hi) in ``local``
-    local: np.ndarray  # the rows asked, in chunk order, as rows of their chunk
-    back: np.ndarray | None  # the position asked of each row in chunk order; None if sorted
-
-
-def group_by_chunk(snap: Snapshot, sns: np.ndarray, idx: np.ndarray | None = None
-                   ) -> ChunkGroups:
-    """Group validated serial numbers (:func:`positions`) by the chunk holding them
-    (``idx``: their chunks, if known)."""
-    if idx is None:
-        idx = snap.locate_many(sns)
-    # chunk numbers as small unsigned ints: numpy then radix-sorts in O(n), one pass per byte
-    n = len(snap.chunks)
-    order = np.argsort(idx.astype(np.uint8 if n <= 256 else np.uint16) if n <= 65_536 else idx,
-                       kind="stable")
-    counts = np.bincount(idx, minlength=n)
-    touched = np.flatnonzero(counts)
-    bounds = np.zeros(len(touched) + 1, dtype=np.int64)
-    np.cumsum(counts[touched], out=bounds[1:])
-    return ChunkGroups(
-        chunks=touched.tolist(),
-        spans=list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)),
-        local=(sns - snap.starts[idx])[order],
-        back=None if (order[1:] > order[:-1]).all() else order,
-    )
-
-
-def chunk_slices(snap: Snapshot, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
-    """(chunk index, first row in chunk, row count) covering rows [start, stop)."""
-    if start >= stop:
-        return
-    i = snap.locate(start)
-    while i < len(snap.chunks) and snap.chunks[i].start < stop:
-        cm = snap.chunks[i]
-        lo = max(start, cm.start) - cm.start
-        hi = min(stop, cm.start + cm.rows) - cm.start
-        yield i, lo, hi - lo
-        i += 1

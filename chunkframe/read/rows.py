@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["RowTemplate", "TextCodes", "Vector", "column_getters", "column_vectors", "Getter",
-           "is_text"]
+__all__ = ["RowTemplate", "TextCodes", "Vector", "column_getter", "column_getters",
+           "column_vectors", "Getter", "is_text"]
 
 Getter = Callable[[int], Any]
 
@@ -141,11 +141,15 @@ def _getter(arr: pa.Array, dtype: Any) -> Getter:
 
 def column_getters(table: pa.Table, template: RowTemplate) -> list[Getter]:
     """One ``i -> value`` function per column of a single-batch chunk table."""
-    out = []
-    for col, dtype in zip(table.columns, template.dtypes, strict=True):
-        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-        out.append(_getter(arr, dtype))
-    return out
+    return [column_getter(table, template, j) for j in range(table.num_columns)]
+
+
+def column_getter(table: pa.Table, template: RowTemplate, j: int) -> Getter:
+    """The ``i -> value`` function of column ``j`` alone (a single value's read builds
+    no other column's)."""
+    col = table.column(j)
+    arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return _getter(arr, template.dtypes[j])
 
 
 class TextCodes(NamedTuple):
@@ -173,9 +177,10 @@ TEXT_CODES_MIN_REPEAT = 8
 Vector = np.ndarray | TextCodes | None
 
 
-def column_vectors(table: pa.Table, template: RowTemplate, text_codes: bool = True
-                   ) -> list[Vector]:
-    """What a batch read gathers with numpy, per column; None where Arrow must take.
+def column_vectors(table: pa.Table, template: RowTemplate, text_codes: bool = True,
+                   columns: Sequence[int] | None = None) -> list[Vector]:
+    """What a batch read gathers with numpy, per column (of ``columns`` only, positions, if
+    given: one vector each, in that order); None where Arrow must take.
 
     Zero-copy views of numeric columns without nulls, datetimes and durations (as integers)
     and categoricals whose dictionary is the dataset's categories (as codes); booleans are
@@ -183,8 +188,8 @@ def column_vectors(table: pa.Table, template: RowTemplate, text_codes: bool = Tr
     :class:`TextCodes` (new memory, and a pass over the column: for the gather planes).
     """
     out: list[Vector] = []
-    for col, dtype, categories in zip(table.columns, template.dtypes, template.categories,
-                                      strict=True):
+    for j in range(table.num_columns) if columns is None else columns:
+        col, dtype, categories = table.column(j), template.dtypes[j], template.categories[j]
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         t = arr.type
         vec: Vector = None

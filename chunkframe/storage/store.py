@@ -16,7 +16,11 @@ from ..core.permissions import OWNER_ONLY, Modes, make_dirs
 from .atomic import AtomicFile, is_temp, sweep_temps, sync_dir
 from .codec import checksum
 
-__all__ = ["ChunkStore", "LocalStore", "FsspecStore", "open_store"]
+__all__ = ["ChunkStore", "LocalStore", "FsspecStore", "FileIdentity", "open_store"]
+
+FileIdentity = tuple[int, int, int, int]
+"""What tells one local file from the one that replaces it under the same name: device,
+inode, size and modification time in nanoseconds (``os.stat``)."""
 
 _INSTALL_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
 _LOCAL_PROTOCOLS = ("file", "local")
@@ -90,6 +94,20 @@ class ChunkStore(abc.ABC):
         return BackendUnavailableError(
             f"could not {doing} in store {self.url!r}: {exc}; check that the store is "
             "reachable and writable (CHUNKFRAME_STORE, or store= of cf.connect)")
+
+    mapped: bool = False
+    """Whether :meth:`read_mapped` maps files that stay valid as long as they are mapped
+    (local stores): a reader then keeps a chunk's verified map instead of its bytes."""
+
+    def identity(self, key: str) -> FileIdentity | None:
+        """The identity of the file under ``key`` (None: missing, or a store that downloads)."""
+        return None
+
+    def read_mapped(self, key: str) -> tuple[pa.Buffer, FileIdentity | None] | None:
+        """:meth:`read` of ``key`` with the identity of the very file read (None for a store
+        that downloads); None if there is no such key."""
+        data = self.read(key)
+        return None if data is None else (data, None)
 
     def put(self, key: str, data: bytes) -> str:
         """Write ``data`` under ``key`` atomically, replacing any previous value; returns its
@@ -216,23 +234,44 @@ class LocalStore(ChunkStore):
         except OSError as exc:
             raise self._failed(f"read chunk {key!r}", exc) from exc
 
+    mapped = True
+
     def read(self, key: str, populate: bool = True) -> pa.Buffer | None:
         """The file as a read-only shared memory map (pages prefaulted from the OS page cache
         in one call): no copy, no fresh anonymous pages, and every process reading the
         dataset shares the same cached pages. The map lives as long as any Arrow view of it
         (see the class docstring for why that is safe)."""
+        got = self._map(key, populate)
+        return None if got is None else got[0]
+
+    def read_mapped(self, key: str) -> tuple[pa.Buffer, FileIdentity | None] | None:
+        """:meth:`read` of ``key`` with the identity of the file mapped (from its open
+        descriptor: the file read, even if another replaces it meanwhile)."""
+        return self._map(key, True)
+
+    def identity(self, key: str) -> FileIdentity | None:
+        """The identity of the file under ``key`` now; None if there is none."""
+        try:
+            return _identity(os.stat(self.path(key)))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._failed(f"check chunk {key!r}", exc) from exc
+
+    def _map(self, key: str, populate: bool) -> tuple[pa.Buffer, FileIdentity] | None:
         path = self.path(key)
         try:
             with open(path, "rb", buffering=0) as f:
-                if os.fstat(f.fileno()).st_size == 0:
-                    return pa.py_buffer(b"")
+                st = os.fstat(f.fileno())
+                if st.st_size == 0:
+                    return pa.py_buffer(b""), _identity(st)
                 pages = mmap.mmap(f.fileno(), 0, flags=_MAP_FLAGS if populate else mmap.MAP_SHARED,
                                   prot=mmap.PROT_READ)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise self._failed(f"read chunk {key!r}", exc) from exc
-        return pa.py_buffer(pages)  # the map is unmapped when the last view of it goes
+        return pa.py_buffer(pages), _identity(st)  # unmapped when the last view of it goes
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path(key))
@@ -395,3 +434,7 @@ class FsspecStore(ChunkStore):
 
 # shared, read-only, prefaulted from the page cache (MAP_POPULATE is Linux only)
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _identity(st: os.stat_result) -> FileIdentity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
