@@ -19,7 +19,6 @@ from .core.model import ChunkMeta, DatasetMeta
 from .display.reprs import dataset_html, dataset_text, mark
 from .ingestion.versions import VERSION_COLUMNS, prune_versions
 from .read.engine import BINDING_ATTR, ReadEngine
-from .read.stream import arrow_c_stream
 from .recover.repair import repair_chunks
 
 if TYPE_CHECKING:
@@ -625,7 +624,7 @@ class Dataset:
         """The Arrow PyCapsule stream of the dataset, chunk by chunk (``duckdb.sql("select ...
         from ds")``, ``pl.DataFrame(ds)``, ``pa.table(ds)``); see
         :func:`chunkframe.read.stream.arrow_c_stream`."""
-        return arrow_c_stream(self, requested_schema)
+        return self._reads.arrow_c_stream(requested_schema)
 
     def to_dask(self, columns: Sequence[str] | str | None = None) -> Any:
         """The dataset as a dask DataFrame: one partition per chunk, indexed by ``sn``.

@@ -103,7 +103,7 @@ def test_engine_binds_frames_and_retries_a_superseded_read(client, df):
 def test_dataset_keeps_no_read_logic_of_its_own():
     """Each read of Dataset is its docstring and one delegation to the read engine."""
     reads = ["get", "get_many", "slice", "iter_chunks", "to_pandas", "to_arrow", "to_batches",
-             "to_dask", "cache_info"]
+             "to_dask", "cache_info", "row", "__arrow_c_stream__"]
     for name in reads:
         fn = inspect.unwrap(getattr(Dataset, name))
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))

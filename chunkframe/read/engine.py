@@ -16,6 +16,7 @@ from ..core.progress import progress_bar
 from .executor import Executor
 from .partitions import to_dask
 from .plan import plan_point, plan_rows, plan_scan, plan_span
+from .stream import arrow_c_stream
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -132,6 +133,15 @@ class ReadEngine:
                    where: Any = None) -> pa.RecordBatchReader:
         plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where)
         return self.executor.batches(plan)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema reads plan against (with the ingested frame's pandas metadata)."""
+        return self.snapshot().schema
+
+    def arrow_c_stream(self, requested_schema: Any = None) -> Any:
+        """The Arrow PyCapsule stream of :meth:`to_batches` (see :mod:`.stream`)."""
+        return arrow_c_stream(self, requested_schema)
 
     def to_dask(self, settings: Settings, columns: Sequence[str] | str | None = None) -> Any:
         snap = self.snapshot()

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from ..core.errors import InvalidArgumentError
 
-if TYPE_CHECKING:
-    from ..core.protocols import DatasetLike
+__all__ = ["arrow_c_stream", "requested_columns", "Batched"]
 
-__all__ = ["arrow_c_stream", "requested_columns"]
+
+class Batched(Protocol):
+    """What a stream is made from: a dataset (local, remote, or its read engine) that names
+    itself, knows its schema and hands out its batches, of some columns if asked."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def schema(self) -> pa.Schema: ...
+
+    def to_batches(self, columns: list[str] | None = None) -> pa.RecordBatchReader: ...
 
 
 def requested_columns(schema: pa.Schema, requested: pa.Schema, dataset_id: str) -> list[str] | None:
@@ -46,7 +56,7 @@ def requested_columns(schema: pa.Schema, requested: pa.Schema, dataset_id: str) 
     return None if requested.names == names else list(requested.names)
 
 
-def arrow_c_stream(ds: DatasetLike, requested_schema: Any = None) -> Any:
+def arrow_c_stream(ds: Batched, requested_schema: Any = None) -> Any:
     """``ds.__arrow_c_stream__(requested_schema)``: a PyCapsule of an ``ArrowArrayStream``
     over ``ds.to_batches()``, so each chunk is fetched, verified and decoded as the consumer
     asks for it (a few ahead), never the whole dataset at once.
