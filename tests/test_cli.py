@@ -694,6 +694,64 @@ def test_interrupted_subprocess_export_leaves_nothing(where, big, tmp_path, sig)
     assert list(dest.parent.iterdir()) == []  # no file, no partial
 
 
+# A signal that lands while the fetch pool starts a worker: Thread.start has started the
+# thread but not returned (it waits for the thread to run, slow on a busy machine), so the
+# pool never registered the worker for the wake-up every worker gets at exit.
+_INTERRUPT_WHILE_A_FETCH_THREAD_STARTS = """
+import signal, sys, threading
+from chunkframe.frontends.cli import main
+start = threading.Thread.start
+def start_then_signal(self):
+    start(self)
+    if self.name.startswith("cf-fetch"):
+        signal.raise_signal(signal.{sig})
+threading.Thread.start = start_then_signal
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_export_interrupted_while_its_fetch_pool_starts_exits(where, sensors, tmp_path, sig):
+    dest = tmp_path / "out" / "s.jsonl"
+    dest.parent.mkdir()
+    code = _INTERRUPT_WHILE_A_FETCH_THREAD_STARTS.replace("{sig}", sig)
+    proc = subprocess.Popen([sys.executable, "-c", code, "export", "sensors", str(dest), *where],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the interrupted export never exited; it said {err!r}")
+    assert proc.returncode == (130 if sig == "SIGINT" else 143), err
+    one_error_line(err, "interrupted" if sig == "SIGINT" else "terminated")
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_a_read_after_an_interrupted_fetch_pool_start_gets_a_new_pool(sensors, monkeypatch):
+    import threading
+
+    start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start_then_interrupt(self: threading.Thread) -> None:
+        start(self)
+        if self.name.startswith("cf-fetch") and not started:
+            started.append(self)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        sensors.to_pandas()
+    orphan = started[0]
+    orphan.join(timeout=30)  # the worker the pool never registered was woken
+    if orphan.is_alive():
+        orphan._args[1].put(None)  # type: ignore[attr-defined] # or pytest would hang at exit
+        pytest.fail("a fetch worker started during an interrupt was left waiting forever")
+    assert len(sensors.to_pandas()) == 50_000  # and the next read starts a new pool
+
+
 def test_killed_subprocess_export_is_cleaned_up_by_the_next(where, big, tmp_path):
     dest = tmp_path / "out" / "big.jsonl"
     dest.parent.mkdir()

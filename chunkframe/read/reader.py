@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -33,6 +33,7 @@ from ..core.errors import (
 )
 from ..core.keys import chunk_origin, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_dictionaries
+from ..core.pools import ThreadPool
 from ..core.ranges import row_mask, tombstone_may_touch
 from ..storage.codec import checksum_matches, decode, identity_of
 from ..storage.manifest import read_manifest, recorded_table
@@ -216,7 +217,7 @@ class Reader:
         self._lock = threading.RLock()
         self._inflight: dict[tuple[Any, ...], Future[_Chunk]] = {}
         self._fetch_threads = fetch_threads
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ThreadPool | None = None
         self.hits = self.misses = self.fetches = 0
         self.skipped = 0  # chunks a filtered read left unfetched: their statistics ruled them out
         self.map_hits = 0  # chunks decoded from a verified map: no read, no checksum
@@ -664,13 +665,14 @@ class Reader:
             self._chunks.pop(key, None)  # now larger than the whole cache
 
     # -- many chunks: batch reads and scans -----------------------------------------------
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
+    def _executor(self) -> ThreadPool:
+        pool = self._pool
+        if pool is None or pool.closed:  # closed: a submit was interrupted (see ThreadPool)
             with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._fetch_threads,
-                                                    thread_name_prefix="cf-fetch")
-        return self._pool
+                if self._pool is None or self._pool.closed:
+                    self._pool = ThreadPool(self._fetch_threads, thread_name_prefix="cf-fetch")
+                pool = self._pool
+        return pool
 
     def stream(self, snap: Snapshot, indices: Sequence[int], columns: Sequence[int] | None = None,
                cache: bool = False, ahead: int = FETCH_THREADS,
