@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from .ingestion.options import IngestOptions
 from .session import connect as connect_local
 from .session import default_client, set_default
 
@@ -105,11 +106,7 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536,
     >>> ds = cf.ingest("data/samples/sensors.parquet", "sensors",      # doctest: +SKIP
     ...                time_column="time", device_column="sensor", mode="overwrite")
     """
-    return default_client().ingest(
-        source, dataset_id, chunk_rows=chunk_rows, time_column=time_column,
-        device_column=device_column, mode=mode, compression=compression, progress=progress,
-        wait=wait, workers=workers, max_pending=max_pending, fingerprint=fingerprint,
-        evolve=evolve, engine=engine)
+    return default_client().ingest(source, dataset_id, **IngestOptions.of(locals()).keywords())
 
 
 def open(dataset_id: str, version: int | None = None,  # noqa: A001 - the design's name

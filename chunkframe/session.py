@@ -28,6 +28,7 @@ from .ingestion.lifecycle import (
     snapshot_table,
     take_snapshot,
 )
+from .ingestion.options import IngestOptions
 from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
 from .lastcache import LastValues
@@ -88,30 +89,23 @@ class Client:
         A dask DataFrame, or files with ``engine="dask"``, are ingested on the active Dask
         cluster (:func:`~chunkframe.ingestion.distributed.ingest_dask`).
         """
+        options = IngestOptions.of(locals())  # first: locals() holds only the arguments
         if engine not in (None, "dask"):
             raise InvalidArgumentError(
                 f"engine={engine!r} is not one of None (this process) or 'dask' (the active "
                 f"Dask cluster) for dataset {dataset_id!r}")
         if engine == "dask" and not is_dask_frame(source):
             source = file_partitions(source, dataset_id, self.settings.storage_options)
-        common: dict[str, Any] = dict(
-            chunk_rows=chunk_rows, time_column=time_column, device_column=device_column,
-            mode=mode, compression=compression, progress=progress, wait=wait,
-            hooks=self.commit_hooks)
         if engine == "dask" or is_dask_frame(source):
-            unsupported = {k: v for k, v in (("workers", workers != 4),
-                                              ("max_pending", max_pending is not None),
-                                              ("fingerprint", fingerprint is not None),
-                                              ("evolve", evolve)) if v}
+            unsupported = options.given("workers", "max_pending", "fingerprint", "evolve")
             if unsupported:
                 raise InvalidArgumentError(
                     f"{', '.join(unsupported)} cannot be used with a Dask ingest of dataset "
                     f"{dataset_id!r}: partitions are the unit of work there")
-            ingest_dask(self.backends, self.settings, source, dataset_id, **common)
+            ingest_dask(self.backends, self.settings, source, dataset_id, options,
+                        hooks=self.commit_hooks)
         else:
-            meta = ingest(self.backends, source, dataset_id, workers=workers,
-                          max_pending=max_pending, fingerprint=fingerprint, evolve=evolve,
-                          **common)
+            meta = ingest(self.backends, source, dataset_id, options, hooks=self.commit_hooks)
             if self.reader.holds(meta):
                 return Dataset(self, dataset_id)
         self.reader.snapshot(dataset_id, refresh=True)

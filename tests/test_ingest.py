@@ -942,3 +942,37 @@ def test_a_block_of_strings_in_a_frame_of_bytes_is_refused():
         _frame_to_arrow(block, "block 2", whole)
     ok = pd.DataFrame({"a": pd.Series([b"x", None], dtype=object)})
     assert _frame_to_arrow(ok, "block 2", whole).column("a").to_pylist() == [b"x", None]
+
+
+# -- one set of ingest options ------------------------------------------------------------------
+
+def test_cf_ingest_and_client_ingest_take_the_ingest_options():
+    """The public signatures and IngestOptions name the same keywords with the same defaults."""
+    import dataclasses
+    import inspect
+
+    from chunkframe.ingestion.options import IngestOptions
+
+    options = {f.name: f.default for f in dataclasses.fields(IngestOptions)}
+    for function in (cf.ingest, cf.Client.ingest):
+        params = inspect.signature(function).parameters
+        assert {name: p.default for name, p in params.items()
+                if name not in ("self", "source", "dataset_id")} == options, function
+
+
+def test_cf_ingest_hands_every_option_to_the_client(monkeypatch):
+    from chunkframe import api
+
+    seen: list[tuple] = []
+
+    class Recording:
+        def ingest(self, source, dataset_id, **keywords):
+            seen.append((source, dataset_id, keywords))
+
+    monkeypatch.setattr(api, "default_client", Recording)
+    given = dict(compression="zstd", progress=False, wait=2.5, workers=3, max_pending=5,
+                 fingerprint="f", evolve=True, engine="dask")
+    api.ingest("src.csv", "x", 10, "t", "d", "append", **given)  # the first four by position
+    assert seen == [("src.csv", "x", dict(chunk_rows=10, time_column="t", device_column="d",
+                                          mode="append", **given))]
+

@@ -16,7 +16,8 @@ from ..core.errors import BackendUnavailableError, SchemaMismatchError, SourceEr
 from ..core.model import DatasetMeta
 from ..core.progress import progress_bar
 from ..storage.backends import process_backends
-from ..storage.codec import Compression, to_arrow
+from ..storage.codec import to_arrow
+from .options import IngestOptions
 from .pipeline import (
     CommitHook,
     Plan,
@@ -145,14 +146,8 @@ def ingest_dask(
     settings: Settings,
     source: Any,
     dataset_id: str,
+    options: IngestOptions,
     *,
-    chunk_rows: int = 65_536,
-    time_column: str | None = None,
-    device_column: str | None = None,
-    mode: str = "create",
-    compression: Compression = None,
-    progress: bool | None = None,
-    wait: bool | float = False,
     hooks: Sequence[CommitHook] = (),
 ) -> DatasetMeta:
     """Ingest ``source`` — a dask DataFrame, or :class:`FilePartitions` — as ``dataset_id``
@@ -171,9 +166,11 @@ def ingest_dask(
     worker's task is retried by the scheduler (its chunks are rewritten whole, under the
     same keys); a killed coordinator's ingest continues with ``mode="resume"``, which skips
     the chunks checkpointed. The coordinator commits the catalog once every partition is
-    done. See ``chunkframe.ingest`` for the arguments.
+    done. See ``chunkframe.ingest`` for the options; those that name a unit of work
+    (``workers``, ``max_pending``, ``fingerprint``, ``evolve``) are the caller's to refuse.
     """
-    chunk_rows = check_arguments(dataset_id, mode, chunk_rows)
+    mode, progress = options.mode, options.progress
+    chunk_rows = check_arguments(dataset_id, mode, options.chunk_rows)
     client = dask_client(dataset_id)
     from dask import delayed
 
@@ -236,8 +233,8 @@ def ingest_dask(
         return commit(backends, lock, dataset_id, plan, n - plan.base_chunk, target, existing,
                       hooks)
 
-    return locked_ingest(backends, dataset_id, mode, wait, fingerprint, chunk_rows, time_column,
-                         device_column, compression, body)
+    return locked_ingest(backends, dataset_id, mode, options.wait, fingerprint, chunk_rows,
+                         options.time_column, options.device_column, options.compression, body)
 
 
 def _schema(table: pa.Table) -> pa.Schema:

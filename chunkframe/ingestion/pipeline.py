@@ -41,6 +41,7 @@ from ..storage import manifest as manifests
 from ..storage.codec import Compression, checksum_matches, decode, write
 from ..storage.manifest import next_checkpoint
 from .evolve import align_units, evolve_schema
+from .options import IngestOptions
 from .provenance import SourceRecord, finished, record_of
 from .sources import ITERATOR_FINGERPRINT, Source, check_kinds, conform, open_source
 from .versions import drop_generation
@@ -279,42 +280,35 @@ def ingest(
     backends: Backends,
     source: Any,
     dataset_id: str,
+    options: IngestOptions,
     *,
-    chunk_rows: int = 65_536,
-    time_column: str | None = None,
-    device_column: str | None = None,
-    mode: str = "create",
-    compression: Compression = None,
-    progress: bool | None = None,
-    wait: bool | float = False,
-    workers: int = 4,
-    max_pending: int | None = None,
-    fingerprint: str | None = None,
-    evolve: bool = False,
     hooks: Sequence[CommitHook] = (),
 ) -> DatasetMeta:
     """Ingest ``source`` as dataset ``dataset_id``; returns the committed metadata.
 
-    See ``chunkframe.ingest`` for the user-facing documentation. ``hooks`` are called
-    after the commit (the last-value cache keeps itself current that way). ``evolve``: an
-    append may add columns and widen types (:func:`~.evolve.evolve_schema`); its chunks
-    keep their own schema, and readers conform older chunks to the newest one.
+    ``chunkframe.ingest`` documents the ``options`` (their ``engine`` is the caller's
+    business). ``hooks`` are called after the commit (the last-value cache keeps itself
+    current that way). ``evolve``: an append may add columns and widen types
+    (:func:`~.evolve.evolve_schema`); its chunks keep their own schema, and readers conform
+    older chunks to the newest one.
     """
-    chunk_rows = check_arguments(dataset_id, mode, chunk_rows)
-    workers = integer_at_least(workers, "workers", 1)
-    if max_pending is not None:
-        max_pending = integer_at_least(max_pending, "max_pending", 1)
+    o = options
+    chunk_rows = check_arguments(dataset_id, o.mode, o.chunk_rows)
+    workers = integer_at_least(o.workers, "workers", 1)
+    max_pending = (None if o.max_pending is None
+                   else integer_at_least(o.max_pending, "max_pending", 1))
     src = open_source(source, dict(backends.storage_options))
+    fingerprint = o.fingerprint
     if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
         raise InvalidArgumentError(f"fingerprint must be a non-empty string, got {fingerprint!r}")
-    if not isinstance(evolve, bool):
-        raise InvalidArgumentError(f"evolve must be True or False, got {evolve!r}")
+    if not isinstance(o.evolve, bool):
+        raise InvalidArgumentError(f"evolve must be True or False, got {o.evolve!r}")
     try:
-        return _ingest_locked(backends, src, dataset_id, mode, chunk_rows, time_column,
-                              device_column, compression, progress, wait, workers,
+        return _ingest_locked(backends, src, dataset_id, o.mode, chunk_rows, o.time_column,
+                              o.device_column, o.compression, o.progress, o.wait, workers,
                               max_pending or 2 * workers,
-                              f"user:{fingerprint}" if fingerprint else src.fingerprint, evolve,
-                              hooks)
+                              f"user:{fingerprint}" if fingerprint else src.fingerprint,
+                              o.evolve, hooks)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BackendUnavailableError(
             f"lost the connection to Redis at {backends.state.url!r} while ingesting "

@@ -18,6 +18,7 @@ from ..core.keys import generation_prefix, validate_id
 from ..core.model import DatasetMeta, ManifestRef
 from ..core.progress import progress_bar
 from ..ingestion.lifecycle import ForgetHook, finish_drop, forget_fence
+from ..ingestion.options import IngestOptions
 from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
 from ..ingestion.provenance import SourceFile, SourceRecord, reopen, why_not_readable
 from ..storage.manifest import verify_manifest
@@ -424,13 +425,14 @@ class Recoverer:
             raise SourceError(f"cannot resume the ingest of dataset {ds!r}: {why}")
         record = SourceRecord.from_json(status["source"])
         opts = record.options
-        ingest(self.backends, reopen(record, self.backends.storage_options), ds, mode="resume",
-               chunk_rows=int(status["chunk_rows"]),
-               time_column=status.get("time_column") or None,
-               device_column=status.get("device_column") or None,
-               compression=status.get("compression") or None,  # type: ignore[arg-type]
-               progress=False, evolve=bool(opts.get("evolve")),
-               fingerprint=opts.get("fingerprint"), hooks=self.hooks)
+        options = IngestOptions(
+            mode="resume", chunk_rows=int(status["chunk_rows"]),
+            time_column=status.get("time_column") or None,
+            device_column=status.get("device_column") or None,
+            compression=status.get("compression") or None,  # type: ignore[arg-type]
+            progress=False, evolve=bool(opts.get("evolve")), fingerprint=opts.get("fingerprint"))
+        ingest(self.backends, reopen(record, self.backends.storage_options), ds, options,
+               hooks=self.hooks)
 
     def _abandon(self, ds: str, status_only: bool = False) -> None:
         lock = self.backends.lock(ds)  # takes over a dead holder's lock at once
