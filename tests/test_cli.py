@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -397,6 +398,32 @@ def test_export_to_s3_from_an_s3_store(s3_client, s3_bucket, s3_options, redis_s
     assert main(["ls", *where[:-1], "{not json"]) == 1
     one_error_line(capsys.readouterr().err, "--storage-options is not JSON")
 
+
+
+@pytest.mark.parametrize("how", ["CHUNKFRAME_STORAGE_OPTIONS", "AWS_ENDPOINT_URL_S3"])
+def test_an_s3_endpoint_from_the_environment(s3_client, s3_bucket, s3_options, redis_server,
+                                              prefix, tmp_path, how):
+    """`get` and `recover` (any command) find the S3 endpoint in the environment: chunkframe's
+    own variable, or the one botocore reads."""
+    s3_client.ingest(str(SAMPLES / "sensors.parquet"), "sensors", chunk_rows=8_192,
+                     progress=False)
+    where = ["--store", f"s3://{s3_bucket}/chunks", "--redis", redis_server.url,
+             "--catalog", str(tmp_path / "catalog.db"), "--home", str(tmp_path),
+             "--prefix", prefix]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    if how == "CHUNKFRAME_STORAGE_OPTIONS":
+        env[how] = json.dumps(s3_options)
+    else:
+        env.update(AWS_ENDPOINT_URL_S3=s3_options["endpoint_url"],
+                   AWS_ACCESS_KEY_ID=s3_options["key"], AWS_SECRET_ACCESS_KEY=s3_options["secret"])
+    env["PYTHONPATH"] = str(ROOT)
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, timeout=120)
+    proc = run([sys.executable, "-m", "chunkframe", "get", "sensors", "8200", "--json", *where])
+    assert proc.returncode == 0, proc.stderr  # chunk 1: read from the bucket
+    assert json.loads(proc.stdout)[0]["sn"] == 8200
+    proc = run([sys.executable, "-m", "chunkframe", "recover", "--verify", "--json", *where])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []  # every chunk found and verified
 
 # -- last, tag, tags, find, delete (lastcache/ and contextcache/) ----------------------------
 

@@ -23,6 +23,20 @@ def test_settings_come_from_arguments_then_environment(tmp_path, monkeypatch):
     assert s.prefix == "argp"
 
 
+
+def test_storage_options_come_from_the_environment_unless_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHUNKFRAME_STORAGE_OPTIONS", '{"endpoint_url": "http://s3.local:9000"}')
+    assert resolve(home=tmp_path).storage_options == {"endpoint_url": "http://s3.local:9000"}
+    assert resolve(home=tmp_path, storage_options={"anon": True}).storage_options == {"anon": True}
+    assert resolve(home=tmp_path, storage_options={}).storage_options == {}  # given: replaces
+    monkeypatch.setenv("CHUNKFRAME_STORAGE_OPTIONS", '{"secret": "s3cret"')
+    with pytest.raises(InvalidArgumentError, match="CHUNKFRAME_STORAGE_OPTIONS is not JSON") as info:
+        resolve(home=tmp_path)
+    assert "s3cret" not in str(info.value) and "endpoint_url" in str(info.value)  # an example
+    monkeypatch.setenv("CHUNKFRAME_STORAGE_OPTIONS", '["endpoint_url"]')
+    with pytest.raises(InvalidArgumentError, match="must be a JSON object"):
+        resolve(home=tmp_path)
+
 @pytest.mark.parametrize("options, error, match", [
     ({"chunk_cache_bytes": -1}, InvalidArgumentError, "chunk_cache_bytes"),
     ({"lock_ttl": 0}, InvalidArgumentError, "lock_ttl"),

@@ -250,16 +250,37 @@ def test_cli_recover_json_exit_status_and_apply(client, ds, tmp_path, capsys):
     assert main(cli(client, tmp_path, "--json")) == 0
     assert json.loads(capsys.readouterr().out) == []
     client.redis.delete(client.state.keys("rec").meta)
-    assert main(cli(client, tmp_path, "--json")) == 1
+    assert main(cli(client, tmp_path, "--json")) == 4  # found, left as it was: a dry run
     found = json.loads(capsys.readouterr().out)
     assert [(p["dataset"], p["problem"]) for p in found] == [("rec", "redis_state_missing")]
     assert {"dataset", "problem", "action", "detail"} <= set(found[0])
-    assert main(cli(client, tmp_path)) == 1
+    assert main(cli(client, tmp_path)) == 4
     assert "dry run" in capsys.readouterr().out
-    assert main(cli(client, tmp_path, "--apply", "--verify")) == 1
-    assert "1 repaired" in capsys.readouterr().out
+    assert main(cli(client, tmp_path, "--apply", "--verify")) == 1  # found, all repaired
+    assert "1 problem found; 1 repaired\n" in capsys.readouterr().out
     assert main(cli(client, tmp_path)) == 0
     assert "nothing to recover" in capsys.readouterr().out
+
+
+def test_cli_recover_exit_status_tells_a_problem_left_unrepaired(client, ds, tmp_path, capsys):
+    cm = client.catalog.chunks("rec", 1)[2]
+    path = tmp_path / "store" / cm.key
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # a frame has no source to re-cut it from: nothing repairs it
+    path.write_bytes(bytes(data))
+    client.redis.delete(client.state.keys("rec").meta)  # and one that can be repaired
+    assert main(cli(client, tmp_path, "--apply", "--verify")) == 4
+    assert "2 problems found; 1 repaired, 1 left as they were" in capsys.readouterr().out
+    assert main(cli(client, tmp_path, "--verify", "--json")) == 4  # it is still there
+
+
+def test_cli_recover_that_fails_exits_8_not_1_which_says_repaired(client, tmp_path, capsys):
+    args = cli(client, tmp_path, "--json")
+    args[args.index("--redis") + 1] = "redis://127.0.0.1:1/0"  # nothing listens there
+    assert main(args) == 8
+    assert "error" in json.loads(capsys.readouterr().out)
+    assert main([*args[:-1], "--help"]) == 0
+    assert "4 problems left unrepaired" in " ".join(capsys.readouterr().out.split())
 
 
 def test_an_unreadable_ingest_status_of_a_dead_writer_is_deleted(client, ds, tmp_path):

@@ -268,7 +268,7 @@ def test_cli_recover_reports_and_restores_a_damaged_catalog(two, tmp_path, capsy
     args = ["--store", str(tmp_path / "store"), "--redis", two.settings.redis_url,
             "--catalog", str(tmp_path / "catalog.db"), "--home", str(tmp_path),
             "--prefix", two.settings.prefix, "recover", "--json"]
-    assert main(args) == 1
+    assert main(args) == 4  # found, left as it was: a dry run
     found = json.loads(capsys.readouterr().out)
     assert [p["problem"] for p in found] == ["catalog_unreadable"]
     assert main([*args, "--apply"]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -12,12 +13,16 @@ from .errors import InvalidArgumentError
 from .integers import integer_at_least
 from .permissions import modes
 
-__all__ = ["redact", "is_postgres_url", "Settings", "resolve"]
+__all__ = ["redact", "is_postgres_url", "Settings", "resolve", "storage_options_json",
+           "STORAGE_OPTIONS_ENV"]
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
 DEFAULT_MAX_MAPPED_CHUNKS = 1024
 DEFAULT_LOCK_TTL = 15.0
 DEFAULT_PREFIX = "cf"
+STORAGE_OPTIONS_ENV = "CHUNKFRAME_STORAGE_OPTIONS"
+"""fsspec options (JSON) for every entry point that is given none: an S3 endpoint, a profile."""
+_STORAGE_OPTIONS_EXAMPLE = '\'{"endpoint_url": "http://localhost:9000"}\''
 
 
 # a URL's authority (what comes between "scheme://" and the path, query or fragment)
@@ -96,7 +101,10 @@ def resolve(
     home: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Settings:
-    """Arguments win, then ``CHUNKFRAME_*`` environment variables, then ``~/.chunkframe``."""
+    """Arguments win, then ``CHUNKFRAME_*`` environment variables, then ``~/.chunkframe``.
+
+    ``storage_options`` given (even ``{}``) replace ``CHUNKFRAME_STORAGE_OPTIONS`` whole.
+    """
     home_path = Path(home or os.environ.get("CHUNKFRAME_HOME") or "~/.chunkframe").expanduser()
     store_url = str(store or os.environ.get("CHUNKFRAME_STORE") or home_path / "store")
     redis_url = redis or os.environ.get("CHUNKFRAME_REDIS_URL") or None
@@ -121,7 +129,11 @@ def resolve(
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
-    storage_options = options.pop("storage_options", None) or {}
+    storage_options = options.pop("storage_options", None)
+    if storage_options is None and os.environ.get(STORAGE_OPTIONS_ENV):
+        storage_options = storage_options_json(os.environ[STORAGE_OPTIONS_ENV],
+                                               STORAGE_OPTIONS_ENV)
+    storage_options = storage_options or {}
     permissions = (options.pop("permissions", None) or os.environ.get("CHUNKFRAME_PERMISSIONS")
                    or "owner")
     modes(permissions)  # raises naming the choices
@@ -146,3 +158,24 @@ def resolve(
         auto_compact=auto_compact,
         max_mapped_chunks=int(maps),
     )
+
+
+def storage_options_json(text: str, where: str) -> dict[str, Any]:
+    """fsspec storage options from the JSON object ``text`` (``where`` names its origin:
+    ``--storage-options``, ``CHUNKFRAME_STORAGE_OPTIONS``); an :class:`InvalidArgumentError`
+    says what is wrong and shows an example. The text is never quoted: it holds secrets.
+
+    >>> storage_options_json('{"endpoint_url": "http://localhost:9000"}', "--storage-options")
+    {'endpoint_url': 'http://localhost:9000'}
+    """
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(
+            f"{where} is not JSON ({exc}); give a JSON object such as "
+            f"{_STORAGE_OPTIONS_EXAMPLE}") from None
+    if not isinstance(options, dict):
+        raise InvalidArgumentError(
+            f"{where} must be a JSON object such as {_STORAGE_OPTIONS_EXAMPLE}, not a "
+            f"{type(options).__name__}")
+    return options

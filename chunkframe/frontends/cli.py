@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+# recover's, as fsck's: problems found and every one repaired; some left as they were (a dry
+# run, or a repair refused); recover itself failed (its error on stderr): not 1, which says
+# "repaired"
+EXIT_REPAIRED, EXIT_UNREPAIRED, EXIT_RECOVER_FAILED = 1, 4, 8
+RECOVER_EXITS = ("exit status: 0 nothing to recover, 1 problems found and all repaired, "
+                 "2 usage error, 4 problems left unrepaired (a dry run, or a repair refused: "
+                 "see each one's detail), 8 recover itself failed")
 
 
 # -- parsing helpers --------------------------------------------------------------------------
@@ -70,17 +77,11 @@ def _date_range(since: str | None, until: str | None) -> tuple[str | None, str |
 # -- commands ---------------------------------------------------------------------------------
 
 def _client(args: argparse.Namespace) -> Client:
+    from ..core.config import storage_options_json
     from ..session import connect
 
-    options = None
-    if args.storage_options:
-        try:
-            options = json.loads(args.storage_options)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--storage-options is not JSON ({exc})") from None
-        if not isinstance(options, dict):
-            raise ValueError("--storage-options must be a JSON object, e.g. "
-                             "'{\"endpoint_url\": \"http://localhost:9000\"}'")
+    options = (storage_options_json(args.storage_options, "--storage-options")
+               if args.storage_options else None)  # None: CHUNKFRAME_STORAGE_OPTIONS
     return connect(store=args.store, redis=args.redis, catalog=args.catalog, home=args.home,
                    prefix=args.prefix, storage_options=options)
 
@@ -305,10 +306,11 @@ def cmd_recover(args: argparse.Namespace, out: Out) -> int:
         return EXIT_OK
     out.line(table(report, limit=100))
     done = int(report["applied"].sum())
-    out.line(f"{len(report)} problems found; " + (
-        f"{done} repaired" if args.apply else "nothing changed (dry run): run with --apply to "
-        "repair them"))
-    return EXIT_ERROR
+    left = len(report) - done
+    out.line(f"{plural(len(report), 'problem')} found; " + (
+        (f"{done} repaired" + (f", {left} left as they were: see their detail" if left else ""))
+        if args.apply else "nothing changed (dry run): run with --apply to repair them"))
+    return EXIT_UNREPAIRED if left else EXIT_REPAIRED
 
 
 def cmd_export(args: argparse.Namespace, out: Out) -> int:
@@ -556,7 +558,8 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
                    help=text("Redis key prefix [CHUNKFRAME_PREFIX]"))
     g.add_argument("--storage-options", default=d, metavar="JSON",
                    help=text("fsspec options for s3:// stores and exports, e.g. "
-                             "'{\"endpoint_url\": \"http://localhost:9000\"}'"))
+                             "'{\"endpoint_url\": \"http://localhost:9000\"}' "
+                             "[CHUNKFRAME_STORAGE_OPTIONS]"))
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS if sub else False,
                    help=text("machine-readable output: one JSON document on stdout, errors "
                              "included ({\"error\": ..., \"message\": ...})"))
@@ -577,7 +580,8 @@ def build_parser() -> _Parser:
     _global_options(common, sub=True)
     parser = _Parser(
         prog=PROG, description="Chunked, checksummed Arrow datasets, read back from pandas.",
-        epilog="Exit status: 0 ok, 1 error, 2 usage. Try: chunkframe demo")
+        epilog="Exit status: 0 ok, 1 error, 2 usage (recover: see chunkframe recover --help). "
+               "Try: chunkframe demo")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -658,7 +662,9 @@ def build_parser() -> _Parser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("recover", cmd_recover, "find (and with --apply repair) what crashes left "
-                "inconsistent between Redis, the catalog and the store (exit 1 if anything)")
+                "inconsistent between Redis, the catalog and the store")
+    p.epilog = f"{RECOVER_EXITS}. {GLOBAL_OPTIONS_NOTE}"
+    p.set_defaults(error_status=EXIT_RECOVER_FAILED)
     p.add_argument("--apply", action="store_true", help="repair what can be repaired safely")
     p.add_argument("--verify", action="store_true", help="also check every chunk's bytes")
 
@@ -889,7 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("CHUNKFRAME_DEBUG") and not _expected(exc):
             raise
         out.error(*_describe(exc, _CliStyle(parser, args.subparser)))
-        return EXIT_ERROR
+        return int(getattr(args, "error_status", EXIT_ERROR))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

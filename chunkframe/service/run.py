@@ -11,6 +11,7 @@ import os
 import socket
 from typing import Any
 
+from ..core.config import storage_options_json
 from ..core.errors import InvalidArgumentError
 from .config import ServiceConfig
 from .errors import MissingExtraError
@@ -130,12 +131,8 @@ def app_from_environment() -> Any:
 
 def serve_command(args: argparse.Namespace) -> int:
     """``chunkframe serve``: called by the command line with its parsed arguments."""
-    options = None
-    if getattr(args, "storage_options", None):
-        try:
-            options = json.loads(args.storage_options)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--storage-options is not JSON ({exc})") from None
+    options = (storage_options_json(args.storage_options, "--storage-options")
+               if getattr(args, "storage_options", None) else None)  # CHUNKFRAME_STORAGE_OPTIONS
     connect_options = {"store": args.store, "redis": args.redis, "catalog": args.catalog,
                        "home": args.home, "prefix": args.prefix, "storage_options": options}
     token = args.token or os.environ.get(TOKEN_ENV) or None
