@@ -710,6 +710,59 @@ def test_unreachable_store(tmp_path, redis_server, prefix):
     assert redis_keys(client) == []
 
 
+
+def _s3_goes_away_after(client: cf.Client, puts: int) -> Callable[[], None]:
+    """Point the client's S3 store at a port nobody listens on after ``puts`` writes (the
+    real store code fails as on an outage); returns the undo."""
+    import s3fs
+
+    store, live, real = client.store, client.store.fs, client.store.write
+    dead = s3fs.S3FileSystem(endpoint_url="http://127.0.0.1:1", key="k", secret="s",
+                             skip_instance_cache=True, config_kwargs={
+                                 "retries": {"max_attempts": 1}, "connect_timeout": 1})
+    count = [0]
+
+    def write(key: str, fill: Callable[[pa.NativeFile], object]) -> tuple[str, int]:
+        count[0] += 1
+        if count[0] > puts:
+            store.fs = dead
+        return real(key, fill)
+
+    store.write = write
+
+    def undo() -> None:
+        store.fs, store.write = live, real
+
+    return undo
+
+
+def test_an_s3_outage_mid_ingest_says_to_resume(s3_client, s3_bucket):
+    df = sample(1000)
+    undo = _s3_goes_away_after(s3_client, 4)
+    with pytest.raises(BackendUnavailableError) as info:
+        s3_client.ingest(df, "s3r", chunk_rows=100, workers=1, progress=False)
+    undo()
+    message = str(info.value)
+    assert "could not write chunk 's3r/" in message and s3_bucket in message
+    assert "run the same ingest again with mode='resume'" in message, message
+    from chunkframe.frontends.cli import _CliStyle, build_parser
+
+    said = info.value.message(_CliStyle(build_parser(), None))
+    assert "--mode resume" in said, said  # the command line says it in its own words
+    ds = s3_client.ingest(df, "s3r", chunk_rows=100, mode="resume", progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+
+
+def test_an_s3_outage_before_any_chunk_says_to_run_the_ingest_again(s3_client):
+    df = sample(300)
+    undo = _s3_goes_away_after(s3_client, 0)
+    with pytest.raises(BackendUnavailableError, match="this one left nothing") as info:
+        s3_client.ingest(df, "s3n", chunk_rows=100, workers=1, progress=False)
+    undo()
+    assert "resume" not in str(info.value)  # nothing to resume: a resume would start afresh
+    ds = s3_client.ingest(df, "s3n", chunk_rows=100, progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), df)
+
 def test_unwritable_catalog(tmp_path, redis_server, prefix):
     blocker = tmp_path / "file"
     blocker.write_text("in the way")

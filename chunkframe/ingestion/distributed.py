@@ -25,6 +25,7 @@ from .pipeline import (
     check_arguments,
     commit,
     conform_appended,
+    how_to_continue,
     locked_ingest,
     persist_chunk,
 )
@@ -233,8 +234,12 @@ def ingest_dask(
         return commit(backends, lock, dataset_id, plan, n - plan.base_chunk, target, existing,
                       hooks)
 
-    return locked_ingest(backends, dataset_id, mode, options.wait, fingerprint, chunk_rows,
-                         options.time_column, options.device_column, options.compression, body)
+    try:
+        return locked_ingest(backends, dataset_id, mode, options.wait, fingerprint, chunk_rows,
+                             options.time_column, options.device_column, options.compression,
+                             body)
+    except BackendUnavailableError as exc:  # a worker's store, or the catalog
+        raise how_to_continue(backends, dataset_id, exc) from exc
 
 
 def _schema(table: pa.Table) -> pa.Schema:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ..storage.state import DatasetLock, State
     from ..storage.store import ChunkStore
 
-__all__ = ["ingest", "MODES", "CommitHook", "Plan", "resolve_columns", "check_arguments",
+__all__ = ["ingest", "how_to_continue", "MODES", "CommitHook", "Plan", "resolve_columns", "check_arguments",
            "locked_ingest", "begin", "persist_chunk", "GroupCheckpoint", "commit", "time_stats",
            "discard_interrupted"]
 
@@ -315,6 +315,32 @@ def ingest(
             f"{dataset_id!r}: {exc}. Chunks checkpointed so far are kept",
             hint=Hint("once Redis is back, run the ingest again with {}", Arg("mode", "resume")),
         ) from exc
+    except BackendUnavailableError as exc:
+        raise how_to_continue(backends, dataset_id, exc) from exc
+
+
+def how_to_continue(backends: Backends, dataset_id: str,
+                    exc: BackendUnavailableError) -> BackendUnavailableError:
+    """``exc`` (the store or the catalog failed during an ingest of ``dataset_id``), saying
+    what to do once it is back: resume, if the ingest left checkpointed chunks (it keeps
+    them), else run it again as it was (a resume would find nothing to continue)."""
+    try:
+        kept: bool | None = bool(backends.state.ingest_status(dataset_id))
+    except Exception:  # noqa: BLE001 - Redis is down too: say what holds either way
+        kept = None
+    terms: tuple[Arg, ...] = (Arg("mode", "resume"),)
+    if kept is None:
+        then = ("once it is back, run the same ingest again; {} continues it if it "
+                "checkpointed chunks")
+    elif kept:
+        then = ("once it is back, run the same ingest again with {}: it continues from the "
+                "chunks checkpointed so far")
+    else:
+        then, terms = "once it is back, run the same ingest again: this one left nothing", ()
+    inner = exc.hint
+    hint = (Hint(f"{inner.template}; {then}", *inner.terms, *terms) if inner is not None
+            else Hint(then, *terms))
+    return BackendUnavailableError(exc.what if inner is not None else str(exc), hint=hint)
 
 
 Body = Callable[["DatasetLock", Plan, "DatasetMeta | None"], DatasetMeta]
