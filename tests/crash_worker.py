@@ -269,7 +269,7 @@ def main(argv: list[str]) -> int:
         install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
         say("start")
         ds = client.ingest(argv[3], argv[2], chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
-                           mode="resume", wait=True, progress=False,
+                           mode=argv[4] if len(argv) > 4 else "resume", wait=True, progress=False,
                            workers=int(os.environ.get("CF_WORKERS", "2")))
         say(f"done {len(ds)}")
         return 0

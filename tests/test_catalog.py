@@ -236,6 +236,33 @@ def test_an_unclaimed_dataset_cannot_be_written(catalog):
     assert catalog.get("d") is None and catalog.versions("d").empty
 
 
+def test_the_ingest_begun_last_is_recorded_under_its_fence(catalog):
+    assert catalog.ingest_record("d") is None
+    catalog.claim("d", 3)
+    catalog.record_ingest("d", {"op": "create", "generation": 1, "source": '{"kind": "files"}'}, 3)
+    catalog.record_ingest("d", {"op": "overwrite", "generation": 2, "base_chunk": 0}, 3)
+    assert catalog.ingest_record("d") == {"op": "overwrite", "generation": "2",
+                                          "base_chunk": "0"}  # as Redis holds it: text
+    catalog.claim("d", 4)
+    with pytest.raises(LockLostError):  # a writer whose lock was taken over records nothing
+        catalog.record_ingest("d", {"op": "append", "generation": 2}, 3)
+    assert catalog.ingest_record("d")["op"] == "overwrite"
+
+
+def test_a_catalog_from_before_ingests_were_recorded_gets_their_table(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    Catalog(path).claim("d", 1)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE ingests")
+        db.execute(f"PRAGMA user_version={len(catalog_mod._MIGRATIONS) - 1}")
+    again = Catalog(path)
+    assert again.ingest_record("d") is None
+    again.record_ingest("d", {"op": "create", "generation": 1}, 1)
+    assert again.ingest_record("d") == {"op": "create", "generation": "1"}
+
+
 # -- the schema and its migrations --------------------------------------------------------------
 
 def test_opening_again_migrates_nothing(location, catalog):

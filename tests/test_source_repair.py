@@ -213,6 +213,48 @@ def test_a_killed_csv_ingest_is_resumed_from_its_files(client, tmp_path, redis_s
     assert not ds.last().empty  # the commit hooks ran (last values)
 
 
+def _lose_redis(client: cf.Client) -> None:
+    """Every key of the client's prefix gone, as after a FLUSHALL of a Redis without
+    persistence (the server is the suite's: only this test's keys go)."""
+    keys = list(client.redis.scan_iter(match=f"{client.settings.prefix}:*"))
+    if keys:
+        client.redis.delete(*keys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["create", "append"])
+def test_a_killed_ingest_is_resumed_after_redis_lost_its_keys(client, tmp_path, redis_server,
+                                                               prefix, mode):
+    """Its checkpoint lived in Redis; the catalog records the ingest when it begins, so the
+    recoverer still names it interrupted (not orphan files) and resumes it from its source."""
+    glob, _ = csv_files(tmp_path)
+    if mode == "append":  # the dataset's committed rows are the first part
+        client.ingest(str(tmp_path / "src" / "part0.csv"), "crashy", chunk_rows=CHUNK,
+                      progress=False)
+        before = table_of(client, "crashy")
+    args = (["ingest-files", "crashy", str(tmp_path / "src" / "part1.csv"), "append"]
+            if mode == "append" else ["ingest-files", "crashy", glob])
+    _kill_mid_ingest(tmp_path, redis_server.url, prefix, args)
+    _lose_redis(client)
+    report = client.recover()
+    assert "orphan_files" not in report["problem"].tolist(), report.to_dict("records")
+    interrupted = report[report["problem"] == "interrupted"]
+    assert len(interrupted) == 1, report.to_dict("records")
+    assert interrupted["action"].iloc[0].startswith("resume it from its recorded source ")
+    assert "Redis lost its status" in interrupted["detail"].iloc[0]
+    applied = client.recover(apply=True)
+    assert applied["applied"].all(), applied.to_dict("records")
+    assert client.recover().empty
+    client.reader.clear()
+    ds = client.open("crashy")
+    pd.testing.assert_frame_equal(read_back(ds), expected_csv(glob))
+    assert ds.verify(progress=False).empty
+    if mode == "append":
+        assert table_of(client, "crashy")[:len(before)] == before  # committed rows untouched
+    else:
+        assert table_of(client, "crashy") == _uninterrupted(tmp_path, redis_server.url,
+                                                            prefix, glob)
+
 @pytest.mark.slow
 def test_a_killed_ingest_whose_file_changed_is_abandoned_saying_why(client, tmp_path,
                                                                     redis_server, prefix):

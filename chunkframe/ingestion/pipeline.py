@@ -418,14 +418,18 @@ def refuse_lost_record(backends: Backends, dataset_id: str) -> int:
 
 def begin(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan,
           schema: pa.Schema) -> tuple[Plan, dict[int, ChunkMeta]]:
-    """Settle the time and device columns of ``schema``, record the ingest in Redis (unless
-    resumed), and return the plan with them and the chunks already checkpointed."""
+    """Settle the time and device columns of ``schema``, record the ingest in the catalog
+    and in Redis (unless resumed), and return the plan with them and the chunks already
+    checkpointed. (The catalog's record outlives a Redis that loses its keys: the recoverer
+    then still resumes the ingest from its source.)"""
     tcol, dcol = resolve_columns(schema, plan.time_column, plan.device_column, dataset_id)
     plan = replace(plan, time_column=tcol, device_column=dcol)
     if not plan.resumed:
         if plan.op != "append":  # a new generation: checkpoints found there are stale
             backends.state.discard_chunks(dataset_id, plan.generation)
-        backends.state.begin_ingest(lock, plan.status())
+        status = plan.status()
+        backends.catalog.record_ingest(dataset_id, status, lock.fence)
+        backends.state.begin_ingest(lock, status)
     if not plan.resumed:  # a new ingest's checkpoints were discarded with its stale status
         return plan, {}
     done = {n: m for n, m in backends.state.chunk_metas(dataset_id, plan.generation).items()

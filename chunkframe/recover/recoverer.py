@@ -164,8 +164,8 @@ class Recoverer:
                     out.append(self._drop_problem(ds, dropping[ds], files.get(ds, [])))
                     bar.update(1)
                     continue
-                busy = self._ingests(ds, out)
                 keys = files.get(ds, [])
+                busy = self._ingests(ds, out, keys)
                 known = ds in recorded or ds in claimed or not _valid(ds)
                 if (ds not in recorded and self._unrecorded(ds, keys, not known, out)) or (
                         ds in recorded and self._behind(ds, keys, out)):
@@ -342,14 +342,19 @@ class Recoverer:
         return True
 
     # -- locks and ingests ----------------------------------------------------------------
-    def _ingests(self, ds: str, out: list[Problem]) -> int | None:
+    def _ingests(self, ds: str, out: list[Problem], keys: list[str]) -> int | None:
         """Report an interrupted ingest or a stale lock of ``ds``; returns the generation of
-        an ingest under way or interrupted (its files are not orphans), else None."""
+        an ingest under way or interrupted (its files are not orphans), else None. An ingest
+        whose status Redis lost is known from the catalog's record of it (``keys``: the
+        dataset's files, which show whether it wrote any)."""
         b = self.backends
         status = b.state.ingest_status(ds)
         seen = b.state.lock_value(ds)
         holder = Holder.parse(seen)
         dead = holder is not None and holder.is_dead()
+        lost = not status and seen is None and self._lost_ingest(ds, keys)
+        if lost:
+            status = lost
         if status:
             gone = "its lock expired" if seen is None else (
                 f"its holder, process {holder.pid} on {holder.host}, is dead" if dead and holder
@@ -368,20 +373,26 @@ class Recoverer:
                 done = status.get("done", "0")
                 stopped = (f"{status.get('op', 'ingest')} of generation {gen} stopped with "
                            f"{done} chunks checkpointed: {gone}")
+                if lost:
+                    stopped = (f"{status.get('op', 'ingest')} of generation {gen} stopped and "
+                               "Redis lost its status, checkpoints and lock (the catalog "
+                               "recorded the ingest when it began; its files are in the store)")
                 why = self._why_not_resumable(status, self._seen)
                 if why is None:
+                    resume = partial(self._resume, ds, status)
                     out.append(Problem(
                         ds, "interrupted", "resume it from its recorded source "
                         f"{SourceRecord.from_json(status['source']).describe()}",
                         f"{stopped}; its source is unchanged since the ingest began",
-                        lambda: self._resume(ds, status)))
+                        partial(self._reinstate, ds, status, resume) if lost else resume))
                 else:
+                    abandon = partial(self._abandon, ds)
                     out.append(Problem(
                         ds, "interrupted", "abandon: delete its checkpointed chunk files and "
                         "its status (the committed dataset, if any, is kept)",
                         f"{stopped}; it cannot be resumed from its source: {why} (to resume "
                         "it yourself, run the same ingest with mode='resume')",
-                        lambda: self._abandon(ds)))
+                        partial(self._reinstate, ds, status, abandon) if lost else abandon))
             return gen
         if seen is not None and dead:
             assert holder is not None
@@ -398,6 +409,38 @@ class Recoverer:
         if (b.catalog.get(ds) is None and ds not in b.catalog.drops()
                 and b.state.meta(ds) is None and not b.state.ingest_status(ds)):
             forget_fence(b, ds)
+
+    def _lost_ingest(self, ds: str, keys: list[str]) -> dict[str, str] | None:
+        """The catalog's record of the latest ingest of ``ds`` if it never committed and left
+        files of its own in the store, else None (it committed, was superseded, or was
+        abandoned and its files deleted). For a caller that found no status in Redis."""
+        b = self.backends
+        status = b.catalog.ingest_record(ds)
+        if status is None:
+            return None
+        try:
+            gen, base = int(status["generation"]), int(status.get("base_chunk") or 0)
+        except (KeyError, ValueError):
+            return None
+        record = b.catalog.get(ds)
+        if record is not None and (record.generation > gen or record.generation == gen and (
+                status.get("op") != "append" or record.chunks > base)):
+            return None  # committed, or a later generation is current
+        prefix = generation_prefix(ds, gen) + "/"
+        committed = (b.catalog.referenced(ds, prefix) | b.catalog.manifest_keys(ds)
+                     if record is not None else set())
+        return status if any(k.startswith(prefix) and k not in committed for k in keys) else None
+
+    def _reinstate(self, ds: str, status: dict[str, str], then: Callable[[], None]) -> None:
+        """Give Redis back the status of an ingest the catalog recorded, then ``then()``
+        (resume it, or abandon it: both go by Redis's status)."""
+        lock = self.backends.lock(ds)
+        try:
+            if not self.backends.state.ingest_status(ds):
+                self.backends.state.begin_ingest(lock, status)
+        finally:
+            lock.release()
+        then()
 
     def _why_not_resumable(self, status: dict[str, str],
                            seen: dict[tuple[str, int, str], SourceFile] | None = None

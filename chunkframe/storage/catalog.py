@@ -172,6 +172,19 @@ deleted, so the recoverer finishes a drop a crash interrupted), and named snapsh
 version of each dataset they name; ``prune`` keeps those versions)."""
 
 
+_INGESTS = """
+CREATE TABLE IF NOT EXISTS ingests (
+    dataset TEXT PRIMARY KEY,
+    generation BIGINT NOT NULL,
+    status TEXT NOT NULL -- the status Redis holds while it runs (JSON), its source included
+)
+"""
+"""The latest ingest begun on each dataset, recorded when it begins: after Redis lost its
+keys, an ingest that never committed is still known (and resumable from its source) rather
+than only its files. A row is not removed at the commit: the dataset's record says whether
+its generation committed."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema change of :data:`_MIGRATIONS`, when a plain SQL string is not enough.
@@ -193,7 +206,7 @@ def _record_current_versions(db: Connection) -> None:
 
 _MIGRATIONS: tuple[str | Migration, ...] = (
     _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES, _CONTEXTS, _SOURCES,
-    _MANIFESTS, _LIFECYCLE)
+    _MANIFESTS, _LIFECYCLE, _INGESTS)
 """Every schema change, in order, for both databases: add one by appending it (portable SQL
 preferred). SQLite counts those applied in ``PRAGMA user_version``, PostgreSQL in its
 ``schema_version`` table. A catalog written before versions were recorded gets the versions
@@ -203,6 +216,7 @@ them are never skipped by a ``where``); one written before sources were recorded
 table (its versions have none: their chunks cannot be repaired from a source); one written
 before manifests gets their table, empty (its datasets read their chunk rows until their
 next commit checkpoints them); one written before drops and snapshots gets their tables,
+empty; one written before ingests were recorded gets their table,
 empty."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
@@ -226,6 +240,7 @@ _ADD_CHUNK = (_PUT_CHUNK.split(" ON CONFLICT")[0]
 _PUT_DATASET = _upsert("datasets", ("id", "generation", "state", *_COLUMNS[2:]), ("id",))
 _PUT_SOURCE = _upsert("sources", ("dataset", "version", "generation", "record"),
                       ("dataset", "version"))
+_PUT_INGEST = _upsert("ingests", ("dataset", "generation", "status"), ("dataset",))
 _PUT_MANIFEST = _upsert("manifests", ("dataset", "generation", "chunks", "key", "checksum",
                                       "nbytes", "blocks"), ("dataset", "generation"))
 _PUT_VERSION = _upsert("versions", ("dataset", "version", "kind", "rows", "generation",
@@ -728,15 +743,15 @@ class Catalog:
 
     def end_drop(self, dataset_id: str, fence: int) -> int:
         """Delete what the catalog records of a dataset being dropped (its row, versions,
-        chunk tables, sources and checkpoints) and the intent, in one transaction; returns
-        how many versions it had. The fence and generation counters stay, so that a dataset
+        chunk tables, sources, checkpoints and last ingest begun) and the intent, in one
+        transaction; returns how many versions it had. The fence and generation counters stay, so that a dataset
         made again under the same id never reuses a token or a chunk key. Fenced like
         :meth:`commit`."""
         with self._transaction() as db:
             self._check_fence(db, dataset_id, fence)
             versions = int(db.execute("SELECT COUNT(*) FROM versions WHERE dataset=?",
                                       (dataset_id,)).fetchone()[0])
-            for table in ("chunks", "versions", "sources", "manifests", "drops"):
+            for table in ("chunks", "versions", "sources", "manifests", "ingests", "drops"):
                 db.execute(f"DELETE FROM {table} WHERE dataset=?", (dataset_id,))
             db.execute("DELETE FROM datasets WHERE id=?", (dataset_id,))
         return versions
@@ -854,6 +869,22 @@ class Catalog:
                 "--apply` again") from exc
         self._create()
         return moved
+
+    def record_ingest(self, dataset_id: str, status: Mapping[str, Any], fence: int) -> None:
+        """Record the ingest of ``dataset_id`` that begins now (its ``status``, as Redis
+        holds it), replacing the previous one's, if ``fence`` still owns the dataset."""
+        text = json.dumps({k: str(v) for k, v in status.items()}, sort_keys=True)
+        with self._transaction() as db:
+            self._check_fence(db, dataset_id, fence)
+            db.execute(_PUT_INGEST, (dataset_id, int(status["generation"]), text))
+
+    def ingest_record(self, dataset_id: str) -> dict[str, str] | None:
+        """The status of the latest ingest begun on ``dataset_id`` (committed or not: see
+        :data:`_INGESTS`), or None if none was recorded."""
+        with self._connect("read") as db:
+            row = db.execute("SELECT status FROM ingests WHERE dataset=?",
+                             (dataset_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def claimed(self) -> set[str]:
         """Every dataset a writer ever claimed (a fencing token is recorded): empty for a
