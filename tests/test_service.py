@@ -609,6 +609,29 @@ def test_workers_serve_the_same_data(world):
         proc.stop()
 
 
+@pytest.mark.slow
+def test_workers_take_the_s3_endpoint_from_the_environment(tmp_path, redis_server, prefix,
+                                                          s3_client, s3_bucket, s3_options,
+                                                          monkeypatch):
+    """CHUNKFRAME_STORAGE_OPTIONS reaches every worker of `serve --workers 2`: without it
+    they would look for the bucket on AWS's public host."""
+    s3_client.ingest(pd.DataFrame({"i": np.arange(1_000)}), "ons3", chunk_rows=100,
+                     progress=False)
+    monkeypatch.setenv("CHUNKFRAME_STORAGE_OPTIONS", json.dumps(s3_options))
+    settings = ["--home", str(tmp_path), "--store", f"s3://{s3_bucket}/chunks",
+                "--redis", redis_server.url, "--catalog", str(tmp_path / "catalog.db"),
+                "--prefix", prefix]
+    proc = ServeProcess(settings, tmp_path / "s3.log", extra=("--workers", "2")).start()
+    try:
+        http = urllib3.PoolManager(retries=False)
+        for sn in range(50, 1_000, 100):  # new connections: both workers read chunks
+            r = http.request("GET", f"{proc.url}/v1/datasets/ons3/values/{sn}",
+                             headers={"Connection": "close"})
+            assert r.status == 200, r.data[:300]
+            assert json.loads(r.data)["i"] == sn
+    finally:
+        proc.stop()
+
 def _rss_kb(pid: int) -> dict[str, int]:
     """A process's resident ``RssAnon`` and ``RssFile`` in kB (Linux /proc)."""
     out = {}
