@@ -247,6 +247,10 @@ def test_the_ingest_begun_last_is_recorded_under_its_fence(catalog):
     with pytest.raises(LockLostError):  # a writer whose lock was taken over records nothing
         catalog.record_ingest("d", {"op": "append", "generation": 2}, 3)
     assert catalog.ingest_record("d")["op"] == "overwrite"
+    catalog.commit(meta(), chunks(), 4)
+    catalog.begin_drop("d", 4)
+    catalog.end_drop("d", 4)  # a dropped dataset leaves no ingest behind
+    assert catalog.ingest_record("d") is None
 
 
 def test_a_catalog_from_before_ingests_were_recorded_gets_their_table(tmp_path):

@@ -744,9 +744,9 @@ class Catalog:
     def end_drop(self, dataset_id: str, fence: int) -> int:
         """Delete what the catalog records of a dataset being dropped (its row, versions,
         chunk tables, sources, checkpoints and last ingest begun) and the intent, in one
-        transaction; returns how many versions it had. The fence and generation counters stay, so that a dataset
-        made again under the same id never reuses a token or a chunk key. Fenced like
-        :meth:`commit`."""
+        transaction; returns how many versions it had. The fence and generation counters
+        stay, so that a dataset made again under the same id never reuses a token or a chunk
+        key. Fenced like :meth:`commit`."""
         with self._transaction() as db:
             self._check_fence(db, dataset_id, fence)
             versions = int(db.execute("SELECT COUNT(*) FROM versions WHERE dataset=?",
