@@ -213,6 +213,17 @@ def test_a_killed_csv_ingest_is_resumed_from_its_files(client, tmp_path, redis_s
     assert not ds.last().empty  # the commit hooks ran (last values)
 
 
+def test_the_catalog_records_an_ingest_of_files_as_it_begins_not_one_of_a_frame(client,
+                                                                                tmp_path):
+    glob, _ = csv_files(tmp_path)
+    client.ingest(glob, "f", chunk_rows=CHUNK, progress=False)
+    record = client.catalog.ingest_record("f")
+    assert record is not None and record["op"] == "create" and record["generation"] == "1"
+    assert "part0.csv" in record["source"] and record["chunk_rows"] == str(CHUNK)
+    ds = client.ingest(pd.DataFrame({"a": [1, 2]}), "frame", progress=False)
+    ds.append(pd.DataFrame({"a": [3]}))  # not re-readable: no catalog write for it
+    assert client.catalog.ingest_record("frame") is None
+
 def _lose_redis(client: cf.Client) -> None:
     """Every key of the client's prefix gone, as after a FLUSHALL of a Redis without
     persistence (the server is the suite's: only this test's keys go)."""

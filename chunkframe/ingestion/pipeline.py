@@ -418,23 +418,34 @@ def refuse_lost_record(backends: Backends, dataset_id: str) -> int:
 
 def begin(backends: Backends, lock: DatasetLock, dataset_id: str, plan: Plan,
           schema: pa.Schema) -> tuple[Plan, dict[int, ChunkMeta]]:
-    """Settle the time and device columns of ``schema``, record the ingest in the catalog
-    and in Redis (unless resumed), and return the plan with them and the chunks already
-    checkpointed. (The catalog's record outlives a Redis that loses its keys: the recoverer
-    then still resumes the ingest from its source.)"""
+    """Settle the time and device columns of ``schema``, record the ingest in Redis (and,
+    if its source can be read again, in the catalog) unless resumed, and return the plan
+    with them and the chunks already checkpointed. (The catalog's record outlives a Redis
+    that loses its keys: the recoverer then still resumes the ingest from its files. A
+    DataFrame could not be resumed anyway: its files are orphans, and no catalog write is
+    spent on it, as on an append of a frame.)"""
     tcol, dcol = resolve_columns(schema, plan.time_column, plan.device_column, dataset_id)
     plan = replace(plan, time_column=tcol, device_column=dcol)
     if not plan.resumed:
         if plan.op != "append":  # a new generation: checkpoints found there are stale
             backends.state.discard_chunks(dataset_id, plan.generation)
         status = plan.status()
-        backends.catalog.record_ingest(dataset_id, status, lock.fence)
+        if _rereadable(plan.source):
+            backends.catalog.record_ingest(dataset_id, status, lock.fence)
         backends.state.begin_ingest(lock, status)
     if not plan.resumed:  # a new ingest's checkpoints were discarded with its stale status
         return plan, {}
     done = {n: m for n, m in backends.state.chunk_metas(dataset_id, plan.generation).items()
             if n >= plan.base_chunk}
     return plan, done
+
+
+def _rereadable(source: str) -> bool:
+    """Whether a recorded source (:class:`SourceRecord` JSON) names files to read again."""
+    try:
+        return bool(source) and SourceRecord.from_json(source).kind == "files"
+    except SourceError:
+        return False
 
 
 def _ingest_locked(
