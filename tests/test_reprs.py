@@ -90,8 +90,8 @@ def test_header_follows_in_place_changes():
 
 def test_mark_refuses_unknown_kinds_and_forgets_dead_frames():
     with pytest.raises(ValueError, match=r"no chunkframe repr of kind 'plot'; use one of "
-                                         r"\['contexts', 'datasets', 'last', 'slice', 'tags', "
-                                         r"'versions'\]"):
+                                         r"\['contexts', 'datasets', 'last', 'slice', 'snapshots', "
+                                         r"'tags', 'versions'\]"):
         mark(pd.DataFrame(), "plot")
     from chunkframe.display import reprs
 
