@@ -63,7 +63,10 @@ _READ_DOC = {
         date_range : (start, end), optional
             Keep rows whose time lies in ``[start, end]``, inclusive (see :meth:`to_pandas`).
         where : pyarrow.compute.Expression, optional
-            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``.""",
+            Keep rows where it is true, e.g. ``pc.field("temperature") > 25``.
+        device : Any or list, optional
+            Keep the rows of this device (or these devices), compared as text (see
+            :meth:`to_pandas`).""",
     "read_raises": """KeyError
             An unknown column.
         InvalidArgumentError
@@ -479,7 +482,7 @@ class Dataset:
 
     @_read_doc
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                    where: Any = None) -> Iterator[pd.DataFrame]:
+                    where: Any = None, device: Any = None) -> Iterator[pd.DataFrame]:
         """Yield the dataset chunk by chunk, as DataFrames indexed by serial number.
 
         The next chunks are fetched (and their checksums verified) while one is used; chunks
@@ -515,11 +518,12 @@ class Dataset:
         ...                            date_range=("2026-01-05", "2026-01-06")):
         ...     print(part.temperature.mean())
         """
-        return self._reads.iter_chunks(columns, date_range=date_range, where=where)
+        return self._reads.iter_chunks(columns, date_range=date_range, where=where,
+                                 device=device)
 
     @_read_doc
     def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                  where: Any = None) -> pd.DataFrame:
+                  where: Any = None, device: Any = None) -> pd.DataFrame:
         """Read the dataset (or the rows and columns asked) into one DataFrame.
 
         Chunks are fetched in parallel, checked, uncached, and only the columns asked and
@@ -539,6 +543,10 @@ class Dataset:
         where : pyarrow.compute.Expression, optional
             Keep rows where it is true, e.g. ``pc.field("temperature") > 25``; evaluated
             after deletes (a deleted value is missing, so it matches no comparison).
+        device : Any or list, optional
+            Keep the rows of this device (or these devices), compared as text; with a
+            ``date_range``, chunks whose per-device statistics hold none of them in it
+            are not fetched.
 
         Returns
         -------
@@ -556,11 +564,12 @@ class Dataset:
         ...              date_range=("2026-01-05", "2026-01-05 23:59"),
         ...              where=pc.field("temperature") > 25)
         """
-        return self._reads.to_pandas(columns, date_range=date_range, where=where)
+        return self._reads.to_pandas(columns, date_range=date_range, where=where,
+                                 device=device)
 
     @_read_doc
     def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                 where: Any = None) -> pa.Table:
+                 where: Any = None, device: Any = None) -> pa.Table:
         """Read the dataset (or the rows and columns asked) into one Arrow table.
 
         Read as :meth:`to_pandas` reads (checked, filtered, chunks ruled out not fetched),
@@ -586,11 +595,12 @@ class Dataset:
         >>> import polars as pl                                        # doctest: +SKIP
         >>> pl.from_arrow(ds.to_arrow(date_range=("2026-01-05", None)))  # doctest: +SKIP
         """
-        return self._reads.to_arrow(columns, date_range=date_range, where=where)
+        return self._reads.to_arrow(columns, date_range=date_range, where=where,
+                                 device=device)
 
     @_read_doc
     def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                   where: Any = None) -> pa.RecordBatchReader:
+                   where: Any = None, device: Any = None) -> pa.RecordBatchReader:
         """Stream the dataset (or the rows and columns asked) as Arrow record batches.
 
         Chunks are fetched ahead while a batch is consumed, each checksum-verified before
@@ -618,7 +628,8 @@ class Dataset:
         >>> batches = ds.to_batches(["sensor", "temperature"])         # doctest: +SKIP
         >>> duckdb.sql("SELECT sensor, avg(temperature) FROM batches GROUP BY sensor")  # doctest: +SKIP
         """
-        return self._reads.to_batches(columns, date_range=date_range, where=where)
+        return self._reads.to_batches(columns, date_range=date_range, where=where,
+                                 device=device)
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         """The Arrow PyCapsule stream of the dataset, chunk by chunk (``duckdb.sql("select ...

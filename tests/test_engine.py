@@ -118,3 +118,31 @@ def test_dataset_keeps_no_read_logic_of_its_own():
     assert not {m for m in imported if m.startswith("read.") and m != "read.engine"}
     for helper in ("_take", "_rows_taker", "_gather_by_chunk", "positions", "group_by_chunk"):
         assert helper not in source
+
+
+def test_a_device_filter_reads_only_its_rows_and_skips_chunks_by_statistics(client):
+    """``device=`` on any scan: rows compared as text (a str column as it is), and with a
+    date range the chunks whose per-device statistics rule the device out are not fetched;
+    the time mask is spared for chunks wholly in the range, with the same rows."""
+    n = 3_000
+    df = pd.DataFrame({"time": pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC"),
+                       "dev": pd.array(np.repeat(["a", "b", "c"], n // 3), dtype="str"),
+                       "x": np.arange(n, dtype=float)})
+    ds = client.ingest(df, "devs", chunk_rows=500, time_column="time", device_column="dev",
+                       progress=False)
+    got = ds.to_pandas(["x"], device="b")
+    pd.testing.assert_frame_equal(got, df.loc[df.dev == "b", ["x"]])
+    got = ds.to_pandas(device=["a", "c"])
+    pd.testing.assert_frame_equal(got, df[df.dev.isin(["a", "c"])])
+    before = ds.cache_info()
+    span = ("2026-01-01 00:10", "2026-01-01 00:40")
+    got = ds.to_arrow(["time", "x"], device="c", date_range=span).to_pandas()
+    t = df.time.between(*(pd.Timestamp(s, tz="UTC") for s in span))
+    want = df.loc[(df.dev == "c") & t, ["time", "x"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert ds.cache_info()["misses"] - before["misses"] == 1  # rows 2,000..2,400: chunk 4
+    assert ds.cache_info()["skipped"] - before["skipped"] == 5
+    whole = ds.to_pandas(["x"], device="a", date_range=("2025-12-31", "2026-01-02"))
+    pd.testing.assert_frame_equal(whole, df.loc[df.dev == "a", ["x"]])
+    with pytest.raises(InvalidArgumentError, match="no device column"):
+        client.ingest(df, "nodev", time_column="time", progress=False).to_pandas(device="a")

@@ -214,3 +214,37 @@ def test_categorical_and_integer_device_columns(client, frame):
     assert np.allclose(line.get_ydata(), want["x"].to_numpy())
     many = ds.plot("x", date_range=("2026-01-01 00:00", "2026-01-01 00:01"))
     assert sorted(line.get_label() for line in lines(many)) == sorted(str(i) for i in range(10))
+
+
+def test_a_device_plot_fetches_only_the_chunks_holding_the_device(client):
+    """Without a date range too: the device's span from the statistics skips the chunks
+    not holding it, and the line is the device's rows, as pandas selects them."""
+    n = 4_000
+    df = pd.DataFrame({
+        "time": pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC"),
+        "dev": pd.array(np.repeat(["a", "b", "c", "d"], n // 4), dtype="str"),
+        "x": np.random.default_rng(5).normal(size=n),
+    })
+    df.loc[1_700, "x"] = np.nan  # a missing value of b is not drawn
+    ds = client.ingest(df, "blocks", chunk_rows=CHUNK, time_column="time",
+                       device_column="dev", progress=False)
+    cold = client.open("blocks")
+    before = cold.cache_info()
+    (line,) = lines(cold.plot("x", device="b", max_points=10_000))
+    info = cold.cache_info()
+    assert info["fetches"] - before["fetches"] == 2  # rows 1,000..1,999: chunks 2 and 3 of 8
+    assert info["skipped"] - before["skipped"] == 6
+    want = df[(df.dev == "b") & df.x.notna()]
+    assert np.array_equal(line.get_ydata(), want["x"].to_numpy())
+    assert np.array_equal(pd.to_datetime(line.get_xdata()),
+                          want["time"].dt.tz_localize(None).to_numpy())
+    mixed = client.ingest(df.assign(dev=pd.array(np.tile(["a", "b", "c", "d"], n // 4),
+                                                 dtype="str"), x=np.arange(n, dtype=float)),
+                          "mixed",
+                          chunk_rows=CHUNK, time_column="time", device_column="dev",
+                          progress=False)
+    skipped = mixed.cache_info()["skipped"]
+    (line,) = lines(mixed.plot("x", device="c", max_points=10_000))  # every chunk holds c
+    assert len(line.get_ydata()) == n // 4 and mixed.cache_info()["skipped"] == skipped
+    with pytest.raises(KeyError, match="no device 'z'"):
+        ds.plot("x", device="z")

@@ -6,13 +6,14 @@ text, so a float, bool or datetime device column matches the same way everywhere
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["device_codes", "device_key", "device_text", "typed_device"]
+__all__ = ["device_codes", "device_key", "device_mask", "device_text", "typed_device"]
 
 
 def device_key(value: Any, typ: pa.DataType | None = None) -> str:
@@ -53,6 +54,29 @@ def device_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """:func:`device_key` of every value of an Arrow column (nulls stay null)."""
     indices, names = device_codes(column)
     return pc.take(pa.array(names, pa.string()), indices)
+
+
+def device_mask(column: pa.ChunkedArray | pa.Array, devices: Sequence[str]) -> Any:
+    """True for the values of a device column whose :func:`device_key` is one of
+    ``devices``; a null is never True (null or False).
+
+    A text column is its own key, so it is compared as it is (one kernel, ~5x cheaper than
+    dictionary-encoding it first); other types go through :func:`device_text`.
+
+    Examples
+    --------
+    >>> device_mask(pa.array(["a", "b", None]), ["b"]).to_pylist()
+    [False, True, None]
+    >>> device_mask(pa.array([1, 2]), ["2"]).to_pylist()
+    [False, True]
+    """
+    typ = column.type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
+        if len(devices) == 1:
+            return pc.equal(column, pa.scalar(devices[0], typ))
+        return pc.is_in(column, value_set=pa.array(list(devices), typ), skip_nulls=True)
+    return pc.is_in(device_text(column), value_set=pa.array(list(devices), pa.string()),
+                    skip_nulls=True)
 
 
 def typed_device(key: str, typ: pa.DataType | None) -> Any:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .devices import device_key, device_text
+from .devices import device_key, device_mask
 from .errors import Arg, Hint, InvalidArgumentError, NoTimeColumnError
 from .model import ChunkMeta, DatasetMeta, Tombstone
 from .times import date_range_bounds, times_ns
@@ -128,8 +128,7 @@ def row_mask(table: pa.Table, time_column: str | None, lo: int | None, hi: int |
     text) is one of ``devices``; False elsewhere, nulls included. None: nothing restricts."""
     mask = None
     if devices is not None and device_column is not None:
-        mask = pc.is_in(device_text(table.column(device_column)),
-                        value_set=pa.array(list(devices), pa.string()))
+        mask = device_mask(table.column(device_column), devices)
     if time_column is not None and (lo is not None or hi is not None):
         t = times_ns(table.column(time_column))
         for bound, op in ((lo, pc.greater_equal), (hi, pc.less_equal)):
@@ -185,20 +184,40 @@ class RowFilter:
                 return False
         return True
 
-    def apply(self, table: pa.Table) -> pa.Table:
-        """The rows of ``table`` to keep (``where`` evaluated after the deletes applied)."""
+    def apply(self, table: pa.Table, chunk: ChunkMeta | None = None,
+              columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of ``table`` to keep (``where`` evaluated after the deletes applied).
+
+        ``chunk``: the chunk ``table`` comes from; when its time statistics lie inside the
+        range and the table has no missing time, every row is in range and no time mask is
+        computed. ``columns``: the columns to return (only those are filtered, unless
+        ``where`` must see the others); None: all.
+        """
         if not self.active or table.num_rows == 0:
-            return table
+            return table if columns is None else table.select(columns)
+        lo, hi = self.lo, self.hi
+        if chunk is not None and self._inside(table, chunk):
+            lo = hi = None
+        mask = row_mask(table, self.time_column, lo, hi, self.device_column, self.devices)
+        if self.where is None and columns is not None:
+            table = table.select(columns)
         kept = table
-        mask = row_mask(table, self.time_column, self.lo, self.hi, self.device_column,
-                        self.devices)
         if mask is not None:
             kept = kept.filter(mask)
         if self.where is not None and kept.num_rows:
             kept = self._where(kept)
         # no row left: Arrow's filter also empties the dictionaries (pandas' categories)
-        return kept if kept.num_rows else table.slice(0, 0)
+        kept = kept if kept.num_rows else table.slice(0, 0)
+        return kept if columns is None or self.where is None else kept.select(columns)
 
+    def _inside(self, table: pa.Table, chunk: ChunkMeta) -> bool:
+        """Whether every row of ``table`` (of ``chunk``) has a time inside ``[lo, hi]``."""
+        if (self.lo is None and self.hi is None) or self.time_column is None:
+            return False
+        span = chunk.ranges.get(self.time_column)
+        return (span is not None and table.column(self.time_column).null_count == 0
+                and (self.lo is None or span[0] >= self.lo)
+                and (self.hi is None or span[1] <= self.hi))
 
     def _where(self, table: pa.Table) -> pa.Table:
         if self.direct and self.simple:

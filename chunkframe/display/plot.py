@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core.devices import device_key, device_text, typed_device
+from ..core.devices import device_key, device_text
 from ..core.errors import InvalidArgumentError
 from ..core.integers import as_integer
 from ..core.times import date_range_bounds, times_ns
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..core.protocols import DatasetLike
 
 __all__ = ["plot", "Bands", "band_downsample", "minmax_downsample", "chunks_overlapping",
-           "series_unit", "PlotPlan", "Series", "plan", "MAX_LINES"]
+           "device_span", "series_unit", "PlotPlan", "Series", "plan", "MAX_LINES"]
 
 MAX_LINES = 12
 """Devices drawn as separate lines when no ``device`` is given; more must be chosen."""
@@ -56,6 +56,29 @@ def chunks_overlapping(chunks: Sequence[ChunkMeta], lo: int | None, hi: int | No
                for t_min, t_max in spans):
             keep.append(i)
     return keep
+
+
+def device_span(chunks: Sequence[ChunkMeta], device: str) -> tuple[int | None, int | None]:
+    """The first and last time of ``device`` (as text) over ``chunks``' statistics, in
+    integer nanoseconds: every row of it with a time lies in it. ``(None, None)`` when a
+    chunk has no statistics (it may hold the device at times none records) or none
+    holds the device.
+
+    Examples
+    --------
+    >>> from chunkframe.core.model import ChunkMeta
+    >>> metas = [ChunkMeta(0, 0, 2, "k0", "c", 1, {"a": [0, 9]}),
+    ...          ChunkMeta(1, 2, 2, "k1", "c", 1, {"a": [10, 19], "b": [12, 15]})]
+    >>> device_span(metas, "a"), device_span(metas, "c")
+    ((0, 19), (None, None))
+    """
+    spans = [cm.stats.get(device) for cm in chunks]
+    if not all(cm.stats for cm in chunks):
+        return None, None
+    held = [s for s in spans if s is not None]
+    if not held:
+        return None, None
+    return min(s[0] for s in held), max(s[1] for s in held)
 
 
 def minmax_downsample(x: np.ndarray, y: np.ndarray, max_points: int
@@ -165,9 +188,11 @@ class PlotPlan:
     def load(self, lo: int | None = None, hi: int | None = None) -> tuple[list[Series], int]:
         """The series in ``[lo, hi]`` (default: the plan's range) and the number of chunks
         read. With a time column: one ``ds.to_arrow`` of the time and value columns,
-        ``date_range`` skipping the chunks whose statistics rule the range out
-        (``cache_info()["skipped"]``), the device kept by a ``where`` filter in Arrow as
-        the chunks are fetched in parallel. Without one: the rows of every chunk holding
+        ``date_range`` and ``device`` skipping the chunks whose statistics rule them out
+        (``cache_info()["skipped"]``); a device's rows are kept in Arrow as the chunks are
+        fetched, in the fetch pool. Without a range, a device's is the span of its
+        statistics (:func:`device_span`): only rows with a time are drawn, so the chunks
+        not holding it are skipped too. Without one: the rows of every chunk holding
         the device, through the chunk cache."""
         lo = self.lo if lo is None else lo
         hi = self.hi if hi is None else hi
@@ -179,12 +204,12 @@ class PlotPlan:
             frame = _read(ds, metas, keep, cols)
             return _series(ds, frame, self.column, None, dcol, None, None, self.device), len(keep)
         cols = [tcol, self.column] + ([dcol] if dcol is not None and self.device is None else [])
-        where = None
-        if self.device is not None and dcol is not None:
-            where = pc.field(dcol) == typed_device(self.device, ds.schema.field(dcol).type)
+        device = self.device if dcol is not None else None
+        if device is not None and lo is None and hi is None:
+            lo, hi = device_span(ds.chunk_metas, device)
         chunks, before = ds.meta.chunks, ds.cache_info()["skipped"]
         table = ds.to_arrow(list(dict.fromkeys(cols)), date_range=(
-            None if lo is None and hi is None else (lo, hi)), where=where)
+            None if lo is None and hi is None else (lo, hi)), device=device)
         read = chunks - (ds.cache_info()["skipped"] - before)  # from the cache or the store
         return _arrow_series(ds, table, self.column, tcol,
                              dcol if self.device is None else None, self.device), read

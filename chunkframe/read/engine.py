@@ -113,25 +113,29 @@ class ReadEngine:
         return self.bind(self.executor.span(plan_span(self.snapshot(), start, stop, columns)))
 
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                    where: Any = None) -> Iterator[pd.DataFrame]:
-        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where)
+                    where: Any = None, device: Any = None) -> Iterator[pd.DataFrame]:
+        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where,
+                         device=device)
         return (self.bind(df) for df in self.executor.frames(plan))
 
     @_retry_superseded
     def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                  where: Any = None) -> pd.DataFrame:
-        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where)
+                  where: Any = None, device: Any = None) -> pd.DataFrame:
+        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where,
+                         device=device)
         return self.bind(self.executor.frame(plan))
 
     @_retry_superseded
     def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                 where: Any = None) -> pa.Table:
-        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where)
+                 where: Any = None, device: Any = None) -> pa.Table:
+        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where,
+                         device=device)
         return self.executor.table(plan)
 
     def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                   where: Any = None) -> pa.RecordBatchReader:
-        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where)
+                   where: Any = None, device: Any = None) -> pa.RecordBatchReader:
+        plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where,
+                         device=device)
         return self.executor.batches(plan)
 
     @property

@@ -159,8 +159,9 @@ class Executor:
         Chunks the plan skipped are counted in ``reader.skipped`` and not fetched; the
         others stream through :meth:`Reader.stream`, ``ahead`` of the consumer, uncached,
         decoding only the plan's columns (those asked and those the filter reads, dropped
-        after filtering). Deletes apply before the filter. ``sns``: give each piece its
-        serial numbers. ``progress(rows)`` is told of each step's rows once it is done with.
+        after filtering). Each chunk is filtered in the fetch pool as it arrives, only its
+        columns asked. Deletes apply before the filter. ``sns``: give each piece its serial
+        numbers. ``progress(rows)`` is told of each step's rows once it is done with.
         """
         _check(plan, "scan")
         reader, snap, flt = self.reader, plan.snap, plan.filter
@@ -169,27 +170,35 @@ class Executor:
             for _, _, n in plan.skipped:
                 progress(n)
         cols = plan.columns
-        chunks = reader.stream(snap, plan.chunks, plan.decode, ahead=ahead)
-        for (i, entry), (_, off, n) in zip(chunks, plan.steps, strict=True):
+        steps = {i: (off, n) for i, off, n in plan.steps}
+
+        def piece(i: int, entry: Any) -> Piece:
+            """Chunk ``i``'s piece, made in the fetch pool: Arrow's kernels release the GIL,
+            so the filters of chunks fetched in parallel run in parallel too."""
             table = entry.table
             del entry
+            off, n = steps[i]
             if off or n != table.num_rows:
                 table = table.slice(off, n)
             first = snap.chunks[i].start + off
             numbers = np.arange(first, first + n, dtype=np.int64) if sns else None
             if flt.active:
+                keep = None if cols is None else [*cols, *([SN_COLUMN] if sns else [])]
                 if numbers is not None:
                     table = table.append_column(SN_COLUMN, pa.array(numbers))
-                table = flt.apply(table)
+                table = flt.apply(table, snap.chunks[i], keep)
                 if numbers is not None:
                     numbers = table.column(SN_COLUMN).to_numpy()
                     table = table.drop_columns([SN_COLUMN])
             if cols is not None and table.schema.names != cols:
                 table = table.select(cols)
-            yield Piece(i, table, numbers)
-            del table
+            return Piece(i, table, numbers)
+
+        for i, made in reader.stream(snap, plan.chunks, plan.decode, ahead=ahead, then=piece):
+            yield made
+            del made
             if progress is not None:
-                progress(n)
+                progress(steps[i][1])
 
     def frames(self, plan: ReadPlan) -> Iterator[pd.DataFrame]:
         """A scan plan chunk by chunk, as DataFrames indexed by ``sn`` (``iter_chunks``)."""

@@ -400,8 +400,13 @@ class RemoteDataset:
         return self.slice(-count if count else 0, None if count else 0, columns)
 
     def _scan_query(self, columns: Sequence[str] | str | None, date_range: Any, where: Any,
-                    what: str) -> dict[str, Any]:
-        """The query string of a ``batches`` stream; ``where=`` refused with the way round."""
+                    what: str, device: Any = None) -> dict[str, Any]:
+        """The query string of a ``batches`` stream; ``where=`` and ``device=`` refused with
+        the way round."""
+        if device is not None:
+            raise InvalidArgumentError(
+                f"{what}(device=...) is not served yet. Filter what {what}() returns by its "
+                f"device column, or read dataset {self.id!r} with a local client")
         if where is not None:
             raise InvalidArgumentError(
                 f"{what}(where=...) is not served: a pyarrow expression does not travel to "
@@ -417,10 +422,10 @@ class RemoteDataset:
         return query
 
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                    where: Any = None) -> Iterator[pd.DataFrame]:
+                    where: Any = None, device: Any = None) -> Iterator[pd.DataFrame]:
         """Yield the dataset chunk by chunk as DataFrames indexed by serial number, streamed
         from the server (see ``Dataset.iter_chunks``; ``where=`` is not served)."""
-        query = {**self._scan_query(columns, date_range, where, "iter_chunks"), "index": "1"}
+        query = {**self._scan_query(columns, date_range, where, "iter_chunks", device), "index": "1"}
         reader = self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
         if NO_FRAMES in (reader.schema.metadata or {}):
             reader.read_all()  # no chunk left: the stream's one batch is no frame
@@ -429,11 +434,11 @@ class RemoteDataset:
             yield pa.Table.from_batches([batch], reader.schema).to_pandas()
 
     def to_pandas(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                  where: Any = None) -> pd.DataFrame:
+                  where: Any = None, device: Any = None) -> pd.DataFrame:
         """The dataset (or the rows and columns asked) in memory, as ``Dataset.to_pandas``:
         unfiltered, fetched page by page and equal to the ingested frame; with
         ``date_range=``, indexed by serial number (``where=`` is not served)."""
-        query = self._scan_query(columns, date_range, where, "to_pandas")
+        query = self._scan_query(columns, date_range, where, "to_pandas", device)
         if date_range is None:
             df = self.slice(0, None, query.get("columns"))
             df.index = pd.RangeIndex(len(df))
@@ -445,16 +450,17 @@ class RemoteDataset:
         return df
 
     def to_arrow(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                 where: Any = None) -> pa.Table:
+                 where: Any = None, device: Any = None) -> pa.Table:
         """The dataset (or the rows and columns asked) as one Arrow table, one chunk of it
         per chunk read, as ``Dataset.to_arrow`` (``where=`` is not served)."""
-        return self.to_batches(columns, date_range=date_range, where=where).read_all()
+        return self.to_batches(columns, date_range=date_range, where=where,
+                               device=device).read_all()
 
     def to_batches(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
-                   where: Any = None) -> pa.RecordBatchReader:
+                   where: Any = None, device: Any = None) -> pa.RecordBatchReader:
         """The dataset streamed from the server as Arrow record batches, one per chunk read,
         as ``Dataset.to_batches`` (``where=`` is not served). Read it once."""
-        query = self._scan_query(columns, date_range, where, "to_batches")
+        query = self._scan_query(columns, date_range, where, "to_batches", device)
         return self._http.batches(f"{self._path}/batches", query, f"dataset {self.id!r}")
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
