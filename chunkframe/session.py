@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+import warnings
 import weakref
 from typing import Any
 
@@ -12,9 +13,16 @@ import pandas as pd
 
 from .contextcache import Context, ContextCache
 from .core.config import Settings, redact, resolve
-from .core.errors import InvalidArgumentError, InvalidDatasetIdError
+from .core.errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    InvalidDatasetIdError,
+    StateCorruptionError,
+)
 from .core.integers import as_integer
 from .core.keys import validate_id
+from .core.model import DatasetMeta
+from .core.units import plural
 from .dataset import Dataset
 from .display.reprs import mark
 from .ingestion.distributed import file_partitions, ingest_dask, is_dask_frame
@@ -173,8 +181,25 @@ class Client:
         return meta.version
 
     def datasets(self) -> pd.DataFrame:
-        """One row per complete dataset: id, state, rows, chunks, bytes, ..."""
-        return mark(self.catalog.table(), "datasets")
+        """One row per complete dataset: id, state, rows, chunks, bytes, ...; while the
+        catalog cannot be reached, those Redis holds, with a warning saying so."""
+        try:
+            table = self.catalog.table()
+        except BackendUnavailableError as exc:
+            metas = [m for m in map(self._published, sorted(self.state.dataset_ids()))
+                     if m is not None]
+            warnings.warn(f"{exc}; listing the {plural(len(metas), 'dataset')} Redis holds "
+                          "instead (datasets being dropped or never published may differ)",
+                          RuntimeWarning, stacklevel=2)
+            table = self.catalog.table_of(metas)
+        return mark(table, "datasets")
+
+    def _published(self, dataset_id: str) -> DatasetMeta | None:
+        """What Redis holds as the dataset's current version (None: nothing readable)."""
+        try:
+            return self.state.meta(dataset_id)
+        except StateCorruptionError:
+            return None
 
     def exists(self, dataset_id: str) -> bool:
         """Whether ``dataset_id`` is a complete dataset: see :func:`chunkframe.exists`."""

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -340,3 +341,32 @@ def test_damage_of_a_postgres_catalog_that_cannot_be_reached_raises(pg_client, p
     with pytest.raises(BackendUnavailableError, match="cannot use the PostgreSQL catalog") as err:
         catalog.damage()  # nothing can be said of its tables: not reported as damage
     assert not isinstance(err.value, CatalogDamageError)
+
+
+def test_reads_go_on_through_a_catalog_outage(pg_client, postgres_server, postgres_url):
+    """With the catalog unreachable, a client opens and reads what Redis published, and
+    lists the datasets Redis holds (with a warning); what only the record knows fails clearly."""
+    pg_client.ingest(frame(30), "a", progress=False)
+    pg_client.ingest(frame(10, seed=1), "b", progress=False)
+    s = pg_client.settings
+    other = cf.connect(store=s.store_url, redis=s.redis_url, catalog=postgres_url, home=s.home,
+                       prefix=s.prefix)  # connected before: a new connect names the outage
+    database = postgres_url.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(postgres_server.url(user="postgres"), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s",
+                      (database,))
+        try:
+            ds = other.open("a")  # never opened by this client: Redis's head, not the record
+            pd.testing.assert_frame_equal(ds.to_pandas(), frame(30))
+            assert other.reader.catalog_outages >= 1
+            with pytest.warns(RuntimeWarning, match="listing the 2 datasets Redis holds"):
+                listed = other.datasets()
+            assert listed["id"].tolist() == ["a", "b"] and listed["rows"].tolist() == [30, 10]
+            with pytest.raises(BackendUnavailableError, match="PostgreSQL catalog"):
+                ds.versions()  # versions live in the record only
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert other.datasets()["id"].tolist() == ["a", "b"]

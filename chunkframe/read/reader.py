@@ -20,6 +20,7 @@ import redis
 from ..core.chunktable import ChunkTable
 from ..core.config import DEFAULT_MAX_MAPPED_CHUNKS
 from ..core.errors import (
+    BackendUnavailableError,
     Call,
     ChunkCorruptionError,
     ChunkFrameError,
@@ -220,6 +221,7 @@ class Reader:
         self._pool: ThreadPool | None = None
         self.hits = self.misses = self.fetches = 0
         self.skipped = 0  # chunks a filtered read left unfetched: their statistics ruled them out
+        self.catalog_outages = 0  # snapshots served from Redis alone: the catalog was down
         self.map_hits = 0  # chunks decoded from a verified map: no read, no checksum
 
     # -- metadata -------------------------------------------------------------------------
@@ -290,7 +292,16 @@ class Reader:
             return held
         if head is not None and held is not None and held.meta.generation != head.meta.generation:
             same = False
-        record = self.catalog.get(dataset_id)
+        try:
+            record = self.catalog.get(dataset_id)
+        except BackendUnavailableError:
+            if head is None:
+                raise
+            # the record cannot be reached (a PostgreSQL outage): Redis is the hot store, and
+            # holds what the last commit published; serve it, checked against the record
+            # again once the catalog answers
+            self.catalog_outages += 1
+            record = head.meta
         if head is not None and (record is None or (record.generation, record.version)
                                  > (head.meta.generation, head.meta.version)):
             head = None  # Redis is behind the record (a crash between commit and publish)

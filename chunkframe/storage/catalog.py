@@ -797,6 +797,19 @@ class Catalog:
             df[col] = utc_from_epoch(df[col])
         return df
 
+    @staticmethod
+    def table_of(metas: Iterable[DatasetMeta]) -> pd.DataFrame:
+        """:meth:`table`'s frame for ``metas`` (what Redis holds while the catalog is down)."""
+        rows = [(m.id, "complete", m.rows, m.chunks, m.nbytes, m.generation, m.chunk_rows,
+                 m.time_column, m.device_column, m.created, m.updated)
+                for m in sorted(metas, key=lambda m: m.id)]
+        df = pd.DataFrame.from_records(rows, columns=[
+            "id", "state", "rows", "chunks", "bytes", "generation", "chunk_rows", "time_column",
+            "device_column", "created", "updated"])
+        for col in ("created", "updated"):
+            df[col] = utc_from_epoch(df[col])
+        return df
+
     def _frame(self, query: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
         """The rows of ``query`` as a DataFrame named by its columns (either database)."""
         with self._connect("read") as db:
