@@ -13,21 +13,18 @@ import pyarrow as pa
 from ..core.chunktable import ChunkTable
 from ..core.errors import (
     Call,
-    ChunkCorruptionError,
     DatasetNotFoundError,
     Hint,
     InvalidArgumentError,
 )
-from ..core.keys import chunk_key, validate_id
+from ..core.keys import validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
-from ..core.ranges import column_ranges
 from ..ingestion.distributed import dask_client
-from ..ingestion.pipeline import CommitHook, Plan, time_stats
-from ..read.reader import conform_chunk
+from ..ingestion.pipeline import CommitHook
 from ..storage.backends import process_backends
-from ..storage.codec import Compression, checksum_matches, decode, write
-from ..storage.manifest import next_checkpoint, recorded_table
+from ..storage.manifest import recorded_table
+from .generation import begin_generation, commit_generation, read_chunk, write_chunk
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -145,11 +142,7 @@ def _compact(backends: Backends, lock: DatasetLock, existing: DatasetMeta, table
              runs: list[Merge], merger: Callable[..., Iterator[ChunkMeta]],
              progress: bool | None, hooks: Sequence[CommitHook]) -> DatasetMeta:
     ds = existing.id
-    generation = backends.catalog.reserve_generation(ds)
-    plan = Plan("compact", generation, 0, 0, existing.chunk_rows, existing.fingerprint,
-                existing.time_column, existing.device_column, False, existing.generation,
-                existing.compression)
-    backends.state.begin_ingest(lock, plan.status())  # a kill now: an interrupted compaction
+    generation = begin_generation(backends, lock, existing, "compact")
     starts = {r.first: r for r in runs}
     new: list[ChunkMeta | None] = []
     work: list[tuple[list[ChunkMeta], int]] = []
@@ -183,14 +176,7 @@ def _compact(backends: Backends, lock: DatasetLock, existing: DatasetMeta, table
     meta = existing.evolve(generation=generation, chunks=len(table_new),
                            nbytes=sum(c.nbytes for c in table_new),
                            version=existing.version + 1, updated=time.time())
-    checkpoint = next_checkpoint(backends.store, backends.catalog, ds, generation, None,
-                                 table_new, len(table_new), lock.fence)
-    lock.check()
-    backends.catalog.commit(meta, table_new, lock.fence, "compact", manifest=checkpoint)
-    backends.state.publish(lock, meta, existing.generation, checkpoint)
-    for hook in hooks:
-        hook(meta, "compact", [])
-    return meta
+    return commit_generation(backends, lock, existing, meta, table_new, "compact", hooks, [])
 
 
 def merge_run(backends: Backends, lock: DatasetLock, meta: DatasetMeta,
@@ -198,27 +184,6 @@ def merge_run(backends: Backends, lock: DatasetLock, meta: DatasetMeta,
     """The chunks ``entries``, each checked against its checksum and read as the dataset's
     newest schema (deletes are not applied: they stay deletes), written as chunk ``number``
     of the new generation."""
-    schema = meta.arrow_schema
-    pieces = []
-    for cm in entries:
-        data = backends.store.read(cm.key)
-        ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
-        if data is None or not ok:
-            raise ChunkCorruptionError(
-                meta.id, cm.chunk, cm.key, cm.checksum, computed,
-                "the chunk object is missing" if data is None else "checksum mismatch")
-        piece = decode(data)
-        if not piece.schema.equals(schema):
-            piece = conform_chunk(piece, schema)
-        pieces.append(piece.replace_schema_metadata(schema.metadata))
-    merged = pa.concat_tables(pieces).combine_chunks()
-    start = entries[0].start
-    lock.check()
-    key = chunk_key(meta.id, generation, number, lock.fence)
-    identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
-                "rows": merged.num_rows}
-    compression: Compression = meta.compression  # type: ignore[assignment]
-    digest, size = backends.store.write(key, lambda f: write(merged, f, compression, identity))
-    return ChunkMeta(number, start, merged.num_rows, key, digest, size,
-                     time_stats(merged, meta.time_column, meta.device_column),
-                     column_ranges(merged))
+    merged = pa.concat_tables([read_chunk(backends, meta, cm) for cm in entries])
+    return write_chunk(backends, lock, meta, merged.combine_chunks(), generation, number,
+                       entries[0].start)

@@ -13,19 +13,17 @@ import pyarrow as pa
 
 from ..core.errors import (
     Call,
-    ChunkCorruptionError,
     DatasetNotFoundError,
     Hint,
     InvalidArgumentError,
     SchemaMismatchError,
 )
-from ..core.keys import chunk_key, validate_id
+from ..core.keys import validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
-from ..ingestion.pipeline import CommitHook, Plan, time_stats
-from ..read.reader import conform_chunk
-from ..storage.codec import Compression, checksum_matches, decode, write
-from ..storage.manifest import next_checkpoint, recorded_table
+from ..ingestion.pipeline import CommitHook
+from ..storage.manifest import recorded_table
+from .generation import begin_generation, commit_generation, read_chunk, write_chunk
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
@@ -127,25 +125,6 @@ def _may_hold(cm: ChunkMeta, wanted: dict[str, list[Any]]) -> bool:
     return True
 
 
-def _read(backends: Backends, meta: DatasetMeta, cm: ChunkMeta,
-          columns: list[str] | None = None) -> pa.Table:
-    """Chunk ``cm``, checked against its checksum, read as the dataset's schema (deletes
-    are not applied: they stay deletes)."""
-    data = backends.store.read(cm.key)
-    ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
-    if data is None or not ok:
-        raise ChunkCorruptionError(
-            meta.id, cm.chunk, cm.key, cm.checksum, computed,
-            "the chunk object is missing" if data is None else "checksum mismatch")
-    schema = meta.arrow_schema
-    if columns is not None:
-        schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
-    piece = decode(data, columns)
-    if not piece.schema.equals(schema):
-        piece = conform_chunk(piece, schema)
-    return piece.replace_schema_metadata(schema.metadata)
-
-
 def _same_values(a: pa.Table, b: pa.Table) -> bool:
     """Whether two tables of one schema hold the same values (categorical columns compared by
     their values: the same categories may come in another dictionary)."""
@@ -196,13 +175,13 @@ def _update(backends: Backends, lock: DatasetLock, existing: DatasetMeta, src: p
         cm = table[i]
         if src.num_rows == 0 or not _may_hold(cm, wanted):
             continue
-        found = src_keys.get_indexer(_key_index(_read(backends, existing, cm, on), on))
+        found = src_keys.get_indexer(_key_index(read_chunk(backends, existing, cm, on), on))
         rows = np.flatnonzero(found >= 0)
         if not len(rows):
             continue
         hit[found[rows]] = True
         rows_updated += len(rows)
-        old = _read(backends, existing, cm)
+        old = read_chunk(backends, existing, cm)
         combined = pa.concat_tables([old, src.take(pa.array(found[rows]))]).unify_dictionaries()
         order = np.arange(old.num_rows)
         order[rows] = old.num_rows + np.arange(len(rows))
@@ -213,11 +192,7 @@ def _update(backends: Backends, lock: DatasetLock, existing: DatasetMeta, src: p
     matched = int(hit.sum())
     if not rewritten and not len(unmatched):
         return UpdateResult(ds, matched, 0, rows_updated, 0, 0, existing.version, False)
-    generation = backends.catalog.reserve_generation(ds)
-    plan = Plan("update", generation, 0, 0, existing.chunk_rows, existing.fingerprint,
-                existing.time_column, existing.device_column, False, existing.generation,
-                existing.compression)
-    backends.state.begin_ingest(lock, plan.status())  # a kill now: an interrupted update
+    generation = begin_generation(backends, lock, existing, "update")
     new_chunks: list[ChunkMeta] = []
     batch: list[ChunkMeta] = []
 
@@ -233,38 +208,17 @@ def _update(backends: Backends, lock: DatasetLock, existing: DatasetMeta, src: p
         cm = table[i]
         piece = rewritten.get(i)
         add(replace(cm, chunk=i) if piece is None  # shared: its file keeps its name
-            else _write(backends, lock, existing, piece, generation, i, cm.start))
+            else write_chunk(backends, lock, existing, piece, generation, i, cm.start))
     appended = src.take(pa.array(unmatched))
     start, step = existing.rows, existing.chunk_rows
     for lo in range(0, appended.num_rows, step):
         piece = appended.slice(lo, step)
-        add(_write(backends, lock, existing, piece, generation, len(new_chunks), start + lo))
+        add(write_chunk(backends, lock, existing, piece, generation, len(new_chunks), start + lo))
     backends.state.checkpoint(lock, generation, *batch)
     meta = existing.evolve(generation=generation, chunks=len(new_chunks),
                            rows=existing.rows + appended.num_rows,
                            nbytes=sum(c.nbytes for c in new_chunks),
                            version=existing.version + 1, updated=time.time())
-    checkpoint = next_checkpoint(backends.store, backends.catalog, ds, generation, None,
-                                 new_chunks, len(new_chunks), lock.fence)
-    lock.check()
-    backends.catalog.commit(meta, new_chunks, lock.fence, "update", manifest=checkpoint)
-    backends.state.publish(lock, meta, existing.generation, checkpoint)
-    for hook in hooks:
-        hook(meta, "update", new_chunks)
+    commit_generation(backends, lock, existing, meta, new_chunks, "update", hooks, new_chunks)
     return UpdateResult(ds, matched, appended.num_rows, rows_updated, len(rewritten),
                         len(new_chunks) - len(table), meta.version, True)
-
-
-def _write(backends: Backends, lock: DatasetLock, meta: DatasetMeta, piece: pa.Table,
-           generation: int, number: int, start: int) -> ChunkMeta:
-    """``piece`` written as chunk ``number`` of ``generation``, its first row at ``start``."""
-    lock.check()
-    key = chunk_key(meta.id, generation, number, lock.fence)
-    identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
-                "rows": piece.num_rows}
-    compression: Compression = meta.compression  # type: ignore[assignment]
-    digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity))
-    return ChunkMeta(number, start, piece.num_rows, key, digest, size,
-                     time_stats(piece, meta.time_column, meta.device_column),
-                     column_ranges(piece))
-

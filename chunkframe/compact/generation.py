@@ -1,0 +1,87 @@
+"""What every copy-on-write version (compaction, upsert) does: a new generation begun, chunks
+read checked and written named, the generation committed and published."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from ..core.errors import ChunkCorruptionError
+from ..core.keys import chunk_key
+from ..core.model import ChunkMeta, DatasetMeta
+from ..core.ranges import column_ranges
+from ..ingestion.pipeline import CommitHook, Plan, time_stats
+from ..read.reader import conform_chunk
+from ..storage.codec import Compression, checksum_matches, decode, write
+from ..storage.manifest import next_checkpoint
+
+if TYPE_CHECKING:
+    from ..storage.backends import Backends
+    from ..storage.state import DatasetLock
+
+__all__ = ["begin_generation", "read_chunk", "write_chunk", "commit_generation"]
+
+
+def begin_generation(backends: Backends, lock: DatasetLock, existing: DatasetMeta,
+                     kind: str) -> int:
+    """Reserve the new version's generation and record it in Redis as an ingest of ``kind``:
+    a kill from now on is reported as interrupted (never resumed; ``recover --apply`` deletes
+    what it wrote)."""
+    generation = backends.catalog.reserve_generation(existing.id)
+    plan = Plan(kind, generation, 0, 0, existing.chunk_rows, existing.fingerprint,
+                existing.time_column, existing.device_column, False, existing.generation,
+                existing.compression)
+    backends.state.begin_ingest(lock, plan.status())
+    return generation
+
+
+def read_chunk(backends: Backends, meta: DatasetMeta, cm: ChunkMeta,
+               columns: list[str] | None = None) -> pa.Table:
+    """Chunk ``cm``, checked against its checksum, read as the dataset's newest schema (of
+    ``columns`` only, if given; deletes are not applied: they stay deletes)."""
+    data = backends.store.read(cm.key)
+    ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
+    if data is None or not ok:
+        raise ChunkCorruptionError(
+            meta.id, cm.chunk, cm.key, cm.checksum, computed,
+            "the chunk object is missing" if data is None else "checksum mismatch")
+    schema = meta.arrow_schema
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+    piece = decode(data, columns)
+    if not piece.schema.equals(schema):
+        piece = conform_chunk(piece, schema)
+    return piece.replace_schema_metadata(schema.metadata)
+
+
+def write_chunk(backends: Backends, lock: DatasetLock, meta: DatasetMeta, piece: pa.Table,
+                generation: int, number: int, start: int) -> ChunkMeta:
+    """``piece`` written as chunk ``number`` of ``generation``, its first row at ``start``,
+    under the lock's fencing token."""
+    lock.check()
+    key = chunk_key(meta.id, generation, number, lock.fence)
+    identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
+                "rows": piece.num_rows}
+    compression: Compression = meta.compression  # type: ignore[assignment]
+    digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity))
+    return ChunkMeta(number, start, piece.num_rows, key, digest, size,
+                     time_stats(piece, meta.time_column, meta.device_column),
+                     column_ranges(piece))
+
+
+def commit_generation(backends: Backends, lock: DatasetLock, previous: DatasetMeta,
+                      meta: DatasetMeta, chunks: list[ChunkMeta], kind: str,
+                      hooks: Sequence[CommitHook], new: list[ChunkMeta]) -> DatasetMeta:
+    """Checkpoint the generation's chunk table (when due), commit ``meta`` with every entry
+    of it as a version of ``kind``, publish it over ``previous``'s generation and call the
+    commit hooks with ``new`` (the entries they should treat as new)."""
+    checkpoint = next_checkpoint(backends.store, backends.catalog, meta.id, meta.generation,
+                                 None, chunks, len(chunks), lock.fence)
+    lock.check()
+    backends.catalog.commit(meta, chunks, lock.fence, kind, manifest=checkpoint)
+    backends.state.publish(lock, meta, previous.generation, checkpoint)
+    for hook in hooks:
+        hook(meta, kind, new)
+    return meta
