@@ -1,0 +1,413 @@
+"""Aggregations next to the chunks: each chunk reduced with Arrow, the partials combined exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.tseries.frequencies import to_offset
+
+from ..core.errors import Arg, Hint, InvalidArgumentError, NoTimeColumnError
+from ..core.times import times_ns
+from .plan import ReadPlan, plan_scan
+
+if TYPE_CHECKING:
+    from .executor import Executor
+    from .reader import Snapshot
+
+__all__ = ["AGGREGATIONS", "aggregate", "resample"]
+
+AGGREGATIONS = ("sum", "mean", "min", "max", "count", "first", "last")
+"""The reductions ``aggregate`` and ``resample`` run next to the chunks (pandas' names)."""
+
+# the partial states each reduction keeps per group and chunk; combined by the second entry
+_STATES: dict[str, tuple[str, ...]] = {
+    "sum": ("sum",), "mean": ("sum", "count"), "min": ("min",), "max": ("max",),
+    "count": ("count",), "first": ("first",), "last": ("last",),
+}
+_COMBINE = {"sum": "sum", "count": "sum", "min": "min", "max": "max", "first": "first",
+            "last": "last"}
+_SUM = pc.ScalarAggregateOptions(min_count=0)  # pandas: the sum of no value is 0
+_COUNT = pc.CountOptions("only_valid")
+_BUCKET = "\x00bucket"
+_DAY_NS = 86_400 * 10**9
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """What to compute: group keys (columns), and (column, reduction) pairs in output order."""
+
+    keys: list[str]
+    pairs: list[tuple[str, str]]
+    nested: bool  # columns as (column, reduction) pairs, as pandas gives for lists
+
+    @property
+    def states(self) -> list[tuple[str, str]]:
+        out: dict[tuple[str, str], None] = {}
+        for col, how in self.pairs:
+            for state in _STATES[how]:
+                out[(col, state)] = None
+        return list(out)
+
+    @property
+    def values(self) -> list[str]:
+        return list(dict.fromkeys(c for c, _ in self.pairs))
+
+
+def _spec(snap: Snapshot, keys: list[str], agg: Any, default: list[str]) -> _Spec:
+    """Check ``agg`` (a reduction, a list of them, or ``{column: reduction(s)}``)."""
+    names = snap.schema.names
+    if isinstance(agg, Mapping):
+        items = list(agg.items())
+    else:
+        items = [(c, agg) for c in default]
+    pairs: list[tuple[str, str]] = []
+    nested = False
+    for col, hows in items:
+        if col not in names:
+            raise KeyError(f"dataset {snap.meta.id!r} has no column {col!r} to aggregate; its "
+                           f"columns are {names!r}")
+        if col in keys:
+            raise InvalidArgumentError(f"column {col!r} is a group key; aggregate other "
+                                       "columns, or leave it out of by=")
+        if isinstance(hows, str):
+            hows = [hows]
+        else:
+            nested = True
+            hows = list(hows)
+        for how in hows:
+            if how not in _STATES:
+                raise InvalidArgumentError(
+                    f"unknown aggregation {how!r} for column {col!r}; use one of "
+                    f"{', '.join(AGGREGATIONS)}")
+            typ = snap.schema.field(col).type
+            if how in ("sum", "mean") and not (pa.types.is_integer(typ) or
+                                               pa.types.is_floating(typ) or
+                                               pa.types.is_boolean(typ)):
+                raise InvalidArgumentError(
+                    f"cannot take the {how} of column {col!r} of type {typ}; {how} needs "
+                    "numbers (min, max, count, first and last take any column)")
+            pairs.append((col, how))
+    if not pairs:
+        raise InvalidArgumentError("nothing to aggregate: name the columns, e.g. "
+                                   "agg={'temperature': 'mean'}")
+    return _Spec(keys, pairs, nested)
+
+
+def _reduce(table: pa.Table, spec: _Spec) -> pa.Table:
+    """One chunk's partial states per group: ordered (no threads), so first/last are by
+    serial number; groups with a missing key dropped, as pandas' ``dropna=True``."""
+    for key in spec.keys:
+        col = table.column(key)
+        if pa.types.is_dictionary(col.type):  # chunks' dictionaries may differ: values
+            table = table.set_column(table.schema.get_field_index(key), key,
+                                     col.cast(col.type.value_type))
+        if col.null_count:
+            table = table.filter(pc.is_valid(table.column(key)))
+    aggs: list[Any] = []
+    for col, state in spec.states:
+        opts = _SUM if state == "sum" else _COUNT if state == "count" else None
+        aggs.append((col, state, opts) if opts is not None else (col, state))
+    out = table.group_by(spec.keys, use_threads=False).aggregate(aggs)
+    return out.select([*spec.keys, *(f"{c}_{s}" for c, s in spec.states)])
+
+
+def _combine(parts: list[pa.Table], spec: _Spec) -> pa.Table:
+    """The partials of every chunk, in chunk order, combined into one row per group."""
+    table = pa.concat_tables(parts, promote_options="permissive")
+    aggs: list[Any] = []
+    for col, state in spec.states:
+        how = _COMBINE[state]
+        name = f"{col}_{state}"
+        aggs.append((name, how, _SUM) if how == "sum" else (name, how))
+    out = table.group_by(spec.keys, use_threads=False).aggregate(aggs)
+    names = [f"{c}_{s}" for c, s in spec.states]
+    out = out.select([*spec.keys, *(f"{n}_{_COMBINE[s]}" for n, (_, s) in
+                                    zip(names, spec.states, strict=True))])
+    return out.rename_columns([*spec.keys, *names])
+
+
+def _values(table: pa.Table, spec: _Spec, dtypes: pd.Series) -> dict[tuple[str, str], Any]:
+    """Each (column, reduction) of the combined states, as pandas gives it."""
+    out: dict[tuple[str, str], Any] = {}
+    for col, how in spec.pairs:
+        if how == "mean":
+            total = table.column(f"{col}_sum").to_numpy().astype(np.float64)
+            count = table.column(f"{col}_count").to_numpy()
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[(col, how)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            continue
+        series = table.column(f"{col}_{how}").to_pandas()
+        dtype = dtypes[col]
+        if how == "count":
+            series = series.astype(np.int64)
+        elif how == "sum" and pd.api.types.is_bool_dtype(dtype):
+            series = series.astype(np.int64)
+        elif how in ("min", "max", "first", "last") and series.dtype != dtype:
+            if isinstance(dtype, pd.api.extensions.ExtensionDtype) or not series.isna().any():
+                try:
+                    series = series.astype(dtype)
+                except (TypeError, ValueError):
+                    pass
+        out[(col, how)] = series.to_numpy() if not isinstance(
+            series.dtype, pd.api.extensions.ExtensionDtype) else series.array
+    return out
+
+
+def _frame(values: dict[tuple[str, str], Any], spec: _Spec, index: pd.Index) -> pd.DataFrame:
+    if spec.nested:
+        columns: pd.Index = pd.MultiIndex.from_tuples(list(values))
+    else:
+        columns = pd.Index([c for c, _ in values])
+    df = pd.DataFrame(dict(enumerate(values.values())), index=index, copy=False)
+    df.columns = columns
+    return df
+
+
+def _key_values(table: pa.Table, key: str, dtype: Any) -> Any:
+    values = table.column(key).to_pandas()
+    try:
+        return values.astype(dtype)
+    except (TypeError, ValueError):
+        return values
+
+
+def _run(executor: Executor, plan: ReadPlan, work: Any) -> list[Any]:
+    """``work(table)`` of each chunk the plan keeps, in the executor's pool, in chunk order;
+    of the plan's empty table when every chunk was ruled out (the shapes of no rows)."""
+    parts = list(executor.reduce(plan, work))
+    if not parts:
+        parts = [work(executor.empty(plan.snap).select(plan.columns or plan.snap.schema.names))]
+    return parts
+
+
+# -- groupby ------------------------------------------------------------------------------
+def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: Any, *,
+              date_range: Any = None, where: Any = None) -> pd.DataFrame:
+    """``df.groupby(by).agg(agg)`` of the rows ``date_range`` and ``where`` keep (see
+    :meth:`chunkframe.dataset.Dataset.aggregate`)."""
+    keys = [by] if isinstance(by, str) else list(by)
+    if not keys:
+        raise InvalidArgumentError("by= names no column; give one or more columns to group by")
+    snap.columns_of(keys)  # KeyError naming the columns
+    default = [c for c in snap.schema.names if c not in keys]
+    spec = _spec(snap, keys, agg, default)
+    plan = plan_scan(snap, [*keys, *spec.values], date_range=date_range, where=where)
+    table = _combine(_run(executor, plan, lambda t: _reduce(t, spec)), spec)
+    dtypes = executor.empty_frame(snap, [*keys, *spec.values]).dtypes
+    dtypes = dtypes[~dtypes.index.duplicated()]
+    arrays = [_key_values(table, k, dtypes[k]) for k in keys]
+    index = (pd.Index(arrays[0], name=keys[0]) if len(keys) == 1
+             else pd.MultiIndex.from_arrays(arrays, names=keys))
+    return _frame(_values(table, spec, dtypes), spec, index).sort_index()
+
+
+# -- resample -----------------------------------------------------------------------------
+def _rule(rule: Any) -> Any:
+    try:
+        return to_offset(rule)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"rule={rule!r} is not a pandas frequency ({exc}); give one such as '15min', "
+            "'h', 'D', 'W' or 'ME'") from None
+
+
+class _Buckets:
+    """Which bucket a time falls in, as pandas' ``resample`` bins it with its defaults.
+
+    Fixed rules under a day (``15min``, ``h``, ``5h``) cut the time line every ``step``
+    from ``origin``, midnight of the first day (pandas' ``origin="start_day"``); calendar
+    rules (days, weeks, months...) hold whole local days, so a day's bucket is the one
+    pandas gives that day's midnight. Both depend on the first (and last) time: built from
+    a guess (the statistics), checked against the times seen, and built again if it was
+    wrong. Keys are the buckets' labels as integer nanoseconds (in UTC for zoned times).
+    """
+
+    def __init__(self, offset: Any, tz: str | None, first: int, last: int):
+        self.offset, self.tz = offset, tz
+        self.tick = isinstance(offset, pd.offsets.Tick) and not isinstance(offset, pd.offsets.Day)
+        if self.tick:
+            self.step = int(offset.nanos)
+            self.origin = _start_day(first, tz)
+            return
+        self.lo, hi = _local_day(first, tz), _local_day(last, tz)
+        span = np.arange(self.lo, hi + 1, dtype=np.int64)
+        days = pd.DatetimeIndex((span * _DAY_NS).view("M8[ns]"))
+        if tz is not None:
+            days = days.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+        counts = pd.Series(np.ones(len(span)), index=days).resample(offset).count()
+        self.labels = counts.index.as_unit("ns").asi8
+        self.lookup = np.repeat(self.labels, counts.to_numpy().astype(np.int64))
+
+    def same_as(self, other: _Buckets) -> bool:
+        """Whether ``other`` (built from the true first and last times) bins like this."""
+        if self.tick:
+            return (other.origin - self.origin) % self.step == 0
+        start = other.lo - self.lo
+        if start < 0 or start + len(other.lookup) > len(self.lookup):
+            return False
+        return bool((self.lookup[start:start + len(other.lookup)] == other.lookup).all())
+
+    def keys(self, table: pa.Table, time: str) -> tuple[pa.Table, np.ndarray]:
+        """``table``'s rows with a time, and each one's bucket."""
+        t = table.column(time)
+        if t.null_count:
+            table = table.filter(pc.is_valid(t))
+            t = table.column(time)
+        raw = _ns(t)
+        if self.tick:
+            return table, self.origin + np.floor_divide(raw - self.origin, self.step) * self.step
+        local = raw if self.tz is None else _ns(pc.local_timestamp(t))
+        pos = np.floor_divide(local, _DAY_NS) - self.lo
+        return table, self.lookup[np.clip(pos, 0, len(self.lookup) - 1)]
+
+    def every(self, first: int, last: int) -> np.ndarray:
+        """Every bucket's key from the one of ``first`` to that of ``last`` (keys)."""
+        if self.tick:
+            return np.arange(first, last + 1, self.step, dtype=np.int64)
+        return self.labels[(self.labels >= first) & (self.labels <= last)]
+
+
+def _ns(t: Any) -> np.ndarray:
+    ns = times_ns(t)
+    return (ns if isinstance(ns, pa.Array) else ns.combine_chunks()).to_numpy()
+
+
+def _local_day(ns: int, tz: str | None) -> int:
+    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
+    if tz:
+        stamp = stamp.tz_convert(tz).tz_localize(None)
+    return int(stamp.as_unit("ns")._value) // _DAY_NS
+
+
+def _start_day(ns: int, tz: str | None) -> int:
+    """Midnight (in ``tz``) of the day holding ``ns``: pandas' default ``origin``."""
+    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
+    if tz:
+        stamp = stamp.tz_convert(tz)
+    return int(stamp.normalize().as_unit("ns")._value)
+
+
+def _guess_span(plan: ReadPlan, time: str) -> tuple[int, int]:
+    """The first and last time the plan likely keeps, from the chunks' statistics."""
+    spans = [s for s in (plan.snap.chunks[i].ranges.get(time) for i in plan.chunks) if s]
+    spans += [s for i in plan.chunks for s in plan.snap.chunks[i].stats.values()]
+    lo = min((s[0] for s in spans), default=0)
+    hi = max((s[1] for s in spans), default=lo)
+    flt = plan.filter
+    if flt.lo is not None:
+        lo, hi = max(lo, flt.lo), max(hi, flt.lo)
+    if flt.hi is not None:
+        lo, hi = min(lo, flt.hi), min(hi, flt.hi)
+    return lo, hi
+
+
+def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
+             agg: Any = "mean", *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
+    """One row per time bucket (and device): see :meth:`chunkframe.dataset.Dataset.resample`."""
+    meta = snap.meta
+    time = meta.time_column
+    if time is None:
+        raise NoTimeColumnError(meta.id, "it cannot be resampled",
+                                Hint("group by a column with {}", Arg("by")))
+    ttype = snap.schema.field(time).type
+    if not pa.types.is_timestamp(ttype):
+        raise InvalidArgumentError(
+            f"dataset {meta.id!r}'s time column {time!r} holds {ttype}, not datetimes, so it "
+            "cannot be resampled; group by it with ds.aggregate(by=...) instead")
+    offset = _rule(rule)
+    dev = meta.device_column
+    keys = [k for k in (dev, _BUCKET) if k is not None]
+    if columns is None:
+        cols = [f.name for f in snap.schema if f.name not in (time, dev) and (
+            pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
+    else:
+        cols = snap.columns_of(columns) or []
+    spec = _spec(snap, keys, agg, [] if isinstance(agg, Mapping) else cols)
+    if time in spec.values:
+        raise InvalidArgumentError(f"column {time!r} is the time column resample buckets by; "
+                                   "aggregate other columns")
+    plan = plan_scan(snap, [*([dev] if dev else []), time, *spec.values],
+                     date_range=date_range, device=device)
+    if device is not None:
+        plan = _skip_other_devices(plan)
+    tz = ttype.tz
+
+    def run(buckets: _Buckets) -> tuple[pa.Table, int | None, int | None]:
+        def work(table: pa.Table) -> tuple[pa.Table, int | None, int | None]:
+            table, key = buckets.keys(table, time)
+            bounds: tuple[int | None, int | None] = (None, None)
+            if len(key):
+                raw = _ns(table.column(time))
+                bounds = (int(raw.min()), int(raw.max()))
+            table = table.drop_columns([time]).append_column(_BUCKET, pa.array(key))
+            return (_reduce(table, spec), *bounds)
+
+        parts = _run(executor, plan, work)
+        firsts = [p[1] for p in parts if p[1] is not None]
+        lasts = [p[2] for p in parts if p[2] is not None]
+        return (_combine([p[0] for p in parts], spec), min(firsts, default=None),
+                max(lasts, default=None))
+
+    buckets = _Buckets(offset, tz, *_guess_span(plan, time))
+    table, first, last = run(buckets)
+    if first is not None and last is not None:
+        true = _Buckets(offset, tz, first, last)
+        if not buckets.same_as(true):  # the statistics misled the guess: bin again
+            buckets = true
+            table, first, last = run(buckets)
+    unit = ttype.unit
+    label_dtype = pd.DatetimeTZDtype(unit, tz) if tz is not None else np.dtype(f"M8[{unit}]")
+    keys_ns = table.column(_BUCKET).to_numpy()
+    dtypes = executor.empty_frame(snap, [*([dev] if dev else []), *spec.values]).dtypes
+    dtypes = dtypes[~dtypes.index.duplicated()]
+    values = _values(table, spec, dtypes)
+    labels = _labels(keys_ns, tz, unit)
+    if dev is not None:
+        index: pd.Index = pd.MultiIndex.from_arrays(
+            [_key_values(table, dev, dtypes[dev]), labels], names=[dev, time])
+    else:
+        index = pd.DatetimeIndex(labels, name=time).astype(label_dtype)
+    out = _frame(values, spec, index).sort_index()
+    if dev is None and len(keys_ns):
+        every = _labels(buckets.every(int(keys_ns.min()), int(keys_ns.max())), tz, unit)
+        out = _fill_empty(out, spec, pd.DatetimeIndex(every, name=time).astype(label_dtype))
+    elif dev is not None and not len(out):
+        out.index = pd.MultiIndex.from_arrays(
+            [pd.Index([], dtype=dtypes[dev]), pd.DatetimeIndex([], dtype=label_dtype)],
+            names=[dev, time])
+    return out
+
+
+def _skip_other_devices(plan: ReadPlan) -> ReadPlan:
+    """Also skip chunks whose statistics show no timed row of the devices asked (rows
+    without a time never land in a bucket)."""
+    devices = plan.filter.devices or ()
+    steps: list[tuple[int, int, int]] = []
+    skipped = list(plan.skipped)
+    for step in plan.steps:
+        stats = plan.snap.chunks[step[0]].stats
+        (skipped if stats and not any(d in stats for d in devices) else steps).append(step)
+    return dataclasses.replace(plan, steps=steps, skipped=skipped)
+
+
+def _labels(ns: np.ndarray, tz: str | None, unit: str) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"))
+    if tz is not None:
+        index = index.tz_localize("UTC").tz_convert(tz)
+    return index.as_unit(unit)
+
+
+def _fill_empty(out: pd.DataFrame, spec: _Spec, every: pd.DatetimeIndex) -> pd.DataFrame:
+    """Every bucket from the first to the last, as pandas gives them: empty ones count 0,
+    sum 0, and are missing for the other reductions."""
+    filled = out if len(every) == len(out) else out.reindex(every)
+    for k, (_, how) in enumerate(spec.pairs):
+        if how in ("count", "sum") and filled is not out:
+            filled.isetitem(k, filled.iloc[:, k].fillna(0).astype(out.iloc[:, k].dtype))
+    return filled
