@@ -102,11 +102,13 @@ def _spec(snap: Snapshot, keys: list[str], agg: Any, default: list[str]) -> _Spe
 def _reduce(table: pa.Table, spec: _Spec) -> pa.Table:
     """One chunk's partial states per group: ordered (no threads), so first/last are by
     serial number; groups with a missing key dropped, as pandas' ``dropna=True``."""
+    dictionaries: dict[str, pa.Array] = {}
     for key in spec.keys:
         col = table.column(key)
-        if pa.types.is_dictionary(col.type):  # chunks' dictionaries may differ: values
-            table = table.set_column(table.schema.get_field_index(key), key,
-                                     col.cast(col.type.value_type))
+        if pa.types.is_dictionary(col.type):  # grouped by code; the values put back after
+            array = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            dictionaries[key] = array.dictionary
+            table = table.set_column(table.schema.get_field_index(key), key, array.indices)
         if col.null_count:
             table = table.filter(pc.is_valid(table.column(key)))
     aggs: list[Any] = []
@@ -114,7 +116,11 @@ def _reduce(table: pa.Table, spec: _Spec) -> pa.Table:
         opts = _SUM if state == "sum" else _COUNT if state == "count" else None
         aggs.append((col, state, opts) if opts is not None else (col, state))
     out = table.group_by(spec.keys, use_threads=False).aggregate(aggs)
-    return out.select([*spec.keys, *(f"{c}_{s}" for c, s in spec.states)])
+    out = out.select([*spec.keys, *(f"{c}_{s}" for c, s in spec.states)])
+    for key, dictionary in dictionaries.items():  # chunks' dictionaries may differ: values
+        k = out.schema.get_field_index(key)
+        out = out.set_column(k, key, dictionary.take(out.column(key)))
+    return out
 
 
 def _combine(parts: list[pa.Table], spec: _Spec) -> pa.Table:
@@ -253,18 +259,31 @@ class _Buckets:
             return False
         return bool((self.lookup[start:start + len(other.lookup)] == other.lookup).all())
 
-    def keys(self, table: pa.Table, time: str) -> tuple[pa.Table, np.ndarray]:
-        """``table``'s rows with a time, and each one's bucket."""
+    def keys(self, table: pa.Table, time: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """``table``'s rows with a time, each one's bucket, and its time (ns)."""
         t = table.column(time)
         if t.null_count:
             table = table.filter(pc.is_valid(t))
             t = table.column(time)
         raw = _ns(t)
         if self.tick:
-            return table, self.origin + np.floor_divide(raw - self.origin, self.step) * self.step
+            return (table, self.origin + np.floor_divide(raw - self.origin, self.step) * self.step,
+                    raw)
         local = raw if self.tz is None else _ns(pc.local_timestamp(t))
         pos = np.floor_divide(local, _DAY_NS) - self.lo
-        return table, self.lookup[np.clip(pos, 0, len(self.lookup) - 1)]
+        return table, self.lookup[np.clip(pos, 0, len(self.lookup) - 1)], raw
+
+    def ordinal(self, keys: np.ndarray) -> np.ndarray:
+        """Buckets' keys as consecutive integers (the first bucket's is 0)."""
+        if self.tick:
+            return (keys - self.origin) // self.step
+        return np.searchsorted(self.labels, keys)
+
+    def key(self, ordinals: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`ordinal`."""
+        if self.tick:
+            return self.origin + ordinals * self.step
+        return self.labels[ordinals]
 
     def every(self, first: int, last: int) -> np.ndarray:
         """Every bucket's key from the one of ``first`` to that of ``last`` (keys)."""
@@ -338,42 +357,53 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
         plan = _skip_other_devices(plan)
     tz = ttype.tz
 
-    def run(buckets: _Buckets) -> tuple[pa.Table, int | None, int | None]:
-        def work(table: pa.Table) -> tuple[pa.Table, int | None, int | None]:
-            table, key = buckets.keys(table, time)
-            bounds: tuple[int | None, int | None] = (None, None)
-            if len(key):
-                raw = _ns(table.column(time))
-                bounds = (int(raw.min()), int(raw.max()))
+    dtypes = executor.empty_frame(snap, [*([dev] if dev else []), *spec.values]).dtypes
+    dtypes = dtypes[~dtypes.index.duplicated()]
+    dense = all(how in ("sum", "mean", "count") for _, how in spec.pairs) and all(
+        pa.types.is_floating(snap.schema.field(c).type) or (
+            pa.types.is_integer(snap.schema.field(c).type) and how != "sum")
+        for c, how in spec.pairs)
+
+    def run(buckets: _Buckets) -> tuple[_Result, int | None, int | None]:
+        def work(table: pa.Table) -> tuple[Any, int | None, int | None]:
+            table, key, raw = buckets.keys(table, time)
+            bounds = (int(raw.min()), int(raw.max())) if len(raw) else (None, None)
+            if dense:
+                return (_dense_chunk(table, dev, buckets.ordinal(key), spec), *bounds)
             table = table.drop_columns([time]).append_column(_BUCKET, pa.array(key))
             return (_reduce(table, spec), *bounds)
 
         parts = _run(executor, plan, work)
         firsts = [p[1] for p in parts if p[1] is not None]
         lasts = [p[2] for p in parts if p[2] is not None]
-        return (_combine([p[0] for p in parts], spec), min(firsts, default=None),
-                max(lasts, default=None))
+        partials = [p[0] for p in parts]
+        if dense:
+            result = _dense_combine(partials, spec, buckets, dtypes[dev] if dev else None)
+        else:
+            table = _combine(partials, spec)
+            result = _Result(_key_values(table, dev, dtypes[dev]) if dev else None,
+                             table.column(_BUCKET).to_numpy(), _values(table, spec, dtypes),
+                             False)
+        return result, min(firsts, default=None), max(lasts, default=None)
 
     buckets = _Buckets(offset, tz, *_guess_span(plan, time))
-    table, first, last = run(buckets)
+    result, first, last = run(buckets)
     if first is not None and last is not None:
         true = _Buckets(offset, tz, first, last)
         if not buckets.same_as(true):  # the statistics misled the guess: bin again
             buckets = true
-            table, first, last = run(buckets)
+            result, first, last = run(buckets)
     unit = ttype.unit
     label_dtype = pd.DatetimeTZDtype(unit, tz) if tz is not None else np.dtype(f"M8[{unit}]")
-    keys_ns = table.column(_BUCKET).to_numpy()
-    dtypes = executor.empty_frame(snap, [*([dev] if dev else []), *spec.values]).dtypes
-    dtypes = dtypes[~dtypes.index.duplicated()]
-    values = _values(table, spec, dtypes)
+    keys_ns = result.keys
     labels = _labels(keys_ns, tz, unit)
     if dev is not None:
-        index: pd.Index = pd.MultiIndex.from_arrays(
-            [_key_values(table, dev, dtypes[dev]), labels], names=[dev, time])
+        index: pd.Index = pd.MultiIndex.from_arrays([result.devices, labels], names=[dev, time])
     else:
         index = pd.DatetimeIndex(labels, name=time).astype(label_dtype)
-    out = _frame(values, spec, index).sort_index()
+    out = _frame(result.values, spec, index)
+    if not result.sorted:
+        out = out.sort_index()
     if dev is None and len(keys_ns):
         every = _labels(buckets.every(int(keys_ns.min()), int(keys_ns.max())), tz, unit)
         out = _fill_empty(out, spec, pd.DatetimeIndex(every, name=time).astype(label_dtype))
@@ -382,6 +412,117 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
             [pd.Index([], dtype=dtypes[dev]), pd.DatetimeIndex([], dtype=label_dtype)],
             names=[dev, time])
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Result:
+    """Combined groups: their devices (None: no device column), bucket keys, values."""
+
+    devices: Any
+    keys: np.ndarray
+    values: dict[tuple[str, str], Any]
+    sorted: bool
+
+
+def _groups(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (ascending) of ``key`` (integers in ``[0, space)``), and each
+    row's group: by counting when the key space is small, else by sorting."""
+    if space <= 4 * len(key) + 65_536:
+        present = np.bincount(key, minlength=space) > 0
+        position = np.cumsum(present) - 1
+        return np.flatnonzero(present), position[key]
+    return np.unique(key, return_inverse=True)
+
+
+def _codes(column: Any) -> tuple[np.ndarray, Any]:
+    """Each row's device as a code into the chunk's distinct devices (-1: missing)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    codes = column.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, column.dictionary.to_pandas()
+
+
+def _dense_chunk(table: pa.Table, dev: str | None, ordinals: np.ndarray, spec: _Spec
+                 ) -> tuple[Any, np.ndarray, np.ndarray, dict[tuple[str, str], np.ndarray]]:
+    """A chunk's sums and counts per (device, bucket) in numpy (``bincount``): its
+    devices, each group's device code and bucket ordinal, and the states."""
+    if dev is not None:
+        codes, devices = _codes(table.column(dev))
+    else:
+        codes, devices = np.zeros(len(ordinals), dtype=np.int64), None
+    keep = codes >= 0
+    if not keep.all():
+        table, codes, ordinals = table.filter(pa.array(keep)), codes[keep], ordinals[keep]
+    if not len(ordinals):
+        empty = np.empty(0, dtype=np.int64)
+        return devices, empty, empty, {s: np.empty(0) for s in spec.states}
+    lo = int(ordinals.min())
+    width = int(ordinals.max()) - lo + 1
+    ndev = 1 if devices is None else len(devices)
+    uniq, group = _groups(codes * width + (ordinals - lo), ndev * width)
+    states: dict[tuple[str, str], np.ndarray] = {}
+    for col in spec.values:
+        x = table.column(col).to_numpy().astype(np.float64, copy=False) if table.num_rows \
+            else np.empty(0)
+        valid = ~np.isnan(x)
+        g, v = (group, x) if valid.all() else (group[valid], x[valid])
+        for c, state in spec.states:
+            if c == col:
+                states[(c, state)] = (np.bincount(g, v, minlength=len(uniq)) if state == "sum"
+                                      else np.bincount(g, minlength=len(uniq)).astype(np.float64))
+    return devices, uniq // width, lo + uniq % width, states
+
+
+def _dense_combine(parts: list[Any], spec: _Spec, buckets: _Buckets, dtype: Any) -> _Result:
+    """The chunks' dense partials summed per (device, bucket): devices in pandas' order
+    (categories, else sorted), so the groups come out sorted."""
+    if dtype is not None:
+        seen = [p[0] for p in parts if p[0] is not None]
+        if isinstance(dtype, pd.CategoricalDtype):
+            devices = pd.Index(dtype.categories)
+        else:
+            devices = pd.Index(pd.concat([pd.Series(d) for d in seen]).unique() if seen else [])
+            devices = devices.sort_values()
+        found: dict[tuple[Any, ...], np.ndarray] = {}  # chunks mostly share a dictionary
+        maps: list[np.ndarray | None] = []
+        for p in parts:
+            if p[0] is None:
+                maps.append(None)
+                continue
+            known = tuple(p[0])
+            if known not in found:
+                found[known] = devices.get_indexer(p[0])
+            maps.append(found[known])
+    else:
+        devices, maps = None, [None for _ in parts]
+    codes = np.concatenate([np.empty(0, np.int64)] + [
+        (m[p[1]] if m is not None else p[1]) for p, m in zip(parts, maps, strict=True)])
+    ordinals = np.concatenate([np.empty(0, np.int64)] + [p[2] for p in parts])
+    lo = int(ordinals.min()) if len(ordinals) else 0
+    width = int(ordinals.max()) - lo + 1 if len(ordinals) else 1
+    ndev = 1 if devices is None else len(devices)
+    uniq, group = _groups(codes * width + (ordinals - lo), ndev * width)
+    states = {s: np.bincount(group, np.concatenate([np.empty(0)] + [p[3][s] for p in parts]),
+                             minlength=len(uniq)) for s in spec.states}
+    values: dict[tuple[str, str], Any] = {}
+    for col, how in spec.pairs:
+        if how == "mean":
+            total, count = states[(col, "sum")], states[(col, "count")]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values[(col, how)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        elif how == "count":
+            values[(col, how)] = states[(col, "count")].astype(np.int64)
+        else:
+            values[(col, how)] = states[(col, "sum")]
+    keys = buckets.key(lo + uniq % width)
+    dev_values = None
+    if devices is not None and dtype is not None:
+        picked = devices.take(uniq // width)
+        dev_values = (pd.Categorical.from_codes(uniq // width, dtype=dtype)
+                      if isinstance(dtype, pd.CategoricalDtype) else pd.Index(picked).astype(dtype))
+    return _Result(dev_values, keys, values, True)
 
 
 def _skip_other_devices(plan: ReadPlan) -> ReadPlan:
