@@ -231,7 +231,7 @@ class _Buckets:
     rules (days, weeks, months...) hold whole local days, so a day's bucket is the one
     pandas gives that day's midnight. Both depend on the first (and last) time: built from
     a guess (the statistics), checked against the times seen, and built again if it was
-    wrong. Keys are the buckets' labels as integer nanoseconds (in UTC for zoned times).
+    wrong. Buckets are numbered in order; :meth:`key` gives their labels.
     """
 
     def __init__(self, offset: Any, tz: str | None, first: int, last: int):
@@ -248,7 +248,7 @@ class _Buckets:
             days = days.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
         counts = pd.Series(np.ones(len(span)), index=days).resample(offset).count()
         self.labels = counts.index.as_unit("ns").asi8
-        self.lookup = np.repeat(self.labels, counts.to_numpy().astype(np.int64))
+        self.lookup = np.repeat(np.arange(len(self.labels)), counts.to_numpy().astype(np.int64))
 
     def same_as(self, other: _Buckets) -> bool:
         """Whether ``other`` (built from the true first and last times) bins like this."""
@@ -257,30 +257,32 @@ class _Buckets:
         start = other.lo - self.lo
         if start < 0 or start + len(other.lookup) > len(self.lookup):
             return False
-        return bool((self.lookup[start:start + len(other.lookup)] == other.lookup).all())
+        mine = self.labels[self.lookup[start:start + len(other.lookup)]]
+        return bool((mine == other.labels[other.lookup]).all())
 
-    def keys(self, table: pa.Table, time: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """``table``'s rows with a time, each one's bucket, and its time (ns)."""
+    def ordinals(self, table: pa.Table, time: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """``table``'s rows with a time, each one's bucket as a consecutive integer (the
+        first bucket's 0), and its time (ns)."""
         t = table.column(time)
         if t.null_count:
             table = table.filter(pc.is_valid(t))
             t = table.column(time)
         raw = _ns(t)
         if self.tick:
-            return (table, self.origin + np.floor_divide(raw - self.origin, self.step) * self.step,
-                    raw)
+            if len(raw) > 1 and (raw[1:] >= raw[:-1]).all():  # in order: cut, don't divide
+                first = (int(raw[0]) - self.origin) // self.step
+                last = (int(raw[-1]) - self.origin) // self.step
+                edges = self.origin + np.arange(first + 1, last + 1, dtype=np.int64) * self.step
+                cuts = np.searchsorted(raw, edges)
+                sizes = np.diff(np.concatenate([[0], cuts, [len(raw)]]))
+                return table, np.repeat(np.arange(first, last + 1, dtype=np.int64), sizes), raw
+            return table, np.floor_divide(raw - self.origin, self.step), raw
         local = raw if self.tz is None else _ns(pc.local_timestamp(t))
         pos = np.floor_divide(local, _DAY_NS) - self.lo
         return table, self.lookup[np.clip(pos, 0, len(self.lookup) - 1)], raw
 
-    def ordinal(self, keys: np.ndarray) -> np.ndarray:
-        """Buckets' keys as consecutive integers (the first bucket's is 0)."""
-        if self.tick:
-            return (keys - self.origin) // self.step
-        return np.searchsorted(self.labels, keys)
-
     def key(self, ordinals: np.ndarray) -> np.ndarray:
-        """The inverse of :meth:`ordinal`."""
+        """The buckets' labels as integer nanoseconds (in UTC for zoned times)."""
         if self.tick:
             return self.origin + ordinals * self.step
         return self.labels[ordinals]
@@ -366,11 +368,11 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
 
     def run(buckets: _Buckets) -> tuple[_Result, int | None, int | None]:
         def work(table: pa.Table) -> tuple[Any, int | None, int | None]:
-            table, key, raw = buckets.keys(table, time)
+            table, ordinals, raw = buckets.ordinals(table, time)
             bounds = (int(raw.min()), int(raw.max())) if len(raw) else (None, None)
             if dense:
-                return (_dense_chunk(table, dev, buckets.ordinal(key), spec), *bounds)
-            table = table.drop_columns([time]).append_column(_BUCKET, pa.array(key))
+                return (_dense_chunk(table, dev, ordinals, spec), *bounds)
+            table = table.drop_columns([time]).append_column(_BUCKET, pa.array(ordinals))
             return (_reduce(table, spec), *bounds)
 
         parts = _run(executor, plan, work)
@@ -382,8 +384,8 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
         else:
             table = _combine(partials, spec)
             result = _Result(_key_values(table, dev, dtypes[dev]) if dev else None,
-                             table.column(_BUCKET).to_numpy(), _values(table, spec, dtypes),
-                             False)
+                             buckets.key(table.column(_BUCKET).to_numpy()),
+                             _values(table, spec, dtypes), False)
         return result, min(firsts, default=None), max(lasts, default=None)
 
     buckets = _Buckets(offset, tz, *_guess_span(plan, time))
@@ -396,9 +398,14 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
     unit = ttype.unit
     label_dtype = pd.DatetimeTZDtype(unit, tz) if tz is not None else np.dtype(f"M8[{unit}]")
     keys_ns = result.keys
-    labels = _labels(keys_ns, tz, unit)
-    if dev is not None:
-        index: pd.Index = pd.MultiIndex.from_arrays([result.devices, labels], names=[dev, time])
+    labels = _labels(keys_ns, tz, unit) if result.codes is None or dev is None else None
+    if dev is not None and result.codes is not None:  # levels and codes: nothing to factorize
+        device_codes, bucket_codes, level_keys = result.codes
+        index: pd.Index = pd.MultiIndex(
+            levels=[result.devices, _labels(level_keys, tz, unit)],
+            codes=[device_codes, bucket_codes], names=[dev, time], verify_integrity=False)
+    elif dev is not None:
+        index = pd.MultiIndex.from_arrays([result.devices, labels], names=[dev, time])
     else:
         index = pd.DatetimeIndex(labels, name=time).astype(label_dtype)
     out = _frame(result.values, spec, index)
@@ -418,10 +425,11 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
 class _Result:
     """Combined groups: their devices (None: no device column), bucket keys, values."""
 
-    devices: Any
+    devices: Any  # per group; in the dense path, the level (codes in ``codes``)
     keys: np.ndarray
     values: dict[tuple[str, str], Any]
     sorted: bool
+    codes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # device, bucket, buckets
 
 
 def _groups(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
@@ -461,17 +469,34 @@ def _dense_chunk(table: pa.Table, dev: str | None, ordinals: np.ndarray, spec: _
     lo = int(ordinals.min())
     width = int(ordinals.max()) - lo + 1
     ndev = 1 if devices is None else len(devices)
-    uniq, group = _groups(codes * width + (ordinals - lo), ndev * width)
+    key = codes * width + (ordinals - lo)
+    space = ndev * width
+    if space <= 4 * len(key) + 65_536:  # count straight into the (device, bucket) grid
+        rows = np.bincount(key, minlength=space)
+        uniq = np.flatnonzero(rows)
+        group, size = key, space
+    else:
+        uniq, group = np.unique(key, return_inverse=True)
+        size = len(uniq)
+        rows = np.bincount(group, minlength=size)
+
+    def picked(counts: np.ndarray) -> np.ndarray:
+        return counts[uniq] if size == space else counts
+
     states: dict[tuple[str, str], np.ndarray] = {}
     for col in spec.values:
-        x = table.column(col).to_numpy().astype(np.float64, copy=False) if table.num_rows \
-            else np.empty(0)
-        valid = ~np.isnan(x)
-        g, v = (group, x) if valid.all() else (group[valid], x[valid])
+        x = table.column(col).to_numpy().astype(np.float64, copy=False)
+        missing = np.isnan(x)
+        whole = not missing.any()
+        g, v = (group, x) if whole else (group[~missing], x[~missing])
         for c, state in spec.states:
-            if c == col:
-                states[(c, state)] = (np.bincount(g, v, minlength=len(uniq)) if state == "sum"
-                                      else np.bincount(g, minlength=len(uniq)).astype(np.float64))
+            if c != col:
+                continue
+            if state == "sum":
+                states[(c, state)] = picked(np.bincount(g, v, minlength=size))
+            else:  # a column without gaps counts every row
+                counts = rows if whole else np.bincount(g, minlength=size)
+                states[(c, state)] = picked(counts).astype(np.float64)
     return devices, uniq // width, lo + uniq % width, states
 
 
@@ -516,13 +541,15 @@ def _dense_combine(parts: list[Any], spec: _Spec, buckets: _Buckets, dtype: Any)
             values[(col, how)] = states[(col, "count")].astype(np.int64)
         else:
             values[(col, how)] = states[(col, "sum")]
-    keys = buckets.key(lo + uniq % width)
-    dev_values = None
+    ordinal = uniq % width
+    keys = buckets.key(lo + ordinal)
+    level = None
     if devices is not None and dtype is not None:
-        picked = devices.take(uniq // width)
-        dev_values = (pd.Categorical.from_codes(uniq // width, dtype=dtype)
-                      if isinstance(dtype, pd.CategoricalDtype) else pd.Index(picked).astype(dtype))
-    return _Result(dev_values, keys, values, True)
+        level = (pd.CategoricalIndex(pd.Categorical.from_codes(np.arange(len(devices)),
+                                                               dtype=dtype))
+                 if isinstance(dtype, pd.CategoricalDtype) else pd.Index(devices).astype(dtype))
+    return _Result(level, keys, values, True, (uniq // width, ordinal,
+                                               buckets.key(lo + np.arange(width))))
 
 
 def _skip_other_devices(plan: ReadPlan) -> ReadPlan:
