@@ -193,4 +193,6 @@ def test_first_and_last_follow_serial_numbers_when_times_are_not_in_order(client
     for agg in ["first", "last"]:
         check(ds.resample("D", ["x", "k"], agg), expected_resample(df, "D", agg))
         check(ds.aggregate("device", {"x": agg, "time": agg}),
-              df.groupby("device").agg({"x": agg, "time": agg}))
+              df.groupby("device").agg({"x": agg, "time": agg}))  # through Arrow
+        check(ds.aggregate(["device", "k"], {"x": agg}),
+              df.groupby(["device", "k"]).agg({"x": agg}))  # through numpy

@@ -204,9 +204,18 @@ def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: 
     default = [c for c in snap.schema.names if c not in keys]
     spec = _spec(snap, keys, agg, default)
     plan = plan_scan(snap, [*keys, *spec.values], date_range=date_range, where=where)
-    table = _combine(_run(executor, plan, lambda t: _reduce(t, spec)), spec)
     dtypes = executor.empty_frame(snap, [*keys, *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
+    if _dense_ok(snap, spec, dtypes):
+        parts = _run(executor, plan, lambda t: _dense_chunk(t, keys, None, spec))
+        levels, codes, values = _dense_combine(parts, spec, [dtypes[k] for k in keys], False)
+        if len(keys) == 1:
+            index = pd.Index(levels[0].take(codes[0]), name=keys[0])  # type: ignore[union-attr]
+        else:
+            index = pd.MultiIndex(levels=levels, codes=codes, names=keys,
+                                  verify_integrity=False)
+        return _frame(values, spec, index)
+    table = _combine(_run(executor, plan, lambda t: _reduce(t, spec)), spec)
     arrays = [_key_values(table, k, dtypes[k]) for k in keys]
     index = (pd.Index(arrays[0], name=keys[0]) if len(keys) == 1
              else pd.MultiIndex.from_arrays(arrays, names=keys))
@@ -361,17 +370,14 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
 
     dtypes = executor.empty_frame(snap, [*([dev] if dev else []), *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
-    dense = all(how in ("sum", "mean", "count") for _, how in spec.pairs) and all(
-        pa.types.is_floating(snap.schema.field(c).type) or (
-            pa.types.is_integer(snap.schema.field(c).type) and how != "sum")
-        for c, how in spec.pairs)
+    dense = _dense_ok(snap, spec, dtypes)
 
     def run(buckets: _Buckets) -> tuple[_Result, int | None, int | None]:
         def work(table: pa.Table) -> tuple[Any, int | None, int | None]:
             table, ordinals, raw = buckets.ordinals(table, time)
             bounds = (int(raw.min()), int(raw.max())) if len(raw) else (None, None)
             if dense:
-                return (_dense_chunk(table, dev, ordinals, spec), *bounds)
+                return (_dense_chunk(table, [dev] if dev else [], ordinals, spec), *bounds)
             table = table.drop_columns([time]).append_column(_BUCKET, pa.array(ordinals))
             return (_reduce(table, spec), *bounds)
 
@@ -380,7 +386,13 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
         lasts = [p[2] for p in parts if p[2] is not None]
         partials = [p[0] for p in parts]
         if dense:
-            result = _dense_combine(partials, spec, buckets, dtypes[dev] if dev else None)
+            levels, codes, values = _dense_combine(partials, spec,
+                                                   [dtypes[dev]] if dev else [], True)
+            keys = buckets.key(codes[-1])
+            result = _Result(levels[0], keys, values, True, (
+                codes[0], codes[-1] - int(codes[-1].min()) if len(keys) else codes[-1],
+                buckets.key(np.arange(int(codes[-1].min()), int(codes[-1].max()) + 1)
+                            if len(keys) else _NO_KEY)) if dev else None)
         else:
             table = _combine(partials, spec)
             result = _Result(_key_values(table, dev, dtypes[dev]) if dev else None,
@@ -432,18 +444,8 @@ class _Result:
     codes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # device, bucket, buckets
 
 
-def _groups(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct keys (ascending) of ``key`` (integers in ``[0, space)``), and each
-    row's group: by counting when the key space is small, else by sorting."""
-    if space <= 4 * len(key) + 65_536:
-        present = np.bincount(key, minlength=space) > 0
-        position = np.cumsum(present) - 1
-        return np.flatnonzero(present), position[key]
-    return np.unique(key, return_inverse=True)
-
-
 def _codes(column: Any) -> tuple[np.ndarray, Any]:
-    """Each row's device as a code into the chunk's distinct devices (-1: missing)."""
+    """Each row's value as a code into the chunk's distinct values (-1: missing), and those."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if not pa.types.is_dictionary(column.type):
@@ -452,104 +454,228 @@ def _codes(column: Any) -> tuple[np.ndarray, Any]:
     return codes, column.dictionary.to_pandas()
 
 
-def _dense_chunk(table: pa.Table, dev: str | None, ordinals: np.ndarray, spec: _Spec
-                 ) -> tuple[Any, np.ndarray, np.ndarray, dict[tuple[str, str], np.ndarray]]:
-    """A chunk's sums and counts per (device, bucket) in numpy (``bincount``): its
-    devices, each group's device code and bucket ordinal, and the states."""
-    if dev is not None:
-        codes, devices = _codes(table.column(dev))
-    else:
-        codes, devices = np.zeros(len(ordinals), dtype=np.int64), None
-    keep = codes >= 0
+def _dense_ok(snap: Snapshot, spec: _Spec, dtypes: pd.Series) -> bool:
+    """Whether numpy reduces every (column, reduction): numpy ints and floats only (the
+    others, and pandas' nullable dtypes, go through Arrow)."""
+    return all(isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "if"
+               and (pa.types.is_integer(snap.schema.field(c).type)
+                    or pa.types.is_floating(snap.schema.field(c).type))
+               for c, _ in spec.pairs)
+
+
+_NO_KEY = np.empty(0, dtype=np.int64)
+
+
+def _dense_chunk(table: pa.Table, keys: list[str], ordinals: np.ndarray | None, spec: _Spec
+                 ) -> tuple[list[Any], list[np.ndarray], dict[tuple[str, str], np.ndarray]]:
+    """One chunk reduced in numpy: ``bincount`` for sums and counts, ``ufunc.at`` for
+    minima and maxima, the first and last rows with a value by position. Groups are the
+    key columns' dictionary codes (and the buckets' ordinals), counted straight into
+    their grid when it is small. Returns each key's dictionary (None for the ordinals),
+    each group's code per key, and the states (a count per column always)."""
+    dictionaries: list[Any] = []
+    codes: list[np.ndarray] = []
+    for key in keys:
+        c, d = _codes(table.column(key))
+        codes.append(c)
+        dictionaries.append(d)
+    if ordinals is not None:
+        codes.append(ordinals)
+        dictionaries.append(None)
+    n = table.num_rows
+    keep = np.ones(n, dtype=bool)
+    for c, d in zip(codes, dictionaries, strict=True):
+        if d is not None:
+            keep &= c >= 0
     if not keep.all():
-        table, codes, ordinals = table.filter(pa.array(keep)), codes[keep], ordinals[keep]
-    if not len(ordinals):
-        empty = np.empty(0, dtype=np.int64)
-        return devices, empty, empty, {s: np.empty(0) for s in spec.states}
-    lo = int(ordinals.min())
-    width = int(ordinals.max()) - lo + 1
-    ndev = 1 if devices is None else len(devices)
-    key = codes * width + (ordinals - lo)
-    space = ndev * width
-    if space <= 4 * len(key) + 65_536:  # count straight into the (device, bucket) grid
-        rows = np.bincount(key, minlength=space)
-        uniq = np.flatnonzero(rows)
-        group, size = key, space
-    else:
-        uniq, group = np.unique(key, return_inverse=True)
-        size = len(uniq)
-        rows = np.bincount(group, minlength=size)
+        table = table.filter(pa.array(keep))
+        codes = [c[keep] for c in codes]
+        n = table.num_rows
+    if n == 0:
+        return dictionaries, [_NO_KEY for _ in codes], {
+            (c, st): np.empty(0) for c in spec.values for st in _dense_states(spec, c)}
+    lows = [0 if d is not None else int(c.min()) for c, d in zip(codes, dictionaries,
+                                                                 strict=True)]
+    widths = [max(len(d), 1) if d is not None else int(c.max()) - lo + 1
+              for c, d, lo in zip(codes, dictionaries, lows, strict=True)]
+    composite, space = _composite(codes, lows, widths)
+    uniq, group, size = _grid(composite, space)
+    states = _reduce_dense(table, spec, group, size, uniq if size == space else None)
+    out_codes = []
+    stride = space
+    for lo, width in zip(lows, widths, strict=True):
+        stride //= width
+        out_codes.append((uniq // stride) % width + lo)
+    return dictionaries, out_codes, states
 
-    def picked(counts: np.ndarray) -> np.ndarray:
-        return counts[uniq] if size == space else counts
 
+def _composite(codes: list[np.ndarray], lows: list[int], widths: list[int]
+               ) -> tuple[np.ndarray, int]:
+    """One integer per row from several keys (mixed radix, the first key most significant)."""
+    composite = np.zeros(len(codes[0]), dtype=np.int64)
+    space = 1
+    for c, lo, width in zip(codes, lows, widths, strict=True):
+        composite = composite * width + (c - lo)
+        space *= width
+    return composite, space
+
+
+def _grid(composite: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(distinct keys ascending, each row's group, the number of groups reduced into): the
+    key itself when the grid is small, else its rank among the distinct keys."""
+    if space <= 4 * len(composite) + 65_536:
+        present = np.bincount(composite, minlength=space)
+        return np.flatnonzero(present), composite, space
+    uniq, group = np.unique(composite, return_inverse=True)
+    return uniq, group, len(uniq)
+
+
+def _dense_states(spec: _Spec, col: str) -> list[str]:
+    hows = {how for c, how in spec.pairs if c == col}
+    states = {"count"}
+    for how in hows:
+        states.update(_STATES[how])
+    return sorted(states)
+
+
+def _reduce_dense(table: pa.Table, spec: _Spec, group: np.ndarray, size: int,
+                  uniq: np.ndarray | None) -> dict[tuple[str, str], np.ndarray]:
+    """The states of each value column per group (``uniq``: the groups kept of a grid)."""
+    def picked(values: np.ndarray) -> np.ndarray:
+        return values if uniq is None else values[uniq]
+
+    rows: np.ndarray | None = None
     states: dict[tuple[str, str], np.ndarray] = {}
     for col in spec.values:
-        x = table.column(col).to_numpy().astype(np.float64, copy=False)
-        missing = np.isnan(x)
+        x = table.column(col).to_numpy()
+        missing = np.isnan(x) if x.dtype.kind == "f" else np.zeros(len(x), dtype=bool)
         whole = not missing.any()
         g, v = (group, x) if whole else (group[~missing], x[~missing])
-        for c, state in spec.states:
+        for state in _dense_states(spec, col):
+            out: np.ndarray
+            if state == "count":
+                if whole and rows is None:
+                    rows = np.bincount(group, minlength=size)
+                out = rows if whole and rows is not None else np.bincount(g, minlength=size)
+            elif state == "sum":
+                if v.dtype.kind == "f":
+                    out = np.bincount(g, v, minlength=size)
+                else:  # exact, as pandas' int64 sums
+                    out = np.zeros(size, dtype=np.int64)
+                    np.add.at(out, g, v)
+            elif state in ("min", "max"):
+                out = _extreme(state, g, v, size)
+            else:  # first, last: the value at the first (last) position with one
+                where = np.flatnonzero(~missing) if not whole else np.arange(len(x))
+                pos = _extreme("min" if state == "first" else "max", g, where, size)
+                out = x[np.clip(pos, 0, max(len(x) - 1, 0))] if len(x) else pos
+            states[(col, state)] = picked(out)
+    return states
+
+
+def _extreme(which: str, g: np.ndarray, v: np.ndarray, size: int) -> np.ndarray:
+    """Minimum (maximum) of ``v`` per group; groups without a value hold the identity."""
+    if v.dtype.kind == "f":
+        fill = np.inf if which == "min" else -np.inf
+        out = np.full(size, fill, dtype=np.float64)
+    else:
+        info = np.iinfo(np.int64)
+        out = np.full(size, info.max if which == "min" else info.min, dtype=np.int64)
+    (np.minimum if which == "min" else np.maximum).at(out, g, v)
+    return out
+
+
+def _levels(parts: list[Any], k: int, dtype: Any) -> tuple[pd.Index, list[np.ndarray]]:
+    """Key ``k``'s values over every chunk, in pandas' order (categories, else sorted), and
+    each chunk's codes mapped onto them."""
+    seen = [p[0][k] for p in parts]
+    if isinstance(dtype, pd.CategoricalDtype):
+        level = pd.CategoricalIndex(pd.Categorical.from_codes(
+            np.arange(len(dtype.categories)), dtype=dtype))
+        values: pd.Index = pd.Index(dtype.categories)
+    else:
+        values = pd.Index(pd.concat([pd.Series(d) for d in seen]).unique() if seen else [],
+                          dtype=object if not seen else None).sort_values()
+        level = values.astype(dtype) if dtype is not None else values
+    found: dict[tuple[Any, ...], np.ndarray] = {}  # chunks mostly share a dictionary
+    mapped = []
+    for p, d in zip(parts, seen, strict=True):
+        known = tuple(d)
+        if known not in found:
+            found[known] = values.get_indexer(d)
+        mapped.append(found[known][p[1][k]] if len(p[1][k]) else _NO_KEY)
+    return level, mapped
+
+
+def _dense_combine(parts: list[Any], spec: _Spec, key_dtypes: list[Any],
+                   ordinal: bool) -> tuple[list[pd.Index | None], list[np.ndarray],
+                                           dict[tuple[str, str], Any]]:
+    """The chunks' dense partials combined per group: each key's level (None for the
+    ordinals) and each group's code in it, in pandas' order, and the values."""
+    levels: list[pd.Index | None] = []
+    codes: list[np.ndarray] = []
+    for k, dtype in enumerate(key_dtypes):
+        level, mapped = _levels(parts, k, dtype)
+        levels.append(level)
+        codes.append(np.concatenate([_NO_KEY, *mapped]))
+    if ordinal:
+        levels.append(None)
+        codes.append(np.concatenate([_NO_KEY, *(p[1][-1] for p in parts)]))
+    lows = [0 if lv is not None else (int(c.min()) if len(c) else 0)
+            for c, lv in zip(codes, levels, strict=True)]
+    widths = [max(len(lv), 1) if lv is not None else (int(c.max()) - lo + 1 if len(c) else 1)
+              for c, lv, lo in zip(codes, levels, lows, strict=True)]
+    composite, space = _composite(codes, lows, widths)
+    uniq, group, size = _grid(composite, space)
+
+    def picked(values: np.ndarray) -> np.ndarray:
+        return values if size != space else values[uniq]
+
+    def joined(col: str, state: str) -> np.ndarray:
+        arrays = [p[2][(col, state)] for p in parts]
+        return np.concatenate(arrays) if arrays else np.empty(0)
+
+    values: dict[tuple[str, str], Any] = {}
+    for col in spec.values:
+        count = np.bincount(group, joined(col, "count"), minlength=size)
+        has = picked(count) > 0
+        for c, how in spec.pairs:
             if c != col:
                 continue
-            if state == "sum":
-                states[(c, state)] = picked(np.bincount(g, v, minlength=size))
-            else:  # a column without gaps counts every row
-                counts = rows if whole else np.bincount(g, minlength=size)
-                states[(c, state)] = picked(counts).astype(np.float64)
-    return devices, uniq // width, lo + uniq % width, states
-
-
-def _dense_combine(parts: list[Any], spec: _Spec, buckets: _Buckets, dtype: Any) -> _Result:
-    """The chunks' dense partials summed per (device, bucket): devices in pandas' order
-    (categories, else sorted), so the groups come out sorted."""
-    if dtype is not None:
-        seen = [p[0] for p in parts if p[0] is not None]
-        if isinstance(dtype, pd.CategoricalDtype):
-            devices = pd.Index(dtype.categories)
-        else:
-            devices = pd.Index(pd.concat([pd.Series(d) for d in seen]).unique() if seen else [])
-            devices = devices.sort_values()
-        found: dict[tuple[Any, ...], np.ndarray] = {}  # chunks mostly share a dictionary
-        maps: list[np.ndarray | None] = []
-        for p in parts:
-            if p[0] is None:
-                maps.append(None)
-                continue
-            known = tuple(p[0])
-            if known not in found:
-                found[known] = devices.get_indexer(p[0])
-            maps.append(found[known])
-    else:
-        devices, maps = None, [None for _ in parts]
-    codes = np.concatenate([np.empty(0, np.int64)] + [
-        (m[p[1]] if m is not None else p[1]) for p, m in zip(parts, maps, strict=True)])
-    ordinals = np.concatenate([np.empty(0, np.int64)] + [p[2] for p in parts])
-    lo = int(ordinals.min()) if len(ordinals) else 0
-    width = int(ordinals.max()) - lo + 1 if len(ordinals) else 1
-    ndev = 1 if devices is None else len(devices)
-    uniq, group = _groups(codes * width + (ordinals - lo), ndev * width)
-    states = {s: np.bincount(group, np.concatenate([np.empty(0)] + [p[3][s] for p in parts]),
-                             minlength=len(uniq)) for s in spec.states}
-    values: dict[tuple[str, str], Any] = {}
-    for col, how in spec.pairs:
-        if how == "mean":
-            total, count = states[(col, "sum")], states[(col, "count")]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                values[(col, how)] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-        elif how == "count":
-            values[(col, how)] = states[(col, "count")].astype(np.int64)
-        else:
-            values[(col, how)] = states[(col, "sum")]
-    ordinal = uniq % width
-    keys = buckets.key(lo + ordinal)
-    level = None
-    if devices is not None and dtype is not None:
-        level = (pd.CategoricalIndex(pd.Categorical.from_codes(np.arange(len(devices)),
-                                                               dtype=dtype))
-                 if isinstance(dtype, pd.CategoricalDtype) else pd.Index(devices).astype(dtype))
-    return _Result(level, keys, values, True, (uniq // width, ordinal,
-                                               buckets.key(lo + np.arange(width))))
+            if how == "count":
+                values[(c, how)] = picked(count).astype(np.int64)
+            elif how in ("sum", "mean"):
+                part = joined(col, "sum")
+                if part.dtype.kind == "f":
+                    total = np.bincount(group, part, minlength=size)
+                else:
+                    total = np.zeros(size, dtype=np.int64)
+                    np.add.at(total, group, part)
+                total = picked(total)
+                if how == "sum":
+                    values[(c, how)] = total
+                else:
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        values[(c, how)] = np.where(has, total / np.maximum(picked(count), 1),
+                                                    np.nan)
+            elif how in ("min", "max"):
+                part = joined(col, how)
+                valid = joined(col, "count") > 0
+                out = picked(_extreme(how, group[valid], part[valid], size))
+                values[(c, how)] = out if has.all() else np.where(has, out, np.nan)
+            else:  # first, last: of the first (last) chunk's partial with a value
+                part = joined(col, how)
+                filled = np.flatnonzero(joined(col, "count") > 0)
+                pos = picked(_extreme("min" if how == "first" else "max", group[filled],
+                                      filled, size))
+                out = part[np.clip(pos, 0, max(len(part) - 1, 0))] if len(part) else pos
+                values[(c, how)] = out if has.all() else np.where(has, out, np.nan)
+    out_codes = []
+    stride = space
+    for lo, width in zip(lows, widths, strict=True):
+        stride //= width
+        out_codes.append((uniq // stride) % width + lo)
+    return levels, out_codes, values
 
 
 def _skip_other_devices(plan: ReadPlan) -> ReadPlan:
