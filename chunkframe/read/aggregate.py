@@ -1,4 +1,4 @@
-"""Aggregations next to the chunks: each chunk reduced with Arrow, the partials combined exactly."""
+"""Aggregations next to the chunks: each chunk reduced on its own, the partials combined exactly."""
 
 from __future__ import annotations
 
@@ -325,8 +325,11 @@ def _start_day(ns: int, tz: str | None) -> int:
 
 def _guess_span(plan: ReadPlan, time: str) -> tuple[int, int]:
     """The first and last time the plan likely keeps, from the chunks' statistics."""
-    spans = [s for s in (plan.snap.chunks[i].ranges.get(time) for i in plan.chunks) if s]
-    spans += [s for i in plan.chunks for s in plan.snap.chunks[i].stats.values()]
+    spans: list[Any] = []
+    for i in plan.chunks:  # the time column's range, else the per-device spans
+        cm = plan.snap.chunks[i]
+        whole = cm.ranges.get(time)
+        spans.extend([whole] if whole else cm.stats.values())
     lo = min((s[0] for s in spans), default=0)
     hi = max((s[1] for s in spans), default=lo)
     flt = plan.filter
@@ -451,7 +454,7 @@ def _codes(column: Any) -> tuple[np.ndarray, Any]:
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
     codes = column.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, column.dictionary.to_pandas()
+    return codes, tuple(column.dictionary.to_pylist())
 
 
 def _dense_ok(snap: Snapshot, spec: _Spec, dtypes: pd.Series) -> bool:
@@ -594,16 +597,15 @@ def _levels(parts: list[Any], k: int, dtype: Any) -> tuple[pd.Index, list[np.nda
             np.arange(len(dtype.categories)), dtype=dtype))
         values: pd.Index = pd.Index(dtype.categories)
     else:
-        values = pd.Index(pd.concat([pd.Series(d) for d in seen]).unique() if seen else [],
-                          dtype=object if not seen else None).sort_values()
+        distinct = {v for d in set(seen) for v in d}
+        values = pd.Index(sorted(distinct), dtype=dtype if distinct else object)
         level = values.astype(dtype) if dtype is not None else values
     found: dict[tuple[Any, ...], np.ndarray] = {}  # chunks mostly share a dictionary
     mapped = []
     for p, d in zip(parts, seen, strict=True):
-        known = tuple(d)
-        if known not in found:
-            found[known] = values.get_indexer(d)
-        mapped.append(found[known][p[1][k]] if len(p[1][k]) else _NO_KEY)
+        if d not in found:
+            found[d] = values.get_indexer(list(d))
+        mapped.append(found[d][p[1][k]] if len(p[1][k]) else _NO_KEY)
     return level, mapped
 
 
