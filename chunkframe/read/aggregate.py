@@ -206,7 +206,7 @@ def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: 
     plan = plan_scan(snap, [*keys, *spec.values], date_range=date_range, where=where)
     dtypes = executor.empty_frame(snap, [*keys, *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
-    if _dense_ok(snap, spec, dtypes):
+    if _dense_ok(snap, spec, dtypes) and len(keys) <= 2:  # more: the grid could overflow
         parts = _run(executor, plan, lambda t: _dense_chunk(t, keys, None, spec))
         levels, codes, values = _dense_combine(parts, spec, [dtypes[k] for k in keys], False)
         if len(keys) == 1:
@@ -373,7 +373,12 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
 
     dtypes = executor.empty_frame(snap, [*([dev] if dev else []), *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
-    dense = _dense_ok(snap, spec, dtypes)
+    span = _guess_span(plan, time)
+    buckets_seen = (span[1] - span[0]) // (int(offset.nanos) if isinstance(
+        offset, pd.offsets.Tick) else _DAY_NS) + 2
+    # numpy's grid of (device, bucket) codes must fit int64 with room to spare
+    devices_seen = len({d for i in plan.chunks for d in plan.snap.chunks[i].stats})
+    dense = _dense_ok(snap, spec, dtypes) and buckets_seen * max(devices_seen, 1) < 2**52
 
     def run(buckets: _Buckets) -> tuple[_Result, int | None, int | None]:
         def work(table: pa.Table) -> tuple[Any, int | None, int | None]:
@@ -403,7 +408,7 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
                              _values(table, spec, dtypes), False)
         return result, min(firsts, default=None), max(lasts, default=None)
 
-    buckets = _Buckets(offset, tz, *_guess_span(plan, time))
+    buckets = _Buckets(offset, tz, *span)
     result, first, last = run(buckets)
     if first is not None and last is not None:
         true = _Buckets(offset, tz, first, last)
