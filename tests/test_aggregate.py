@@ -122,6 +122,8 @@ def test_aggregate_equals_pandas_groupby(client, seed):
         check(ds.aggregate(by, spec), df.groupby(by).agg(spec))
         check(ds.aggregate(by, {"x": "mean", "k": "max"}),
               df.groupby(by).agg({"x": "mean", "k": "max"}))
+    three = ["device", "g", "k"]  # past two keys: through Arrow
+    check(ds.aggregate(three, {"x": ["mean", "max"]}), df.groupby(three).agg({"x": ["mean", "max"]}))
     where = pc.field("k") > 10
     check(ds.aggregate("g", {"x": ["mean", "count"]}, where=where),
           df[df.k > 10].groupby("g").agg({"x": ["mean", "count"]}))
