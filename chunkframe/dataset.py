@@ -480,6 +480,100 @@ class Dataset:
                                  "for every row but the first k, use ds.slice(k)")
         return self.slice(-count if count else 0, None if count else 0, columns)
 
+    def resample(self, rule: Any, columns: Sequence[str] | str | None = None, agg: Any = "mean",
+                 *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
+        """Aggregate the time series into buckets of ``rule``, one row per bucket (and per
+        device), next to the chunks: equal to pandas'
+        ``df.groupby([device, pd.Grouper(key=time, freq=rule)]).agg(agg)`` of the frame.
+
+        Each chunk is reduced on its own in the fetch pool (Arrow group-by keeping sums,
+        counts, minima, maxima, firsts and lasts), and the partials are combined exactly;
+        chunks ``date_range`` or ``device`` rule out by their statistics are not fetched.
+        Buckets follow pandas' ``resample`` defaults (``closed``, ``label``, ``origin`` at
+        midnight of the first day, in the time column's zone). Without a device column every
+        bucket from the first to the last is given, empty ones too (count 0, sum 0, the rest
+        missing); with one, the (device, bucket) pairs holding rows, as pandas' groupby does.
+        Rows without a time (or device) are left out.
+
+        Parameters
+        ----------
+        rule : str or pandas.DateOffset
+            A pandas frequency: ``"15min"``, ``"h"``, ``"D"``, ``"W"``, ``"ME"``...
+        columns : str or sequence of str, optional
+            The columns to aggregate (None: every numeric column but the time and device).
+        agg : str, list of str or dict, default "mean"
+            ``sum``, ``mean``, ``min``, ``max``, ``count``, ``first`` or ``last``; a list
+            gives (column, reduction) columns; ``{column: reduction(s)}`` picks per column.
+        device : str or list, optional
+            Only these devices (chunks whose statistics hold none of them are skipped).
+        date_range : (start, end), optional
+            Only rows whose time lies in ``[start, end]``, inclusive (see :meth:`to_pandas`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by (device, time) when the dataset has a device column, else by time.
+
+        Raises
+        ------
+        NoTimeColumnError
+            The dataset has no time column.
+        InvalidArgumentError
+            A bad rule, an unknown reduction, a sum or mean of a non-numeric column, or a
+            time column of integers.
+        KeyError
+            An unknown column.
+
+        Examples
+        --------
+        >>> ds.resample("h", ["temperature"])                           # doctest: +SKIP
+        >>> ds.resample("D", agg={"temperature": ["min", "max"]}, device="s-01")  # doctest: +SKIP
+        """
+        return self._reads.resample(rule, columns, agg, device=device, date_range=date_range)
+
+    def aggregate(self, by: str | Sequence[str], agg: Any, *, date_range: Any = None,
+                  where: Any = None) -> pd.DataFrame:
+        """Group by ``by`` and reduce, next to the chunks: equal to pandas'
+        ``df.groupby(by).agg(agg)`` of the rows ``date_range`` and ``where`` keep.
+
+        Each chunk is reduced on its own in the fetch pool and the partials are combined
+        exactly (a mean from sums and counts; first and last by serial number); chunks the
+        filters rule out by their statistics are not fetched. Groups are sorted, those with a
+        missing key left out and only groups holding rows given (pandas' ``dropna=True``,
+        ``observed=True``).
+
+        Parameters
+        ----------
+        by : str or sequence of str
+            The columns to group by.
+        agg : dict, str or list of str
+            ``{column: reduction or [reductions]}`` with ``sum``, ``mean``, ``min``,
+            ``max``, ``count``, ``first``, ``last``; a reduction (or list) alone applies to
+            every other column.
+        date_range : (start, end), optional
+            Only rows whose time lies in ``[start, end]``, inclusive.
+        where : pyarrow.compute.Expression, optional
+            Only rows where it is true, e.g. ``pc.field("temperature") > 25``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by the group keys; columns as pandas names them ((column, reduction)
+            pairs when a list is given).
+
+        Raises
+        ------
+        KeyError
+            An unknown column.
+        InvalidArgumentError
+            An unknown reduction, a sum or mean of a non-numeric column, a bad filter.
+
+        Examples
+        --------
+        >>> ds.aggregate(by="device", agg={"temperature": ["min", "max"]})  # doctest: +SKIP
+        """
+        return self._reads.aggregate(by, agg, date_range=date_range, where=where)
+
     @_read_doc
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                     where: Any = None, device: Any = None) -> Iterator[pd.DataFrame]:

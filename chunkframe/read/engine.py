@@ -13,6 +13,7 @@ import pyarrow as pa
 from ..core.errors import SnapshotSupersededError
 from ..core.model import ChunkMeta
 from ..core.progress import progress_bar
+from . import aggregate as _aggregate
 from .executor import Executor
 from .partitions import to_dask
 from .plan import plan_point, plan_rows, plan_scan, plan_span
@@ -137,6 +138,18 @@ class ReadEngine:
         plan = plan_scan(self.snapshot(), columns, date_range=date_range, where=where,
                          device=device)
         return self.executor.batches(plan)
+
+    @_retry_superseded
+    def resample(self, rule: Any, columns: Sequence[str] | str | None = None, agg: Any = "mean",
+                 *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
+        return _aggregate.resample(self.executor, self.snapshot(), rule, columns, agg,
+                                   device=device, date_range=date_range)
+
+    @_retry_superseded
+    def aggregate(self, by: str | Sequence[str], agg: Any, *, date_range: Any = None,
+                  where: Any = None) -> pd.DataFrame:
+        return _aggregate.aggregate(self.executor, self.snapshot(), by, agg,
+                                    date_range=date_range, where=where)
 
     @property
     def schema(self) -> pa.Schema:

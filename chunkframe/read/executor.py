@@ -200,6 +200,31 @@ class Executor:
             if progress is not None:
                 progress(steps[i][1])
 
+    def reduce(self, plan: ReadPlan, fn: Callable[[pa.Table], Any],
+               ahead: int = FETCH_THREADS) -> Iterator[Any]:
+        """``fn`` of the rows a scan plan keeps of each chunk (as :meth:`pieces` gives them,
+        without serial numbers), run in the fetch pool as each chunk arrives (Arrow releases
+        the GIL: both cores reduce), yielded in serial-number order. Skipped chunks are
+        counted and not fetched, as in :meth:`pieces`."""
+        _check(plan, "scan")
+        reader, snap, flt, cols = self.reader, plan.snap, plan.filter, plan.columns
+        reader.skipped += len(plan.skipped)
+        steps = {i: (off, n) for i, off, n in plan.steps}
+
+        def then(i: int, entry: Any) -> Any:
+            table = entry.table
+            off, n = steps[i]
+            if off or n != table.num_rows:
+                table = table.slice(off, n)
+            if flt.active:
+                table = flt.apply(table)
+            if cols is not None and table.schema.names != cols:
+                table = table.select(cols)
+            return fn(table)
+
+        for _, out in reader.stream(snap, plan.chunks, plan.decode, ahead=ahead, then=then):
+            yield out
+
     def frames(self, plan: ReadPlan) -> Iterator[pd.DataFrame]:
         """A scan plan chunk by chunk, as DataFrames indexed by ``sn`` (``iter_chunks``)."""
         snap, flt = plan.snap, plan.filter
