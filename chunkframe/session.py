@@ -6,6 +6,7 @@ import os
 import threading
 import uuid
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -34,7 +35,7 @@ from .lastcache import LastValues
 from .read.reader import Reader
 from .recover import Recoverer
 from .storage.backends import Backends
-from .storage.codec import Compression
+from .storage.codec import CompressionChoice
 from .storage.state import DatasetLock
 
 __all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
@@ -78,10 +79,11 @@ class Client:
     # -- datasets -------------------------------------------------------------------------
     def ingest(self, source: Any, dataset_id: str, *, chunk_rows: int = 65_536,
                time_column: str | None = None, device_column: str | None = None,
-               mode: str = "create", compression: Compression = None,
+               mode: str = "create", compression: CompressionChoice = "auto",
                progress: bool | None = None, wait: bool | float = False, workers: int = 4,
                max_pending: int | None = None, fingerprint: str | None = None,
-               evolve: bool = False, engine: str | None = None) -> Dataset:
+               evolve: bool = False, engine: str | None = None,
+               encodings: Mapping[str, str] | None = None) -> Dataset:
         """Ingest ``source`` as ``dataset_id`` and return it; :func:`chunkframe.ingest`
         documents the parameters.
 
@@ -102,7 +104,8 @@ class Client:
             unsupported = {k: v for k, v in (("workers", workers != 4),
                                               ("max_pending", max_pending is not None),
                                               ("fingerprint", fingerprint is not None),
-                                              ("evolve", evolve)) if v}
+                                              ("evolve", evolve),
+                                              ("encodings", encodings is not None)) if v}
             if unsupported:
                 raise InvalidArgumentError(
                     f"{', '.join(unsupported)} cannot be used with a Dask ingest of dataset "
@@ -111,7 +114,7 @@ class Client:
         else:
             meta = ingest(self.backends, source, dataset_id, workers=workers,
                           max_pending=max_pending, fingerprint=fingerprint, evolve=evolve,
-                          **common)
+                          encodings=encodings, **common)
             if self.reader.holds(meta):
                 return Dataset(self, dataset_id)
         self.reader.snapshot(dataset_id, refresh=True)

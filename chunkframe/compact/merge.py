@@ -26,7 +26,7 @@ from ..ingestion.distributed import dask_client
 from ..ingestion.pipeline import CommitHook, Plan, time_stats
 from ..read.reader import conform_chunk
 from ..storage.backends import process_backends
-from ..storage.codec import Compression, checksum_matches, decode, write
+from ..storage.codec import Compression, checksum_matches, choose_encodings, decode, write
 from ..storage.manifest import next_checkpoint, recorded_table
 
 if TYPE_CHECKING:
@@ -218,7 +218,8 @@ def merge_run(backends: Backends, lock: DatasetLock, meta: DatasetMeta,
     identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
                 "rows": merged.num_rows}
     compression: Compression = meta.compression  # type: ignore[assignment]
-    digest, size = backends.store.write(key, lambda f: write(merged, f, compression, identity))
+    digest, size = backends.store.write(key, lambda f: write(merged, f, compression, identity,
+                                                                choose_encodings(merged)))
     return ChunkMeta(number, start, merged.num_rows, key, digest, size,
                      time_stats(merged, meta.time_column, meta.device_column),
                      column_ranges(merged))

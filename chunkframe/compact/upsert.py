@@ -24,7 +24,7 @@ from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import CommitHook, Plan, time_stats
 from ..read.reader import conform_chunk
-from ..storage.codec import Compression, checksum_matches, decode, write
+from ..storage.codec import Compression, checksum_matches, choose_encodings, decode, write
 from ..storage.manifest import next_checkpoint, recorded_table
 
 if TYPE_CHECKING:
@@ -263,7 +263,8 @@ def _write(backends: Backends, lock: DatasetLock, meta: DatasetMeta, piece: pa.T
     identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
                 "rows": piece.num_rows}
     compression: Compression = meta.compression  # type: ignore[assignment]
-    digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity))
+    digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity,
+                                                                choose_encodings(piece)))
     return ChunkMeta(number, start, piece.num_rows, key, digest, size,
                      time_stats(piece, meta.time_column, meta.device_column),
                      column_ranges(piece))

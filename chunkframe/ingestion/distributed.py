@@ -16,7 +16,7 @@ from ..core.errors import BackendUnavailableError, SchemaMismatchError, SourceEr
 from ..core.model import DatasetMeta
 from ..core.progress import progress_bar
 from ..storage.backends import process_backends
-from ..storage.codec import Compression, to_arrow
+from ..storage.codec import CompressionChoice, to_arrow
 from .pipeline import (
     CommitHook,
     Plan,
@@ -150,7 +150,7 @@ def ingest_dask(
     time_column: str | None = None,
     device_column: str | None = None,
     mode: str = "create",
-    compression: Compression = None,
+    compression: CompressionChoice = "auto",
     progress: bool | None = None,
     wait: bool | float = False,
     hooks: Sequence[CommitHook] = (),

@@ -34,7 +34,7 @@ from ..core.errors import (
 from ..core.keys import chunk_origin, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_dictionaries
 from ..core.ranges import row_mask, tombstone_may_touch
-from ..storage.codec import checksum_matches, decode, identity_of
+from ..storage.codec import checksum_matches, decode, identity_of, unpack
 from ..storage.manifest import read_manifest, recorded_table
 from ..storage.store import FileIdentity
 from .planes import Planes, plane_for
@@ -561,7 +561,8 @@ class Reader:
         data, mapped = self._verified(snap, cm, fresh)
         names = snap.schema.names
         read = None if columns is None else _with_tombstone_columns(snap.meta, names, columns)
-        table = decode(data, None if read is None else [names[j] for j in read])
+        table, unpacked = unpack(decode(data, None if read is None else [names[j] for j in read],
+                                        plain=False))
         if table.num_rows != cm.rows:
             self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
                 f"holds {table.num_rows} rows, its metadata says {cm.rows}")))
@@ -590,9 +591,10 @@ class Reader:
             table = table.select([names[j] for j in sorted(set(columns))])  # deletes' columns
         # uncompressed chunks decode to zero-copy views of ``data``: a verified map's pages
         # are file-backed, shared and reclaimable (not counted), downloaded bytes are private;
-        # decompression, conforming and tombstones make new buffers, which the bound counts
+        # decompression, conforming and tombstones make new buffers, which the bound counts,
+        # as it counts the text of dictionary-encoded columns (``unpacked``)
         plain = not snap.meta.tombstones and not snap.meta.compression and not conformed
-        private = (0 if plain else table.nbytes) + (0 if mapped is not None else len(data))
+        private = (unpacked if plain else table.nbytes) + (0 if mapped is not None else len(data))
         if snap.meta.compression:  # decompressed into new buffers: nothing views the map
             mapped = None
         return _Chunk(table, private, source=mapped)
