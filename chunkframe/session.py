@@ -37,6 +37,7 @@ from .recover import Recoverer
 from .storage.backends import Backends
 from .storage.codec import CompressionChoice
 from .storage.state import DatasetLock
+from .storage.tier import local_tier
 
 __all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
 
@@ -61,7 +62,7 @@ class Client:
         self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
                                                 self.backends.catalog)
         self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes,
-                             max_maps=settings.max_mapped_chunks)
+                             max_maps=settings.max_mapped_chunks, tier=local_tier(settings))
         self.last_values = LastValues(self.redis, self.backends, self.reader)
         # the reader adopts what this client commits first: the last-value hook and the
         # handle then read it without asking Redis and the catalog again
