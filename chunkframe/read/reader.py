@@ -582,8 +582,11 @@ class Reader:
         if self.tier is not None and not kept and read is None and raw.num_rows == cm.rows:
             # kept decompressed (encodings and the file's identity as they are), for the
             # next read of this host; a projection decoded only part of it: not kept
-            self.tier.put(cm.key, cm.checksum,
-                          data if not snap.meta.compression else encode(raw))
+            try:
+                self.tier.put(cm.key, cm.checksum,
+                              data if not snap.meta.compression else encode(raw))
+            except OSError:  # a full or read-only disk: the read goes on without it
+                pass
         table, unpacked = unpack(raw)
         if table.num_rows != cm.rows:
             self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..core.config import Settings
+from ..core.permissions import OWNER_ONLY, Modes, make_dirs, modes
 from .codec import checksum, checksum_matches
 
 __all__ = ["LocalTier", "local_tier"]
@@ -34,10 +35,14 @@ class LocalTier:
         The object store the chunks come from.
     max_bytes : int
         The bound; 0 disables the tier.
+    file_modes : Modes
+        Of the directories and files it creates (the chunks' data: owner-only by default).
     """
 
-    def __init__(self, root: str | os.PathLike[str], store_url: str, max_bytes: int) -> None:
+    def __init__(self, root: str | os.PathLike[str], store_url: str, max_bytes: int,
+                 file_modes: Modes = OWNER_ONLY) -> None:
         self.max_bytes = max_bytes
+        self.modes = file_modes
         self.dir = Path(root) / hashlib.sha256(store_url.encode()).hexdigest()[:16]
         self.hits = self.misses = self.dropped = 0
         self._lock = threading.Lock()
@@ -88,12 +93,18 @@ class LocalTier:
         ``recorded``; then evict the least recently used entries over the bound."""
         if not self.max_bytes or len(data) > self.max_bytes:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.dir, self.modes.dirs)
         own = checksum(data).partition(":")[2]
         path = self.dir / f"{self._stem(key, recorded)}.{own}.arrow"
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-        with open(tmp, "wb") as f:
-            f.write(memoryview(data))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.modes.files)
+        try:
+            os.fchmod(fd, self.modes.files)
+            with os.fdopen(fd, "wb") as f:
+                f.write(memoryview(data))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
         self.evict()
 
@@ -129,4 +140,5 @@ def local_tier(settings: Settings) -> LocalTier | None:
     (a local store's chunks are mapped where they are)."""
     if not settings.local_cache_bytes or "://" not in settings.store_url:
         return None
-    return LocalTier(settings.home / "tier", settings.store_url, settings.local_cache_bytes)
+    return LocalTier(settings.home / "tier", settings.store_url, settings.local_cache_bytes,
+                     modes(settings.permissions))
