@@ -186,3 +186,16 @@ def test_last_values_and_export_agree_under_encodings(client, tmp_path):
     b = pd.read_parquet(plain.export(str(tmp_path / "b.parquet")))
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(enc.to_pandas(), df)
+
+
+def test_decoded_columns_count_in_the_cache_bound(client):
+    n = 4_000
+    df = pd.DataFrame({"s": pd.Series(np.where(np.arange(n) % 2, "on", "off"), dtype="str"),
+                       "x": np.arange(n, dtype="float64")})
+    plain = client.ingest(df, "c-plain", chunk_rows=1_000, encodings={"s": "plain"})
+    enc = client.ingest(df, "c-enc", chunk_rows=1_000)
+    client.reader.clear()
+    plain.get(0)
+    assert client.reader.cache_info()["bytes"] == 0  # views of the verified map
+    enc.get(0)
+    assert client.reader.cache_info()["bytes"] > 0  # the decoded text is private memory
