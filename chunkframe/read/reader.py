@@ -579,14 +579,6 @@ class Reader:
         names = snap.schema.names
         read = None if columns is None else _with_tombstone_columns(snap.meta, names, columns)
         raw = decode(data, None if read is None else [names[j] for j in read], plain=False)
-        if self.tier is not None and not kept and read is None and raw.num_rows == cm.rows:
-            # kept decompressed (encodings and the file's identity as they are), for the
-            # next read of this host; a projection decoded only part of it: not kept
-            try:
-                self.tier.put(cm.key, cm.checksum,
-                              data if not snap.meta.compression else encode(raw))
-            except OSError:  # a full or read-only disk: the read goes on without it
-                pass
         table, unpacked = unpack(raw)
         if table.num_rows != cm.rows:
             self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
@@ -603,6 +595,14 @@ class Reader:
                     self._unmap(mapped)
                 self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
                     "the file and the chunk table disagree: " + "; ".join(wrong))))
+        if self.tier is not None and not kept and read is None:
+            # kept decompressed (encodings and the file's identity as they are), for the
+            # next read of this host; a projection decoded only part of it: not kept
+            try:
+                self.tier.put(cm.key, cm.checksum,
+                              data if not snap.meta.compression else encode(raw))
+            except OSError:  # a full or read-only disk: the read goes on without it
+                pass
         schema = snap.schema if read is None else pa.schema(
             [snap.schema.field(j) for j in read], metadata=snap.schema.metadata)
         conformed = not table.schema.equals(schema)
