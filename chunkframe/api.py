@@ -4,6 +4,7 @@ local or remote, and the functions that use it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .ingestion.options import IngestOptions
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     from .dataset import Dataset
     from .ingestion.lifecycle import DropResult, SnapshotInfo
-    from .storage.codec import Compression
+    from .storage.codec import CompressionChoice
 
 __all__ = ["connect", "ingest", "open", "datasets", "context", "contexts", "find", "recover",
            "exists", "drop", "snapshot", "snapshots", "delete_snapshot"]
@@ -36,7 +37,9 @@ def connect(
     ``redis+cluster://host:port[,host:port...]`` URL connects a Redis Cluster. Options:
     ``storage_options`` (fsspec, e.g. an S3 endpoint), ``chunk_cache_bytes``,
     ``max_mapped_chunks`` (verified maps of local chunk files kept open, 1024 by default;
-    also ``CHUNKFRAME_MAX_MAPPED_CHUNKS``), ``lock_ttl``, ``prefix``, ``permissions``
+    also ``CHUNKFRAME_MAX_MAPPED_CHUNKS``), ``local_cache_bytes`` (the local tier of an object
+    store's chunks under ``<home>/tier``, 4 GiB by default, 0: off; also
+    ``CHUNKFRAME_LOCAL_CACHE_BYTES``), ``lock_ttl``, ``prefix``, ``permissions``
     (``"owner"``, the default: what is created is 0700/0600;
     ``"group"``: 0770/0660; also ``CHUNKFRAME_PERMISSIONS``). A server URL
     (``cf.connect("http://host:8765", token=...)``) gives a remote client over
@@ -53,10 +56,11 @@ def connect(
 
 def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536,
            time_column: str | None = None, device_column: str | None = None,
-           mode: str = "create", *, compression: Compression = None,
+           mode: str = "create", *, compression: CompressionChoice = "auto",
            progress: bool | None = None, wait: bool | float = False, workers: int = 4,
            max_pending: int | None = None, fingerprint: str | None = None,
-           evolve: bool = False, engine: str | None = None) -> Dataset:
+           evolve: bool = False, engine: str | None = None,
+           encodings: Mapping[str, str] | None = None) -> Dataset:
     """Ingest ``source`` as dataset ``dataset_id`` with the default client.
 
     Parameters
@@ -74,8 +78,11 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536,
         ``create`` refuses an existing id; ``overwrite`` replaces it once the new one is
         complete (the old one stays readable as a version until pruned); ``append`` adds
         rows; ``resume`` continues an interrupted ingest of the same source.
-    compression : {"zstd", "lz4"}, optional
-        Buffer compression of the chunks.
+    compression : {"auto", "zstd", "lz4", None}
+        Buffer compression of the chunks. ``"auto"`` (the default): none on a local store
+        (chunks map zero-copy), zstd on an object store such as S3 (network bytes dominate
+        there); an append keeps the dataset's. The dataset records what was used
+        (``ds.meta.compression``).
     progress : bool, optional
         A progress bar (None: only in notebooks and terminals).
     wait : bool or float
@@ -90,6 +97,11 @@ def ingest(source: Any, dataset_id: str, chunk_rows: int = 65_536,
         ``pd.concat`` would, instead of raising :class:`SchemaMismatchError`.
     engine : {None, "dask"}
         ``"dask"`` ingests the files of ``source`` on the active Dask cluster.
+    encodings : mapping of str to {"auto", "dictionary", "plain"}, optional
+        How text columns are stored. By default (``"auto"``) a column whose first chunk has
+        few distinct values (at most half its rows, and smaller encoded) is stored as an
+        Arrow dictionary array; reads give back the column's own dtype (``str`` stays
+        ``str``, ``category`` stays ``category``), ``to_arrow`` its plain Arrow type.
 
     Returns
     -------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .read.reader import Reader, Snapshot
     from .storage.backends import Backends
     from .storage.catalog import Catalog
-    from .storage.codec import Compression
+    from .storage.codec import CompressionChoice
 
 __all__ = ["Dataset", "BINDING_ATTR", "Parts"]
 
@@ -52,8 +52,9 @@ class Parts(Protocol):
     def context(self, context_id: str) -> Context: ...
 
     def ingest(self, source: Any, dataset_id: str, *, chunk_rows: int = ...,
-               mode: str = ..., compression: Compression = ..., progress: bool | None = ...,
-               wait: bool | float = ..., workers: int = ..., evolve: bool = ...) -> Any: ...
+               mode: str = ..., compression: CompressionChoice = ..., progress: bool | None = ...,
+               wait: bool | float = ..., workers: int = ..., evolve: bool = ...,
+               encodings: Mapping[str, str] | None = ...) -> Any: ...
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -831,7 +832,8 @@ class Dataset:
     # -- writes ---------------------------------------------------------------------------
     def append(self, df: pd.DataFrame, evolve: bool = False, *, chunk_rows: int = 65_536,
                progress: bool | None = None, wait: bool | float = False,
-               compression: Compression = None, workers: int = 4) -> Dataset:
+               compression: CompressionChoice = "auto", workers: int = 4,
+               encodings: Mapping[str, str] | None = None) -> Dataset:
         """Append the rows of ``df``; their serial numbers continue from ``len(self)``.
 
         Parameters
@@ -845,8 +847,9 @@ class Dataset:
             values of its dtype), columns ``df`` lacks read as missing in its rows, and
             numeric types widen to their common type (int -> float, int32 -> int64,
             int64 -> Int64, ...). Chunks keep their own schemas; reads conform older ones.
-        chunk_rows, progress, wait, compression, workers
-            As :func:`chunkframe.ingest` takes them (``wait``: for the dataset's lock).
+        chunk_rows, progress, wait, compression, workers, encodings
+            As :func:`chunkframe.ingest` takes them (``wait``: for the dataset's lock;
+            ``compression="auto"`` keeps the dataset's).
 
         Returns
         -------
@@ -874,7 +877,7 @@ class Dataset:
         self._writable("append to")
         self._client.ingest(df, self.id, mode="append", evolve=evolve, chunk_rows=chunk_rows,
                             progress=progress, wait=wait, compression=compression,
-                            workers=workers)
+                            workers=workers, encodings=encodings)
         every = self._client.settings.auto_compact
         if every is not None:
             snap = self._snap()

@@ -7,6 +7,7 @@ import threading
 import uuid
 import warnings
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -43,8 +44,9 @@ from .lastcache import LastValues
 from .read.reader import Reader
 from .recover import Recoverer
 from .storage.backends import Backends
-from .storage.codec import Compression
+from .storage.codec import CompressionChoice
 from .storage.state import DatasetLock
+from .storage.tier import local_tier
 
 __all__ = ["Client", "connect", "set_default", "default_client", "client_for_token"]
 
@@ -69,7 +71,7 @@ class Client:
         self.state, self.store, self.catalog = (self.backends.state, self.backends.store,
                                                 self.backends.catalog)
         self.reader = Reader(self.state, self.store, self.catalog, settings.chunk_cache_bytes,
-                             max_maps=settings.max_mapped_chunks)
+                             max_maps=settings.max_mapped_chunks, tier=local_tier(settings))
         self.last_values = LastValues(self.redis, self.backends, self.reader)
         # the reader adopts what this client commits first: the last-value hook and the
         # handle then read it without asking Redis and the catalog again
@@ -87,10 +89,11 @@ class Client:
     # -- datasets -------------------------------------------------------------------------
     def ingest(self, source: Any, dataset_id: str, *, chunk_rows: int = 65_536,
                time_column: str | None = None, device_column: str | None = None,
-               mode: str = "create", compression: Compression = None,
+               mode: str = "create", compression: CompressionChoice = "auto",
                progress: bool | None = None, wait: bool | float = False, workers: int = 4,
                max_pending: int | None = None, fingerprint: str | None = None,
-               evolve: bool = False, engine: str | None = None) -> Dataset:
+               evolve: bool = False, engine: str | None = None,
+               encodings: Mapping[str, str] | None = None) -> Dataset:
         """Ingest ``source`` as ``dataset_id`` and return it; :func:`chunkframe.ingest`
         documents the parameters.
 
@@ -105,7 +108,8 @@ class Client:
         if engine == "dask" and not is_dask_frame(source):
             source = file_partitions(source, dataset_id, self.settings.storage_options)
         if engine == "dask" or is_dask_frame(source):
-            unsupported = options.given("workers", "max_pending", "fingerprint", "evolve")
+            unsupported = options.given("workers", "max_pending", "fingerprint", "evolve",
+                                        "encodings")
             if unsupported:
                 raise InvalidArgumentError(
                     f"{', '.join(unsupported)} cannot be used with a Dask ingest of dataset "

@@ -75,16 +75,24 @@ def test_compression_is_applied(client):
 
 
 @pytest.mark.parametrize("compression", [None, "zstd"])
-def test_chunk_files_are_plain_arrow_ipc_files(client, compression):
+@pytest.mark.parametrize("encoded", [False, True])
+def test_chunk_files_are_plain_arrow_ipc_files(client, compression, encoded):
+    """Any Arrow reader opens a chunk from its path alone; with encodings it sees the stored
+    types (dictionaries, narrow ints: marked in the field metadata), which
+    ``codec.unpack`` turns back into the dataset's."""
     df = typed_frame()
-    ds = client.ingest(df, "plain-arrow", chunk_rows=5, compression=compression, progress=False)
+    encodings = None if encoded else dict.fromkeys(df.columns, "plain")
+    ds = client.ingest(df, "plain-arrow", chunk_rows=5, compression=compression, progress=False,
+                       encodings=encodings)
     parts = []
     for key in ds.chunks["key"]:
         path = client.store.path(key)
         assert path.endswith(".arrow")
         with pyarrow.ipc.open_file(path) as reader:  # nothing but pyarrow, from the path alone
             assert reader.num_record_batches == 1
-            parts.append(reader.read_all())
+            part = reader.read_all()
+        assert any(codec.ENCODING in (f.metadata or {}) for f in part.schema) == encoded
+        parts.append(codec.unpack(part)[0])
     whole = pa.concat_tables(parts).to_pandas()  # the pandas metadata travels in each file
     pd.testing.assert_frame_equal(whole, df)
 

@@ -213,9 +213,9 @@ def test_projection_decodes_only_the_columns_asked(client, df, monkeypatch):
     asked: list[frozenset[str] | None] = []
     real = reader_mod.decode
 
-    def recording(data, columns=None):
+    def recording(data, columns=None, **kw):
         asked.append(None if columns is None else frozenset(columns))
-        return real(data, columns)
+        return real(data, columns, **kw)
 
     monkeypatch.setattr(reader_mod, "decode", recording)
     client.reader.clear(metadata=False)

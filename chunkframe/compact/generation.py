@@ -14,7 +14,7 @@ from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import CommitHook, Plan, time_stats
 from ..read.reader import conform_chunk
-from ..storage.codec import Compression, checksum_matches, decode, write
+from ..storage.codec import Compression, checksum_matches, choose_encodings, decode, write
 from ..storage.manifest import next_checkpoint
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ def write_chunk(backends: Backends, lock: DatasetLock, meta: DatasetMeta, piece:
     identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
                 "rows": piece.num_rows}
     compression: Compression = meta.compression  # type: ignore[assignment]
-    digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity))
+    digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity,
+                                                                choose_encodings(piece)))
     return ChunkMeta(number, start, piece.num_rows, key, digest, size,
                      time_stats(piece, meta.time_column, meta.device_column),
                      column_ranges(piece))

@@ -18,6 +18,7 @@ __all__ = ["redact", "is_postgres_url", "Settings", "resolve", "storage_options_
 
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
 DEFAULT_MAX_MAPPED_CHUNKS = 1024
+DEFAULT_LOCAL_CACHE_BYTES = 4 * 2**30  # the local tier of an object store's chunks
 DEFAULT_LOCK_TTL = 15.0
 DEFAULT_PREFIX = "cf"
 STORAGE_OPTIONS_ENV = "CHUNKFRAME_STORAGE_OPTIONS"
@@ -82,6 +83,9 @@ class Settings:
     auto_compact: int | None = None
     """Compact a dataset after an append once its last this many chunks are all small (under
     half its ``chunk_rows``); None: only ``ds.compact()`` compacts."""
+    local_cache_bytes: int = DEFAULT_LOCAL_CACHE_BYTES
+    """The local tier's bound: chunks of an object store kept decompressed under
+    ``<home>/tier`` (LRU by bytes, shared by the host's processes); 0: none are kept."""
     max_mapped_chunks: int = DEFAULT_MAX_MAPPED_CHUNKS
     """Verified maps of local chunk files a reader keeps open at most (file-backed, shared
     and reclaimable: not counted in ``chunk_cache_bytes``); 0: none are kept."""
@@ -91,7 +95,8 @@ class Settings:
                 f"redis_url={redact(self.redis_url)!r}, catalog={redact(self.catalog)!r}, "
                 f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
                 f"lock_ttl={self.lock_ttl}, permissions={self.permissions!r}, "
-                f"auto_compact={self.auto_compact!r}, max_mapped_chunks={self.max_mapped_chunks})")
+                f"auto_compact={self.auto_compact!r}, max_mapped_chunks={self.max_mapped_chunks}, "
+                f"local_cache_bytes={self.local_cache_bytes})")
 
 
 def resolve(
@@ -126,6 +131,16 @@ def resolve(
                 f"CHUNKFRAME_MAX_MAPPED_CHUNKS must be an integer >= 0 (the verified maps a "
                 f"reader keeps open), got {text!r}; fix or unset it") from None
     maps = integer_at_least(maps, "max_mapped_chunks", 0)
+    tier = options.pop("local_cache_bytes", None)
+    if tier is None:
+        text = os.environ.get("CHUNKFRAME_LOCAL_CACHE_BYTES")
+        try:
+            tier = DEFAULT_LOCAL_CACHE_BYTES if text is None else int(text)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"CHUNKFRAME_LOCAL_CACHE_BYTES must be an integer >= 0 (the local tier's bound "
+                f"in bytes), got {text!r}; fix or unset it") from None
+    tier = integer_at_least(tier, "local_cache_bytes", 0)
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
@@ -156,6 +171,7 @@ def resolve(
         lock_ttl=lock_ttl,
         permissions=permissions,
         auto_compact=auto_compact,
+        local_cache_bytes=tier,
         max_mapped_chunks=int(maps),
     )
 

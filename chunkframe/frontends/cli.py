@@ -108,7 +108,9 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
     began = time.perf_counter()
     ds = client.ingest(args.src, args.id, chunk_rows=args.chunk_rows,
                        time_column=args.time_column, device_column=args.device_column,
-                       mode=args.mode, compression=args.compression, progress=_progress(args),
+                       mode=args.mode,
+                       compression=None if args.compression == "none" else args.compression,
+                       progress=_progress(args),
                        wait=args.wait)
     seconds = time.perf_counter() - began
     meta = ds.meta
@@ -604,7 +606,9 @@ def build_parser() -> _Parser:
     p.add_argument("--device-column", metavar="COL", help="the column naming each series' device")
     p.add_argument("--mode", choices=_Later("ingestion.pipeline", "MODES"), default="create", metavar="MODE",
                    help="%(choices)s (default: create)")
-    p.add_argument("--compression", choices=["zstd", "lz4"], help="chunk buffer compression")
+    p.add_argument("--compression", choices=["auto", "zstd", "lz4", "none"], default="auto",
+                   help="chunk buffer compression (default: auto: none on a local store, zstd "
+                        "on an object store)")
     p.add_argument("--wait", action="store_true",
                    help="wait while another worker ingests this dataset, instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

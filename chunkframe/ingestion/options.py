@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..storage.codec import Compression
+    from ..storage.codec import CompressionChoice
 
 __all__ = ["IngestOptions"]
 
@@ -34,7 +34,7 @@ class IngestOptions:
     time_column: str | None = None
     device_column: str | None = None
     mode: str = "create"
-    compression: Compression = None
+    compression: CompressionChoice = "auto"
     progress: bool | None = None
     wait: bool | float = False
     workers: int = 4
@@ -42,6 +42,7 @@ class IngestOptions:
     fingerprint: str | None = None
     evolve: bool = False
     engine: str | None = None
+    encodings: Mapping[str, str] | None = None
 
     @classmethod
     def of(cls, call: Mapping[str, Any]) -> IngestOptions:

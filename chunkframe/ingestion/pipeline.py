@@ -6,7 +6,7 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,17 @@ from ..core.progress import progress_bar
 from ..core.ranges import column_ranges
 from ..core.times import times_ns
 from ..storage import manifest as manifests
-from ..storage.codec import Compression, checksum_matches, decode, write
+from ..storage.codec import (
+    COMPRESSIONS,
+    Compression,
+    CompressionChoice,
+    check_encodings,
+    checksum_matches,
+    choose_encodings,
+    decode,
+    resolve_compression,
+    write,
+)
 from ..storage.manifest import next_checkpoint
 from .evolve import align_units, evolve_schema
 from .options import IngestOptions
@@ -158,6 +168,13 @@ def plan_ingest(
     time_column: str | None, device_column: str | None, compression: str | None,
     existing: DatasetMeta | None, status: dict[str, str],
 ) -> Plan:
+    """What an ingest of ``dataset_id`` writes. ``compression="auto"`` resolves here: an
+    append keeps the dataset's, a new generation takes its store's medium's
+    (:func:`~chunkframe.storage.codec.resolve_compression`)."""
+    if compression == "auto" and mode == "append" and existing is not None:
+        compression = existing.compression
+    else:
+        compression = resolve_compression(compression, backends.store.remote)
     if mode == "resume" and status:
         if status["fingerprint"] != fingerprint:
             same = (Hint("an iterator of frames cannot be recognised from its rows, so pass "
@@ -303,12 +320,16 @@ def ingest(
         raise InvalidArgumentError(f"fingerprint must be a non-empty string, got {fingerprint!r}")
     if not isinstance(o.evolve, bool):
         raise InvalidArgumentError(f"evolve must be True or False, got {o.evolve!r}")
+    if o.compression not in COMPRESSIONS:
+        resolve_compression(o.compression, False)  # raises, naming the choices
+    if o.encodings is not None and not isinstance(o.encodings, Mapping):
+        check_encodings(o.encodings, pa.schema([]), "")  # raises, naming the form
     try:
         return _ingest_locked(backends, src, dataset_id, o.mode, chunk_rows, o.time_column,
                               o.device_column, o.compression, o.progress, o.wait, workers,
                               max_pending or 2 * workers,
                               f"user:{fingerprint}" if fingerprint else src.fingerprint,
-                              o.evolve, hooks)
+                              o.evolve, hooks, o.encodings)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BackendUnavailableError(
             f"lost the connection to Redis at {backends.state.url!r} while ingesting "
@@ -349,7 +370,7 @@ Body = Callable[["DatasetLock", Plan, "DatasetMeta | None"], DatasetMeta]
 
 def locked_ingest(backends: Backends, dataset_id: str, mode: str, wait: bool | float,
                   fingerprint: str, chunk_rows: int, time_column: str | None,
-                  device_column: str | None, compression: Compression, body: Body) -> DatasetMeta:
+                  device_column: str | None, compression: CompressionChoice, body: Body) -> DatasetMeta:
     """Take the dataset's lock, plan the ingest (or its resume), clear what an interrupted
     one left that this one cannot use, then run ``body``; on failure, drop what cannot be
     resumed; always release the lock."""
@@ -450,9 +471,10 @@ def _rereadable(source: str) -> bool:
 
 def _ingest_locked(
     backends: Backends, src: Source, dataset_id: str, mode: str, chunk_rows: int,
-    time_column: str | None, device_column: str | None, compression: Compression,
+    time_column: str | None, device_column: str | None, compression: CompressionChoice,
     progress: bool | None, wait: bool | float, workers: int, max_pending: int,
     fingerprint: str, evolve: bool, hooks: Sequence[CommitHook],
+    encodings: Mapping[str, str] | None = None,
 ) -> DatasetMeta:
     def body(lock: DatasetLock, plan: Plan, existing: DatasetMeta | None) -> DatasetMeta:
         chunks = src.chunks(plan.chunk_rows)
@@ -472,17 +494,23 @@ def _ingest_locked(
                                           _categories(backends, existing, first))
         elif plan.op == "append":
             first = conform_appended(first, target_schema, dataset_id)
+        overrides = check_encodings(encodings, first.schema, f"the data for {dataset_id!r}")
+        if plan.resumed and plan.source:  # the encodings the interrupted run chose
+            chosen = SourceRecord.from_json(plan.source).options.get("encodings") or {}
+        else:
+            chosen = choose_encodings(first, overrides)
         if not plan.resumed:
             plan = replace(plan, source=record_of(src, first.schema, {
                 "chunk_rows": plan.chunk_rows, "time_column": time_column,
                 "device_column": device_column, "compression": plan.compression,
+                "encodings": chosen,
                 "evolve": evolving,
                 "fingerprint": fingerprint[5:] if fingerprint.startswith("user:") else None,
             }).to_json())
         plan, done = begin(backends, lock, dataset_id, plan, target_schema)
         return _run(backends, lock, dataset_id, plan, src,
                     itertools.chain([first], chunks), target_schema, done,
-                    progress, workers, max_pending, existing, hooks, evolving)
+                    progress, workers, max_pending, existing, hooks, evolving, chosen)
 
     return locked_ingest(backends, dataset_id, mode, wait, fingerprint, chunk_rows, time_column,
                          device_column, compression, body)
@@ -616,17 +644,22 @@ class GroupCheckpoint:
 
 def persist_chunk(state: State, store: ChunkStore, lock: DatasetLock, dataset_id: str,
                   plan: Plan, n: int, start: int, table: pa.Table,
-                  group: GroupCheckpoint | None = None) -> None:
+                  group: GroupCheckpoint | None = None,
+                  encodings: Mapping[str, str] | None = None) -> None:
     """Write chunk ``n`` (first serial number ``start``) under the lock's fencing token and
     checkpoint it in Redis (with ``group``: together with those persisted meanwhile);
-    :class:`LockLostError` (nothing written) if the lock is lost."""
+    :class:`LockLostError` (nothing written) if the lock is lost. ``encodings``: the
+    columns to store encoded (None: as this chunk measures, see
+    :func:`~chunkframe.storage.codec.choose_encodings`)."""
     lock.check()
     key = chunk_key(dataset_id, plan.generation, n, lock.fence)
     compression: Compression = plan.compression  # type: ignore[assignment]
     identity = {"dataset": dataset_id, "generation": plan.generation, "chunk": n,
                 "start": start, "rows": table.num_rows}  # the file names itself
     try:
-        digest, size = store.write(key, lambda f: write(table, f, compression, identity))
+        chosen = choose_encodings(table) if encodings is None else encodings
+        digest, size = store.write(key, lambda f: write(table, f, compression, identity,
+                                                         chosen))
     except BackendUnavailableError:
         lock.check()  # a new holder swept this paused writer's temp file: say so
         raise
@@ -644,11 +677,13 @@ def _run(
     chunks: Iterator[pa.Table], schema: pa.Schema, done: dict[int, ChunkMeta],
     progress: bool | None, workers: int, max_pending: int, existing: DatasetMeta | None,
     hooks: Sequence[CommitHook], evolving: bool = False,
+    encodings: Mapping[str, str] | None = None,
 ) -> DatasetMeta:
     state, store = backends.state, backends.store
 
     persist = functools.partial(persist_chunk, state, store, lock, dataset_id, plan,
-                                group=GroupCheckpoint(state, store, lock, plan.generation))
+                                group=GroupCheckpoint(state, store, lock, plan.generation),
+                                encodings=encodings or {})
 
     bar = progress_bar(src.total, f"ingest {dataset_id}", progress, unit=src.unit)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..storage.backends import process_backends
+from ..storage.tier import local_tier
 from .executor import Executor
 from .plan import plan_span
 from .reader import Reader
@@ -33,7 +34,8 @@ def process_reader(settings: Settings) -> Reader:
             backends = process_backends(settings)
             reader = _READERS[key] = Reader(backends.state, backends.store, backends.catalog,
                                             settings.chunk_cache_bytes,
-                                            max_maps=settings.max_mapped_chunks)
+                                            max_maps=settings.max_mapped_chunks,
+                                            tier=local_tier(settings))
         return reader
 
 

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import cachetools
 import numpy as np
@@ -36,9 +36,10 @@ from ..core.keys import chunk_origin, validate_id
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef, schema_dictionaries
 from ..core.pools import ThreadPool
 from ..core.ranges import row_mask, tombstone_may_touch
-from ..storage.codec import checksum_matches, decode, identity_of
+from ..storage.codec import checksum_matches, decode, encode, identity_of, unpack
 from ..storage.manifest import read_manifest, recorded_table
 from ..storage.store import FileIdentity
+from ..storage.tier import LocalTier
 from .planes import Planes, plane_for
 from .rows import Getter, RowTemplate, Vector, column_getter, column_getters, column_vectors
 
@@ -182,6 +183,10 @@ class _Map:
         self.users: set[tuple[Any, ...]] = set()  # cache keys of decoded chunks viewing it
 
 
+_TIER = cast("_Map", object())
+""":meth:`Reader._verified`'s mark of bytes read from the local tier (checked there)."""
+
+
 class _MapLRU(cachetools.LRUCache):  # type: ignore[type-arg]
     """The verified maps, bounded by count, telling ``unmapped(map)`` of every removal."""
 
@@ -204,8 +209,11 @@ class Reader:
 
     def __init__(self, state: State, store: ChunkStore, catalog: Catalog,
                  chunk_cache_bytes: int, meta_cache_size: int = 1024,
-                 fetch_threads: int = FETCH_THREADS, max_maps: int = DEFAULT_MAX_MAPPED_CHUNKS):
+                 fetch_threads: int = FETCH_THREADS, max_maps: int = DEFAULT_MAX_MAPPED_CHUNKS,
+                 tier: LocalTier | None = None):
         self.state, self.store, self.catalog = state, store, catalog
+        # chunks of an object store kept decompressed on local disk (none for local stores)
+        self.tier = tier if tier is not None and store.remote and tier.max_bytes else None
         # the current snapshot of a dataset under its id, a version of it under (id, version)
         self._snapshots: cachetools.LRUCache[str | tuple[str, int], Snapshot] = (
             cachetools.LRUCache(meta_cache_size))
@@ -223,6 +231,7 @@ class Reader:
         self.skipped = 0  # chunks a filtered read left unfetched: their statistics ruled them out
         self.catalog_outages = 0  # snapshots served from Redis alone: the catalog was down
         self.map_hits = 0  # chunks decoded from a verified map: no read, no checksum
+        self.tier_hits = 0  # chunks of an object store read from the local tier: no download
 
     # -- metadata -------------------------------------------------------------------------
     def snapshot(self, dataset_id: str, refresh: bool = False) -> Snapshot:
@@ -521,6 +530,11 @@ class Reader:
                 self.map_hits += 1
                 return mapped.buffer, mapped
             self._unmap(mapped)  # replaced under its map: map it and check it again
+        if self.tier is not None and not fresh:
+            kept = self.tier.get(cm.key, cm.checksum)  # checked against its own checksum
+            if kept is not None:
+                self.tier_hits += 1
+                return kept, _TIER
         self.fetches += 1
         got = self.store.read_mapped(cm.key)
         data, identity = (None, None) if got is None else got
@@ -571,9 +585,13 @@ class Reader:
         cm = snap.chunks[index]
         ds = snap.meta.id
         data, mapped = self._verified(snap, cm, fresh)
+        kept = mapped is _TIER  # from the local tier: uncompressed, a view of its file
+        if kept:
+            mapped = None
         names = snap.schema.names
         read = None if columns is None else _with_tombstone_columns(snap.meta, names, columns)
-        table = decode(data, None if read is None else [names[j] for j in read])
+        raw = decode(data, None if read is None else [names[j] for j in read], plain=False)
+        table, unpacked = unpack(raw)
         if table.num_rows != cm.rows:
             self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
                 f"holds {table.num_rows} rows, its metadata says {cm.rows}")))
@@ -589,6 +607,14 @@ class Reader:
                     self._unmap(mapped)
                 self._suspect(snap, cm, ChunkCorruptionError(ds, cm.chunk, cm.key, reason=(
                     "the file and the chunk table disagree: " + "; ".join(wrong))))
+        if self.tier is not None and not kept and read is None:
+            # kept decompressed (encodings and the file's identity as they are), for the
+            # next read of this host; a projection decoded only part of it: not kept
+            try:
+                self.tier.put(cm.key, cm.checksum,
+                              data if not snap.meta.compression else encode(raw))
+            except OSError:  # a full or read-only disk: the read goes on without it
+                pass
         schema = snap.schema if read is None else pa.schema(
             [snap.schema.field(j) for j in read], metadata=snap.schema.metadata)
         conformed = not table.schema.equals(schema)
@@ -602,9 +628,12 @@ class Reader:
             table = table.select([names[j] for j in sorted(set(columns))])  # deletes' columns
         # uncompressed chunks decode to zero-copy views of ``data``: a verified map's pages
         # are file-backed, shared and reclaimable (not counted), downloaded bytes are private;
-        # decompression, conforming and tombstones make new buffers, which the bound counts
-        plain = not snap.meta.tombstones and not snap.meta.compression and not conformed
-        private = (0 if plain else table.nbytes) + (0 if mapped is not None else len(data))
+        # decompression, conforming and tombstones make new buffers, which the bound counts,
+        # as it counts the text of dictionary-encoded columns (``unpacked``)
+        plain = (not snap.meta.tombstones and (kept or not snap.meta.compression)
+                 and not conformed)
+        private = ((unpacked if plain else table.nbytes)
+                   + (0 if mapped is not None or kept else len(data)))  # the tier's: mapped
         if snap.meta.compression:  # decompressed into new buffers: nothing views the map
             mapped = None
         return _Chunk(table, private, source=mapped)

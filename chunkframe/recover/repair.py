@@ -122,7 +122,9 @@ def _rewrite(backends: Backends, lock: DatasetLock, snap: Snapshot, record: Sour
     identity = {"dataset": ds, "generation": gen, "chunk": cm.chunk, "start": cm.start,
                 "rows": cm.rows}
     compression = record.options.get("compression") or None
-    digest, size = backends.store.write(key, lambda f: write(table, f, compression, identity))
+    encodings = record.options.get("encodings") or {}  # as the ingest chose them
+    digest, size = backends.store.write(key, lambda f: write(table, f, compression, identity,
+                                                             encodings))
     note = "its checksum equals the recorded one"
     if digest != cm.checksum:
         partial = [f.shown for f in _covering(record, cm) if f.method != "sha256"]

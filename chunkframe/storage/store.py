@@ -24,6 +24,7 @@ inode, size and modification time in nanoseconds (``os.stat``)."""
 
 _INSTALL_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
 _LOCAL_PROTOCOLS = ("file", "local")
+_IN_HOST = (*_LOCAL_PROTOCOLS, "memory")  # no network between the chunks and a reader
 
 
 def _protocol(url: str) -> str:
@@ -74,6 +75,10 @@ class ChunkStore(abc.ABC):
     """The root path inside the filesystem (a directory for a local store)."""
     storage_options: Mapping[str, Any]
     """The fsspec options of the store's filesystem (credentials, endpoint...)."""
+
+    remote: bool = False
+    """Whether the store is an object store reached over a network (``compression="auto"``
+    compresses there: network bytes dominate a read)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -354,6 +359,7 @@ class FsspecStore(ChunkStore):
                 f"store {url!r} needs the {pkg!r} package: pip install {pkg}"
             ) from exc
         self.root = root.rstrip("/")
+        self.remote = self.protocol not in _IN_HOST
 
     def url_of(self, key: str) -> str:
         return f"{self.protocol}://{self.path(key)}"
