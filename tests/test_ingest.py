@@ -1024,7 +1024,7 @@ def test_cf_ingest_hands_every_option_to_the_client(monkeypatch):
 
     monkeypatch.setattr(api, "default_client", Recording)
     given = dict(compression="zstd", progress=False, wait=2.5, workers=3, max_pending=5,
-                 fingerprint="f", evolve=True, engine="dask")
+                 fingerprint="f", evolve=True, engine="dask", encodings={"d": "plain"})
     api.ingest("src.csv", "x", 10, "t", "d", "append", **given)  # the first four by position
     assert seen == [("src.csv", "x", dict(chunk_rows=10, time_column="t", device_column="d",
                                           mode="append", **given))]
