@@ -23,6 +23,9 @@ BENCHES = [
     ("Catalog on PostgreSQL and SQLite (issue 15)", "bench_catalog.py", "results_catalog.md"),
     ("Scale-out on Dask (issue 15)", "bench_scaleout.py", "results_scaleout.md"),
     ("Costs that do not grow with history (issue 22)", "bench_history.py", "results_history.md"),
+    ("Aggregations next to the chunks (issue 26)", "bench_query.py", "results_query.md"),
+    ("Storage: encodings, compression, a local tier (issue 25)", "bench_storage.py",
+     "results_storage.md"),
 ]
 
 
