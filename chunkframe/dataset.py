@@ -596,6 +596,9 @@ class Dataset:
             Keep rows where it is true, e.g. ``pc.field("temperature") > 25``; evaluated
             after deletes. Comparisons of a column with a scalar joined by ``&`` also skip
             chunks whose min/max rule them out.
+        device : Any or list, optional
+            Keep the rows of this device (or these devices), compared as text (see
+            :meth:`to_pandas`).
 
         Yields
         ------
