@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ..core.errors import ChunkCorruptionError
+from ..core.errors import Call, ChunkCorruptionError, DatasetNotFoundError, Hint
 from ..core.keys import chunk_key
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
@@ -21,7 +21,18 @@ if TYPE_CHECKING:
     from ..storage.backends import Backends
     from ..storage.state import DatasetLock
 
-__all__ = ["begin_generation", "read_chunk", "write_chunk", "commit_generation"]
+__all__ = ["record_of", "begin_generation", "read_chunk", "write_chunk", "commit_generation"]
+
+
+def record_of(backends: Backends, dataset_id: str, doing: str) -> DatasetMeta:
+    """The dataset's record (read under its lock), or :class:`DatasetNotFoundError` saying
+    that ``doing`` it (e.g. "compact") needs one."""
+    existing = backends.catalog.get(dataset_id)
+    if existing is None:
+        raise DatasetNotFoundError(
+            f"cannot {doing} dataset {dataset_id!r}: it does not exist",
+            hint=Hint("list the datasets with {}", Call.of("datasets")))
+    return existing
 
 
 def begin_generation(backends: Backends, lock: DatasetLock, existing: DatasetMeta,

@@ -12,9 +12,6 @@ import pyarrow as pa
 
 from ..core.chunktable import ChunkTable
 from ..core.errors import (
-    Call,
-    DatasetNotFoundError,
-    Hint,
     InvalidArgumentError,
 )
 from ..core.keys import validate_id
@@ -24,7 +21,7 @@ from ..ingestion.distributed import dask_client
 from ..ingestion.pipeline import CommitHook
 from ..storage.backends import process_backends
 from ..storage.manifest import recorded_table
-from .generation import begin_generation, commit_generation, read_chunk, write_chunk
+from .generation import begin_generation, commit_generation, read_chunk, record_of, write_chunk
 
 if TYPE_CHECKING:
     from ..core.config import Settings
@@ -86,11 +83,7 @@ def compact(backends: Backends, dataset_id: str, *, min_rows: int | None = None,
     client = None if dask is None else dask_client(dataset_id, "compacting")
     lock = backends.lock(dataset_id, wait)
     try:
-        existing = backends.catalog.get(dataset_id)
-        if existing is None:
-            raise DatasetNotFoundError(
-                f"cannot compact dataset {dataset_id!r}: it does not exist",
-                hint=Hint("list the datasets with {}", Call.of("datasets")))
+        existing = record_of(backends, dataset_id, "compact")
         table = recorded_table(backends.store, backends.catalog, existing)
         small = existing.chunk_rows // 2 if min_rows is None else min_rows
         runs = merge_runs(table.rows, max(small, 1), max(existing.chunk_rows, small))

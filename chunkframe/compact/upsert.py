@@ -12,9 +12,6 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.errors import (
-    Call,
-    DatasetNotFoundError,
-    Hint,
     InvalidArgumentError,
     SchemaMismatchError,
 )
@@ -23,7 +20,7 @@ from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import CommitHook
 from ..storage.manifest import recorded_table
-from .generation import begin_generation, commit_generation, read_chunk, write_chunk
+from .generation import begin_generation, commit_generation, read_chunk, record_of, write_chunk
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
@@ -150,11 +147,7 @@ def update(backends: Backends, dataset_id: str, df: Any, on: Any, *,
     validate_id(dataset_id)
     lock = backends.lock(dataset_id, wait)
     try:
-        existing = backends.catalog.get(dataset_id)
-        if existing is None:
-            raise DatasetNotFoundError(
-                f"cannot update dataset {dataset_id!r}: it does not exist",
-                hint=Hint("list the datasets with {}", Call.of("datasets")))
+        existing = record_of(backends, dataset_id, "update")
         keys = _on(on, existing.arrow_schema.names, dataset_id)
         src = _source(df, existing, keys)
         return _update(backends, lock, existing, src, keys, hooks)

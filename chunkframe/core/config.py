@@ -99,6 +99,22 @@ class Settings:
                 f"local_cache_bytes={self.local_cache_bytes})")
 
 
+def _count(options: dict[str, Any], name: str, default: int, what: str) -> int:
+    """Option ``name`` (popped from ``options``), else ``CHUNKFRAME_<NAME>``, else ``default``:
+    an integer >= 0 (``what`` it is, for the error)."""
+    value = options.pop(name, None)
+    if value is None:
+        env = f"CHUNKFRAME_{name.upper()}"
+        text = os.environ.get(env)
+        try:
+            value = default if text is None else int(text)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"{env} must be an integer >= 0 ({what}), got {text!r}; fix or unset it"
+            ) from None
+    return integer_at_least(value, name, 0)
+
+
 def resolve(
     store: str | os.PathLike[str] | None = None,
     redis: str | None = None,
@@ -117,30 +133,12 @@ def resolve(
     if not is_postgres_url(catalog):
         catalog = str(Path(catalog).expanduser())
     prefix = options.pop("prefix", None) or os.environ.get("CHUNKFRAME_PREFIX") or DEFAULT_PREFIX
-    cache = options.pop("chunk_cache_bytes", None)
-    if cache is None:
-        cache = int(os.environ.get("CHUNKFRAME_CHUNK_CACHE_BYTES", DEFAULT_CHUNK_CACHE_BYTES))
-    cache = integer_at_least(cache, "chunk_cache_bytes", 0)
-    maps = options.pop("max_mapped_chunks", None)
-    if maps is None:
-        text = os.environ.get("CHUNKFRAME_MAX_MAPPED_CHUNKS")
-        try:
-            maps = DEFAULT_MAX_MAPPED_CHUNKS if text is None else int(text)
-        except ValueError:
-            raise InvalidArgumentError(
-                f"CHUNKFRAME_MAX_MAPPED_CHUNKS must be an integer >= 0 (the verified maps a "
-                f"reader keeps open), got {text!r}; fix or unset it") from None
-    maps = integer_at_least(maps, "max_mapped_chunks", 0)
-    tier = options.pop("local_cache_bytes", None)
-    if tier is None:
-        text = os.environ.get("CHUNKFRAME_LOCAL_CACHE_BYTES")
-        try:
-            tier = DEFAULT_LOCAL_CACHE_BYTES if text is None else int(text)
-        except ValueError:
-            raise InvalidArgumentError(
-                f"CHUNKFRAME_LOCAL_CACHE_BYTES must be an integer >= 0 (the local tier's bound "
-                f"in bytes), got {text!r}; fix or unset it") from None
-    tier = integer_at_least(tier, "local_cache_bytes", 0)
+    cache = _count(options, "chunk_cache_bytes", DEFAULT_CHUNK_CACHE_BYTES,
+                   "the decoded chunk cache's bound in bytes")
+    maps = _count(options, "max_mapped_chunks", DEFAULT_MAX_MAPPED_CHUNKS,
+                  "the verified maps a reader keeps open")
+    tier = _count(options, "local_cache_bytes", DEFAULT_LOCAL_CACHE_BYTES,
+                  "the local tier's bound in bytes")
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
