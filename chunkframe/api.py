@@ -39,7 +39,9 @@ def connect(
     ``max_mapped_chunks`` (verified maps of local chunk files kept open, 1024 by default;
     also ``CHUNKFRAME_MAX_MAPPED_CHUNKS``), ``local_cache_bytes`` (the local tier of an object
     store's chunks under ``<home>/tier``, 4 GiB by default, 0: off; also
-    ``CHUNKFRAME_LOCAL_CACHE_BYTES``), ``lock_ttl``, ``prefix``, ``permissions``
+    ``CHUNKFRAME_LOCAL_CACHE_BYTES``), ``lock_ttl``, ``retry_seconds`` (how long a write
+    waits out a Redis blip before it fails, 30 by default, 0: not at all; also
+    ``CHUNKFRAME_RETRY_SECONDS``), ``prefix``, ``permissions``
     (``"owner"``, the default: what is created is 0700/0600;
     ``"group"``: 0770/0660; also ``CHUNKFRAME_PERMISSIONS``). A server URL
     (``cf.connect("http://host:8765", token=...)``) gives a remote client over

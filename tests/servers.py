@@ -217,11 +217,12 @@ class RedisClusterProcess:
     """
 
     def __init__(self, masters: int = 3, password: str | None = None,
-                 slots: range = range(16384)) -> None:
+                 slots: range = range(16384), aof: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="cfc-"))
         self.ports = [free_cluster_port() for _ in range(masters)]
         self.password = password
         self.slots = slots
+        self.aof = aof  # keep each master's data across kill_node/start_node
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -235,20 +236,36 @@ class RedisClusterProcess:
     def client(self) -> redis.RedisCluster:
         return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], password=self.password)
 
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        d = self.dir / str(port)
+        d.mkdir(exist_ok=True)
+        return subprocess.Popen(
+            [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+             "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
+             "--cluster-node-timeout", "2000", "--dir", str(d), "--save", "",
+             *(["--appendonly", "yes", "--appendfsync", "always"] if self.aof
+               else ["--appendonly", "no"]),
+             "--logfile", str(d / "redis.log"),
+             *(["--requirepass", self.password, "--masterauth", self.password]
+               if self.password else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill_node(self, i: int) -> None:
+        """SIGKILL master ``i`` (its slots go unserved until :meth:`start_node`)."""
+        self.procs[i].kill()
+        self.procs[i].wait()
+
+    def start_node(self, i: int) -> None:
+        """Start master ``i`` again on its port, nodes.conf and data; wait for cluster_state:ok."""
+        self.procs[i] = self._spawn(self.ports[i])
+        nodes = [self.node(p) for p in self.ports]
+        self._wait(lambda: all(n.execute_command("CLUSTER INFO")["cluster_state"] == "ok"
+                               for n in nodes), "cluster_state:ok after a restart")
+
     def start(self, ready: bool = True) -> RedisClusterProcess:
         """Start the masters, assign the slots, join them; ``ready``: wait for
         ``cluster_state:ok`` (a partly covered cluster never gets there)."""
-        for port in self.ports:
-            d = self.dir / str(port)
-            d.mkdir()
-            self.procs.append(subprocess.Popen(
-                [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                 "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
-                 "--cluster-node-timeout", "2000", "--dir", str(d), "--save", "",
-                 "--appendonly", "no", "--logfile", str(d / "redis.log"),
-                 *(["--requirepass", self.password, "--masterauth", self.password]
-                   if self.password else [])],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs = [self._spawn(port) for port in self.ports]
         nodes = [self.node(p) for p in self.ports]
         self._wait(lambda: all(n.ping() for n in nodes), "the nodes to answer PING")
         for i, n in enumerate(nodes):  # Redis 6: ADDSLOTS of each slot (ADDSLOTSRANGE is 7.0's)

@@ -106,16 +106,42 @@ def test_passwords_never_show(tmp_path, redis_server, postgres_server):
         assert postgres_server.SECRET not in shown and "***" in shown
 
 
-def test_a_lost_connection_is_named_then_reopened(pg_client, postgres_server):
-    ds = pg_client.ingest(frame(20), "kept", progress=False)
-    catalog = pg_client.catalog
+def _drop_connections(postgres_server) -> None:  # noqa: ANN001
+    """What a restart or a failover of the server does to the client's open connection."""
     with psycopg.connect(postgres_server.url(user="postgres"), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                       "WHERE usename=%s AND pid<>pg_backend_pid()", (postgres_server.USER,))
+
+
+def test_a_lost_connection_is_named_then_reopened(pg_client, postgres_server):
+    ds = pg_client.ingest(frame(20), "kept", progress=False)
+    catalog = pg_client.catalog
+    _drop_connections(postgres_server)
     with pytest.raises(BackendUnavailableError, match="cannot use the PostgreSQL catalog"):
         catalog.ids()
     assert catalog.ids() == ["kept"]  # a new connection, once the server answers again
     assert len(ds) == 20
+
+
+def test_a_commit_waits_out_a_dropped_connection(pg_client, postgres_server, monkeypatch):
+    """The server dropped the client's connection just before an ingest's commit: the
+    transaction is begun again on a new connection (retry_seconds); reads are not retried."""
+    orig = Catalog.commit
+
+    def commit(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        _drop_connections(postgres_server)
+        return orig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Catalog, "commit", commit)
+    ds = pg_client.ingest(frame(50), "through", progress=False)
+    pd.testing.assert_frame_equal(ds.to_pandas(), frame(50))
+    monkeypatch.undo()
+    pg_client.catalog.db.retry_seconds = 0  # as without the deadline: the commit fails
+    monkeypatch.setattr(Catalog, "commit", commit)
+    with pytest.raises(BackendUnavailableError, match="cannot use the PostgreSQL catalog"):
+        ds.append(frame(5, seed=1), progress=False)
+    monkeypatch.undo()
+    assert len(pg_client.open("through")) == 50
 
 
 def _read_in_child(catalog: Catalog, queue: multiprocessing.Queue) -> None:

@@ -20,6 +20,7 @@ DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
 DEFAULT_MAX_MAPPED_CHUNKS = 1024
 DEFAULT_LOCAL_CACHE_BYTES = 4 * 2**30  # the local tier of an object store's chunks
 DEFAULT_LOCK_TTL = 15.0
+DEFAULT_RETRY_SECONDS = 30.0  # how long a write waits out a backend's blip
 DEFAULT_PREFIX = "cf"
 STORAGE_OPTIONS_ENV = "CHUNKFRAME_STORAGE_OPTIONS"
 """fsspec options (JSON) for every entry point that is given none: an S3 endpoint, a profile."""
@@ -86,6 +87,9 @@ class Settings:
     local_cache_bytes: int = DEFAULT_LOCAL_CACHE_BYTES
     """The local tier's bound: chunks of an object store kept decompressed under
     ``<home>/tier`` (LRU by bytes, shared by the host's processes); 0: none are kept."""
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    """How long a write retries a backend's transient faults (a Redis restarting, a cluster
+    failing over) before it fails cleanly; 0: not at all."""
     max_mapped_chunks: int = DEFAULT_MAX_MAPPED_CHUNKS
     """Verified maps of local chunk files a reader keeps open at most (file-backed, shared
     and reclaimable: not counted in ``chunk_cache_bytes``); 0: none are kept."""
@@ -94,7 +98,7 @@ class Settings:
         return (f"Settings(home={str(self.home)!r}, store_url={redact(self.store_url)!r}, "
                 f"redis_url={redact(self.redis_url)!r}, catalog={redact(self.catalog)!r}, "
                 f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
-                f"lock_ttl={self.lock_ttl}, permissions={self.permissions!r}, "
+                f"lock_ttl={self.lock_ttl}, retry_seconds={self.retry_seconds}, permissions={self.permissions!r}, "
                 f"auto_compact={self.auto_compact!r}, max_mapped_chunks={self.max_mapped_chunks}, "
                 f"local_cache_bytes={self.local_cache_bytes})")
 
@@ -113,6 +117,24 @@ def _count(options: dict[str, Any], name: str, default: int, what: str) -> int:
                 f"{env} must be an integer >= 0 ({what}), got {text!r}; fix or unset it"
             ) from None
     return integer_at_least(value, name, 0)
+
+
+def _seconds(options: dict[str, Any], name: str, default: float) -> float:
+    """Option ``name`` (popped from ``options``), else ``CHUNKFRAME_<NAME>``, else ``default``:
+    a number of seconds >= 0."""
+    value = options.pop(name, None)
+    where = name
+    if value is None:
+        where = f"CHUNKFRAME_{name.upper()}"
+        value = os.environ.get(where, default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        raise InvalidArgumentError(
+            f"{where} must be a number of seconds >= 0, got {value!r}; fix or unset it")
+    return seconds
 
 
 def resolve(
@@ -142,6 +164,7 @@ def resolve(
     lock_ttl = float(options.pop("lock_ttl", DEFAULT_LOCK_TTL))
     if lock_ttl <= 0:
         raise InvalidArgumentError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
+    retry_seconds = _seconds(options, "retry_seconds", DEFAULT_RETRY_SECONDS)
     storage_options = options.pop("storage_options", None)
     if storage_options is None and os.environ.get(STORAGE_OPTIONS_ENV):
         storage_options = storage_options_json(os.environ[STORAGE_OPTIONS_ENV],
@@ -167,6 +190,7 @@ def resolve(
         storage_options=dict(storage_options),
         chunk_cache_bytes=int(cache),
         lock_ttl=lock_ttl,
+        retry_seconds=retry_seconds,
         permissions=permissions,
         auto_compact=auto_compact,
         local_cache_bytes=tier,

@@ -34,9 +34,9 @@ class Backends:
         """Connect to the Redis, chunk store and catalog that ``settings`` name."""
         made = modes(settings.permissions)
         return cls(State(connect_redis(settings.redis_url, settings.home, made), settings.prefix,
-                         settings.lock_ttl),
+                         settings.lock_ttl, settings.retry_seconds),
                    open_store(settings.store_url, settings.storage_options, made),
-                   Catalog(settings.catalog, made), settings.storage_options)
+                   Catalog(settings.catalog, made, settings.retry_seconds), settings.storage_options)
 
     def lock(self, dataset_id: str, wait: bool | float = False,
              floor: int | None = None, dropping: bool = False) -> DatasetLock:

@@ -264,12 +264,14 @@ class Catalog:
     <Catalog 'postgresql://me:***@db.example:5432/cf'>
     """
 
-    def __init__(self, location: str | os.PathLike[str], modes: Modes = OWNER_ONLY):
+    def __init__(self, location: str | os.PathLike[str], modes: Modes = OWNER_ONLY,
+                 retry_seconds: float = 0.0):
         """Open (creating a SQLite file, and its directory, with ``modes``: owner-only by
         default) and migrate the catalog at ``location``. A damaged SQLite file still opens:
         every operation then raises :class:`CatalogCorruptionError`, and the recoverer
-        restores it."""
-        self.db = open_database(location, modes)
+        restores it. A PostgreSQL server that goes away is waited for ``retry_seconds`` by
+        each write."""
+        self.db = open_database(location, modes, retry_seconds)
         try:
             self._create()
         except CatalogDamageError:

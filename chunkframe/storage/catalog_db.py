@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from ..core.errors import (
     ChunkFrameError,
 )
 from ..core.permissions import OWNER_ONLY, Modes, create_file, make_dirs
+from ..core.retry import retry_until
 
 __all__ = ["CatalogDamageError", "Connection", "Database", "SQLiteDatabase", "PostgresDatabase",
            "open_database"]
@@ -313,7 +314,10 @@ class PostgresDatabase:
     for_update = " FOR UPDATE"
     stale_reads = 0  # every read sees the latest commits
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, retry_seconds: float = 0.0):
+        """``retry_seconds``: how long a transaction waits for a server that went away (a
+        restart, a failover) to answer again before it fails."""
+        self.retry_seconds = retry_seconds
         try:
             import psycopg
         except ImportError as exc:
@@ -377,14 +381,32 @@ class PostgresDatabase:
         errors = self._psycopg.errors
         with self._lock:
             try:
-                conn = self._connection()
-                with (conn.transaction() if transaction else nullcontext(),
-                      _values_checked(mode, lambda what: CatalogDamageError(self.location, what))):
+                conn, begun = (retry_until(self._begin, seconds=self.retry_seconds,
+                                           transient=self._transient,
+                                           what=f"the PostgreSQL catalog at {self.location}")
+                               if transaction else (self._connection(), ExitStack()))
+                with begun, _values_checked(
+                        mode, lambda what: CatalogDamageError(self.location, what)):
                     yield _PostgresConnection(conn)
             except (errors.UndefinedTable, errors.UndefinedColumn) as exc:
                 raise CatalogDamageError(self.location, self._detail(exc)) from exc
             except self._psycopg.Error as exc:
                 raise self.unavailable(exc) from exc
+
+    def _begin(self) -> tuple[Any, ExitStack]:
+        """The connection and a transaction begun on it (a broken connection is replaced on
+        the next try)."""
+        conn = self._connection()
+        begun = ExitStack()
+        begun.enter_context(conn.transaction())
+        return conn, begun
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the server being away (refused, dropped, shutting down,
+        starting up), not a refusal (a password, a database closed to connections)."""
+        state = getattr(exc, "sqlstate", None)
+        return isinstance(exc, self._psycopg.OperationalError) and (
+            state is None or state.startswith(("08", "57P")))
 
     def prepare(self) -> None:
         """Nothing to do (the server's settings are its administrator's)."""
@@ -421,10 +443,11 @@ class PostgresDatabase:
             "AND table_name=? AND column_name=?", (table, column)).fetchone() is not None
 
 
-def open_database(location: str | os.PathLike[str], modes: Modes = OWNER_ONLY
-                  ) -> SQLiteDatabase | PostgresDatabase:
-    """The catalog database ``location`` names: a ``postgresql://`` URL or a SQLite file
-    (created with ``modes``)."""
+def open_database(location: str | os.PathLike[str], modes: Modes = OWNER_ONLY,
+                  retry_seconds: float = 0.0) -> SQLiteDatabase | PostgresDatabase:
+    """The catalog database ``location`` names: a ``postgresql://`` URL (whose transactions
+    wait ``retry_seconds`` for a server that went away) or a SQLite file (created with
+    ``modes``)."""
     if is_postgres_url(location):
-        return PostgresDatabase(str(location))
+        return PostgresDatabase(str(location), retry_seconds)
     return SQLiteDatabase(location, modes)

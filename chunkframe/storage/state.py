@@ -31,8 +31,9 @@ from ..core.errors import (
 from ..core.keys import RedisKeys
 from ..core.model import ChunkMeta, DatasetMeta, ManifestRef
 from ..core.permissions import OWNER_ONLY, Modes
+from ..core.retry import retry_until
 
-__all__ = ["connect_redis", "connect_cluster", "is_cluster", "scan_keys", "pipelined",
+__all__ = ["connect_redis", "transient_redis_error", "connect_cluster", "is_cluster", "scan_keys", "pipelined",
            "CLUSTER_SCHEMES", "redis_url_of", "DatasetLock", "Holder", "State", "Head"]
 
 
@@ -71,6 +72,18 @@ def connect_redis(url: str | None, home: Path, modes: Modes = OWNER_ONLY) -> red
 
 #: URL schemes of a Redis Cluster: the startup nodes are ``host:port`` pairs split by commas
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+#: replies of a server that will answer again soon: loading its data, a failover under way
+_TRANSIENT_REPLIES = ("LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY")
+
+
+def transient_redis_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault Redis heals by itself (a refused or dropped connection, a
+    timeout, a cluster failing over), worth retrying, rather than a misuse or a lost lock."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
 
 
 def is_cluster(client: Any) -> TypeGuard[redis.RedisCluster]:
@@ -266,6 +279,11 @@ def _process_start(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+#: tokens of locks this process let go of while Redis could not be told (an outage):
+#: provably free, so this process's next acquire takes them over at once
+_UNRELEASED: set[bytes] = set()
+
+
 class DatasetLock:
     """A dataset's ingest lock: SET NX PX with a random token, renewed in the background.
 
@@ -340,10 +358,13 @@ class DatasetLock:
                 return self
             seen = self.client.get(self.keys.lock)
             holder = Holder.parse(seen)
-            if seen is not None and holder is not None and holder.is_dead():
-                # killed without releasing it: take it over now rather than after its TTL
-                # (fencing keeps this safe even if the guess were wrong)
+            if seen is not None and (seen in _UNRELEASED
+                                     or (holder is not None and holder.is_dead())):
+                # killed without releasing it, or let go by this process while Redis was
+                # away: take it over now rather than after its TTL (fencing keeps this safe
+                # even if the guess were wrong)
                 self._release(keys=[self.keys.lock], args=[seen])
+                _UNRELEASED.discard(seen)
                 continue
             if deadline is not None and mod_time.monotonic() >= deadline:
                 pttl = self.client.pttl(self.keys.lock)
@@ -385,8 +406,8 @@ class DatasetLock:
             self._thread = None
         try:
             self._release(keys=[self.keys.lock], args=[self.token])
-        except redis.RedisError:
-            pass  # the lock frees itself within its TTL
+        except redis.RedisError:  # it frees itself within its TTL; this process's next
+            _UNRELEASED.add(self.token.encode())  # acquire need not wait for that
 
     def __enter__(self) -> DatasetLock:
         return self.acquire()
@@ -549,8 +570,10 @@ class State:
     return 1
     """
 
-    def __init__(self, client: redis.Redis, prefix: str, lock_ttl: float):
+    def __init__(self, client: redis.Redis, prefix: str, lock_ttl: float,
+                 retry_seconds: float = 0.0):
         self.client, self.prefix, self.lock_ttl = client, prefix, lock_ttl
+        self.retry_seconds = retry_seconds  # how long a fenced write waits out a blip
         self.url = redis_url_of(client)
         self._abandon = client.register_script(self.LUA_ABANDON)
         self._checkpoint = client.register_script(self.LUA_CHECKPOINT)
@@ -571,11 +594,14 @@ class State:
         return DatasetLock.borrowed(self.client, self.keys(dataset_id), dataset_id,
                                     self.lock_ttl, token, fence)
 
-    @staticmethod
-    def _fenced(lock: DatasetLock, call: Any) -> None:
+    def _fenced(self, lock: DatasetLock, call: Any) -> None:
+        """Run the fenced script ``call`` under ``lock``: retried through a blip for up to
+        ``retry_seconds`` (each script is idempotent, so one that ran before the connection
+        dropped may run again), but never once the lock is known lost."""
         lock.check()
         try:
-            call()
+            retry_until(call, seconds=self.retry_seconds, transient=transient_redis_error,
+                        what=f"Redis at {self.url}", between=lock.check)
         except redis.ResponseError as exc:
             if "LOCKLOST" in str(exc):
                 lock._lost.set()
