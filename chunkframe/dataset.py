@@ -17,7 +17,7 @@ from .core.errors import InvalidArgumentError, ReadOnlyVersionError
 from .core.integers import integer_at_least
 from .core.model import ChunkMeta, DatasetMeta
 from .display.reprs import dataset_html, dataset_text, mark
-from .ingestion.versions import VERSION_COLUMNS, prune_versions
+from .ingestion.versions import list_versions, prune_versions
 from .read.engine import BINDING_ATTR, ReadEngine
 from .recover.repair import repair_chunks
 
@@ -150,6 +150,8 @@ class Dataset:
 
         Each ingest, overwrite, append, delete, compaction and update committed a version.
         A version that :meth:`prune_versions` removed is no longer listed (nor readable).
+        While the catalog cannot be reached, only the current version is listed, as Redis
+        holds it (``kind`` missing), with a ``RuntimeWarning``.
 
         Returns
         -------
@@ -164,7 +166,7 @@ class Dataset:
         0        1  ingest  5000 2026-12-01 22:20:01.123456+00:00
         1        2  append  5100 2026-12-01 22:21:13.654321+00:00
         """
-        return mark(self._client.catalog.versions(self.id)[VERSION_COLUMNS], "versions", self.id)
+        return mark(list_versions(self._client.backends, self.id), "versions", self.id)
 
     def prune_versions(self, keep_last: int = 1, older_than: Any = None,
                        wait: bool | float = False) -> pd.DataFrame:

@@ -389,8 +389,13 @@ def test_reads_go_on_through_a_catalog_outage(pg_client, postgres_server, postgr
             with pytest.warns(RuntimeWarning, match="listing the 2 datasets Redis holds"):
                 listed = other.datasets()
             assert listed["id"].tolist() == ["a", "b"] and listed["rows"].tolist() == [30, 10]
+            with pytest.warns(RuntimeWarning, match="only the current version of 'a'"):
+                listed = ds.versions()  # earlier versions live in the record only
+            assert listed[["version", "rows"]].values.tolist() == [[1, 30]]
+            assert listed["kind"].isna().all()
+            assert str(listed["committed_at"].dtype) == "datetime64[ns, UTC]"
             with pytest.raises(BackendUnavailableError, match="PostgreSQL catalog"):
-                ds.versions()  # versions live in the record only
+                ds.append(frame(3, seed=2), progress=False)  # a write needs the record
         finally:
             admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     with warnings.catch_warnings():

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 
-from ..core.errors import Call, DatasetNotFoundError, Hint, InvalidArgumentError
+from ..core.errors import (
+    BackendUnavailableError,
+    Call,
+    DatasetNotFoundError,
+    Hint,
+    InvalidArgumentError,
+    StateCorruptionError,
+)
 from ..core.integers import integer_at_least
 from ..core.keys import generation_prefix, validate_id
 from ..core.times import time_bound
@@ -17,13 +25,36 @@ from ..core.times import time_bound
 if TYPE_CHECKING:
     from ..storage.backends import Backends
 
-__all__ = ["COMMITTED_AT", "VERSION_COLUMNS", "commit_time", "prune_versions", "drop_generation"]
+__all__ = ["COMMITTED_AT", "VERSION_COLUMNS", "commit_time", "list_versions", "prune_versions",
+           "drop_generation"]
 
 COMMITTED_AT = pa.field("committed_at", pa.timestamp("ns", "UTC"))
 """How times of versions are read: instants in UTC (a naive time is UTC)."""
 
 VERSION_COLUMNS = ["version", "kind", "rows", "committed_at"]
 """The columns of ``ds.versions()``."""
+
+
+def list_versions(backends: Backends, dataset_id: str) -> pd.DataFrame:
+    """The dataset's recorded versions (:data:`VERSION_COLUMNS`), oldest first. While the
+    catalog cannot be reached: the current version only, as Redis published it (its ``kind``
+    unknown), with a warning saying so; an error if Redis has none either."""
+    try:
+        return backends.catalog.versions(dataset_id)[VERSION_COLUMNS]
+    except BackendUnavailableError as exc:
+        try:
+            meta = backends.state.meta(dataset_id)
+        except StateCorruptionError:
+            meta = None
+        if meta is None:
+            raise
+        warnings.warn(f"{exc}; listing only the current version of {dataset_id!r}, as Redis "
+                      "holds it (earlier versions are known to the catalog alone)",
+                      RuntimeWarning, stacklevel=3)
+        return pd.DataFrame({
+            "version": [meta.version], "kind": pd.array([None], dtype="str"),
+            "rows": [meta.rows],
+            "committed_at": pd.to_datetime([meta.updated], unit="s", utc=True).as_unit("ns")})
 
 
 def commit_time(value: Any, what: str, dataset_id: str) -> int:
