@@ -42,7 +42,7 @@ from .ingestion.pipeline import CommitHook, ingest
 from .ingestion.versions import commit_time
 from .lastcache import LastValues
 from .read.reader import Reader
-from .recover import Recoverer
+from .recover import Recoverer, recut_lost
 from .storage.backends import Backends
 from .storage.codec import CompressionChoice
 from .storage.state import DatasetLock
@@ -118,7 +118,9 @@ class Client:
                         hooks=self.commit_hooks)
         else:
             meta = ingest(self.backends, source, dataset_id, options, hooks=self.commit_hooks)
-            if self.reader.holds(meta):
+            if mode == "resume":  # also: chunk files the store lost since, cut again
+                recut_lost(self.backends, self.reader, dataset_id)
+            elif self.reader.holds(meta):
                 return Dataset(self, dataset_id)
         self.reader.snapshot(dataset_id, refresh=True)
         return Dataset(self, dataset_id)

@@ -545,3 +545,120 @@ def test_a_chunk_without_a_recorded_source_is_reported(client, tmp_path):
     report = ds.verify(progress=False, repair=True)
     assert report["repaired"].tolist() == [False]
     assert report["detail"][0].startswith("no source is recorded for it")
+
+
+# -- lost chunk files re-cut by the recoverer and by a resume ------------------------------
+def _lose(tmp_path: Path, client, dataset_id: str, chunks: list[int]) -> None:
+    """Delete the files of ``chunks`` of the current version, as a store losing objects."""
+    gen = client.catalog.get(dataset_id).generation
+    for cm in client.catalog.chunks(dataset_id, gen):
+        if cm.chunk in chunks:
+            (tmp_path / "store" / cm.key).unlink()
+
+
+def test_recover_apply_recuts_lost_chunk_files_from_an_unchanged_source(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    client.ingest(glob, "lost", chunk_rows=CHUNK, progress=False)
+    before = table_of(client, "lost")
+    _lose(tmp_path, client, "lost", [1, 7])
+    report = client.recover()  # no --verify needed: the store's listing shows them gone
+    assert report["problem"].tolist() == ["missing_chunk"]
+    assert report["action"][0].startswith("re-cut from the source (")
+    assert "part0.csv" in report["action"][0] and "unchanged" in report["action"][0]
+    assert "chunk 1 (" in report["detail"][0] and "chunk 7 (" in report["detail"][0]
+    applied = client.recover(apply=True)
+    assert applied["applied"].tolist() == [True], applied.to_dict("records")
+    assert client.recover(verify=True).empty
+    assert table_of(client, "lost") == before  # the same chunks, checksums included
+    pd.testing.assert_frame_equal(read_back(client.open("lost")), expected_csv(glob))
+
+
+def test_recover_refuses_to_recut_from_a_changed_source_and_says_why(client, tmp_path, capsys):
+    glob, _ = csv_files(tmp_path)
+    client.ingest(glob, "lost", chunk_rows=CHUNK, progress=False)
+    _lose(tmp_path, client, "lost", [2])
+    part = tmp_path / "src" / "part0.csv"
+    part.write_text(part.read_text().replace(",", ";", 1))  # same size, other content
+    report = client.recover(apply=True)
+    assert report["problem"].tolist() == ["missing_chunk"]
+    assert report["applied"].tolist() == [False]
+    assert report["action"][0].startswith("none automatically: restore the chunk files")
+    assert "cannot re-cut from the source: source" in report["detail"][0]
+    assert "part0.csv changed since it was ingested" in report["detail"][0]
+    s = client.settings
+    args = ["--store", s.store_url, "--redis", s.redis_url, "--catalog", s.catalog,
+            "--home", str(s.home), "--prefix", s.prefix, "recover", "--apply"]
+    assert main(args) == 4  # found and left unfixed
+    assert "missing_chunk" in capsys.readouterr().out
+
+
+def test_recover_verify_recuts_a_damaged_chunk(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    client.ingest(glob, "bad", chunk_rows=CHUNK, progress=False)
+    before = table_of(client, "bad")
+    flip_byte(tmp_path, client, "bad", 4)
+    assert client.recover().empty  # bytes are read only with verify
+    report = client.recover(apply=True, verify=True)
+    assert report["problem"].tolist() == ["corrupt_chunk"]
+    assert report["action"][0].startswith("re-cut from the source (")
+    assert report["applied"].tolist() == [True], report.to_dict("records")
+    assert table_of(client, "bad") == before
+    assert client.recover(verify=True).empty
+
+
+def test_a_resume_recuts_lost_chunk_files_of_a_finished_ingest(client, tmp_path):
+    glob, _ = csv_files(tmp_path)
+    client.ingest(glob, "done", chunk_rows=CHUNK, progress=False)
+    before = table_of(client, "done")
+    _lose(tmp_path, client, "done", [0, 9])
+    ds = client.ingest(glob, "done", chunk_rows=CHUNK, mode="resume", progress=False)
+    assert table_of(client, "done") == before
+    assert ds.verify(progress=False).empty
+    assert ds.versions()["kind"].tolist() == ["ingest"]  # no new version: the same one mended
+    pd.testing.assert_frame_equal(read_back(ds), expected_csv(glob))
+
+
+def test_a_resume_that_cannot_recut_says_which_chunk_and_why(client, tmp_path):
+    df = sensors(6_000)
+    client.ingest(df, "frame", chunk_rows=CHUNK, progress=False)
+    _lose(tmp_path, client, "frame", [1])
+    with pytest.raises(cf.SourceError, match=r"chunk 1: source was a DataFrame \(not re-readable\)") as err:
+        client.ingest(df, "frame", chunk_rows=CHUNK, mode="resume", progress=False)
+    assert "mode='overwrite'" in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_killed_ingest_whose_checkpointed_files_were_lost_is_resumed(client, tmp_path,
+                                                                       redis_server, prefix):
+    glob, _ = csv_files(tmp_path)
+    _kill_mid_ingest(tmp_path, redis_server.url, prefix, ["ingest-files", "crashy", glob])
+    made = client.state.chunk_metas("crashy", 1)
+    assert len(made) >= 4
+    for cm in list(made.values())[:2]:  # the first two checkpointed chunks' files go
+        (tmp_path / "store" / cm.key).unlink()
+    ds = client.ingest(glob, "crashy", chunk_rows=CHUNK, mode="resume", progress=False)
+    assert table_of(client, "crashy") == _uninterrupted(tmp_path, redis_server.url, prefix, glob)
+    assert ds.verify(progress=False).empty
+    pd.testing.assert_frame_equal(read_back(ds), expected_csv(glob))
+
+
+def test_recover_apply_recuts_objects_an_s3_store_lost(s3_client, s3_bucket, s3_options):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_options)
+    df = sensors(6_000)
+    url = f"s3://{s3_bucket}/raw/lost.csv"
+    with fs.open(url, "wb") as f:
+        f.write(df.to_csv(index=False).encode())
+    ds = s3_client.ingest(url, "s3lost", chunk_rows=CHUNK, progress=False)
+    before = table_of(s3_client, "s3lost")
+    ds.to_pandas()  # read once: the local tier holds every chunk now
+    for cm in s3_client.catalog.chunks("s3lost", 1)[:2]:
+        fs.rm(f"s3://{s3_bucket}/chunks/{cm.key}")
+    report = s3_client.recover(apply=True)
+    assert report["problem"].tolist() == ["missing_chunk"]
+    assert report["applied"].tolist() == [True], report.to_dict("records")
+    assert table_of(s3_client, "s3lost") == before
+    assert all(fs.exists(f"s3://{s3_bucket}/chunks/{cm.key}")
+               for cm in s3_client.catalog.chunks("s3lost", 1))
+    assert s3_client.recover(verify=True).empty

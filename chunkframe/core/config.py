@@ -98,7 +98,8 @@ class Settings:
         return (f"Settings(home={str(self.home)!r}, store_url={redact(self.store_url)!r}, "
                 f"redis_url={redact(self.redis_url)!r}, catalog={redact(self.catalog)!r}, "
                 f"prefix={self.prefix!r}, chunk_cache_bytes={self.chunk_cache_bytes}, "
-                f"lock_ttl={self.lock_ttl}, retry_seconds={self.retry_seconds}, permissions={self.permissions!r}, "
+                f"lock_ttl={self.lock_ttl}, retry_seconds={self.retry_seconds}, "
+                f"permissions={self.permissions!r}, "
                 f"auto_compact={self.auto_compact!r}, max_mapped_chunks={self.max_mapped_chunks}, "
                 f"local_cache_bytes={self.local_cache_bytes})")
 

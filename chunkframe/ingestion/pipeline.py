@@ -693,6 +693,9 @@ def _run(
     persister = _Persister(workers, max_pending)
     count = 0
     checked = False
+    if done:  # checkpointed chunks whose files the store lost since are cut again
+        present = set(store.list(generation_prefix(dataset_id, plan.generation)))
+        done = {n: cm for n, cm in done.items() if cm.key in present}
     try:
         for i, table in enumerate(chunks):
             if plan.op == "append" and i and not evolving:  # evolved: chunks keep their schema
@@ -703,8 +706,8 @@ def _run(
                 if not checked and not _holds(store, done[n], table):
                     raise SourceError(
                         f"cannot resume dataset {dataset_id!r}: chunk {n} of {src.description} "
-                        "differs from the chunk already written (or that chunk's file is gone "
-                        "or damaged)", hint=Hint("use {}", Arg("mode", "overwrite")),
+                        "differs from the chunk already written (or that chunk's file is "
+                        "damaged)", hint=Hint("use {}", Arg("mode", "overwrite")),
                     )
                 checked = True  # one re-cut chunk compared with its checkpoint is enough
                 advance(table.num_rows)

@@ -6,7 +6,7 @@ last-value data against the dataset versions the catalog records (rebuilt from t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ from ..ingestion.pipeline import CommitHook, discard_interrupted, ingest
 from ..ingestion.provenance import SourceFile, SourceRecord, reopen, why_not_readable
 from ..storage.manifest import verify_manifest
 from ..storage.state import Holder
-from .repair import checkpoint_again
+from .repair import checkpoint_again, recut, sources_of
 from .restore import Restorable, restorable, restore
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["PROBLEMS", "Problem", "Recoverer"]
 
 PROBLEMS = ("drop_interrupted", "interrupted", "stale_lock", "redis_state_missing", "redis_state_behind",
-            "redis_state_corrupt", "orphan_files", "corrupt_manifest", "corrupt_chunk",
+            "redis_state_corrupt", "orphan_files", "corrupt_manifest", "missing_chunk", "corrupt_chunk",
             "context_unrecorded", "context_missing", "context_behind", "last_values_missing",
             "catalog_unreadable", "catalog_stale")
 """The kinds of problem the recoverer reports, in the order it repairs them
@@ -175,7 +175,7 @@ class Recoverer:
                     out += self._redis_state(ds, busy)
                     if verify:
                         out += self._corrupt_manifest(ds)
-                        out += self._corrupt_chunks(ds)
+                    out += self._bad_chunks(ds, set(keys) if busy is None else None, verify)
                     if busy is None:
                         out += self._last_values(ds)
                 if known:  # the files of a dataset the catalog never claimed are not orphans
@@ -615,23 +615,43 @@ class Recoverer:
         self.backends.store.delete(stale)
 
     # -- chunks ---------------------------------------------------------------------------
-    def _corrupt_chunks(self, ds: str) -> Iterator[Problem]:
-        record = self.backends.catalog.get(ds)
+    def _bad_chunks(self, ds: str, present: set[str] | None, verify: bool) -> list[Problem]:
+        """Chunks of the current version whose files are gone (``missing_chunk``: not among
+        the store's files ``present``; None: not checked while an ingest runs) or, with
+        ``verify``, fail their checks when read (``corrupt_chunk``), each re-cut from the
+        dataset's recorded source when that is provably unchanged."""
+        record = self.backends.catalog.get(ds) if present is not None or verify else None
         if record is None:
-            return
+            return []
         try:
             snap = self.reader.version_snapshot(ds, record.version)  # the catalog's: no Redis
         except ChunkFrameError as exc:
-            yield Problem(ds, "corrupt_chunk", "none automatically: re-ingest the dataset with "
-                          "mode='overwrite'", f"its chunk table in the catalog is incomplete: {exc}")
-            return
+            return [Problem(ds, "corrupt_chunk", "none automatically: re-ingest the dataset "
+                            "with mode='overwrite'",
+                            f"its chunk table in the catalog is incomplete: {exc}")] if verify else []
+        bad: dict[str, dict[int, str]] = {"missing_chunk": {}, "corrupt_chunk": {}}
         for i, cm in enumerate(snap.chunks):
-            problem = self.reader.verify_chunk(snap, i)
-            if problem is not None:
-                yield Problem(ds, "corrupt_chunk", "none automatically: re-ingest the dataset "
-                              "with mode='overwrite' or restore the chunk file",
-                              f"chunk {cm.chunk} ({cm.key}): {problem}")
-
+            if present is not None and cm.key not in present:
+                bad["missing_chunk"][cm.chunk] = f"chunk {cm.chunk} ({cm.key}) is gone"
+            elif verify:
+                problem = self.reader.verify_chunk(snap, i)
+                if problem is not None:
+                    bad["corrupt_chunk"][cm.chunk] = f"chunk {cm.chunk} ({cm.key}): {problem}"
+        out = []
+        for kind, chunks in bad.items():
+            for numbers, source, why in (sources_of(self.backends, ds, record.generation, chunks,
+                                                    self._seen) if chunks else []):
+                what = "; ".join(chunks[n] for n in numbers[:3]) + (
+                    f"; and {len(numbers) - 3} more" if len(numbers) > 3 else "")
+                if source is None or why is not None:
+                    out.append(Problem(ds, kind, "none automatically: restore the chunk files, "
+                                       "or re-ingest the dataset with mode='overwrite'",
+                                       f"{what}; cannot re-cut from the source: {why}"))
+                else:
+                    out.append(Problem(ds, kind, f"re-cut from the source ({source.describe()}), "
+                                       "which is unchanged", what,
+                                       partial(recut, self.backends, self.reader, ds, numbers)))
+        return out
 
 def _valid(ds: str) -> bool:
     """Whether ``ds`` is a valid dataset id (a stray directory in the store is not)."""

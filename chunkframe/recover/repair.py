@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from ..core.chunktable import ChunkTable
 from ..core.errors import Arg, DatasetLockedError, Hint, SourceError, StateCorruptionError
-from ..core.keys import chunk_key
+from ..core.keys import chunk_key, validate_id
 from ..core.model import ChunkMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import time_stats
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..storage.backends import Backends
     from ..storage.state import DatasetLock
 
-__all__ = ["REPAIR_COLUMNS", "repair_chunks"]
+__all__ = ["REPAIR_COLUMNS", "recut", "recut_lost", "repair_chunks", "sources_of"]
 
 REPAIR_COLUMNS = ["chunk", "problem", "action", "repaired", "detail"]
 """The columns of ``ds.verify(repair=True)``'s report: one row per chunk found bad."""
@@ -72,29 +72,70 @@ def repair_chunks(backends: Backends, reader: Reader, dataset_id: str, chunks: S
     return pd.DataFrame(rows, columns=REPAIR_COLUMNS).astype({"repaired": bool})
 
 
-def _repair(backends: Backends, lock: DatasetLock, snap: Snapshot, bad: dict[int, str]
-            ) -> list[tuple[Any, ...]]:
-    gen = snap.meta.generation
+def recut_lost(backends: Backends, reader: Reader, dataset_id: str) -> pd.DataFrame:
+    """Re-cut the chunks of the dataset's current version whose files the store lost (see
+    :func:`recut`); the report of what was found (empty: nothing was lost)."""
+    snap = reader.snapshot(dataset_id, refresh=True)
+    present = set(backends.store.list(validate_id(dataset_id)))
+    return recut(backends, reader, dataset_id,
+                 [cm.chunk for cm in snap.chunks if cm.key not in present])
+
+
+def recut(backends: Backends, reader: Reader, dataset_id: str, chunks: Sequence[int]
+          ) -> pd.DataFrame:
+    """:func:`repair_chunks` of ``chunks``, raising :class:`SourceError` (saying which and
+    why, after the others were repaired) when one of them cannot be re-cut."""
+    if not chunks:
+        return pd.DataFrame(columns=REPAIR_COLUMNS).astype({"repaired": bool})
+    report = repair_chunks(backends, reader, dataset_id, chunks)
+    failed = report[~report["repaired"]]
+    if len(failed):
+        raise SourceError(
+            f"{len(failed)} of {len(chunks)} bad chunks of dataset {dataset_id!r} cannot be "
+            f"re-cut from its source (chunk {failed['chunk'].iloc[0]}: "
+            f"{failed['detail'].iloc[0]})",
+            hint=Hint("restore those chunk files, or ingest again with {}",
+                      Arg("mode", "overwrite")))
+    return report
+
+
+def sources_of(backends: Backends, dataset_id: str, generation: int, numbers: Sequence[int],
+               seen: dict[tuple[str, int, str], SourceFile] | None = None
+               ) -> list[tuple[list[int], SourceRecord | None, str | None]]:
+    """The chunks ``numbers`` of ``generation`` grouped by the recorded source that gave
+    them: ``(numbers, record, why)``, where ``why`` is None when the record's files are all
+    still there with their fingerprints (the chunks can be re-cut from them), else why not
+    (no record, an unreadable one, a file gone or changed). ``seen``: see
+    :func:`~chunkframe.ingestion.provenance.why_not_readable`."""
     records: list[SourceRecord] = []
     unreadable = ""
-    for text in backends.catalog.sources(snap.meta.id, gen):
+    for text in backends.catalog.sources(dataset_id, generation):
         try:
             records.append(SourceRecord.from_json(text))
         except SourceError as exc:
             unreadable = str(exc)
-    by_chunk = {cm.chunk: cm for cm in snap.chunks}
-    rows: list[tuple[Any, ...]] = []
+    unsourced: list[int] = []
     groups: dict[int, list[int]] = {}
-    for n in sorted(bad):
-        found = next((i for i, r in enumerate(records) if r.covers(gen, n)), None)
+    for n in sorted(numbers):
+        found = next((i for i, r in enumerate(records) if r.covers(generation, n)), None)
         if found is None:
-            rows.append((n, bad[n], "none", False, unreadable or _NO_SOURCE))
+            unsourced.append(n)
         else:
             groups.setdefault(found, []).append(n)
-    for i, numbers in groups.items():
-        record = records[i]
-        why = why_not_readable(record, backends.storage_options, since="since it was ingested")
-        if why is not None:
+    out: list[tuple[list[int], SourceRecord | None, str | None]] = (
+        [(unsourced, None, unreadable or _NO_SOURCE)] if unsourced else [])
+    for i, group in groups.items():
+        out.append((group, records[i], why_not_readable(
+            records[i], backends.storage_options, since="since it was ingested", seen=seen)))
+    return out
+
+
+def _repair(backends: Backends, lock: DatasetLock, snap: Snapshot, bad: dict[int, str]
+            ) -> list[tuple[Any, ...]]:
+    by_chunk = {cm.chunk: cm for cm in snap.chunks}
+    rows: list[tuple[Any, ...]] = []
+    for numbers, record, why in sources_of(backends, snap.meta.id, snap.meta.generation, bad):
+        if record is None or why is not None:
             rows += [(n, bad[n], "none", False, why) for n in numbers]
             continue
         done: dict[int, tuple[Any, ...]] = {}

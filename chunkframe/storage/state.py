@@ -33,8 +33,9 @@ from ..core.model import ChunkMeta, DatasetMeta, ManifestRef
 from ..core.permissions import OWNER_ONLY, Modes
 from ..core.retry import retry_until
 
-__all__ = ["connect_redis", "transient_redis_error", "connect_cluster", "is_cluster", "scan_keys", "pipelined",
-           "CLUSTER_SCHEMES", "redis_url_of", "DatasetLock", "Holder", "State", "Head"]
+__all__ = ["connect_redis", "transient_redis_error", "connect_cluster", "is_cluster",
+           "scan_keys", "pipelined", "CLUSTER_SCHEMES", "redis_url_of", "DatasetLock", "Holder",
+           "State", "Head"]
 
 
 def redis_url_of(client: redis.Redis) -> str:
