@@ -362,11 +362,13 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
         index) from the catalog's durable copy, record contexts only Redis holds, rebuild
         last values from the chunk files, restore a missing or damaged catalog (the damaged
         file is kept as ``<name>.damaged-<time>``) from Redis's committed state, else from
-        the chunk files' own metadata. A dry run changes nothing.
+        the chunk files' own metadata, re-cut chunks whose files are gone (or, with
+        ``verify``, damaged) from the dataset's recorded source files when those are
+        unchanged (the proofs of ``ds.verify(repair=True)``). A dry run changes nothing.
     verify : bool, default False
         Also read every chunk of every dataset and report those that fail their checksum or
-        whose file names another chunk (``corrupt_chunk``; not repaired here: see
-        ``ds.verify(repair=True)``).
+        whose file names another chunk (``corrupt_chunk``). Chunk files that are gone are
+        found without it (``missing_chunk``), from the store's listing.
     progress : bool, optional
         A bar over the datasets checked, with their total (None: only in notebooks and
         terminals).
@@ -377,7 +379,9 @@ def recover(apply: bool = False, verify: bool = False, progress: bool | None = N
         One row per problem: ``dataset``, ``problem`` (``drop_interrupted``: a drop begun
         and not finished, which ``apply`` finishes; ``interrupted``, ``stale_lock``,
         ``redis_state_missing``, ``redis_state_behind``, ``redis_state_corrupt``,
-        ``orphan_files``, ``corrupt_chunk``, ``context_unrecorded``, ``context_missing``,
+        ``orphan_files``, ``corrupt_manifest``, ``missing_chunk``, ``corrupt_chunk`` (each
+        with the action "re-cut from the source", or the reason it cannot be),
+        ``context_unrecorded``, ``context_missing``,
         ``context_behind``, ``last_values_missing``, ``catalog_unreadable``,
         ``catalog_stale``: the catalog was read without its WAL on a full disk, so nothing
         is applied; for a context problem ``dataset`` is the context id, and ``""`` when the

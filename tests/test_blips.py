@@ -15,7 +15,8 @@ from redis.crc import key_slot
 from servers import RedisClusterProcess, RedisProcess
 
 import chunkframe as cf
-from chunkframe.core.errors import BackendUnavailableError, InvalidArgumentError, LockLostError
+from chunkframe.core.errors import BackendUnavailableError, InvalidArgumentError
+from chunkframe.core.keys import RedisKeys
 from chunkframe.storage.state import State
 
 ROWS, CHUNK = 12_000, 1_000
@@ -87,16 +88,20 @@ def test_an_outage_past_the_deadline_fails_cleanly_then_resumes(tmp_path, own_re
     assert client.open("blip").versions()["kind"].tolist() == ["ingest"]
 
 
-def test_a_lock_that_lapsed_during_the_blip_stops_the_writer(tmp_path, own_redis,
-                                                             monkeypatch) -> None:
+def test_a_lock_that_lapsed_during_the_outage_stops_the_writer(tmp_path, own_redis,
+                                                                monkeypatch) -> None:
     client = _connect(tmp_path, own_redis, lock_ttl=1.0, retry_seconds=30)
     df = source_frame(ROWS)
-    seen = _stop_at_checkpoint(monkeypatch, own_redis, 3)
-    with pytest.raises(LockLostError, match="mode='resume'"):
+    kept: list[int] = []
+    seen = _stop_at_checkpoint(monkeypatch, own_redis, 3,
+                               lambda: kept.append(sum(seen[:2])))  # entries checkpointed
+    with pytest.raises(BackendUnavailableError, match="mode='resume'"):
         _ingest(client, df)  # stops once its lock lapsed, not after the 30 s deadline
     assert len(seen) == 3
     monkeypatch.undo()
     own_redis.start()
+    r, keys = own_redis.client(), RedisKeys("blip", "blip")
+    assert r.hlen(keys.chunks(int(r.hget(keys.ingest, "generation")))) == kept[0]  # no more
     _ingest(client, df, mode="resume")
     _equal(client, df)
 

@@ -506,15 +506,20 @@ def test_cli_verify_repair(client, tmp_path, capsys):
     assert np.array_equal([r["chunk"] for r in doc["repair"]], [1])
 
 
-def test_repair_from_a_csv_on_s3_into_an_s3_store(s3_client, s3_bucket, s3_options):
+def _s3_csv_dataset(s3_client, s3_bucket: str, s3_options: dict, name: str, dataset_id: str):
+    """6,000 sensor rows as a CSV on S3, ingested into the S3 store; (fs, url, df, ds)."""
     import s3fs
 
     fs = s3fs.S3FileSystem(**s3_options)
     df = sensors(6_000)
-    url = f"s3://{s3_bucket}/raw/readings.csv"
+    url = f"s3://{s3_bucket}/raw/{name}"
     with fs.open(url, "wb") as f:
         f.write(df.to_csv(index=False).encode())
-    ds = s3_client.ingest(url, "remote", chunk_rows=CHUNK, progress=False)
+    return fs, url, df, s3_client.ingest(url, dataset_id, chunk_rows=CHUNK, progress=False)
+
+
+def test_repair_from_a_csv_on_s3_into_an_s3_store(s3_client, s3_bucket, s3_options):
+    fs, url, df, ds = _s3_csv_dataset(s3_client, s3_bucket, s3_options, "readings.csv", "remote")
     record = SourceRecord.from_json(s3_client.catalog.sources("remote", 1)[0])
     assert [f.url for f in record.files] == [url] and record.files[0].rows == (0, 6_000)
     before = table_of(s3_client, "remote")
@@ -643,14 +648,7 @@ def test_a_killed_ingest_whose_checkpointed_files_were_lost_is_resumed(client, t
 
 
 def test_recover_apply_recuts_objects_an_s3_store_lost(s3_client, s3_bucket, s3_options):
-    import s3fs
-
-    fs = s3fs.S3FileSystem(**s3_options)
-    df = sensors(6_000)
-    url = f"s3://{s3_bucket}/raw/lost.csv"
-    with fs.open(url, "wb") as f:
-        f.write(df.to_csv(index=False).encode())
-    ds = s3_client.ingest(url, "s3lost", chunk_rows=CHUNK, progress=False)
+    fs, _, _, ds = _s3_csv_dataset(s3_client, s3_bucket, s3_options, "lost.csv", "s3lost")
     before = table_of(s3_client, "s3lost")
     ds.to_pandas()  # read once: the local tier holds every chunk now
     for cm in s3_client.catalog.chunks("s3lost", 1)[:2]:

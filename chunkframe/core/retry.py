@@ -51,11 +51,11 @@ OUTAGES = Outages()
 
 
 def retry_until(call: Callable[[], T], *, seconds: float, transient: Callable[[BaseException], bool],
-                what: str, between: Callable[[], None] | None = None) -> T:
+                what: str, worth_it: Callable[[], bool] = lambda: True) -> T:
     """``call()``, tried again with backoff (50 ms doubling to 1 s) while it raises an error
-    ``transient`` accepts, until ``seconds`` have passed since its first failure; then that
-    error is raised. ``between`` runs before each new try and may raise to stop early (a
-    writer whose lock lapsed must not write at all). ``what`` names the backend in the log."""
+    ``transient`` accepts, until ``seconds`` have passed since its first failure, or
+    ``worth_it()`` (asked before each new try) says no (a writer whose lock lapsed must not
+    write at all); then that error is raised. ``what`` names the backend in the log."""
     first: float | None = None
     delay = 0.05
     while True:
@@ -68,17 +68,11 @@ def retry_until(call: Callable[[], T], *, seconds: float, transient: Callable[[B
             if first is None:
                 first = now
                 OUTAGES.begin(what, exc, seconds)
-            if now - first >= seconds:
+            if now - first >= seconds or not worth_it():
                 OUTAGES.end(what, healed=False)
                 raise
             time.sleep(min(delay, first + seconds - now))
             delay = min(delay * 2, 1.0)
-            if between is not None:
-                try:
-                    between()
-                except BaseException:
-                    OUTAGES.end(what, healed=False)
-                    raise
             continue
         if first is not None:
             OUTAGES.end(what, healed=True)

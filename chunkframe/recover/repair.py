@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +99,7 @@ def recut(backends: Backends, reader: Reader, dataset_id: str, chunks: Sequence[
     return report
 
 
-def sources_of(backends: Backends, dataset_id: str, generation: int, numbers: Sequence[int],
+def sources_of(backends: Backends, dataset_id: str, generation: int, numbers: Iterable[int],
                seen: dict[tuple[str, int, str], SourceFile] | None = None
                ) -> list[tuple[list[int], SourceRecord | None, str | None]]:
     """The chunks ``numbers`` of ``generation`` grouped by the recorded source that gave

@@ -378,6 +378,14 @@ class DatasetLock:
                 )
             mod_time.sleep(min(0.1, self.ttl / 10))
 
+    def provable(self) -> bool:
+        """Whether the lock may still be ours (:meth:`check` would not raise)."""
+        try:
+            self.check()
+        except LockLostError:
+            return False
+        return True
+
     def check(self) -> None:
         """Raise :class:`LockLostError` if the lock is gone or stolen: as renewal found it,
         or, when renewal is overdue (this process was paused or starved), as Redis says
@@ -598,11 +606,12 @@ class State:
     def _fenced(self, lock: DatasetLock, call: Any) -> None:
         """Run the fenced script ``call`` under ``lock``: retried through a blip for up to
         ``retry_seconds`` (each script is idempotent, so one that ran before the connection
-        dropped may run again), but never once the lock is known lost."""
+        dropped may run again), but not once the lock can no longer be proven ours (its
+        TTL passed unrenewed: the outage's error is raised then)."""
         lock.check()
         try:
             retry_until(call, seconds=self.retry_seconds, transient=transient_redis_error,
-                        what=f"Redis at {self.url}", between=lock.check)
+                        what=f"Redis at {self.url}", worth_it=lock.provable)
         except redis.ResponseError as exc:
             if "LOCKLOST" in str(exc):
                 lock._lost.set()
