@@ -16,7 +16,7 @@ from ..core.progress import progress_bar
 from . import aggregate as _aggregate
 from .executor import Executor
 from .partitions import to_dask
-from .plan import plan_point, plan_rows, plan_scan, plan_slice
+from .plan import plan_point, plan_rows, plan_scan, plan_span
 from .stream import arrow_c_stream
 
 if TYPE_CHECKING:
@@ -111,9 +111,7 @@ class ReadEngine:
     @_retry_superseded
     def slice(self, start: int | None = None, stop: int | None = None,
               columns: Sequence[str] | str | None = None) -> pd.DataFrame:
-        plan = plan_slice(self.snapshot(), start, stop, columns)
-        return self.bind(self.executor.rows(plan) if plan.kind == "rows"
-                         else self.executor.span(plan))
+        return self.bind(self.executor.span(plan_span(self.snapshot(), start, stop, columns)))
 
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,
                     where: Any = None, device: Any = None) -> Iterator[pd.DataFrame]:

@@ -72,8 +72,7 @@ class Executor:
         return {name: g(local) for name, g in zip(snap.schema.names, getters, strict=True)}
 
     def rows(self, plan: ReadPlan) -> pd.DataFrame:
-        """A row plan's rows as a DataFrame indexed by ``sn``, in the order asked (a
-        :class:`~pandas.RangeIndex` for a short slice's, as :meth:`span` gives).
+        """A row plan's rows as a DataFrame indexed by ``sn``, in the order asked.
 
         Chunks the cache holds and batch reads come back to are gathered through their
         planes (one numpy gather per column); the others are fetched in parallel (or served
@@ -107,9 +106,7 @@ class Executor:
             data.update(self._gather_by_chunk(plan, template, rest))
         columns = template.columns if plan.columns is None else template.columns[wanted]
         values = [data[j] for j in wanted]  # a column asked twice comes twice
-        lo, hi = plan.span
-        return _assemble(columns, values, pd.RangeIndex(lo, hi, name="sn") if hi > lo
-                         else pd.Index(arr, name="sn"))
+        return _assemble(columns, values, pd.Index(arr, name="sn"))
 
     def _gather_by_chunk(self, plan: ReadPlan, template: RowTemplate, wanted: list[int]
                          ) -> dict[int, Any]:

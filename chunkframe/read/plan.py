@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -13,8 +13,7 @@ from ..core.integers import as_integer
 from ..core.ranges import RowFilter, make_filter
 from .reader import Snapshot
 
-__all__ = ["ReadPlan", "ChunkGroups", "plan_point", "plan_rows", "plan_span", "plan_slice",
-           "plan_scan", "SHORT_SPAN",
+__all__ = ["ReadPlan", "ChunkGroups", "plan_point", "plan_rows", "plan_span", "plan_scan",
            "positions", "out_of_range", "group_by_chunk", "chunk_slices"]
 
 Kind = Literal["point", "rows", "span", "scan"]
@@ -160,23 +159,6 @@ def plan_span(snap: Snapshot, start: int | None = None, stop: int | None = None,
     hi = max(hi, lo)
     return ReadPlan("span", snap, list(chunk_slices(snap, lo, hi)), cols, _decoded(snap, cols),
                     span=(lo, hi))
-
-
-SHORT_SPAN = 4096
-"""Rows up to which a slice is read as a row batch (:func:`plan_slice`)."""
-
-
-def plan_slice(snap: Snapshot, start: int | None = None, stop: int | None = None,
-               columns: Sequence[str] | str | None = None) -> ReadPlan:
-    """A slice ``[start, stop)``: a span plan, or for one of at most :data:`SHORT_SPAN`
-    rows a row plan of its serial numbers (with ``span`` set), gathered a numpy column at a
-    time (from the cache's planes once warm) instead of converting a short Arrow table to
-    pandas, which costs more than the rows: ``tail(100)`` 0.6 ms against 1.3 ms."""
-    plan = plan_span(snap, start, stop, columns)
-    lo, hi = plan.span
-    if not 0 < hi - lo <= SHORT_SPAN:
-        return plan
-    return replace(plan_rows(snap, np.arange(lo, hi, dtype=np.int64), columns), span=(lo, hi))
 
 
 def plan_scan(snap: Snapshot, columns: Sequence[str] | str | None = None, *,
