@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from chunkframe.frontends.cli import build_parser, main
@@ -107,6 +108,38 @@ def test_ingest_json_and_modes(cli):
     one_error_line(err, "already exists", "overwrite")
     code, out, _ = cli("ingest", src, "p", "--mode", "append", "--json", "--no-progress")
     assert code == 0 and json.loads(out)["rows"] == 100_000
+
+
+def _stored_types(client, dataset_id: str) -> dict[str, pa.DataType]:
+    """The Arrow types a dataset's first chunk file stores its columns as."""
+    key = client.catalog.chunks(dataset_id, client.catalog.get(dataset_id).generation)[0].key
+    schema = pa.ipc.open_file(pa.BufferReader(client.store.get(key))).schema
+    return {f.name: f.type for f in schema}
+
+
+def test_ingest_encodings_per_column(cli, client):
+    src = str(SAMPLES / "sensors.parquet")
+    assert cli("ingest", src, "auto", "--no-progress")[0] == 0
+    chosen = _stored_types(client, "auto")
+    assert pa.types.is_dictionary(chosen["status"]) and chosen["battery"] != pa.int64()
+    code, _, _ = cli("ingest", src, "plain", "--encoding", "status=plain", "--encoding",
+                     "battery=plain", "--no-progress")
+    assert code == 0
+    stored = _stored_types(client, "plain")
+    assert not pa.types.is_dictionary(stored["status"]) and stored["battery"] == pa.int64()
+    assert pa.types.is_dictionary(stored["sensor"])  # the others still chosen by measure
+    pd.testing.assert_frame_equal(client.open("plain").to_pandas(),
+                                  client.open("auto").to_pandas())
+    code, _, err = cli("ingest", src, "x", "--encoding", "status")
+    assert code == 2 and "is not COL=ENC" in err
+    code, _, err = cli("ingest", src, "x", "--encoding", "nope=plain", "--no-progress")
+    assert code == 1
+    one_error_line(err, "encodings names column 'nope'")
+    code, _, err = cli("ingest", src, "x", "--encoding", "temperature=dictionary",
+                       "--no-progress")
+    assert code == 1
+    one_error_line(err, "only text columns are dictionary-encoded")
+    assert not client.exists("x")  # refused before anything was written
 
 
 def test_ingest_failures(cli, tmp_path):

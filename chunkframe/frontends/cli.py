@@ -69,6 +69,16 @@ def _positive(text: str) -> int:
     return n
 
 
+def _encoding(text: str) -> tuple[str, str]:
+    """``COL=ENC`` of ``--encoding`` as (column, encoding); the encoding is checked against
+    the source's columns by the ingest."""
+    col, eq, enc = text.rpartition("=")
+    if not eq or not col or not enc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not COL=ENC (ENC: auto, dictionary, narrow or plain)")
+    return col, enc
+
+
 def _date_range(since: str | None, until: str | None) -> tuple[str | None, str | None] | None:
     """``--since``/``--until`` as the library's ``date_range`` (which parses the times)."""
     return None if since is None and until is None else (since, until)
@@ -111,7 +121,7 @@ def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
                        mode=args.mode,
                        compression=None if args.compression == "none" else args.compression,
                        progress=_progress(args),
-                       wait=args.wait)
+                       wait=args.wait, encodings=dict(args.encoding) if args.encoding else None)
     seconds = time.perf_counter() - began
     meta = ds.meta
     out.line(f"ingested {ds.id!r} ({args.mode}): {plural(meta.rows, 'row')} in "
@@ -609,6 +619,9 @@ def build_parser() -> _Parser:
     p.add_argument("--compression", choices=["auto", "zstd", "lz4", "none"], default="auto",
                    help="chunk buffer compression (default: auto: none on a local store, zstd "
                         "on an object store)")
+    p.add_argument("--encoding", action="append", type=_encoding, metavar="COL=ENC",
+                   help="store column COL as ENC: dictionary (text), narrow (integers), plain "
+                        "or auto (the default: chosen by measuring each chunk); repeatable")
     p.add_argument("--wait", action="store_true",
                    help="wait while another worker ingests this dataset, instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
