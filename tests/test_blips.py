@@ -106,6 +106,16 @@ def test_a_lock_that_lapsed_during_the_outage_stops_the_writer(tmp_path, own_red
     _equal(client, df)
 
 
+def test_with_retries_off_an_outage_fails_at_once_unlogged(tmp_path, own_redis, monkeypatch,
+                                                           caplog) -> None:
+    client = _connect(tmp_path, own_redis, retry_seconds=0)
+    _stop_at_checkpoint(monkeypatch, own_redis, 3)
+    with caplog.at_level(logging.WARNING, logger="chunkframe"), \
+            pytest.raises(BackendUnavailableError, match="mode='resume'"):
+        _ingest(client, source_frame(ROWS))
+    assert not [r for r in caplog.records if "Redis at" in r.getMessage()]
+
+
 @pytest.mark.parametrize("bad", [-1, "soon", float("nan")])
 def test_retry_seconds_must_be_a_number_of_seconds(tmp_path, own_redis, bad) -> None:
     with pytest.raises(InvalidArgumentError, match="retry_seconds must be a number of seconds"):

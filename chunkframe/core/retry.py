@@ -56,6 +56,8 @@ def retry_until(call: Callable[[], T], *, seconds: float, transient: Callable[[B
     ``transient`` accepts, until ``seconds`` have passed since its first failure, or
     ``worth_it()`` (asked before each new try) says no (a writer whose lock lapsed must not
     write at all); then that error is raised. ``what`` names the backend in the log."""
+    if seconds <= 0:
+        return call()  # retries off: the error as it comes, nothing logged
     first: float | None = None
     delay = 0.05
     while True:
