@@ -223,104 +223,220 @@ def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: 
 
 
 # -- resample -----------------------------------------------------------------------------
-def _rule(rule: Any) -> Any:
+_ORIGINS = ("epoch", "start", "start_day", "end", "end_day")
+_END_TYPES = ("ME", "YE", "QE", "BME", "BYE", "BQE", "W")  # pandas' right-closed rules
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """A checked ``resample`` rule with pandas' ``closed``, ``label``, ``origin``, ``offset``.
+
+    ``tick``: fixed-length buckets cut every ``step`` nanoseconds from an origin (pandas'
+    ``Tick`` rules, and days on naive times); else calendar buckets, whose edges pandas
+    lays with ``date_range`` from the first and last day.
+    """
+
+    offset: Any
+    closed: str
+    label: str
+    origin: str | int  # one of _ORIGINS, or a time (ns since the epoch, UTC)
+    shift: int  # offset=, ns
+    tick: bool
+    step: int  # tick only
+
+
+def _rule(rule: Any, tz: str | None, *, closed: Any = None, label: Any = None,
+          origin: Any = "start_day", offset: Any = None) -> _Rule:
+    """Check the arguments as ``pandas.DataFrame.resample`` does, with errors naming the fix."""
     try:
-        return to_offset(rule)
+        freq = to_offset(rule)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(
             f"rule={rule!r} is not a pandas frequency ({exc}); give one such as '15min', "
             "'h', 'D', 'W' or 'ME'") from None
+    for name, value in (("closed", closed), ("label", label)):
+        if value not in (None, "left", "right"):
+            raise InvalidArgumentError(f"{name}={value!r} is not a side of a bucket; give "
+                                       f"{name}='left' or {name}='right' (or leave it out "
+                                       "for pandas' default)")
+    tick = isinstance(freq, pd.offsets.Tick) or (isinstance(freq, pd.offsets.Day) and tz is None)
+    at: str | int
+    if isinstance(origin, str) and origin in _ORIGINS:
+        at = origin
+    else:
+        try:
+            stamp = pd.Timestamp(origin)
+        except (TypeError, ValueError):
+            stamp = pd.NaT
+        if stamp is pd.NaT or not isinstance(stamp, pd.Timestamp):
+            raise InvalidArgumentError(
+                f"origin={origin!r} is neither one of {', '.join(map(repr, _ORIGINS))} nor a "
+                "time; give one of those, or a time such as '2026-01-01 00:00'") from None
+        if (stamp.tz is None) != (tz is None):
+            zone = f"the time column's zone, e.g. pd.Timestamp(..., tz={tz!r})" if tz else \
+                "a time without a zone, as the time column's"
+            raise InvalidArgumentError(
+                f"origin={origin!r} {'has no' if stamp.tz is None else 'has a'} time zone but "
+                f"the time column's times {'are in ' + repr(tz) if tz else 'have none'}; give "
+                f"{zone}")
+        at = int(stamp.as_unit("ns")._value)
+    try:
+        shift = pd.Timedelta(offset) if offset is not None else None
+    except (TypeError, ValueError):
+        shift = None
+        raise InvalidArgumentError(
+            f"offset={offset!r} is not a duration; give one such as '15min' or "
+            "pd.Timedelta(minutes=15)") from None
+    if shift is pd.NaT:
+        raise InvalidArgumentError(f"offset={offset!r} is not a duration; give one such as "
+                                   "'15min' or pd.Timedelta(minutes=15)")
+    if not tick and (shift is not None or at != "start_day"):
+        raise InvalidArgumentError(
+            f"origin= and offset= move fixed-length buckets (rules such as '15min', 'h', and "
+            f"'D' on times without a zone); rule={rule!r} lays calendar buckets, which they "
+            "do not move (pandas ignores them): leave them out, or use a fixed rule such as "
+            "'24h'")
+    code = freq.rule_code
+    right = code in _END_TYPES or code.split("-")[0] in _END_TYPES or (
+        at in ("end", "end_day"))
+    side = "right" if right else "left"
+    step = 0
+    if tick:
+        step = int(pd.Timedelta(hours=24 * freq.n).value if isinstance(freq, pd.offsets.Day)
+                   else freq.nanos)
+        if step <= 0:
+            raise InvalidArgumentError(f"rule={rule!r} is not a positive duration; give one "
+                                       "such as '15min' or 'h'")
+    return _Rule(freq, closed or side, label or side, at,
+                 int(shift.as_unit("ns")._value) if shift is not None else 0, tick, step)
+
+
+def _stamp(ns: int, tz: str | None, unit: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
+    return (stamp.tz_convert(tz) if tz else stamp).as_unit(unit)
 
 
 class _Buckets:
-    """Which bucket a time falls in, as pandas' ``resample`` bins it with its defaults.
-
-    Fixed rules under a day (``15min``, ``h``, ``5h``) cut the time line every ``step``
-    from ``origin``, midnight of the first day (pandas' ``origin="start_day"``); calendar
-    rules (days, weeks, months...) hold whole local days, so a day's bucket is the one
-    pandas gives that day's midnight. Both depend on the first (and last) time: built from
-    a guess (the statistics), checked against the times seen, and built again if it was
-    wrong. Buckets are numbered in order; :meth:`key` gives their labels.
+    """Which bucket a time falls in, exactly as pandas' ``resample`` bins the times from
+    ``first`` to ``last`` (ns): fixed rules cut the time line every ``step`` from an origin
+    (pandas' ``_adjust_dates_anchored``); calendar rules search edges laid as pandas lays
+    them (``date_range`` from the first day to the last, month and week ends closed at the
+    end of their day). Both depend on the first (and last) time: built from a guess (the
+    statistics), checked against the times seen, and built again if it was wrong. Buckets
+    are numbered in order; :meth:`key` gives their labels.
     """
 
-    def __init__(self, offset: Any, tz: str | None, first: int, last: int):
-        self.offset, self.tz = offset, tz
-        self.tick = isinstance(offset, pd.offsets.Tick) and not isinstance(offset, pd.offsets.Day)
+    def __init__(self, rule: _Rule, tz: str | None, unit: str, first: int, last: int):
+        self.rule, self.tz, self.first, self.last = rule, tz, first, last
+        self.left = rule.closed == "left"
+        self.tick = rule.tick
         if self.tick:
-            self.step = int(offset.nanos)
-            self.origin = _start_day(first, tz)
+            self.step = rule.step
+            self.origin = self._origin(first, last, unit) + rule.shift
             return
-        self.lo, hi = _local_day(first, tz), _local_day(last, tz)
-        span = np.arange(self.lo, hi + 1, dtype=np.int64)
-        days = pd.DatetimeIndex((span * _DAY_NS).view("M8[ns]"))
-        if tz is not None:
-            days = days.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
-        counts = pd.Series(np.ones(len(span)), index=days).resample(offset).count()
-        self.labels = counts.index.as_unit("ns").asi8
-        self.lookup = np.repeat(np.arange(len(self.labels)), counts.to_numpy().astype(np.int64))
+        lo, hi = _stamp(first, tz, unit).normalize(), _stamp(last, tz, unit).normalize()
+        freq = rule.offset
+        start = pd.Timestamp(freq.rollback(lo)) if self.left else pd.Timestamp(lo - freq)
+        binner = pd.date_range(start=start, end=pd.Timestamp(hi + freq), freq=freq, tz=tz,
+                               ambiguous=True, nonexistent="shift_forward", unit=unit)
+        code = freq.rule_code
+        if code in _END_TYPES or code.split("-")[0] in _END_TYPES:
+            if not self.left:  # month (week...) ends close at the end of their day
+                wall = binner.tz_localize(None)
+                wall = wall + pd.Timedelta(days=1) - pd.Timedelta(1, unit=unit)
+                edges = wall.tz_localize(tz).as_unit("ns").asi8
+            else:
+                edges = binner.as_unit("ns").asi8
+            if len(edges) > 1 and edges[-2] > last:
+                edges, binner = edges[:-1], binner[:-1]
+        else:
+            edges = binner.as_unit("ns").asi8
+        labels = binner.as_unit("ns").asi8
+        if rule.label == "right":
+            labels = labels[1:]
+        self.edges = np.asarray(edges, dtype=np.int64)
+        self.labels = np.asarray(labels[:max(len(edges) - 1, 0)], dtype=np.int64)
+
+    def _origin(self, first: int, last: int, unit: str) -> int:
+        """pandas' origin of fixed buckets (before ``offset``), ns."""
+        at, tz = self.rule.origin, self.tz
+        if not isinstance(at, str):
+            return at
+        if at == "epoch":  # midnight of 1970-01-01 in the column's zone, as pandas
+            return int(pd.Timestamp("1970-01-01", tz=tz).as_unit("ns")._value)
+        if at == "start":
+            return first
+        if at == "start_day":
+            return int(_stamp(first, tz, unit).normalize().as_unit("ns")._value)
+        if at == "end":
+            return last
+        return int(_stamp(last, tz, unit).ceil("D").as_unit("ns")._value)  # end_day
+
+    def _ordinal(self, ns: Any) -> Any:
+        """The fixed bucket of ``ns``: [edge, edge + step) closed left, (edge, ...] right."""
+        if self.left:
+            return np.floor_divide(ns - self.origin, self.step)
+        return -np.floor_divide(self.origin - ns, self.step) - 1
 
     def same_as(self, other: _Buckets) -> bool:
         """Whether ``other`` (built from the true first and last times) bins like this."""
         if self.tick:
             return (other.origin - self.origin) % self.step == 0
-        start = other.lo - self.lo
-        if start < 0 or start + len(other.lookup) > len(self.lookup):
+        edges, n = other.edges, len(other.edges)
+        if n == 0:
+            return True
+        start = int(np.searchsorted(self.edges, edges[0]))
+        if start + n > len(self.edges) or not (self.edges[start:start + n] == edges).all():
             return False
-        mine = self.labels[self.lookup[start:start + len(other.lookup)]]
-        return bool((mine == other.labels[other.lookup]).all())
+        return bool((self.labels[start:start + len(other.labels)] == other.labels).all())
 
     def ordinals(self, table: pa.Table, time: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """``table``'s rows with a time, each one's bucket as a consecutive integer (the
-        first bucket's 0), and its time (ns)."""
+        """``table``'s rows with a time, each one's bucket as a consecutive integer, and its
+        time (ns)."""
         t = table.column(time)
         if t.null_count:
             table = table.filter(pc.is_valid(t))
             t = table.column(time)
         raw = _ns(t)
+        side = "left" if self.left else "right"
         if self.tick:
             if len(raw) > 1 and (raw[1:] >= raw[:-1]).all():  # in order: cut, don't divide
-                first = (int(raw[0]) - self.origin) // self.step
-                last = (int(raw[-1]) - self.origin) // self.step
+                first, last = int(self._ordinal(raw[0])), int(self._ordinal(raw[-1]))
                 edges = self.origin + np.arange(first + 1, last + 1, dtype=np.int64) * self.step
-                cuts = np.searchsorted(raw, edges)
-                sizes = np.diff(np.concatenate([[0], cuts, [len(raw)]]))
-                return table, np.repeat(np.arange(first, last + 1, dtype=np.int64), sizes), raw
-            return table, np.floor_divide(raw - self.origin, self.step), raw
-        local = raw if self.tz is None else _ns(pc.local_timestamp(t))
-        pos = np.floor_divide(local, _DAY_NS) - self.lo
-        return table, self.lookup[np.clip(pos, 0, len(self.lookup) - 1)], raw
+                return table, _cut(raw, edges, side, first, last), raw
+            return table, self._ordinal(raw), raw
+        count = max(len(self.labels), 1)
+        if len(raw) > 1 and (raw[1:] >= raw[:-1]).all():
+            ordinals = _cut(raw, self.edges[1:-1], side, 0, len(self.edges) - 2)
+        else:
+            ordinals = np.searchsorted(self.edges, raw, side="right" if self.left else "left") - 1
+        return table, np.clip(ordinals, 0, count - 1), raw
 
     def key(self, ordinals: np.ndarray) -> np.ndarray:
         """The buckets' labels as integer nanoseconds (in UTC for zoned times)."""
         if self.tick:
-            return self.origin + ordinals * self.step
+            return self.origin + (ordinals + (self.rule.label == "right")) * self.step
         return self.labels[ordinals]
 
-    def every(self, first: int, last: int) -> np.ndarray:
-        """Every bucket's key from the one of ``first`` to that of ``last`` (keys)."""
+    def every(self) -> np.ndarray:
+        """Every bucket's key from the first time's to the last's, as pandas lists them."""
         if self.tick:
-            return np.arange(first, last + 1, self.step, dtype=np.int64)
-        return self.labels[(self.labels >= first) & (self.labels <= last)]
+            first, last = int(self._ordinal(self.first)), int(self._ordinal(self.last))
+            return self.key(np.arange(first, last + 1, dtype=np.int64))
+        return self.labels
+
+
+def _cut(raw: np.ndarray, edges: np.ndarray, side: str, first: int, last: int) -> np.ndarray:
+    """The bucket of each of the ordered times ``raw``: ``first`` up to ``last``, a new one
+    past each of ``edges`` (the times between buckets)."""
+    cuts = np.searchsorted(raw, edges, side=side)  # type: ignore[call-overload]
+    sizes = np.diff(np.concatenate([[0], cuts, [len(raw)]]))
+    return np.repeat(np.arange(first, last + 1, dtype=np.int64), sizes)
 
 
 def _ns(t: Any) -> np.ndarray:
     ns = times_ns(t)
     return (ns if isinstance(ns, pa.Array) else ns.combine_chunks()).to_numpy()
-
-
-def _local_day(ns: int, tz: str | None) -> int:
-    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
-    if tz:
-        stamp = stamp.tz_convert(tz).tz_localize(None)
-    return int(stamp.as_unit("ns")._value) // _DAY_NS
-
-
-def _start_day(ns: int, tz: str | None) -> int:
-    """Midnight (in ``tz``) of the day holding ``ns``: pandas' default ``origin``."""
-    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
-    if tz:
-        stamp = stamp.tz_convert(tz)
-    return int(stamp.normalize().as_unit("ns")._value)
 
 
 def _guess_span(plan: ReadPlan, time: str) -> tuple[int, int]:
@@ -341,7 +457,9 @@ def _guess_span(plan: ReadPlan, time: str) -> tuple[int, int]:
 
 
 def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
-             agg: Any = "mean", *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
+             agg: Any = "mean", *, device: Any = None, date_range: Any = None,
+             closed: Any = None, label: Any = None, origin: Any = "start_day",
+             offset: Any = None) -> pd.DataFrame:
     """One row per time bucket (and device): see :meth:`chunkframe.dataset.Dataset.resample`."""
     meta = snap.meta
     time = meta.time_column
@@ -353,7 +471,8 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
         raise InvalidArgumentError(
             f"dataset {meta.id!r}'s time column {time!r} holds {ttype}, not datetimes, so it "
             "cannot be resampled; group by it with ds.aggregate(by=...) instead")
-    offset = _rule(rule)
+    tz = ttype.tz
+    checked = _rule(rule, tz, closed=closed, label=label, origin=origin, offset=offset)
     dev = meta.device_column
     keys = [k for k in (dev, _BUCKET) if k is not None]
     if columns is None:
@@ -369,13 +488,12 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
                      date_range=date_range, device=device)
     if device is not None:
         plan = _skip_other_devices(plan)
-    tz = ttype.tz
+    unit = ttype.unit
 
     dtypes = executor.empty_frame(snap, [*([dev] if dev else []), *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
     span = _guess_span(plan, time)
-    buckets_seen = (span[1] - span[0]) // (int(offset.nanos) if isinstance(
-        offset, pd.offsets.Tick) else _DAY_NS) + 2
+    buckets_seen = (span[1] - span[0]) // (checked.step if checked.tick else _DAY_NS) + 2
     # numpy's grid of (device, bucket) codes must fit int64 with room to spare
     devices_seen = len({d for i in plan.chunks for d in plan.snap.chunks[i].stats})
     dense = _dense_ok(snap, spec, dtypes) and buckets_seen * max(devices_seen, 1) < 2**52
@@ -408,14 +526,14 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
                              _values(table, spec, dtypes), False)
         return result, min(firsts, default=None), max(lasts, default=None)
 
-    buckets = _Buckets(offset, tz, *span)
+    buckets = _Buckets(checked, tz, unit, *span)
     result, first, last = run(buckets)
+    every: np.ndarray | None = None
     if first is not None and last is not None:
-        true = _Buckets(offset, tz, first, last)
+        true = _Buckets(checked, tz, unit, first, last)
         if not buckets.same_as(true):  # the statistics misled the guess: bin again
-            buckets = true
-            result, first, last = run(buckets)
-    unit = ttype.unit
+            result, first, last = run(true)
+        every = true.every()
     label_dtype = pd.DatetimeTZDtype(unit, tz) if tz is not None else np.dtype(f"M8[{unit}]")
     keys_ns = result.keys
     labels = _labels(keys_ns, tz, unit) if result.codes is None or dev is None else None
@@ -431,9 +549,9 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
     out = _frame(result.values, spec, index)
     if not result.sorted:
         out = out.sort_index()
-    if dev is None and len(keys_ns):
-        every = _labels(buckets.every(int(keys_ns.min()), int(keys_ns.max())), tz, unit)
-        out = _fill_empty(out, spec, pd.DatetimeIndex(every, name=time).astype(label_dtype))
+    if dev is None and every is not None and len(every):
+        out = _fill_empty(out, spec, pd.DatetimeIndex(_labels(every, tz, unit),
+                                                      name=time).astype(label_dtype))
     elif dev is not None and not len(out):
         out.index = pd.MultiIndex.from_arrays(
             [pd.Index([], dtype=dtypes[dev]), pd.DatetimeIndex([], dtype=label_dtype)],
@@ -566,8 +684,8 @@ def _reduce_dense(table: pa.Table, spec: _Spec, group: np.ndarray, size: int,
                     rows = np.bincount(group, minlength=size)
                 out = rows if whole and rows is not None else np.bincount(g, minlength=size)
             elif state == "sum":
-                if v.dtype.kind == "f":
-                    out = np.bincount(g, v, minlength=size)
+                if v.dtype.kind == "f":  # (bincount of no row gives integers)
+                    out = np.bincount(g, v, minlength=size).astype(np.float64, copy=False)
                 else:  # exact, as pandas' int64 sums
                     out = np.zeros(size, dtype=np.int64)
                     np.add.at(out, g, v)
@@ -654,7 +772,8 @@ def _dense_combine(parts: list[Any], spec: _Spec, key_dtypes: list[Any],
             elif how in ("sum", "mean"):
                 part = joined(col, "sum")
                 if part.dtype.kind == "f":
-                    total = np.bincount(group, part, minlength=size)
+                    total = np.bincount(group, part, minlength=size).astype(np.float64,
+                                                                            copy=False)
                 else:
                     total = np.zeros(size, dtype=np.int64)
                     np.add.at(total, group, part)

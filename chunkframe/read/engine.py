@@ -141,9 +141,12 @@ class ReadEngine:
 
     @_retry_superseded
     def resample(self, rule: Any, columns: Sequence[str] | str | None = None, agg: Any = "mean",
-                 *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
+                 *, device: Any = None, date_range: Any = None, closed: Any = None,
+                 label: Any = None, origin: Any = "start_day", offset: Any = None
+                 ) -> pd.DataFrame:
         return _aggregate.resample(self.executor, self.snapshot(), rule, columns, agg,
-                                   device=device, date_range=date_range)
+                                   device=device, date_range=date_range, closed=closed,
+                                   label=label, origin=origin, offset=offset)
 
     @_retry_superseded
     def aggregate(self, by: str | Sequence[str], agg: Any, *, date_range: Any = None,
