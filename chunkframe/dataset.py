@@ -483,8 +483,8 @@ class Dataset:
 
     def resample(self, rule: Any, columns: Sequence[str] | str | None = None, agg: Any = "mean",
                  *, device: Any = None, date_range: Any = None, closed: str | None = None,
-                 label: str | None = None, origin: Any = "start_day", offset: Any = None
-                 ) -> pd.DataFrame:
+                 label: str | None = None, origin: Any = "start_day", offset: Any = None,
+                 engine: str | None = None) -> pd.DataFrame:
         """Aggregate the time series into buckets of ``rule``, one row per bucket (and per
         device), next to the chunks: equal to pandas'
         ``df.groupby([device, pd.Grouper(key=time, freq=rule)]).agg(agg)`` of the frame.
@@ -522,6 +522,10 @@ class Dataset:
             rules (``"15min"``, ``"h"``, and ``"D"`` on times without a zone).
         offset : str or timedelta, optional
             Shifts ``origin`` by this much, e.g. ``"15min"``; fixed rules only.
+        engine : {None, "dask"}
+            ``"dask"``: reduce the chunks on the workers of the active ``distributed.Client``
+            (each reads its chunks through its own verified reader); the partials come
+            back and are combined here, exactly as in this process (None).
 
         Returns
         -------
@@ -535,8 +539,11 @@ class Dataset:
         InvalidArgumentError
             A bad rule, ``closed``, ``label``, ``origin`` or ``offset`` (``origin`` and
             ``offset`` with a calendar rule, a zoned ``origin`` for times without a zone or
-            the reverse), an unknown reduction, a sum or mean of a non-numeric column, or a
-            time column of integers.
+            the reverse), an unknown reduction, a sum or mean of a non-numeric column, a
+            time column of integers, or an ``engine`` other than None and "dask".
+        BackendUnavailableError
+            ``engine="dask"`` without a running ``distributed.Client`` (it says how to
+            start one).
         KeyError
             An unknown column.
 
@@ -548,10 +555,11 @@ class Dataset:
         >>> ds.resample("4h", ["temperature"], origin="epoch", offset="30min")  # doctest: +SKIP
         """
         return self._reads.resample(rule, columns, agg, device=device, date_range=date_range,
-                                    closed=closed, label=label, origin=origin, offset=offset)
+                                    closed=closed, label=label, origin=origin, offset=offset,
+                                    engine=engine, settings=self._client.settings)
 
     def aggregate(self, by: str | Sequence[str], agg: Any, *, date_range: Any = None,
-                  where: Any = None) -> pd.DataFrame:
+                  where: Any = None, engine: str | None = None) -> pd.DataFrame:
         """Group by ``by`` and reduce, next to the chunks: equal to pandas'
         ``df.groupby(by).agg(agg)`` of the rows ``date_range`` and ``where`` keep.
 
@@ -573,6 +581,9 @@ class Dataset:
             Only rows whose time lies in ``[start, end]``, inclusive.
         where : pyarrow.compute.Expression, optional
             Only rows where it is true, e.g. ``pc.field("temperature") > 25``.
+        engine : {None, "dask"}
+            ``"dask"``: reduce the chunks on the workers of the active ``distributed.Client``;
+            the partials are combined here, exactly as in this process (None).
 
         Returns
         -------
@@ -585,13 +596,17 @@ class Dataset:
         KeyError
             An unknown column.
         InvalidArgumentError
-            An unknown reduction, a sum or mean of a non-numeric column, a bad filter.
+            An unknown reduction, a sum or mean of a non-numeric column, a bad filter, an
+            ``engine`` other than None and "dask".
+        BackendUnavailableError
+            ``engine="dask"`` without a running ``distributed.Client``.
 
         Examples
         --------
         >>> ds.aggregate(by="device", agg={"temperature": ["min", "max"]})  # doctest: +SKIP
         """
-        return self._reads.aggregate(by, agg, date_range=date_range, where=where)
+        return self._reads.aggregate(by, agg, date_range=date_range, where=where, engine=engine,
+                                     settings=self._client.settings)
 
     @_read_doc
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +13,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.tseries.frequencies import to_offset
 
+from ..core.cluster import dask_client
 from ..core.errors import Arg, Hint, InvalidArgumentError, NoTimeColumnError
 from ..core.times import times_ns
+from .partitions import reduce_on_dask
 from .plan import ReadPlan, plan_scan
 
 if TYPE_CHECKING:
+    from ..core.config import Settings
     from .executor import Executor
     from .reader import Snapshot
 
@@ -183,10 +187,30 @@ def _key_values(table: pa.Table, key: str, dtype: Any) -> Any:
         return values
 
 
-def _run(executor: Executor, plan: ReadPlan, work: Any) -> list[Any]:
-    """``work(table)`` of each chunk the plan keeps, in the executor's pool, in chunk order;
-    of the plan's empty table when every chunk was ruled out (the shapes of no rows)."""
-    parts = list(executor.reduce(plan, work))
+def _on_dask(engine: Any, settings: Settings | None, dataset_id: str, doing: str
+             ) -> Settings | None:
+    """The settings Dask workers connect with for ``engine="dask"`` (None: this process);
+    checks ``engine`` and that a ``distributed.Client`` is running before anything is read."""
+    if engine is None:
+        return None
+    if engine != "dask" or settings is None:
+        raise InvalidArgumentError(
+            f"engine={engine!r} is not one of None (this process) or 'dask' (the active Dask "
+            f"cluster) for {doing} dataset {dataset_id!r}")
+    dask_client(dataset_id, doing)
+    return settings
+
+
+def _run(executor: Executor, plan: ReadPlan, work: Any, dask: Settings | None = None,
+         scan: dict[str, Any] | None = None) -> list[Any]:
+    """``work(table)`` of each chunk the plan keeps, in the executor's pool (on Dask's
+    workers when ``dask`` is given: ``scan``, the plan's ``plan_scan`` arguments), in chunk
+    order; of the plan's empty table when every chunk was ruled out (the shapes of no rows)."""
+    if dask is not None:
+        executor.reader.skipped += len(plan.skipped)
+        parts = reduce_on_dask(dask, plan, scan or {}, work)
+    else:
+        parts = list(executor.reduce(plan, work))
     if not parts:
         parts = [work(executor.empty(plan.snap).select(plan.columns or plan.snap.schema.names))]
     return parts
@@ -194,20 +218,25 @@ def _run(executor: Executor, plan: ReadPlan, work: Any) -> list[Any]:
 
 # -- groupby ------------------------------------------------------------------------------
 def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: Any, *,
-              date_range: Any = None, where: Any = None) -> pd.DataFrame:
+              date_range: Any = None, where: Any = None, engine: Any = None,
+              settings: Settings | None = None) -> pd.DataFrame:
     """``df.groupby(by).agg(agg)`` of the rows ``date_range`` and ``where`` keep (see
-    :meth:`chunkframe.dataset.Dataset.aggregate`)."""
+    :meth:`chunkframe.dataset.Dataset.aggregate`); ``engine="dask"``: each chunk reduced on
+    the active Dask cluster's workers, which connect with ``settings``."""
+    dask = _on_dask(engine, settings, snap.meta.id, "aggregating")
     keys = [by] if isinstance(by, str) else list(by)
     if not keys:
         raise InvalidArgumentError("by= names no column; give one or more columns to group by")
     snap.columns_of(keys)  # KeyError naming the columns
     default = [c for c in snap.schema.names if c not in keys]
     spec = _spec(snap, keys, agg, default)
-    plan = plan_scan(snap, [*keys, *spec.values], date_range=date_range, where=where)
+    scan = {"columns": [*keys, *spec.values], "date_range": date_range, "where": where}
+    plan = plan_scan(snap, **scan)
     dtypes = executor.empty_frame(snap, [*keys, *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
     if _dense_ok(snap, spec, dtypes) and len(keys) <= 2:  # more: the grid could overflow
-        parts = _run(executor, plan, lambda t: _dense_chunk(t, keys, None, spec))
+        parts = _run(executor, plan, functools.partial(_dense_chunk, keys=keys, ordinals=None,
+                                                       spec=spec), dask, scan)
         levels, codes, values = _dense_combine(parts, spec, [dtypes[k] for k in keys], False)
         if len(keys) == 1:
             index = pd.Index(levels[0].take(codes[0]), name=keys[0])  # type: ignore[union-attr]
@@ -215,7 +244,8 @@ def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: 
             index = pd.MultiIndex(levels=levels, codes=codes, names=keys,
                                   verify_integrity=False)
         return _frame(values, spec, index)
-    table = _combine(_run(executor, plan, lambda t: _reduce(t, spec)), spec)
+    table = _combine(_run(executor, plan, functools.partial(_reduce, spec=spec), dask, scan),
+                     spec)
     arrays = [_key_values(table, k, dtypes[k]) for k in keys]
     index = (pd.Index(arrays[0], name=keys[0]) if len(keys) == 1
              else pd.MultiIndex.from_arrays(arrays, names=keys))
@@ -459,9 +489,13 @@ def _guess_span(plan: ReadPlan, time: str) -> tuple[int, int]:
 def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
              agg: Any = "mean", *, device: Any = None, date_range: Any = None,
              closed: Any = None, label: Any = None, origin: Any = "start_day",
-             offset: Any = None) -> pd.DataFrame:
-    """One row per time bucket (and device): see :meth:`chunkframe.dataset.Dataset.resample`."""
+             offset: Any = None, engine: Any = None, settings: Settings | None = None
+             ) -> pd.DataFrame:
+    """One row per time bucket (and device): see :meth:`chunkframe.dataset.Dataset.resample`;
+    ``engine="dask"``: each chunk reduced on the active Dask cluster's workers, which
+    connect with ``settings``."""
     meta = snap.meta
+    dask = _on_dask(engine, settings, meta.id, "resampling")
     time = meta.time_column
     if time is None:
         raise NoTimeColumnError(meta.id, "it cannot be resampled",
@@ -484,8 +518,9 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
     if time in spec.values:
         raise InvalidArgumentError(f"column {time!r} is the time column resample buckets by; "
                                    "aggregate other columns")
-    plan = plan_scan(snap, [*([dev] if dev else []), time, *spec.values],
-                     date_range=date_range, device=device)
+    scan = {"columns": [*([dev] if dev else []), time, *spec.values],
+            "date_range": date_range, "device": device}
+    plan = plan_scan(snap, **scan)
     if device is not None:
         plan = _skip_other_devices(plan)
     unit = ttype.unit
@@ -507,7 +542,7 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
             table = table.drop_columns([time]).append_column(_BUCKET, pa.array(ordinals))
             return (_reduce(table, spec), *bounds)
 
-        parts = _run(executor, plan, work)
+        parts = _run(executor, plan, work, dask, scan)
         firsts = [p[1] for p in parts if p[1] is not None]
         lasts = [p[2] for p in parts if p[2] is not None]
         partials = [p[0] for p in parts]
