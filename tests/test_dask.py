@@ -371,3 +371,10 @@ def test_aggregations_on_dask_equal_those_in_this_process_and_pandas(dask_client
     nothing = ds.aggregate("device", {"x": "sum"}, where=pc.field("k") > 1_000,
                            engine="dask")
     assert nothing.empty and list(nothing.columns) == ["x"]
+    ds.delete(device="d1", date_range=(df.time.iloc[500], df.time.iloc[2_000]))  # values gone
+    now = ds.to_pandas()
+    assert now["x"].isna().sum() > df["x"].isna().sum()
+    got = ds.resample("h", ["x", "k"], ["sum", "last"], engine="dask")
+    check(got, now.groupby(["device", pd.Grouper(key="time", freq="h")])[["x", "k"]]
+          .agg(["sum", "last"]))
+    check(got, ds.resample("h", ["x", "k"], ["sum", "last"]))
