@@ -334,8 +334,8 @@ def test_a_killed_coordinator_resumes_to_the_same_dataset(dask_client, client, r
     assert ds.chunks[["chunk", "start", "rows"]].equals(whole.chunks[["chunk", "start", "rows"]])
 
 
-def test_aggregations_on_dask_equal_those_in_this_process_and_pandas(dask_client, client
-                                                                     ) -> None:
+def test_aggregations_on_dask_equal_those_in_this_process_and_pandas(dask_client, client,
+                                                                     capfd) -> None:
     """Each chunk reduced on a worker (numpy's and Arrow's partials alike), combined here."""
     import pyarrow.compute as pc
     from test_aggregate import AGGS, check, frame
@@ -378,3 +378,4 @@ def test_aggregations_on_dask_equal_those_in_this_process_and_pandas(dask_client
     check(got, now.groupby(["device", pd.Grouper(key="time", freq="h")])[["x", "k"]]
           .agg(["sum", "last"]))
     check(got, ds.resample("h", ["x", "k"], ["sum", "last"]))
+    assert "poorly aligned" not in capfd.readouterr().err  # Arrow's partials were realigned

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -105,5 +106,16 @@ def reduce_on_dask(settings: Settings, plan: ReadPlan, scan: dict[str, Any],
         parts = client.gather(futures)
     finally:
         client.cancel(futures)  # a failure: nothing more is read
-    return [out for part in parts for out in part]
+    return [_realigned(out) for part in parts for out in part]
+
+
+def _realigned(value: Any) -> Any:
+    """``value`` with each Arrow table in it (or in a tuple of it) copied into buffers of
+    its own: those Dask unpickled may sit at any byte, and Arrow's group-by (Acero) warns
+    about, and is slow on, buffers not aligned to their values' width."""
+    if isinstance(value, pa.Table):
+        return value.take(pa.array(np.arange(value.num_rows, dtype=np.int64)))
+    if isinstance(value, tuple):
+        return tuple(_realigned(v) for v in value)
+    return value
 
