@@ -484,7 +484,9 @@ class Dataset:
         return self.slice(-count if count else 0, None if count else 0, columns)
 
     def resample(self, rule: Any, columns: Sequence[str] | str | None = None, agg: Any = "mean",
-                 *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
+                 *, device: Any = None, date_range: Any = None, closed: str | None = None,
+                 label: str | None = None, origin: Any = "start_day", offset: Any = None,
+                 engine: str | None = None) -> pd.DataFrame:
         """Aggregate the time series into buckets of ``rule``, one row per bucket (and per
         device), next to the chunks: equal to pandas'
         ``df.groupby([device, pd.Grouper(key=time, freq=rule)]).agg(agg)`` of the frame.
@@ -492,11 +494,11 @@ class Dataset:
         Each chunk is reduced on its own in the fetch pool (Arrow group-by keeping sums,
         counts, minima, maxima, firsts and lasts), and the partials are combined exactly;
         chunks ``date_range`` or ``device`` rule out by their statistics are not fetched.
-        Buckets follow pandas' ``resample`` defaults (``closed``, ``label``, ``origin`` at
-        midnight of the first day, in the time column's zone). Without a device column every
-        bucket from the first to the last is given, empty ones too (count 0, sum 0, the rest
-        missing); with one, the (device, bucket) pairs holding rows, as pandas' groupby does.
-        Rows without a time (or device) are left out.
+        Buckets are pandas' ``resample`` buckets, with its ``closed``, ``label``, ``origin``
+        and ``offset`` and their defaults, in the time column's zone (days, weeks and months
+        are local ones). Without a device column every bucket pandas gives is given, empty
+        ones too (count 0, sum 0, the rest missing); with one, the (device, bucket) pairs
+        holding rows, as pandas' groupby does. Rows without a time (or device) are left out.
 
         Parameters
         ----------
@@ -511,6 +513,21 @@ class Dataset:
             Only these devices (chunks whose statistics hold none of them are skipped).
         date_range : (start, end), optional
             Only rows whose time lies in ``[start, end]``, inclusive (see :meth:`to_pandas`).
+        closed : {"left", "right"}, optional
+            Which end of a bucket holds its edge time (None: pandas' default, "right" for
+            ``ME``, ``QE``, ``YE``, ``W`` and ``origin="end"``/``"end_day"``, else "left").
+        label : {"left", "right"}, optional
+            Which edge names the bucket (None: pandas' default, as for ``closed``).
+        origin : str or timestamp, default "start_day"
+            Where fixed-length buckets start: ``"epoch"``, ``"start"``, ``"start_day"``,
+            ``"end"``, ``"end_day"`` or a time (zoned as the time column). Only for fixed
+            rules (``"15min"``, ``"h"``, and ``"D"`` on times without a zone).
+        offset : str or timedelta, optional
+            Shifts ``origin`` by this much, e.g. ``"15min"``; fixed rules only.
+        engine : {None, "dask"}
+            ``"dask"``: reduce the chunks on the workers of the active ``distributed.Client``
+            (each reads its chunks through its own verified reader); the partials come
+            back and are combined here, exactly as in this process (None).
 
         Returns
         -------
@@ -522,8 +539,13 @@ class Dataset:
         NoTimeColumnError
             The dataset has no time column.
         InvalidArgumentError
-            A bad rule, an unknown reduction, a sum or mean of a non-numeric column, or a
-            time column of integers.
+            A bad rule, ``closed``, ``label``, ``origin`` or ``offset`` (``origin`` and
+            ``offset`` with a calendar rule, a zoned ``origin`` for times without a zone or
+            the reverse), an unknown reduction, a sum or mean of a non-numeric column, a
+            time column of integers, or an ``engine`` other than None and "dask".
+        BackendUnavailableError
+            ``engine="dask"`` without a running ``distributed.Client`` (it says how to
+            start one).
         KeyError
             An unknown column.
 
@@ -531,11 +553,15 @@ class Dataset:
         --------
         >>> ds.resample("h", ["temperature"])                           # doctest: +SKIP
         >>> ds.resample("D", agg={"temperature": ["min", "max"]}, device="s-01")  # doctest: +SKIP
+        >>> ds.resample("h", ["temperature"], closed="right", label="right")  # doctest: +SKIP
+        >>> ds.resample("4h", ["temperature"], origin="epoch", offset="30min")  # doctest: +SKIP
         """
-        return self._reads.resample(rule, columns, agg, device=device, date_range=date_range)
+        return self._reads.resample(rule, columns, agg, device=device, date_range=date_range,
+                                    closed=closed, label=label, origin=origin, offset=offset,
+                                    engine=engine, settings=self._client.settings)
 
     def aggregate(self, by: str | Sequence[str], agg: Any, *, date_range: Any = None,
-                  where: Any = None) -> pd.DataFrame:
+                  where: Any = None, engine: str | None = None) -> pd.DataFrame:
         """Group by ``by`` and reduce, next to the chunks: equal to pandas'
         ``df.groupby(by).agg(agg)`` of the rows ``date_range`` and ``where`` keep.
 
@@ -557,6 +583,9 @@ class Dataset:
             Only rows whose time lies in ``[start, end]``, inclusive.
         where : pyarrow.compute.Expression, optional
             Only rows where it is true, e.g. ``pc.field("temperature") > 25``.
+        engine : {None, "dask"}
+            ``"dask"``: reduce the chunks on the workers of the active ``distributed.Client``;
+            the partials are combined here, exactly as in this process (None).
 
         Returns
         -------
@@ -569,13 +598,17 @@ class Dataset:
         KeyError
             An unknown column.
         InvalidArgumentError
-            An unknown reduction, a sum or mean of a non-numeric column, a bad filter.
+            An unknown reduction, a sum or mean of a non-numeric column, a bad filter, an
+            ``engine`` other than None and "dask".
+        BackendUnavailableError
+            ``engine="dask"`` without a running ``distributed.Client``.
 
         Examples
         --------
         >>> ds.aggregate(by="device", agg={"temperature": ["min", "max"]})  # doctest: +SKIP
         """
-        return self._reads.aggregate(by, agg, date_range=date_range, where=where)
+        return self._reads.aggregate(by, agg, date_range=date_range, where=where, engine=engine,
+                                     settings=self._client.settings)
 
     @_read_doc
     def iter_chunks(self, columns: Sequence[str] | str | None = None, *, date_range: Any = None,

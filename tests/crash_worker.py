@@ -32,6 +32,12 @@ Modes (first argument):
     ``drop-prefix`` (after each generation's files are deleted), ``drop-files``,
     ``drop-context``, ``drop-tx`` (the last transaction's statements done, COMMIT not yet
     run), ``drop-done``, then ``done VERSIONS``.
+``snapshot NAME [ID...]``
+    Record snapshot NAME of datasets ID... (none: every dataset) with metadata
+    ``{"by": "crash"}`` (env as for ``ingest``). Prints ``snap-start`` (before its
+    transaction), ``snap-row`` (the snapshot's row inserted, its versions not yet),
+    ``snap-tx`` (the transaction's statements done, COMMIT not yet run), ``snap-done``,
+    then ``done DATASETS``.
 ``hold-lock ID``
     Take the dataset's ingest lock (env as for ``ingest``), print ``locked FENCE``, sleep.
 ``server-info [ID...]``
@@ -91,7 +97,7 @@ def kill_at(args: list[str], env: dict[str, str], pause: str) -> None:
         step, k = pause.split(":")
         seen = 0
         for line in proc.stdout:
-            if line.split(" ")[0] == step:
+            if line.split()[:1] == [step]:  # (a step without detail ends in its newline)
                 seen += 1
                 if seen == int(k):
                     break
@@ -153,10 +159,25 @@ def install_hooks(step: Steps) -> None:
     orig_tx, orig_commit = catalog_mod.Catalog._transaction, catalog_mod.Catalog.commit
     in_commit = threading.local()
 
+    class SnapshotRows:
+        """The transaction's connection, with a step once the snapshot's row is inserted."""
+
+        def __init__(self, db):
+            self._db = db
+
+        def __getattr__(self, name):
+            return getattr(self._db, name)
+
+        def execute(self, sql, *args):
+            out = self._db.execute(sql, *args)
+            if sql.startswith("INSERT INTO snapshots "):
+                step("snap-row")
+            return out
+
     @contextmanager
     def transaction(self):
         with orig_tx(self) as db:
-            yield db
+            yield SnapshotRows(db) if getattr(in_commit, "on", "") == "snap-tx" else db
             if getattr(in_commit, "on", ""):
                 step(in_commit.on)  # statements done, COMMIT not yet run
 
@@ -196,6 +217,20 @@ def install_hooks(step: Steps) -> None:
     after(lifecycle_mod, "_delete_files", "drop-files")
     after(store_mod.LocalStore, "delete_prefix", "drop-prefix")
     catalog_mod.Catalog.end_drop = end_drop
+
+    orig_add_snapshot = catalog_mod.Catalog.add_snapshot
+
+    def add_snapshot(self, *args, **kwargs):
+        step("snap-start")
+        in_commit.on = "snap-tx"
+        try:
+            out = orig_add_snapshot(self, *args, **kwargs)
+        finally:
+            in_commit.on = ""
+        step("snap-done")
+        return out
+
+    catalog_mod.Catalog.add_snapshot = add_snapshot
 
     orig_publish = state_mod.State.publish
 
@@ -308,6 +343,13 @@ def main(argv: list[str]) -> int:
         say("start")
         done = client.drop(argv[2], force=True, wait=True)
         say(f"done {done.versions}")
+        return 0
+    if mode == "snapshot":
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        info = client.snapshot(argv[2], datasets=argv[3:] or None, metadata={"by": "crash"})
+        say(f"done {len(info.versions)}")
         return 0
     if mode == "hold-lock":
         client = connect()

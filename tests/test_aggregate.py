@@ -198,3 +198,112 @@ def test_first_and_last_follow_serial_numbers_when_times_are_not_in_order(client
               df.groupby("device").agg({"x": agg, "time": agg}))  # through Arrow
         check(ds.aggregate(["device", "k"], {"x": agg}),
               df.groupby(["device", "k"]).agg({"x": agg}))  # through numpy
+
+
+# -- pandas' closed=, label=, origin=, offset= ---------------------------------------------
+TICKS = ["15min", "h", "7h", "D", "2D"]
+CALENDAR = ["D", "2D", "W", "W-WED", "ME", "MS", "QE"]
+ORIGINS = ["start_day", "epoch", "start", "end", "end_day", "stamp"]
+
+
+def random_case(seed: int) -> dict:
+    """A random frame (missing values, a zone or none, sometimes one row) and pandas'
+    resample arguments valid for it (drawn again where pandas itself cannot bin the frame,
+    e.g. weeks closed on the left across a DST change: 'Values falls before first bin')."""
+    rng = np.random.default_rng(seed)
+    while True:
+        case = _draw(rng, seed)
+        keys = [pd.Grouper(key="time", freq=case["rule"], **case["kw"])]
+        try:
+            case["want"] = case["df"].groupby(["device", *keys] if case["device"] else keys)[
+                ["x", "k"]].agg(case["agg"])
+        except ValueError:
+            continue
+        return case
+
+
+def _draw(rng: np.random.Generator, seed: int) -> dict:
+    tz = [None, "Europe/Paris", "America/Havana", "Asia/Kolkata"][seed % 4]
+    n = int(rng.choice([1, 2, 40, 700]))
+    df = frame(n, seed, tz=tz, missing=float(rng.choice([0.0, 0.3, 1.0])),
+               freq=str(rng.choice(["13min", "71min", "5h"])))
+    fixed = tz is None or bool(rng.integers(2))
+    rule = str(rng.choice(TICKS[:3] if tz is not None and fixed else
+                          TICKS if fixed else CALENDAR))
+    kw: dict = {"closed": rng.choice([None, "left", "right"]),
+                "label": rng.choice([None, "left", "right"])}
+    if rule in TICKS and (tz is None or rule not in ("D", "2D")):
+        origin = str(rng.choice(ORIGINS))
+        kw["origin"] = pd.Timestamp("2026-03-01 00:07", tz=tz) if origin == "stamp" else origin
+        if not origin.startswith("end"):  # pandas' bins miss the rows with an end and offset
+            kw["offset"] = rng.choice([None, "11min", "-2h"])
+    return {"df": df, "rule": rule, "kw": kw, "device": bool(rng.integers(2)),
+            "agg": str(rng.choice(AGGS)), "chunk_rows": int(rng.choice([7, 97]))}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_closed_label_origin_and_offset_equal_pandas_on_random_frames(client, seed):
+    case = random_case(seed)
+    df, rule, kw, agg = case["df"], case["rule"], case["kw"], case["agg"]
+    if not case["device"]:
+        df = df.drop(columns="device")
+    ds = ingest(client, df, device=case["device"], chunk_rows=case["chunk_rows"])
+    check(ds.resample(rule, ["x", "k"], agg, **kw), case["want"])
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+@pytest.mark.parametrize("rule", ["h", "D", "W", "ME"])
+@pytest.mark.parametrize(("closed", "label"), [("left", "left"), ("left", "right"),
+                                               ("right", "left"), ("right", "right")])
+def test_every_side_and_label_on_edges_equal_pandas(client, tz, rule, closed, label):
+    # rows on the edges themselves (midnights, month ends) are the ones closed= moves
+    times = pd.date_range("2026-01-30", "2026-04-02", freq="6h", tz=tz)
+    df = pd.DataFrame({"time": times, "x": np.arange(len(times), dtype=float)})
+    df.loc[::5, "x"] = np.nan
+    ds = ingest(client, df, device=False, chunk_rows=40)
+    for agg in ["sum", "count", "mean", "last"]:
+        check(ds.resample(rule, ["x"], agg, closed=closed, label=label),
+              df.resample(rule, on="time", closed=closed, label=label)[["x"]].agg(agg))
+
+
+@pytest.mark.parametrize("origin", ["epoch", "start", "end", "end_day"])
+def test_origin_and_offset_with_a_date_range_and_a_wrong_guess(client, monkeypatch, origin):
+    from chunkframe.read import aggregate
+
+    df = frame(900, 11, tz="Europe/Paris", freq="19min")
+    ds = ingest(client, df, chunk_rows=120)
+    monkeypatch.setattr(aggregate, "_guess_span", lambda plan, time: (0, 0))
+    lo, hi = df.time.iloc[100], df.time.iloc[600]
+    kept = df[(df.time >= lo) & (df.time <= hi)]
+    kw = {"origin": origin, "offset": None if origin.startswith("end") else "10min"}
+    check(ds.resample("5h", ["x", "k"], ["mean", "first"], date_range=(lo, hi), **kw),
+          kept.groupby(["device", pd.Grouper(key="time", freq="5h", **kw)])[["x", "k"]]
+          .agg(["mean", "first"]))
+    far = ("2030-01-01", "2030-02-01")
+    got = ds.resample("5h", ["x"], "mean", date_range=far, **kw)
+    assert got.empty and list(got.index.names) == ["device", "time"]
+
+
+def test_bad_closed_label_origin_and_offset_say_how_to_fix_them(client):
+    ds = ingest(client, frame(200, 12, tz="Europe/Paris"))
+    naive = ingest(client, frame(200, 12))
+    with pytest.raises(InvalidArgumentError, match="closed='middle'.*closed='left' or "
+                                                   "closed='right'"):
+        ds.resample("h", closed="middle")
+    with pytest.raises(InvalidArgumentError, match="label='top'.*label='left'"):
+        ds.resample("h", label="top")
+    with pytest.raises(InvalidArgumentError, match="origin='yesterday'.*'epoch'.*a time such"):
+        ds.resample("h", origin="yesterday")
+    with pytest.raises(InvalidArgumentError, match="offset='soon' is not a duration.*'15min'"):
+        ds.resample("h", offset="soon")
+    with pytest.raises(InvalidArgumentError, match="calendar.*leave them out.*'24h'"):
+        ds.resample("ME", origin="epoch")
+    with pytest.raises(InvalidArgumentError, match="calendar"):
+        ds.resample("D", offset="1h")  # days in a zone are calendar days, as in pandas
+    with pytest.raises(InvalidArgumentError, match="no time zone.*'Europe/Paris'.*tz="):
+        ds.resample("h", origin=pd.Timestamp("2026-01-01"))
+    with pytest.raises(InvalidArgumentError, match="has a time zone.*without a zone"):
+        naive.resample("h", origin=pd.Timestamp("2026-01-01", tz="UTC"))
+    check(naive.resample("D", ["x"], "sum", offset="6h"),  # days without a zone are fixed
+          frame(200, 12).groupby(["device", pd.Grouper(key="time", freq="D", offset="6h")])[
+              ["x"]].sum())

@@ -39,6 +39,22 @@ def test_ingest_without_a_client_says_how_to_start_one(client) -> None:
     assert cf.datasets().empty
 
 
+def test_aggregations_on_dask_without_a_client_say_how_to_start_one(client) -> None:
+    from test_aggregate import frame
+
+    with pytest.raises(ValueError):
+        distributed.default_client()  # the module's cluster is not started yet
+    ds = client.ingest(frame(300, 1), "dnoagg", chunk_rows=100, time_column="time",
+                       device_column="device", progress=False)
+    with pytest.raises(BackendUnavailableError, match=r"resampling dataset 'dnoagg'.*Client\(\)"):
+        ds.resample("h", engine="dask")
+    with pytest.raises(BackendUnavailableError, match=r"aggregating dataset 'dnoagg'"):
+        ds.aggregate("device", {"x": "sum"}, engine="dask")
+    with pytest.raises(cf.InvalidArgumentError, match="engine='spark' is not one of None"):
+        ds.aggregate("device", {"x": "sum"}, engine="spark")
+    assert client.reader.fetches == 0  # refused before anything was read
+
+
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[distributed.Client]:
     """2 worker processes of one thread each; the workers import this worktree's chunkframe
@@ -316,3 +332,50 @@ def test_a_killed_coordinator_resumes_to_the_same_dataset(dask_client, client, r
     # cut as an uninterrupted ingest of the same frame cuts it (same rows: compared above)
     whole = cf.ingest(ddf, "killc-whole", chunk_rows=400)
     assert ds.chunks[["chunk", "start", "rows"]].equals(whole.chunks[["chunk", "start", "rows"]])
+
+
+def test_aggregations_on_dask_equal_those_in_this_process_and_pandas(dask_client, client,
+                                                                     capfd) -> None:
+    """Each chunk reduced on a worker (numpy's and Arrow's partials alike), combined here."""
+    import pyarrow.compute as pc
+    from test_aggregate import AGGS, check, frame
+
+    df = frame(3_000, 5, tz="Europe/Paris", freq="11min")
+    ds = client.ingest(df, "dagg", chunk_rows=250, time_column="time", device_column="device",
+                       progress=False)
+    fetches = client.reader.fetches
+    runs = [("h", {}), ("h", {"closed": "right", "label": "right"}),
+            ("5h", {"origin": "epoch", "offset": "10min"}), ("D", {}), ("W", {})]
+    got = {(rule, str(kw)): ds.resample(rule, ["x", "k"], ["mean", "first", "count"],
+                                        engine="dask", **kw) for rule, kw in runs}
+    spec = {"x": AGGS, "k": ["sum", "last"], "time": ["min", "max", "first"]}  # Arrow's too
+    by_device = ds.aggregate("device", spec, engine="dask")
+    where = pc.field("k") > 10
+    filtered = ds.aggregate(["device", "k"], {"x": ["mean", "max"]}, where=where,
+                            engine="dask")
+    skipped = client.reader.skipped
+    lo, hi = df.time.iloc[1_000], df.time.iloc[1_400]
+    ranged = ds.resample("h", ["x"], "sum", date_range=(lo, hi), engine="dask")
+    assert client.reader.skipped - skipped >= 9  # ruled out here, never sent
+    assert client.reader.fetches == fetches  # every chunk was read on the workers
+    for rule, kw in runs:
+        want = df.groupby(["device", pd.Grouper(key="time", freq=rule, **kw)])[
+            ["x", "k"]].agg(["mean", "first", "count"])
+        check(got[(rule, str(kw))], want)
+        check(got[(rule, str(kw))], ds.resample(rule, ["x", "k"], ["mean", "first", "count"],
+                                                **kw))
+    check(by_device, df.groupby("device").agg(spec))
+    check(filtered, df[df.k > 10].groupby(["device", "k"]).agg({"x": ["mean", "max"]}))
+    kept = df[(df.time >= lo) & (df.time <= hi)]
+    check(ranged, kept.groupby(["device", pd.Grouper(key="time", freq="h")])[["x"]].sum())
+    nothing = ds.aggregate("device", {"x": "sum"}, where=pc.field("k") > 1_000,
+                           engine="dask")
+    assert nothing.empty and list(nothing.columns) == ["x"]
+    ds.delete(device="d1", date_range=(df.time.iloc[500], df.time.iloc[2_000]))  # values gone
+    now = ds.to_pandas()
+    assert now["x"].isna().sum() > df["x"].isna().sum()
+    got = ds.resample("h", ["x", "k"], ["sum", "last"], engine="dask")
+    check(got, now.groupby(["device", pd.Grouper(key="time", freq="h")])[["x", "k"]]
+          .agg(["sum", "last"]))
+    check(got, ds.resample("h", ["x", "k"], ["sum", "last"]))
+    assert "poorly aligned" not in capfd.readouterr().err  # Arrow's partials were realigned

@@ -432,6 +432,67 @@ def test_snapshots_survive_redis_losing_everything(client):
     assert fresh.recover(verify=True).empty
 
 
+def test_snapshots_survive_a_redis_flushall(tmp_path, own_redis, prefix):
+    """FLUSHALL on a server of the test's own: the snapshots live in the catalog."""
+    client = cf.connect(store=tmp_path / "store", redis=own_redis.url,
+                        catalog=tmp_path / "catalog.db", home=tmp_path, prefix=prefix)
+    ds, frames = _three_versions(client, snapshot_first="first")
+    client.snapshot("kept", metadata={"why": "flushall"})
+    own_redis.client().flushall()
+    fresh = _fresh(client)
+    table = fresh.snapshots()
+    assert table["name"].tolist() == ["first", "kept"]
+    assert table["versions"].tolist() == [{"hist": 1}, {"hist": 3}]
+    assert fresh.snapshot_info("kept").metadata == {"why": "flushall"}
+    for name, version in (("first", 1), ("kept", 3)):
+        pd.testing.assert_frame_equal(fresh.open("hist", as_of=name).to_pandas(),
+                                      frames[version])
+    assert fresh.open("hist").prune_versions()["version"].tolist() == [2]  # 1 is "first"'s
+    report = fresh.recover(apply=True)
+    assert report["applied"].all(), report.to_dict("records")
+    assert fresh.recover(verify=True).empty
+    fresh.snapshot("after", datasets="hist")
+    assert _fresh(client).snapshot_info("after").versions == {"hist": 3}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["snap-start:1", "snap-row:1", "snap-tx:1",
+                                    "snap-done:1"])
+def test_kill_9_during_a_snapshot_then_recover_apply(client, moment):
+    ds, frames = _three_versions(client, snapshot_first="earlier")
+    other = _ingest(client, "other", n=500, seed=4)
+    kill_at(["snapshot", "taken"], _worker_env(client), moment)
+    report = client.recover(apply=True)
+    assert report["applied"].all(), report.to_dict("records")
+    assert client.recover(verify=True).empty
+    fresh = _fresh(client)
+    table = fresh.snapshots()
+    committed = moment == "snap-done:1"
+    if committed:  # whole: every dataset at its version then, with its metadata
+        assert table["name"].tolist() == ["earlier", "taken"]
+        info = fresh.snapshot_info("taken")
+        assert (info.versions, info.metadata) == ({"hist": 3, "other": 1}, {"by": "crash"})
+        pd.testing.assert_frame_equal(fresh.open("hist", as_of="taken").to_pandas(), frames[3])
+        pd.testing.assert_frame_equal(fresh.open("other", as_of="taken").to_pandas(),
+                                      other.to_pandas())
+    else:  # not at all: no row, no versions, and the name is free
+        assert table["name"].tolist() == ["earlier"]
+        with pytest.raises(InvalidArgumentError, match="neither the name of a snapshot"):
+            fresh.open("hist", as_of="taken")
+        with client.catalog._connect("read") as db:
+            assert db.execute("SELECT COUNT(*) FROM snapshot_versions WHERE snapshot=?",
+                              ("taken",)).fetchone()[0] == 0
+    assert fresh.snapshot_info("earlier").versions == {"hist": 1}
+    pd.testing.assert_frame_equal(fresh.open("hist", as_of="earlier").to_pandas(), frames[1])
+    pd.testing.assert_frame_equal(fresh.open("hist").to_pandas(), frames[3])
+    assert fresh.open("hist").versions()["version"].tolist() == [1, 2, 3]
+    pd.testing.assert_frame_equal(fresh.open("other").to_pandas(), other.to_pandas())
+    if not committed:  # nothing half-taken blocks the name
+        assert fresh.snapshot("taken").versions == {"hist": 3, "other": 1}
+    fresh.open("other").append(sensors(10, devices=3, seed=9).assign(
+        time=pd.date_range("2027-01-01", periods=10, freq="s", tz="UTC")), progress=False)
+
+
 def test_drop_is_refused_while_a_snapshot_names_the_dataset_unless_forced(client):
     _ingest(client, "named")
     _ingest(client, "beside", seed=2)

@@ -11,13 +11,13 @@ import numpy as np
 import pyarrow as pa
 
 from ..core.chunktable import ChunkTable
+from ..core.cluster import dask_client
 from ..core.errors import (
     InvalidArgumentError,
 )
 from ..core.keys import validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.progress import progress_bar
-from ..ingestion.distributed import dask_client
 from ..ingestion.pipeline import CommitHook
 from ..storage.backends import process_backends
 from ..storage.manifest import recorded_table

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
+from ..core.cluster import dask_client
 from ..core.errors import BackendUnavailableError, SchemaMismatchError, SourceError
 from ..core.model import DatasetMeta
 from ..core.progress import progress_bar
@@ -32,8 +33,6 @@ from .pipeline import (
 from .sources import conform, list_files, open_source
 
 if TYPE_CHECKING:
-    import distributed
-
     from ..core.config import Settings
     from ..storage.backends import Backends
     from ..storage.state import DatasetLock
@@ -41,33 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["is_dask_frame", "dask_client", "ingest_dask", "file_partitions", "FilePartitions",
            "read_file", "persist_partition"]
 
-INSTALL = "pip install 'chunkframe[dask]'"
-
-
 def is_dask_frame(source: Any) -> bool:
     """Whether ``source`` is a ``dask.dataframe.DataFrame`` (without importing dask)."""
     return any(c.__module__.startswith("dask.") and c.__name__ == "DataFrame"
                for c in type(source).__mro__)
-
-
-def dask_client(dataset_id: str, doing: str = "ingesting") -> distributed.Client:
-    """The active ``distributed.Client``, or a :class:`BackendUnavailableError` saying how
-    to start one (or to install the extra) for ``doing`` (what needs it) the dataset."""
-    try:
-        import distributed
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"{doing} dataset {dataset_id!r} on Dask needs dask and distributed: {INSTALL}"
-        ) from exc
-    try:
-        return distributed.default_client()
-    except ValueError:
-        raise BackendUnavailableError(
-            f"{doing} dataset {dataset_id!r} on Dask needs a running distributed.Client, and "
-            "this process has none. Start one first: `from distributed import Client; "
-            "client = Client()` (a LocalCluster on this machine) or "
-            "`Client('tcp://scheduler:8786')` (a cluster that reaches the same Redis and store)"
-        ) from None
 
 
 def file_partitions(paths: str | Sequence[str], dataset_id: str,

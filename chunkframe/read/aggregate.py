@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +13,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.tseries.frequencies import to_offset
 
+from ..core.cluster import dask_client
 from ..core.errors import Arg, Hint, InvalidArgumentError, NoTimeColumnError
 from ..core.times import times_ns
+from .partitions import reduce_on_dask
 from .plan import ReadPlan, plan_scan
 
 if TYPE_CHECKING:
+    from ..core.config import Settings
     from .executor import Executor
     from .reader import Snapshot
 
@@ -183,10 +187,30 @@ def _key_values(table: pa.Table, key: str, dtype: Any) -> Any:
         return values
 
 
-def _run(executor: Executor, plan: ReadPlan, work: Any) -> list[Any]:
-    """``work(table)`` of each chunk the plan keeps, in the executor's pool, in chunk order;
-    of the plan's empty table when every chunk was ruled out (the shapes of no rows)."""
-    parts = list(executor.reduce(plan, work))
+def _on_dask(engine: Any, settings: Settings | None, dataset_id: str, doing: str
+             ) -> Settings | None:
+    """The settings Dask workers connect with for ``engine="dask"`` (None: this process);
+    checks ``engine`` and that a ``distributed.Client`` is running before anything is read."""
+    if engine is None:
+        return None
+    if engine != "dask" or settings is None:
+        raise InvalidArgumentError(
+            f"engine={engine!r} is not one of None (this process) or 'dask' (the active Dask "
+            f"cluster) for {doing} dataset {dataset_id!r}")
+    dask_client(dataset_id, doing)
+    return settings
+
+
+def _run(executor: Executor, plan: ReadPlan, work: Any, dask: Settings | None = None,
+         scan: dict[str, Any] | None = None) -> list[Any]:
+    """``work(table)`` of each chunk the plan keeps, in the executor's pool (on Dask's
+    workers when ``dask`` is given: ``scan``, the plan's ``plan_scan`` arguments), in chunk
+    order; of the plan's empty table when every chunk was ruled out (the shapes of no rows)."""
+    if dask is not None:
+        executor.reader.skipped += len(plan.skipped)
+        parts = reduce_on_dask(dask, plan, scan or {}, work)
+    else:
+        parts = list(executor.reduce(plan, work))
     if not parts:
         parts = [work(executor.empty(plan.snap).select(plan.columns or plan.snap.schema.names))]
     return parts
@@ -194,20 +218,25 @@ def _run(executor: Executor, plan: ReadPlan, work: Any) -> list[Any]:
 
 # -- groupby ------------------------------------------------------------------------------
 def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: Any, *,
-              date_range: Any = None, where: Any = None) -> pd.DataFrame:
+              date_range: Any = None, where: Any = None, engine: Any = None,
+              settings: Settings | None = None) -> pd.DataFrame:
     """``df.groupby(by).agg(agg)`` of the rows ``date_range`` and ``where`` keep (see
-    :meth:`chunkframe.dataset.Dataset.aggregate`)."""
+    :meth:`chunkframe.dataset.Dataset.aggregate`); ``engine="dask"``: each chunk reduced on
+    the active Dask cluster's workers, which connect with ``settings``."""
+    dask = _on_dask(engine, settings, snap.meta.id, "aggregating")
     keys = [by] if isinstance(by, str) else list(by)
     if not keys:
         raise InvalidArgumentError("by= names no column; give one or more columns to group by")
     snap.columns_of(keys)  # KeyError naming the columns
     default = [c for c in snap.schema.names if c not in keys]
     spec = _spec(snap, keys, agg, default)
-    plan = plan_scan(snap, [*keys, *spec.values], date_range=date_range, where=where)
+    scan = {"columns": [*keys, *spec.values], "date_range": date_range, "where": where}
+    plan = plan_scan(snap, **scan)
     dtypes = executor.empty_frame(snap, [*keys, *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
     if _dense_ok(snap, spec, dtypes) and len(keys) <= 2:  # more: the grid could overflow
-        parts = _run(executor, plan, lambda t: _dense_chunk(t, keys, None, spec))
+        parts = _run(executor, plan, functools.partial(_dense_chunk, keys=keys, ordinals=None,
+                                                       spec=spec), dask, scan)
         levels, codes, values = _dense_combine(parts, spec, [dtypes[k] for k in keys], False)
         if len(keys) == 1:
             index = pd.Index(levels[0].take(codes[0]), name=keys[0])  # type: ignore[union-attr]
@@ -215,7 +244,8 @@ def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: 
             index = pd.MultiIndex(levels=levels, codes=codes, names=keys,
                                   verify_integrity=False)
         return _frame(values, spec, index)
-    table = _combine(_run(executor, plan, lambda t: _reduce(t, spec)), spec)
+    table = _combine(_run(executor, plan, functools.partial(_reduce, spec=spec), dask, scan),
+                     spec)
     arrays = [_key_values(table, k, dtypes[k]) for k in keys]
     index = (pd.Index(arrays[0], name=keys[0]) if len(keys) == 1
              else pd.MultiIndex.from_arrays(arrays, names=keys))
@@ -223,104 +253,220 @@ def aggregate(executor: Executor, snap: Snapshot, by: str | Sequence[str], agg: 
 
 
 # -- resample -----------------------------------------------------------------------------
-def _rule(rule: Any) -> Any:
+_ORIGINS = ("epoch", "start", "start_day", "end", "end_day")
+_END_TYPES = ("ME", "YE", "QE", "BME", "BYE", "BQE", "W")  # pandas' right-closed rules
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """A checked ``resample`` rule with pandas' ``closed``, ``label``, ``origin``, ``offset``.
+
+    ``tick``: fixed-length buckets cut every ``step`` nanoseconds from an origin (pandas'
+    ``Tick`` rules, and days on naive times); else calendar buckets, whose edges pandas
+    lays with ``date_range`` from the first and last day.
+    """
+
+    offset: Any
+    closed: str
+    label: str
+    origin: str | int  # one of _ORIGINS, or a time (ns since the epoch, UTC)
+    shift: int  # offset=, ns
+    tick: bool
+    step: int  # tick only
+
+
+def _rule(rule: Any, tz: str | None, *, closed: Any = None, label: Any = None,
+          origin: Any = "start_day", offset: Any = None) -> _Rule:
+    """Check the arguments as ``pandas.DataFrame.resample`` does, with errors naming the fix."""
     try:
-        return to_offset(rule)
+        freq = to_offset(rule)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(
             f"rule={rule!r} is not a pandas frequency ({exc}); give one such as '15min', "
             "'h', 'D', 'W' or 'ME'") from None
+    for name, value in (("closed", closed), ("label", label)):
+        if value not in (None, "left", "right"):
+            raise InvalidArgumentError(f"{name}={value!r} is not a side of a bucket; give "
+                                       f"{name}='left' or {name}='right' (or leave it out "
+                                       "for pandas' default)")
+    tick = isinstance(freq, pd.offsets.Tick) or (isinstance(freq, pd.offsets.Day) and tz is None)
+    at: str | int
+    if isinstance(origin, str) and origin in _ORIGINS:
+        at = origin
+    else:
+        try:
+            stamp = pd.Timestamp(origin)
+        except (TypeError, ValueError):
+            stamp = pd.NaT
+        if stamp is pd.NaT or not isinstance(stamp, pd.Timestamp):
+            raise InvalidArgumentError(
+                f"origin={origin!r} is neither one of {', '.join(map(repr, _ORIGINS))} nor a "
+                "time; give one of those, or a time such as '2026-01-01 00:00'") from None
+        if (stamp.tz is None) != (tz is None):
+            zone = f"the time column's zone, e.g. pd.Timestamp(..., tz={tz!r})" if tz else \
+                "a time without a zone, as the time column's"
+            raise InvalidArgumentError(
+                f"origin={origin!r} {'has no' if stamp.tz is None else 'has a'} time zone but "
+                f"the time column's times {'are in ' + repr(tz) if tz else 'have none'}; give "
+                f"{zone}")
+        at = int(stamp.as_unit("ns")._value)
+    try:
+        shift = pd.Timedelta(offset) if offset is not None else None
+    except (TypeError, ValueError):
+        shift = None
+        raise InvalidArgumentError(
+            f"offset={offset!r} is not a duration; give one such as '15min' or "
+            "pd.Timedelta(minutes=15)") from None
+    if shift is pd.NaT:
+        raise InvalidArgumentError(f"offset={offset!r} is not a duration; give one such as "
+                                   "'15min' or pd.Timedelta(minutes=15)")
+    if not tick and (shift is not None or at != "start_day"):
+        raise InvalidArgumentError(
+            f"origin= and offset= move fixed-length buckets (rules such as '15min', 'h', and "
+            f"'D' on times without a zone); rule={rule!r} lays calendar buckets, which they "
+            "do not move (pandas ignores them): leave them out, or use a fixed rule such as "
+            "'24h'")
+    code = freq.rule_code
+    right = code in _END_TYPES or code.split("-")[0] in _END_TYPES or (
+        at in ("end", "end_day"))
+    side = "right" if right else "left"
+    step = 0
+    if tick:
+        step = int(pd.Timedelta(hours=24 * freq.n).value if isinstance(freq, pd.offsets.Day)
+                   else freq.nanos)
+        if step <= 0:
+            raise InvalidArgumentError(f"rule={rule!r} is not a positive duration; give one "
+                                       "such as '15min' or 'h'")
+    return _Rule(freq, closed or side, label or side, at,
+                 int(shift.as_unit("ns")._value) if shift is not None else 0, tick, step)
+
+
+def _stamp(ns: int, tz: str | None, unit: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
+    return (stamp.tz_convert(tz) if tz else stamp).as_unit(unit)
 
 
 class _Buckets:
-    """Which bucket a time falls in, as pandas' ``resample`` bins it with its defaults.
-
-    Fixed rules under a day (``15min``, ``h``, ``5h``) cut the time line every ``step``
-    from ``origin``, midnight of the first day (pandas' ``origin="start_day"``); calendar
-    rules (days, weeks, months...) hold whole local days, so a day's bucket is the one
-    pandas gives that day's midnight. Both depend on the first (and last) time: built from
-    a guess (the statistics), checked against the times seen, and built again if it was
-    wrong. Buckets are numbered in order; :meth:`key` gives their labels.
+    """Which bucket a time falls in, exactly as pandas' ``resample`` bins the times from
+    ``first`` to ``last`` (ns): fixed rules cut the time line every ``step`` from an origin
+    (pandas' ``_adjust_dates_anchored``); calendar rules search edges laid as pandas lays
+    them (``date_range`` from the first day to the last, month and week ends closed at the
+    end of their day). Both depend on the first (and last) time: built from a guess (the
+    statistics), checked against the times seen, and built again if it was wrong. Buckets
+    are numbered in order; :meth:`key` gives their labels.
     """
 
-    def __init__(self, offset: Any, tz: str | None, first: int, last: int):
-        self.offset, self.tz = offset, tz
-        self.tick = isinstance(offset, pd.offsets.Tick) and not isinstance(offset, pd.offsets.Day)
+    def __init__(self, rule: _Rule, tz: str | None, unit: str, first: int, last: int):
+        self.rule, self.tz, self.first, self.last = rule, tz, first, last
+        self.left = rule.closed == "left"
+        self.tick = rule.tick
         if self.tick:
-            self.step = int(offset.nanos)
-            self.origin = _start_day(first, tz)
+            self.step = rule.step
+            self.origin = self._origin(first, last, unit) + rule.shift
             return
-        self.lo, hi = _local_day(first, tz), _local_day(last, tz)
-        span = np.arange(self.lo, hi + 1, dtype=np.int64)
-        days = pd.DatetimeIndex((span * _DAY_NS).view("M8[ns]"))
-        if tz is not None:
-            days = days.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
-        counts = pd.Series(np.ones(len(span)), index=days).resample(offset).count()
-        self.labels = counts.index.as_unit("ns").asi8
-        self.lookup = np.repeat(np.arange(len(self.labels)), counts.to_numpy().astype(np.int64))
+        lo, hi = _stamp(first, tz, unit).normalize(), _stamp(last, tz, unit).normalize()
+        freq = rule.offset
+        start = pd.Timestamp(freq.rollback(lo)) if self.left else pd.Timestamp(lo - freq)
+        binner = pd.date_range(start=start, end=pd.Timestamp(hi + freq), freq=freq, tz=tz,
+                               ambiguous=True, nonexistent="shift_forward", unit=unit)
+        code = freq.rule_code
+        if code in _END_TYPES or code.split("-")[0] in _END_TYPES:
+            if not self.left:  # month (week...) ends close at the end of their day
+                wall = binner.tz_localize(None)
+                wall = wall + pd.Timedelta(days=1) - pd.Timedelta(1, unit=unit)
+                edges = wall.tz_localize(tz).as_unit("ns").asi8
+            else:
+                edges = binner.as_unit("ns").asi8
+            if len(edges) > 1 and edges[-2] > last:
+                edges, binner = edges[:-1], binner[:-1]
+        else:
+            edges = binner.as_unit("ns").asi8
+        labels = binner.as_unit("ns").asi8
+        if rule.label == "right":
+            labels = labels[1:]
+        self.edges = np.asarray(edges, dtype=np.int64)
+        self.labels = np.asarray(labels[:max(len(edges) - 1, 0)], dtype=np.int64)
+
+    def _origin(self, first: int, last: int, unit: str) -> int:
+        """pandas' origin of fixed buckets (before ``offset``), ns."""
+        at, tz = self.rule.origin, self.tz
+        if not isinstance(at, str):
+            return at
+        if at == "epoch":  # midnight of 1970-01-01 in the column's zone, as pandas
+            return int(pd.Timestamp("1970-01-01", tz=tz).as_unit("ns")._value)
+        if at == "start":
+            return first
+        if at == "start_day":
+            return int(_stamp(first, tz, unit).normalize().as_unit("ns")._value)
+        if at == "end":
+            return last
+        return int(_stamp(last, tz, unit).ceil("D").as_unit("ns")._value)  # end_day
+
+    def _ordinal(self, ns: Any) -> Any:
+        """The fixed bucket of ``ns``: [edge, edge + step) closed left, (edge, ...] right."""
+        if self.left:
+            return np.floor_divide(ns - self.origin, self.step)
+        return -np.floor_divide(self.origin - ns, self.step) - 1
 
     def same_as(self, other: _Buckets) -> bool:
         """Whether ``other`` (built from the true first and last times) bins like this."""
         if self.tick:
             return (other.origin - self.origin) % self.step == 0
-        start = other.lo - self.lo
-        if start < 0 or start + len(other.lookup) > len(self.lookup):
+        edges, n = other.edges, len(other.edges)
+        if n == 0:
+            return True
+        start = int(np.searchsorted(self.edges, edges[0]))
+        if start + n > len(self.edges) or not (self.edges[start:start + n] == edges).all():
             return False
-        mine = self.labels[self.lookup[start:start + len(other.lookup)]]
-        return bool((mine == other.labels[other.lookup]).all())
+        return bool((self.labels[start:start + len(other.labels)] == other.labels).all())
 
     def ordinals(self, table: pa.Table, time: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """``table``'s rows with a time, each one's bucket as a consecutive integer (the
-        first bucket's 0), and its time (ns)."""
+        """``table``'s rows with a time, each one's bucket as a consecutive integer, and its
+        time (ns)."""
         t = table.column(time)
         if t.null_count:
             table = table.filter(pc.is_valid(t))
             t = table.column(time)
         raw = _ns(t)
+        side = "left" if self.left else "right"
         if self.tick:
             if len(raw) > 1 and (raw[1:] >= raw[:-1]).all():  # in order: cut, don't divide
-                first = (int(raw[0]) - self.origin) // self.step
-                last = (int(raw[-1]) - self.origin) // self.step
+                first, last = int(self._ordinal(raw[0])), int(self._ordinal(raw[-1]))
                 edges = self.origin + np.arange(first + 1, last + 1, dtype=np.int64) * self.step
-                cuts = np.searchsorted(raw, edges)
-                sizes = np.diff(np.concatenate([[0], cuts, [len(raw)]]))
-                return table, np.repeat(np.arange(first, last + 1, dtype=np.int64), sizes), raw
-            return table, np.floor_divide(raw - self.origin, self.step), raw
-        local = raw if self.tz is None else _ns(pc.local_timestamp(t))
-        pos = np.floor_divide(local, _DAY_NS) - self.lo
-        return table, self.lookup[np.clip(pos, 0, len(self.lookup) - 1)], raw
+                return table, _cut(raw, edges, side, first, last), raw
+            return table, self._ordinal(raw), raw
+        count = max(len(self.labels), 1)
+        if len(raw) > 1 and (raw[1:] >= raw[:-1]).all():
+            ordinals = _cut(raw, self.edges[1:-1], side, 0, len(self.edges) - 2)
+        else:
+            ordinals = np.searchsorted(self.edges, raw, side="right" if self.left else "left") - 1
+        return table, np.clip(ordinals, 0, count - 1), raw
 
     def key(self, ordinals: np.ndarray) -> np.ndarray:
         """The buckets' labels as integer nanoseconds (in UTC for zoned times)."""
         if self.tick:
-            return self.origin + ordinals * self.step
+            return self.origin + (ordinals + (self.rule.label == "right")) * self.step
         return self.labels[ordinals]
 
-    def every(self, first: int, last: int) -> np.ndarray:
-        """Every bucket's key from the one of ``first`` to that of ``last`` (keys)."""
+    def every(self) -> np.ndarray:
+        """Every bucket's key from the first time's to the last's, as pandas lists them."""
         if self.tick:
-            return np.arange(first, last + 1, self.step, dtype=np.int64)
-        return self.labels[(self.labels >= first) & (self.labels <= last)]
+            first, last = int(self._ordinal(self.first)), int(self._ordinal(self.last))
+            return self.key(np.arange(first, last + 1, dtype=np.int64))
+        return self.labels
+
+
+def _cut(raw: np.ndarray, edges: np.ndarray, side: str, first: int, last: int) -> np.ndarray:
+    """The bucket of each of the ordered times ``raw``: ``first`` up to ``last``, a new one
+    past each of ``edges`` (the times between buckets)."""
+    cuts = np.searchsorted(raw, edges, side=side)  # type: ignore[call-overload]
+    sizes = np.diff(np.concatenate([[0], cuts, [len(raw)]]))
+    return np.repeat(np.arange(first, last + 1, dtype=np.int64), sizes)
 
 
 def _ns(t: Any) -> np.ndarray:
     ns = times_ns(t)
     return (ns if isinstance(ns, pa.Array) else ns.combine_chunks()).to_numpy()
-
-
-def _local_day(ns: int, tz: str | None) -> int:
-    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
-    if tz:
-        stamp = stamp.tz_convert(tz).tz_localize(None)
-    return int(stamp.as_unit("ns")._value) // _DAY_NS
-
-
-def _start_day(ns: int, tz: str | None) -> int:
-    """Midnight (in ``tz``) of the day holding ``ns``: pandas' default ``origin``."""
-    stamp = pd.Timestamp(ns, unit="ns", tz="UTC" if tz else None)
-    if tz:
-        stamp = stamp.tz_convert(tz)
-    return int(stamp.normalize().as_unit("ns")._value)
 
 
 def _guess_span(plan: ReadPlan, time: str) -> tuple[int, int]:
@@ -341,9 +487,15 @@ def _guess_span(plan: ReadPlan, time: str) -> tuple[int, int]:
 
 
 def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
-             agg: Any = "mean", *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
-    """One row per time bucket (and device): see :meth:`chunkframe.dataset.Dataset.resample`."""
+             agg: Any = "mean", *, device: Any = None, date_range: Any = None,
+             closed: Any = None, label: Any = None, origin: Any = "start_day",
+             offset: Any = None, engine: Any = None, settings: Settings | None = None
+             ) -> pd.DataFrame:
+    """One row per time bucket (and device): see :meth:`chunkframe.dataset.Dataset.resample`;
+    ``engine="dask"``: each chunk reduced on the active Dask cluster's workers, which
+    connect with ``settings``."""
     meta = snap.meta
+    dask = _on_dask(engine, settings, meta.id, "resampling")
     time = meta.time_column
     if time is None:
         raise NoTimeColumnError(meta.id, "it cannot be resampled",
@@ -353,7 +505,8 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
         raise InvalidArgumentError(
             f"dataset {meta.id!r}'s time column {time!r} holds {ttype}, not datetimes, so it "
             "cannot be resampled; group by it with ds.aggregate(by=...) instead")
-    offset = _rule(rule)
+    tz = ttype.tz
+    checked = _rule(rule, tz, closed=closed, label=label, origin=origin, offset=offset)
     dev = meta.device_column
     keys = [k for k in (dev, _BUCKET) if k is not None]
     if columns is None:
@@ -365,17 +518,17 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
     if time in spec.values:
         raise InvalidArgumentError(f"column {time!r} is the time column resample buckets by; "
                                    "aggregate other columns")
-    plan = plan_scan(snap, [*([dev] if dev else []), time, *spec.values],
-                     date_range=date_range, device=device)
+    scan = {"columns": [*([dev] if dev else []), time, *spec.values],
+            "date_range": date_range, "device": device}
+    plan = plan_scan(snap, **scan)
     if device is not None:
         plan = _skip_other_devices(plan)
-    tz = ttype.tz
+    unit = ttype.unit
 
     dtypes = executor.empty_frame(snap, [*([dev] if dev else []), *spec.values]).dtypes
     dtypes = dtypes[~dtypes.index.duplicated()]
     span = _guess_span(plan, time)
-    buckets_seen = (span[1] - span[0]) // (int(offset.nanos) if isinstance(
-        offset, pd.offsets.Tick) else _DAY_NS) + 2
+    buckets_seen = (span[1] - span[0]) // (checked.step if checked.tick else _DAY_NS) + 2
     # numpy's grid of (device, bucket) codes must fit int64 with room to spare
     devices_seen = len({d for i in plan.chunks for d in plan.snap.chunks[i].stats})
     dense = _dense_ok(snap, spec, dtypes) and buckets_seen * max(devices_seen, 1) < 2**52
@@ -389,7 +542,7 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
             table = table.drop_columns([time]).append_column(_BUCKET, pa.array(ordinals))
             return (_reduce(table, spec), *bounds)
 
-        parts = _run(executor, plan, work)
+        parts = _run(executor, plan, work, dask, scan)
         firsts = [p[1] for p in parts if p[1] is not None]
         lasts = [p[2] for p in parts if p[2] is not None]
         partials = [p[0] for p in parts]
@@ -408,14 +561,14 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
                              _values(table, spec, dtypes), False)
         return result, min(firsts, default=None), max(lasts, default=None)
 
-    buckets = _Buckets(offset, tz, *span)
+    buckets = _Buckets(checked, tz, unit, *span)
     result, first, last = run(buckets)
+    every: np.ndarray | None = None
     if first is not None and last is not None:
-        true = _Buckets(offset, tz, first, last)
+        true = _Buckets(checked, tz, unit, first, last)
         if not buckets.same_as(true):  # the statistics misled the guess: bin again
-            buckets = true
-            result, first, last = run(buckets)
-    unit = ttype.unit
+            result, first, last = run(true)
+        every = true.every()
     label_dtype = pd.DatetimeTZDtype(unit, tz) if tz is not None else np.dtype(f"M8[{unit}]")
     keys_ns = result.keys
     labels = _labels(keys_ns, tz, unit) if result.codes is None or dev is None else None
@@ -431,9 +584,9 @@ def resample(executor: Executor, snap: Snapshot, rule: Any, columns: Any = None,
     out = _frame(result.values, spec, index)
     if not result.sorted:
         out = out.sort_index()
-    if dev is None and len(keys_ns):
-        every = _labels(buckets.every(int(keys_ns.min()), int(keys_ns.max())), tz, unit)
-        out = _fill_empty(out, spec, pd.DatetimeIndex(every, name=time).astype(label_dtype))
+    if dev is None and every is not None and len(every):
+        out = _fill_empty(out, spec, pd.DatetimeIndex(_labels(every, tz, unit),
+                                                      name=time).astype(label_dtype))
     elif dev is not None and not len(out):
         out.index = pd.MultiIndex.from_arrays(
             [pd.Index([], dtype=dtypes[dev]), pd.DatetimeIndex([], dtype=label_dtype)],
@@ -566,8 +719,8 @@ def _reduce_dense(table: pa.Table, spec: _Spec, group: np.ndarray, size: int,
                     rows = np.bincount(group, minlength=size)
                 out = rows if whole and rows is not None else np.bincount(g, minlength=size)
             elif state == "sum":
-                if v.dtype.kind == "f":
-                    out = np.bincount(g, v, minlength=size)
+                if v.dtype.kind == "f":  # (bincount of no row gives integers)
+                    out = np.bincount(g, v, minlength=size).astype(np.float64, copy=False)
                 else:  # exact, as pandas' int64 sums
                     out = np.zeros(size, dtype=np.int64)
                     np.add.at(out, g, v)
@@ -654,7 +807,8 @@ def _dense_combine(parts: list[Any], spec: _Spec, key_dtypes: list[Any],
             elif how in ("sum", "mean"):
                 part = joined(col, "sum")
                 if part.dtype.kind == "f":
-                    total = np.bincount(group, part, minlength=size)
+                    total = np.bincount(group, part, minlength=size).astype(np.float64,
+                                                                            copy=False)
                 else:
                     total = np.zeros(size, dtype=np.int64)
                     np.add.at(total, group, part)

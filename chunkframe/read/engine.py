@@ -141,15 +141,21 @@ class ReadEngine:
 
     @_retry_superseded
     def resample(self, rule: Any, columns: Sequence[str] | str | None = None, agg: Any = "mean",
-                 *, device: Any = None, date_range: Any = None) -> pd.DataFrame:
+                 *, device: Any = None, date_range: Any = None, closed: Any = None,
+                 label: Any = None, origin: Any = "start_day", offset: Any = None,
+                 engine: Any = None, settings: Settings | None = None) -> pd.DataFrame:
         return _aggregate.resample(self.executor, self.snapshot(), rule, columns, agg,
-                                   device=device, date_range=date_range)
+                                   device=device, date_range=date_range, closed=closed,
+                                   label=label, origin=origin, offset=offset, engine=engine,
+                                   settings=settings)
 
     @_retry_superseded
     def aggregate(self, by: str | Sequence[str], agg: Any, *, date_range: Any = None,
-                  where: Any = None) -> pd.DataFrame:
+                  where: Any = None, engine: Any = None, settings: Settings | None = None
+                  ) -> pd.DataFrame:
         return _aggregate.aggregate(self.executor, self.snapshot(), by, agg,
-                                    date_range=date_range, where=where)
+                                    date_range=date_range, where=where, engine=engine,
+                                    settings=settings)
 
     @property
     def schema(self) -> pa.Schema:
