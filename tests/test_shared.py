@@ -7,8 +7,10 @@ import os
 import pandas as pd
 import pytest
 from crash_worker import changed_frame, kill_at, source_frame
+from test_cli import cli, where  # noqa: F401 - the command line's fixtures
 from test_history import _fresh, _worker_env
 
+import chunkframe as cf
 from chunkframe.storage.codec import choose_encodings, to_arrow
 from chunkframe.storage.sharing import SharedChunks
 
@@ -200,3 +202,103 @@ def test_kill_9_during_an_overwrite_that_shares_chunks(client, moment):
                                   v3 if committed else v2)
     assert client.recover(verify=True).empty
 
+
+# -- ds.storage() and `chunkframe info ID --storage` (issue 25, item 5) -------------------------
+
+def test_storage_reports_bytes_encodings_and_ratios_per_column(client):
+    frame = source_frame(20_000)
+    ds = client.ingest(frame, "report", chunk_rows=5_000, progress=False)
+    df = ds.storage(progress=False)
+    assert type(df) is pd.DataFrame
+    assert df.columns.tolist() == ["column", "type", "encoding", "bytes", "plain_bytes", "ratio",
+                                   "shared_bytes"]
+    assert df["column"].tolist() == frame.columns.tolist()
+    by = df.set_index("column")
+    assert by.loc["id", "encoding"] == "narrow (int16)"  # 0..19,999 in each chunk
+    assert by.loc["device", "encoding"] == "categorical (int8 indices)"  # as pandas has it
+    assert by.loc["label", "encoding"] == "dictionary (int16 indices)"  # 997 distinct
+    assert by.loc["label", "ratio"] > 2
+    assert by.loc["value", "encoding"] == "plain"
+    assert 8 * 20_000 <= by.loc["id", "plain_bytes"] <= 8.2 * 20_000  # (+ a validity bitmap)
+    assert by.loc["id", "bytes"] == 2 * 20_000 and by.loc["id", "ratio"] >= 4.0
+    assert by.loc["value", "bytes"] == by.loc["value", "plain_bytes"] == 8 * 20_000
+    assert df["bytes"].sum() <= ds.meta.nbytes <= df["bytes"].sum() * 1.1  # + schemas, footers
+    assert (df["shared_bytes"] == 0).all()  # one version: nothing shared
+    pd.testing.assert_frame_equal(ds.to_pandas(), frame)  # reading is unaffected
+
+
+def test_storage_of_a_compressed_dataset_measures_the_compressed_buffers(client):
+    frame = source_frame(20_000)
+    ds = client.ingest(frame, "zipped", chunk_rows=5_000, compression="zstd", progress=False)
+    df = ds.storage(progress=False)
+    assert df["bytes"].sum() <= ds.meta.nbytes <= df["bytes"].sum() * 1.1
+    assert (df["ratio"] > 1).all()  # zstd helps every column of this frame
+    assert df.set_index("column").loc["id", "ratio"] > 4  # narrowed, then compressed
+
+
+def test_storage_counts_the_bytes_other_versions_share(client):
+    frame = source_frame(1_000)
+    client.ingest(frame, "versions", chunk_rows=100, progress=False)
+    ds = client.ingest(changed_frame(1_000, 600), "versions", chunk_rows=100, mode="overwrite",
+                       progress=False)  # chunks 0-5 shared with v1
+    df = ds.storage(progress=False)
+    value = df.set_index("column").loc["value"]
+    assert value["shared_bytes"] == 6 * 800 and value["bytes"] == 10 * 800
+    v1 = client.open("versions", version=1).storage(progress=False)
+    assert v1.set_index("column").loc["value", "shared_bytes"] == 6 * 800
+    ds.append(frame.iloc[:100].assign(id=range(1_000, 1_100)), chunk_rows=100, progress=False)
+    appended = ds.storage(progress=False).set_index("column").loc["value"]
+    assert appended["shared_bytes"] == 10 * 800  # v2 reads all but the appended chunk
+    ds.prune_versions(keep_last=1)
+    assert (ds.storage(progress=False)["shared_bytes"] == 0).all()
+
+
+def test_storage_repr_says_what_is_shared(client):
+    from chunkframe.display.reprs import describe, repr_html
+
+    frame = source_frame(400)
+    client.ingest(frame, "shown", chunk_rows=100, progress=False)
+    ds = client.ingest(frame, "shown", chunk_rows=100, mode="overwrite", progress=False)
+    df = ds.storage(progress=False)
+    html = repr_html(df)
+    assert html is not None and "storage of version 2" in html and "shown" in html
+    line = describe(df)
+    assert line is not None and line.startswith("storage of version 2 of 'shown': 6 columns")
+    assert "shared with other versions (100%)" in line
+    assert describe(df.copy()) is None  # a derived frame shows as pandas shows it
+
+
+def test_storage_failure_modes_say_what_happened(client):
+    frame = source_frame(300)
+    ds = client.ingest(frame, "gone", chunk_rows=100, progress=False)
+    key = ds.chunk_metas[1].key
+    os.remove(client.store.path(key))
+    with pytest.raises(cf.ChunkCorruptionError, match="chunk 1 of dataset 'gone'.*missing"):
+        _fresh(client).open("gone").storage(progress=False)
+    client.drop("gone", force=True)
+    with pytest.raises(cf.DatasetNotFoundError, match="gone"):
+        ds.storage(progress=False)
+
+
+def test_cli_info_storage_shows_the_same(client, cli):  # noqa: F811 - the fixture
+    import json
+
+    frame = source_frame(400)
+    client.ingest(frame, "cli", chunk_rows=100, progress=False)
+    client.ingest(frame, "cli", chunk_rows=100, mode="overwrite", progress=False)
+    code, out, err = cli("info", "cli", "--storage")
+    assert code == 0, err
+    assert "storage of version 2 of 'cli': 6 columns" in out
+    assert "shared with other versions (100%)" in out
+    assert "narrow (int16)" in out and "shared_bytes" in out
+    code, out, err = cli("--json", "info", "cli", "--storage")
+    assert code == 0, err
+    doc = json.loads(out)
+    expected = client.open("cli").storage(progress=False)
+    assert [r["column"] for r in doc["storage"]] == expected["column"].tolist()
+    assert [r["bytes"] for r in doc["storage"]] == expected["bytes"].tolist()
+    assert doc["storage_summary"].startswith("storage of version 2")
+    code, out, err = cli("info", "nope", "--storage")
+    assert code != 0 and "nope" in err and "Traceback" not in err
+    code, out, err = cli("--json", "info", "nope", "--storage")
+    assert code != 0 and json.loads(out)["error"] == "DatasetNotFoundError"
