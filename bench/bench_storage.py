@@ -12,7 +12,11 @@ and with ``encodings`` all ``"plain"`` (how chunks were stored before issue 25).
 Parquet (pyarrow, snappy), Lance and ArcticDB (LMDB) where installed. A full read is the
 best of 3 with the OS page cache warm and chunkframe's own caches cleared before each.
 
+An overwrite of each table with identical data is measured too: the files its dataset
+holds before and after (both versions kept; the overwrite shares every chunk file).
+
     python bench/bench_storage.py [--rows 10000000] [--write bench/results_storage.md]
+    python bench/bench_storage.py --tables flights --overwrite-only   # that alone, quickly
 """
 
 from __future__ import annotations
@@ -115,6 +119,28 @@ def measure(name: str, df: pd.DataFrame, client: cf.Client, work: Path) -> list[
     return rows
 
 
+def overwrite_identical(name: str, df: pd.DataFrame, client: cf.Client, work: Path) -> str:
+    """The markdown row of an overwrite of ``df`` with the same data, chunkframe's
+    defaults: the dataset's files (both versions kept) before and after, and its time."""
+    ds_id = f"{name}-overwrite"
+    client.ingest(df, ds_id, chunk_rows=CHUNK_ROWS, progress=False)
+    where = work / "store" / ds_id
+    before = du(where)
+    t = time.perf_counter()
+    ds = client.ingest(df, ds_id, chunk_rows=CHUNK_ROWS, mode="overwrite", progress=False)
+    seconds = time.perf_counter() - t
+    after = du(where)
+    shared = int(ds.storage(progress=False)["shared_bytes"].sum())
+    assert ds.to_pandas().equals(df) or pd.testing.assert_frame_equal(ds.to_pandas(), df) is None
+    client.drop(ds_id, force=True)
+    return (f"| {name} | {before / MiB:.1f} | {after / MiB:.1f} | "
+            f"{(after - before) / before:.2%} (≤ 1 %) | {shared / MiB:.1f} | {seconds:.3f} s |\n")
+
+
+OVERWRITE_HEADER = ("| table | stored MiB | after an identical overwrite | added | "
+                    "column bytes shared (MiB) | overwrite time |\n| --- | --- | --- | --- | --- | --- |\n")
+
+
 def s3_reads(df: pd.DataFrame, server_url: str, work: Path) -> str:
     """First full read from S3 (moto over loopback), a second one after the chunk cache is
     cleared (from the local tier), the same read from a local store, and the bytes the
@@ -152,10 +178,15 @@ def main() -> None:
     p.add_argument("--write", help="write the markdown table to this file too")
     p.add_argument("--s3-rows", type=int, default=2_000_000,
                    help="rows of the synthetic table read from S3 (moto); 0: skip")
+    p.add_argument("--tables", default="flights,synthetic",
+                   help="the tables to measure, comma-separated (flights, synthetic)")
+    p.add_argument("--overwrite-only", action="store_true",
+                   help="measure only the overwrite with identical data (no peers, no S3)")
     args = p.parse_args()
     work = workdir("storage")
     server = redis()
-    out = [f"`python bench/bench_storage.py --rows {args.rows}` on {os.cpu_count()} cores, "
+    out = [f"`python bench/bench_storage.py {' '.join(sys.argv[1:]) or f'--rows {args.rows}'}` "
+           f"on {os.cpu_count()} cores, "
            f"load {' '.join(f'{x:.1f}' for x in os.getloadavg())}; chunk_rows {CHUNK_ROWS:,}.\n"]
     try:
         client = cf.connect(store=work / "store", redis=server.url, catalog=work / "cat.db",
@@ -165,8 +196,14 @@ def main() -> None:
             ("synthetic", lambda: frame(args.rows).assign(
                 d=np.random.default_rng(8).normal(size=args.rows))),
         ]
+        tables = [(n, m) for n, m in tables if n in args.tables.split(",")]
+        overwrites = []
         for name, make in tables:
             df = make()
+            overwrites.append(overwrite_identical(name, df, client, work))
+            print(OVERWRITE_HEADER + overwrites[-1], flush=True)
+            if args.overwrite_only:
+                continue
             results = measure(name, df, client, work)
             arctic = next((r for r in results if r[0].startswith("ArcticDB")), None)
             out.append(f"\n**{name}**, {len(df):,} x {len(df.columns)}\n\n"
@@ -178,7 +215,9 @@ def main() -> None:
                 out.append(f"| {tool} | {mib:.1f} | {ratio_s} | {secs:.3f} s | {ratio_t} |\n")
             print("".join(out[-1 - len(results):]), flush=True)
             del df
-        if args.s3_rows:
+        out.append("\n**An overwrite with identical data** (defaults; shared chunks, "
+                   "both versions kept)\n\n" + OVERWRITE_HEADER + "".join(overwrites))
+        if args.s3_rows and not args.overwrite_only:
             out.append(f"\n**S3**, the synthetic table, {args.s3_rows:,} rows\n\n"
                        "| measure | chunkframe | |\n| --- | --- | --- |\n")
             out.append(s3_reads(frame(args.s3_rows), server.url, work))

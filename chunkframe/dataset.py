@@ -845,6 +845,47 @@ class Dataset:
                                  report["chunk"].tolist())
         return report
 
+    def storage(self, progress: bool | None = None) -> pd.DataFrame:
+        """Return where this version's bytes go: per column, as stored and as read.
+
+        Every chunk file of the version is read (and checked against its checksum; a
+        compressed dataset's buffers are compressed again, one by one, to measure each
+        column's share, so this costs about what a full read and a compression do). A file
+        that other kept versions also read (an overwrite, append or compaction that
+        reproduced a chunk shares its file; appends share their generation's earlier
+        chunks) counts in ``shared_bytes``. The notebook header adds the totals: the files'
+        bytes (schemas and footers included), the compression, the bytes shared.
+
+        Parameters
+        ----------
+        progress : bool, optional
+            A bar over the chunks (None: only in notebooks and terminals).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per column: ``column``, ``type`` (as read), ``encoding`` (``plain``,
+            ``dictionary (int8 indices)``, ``narrow (int16)``...; several when chunks
+            differ), ``bytes`` (stored: the column's buffers, compressed as the files are),
+            ``plain_bytes`` (decoded to its type), ``ratio`` (``plain_bytes / bytes``) and
+            ``shared_bytes`` (in files other kept versions read too).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            The dataset was dropped since this handle was made.
+        ChunkCorruptionError
+            A chunk file is missing or fails its checksum (``ds.verify()`` lists them all).
+
+        Examples
+        --------
+        >>> ds.storage()[["column", "encoding", "bytes", "ratio"]]   # doctest: +SKIP
+          column                   encoding  bytes  ratio
+        0    dev  dictionary (int8 indices)  24576   8.0
+        """
+        df, totals = self._reads.storage(progress)
+        return mark(df, "storage", self.id, **totals)
+
     def cache_info(self) -> dict[str, Any]:
         """Return this client's chunk-cache counters for the dataset.
 

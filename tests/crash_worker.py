@@ -21,6 +21,10 @@ Modes (first argument):
 ``append ID OFFSET``
     Append the source frame of CF_ROWS rows, its ``id`` shifted by OFFSET, to dataset ID
     (env and hooks as for ``ingest``); prints ``done ROWS`` (the dataset's new size).
+``overwrite ID CHANGED_FROM``
+    Overwrite dataset ID with the source frame of CF_ROWS rows, its ``value`` 1e6 more from
+    row CHANGED_FROM on (env and hooks as for ``ingest``: the chunks before that row are
+    those a kept version may already hold, and share); prints ``done ROWS``.
 ``compact ID``
     Compact dataset ID (env and hooks as for ``ingest``); prints ``done CHUNKS``.
 ``update ID``
@@ -83,6 +87,13 @@ def source_frame(rows: int, seed: int = 20240601) -> pd.DataFrame:
             rng.random(rows) < 0.1),
         "label": pd.array([f"r{i % 997}" for i in range(rows)], dtype="str"),
     })
+
+
+def changed_frame(rows: int, changed_from: int) -> pd.DataFrame:
+    """:func:`source_frame`, its ``value`` 1e6 more from row ``changed_from`` on."""
+    df = source_frame(rows)
+    df.loc[changed_from:, "value"] += 1e6
+    return df
 
 
 def kill_at(args: list[str], env: dict[str, str], pause: str) -> None:
@@ -317,6 +328,16 @@ def main(argv: list[str]) -> int:
         ds = client.open(argv[2]).append(
             df, chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")), progress=False,
             wait=True, workers=int(os.environ.get("CF_WORKERS", "2")))
+        say(f"done {len(ds)}")
+        return 0
+    if mode == "overwrite":
+        df = changed_frame(int(os.environ.get("CF_ROWS", "200000")), int(argv[3]))
+        client = connect()
+        install_hooks(Steps(os.environ.get("CF_PAUSE", "")))
+        say("start")
+        ds = client.ingest(df, argv[2], chunk_rows=int(os.environ.get("CF_CHUNK_ROWS", "5000")),
+                           mode="overwrite", wait=True, progress=False,
+                           workers=int(os.environ.get("CF_WORKERS", "2")))
         say(f"done {len(ds)}")
         return 0
     if mode == "compact":

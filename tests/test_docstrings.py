@@ -15,7 +15,7 @@ DOCUMENTED = [
                                    "append", "last", "delete", "reset_last", "context", "tag",
                                    "tags", "find",
                                    "export", "browse", "iter_chunks", "to_pandas", "to_arrow",
-                                   "to_batches", "plot", "chunk_metas")),
+                                   "to_batches", "plot", "chunk_metas", "storage")),
     *((Context, name) for name in ("put", "put_many", "remove", "clear", "get", "search",
                                    "to_frame", "items", "values", "keys", "info")),
 ]

@@ -91,7 +91,7 @@ def test_header_follows_in_place_changes():
 def test_mark_refuses_unknown_kinds_and_forgets_dead_frames():
     with pytest.raises(ValueError, match=r"no chunkframe repr of kind 'plot'; use one of "
                                          r"\['contexts', 'datasets', 'last', 'slice', 'snapshots', "
-                                         r"'tags', 'versions'\]"):
+                                         r"'storage', 'tags', 'versions'\]"):
         mark(pd.DataFrame(), "plot")
     from chunkframe.display import reprs
 

@@ -19,6 +19,7 @@ from ..storage.manifest import next_checkpoint
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
+    from ..storage.sharing import SharedChunks
     from ..storage.state import DatasetLock
 
 __all__ = ["record_of", "begin_generation", "read_chunk", "write_chunk", "commit_generation"]
@@ -68,19 +69,27 @@ def read_chunk(backends: Backends, meta: DatasetMeta, cm: ChunkMeta,
 
 
 def write_chunk(backends: Backends, lock: DatasetLock, meta: DatasetMeta, piece: pa.Table,
-                generation: int, number: int, start: int) -> ChunkMeta:
+                generation: int, number: int, start: int,
+                shared: SharedChunks | None = None) -> ChunkMeta:
     """``piece`` written as chunk ``number`` of ``generation``, its first row at ``start``,
-    under the lock's fencing token."""
+    under the lock's fencing token; or, with ``shared``, the file of a kept version that
+    holds exactly what would be written (nothing is written then)."""
     lock.check()
     key = chunk_key(meta.id, generation, number, lock.fence)
     identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
                 "rows": piece.num_rows}
     compression: Compression = meta.compression  # type: ignore[assignment]
+    encodings = choose_encodings(piece)
+    stats = time_stats(piece, meta.time_column, meta.device_column)
+    ranges = column_ranges(piece)
+    same = None if shared is None else shared.find(piece, start, compression, encodings,
+                                                   stats, ranges)
+    if same is not None:  # the file keeps the name and identity it was written with
+        return ChunkMeta(number, start, piece.num_rows, same.key, same.checksum, same.nbytes,
+                         stats, ranges)
     digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity,
-                                                                choose_encodings(piece)))
-    return ChunkMeta(number, start, piece.num_rows, key, digest, size,
-                     time_stats(piece, meta.time_column, meta.device_column),
-                     column_ranges(piece))
+                                                                encodings))
+    return ChunkMeta(number, start, piece.num_rows, key, digest, size, stats, ranges)
 
 
 def commit_generation(backends: Backends, lock: DatasetLock, previous: DatasetMeta,

@@ -21,6 +21,7 @@ from ..core.progress import progress_bar
 from ..ingestion.pipeline import CommitHook
 from ..storage.backends import process_backends
 from ..storage.manifest import recorded_table
+from ..storage.sharing import SharedChunks
 from .generation import begin_generation, commit_generation, read_chunk, record_of, write_chunk
 
 if TYPE_CHECKING:
@@ -99,8 +100,10 @@ def _local(backends: Backends, lock: DatasetLock) -> Callable[..., Iterator[Chun
     """Runs merged one after the other in this process."""
     def merge_all(meta: DatasetMeta, work: list[tuple[list[ChunkMeta], int]],
                   generation: int) -> Iterator[ChunkMeta]:
+        shared = (SharedChunks(backends.store, backends.catalog, meta.id, work[0][0][0].start)
+                  if work else None)  # kept versions' files a merged chunk may reproduce
         for entries, number in work:
-            yield merge_run(backends, lock, meta, entries, generation, number)
+            yield merge_run(backends, lock, meta, entries, generation, number, shared)
     return merge_all
 
 
@@ -173,10 +176,11 @@ def _compact(backends: Backends, lock: DatasetLock, existing: DatasetMeta, table
 
 
 def merge_run(backends: Backends, lock: DatasetLock, meta: DatasetMeta,
-              entries: list[ChunkMeta], generation: int, number: int) -> ChunkMeta:
+              entries: list[ChunkMeta], generation: int, number: int,
+              shared: SharedChunks | None = None) -> ChunkMeta:
     """The chunks ``entries``, each checked against its checksum and read as the dataset's
     newest schema (deletes are not applied: they stay deletes), written as chunk ``number``
-    of the new generation."""
+    of the new generation (or, with ``shared``, naming a kept version's identical file)."""
     merged = pa.concat_tables([read_chunk(backends, meta, cm) for cm in entries])
     return write_chunk(backends, lock, meta, merged.combine_chunks(), generation, number,
-                       entries[0].start)
+                       entries[0].start, shared)

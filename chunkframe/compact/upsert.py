@@ -20,6 +20,7 @@ from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import CommitHook
 from ..storage.manifest import recorded_table
+from ..storage.sharing import SharedChunks
 from .generation import begin_generation, commit_generation, read_chunk, record_of, write_chunk
 
 if TYPE_CHECKING:
@@ -197,16 +198,19 @@ def _update(backends: Backends, lock: DatasetLock, existing: DatasetMeta, src: p
             backends.state.checkpoint(lock, generation, *batch)
             batch = []
 
+    shared = SharedChunks(backends.store, backends.catalog, ds,  # kept versions' identical
+                          min([table[i].start for i in rewritten], default=existing.rows))
     for i in range(len(table)):
         cm = table[i]
         piece = rewritten.get(i)
         add(replace(cm, chunk=i) if piece is None  # shared: its file keeps its name
-            else write_chunk(backends, lock, existing, piece, generation, i, cm.start))
+            else write_chunk(backends, lock, existing, piece, generation, i, cm.start, shared))
     appended = src.take(pa.array(unmatched))
     start, step = existing.rows, existing.chunk_rows
     for lo in range(0, appended.num_rows, step):
         piece = appended.slice(lo, step)
-        add(write_chunk(backends, lock, existing, piece, generation, len(new_chunks), start + lo))
+        add(write_chunk(backends, lock, existing, piece, generation, len(new_chunks), start + lo,
+                        shared))
     backends.state.checkpoint(lock, generation, *batch)
     meta = existing.evolve(generation=generation, chunks=len(new_chunks),
                            rows=existing.rows + appended.num_rows,

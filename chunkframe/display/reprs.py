@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..core.protocols import DatasetLike
 
 __all__ = ["STYLE", "PANEL_STYLE", "MAX_TABLE_ROWS", "HEAD_ROWS", "frame_table", "mark", "repr_html",
+           "describe",
            "register", "dataset_facts", "dataset_html", "dataset_text", "KINDS"]
 
 # The frames given a repr, by id: (a weak reference to the frame, its kind, its dataset,
@@ -108,6 +109,16 @@ def repr_html(df: pd.DataFrame) -> str | None:
             f"{table}</div>")
 
 
+def describe(df: pd.DataFrame) -> str | None:
+    """The header of a :func:`mark`-ed frame's repr as one line of text (what a terminal
+    prints above the table), or None for any other frame."""
+    ref, kind, dataset, extra = _MARKED.get(id(df), (None, "", None, {}))
+    if ref is None or ref() is not df:
+        return None
+    title, ident, facts = KINDS[kind](df, dataset, extra)
+    return f"{title}{f' of {ident!r}' if ident else ''}: {', '.join(facts)}"
+
+
 def _newest(col: pd.Series) -> str:
     if pd.api.types.is_datetime64_any_dtype(col):
         return format_time(col.max())
@@ -184,9 +195,29 @@ def _snapshots_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, An
     return "snapshots", None, facts
 
 
+def _storage_header(df: pd.DataFrame, dataset: str | None, extra: dict[str, Any]
+                    ) -> tuple[str, str | None, list[str]]:
+    facts = [plural(len(df), "column")]
+    files = extra.get("files")
+    if isinstance(files, int):
+        chunks = extra.get("chunks")
+        facts.append(f"{format_bytes(float(files))} in "
+                     f"{plural(chunks, 'chunk') if isinstance(chunks, int) else 'its files'}"
+                     f" ({extra.get('compression', 'none')})")
+    if "bytes" in df.columns and "plain_bytes" in df.columns and df["bytes"].sum():
+        facts.append(f"{df['plain_bytes'].sum() / df['bytes'].sum():.1f}× as read")
+    shared = extra.get("shared")
+    if isinstance(shared, int) and isinstance(files, int):
+        share = f" ({shared / files:.0%})" if files else ""
+        facts.append(f"{format_bytes(float(shared))} shared with other versions{share}")
+    version = extra.get("version")
+    return (f"storage of version {version}" if isinstance(version, int) else "storage",
+            dataset, facts)
+
+
 KINDS = {"last": _last_header, "contexts": _contexts_header, "tags": _tags_header,
          "datasets": _datasets_header, "versions": _versions_header, "slice": _slice_header,
-         "snapshots": _snapshots_header}
+         "snapshots": _snapshots_header, "storage": _storage_header}
 """The kinds of frame :func:`mark` knows, each with the header of its repr."""
 
 

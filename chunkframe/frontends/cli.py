@@ -156,8 +156,10 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
     import pandas as pd
 
     from ..core.times import utc_from_epoch
+    from ..display.reprs import describe
 
-    ds = _open(args)
+    local = _open_local(args) if args.storage else None  # --storage: reads the chunk files
+    ds: DatasetLike = local if local is not None else _open(args)
     meta, schema = ds.meta, ds.schema
     when = {k: utc_from_epoch(getattr(meta, k)) for k in ("created", "updated")}
     columns = [{"name": f.name, "type": str(f.type), "role": (
@@ -171,6 +173,10 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
            "columns": columns}
     if args.chunks:
         doc["chunk_table"] = records(ds.chunks)
+    storage = local.storage(progress=_progress(args)) if local is not None else None
+    if storage is not None:
+        doc["storage"] = records(storage)
+        doc["storage_summary"] = describe(storage)
     out.doc(doc)
     out.line(f"dataset      {ds.id}")
     out.line(f"rows         {meta.rows:,} in {plural(meta.chunks, 'chunk')} of up to "
@@ -188,6 +194,13 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
     if args.chunks:
         out.line("")
         out.line(table(ds.chunks))
+    if storage is not None:
+        view = storage.assign(**{c: storage[c].map(format_bytes) for c in
+                                 ("bytes", "plain_bytes", "shared_bytes")},
+                              ratio=storage["ratio"].map("{:.2f}".format))
+        out.line("")
+        out.line(str(describe(storage)))
+        out.line(table(view))
     return EXIT_OK
 
 
@@ -631,6 +644,10 @@ def build_parser() -> _Parser:
     p = command("info", cmd_info, "a dataset's size, columns and metadata")
     _dataset_id(p)
     p.add_argument("--chunks", action="store_true", help="also list its chunks")
+    p.add_argument("--storage", action="store_true",
+                   help="also its bytes per column: encoding, compression ratio, bytes shared "
+                        "with other versions (reads every chunk file)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("get", cmd_get, "rows by serial number (0-based; negative counts from the end)")
     _dataset_id(p)

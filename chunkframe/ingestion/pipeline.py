@@ -50,6 +50,7 @@ from ..storage.codec import (
     write,
 )
 from ..storage.manifest import next_checkpoint
+from ..storage.sharing import SharedChunks
 from .evolve import align_units, evolve_schema
 from .options import IngestOptions
 from .provenance import SourceRecord, finished, record_of
@@ -622,20 +623,24 @@ class GroupCheckpoint:
 
     def __init__(self, state: State, store: ChunkStore, lock: DatasetLock, generation: int):
         self.state, self.store, self.lock, self.generation = state, store, lock, generation
-        self._pending: list[ChunkMeta] = []
+        self._pending: list[tuple[ChunkMeta, bool]] = []
         self._mutex = threading.Lock()
         self._flush = threading.Lock()
 
-    def add(self, meta: ChunkMeta) -> None:
+    def add(self, meta: ChunkMeta, written: bool = True) -> None:
+        """``written``: False for a chunk that shares a kept version's file (already
+        durable, and in another generation's directory)."""
         with self._mutex:
-            self._pending.append(meta)
+            self._pending.append((meta, written))
         with self._flush:  # our chunk is in this batch, or was in the one before
             with self._mutex:
                 batch, self._pending = self._pending, []
             if batch:
                 try:
-                    self.store.sync(batch[0].key)  # the files' names, before Redis says so
-                    self.state.checkpoint(self.lock, self.generation, *batch)
+                    synced = next((m.key for m, w in batch if w), None)
+                    if synced is not None:  # the files' names, before Redis says so
+                        self.store.sync(synced)
+                    self.state.checkpoint(self.lock, self.generation, *(m for m, _ in batch))
                 except BaseException:
                     with self._mutex:  # not recorded: the others waiting on it try again
                         self._pending[:0] = batch
@@ -645,29 +650,37 @@ class GroupCheckpoint:
 def persist_chunk(state: State, store: ChunkStore, lock: DatasetLock, dataset_id: str,
                   plan: Plan, n: int, start: int, table: pa.Table,
                   group: GroupCheckpoint | None = None,
-                  encodings: Mapping[str, str] | None = None) -> None:
+                  encodings: Mapping[str, str] | None = None,
+                  shared: SharedChunks | None = None) -> None:
     """Write chunk ``n`` (first serial number ``start``) under the lock's fencing token and
     checkpoint it in Redis (with ``group``: together with those persisted meanwhile);
     :class:`LockLostError` (nothing written) if the lock is lost. ``encodings``: the
     columns to store encoded (None: as this chunk measures, see
-    :func:`~chunkframe.storage.codec.choose_encodings`)."""
+    :func:`~chunkframe.storage.codec.choose_encodings`). ``shared``: the files of kept
+    versions this chunk may reference instead of writing its own, if it is byte for byte
+    what one of them holds (see :class:`~chunkframe.storage.sharing.SharedChunks`)."""
     lock.check()
     key = chunk_key(dataset_id, plan.generation, n, lock.fence)
     compression: Compression = plan.compression  # type: ignore[assignment]
     identity = {"dataset": dataset_id, "generation": plan.generation, "chunk": n,
                 "start": start, "rows": table.num_rows}  # the file names itself
-    try:
-        chosen = choose_encodings(table) if encodings is None else encodings
-        digest, size = store.write(key, lambda f: write(table, f, compression, identity,
-                                                         chosen))
-    except BackendUnavailableError:
-        lock.check()  # a new holder swept this paused writer's temp file: say so
-        raise
-    meta = ChunkMeta(n, start, table.num_rows, key, digest, size,
-                     time_stats(table, plan.time_column, plan.device_column),
-                     column_ranges(table))
+    stats = time_stats(table, plan.time_column, plan.device_column)
+    ranges = column_ranges(table)
+    chosen = choose_encodings(table) if encodings is None else encodings
+    same = None if shared is None else shared.find(table, start, compression, chosen, stats,
+                                                   ranges)
+    if same is not None:  # the file keeps the name and identity it was written with
+        key, digest, size = same.key, same.checksum, same.nbytes
+    else:
+        try:
+            digest, size = store.write(key, lambda f: write(table, f, compression, identity,
+                                                             chosen))
+        except BackendUnavailableError:
+            lock.check()  # a new holder swept this paused writer's temp file: say so
+            raise
+    meta = ChunkMeta(n, start, table.num_rows, key, digest, size, stats, ranges)
     if group is not None:
-        group.add(meta)
+        group.add(meta, written=same is None)
     else:
         state.checkpoint(lock, plan.generation, meta)
 
@@ -681,9 +694,11 @@ def _run(
 ) -> DatasetMeta:
     state, store = backends.state, backends.store
 
+    shared = (SharedChunks(store, backends.catalog, dataset_id, plan.base_rows)
+              if existing is not None else None)  # a kept version's files to share
     persist = functools.partial(persist_chunk, state, store, lock, dataset_id, plan,
                                 group=GroupCheckpoint(state, store, lock, plan.generation),
-                                encodings=encodings or {})
+                                encodings=encodings or {}, shared=shared)
 
     bar = progress_bar(src.total, f"ingest {dataset_id}", progress, unit=src.unit)
 

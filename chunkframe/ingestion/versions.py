@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..storage.backends import Backends
 
 __all__ = ["COMMITTED_AT", "VERSION_COLUMNS", "commit_time", "list_versions", "prune_versions",
-           "drop_generation"]
+           "drop_generation", "in_flight"]
 
 COMMITTED_AT = pa.field("committed_at", pa.timestamp("ns", "UTC"))
 """How times of versions are read: instants in UTC (a naive time is UTC)."""
@@ -93,22 +93,44 @@ def prune_versions(backends: Backends, dataset_id: str, keep_last: int = 1,
         named = backends.catalog.snapshot_versions(dataset_id)  # kept while snapshots name them
         old = old[~old["version"].isin(list(named))]
         lock.check()
+        everywhere = f"{dataset_id}/"
+        before = backends.catalog.referenced(dataset_id, everywhere) if len(old) else set()
         gone = backends.catalog.prune(dataset_id, old["version"].tolist(), lock.fence)
         for generation in gone:  # after the commit: a crash here leaves orphans that
             drop_generation(backends, dataset_id, generation)  # the recoverer finds
+        if gone:  # files of older generations that only the pruned ones still shared
+            after = backends.catalog.referenced(dataset_id, everywhere)
+            busy = in_flight(backends, dataset_id)
+            for key in sorted(before - after - busy):
+                backends.store.delete(key)
     finally:
         lock.release()
     return old[VERSION_COLUMNS].reset_index(drop=True)
 
 
+def in_flight(backends: Backends, dataset_id: str) -> set[str]:
+    """The files the checkpoints of an ingest under way or interrupted name (an overwrite
+    or append resumed later commits them, shared files of kept versions included)."""
+    status = backends.state.ingest_status(dataset_id)
+    try:
+        generation = int(status["generation"]) if status else None
+    except (KeyError, ValueError):
+        return set()
+    if generation is None:
+        return set()
+    return {m.key for m in backends.state.chunk_metas(dataset_id, generation).values()}
+
+
 def drop_generation(backends: Backends, dataset_id: str, generation: int) -> None:
-    """Delete the files of a generation no version reads, but those a later (compacted)
-    generation still names."""
+    """Delete the files of a generation no version reads, but those a later generation
+    still names (a compaction, an upsert or an overwrite shares the files of the chunks it
+    did not change) and those an interrupted ingest's checkpoints name."""
     prefix = generation_prefix(dataset_id, generation)
     shared = backends.catalog.referenced(dataset_id, prefix + "/")
-    if not shared:
+    busy = {k for k in in_flight(backends, dataset_id) if k.startswith(prefix + "/")}
+    if not shared and not busy:
         backends.store.delete_prefix(prefix)
         return
     for key in backends.store.list(prefix):
-        if key not in shared:
+        if key not in shared and key not in busy:
             backends.store.delete(key)

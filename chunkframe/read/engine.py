@@ -17,6 +17,7 @@ from . import aggregate as _aggregate
 from .executor import Executor
 from .partitions import to_dask
 from .plan import plan_point, plan_rows, plan_scan, plan_span
+from .storage import storage_frame
 from .stream import arrow_c_stream
 
 if TYPE_CHECKING:
@@ -181,6 +182,16 @@ class ReadEngine:
         finally:
             bar.close()
         return pd.DataFrame(bad, columns=["chunk", "key", "problem"])
+
+    def storage(self, progress: bool | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Bytes per column of the version read, and its totals (see
+        :func:`~chunkframe.read.storage.storage_frame`): every chunk file is read."""
+        snap = self.snapshot()
+        bar = progress_bar(len(snap.chunks), f"storage {self.id}", progress, unit="chunks")
+        try:
+            return storage_frame(self.reader.store, self.reader.catalog, snap, bar.update)
+        finally:
+            bar.close()
 
     def cache_info(self) -> dict[str, Any]:
         return self.reader.cache_info(self.id)

@@ -567,13 +567,19 @@ class Recoverer:
     # -- the store ------------------------------------------------------------------------
     def _orphans(self, ds: str, keys: list[str], busy: int | None) -> list[Problem]:
         """Files of ``ds`` that no chunk the catalog records refers to (any generation it
-        keeps, for versions), outside the generation of an ingest under way (a dataset whose
+        keeps, for versions; a shared file is referenced by every chunk row that names it)
+        nor a checkpoint of an ingest under way, outside that ingest's generation (a dataset whose
         committed state in Redis is newer than the record is not checked: :meth:`_behind`)."""
         if not keys:
             return []
         b = self.backends
         referenced = {c.key for g in b.catalog.generations(ds) for c in b.catalog.chunks(ds, g)}
         referenced |= b.catalog.manifest_keys(ds)
+        if busy is not None:  # an ingest under way or interrupted: the kept versions' files
+            try:                # it shares
+                referenced |= {m.key for m in b.state.chunk_metas(ds, busy).values()}
+            except StateCorruptionError:
+                return []  # which files it names is unknown: none is called an orphan
         skip = None if busy is None else generation_prefix(ds, busy) + "/"
         lost = [k for k in keys if k not in referenced and not (skip and k.startswith(skip))]
         return [self._orphan_problem(ds, lost)] if lost else []

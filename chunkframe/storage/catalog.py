@@ -185,6 +185,13 @@ than only its files. A row is not removed at the commit: the dataset's record sa
 its generation committed."""
 
 
+_CHUNK_STARTS = """
+CREATE INDEX IF NOT EXISTS chunks_start ON chunks (dataset, start)
+"""
+"""Chunk rows by first serial number: how a write finds a chunk of a kept version that it
+can share (:meth:`Catalog.chunks_from`) without reading the dataset's history."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema change of :data:`_MIGRATIONS`, when a plain SQL string is not enough.
@@ -206,7 +213,7 @@ def _record_current_versions(db: Connection) -> None:
 
 _MIGRATIONS: tuple[str | Migration, ...] = (
     _TABLES, Migration(_VERSIONS, then=_record_current_versions), _RANGES, _CONTEXTS, _SOURCES,
-    _MANIFESTS, _LIFECYCLE, _INGESTS)
+    _MANIFESTS, _LIFECYCLE, _INGESTS, _CHUNK_STARTS)
 """Every schema change, in order, for both databases: add one by appending it (portable SQL
 preferred). SQLite counts those applied in ``PRAGMA user_version``, PostgreSQL in its
 ``schema_version`` table. A catalog written before versions were recorded gets the versions
@@ -217,7 +224,7 @@ table (its versions have none: their chunks cannot be repaired from a source); o
 before manifests gets their table, empty (its datasets read their chunk rows until their
 next commit checkpoints them); one written before drops and snapshots gets their tables,
 empty; one written before ingests were recorded gets their table,
-empty."""
+empty; one written before chunks were shared gets the index that finds them."""
 
 _COLUMNS = ("id", "generation", "rows", "chunks", "nbytes", "schema", "chunk_rows", "fingerprint",
             "time_column", "device_column", "version", "created", "updated", "tombstones",
@@ -784,6 +791,18 @@ class Catalog:
             ).fetchall()
             return [ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg))
                     for c, s, r, k, cs, n, st, rg in rows]
+
+    def chunks_from(self, dataset_id: str, start: int) -> list[tuple[int, ChunkMeta]]:
+        """Every recorded chunk of the dataset (any generation a kept version reads) whose
+        first serial number is ``start`` or later, with its generation: the files a new
+        chunk may share (see :mod:`chunkframe.storage.sharing`)."""
+        with self._connect("read") as db:
+            rows = db.execute(
+                "SELECT generation,chunk,start,rows,key,checksum,nbytes,stats,ranges FROM "
+                "chunks WHERE dataset=? AND start>=? ORDER BY start, generation, chunk",
+                (dataset_id, start)).fetchall()
+            return [(int(g), ChunkMeta(c, s, r, k, cs, n, json.loads(st), json.loads(rg)))
+                    for g, c, s, r, k, cs, n, st, rg in rows]
 
     def ids(self) -> list[str]:
         with self._connect("read") as db:
