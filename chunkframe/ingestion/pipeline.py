@@ -708,8 +708,8 @@ def _run(
     persister = _Persister(workers, max_pending)
     count = 0
     checked = False
-    if done:  # checkpointed chunks whose files the store lost since are cut again
-        present = set(store.list(generation_prefix(dataset_id, plan.generation)))
+    if done:  # checkpointed chunks whose files the store lost since are cut again (a
+        present = set(store.list(dataset_id))  # shared one may live in another generation)
         done = {n: cm for n, cm in done.items() if cm.key in present}
     try:
         for i, table in enumerate(chunks):
