@@ -91,7 +91,7 @@ def kill_at(args: list[str], env: dict[str, str], pause: str) -> None:
         step, k = pause.split(":")
         seen = 0
         for line in proc.stdout:
-            if line.split(" ")[0] == step:
+            if line.split()[:1] == [step]:  # a step without detail ends with its newline
                 seen += 1
                 if seen == int(k):
                     break
@@ -101,6 +101,7 @@ def kill_at(args: list[str], env: dict[str, str], pause: str) -> None:
     finally:
         watchdog.cancel()
     assert proc.returncode == -signal.SIGKILL
+    assert seen == int(k), f"the worker never reached {pause} (killed by the watchdog)"
 
 
 class Steps:

@@ -90,7 +90,7 @@ class Chaos:
             step, _, k = kill_at.partition(":")
             seen = 0
             for line in proc.stdout:
-                if step and line.split(" ")[0] == step:
+                if step and line.split()[:1] == [step]:  # "commit-tx\n" too
                     seen += 1
                     if seen == int(k):
                         proc.send_signal(signal.SIGKILL)
