@@ -118,6 +118,7 @@ def kill_at(args: list[str], env: dict[str, str], pause: str) -> None:
     finally:
         watchdog.cancel()
     assert proc.returncode == -signal.SIGKILL
+    assert seen == int(k), f"the worker never reached {pause} (killed by the watchdog)"
 
 
 class Steps:
