@@ -155,6 +155,21 @@ def test_an_append_shares_the_chunks_of_a_kept_version(client):
     assert client.recover(verify=True).empty
 
 
+def test_an_update_that_restores_old_values_shares_their_file_and_counts_no_write(client):
+    frame = source_frame(1_000)
+    client.ingest(frame, "undo", chunk_rows=100, progress=False)
+    first = _keys(client.open("undo"))
+    fix = frame.iloc[[250]].copy()
+    fix["value"] = 1e6
+    done = client.open("undo").update(fix, on=["id"])
+    assert (done.chunks_rewritten, done.chunks_appended) == (1, 0)
+    undone = client.open("undo").update(frame.iloc[[250]], on=["id"])  # the old value back
+    assert undone.changed and undone.version == 3
+    assert (undone.chunks_rewritten, undone.chunks_appended) == (0, 0)  # version 1's file
+    assert _keys(client.open("undo")) == first
+    pd.testing.assert_frame_equal(client.open("undo").to_pandas(), frame)
+
+
 def test_a_compaction_shares_a_merged_chunk_a_kept_version_stores(client):
     frame = source_frame(200)
     client.ingest(frame, "merge", chunk_rows=100, progress=False)  # v1: chunks 0-99, 100-199

@@ -15,7 +15,7 @@ from ..core.errors import (
     InvalidArgumentError,
     SchemaMismatchError,
 )
-from ..core.keys import validate_id
+from ..core.keys import generation_prefix, validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import CommitHook
@@ -217,5 +217,7 @@ def _update(backends: Backends, lock: DatasetLock, existing: DatasetMeta, src: p
                            nbytes=sum(c.nbytes for c in new_chunks),
                            version=existing.version + 1, updated=time.time())
     commit_generation(backends, lock, existing, meta, new_chunks, "update", hooks, new_chunks)
-    return UpdateResult(ds, matched, appended.num_rows, rows_updated, len(rewritten),
-                        len(new_chunks) - len(table), meta.version, True)
+    fresh = generation_prefix(ds, generation) + "/"  # a shared file lives in an older one
+    written = [c.key.startswith(fresh) for c in new_chunks]
+    return UpdateResult(ds, matched, appended.num_rows, rows_updated, sum(written[:len(table)]),
+                        sum(written[len(table):]), meta.version, True)
