@@ -169,13 +169,22 @@ def test_lock_is_exclusive_and_release_only_frees_own_lock(client, redis_client)
     b.release()
 
 
-def test_wait_blocks_until_the_lock_is_released(make_client):
+def test_wait_blocks_until_the_lock_is_released(make_client, monkeypatch):
     holder, waiter = make_client(), make_client()
     lock = holder.state.lock("queued").acquire()
-    released = threading.Event()
+    released, refused = threading.Event(), threading.Event()
+    acquire = state_mod.DatasetLock.do_acquire
+
+    def watched(self: state_mod.DatasetLock) -> int:
+        fence = acquire(self)
+        if not fence:
+            refused.set()  # the waiter found the lock held: it is waiting now
+        return fence
+
+    monkeypatch.setattr(state_mod.DatasetLock, "do_acquire", watched)
 
     def release_later():
-        time.sleep(0.6)  # the holder works for a while
+        assert refused.wait(60), "the waiter never tried the lock"  # a bound against hangs
         released.set()
         lock.release()
 
@@ -435,14 +444,15 @@ def test_chunk_keys_carry_the_fencing_token(client):
 def test_a_borrowed_lock_checks_without_extending(make_client) -> None:
     """A Dask task's view of the coordinator's lock asks Redis whether it is still held but
     never extends it: a dead coordinator's lock must expire on time."""
-    client = make_client(lock_ttl=1.0)
+    client = make_client(lock_ttl=2.0)
     holder = client.lock("borrowed")
     borrowed = client.backends.state.borrow("borrowed", holder.token, holder.fence)
     assert borrowed.held()
     holder._stop.set()  # the coordinator stops renewing, as if it were killed
     holder._thread.join()
     assert holder.do_extend()  # a known full TTL from now
-    time.sleep(0.2)
+    while client.redis.pttl(holder.keys.lock) > 1_800:  # some of it gone, so an extension
+        time.sleep(0.01)                                # would show
     ttl_before = client.redis.pttl(holder.keys.lock)
     borrowed.check()  # never asked before: asks Redis, which says it is still held
     assert 0 < client.redis.pttl(holder.keys.lock) <= ttl_before  # and it was not extended
