@@ -35,7 +35,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from common import CHUNK_ROWS, ROOT, alternating, frame, redis, table, timed, workdir
+from common import (
+    CHUNK_ROWS,
+    ROOT,
+    alternating,
+    arctic_library,
+    frame,
+    redis,
+    table,
+    timed,
+    workdir,
+)
 
 import chunkframe as cf
 
@@ -68,7 +78,7 @@ def main() -> None:
                             home=work)
         ds = client.ingest(df, "query", chunk_rows=CHUNK_ROWS, time_column="time",
                            device_column="device", progress=False)
-        lib = arctic(df, work)
+        lib = arctic_library(df, work, "query")
         stored = int(ds.chunks["bytes"].sum())
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         rows.append((f"**{n:,} x {len(df.columns)}**, {df.time.iloc[0]:%Y-%m-%d} to "
@@ -89,19 +99,6 @@ def main() -> None:
         command = "python bench/bench_query.py" + ("" if n == 10_000_000 else f" --rows {n}")
         (ROOT / "bench" / "results_query.md").write_text(
             f"# Aggregations next to the chunks (issue 26)\n\n`{command}`\n\n{md}\n{NOTES}")
-
-
-def arctic(df: pd.DataFrame, work: Any) -> Any:
-    try:
-        from arcticdb import Arctic
-    except ImportError:
-        return None
-    lib = Arctic(f"lmdb://{work / 'arctic'}?map_size=16GB").get_library(
-        "bench", create_if_missing=True)
-    arc = df.set_index("time")
-    arc["device"] = arc["device"].astype(str)  # ArcticDB takes no categoricals
-    lib.write("query", arc)
-    return lib
 
 
 def hourly(ds: Any, df: pd.DataFrame, lib: Any, rows: list[Row], repeat: int) -> None:

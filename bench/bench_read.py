@@ -41,7 +41,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import CHUNK_ROWS, ROOT, alternating, frame, per_call, redis, table, timed, workdir
+from common import (
+    CHUNK_ROWS,
+    ROOT,
+    alternating,
+    arctic_library,
+    frame,
+    per_call,
+    redis,
+    table,
+    timed,
+    workdir,
+)
 from frames import all_dtypes  # tests/frames.py: on the path through common
 
 import chunkframe as cf
@@ -270,17 +281,7 @@ def big(n: int, settings: dict[str, Any], work: Path, rows: list[Row]) -> None:
     # the device as text for Lance: its take fails on a dictionary split over its files
     # ("Dictionary key bigger than the key type", pylance 0.x at 10M rows)
     lds = lance_dataset(df.assign(device=df["device"].astype(str)), work / "big.lance")
-    try:
-        from arcticdb import Arctic
-    except ImportError:
-        lib = None
-    else:
-        lib = Arctic(f"lmdb://{work / 'arctic'}?map_size=16GB").get_library(
-            "bench", create_if_missing=True)
-        arc = df.set_index("time")
-        arc["device"] = arc["device"].astype(str)  # ArcticDB takes no categoricals
-        lib.write("big", arc)
-        del arc
+    lib = arctic_library(df, work, "big")
     for sn in ds.chunks["start"].tolist():  # every file in the OS page cache
         ds.get(int(sn))
     client.reader.clear(metadata=False)

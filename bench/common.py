@@ -85,3 +85,19 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
     """Markdown table: measure | chunkframe | baseline | ratio."""
     head = "| measure | chunkframe | baseline | ratio (target) |\n| --- | --- | --- | --- |\n"
     return head + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n"
+
+
+def arctic_library(df: pd.DataFrame, work: Path, symbol: str) -> Any:
+    """An ArcticDB (LMDB, under ``work``) library holding ``df`` as ``symbol``, indexed by
+    its time and its device as text (ArcticDB takes no categoricals); None without
+    arcticdb."""
+    try:
+        from arcticdb import Arctic
+    except ImportError:
+        return None
+    lib = Arctic(f"lmdb://{work / 'arctic'}?map_size=16GB").get_library(
+        "bench", create_if_missing=True)
+    arc = df.set_index("time")
+    arc["device"] = arc["device"].astype(str)
+    lib.write(symbol, arc)
+    return lib

@@ -662,12 +662,7 @@ def _dense_chunk(table: pa.Table, keys: list[str], ordinals: np.ndarray | None, 
     composite, space = _composite(codes, lows, widths)
     uniq, group, size = _grid(composite, space)
     states = _reduce_dense(table, spec, group, size, uniq if size == space else None)
-    out_codes = []
-    stride = space
-    for lo, width in zip(lows, widths, strict=True):
-        stride //= width
-        out_codes.append((uniq // stride) % width + lo)
-    return dictionaries, out_codes, states
+    return dictionaries, _split(uniq, lows, widths, space), states
 
 
 def _composite(codes: list[np.ndarray], lows: list[int], widths: list[int]
@@ -679,6 +674,17 @@ def _composite(codes: list[np.ndarray], lows: list[int], widths: list[int]
         composite = composite * width + (c - lo)
         space *= width
     return composite, space
+
+
+def _split(composite: np.ndarray, lows: list[int], widths: list[int], space: int
+           ) -> list[np.ndarray]:
+    """The keys :func:`_composite` made ``composite`` of (``space``: its number of values)."""
+    out = []
+    stride = space
+    for lo, width in zip(lows, widths, strict=True):
+        stride //= width
+        out.append((composite // stride) % width + lo)
+    return out
 
 
 def _grid(composite: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -831,12 +837,7 @@ def _dense_combine(parts: list[Any], spec: _Spec, key_dtypes: list[Any],
                                       filled, size))
                 out = part[np.clip(pos, 0, max(len(part) - 1, 0))] if len(part) else pos
                 values[(c, how)] = out if has.all() else np.where(has, out, np.nan)
-    out_codes = []
-    stride = space
-    for lo, width in zip(lows, widths, strict=True):
-        stride //= width
-        out_codes.append((uniq // stride) % width + lo)
-    return levels, out_codes, values
+    return levels, _split(uniq, lows, widths, space), values
 
 
 def _skip_other_devices(plan: ReadPlan) -> ReadPlan:
