@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..core.errors import Call, ChunkCorruptionError, DatasetNotFoundError, Hint
-from ..core.keys import chunk_key
 from ..core.model import ChunkMeta, DatasetMeta
-from ..core.ranges import column_ranges
-from ..ingestion.pipeline import CommitHook, Plan, time_stats
+from ..ingestion.pipeline import CommitHook, Plan, write_or_share
 from ..read.reader import conform_chunk
-from ..storage.codec import Compression, checksum_matches, choose_encodings, decode, write
+from ..storage.codec import checksum_matches, decode
 from ..storage.manifest import next_checkpoint
 
 if TYPE_CHECKING:
@@ -70,26 +68,13 @@ def read_chunk(backends: Backends, meta: DatasetMeta, cm: ChunkMeta,
 
 def write_chunk(backends: Backends, lock: DatasetLock, meta: DatasetMeta, piece: pa.Table,
                 generation: int, number: int, start: int,
-                shared: SharedChunks | None = None) -> ChunkMeta:
-    """``piece`` written as chunk ``number`` of ``generation``, its first row at ``start``,
-    under the lock's fencing token; or, with ``shared``, the file of a kept version that
-    holds exactly what would be written (nothing is written then)."""
-    lock.check()
-    key = chunk_key(meta.id, generation, number, lock.fence)
-    identity = {"dataset": meta.id, "generation": generation, "chunk": number, "start": start,
-                "rows": piece.num_rows}
-    compression: Compression = meta.compression  # type: ignore[assignment]
-    encodings = choose_encodings(piece)
-    stats = time_stats(piece, meta.time_column, meta.device_column)
-    ranges = column_ranges(piece)
-    same = None if shared is None else shared.find(piece, start, compression, encodings,
-                                                   stats, ranges)
-    if same is not None:  # the file keeps the name and identity it was written with
-        return ChunkMeta(number, start, piece.num_rows, same.key, same.checksum, same.nbytes,
-                         stats, ranges)
-    digest, size = backends.store.write(key, lambda f: write(piece, f, compression, identity,
-                                                                encodings))
-    return ChunkMeta(number, start, piece.num_rows, key, digest, size, stats, ranges)
+                shared: SharedChunks | None = None) -> tuple[ChunkMeta, bool]:
+    """``piece`` as chunk ``number`` of ``generation`` of ``meta``'s dataset, its first row
+    at ``start``: written, or shared (see :func:`~chunkframe.ingestion.pipeline.
+    write_or_share`); and whether a file was written."""
+    return write_or_share(backends.store, lock, meta.id, generation, number, start, piece,
+                          meta.compression,  # type: ignore[arg-type]
+                          meta.time_column, meta.device_column, shared=shared)
 
 
 def commit_generation(backends: Backends, lock: DatasetLock, previous: DatasetMeta,

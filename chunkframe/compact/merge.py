@@ -183,4 +183,4 @@ def merge_run(backends: Backends, lock: DatasetLock, meta: DatasetMeta,
     of the new generation (or, with ``shared``, naming a kept version's identical file)."""
     merged = pa.concat_tables([read_chunk(backends, meta, cm) for cm in entries])
     return write_chunk(backends, lock, meta, merged.combine_chunks(), generation, number,
-                       entries[0].start, shared)
+                       entries[0].start, shared)[0]

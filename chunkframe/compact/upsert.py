@@ -15,7 +15,7 @@ from ..core.errors import (
     InvalidArgumentError,
     SchemaMismatchError,
 )
-from ..core.keys import generation_prefix, validate_id
+from ..core.keys import validate_id
 from ..core.model import ChunkMeta, DatasetMeta
 from ..core.ranges import column_ranges
 from ..ingestion.pipeline import CommitHook
@@ -190,8 +190,11 @@ def _update(backends: Backends, lock: DatasetLock, existing: DatasetMeta, src: p
     new_chunks: list[ChunkMeta] = []
     batch: list[ChunkMeta] = []
 
-    def add(made: ChunkMeta) -> None:
+    written = [0, 0]  # files written: of rewritten chunks, of appended ones
+
+    def add(made: ChunkMeta, wrote: bool = False, appended: bool = False) -> None:
         nonlocal batch
+        written[appended] += wrote
         new_chunks.append(made)
         batch.append(made)
         if len(batch) >= 256:
@@ -203,21 +206,21 @@ def _update(backends: Backends, lock: DatasetLock, existing: DatasetMeta, src: p
     for i in range(len(table)):
         cm = table[i]
         piece = rewritten.get(i)
-        add(replace(cm, chunk=i) if piece is None  # shared: its file keeps its name
-            else write_chunk(backends, lock, existing, piece, generation, i, cm.start, shared))
+        if piece is None:
+            add(replace(cm, chunk=i))  # unchanged: its file keeps its name
+        else:
+            add(*write_chunk(backends, lock, existing, piece, generation, i, cm.start, shared))
     appended = src.take(pa.array(unmatched))
     start, step = existing.rows, existing.chunk_rows
     for lo in range(0, appended.num_rows, step):
         piece = appended.slice(lo, step)
-        add(write_chunk(backends, lock, existing, piece, generation, len(new_chunks), start + lo,
-                        shared))
+        add(*write_chunk(backends, lock, existing, piece, generation, len(new_chunks), start + lo,
+                         shared), appended=True)
     backends.state.checkpoint(lock, generation, *batch)
     meta = existing.evolve(generation=generation, chunks=len(new_chunks),
                            rows=existing.rows + appended.num_rows,
                            nbytes=sum(c.nbytes for c in new_chunks),
                            version=existing.version + 1, updated=time.time())
     commit_generation(backends, lock, existing, meta, new_chunks, "update", hooks, new_chunks)
-    fresh = generation_prefix(ds, generation) + "/"  # a shared file lives in an older one
-    written = [c.key.startswith(fresh) for c in new_chunks]
-    return UpdateResult(ds, matched, appended.num_rows, rows_updated, sum(written[:len(table)]),
-                        sum(written[len(table):]), meta.version, True)
+    return UpdateResult(ds, matched, appended.num_rows, rows_updated, written[0], written[1],
+                        meta.version, True)

@@ -96,13 +96,21 @@ def mark(df: pd.DataFrame, kind: str, dataset: str | None = None, **extra: Any) 
     return df
 
 
-def repr_html(df: pd.DataFrame) -> str | None:
-    """The compact HTML of a :func:`mark`-ed frame (a header, then at most
-    :data:`MAX_TABLE_ROWS` rows, every value escaped), or None for any other frame."""
+def _header(df: pd.DataFrame) -> tuple[str, tuple[str, str | None, list[str]]] | None:
+    """A :func:`mark`-ed frame's kind and header (title, id, facts); None for another frame."""
     ref, kind, dataset, extra = _MARKED.get(id(df), (None, "", None, {}))
     if ref is None or ref() is not df:
         return None
-    title, ident, facts = KINDS[kind](df, dataset, extra)
+    return kind, KINDS[kind](df, dataset, extra)
+
+
+def repr_html(df: pd.DataFrame) -> str | None:
+    """The compact HTML of a :func:`mark`-ed frame (a header, then at most
+    :data:`MAX_TABLE_ROWS` rows, every value escaped), or None for any other frame."""
+    marked = _header(df)
+    if marked is None:
+        return None
+    kind, (title, ident, facts) = marked
     table = frame_table(df, dtypes=kind == "slice", index=kind == "slice",
                         none=("time_column", "device_column") if kind == "datasets" else ())
     return (f"{STYLE}<div class='cf-repr'>{header_html(title, ident, facts)}"
@@ -112,10 +120,10 @@ def repr_html(df: pd.DataFrame) -> str | None:
 def describe(df: pd.DataFrame) -> str | None:
     """The header of a :func:`mark`-ed frame's repr as one line of text (what a terminal
     prints above the table), or None for any other frame."""
-    ref, kind, dataset, extra = _MARKED.get(id(df), (None, "", None, {}))
-    if ref is None or ref() is not df:
+    marked = _header(df)
+    if marked is None:
         return None
-    title, ident, facts = KINDS[kind](df, dataset, extra)
+    _, (title, ident, facts) = marked
     return f"{title}{f' of {ident!r}' if ident else ''}: {', '.join(facts)}"
 
 

@@ -174,9 +174,10 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
     if args.chunks:
         doc["chunk_table"] = records(ds.chunks)
     storage = local.storage(progress=_progress(args)) if local is not None else None
+    summary = describe(storage) if storage is not None else None
     if storage is not None:
         doc["storage"] = records(storage)
-        doc["storage_summary"] = describe(storage)
+        doc["storage_summary"] = summary
     out.doc(doc)
     out.line(f"dataset      {ds.id}")
     out.line(f"rows         {meta.rows:,} in {plural(meta.chunks, 'chunk')} of up to "
@@ -199,7 +200,7 @@ def cmd_info(args: argparse.Namespace, out: Out) -> int:
                                  ("bytes", "plain_bytes", "shared_bytes")},
                               ratio=storage["ratio"].map("{:.2f}".format))
         out.line("")
-        out.line(str(describe(storage)))
+        out.line(str(summary))
         out.line(table(view))
     return EXIT_OK
 
@@ -634,7 +635,8 @@ def build_parser() -> _Parser:
                         "on an object store)")
     p.add_argument("--encoding", action="append", type=_encoding, metavar="COL=ENC",
                    help="store column COL as ENC: dictionary (text), narrow (integers), plain "
-                        "or auto (the default: chosen by measuring each chunk); repeatable")
+                        "or auto (the default: chosen by measuring the first chunk); "
+                        "repeatable")
     p.add_argument("--wait", action="store_true",
                    help="wait while another worker ingests this dataset, instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

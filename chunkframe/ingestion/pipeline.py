@@ -63,8 +63,8 @@ if TYPE_CHECKING:
     from ..storage.store import ChunkStore
 
 __all__ = ["ingest", "how_to_continue", "MODES", "CommitHook", "Plan", "resolve_columns", "check_arguments",
-           "locked_ingest", "begin", "persist_chunk", "GroupCheckpoint", "commit", "time_stats",
-           "discard_interrupted"]
+           "locked_ingest", "begin", "write_or_share", "persist_chunk", "GroupCheckpoint", "commit",
+           "time_stats", "discard_interrupted"]
 
 MODES = ("create", "overwrite", "append", "resume")
 CommitHook = Callable[[DatasetMeta, str, list[ChunkMeta]], None]
@@ -647,40 +647,50 @@ class GroupCheckpoint:
                     raise
 
 
-def persist_chunk(state: State, store: ChunkStore, lock: DatasetLock, dataset_id: str,
-                  plan: Plan, n: int, start: int, table: pa.Table,
-                  group: GroupCheckpoint | None = None,
-                  encodings: Mapping[str, str] | None = None,
-                  shared: SharedChunks | None = None) -> None:
-    """Write chunk ``n`` (first serial number ``start``) under the lock's fencing token and
-    checkpoint it in Redis (with ``group``: together with those persisted meanwhile);
-    :class:`LockLostError` (nothing written) if the lock is lost. ``encodings``: the
-    columns to store encoded (None: as this chunk measures, see
-    :func:`~chunkframe.storage.codec.choose_encodings`). ``shared``: the files of kept
-    versions this chunk may reference instead of writing its own, if it is byte for byte
-    what one of them holds (see :class:`~chunkframe.storage.sharing.SharedChunks`)."""
+def write_or_share(store: ChunkStore, lock: DatasetLock, dataset_id: str, generation: int,
+                   n: int, start: int, table: pa.Table, compression: Compression,
+                   time_column: str | None, device_column: str | None,
+                   encodings: Mapping[str, str] | None = None,
+                   shared: SharedChunks | None = None) -> tuple[ChunkMeta, bool]:
+    """Chunk ``n`` of ``generation`` (first serial number ``start``) written under the
+    lock's fencing token, or, with ``shared``, the file of a kept version that holds byte
+    for byte what would be written (see :class:`~chunkframe.storage.sharing.SharedChunks`);
+    and whether a file was written. ``encodings``: the columns to store encoded (None: as
+    this chunk measures, see :func:`~chunkframe.storage.codec.choose_encodings`).
+    :class:`LockLostError` (nothing written) if the lock is lost."""
     lock.check()
-    key = chunk_key(dataset_id, plan.generation, n, lock.fence)
-    compression: Compression = plan.compression  # type: ignore[assignment]
-    identity = {"dataset": dataset_id, "generation": plan.generation, "chunk": n,
-                "start": start, "rows": table.num_rows}  # the file names itself
-    stats = time_stats(table, plan.time_column, plan.device_column)
+    stats = time_stats(table, time_column, device_column)
     ranges = column_ranges(table)
     chosen = choose_encodings(table) if encodings is None else encodings
     same = None if shared is None else shared.find(table, start, compression, chosen, stats,
                                                    ranges)
     if same is not None:  # the file keeps the name and identity it was written with
-        key, digest, size = same.key, same.checksum, same.nbytes
-    else:
-        try:
-            digest, size = store.write(key, lambda f: write(table, f, compression, identity,
-                                                             chosen))
-        except BackendUnavailableError:
-            lock.check()  # a new holder swept this paused writer's temp file: say so
-            raise
-    meta = ChunkMeta(n, start, table.num_rows, key, digest, size, stats, ranges)
+        return ChunkMeta(n, start, table.num_rows, same.key, same.checksum, same.nbytes, stats,
+                         ranges), False
+    key = chunk_key(dataset_id, generation, n, lock.fence)
+    identity = {"dataset": dataset_id, "generation": generation, "chunk": n, "start": start,
+                "rows": table.num_rows}  # the file names itself
+    try:
+        digest, size = store.write(key, lambda f: write(table, f, compression, identity,
+                                                         chosen))
+    except BackendUnavailableError:
+        lock.check()  # a new holder swept this paused writer's temp file: say so
+        raise
+    return ChunkMeta(n, start, table.num_rows, key, digest, size, stats, ranges), True
+
+
+def persist_chunk(state: State, store: ChunkStore, lock: DatasetLock, dataset_id: str,
+                  plan: Plan, n: int, start: int, table: pa.Table,
+                  group: GroupCheckpoint | None = None,
+                  encodings: Mapping[str, str] | None = None,
+                  shared: SharedChunks | None = None) -> None:
+    """Write (or share, see :func:`write_or_share`) chunk ``n`` and checkpoint it in Redis
+    (with ``group``: together with those persisted meanwhile)."""
+    meta, written = write_or_share(store, lock, dataset_id, plan.generation, n, start, table,
+                                   plan.compression,  # type: ignore[arg-type]
+                                   plan.time_column, plan.device_column, encodings, shared)
     if group is not None:
-        group.add(meta, written=same is None)
+        group.add(meta, written=written)
     else:
         state.checkpoint(lock, plan.generation, meta)
 
@@ -708,9 +718,10 @@ def _run(
     persister = _Persister(workers, max_pending)
     count = 0
     checked = False
-    if done:  # checkpointed chunks whose files the store lost since are cut again (a
-        present = set(store.list(dataset_id))  # shared one may live in another generation)
-        done = {n: cm for n, cm in done.items() if cm.key in present}
+    if done:  # checkpointed chunks whose files the store lost since are cut again: the
+        present = {k for folder in {cm.key.rpartition("/")[0] for cm in done.values()}
+                   for k in store.list(folder)}  # folders they live in (a shared one's
+        done = {n: cm for n, cm in done.items() if cm.key in present}  # may be another)
     try:
         for i, table in enumerate(chunks):
             if plan.op == "append" and i and not evolving:  # evolved: chunks keep their schema

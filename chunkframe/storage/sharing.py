@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["SharedChunks"]
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Whether two statistics (as the catalog keeps them: JSON) say the same."""
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+def _plain(stats: Any) -> str:
+    """Statistics as comparable text (as the catalog keeps them: JSON)."""
+    return json.dumps(stats, sort_keys=True, default=str)
 
 
 class SharedChunks:
@@ -70,8 +70,10 @@ class SharedChunks:
         """The recorded chunk whose file holds exactly what writing ``table`` (first row at
         ``start``, with ``compression`` and ``encodings``) would, or None; ``stats`` and
         ``ranges``: the new chunk's statistics (a candidate with others differs)."""
+        mine = None  # the new chunk's statistics as text, made once if a candidate exists
         for cm in self._candidates(start, table.num_rows):
-            if not (_same(cm.stats, stats) and _same(cm.ranges, ranges)):
+            mine = mine or (_plain(stats), _plain(ranges))
+            if (_plain(cm.stats), _plain(cm.ranges)) != mine:
                 continue
             if self.holds(cm, table, start, compression, encodings):
                 with self._mutex:
