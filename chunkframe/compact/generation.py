@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ..core.errors import Call, ChunkCorruptionError, DatasetNotFoundError, Hint
+from ..core.errors import Call, DatasetNotFoundError, Hint
 from ..core.model import ChunkMeta, DatasetMeta
 from ..ingestion.pipeline import CommitHook, Plan, write_or_share
 from ..read.reader import conform_chunk
-from ..storage.codec import checksum_matches, decode
+from ..storage.codec import decode
 from ..storage.manifest import next_checkpoint
+from ..storage.store import read_checked
 
 if TYPE_CHECKING:
     from ..storage.backends import Backends
@@ -51,12 +52,7 @@ def read_chunk(backends: Backends, meta: DatasetMeta, cm: ChunkMeta,
                columns: list[str] | None = None) -> pa.Table:
     """Chunk ``cm``, checked against its checksum, read as the dataset's newest schema (of
     ``columns`` only, if given; deletes are not applied: they stay deletes)."""
-    data = backends.store.read(cm.key)
-    ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
-    if data is None or not ok:
-        raise ChunkCorruptionError(
-            meta.id, cm.chunk, cm.key, cm.checksum, computed,
-            "the chunk object is missing" if data is None else "checksum mismatch")
+    data = read_checked(backends.store, meta.id, cm)
     schema = meta.arrow_schema
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)

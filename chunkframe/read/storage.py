@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from ..core.errors import ChunkCorruptionError
 from ..core.model import ChunkMeta
-from ..storage.codec import ENCODING, checksum_matches, unpack
+from ..storage.codec import ENCODING, unpack
+from ..storage.store import read_checked
 
 if TYPE_CHECKING:
     from ..storage.catalog import Catalog
@@ -99,12 +99,7 @@ def storage_frame(store: ChunkStore, catalog: Catalog, snap: Snapshot,
     files = shared_files = shared_chunks = 0
     cm: ChunkMeta
     for cm in snap.chunks:
-        data = store.read(cm.key)
-        ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
-        if data is None or not ok:
-            raise ChunkCorruptionError(
-                meta.id, cm.chunk, cm.key, cm.checksum, computed,
-                "the chunk object is missing" if data is None else "checksum mismatch")
+        data = read_checked(store, meta.id, cm)
         table = pa.ipc.open_file(data).read_all()
         is_shared = cm.key in shared
         files += cm.nbytes

@@ -11,12 +11,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..core.errors import BackendUnavailableError
+from ..core.errors import BackendUnavailableError, ChunkCorruptionError
+from ..core.model import ChunkMeta
 from ..core.permissions import OWNER_ONLY, Modes, make_dirs
 from .atomic import AtomicFile, is_temp, sweep_temps, sync_dir
-from .codec import checksum
+from .codec import checksum, checksum_matches
 
-__all__ = ["ChunkStore", "LocalStore", "FsspecStore", "FileIdentity", "open_store"]
+__all__ = ["ChunkStore", "LocalStore", "FsspecStore", "FileIdentity", "open_store",
+           "read_checked"]
 
 FileIdentity = tuple[int, int, int, int]
 """What tells one local file from the one that replaces it under the same name: device,
@@ -449,3 +451,15 @@ _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 def _identity(st: os.stat_result) -> FileIdentity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_checked(store: ChunkStore, dataset_id: str, cm: ChunkMeta) -> pa.Buffer:
+    """The bytes of chunk ``cm`` of ``dataset_id``, checked against its recorded checksum;
+    :class:`ChunkCorruptionError` when the file is missing or they differ."""
+    data = store.read(cm.key)
+    ok, computed = (False, "") if data is None else checksum_matches(data, cm.checksum)
+    if data is None or not ok:
+        raise ChunkCorruptionError(
+            dataset_id, cm.chunk, cm.key, cm.checksum, computed,
+            "the chunk object is missing" if data is None else "checksum mismatch")
+    return data
